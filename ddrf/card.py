@@ -1,0 +1,117 @@
+"""The model card: everything needed to apply a model to new data, carried by every artifact.
+
+A checkpoint's JSON, an ONNX file's metadata, an engine's sidecar and a fused GeoTIFF's run report all hold one.
+numpy-free on purpose: the card is plain data.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+CARD_VERSION = 1
+ONNX_METADATA_KEY = "ddrf_card"
+
+
+@dataclass
+class Normalisation:
+    """Maps digital numbers to the model's range: value = (dn - offset) / scale, per band (guide bands after MS).
+
+    kind "bit_depth": offset 0, scale 2^bits - 1 for every band. kind "fixed": per-band offset and scale (robust
+    statistics of the training sensor). Both are fixed by the card, so a model applies to any scene of its sensor.
+    """
+
+    kind: str = "bit_depth"
+    bits: int = 8
+    ms_offset: list[float] = field(default_factory=list)
+    ms_scale: list[float] = field(default_factory=list)
+    guide_offset: list[float] = field(default_factory=list)
+    guide_scale: list[float] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.kind not in ("bit_depth", "fixed"):
+            raise ValueError(f"normalisation kind must be 'bit_depth' or 'fixed', got {self.kind!r}")
+        if self.kind == "bit_depth" and not 1 <= self.bits <= 32:
+            raise ValueError(f"bit depth must be 1..32, got {self.bits}")
+        if self.kind == "fixed" and not (self.ms_scale and self.guide_scale):
+            raise ValueError("fixed normalisation needs ms_scale and guide_scale")
+
+
+@dataclass
+class ModelCard:
+    model: dict[str, Any]  # the network configuration (ddrf.model.DDRFConfig as a dict)
+    bands: list[str]  # names of the fused bands, in order (e.g. blue, green, red, nir)
+    guide_bands: list[str] = field(default_factory=lambda: ["pan"])
+    ratio: int = 4
+    sensor: str = "generic"
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    schedule: dict[str, Any] = field(default_factory=lambda: {"kind": "cosine", "num_timesteps": 1000, "s": 0.008})
+    target: str = "x0"
+    residual: bool = True
+    sampling_steps: int = 4
+    training: dict[str, Any] = field(default_factory=dict)  # data, acquisitions, iterations, seed, commands
+    hashes: dict[str, str] = field(default_factory=dict)
+    card_version: int = CARD_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
+        d = dict(d)
+        if int(d.get("card_version", CARD_VERSION)) > CARD_VERSION:
+            raise ValueError(f"model card version {d['card_version']} is newer than this ddrf ({CARD_VERSION})")
+        d["normalisation"] = Normalisation(**d.get("normalisation", {}))
+        known = set(cls.__dataclass_fields__)
+        card = cls(**{k: v for k, v in d.items() if k in known})
+        card.validate()
+        return card
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelCard":
+        return cls.from_dict(json.loads(text))
+
+    def validate(self) -> None:
+        if not self.bands:
+            raise ValueError("model card lists no bands")
+        if self.ratio < 2:
+            raise ValueError(f"ratio must be >= 2, got {self.ratio}")
+        if self.target not in ("eps", "x0", "v"):
+            raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
+        self.normalisation.validate()
+
+
+def read_card(path: str | os.PathLike[str]) -> ModelCard:
+    """Read a card from a JSON file, with the file named in any error."""
+    path = Path(path)
+    try:
+        return ModelCard.from_json(path.read_text())
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path}: not a valid model card ({exc})") from exc
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a whole file or nothing: a temporary file beside the target, renamed over it."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_card(card: ModelCard, path: str | os.PathLike[str]) -> None:
+    write_text_atomic(path, card.to_json() + "\n")

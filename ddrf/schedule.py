@@ -1,0 +1,123 @@
+"""The noise schedule and the DDIM / probability-flow ODE update: the one definition used by training and runtime.
+
+Coefficients are computed here in float64 numpy. The arithmetic helpers only use +, -, * and / on their array
+arguments, so the torch trainer passes tensors and the torch-free runtime passes numpy arrays to the same code.
+Timesteps are integers 0..T-1 (0 = least noise); the network is always fed the true training timestep of a step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+TARGETS = ("eps", "x0", "v")
+Array = TypeVar("Array")  # numpy.ndarray or torch.Tensor: anything with arithmetic operators
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    """Nichol & Dhariwal's cosine schedule: alpha_bar(t) = f(t) / f(0), f(t) = cos^2(((t/T + s) / (1 + s)) pi/2)."""
+
+    num_timesteps: int = 1000
+    s: float = 0.008
+    max_beta: float = 0.999
+
+    def __post_init__(self) -> None:
+        if self.num_timesteps < 1:
+            raise ValueError(f"num_timesteps must be >= 1, got {self.num_timesteps}")
+
+    @property
+    def alpha_bar(self) -> np.ndarray:
+        """alpha_bar[t] for t = 0..T-1 (the signal fraction after t+1 noising steps)."""
+        steps = np.arange(self.num_timesteps + 1, dtype=np.float64) / self.num_timesteps
+        f = np.cos((steps + self.s) / (1 + self.s) * np.pi / 2) ** 2
+        betas = np.clip(1 - f[1:] / f[:-1], 0.0, self.max_beta)
+        return np.cumprod(1 - betas)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "cosine", "num_timesteps": self.num_timesteps, "s": self.s, "max_beta": self.max_beta}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CosineSchedule":
+        if d.get("kind", "cosine") != "cosine":
+            raise ValueError(f"unknown schedule kind {d.get('kind')!r}")
+        return cls(int(d["num_timesteps"]), float(d.get("s", 0.008)), float(d.get("max_beta", 0.999)))
+
+
+def sampling_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
+    """The true training timesteps of a `steps`-step sampler, descending, first = T-1 ("trailing" spacing).
+
+    Starting at T-1 matches the pure-noise start of sampling; the respaced index (0..steps-1) is never used.
+    """
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be in 1..{num_timesteps}, got {steps}")
+    t = np.round(np.arange(num_timesteps, 0, -num_timesteps / steps)).astype(np.int64) - 1
+    return t
+
+
+@dataclass(frozen=True)
+class SamplerPlan:
+    """Per-step coefficients of a DDIM sampler; step i goes from timesteps[i] to timesteps[i+1] (or to x0)."""
+
+    timesteps: np.ndarray  # (K,) int64, descending
+    sqrt_ab: np.ndarray  # sqrt(alpha_bar_t)
+    sqrt_one_minus_ab: np.ndarray  # sqrt(1 - alpha_bar_t)
+    sqrt_ab_prev: np.ndarray  # sqrt(alpha_bar) of the next (less noisy) step; 1 after the last
+    direction: np.ndarray  # sqrt(1 - alpha_bar_prev - sigma^2), the weight of the predicted noise
+    sigma: np.ndarray  # eta-scaled noise of the step; all 0 for the deterministic ODE sampler
+
+    @property
+    def steps(self) -> int:
+        return int(self.timesteps.shape[0])
+
+
+def make_plan(schedule: CosineSchedule, steps: int, eta: float = 0.0) -> SamplerPlan:
+    ab = schedule.alpha_bar
+    t = sampling_timesteps(schedule.num_timesteps, steps)
+    ab_t = ab[t]
+    ab_prev = np.append(ab[t[1:]], 1.0)
+    sigma = eta * np.sqrt((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev))
+    direction = np.sqrt(np.clip(1 - ab_prev - sigma**2, 0.0, None))
+    return SamplerPlan(t, np.sqrt(ab_t), np.sqrt(1 - ab_t), np.sqrt(ab_prev), direction, sigma)
+
+
+def noise_input(x0: Array, noise: Array, sqrt_ab: Any, sqrt_one_minus_ab: Any) -> Array:
+    """q(x_t | x0): the noisy variable the network sees in training."""
+    return sqrt_ab * x0 + sqrt_one_minus_ab * noise  # type: ignore[operator]
+
+
+def training_target(x0: Array, noise: Array, sqrt_ab: Any, sqrt_one_minus_ab: Any, target: str) -> Array:
+    """What the network is trained to output for a given target parametrisation."""
+    if target == "x0":
+        return x0
+    if target == "eps":
+        return noise
+    if target == "v":
+        return sqrt_ab * noise - sqrt_one_minus_ab * x0  # type: ignore[operator]
+    raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+
+
+def split_prediction(x_t: Array, output: Array, sqrt_ab: Any, sqrt_one_minus_ab: Any, target: str) -> tuple[Array, Array]:
+    """(x0, eps) implied by the network output at a step."""
+    if target == "x0":
+        return output, (x_t - sqrt_ab * output) / sqrt_one_minus_ab  # type: ignore[operator]
+    if target == "eps":
+        return (x_t - sqrt_one_minus_ab * output) / sqrt_ab, output  # type: ignore[operator]
+    if target == "v":
+        x0 = sqrt_ab * x_t - sqrt_one_minus_ab * output  # type: ignore[operator]
+        eps = sqrt_one_minus_ab * x_t + sqrt_ab * output  # type: ignore[operator]
+        return x0, eps
+    raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+
+
+def ddim_step(plan: SamplerPlan, i: int, x_t: Array, output: Array, target: str, noise: Array | None = None) -> Array:
+    """One DDIM update from step i's noisy variable and network output; `noise` is needed only when sigma > 0."""
+    x0, eps = split_prediction(x_t, output, float(plan.sqrt_ab[i]), float(plan.sqrt_one_minus_ab[i]), target)
+    x_prev = float(plan.sqrt_ab_prev[i]) * x0 + float(plan.direction[i]) * eps  # type: ignore[operator]
+    sigma = float(plan.sigma[i])
+    if sigma > 0:
+        if noise is None:
+            raise ValueError("eta > 0 needs a noise array at every step")
+        x_prev = x_prev + sigma * noise  # type: ignore[operator]
+    return x_prev
