@@ -1,0 +1,203 @@
+"""Classical pansharpening methods, following the pansharpening toolbox (Vivone et al., 2015/2020) where one exists.
+
+Every method takes PAN (H, W), low-resolution MS (h, w, B) with H = ratio*h, the integer ratio and a sensor
+(name or ``Sensor``) whose MTF gains shape the low-pass filters, and returns the fused (H, W, B) float64 image in
+the input's scale. The upsampled MS ("LMS") is always ``interp23`` (toolbox EXP); ``border`` picks its edge mode.
+Divisions are guarded so flat or zero regions give finite output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from ddrf.sensors import Sensor, _check_pair, decimate, get_sensor, interp23, ms_mtf_gains, mtf_filter
+
+# The toolbox's LPfilterGauss / LPfilterPlusDec use a generic Gaussian with this gain at Nyquist.
+_GENERIC_GAIN = 0.3
+# MTF-GLP-HPM: low-pass values below this fraction of the band mean are treated as too dark to divide by.
+_HPM_FLOOR = 0.05
+
+
+def _prepare(
+    pan: np.ndarray, ms: np.ndarray, ratio: int, border: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated float64 PAN, MS and the interp23 LMS."""
+    if isinstance(ratio, bool) or int(ratio) != ratio or ratio < 2:
+        raise ValueError(f"ratio must be an integer >= 2, got {ratio!r}")
+    pan, ms = _check_pair(pan, ms, int(ratio))
+    if not (np.isfinite(pan).all() and np.isfinite(ms).all()):
+        raise ValueError("pan and ms must be finite (mask or fill nodata first)")
+    return pan, ms, interp23(ms, int(ratio), border=border)
+
+
+def _tol(x: np.ndarray) -> float:
+    """Scale-aware threshold under which a denominator counts as zero."""
+    return 1e-6 * float(np.max(np.abs(x), initial=0.0)) + 1e-12
+
+
+def _safe_ratio(num: np.ndarray, den: np.ndarray, fill: float) -> np.ndarray:
+    """num / den where den is clearly positive, ``fill`` elsewhere."""
+    ok = den > _tol(den)
+    return np.where(ok, num / np.where(ok, den, 1.0), fill)
+
+
+def _scalar_ratio(num: float, den: float, fill: float) -> float:
+    return num / den if abs(den) > 1e-12 * (abs(num) + 1.0) else fill
+
+
+def _cov(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a - a.mean()) * (b - b.mean())))
+
+
+def _pan_lowpass(pan: np.ndarray, gain: float, ratio: int, border: str) -> np.ndarray:
+    """PAN seen through an MS band's MTF: filter, decimate, interpolate back (the GLP low-pass)."""
+    return interp23(decimate(mtf_filter(pan, gain, ratio), ratio), ratio, border=border)
+
+
+def exp(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
+        border: str = "circular") -> np.ndarray:
+    """EXP: the MS interpolated onto the PAN grid (no PAN detail); the reference every method should beat."""
+    return _prepare(pan, ms, ratio, border)[2]
+
+
+def brovey(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
+           weights: np.ndarray | None = None, border: str = "circular") -> np.ndarray:
+    """Weighted Brovey as gdal_pansharpen: band_b * PAN / sum_i(w_i * band_i).
+
+    Weights default to 1/B each (GDAL's default without -w). As in GDAL the factor is 0 where the pseudo-PAN
+    is not positive, and there is no histogram matching. Unlike GDAL, LMS is interp23 (GDAL resamples cubic)
+    and the output is not clamped to the bit depth.
+    """
+    pan, ms, lms = _prepare(pan, ms, ratio, border)
+    n_bands = ms.shape[2]
+    w = np.full(n_bands, 1.0 / n_bands) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n_bands,):
+        raise ValueError(f"brovey needs {n_bands} weights, got shape {w.shape}")
+    pseudo = lms @ w
+    return lms * _safe_ratio(pan, pseudo, 0.0)[:, :, None]
+
+
+def _haze(lms: np.ndarray) -> np.ndarray:
+    """Per-band haze (path radiance) level as in the toolbox's BT-H.
+
+    4 bands (assumed blue, green, red, NIR): fixed fractions of each band's 1st percentile; other band counts:
+    the band minimum.
+    """
+    if lms.shape[2] == 4:
+        return np.array([0.95, 0.45, 0.40, 0.05]) * np.percentile(lms.reshape(-1, 4), 1, axis=0)
+    return lms.reshape(-1, lms.shape[2]).min(axis=0)
+
+
+def bt_h(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
+         border: str = "circular") -> np.ndarray:
+    """BT-H (Lolli et al. 2017): Brovey on haze-corrected bands with a regression intensity.
+
+    Intensity I = sum_b alpha_b (LMS_b - haze_b), alpha from least squares of the low-passed PAN on LMS; the
+    PAN is matched to I's mean and std (through its low-pass) and each haze-free band is modulated by PAN / I.
+    """
+    pan, ms, lms = _prepare(pan, ms, ratio, border)
+    n_bands = ms.shape[2]
+    haze = _haze(lms)
+    pan_lp = mtf_filter(pan, _GENERIC_GAIN, ratio)
+    alpha = np.linalg.lstsq(lms.reshape(-1, n_bands), pan_lp.ravel(), rcond=None)[0]
+    intensity = (lms - haze) @ alpha
+    scale = _scalar_ratio(float(intensity.std()), float(pan_lp.std()), 1.0)
+    pan_eq = (pan - pan_lp.mean()) * scale + intensity.mean()
+    modulation = _safe_ratio(pan_eq, intensity, 1.0)
+    return np.maximum(lms - haze, 0.0) * modulation[:, :, None] + haze
+
+
+def gsa(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
+        border: str = "circular") -> np.ndarray:
+    """GSA (Aiazzi et al. 2007): Gram-Schmidt with an adaptive intensity.
+
+    The intensity weights (with a constant) regress the low-passed, decimated PAN on the MS at MS scale; details
+    PAN - I are injected with gains cov(I, LMS_b) / var(I); band means are restored at the end.
+    """
+    pan, ms, lms = _prepare(pan, ms, ratio, border)
+    n_bands = ms.shape[2]
+    lms0 = lms - lms.mean(axis=(0, 1))
+    ms0 = ms - ms.mean(axis=(0, 1))
+    pan0 = pan - pan.mean()
+    pan0_lr = decimate(mtf_filter(pan0, _GENERIC_GAIN, ratio), ratio)
+    design = np.concatenate([ms0.reshape(-1, n_bands), np.ones((ms0.shape[0] * ms0.shape[1], 1))], axis=1)
+    alpha = np.linalg.lstsq(design, pan0_lr.ravel(), rcond=None)[0]
+    intensity = lms0 @ alpha[:-1] + alpha[-1]
+    intensity -= intensity.mean()
+    var_i = float(intensity.var())
+    gains = np.array([_scalar_ratio(_cov(intensity, lms0[:, :, b]), var_i, 0.0) for b in range(n_bands)])
+    fused = lms0 + (pan0 - intensity)[:, :, None] * gains
+    return fused - fused.mean(axis=(0, 1)) + lms.mean(axis=(0, 1))
+
+
+def bdsd_pc(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
+            border: str = "circular") -> np.ndarray:
+    """BDSD-PC (Vivone 2019): band-dependent spatial detail with physical constraints.
+
+    At MS scale, per band b, fit MS_b - LP(MS_b) ~ gamma_0 * PAN_lr + sum_k gamma_k LP(MS_k) with gamma_0 >= 0
+    and gamma_k <= 0 (LP = sensor MTF filter, PAN_lr = MTF-filtered, decimated PAN); then apply the same
+    coefficients at full scale: fused_b = LMS_b + gamma_0 * PAN + sum_k gamma_k LMS_k. The toolbox takes the
+    low-resolution target as imresize(LMS, 1/ratio); here it is the original MS.
+    """
+    pan, ms, lms = _prepare(pan, ms, ratio, border)
+    s = get_sensor(sensor)
+    n_bands = ms.shape[2]
+    ms_lp = mtf_filter(ms, ms_mtf_gains(s, n_bands), ratio)
+    pan_lr = decimate(mtf_filter(pan, s.pan_mtf, ratio), ratio)
+    design = np.concatenate([pan_lr.reshape(-1, 1), ms_lp.reshape(-1, n_bands)], axis=1)
+    # Column scaling keeps the bounded solver well conditioned whatever the radiometric scale.
+    col = np.maximum(np.abs(design).max(axis=0), 1e-12)
+    lower = np.r_[0.0, np.full(n_bands, -np.inf)]
+    upper = np.r_[np.inf, np.zeros(n_bands)]
+    gamma = np.empty((n_bands + 1, n_bands))
+    for b in range(n_bands):
+        target = (ms[:, :, b] - ms_lp[:, :, b]).ravel()
+        fit = lsq_linear(design / col, target, bounds=(lower, upper), method="bvls")
+        gamma[:, b] = fit.x / col
+    full = np.concatenate([pan[:, :, None], lms], axis=2)
+    return lms + full @ gamma
+
+
+def mtf_glp_fs(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
+               border: str = "circular") -> np.ndarray:
+    """MTF-GLP-FS (Vivone et al. 2018): GLP with full-scale regression injection gains.
+
+    PAN_L,b = interp23(decimate(MTF_b(PAN))); g_b = cov(LMS_b, PAN) / cov(PAN_L,b, PAN);
+    fused_b = LMS_b + g_b (PAN - PAN_L,b).
+    """
+    pan, ms, lms = _prepare(pan, ms, ratio, border)
+    gains = ms_mtf_gains(sensor, ms.shape[2])
+    lowpass: dict[float, np.ndarray] = {}
+    fused = np.empty_like(lms)
+    for b, g in enumerate(gains):
+        pan_l = lowpass.setdefault(float(g), _pan_lowpass(pan, float(g), ratio, border))
+        g_fs = _scalar_ratio(_cov(lms[:, :, b], pan), _cov(pan_l, pan), 0.0)
+        fused[:, :, b] = lms[:, :, b] + g_fs * (pan - pan_l)
+    return fused
+
+
+def mtf_glp_hpm(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
+                border: str = "circular") -> np.ndarray:
+    """MTF-GLP-HPM (Aiazzi et al. 2003/2006): GLP with high-pass modulation.
+
+    PAN is matched to each band's mean and std (std of its generic low-pass, as the toolbox);
+    fused_b = LMS_b * PAN_eq,b / PAN_eq,L,b with PAN_eq,L,b the band-MTF GLP low-pass of PAN_eq,b.
+    Where the low-pass falls below 5 % of the band mean (dark pixels after equalisation) the detail is added
+    instead of multiplied, so the ratio cannot explode.
+    """
+    pan, ms, lms = _prepare(pan, ms, ratio, border)
+    gains = ms_mtf_gains(sensor, ms.shape[2])
+    lp_std = float(mtf_filter(pan, _GENERIC_GAIN, ratio).std())
+    fused = np.empty_like(lms)
+    for b, g in enumerate(gains):
+        band = lms[:, :, b]
+        pan_eq = (pan - pan.mean()) * _scalar_ratio(float(band.std()), lp_std, 1.0) + band.mean()
+        pan_l = _pan_lowpass(pan_eq, float(g), ratio, border)
+        # Equalisation can push dark pixels' low-pass to ~0, where the ratio explodes: below a floor of a few
+        # percent of the band mean, inject additively instead (the same detail, not amplified).
+        floor = _HPM_FLOOR * abs(float(band.mean())) + 1e-12
+        ok = pan_l > floor
+        modulated = band * pan_eq / np.where(ok, pan_l, 1.0)
+        fused[:, :, b] = np.where(ok, modulated, band + pan_eq - pan_l)
+    return fused
