@@ -1,0 +1,373 @@
+"""ONNX -> TensorRT plan, with optimisation profiles, a persistent timing cache and a sidecar. TensorRT 8.6..11.
+
+Precision: on TensorRT <= 10, FP16 comes from BuilderFlag.FP16 applied to an FP32 ONNX (weak typing). TensorRT 11
+removed that flag: every network is strongly typed, so FP16 must already be in the ONNX (an FP16 or mixed export).
+An FP16/mixed ONNX is also built strongly typed on 10.x, so the precisions the export chose (FP32 norms and softmax)
+are kept. EXPLICIT_BATCH is set on 8.x only (ignored on 10, gone on 11). Enum members are used by name throughout.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from ddrf.card import write_bytes_atomic
+from ddrf.engines.probe import dims_to_list, environment, load_tensorrt, make_logger, set_device
+from ddrf.engines.sidecar import EngineSidecar, Profile, sha256_file, sidecar_path_for
+
+if TYPE_CHECKING:
+    import tensorrt as trt_t
+
+log = logging.getLogger("ddrf.engines")
+
+PRECISIONS = ("fp16", "fp32")
+# A shape range: {"min": shape, "opt": shape, "max": shape} or (min, opt, max).
+ShapeRange = Mapping[str, Sequence[int]] | Sequence[Sequence[int]]
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT could not parse or build the network; the message holds TensorRT's own errors."""
+
+
+def _as_range(name: str, rng: ShapeRange) -> dict[str, list[int]]:
+    if isinstance(rng, Mapping):
+        shapes = [list(map(int, rng[k])) for k in ("min", "opt", "max")]
+    else:
+        shapes = [list(map(int, s)) for s in rng]
+    if len(shapes) != 3:
+        raise ValueError(f"profile for {name!r}: need min, opt and max shapes, got {len(shapes)}")
+    lo, opt, hi = shapes
+    if not len(lo) == len(opt) == len(hi):
+        raise ValueError(f"profile for {name!r}: min/opt/max ranks differ: {lo} {opt} {hi}")
+    if any(d < 1 for d in lo) or not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+        raise ValueError(f"profile for {name!r}: need 1 <= min <= opt <= max per dimension: {lo} {opt} {hi}")
+    return {"min": lo, "opt": opt, "max": hi}
+
+
+def normalise_profiles(profiles: Mapping[str, ShapeRange] | Sequence[Mapping[str, ShapeRange]] | None
+                       ) -> list[Profile]:
+    """One profile (input -> range) or a list of them, validated, as the sidecar stores them."""
+    if profiles is None:
+        return []
+    items = [profiles] if isinstance(profiles, Mapping) else list(profiles)
+    return [{name: _as_range(name, rng) for name, rng in p.items()} for p in items]
+
+
+def nchw_range(channels: int, tile: Sequence[int], batch: Sequence[int] = (1, 1, 1)) -> dict[str, list[int]]:
+    """Range of an NCHW input over square tiles and batch sizes: tile = (min, opt, max) side, likewise batch."""
+    return {k: [int(b), int(channels), int(t), int(t)] for k, b, t in zip(("min", "opt", "max"), batch, tile)}
+
+
+def _trt_major(trt: Any) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+def _onnx_has_fp16(onnx_path: Path) -> bool:
+    """Whether the ONNX already carries FP16 tensors (an FP16/mixed export). False when onnx is not installed."""
+    try:
+        import onnx
+    except ImportError:
+        return False
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    half = onnx.TensorProto.FLOAT16
+    g = model.graph
+    if any(t.data_type == half for t in g.initializer):
+        return True
+    typed = list(g.input) + list(g.output) + list(g.value_info)
+    if any(v.type.tensor_type.elem_type == half for v in typed):
+        return True
+    return any(n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute) for n in g.node)
+
+
+def _strongly_typed(trt: Any, precision: str, onnx_path: Path, requested: bool | None) -> bool:
+    major = _trt_major(trt)
+    if major >= 11:
+        return True
+    has_flag = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    if requested and not has_flag:
+        raise EngineBuildError(f"TensorRT {trt.__version__} has no strongly typed networks (needs 9.1+)")
+    if requested is not None:
+        return requested
+    return has_flag and precision == "fp16" and _onnx_has_fp16(onnx_path)
+
+
+def _network_flags(trt: Any, strongly_typed: bool) -> int:
+    flags = 0
+    names = trt.NetworkDefinitionCreationFlag
+    if _trt_major(trt) < 10 and hasattr(names, "EXPLICIT_BATCH"):
+        flags |= 1 << int(names.EXPLICIT_BATCH)
+    if strongly_typed and hasattr(names, "STRONGLY_TYPED"):
+        flags |= 1 << int(names.STRONGLY_TYPED)
+    return flags
+
+
+def _parser_errors(parser: "trt_t.OnnxParser") -> list[str]:
+    out = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        where = f"node {err.node()}"
+        for attr in ("node_operator", "node_name"):  # 9.1+: which op, which node
+            if hasattr(err, attr):
+                where += f" {getattr(err, attr)()}"
+        out.append(f"{where}: {err.desc()}")
+    return out
+
+
+def _parse(trt: Any, builder: "trt_t.Builder", logger: Any, onnx_path: Path, flags: int
+           ) -> tuple["trt_t.INetworkDefinition", "trt_t.OnnxParser"]:
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):  # from the file, so external weights beside it are found
+        details = "\n  ".join(_parser_errors(parser) or logger.errors or ["(no details)"])
+        raise EngineBuildError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  {details}")
+    return network, parser
+
+
+def _network_io(network: "trt_t.INetworkDefinition") -> list[dict[str, Any]]:
+    io = []
+    for mode, count, get in (("input", network.num_inputs, network.get_input),
+                             ("output", network.num_outputs, network.get_output)):
+        for i in range(count):
+            t = get(i)
+            io.append({"name": t.name, "mode": mode, "dtype": t.dtype.name, "shape": dims_to_list(t.shape)})
+    return io
+
+
+def _has_half(trt: Any, network: "trt_t.INetworkDefinition") -> bool:
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if any(layer.get_output(j).dtype == trt.float16 for j in range(layer.num_outputs)):
+            return True
+    return False
+
+
+def _add_profiles(trt: Any, builder: "trt_t.Builder", config: "trt_t.IBuilderConfig", network: "trt_t.INetworkDefinition",
+                  profiles: list[Profile]) -> None:
+    """Add each profile; every dynamic input must be covered, and only inputs of the network may be named."""
+    inputs = {network.get_input(i).name: dims_to_list(network.get_input(i).shape) for i in range(network.num_inputs)}
+    dynamic = {n for n, s in inputs.items() if any(d < 0 for d in s)}
+    for k, prof in enumerate(profiles):
+        unknown = set(prof) - set(inputs)
+        if unknown:
+            raise EngineBuildError(f"profile {k} names {sorted(unknown)}, not inputs of the network {sorted(inputs)}")
+        missing = dynamic - set(prof)
+        if missing:
+            raise EngineBuildError(f"profile {k} gives no shape range for dynamic inputs {sorted(missing)}")
+        p = builder.create_optimization_profile()
+        for name, rng in prof.items():
+            if len(rng["min"]) != len(inputs[name]):
+                raise EngineBuildError(f"profile {k}: {name} has rank {len(inputs[name])}, range {rng['min']}")
+            p.set_shape(name, trt.Dims(rng["min"]), trt.Dims(rng["opt"]), trt.Dims(rng["max"]))
+        config.add_optimization_profile(p)
+    if dynamic and not profiles:
+        raise EngineBuildError(f"the network has dynamic inputs {sorted(dynamic)}: give optimisation profiles "
+                               "(min/opt/max shape per input)")
+
+
+def _load_timing_cache(config: "trt_t.IBuilderConfig", path: Path | None) -> None:
+    data = path.read_bytes() if path is not None and path.is_file() else b""
+    try:
+        cache = config.create_timing_cache(data)
+    except Exception as exc:  # a cache from another TensorRT/GPU: start a fresh one rather than fail the build
+        log.warning("timing cache %s unusable (%s); starting an empty one", path, exc)
+        cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, False)
+
+
+def _configure(trt: Any, builder: "trt_t.Builder", network: "trt_t.INetworkDefinition", precision: str,
+               typed: bool, profiles: list[Profile], workspace_bytes: int | None, optimization_level: int,
+               timing_cache: Path | None, detailed_profiling: bool) -> "trt_t.IBuilderConfig":
+    config = builder.create_builder_config()
+    if workspace_bytes:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    if hasattr(config, "builder_optimization_level"):  # 8.6+
+        config.builder_optimization_level = int(optimization_level)
+    if detailed_profiling:  # layer names and tactics in the profile and the inspector, at no run-time cost
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if precision == "fp16" and not typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+    _add_profiles(trt, builder, config, network, profiles)
+    _load_timing_cache(config, timing_cache)
+    return config
+
+
+def _stage(target: Path, data: bytes) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return tmp
+
+
+def _write_pair(engine_path: Path, plan: bytes, sidecar_path: Path, sidecar_text: str) -> None:
+    """Engine and sidecar both or neither: stage both beside their targets, then rename (sidecar last, so a
+    crash between the renames leaves a sidecar whose engine_sha256 does not match and is refused)."""
+    staged: list[str] = []
+    try:
+        staged.append(_stage(engine_path, plan))
+        staged.append(_stage(sidecar_path, sidecar_text.encode()))
+        os.replace(staged[0], engine_path)
+        os.replace(staged[1], sidecar_path)
+    except BaseException:
+        for tmp in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _onnx_card(onnx_path: Path) -> dict[str, Any] | None:
+    """The model card the export stored in the ONNX metadata, when onnx is installed and it is there."""
+    try:
+        import json
+
+        import onnx
+
+        from ddrf.card import ONNX_METADATA_KEY
+
+        meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+        return dict(json.loads(meta[ONNX_METADATA_KEY])) if ONNX_METADATA_KEY in meta else None
+    except Exception:
+        return None
+
+
+def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], precision: str = "fp16",
+                 profiles: Mapping[str, ShapeRange] | Sequence[Mapping[str, ShapeRange]] | None = None,
+                 workspace_bytes: int | None = None, optimization_level: int = 3,
+                 timing_cache: str | os.PathLike[str] | None = None, strongly_typed: bool | None = None,
+                 card: Mapping[str, Any] | None = None, detailed_profiling: bool = True, device: int = 0,
+                 sidecar_path: str | os.PathLike[str] | None = None, command: str | None = None) -> EngineSidecar:
+    """Build a TensorRT plan from an ONNX file and write it with its sidecar (engine_path + '.json').
+
+    Raises EngineUnavailable (no TensorRT or no GPU), EngineBuildError (parse/build failed), ValueError (bad
+    arguments). On any error nothing is written at engine_path or the sidecar path.
+    """
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+    if not 0 <= optimization_level <= 5:
+        raise ValueError(f"optimization_level must be 0..5, got {optimization_level}")
+    profs = normalise_profiles(profiles)
+    trt = load_tensorrt()  # probes for a GPU first: creating a Builder without one can crash the process
+    set_device(device)
+    typed = _strongly_typed(trt, precision, onnx_path, strongly_typed)
+    logger = make_logger(trt)
+    builder = trt.Builder(logger)
+    network, _parser = _parse(trt, builder, logger, onnx_path, _network_flags(trt, typed))
+    if _trt_major(trt) >= 11 and precision == "fp16" and not _has_half(trt, network):  # the parsed types decide
+        raise EngineBuildError(f"TensorRT {trt.__version__} builds strongly typed networks only (BuilderFlag.FP16 "
+                               f"is gone): {onnx_path} has no FP16 tensors. Export an FP16/mixed ONNX, or build "
+                               "with precision='fp32'")
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    config = _configure(trt, builder, network, precision, typed, profs, workspace_bytes, optimization_level,
+                        cache_path, detailed_profiling)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        details = "\n  ".join(logger.errors or ["(no details; rerun with logging at DEBUG)"])
+        raise EngineBuildError(f"TensorRT {trt.__version__} could not build {onnx_path}:\n  {details}")
+    data = bytes(memoryview(plan))
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    env = environment(device)
+    sidecar = EngineSidecar(
+        tensorrt_version=str(trt.__version__), gpu_name=env["gpu_name"] or "",
+        compute_capability=env["compute_capability"] or "", precision=precision,
+        cuda_version=env["cuda_runtime_version"], driver_version=env["cuda_driver_version"], jetson=env["jetson"],
+        strongly_typed=typed, profiles=profs, io=_network_io(network), onnx_path=str(onnx_path),
+        onnx_sha256=sha256_file(onnx_path), engine_sha256=hashlib.sha256(data).hexdigest(),
+        builder_optimization_level=optimization_level, workspace_bytes=workspace_bytes,
+        timing_cache=str(cache_path) if cache_path else None,
+        card=dict(card) if card is not None else _onnx_card(onnx_path), command=command)
+    side = Path(sidecar_path) if sidecar_path is not None else sidecar_path_for(engine_path)
+    _write_pair(engine_path, data, side, sidecar.to_json() + "\n")
+    return sidecar
+
+
+# --- a whole model directory (ddrf-export engine) -------------------------------------------------------------
+def _ort_inputs(onnx_path: Path) -> dict[str, list[int | None]]:
+    """Input name -> shape (None where dynamic), read with ONNX Runtime (a base dependency, unlike onnx)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return {i.name: [d if isinstance(d, int) else None for d in i.shape] for i in sess.get_inputs()}
+
+
+def _cond_scales(encoder: Path, side: int) -> dict[str, int]:
+    """cond_i -> how many times smaller than the tile its spatial size is, from one tiny CPU run of the encoder."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(encoder), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.zeros([1 if k == 0 else (d if isinstance(d, int) else side) for k, d in enumerate(i.shape)],
+                              np.float32) for i in sess.get_inputs()}
+    outs = sess.run(None, feeds)
+    return {o.name: max(side // int(v.shape[2]), 1) for o, v in zip(sess.get_outputs(), outs) if v.ndim == 4}
+
+
+def _input_range(shape: list[int | None], tiles: Sequence[int], batches: Sequence[int], scale: int
+                 ) -> dict[str, list[int]]:
+    """min/opt/max for one input: dynamic axis 0 is the batch, dynamic axes 2 and 3 the tile side / scale."""
+    def dims(b: int, t: int) -> list[int]:
+        return [d if d is not None else (b if k == 0 else max(t // scale, 1)) for k, d in enumerate(shape)]
+
+    return {k: dims(b, t) for k, b, t in zip(("min", "opt", "max"), batches, tiles)}
+
+
+def model_profile(onnx_path: Path, tiles: Sequence[int], batches: Sequence[int],
+                  cond_scales: Mapping[str, int]) -> Profile:
+    return {name: _input_range(shape, tiles, batches, cond_scales.get(name, 1))
+            for name, shape in _ort_inputs(onnx_path).items() if None in shape}
+
+
+def _model_stems(model_dir: Path) -> list[str]:
+    stems = [s for s in ("encoder", "denoiser") if (model_dir / f"{s}.onnx").is_file()
+             or (model_dir / f"{s}_fp16.onnx").is_file()]
+    return stems + sorted(p.stem for p in model_dir.glob("sampler_k*.onnx") if not p.stem.endswith("_fp16"))
+
+
+def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_tile: int = 512, batch: int = 1,
+                        max_batch: int = 4, workspace_bytes: int | None = None, optimization_level: int = 3,
+                        timing_cache: str | os.PathLike[str] | None = None, overwrite: bool = False) -> list[Path]:
+    """FP16 engines `<stem>_fp16.plan` (+ `.plan.json` sidecars) for every graph of a `ddrf-export onnx` directory.
+
+    TensorRT <= 10 builds from the FP32 graphs with BuilderFlag.FP16; 11 from the `_fp16.onnx` graphs. Profiles
+    span tiles of [multiple, max_tile] PAN pixels (optimal at `tile`) and batches [1, max_batch] (optimal `batch`).
+    """
+    from ddrf.card import read_card
+
+    root = Path(model_dir)
+    card = read_card(root / "card.json")
+    multiple = 2 ** (len(card.model.get("channel_mults", [1])) - 1)
+    if any(v % multiple for v in (tile, max_tile)) or not multiple <= tile <= max_tile or not 1 <= batch <= max_batch:
+        raise ValueError(f"need {multiple} <= tile <= max_tile, both multiples of {multiple}, and 1 <= batch <= "
+                         f"max_batch; got tile {tile}, max_tile {max_tile}, batch {batch}, max_batch {max_batch}")
+    stems = _model_stems(root)
+    if not stems:
+        raise ValueError(f"{root}: no ONNX graphs (run ddrf-export onnx first)")
+    targets = {s: root / f"{s}_fp16.plan" for s in stems}
+    existing = [str(t) for t in targets.values() if t.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"engines exist: {existing}; pass --overwrite to replace them")
+    trt = load_tensorrt()  # before any work: a clear error where engines cannot be built
+    prefer_fp16_graph = _trt_major(trt) >= 11
+    cmd = (f"ddrf-export engine {root} --tile {tile} --max-tile {max_tile} --batch {batch} --max-batch {max_batch} "
+           f"--optimization-level {optimization_level} --overwrite"
+           + (f" --workspace-mb {workspace_bytes >> 20}" if workspace_bytes else "")
+           + (f" --timing-cache {timing_cache}" if timing_cache else ""))
+    tiles, batches = (multiple, tile, max_tile), (1, batch, max_batch)
+    scales: dict[str, int] = {}
+    written = []
+    for stem in stems:
+        fp32, fp16 = root / f"{stem}.onnx", root / f"{stem}_fp16.onnx"
+        src = fp16 if (prefer_fp16_graph and fp16.is_file()) or not fp32.is_file() else fp32
+        if stem == "denoiser" and not scales:
+            scales = _cond_scales(root / "encoder.onnx" if (root / "encoder.onnx").is_file()
+                                  else root / "encoder_fp16.onnx", 2 * multiple)
+        build_engine(src, targets[stem], "fp16", profiles=model_profile(src, tiles, batches, scales),
+                     workspace_bytes=workspace_bytes, optimization_level=optimization_level,
+                     timing_cache=timing_cache, card=card.to_dict(), command=cmd)
+        written.append(targets[stem])
+    return written
