@@ -1,0 +1,78 @@
+"""DDRFConfig: the denoiser's hyper-parameters, carried as plain JSON in the model card."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class DDRFConfig:
+    ms_bands: int  # C: bands of the diffused residual and of LMS
+    guide_bands: int = 1  # G: 1 for PAN, 3+ for an RGB/MS guide (hyperspectral fusion)
+    base_width: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    enc_blocks: int = 3
+    dec_blocks: int = 4  # SR3 layout: one more than enc_blocks, so every skip is consumed exactly once
+    attn_levels: tuple[int, ...] = (3,)  # levels with full self-attention (the middle block always has it)
+    heads: int = 8  # full self-attention heads
+    dropout: float = 0.2
+    wave_heads: int = 4  # heads of the wavelet (efficient) cross-attention
+    ffn_mult: int = 2  # FFN expansion after the wavelet cross-attention
+    time_dim: int = 128  # output of the timestep MLP (per-block biases are projected from it)
+    norm_groups: int = 32  # GroupNorm groups, reduced to gcd(channels, norm_groups) per layer
+
+    def __post_init__(self) -> None:
+        self.channel_mults = tuple(int(m) for m in self.channel_mults)
+        self.attn_levels = tuple(int(a) for a in self.attn_levels)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.ms_bands < 1 or self.guide_bands < 1:
+            raise ValueError(f"ms_bands and guide_bands must be >= 1, got {self.ms_bands}, {self.guide_bands}")
+        if not self.channel_mults or self.enc_blocks < 1:
+            raise ValueError("need at least one level and one encoder block")
+        if self.dec_blocks != self.enc_blocks + 1:
+            raise ValueError(f"dec_blocks must be enc_blocks + 1 (skip layout), got {self.dec_blocks}/{self.enc_blocks}")
+        if any(not 0 <= a < self.levels for a in self.attn_levels):
+            raise ValueError(f"attn_levels {self.attn_levels} outside 0..{self.levels - 1}")
+        for c in self.widths:
+            if c % self.heads or c % self.wave_heads:
+                raise ValueError(f"width {c} not divisible by heads {self.heads} / wave_heads {self.wave_heads}")
+
+    @property
+    def levels(self) -> int:
+        return len(self.channel_mults)
+
+    @property
+    def multiple(self) -> int:
+        """Every input height/width must be a multiple of this (one stride-2 conv per level transition)."""
+        return 2 ** (self.levels - 1)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(self.base_width * m for m in self.channel_mults)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channel_mults"] = list(self.channel_mults)
+        d["attn_levels"] = list(self.attn_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DDRFConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown DDRFConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def reference(cls, ms_bands: int, guide_bands: int = 1) -> "DDRFConfig":
+        """The paper / public-code configuration (method.md section 1)."""
+        return cls(ms_bands, guide_bands)
+
+    @classmethod
+    def small(cls, ms_bands: int, guide_bands: int = 1) -> "DDRFConfig":
+        """CPU default: same topology, narrower and shallower; self-attention only in the middle (H/8)."""
+        return cls(ms_bands, guide_bands, base_width=16, channel_mults=(1, 2, 2, 4), enc_blocks=1, dec_blocks=2,
+                   attn_levels=(), heads=4, dropout=0.1, wave_heads=2, ffn_mult=2, time_dim=64, norm_groups=8)

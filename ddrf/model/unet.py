@@ -1,0 +1,164 @@
+"""The DDRF denoiser: an SR3 UNet with style modulation (encoder) and wavelet cross-attention (decoder).
+
+The condition path is split out as API: `encode(lms, pan)` computes everything that depends on the condition only
+(once per image), `denoise(x_t, t, *cond)` is one step. `forward` = denoise(x_t, t, *encode(lms, pan)).
+"""
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import DDRFConfig
+from .layers import (Downsample, ResBlock, SelfAttention, StyleModulation, TimeEmbedding, Upsample, WaveletAttention,
+                     group_norm, pool_to_level)
+from .wavelet import haar_dwt_packed, haar_filters
+
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, cfg: DDRFConfig, c_in: int, c_out: int, attn: bool) -> None:
+        super().__init__()
+        self.style = StyleModulation(cfg.ms_bands + cfg.guide_bands, c_in, cfg.norm_groups)
+        self.res = ResBlock(c_in, c_out, cfg.time_dim, cfg.dropout, cfg.norm_groups)
+        self.attn = SelfAttention(c_out, cfg.heads, cfg.norm_groups) if attn else nn.Identity()
+
+    def condition(self, cond: Tensor) -> tuple[Tensor, Tensor]:
+        return self.style.condition(cond)
+
+    def forward(self, x: Tensor, temb: Tensor, gain: Tensor, shift: Tensor) -> Tensor:
+        return self.attn(self.res(self.style(x, gain, shift), temb))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: DDRFConfig, c_in: int, c_skip: int, c_out: int, attn: bool) -> None:
+        super().__init__()
+        wave_channels = cfg.ms_bands + 3 * cfg.guide_bands  # LL(LMS), LH/HL/HH(PAN)
+        self.wave = WaveletAttention(c_in, wave_channels, cfg.wave_heads, cfg.ffn_mult, cfg.norm_groups)
+        self.res = ResBlock(c_in + c_skip, c_out, cfg.time_dim, cfg.dropout, cfg.norm_groups)
+        self.attn = SelfAttention(c_out, cfg.heads, cfg.norm_groups) if attn else nn.Identity()
+
+    def condition(self, wave: Tensor) -> Tensor:
+        return self.wave.condition(wave)
+
+    def forward(self, x: Tensor, skip: Tensor, temb: Tensor, context: Tensor) -> Tensor:
+        return self.attn(self.res(torch.cat([self.wave(x, context), skip], dim=1), temb))
+
+
+class MiddleBlock(nn.Module):
+    def __init__(self, cfg: DDRFConfig, channels: int) -> None:
+        super().__init__()
+        self.res1 = ResBlock(channels, channels, cfg.time_dim, cfg.dropout, cfg.norm_groups)
+        self.attn = SelfAttention(channels, cfg.heads, cfg.norm_groups)
+        self.res2 = ResBlock(channels, channels, cfg.time_dim, cfg.dropout, cfg.norm_groups)
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        return self.res2(self.attn(self.res1(x, temb)), temb)
+
+
+class DDRF(nn.Module):
+    ms_haar: Tensor
+    guide_haar: Tensor
+
+    def __init__(self, config: DDRFConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = cfg = config
+        w, C, G = cfg.base_width, cfg.ms_bands, cfg.guide_bands
+        self.time = TimeEmbedding(w, cfg.time_dim)
+        # conv([x, lms, pan]) split by linearity: the condition half runs once in encode
+        self.in_x = nn.Conv2d(C, w, 3, padding=1)
+        self.in_cond = nn.Conv2d(C + G, w, 3, padding=1, bias=False)
+        self.register_buffer("ms_haar", haar_filters(C), persistent=False)
+        self.register_buffer("guide_haar", haar_filters(G), persistent=False)
+
+        skips, c = [w], w
+        self.encoder, self.enc_levels = nn.ModuleList(), []
+        self.downs = nn.ModuleList()
+        for level, width in enumerate(cfg.widths):
+            for _ in range(cfg.enc_blocks):
+                self.encoder.append(EncoderBlock(cfg, c, width, level in cfg.attn_levels))
+                self.enc_levels.append(level)
+                skips.append(c := width)
+            if level < cfg.levels - 1:
+                self.downs.append(Downsample(c))
+                skips.append(c)
+        self.middle = MiddleBlock(cfg, c)
+        self.decoder, self.dec_levels = nn.ModuleList(), []
+        self.ups = nn.ModuleList()
+        for level in reversed(range(cfg.levels)):
+            width = cfg.widths[level]
+            for _ in range(cfg.dec_blocks):
+                self.decoder.append(DecoderBlock(cfg, c, skips.pop(), width, level in cfg.attn_levels))
+                self.dec_levels.append(level)
+                c = width
+            if level > 0:
+                self.ups.append(Upsample(c))
+        self.out = nn.Sequential(group_norm(c, cfg.norm_groups), nn.SiLU(), nn.Conv2d(c, C, 3, padding=1))
+
+    @property
+    def num_cond(self) -> int:
+        """Length of encode's tuple: first-conv term, (gain, shift) per encoder block, context per decoder block."""
+        return 1 + 2 * len(self.encoder) + len(self.decoder)
+
+    def check_size(self, *images: Tensor) -> None:
+        """Eager-mode input check; skipped while tracing so that exported graphs keep dynamic H, W."""
+        if _tracing():
+            return
+        m = self.config.multiple
+        h, w = images[0].shape[-2:]
+        for x in images:
+            if x.dim() != 4 or tuple(x.shape[-2:]) != (h, w) or x.shape[0] != images[0].shape[0]:
+                raise ValueError(f"inputs must be NCHW of one batch and size, got {[tuple(i.shape) for i in images]}")
+        if h % m or w % m:
+            raise ValueError(f"height and width must be multiples of {m} (config.multiple), got {h}x{w}; pad the tile")
+
+    def wavelet_bands(self, lms: Tensor, pan: Tensor) -> Tensor:
+        """[LL(LMS), LH, HL, HH(PAN)] upsampled back to full resolution (nearest), (N, C + 3G, H, W)."""
+        ll = haar_dwt_packed(lms, self.ms_haar)[:, :, 0]
+        high = haar_dwt_packed(pan, self.guide_haar)[:, :, 1:].flatten(1, 2)  # per guide band: LH, HL, HH
+        return F.interpolate(torch.cat([ll, high], dim=1), scale_factor=2.0, mode="nearest")
+
+    def encode(self, lms: Tensor, pan: Tensor) -> tuple[Tensor, ...]:
+        self.check_size(lms, pan)
+        if not _tracing() and (lms.shape[1] != self.config.ms_bands or pan.shape[1] != self.config.guide_bands):
+            raise ValueError(f"expected {self.config.ms_bands} MS and {self.config.guide_bands} guide bands, "
+                             f"got {lms.shape[1]} and {pan.shape[1]}")
+        cond = torch.cat([lms, pan], dim=1)
+        out: list[Tensor] = [self.in_cond(cond)]
+        for block, level in zip(self.encoder, self.enc_levels):
+            out.extend(cast(EncoderBlock, block).condition(pool_to_level(cond, level)))
+        wave = self.wavelet_bands(lms, pan)
+        for block, level in zip(self.decoder, self.dec_levels):
+            out.append(cast(DecoderBlock, block).condition(pool_to_level(wave, level)))
+        return tuple(out)
+
+    def denoise(self, x_t: Tensor, t: Tensor, *cond: Tensor) -> Tensor:
+        if len(cond) != self.num_cond:
+            raise ValueError(f"denoise needs the {self.num_cond} tensors of encode(), got {len(cond)}")
+        self.check_size(x_t, cond[0])
+        temb = self.time(t)
+        h = self.in_x(x_t) + cond[0]
+        skips = [h]
+        downs = iter(self.downs)
+        for k, block in enumerate(self.encoder):
+            h = block(h, temb, cond[1 + 2 * k], cond[2 + 2 * k])
+            skips.append(h)
+            if (k + 1) % self.config.enc_blocks == 0 and self.enc_levels[k] < self.config.levels - 1:
+                skips.append(h := next(downs)(h))
+        h = self.middle(h, temb)
+        ups = iter(self.ups)
+        contexts = cond[1 + 2 * len(self.encoder):]
+        for k, block in enumerate(self.decoder):
+            h = block(h, skips.pop(), temb, contexts[k])
+            if (k + 1) % self.config.dec_blocks == 0 and self.dec_levels[k] > 0:
+                h = next(ups)(h)
+        return self.out(h)
+
+    def forward(self, x_t: Tensor, t: Tensor, lms: Tensor, pan: Tensor) -> Tensor:
+        return self.denoise(x_t, t, *self.encode(lms, pan))
