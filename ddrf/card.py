@@ -31,6 +31,15 @@ class Normalisation:
     guide_offset: list[float] = field(default_factory=list)
     guide_scale: list[float] = field(default_factory=list)
 
+    def affine(self, which: str, n_bands: int) -> tuple[list[float], list[float]]:
+        """Per-band (offset, scale) of the MS bands (`which`="ms") or the guide bands ("guide")."""
+        if self.kind == "bit_depth":
+            return [0.0] * n_bands, [float(2**self.bits - 1)] * n_bands
+        offset, scale = (self.ms_offset, self.ms_scale) if which == "ms" else (self.guide_offset, self.guide_scale)
+        if len(scale) != n_bands or len(offset) != n_bands:
+            raise ValueError(f"normalisation has {len(scale)} {which} scales for {n_bands} bands")
+        return list(offset), list(scale)
+
     def validate(self) -> None:
         if self.kind not in ("bit_depth", "fixed"):
             raise ValueError(f"normalisation kind must be 'bit_depth' or 'fixed', got {self.kind!r}")

@@ -1,0 +1,88 @@
+"""`ddrf-export`: checkpoint -> ONNX graphs (`onnx`), ONNX -> TensorRT engines (`engine`), operator check (`check`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Export a DDRF checkpoint to ONNX graphs and build TensorRT engines from them.")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _parse_steps(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--unrolled takes comma-separated step counts, got {text!r}") from None
+    return steps
+
+
+@app.command("onnx")
+def onnx_command(
+    checkpoint: Path = typer.Argument(..., help="training run directory or checkpoint .safetensors"),
+    out: Path = typer.Option(Path("engines/model"), "-o", "--out", help="model directory to write"),
+    unrolled: str = typer.Option("", help="also export the K-step sampler unrolled into one graph, e.g. 1,4"),
+    fp16: bool = typer.Option(True, help="also write FP16 graphs (normalisations and softmax stay FP32)"),
+    steps: Optional[int] = typer.Option(None, help="default sampling steps to record in the card"),
+    overwrite: bool = typer.Option(False, help="replace existing graphs in OUT"),
+) -> None:
+    """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
+    from ddrf.export.onnx_export import export_model
+    from ddrf.train.checkpoint import load_model
+
+    try:
+        model, card = load_model(checkpoint)
+        if steps:
+            card.sampling_steps = steps
+        result = export_model(model, card, out, _parse_steps(unrolled), fp16=fp16, overwrite=overwrite)
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    for name, size in result.sizes().items():
+        typer.echo(f"{result.graphs[name]}  {size / 1e6:.2f} MB")
+
+
+@app.command("check")
+def check_command(model_dir: Path = typer.Argument(..., help="model directory written by `ddrf-export onnx`")) -> None:
+    """List operators that TensorRT's ONNX parser (8.6, 10.x) does not support; exit 1 if any."""
+    from ddrf.engines.onnx_ops import check_tensorrt_ops
+
+    graphs = sorted(model_dir.glob("*.onnx"))
+    if not graphs:
+        _fail(f"{model_dir}: no ONNX graphs")
+    bad = {g.name: check_tensorrt_ops(g) for g in graphs}
+    for name, problems in bad.items():
+        typer.echo(f"{name}: " + ("ok" if not problems else ", ".join(f"{op} (TensorRT {v})" for op, v in problems)))
+    if any(bad.values()):
+        raise typer.Exit(1)
+
+
+@app.command("engine")
+def engine_command(
+    model_dir: Path = typer.Argument(..., help="model directory written by `ddrf-export onnx`"),
+    tile: int = typer.Option(256, help="optimal tile side (PAN pixels) of the optimisation profile"),
+    max_tile: int = typer.Option(512, help="largest tile side the engine accepts"),
+    batch: int = typer.Option(1, help="optimal batch"),
+    max_batch: int = typer.Option(4, help="largest batch the engine accepts"),
+    workspace_mb: int = typer.Option(2048, help="builder workspace limit"),
+    optimization_level: int = typer.Option(3, min=0, max=5, help="TensorRT builder optimisation level"),
+    timing_cache: Path = typer.Option(Path("engines/timing.cache"), help="persistent timing cache"),
+    overwrite: bool = typer.Option(False, help="replace existing engines"),
+) -> None:
+    """Build FP16 TensorRT engines (encoder, denoiser) with sidecars saying where they may run."""
+    from ddrf.engines.build import build_model_engines
+    from ddrf.engines.probe import EngineUnavailable
+
+    try:
+        written = build_model_engines(model_dir, tile=tile, max_tile=max_tile, batch=batch, max_batch=max_batch,
+                                      workspace_bytes=workspace_mb << 20, optimization_level=optimization_level,
+                                      timing_cache=timing_cache, overwrite=overwrite)
+    except (EngineUnavailable, ValueError, FileExistsError) as exc:
+        _fail(str(exc))
+    for path in written:
+        typer.echo(str(path))

@@ -1,0 +1,196 @@
+"""Checkpoint -> ONNX graphs (opset 17, dynamic batch/height/width), cleaned, checked and carrying the model card.
+
+Graphs are staged in a temporary folder and moved into place only when every one of them exported and checked,
+so a failed export leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from ddrf.card import ONNX_METADATA_KEY, ModelCard, write_card
+from ddrf.export.graphs import DenoiserGraph, EncoderGraph, UnrolledSamplerGraph
+from ddrf.runtime.model_files import CARD_NAME, graph_name
+from ddrf.schedule import CosineSchedule, make_plan
+
+OPSET = 17
+# The FP16 graph runs the compute-heavy operators in half precision and everything else (normalisations, softmax,
+# reductions, the timestep embedding, the sampler arithmetic) in FP32: explicit Casts make the graph strongly typed,
+# as TensorRT 11 needs, and keep GroupNorm statistics and softmax sums from overflowing or losing precision.
+FP16_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    graphs: dict[str, Path] = field(default_factory=dict)  # file stem -> path
+
+    def sizes(self) -> dict[str, int]:
+        return {name: path.stat().st_size for name, path in self.graphs.items()}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _dynamic_axes(shapes_a: list[torch.Size], shapes_b: list[torch.Size], names: list[str]) -> dict[str, dict[int, str]]:
+    """Axes that change between two traced sizes are dynamic; the batch axis always is."""
+    axes: dict[str, dict[int, str]] = {}
+    for name, a, b in zip(names, shapes_a, shapes_b):
+        axes[name] = {0: "batch"}
+        for dim, (da, db) in enumerate(zip(a, b)):
+            if dim > 0 and da != db:
+                axes[name][dim] = f"{name}_dim{dim}"
+    return axes
+
+
+def _sample_inputs(card: ModelCard, batch: int, size: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    bands, guides = len(card.bands), len(card.guide_bands)
+    return {"lms": torch.rand(batch, bands, size, size, generator=generator),
+            "pan": torch.rand(batch, guides, size, size, generator=generator),
+            "noise": torch.randn(batch, bands, size, size, generator=generator)}
+
+
+def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str], output_names: list[str],
+             dynamic_axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
+    buffer = io.BytesIO()
+    module.eval()  # the exporter restores the wrapper's mode recursively afterwards: keep it (and the model) in eval
+    with torch.no_grad():
+        torch.onnx.export(module, args, buffer, opset_version=OPSET, input_names=input_names,
+                          output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
+                          dynamo=False)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def clean_graph(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Constant folding and dead-node removal (onnxslim), then the ONNX checker and shape inference."""
+    import onnxslim
+
+    slimmed = onnxslim.slim(model)
+    slimmed = slimmed if isinstance(slimmed, onnx.ModelProto) else model
+    slimmed = onnx.shape_inference.infer_shapes(slimmed, check_type=True, strict_mode=True)
+    onnx.checker.check_model(slimmed, full_check=True)
+    return slimmed
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Mixed-precision copy: FP16_OPS in FP16 (their weights stored in FP16), the rest FP32, I/O FP32."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    half = onnx.ModelProto()
+    half.CopyFrom(model)
+    graph = half.graph
+    initializers = {i.name: i for i in graph.initializer}
+    users: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.op_type)
+    casts: dict[str, str] = {}  # FP32 tensor -> its FP16 copy
+    nodes = []
+
+    def fp16_name(name: str) -> str:
+        if name not in casts:
+            casts[name] = f"{name}__fp16"
+            init = initializers.get(name)
+            if init is not None and init.data_type == TensorProto.FLOAT and users[name] <= FP16_OPS:
+                graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(init).astype("float16"),
+                                                                 casts[name]))
+            else:
+                nodes.append(helper.make_node("Cast", [name], [casts[name]], to=TensorProto.FLOAT16,
+                                              name=f"{name}__to_fp16"))
+        return casts[name]
+
+    for node in graph.node:
+        if node.op_type not in FP16_OPS:
+            nodes.append(node)
+            continue
+        inputs = [fp16_name(n) if n else n for n in node.input]
+        outputs = list(node.output)
+        del node.input[:], node.output[:]
+        node.input.extend(inputs)
+        node.output.extend(f"{o}__fp16" for o in outputs)
+        nodes.append(node)
+        nodes.extend(helper.make_node("Cast", [f"{o}__fp16"], [o], to=TensorProto.FLOAT, name=f"{o}__to_fp32")
+                     for o in outputs)
+    unused = [i for i in graph.initializer if i.name in casts and users.get(i.name, set()) <= FP16_OPS]
+    for init in unused:
+        graph.initializer.remove(init)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    half = onnx.shape_inference.infer_shapes(half, check_type=True, strict_mode=True)
+    onnx.checker.check_model(half, full_check=True)
+    return half
+
+def _with_card(model: onnx.ModelProto, card: ModelCard, role: str) -> onnx.ModelProto:
+    del model.metadata_props[:]
+    for key, value in ((ONNX_METADATA_KEY, card.to_json()), ("ddrf_graph", role)):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "ddrf-edge"
+    return model
+
+
+def build_graphs(model: nn.Module, card: ModelCard, unrolled_steps: tuple[int, ...] = (),
+                 trace_size: int | None = None) -> dict[str, onnx.ModelProto]:
+    """FP32 ONNX graphs by file stem: encoder, denoiser and one unrolled sampler per requested step count."""
+    model = model.eval().float().cpu()
+    multiple = 2 ** (len(card.model["channel_mults"]) - 1)
+    size = trace_size or max(2 * multiple, 32)
+    small, large = _sample_inputs(card, 1, size), _sample_inputs(card, 2, size + multiple)
+    with torch.no_grad():
+        cond_small, cond_large = model.encode(small["lms"], small["pan"]), model.encode(large["lms"], large["pan"])
+    cond_names = [f"cond_{i}" for i in range(len(cond_small))]
+    image_axes = {0: "batch", 2: "height", 3: "width"}
+
+    graphs = {"encoder": _to_onnx(
+        EncoderGraph(model), (small["lms"], small["pan"]), ["lms", "pan"], cond_names,
+        {"lms": image_axes, "pan": image_axes,
+         **_dynamic_axes([c.shape for c in cond_small], [c.shape for c in cond_large], cond_names)})}
+    timestep = torch.full((1,), 500.0)
+    graphs["denoiser"] = _to_onnx(
+        DenoiserGraph(model), (small["noise"], timestep, *cond_small), ["x_t", "t", *cond_names], ["prediction"],
+        {"x_t": image_axes, "t": {0: "batch"}, "prediction": image_axes,
+         **_dynamic_axes([c.shape for c in cond_small], [c.shape for c in cond_large], cond_names)})
+    schedule = CosineSchedule.from_dict(card.schedule)
+    for steps in unrolled_steps:
+        sampler = UnrolledSamplerGraph(model, make_plan(schedule, steps), card.target, card.residual)
+        graphs[graph_name("sampler", steps=steps)] = _to_onnx(
+            sampler, (small["lms"], small["pan"], small["noise"]), ["lms", "pan", "noise"], ["fused"],
+            {"lms": image_axes, "pan": image_axes, "noise": image_axes, "fused": image_axes})
+    return graphs
+
+
+def export_model(model: nn.Module, card: ModelCard, out_dir: str | Path, unrolled_steps: tuple[int, ...] = (),
+                 fp16: bool = True, overwrite: bool = False) -> ExportResult:
+    """Write card.json and the FP32 (and FP16) graphs into `out_dir`, all or nothing."""
+    out_dir = Path(out_dir)
+    graphs = {stem: clean_graph(g) for stem, g in build_graphs(model, card, unrolled_steps).items()}
+    if fp16:
+        graphs.update({f"{stem}_fp16": to_fp16(g) for stem, g in list(graphs.items())})
+    targets = [out_dir / f"{stem}.onnx" for stem in graphs] + [out_dir / CARD_NAME]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]}: already exists (use --overwrite to replace)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = ExportResult(out_dir)
+    embedded = ModelCard.from_dict(card.to_dict())  # graphs carry the card without their own hashes
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as staging:
+        card.hashes = dict(card.hashes)
+        for stem, graph in graphs.items():
+            staged = Path(staging) / f"{stem}.onnx"
+            onnx.save(_with_card(graph, embedded, stem), staged)
+            card.hashes[f"{stem}.onnx"] = sha256(staged)
+        write_card(card, Path(staging) / CARD_NAME)
+        for stem in graphs:
+            result.graphs[stem] = Path(shutil.move(str(Path(staging) / f"{stem}.onnx"), out_dir / f"{stem}.onnx"))
+        shutil.move(str(Path(staging) / CARD_NAME), out_dir / CARD_NAME)
+    return result

@@ -1,0 +1,83 @@
+"""Inference backends behind one interface: a named-tensor `run`. The sampler never knows which one it drives."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+ORT_PROVIDERS = {
+    "ort-cpu": "CPUExecutionProvider",
+    "ort-cuda": "CUDAExecutionProvider",
+    "ort-tensorrt": "TensorrtExecutionProvider",
+}
+BACKENDS = (*ORT_PROVIDERS, "tensorrt")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (missing library, no device, silent fallback refused)."""
+
+
+class Backend(Protocol):
+    name: str
+    input_names: list[str]
+    output_names: list[str]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class OrtBackend:
+    """One ONNX Runtime session; refuses to run on another provider than asked unless `allow_fallback`."""
+
+    def __init__(self, path: str | os.PathLike[str], kind: str = "ort-cpu", threads: int | None = None,
+                 allow_fallback: bool = False) -> None:
+        import onnxruntime as ort
+
+        if kind not in ORT_PROVIDERS:
+            raise ValueError(f"unknown ONNX Runtime backend {kind!r}; choose one of {', '.join(ORT_PROVIDERS)}")
+        wanted = ORT_PROVIDERS[kind]
+        if wanted not in ort.get_available_providers():
+            if not allow_fallback:
+                raise BackendUnavailable(
+                    f"{kind}: ONNX Runtime here has no {wanted} (has {', '.join(ort.get_available_providers())}); "
+                    "install onnxruntime-gpu or choose --backend ort-cpu")
+            wanted = ORT_PROVIDERS["ort-cpu"]
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        providers = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
+        self.path = Path(path)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"{self.path}: cannot load ONNX model ({str(exc).splitlines()[0]})") from exc
+        in_use = self.session.get_providers()[0]
+        if in_use != wanted and not allow_fallback:
+            raise BackendUnavailable(f"{kind}: ONNX Runtime fell back to {in_use}; refusing a silent fallback")
+        self.name = kind if in_use == ORT_PROVIDERS.get(kind) else f"{kind}->{in_use}"
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._input_types = {i.name: i.type for i in self.session.get_inputs()}
+
+    def input_dtype(self, name: str) -> np.dtype:
+        return np.dtype(np.float16) if self._input_types[name] == "tensor(float16)" else np.dtype(np.float32)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {n: np.ascontiguousarray(inputs[n], dtype=self.input_dtype(n)) for n in self.input_names}
+        outputs = self.session.run(self.output_names, feed)
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.output_names, outputs)}
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+
+def open_backend(path: str | os.PathLike[str], kind: str = "ort-cpu", threads: int | None = None,
+                 allow_fallback: bool = False) -> Backend:
+    """Open an ONNX graph (ONNX Runtime) or a TensorRT plan (native TensorRT, sidecar checked)."""
+    if kind == "tensorrt":
+        from ddrf.runtime.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path)
+    return OrtBackend(path, kind, threads, allow_fallback)

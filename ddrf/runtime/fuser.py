@@ -1,0 +1,115 @@
+"""`Fuser`: the array-level API of the runtime. PAN and MS in digital numbers in, fused HRMS out; no torch."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ddrf.card import ModelCard
+from ddrf.runtime.backends import Backend, open_backend
+from ddrf.runtime.model_files import ModelFiles
+from ddrf.runtime.noise import scene_noise
+from ddrf.runtime.sampler import sample_stepwise, sample_unrolled
+from ddrf.schedule import CosineSchedule, make_plan
+from ddrf.sensors import interp23
+
+
+def size_multiple(card: ModelCard) -> int:
+    """Every tile side must be a multiple of this (one halving per UNet level below the top)."""
+    return 2 ** (len(card.model["channel_mults"]) - 1)
+
+
+def to_model_units(values: np.ndarray, card: ModelCard, which: str) -> np.ndarray:
+    """Band-last digital numbers -> normalised float32 (bands first)."""
+    offset, scale = card.normalisation.affine(which, values.shape[-1])
+    out = (values.astype(np.float32) - np.float32(offset)) / np.float32(scale)
+    return np.moveaxis(out, -1, 0)
+
+
+def from_model_units(values: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Normalised (bands first) -> band-last digital numbers, float32."""
+    offset, scale = card.normalisation.affine("ms", values.shape[0])
+    return np.moveaxis(values, 0, -1) * np.float32(scale) + np.float32(offset)
+
+
+class Fuser:
+    """Fuses PAN/MS arrays with an exported DDRF model on any backend.
+
+    `steps` defaults to the card's sampling_steps; `unrolled` uses the one-graph sampler for that step count.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | ModelFiles, backend: str = "ort-cpu",
+                 steps: int | None = None, precision: str = "fp32", unrolled: bool = False,
+                 threads: int | None = None, allow_fallback: bool = False, eta: float = 0.0) -> None:
+        self.files = model if isinstance(model, ModelFiles) else ModelFiles.open(model)
+        self.card = self.files.card
+        self.steps = steps or self.card.sampling_steps
+        self.plan = make_plan(CosineSchedule.from_dict(self.card.schedule), self.steps, eta)
+        self.backend_kind, self.precision, self.unrolled = backend, precision, unrolled
+        suffix = ".plan" if backend == "tensorrt" else ".onnx"
+
+        def load(stage: str, steps: int | None = None) -> Backend:
+            return open_backend(self.files.graph(stage, precision, steps, suffix), backend, threads, allow_fallback)
+
+        if unrolled:
+            self.sampler = load("sampler", self.steps)
+        else:
+            self.encoder, self.denoiser = load("encoder"), load("denoiser")
+
+    @property
+    def multiple(self) -> int:
+        return size_multiple(self.card)
+
+    def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray,
+                        seed: int = 0) -> np.ndarray:
+        """Normalised NCHW LMS, guide and initial noise -> normalised HRMS (N, C, H, W)."""
+        if self.unrolled:
+            return sample_unrolled(self.sampler, lms, pan, noise)
+
+        def step_noise(i: int) -> np.ndarray:  # only used when eta > 0
+            n, c, h, w = noise.shape
+            return np.stack([scene_noise(seed + k, c, 0, 0, h, w, step=i + 1) for k in range(n)])
+
+        x0 = sample_stepwise(self.encoder, self.denoiser, lms, pan, self.plan, self.card.target, noise, step_noise)
+        return x0 + lms if self.card.residual else x0
+
+    def check_inputs(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        """PAN as (H, W, G); errors name what does not fit the model."""
+        guide = pan[..., None] if pan.ndim == 2 else pan
+        bands, ratio = len(self.card.bands), self.card.ratio
+        if ms.ndim != 3 or ms.shape[-1] != bands:
+            raise ValueError(f"the model fuses {bands} MS bands ({', '.join(self.card.bands)}), got shape {ms.shape}")
+        if guide.shape[-1] != len(self.card.guide_bands):
+            raise ValueError(f"the model needs {len(self.card.guide_bands)} guide bands, got {guide.shape[-1]}")
+        if guide.shape[:2] != (ms.shape[0] * ratio, ms.shape[1] * ratio):
+            raise ValueError(f"PAN {guide.shape[:2]} is not MS {ms.shape[:2]} times the ratio {ratio}")
+        return guide
+
+    def prepare(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0,
+                origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Normalised (C, H, W) LMS, (G, H, W) guide and initial noise, padded to the size multiple.
+
+        `origin` is the window's (row, col) on the scene's PAN grid: the noise is keyed to it, so overlapping
+        tiles of one scene see the same noise.
+        """
+        guide = self.check_inputs(pan, ms)
+        lms = interp23(ms.astype(np.float64), self.card.ratio)
+        height, width = guide.shape[:2]
+        pad = ((0, 0), (0, (-height) % self.multiple), (0, (-width) % self.multiple))
+        lms_n = np.pad(to_model_units(lms, self.card, "ms"), pad, mode="reflect")
+        pan_n = np.pad(to_model_units(guide, self.card, "guide"), pad, mode="reflect")
+        noise = scene_noise(seed, lms_n.shape[0], origin[0], origin[1], *lms_n.shape[1:])
+        return lms_n, pan_n, noise
+
+    def fuse_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0,
+                   origins: list[tuple[int, int]] | None = None) -> list[np.ndarray]:
+        """Fuse same-sized (pan, ms) windows in one batch; returns (H, W, B) float32 DN per window."""
+        origins = origins or [(0, 0)] * len(pairs)
+        prepared = [self.prepare(pan, ms, seed, origin) for (pan, ms), origin in zip(pairs, origins)]
+        lms, guide, noise = (np.stack(parts) for parts in zip(*prepared))
+        fused = self.fuse_normalised(lms, guide, noise, seed)
+        return [from_model_units(f[:, :pan.shape[0], :pan.shape[1]], self.card) for f, (pan, _) in zip(fused, pairs)]
+
+    def fuse(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """PAN (H, W) or guide (H, W, G) and MS (h, w, B) in digital numbers -> fused (H, W, B) float32 DN."""
+        return self.fuse_batch([(pan, ms)], seed, [origin])[0]
