@@ -1,0 +1,333 @@
+"""Scene discovery: which file is the PAN, which file bands make the MS (in band order), sensor and bit depth.
+
+Evidence, strongest first:
+1. Landsat metadata (`*MTL.txt|xml|json`): spacecraft, band file names, bit depth (QUANTIZE_CAL_MAX). Landsat-8/9
+   OLI: B2..B5 = blue, green, red, nir; B8 PAN. Landsat-7 ETM+: B1..B4, B8.
+2. File-name tokens: Landsat `_B8`/`_Bn`; Maxar `-P1BS-`/`-M1BS-`, `-P2AS-`/`-M2AS-`; Pleiades DIMAP `_P_`/`_MS_`;
+   GaoFen `-PAN1`/`-MSS1`; generic `pan`/`ms`.
+3. Raster properties: the single-band file on the finest grid is the PAN, the coarser files are the MS.
+
+Discovery only opens file headers. Whether the files are georeferenced, orthorectified and aligned is the job of
+`ddrf.scenes.scene.Scene`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import rasterio
+from rasterio.errors import RasterioIOError
+
+from ddrf.scenes.errors import SceneError
+
+RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img"}
+BGRN = ["blue", "green", "red", "nir"]
+WV8 = ["coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2"]
+KNOWN_BANDS = set(BGRN + WV8 + ["swir1", "swir2", "pan"])
+# Landsat: sensor -> (MS band number -> name, PAN band number)
+LANDSAT_BANDS: dict[str, dict[int, str]] = {
+    "Landsat8": {2: "blue", 3: "green", 4: "red", 5: "nir"},
+    "Landsat9": {2: "blue", 3: "green", 4: "red", 5: "nir"},
+    "Landsat7": {1: "blue", 2: "green", 3: "red", 4: "nir"},
+}
+LANDSAT_PAN = 8
+SPACECRAFT = {"LANDSAT_7": "Landsat7", "LANDSAT_8": "Landsat8", "LANDSAT_9": "Landsat9"}
+MAXAR_SAT = {"WV02": "WV2", "WV03": "WV3", "QB02": "QB", "GE01": "GeoEye-1", "IK01": "IKONOS"}
+DEFAULT_BITS = {"WV2": 11, "WV3": 11, "QB": 11, "GeoEye-1": 11, "IKONOS": 11, "Pleiades": 12, "GF1": 10, "GF2": 10}
+PLEIADES_BANDS = {"B0": "blue", "B1": "green", "B2": "red", "B3": "nir"}
+
+
+@dataclass
+class SceneFiles:
+    """What discovery found. `ms` holds (file, 1-based band index in that file) per MS band, in band order."""
+
+    pan: Path
+    ms: list[tuple[Path, int]]
+    band_names: list[str]
+    sensor: str
+    bits: int | None
+    metadata: Path | None = None
+    scheme: str = "generic"  # landsat-mtl, landsat, maxar, pleiades, gaofen, generic, raster, paths
+    name: str = ""
+    names_assumed: bool = False  # band names from a convention, not from metadata or band descriptions
+    missing: dict[str, Path] = field(default_factory=dict)  # bands the metadata names but whose file is absent
+
+
+@dataclass(frozen=True)
+class _Raster:
+    path: Path
+    count: int
+    res: float  # pixel width in CRS units (or 1 without a geotransform)
+    descriptions: tuple[str, ...]
+
+
+def _probe(path: Path) -> _Raster:
+    try:
+        with rasterio.open(path) as src:
+            return _Raster(path, src.count, abs(src.transform.a), tuple(d or "" for d in src.descriptions))
+    except (RasterioIOError, OSError) as exc:
+        raise SceneError(path, f"not a readable raster ({str(exc).splitlines()[0][:160]})") from exc
+
+
+def _rasters(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+
+
+# ---------------------------------------------------------------- Landsat metadata
+def read_mtl(path: Path) -> dict[str, str]:
+    """Flat KEY -> value of a Landsat MTL in ODL text, XML or JSON form."""
+    text = path.read_text(errors="replace")
+    if path.suffix.lower() == ".json":
+        try:
+            return dict(_walk_json(json.loads(text)))
+        except json.JSONDecodeError as exc:
+            raise SceneError(path, f"not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    if path.suffix.lower() == ".xml":
+        return dict(re.findall(r"<([A-Z0-9_]+)>([^<]*)</\1>", text))
+    return {k: v.strip() for k, v in re.findall(r'^\s*([A-Z0-9_]+)\s*=\s*"?([^"\r\n]*?)"?\s*$', text, re.M)}
+
+
+def _walk_json(node: object) -> list[tuple[str, str]]:
+    if isinstance(node, dict):
+        return [kv for k, v in node.items() for kv in (_walk_json(v) if isinstance(v, (dict, list)) else [(k, str(v))])]
+    if isinstance(node, list):
+        return [kv for item in node for kv in _walk_json(item)]
+    return []
+
+
+def _find_mtl(directory: Path) -> Path | None:
+    found = sorted(p for p in directory.rglob("*") if p.is_file() and re.search(r"MTL\.(txt|xml|json)$", p.name, re.I))
+    by_kind = {p.suffix.lower(): p for p in reversed(found)}
+    return by_kind.get(".txt") or by_kind.get(".xml") or by_kind.get(".json")
+
+
+def _landsat_band_file(band: int, named: str | None, base: Path, rasters: list[Path]) -> Path | None:
+    """The file the MTL names (case-insensitive), else any raster whose name ends in _B<band>."""
+    if named:
+        for path in rasters:
+            if path.name.lower() == Path(named).name.lower():
+                return path
+    hits = [p for p in rasters if re.search(rf"_B0?{band}$", p.stem, re.I)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _mtl_bits(meta: dict[str, str], bands: list[int]) -> int | None:
+    maxima = [meta.get(f"QUANTIZE_CAL_MAX_BAND_{b}") or meta.get(f"QCALMAX_BAND{b}") for b in bands]
+    values = [int(float(v)) for v in maxima if v]
+    return max(values).bit_length() if values else None
+
+
+def _landsat_from_mtl(mtl: Path, rasters: list[Path]) -> SceneFiles:
+    meta = read_mtl(mtl)
+    spacecraft = meta.get("SPACECRAFT_ID", "")
+    if spacecraft not in SPACECRAFT:
+        raise SceneError(mtl, f"not a Landsat-7/8/9 MTL (SPACECRAFT_ID {spacecraft or 'missing'})")
+    sensor = SPACECRAFT[spacecraft]
+    table = LANDSAT_BANDS[sensor]
+
+    def named(band: int) -> str | None:
+        return meta.get(f"FILE_NAME_BAND_{band}") or meta.get(f"BAND{band}_FILE_NAME")
+
+    pan = _landsat_band_file(LANDSAT_PAN, named(LANDSAT_PAN), mtl.parent, rasters)
+    if pan is None:
+        raise SceneError(mtl.parent / (named(LANDSAT_PAN) or "*_B8.TIF"), "PAN band 8 file missing")
+    ms, names, missing = [], [], {}
+    for band, name in table.items():
+        path = _landsat_band_file(band, named(band), mtl.parent, rasters)
+        if path is None:
+            missing[name] = mtl.parent / (named(band) or f"*_B{band}.TIF")
+        else:
+            ms.append((path, 1))
+            names.append(name)
+    scene_id = meta.get("LANDSAT_PRODUCT_ID") or meta.get("LANDSAT_SCENE_ID") or mtl.parent.name
+    return SceneFiles(pan, ms, names, sensor, _mtl_bits(meta, [LANDSAT_PAN, *table]), mtl, "landsat-mtl",
+                      scene_id, missing=missing)
+
+
+# ---------------------------------------------------------------- file-name tokens
+def _landsat_sensor(stem: str) -> str:
+    m = re.match(r"^L[COTE]0?(\d)|^l(\d)_", stem, re.I)
+    digit = (m.group(1) or m.group(2)) if m else ""
+    return f"Landsat{digit}" if f"Landsat{digit}" in LANDSAT_BANDS else "Landsat8"
+
+
+def _landsat_tokens(directory: Path, rasters: list[Path]) -> SceneFiles | None:
+    numbered = {int(m.group(1)): p for p in rasters if (m := re.search(r"_B0?(\d{1,2})$", p.stem, re.I))}
+    if LANDSAT_PAN not in numbered:
+        return None
+    sensor = _landsat_sensor(numbered[LANDSAT_PAN].stem)
+    table = LANDSAT_BANDS[sensor]
+    ms = [(numbered[b], 1) for b in table if b in numbered]
+    names = [n for b, n in table.items() if b in numbered]
+    missing = {n: directory / f"*_B{b}.TIF" for b, n in table.items() if b not in numbered}
+    return SceneFiles(numbered[LANDSAT_PAN], ms, names, sensor, None, None, "landsat", directory.name,
+                      missing=missing)
+
+
+def _parts(path: Path) -> list[str]:
+    return [p for p in re.split(r"[_\-. ]", path.stem.lower()) if p]
+
+
+def _split_roles(rasters: list[Path], is_pan, is_ms) -> tuple[list[Path], list[Path]]:  # type: ignore[no-untyped-def]
+    return [p for p in rasters if is_pan(p)], [p for p in rasters if is_ms(p)]
+
+
+def _maxar(directory: Path, rasters: list[Path]) -> SceneFiles | None:
+    def level(p: Path, kind: str) -> bool:
+        return re.search(rf"-{kind}(1BS|2AS|3DS|3DM|2AM)-", p.name, re.I) is not None
+
+    pans, mss = _split_roles(rasters, lambda p: level(p, "P"), lambda p: level(p, "M"))
+    if not pans and not mss:
+        return None
+    imd = next((p for p in sorted(directory.rglob("*")) if p.suffix.upper() == ".IMD"), None)
+    sat = re.search(r'satId\s*=\s*"(\w+)"', imd.read_text(errors="replace")) if imd else None
+    sensor = MAXAR_SAT.get(sat.group(1).upper(), sat.group(1)) if sat else "Maxar"
+    return _pan_ms(directory, "maxar", pans, mss, sensor, DEFAULT_BITS.get(sensor, 11), imd, {4: BGRN, 8: WV8})
+
+
+def _pleiades(directory: Path, rasters: list[Path]) -> SceneFiles | None:
+    def pleiades(p: Path) -> bool:
+        return p.name.upper().startswith(("IMG_", "DIM_")) or any(t.startswith("phr") for t in _parts(p))
+
+    pans, mss = _split_roles(rasters, lambda p: pleiades(p) and "p" in _parts(p),
+                             lambda p: pleiades(p) and "ms" in _parts(p))
+    if not pans and not mss:
+        return None
+    dims = sorted(p for p in directory.rglob("DIM_*") if p.suffix.upper() == ".XML")
+    ms_dim = next((p for p in dims if "ms" in _parts(p)), None)
+    bits, order = 12, BGRN
+    if ms_dim is not None:
+        text = ms_dim.read_text(errors="replace")
+        if m := re.search(r"<NBITS>(\d+)</NBITS>", text):
+            bits = int(m.group(1))
+        index = text[text.find("<Raster_Index_List"):]
+        ids = re.findall(r"<BAND_ID>(B\d)</BAND_ID>", index)
+        if ids and all(i in PLEIADES_BANDS for i in ids):
+            order = [PLEIADES_BANDS[i] for i in ids]
+    return _pan_ms(directory, "pleiades", pans, mss, "Pleiades", bits, ms_dim, {len(order): order},
+                   assumed=ms_dim is None)
+
+
+def _gaofen(directory: Path, rasters: list[Path]) -> SceneFiles | None:
+    def role(p: Path, kind: str) -> bool:
+        return re.search(rf"-{kind}\d$", p.stem, re.I) is not None
+
+    pans, mss = _split_roles(rasters, lambda p: role(p, "PAN"), lambda p: role(p, "MSS"))
+    if not pans and not mss:
+        return None
+    m = re.match(r"^(GF\d)", (pans or mss)[0].name, re.I)
+    sensor = m.group(1).upper() if m else "GaoFen"
+    return _pan_ms(directory, "gaofen", pans, mss, sensor, DEFAULT_BITS.get(sensor, 10), None, {4: BGRN})
+
+
+def _generic_tokens(directory: Path, rasters: list[Path]) -> SceneFiles | None:
+    pan_words, ms_words = {"pan", "panchromatic"}, {"ms", "mul", "mss", "multispectral"}
+    pans, mss = _split_roles(rasters, lambda p: bool(pan_words & set(_parts(p))),
+                             lambda p: bool(ms_words & set(_parts(p))))
+    if not pans or not mss:
+        return None
+    return _pan_ms(directory, "generic", pans, mss, "generic", None, None, {})
+
+
+def _pan_ms(directory: Path, scheme: str, pans: list[Path], mss: list[Path], sensor: str, bits: int | None,
+            metadata: Path | None, names_by_count: dict[int, list[str]], assumed: bool = False) -> SceneFiles:
+    """One PAN file and one multi-band or several single-band MS files, checked for band counts."""
+    if len(pans) != 1:
+        what = "no PAN file" if not pans else f"several PAN files ({', '.join(p.name for p in pans)})"
+        raise SceneError(directory, f"{scheme} naming: {what}; give --pan/--ms explicitly")
+    if not mss:
+        raise SceneError(directory, f"{scheme} naming: PAN {pans[0].name} found but no MS file")
+    infos = [_probe(p) for p in mss]
+    if _probe(pans[0]).count != 1:
+        raise SceneError(pans[0], f"PAN file has {_probe(pans[0]).count} bands, expected 1")
+    if len(infos) > 1 and any(i.count != 1 for i in infos):
+        bad = next(i for i in infos if i.count != 1)
+        raise SceneError(bad.path, f"has {bad.count} bands; several MS files must be single-band")
+    ms = [(i.path, b) for i in infos for b in range(1, i.count + 1)]
+    if names_by_count and len(ms) not in names_by_count:
+        expected = " or ".join(str(n) for n in names_by_count)
+        raise SceneError(mss[0], f"{scheme} MS has {len(ms)} bands, expected {expected}")
+    names, guessed = _band_names(infos, names_by_count)
+    return SceneFiles(pans[0], ms, names, sensor, bits, metadata, scheme, directory.name,
+                      names_assumed=assumed or guessed)
+
+
+def _band_names(infos: list[_Raster], names_by_count: dict[int, list[str]]) -> tuple[list[str], bool]:
+    """Band descriptions when they are band names, else the scheme's names, else a stated assumption."""
+    described = [d.lower().replace(" ", "_") for i in infos for d in i.descriptions]
+    if described and all(d in KNOWN_BANDS for d in described) and len(set(described)) == len(described):
+        return described, False
+    count = sum(i.count for i in infos)
+    if count in names_by_count:
+        return list(names_by_count[count]), False
+    conventional = {4: BGRN, 8: WV8}
+    if count in conventional:
+        return list(conventional[count]), True
+    return [f"band{i + 1}" for i in range(count)], True
+
+
+# ---------------------------------------------------------------- raster properties
+def _by_raster_properties(directory: Path, rasters: list[Path]) -> SceneFiles:
+    infos = [_probe(p) for p in rasters]
+    finest = min(i.res for i in infos)
+    pans = [i for i in infos if i.count == 1 and abs(i.res - finest) <= 1e-9 * finest]
+    mss = [i for i in infos if i.res > finest * (1 + 1e-9)]
+    if len(pans) != 1 or not mss:
+        raise SceneError(directory, "cannot tell PAN from MS (no metadata, no known file names, and not exactly "
+                                    "one single-band file on the finest grid with coarser files beside it)")
+    coarse = {round(i.res, 9) for i in mss}
+    if len(coarse) > 1:
+        raise SceneError(directory, f"MS candidates have several pixel sizes {sorted(coarse)}; give --pan/--ms")
+    return _pan_ms(directory, "raster", [pans[0].path], [i.path for i in mss], "generic", None, None, {})
+
+
+# ---------------------------------------------------------------- public API
+def discover_scene(directory: str | Path) -> SceneFiles:
+    """Find the PAN and MS files of one scene directory (searched recursively)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SceneError(directory, "not a directory")
+    rasters = _rasters(directory)
+    mtl = _find_mtl(directory)
+    if mtl is not None:
+        return _landsat_from_mtl(mtl, rasters)
+    if not rasters:
+        raise SceneError(directory, "no raster files (.tif/.tiff/.jp2/.img) and no Landsat MTL")
+    for scheme in (_landsat_tokens, _maxar, _pleiades, _gaofen, _generic_tokens):
+        found = scheme(directory, rasters)
+        if found is not None:
+            return found
+    return _by_raster_properties(directory, rasters)
+
+
+def select_bands(files: SceneFiles, needed: Sequence[str]) -> SceneFiles:
+    """The scene restricted to the model's bands, in the model's order; a clear error when one is missing."""
+    wanted = [b.lower() for b in needed]
+    absent = [b for b in wanted if b not in files.band_names]
+    if absent:
+        where = files.missing.get(absent[0], files.metadata or files.pan.parent)
+        raise SceneError(where, f"band {absent[0]} missing: the model needs bands {', '.join(wanted)}; "
+                                f"the scene has {', '.join(files.band_names) or 'none'}")
+    ms = [files.ms[files.band_names.index(b)] for b in wanted]
+    return replace(files, ms=ms, band_names=wanted, missing={})
+
+
+def pair_from_paths(pan_path: str | Path, ms_paths: str | Path | Sequence[str | Path]) -> SceneFiles:
+    """SceneFiles for explicit `--pan PAN.tif --ms MS.tif [MS2.tif ...]` (one multi-band or single-band files)."""
+    pan = Path(pan_path)
+    mss = [Path(ms_paths)] if isinstance(ms_paths, (str, Path)) else [Path(p) for p in ms_paths]
+    for path in [pan, *mss]:
+        if not path.is_file():
+            raise SceneError(path, "file missing")
+    bands = [m.group(1) for p in mss if (m := re.search(r"_B0?(\d{1,2})$", p.stem, re.I))]
+    if len(bands) == len(mss) and len(mss) > 1:  # Landsat band files: names from the band numbers
+        sensor = _landsat_sensor(pan.stem)
+        table = LANDSAT_BANDS[sensor]
+        if all(int(b) in table for b in bands):
+            names = [table[int(b)] for b in bands]
+            return SceneFiles(pan, [(p, 1) for p in mss], names, sensor, None, None, "paths", pan.stem)
+    found = _pan_ms(pan.parent, "paths", [pan], mss, "generic", None, None, {})
+    return replace(found, name=pan.stem)

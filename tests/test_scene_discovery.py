@@ -1,0 +1,292 @@
+"""Scene discovery, validation and PAN/MS alignment on small real Landsat-8 files (tests/data/scenes, the sample)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.rpc import RPC
+
+from ddrf.scenes.discover import discover_scene, pair_from_paths, read_mtl, select_bands
+from ddrf.scenes.errors import SceneError
+from ddrf.scenes.scene import Scene
+from ddrf.sensors import interp23
+
+ROOT = Path(__file__).parents[1]
+SAMPLE = ROOT / "ddrf/assets/sample_scene/LC80200392015216LGN00"
+SID = "LC80200392015216LGN00"
+SCENES = Path(__file__).parent / "data/scenes"
+C1 = SCENES / "landsat8_c1/LC08_L1TP_016037_20170813_20170814_01_RT"
+C1_ID = C1.name
+NAMING = SCENES / "naming"
+BGRN = ["blue", "green", "red", "nir"]
+
+
+def rewrite(src_path: Path, dst_path: Path, data: np.ndarray | None = None, **profile: object) -> Path:
+    """Copy a GeoTIFF with changed pixels or profile entries (CRS, transform, count ...)."""
+    with rasterio.open(src_path) as src:
+        prof, arr = src.profile, src.read() if data is None else data
+    prof.update(count=arr.shape[0], **profile)
+    with rasterio.open(dst_path, "w", **prof) as dst:
+        dst.write(arr)
+    return dst_path
+
+
+def copy_scene(tmp_path: Path, source: Path = SAMPLE) -> Path:
+    return Path(shutil.copytree(source, tmp_path / source.name))
+
+
+def assert_one_line_naming(err: pytest.ExceptionInfo[SceneError], name: str) -> None:
+    message = str(err.value)
+    assert "\n" not in message and name in message, message
+
+
+# ------------------------------------------------------------ discovery
+def test_landsat_mtl_discovery_on_sample() -> None:
+    files = discover_scene(SAMPLE)
+    assert (files.scheme, files.sensor, files.name) == ("landsat-mtl", "Landsat8", SID)
+    assert files.band_names == BGRN
+    assert files.pan.name == f"{SID}_B8.TIF"
+    assert [(p.name, b) for p, b in files.ms] == [(f"{SID}_B{n}.TIF", 1) for n in (2, 3, 4, 5)]
+    assert files.bits == 16  # QUANTIZE_CAL_MAX_BAND_* = 65535 in the real MTL
+    assert files.metadata == SAMPLE / f"{SID}_MTL.txt"
+
+
+def test_mtl_txt_fields_and_missing_listed_files() -> None:
+    meta = read_mtl(C1 / f"{C1_ID}_MTL.txt")
+    assert meta["SPACECRAFT_ID"] == "LANDSAT_8" and meta["FILE_NAME_BAND_8"] == f"{C1_ID}_B8.TIF"
+    files = discover_scene(C1)  # the MTL also names B1, B6.. B11, BQA: absent files outside B2-B5/B8 are fine
+    assert files.name == C1_ID and files.band_names == BGRN and files.bits == 16
+
+
+@pytest.mark.parametrize("form", ["xml", "json"])
+def test_mtl_xml_and_json_forms(tmp_path: Path, form: str) -> None:
+    meta = read_mtl(SAMPLE / f"{SID}_MTL.txt")
+    meta["SPACECRAFT_ID"] = "LANDSAT_9"  # prove the file's content is what decides
+    scene_dir = tmp_path / SID
+    scene_dir.mkdir()
+    for n in (2, 3, 4, 5, 8):
+        (scene_dir / f"{SID}_B{n}.TIF").symlink_to(SAMPLE / f"{SID}_B{n}.TIF")
+    if form == "xml":
+        body = "".join(f"<{k}>{v}</{k}>" for k, v in meta.items())
+        text = f"<LANDSAT_METADATA_FILE><PRODUCT_CONTENTS>{body}</PRODUCT_CONTENTS></LANDSAT_METADATA_FILE>"
+    else:
+        text = json.dumps({"LANDSAT_METADATA_FILE": {"PRODUCT_CONTENTS": meta}})
+    (scene_dir / f"{SID}_MTL.{form}").write_text(text)
+    files = discover_scene(scene_dir)
+    assert (files.sensor, files.band_names, files.bits) == ("Landsat9", BGRN, 16)
+
+
+@pytest.mark.parametrize("scheme, sensor, pan_token, bits", [
+    ("maxar", "Maxar", "-P2AS-", 11),
+    ("pleiades", "Pleiades", "_P_", 12),
+    ("gaofen", "GF2", "-PAN1", 10),
+    ("generic", "generic", "_pan", None),
+    ("raster", "generic", "a.tif", None),
+])
+def test_naming_schemes(scheme: str, sensor: str, pan_token: str, bits: int | None) -> None:
+    files = discover_scene(NAMING / scheme)
+    assert (files.scheme, files.sensor, files.bits) == (scheme, sensor, bits)
+    assert pan_token in files.pan.name
+    assert len({p for p, _ in files.ms}) == 1 and [b for _, b in files.ms] == [1, 2, 3, 4]
+    assert files.band_names == BGRN
+    scene = Scene(files)
+    assert (scene.ratio, scene.height, scene.width) == (2, 32, 32)
+
+
+def test_landsat_tokens_without_mtl(tmp_path: Path) -> None:
+    scene_dir = copy_scene(tmp_path)
+    (scene_dir / f"{SID}_MTL.txt").unlink()
+    files = discover_scene(scene_dir)
+    assert (files.scheme, files.sensor, files.band_names) == ("landsat", "Landsat8", BGRN)
+    assert files.pan.name.endswith("_B8.TIF") and files.ms[3][0].name.endswith("_B5.TIF")
+
+
+def test_select_bands_reorders_and_names_what_is_missing(tmp_path: Path) -> None:
+    files = discover_scene(SAMPLE)
+    picked = select_bands(files, ["NIR", "red"])
+    assert picked.band_names == ["nir", "red"] and [p.name[-6:] for p, _ in picked.ms] == ["B5.TIF", "B4.TIF"]
+    with pytest.raises(SceneError, match="needs bands blue, green, red, nir, coastal; the scene has blue"):
+        select_bands(files, BGRN + ["coastal"])
+    scene_dir = copy_scene(tmp_path)
+    (scene_dir / f"{SID}_B4.TIF").unlink()
+    with pytest.raises(SceneError) as err:
+        Scene.from_directory(scene_dir, bands=BGRN)
+    assert_one_line_naming(err, f"{SID}_B4.TIF")
+    assert "band red missing" in str(err.value)
+
+
+def test_pair_from_paths() -> None:
+    files = pair_from_paths(SAMPLE / f"{SID}_B8.TIF", [SAMPLE / f"{SID}_B{n}.TIF" for n in (4, 3, 2)])
+    assert (files.sensor, files.band_names) == ("Landsat8", ["red", "green", "blue"])
+    generic = pair_from_paths(NAMING / "generic/site_pan.tif", NAMING / "generic/site_ms.tif")
+    assert len(generic.ms) == 4 and generic.names_assumed
+    assert Scene(generic).ratio == 2
+
+
+# ------------------------------------------------------------ alignment
+def _lsq_corr(pan: np.ndarray, lms: np.ndarray) -> float:
+    design = np.c_[lms.reshape(-1, lms.shape[-1]), np.ones(pan.size)]
+    coef, *_ = np.linalg.lstsq(design, pan.ravel(), rcond=None)
+    return float(np.corrcoef(design @ coef, pan.ravel())[0, 1])
+
+
+def test_sample_alignment_peaks_at_zero_shift() -> None:
+    """PAN vs a band-weighted interp23(MS): correlation is highest unshifted and the sub-pixel peak is near 0."""
+    scene = Scene.from_directory(SAMPLE)
+    assert (scene.height, scene.width, scene.rows.start, scene.rows.base, scene.rows.frac) == (256, 512, 0, 0, 0.0)
+    pan, ms, valid = scene.read_pair(0, 0, 256, 256)
+    assert valid.all()
+    lms, m = interp23(ms, 2, border="symmetric"), 8
+    corr = {(dy, dx): _lsq_corr(pan[m:-m, m:-m], lms[m + dy:256 - m + dy, m + dx:256 - m + dx])
+            for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+    assert max(corr, key=corr.get) == (0, 0) and corr[(0, 0)] > 0.9
+    for lo, hi in ((corr[(-1, 0)], corr[(1, 0)]), (corr[(0, -1)], corr[(0, 1)])):
+        peak = 0.5 * (lo - hi) / (lo - 2 * corr[(0, 0)] + hi)  # parabola through shifts -1, 0, +1
+        assert abs(peak) < 0.25
+
+
+def test_product_geometry_is_cropped_by_one_pan_pixel(tmp_path: Path) -> None:
+    """A full Landsat product: PAN origin half a PAN pixel down-right of the MS origin, PAN 2N-1 wide."""
+    scene_dir = copy_scene(tmp_path)
+    pan_path = scene_dir / f"{SID}_B8.TIF"
+    with rasterio.open(SAMPLE / f"{SID}_B8.TIF") as src:
+        full, transform = src.read(1).astype(np.float64), src.transform
+    rewrite(SAMPLE / f"{SID}_B8.TIF", pan_path, full[None, 1:, 1:].astype(np.uint16),
+            height=255, width=511, transform=transform @ Affine.translation(1, 1))
+    scene = Scene.from_directory(scene_dir)
+    assert (scene.rows.start, scene.rows.base, scene.rows.frac, scene.height, scene.width) == (1, 1, 0.0, 254, 510)
+    assert scene.transform == transform @ Affine.translation(2, 2)
+    pan, ms, _ = scene.read_pair(0, 0, 128, 128)
+    _, ms_orig, _ = Scene.from_directory(SAMPLE).read_pair(2, 2, 128, 128)
+    np.testing.assert_array_equal(pan, full[2:130, 2:130])
+    np.testing.assert_array_equal(ms, ms_orig)  # the same MS samples sit under the same PAN pixels
+
+
+def test_windows_outside_the_scene_are_reflected_and_invalid() -> None:
+    scene = Scene.from_directory(SAMPLE)
+    pan, ms, valid = scene.read_pair(-16, 480, 64, 64)  # 16 rows above, 32 columns right of the grid
+    assert pan.shape == (64, 64) and ms.shape == (32, 32, 4) and valid.shape == (64, 64)
+    assert not valid[:16].any() and not valid[:, 32:].any() and valid[16:, :32].all()
+    np.testing.assert_array_equal(pan[:16, :32], pan[31:15:-1, :32])  # half-sample mirror at the top edge
+    inner_pan, inner_ms, _ = scene.read_pair(0, 480, 32, 32)
+    np.testing.assert_array_equal(pan[16:48, :32], inner_pan)
+    np.testing.assert_array_equal(ms[8:24, :16], inner_ms)
+    far_pan, _, far_valid = scene.read_pair(1000, 2000, 8, 8)
+    assert np.isfinite(far_pan).all() and not far_valid.any()
+    with pytest.raises(ValueError, match="multiples of ratio 2"):
+        scene.read_pair(1, 0, 8, 8)
+
+
+def test_collar_nodata_and_fractional_alignment() -> None:
+    """Real C1 crop with a 0 collar; its shrunk grid leaves a 0.26 MS-pixel offset, resampled by cubic convolution."""
+    scene = Scene.from_directory(C1)
+    assert scene.pan_nodata == 0 and scene.ms_nodata == 0
+    assert scene.rows.start == 0 and scene.rows.base == 0 and scene.rows.frac == pytest.approx(0.258333, abs=1e-5)
+    pan, ms, valid = scene.read_pair(0, 0, 48, 48)
+    with rasterio.open(C1 / f"{C1_ID}_B8.TIF") as src:
+        raw = src.read(1).astype(np.float64)
+    assert not valid[raw[:48, :48] == 0].any()
+    assert 0.2 < valid.mean() < 0.9
+    assert (pan > 0).all() and (ms > 0).all()  # collar filled from valid neighbours, not left at 0
+    np.testing.assert_array_equal(pan[valid], raw[:48, :48][valid])
+    # Tiles agree away from nodata: a sub-window equals the same part of a larger read.
+    sub_pan, sub_ms, sub_valid = scene.read_pair(24, 24, 24, 24)
+    np.testing.assert_array_equal(sub_valid, valid[24:, 24:])
+    np.testing.assert_allclose(sub_ms[2:-2, 2:-2], ms[14:-2, 14:-2], rtol=1e-12)
+
+
+# ------------------------------------------------------------ bad inputs
+def test_empty_and_missing_directories(tmp_path: Path) -> None:
+    with pytest.raises(SceneError) as err:
+        discover_scene(tmp_path)
+    assert_one_line_naming(err, str(tmp_path))
+    with pytest.raises(SceneError, match="not a directory"):
+        discover_scene(tmp_path / "nope")
+
+
+def test_crs_mismatch(tmp_path: Path) -> None:
+    scene_dir = copy_scene(tmp_path)
+    rewrite(SAMPLE / f"{SID}_B3.TIF", scene_dir / f"{SID}_B3.TIF", crs="EPSG:32617")
+    with pytest.raises(SceneError) as err:
+        Scene.from_directory(scene_dir)
+    assert_one_line_naming(err, f"{SID}_B3.TIF")
+    assert "32617" in str(err.value) and "32616" in str(err.value)
+
+
+def test_truncated_and_unreadable_files(tmp_path: Path) -> None:
+    scene_dir = copy_scene(tmp_path)
+    band = scene_dir / f"{SID}_B8.TIF"
+    band.write_bytes(band.read_bytes()[: band.stat().st_size // 2])
+    with pytest.raises(SceneError) as err:
+        Scene.from_directory(scene_dir)
+    assert_one_line_naming(err, f"{SID}_B8.TIF")
+    assert "truncated" in str(err.value)
+    (scene_dir / f"{SID}_B4.TIF").write_bytes(b"not a tiff at all")
+    shutil.copy(SAMPLE / f"{SID}_B8.TIF", band)
+    with pytest.raises(SceneError) as err:
+        Scene.from_directory(scene_dir)
+    assert_one_line_naming(err, f"{SID}_B4.TIF")
+
+
+def test_wrong_band_counts(tmp_path: Path) -> None:
+    scene_dir = copy_scene(tmp_path)
+    with rasterio.open(SAMPLE / f"{SID}_B2.TIF") as src:
+        two = np.concatenate([src.read()] * 2)
+    rewrite(SAMPLE / f"{SID}_B2.TIF", scene_dir / f"{SID}_B2.TIF", two)
+    with pytest.raises(SceneError, match="Landsat band file has 2 bands, expected 1") as err:
+        Scene.from_directory(scene_dir)
+    assert_one_line_naming(err, f"{SID}_B2.TIF")
+    gaofen = copy_scene(tmp_path, NAMING / "gaofen")
+    mss = next(gaofen.glob("*MSS1*"))
+    with rasterio.open(mss) as src:
+        three = src.read()[:3]
+    rewrite(NAMING / "gaofen" / mss.name, mss, three)
+    with pytest.raises(SceneError, match="gaofen MS has 3 bands, expected 4") as err:
+        discover_scene(gaofen)
+    assert_one_line_naming(err, mss.name)
+
+
+def test_pan_with_two_bands(tmp_path: Path) -> None:
+    generic = copy_scene(tmp_path, NAMING / "generic")
+    with rasterio.open(generic / "site_pan.tif") as src:
+        two = np.concatenate([src.read()] * 2)
+    rewrite(NAMING / "generic/site_pan.tif", generic / "site_pan.tif", two)
+    with pytest.raises(SceneError, match="PAN file has 2 bands, expected 1") as err:
+        discover_scene(generic)
+    assert_one_line_naming(err, "site_pan.tif")
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_rpc_only_inputs(tmp_path: Path) -> None:
+    with pytest.raises(SceneError, match="RPC-only") as err:
+        Scene.from_directory(NAMING / "maxar_l1b")
+    assert_one_line_naming(err, "-P1BS-")
+    generic = copy_scene(tmp_path, NAMING / "generic")
+    with rasterio.open(generic / "site_ms.tif") as src:
+        profile, data = src.profile, src.read()
+    profile.update(crs=None, transform=Affine.identity())
+    rpc = RPC(height_off=100, height_scale=500, lat_off=30.6, lat_scale=0.1, line_den_coeff=[1] + [0] * 19,
+              line_num_coeff=[0, 0, -1] + [0] * 17, line_off=8, line_scale=8, long_off=-87.4, long_scale=0.1,
+              samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18, samp_off=8, samp_scale=8)
+    (generic / "site_ms.tif").unlink()
+    with rasterio.open(generic / "site_ms.tif", "w", **profile) as dst:
+        dst.write(data)
+        dst.rpcs = rpc
+    with pytest.raises(SceneError, match="RPC-only GeoTIFF") as err:
+        Scene.from_directory(generic)
+    assert_one_line_naming(err, "site_ms.tif")
+
+
+def test_non_integer_ratio(tmp_path: Path) -> None:
+    generic = copy_scene(tmp_path, NAMING / "generic")
+    with rasterio.open(generic / "site_ms.tif") as src:
+        t = src.transform
+    rewrite(NAMING / "generic/site_ms.tif", generic / "site_ms.tif", transform=Affine(25, 0, t.c, 0, -25, t.f))
+    with pytest.raises(SceneError, match="not one integer") as err:
+        Scene.from_directory(generic)
+    assert_one_line_naming(err, "site_ms.tif")
