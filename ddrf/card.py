@@ -22,10 +22,15 @@ class Normalisation:
 
     kind "bit_depth": offset 0, scale 2^bits - 1 for every band. kind "fixed": per-band offset and scale (robust
     statistics of the training sensor). Both are fixed by the card, so a model applies to any scene of its sensor.
+    kind "scene": offset and scale from robust statistics of each input scene (percentiles `low`/`high` of every
+    band over its valid pixels; ddrf.radiometry), which makes a model independent of bit depth and calibration, so
+    it carries across sensors (e.g. trained on 8-bit Landsat-7, applied to 16-bit Landsat-8).
     """
 
     kind: str = "bit_depth"
     bits: int = 8
+    low: float = 1.0
+    high: float = 99.0
     ms_offset: list[float] = field(default_factory=list)
     ms_scale: list[float] = field(default_factory=list)
     guide_offset: list[float] = field(default_factory=list)
@@ -35,14 +40,18 @@ class Normalisation:
         """Per-band (offset, scale) of the MS bands (`which`="ms") or the guide bands ("guide")."""
         if self.kind == "bit_depth":
             return [0.0] * n_bands, [float(2**self.bits - 1)] * n_bands
+        if self.kind == "scene":
+            raise ValueError("scene normalisation depends on the scene: use ddrf.radiometry.scene_radiometry")
         offset, scale = (self.ms_offset, self.ms_scale) if which == "ms" else (self.guide_offset, self.guide_scale)
         if len(scale) != n_bands or len(offset) != n_bands:
             raise ValueError(f"normalisation has {len(scale)} {which} scales for {n_bands} bands")
         return list(offset), list(scale)
 
     def validate(self) -> None:
-        if self.kind not in ("bit_depth", "fixed"):
-            raise ValueError(f"normalisation kind must be 'bit_depth' or 'fixed', got {self.kind!r}")
+        if self.kind not in ("bit_depth", "fixed", "scene"):
+            raise ValueError(f"normalisation kind must be 'bit_depth', 'fixed' or 'scene', got {self.kind!r}")
+        if self.kind == "scene" and not 0 <= self.low < self.high <= 100:
+            raise ValueError(f"scene normalisation percentiles must satisfy 0 <= low < high <= 100, got {self.low}, {self.high}")
         if self.kind == "bit_depth" and not 1 <= self.bits <= 32:
             raise ValueError(f"bit depth must be 1..32, got {self.bits}")
         if self.kind == "fixed" and not (self.ms_scale and self.guide_scale):

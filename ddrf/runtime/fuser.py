@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from ddrf.card import ModelCard
+from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.backends import Backend, open_backend
 from ddrf.runtime.model_files import ModelFiles
 from ddrf.runtime.noise import scene_noise
@@ -17,19 +18,6 @@ from ddrf.sensors import interp23
 def size_multiple(card: ModelCard) -> int:
     """Every tile side must be a multiple of this (one halving per UNet level below the top)."""
     return 2 ** (len(card.model["channel_mults"]) - 1)
-
-
-def to_model_units(values: np.ndarray, card: ModelCard, which: str) -> np.ndarray:
-    """Band-last digital numbers -> normalised float32 (bands first)."""
-    offset, scale = card.normalisation.affine(which, values.shape[-1])
-    out = (values.astype(np.float32) - np.float32(offset)) / np.float32(scale)
-    return np.moveaxis(out, -1, 0)
-
-
-def from_model_units(values: np.ndarray, card: ModelCard) -> np.ndarray:
-    """Normalised (bands first) -> band-last digital numbers, float32."""
-    offset, scale = card.normalisation.affine("ms", values.shape[0])
-    return np.moveaxis(values, 0, -1) * np.float32(scale) + np.float32(offset)
 
 
 class Fuser:
@@ -85,7 +73,11 @@ class Fuser:
             raise ValueError(f"PAN {guide.shape[:2]} is not MS {ms.shape[:2]} times the ratio {ratio}")
         return guide
 
-    def prepare(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0,
+    def radiometry(self, pan: np.ndarray, ms: np.ndarray) -> Radiometry:
+        """The card's normalisation for these arrays (whole-image statistics when it is per scene)."""
+        return scene_radiometry(self.card.normalisation, ms, pan[..., None] if pan.ndim == 2 else pan)
+
+    def prepare(self, pan: np.ndarray, ms: np.ndarray, radiometry: Radiometry, seed: int = 0,
                 origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalised (C, H, W) LMS, (G, H, W) guide and initial noise, padded to the size multiple.
 
@@ -93,23 +85,35 @@ class Fuser:
         tiles of one scene see the same noise.
         """
         guide = self.check_inputs(pan, ms)
-        lms = interp23(ms.astype(np.float64), self.card.ratio)
+        # symmetric borders, as in training: a tile's edge is not the wrap-around of its opposite edge
+        lms = interp23(ms.astype(np.float64), self.card.ratio, border="symmetric")
         height, width = guide.shape[:2]
         pad = ((0, 0), (0, (-height) % self.multiple), (0, (-width) % self.multiple))
-        lms_n = np.pad(to_model_units(lms, self.card, "ms"), pad, mode="reflect")
-        pan_n = np.pad(to_model_units(guide, self.card, "guide"), pad, mode="reflect")
+        lms_n = np.pad(np.moveaxis(radiometry.ms_to_model(lms), -1, 0), pad, mode="reflect")
+        pan_n = np.pad(np.moveaxis(radiometry.guide_to_model(guide), -1, 0), pad, mode="reflect")
         noise = scene_noise(seed, lms_n.shape[0], origin[0], origin[1], *lms_n.shape[1:])
         return lms_n, pan_n, noise
 
     def fuse_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0,
-                   origins: list[tuple[int, int]] | None = None) -> list[np.ndarray]:
-        """Fuse same-sized (pan, ms) windows in one batch; returns (H, W, B) float32 DN per window."""
+                   origins: list[tuple[int, int]] | None = None,
+                   radiometry: Radiometry | None = None) -> list[np.ndarray]:
+        """Fuse same-sized (pan, ms) windows of one scene in one batch; returns (H, W, B) float32 DN per window.
+
+        Pass the scene's `radiometry` when the windows are tiles of a larger scene (otherwise statistics of the
+        first window are used, which would differ from tile to tile under per-scene normalisation).
+        """
         origins = origins or [(0, 0)] * len(pairs)
-        prepared = [self.prepare(pan, ms, seed, origin) for (pan, ms), origin in zip(pairs, origins)]
+        radiometry = radiometry or self.radiometry(*pairs[0])
+        prepared = [self.prepare(pan, ms, radiometry, seed, origin) for (pan, ms), origin in zip(pairs, origins)]
         lms, guide, noise = (np.stack(parts) for parts in zip(*prepared))
         fused = self.fuse_normalised(lms, guide, noise, seed)
-        return [from_model_units(f[:, :pan.shape[0], :pan.shape[1]], self.card) for f, (pan, _) in zip(fused, pairs)]
+        return [radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
+                for f, (pan, _) in zip(fused, pairs)]
 
-    def fuse(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-        """PAN (H, W) or guide (H, W, G) and MS (h, w, B) in digital numbers -> fused (H, W, B) float32 DN."""
-        return self.fuse_batch([(pan, ms)], seed, [origin])[0]
+    def fuse(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0, origin: tuple[int, int] = (0, 0),
+             radiometry: Radiometry | None = None) -> np.ndarray:
+        """PAN (H, W) or guide (H, W, G) and MS (h, w, B) in digital numbers -> fused (H, W, B) float32 DN.
+
+        `radiometry` defaults to the card's normalisation computed on these arrays.
+        """
+        return self.fuse_batch([(pan, ms)], seed, [origin], radiometry or self.radiometry(pan, ms))[0]

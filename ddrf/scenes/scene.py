@@ -287,6 +287,20 @@ class Scene:
         valid = inside & ~pan_invalid & ~ms_invalid_pan
         return _fill_nearest(pan, pan_invalid), ms, valid
 
+    def preview(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Decimated whole-scene reads for scene statistics, bounded in memory whatever the scene size:
+        (pan (h, w), pan_valid, ms (h', w', B), ms_valid), nearest-neighbour decimation, nodata marked invalid."""
+        def read(path: Path, band: int) -> tuple[np.ndarray, np.ndarray]:
+            with rasterio.open(path) as src:
+                step = max(1, -(-max(src.height, src.width) // max_side))
+                data = src.read(band, out_shape=(-(-src.height // step), -(-src.width // step)))
+            return data.astype(np.float64), ~_is_nodata(data, self._nodata[path])
+
+        pan, pan_valid = read(self.files.pan, 1)
+        bands = [read(path, band) for path, band in self.files.ms]
+        ms_valid = np.logical_and.reduce([valid for _, valid in bands])
+        return pan, pan_valid, np.stack([data for data, _ in bands], axis=-1), ms_valid
+
     def __repr__(self) -> str:
         return (f"Scene({self.name!r}, {self.sensor}, {self.height}x{self.width} ratio {self.ratio}, "
                 f"bands {self.band_names}, MS shift rows {self.rows.base + self.rows.frac:g} "

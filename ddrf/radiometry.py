@@ -1,0 +1,61 @@
+"""Digital numbers <-> model units: the per-band affine map a model card prescribes (numpy only).
+
+Shared by training datasets, the runtime and the scene pipeline, so all three normalise identically.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ddrf.card import Normalisation
+
+MIN_SCALE = 1e-6
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """value = (dn - offset) / scale, per band; MS bands and guide (PAN) bands separately."""
+
+    ms_offset: np.ndarray
+    ms_scale: np.ndarray
+    guide_offset: np.ndarray
+    guide_scale: np.ndarray
+
+    def ms_to_model(self, ms: np.ndarray) -> np.ndarray:
+        """Band-last MS digital numbers -> float32 model units (still band-last)."""
+        return ((ms - self.ms_offset) / self.ms_scale).astype(np.float32)
+
+    def guide_to_model(self, guide: np.ndarray) -> np.ndarray:
+        return ((guide - self.guide_offset) / self.guide_scale).astype(np.float32)
+
+    def ms_from_model(self, values: np.ndarray) -> np.ndarray:
+        """Band-last model units -> float32 digital numbers."""
+        return (values * self.ms_scale + self.ms_offset).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {k: [float(v) for v in getattr(self, k)] for k in ("ms_offset", "ms_scale", "guide_offset", "guide_scale")}
+
+
+def _percentile_affine(values: np.ndarray, valid: np.ndarray | None, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band (offset, scale) from the low/high percentiles of band-last values over valid pixels."""
+    bands = values.reshape(-1, values.shape[-1])
+    if valid is not None:
+        bands = bands[valid.reshape(-1)]
+    if bands.shape[0] == 0:
+        raise ValueError("no valid pixels to compute scene statistics from")
+    lo, hi = np.percentile(bands, [low, high], axis=0)
+    return lo, np.maximum(hi - lo, MIN_SCALE * np.maximum(np.abs(hi), 1.0))
+
+
+def scene_radiometry(norm: Normalisation, ms: np.ndarray, guide: np.ndarray, ms_valid: np.ndarray | None = None,
+                     guide_valid: np.ndarray | None = None) -> Radiometry:
+    """The affine map for one scene. `ms` (h, w, B) and `guide` (H, W, G) may be decimated previews of the scene:
+    only "scene" normalisation reads them; bit_depth and fixed come from the card alone."""
+    if norm.kind != "scene":
+        ms_offset, ms_scale = norm.affine("ms", ms.shape[-1])
+        guide_offset, guide_scale = norm.affine("guide", guide.shape[-1])
+        return Radiometry(*(np.asarray(a, np.float64) for a in (ms_offset, ms_scale, guide_offset, guide_scale)))
+    ms_offset, ms_scale = _percentile_affine(ms, ms_valid, norm.low, norm.high)
+    guide_offset, guide_scale = _percentile_affine(guide, guide_valid, norm.low, norm.high)
+    return Radiometry(ms_offset, ms_scale, guide_offset, guide_scale)

@@ -1,0 +1,177 @@
+"""`ddrf-run`: fuse scenes into GeoTIFFs on the PAN grid.
+
+    ddrf-run SCENE_DIR... -o OUT_DIR          every scene directory into OUT_DIR/<dir name>.tif (+ .json report)
+    ddrf-run --pan PAN.tif --ms MS.tif -o OUT.tif
+
+Exit codes: 0 every scene done or skipped, 1 some scene failed (the others still ran), 2 usage error.
+Never imports torch.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+SUMMARY_NAME = "ddrf-run-summary.json"
+
+
+def bundled_model() -> Path:
+    import ddrf
+
+    return Path(ddrf.__file__).parent / "assets" / "model"
+
+
+def usage(message: str) -> "typer.Exit":
+    typer.echo(f"ddrf-run: {message}", err=True)
+    return typer.Exit(2)
+
+
+def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path) -> list[Any]:
+    from ddrf.scenes.pipeline import SceneJob
+
+    if pan is not None or ms:
+        if scenes or pan is None or not ms:
+            raise usage("give either SCENE_DIR... or --pan with --ms, not both")
+        if output.suffix.lower() not in (".tif", ".tiff"):
+            raise usage(f"{output}: with --pan/--ms, -o names the output GeoTIFF (.tif)")
+        return [SceneJob(output.stem, output, pan=pan, ms=tuple(ms))]
+    if not scenes:
+        raise usage("no scenes: give SCENE_DIR... or --pan PAN.tif --ms MS.tif")
+    if output.suffix.lower() in (".tif", ".tiff"):
+        raise usage(f"{output}: with scene directories, -o names an output directory")
+    names = [s.resolve().name for s in scenes]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise usage(f"two scene directories share the name {duplicates[0]!r}; their outputs would collide")
+    return [SceneJob(name, output / f"{name}.tif", directory=s) for name, s in zip(names, scenes)]
+
+
+def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
+              method: str | None, threads: int | None) -> Any:
+    """The engine description, checked here so that a bad model is a usage error before any scene runs."""
+    from ddrf.scenes.pipeline import EngineSpec
+
+    if uncertainty == 1 or uncertainty < 0:
+        raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")
+    if method:
+        from ddrf.baselines import METHODS
+
+        if method not in METHODS:
+            raise usage(f"unknown --method {method!r}; known: {', '.join(METHODS)}")
+        if uncertainty:
+            raise usage("--uncertainty applies to the diffusion model, not to --method")
+        return EngineSpec(method=method, seed=seed)
+    from ddrf.runtime.backends import BACKENDS
+    from ddrf.runtime.model_files import ModelFiles
+
+    if backend not in BACKENDS:
+        raise usage(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    model = model or bundled_model()
+    try:
+        ModelFiles.open(model)
+    except ValueError as exc:
+        hint = "" if model != bundled_model() else " (no bundled model: pass --model DIR or --method NAME)"
+        raise usage(f"{' '.join(str(exc).split())}{hint}")
+    return EngineSpec(str(model), backend, steps, seed, max(uncertainty, 1), None, threads)
+
+
+def preload(spec: Any) -> None:
+    """Load the model once before the first scene, so a broken graph or backend is one usage error."""
+    from ddrf.scenes.pipeline import get_engine
+
+    try:
+        get_engine(spec)
+    except (ValueError, RuntimeError) as exc:
+        raise usage(" ".join(str(exc).split()))
+
+
+def run_local(jobs: list[Any], spec: Any, settings: Any, progress: Optional[bool]) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    from ddrf.scenes.pipeline import run_job
+
+    entries = []
+    disable = None if progress is None else not progress
+    with tqdm(jobs, desc="scenes", unit="scene", disable=disable, position=0, file=sys.stderr) as bar:
+        for job in bar:
+            entries.append(run_job(job, spec, settings))
+            announce(entries[-1])
+    return entries
+
+
+def announce(entry: dict[str, Any]) -> None:
+    if entry["status"] == "failed":
+        typer.echo(f"ddrf-run: {entry['error']}", err=True)
+
+
+def summarise(entries: list[dict[str, Any]]) -> int:
+    counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
+    typer.echo(f"ddrf-run: {len(entries)} scene(s): {counts['done']} done, {counts['skipped']} skipped, "
+               f"{counts['failed']} failed", err=True)
+    for entry in entries:
+        if entry["status"] == "skipped":
+            typer.echo(f"  skipped {entry['output']} ({entry['reason']})", err=True)
+    return 1 if counts["failed"] else 0
+
+
+@app.command()
+def main(
+    scenes: list[Path] = typer.Argument(None, help="Scene directories (Landsat C2, Maxar, Pleiades, GF2 ...).",
+                                        show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="Output directory (scenes) or GeoTIFF (--pan/--ms)."),
+    pan: Optional[Path] = typer.Option(None, "--pan", help="PAN GeoTIFF."),
+    ms: list[Path] = typer.Option([], "--ms", help="MS GeoTIFF (multi-band, or repeat once per band)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the bundled model)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Run a classical baseline instead (e.g. GSA)."),
+    backend: str = typer.Option("ort-cpu", "--backend", help="ort-cpu, ort-cuda, ort-tensorrt or tensorrt."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the card's)."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed (noise is keyed to scene coordinates)."),
+    uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: also write <name>_spread.tif "
+                                    "(per-pixel std); the main output stays the --seed sample."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Window side in PAN pixels (default by backend)."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
+    halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default 32)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for ONNX Runtime."),
+    cog: bool = typer.Option(False, "--cog", help="Write Cloud Optimized GeoTIFFs (with overviews)."),
+    quicklook: bool = typer.Option(False, "--quicklook", help="Also write <name>_quicklook.png (RGB stretch)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose output exists."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address: one task per scene."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: tty)."),
+) -> None:
+    """Fuse PAN + MS scenes into pansharpened GeoTIFFs on the PAN grid, with a JSON report beside each."""
+    from ddrf.scenes.pipeline import DEFAULT_HALO, RunSettings, default_tiling
+
+    output = output.absolute()
+    jobs = make_jobs([s.absolute() for s in scenes or []], pan and pan.absolute(), [m.absolute() for m in ms], output)
+    spec = make_spec(model, backend, steps, seed, uncertainty, method, threads)
+    tile_default, batch_default = default_tiling(backend, method)
+    settings = RunSettings(tile or tile_default, batch or batch_default, DEFAULT_HALO if halo is None else halo,
+                           cog, quicklook, overwrite, spread=bool(uncertainty), progress=progress)
+    parent = output if jobs[0].directory is not None else output.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise usage(f"{parent}: cannot create the output directory ({exc.strerror})")
+    if scheduler:
+        from ddrf.scenes.distributed import run_on_cluster
+
+        entries = run_on_cluster(scheduler, jobs, spec, settings, announce)
+    else:
+        preload(spec)
+        entries = run_local(jobs, spec, settings, progress)
+    if jobs[0].directory is not None:
+        from dataclasses import asdict
+
+        from ddrf.scenes.report import write_summary
+
+        write_summary(output / SUMMARY_NAME, entries, {**asdict(spec), **asdict(settings)})
+    raise typer.Exit(summarise(entries))
+
+
+if __name__ == "__main__":
+    app()

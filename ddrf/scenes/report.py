@@ -1,0 +1,91 @@
+"""The JSON run report written beside every fused GeoTIFF, and the run summary of a many-scene run."""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ddrf.scenes.writer import temp_path
+
+REPORT_VERSION = 1
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced the numbers (absent packages omitted)."""
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("ddrf-edge", "numpy", "scipy", "rasterio", "onnxruntime", "onnxruntime-gpu", "dask", "distributed"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if "rasterio" in sys.modules:
+        found["gdal"] = sys.modules["rasterio"].__gdal_version__
+    return found
+
+
+def card_summary(card: Any) -> dict[str, Any]:
+    return {"bands": list(card.bands), "guide_bands": list(card.guide_bands), "ratio": card.ratio,
+            "sensor": card.sensor, "normalisation": asdict(card.normalisation), "target": card.target,
+            "residual": card.residual, "sampling_steps": card.sampling_steps, "model": card.model,
+            "hashes": dict(card.hashes), "training": {k: card.training[k] for k in sorted(card.training)[:20]}}
+
+
+def scene_files(scene: Any) -> dict[str, Any]:
+    """The files discovery chose (PAN, MS file and band per MS band, metadata)."""
+    files = getattr(scene, "files", None)
+    if files is None:
+        return {}
+    return {"pan_file": str(files.pan), "ms_files": [[str(p), b] for p, b in files.ms],
+            "metadata": str(files.metadata) if files.metadata else None, "scheme": files.scheme}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any, inputs: dict[str, Any],
+                 timings: Any, seconds: float, band_names: list[str], nodata: float) -> dict[str, Any]:
+    return {
+        "report_version": REPORT_VERSION,
+        "status": "done",
+        "finished": now(),
+        "scene": {"name": scene.name, "sensor": scene.sensor, "ratio": scene.ratio, "bits": scene.bits,
+                  "dtype": str(scene.dtype), "height": scene.height, "width": scene.width,
+                  "crs": str(scene.crs), "transform": list(scene.transform)[:6], "band_names": list(scene.band_names)},
+        "inputs": {**inputs, **scene_files(scene)},
+        "engine": engine.summary(),
+        "outputs": {"raster": str(outputs.raster), "spread": str(outputs.spread) if outputs.spread else None,
+                    "quicklook": str(outputs.quicklook) if outputs.quicklook else None, "cog": settings.cog,
+                    "band_names": band_names, "nodata": nodata, "dtype": str(scene.dtype),
+                    "value_range": [0, 2**scene.bits - 1] if scene.bits else None},
+        "tiling": {"tile": [grid.tile_rows, grid.tile_cols], "halo": grid.halo, "overlap": 2 * grid.halo,
+                   "align": grid.align, "batch": settings.batch, "tiles": grid.count,
+                   "blend": "raised-cosine feather over 2*halo at every window side (scene padded by halo), "
+                            "normalised weighted sum"},
+        # seconds; "write" = block rows flushed while fusing, "finish" = last flush, COG copy, quicklook
+        "timings_s": {"read": timings.read, "fuse": timings.fuse, "blend": timings.blend, "write": timings.write,
+                      "finish": timings.finish, "total": seconds},
+        "software": versions(),
+    }
+
+
+def write_temp(report: dict[str, Any], final: Path) -> Path:
+    """The report as a temporary file beside `final` (renamed with the rest of the scene's files)."""
+    path = temp_path(final)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return path
+
+
+def write_summary(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any]) -> None:
+    """The run summary (one entry per scene: done / skipped / failed with its error)."""
+    from ddrf.card import write_text_atomic
+
+    counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
+    body = {"report_version": REPORT_VERSION, "finished": now(), "counts": counts, "settings": settings,
+            "scenes": entries, "software": versions()}
+    write_text_atomic(path, json.dumps(body, indent=2, default=str) + "\n")

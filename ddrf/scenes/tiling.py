@@ -1,0 +1,144 @@
+"""Windows of the output (PAN) grid, feathered weights and the row-streaming blender.
+
+Windows are `tile` pixels on a side and step by `tile - 2 * halo`, so neighbours overlap by 2 * halo. Each window's
+output is weighted by a raised cosine that rises from ~0 at a window edge to 1 at 2 * halo inside it; in every
+overlap the two ramps are mirror images and sum to exactly 1 (sin^2 + cos^2), so the blend is a smooth cross-fade
+in which the pixels nearest a window's edge (where the network saw the window border instead of context) weigh least.
+
+The windows cover the scene padded by `halo` on every side (the scene reader fills outside pixels by reflection and
+marks them invalid): the scene border gets the same context margin as any interior window edge, and what a scene
+pixel sees does not depend on where the tile boundaries fall.
+
+Window starts are multiples of `align` = lcm(ratio, network size multiple): MS windows then fall on whole MS
+pixels, the network's stride-2 phases are the same in every window, and two runs with different tile sizes see
+the same content at the same phase. The last window is clamped to end `halo` past the (aligned) scene edge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+
+def round_up(value: int, unit: int) -> int:
+    return -(-value // unit) * unit
+
+
+def axis_starts(length: int, tile: int, halo: int, align: int) -> tuple[int, list[int]]:
+    """(window length, window starts) along one axis of `length` pixels, padded by `halo` on both sides."""
+    span = round_up(length, align) + 2 * halo
+    tile = min(tile, span)
+    stride = tile - 2 * halo
+    if tile < span and stride < align:
+        raise ValueError(f"tile {tile} leaves no room inside a halo of {halo} on each side")
+    starts = [s - halo for s in range(0, span - tile, stride)] + [span - tile - halo]
+    return tile, starts
+
+
+def axis_weights(n: int, halo: int, taper_lo: bool, taper_hi: bool) -> np.ndarray:
+    """Feather profile of one window axis: raised-cosine ramps over 2 * halo at the tapered sides."""
+    weights = np.ones(n, dtype=np.float64)
+    if halo <= 0:
+        return weights
+    ramp = np.sin(0.5 * np.pi * np.clip((np.arange(n) + 0.5) / (2 * halo), 0.0, 1.0)) ** 2
+    if taper_lo:
+        weights *= ramp
+    if taper_hi:
+        weights *= ramp[::-1]
+    return weights
+
+
+@dataclass(frozen=True)
+class Window:
+    row: int
+    col: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The windows covering a height x width output grid."""
+
+    height: int
+    width: int
+    tile_rows: int
+    tile_cols: int
+    halo: int
+    align: int
+    row_starts: tuple[int, ...]
+    col_starts: tuple[int, ...]
+
+    @classmethod
+    def plan(cls, height: int, width: int, tile: int, halo: int, align: int) -> "TileGrid":
+        """Round tile up and halo up to what `align` allows, then lay out the windows."""
+        if height < 1 or width < 1:
+            raise ValueError(f"empty output grid {height}x{width}")
+        if tile < 1 or halo < 0:
+            raise ValueError(f"tile must be >= 1 and halo >= 0, got {tile} and {halo}")
+        halo = round_up(halo, align)  # the first window starts at -halo, which must stay aligned
+        tile = round_up(tile, align)
+        tile_rows, rows = axis_starts(height, tile, halo, align)
+        tile_cols, cols = axis_starts(width, tile, halo, align)
+        return cls(height, width, tile_rows, tile_cols, halo, align, tuple(rows), tuple(cols))
+
+    @property
+    def count(self) -> int:
+        return len(self.row_starts) * len(self.col_starts)
+
+    def row_band(self, row: int) -> list[Window]:
+        return [Window(row, col, self.tile_rows, self.tile_cols) for col in self.col_starts]
+
+    def bands(self) -> Iterator[tuple[int, list[Window]]]:
+        """(rows final once this band is blended, windows of the band), top to bottom."""
+        for k, row in enumerate(self.row_starts):
+            final = self.row_starts[k + 1] if k + 1 < len(self.row_starts) else row + self.tile_rows
+            yield final, self.row_band(row)
+
+    def weights(self, window: Window) -> np.ndarray:
+        """(tile_rows, tile_cols) blending weights of a window (every side tapers: the scene is padded too)."""
+        rows = axis_weights(window.height, self.halo, True, True)
+        cols = axis_weights(window.width, self.halo, True, True)
+        return rows[:, None] * cols[None, :]
+
+
+class RowBlender:
+    """Accumulates weighted window outputs and releases finished rows, top to bottom.
+
+    Holds one band of windows (tile rows by the padded scene width), whatever the scene height: every window of a
+    band starts on the buffer's first row, because rows above the band's start were released before it.
+    """
+
+    def __init__(self, grid: TileGrid, channels: int) -> None:
+        self.grid, self.channels = grid, channels
+        self.left = grid.col_starts[0]  # scene column of buffer column 0 (-halo)
+        width = grid.col_starts[-1] + grid.tile_cols - self.left
+        self.values = np.zeros((grid.tile_rows, width, channels), dtype=np.float64)
+        self.wsum = np.zeros((grid.tile_rows, width), dtype=np.float64)
+        self.valid = np.zeros((grid.tile_rows, width), dtype=bool)
+        self.top = grid.row_starts[0]  # scene row of buffer row 0
+
+    def add(self, window: Window, values: np.ndarray, valid: np.ndarray) -> None:
+        weights = self.grid.weights(window)
+        r0, c0 = window.row - self.top, window.col - self.left
+        rows, cols = slice(r0, r0 + window.height), slice(c0, c0 + window.width)
+        self.values[rows, cols] += values * weights[..., None]
+        self.wsum[rows, cols] += weights
+        self.valid[rows, cols] = valid
+
+    def release(self, until: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(first scene row, blended scene rows in [top, until) cropped to the scene, their valid mask)."""
+        n = until - self.top
+        if n <= 0:
+            raise ValueError(f"rows must be released in order (top {self.top}, asked up to {until})")
+        first, last = max(self.top, 0), min(until, self.grid.height)
+        rows = slice(first - self.top, max(last - self.top, first - self.top))
+        cols = slice(-self.left, -self.left + self.grid.width)
+        wsum = np.maximum(self.wsum[rows, cols], 1e-12)[..., None]
+        values, valid = self.values[rows, cols] / wsum, self.valid[rows, cols].copy()
+        for buf in (self.values, self.wsum, self.valid):
+            buf[:-n] = buf[n:].copy()
+            buf[-n:] = 0
+        self.top = until
+        return first, values, valid

@@ -1,0 +1,163 @@
+"""GeoTIFF output on the PAN grid: temporary files renamed when complete, block-aligned row writes, COG, quicklook.
+
+Nothing is ever written under a final name until it is whole: every file is first written as
+`.<final name>.<random>.ddrf-part` in the output folder (same filesystem, so the rename is atomic). A killed run
+leaves only such files; `clean_stale` removes them before the scene is processed again.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.errors
+import rasterio.shutil
+from rasterio.windows import Window as RioWindow
+
+PART_SUFFIX = ".ddrf-part"
+BLOCK = 512
+
+
+def temp_path(final: Path) -> Path:
+    return final.parent / f".{final.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
+
+
+def clean_stale(final: Path) -> list[Path]:
+    """Remove temporary files a killed run left for `final`; returns what was removed."""
+    removed = []
+    for path in final.parent.glob(f".{final.name}.*{PART_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def quantise(values: np.ndarray, valid: np.ndarray, dtype: np.dtype, bits: int | None,
+             nodata: float | None) -> np.ndarray:
+    """Float DN -> output dtype: rounded and clipped to 0..2^bits-1 for integers; nodata where not valid.
+
+    A valid pixel that would equal the nodata value is moved one step inside the range, so it is not lost.
+    """
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        high = min(2**bits - 1, info.max) if bits else info.max
+        out = np.clip(np.rint(values), max(info.min, 0 if bits else info.min), high)
+        if nodata is not None:
+            out[(out == nodata) & valid[..., None]] = nodata + 1 if nodata < high else nodata - 1
+    else:
+        out = values.copy()
+    if nodata is not None:
+        out[~valid] = nodata
+    return out.astype(dtype)
+
+
+def geotiff_profile(height: int, width: int, count: int, dtype: np.dtype, crs: Any, transform: Any,
+                    nodata: float | None) -> dict[str, Any]:
+    integer = np.issubdtype(np.dtype(dtype), np.integer)
+    return dict(driver="GTiff", height=height, width=width, count=count, dtype=np.dtype(dtype).name, crs=crs,
+                transform=transform, nodata=nodata, tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
+                compress="deflate", predictor=2 if integer else 3, zlevel=6, BIGTIFF="IF_SAFER",
+                interleave="pixel")
+
+
+class RasterSink:
+    """Writes rows of a (H, W, B) raster in order into a temporary GeoTIFF, BLOCK rows at a time.
+
+    Buffering whole block rows means every compressed tile is written once (no read-modify-write of partial
+    blocks), and memory stays at BLOCK rows of the scene width.
+    """
+
+    def __init__(self, final: Path, profile: dict[str, Any], band_names: list[str], bits: int | None,
+                 tags: dict[str, str] | None = None) -> None:
+        self.final, self.profile, self.bits = final, profile, bits
+        self.path = temp_path(final)
+        self.dataset = rasterio.open(self.path, "w", **profile)
+        for i, name in enumerate(band_names, start=1):
+            self.dataset.set_band_description(i, name)
+        if tags:
+            self.dataset.update_tags(**tags)
+        self.rows: list[np.ndarray] = []
+        self.valid: list[np.ndarray] = []
+        self.buffered = 0
+        self.written = 0
+
+    def write_rows(self, values: np.ndarray, valid: np.ndarray) -> None:
+        self.rows.append(values)
+        self.valid.append(valid)
+        self.buffered += values.shape[0]
+        if self.buffered >= BLOCK:
+            self._flush(BLOCK * (self.buffered // BLOCK))
+
+    def _flush(self, n: int) -> None:
+        values, valid = np.concatenate(self.rows), np.concatenate(self.valid)
+        data = quantise(values[:n], valid[:n], self.profile["dtype"], self.bits, self.profile["nodata"])
+        window = RioWindow(0, self.written, self.profile["width"], n)
+        self.dataset.write(np.moveaxis(data, -1, 0), window=window)
+        self.rows, self.valid = [values[n:]], [valid[n:]]
+        self.buffered -= n
+        self.written += n
+
+    def close(self) -> Path:
+        """Flush, close and check the raster is complete; returns the temporary path."""
+        if self.buffered:
+            self._flush(self.buffered)
+        self.dataset.close()
+        if self.written != self.profile["height"]:
+            raise RuntimeError(f"{self.final}: wrote {self.written} of {self.profile['height']} rows")
+        return self.path
+
+    def abort(self) -> None:
+        if not self.dataset.closed:
+            self.dataset.close()
+        self.path.unlink(missing_ok=True)
+
+
+def to_cog(path: Path, final: Path) -> Path:
+    """Copy a finished GeoTIFF into a Cloud Optimized GeoTIFF (overviews by averaging); returns the new temp."""
+    with rasterio.open(path) as src:
+        integer = np.issubdtype(np.dtype(src.dtypes[0]), np.integer)
+    cog = temp_path(final)
+    rasterio.shutil.copy(path, cog, driver="COG", compress="DEFLATE", predictor="YES" if integer else "FLOATING_POINT",
+                         blocksize=BLOCK, overview_resampling="average", bigtiff="IF_SAFER")
+    path.unlink(missing_ok=True)
+    return cog
+
+
+def rgb_indices(band_names: list[str]) -> list[int]:
+    """1-based red, green, blue bands by name, else the first three (or one band as grey)."""
+    names = [n.lower() for n in band_names]
+    if all(c in names for c in ("red", "green", "blue")):
+        return [names.index(c) + 1 for c in ("red", "green", "blue")]
+    return [1, 2, 3] if len(names) >= 3 else [1, 1, 1]
+
+
+def write_quicklook(raster: Path, final: Path, band_names: list[str], max_side: int = 1024) -> Path:
+    """An 8-bit RGB PNG, 2-98 % stretch per band over valid pixels; returns its temporary path."""
+    with rasterio.open(raster) as src:
+        scale = max(1, -(-max(src.height, src.width) // max_side))
+        shape = (3, max(1, src.height // scale), max(1, src.width // scale))
+        data = src.read(rgb_indices(band_names), out_shape=shape, masked=True,
+                        resampling=rasterio.enums.Resampling.average)
+    rgb = np.zeros(shape, dtype=np.uint8)
+    mask = ~np.ma.getmaskarray(data).any(axis=0)
+    for i, band in enumerate(data.astype(np.float64).filled(0)):
+        if mask.any():
+            low, high = np.percentile(band[mask], (2, 98))
+            rgb[i] = np.clip((band - low) / max(high - low, 1e-9) * 255, 0, 255).astype(np.uint8)
+    rgb[:, ~mask] = 0
+    png = temp_path(final)
+    with warnings.catch_warnings():  # a PNG has no georeferencing, on purpose
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(png, "w", driver="PNG", height=shape[1], width=shape[2], count=3, dtype="uint8") as dst:
+            dst.write(rgb)
+    png.with_name(png.name + ".aux.xml").unlink(missing_ok=True)
+    return png
+
+
+def publish(temp: Path, final: Path) -> None:
+    """Rename a finished temporary file onto its final name (atomic on one filesystem)."""
+    os.replace(temp, final)

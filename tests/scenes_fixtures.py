@@ -1,0 +1,63 @@
+"""Fixtures of the scene-run tests: a tiny random-weight DDRF exported to ONNX, and writable copies of the sample
+scene (optionally with a nodata block). Imported by tests/test_scene_run.py."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SAMPLE = Path(__file__).parents[1] / "ddrf" / "assets" / "sample_scene" / "LC80200392015216LGN00"
+BANDS = ["blue", "green", "red", "nir"]
+
+
+def export_tiny_model(out_dir: Path) -> Path:
+    """4-band, ratio-2 DDRF with 3 levels (size multiple 4), full self-attention and GroupNorm in the middle.
+
+    Random weights; the zero-initialised modulation layers are randomised too (so every path is live) and the
+    output conv is scaled down, so the fused image is LMS plus a content- and noise-dependent residual of a few
+    percent, like a trained model's, instead of saturating.
+    """
+    torch = pytest.importorskip("torch")
+    from ddrf.card import ModelCard, Normalisation
+    from ddrf.export.onnx_export import export_model
+    from ddrf.model import DDRF, DDRFConfig
+
+    config = DDRFConfig(4, base_width=8, channel_mults=(1, 2, 2), enc_blocks=1, dec_blocks=2, attn_levels=(),
+                        heads=2, wave_heads=2, ffn_mult=1, time_dim=16, norm_groups=4, dropout=0.0)
+    torch.manual_seed(0)
+    model = DDRF(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if not param.abs().sum():
+                param.normal_(0.0, 0.05)
+        model.out[-1].weight.mul_(0.05)
+        model.out[-1].bias.zero_()
+    card = ModelCard(model=config.to_dict(), bands=BANDS, ratio=2, sensor="Landsat8",
+                     normalisation=Normalisation(kind="bit_depth", bits=16), sampling_steps=2)
+    export_model(model, card, out_dir, fp16=False)
+    return out_dir
+
+
+def copy_scene(dest: Path, nodata_block: tuple[int, int, int] | None = None) -> Path:
+    """A writable copy of the sample scene; `nodata_block` = (pan row, pan col, pan size) set to 0 = nodata in
+    the PAN and (halved) in every MS band, all files tagged nodata 0."""
+    import rasterio
+
+    shutil.copytree(SAMPLE, dest)
+    if nodata_block is None:
+        return dest
+    row, col, size = nodata_block
+    for path in sorted(dest.glob("*_B[2-58].TIF")):
+        scale = 1 if path.stem.endswith("B8") else 2
+        with rasterio.open(path, "r+") as ds:
+            data = ds.read(1)
+            data[row // scale:(row + size) // scale, col // scale:(col + size) // scale] = 0
+            ds.write(data, 1)
+            ds.nodata = 0
+    return dest
+
+
+def band_mean_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
