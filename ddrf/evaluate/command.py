@@ -1,0 +1,128 @@
+"""`ddrf-eval DATASET [--methods ...] [--mode ...] [--csv F] [--json F] [--figure F.png] [--overwrite]`.
+
+DATASET is pancollection:FILE.h5, fusebox:DIR or pairs:DIR. Classical runs never import torch.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, help="Evaluate pansharpening methods with toolbox-exact metrics.")
+
+
+@app.command()
+def main(
+    dataset: str = typer.Argument(..., help="pancollection:FILE.h5 | fusebox:DIR | pairs:DIR"),
+    methods: str = typer.Option("classical", "--methods", help="comma list: EXP,Brovey,BT-H,GSA,BDSD-PC,"
+                                "MTF-GLP-FS,MTF-GLP-HPM, classical (all of them), ddrf:MODEL_DIR, ckpt:PATH"),
+    mode: str = typer.Option("auto", "--mode", help="reduced | full | both | auto (reduced when a reference exists)"),
+    border: int = typer.Option(0, "--border", help="pixels cropped on every side before scoring (fused grid)"),
+    acquisitions: str = typer.Option("P034R032", "--acquisitions", help="fusebox: 'all' or comma list"),
+    sensor: Optional[str] = typer.Option(None, "--sensor", help="MTF table entry (default: from the data)"),
+    divisor: Optional[float] = typer.Option(None, "--divisor", help="pancollection DN divisor (default: name)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="DDRF sampling steps (default: the card's)"),
+    samples: int = typer.Option(1, "--samples", help="DDRF: mean of this many seeds"),
+    seed: int = typer.Option(0, "--seed", help="DDRF: first seed"),
+    backend: str = typer.Option("ort-cpu", "--backend", help="DDRF ONNX backend"),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="per-image CSV"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="settings + summary + per-image JSON"),
+    figure: Optional[Path] = typer.Option(None, "--figure", help="quicklook PNG of one image"),
+    figure_image: Optional[str] = typer.Option(None, "--figure-image", help="image name or 0-based index"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+) -> None:
+    try:
+        evaluate(dataset, methods, mode, border, acquisitions, sensor, divisor, steps, samples, seed, backend,
+                 csv_path, json_path, figure, figure_image, overwrite)
+    except ValueError as exc:
+        typer.echo(f"ddrf-eval: error: {exc}", err=True)
+        raise typer.Exit(2)
+
+
+def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: str, sensor: str | None,
+             divisor: float | None, steps: int | None, samples: int, seed: int, backend: str,
+             csv_path: Path | None, json_path: Path | None, figure: Path | None, figure_image: str | None,
+             overwrite: bool) -> None:
+    from ddrf.evaluate import report
+    from ddrf.evaluate.datasets import open_dataset
+    from ddrf.evaluate.methods import parse_methods
+    from ddrf.evaluate.runner import run, summarise
+
+    report.check_outputs([csv_path, json_path, figure], overwrite)
+    if figure is not None and figure.suffix.lower() != ".png":
+        raise ValueError(f"{figure}: --figure must name a .png file")
+    data = open_dataset(dataset, acquisitions, sensor, divisor)
+    protocols = data.protocols(mode)
+    chosen = parse_methods(methods, steps, samples, seed, backend)
+    keep = _figure_picker(figure_image, protocols[0]) if figure is not None else (lambda s: False)
+    settings = _settings(data, protocols, chosen, border, mode)  # loads DDRF models: fail before any fusion
+    results = run(data.samples(mode), chosen, border, keep)
+    summary = summarise(results.records)
+    typer.echo(report.format_table(summary, settings, results.records))
+    if csv_path is not None:
+        report.write(csv_path, report.csv_text(results.records))
+    if json_path is not None:
+        report.write(json_path, report.json_text(settings, summary, results.records))
+    if figure is not None:
+        _write_figure(results.kept, figure, figure_image)
+
+
+def _figure_picker(choice: str | None, protocol: str) -> Any:
+    """Predicate on streamed samples: the first image, the one named, or the N-th (0-based) of `protocol`."""
+    seen: list[str] = []
+
+    def keep(sample: Any) -> bool:
+        if sample.protocol != protocol:
+            return False
+        seen.append(sample.name)
+        if choice is None:
+            return True
+        return sample.name == choice or (choice.isdigit() and len(seen) - 1 == int(choice))
+
+    return keep
+
+
+def _write_figure(kept: Any, path: Path, choice: str | None) -> None:
+    from ddrf.evaluate.figure import make_figure
+
+    if kept.sample is None:
+        raise ValueError(f"--figure-image {choice!r}: no such image (give a name from the table or an index)")
+    width, height = make_figure(kept.sample, kept.fused, path)
+    typer.echo(f"figure {path} ({width}x{height} px, image {kept.sample.name})")
+
+
+def _packages(methods: list[Any]) -> tuple[str, ...]:
+    """Installed versions worth recording: onnxruntime only for ONNX methods, torch only for checkpoints."""
+    from ddrf.evaluate.report import PACKAGES
+
+    kinds = {type(m).__name__ for m in methods}
+    skip = {"onnxruntime"} - ({"onnxruntime"} if "OnnxDDRF" in kinds else set())
+    skip |= {"torch"} - ({"torch"} if "CheckpointDDRF" in kinds else set())
+    return tuple(p for p in PACKAGES if p not in skip)
+
+
+def _settings(data: Any, protocols: list[str], methods: list[Any], border: int, mode: str) -> dict[str, Any]:
+    from ddrf.evaluate.report import versions
+    from ddrf.evaluate.runner import BLOCK
+
+    return {
+        "command": shlex.join(["ddrf-eval", *sys.argv[1:]]),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": data.spec, "kind": data.kind, "mode": mode, "protocols": protocols,
+        "border": border, "q2n_block": BLOCK, "q2n_cast": "uint16 DN (toolbox)",
+        "ratio": data.settings.get("ratio"), "sensor": data.settings.get("sensor"),
+        "lms": "interp23 (23-tap, circular border)", "std": "population (ddof 0)",
+        "full_resolution_crop": f"after the border, centred ratio-aligned crop to a multiple of {BLOCK} px",
+        "psnr_data_range": "maximum of the (cropped) reference, per image",
+        "data": data.settings,
+        "methods": {m.name: m.settings() for m in methods},
+        "software": versions(_packages(methods)),
+    }
+
+
+if __name__ == "__main__":
+    app()

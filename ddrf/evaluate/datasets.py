@@ -1,0 +1,239 @@
+"""Evaluation datasets: `pancollection:FILE.h5`, `fusebox:DIR`, `pairs:DIR` -> samples in digital numbers.
+
+A Sample is what a method fuses (pan, ms) plus the reference when there is one. Reduced-resolution samples come
+either from the file (PanCollection gt/ms/pan, already degraded by its authors) or from Wald's protocol applied
+here (MTF-matched low-pass + decimation of both PAN and MS, the original MS as reference). Everything is float64
+DN: PanCollection's [0, 1] arrays are multiplied back by their divisor, because Q2n casts to uint16 DN.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ddrf.data.pair import Pair
+from ddrf.sensors import get_sensor, ms_mtf_gains, wald_degrade
+
+REDUCED, FULL = "reduced", "full"
+MODES = ("auto", REDUCED, FULL, "both")
+SPEC_HELP = "pancollection:FILE.h5, fusebox:DIR or pairs:DIR"
+# PanCollection file-name token -> sensor table entry (MTF gains, band names).
+PANCOLLECTION_SENSORS = {"wv3": "WV3", "wv2": "WV2", "qb": "QB", "gf2": "GF2"}
+LANDSAT_MS = (("B2", "blue"), ("B3", "green"), ("B4", "red"), ("B5", "nir"))
+TIF = (".tif", ".tiff")
+
+
+@dataclass
+class Sample:
+    """One image to fuse: pan (H, W), ms (h, w, B) in DN; ref (H, W, B) for reduced resolution, else None."""
+
+    name: str
+    protocol: str
+    pan: np.ndarray
+    ms: np.ndarray
+    ref: np.ndarray | None
+    ratio: int
+    sensor: str
+    band_names: tuple[str, ...]
+
+
+@dataclass
+class Dataset:
+    """A parsed dataset spec; `samples(mode)` reads lazily, one image (and its protocols) at a time."""
+
+    spec: str
+    kind: str
+    path: Path
+    has_reference: bool  # whether reduced resolution is possible
+    settings: dict[str, Any] = field(default_factory=dict)
+    _pairs: Any = None  # callable -> iterator of Pair (fusebox, pairs)
+    _pancollection: Any = None  # PanCollectionFile
+
+    def protocols(self, mode: str) -> list[str]:
+        """Protocols to run for `mode`; an impossible request raises with the file named."""
+        if mode not in MODES:
+            raise ValueError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
+        if mode == "auto":
+            return [REDUCED] if self.has_reference else [FULL]
+        if mode == REDUCED and not self.has_reference:
+            raise ValueError(f"{self.path}: no 'gt' key, so no reduced-resolution reference; use --mode full")
+        if mode == "both":
+            return [REDUCED, FULL] if self.has_reference else [FULL]
+        return [mode]
+
+    def samples(self, mode: str) -> Iterator[Sample]:
+        protocols = self.protocols(mode)
+        if self._pancollection is not None:
+            yield from _pancollection_samples(self._pancollection, self.settings, protocols)
+            return
+        for pair in self._pairs():
+            yield from wald_samples(pair, protocols)
+
+
+def parse_spec(spec: str) -> tuple[str, Path]:
+    kind, sep, path = spec.partition(":")
+    if not sep or kind not in ("pancollection", "fusebox", "pairs") or not path:
+        raise ValueError(f"dataset {spec!r}: expected {SPEC_HELP}")
+    return kind, Path(path)
+
+
+def open_dataset(spec: str, acquisitions: str = "P034R032", sensor: str | None = None,
+                 divisor: float | None = None) -> Dataset:
+    """Validate the spec and the data it names (missing files, wrong keys) before any fusion starts."""
+    kind, path = parse_spec(spec)
+    if kind == "pancollection":
+        return _open_pancollection(spec, path, sensor, divisor)
+    if kind == "fusebox":
+        return _open_fusebox(spec, path, acquisitions)
+    return _open_pairs(spec, path, sensor)
+
+
+# -- Wald's protocol ------------------------------------------------------------------------------------------
+def crop_to_ratio(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left crop so the MS size is a multiple of the ratio (Wald decimates the MS by the ratio too)."""
+    r = pair.ratio
+    h, w = pair.ms.shape[0] - pair.ms.shape[0] % r, pair.ms.shape[1] - pair.ms.shape[1] % r
+    if h < r or w < r:
+        raise ValueError(f"pair {pair.name!r}: MS {pair.ms.shape[:2]} is too small for ratio {r}")
+    return pair.pan[: r * h, : r * w], pair.ms[:h, :w]
+
+
+def wald_samples(pair: Pair, protocols: Sequence[str]) -> Iterator[Sample]:
+    """Reduced (Wald-degraded pair, original MS as reference) and/or full (the pair as is) samples of one pair."""
+    pan, ms = crop_to_ratio(pair)
+    for protocol in protocols:
+        if protocol == REDUCED:
+            pan_lr, ms_lr = wald_degrade(pan, ms, pair.ratio, pair.sensor)
+            yield Sample(pair.name, REDUCED, pan_lr, ms_lr, ms, pair.ratio, pair.sensor, pair.band_names)
+        else:
+            yield Sample(pair.name, FULL, pan, ms, None, pair.ratio, pair.sensor, pair.band_names)
+
+
+def wald_settings(sensor: str, bands: int, ratio: int) -> dict[str, Any]:
+    s = get_sensor(sensor)
+    return {"protocol": f"Wald at ratio {ratio}", "sensor": s.name, "ratio": ratio,
+            "mtf_ms": [float(g) for g in ms_mtf_gains(s, bands)], "mtf_pan": s.pan_mtf}
+
+
+# -- PanCollection --------------------------------------------------------------------------------------------
+def _pancollection_sensor(path: Path, sensor: str | None) -> str:
+    if sensor:
+        return get_sensor(sensor).name
+    tokens = set(re.split(r"[^a-z0-9]+", f"{path.stem} {path.parent.name}".lower()))
+    found = {PANCOLLECTION_SENSORS[t] for t in tokens if t in PANCOLLECTION_SENSORS}
+    return found.pop() if len(found) == 1 else "generic"
+
+
+def band_names_for(sensor: str, bands: int) -> tuple[str, ...]:
+    names = get_sensor(sensor).band_names
+    return names if len(names) == bands else tuple(f"b{i + 1}" for i in range(bands))
+
+
+def _open_pancollection(spec: str, path: Path, sensor: str | None, divisor: float | None) -> Dataset:
+    from ddrf.data.pancollection import HYPERSPECTRAL, PanCollectionFile
+
+    source = PanCollectionFile(path, divisor)
+    if source.kind == HYPERSPECTRAL:
+        source.close()
+        raise ValueError(f"{path}: hyperspectral (MHIF) files are not supported by ddrf-eval")
+    name = _pancollection_sensor(path, sensor)
+    bands = int(source[0]["ms"].shape[0])
+    settings = {"protocol": "as distributed (PanCollection, Wald at the file's ratio)", "sensor": name,
+                "ratio": source.ratio, "divisor": source.divisor, "images": len(source),
+                "mtf_ms": [float(g) for g in ms_mtf_gains(name, bands)], "mtf_pan": get_sensor(name).pan_mtf,
+                "band_names": list(band_names_for(name, bands)), "scale": "DN = file value x divisor"}
+    return Dataset(spec, "pancollection", path, source.has_gt, settings, _pancollection=source)
+
+
+def _pancollection_samples(source: Any, settings: dict[str, Any], protocols: Sequence[str]) -> Iterator[Sample]:
+    sensor, names, ratio = settings["sensor"], tuple(settings["band_names"]), int(source.ratio)
+    for i in range(len(source)):
+        item = {k: np.moveaxis(v.astype(np.float64) * source.divisor, 0, -1) for k, v in source[i].items()}
+        if item["pan"].shape[-1] != 1:
+            raise ValueError(f"{source.path}: 'pan' has {item['pan'].shape[-1]} channels, expected 1")
+        pan, name = item["pan"][..., 0], f"{source.path.stem}_{i:03d}"
+        for protocol in protocols:
+            ref = item["gt"] if protocol == REDUCED else None
+            yield Sample(name, protocol, pan, item["ms"], ref, ratio, sensor, names)
+
+
+# -- FuseBox --------------------------------------------------------------------------------------------------
+def _fusebox_acquisitions(value: str) -> list[str]:
+    from ddrf.data.landsat7 import _ACQUISITIONS
+
+    known = [a for _, _, a in _ACQUISITIONS]
+    if value.strip().lower() == "all":
+        return known
+    chosen = [a.strip().upper() for a in value.split(",") if a.strip()]
+    unknown = [a for a in chosen if a not in known]
+    if unknown or not chosen:
+        raise ValueError(f"--acquisitions {value!r}: choose 'all' or from {', '.join(known)}")
+    return chosen
+
+
+def _open_fusebox(spec: str, path: Path, acquisitions: str) -> Dataset:
+    from ddrf.data.landsat7 import BITS, RATIO, SENSOR, _discover, _scene_dir, fusebox_acquisition, load_fusebox_scene
+
+    chosen = _fusebox_acquisitions(acquisitions)
+    folder = _scene_dir(path)
+    scenes = [n for n in _discover(folder) if fusebox_acquisition(n) in chosen]
+    if not scenes:
+        raise ValueError(f"{folder}: no FuseBox scenes of acquisition(s) {', '.join(chosen)}")
+    settings = {**wald_settings(SENSOR, 4, RATIO), "bits": BITS, "acquisitions": chosen, "scenes": scenes,
+                "band_names": ["blue", "green", "red", "nir"], "scale": "DN (8-bit)"}
+    return Dataset(spec, "fusebox", path, True, settings,
+                   _pairs=lambda: (load_fusebox_scene(folder, n) for n in scenes))
+
+
+# -- GeoTIFF pairs --------------------------------------------------------------------------------------------
+def _tifs(folder: Path) -> dict[str, Path]:
+    return {p.stem.lower(): p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in TIF}
+
+
+def _find_pairs(folder: Path) -> list[tuple[str, Path, list[Path], bool]]:
+    """(name, pan, [ms...], is_landsat) for NAME_pan.tif + NAME_ms.tif and Landsat *_B8 + *_B2..B5 files."""
+    found = []
+    for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
+        files = _tifs(sub)
+        for stem, pan in files.items():
+            if m := re.fullmatch(r"(.*)_b8", stem):
+                ms = [files[k] for k in (f"{m.group(1)}_{b.lower()}" for b, _ in LANDSAT_MS) if k in files]
+                if len(ms) == len(LANDSAT_MS):
+                    found.append((pan.stem[:-3] or sub.name, pan, ms, True))
+            elif m := re.fullmatch(r"(.*?)[_-]?pan", stem):
+                ms_path = next((files[k] for k in (f"{m.group(1)}_ms", f"{m.group(1)}-ms", f"{m.group(1)}ms",
+                                                    f"{m.group(1)}_mul") if k in files), None)
+                if ms_path is not None:
+                    found.append((m.group(1) or sub.name, pan, [ms_path], False))
+    return found
+
+
+def _open_pairs(spec: str, path: Path, sensor: str | None) -> Dataset:
+    from ddrf.data.geotiff import read_geotiff_pair
+
+    if not path.is_dir():
+        raise ValueError(f"{path}: pairs folder does not exist")
+    found = _find_pairs(path)
+    if not found:
+        raise ValueError(f"{path}: no PAN/MS GeoTIFF pairs (expected NAME_pan.tif + NAME_ms.tif, or Landsat "
+                         "*_B8.TIF + *_B2..B5.TIF, in the folder or its sub-folders)")
+    landsat = all(f[3] for f in found)
+    name = get_sensor(sensor or ("Landsat8" if landsat else "generic")).name
+
+    def read(item: tuple[str, Path, list[Path], bool]) -> Pair:
+        names = tuple(n for _, n in LANDSAT_MS) if item[3] else None
+        pair = read_geotiff_pair(item[1], item[2], sensor=name, bits=12 if item[3] else None, name=item[0])
+        if names is None:
+            pair.band_names = band_names_for(name, pair.bands) if get_sensor(name).band_names else pair.band_names
+        else:
+            pair.band_names = names
+        return pair
+
+    settings = {"protocol": "Wald at each pair's ratio (from the pixel sizes)", "sensor": name,
+                "mtf_pan": get_sensor(name).pan_mtf, "mtf_ms": list(get_sensor(name).ms_mtf),
+                "pairs": [str(f[1]) for f in found], "scale": "DN as stored"}
+    return Dataset(spec, "pairs", path, True, settings, _pairs=lambda: (read(f) for f in found))

@@ -1,0 +1,286 @@
+"""ddrf-eval end to end on the committed Landsat-7/8 crops and on small PanCollection-schema HDF5 files."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import matplotlib.image
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ddrf.baselines import METHODS
+from ddrf.data import load_fusebox
+from ddrf.evaluate.command import app
+from ddrf.evaluate.figure import PANEL_PX, rgb_indices
+from ddrf.evaluate.runner import full_crop
+from ddrf.metrics import ergas, q2n, sam
+from ddrf.sensors import interp23, wald_degrade
+
+ROOT = Path(__file__).parents[1]
+RUNNER = CliRunner()
+REDUCED_KEYS = ("SAM", "ERGAS", "Q2n", "SCC", "Q", "PSNR", "SSIM")
+FULL_KEYS = ("D_lambda", "D_s", "HQNR", "QNR")
+
+
+def invoke(*args: str | Path) -> tuple[int, str]:
+    result = RUNNER.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def nchw(x: np.ndarray) -> np.ndarray:
+    return np.moveaxis(x, -1, 0)[None] if x.ndim == 3 else x[None, None]
+
+
+@pytest.fixture(scope="module")
+def l7_pairs(landsat7_dir: Path) -> list:
+    return load_fusebox(landsat7_dir, scenes=[1, 7])
+
+
+@pytest.fixture(scope="module")
+def h5_files(tmp_path_factory: pytest.TempPathFactory, l7_pairs: list) -> dict[str, Path]:
+    """PanCollection-schema files (raw DN, NCHW) from two real crops: a reduced one (gt) and a full one (no gt)."""
+    folder = tmp_path_factory.mktemp("pancollection")
+    reduced: dict[str, list] = {"gt": [], "ms": [], "lms": [], "pan": []}
+    full: dict[str, list] = {"ms": [], "lms": [], "pan": []}
+    for p in l7_pairs:
+        pan_lr, ms_lr = wald_degrade(p.pan, p.ms, 2, "Landsat7")
+        for d, arrays in ((reduced, dict(gt=p.ms, ms=ms_lr, lms=interp23(ms_lr, 2), pan=pan_lr)),
+                          (full, dict(ms=p.ms, lms=interp23(p.ms, 2), pan=p.pan))):
+            for k, v in arrays.items():
+                d[k].append(nchw(v)[0])
+    paths = {}
+    for name, d in (("reduced", reduced), ("full", full)):
+        paths[name] = folder / f"l7_{name}.h5"
+        with h5py.File(paths[name], "w") as f:
+            for k, v in d.items():
+                f[k] = np.stack(v).astype(np.float32)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def reduced_run(tmp_path_factory: pytest.TempPathFactory, h5_files: dict[str, Path]) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("reduced_run")
+    code, text = invoke(f"pancollection:{h5_files['reduced']}", "--divisor", "255", "--sensor", "landsat7",
+                        "--csv", out / "r.csv", "--json", out / "r.json")
+    assert code == 0, text
+    return {"text": text, "csv": rows(out / "r.csv"), "json": json.loads((out / "r.json").read_text())}
+
+
+# ---------------------------------------------------------------------------------------------- PanCollection
+
+
+def test_reduced_table_csv_json_structure(reduced_run: dict) -> None:
+    text, table, doc = reduced_run["text"], reduced_run["csv"], reduced_run["json"]
+    assert "Reduced resolution" in text and "border crop 0 px" in text and "Q2n/Q on 32x32 blocks" in text
+    assert all(m in text for m in METHODS)
+    assert len(table) == 2 * len(METHODS)  # one row per image and method
+    assert {r["image"] for r in table} == {"l7_reduced_000", "l7_reduced_001"}
+    for r in table:
+        assert r["protocol"] == "reduced" and r["finite_output"] == "True"
+        assert all(math.isfinite(float(r[k])) for k in REDUCED_KEYS)
+    settings = doc["settings"]
+    assert settings["border"] == 0 and settings["ratio"] == 2 and settings["sensor"] == "Landsat7"
+    assert settings["data"]["divisor"] == 255 and settings["q2n_block"] == 32
+    assert settings["software"]["numpy"] == np.__version__ and "torch" not in settings["software"]
+    summary = doc["summary"]["reduced"]
+    assert list(summary) == list(METHODS)
+    ergas_values = [float(r["ERGAS"]) for r in table if r["method"] == "GSA"]
+    assert summary["GSA"]["ERGAS"]["mean"] == pytest.approx(np.mean(ergas_values))
+    assert summary["GSA"]["ERGAS"]["std"] == pytest.approx(np.std(ergas_values))
+    assert summary["GSA"]["ERGAS"]["n"] == 2 and len(doc["images"]) == len(table)
+
+
+def test_exp_scores_equal_interp23_lms(reduced_run: dict, l7_pairs: list) -> None:
+    """EXP is the LMS: its metrics equal those of interp23 of the degraded MS computed directly."""
+    exp_rows = {r["image"]: r for r in reduced_run["csv"] if r["method"] == "EXP"}
+    for i, p in enumerate(l7_pairs):
+        # Through the file: DN stored as float32, divided by 255 and multiplied back, as the reader does.
+        _, ms_lr = wald_degrade(p.pan, p.ms, 2, "Landsat7")
+        ms_lr = ms_lr.astype(np.float32).astype(np.float64)
+        lms = interp23(ms_lr, 2)
+        row = exp_rows[f"l7_reduced_{i:03d}"]
+        assert float(row["ERGAS"]) == pytest.approx(ergas(lms, p.ms, 2), rel=1e-5)
+        assert float(row["SAM"]) == pytest.approx(sam(lms, p.ms), rel=1e-5)
+        assert float(row["Q2n"]) == pytest.approx(q2n(lms, p.ms), abs=1e-4)
+    # The best classical method must beat plain interpolation on real data.
+    best = {r["image"]: float(r["ERGAS"]) for r in reduced_run["csv"] if r["method"] == "MTF-GLP-HPM"}
+    assert all(best[k] < float(v["ERGAS"]) for k, v in exp_rows.items())
+
+
+def test_full_resolution_file_without_gt(h5_files: dict[str, Path], tmp_path: Path) -> None:
+    code, text = invoke(f"pancollection:{h5_files['full']}", "--divisor", "255", "--sensor", "landsat7",
+                        "--methods", "EXP,MTF-GLP-HPM", "--json", tmp_path / "f.json")
+    assert code == 0, text
+    assert "Full resolution" in text and "Reduced resolution" not in text
+    doc = json.loads((tmp_path / "f.json").read_text())
+    assert doc["settings"]["protocols"] == ["full"]
+    for r in doc["images"]:
+        assert r["size"] == "256x256"  # already a multiple of 32: no crop
+        assert all(0.0 <= r[k] <= 1.0 for k in FULL_KEYS)
+        assert r["HQNR"] == pytest.approx((1 - r["D_lambda"]) * (1 - r["D_s"]))
+    code, text = invoke(f"pancollection:{h5_files['full']}", "--divisor", "255", "--mode", "reduced")
+    assert code != 0 and "l7_full.h5: no 'gt' key" in text
+
+
+# ---------------------------------------------------------------------------------------------- FuseBox, pairs
+
+
+def test_fusebox_default_is_held_out_acquisition_and_figure(landsat7_dir: Path, tmp_path: Path) -> None:
+    png = tmp_path / "q.png"
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--methods", "EXP,GSA,MTF-GLP-HPM", "--csv", tmp_path / "a.csv",
+                        "--figure", png)
+    assert code == 0, text
+    table = rows(tmp_path / "a.csv")
+    assert {r["image"] for r in table} == {"fusebox_1"}  # P034R032 only
+    assert "Wald at ratio 2" in text and "(Landsat7)" in text
+    exp = next(r for r in table if r["method"] == "EXP")
+    pair = load_fusebox(landsat7_dir, scenes=[1])[0]
+    _, ms_lr = wald_degrade(pair.pan, pair.ms, 2, "Landsat7")
+    assert float(exp["ERGAS"]) == pytest.approx(ergas(interp23(ms_lr, 2), pair.ms, 2), rel=1e-9)
+    assert matplotlib.image.imread(png).shape[:2] == (2 * PANEL_PX, 4 * PANEL_PX)
+
+
+def test_fusebox_all_acquisitions_both_modes(landsat7_dir: Path, tmp_path: Path) -> None:
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--acquisitions", "all", "--mode", "both", "--methods", "EXP",
+                        "--border", "4", "--json", tmp_path / "b.json", "--figure", tmp_path / "b.png",
+                        "--figure-image", "fusebox_13")
+    assert code == 0, text
+    doc = json.loads((tmp_path / "b.json").read_text())
+    images = doc["images"]
+    assert {(r["image"], r["protocol"]) for r in images} == {
+        (f"fusebox_{n}", p) for n in (1, 7, 13) for p in ("reduced", "full")}
+    full = [r for r in images if r["protocol"] == "full"]
+    assert all(r["size"] == "224x224" and r["offset"] == "16,16" for r in full)  # 256 - 8 -> 224, centred
+    assert doc["settings"]["data"]["acquisitions"] == ["P034R032", "P090R083", "P091R083", "P092R086",
+                                                        "P093R085", "P093R086"]
+    assert "fusebox_13" in text and "border crop 4 px" in text
+
+
+def test_geotiff_pairs_folder(landsat8_dir: Path, tmp_path: Path) -> None:
+    code, text = invoke(f"pairs:{landsat8_dir}", "--methods", "EXP,GSA", "--csv", tmp_path / "p.csv")
+    assert code == 0, text
+    table = rows(tmp_path / "p.csv")
+    assert [r["image"] for r in table] == ["l8", "l8"] and table[0]["sensor"] == "Landsat8"
+    assert all(math.isfinite(float(r["Q2n"])) for r in table)
+
+
+def test_rgb_from_band_names() -> None:
+    assert rgb_indices(("blue", "green", "red", "nir"), 4) == [2, 1, 0]
+    assert rgb_indices(("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2"), 8) == [4, 2, 1]
+    assert rgb_indices(("b1", "b2"), 2) == [0, 0, 0]
+
+
+def test_full_crop_is_centred_ratio_aligned_block_multiple() -> None:
+    assert full_crop(796, 796, 2, 0, 32) == (14, 14, 768, 768)
+    assert full_crop(512, 500, 4, 0, 32) == (0, 8, 512, 480)
+    with pytest.raises(ValueError, match="below one 32-pixel block"):
+        full_crop(40, 40, 2, 6, 32)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pancollection:/nonexistent/x.h5"], "/nonexistent/x.h5: file missing"),
+    (["fusebox:/nonexistent/dir"], "/nonexistent/dir: FuseBox folder does not exist"),
+    (["h5:/x"], "expected pancollection:FILE.h5"),
+    (["fusebox:{l7}", "--methods", "EXP,Nope"], "unknown method 'Nope'"),
+    (["fusebox:{l7}", "--acquisitions", "P999R999"], "--acquisitions 'P999R999'"),
+    (["fusebox:{l7}", "--mode", "full", "--border", "3"], "multiple of the ratio"),
+    (["fusebox:{l7}", "--methods", "EXP", "--figure", "{tmp}/f.png", "--figure-image", "nope"], "no such image"),
+])
+def test_bad_inputs_fail_with_one_clear_line(args: list[str], message: str, landsat7_dir: Path,
+                                             tmp_path: Path) -> None:
+    code, text = invoke(*(a.format(l7=landsat7_dir, tmp=tmp_path) for a in args))
+    assert code == 2
+    assert message in text and "Traceback" not in text
+
+
+def test_wrong_keys_named(tmp_path: Path) -> None:
+    bad = tmp_path / "wv3_bad.h5"
+    with h5py.File(bad, "w") as f:
+        f["images"] = np.zeros((1, 4, 8, 8), np.float32)
+    code, text = invoke(f"pancollection:{bad}")
+    assert code == 2 and "wv3_bad.h5: no PanCollection keys" in text
+
+
+def test_overwrite_refused_then_allowed(landsat7_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "t.csv"
+    target.write_text("keep me\n")
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--methods", "EXP", "--csv", target)
+    assert code == 2 and "exists; pass --overwrite" in text
+    assert target.read_text() == "keep me\n"
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--methods", "EXP", "--csv", target, "--overwrite")
+    assert code == 0 and rows(target)[0]["method"] == "EXP"
+    assert not list(tmp_path.glob(".t.csv.*"))  # atomic write left no temporary behind
+
+
+def test_classical_run_never_imports_torch(landsat7_dir: Path) -> None:
+    script = ("import sys\nfrom typer.testing import CliRunner\nfrom ddrf.evaluate.command import app\n"
+              f"r = CliRunner().invoke(app, ['fusebox:{landsat7_dir}', '--methods', 'EXP,GSA'])\n"
+              "assert r.exit_code == 0, r.output\nprint('torch' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_generic_pan_ms_pair_names(landsat8_dir: Path, tmp_path: Path) -> None:
+    """NAME_pan.tif + NAME_ms.tif (one multi-band MS file), in a sub-folder, exactly nested grids."""
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(landsat8_dir / "l8_B8.tif") as src:
+        pan = src.read(1)[:128, :124]
+    ms = np.stack([rasterio.open(landsat8_dir / f"l8_B{b}.tif").read(1)[:64, :62] for b in (2, 3, 4, 5)])
+    (tmp_path / "site").mkdir()
+    for name, data, size in (("a_pan", pan[None], 15.0), ("a_ms", ms, 30.0)):
+        profile = dict(driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
+                       dtype="uint16", crs="EPSG:32633", transform=Affine(size, 0, 500000, 0, -size, 4000000))
+        with rasterio.open(tmp_path / "site" / f"{name}.tif", "w", **profile) as dst:
+            dst.write(data)
+    code, text = invoke(f"pairs:{tmp_path}", "--methods", "EXP", "--sensor", "landsat8", "--json", tmp_path / "g.json")
+    assert code == 0, text
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert [r["image"] for r in doc["images"]] == ["a"] and doc["images"][0]["size"] == "64x62"  # the reference is the MS
+    code, text = invoke(f"pairs:{tmp_path / 'site' / 'a_pan.tif'}")
+    assert code == 2 and "pairs folder does not exist" in text
+
+
+class _StubFuser:
+    """Stands in for runtime.Fuser: returns the LMS plus the seed, so the N-seed mean is checkable."""
+
+    card = type("Card", (), {"ratio": 2, "bands": ["blue", "green", "red", "nir"], "sensor": "Landsat7"})()
+    steps = 2
+
+    def fuse(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0) -> np.ndarray:
+        return (interp23(ms, 2) + seed).astype(np.float32)
+
+
+def test_ddrf_method_averages_seeds_and_checks_card(l7_pairs: list, tmp_path: Path) -> None:
+    from ddrf.evaluate.datasets import wald_samples
+    from ddrf.evaluate.methods import OnnxDDRF, parse_methods
+
+    sample = next(wald_samples(l7_pairs[0], ["reduced"]))
+    method = OnnxDDRF(tmp_path, steps=2, samples=3, seed=0, _fuser=_StubFuser())
+    assert method.name == f"DDRF[{tmp_path.name}-K2-N3]"
+    assert np.allclose(method.fuse(sample), interp23(sample.ms, 2) + 1.0, atol=1e-3)  # mean of seeds 0, 1, 2
+    sample.ms = sample.ms[..., :3]
+    with pytest.raises(ValueError, match="the model fuses 4 bands at ratio 2"):
+        method.fuse(sample)
+    with pytest.raises(ValueError, match="DDRF model folder does not exist"):
+        parse_methods(f"EXP,ddrf:{tmp_path / 'missing'}")
+    code, text = invoke(f"fusebox:{ROOT / 'tests/data/landsat7'}", "--methods", f"ddrf:{tmp_path}")
+    assert code == 2 and "no card.json" in text
