@@ -7,12 +7,12 @@ Timesteps are integers 0..T-1 (0 = least noise); the network is always fed the t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 TARGETS = ("eps", "x0", "v")
-Array = TypeVar("Array")  # numpy.ndarray or torch.Tensor: anything with arithmetic operators
+Array = Any  # numpy.ndarray or torch.Tensor: anything with arithmetic operators
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def make_plan(schedule: CosineSchedule, steps: int, eta: float = 0.0) -> Sampler
 
 def noise_input(x0: Array, noise: Array, sqrt_ab: Any, sqrt_one_minus_ab: Any) -> Array:
     """q(x_t | x0): the noisy variable the network sees in training."""
-    return sqrt_ab * x0 + sqrt_one_minus_ab * noise  # type: ignore[operator]
+    return sqrt_ab * x0 + sqrt_one_minus_ab * noise
 
 
 def training_target(x0: Array, noise: Array, sqrt_ab: Any, sqrt_one_minus_ab: Any, target: str) -> Array:
@@ -94,19 +94,19 @@ def training_target(x0: Array, noise: Array, sqrt_ab: Any, sqrt_one_minus_ab: An
     if target == "eps":
         return noise
     if target == "v":
-        return sqrt_ab * noise - sqrt_one_minus_ab * x0  # type: ignore[operator]
+        return sqrt_ab * noise - sqrt_one_minus_ab * x0
     raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
 
 
 def split_prediction(x_t: Array, output: Array, sqrt_ab: Any, sqrt_one_minus_ab: Any, target: str) -> tuple[Array, Array]:
     """(x0, eps) implied by the network output at a step."""
     if target == "x0":
-        return output, (x_t - sqrt_ab * output) / sqrt_one_minus_ab  # type: ignore[operator]
+        return output, (x_t - sqrt_ab * output) / sqrt_one_minus_ab
     if target == "eps":
-        return (x_t - sqrt_one_minus_ab * output) / sqrt_ab, output  # type: ignore[operator]
+        return (x_t - sqrt_one_minus_ab * output) / sqrt_ab, output
     if target == "v":
-        x0 = sqrt_ab * x_t - sqrt_one_minus_ab * output  # type: ignore[operator]
-        eps = sqrt_one_minus_ab * x_t + sqrt_ab * output  # type: ignore[operator]
+        x0 = sqrt_ab * x_t - sqrt_one_minus_ab * output
+        eps = sqrt_one_minus_ab * x_t + sqrt_ab * output
         return x0, eps
     raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
 
@@ -114,10 +114,10 @@ def split_prediction(x_t: Array, output: Array, sqrt_ab: Any, sqrt_one_minus_ab:
 def ddim_step(plan: SamplerPlan, i: int, x_t: Array, output: Array, target: str, noise: Array | None = None) -> Array:
     """One DDIM update from step i's noisy variable and network output; `noise` is needed only when sigma > 0."""
     x0, eps = split_prediction(x_t, output, float(plan.sqrt_ab[i]), float(plan.sqrt_one_minus_ab[i]), target)
-    x_prev = float(plan.sqrt_ab_prev[i]) * x0 + float(plan.direction[i]) * eps  # type: ignore[operator]
+    x_prev = float(plan.sqrt_ab_prev[i]) * x0 + float(plan.direction[i]) * eps
     sigma = float(plan.sigma[i])
     if sigma > 0:
         if noise is None:
             raise ValueError("eta > 0 needs a noise array at every step")
-        x_prev = x_prev + sigma * noise  # type: ignore[operator]
+        x_prev = x_prev + sigma * noise
     return x_prev

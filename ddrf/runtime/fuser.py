@@ -17,7 +17,7 @@ from ddrf.sensors import interp23
 
 def size_multiple(card: ModelCard) -> int:
     """Every tile side must be a multiple of this (one halving per UNet level below the top)."""
-    return 2 ** (len(card.model["channel_mults"]) - 1)
+    return int(2 ** (len(card.model["channel_mults"]) - 1))
 
 
 class Fuser:

@@ -5,22 +5,24 @@ output of a tiled run does not depend on the tile size. splitmix64 hashes the co
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MAX_COORD = 1 << 25  # rows and columns below 33.5 M pixels; bands below 8192
 
 
-def _mix64(z: np.ndarray) -> np.ndarray:
+def _mix64(z: Any) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    return np.asarray(z ^ (z >> np.uint64(31)), dtype=np.uint64)
 
 
-def _uniform(counter: np.ndarray, key: np.uint64) -> np.ndarray:
+def _uniform(counter: np.ndarray, key: Any) -> np.ndarray:
     """Uniform in (0, 1] from the top 53 bits of the hash."""
     bits = _mix64(counter ^ key) >> np.uint64(11)
-    return (bits.astype(np.float64) + 1.0) * (1.0 / (1 << 53))
+    return np.asarray((bits.astype(np.float64) + 1.0) * (1.0 / (1 << 53)))
 
 
 def scene_noise(seed: int, bands: int, row0: int, col0: int, height: int, width: int, step: int = 0) -> np.ndarray:
@@ -41,4 +43,4 @@ def scene_noise(seed: int, bands: int, row0: int, col0: int, height: int, width:
         key = _mix64(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) + _GOLDEN * np.uint64(2 * step + 1))
         u1 = _uniform(counter, key)
         u2 = _uniform(counter, _mix64(key + _GOLDEN))
-    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(np.float32)
+    return np.asarray(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2), dtype=np.float32)
