@@ -123,6 +123,9 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a published file gets the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

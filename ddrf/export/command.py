@@ -34,10 +34,10 @@ def onnx_command(
 ) -> None:
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
     from ddrf.export.onnx_export import export_model
-    from ddrf.train.checkpoint import load_model
+    from ddrf.train.checkpoint import load_checkpoint
 
     try:
-        model, card = load_model(checkpoint)
+        model, card = load_checkpoint(checkpoint)
         if steps:
             card.sampling_steps = steps
         result = export_model(model, card, out, _parse_steps(unrolled), fp16=fp16, overwrite=overwrite)
@@ -76,13 +76,14 @@ def engine_command(
 ) -> None:
     """Build FP16 TensorRT engines (encoder, denoiser) with sidecars saying where they may run."""
     from ddrf.engines.build import build_model_engines
+    from ddrf.engines.build import EngineBuildError
     from ddrf.engines.probe import EngineUnavailable
 
     try:
         written = build_model_engines(model_dir, tile=tile, max_tile=max_tile, batch=batch, max_batch=max_batch,
                                       workspace_bytes=workspace_mb << 20, optimization_level=optimization_level,
                                       timing_cache=timing_cache, overwrite=overwrite)
-    except (EngineUnavailable, ValueError, FileExistsError) as exc:
+    except (EngineUnavailable, EngineBuildError, ValueError, FileExistsError) as exc:
         _fail(str(exc))
     for path in written:
         typer.echo(str(path))

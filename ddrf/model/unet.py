@@ -100,6 +100,9 @@ class DDRF(nn.Module):
             if level > 0:
                 self.ups.append(Upsample(c))
         self.out = nn.Sequential(group_norm(c, cfg.norm_groups), nn.SiLU(), nn.Conv2d(c, C, 3, padding=1))
+        # zero output: an untrained residual model predicts x0 = 0, i.e. fused = LMS, and learns only the detail
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
 
     @property
     def num_cond(self) -> int:

@@ -1,0 +1,100 @@
+"""Checkpoints: safetensors weights (model + EMA, the card in the metadata), a JSON card beside them, and a resume
+state (optimizer, scheduler, scaler, step, RNG states). Every file is written atomically (temp + rename).
+
+Layout of a run directory: model.safetensors, card.json, resume.pt, config.yaml, train_log.csv.
+"""
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as st_save
+
+from ddrf.card import ModelCard, write_bytes_atomic, write_card
+
+WEIGHTS = "model.safetensors"
+CARD = "card.json"
+RESUME = "resume.pt"
+CARD_METADATA_KEY = "ddrf_card"
+
+
+def _tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def save_weights(run_dir: str | Path, model_state: dict[str, torch.Tensor], ema_state: dict[str, torch.Tensor],
+                 card: ModelCard) -> None:
+    """model.safetensors (keys model.* and ema.*, card JSON in the metadata) and card.json."""
+    run_dir = Path(run_dir)
+    data = st_save({**_tensors("model", model_state), **_tensors("ema", ema_state)},
+                   metadata={CARD_METADATA_KEY: card.to_json()})
+    write_bytes_atomic(run_dir / WEIGHTS, data)
+    write_card(card, run_dir / CARD)
+
+
+def _weights_path(path: str | Path) -> Path:
+    path = Path(path)
+    weights = path / WEIGHTS if path.is_dir() else path
+    if not weights.is_file():
+        raise ValueError(f"{weights}: checkpoint weights not found")
+    return weights
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], ModelCard]:
+    """(model state, EMA state, card) of a run directory or a .safetensors file."""
+    weights = _weights_path(path)
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            card = ModelCard.from_json((f.metadata() or {})[CARD_METADATA_KEY])
+    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+        raise ValueError(f"{weights}: not a ddrf checkpoint ({exc})") from exc
+    split = {p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")} for p in ("model", "ema")}
+    return split["model"], split["ema"], card
+
+
+def load_checkpoint(path: str | Path, ema: bool = True, device: str | torch.device = "cpu") -> tuple[Any, ModelCard]:
+    """A DDRF model (EMA weights by default, eval mode) and its card, from a run directory or .safetensors file."""
+    from ddrf.model import DDRF, DDRFConfig
+
+    model_state, ema_state, card = read_weights(path)
+    model = DDRF(DDRFConfig.from_dict(card.model))
+    model.load_state_dict(ema_state if ema else model_state)
+    return model.to(device).eval(), card
+
+
+def rng_states() -> dict[str, Any]:
+    states: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_resume(run_dir: str | Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes_atomic(Path(run_dir) / RESUME, buf.getvalue())
+
+
+def load_resume(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / RESUME
+    if not path.is_file():
+        raise ValueError(f"{path}: no resume state to continue from")
+    try:  # our own file: it holds numpy RNG states, which weights_only loading refuses
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: unreadable resume state ({exc})") from exc

@@ -1,0 +1,168 @@
+"""Training configuration: a YAML file of sections, with `section.key=value` overrides from the command line."""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    source: str = ""  # fusebox:DIR | pancollection:FILE.h5 | geotiff:PAN.tif,MS.tif[,MS2.tif...]
+    test_acquisitions: list[str] = field(default_factory=lambda: ["P034R032"])  # held out, never trained on
+    scenes: list[int] | None = None  # FuseBox scene numbers (None: all)
+    bands: list[str] | None = None  # band names (FuseBox selection; names for PanCollection / GeoTIFF)
+    sensor: str | None = None  # Wald degradation sensor (default: the pair's)
+    bits: int | None = None  # bit depth (default: the pair's; PanCollection: from divisor)
+    divisor: float | None = None  # PanCollection DN divisor (None: the reader's default for the file)
+    ratio: int | None = None  # PanCollection ratio (None: from the array shapes)
+    lms: str = "interp23"  # PanCollection LMS: recompute by interp23 (as at runtime) or take the file's
+    lms_border: str = "symmetric"  # interp23 border: symmetric (like a tile with its halo) or circular (toolbox)
+    normalisation: str = "bit_depth"  # Wald pairs: bit_depth | scene (per-image percentiles; carries across sensors)
+    percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])  # scene normalisation: low, high
+    patch: int = 64  # square patch size on the PAN grid
+    augment: bool = True  # random flips and 90-degree rotations
+
+
+@dataclass
+class ModelSection:
+    preset: str = "small"  # small | reference
+    overrides: dict[str, Any] = field(default_factory=dict)  # any DDRFConfig field
+
+
+@dataclass
+class DiffusionConfig:
+    target: str = "x0"
+    residual: bool = True
+    num_timesteps: int = 1000
+    s: float = 0.008
+    sampling_steps: int = 4  # recorded in the card as the deployment default
+
+
+@dataclass
+class OptimConfig:
+    steps: int = 10000
+    batch: int = 16  # global batch (split over DDP ranks)
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup: int = 500  # linear warm-up steps, then cosine to min_lr_ratio * lr
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    ema_decay: float = 0.995
+    ema_start: int = 0  # before this step the EMA copies the weights
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only, fp32 elsewhere)
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads (None: leave torch's default)
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class LogConfig:
+    every: int = 10  # CSV log interval (steps)
+    checkpoint_every: int = 1000  # checkpoint + resume state interval (steps); the last step always saves
+    progress: bool = True  # tqdm progress bar
+    tensorboard: bool = False  # if the tensorboard package is installed
+
+
+SECTIONS = {"data": DataConfig, "model": ModelSection, "diffusion": DiffusionConfig, "optim": OptimConfig,
+            "log": LogConfig}
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected a mapping of sections {sorted(SECTIONS)}")
+        unknown = set(d) - set(SECTIONS)
+        if unknown:
+            raise ValueError(f"{where}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
+        parts = {name: _section(SECTIONS[name], d.get(name) or {}, f"{where}: {name}") for name in SECTIONS}
+        cfg = cls(**parts)
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "config") -> None:
+        checks = [
+            (self.diffusion.target in ("eps", "x0", "v"), "diffusion.target must be eps, x0 or v"),
+            (self.model.preset in ("small", "reference"), "model.preset must be small or reference"),
+            (self.optim.steps >= 1 and self.optim.batch >= 1, "optim.steps and optim.batch must be >= 1"),
+            (self.optim.precision in ("fp32", "bf16", "fp16"), "optim.precision must be fp32, bf16 or fp16"),
+            (0 <= self.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
+            (self.data.patch >= 2, "data.patch must be >= 2"),
+            (self.data.lms in ("interp23", "file"), "data.lms must be interp23 or file"),
+            (self.data.lms_border in ("symmetric", "circular"), "data.lms_border must be symmetric or circular"),
+            (self.log.every >= 1 and self.log.checkpoint_every >= 1, "log intervals must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"{where}: {msg}")
+
+
+def _section(kind: type, d: Any, where: str) -> Any:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
+    names = {f.name for f in fields(kind)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
+    try:
+        return kind(**{k: _coerce(kind, k, v, where) for k, v in d.items()})
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+def _coerce(kind: type, name: str, value: Any, where: str) -> Any:
+    """YAML 1.1 reads `1e-4` as a string: turn such strings into floats where the field is a float."""
+    annotation = str(next(f.type for f in fields(kind) if f.name == name))
+    if isinstance(value, str) and annotation.startswith("float"):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{where}: {name} must be a number, got {value!r}") from None
+    return value
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`optim.steps=200`, `model.overrides.base_width=8`: dotted keys, YAML-parsed values."""
+    out = copy.deepcopy(d)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r}: expected key=value (e.g. optim.steps=200)")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(raw) if raw else None
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or start from defaults when path is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        path, where = Path(path), str(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    return TrainConfig.from_dict(apply_overrides(raw, overrides or []), where)

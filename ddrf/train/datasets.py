@@ -1,0 +1,162 @@
+"""Patch datasets in normalised [0, 1]: PanCollection files (patches already made) and Wald pairs made from `Pair`s.
+
+Every source draws a patch from a numpy Generator (`draw(rng)`), so the trainer's batches are a function of its
+seeded generator and resume / DDP sampling are exact. Items are dicts of float32 tensors lms (C,H,W), pan (G,H,W),
+gt (C,H,W), all on the PAN grid of the (reduced-resolution) training pair.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ddrf.radiometry import scene_radiometry
+
+KEYS = ("lms", "pan", "gt")
+
+
+class PatchSource(Protocol):
+    ms_bands: int
+    guide_bands: int
+    ratio: int
+
+    def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]: ...
+
+
+def augment(arrays: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One of the 8 dihedral transforms (90-degree rotations x horizontal flip), the same for every array."""
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    out = {}
+    for key, a in arrays.items():
+        a = np.rot90(a, k, axes=(1, 2))
+        out[key] = np.ascontiguousarray(a[:, :, ::-1] if flip else a)
+    return out
+
+
+def crop(arrays: dict[str, np.ndarray], patch: int, step: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A random patch x patch window whose corner is on a multiple of `step` (keeps the MS pixel phase)."""
+    h, w = next(iter(arrays.values())).shape[1:]
+    y = step * int(rng.integers((h - patch) // step + 1))
+    x = step * int(rng.integers((w - patch) // step + 1))
+    return {k: a[:, y:y + patch, x:x + patch] for k, a in arrays.items()}
+
+
+def collate(items: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.stack([it[k] for it in items]).astype(np.float32, copy=False)) for k in KEYS}
+
+
+def draw_batch(source: PatchSource, rng: np.random.Generator, n: int) -> dict[str, torch.Tensor]:
+    return collate([source.draw(rng) for _ in range(n)])
+
+
+def patch_step(ratio: int, multiple: int) -> int:
+    """Patches must be a multiple of both the ratio and the model's size multiple."""
+    return ratio * multiple // math.gcd(ratio, multiple)
+
+
+def _lms_interp23(ms_chw: np.ndarray, ratio: int, border: str) -> np.ndarray:
+    from ddrf.sensors import interp23
+
+    return np.ascontiguousarray(interp23(ms_chw.transpose(1, 2, 0), ratio, border=border).transpose(2, 0, 1))
+
+
+class WaldPatches:
+    """Reduced-resolution training pairs by Wald's protocol: the input is (degraded PAN, interp23 of degraded MS),
+    the reference is the original MS. The degraded arrays are computed once; draws crop and augment them.
+    """
+
+    def __init__(self, pairs: Sequence[Any], patch: int, multiple: int = 1, augment: bool = True,
+                 sensor: str | None = None, bits: int | None = None, border: str = "symmetric",
+                 normalisation: str = "bit_depth", percentiles: tuple[float, float] = (1.0, 99.0)):
+        if not pairs:
+            raise ValueError("Wald dataset: no training pairs")
+        first = pairs[0]
+        for p in pairs:
+            if p.ratio != first.ratio or tuple(p.band_names) != tuple(first.band_names):
+                raise ValueError(f"pair {p.name!r}: ratio/bands differ from pair {first.name!r}")
+        self.ratio, self.ms_bands, self.guide_bands = int(first.ratio), int(first.bands), 1
+        self.band_names = tuple(first.band_names)
+        self.sensor = sensor or first.sensor
+        self.bits = int(bits or first.bits)
+        from ddrf.card import Normalisation
+
+        self.normalisation = Normalisation(kind=normalisation, bits=self.bits, low=percentiles[0], high=percentiles[1])
+        self.normalisation.validate()
+        self.patch, self.augment, self.border = patch, augment, border
+        self.step = patch_step(self.ratio, multiple)
+        if patch % self.step:
+            raise ValueError(f"patch {patch} must be a multiple of {self.step} (ratio {self.ratio}, model multiple "
+                             f"{multiple})")
+        self.images = [self._prepare(p) for p in pairs]
+        areas = np.array([im["gt"].shape[1] * im["gt"].shape[2] for im in self.images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def _prepare(self, pair: Any) -> dict[str, np.ndarray]:
+        from ddrf.sensors import wald_degrade
+
+        r = self.ratio
+        h, w = (s - s % r for s in pair.ms.shape[:2])  # the degraded grid must divide evenly
+        if min(h, w) < self.patch:
+            raise ValueError(f"pair {pair.name!r}: MS {pair.ms.shape[:2]} is smaller than patch {self.patch}")
+        ms, pan = pair.ms[:h, :w], pair.pan[: r * h, : r * w]
+        pan_lr, ms_lr = wald_degrade(pan, ms, r, self.sensor)
+        # the same map the runtime applies: card normalisation, statistics (if per scene) of the model's inputs
+        radiometry = scene_radiometry(self.normalisation, ms_lr, pan_lr[..., None])
+        lms = _lms_interp23(np.asarray(ms_lr, dtype=np.float64).transpose(2, 0, 1), r, self.border)
+        return {"lms": radiometry.ms_to_model(lms.transpose(1, 2, 0)).transpose(2, 0, 1).copy(),
+                "pan": radiometry.guide_to_model(pan_lr[..., None]).transpose(2, 0, 1).copy(),
+                "gt": radiometry.ms_to_model(ms).transpose(2, 0, 1).copy()}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        im = self.images[int(rng.choice(len(self.images), p=self.weights))]
+        item = crop(im, self.patch, self.step, rng)
+        return augment(item, rng) if self.augment else {k: np.ascontiguousarray(v) for k, v in item.items()}
+
+
+class PanCollectionPatches:
+    """Patches of a PanCollection-schema file (pansharpening gt/ms/lms/pan, or hyperspectral GT/LRHSI/RGB/HSI_up).
+
+    `lms="interp23"` recomputes the LMS from the MS exactly as the runtime does; "file" keeps the file's.
+    A `patch` smaller than the stored patches crops them at random.
+    """
+
+    def __init__(self, file: Any, ratio: int | None = None, patch: int | None = None, multiple: int = 1,
+                 augment: bool = True, lms: str = "interp23", border: str = "symmetric"):
+        if len(file) == 0:
+            raise ValueError(f"{getattr(file, 'path', 'PanCollection file')}: no patches")
+        first = file[0]
+        if "gt" not in first:
+            raise ValueError(f"{getattr(file, 'path', 'PanCollection file')}: no gt (a full-resolution file?); "
+                             "training needs reduced-resolution data")
+        c, h, w = first["gt"].shape
+        self.ms_bands, self.guide_bands = int(c), int(first["pan"].shape[0])
+        self.ratio = int(ratio or round(h / first["ms"].shape[1]))
+        self.file, self.augment, self.lms, self.border = file, augment, lms, border
+        self.step = patch_step(self.ratio, multiple)
+        self.patch = int(patch or h)
+        if self.patch > min(h, w) or self.patch % self.step:
+            raise ValueError(f"patch {self.patch} must be <= {min(h, w)} and a multiple of {self.step}")
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def item(self, index: int) -> dict[str, np.ndarray]:
+        d = self.file[index]
+        if self.lms == "interp23":
+            lms = _lms_interp23(np.asarray(d["ms"], np.float64), self.ratio, self.border)
+        else:
+            lms = d["lms"]
+        return {"lms": np.asarray(lms, np.float32), "pan": np.asarray(d["pan"], np.float32),
+                "gt": np.asarray(d["gt"], np.float32)}
+
+    def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        item = self.item(int(rng.integers(len(self.file))))
+        if self.patch < item["gt"].shape[1] or self.patch < item["gt"].shape[2]:
+            item = crop(item, self.patch, self.step, rng)
+        return augment(item, rng) if self.augment else {k: np.ascontiguousarray(v) for k, v in item.items()}

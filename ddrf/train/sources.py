@@ -1,0 +1,119 @@
+"""Turn `data.source` (fusebox:DIR, pancollection:FILE.h5, geotiff:PAN.tif,MS.tif) into a patch source plus what
+the model card must record about it (bands, ratio, sensor, normalisation, provenance)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddrf.card import Normalisation
+from ddrf.train.config import DataConfig
+from ddrf.train.datasets import PanCollectionPatches, PatchSource, WaldPatches
+
+KINDS = ("fusebox", "pancollection", "geotiff")
+
+
+@dataclass
+class SourceInfo:
+    band_names: list[str]
+    guide_names: list[str]
+    ratio: int
+    sensor: str
+    normalisation: Normalisation
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_source(source: str) -> tuple[str, list[Path]]:
+    kind, sep, rest = source.partition(":")
+    if not sep or kind not in KINDS or not rest:
+        raise ValueError(f"data.source {source!r}: expected one of {', '.join(k + ':PATH' for k in KINDS)}")
+    paths = [Path(p) for p in rest.split(",")]
+    for p in paths:
+        if not p.exists():
+            raise ValueError(f"{p}: data path does not exist (data.source {source!r})")
+    if kind == "geotiff" and len(paths) < 2:
+        raise ValueError(f"data.source {source!r}: geotiff needs PAN.tif,MS.tif[,MS2.tif...]")
+    if kind != "geotiff" and len(paths) != 1:
+        raise ValueError(f"data.source {source!r}: {kind} takes one path")
+    return kind, paths
+
+
+def build_source(cfg: DataConfig, multiple: int) -> tuple[PatchSource, SourceInfo]:
+    kind, paths = parse_source(cfg.source)
+    if kind == "pancollection":
+        return _pancollection(cfg, paths[0], multiple)
+    pairs = _fusebox_pairs(cfg, paths[0]) if kind == "fusebox" else _geotiff_pairs(cfg, paths)
+    return _wald(cfg, pairs, multiple)
+
+
+def _fusebox_pairs(cfg: DataConfig, root: Path) -> list[Any]:
+    from ddrf.data import load_fusebox, split_by_acquisition
+
+    kwargs = {"bands": tuple(cfg.bands)} if cfg.bands else {}
+    pairs = load_fusebox(root, cfg.scenes, **kwargs)
+    train, _ = split_by_acquisition(pairs, test=tuple(cfg.test_acquisitions))
+    if not train:
+        raise ValueError(f"{root}: every pair belongs to a held-out acquisition {cfg.test_acquisitions}")
+    return train
+
+
+def _geotiff_pairs(cfg: DataConfig, paths: list[Path]) -> list[Any]:
+    from ddrf.data import read_geotiff_pair
+    from ddrf.sensors import get_sensor
+
+    sensor = get_sensor(cfg.sensor or "generic")
+    bits = cfg.bits or (sensor.bits if cfg.sensor else None)  # a named sensor knows its bit depth (L8: 12)
+    pair = read_geotiff_pair(paths[0], paths[1:], sensor=sensor.name, bits=bits, band_names=cfg.bands)
+    if pair.acquisition in cfg.test_acquisitions:
+        raise ValueError(f"{paths[0]}: acquisition {pair.acquisition!r} is held out (data.test_acquisitions)")
+    return [pair]
+
+
+def _wald(cfg: DataConfig, pairs: list[Any], multiple: int) -> tuple[PatchSource, SourceInfo]:
+    held = set(cfg.test_acquisitions)
+    leaked = sorted({p.acquisition for p in pairs} & held)
+    if leaked:  # the split guarantees this; keep the promise even if a reader changes
+        raise ValueError(f"refusing to train on held-out acquisition(s) {leaked}")
+    from ddrf.sensors import get_sensor
+
+    sensor = get_sensor(cfg.sensor or pairs[0].sensor).name
+    ds = WaldPatches(pairs, cfg.patch, multiple, cfg.augment, sensor, cfg.bits, cfg.lms_border, cfg.normalisation,
+                     (float(cfg.percentiles[0]), float(cfg.percentiles[1])))
+    info = SourceInfo(
+        band_names=list(ds.band_names), guide_names=["pan"], ratio=ds.ratio, sensor=ds.sensor,
+        normalisation=ds.normalisation,
+        provenance={"data": cfg.source, "protocol": "wald", "pairs": [p.name for p in pairs],
+                    "lms": f"interp23/{cfg.lms_border}", "acquisitions_used": sorted({p.acquisition for p in pairs}),
+                    "acquisitions_held_out": sorted(held)},
+    )
+    return ds, info
+
+
+def _normalisation(divisor: float, ms_bands: int, guide_bands: int) -> Normalisation:
+    """bit_depth when divisor = 2^bits - 1 (PanCollection's 2047 / 1023), else a fixed per-band scale (e.g. 1)."""
+    bits = round(math.log2(divisor + 1)) if divisor > 0 else 0
+    if bits >= 2 and 2**bits - 1 == divisor:
+        return Normalisation(kind="bit_depth", bits=bits)
+    return Normalisation(kind="fixed", ms_offset=[0.0] * ms_bands, ms_scale=[float(divisor)] * ms_bands,
+                         guide_offset=[0.0] * guide_bands, guide_scale=[float(divisor)] * guide_bands)
+
+
+def _pancollection(cfg: DataConfig, path: Path, multiple: int) -> tuple[PatchSource, SourceInfo]:
+    from ddrf.data import PanCollectionFile
+
+    file = PanCollectionFile(path, divisor=cfg.divisor)
+    ds = PanCollectionPatches(file, cfg.ratio, cfg.patch, multiple, cfg.augment, cfg.lms, cfg.lms_border)
+    divisor = getattr(file, "divisor", None) or cfg.divisor or 1.0
+    bands = list(cfg.bands) if cfg.bands else [f"b{i + 1}" for i in range(ds.ms_bands)]
+    if len(bands) != ds.ms_bands:
+        raise ValueError(f"{path}: data.bands names {len(bands)} bands, the file has {ds.ms_bands}")
+    guides = ["pan"] if ds.guide_bands == 1 else [f"guide{i + 1}" for i in range(ds.guide_bands)]
+    info = SourceInfo(
+        band_names=bands, guide_names=guides, ratio=ds.ratio, sensor=cfg.sensor or "generic",
+        normalisation=_normalisation(float(divisor), ds.ms_bands, ds.guide_bands),
+        provenance={"data": cfg.source, "protocol": "pancollection", "patches": len(ds),
+                    "lms": cfg.lms if cfg.lms == "file" else f"interp23/{cfg.lms_border}",
+                    "acquisitions_used": [path.name], "acquisitions_held_out": sorted(cfg.test_acquisitions)},
+    )
+    return ds, info
