@@ -159,3 +159,28 @@ def test_runtime_runs_with_torch_absent(exported: tuple[DDRF, Path]) -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def _tensorrt_and_gpu() -> bool:
+    from ddrf.engines.probe import cuda_device_count, tensorrt_version
+
+    return tensorrt_version() is not None and cuda_device_count() > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _tensorrt_and_gpu(), reason="needs a CUDA GPU and TensorRT")
+@pytest.mark.parametrize("steps", [1, 4])
+def test_tensorrt_fp16_engines_match_onnxruntime(exported: tuple[DDRF, Path], tmp_path: Path, steps: int) -> None:
+    """FP16 engines built from the exported DDRF graphs, run natively, against ONNX Runtime FP32 on the CPU."""
+    import shutil
+
+    from ddrf.engines.build import build_model_engines
+
+    _, out = exported
+    model_dir = tmp_path / "model"
+    shutil.copytree(out, model_dir)
+    build_model_engines(model_dir, tile=32, max_tile=64, batch=1, max_batch=3, timing_cache=tmp_path / "t.cache")
+    lms, pan, noise = inputs(3, 48)
+    want = Fuser(model_dir, steps=steps).fuse_normalised(lms, pan, noise)
+    got = Fuser(model_dir, backend="tensorrt", precision="fp16", steps=steps).fuse_normalised(lms, pan, noise)
+    assert relative_error(got, want) < 1e-2

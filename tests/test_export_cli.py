@@ -1,0 +1,62 @@
+"""`ddrf-export` end to end on a real (briefly trained) checkpoint: ONNX graphs, the TensorRT op check, and the engine
+command's refusal where TensorRT or a GPU is missing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ddrf.engines.probe import cuda_device_count
+from ddrf.export.command import app
+from ddrf.train.config import load_config
+from ddrf.train.loop import train
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(landsat7_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = load_config(CONFIGS / "landsat7_small_cpu.yaml", [
+        f"data.source=fusebox:{landsat7_dir}", "data.patch=16", "optim.steps=3", "optim.batch=2",
+        "optim.threads=1", "optim.device=cpu", "log.progress=false", "log.checkpoint_every=1000",
+        "model.overrides={base_width: 8, channel_mults: [1, 2], time_dim: 32, dropout: 0.0}"])
+    run = tmp_path_factory.mktemp("ckpt") / "run"
+    train(cfg, run, command="pytest")
+    return run
+
+
+def test_export_onnx_and_op_check(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--unrolled", "2", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.glob("*.onnx"))
+    assert names == ["denoiser.onnx", "denoiser_fp16.onnx", "encoder.onnx", "encoder_fp16.onnx",
+                     "sampler_k2.onnx", "sampler_k2_fp16.onnx"]
+    card = json.loads((out / "card.json").read_text())
+    assert card["sampling_steps"] == 2 and card["training"]["iterations"] == 3
+    check = runner.invoke(app, ["check", str(out)])
+    assert check.exit_code == 0, check.output  # every operator parses on TensorRT 8.6 and 10
+    assert check.output.count(": ok") == len(names)
+    again = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out)])
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_export_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["onnx", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "not found" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(cuda_device_count() > 0, reason="a GPU is present: the refusal path does not apply")
+def test_engine_without_tensorrt_or_gpu_refuses_and_writes_nothing(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16"]).exit_code == 0
+    before = sorted(p.name for p in out.iterdir())
+    result = runner.invoke(app, ["engine", str(out), "--timing-cache", str(tmp_path / "timing.cache")])
+    assert result.exit_code == 1
+    assert "TensorRT" in result.output or "GPU" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == before and not (tmp_path / "timing.cache").exists()
