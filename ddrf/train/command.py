@@ -19,6 +19,9 @@ def main(
     out: Path = typer.Option(..., "--out", help="run directory (checkpoint, card, log)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in --out"),
+    stop_at: Optional[int] = typer.Option(None, "--stop-at", min=1,
+                                          help="end this invocation at that step, as an interruption would "
+                                               "(the schedule still spans optim.steps; --resume continues)"),
 ) -> None:
     from ddrf.train.config import load_config
     from ddrf.train.loop import cleanup_distributed, train
@@ -28,7 +31,7 @@ def main(
     command = shlex.join(["ddrf-train", *sys.argv[1:]])
     try:
         cfg = load_config(config, overrides or [])
-        result = train(cfg, out, resume=resume, overwrite=overwrite, command=command)
+        result = train(cfg, out, resume=resume, overwrite=overwrite, command=command, stop_at=stop_at)
     except (ValueError, FloatingPointError) as exc:
         _fail(str(exc))
     finally:
