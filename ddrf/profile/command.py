@@ -1,0 +1,270 @@
+"""`ddrf-profile`: cold start, per-stage latency percentiles, throughput and memory of a model or TensorRT engine.
+
+    ddrf-profile MODEL_DIR [--backend ort-cpu,torch] [--tile 128,256] [--steps 1,2,4] [--json r.json] [--plot r.png]
+    ddrf-profile ENGINE.plan --backend tensorrt          (one engine on its own, with its per-layer profile)
+
+Every sweep point (backend x precision x tile x batch x sampler x steps) is timed in its own worker process. Outputs:
+a table on stdout, --json (schema ddrf/profile/schema.json), --csv, --plot. --scene-size WxH projects a whole scene
+from the measured latency with ddrf-run's tiling; --scene DIR times ddrf-run on a real scene.
+Exit codes: 0 something was measured, 1 bad model/engine path or nothing could run here, 2 usage error.
+Never imports torch (only a torch worker does).
+"""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ddrf.profile.spec import PROFILE_BACKENDS, SAMPLERS, PointSpec, is_engine
+
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+RUNTIME_BACKENDS = ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")  # what ddrf-run accepts
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"ddrf-profile: {message}", err=True)
+    return typer.Exit(code)
+
+
+def split_list(values: list[str] | str | None) -> list[str]:
+    """Repeatable and/or comma-separated option values, in order, without duplicates."""
+    items = [values] if isinstance(values, str) else list(values or [])
+    out: list[str] = []
+    for item in items:
+        out += [v.strip() for v in item.split(",") if v.strip() and v.strip() not in out]
+    return out
+
+
+def int_list(name: str, text: str | None, minimum: int = 1) -> list[int]:
+    values = split_list(text)
+    try:
+        numbers = [int(v) for v in values]
+    except ValueError:
+        raise fail(f"{name} takes integers separated by commas, got {text!r}", 2)
+    if not numbers or any(n < minimum for n in numbers):
+        raise fail(f"{name} values must be >= {minimum}, got {text!r}", 2)
+    return numbers
+
+
+def choices(name: str, values: list[str], allowed: tuple[str, ...]) -> list[str]:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise fail(f"unknown {name} {bad[0]!r}; choose from {', '.join(allowed)}", 2)
+    return values
+
+
+def open_target(target: Path) -> tuple[dict[str, Any], Any]:
+    """(target entry for the report, the model card or None); exit 1 with one line when it is unusable."""
+    if is_engine(target):
+        from ddrf.engines.sidecar import read_sidecar, sidecar_path_for
+
+        if not target.is_file():
+            raise fail(f"{target}: engine file not found", 1)
+        side = sidecar_path_for(target)
+        card = None
+        if side.is_file():
+            try:
+                card = read_sidecar(side).card
+            except ValueError as exc:
+                raise fail(" ".join(str(exc).split()), 1)
+        return {"path": str(target), "kind": "engine", "checkpoint": None, "card": card}, card
+    from ddrf.runtime.model_files import ModelFiles
+
+    try:
+        files = ModelFiles.open(target)
+    except ValueError as exc:
+        raise fail(" ".join(str(exc).split()), 1)
+    return {"path": str(target), "kind": "model", "checkpoint": None, "card": files.card.to_dict()}, files.card
+
+
+def find_checkpoint(target: Path, given: Path | None) -> str | None:
+    """The torch backend's weights: --checkpoint, else model.safetensors beside the graphs."""
+    if given is not None:
+        weights = given / "model.safetensors" if given.is_dir() else given
+        if not weights.is_file():
+            raise fail(f"{weights}: checkpoint weights not found", 1)
+        return str(given)
+    beside = target / "model.safetensors"
+    return str(target) if beside.is_file() else None
+
+
+def card_value(card: Any, key: str) -> Any:
+    return card.get(key) if isinstance(card, dict) else getattr(card, key)
+
+
+def projections(results: list[dict[str, Any]], card: Any, sizes: list[tuple[int, int]], halo: int,
+                notes: list[str]) -> list[dict[str, Any]]:
+    from ddrf.profile.projection import project
+
+    if not sizes:
+        return []
+    if card is None:
+        notes.append("no scene projection: the engine's sidecar carries no model card (ratio unknown)")
+        return []
+    ratio = int(card_value(card, "ratio"))
+    multiple = 2 ** (len(card_value(card, "model")["channel_mults"]) - 1)
+    out = []
+    for (height, width), r in ((size, r) for size in sizes for r in results if r["status"] == "ok"):
+        try:
+            out.append(project(r, height, width, halo, ratio, multiple))
+        except ValueError as exc:  # e.g. a tile too small for the halo: ddrf-run would refuse it too
+            notes.append(f"no projection of {width}x{height} for tile {r['tile']}: {exc}")
+    return out
+
+
+def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], halo: int, timeout: float,
+               notes: list[str]) -> list[dict[str, Any]]:
+    """ddrf-run on the scene once per distinct (backend, tile, batch, steps) that ran with fp32 cached sampling."""
+    from ddrf.profile.sweep import run_scene
+
+    if scene is None:
+        return []
+    if is_engine(target):
+        notes.append("--scene needs a model directory (ddrf-run loads encoder and denoiser); not run for an engine")
+        return []
+    seen, runs = set(), []
+    for r in results:
+        key = (r["backend"], r["tile"], r["batch"], r["steps"], r.get("threads"))
+        if r["status"] != "ok" or r["backend"] not in RUNTIME_BACKENDS or r["precision"] != "fp32" \
+                or r["sampler"] != "cached" or key in seen:
+            continue
+        seen.add(key)
+        args = ["--model", str(target), "--backend", r["backend"], "--tile", str(r["tile"]), "--batch",
+                str(r["batch"]), "--steps", str(r["steps"]), "--halo", str(halo)]
+        if r.get("threads"):
+            args += ["--threads", str(r["threads"])]
+        run = run_scene(scene, args, timeout)
+        run.update({k: r[k] for k in ("backend", "tile", "batch", "steps")})
+        runs.append(run)
+    if not runs:
+        notes.append("--scene: no fp32 cached-sampler point of a ddrf-run backend ran, so ddrf-run was not timed")
+    return runs
+
+
+def canonical_command(target: Path, backends: list[str], precisions: list[str], tiles: list[int], batches: list[int],
+                      steps: str | None, samplers: list[str], runs: int, warmup: int, threads: int | None,
+                      checkpoint: Path | None, tiles_from: Path | None, scene_size: list[str], scene: Path | None,
+                      halo: int) -> str:
+    """The command line that reproduces this profile, every measured setting spelled out."""
+    args = [str(target), "--backend", ",".join(backends), "--precision", ",".join(precisions),
+            "--tile", ",".join(map(str, tiles)), "--batch", ",".join(map(str, batches)),
+            "--sampler", ",".join(samplers), "--runs", str(runs), "--warmup", str(warmup), "--halo", str(halo)]
+    optional = {"--steps": steps, "--threads": threads, "--checkpoint": checkpoint, "--tiles-from": tiles_from,
+                "--scene": scene}
+    for flag, value in optional.items():
+        if value is not None:
+            args += [flag, str(value)]
+    for size in scene_size:
+        args += ["--scene-size", size]
+    return "ddrf-profile " + shlex.join(args)
+
+
+def measure_all(specs: list[PointSpec], timeout: float, quiet: bool) -> list[dict[str, Any]]:
+    from ddrf.profile.sweep import run_point
+
+    results = []
+    for i, spec in enumerate(specs, 1):
+        if not quiet:
+            typer.echo(f"[{i}/{len(specs)}] {spec.backend} {spec.precision} tile {spec.tile} batch {spec.batch} "
+                       f"{spec.sampler} steps {spec.steps or 'card'} ...", err=True)
+        results.append(run_point(spec, timeout))
+        if results[-1]["status"] != "ok" and not quiet:
+            typer.echo(f"  {results[-1]['status']}: {results[-1]['reason']}", err=True)
+    return results
+
+
+def write_outputs(doc: dict[str, Any], json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:
+    import json
+
+    from ddrf.profile import report
+
+    try:
+        if json_path:
+            json_path.write_text(json.dumps(doc, indent=2) + "\n")
+        if csv_path:
+            csv_path.write_text(report.to_csv(doc))
+        if plot_path:
+            report.plot(doc, plot_path)
+    except OSError as exc:
+        raise fail(f"{exc.filename}: cannot write ({exc.strerror})", 1)
+    except ValueError as exc:
+        raise fail(str(exc), 1)
+
+
+@app.command()
+def main(
+    target: Path = typer.Argument(..., help="Model directory (card.json + ONNX graphs) or a TensorRT .plan."),
+    backend: list[str] = typer.Option(["ort-cpu"], "--backend", "-b",
+                                      help=f"Repeatable or comma list: {', '.join(PROFILE_BACKENDS)}."),
+    precision: str = typer.Option("fp32", "--precision", help="Comma list: fp32, fp16."),
+    tile: str = typer.Option("256", "--tile", help="Comma list of tile sides in PAN pixels."),
+    batch: str = typer.Option("1", "--batch", help="Comma list of windows per inference call."),
+    steps: Optional[str] = typer.Option(None, "--steps", help="Comma list of sampler steps (default: the card's)."),
+    sampler: str = typer.Option("cached", "--sampler",
+                                help="Comma list: cached (encode once + K steps), uncached (condition every step), "
+                                     "unrolled (one-graph sampler)."),
+    runs: int = typer.Option(10, "--runs", min=1, help="Timed warm runs per point."),
+    warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed runs after the first (cold) one."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (ONNX Runtime, torch)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
+                                              help="Run directory or model.safetensors for the torch backend."),
+    tiles_from: Optional[Path] = typer.Option(None, "--tiles-from",
+                                              help="Scene directory to read tiles from (default: bundled sample)."),
+    scene_size: list[str] = typer.Option([], "--scene-size", help="WIDTHxHEIGHT (PAN px) to project; repeatable."),
+    scene: Optional[Path] = typer.Option(None, "--scene", help="Scene directory: time ddrf-run on it."),
+    halo: int = typer.Option(32, "--halo", min=0, help="Halo for projections and --scene (ddrf-run's default)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per point here."),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of latency vs steps and tile."),
+    timeout: float = typer.Option(600.0, "--timeout", min=1.0, help="Seconds allowed per point."),
+    layer_profile: bool = typer.Option(True, "--layer-profile/--no-layer-profile",
+                                       help="TensorRT: per-layer times (trtexec --exportProfile layout)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+) -> None:
+    """Profile a DDRF model or engine: cold start, warm per-stage latency, throughput, memory."""
+    from ddrf.profile import report
+    from ddrf.profile.environment import profile_environment
+    from ddrf.profile.projection import parse_size
+    from ddrf.profile.sweep import expand
+
+    backends = choices("backend", split_list(backend), PROFILE_BACKENDS)
+    precisions = choices("precision", split_list(precision), ("fp32", "fp16"))
+    samplers = choices("sampler", split_list(sampler), SAMPLERS)
+    tiles, batches = int_list("--tile", tile, 8), int_list("--batch", batch)
+    step_counts: list[int | None] = list(int_list("--steps", steps)) if steps else [None]
+    try:
+        sizes = [parse_size(s) for s in scene_size]
+    except ValueError as exc:
+        raise fail(str(exc), 2)
+    for path, what in ((scene, "--scene"), (tiles_from, "--tiles-from")):
+        if path is not None and not path.is_dir():
+            raise fail(f"{path}: {what} is not a directory", 1)
+    entry, card = open_target(target)
+    entry["checkpoint"] = find_checkpoint(target, checkpoint) if not is_engine(target) else None
+    notes: list[str] = []
+    if "torch" in backends and entry["checkpoint"] is None:
+        notes.append("torch skipped: only ONNX graphs were given; pass --checkpoint to time PyTorch eager")
+    specs = expand(str(target.absolute()), backends, precisions, tiles, batches, step_counts, samplers,
+                   runs=runs, warmup=warmup, threads=threads, checkpoint=entry["checkpoint"],
+                   scene=str(tiles_from) if tiles_from else None, layer_profile=layer_profile)
+    results = measure_all(specs, timeout, quiet)
+    command = canonical_command(target, backends, precisions, tiles, batches, steps, samplers, runs, warmup,
+                                threads, checkpoint, tiles_from, scene_size, scene, halo)
+    doc = report.document(
+        command, entry,
+        {"runs": runs, "warmup": warmup, "threads": threads, "halo": halo,
+         "isolation": "one worker process per point (python -m ddrf.profile.worker)"},
+        profile_environment(), results, projections(results, card, sizes, halo, notes),
+        scene_runs(scene, target.absolute(), results, halo, timeout, notes), notes)
+    report.validate(doc)
+    write_outputs(doc, json_path, csv_path, plot_path)
+    typer.echo(report.table(doc))
+    if not any(r["status"] == "ok" for r in results):
+        raise fail("nothing could be measured here (see the reasons above)", 1)
+
+
+if __name__ == "__main__":
+    app()
