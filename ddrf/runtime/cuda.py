@@ -81,7 +81,27 @@ class Stream:
             self._stream = None
 
 
-class DeviceBuffer:
+class _Allocation:
+    """CUDA memory released once, explicitly by close() or when garbage-collected."""
+
+    ptr: int = 0
+
+    def _free(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.ptr:
+            self._free()
+            self.ptr = 0
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class DeviceBuffer(_Allocation):
     """Device memory of a fixed byte size; regrown by the owner when a larger shape arrives."""
 
     def __init__(self, nbytes: int) -> None:
@@ -105,19 +125,11 @@ class DeviceBuffer:
         check(r.cudaMemcpyAsync(host.ctypes.data, self.ptr, host.nbytes,
                                 r.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream.raw), "cudaMemcpyAsync D2H")
 
-    def close(self) -> None:
-        if self.ptr:
-            rt().cudaFree(self.ptr)
-            self.ptr = 0
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+    def _free(self) -> None:
+        rt().cudaFree(self.ptr)
 
 
-class HostBuffer:
+class HostBuffer(_Allocation):
     """Page-locked host memory. mapped=True also maps it into the device address space (zero-copy): on Jetson,
     where CPU and GPU share DRAM, the GPU then reads and writes it directly and no copies are needed."""
 
@@ -144,16 +156,8 @@ class HostBuffer:
         raw = (ctypes.c_byte * max(n, 1)).from_address(self.ptr)
         return np.frombuffer(memoryview(raw).cast("B"), dtype=dtype, count=n // dtype.itemsize).reshape(shape)
 
-    def close(self) -> None:
-        if self.ptr:
-            rt().cudaFreeHost(self.ptr)
-            self.ptr = 0
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+    def _free(self) -> None:
+        rt().cudaFreeHost(self.ptr)
 
 
 class CudaGraph:
