@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from ddrf.engines.probe import cuda_device_count
@@ -30,8 +31,16 @@ def checkpoint(landsat7_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_export_onnx_and_op_check(checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
-    result = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--unrolled", "2", "--steps", "2"])
+    result = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--unrolled", "2", "--steps", "2",
+                                 "--weights"])
     assert result.exit_code == 0, result.output
+    from ddrf.train.checkpoint import load_checkpoint, read_weights
+
+    model_state, ema_state, _ = read_weights(out / "model.safetensors")
+    assert not model_state and ema_state  # inference weights only
+    trained, _ = load_checkpoint(checkpoint)
+    shipped, _ = load_checkpoint(out / "model.safetensors", ema=False)
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), shipped.state_dict().values()))
     names = sorted(p.name for p in out.glob("*.onnx"))
     assert names == ["denoiser.onnx", "denoiser_fp16.onnx", "encoder.onnx", "encoder_fp16.onnx",
                      "sampler_k2.onnx", "sampler_k2_fp16.onnx"]

@@ -31,16 +31,19 @@ def onnx_command(
     fp16: bool = typer.Option(True, help="also write FP16 graphs (normalisations and softmax stay FP32)"),
     steps: Optional[int] = typer.Option(None, help="default sampling steps to record in the card"),
     overwrite: bool = typer.Option(False, help="replace existing graphs in OUT"),
+    weights: bool = typer.Option(False, help="also write model.safetensors (EMA weights only) for PyTorch reference"),
 ) -> None:
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
     from ddrf.export.onnx_export import export_model
-    from ddrf.train.checkpoint import load_checkpoint
+    from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
 
     try:
         model, card = load_checkpoint(checkpoint)
         if steps:
             card.sampling_steps = steps
         result = export_model(model, card, out, _parse_steps(unrolled), fp16=fp16, overwrite=overwrite)
+        if weights:
+            write_inference_weights(checkpoint, out / WEIGHTS)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         _fail(str(exc))
     for name, size in result.sizes().items():

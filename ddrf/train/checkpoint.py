@@ -64,8 +64,16 @@ def load_checkpoint(path: str | Path, ema: bool = True, device: str | torch.devi
 
     model_state, ema_state, card = read_weights(path)
     model = DDRF(DDRFConfig.from_dict(card.model))
-    model.load_state_dict(ema_state if ema else model_state)
+    state = ema_state if ema else model_state
+    model.load_state_dict(state or model_state or ema_state)  # an inference checkpoint holds one set only
     return model.to(device).eval(), card
+
+
+def write_inference_weights(path: str | Path, out_file: str | Path) -> None:
+    """The EMA weights alone (what inference uses), with the card: half the size of a training checkpoint."""
+    _, ema_state, card = read_weights(path)
+    data = st_save(_tensors("ema", ema_state), metadata={CARD_METADATA_KEY: card.to_json()})
+    write_bytes_atomic(out_file, data)
 
 
 def rng_states() -> dict[str, Any]:
