@@ -427,7 +427,7 @@ def build_report(args: argparse.Namespace, env: dict[str, Any], base: Any, red_s
     if out.full:
         full = out.full
         parts.append("## 4. Full resolution, Landsat-8 OLI L1T clip\n")
-        parts.append(f"`pairs:{args.landsat8}` (B2-B5 + B8, 12-bit DN, aligned through the geotransforms, MS "
+        parts.append(f"`pairs:{args.landsat8}` (B2-B5 + B8, 16-bit L1T DN, aligned through the geotransforms, MS "
                      "cropped top-left to even size), fused at its native resolution (ratio 2). D_lambda (Khan), "
                      f"D_s, HQNR with the {out.full_settings.get('sensor')} MTF gains (MS "
                      f"{out.full_settings.get('mtf_ms')} / PAN {out.full_settings.get('mtf_pan')}); QNR = classic "
