@@ -28,12 +28,13 @@ def _tiny(ms_bands: int = 4, guide_bands: int = 1, **kw: object) -> DDRFConfig:
 
 
 def _perturbed(cfg: DDRFConfig, seed: int = 0) -> DDRF:
-    """Random weights everywhere, including the zero-initialised modulation outputs (else style is a no-op)."""
+    """Random weights everywhere, including the zero-initialised modulation outputs (else style is a no-op) and
+    the zero-initialised output convolution (else every prediction is 0)."""
     torch.manual_seed(seed)
     model = DDRF(cfg).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if "to_scale_shift" in name:
+            if "to_scale_shift" in name or name.startswith("out."):
                 param.normal_(0, 0.1)
     return model
 
