@@ -74,6 +74,11 @@ class ModelCard:
     hashes: dict[str, str] = field(default_factory=dict)
     card_version: int = CARD_VERSION
 
+    @property
+    def size_multiple(self) -> int:
+        """Every tile side must be a multiple of this: one halving per UNet level below the top."""
+        return int(2 ** (len(self.model.get("channel_mults", [1])) - 1))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -340,7 +340,7 @@ def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_
 
     root = Path(model_dir)
     card = read_card(root / "card.json")
-    multiple = 2 ** (len(card.model.get("channel_mults", [1])) - 1)
+    multiple = card.size_multiple
     if any(v % multiple for v in (tile, max_tile)) or not multiple <= tile <= max_tile or not 1 <= batch <= max_batch:
         raise ValueError(f"need {multiple} <= tile <= max_tile, both multiples of {multiple}, and 1 <= batch <= "
                          f"max_batch; got tile {tile}, max_tile {max_tile}, batch {batch}, max_batch {max_batch}")

@@ -110,7 +110,9 @@ class CheckpointDDRF:
 
         model, card = self.load()
         check_card(card, sample, self.path)
-        prep = _preparation(card)
+        from ddrf.runtime.fuser import InputPreparation
+
+        prep = InputPreparation(card)
         radiometry = prep.radiometry(sample.pan, sample.ms)
         diffusion = Diffusion(CosineSchedule.from_dict(card.schedule), card.target, card.residual)
         h, w = sample.pan.shape
@@ -121,18 +123,6 @@ class CheckpointDDRF:
                                      self.steps or card.sampling_steps, noise=torch.from_numpy(noise[None]))
             outs.append(radiometry.ms_from_model(np.moveaxis(fused[0].numpy()[:, :h, :w], 0, -1)))
         return np.asarray(np.mean(np.stack(outs), axis=0, dtype=np.float64))
-
-
-def _preparation(card: Any) -> Any:
-    from ddrf.runtime.fuser import Fuser
-
-    class Preparation(Fuser):
-        """The runtime's input preparation (normalisation, interp23, padding, noise) without loading any graph."""
-
-        def __init__(self, card: Any) -> None:  # deliberately skips Fuser's graph loading
-            self.card = card
-
-    return Preparation(card)
 
 
 def check_card(card: Any, sample: Sample, where: Path) -> None:

@@ -56,10 +56,10 @@ def score(sample: Sample, fused: np.ndarray, border: int, block: int = BLOCK) ->
                 "size": f"{fused.shape[0] - 2 * border}x{fused.shape[1] - 2 * border}"}
     r0, c0, rows, cols = full_crop(fused.shape[0], fused.shape[1], sample.ratio, border, block)
     q = sample.ratio
-    m = full_resolution_metrics(fused[r0:r0 + rows, c0:c0 + cols], sample.pan[r0:r0 + rows, c0:c0 + cols],
+    full = full_resolution_metrics(fused[r0:r0 + rows, c0:c0 + cols], sample.pan[r0:r0 + rows, c0:c0 + cols],
                                 sample.ms[r0 // q:(r0 + rows) // q, c0 // q:(c0 + cols) // q], q, sample.sensor,
                                 border=0, block=block)
-    return {**{k: float(m[k]) for k in FULL_METRICS}, "size": f"{rows}x{cols}", "offset": f"{r0},{c0}"}
+    return {**{k: float(full[k]) for k in FULL_METRICS}, "size": f"{rows}x{cols}", "offset": f"{r0},{c0}"}
 
 
 def check_border(border: int, ratio: int, protocols: Sequence[str]) -> None:

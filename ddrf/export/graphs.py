@@ -7,13 +7,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ddrf.model import DDRF
 from ddrf.schedule import SamplerPlan, ddim_step
 
 
 class EncoderGraph(nn.Module):
     """lms, pan -> cond_0 .. cond_{n-1}: everything that depends on the condition alone, once per image."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: DDRF) -> None:
         super().__init__()
         self.model = model
 
@@ -24,7 +25,7 @@ class EncoderGraph(nn.Module):
 class DenoiserGraph(nn.Module):
     """x_t, t, cond_* -> prediction: one sampler step's network call."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: DDRF) -> None:
         super().__init__()
         self.model = model
 
@@ -38,7 +39,7 @@ class UnrolledSamplerGraph(nn.Module):
     The update arithmetic is ddrf.schedule's, traced with torch tensors, so it is the same as the runtime's loop.
     """
 
-    def __init__(self, model: nn.Module, plan: SamplerPlan, target: str, residual: bool) -> None:
+    def __init__(self, model: DDRF, plan: SamplerPlan, target: str, residual: bool) -> None:
         super().__init__()
         if float(plan.sigma.max()) > 0:
             raise ValueError("only the deterministic sampler (eta = 0) can be unrolled into a graph")

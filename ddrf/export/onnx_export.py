@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ddrf.card import ONNX_METADATA_KEY, ModelCard, write_card
+from ddrf.model import DDRF
 from ddrf.export.graphs import DenoiserGraph, EncoderGraph, UnrolledSamplerGraph
 from ddrf.runtime.model_files import CARD_NAME, graph_name
 from ddrf.schedule import CosineSchedule, make_plan
@@ -63,8 +64,9 @@ def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: lis
              dynamic_axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
     buffer = io.BytesIO()
     module.eval()  # the exporter restores the wrapper's mode recursively afterwards: keep it (and the model) in eval
-    with torch.no_grad():
-        torch.onnx.export(module, args, buffer, opset_version=OPSET, input_names=input_names,
+    with torch.no_grad():  # a file-like target works, though the stubs name only paths
+        torch.onnx.export(module, args, buffer,  # type: ignore[arg-type]
+                          opset_version=OPSET, input_names=input_names,
                           output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
                           dynamo=False)
     return onnx.load_from_string(buffer.getvalue())
@@ -139,11 +141,11 @@ def _with_card(model: onnx.ModelProto, card: ModelCard, role: str) -> onnx.Model
     return model
 
 
-def build_graphs(model: nn.Module, card: ModelCard, unrolled_steps: tuple[int, ...] = (),
+def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] = (),
                  trace_size: int | None = None) -> dict[str, onnx.ModelProto]:
     """FP32 ONNX graphs by file stem: encoder, denoiser and one unrolled sampler per requested step count."""
     model = model.eval().float().cpu()
-    multiple = 2 ** (len(card.model["channel_mults"]) - 1)
+    multiple = card.size_multiple
     size = trace_size or max(2 * multiple, 32)
     small, large = _sample_inputs(card, 1, size), _sample_inputs(card, 2, size + multiple)
     with torch.no_grad():
@@ -169,7 +171,7 @@ def build_graphs(model: nn.Module, card: ModelCard, unrolled_steps: tuple[int, .
     return graphs
 
 
-def export_model(model: nn.Module, card: ModelCard, out_dir: str | Path, unrolled_steps: tuple[int, ...] = (),
+def export_model(model: DDRF, card: ModelCard, out_dir: str | Path, unrolled_steps: tuple[int, ...] = (),
                  fp16: bool = True, overwrite: bool = False) -> ExportResult:
     """Write card.json and the FP32 (and FP16) graphs into `out_dir`, all or nothing."""
     out_dir = Path(out_dir)

@@ -38,7 +38,7 @@ def reduced_resolution_metrics(fused: np.ndarray, ref: np.ndarray, ratio: int, b
 
 
 def full_resolution_metrics(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str,
-                            border: int = 0, block: int = 32) -> dict[str, float]:
+                            border: int = 0, block: int = 32) -> dict[str, float | int | str]:
     """D_lambda (Khan), D_s, HQNR and classic QNR with its D_lambda / D_s; LMS = interp23(ms, ratio).
 
     `border` is in fused-grid pixels and must be a multiple of `ratio` so the MS crop stays aligned.
@@ -53,8 +53,9 @@ def full_resolution_metrics(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, 
     m = crop(m, border // ratio)
     dl, ds = d_lambda_khan(f, lms, ratio, sensor, block), d_s(f, p, lms, ratio, sensor, block)
     qdl, qds = d_lambda_qnr(f, m, block), d_s_qnr(f, p, m, ratio, block)
-    return {
+    result: dict[str, float | int | str] = {
         "D_lambda": dl, "D_s": ds, "HQNR": (1 - dl) * (1 - ds),
         "QNR_D_lambda": qdl, "QNR_D_s": qds, "QNR": (1 - qdl) * (1 - qds),
         "border": border, "ratio": ratio, "sensor": sensor,
     }
+    return result

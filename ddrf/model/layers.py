@@ -87,7 +87,7 @@ class StyleModulation(nn.Module):
         return 1 + scale, shift  # the gain is cached, so the step pays one multiply-add
 
     @staticmethod
-    def forward(x: Tensor, gain: Tensor, shift: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(x: Tensor, gain: Tensor, shift: Tensor) -> Tensor:
         return x * gain + shift
 
 

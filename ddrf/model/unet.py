@@ -99,10 +99,11 @@ class DDRF(nn.Module):
                 c = width
             if level > 0:
                 self.ups.append(Upsample(c))
-        self.out = nn.Sequential(group_norm(c, cfg.norm_groups), nn.SiLU(), nn.Conv2d(c, C, 3, padding=1))
+        out_conv = nn.Conv2d(c, C, 3, padding=1)
         # zero output: an untrained residual model predicts x0 = 0, i.e. fused = LMS, and learns only the detail
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        nn.init.zeros_(out_conv.weight)
+        nn.init.zeros_(out_conv.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) always has one
+        self.out = nn.Sequential(group_norm(c, cfg.norm_groups), nn.SiLU(), out_conv)
 
     @property
     def num_cond(self) -> int:

@@ -91,10 +91,6 @@ def find_checkpoint(target: Path, given: Path | None) -> str | None:
     return str(target) if beside.is_file() else None
 
 
-def card_value(card: Any, key: str) -> Any:
-    return card.get(key) if isinstance(card, dict) else getattr(card, key)
-
-
 def projections(results: list[dict[str, Any]], card: Any, sizes: list[tuple[int, int]], halo: int,
                 notes: list[str]) -> list[dict[str, Any]]:
     from ddrf.profile.projection import project
@@ -104,8 +100,10 @@ def projections(results: list[dict[str, Any]], card: Any, sizes: list[tuple[int,
     if card is None:
         notes.append("no scene projection: the engine's sidecar carries no model card (ratio unknown)")
         return []
-    ratio = int(card_value(card, "ratio"))
-    multiple = 2 ** (len(card_value(card, "model")["channel_mults"]) - 1)
+    from ddrf.card import ModelCard
+
+    card = ModelCard.from_dict(card) if isinstance(card, dict) else card  # a sidecar carries the card as a dict
+    ratio, multiple = int(card.ratio), card.size_multiple
     out = []
     for (height, width), r in ((size, r) for size in sizes for r in results if r["status"] == "ok"):
         try:

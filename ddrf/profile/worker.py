@@ -308,7 +308,7 @@ def latency_report(totals: list[float], all_laps: list[Laps], steps: int, sample
 
 def measure_model(spec: PointSpec) -> dict[str, Any]:
     """Cold start, then warm tile fusions of a model directory on one backend."""
-    from ddrf.runtime.fuser import Fuser
+    from ddrf.runtime.fuser import InputPreparation
     from ddrf.runtime.model_files import ModelFiles
     from ddrf.schedule import CosineSchedule, make_plan
 
@@ -323,11 +323,7 @@ def measure_model(spec: PointSpec) -> dict[str, Any]:
         path.read_bytes()  # disk -> page cache: what "load" costs before the backend parses anything
     cold["load"] = (time.perf_counter() - start) * 1e3
 
-    class Helper(Fuser):  # the Fuser's pre-processing without opening any backend
-        def __init__(self) -> None:
-            self.files, self.card = files, files.card
-
-    helper = Helper()
+    helper = InputPreparation(files.card)  # the Fuser's pre-processing without opening any backend
     align = math.lcm(helper.multiple, int(helper.card.ratio))  # what the network and the MS grid both need
     tile = -(-spec.tile // align) * align
     with DeviceMemorySampler(enabled=spec.backend in GPU_BACKENDS) as device_memory:

@@ -15,51 +15,18 @@ from ddrf.schedule import CosineSchedule, make_plan
 from ddrf.sensors import interp23
 
 
-def size_multiple(card: ModelCard) -> int:
-    """Every tile side must be a multiple of this (one halving per UNet level below the top)."""
-    return int(2 ** (len(card.model["channel_mults"]) - 1))
+class InputPreparation:
+    """What the model's inputs need from a card alone: checks, radiometry, interp23, padding and keyed noise.
 
-
-class Fuser:
-    """Fuses PAN/MS arrays with an exported DDRF model on any backend.
-
-    `steps` defaults to the card's sampling_steps; `unrolled` uses the one-graph sampler for that step count.
+    Usable without loading any graph (evaluation of a checkpoint, the profiler's pre-processing stage).
     """
 
-    def __init__(self, model: str | os.PathLike[str] | ModelFiles, backend: str = "ort-cpu",
-                 steps: int | None = None, precision: str = "fp32", unrolled: bool = False,
-                 threads: int | None = None, allow_fallback: bool = False, eta: float = 0.0) -> None:
-        self.files = model if isinstance(model, ModelFiles) else ModelFiles.open(model)
-        self.card = self.files.card
-        self.steps = steps or self.card.sampling_steps
-        self.plan = make_plan(CosineSchedule.from_dict(self.card.schedule), self.steps, eta)
-        self.backend_kind, self.precision, self.unrolled = backend, precision, unrolled
-        suffix = ".plan" if backend == "tensorrt" else ".onnx"
-
-        def load(stage: str, steps: int | None = None) -> Backend:
-            return open_backend(self.files.graph(stage, precision, steps, suffix), backend, threads, allow_fallback)
-
-        if unrolled:
-            self.sampler = load("sampler", self.steps)
-        else:
-            self.encoder, self.denoiser = load("encoder"), load("denoiser")
+    def __init__(self, card: ModelCard) -> None:
+        self.card = card
 
     @property
     def multiple(self) -> int:
-        return size_multiple(self.card)
-
-    def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray,
-                        seed: int = 0) -> np.ndarray:
-        """Normalised NCHW LMS, guide and initial noise -> normalised HRMS (N, C, H, W)."""
-        if self.unrolled:
-            return sample_unrolled(self.sampler, lms, pan, noise)
-
-        def step_noise(i: int) -> np.ndarray:  # only used when eta > 0
-            n, c, h, w = noise.shape
-            return np.stack([scene_noise(seed + k, c, 0, 0, h, w, step=i + 1) for k in range(n)])
-
-        x0 = sample_stepwise(self.encoder, self.denoiser, lms, pan, self.plan, self.card.target, noise, step_noise)
-        return x0 + lms if self.card.residual else x0
+        return self.card.size_multiple
 
     def check_inputs(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
         """PAN as (H, W, G); errors name what does not fit the model."""
@@ -93,6 +60,44 @@ class Fuser:
         pan_n = np.pad(np.moveaxis(radiometry.guide_to_model(guide), -1, 0), pad, mode="reflect")
         noise = scene_noise(seed, lms_n.shape[0], origin[0], origin[1], *lms_n.shape[1:])
         return lms_n, pan_n, noise
+
+
+class Fuser(InputPreparation):
+    """Fuses PAN/MS arrays with an exported DDRF model on any backend.
+
+    `steps` defaults to the card's sampling_steps; `unrolled` uses the one-graph sampler for that step count.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | ModelFiles, backend: str = "ort-cpu",
+                 steps: int | None = None, precision: str = "fp32", unrolled: bool = False,
+                 threads: int | None = None, allow_fallback: bool = False, eta: float = 0.0) -> None:
+        self.files = model if isinstance(model, ModelFiles) else ModelFiles.open(model)
+        super().__init__(self.files.card)
+        self.steps = steps or self.card.sampling_steps
+        self.plan = make_plan(CosineSchedule.from_dict(self.card.schedule), self.steps, eta)
+        self.backend_kind, self.precision, self.unrolled = backend, precision, unrolled
+        suffix = ".plan" if backend == "tensorrt" else ".onnx"
+
+        def load(stage: str, steps: int | None = None) -> Backend:
+            return open_backend(self.files.graph(stage, precision, steps, suffix), backend, threads, allow_fallback)
+
+        if unrolled:
+            self.sampler = load("sampler", self.steps)
+        else:
+            self.encoder, self.denoiser = load("encoder"), load("denoiser")
+
+    def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray,
+                        seed: int = 0) -> np.ndarray:
+        """Normalised NCHW LMS, guide and initial noise -> normalised HRMS (N, C, H, W)."""
+        if self.unrolled:
+            return sample_unrolled(self.sampler, lms, pan, noise)
+
+        def step_noise(i: int) -> np.ndarray:  # only used when eta > 0
+            n, c, h, w = noise.shape
+            return np.stack([scene_noise(seed + k, c, 0, 0, h, w, step=i + 1) for k in range(n)])
+
+        x0 = sample_stepwise(self.encoder, self.denoiser, lms, pan, self.plan, self.card.target, noise, step_noise)
+        return x0 + lms if self.card.residual else x0
 
     def fuse_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0,
                    origins: list[tuple[int, int]] | None = None,

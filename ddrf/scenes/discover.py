@@ -171,7 +171,7 @@ def _parts(path: Path) -> list[str]:
     return [p for p in re.split(r"[_\-. ]", path.stem.lower()) if p]
 
 
-def _split_roles(rasters: list[Path], is_pan, is_ms) -> tuple[list[Path], list[Path]]:  # type: ignore[no-untyped-def]
+def _split_roles(rasters: list[Path], is_pan, is_ms) -> tuple[list[Path], list[Path]]:
     return [p for p in rasters if is_pan(p)], [p for p in rasters if is_ms(p)]
 
 

@@ -97,7 +97,7 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] % (2**63))
 
 
-def lr_lambda(warmup: int, total: int, min_ratio: float):  # type: ignore[no-untyped-def]
+def lr_lambda(warmup: int, total: int, min_ratio: float):
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
