@@ -309,7 +309,7 @@ def make_figure(pooled_sample: dict[str, Any], pooled_mean: dict[str, Any], unce
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ddrf.card import write_bytes_atomic
+    from ddrf.files import write_bytes_atomic
 
     fig, ax = plt.subplots(figsize=(6.0, 4.5), dpi=120)
     for stats, style, name in ((pooled_sample, "o-", "single sample (what ddrf-run writes)"),
@@ -488,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
-    from ddrf.card import write_text_atomic
+    from ddrf.files import write_text_atomic
     from ddrf.runtime.fuser import Fuser
 
     t0 = time.perf_counter()

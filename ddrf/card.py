@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddrf.files import write_text_atomic
+
 CARD_VERSION = 1
-ONNX_METADATA_KEY = "ddrf_card"
 
 
 @dataclass
@@ -117,26 +117,6 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
         return ModelCard.from_json(path.read_text())
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"{path}: not a valid model card ({exc})") from exc
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write a whole file or nothing: a temporary file beside the target, renamed over it."""
-    write_bytes_atomic(path, text.encode())
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a published file gets the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_card(card: ModelCard, path: str | os.PathLike[str]) -> None:

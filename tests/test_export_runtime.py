@@ -16,7 +16,7 @@ from ddrf.card import ModelCard, Normalisation
 from ddrf.export.onnx_export import export_model
 from ddrf.model import DDRF, DDRFConfig
 from ddrf.runtime.fuser import Fuser
-from ddrf.runtime.model_files import ModelFiles
+from ddrf.model_dir import ModelDir
 from ddrf.train.diffusion import Diffusion
 
 STEPS = (1, 4, 25)
@@ -134,9 +134,9 @@ def test_fuse_on_digital_numbers(exported: tuple[DDRF, Path]) -> None:
 
 def test_model_directory_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="card.json"):
-        ModelFiles.open(tmp_path)
+        ModelDir.open(tmp_path)
     with pytest.raises(ValueError, match="not a model directory"):
-        ModelFiles.open(tmp_path / "missing")
+        ModelDir.open(tmp_path / "missing")
 
 
 def test_runtime_runs_with_torch_absent(exported: tuple[DDRF, Path]) -> None:

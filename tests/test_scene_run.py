@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from typer.testing import CliRunner
 
-from ddrf.scenes import pipeline
+from ddrf.scenes import engines, jobs, streaming
 from ddrf.scenes.command import app
 from ddrf.scenes.tiling import TileGrid, axis_weights
 from scenes_fixtures import BANDS, SAMPLE, copy_scene, export_tiny_model
@@ -28,12 +28,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_api(out: Path, model: Path, tile: int, directory: Path = SAMPLE, samples: int = 1, **kw) -> dict:
-    """One scene through pipeline.run_job (what the CLI and the Dask workers run)."""
-    spec = pipeline.EngineSpec(str(model), "ort-cpu", None, 7, samples, kw.pop("method", None), 1)
-    settings = pipeline.RunSettings(tile, kw.pop("batch", 2), kw.pop("halo", HALO), progress=False,
+    """One scene through jobs.run_job (what the CLI and the Dask workers run)."""
+    spec = engines.EngineSpec(model=str(model), backend="ort-cpu", seed=7, samples=samples,
+                              method=kw.pop("method", None), threads=1)
+    settings = streaming.RunSettings(tile=tile, batch=kw.pop("batch", 2), halo=kw.pop("halo", HALO), progress=False,
                                     spread=samples > 1, **kw)
-    job = pipeline.SceneJob(out.stem, out, directory=directory)
-    return pipeline.run_job(job, spec, settings)
+    job = jobs.SceneJob(out.stem, out, directory=directory)
+    return jobs.run_job(job, spec, settings)
 
 
 def read(path: Path) -> np.ndarray:
@@ -161,7 +162,7 @@ def test_nodata_block_is_nodata_and_stays_local(tiny_model: Path, two_tilings: d
     changed = np.abs(with_block - clean).max(axis=2)
     grid = TileGrid.plan(256, 512, 96, HALO, 4)
     touched = np.zeros((256, 512), bool)
-    for _, windows in grid.bands():
+    for _, windows in grid.row_strips():
         for w in windows:
             if w.row < 132 and w.row + 96 > 100 and w.col < 232 and w.col + 96 > 200:
                 touched[w.row:w.row + 96, w.col:w.col + 96] = True
@@ -175,7 +176,7 @@ def test_nodata_block_is_nodata_and_stays_local(tiny_model: Path, two_tilings: d
 def test_interrupted_scene_leaves_no_output(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "scene.tif"
     calls = {"n": 0}
-    original = pipeline.ModelEngine.fuse
+    original = engines.ModelEngine.fuse
 
     def failing(self, pairs, origins):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -183,7 +184,7 @@ def test_interrupted_scene_leaves_no_output(tiny_model: Path, tmp_path: Path, mo
             raise RuntimeError("simulated crash mid-scene")
         return original(self, pairs, origins)
 
-    monkeypatch.setattr(pipeline.ModelEngine, "fuse", failing)
+    monkeypatch.setattr(engines.ModelEngine, "fuse", failing)
     entry = run_api(out, tiny_model, 96)
     assert entry["status"] == "failed" and "simulated crash" in entry["error"]
     assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from ddrf.card import write_bytes_atomic
 from ddrf.engines.probe import dims_to_list, environment, load_tensorrt, make_logger, set_device
-from ddrf.engines.sidecar import EngineSidecar, Profile, sha256_file, sidecar_path_for
+from ddrf.engines.sidecar import EngineSidecar, Profile
+from ddrf.files import sha256_file, write_bytes_atomic, write_files_atomic
+from ddrf.model_dir import CARD_METADATA_KEY, PLAN_SUFFIX, ModelDir, sidecar_path_for
 
 if TYPE_CHECKING:
     import tensorrt as trt_t
@@ -194,28 +194,6 @@ def _configure(trt: Any, builder: "trt_t.Builder", network: "trt_t.INetworkDefin
     return config
 
 
-def _stage(target: Path, data: bytes) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return tmp
-
-
-def _write_pair(engine_path: Path, plan: bytes, sidecar_path: Path, sidecar_text: str) -> None:
-    """Engine and sidecar both or neither: stage both beside their targets, then rename (sidecar last, so a
-    crash between the renames leaves a sidecar whose engine_sha256 does not match and is refused)."""
-    staged: list[str] = []
-    try:
-        staged.append(_stage(engine_path, plan))
-        staged.append(_stage(sidecar_path, sidecar_text.encode()))
-        os.replace(staged[0], engine_path)
-        os.replace(staged[1], sidecar_path)
-    except BaseException:
-        for tmp in staged:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _onnx_card(onnx_path: Path) -> dict[str, Any] | None:
     """The model card the export stored in the ONNX metadata, when onnx is installed and it is there."""
     try:
@@ -223,10 +201,8 @@ def _onnx_card(onnx_path: Path) -> dict[str, Any] | None:
 
         import onnx
 
-        from ddrf.card import ONNX_METADATA_KEY
-
         meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-        return dict(json.loads(meta[ONNX_METADATA_KEY])) if ONNX_METADATA_KEY in meta else None
+        return dict(json.loads(meta[CARD_METADATA_KEY])) if CARD_METADATA_KEY in meta else None
     except Exception:
         return None
 
@@ -282,7 +258,8 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
         timing_cache=str(cache_path) if cache_path else None,
         card=dict(card) if card is not None else _onnx_card(onnx_path), command=command)
     side = Path(sidecar_path) if sidecar_path is not None else sidecar_path_for(engine_path)
-    _write_pair(engine_path, data, side, sidecar.to_json() + "\n")
+    # sidecar last: a crash between the renames leaves a sidecar whose engine_sha256 does not match, refused
+    write_files_atomic([(engine_path, data), (side, (sidecar.to_json() + "\n").encode())])
     return sidecar
 
 
@@ -322,12 +299,6 @@ def model_profile(onnx_path: Path, tiles: Sequence[int], batches: Sequence[int],
             for name, shape in _ort_inputs(onnx_path).items() if None in shape}
 
 
-def _model_stems(model_dir: Path) -> list[str]:
-    stems = [s for s in ("encoder", "denoiser") if (model_dir / f"{s}.onnx").is_file()
-             or (model_dir / f"{s}_fp16.onnx").is_file()]
-    return stems + sorted(p.stem for p in model_dir.glob("sampler_k*.onnx") if not p.stem.endswith("_fp16"))
-
-
 def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_tile: int = 512, batch: int = 1,
                         max_batch: int = 4, workspace_bytes: int | None = None, optimization_level: int = 3,
                         timing_cache: str | os.PathLike[str] | None = None, overwrite: bool = False) -> list[Path]:
@@ -336,18 +307,16 @@ def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_
     TensorRT <= 10 builds from the FP32 graphs with BuilderFlag.FP16; 11 from the `_fp16.onnx` graphs. Profiles
     span tiles of [multiple, max_tile] PAN pixels (optimal at `tile`) and batches [1, max_batch] (optimal `batch`).
     """
-    from ddrf.card import read_card
-
-    root = Path(model_dir)
-    card = read_card(root / "card.json")
+    model = ModelDir.open(model_dir)
+    root, card = model.root, model.card
     multiple = card.size_multiple
     if any(v % multiple for v in (tile, max_tile)) or not multiple <= tile <= max_tile or not 1 <= batch <= max_batch:
         raise ValueError(f"need {multiple} <= tile <= max_tile, both multiples of {multiple}, and 1 <= batch <= "
                          f"max_batch; got tile {tile}, max_tile {max_tile}, batch {batch}, max_batch {max_batch}")
-    stems = _model_stems(root)
+    stems = model.graph_stems()
     if not stems:
         raise ValueError(f"{root}: no ONNX graphs (run ddrf-export onnx first)")
-    targets = {s: root / f"{s}_fp16.plan" for s in stems}
+    targets = {s: root / f"{s}_fp16{PLAN_SUFFIX}" for s in stems}
     existing = [str(t) for t in targets.values() if t.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"engines exist: {existing}; pass --overwrite to replace them")

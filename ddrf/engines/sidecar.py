@@ -2,11 +2,10 @@
 
 A TensorRT plan runs only on the TensorRT version and GPU model that built it, and deserialisation is the only check
 TensorRT itself makes (a crash or an opaque error). The sidecar lets the runtime refuse early with a rebuild command.
-Pure Python (stdlib + ddrf.card): the torch-free runtime imports it.
+Pure Python (stdlib, ddrf.files, ddrf.model_dir): the torch-free runtime imports it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -15,10 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from ddrf.card import write_text_atomic
+from ddrf.files import sha256_file, write_text_atomic
+from ddrf.model_dir import sidecar_path_for
 
 SIDECAR_VERSION = 1
-SIDECAR_SUFFIX = ".json"
 
 
 
@@ -64,12 +63,6 @@ class EngineSidecar:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def sidecar_path_for(engine_path: str | os.PathLike[str]) -> Path:
-    """model.engine -> model.engine.json"""
-    p = Path(engine_path)
-    return p.with_name(p.name + SIDECAR_SUFFIX)
-
-
 def write_sidecar(sidecar: EngineSidecar, path: str | os.PathLike[str]) -> None:
     write_text_atomic(path, sidecar.to_json() + "\n")
 
@@ -80,14 +73,6 @@ def read_sidecar(path: str | os.PathLike[str]) -> EngineSidecar:
         return EngineSidecar.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError) as exc:
         raise ValueError(f"{path}: not a valid engine sidecar ({exc})") from exc
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def rebuild_command(sidecar: EngineSidecar) -> str:

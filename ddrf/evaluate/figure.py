@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ddrf.card import write_bytes_atomic
+from ddrf.files import write_bytes_atomic
 from ddrf.evaluate.datasets import Sample
 
 PANEL_IN, DPI = 3.0, 100

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ddrf.card import write_text_atomic
+from ddrf.files import write_text_atomic
 from ddrf.evaluate.datasets import REDUCED
 from ddrf.evaluate.runner import BLOCK, METRICS
 

@@ -1,14 +1,11 @@
 """Checkpoint -> ONNX graphs (opset 17, dynamic batch/height/width), cleaned, checked and carrying the model card.
 
-Graphs are staged in a temporary folder and moved into place only when every one of them exported and checked,
-so a failed export leaves nothing behind.
+Every graph is exported and checked in memory before anything is written, and ddrf.model_dir writes the directory
+all or nothing, so a failed export leaves nothing behind.
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,10 +13,11 @@ import onnx
 import torch
 from torch import nn
 
-from ddrf.card import ONNX_METADATA_KEY, ModelCard, write_card
-from ddrf.model import DDRF
+from ddrf.card import ModelCard
 from ddrf.export.graphs import DenoiserGraph, EncoderGraph, UnrolledSamplerGraph
-from ddrf.runtime.model_files import CARD_NAME, graph_name
+from ddrf.model import DDRF
+from ddrf.model_dir import (CARD_METADATA_KEY, GRAPH_ROLE_KEY, ONNX_SUFFIX, condition_names, graph_stem,
+                            write_model_dir)
 from ddrf.schedule import CosineSchedule, make_plan
 
 OPSET = 17
@@ -32,13 +30,10 @@ FP16_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 class ExportResult:
     out_dir: Path
     graphs: dict[str, Path] = field(default_factory=dict)  # file stem -> path
+    card: ModelCard | None = None  # the card as written, with the graphs' hashes
 
     def sizes(self) -> dict[str, int]:
         return {name: path.stat().st_size for name, path in self.graphs.items()}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _dynamic_axes(shapes_a: list[torch.Size], shapes_b: list[torch.Size], names: list[str]) -> dict[str, dict[int, str]]:
@@ -134,7 +129,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _with_card(model: onnx.ModelProto, card: ModelCard, role: str) -> onnx.ModelProto:
     del model.metadata_props[:]
-    for key, value in ((ONNX_METADATA_KEY, card.to_json()), ("ddrf_graph", role)):
+    for key, value in ((CARD_METADATA_KEY, card.to_json()), (GRAPH_ROLE_KEY, role)):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "ddrf-edge"
@@ -150,7 +145,7 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
     small, large = _sample_inputs(card, 1, size), _sample_inputs(card, 2, size + multiple)
     with torch.no_grad():
         cond_small, cond_large = model.encode(small["lms"], small["pan"]), model.encode(large["lms"], large["pan"])
-    cond_names = [f"cond_{i}" for i in range(len(cond_small))]
+    cond_names = condition_names(len(cond_small))
     image_axes = {0: "batch", 2: "height", 3: "width"}
 
     graphs = {"encoder": _to_onnx(
@@ -165,7 +160,7 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
     schedule = CosineSchedule.from_dict(card.schedule)
     for steps in unrolled_steps:
         sampler = UnrolledSamplerGraph(model, make_plan(schedule, steps), card.target, card.residual)
-        graphs[graph_name("sampler", steps=steps)] = _to_onnx(
+        graphs[graph_stem("sampler", steps=steps)] = _to_onnx(
             sampler, (small["lms"], small["pan"], small["noise"]), ["lms", "pan", "noise"], ["fused"],
             {"lms": image_axes, "pan": image_axes, "noise": image_axes, "fused": image_axes})
     return graphs
@@ -173,26 +168,12 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
 
 def export_model(model: DDRF, card: ModelCard, out_dir: str | Path, unrolled_steps: tuple[int, ...] = (),
                  fp16: bool = True, overwrite: bool = False) -> ExportResult:
-    """Write card.json and the FP32 (and FP16) graphs into `out_dir`, all or nothing."""
+    """Write card.json and the FP32 (and FP16) graphs into `out_dir`, all or nothing; `card` is not changed."""
     out_dir = Path(out_dir)
     graphs = {stem: clean_graph(g) for stem, g in build_graphs(model, card, unrolled_steps).items()}
     if fp16:
         graphs.update({f"{stem}_fp16": to_fp16(g) for stem, g in list(graphs.items())})
-    targets = [out_dir / f"{stem}.onnx" for stem in graphs] + [out_dir / CARD_NAME]
-    existing = [p for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{existing[0]}: already exists (use --overwrite to replace)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = ExportResult(out_dir)
     embedded = ModelCard.from_dict(card.to_dict())  # graphs carry the card without their own hashes
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as staging:
-        card.hashes = dict(card.hashes)
-        for stem, graph in graphs.items():
-            staged = Path(staging) / f"{stem}.onnx"
-            onnx.save(_with_card(graph, embedded, stem), staged)
-            card.hashes[f"{stem}.onnx"] = sha256(staged)
-        write_card(card, Path(staging) / CARD_NAME)
-        for stem in graphs:
-            result.graphs[stem] = Path(shutil.move(str(Path(staging) / f"{stem}.onnx"), out_dir / f"{stem}.onnx"))
-        shutil.move(str(Path(staging) / CARD_NAME), out_dir / CARD_NAME)
-    return result
+    serialised = {stem: _with_card(graph, embedded, stem).SerializeToString() for stem, graph in graphs.items()}
+    written = write_model_dir(out_dir, card, serialised, overwrite)
+    return ExportResult(out_dir, {stem: out_dir / f"{stem}{ONNX_SUFFIX}" for stem in graphs}, written)

@@ -17,11 +17,12 @@ from typing import Any, Optional
 
 import typer
 
-from ddrf.profile.spec import PROFILE_BACKENDS, SAMPLERS, PointSpec, is_engine
+from ddrf.model_dir import PRECISIONS
+from ddrf.profile.spec import SAMPLERS, PointSpec, is_engine
+from ddrf.runtime.backends import BACKENDS as RUNTIME_BACKENDS, PROFILE_BACKENDS
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
-RUNTIME_BACKENDS = ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")  # what ddrf-run accepts
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -71,10 +72,10 @@ def open_target(target: Path) -> tuple[dict[str, Any], Any]:
             except ValueError as exc:
                 raise fail(" ".join(str(exc).split()), 1)
         return {"path": str(target), "kind": "engine", "checkpoint": None, "card": card}, card
-    from ddrf.runtime.model_files import ModelFiles
+    from ddrf.model_dir import ModelDir
 
     try:
-        files = ModelFiles.open(target)
+        files = ModelDir.open(target)
     except ValueError as exc:
         raise fail(" ".join(str(exc).split()), 1)
     return {"path": str(target), "kind": "model", "checkpoint": None, "card": files.card.to_dict()}, files.card
@@ -229,7 +230,7 @@ def main(
     from ddrf.profile.sweep import expand
 
     backends = choices("backend", split_list(backend), PROFILE_BACKENDS)
-    precisions = choices("precision", split_list(precision), ("fp32", "fp16"))
+    precisions = choices("precision", split_list(precision), PRECISIONS)
     samplers = choices("sampler", split_list(sampler), SAMPLERS)
     tiles, batches = int_list("--tile", tile, 8), int_list("--batch", batch)
     step_counts: list[int | None] = list(int_list("--steps", steps)) if steps else [None]

@@ -1,11 +1,10 @@
 """Whole-scene time projected from a measured tile latency, with ddrf-run's own tiling plan (halo overlap included)."""
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
-from ddrf.scenes.tiling import TileGrid
+from ddrf.scenes.tiling import TileGrid, window_alignment
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -17,8 +16,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def grid_for(height: int, width: int, tile: int, halo: int, ratio: int, multiple: int) -> TileGrid:
-    """The windows ddrf-run would use (ddrf.scenes.pipeline.plan_grid: align = lcm(ratio, size multiple))."""
-    return TileGrid.plan(height, width, tile, halo, math.lcm(int(ratio), int(multiple)))
+    """The windows ddrf-run would use (ddrf.scenes.streaming.plan_grid)."""
+    return TileGrid.plan(height, width, tile, halo, window_alignment(ratio, multiple))
 
 
 def project(result: dict[str, Any], height: int, width: int, halo: int, ratio: int, multiple: int

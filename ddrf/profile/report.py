@@ -25,7 +25,15 @@ def document(command: str, target: dict[str, Any], settings: dict[str, Any], env
 
 
 def load_schema() -> dict[str, Any]:
+    """The schema, with the backend, precision and sampler names taken from where they are defined."""
+    from ddrf.model_dir import PRECISIONS
+    from ddrf.profile.spec import SAMPLERS
+    from ddrf.runtime.backends import PROFILE_BACKENDS
+
     schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    key = schema["$defs"]["key"]["properties"]
+    for name, values in (("backend", PROFILE_BACKENDS), ("precision", PRECISIONS), ("sampler", SAMPLERS)):
+        key[name]["enum"] = list(values)
     return schema
 
 

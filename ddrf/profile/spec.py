@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 SAMPLERS = ("cached", "uncached", "unrolled")
-PROFILE_BACKENDS = ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt", "torch")
 
 
 @dataclass(frozen=True)

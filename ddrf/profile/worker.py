@@ -30,13 +30,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ddrf.model_dir import ModelDir
 from ddrf.profile.environment import load_average
 from ddrf.profile.spec import PointSpec, is_engine
 from ddrf.profile.stats import DeviceMemorySampler, peak_rss_bytes, rss_bytes, summarise
 
 STAGES = ("read", "preprocess", "encode", "sample", "postprocess", "write")
-# Only these touch the GPU: probing device memory elsewhere would create a CUDA context and inflate host RSS.
-GPU_BACKENDS = ("ort-cuda", "ort-tensorrt", "tensorrt")
 
 
 class Skip(Exception):
@@ -93,6 +92,7 @@ class RuntimeStages(Stages):
     """The runtime's own backends (ONNX Runtime providers or native TensorRT plans) through ddrf.runtime.Fuser."""
 
     def __init__(self, spec: PointSpec, steps: int) -> None:
+        from ddrf.model_dir import MissingGraph
         from ddrf.runtime.backends import BackendUnavailable
         from ddrf.runtime.fuser import Fuser
 
@@ -101,10 +101,8 @@ class RuntimeStages(Stages):
                                spec.threads)
         except BackendUnavailable as exc:
             raise Skip(str(exc)) from exc
-        except ValueError as exc:
-            if "missing" in str(exc):  # a graph or plan this point needs was not exported/built
-                raise Skip(" ".join(str(exc).split())) from exc
-            raise
+        except MissingGraph as exc:  # a graph or plan this point needs was not exported/built
+            raise Skip(" ".join(str(exc).split())) from exc
         first = self.fuser.sampler if spec.sampler == "unrolled" else self.fuser.denoiser
         self.name = first.name
         self.device = "cpu" if spec.backend == "ort-cpu" else "cuda"
@@ -308,23 +306,24 @@ def latency_report(totals: list[float], all_laps: list[Laps], steps: int, sample
 
 def measure_model(spec: PointSpec) -> dict[str, Any]:
     """Cold start, then warm tile fusions of a model directory on one backend."""
+    from ddrf.runtime.backends import GPU_BACKENDS
     from ddrf.runtime.fuser import InputPreparation
-    from ddrf.runtime.model_files import ModelFiles
     from ddrf.schedule import CosineSchedule, make_plan
+    from ddrf.scenes.tiling import window_alignment
 
     cold: dict[str, float] = {}
     start = time.perf_counter()
     import_backend(spec.backend)
     cold["import"] = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
-    files = ModelFiles.open(spec.target)
+    files = ModelDir.open(spec.target)
     steps = spec.steps or files.card.sampling_steps
     for path in graph_paths(files, spec, steps):
         path.read_bytes()  # disk -> page cache: what "load" costs before the backend parses anything
     cold["load"] = (time.perf_counter() - start) * 1e3
 
     helper = InputPreparation(files.card)  # the Fuser's pre-processing without opening any backend
-    align = math.lcm(helper.multiple, int(helper.card.ratio))  # what the network and the MS grid both need
+    align = window_alignment(int(helper.card.ratio), helper.multiple)
     tile = -(-spec.tile // align) * align
     with DeviceMemorySampler(enabled=spec.backend in GPU_BACKENDS) as device_memory:
         start = time.perf_counter()
@@ -361,15 +360,15 @@ def _probe_inputs(helper: Any, source: TileSource, spec: PointSpec) -> tuple[np.
     return lms, pan, noise
 
 
-def graph_paths(files: Any, spec: PointSpec, steps: int) -> list[Path]:
+def graph_paths(files: ModelDir, spec: PointSpec, steps: int) -> list[Path]:
     if spec.backend == "torch":
         return [Path(spec.checkpoint) / "model.safetensors" if Path(spec.checkpoint).is_dir()
                 else Path(spec.checkpoint)] if spec.checkpoint else []
-    from ddrf.runtime.model_files import graph_name
+    from ddrf.runtime.backends import backend_info
 
-    suffix = ".plan" if spec.backend == "tensorrt" else ".onnx"
+    suffix = backend_info(spec.backend).file_suffix
     stages = [("sampler", steps)] if spec.sampler == "unrolled" else [("encoder", None), ("denoiser", None)]
-    paths = [files.root / (graph_name(stage, spec.precision, k) + suffix) for stage, k in stages]
+    paths = [files.path(stage, spec.precision, k, suffix) for stage, k in stages]
     return [p for p in paths if p.is_file()]
 
 

@@ -1,18 +1,44 @@
-"""Inference backends behind one interface: a named-tensor `run`. The sampler never knows which one it drives."""
+"""Inference backends behind one interface: a named-tensor `run`. The sampler never knows which one it drives.
+
+`REGISTRY` is the one list of backend names: ddrf-run, ddrf-eval, ddrf-profile (and its JSON schema, checked by a
+test) take theirs from it. Adding a backend means a `BackendInfo` here and a branch in `open_backend`.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-ORT_PROVIDERS = {
-    "ort-cpu": "CPUExecutionProvider",
-    "ort-cuda": "CUDAExecutionProvider",
-    "ort-tensorrt": "TensorrtExecutionProvider",
-}
-BACKENDS = (*ORT_PROVIDERS, "tensorrt")
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    device: str  # "cpu" or "cuda": where its tensors live (GPU memory is probed only for "cuda")
+    file_suffix: str  # what it loads from a model directory: ".onnx" graphs or ".plan" engines
+    ort_provider: str | None = None  # the ONNX Runtime execution provider, for ONNX Runtime backends
+    runtime: bool = True  # ddrf-run can use it; False: the profiler's PyTorch-eager reference only
+
+
+REGISTRY: dict[str, BackendInfo] = {b.name: b for b in (
+    BackendInfo("ort-cpu", "cpu", ".onnx", "CPUExecutionProvider"),
+    BackendInfo("ort-cuda", "cuda", ".onnx", "CUDAExecutionProvider"),
+    BackendInfo("ort-tensorrt", "cuda", ".onnx", "TensorrtExecutionProvider"),
+    BackendInfo("tensorrt", "cuda", ".plan"),
+    BackendInfo("torch", "cpu", ".safetensors", runtime=False),
+)}
+ORT_PROVIDERS = {b.name: b.ort_provider for b in REGISTRY.values() if b.ort_provider}
+BACKENDS = tuple(b.name for b in REGISTRY.values() if b.runtime)  # what ddrf-run and ddrf-eval accept
+PROFILE_BACKENDS = tuple(REGISTRY)  # what ddrf-profile times
+GPU_BACKENDS = tuple(b.name for b in REGISTRY.values() if b.device == "cuda")
+
+
+def backend_info(name: str) -> BackendInfo:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return REGISTRY[name]
 
 
 class BackendUnavailable(RuntimeError):
@@ -58,6 +84,7 @@ class OrtBackend:
             raise BackendUnavailable(f"{kind}: ONNX Runtime fell back to {in_use}; refusing a silent fallback")
         self.name = kind if in_use == ORT_PROVIDERS.get(kind) else f"{kind}->{in_use}"
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_shapes = {i.name: list(i.shape) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._input_types = {i.name: i.type for i in self.session.get_inputs()}
 
@@ -76,6 +103,8 @@ class OrtBackend:
 def open_backend(path: str | os.PathLike[str], kind: str = "ort-cpu", threads: int | None = None,
                  allow_fallback: bool = False) -> Backend:
     """Open an ONNX graph (ONNX Runtime) or a TensorRT plan (native TensorRT, sidecar checked)."""
+    if not backend_info(kind).runtime:
+        raise ValueError(f"{kind}: not a runtime backend; choose one of {', '.join(BACKENDS)}")
     if kind == "tensorrt":
         from ddrf.runtime.tensorrt_backend import TensorRTBackend
 

@@ -6,9 +6,9 @@ import os
 import numpy as np
 
 from ddrf.card import ModelCard
+from ddrf.model_dir import ModelDir
 from ddrf.radiometry import Radiometry, scene_radiometry
-from ddrf.runtime.backends import Backend, open_backend
-from ddrf.runtime.model_files import ModelFiles
+from ddrf.runtime.backends import Backend, backend_info, open_backend
 from ddrf.runtime.noise import scene_noise
 from ddrf.runtime.sampler import sample_stepwise, sample_unrolled
 from ddrf.schedule import CosineSchedule, make_plan
@@ -68,18 +68,22 @@ class Fuser(InputPreparation):
     `steps` defaults to the card's sampling_steps; `unrolled` uses the one-graph sampler for that step count.
     """
 
-    def __init__(self, model: str | os.PathLike[str] | ModelFiles, backend: str = "ort-cpu",
+    def __init__(self, model: str | os.PathLike[str] | ModelDir, backend: str = "ort-cpu",
                  steps: int | None = None, precision: str = "fp32", unrolled: bool = False,
                  threads: int | None = None, allow_fallback: bool = False, eta: float = 0.0) -> None:
-        self.files = model if isinstance(model, ModelFiles) else ModelFiles.open(model)
+        self.files = model if isinstance(model, ModelDir) else ModelDir.open(model)
         super().__init__(self.files.card)
         self.steps = steps or self.card.sampling_steps
         self.plan = make_plan(CosineSchedule.from_dict(self.card.schedule), self.steps, eta)
         self.backend_kind, self.precision, self.unrolled = backend, precision, unrolled
-        suffix = ".plan" if backend == "tensorrt" else ".onnx"
+        suffix = backend_info(backend).file_suffix
 
         def load(stage: str, steps: int | None = None) -> Backend:
-            return open_backend(self.files.graph(stage, precision, steps, suffix), backend, threads, allow_fallback)
+            path = self.files.graph(stage, precision, steps, suffix)
+            opened = open_backend(path, backend, threads, allow_fallback)
+            self.files.check_io(stage, path, opened.input_names, opened.output_names)
+            self.files.check_channels(path, getattr(opened, "input_shapes", {}))
+            return opened
 
         if unrolled:
             self.sampler = load("sampler", self.steps)

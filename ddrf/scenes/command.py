@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import typer
 
+from ddrf.runtime.backends import BACKENDS
+
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -32,7 +34,7 @@ def usage(message: str) -> "typer.Exit":
 
 
 def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path) -> list[Any]:
-    from ddrf.scenes.pipeline import SceneJob
+    from ddrf.scenes.jobs import SceneJob
 
     if pan is not None or ms:
         if scenes or pan is None or not ms:
@@ -54,7 +56,7 @@ def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path
 def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
               method: str | None, threads: int | None) -> Any:
     """The engine description, checked here so that a bad model is a usage error before any scene runs."""
-    from ddrf.scenes.pipeline import EngineSpec
+    from ddrf.scenes.engines import EngineSpec
 
     if uncertainty == 1 or uncertainty < 0:
         raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")
@@ -66,23 +68,23 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
         if uncertainty:
             raise usage("--uncertainty applies to the diffusion model, not to --method")
         return EngineSpec(method=method, seed=seed)
-    from ddrf.runtime.backends import BACKENDS
-    from ddrf.runtime.model_files import ModelFiles
+    from ddrf.model_dir import ModelDir
 
     if backend not in BACKENDS:
         raise usage(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     model = model or bundled_model()
     try:
-        ModelFiles.open(model)
+        ModelDir.open(model)
     except ValueError as exc:
         hint = "" if model != bundled_model() else " (no bundled model: pass --model DIR or --method NAME)"
         raise usage(f"{' '.join(str(exc).split())}{hint}")
-    return EngineSpec(str(model), backend, steps, seed, max(uncertainty, 1), None, threads)
+    return EngineSpec(model=str(model), backend=backend, steps=steps, seed=seed, samples=max(uncertainty, 1),
+                      threads=threads)
 
 
 def preload(spec: Any) -> None:
     """Load the model once before the first scene, so a broken graph or backend is one usage error."""
-    from ddrf.scenes.pipeline import get_engine
+    from ddrf.scenes.engines import get_engine
 
     try:
         get_engine(spec)
@@ -93,7 +95,7 @@ def preload(spec: Any) -> None:
 def run_local(jobs: list[Any], spec: Any, settings: Any, progress: Optional[bool]) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    from ddrf.scenes.pipeline import run_job
+    from ddrf.scenes.jobs import run_job
 
     entries = []
     disable = None if progress is None else not progress
@@ -128,7 +130,7 @@ def main(
     ms: list[Path] = typer.Option([], "--ms", help="MS GeoTIFF (multi-band, or repeat once per band)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the bundled model)."),
     method: Optional[str] = typer.Option(None, "--method", help="Run a classical baseline instead (e.g. GSA)."),
-    backend: str = typer.Option("ort-cpu", "--backend", help="ort-cpu, ort-cuda, ort-tensorrt or tensorrt."),
+    backend: str = typer.Option("ort-cpu", "--backend", help=f"{', '.join(BACKENDS)}."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the card's)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed (noise is keyed to scene coordinates)."),
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: also write <name>_spread.tif "
@@ -144,14 +146,16 @@ def main(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: tty)."),
 ) -> None:
     """Fuse PAN + MS scenes into pansharpened GeoTIFFs on the PAN grid, with a JSON report beside each."""
-    from ddrf.scenes.pipeline import DEFAULT_HALO, RunSettings, default_tiling
+    from ddrf.scenes.engines import default_tiling
+    from ddrf.scenes.streaming import DEFAULT_HALO, RunSettings
 
     output = output.absolute()
     jobs = make_jobs([s.absolute() for s in scenes or []], pan and pan.absolute(), [m.absolute() for m in ms], output)
     spec = make_spec(model, backend, steps, seed, uncertainty, method, threads)
     tile_default, batch_default = default_tiling(backend, method)
-    settings = RunSettings(tile or tile_default, batch or batch_default, DEFAULT_HALO if halo is None else halo,
-                           cog, quicklook, overwrite, spread=bool(uncertainty), progress=progress)
+    settings = RunSettings(tile=tile or tile_default, batch=batch or batch_default,
+                           halo=DEFAULT_HALO if halo is None else halo, cog=cog, quicklook=quicklook,
+                           overwrite=overwrite, spread=bool(uncertainty), progress=progress)
     parent = output if jobs[0].directory is not None else output.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,18 @@
 """Fan scenes out over a Dask distributed cluster: one task per scene, each worker loading the model once.
 
-The worker-level cache is ddrf.scenes.pipeline's module dict of Fusers (keyed by model, backend, steps, threads):
+The worker-level cache is ddrf.scenes.engines' module dict of Fusers (keyed by model, backend, steps, threads):
 a worker process imports the module once and keeps it, so every scene it runs after the first reuses the sessions.
 Scenes are independent and write their own files atomically, so a lost worker costs only its scene.
 """
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any, Callable
 
-from ddrf.scenes.pipeline import EngineSpec, RunSettings, SceneJob, run_job
+from ddrf.scenes.engines import EngineSpec
+from ddrf.scenes.jobs import SceneJob, run_job
+from ddrf.scenes.streaming import RunSettings
 
 
 def run_on_cluster(address: str, jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings,
@@ -17,7 +20,7 @@ def run_on_cluster(address: str, jobs: list[SceneJob], spec: EngineSpec, setting
     """Run `jobs` on the scheduler at `address`; returns one entry per job, in the order given."""
     from distributed import Client, as_completed
 
-    settings = RunSettings(**{**settings.__dict__, "progress": False})  # no tile bars on workers
+    settings = dataclasses.replace(settings, progress=False)  # no tile bars on workers
     run_id = uuid.uuid4().hex[:8]
     entries: dict[int, dict[str, Any]] = {}
     with Client(address, timeout="30s") as client:

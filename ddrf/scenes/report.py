@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ddrf.scenes.writer import temp_path
+from ddrf.files import temp_path
 
 REPORT_VERSION = 1
 
@@ -83,7 +83,7 @@ def write_temp(report: dict[str, Any], final: Path) -> Path:
 
 def write_summary(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any]) -> None:
     """The run summary (one entry per scene: done / skipped / failed with its error)."""
-    from ddrf.card import write_text_atomic
+    from ddrf.files import write_text_atomic
 
     counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
     body = {"report_version": REPORT_VERSION, "finished": now(), "counts": counts, "settings": settings,

@@ -9,16 +9,26 @@ The windows cover the scene padded by `halo` on every side (the scene reader fil
 marks them invalid): the scene border gets the same context margin as any interior window edge, and what a scene
 pixel sees does not depend on where the tile boundaries fall.
 
-Window starts are multiples of `align` = lcm(ratio, network size multiple): MS windows then fall on whole MS
-pixels, the network's stride-2 phases are the same in every window, and two runs with different tile sizes see
+Window starts are multiples of `align` = window_alignment(ratio, network size multiple): MS windows then fall on
+whole MS pixels, the network's stride-2 phases are the same in every window, and two runs with different tile sizes see
 the same content at the same phase. The last window is clamped to end `halo` past the (aligned) scene edge.
+
+A window here is a `TileBox(row, col, height, width)` on the PAN grid, in that order; rasterio's
+`Window(col_off, row_off, width, height)` is used only where rasterio reads or writes. Windows are laid out in row
+strips (`TileGrid.row_strips`): every window of a strip starts on the same row.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+
+
+def window_alignment(ratio: int, multiple: int) -> int:
+    """What every window start and side must be a multiple of: whole MS pixels and whole network strides."""
+    return math.lcm(int(ratio), int(multiple))
 
 
 def round_up(value: int, unit: int) -> int:
@@ -50,7 +60,9 @@ def axis_weights(n: int, halo: int, taper_lo: bool, taper_hi: bool) -> np.ndarra
 
 
 @dataclass(frozen=True)
-class Window:
+class TileBox:
+    """A window of the PAN grid: top row, left column, height, width (pixels; may reach past the scene edge)."""
+
     row: int
     col: int
     height: int
@@ -87,16 +99,16 @@ class TileGrid:
     def count(self) -> int:
         return len(self.row_starts) * len(self.col_starts)
 
-    def row_band(self, row: int) -> list[Window]:
-        return [Window(row, col, self.tile_rows, self.tile_cols) for col in self.col_starts]
+    def row_strip(self, row: int) -> list[TileBox]:
+        return [TileBox(row, col, self.tile_rows, self.tile_cols) for col in self.col_starts]
 
-    def bands(self) -> Iterator[tuple[int, list[Window]]]:
-        """(rows final once this band is blended, windows of the band), top to bottom."""
+    def row_strips(self) -> Iterator[tuple[int, list[TileBox]]]:
+        """(rows final once this strip is blended, windows of the strip), top to bottom."""
         for k, row in enumerate(self.row_starts):
             final = self.row_starts[k + 1] if k + 1 < len(self.row_starts) else row + self.tile_rows
-            yield final, self.row_band(row)
+            yield final, self.row_strip(row)
 
-    def weights(self, window: Window) -> np.ndarray:
+    def weights(self, window: TileBox) -> np.ndarray:
         """(tile_rows, tile_cols) blending weights of a window (every side tapers: the scene is padded too)."""
         rows = axis_weights(window.height, self.halo, True, True)
         cols = axis_weights(window.width, self.halo, True, True)
@@ -106,8 +118,8 @@ class TileGrid:
 class RowBlender:
     """Accumulates weighted window outputs and releases finished rows, top to bottom.
 
-    Holds one band of windows (tile rows by the padded scene width), whatever the scene height: every window of a
-    band starts on the buffer's first row, because rows above the band's start were released before it.
+    Holds one row strip of windows (tile rows by the padded scene width), whatever the scene height: every window of
+    a strip starts on the buffer's first row, because rows above the strip's start were released before it.
     """
 
     def __init__(self, grid: TileGrid, channels: int) -> None:
@@ -119,7 +131,7 @@ class RowBlender:
         self.valid = np.zeros((grid.tile_rows, width), dtype=bool)
         self.top = grid.row_starts[0]  # scene row of buffer row 0
 
-    def add(self, window: Window, values: np.ndarray, valid: np.ndarray) -> None:
+    def add(self, window: TileBox, values: np.ndarray, valid: np.ndarray) -> None:
         weights = self.grid.weights(window)
         r0, c0 = window.row - self.top, window.col - self.left
         rows, cols = slice(r0, r0 + window.height), slice(c0, c0 + window.width)

@@ -1,13 +1,10 @@
 """GeoTIFF output on the PAN grid: temporary files renamed when complete, block-aligned row writes, COG, quicklook.
 
-Nothing is ever written under a final name until it is whole: every file is first written as
-`.<final name>.<random>.ddrf-part` in the output folder (same filesystem, so the rename is atomic). A killed run
-leaves only such files; `clean_stale` removes them before the scene is processed again.
+Nothing is ever written under a final name until it is whole: every file is first written as a temporary beside
+it (ddrf.files); a killed run leaves only such files, and `clean_stale` removes them before the scene is redone.
 """
 from __future__ import annotations
 
-import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,21 +15,9 @@ import rasterio.errors
 import rasterio.shutil
 from rasterio.windows import Window as RioWindow
 
-PART_SUFFIX = ".ddrf-part"
+from ddrf.files import temp_path
+
 BLOCK = 512
-
-
-def temp_path(final: Path) -> Path:
-    return final.parent / f".{final.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
-
-
-def clean_stale(final: Path) -> list[Path]:
-    """Remove temporary files a killed run left for `final`; returns what was removed."""
-    removed = []
-    for path in final.parent.glob(f".{final.name}.*{PART_SUFFIX}"):
-        path.unlink(missing_ok=True)
-        removed.append(path)
-    return removed
 
 
 def quantise(values: np.ndarray, valid: np.ndarray, dtype: np.dtype, bits: int | None,
@@ -156,8 +141,3 @@ def write_quicklook(raster: Path, final: Path, band_names: list[str], max_side: 
             dst.write(rgb)
     png.with_name(png.name + ".aux.xml").unlink(missing_ok=True)
     return png
-
-
-def publish(temp: Path, final: Path) -> None:
-    """Rename a finished temporary file onto its final name (atomic on one filesystem)."""
-    os.replace(temp, final)

@@ -15,12 +15,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
-from ddrf.card import ModelCard, write_bytes_atomic, write_card
+from ddrf.card import ModelCard, write_card
+from ddrf.files import write_bytes_atomic
+from ddrf.model_dir import CARD_METADATA_KEY, CARD_NAME
 
 WEIGHTS = "model.safetensors"
-CARD = "card.json"
 RESUME = "resume.pt"
-CARD_METADATA_KEY = "ddrf_card"
 
 
 def _tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -34,7 +34,7 @@ def save_weights(run_dir: str | Path, model_state: dict[str, torch.Tensor], ema_
     data = st_save({**_tensors("model", model_state), **_tensors("ema", ema_state)},
                    metadata={CARD_METADATA_KEY: card.to_json()})
     write_bytes_atomic(run_dir / WEIGHTS, data)
-    write_card(card, run_dir / CARD)
+    write_card(card, run_dir / CARD_NAME)
 
 
 def _weights_path(path: str | Path) -> Path:

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 import yaml
 
-from ddrf.card import ModelCard, write_text_atomic
+from ddrf.card import ModelCard
+from ddrf.files import write_text_atomic
+from ddrf.model_dir import CARD_NAME
 from ddrf.schedule import CosineSchedule
 from ddrf.train import checkpoint as ckpt
 from ddrf.train.config import TrainConfig
@@ -30,7 +32,7 @@ from ddrf.train.sources import SourceInfo, build_source
 
 LOG = "train_log.csv"
 CONFIG = "config.yaml"
-RUN_FILES = (ckpt.WEIGHTS, ckpt.CARD, ckpt.RESUME, LOG, CONFIG)
+RUN_FILES = (ckpt.WEIGHTS, CARD_NAME, ckpt.RESUME, LOG, CONFIG)
 
 
 @dataclass

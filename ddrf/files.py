@@ -1,0 +1,88 @@
+"""Whole files or nothing: every file ddrf publishes is first written beside its final name, then renamed onto it.
+
+A temporary is `.<final name>.<random>.ddrf-part` in the final folder (same filesystem, so the rename is atomic). A
+killed process leaves only such files, never a half-written one under a final name; `clean_stale` removes them.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+PART_SUFFIX = ".ddrf-part"
+
+
+def temp_path(final: str | os.PathLike[str]) -> Path:
+    """A fresh temporary name beside `final` (the file is not created)."""
+    final = Path(final)
+    return final.parent / f".{final.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
+
+
+def clean_stale(final: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporaries a killed run left for `final`; returns what was removed."""
+    final = Path(final)
+    removed = []
+    for path in final.parent.glob(f".{final.name}.*{PART_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def publish(temp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Rename a finished temporary onto its final name (atomic on one filesystem)."""
+    os.replace(temp, final)
+
+
+def publish_all(pending: list[tuple[Path, Path]]) -> None:
+    """Rename (temporary, final) pairs in the order given; on any failure the temporaries left are removed.
+
+    Put last the file whose presence says the set is complete (a scene's raster, an engine's sidecar).
+    """
+    try:
+        for temp, final in pending:
+            publish(temp, final)
+    finally:
+        for temp, _ in pending:
+            Path(temp).unlink(missing_ok=True)
+
+
+def stage_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to a new temporary beside `final` (usual permissions); returns the temporary's path."""
+    temp = temp_path(final)
+    try:
+        with open(temp, "xb") as f:
+            f.write(data)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def write_files_atomic(items: list[tuple[Path, bytes]]) -> None:
+    """Several files, all or none: each staged beside its target, then renamed in the order given."""
+    pending: list[tuple[Path, Path]] = []
+    try:
+        for final, data in items:
+            pending.append((stage_bytes(final, data), Path(final)))
+    except BaseException:
+        for temp, _ in pending:
+            temp.unlink(missing_ok=True)
+        raise
+    publish_all(pending)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    write_files_atomic([(Path(path), data)])
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,171 @@
+"""The model directory: one folder per exported model, the names of its files, and the checks that they fit its card.
+
+    card.json                 the model card (its `hashes` record the sha256 of every graph the export wrote)
+    encoder.onnx              condition encoder: lms, pan -> cond_0 .. cond_{n-1}
+    denoiser.onnx             step denoiser: x_t, t, cond_* -> prediction
+    sampler_k{K}.onnx         optional: the K-step sampler unrolled into one graph: lms, pan, noise -> fused
+    *_fp16.onnx               FP16 variants;  *.plan + *.plan.json: TensorRT engines and their sidecars
+
+The export writes it (`write_model_dir`), the engine builder adds plans, the runtime and the profiler read it
+(`ModelDir`). Plain Python: the torch-free runtime and the torch export both import it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ddrf.card import ModelCard, read_card
+from ddrf.files import publish_all, sha256_file, stage_bytes
+
+CARD_NAME = "card.json"
+CARD_METADATA_KEY = "ddrf_card"  # the card's JSON in an ONNX graph's metadata and in a safetensors header
+GRAPH_ROLE_KEY = "ddrf_graph"  # which stage an ONNX graph is (its file stem), in its metadata
+STAGES = ("encoder", "denoiser", "sampler")
+PRECISIONS = ("fp32", "fp16")
+ONNX_SUFFIX = ".onnx"
+PLAN_SUFFIX = ".plan"
+SIDECAR_SUFFIX = ".json"  # an engine's sidecar: <engine file name>.json
+COND_PREFIX = "cond_"
+# Graph I/O by stage: named inputs, named outputs; the condition tensors cond_0.. are matched by prefix.
+GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "encoder": (("lms", "pan"), ()),
+    "denoiser": (("x_t", "t"), ("prediction",)),
+    "sampler": (("lms", "pan", "noise"), ("fused",)),
+}
+
+
+class ModelDirError(ValueError):
+    """A model directory, or one of its files, does not fit its card; the message names the file."""
+
+
+def graph_stem(stage: str, precision: str = "fp32", steps: int | None = None) -> str:
+    """File stem of a graph: encoder, denoiser or sampler_k{steps}, with an _fp16 suffix for FP16."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown graph stage {stage!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+    stem = f"sampler_k{steps}" if stage == "sampler" else stage
+    return stem if precision == "fp32" else f"{stem}_fp16"
+
+
+def sidecar_path_for(engine_path: str | os.PathLike[str]) -> Path:
+    """model.plan -> model.plan.json"""
+    path = Path(engine_path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def condition_names(count: int) -> list[str]:
+    return [f"{COND_PREFIX}{i}" for i in range(count)]
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    root: Path
+    card: ModelCard
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> "ModelDir":
+        root = Path(path)
+        if root.is_file() and root.name == CARD_NAME:
+            root = root.parent
+        if not root.is_dir():
+            raise ModelDirError(f"{root}: not a model directory (expected a folder with {CARD_NAME} and ONNX graphs)")
+        card_path = root / CARD_NAME
+        if not card_path.is_file():
+            raise ModelDirError(f"{root}: no {CARD_NAME} in the model directory")
+        return cls(root, read_card(card_path))
+
+    def path(self, stage: str, precision: str = "fp32", steps: int | None = None, suffix: str = ONNX_SUFFIX) -> Path:
+        """Where a graph (suffix .onnx) or engine (.plan) of this model lives, whether or not it exists."""
+        return self.root / (graph_stem(stage, precision, steps) + suffix)
+
+    def graph(self, stage: str, precision: str = "fp32", steps: int | None = None, suffix: str = ONNX_SUFFIX) -> Path:
+        """An existing graph or engine, its sha256 checked where the card records one; MissingGraph if absent."""
+        path = self.path(stage, precision, steps, suffix)
+        if not path.is_file():
+            raise MissingGraph(f"{path}: missing (export it with ddrf-export)")
+        self.check_hash(path)
+        return path
+
+    def check_hash(self, path: Path) -> None:
+        expected = self.card.hashes.get(path.name)
+        if expected is not None and sha256_file(path) != expected:
+            raise ModelDirError(f"{path}: sha256 differs from the one {self.root / CARD_NAME} records "
+                                "(the file was changed or belongs to another export)")
+
+    def check_io(self, stage: str, path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
+        """The graph's tensor names are the layout's, and its condition tensors are the ones the encoder makes."""
+        fixed_in, fixed_out = GRAPH_IO[stage]
+        cond_in = [n for n in inputs if n.startswith(COND_PREFIX)]
+        cond_out = [n for n in outputs if n.startswith(COND_PREFIX)]
+        expected_in = list(fixed_in) + condition_names(len(cond_in))
+        expected_out = list(fixed_out) + condition_names(len(cond_out))
+        if stage == "encoder" and not cond_out:
+            expected_out.append(f"{COND_PREFIX}0")
+        if sorted(inputs) != sorted(expected_in) or sorted(outputs) != sorted(expected_out):
+            raise ModelDirError(f"{path}: graph tensors {list(inputs)} -> {list(outputs)} are not a {stage} of "
+                                f"{self.root / CARD_NAME} (expected {expected_in} -> {expected_out})")
+
+    def check_channels(self, path: Path, shapes: Mapping[str, Sequence[object]]) -> None:
+        """Static channel counts of the image inputs agree with the card's band lists."""
+        bands, guides = len(self.card.bands), len(self.card.guide_bands)
+        wanted = {"lms": bands, "x_t": bands, "noise": bands, "pan": guides}
+        for name, shape in shapes.items():
+            channels = shape[1] if len(shape) == 4 else None
+            if name in wanted and isinstance(channels, int) and channels != wanted[name]:
+                listed = self.card.guide_bands if name == "pan" else self.card.bands
+                raise ModelDirError(f"{path}: input {name} has {channels} channels, but {self.root / CARD_NAME} "
+                                    f"lists {wanted[name]} ({', '.join(listed)})")
+
+    def unrolled_steps(self, precision: str = "fp32") -> list[int]:
+        """Step counts for which an unrolled sampler graph exists."""
+        tail = ("_fp16" if precision == "fp16" else "") + ONNX_SUFFIX
+        found = []
+        for p in self.root.glob("sampler_k*" + tail):
+            digits = p.name[len("sampler_k"):-len(tail)]
+            if digits.isdigit():
+                found.append(int(digits))
+        return sorted(found)
+
+    def graph_stems(self) -> list[str]:
+        """FP32 stems with a graph: encoder and denoiser in either precision, then the FP32 unrolled samplers."""
+        def exists(stem: str) -> bool:
+            return any((self.root / f"{stem}{tail}{ONNX_SUFFIX}").is_file() for tail in ("", "_fp16"))
+
+        fixed = [s for s in ("encoder", "denoiser") if exists(s)]
+        return fixed + [graph_stem("sampler", steps=k) for k in self.unrolled_steps("fp32")]
+
+
+class MissingGraph(ModelDirError):
+    """A graph or engine the run needs is not in the model directory (not exported or not built)."""
+
+
+def write_model_dir(out_dir: str | os.PathLike[str], card: ModelCard, graphs: Mapping[str, bytes],
+                    overwrite: bool = False) -> ModelCard:
+    """Write serialised graphs (file stem -> bytes) and a card recording their sha256, all or nothing.
+
+    Returns the card as written; the caller's card is not changed. The card is renamed into place last.
+    """
+    out = Path(out_dir)
+    targets = [out / f"{stem}{ONNX_SUFFIX}" for stem in graphs] + [out / CARD_NAME]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]}: already exists (use --overwrite to replace)")
+    out.mkdir(parents=True, exist_ok=True)
+    pending: list[tuple[Path, Path]] = []
+    try:
+        hashes = dict(card.hashes)
+        for stem, data in graphs.items():
+            final = out / f"{stem}{ONNX_SUFFIX}"
+            pending.append((stage_bytes(final, data), final))
+            hashes[final.name] = sha256_file(pending[-1][0])
+        written = replace(card, hashes=hashes)
+        pending.append((stage_bytes(out / CARD_NAME, (written.to_json() + "\n").encode()), out / CARD_NAME))
+    except BaseException:
+        for temp, _ in pending:
+            temp.unlink(missing_ok=True)
+        raise
+    publish_all(pending)
+    return written

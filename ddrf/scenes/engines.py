@@ -1,0 +1,131 @@
+"""Engines for scenes: what turns a batch of (PAN, MS) windows into fused windows, a model or a classical method.
+
+`EngineSpec` says how to build one (hashable, so a process builds each model once: see `get_engine`).
+Never imports torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ddrf.runtime.backends import GPU_BACKENDS
+from ddrf.scenes import report as reports
+
+
+def default_tiling(backend: str, method: str | None = None) -> tuple[int, int]:
+    """(tile, batch): the CPU is best fed one 256 window at a time; a GPU wants larger windows, batched.
+
+    Classical baselines are cheap per pixel, so they take large windows (fewer halos to recompute).
+    """
+    if method:
+        return 1024, 1
+    return (512, 4) if backend in GPU_BACKENDS else (256, 1)
+
+
+class Engine(Protocol):
+    """Fuses same-sized windows; returns per window (samples, H, W, B) float DN."""
+
+    label: str
+    bands: list[str] | None  # bands it needs from the scene, in order (None: all the scene has)
+    ratio: int | None
+    multiple: int
+    samples: int
+
+    def start_scene(self, scene: Any) -> None:
+        """Called once per scene before its windows (e.g. for scene-wide radiometric statistics)."""
+
+    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+class ModelEngine:
+    """A runtime Fuser; `samples` seeds (seed, seed+1, ...) when the spread is wanted."""
+
+    def __init__(self, fuser: Any, seed: int = 0, samples: int = 1) -> None:
+        self.fuser, self.seed, self.samples = fuser, seed, samples
+        self.card = fuser.card
+        self.bands: list[str] | None = list(self.card.bands)
+        self.ratio: int | None = int(self.card.ratio)
+        self.multiple = int(fuser.multiple)
+        self.label = f"model ({fuser.files.root})"
+        self.radiometry: Any = None
+
+    def start_scene(self, scene: Any) -> None:
+        """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""
+        from ddrf.radiometry import scene_radiometry
+
+        pan, pan_valid, ms, ms_valid = scene.preview()
+        self.radiometry = scene_radiometry(self.card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
+
+    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
+        runs = [self.fuser.fuse_batch(pairs, self.seed + k, origins, self.radiometry) for k in range(self.samples)]
+        return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": "model", "model_dir": str(self.fuser.files.root), "card": reports.card_summary(self.card),
+                "radiometry": self.radiometry.to_dict() if self.radiometry is not None else None,
+                "backend": self.fuser.backend_kind, "precision": self.fuser.precision, "steps": self.fuser.steps,
+                "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples}
+
+
+class BaselineEngine:
+    """A classical method from ddrf.baselines (deterministic: one sample)."""
+
+    def __init__(self, method: str, sensor: str = "generic") -> None:
+        from ddrf.baselines import METHODS
+
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        self.method, self.sensor = method, sensor
+        self.label, self.multiple, self.samples = f"baseline {method}", 1, 1
+        self.bands: list[str] | None = None  # every MS band the scene has
+        self.ratio: int | None = None  # any ratio
+
+    def start_scene(self, scene: Any) -> None:
+        """Classical methods need no scene-wide state."""
+
+    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
+        from ddrf.baselines import fuse
+
+        return [fuse(self.method, pan, ms, ms_ratio(pan, ms), self.sensor)[None] for pan, ms in pairs]
+
+    def summary(self) -> dict[str, Any]:
+        return {"kind": "baseline", "method": self.method, "sensor": self.sensor}
+
+
+def ms_ratio(pan: np.ndarray, ms: np.ndarray) -> int:
+    return pan.shape[0] // ms.shape[0]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How to build the engine; hashable, so a process (a Dask worker) builds each one once."""
+
+    model: str | None = None
+    backend: str = "ort-cpu"
+    steps: int | None = None
+    seed: int = 0
+    samples: int = 1
+    method: str | None = None
+    threads: int | None = None
+
+
+_FUSERS: dict[EngineSpec, Any] = {}  # per process: a worker loads each model once
+
+
+def get_engine(spec: EngineSpec, sensor: str = "generic") -> Engine:
+    if spec.method:
+        return BaselineEngine(spec.method, sensor)
+    key = EngineSpec(model=spec.model, backend=spec.backend, steps=spec.steps, threads=spec.threads)
+    if key not in _FUSERS:
+        from ddrf.runtime.fuser import Fuser
+
+        if spec.model is None:
+            raise ValueError("no model given")
+        _FUSERS[key] = Fuser(spec.model, spec.backend, spec.steps, threads=spec.threads)
+    return ModelEngine(_FUSERS[key], spec.seed, spec.samples)
+
+

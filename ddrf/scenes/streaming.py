@@ -1,0 +1,164 @@
+"""Streaming one scene's windows through the engine and the feathered blender into the raster sinks.
+
+Memory is bounded by the scene width, never its size: windows are fused one row strip at a time, finished rows
+are blended and handed to the writer, which keeps at most one 512-row block strip. Never imports torch.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from ddrf.scenes.engines import Engine
+from ddrf.scenes.tiling import RowBlender, TileBox, TileGrid, window_alignment
+from ddrf.scenes.writer import RasterSink, geotiff_profile, to_cog, write_quicklook
+
+DEFAULT_HALO = 32  # PAN pixels; see ddrf/scenes/tiling.py and the report's "halo" entry
+
+
+@dataclass
+class RunSettings:
+    tile: int
+    batch: int
+    halo: int = DEFAULT_HALO
+    cog: bool = False
+    quicklook: bool = False
+    overwrite: bool = False
+    spread: bool = False  # write <name>_spread.tif (needs an engine with samples >= 2)
+    progress: bool | None = None  # None: tqdm decides (a terminal)
+
+
+@dataclass
+class Outputs:
+    """Final paths of one scene's files."""
+
+    raster: Path
+    report: Path
+    spread: Path | None = None
+    quicklook: Path | None = None
+
+    @classmethod
+    def for_raster(cls, raster: Path, spread: bool, quicklook: bool) -> "Outputs":
+        stem = raster.with_suffix("")
+        return cls(raster, stem.with_suffix(".json"),
+                   stem.with_name(stem.name + "_spread.tif") if spread else None,
+                   stem.with_name(stem.name + "_quicklook.png") if quicklook else None)
+
+    def all(self) -> list[Path]:
+        return [p for p in (self.spread, self.quicklook, self.report, self.raster) if p is not None]
+
+
+@dataclass
+class Timings:
+    read: float = 0.0
+    fuse: float = 0.0
+    blend: float = 0.0
+    write: float = 0.0
+    finish: float = 0.0  # COG copy, quicklook, renames
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def output_nodata(scene: Any) -> float:
+    """The input's nodata (MS first, then PAN), else 0."""
+    for value in (scene.ms_nodata, scene.pan_nodata):
+        if isinstance(value, (list, tuple)):
+            value = next((v for v in value if v is not None), None)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            return float(value)
+    return 0.0
+
+
+def batched(items: Sequence[TileBox], size: int) -> Iterator[list[TileBox]]:
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+def plan_grid(scene: Any, engine: Engine, settings: RunSettings) -> TileGrid:
+    align = window_alignment(scene.ratio, engine.multiple)
+    return TileGrid.plan(scene.height, scene.width, settings.tile, settings.halo, align)
+
+
+def check_fit(scene: Any, engine: Engine, path: str) -> None:
+    if engine.ratio is not None and int(scene.ratio) != int(engine.ratio):
+        raise ValueError(f"{path}: scene ratio {scene.ratio} but the model fuses ratio {engine.ratio}")
+    if engine.bands is not None and len(scene.band_names) != len(engine.bands):
+        raise ValueError(f"{path}: scene has {len(scene.band_names)} MS bands, the model needs {len(engine.bands)} "
+                         f"({', '.join(engine.bands)})")
+
+
+def window_outputs(engine: Engine, scene: Any, windows: list[TileBox], spread: bool,
+                   timings: Timings) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Read and fuse a batch of windows: (channels (H, W, B or 2B), valid) per window."""
+    start = time.perf_counter()
+    reads = [scene.read_pair(w.row, w.col, w.height, w.width) for w in windows]
+    timings.read += time.perf_counter() - start
+    start = time.perf_counter()
+    fused = engine.fuse([(pan, ms) for pan, ms, _ in reads], [(w.row, w.col) for w in windows])
+    timings.fuse += time.perf_counter() - start
+    out = []
+    for samples, (_, _, valid) in zip(fused, reads):
+        channels = [samples[0]]
+        if spread:
+            channels.append(samples.std(axis=0, ddof=1))
+        out.append((np.concatenate(channels, axis=-1), valid))
+    return out
+
+
+def fuse_into(scene: Any, engine: Engine, grid: TileGrid, settings: RunSettings, sinks: list[RasterSink],
+              timings: Timings, tick: Callable[[int], None]) -> None:
+    """Stream the scene through the engine into the sinks (main raster, then spread)."""
+    bands = len(scene.band_names)
+    blender = RowBlender(grid, bands * len(sinks))
+    for final, windows in grid.row_strips():
+        for chunk in batched(windows, settings.batch):
+            results = window_outputs(engine, scene, chunk, settings.spread, timings)
+            start = time.perf_counter()
+            for window, (values, valid) in zip(chunk, results):
+                blender.add(window, values, valid)
+            timings.blend += time.perf_counter() - start
+            tick(len(chunk))
+        start = time.perf_counter()
+        _, values, valid = blender.release(final)
+        timings.blend += time.perf_counter() - start
+        start = time.perf_counter()
+        for k, sink in enumerate(sinks):
+            if len(values):
+                sink.write_rows(values[..., k * bands:(k + 1) * bands], valid)
+        timings.write += time.perf_counter() - start
+
+
+def open_sinks(scene: Any, outputs: Outputs, band_names: list[str], nodata: float) -> list[RasterSink]:
+    profile = geotiff_profile(scene.height, scene.width, len(band_names), np.dtype(scene.dtype), scene.crs,
+                              scene.transform, nodata)
+    sinks = [RasterSink(outputs.raster, profile, band_names, scene.bits, {"DDRF_BITS": str(scene.bits)})]
+    if outputs.spread is not None:
+        spread = dict(profile, dtype="float32", nodata=float("nan"), predictor=3)
+        sinks.append(RasterSink(outputs.spread, spread, [f"{n} spread" for n in band_names], None))
+    return sinks
+
+
+def seal(sinks: list[RasterSink], outputs: Outputs, settings: RunSettings,
+         band_names: list[str]) -> list[tuple[Path, Path]]:
+    """Close the temporaries and make the COG copies and quicklook: (temporary, final) pairs, main raster last."""
+    temps = [sink.close() for sink in sinks]
+    if settings.cog:
+        temps = [to_cog(temp, sink.final) for temp, sink in zip(temps, sinks)]
+        for sink, temp in zip(sinks, temps):
+            sink.path = temp  # so abort() removes the COG temporary
+    pending = [(temp, sink.final) for temp, sink in zip(temps, sinks)]
+    if outputs.quicklook is not None:
+        pending.append((write_quicklook(temps[0], outputs.quicklook, band_names), outputs.quicklook))
+    return pending
+
+
+def tile_bar(total: int, name: str, settings: RunSettings) -> Any:
+    from tqdm import tqdm
+
+    disable = None if settings.progress is None else not settings.progress
+    return tqdm(total=total, desc=f"{name} tiles", unit="tile", leave=False, disable=disable, position=1)
+
+

@@ -1,0 +1,158 @@
+"""The model directory (ddrf.model_dir), atomic writes (ddrf.files) and the backend registry: torch-free."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ddrf.card import read_card
+from ddrf.files import clean_stale, temp_path, write_files_atomic
+from ddrf.model_dir import CARD_NAME, MissingGraph, ModelDir, ModelDirError, graph_stem, write_model_dir
+from ddrf.runtime import backends
+from ddrf.runtime.fuser import Fuser
+
+BUNDLED = Path(__file__).parents[1] / "ddrf" / "assets" / "model"
+SAMPLE = Path(__file__).parents[1] / "ddrf" / "assets" / "sample_scene" / "LC80200392015216LGN00"
+
+
+@pytest.fixture()
+def model_copy(tmp_path: Path) -> Path:
+    out = tmp_path / "model"
+    out.mkdir()
+    for name in (CARD_NAME, "encoder.onnx", "denoiser.onnx"):
+        shutil.copy(BUNDLED / name, out / name)
+    return out
+
+
+def edit_card(model: Path, **changes: object) -> None:
+    card = json.loads((model / CARD_NAME).read_text())
+    card.update(changes)
+    (model / CARD_NAME).write_text(json.dumps(card))
+
+
+def one_line_error(exc: pytest.ExceptionInfo[BaseException], path: Path) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and str(path) in text
+    return text
+
+
+def test_bundled_model_opens_with_checked_hashes_and_io() -> None:
+    fuser = Fuser(BUNDLED)
+    assert set(fuser.card.hashes) == {"encoder.onnx", "denoiser.onnx"}
+    assert fuser.files.graph("denoiser") == BUNDLED / "denoiser.onnx"
+
+
+def test_changed_graph_is_refused_by_its_hash(model_copy: Path) -> None:
+    with open(model_copy / "denoiser.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelDirError, match="sha256") as exc:
+        Fuser(model_copy)
+    one_line_error(exc, model_copy / "denoiser.onnx")
+
+
+def test_graphs_of_another_stage_are_refused(model_copy: Path) -> None:
+    """Swapped graphs (hashes dropped, so only the tensor names can tell) do not load as the other stage."""
+    enc, den = model_copy / "encoder.onnx", model_copy / "denoiser.onnx"
+    enc.rename(model_copy / "swap")
+    den.rename(enc)
+    (model_copy / "swap").rename(den)
+    edit_card(model_copy, hashes={})
+    with pytest.raises(ModelDirError, match="not a encoder") as exc:
+        Fuser(model_copy)
+    one_line_error(exc, enc)
+
+
+def test_card_listing_other_bands_than_the_graph_is_refused(model_copy: Path) -> None:
+    edit_card(model_copy, bands=["red", "green", "blue"])
+    with pytest.raises(ModelDirError, match="lms has 4 channels") as exc:
+        Fuser(model_copy)
+    one_line_error(exc, model_copy / "encoder.onnx")
+
+
+def test_ddrf_run_refuses_a_changed_model_in_one_line(model_copy: Path, tmp_path: Path) -> None:
+    from ddrf.scenes.command import app
+
+    with open(model_copy / "encoder.onnx", "ab") as f:
+        f.write(b"\0")
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--model", str(model_copy),
+                                      "--no-progress"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "sha256" in lines[0] and "encoder.onnx" in lines[0]
+    assert not list((tmp_path / "out").glob("*.tif"))
+
+
+def test_missing_graph_is_its_own_error(model_copy: Path) -> None:
+    with pytest.raises(MissingGraph, match="sampler_k4.onnx"):
+        Fuser(model_copy, steps=4, unrolled=True)
+    with pytest.raises(MissingGraph):
+        Fuser(model_copy, backend="tensorrt")  # no .plan built: refused before TensorRT is touched
+
+
+def test_write_model_dir_records_hashes_and_leaves_the_card_alone(tmp_path: Path) -> None:
+    card = read_card(BUNDLED / CARD_NAME)
+    card.hashes = {}
+    graphs = {"encoder": (BUNDLED / "encoder.onnx").read_bytes(), "denoiser": (BUNDLED / "denoiser.onnx").read_bytes()}
+    written = write_model_dir(tmp_path / "m", card, graphs)
+    assert card.hashes == {}
+    assert written.hashes == read_card(BUNDLED / CARD_NAME).hashes
+    assert ModelDir.open(tmp_path / "m").card == written
+    with pytest.raises(FileExistsError):
+        write_model_dir(tmp_path / "m", card, graphs)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted([CARD_NAME, "encoder.onnx", "denoiser.onnx"])
+
+
+def test_graph_stems() -> None:
+    assert graph_stem("sampler", "fp16", 4) == "sampler_k4_fp16"
+    assert graph_stem("encoder") == "encoder"
+    with pytest.raises(ValueError):
+        graph_stem("decoder")
+
+
+def test_atomic_writes_leave_nothing_half_written(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.bin", tmp_path / "missing_dir" / "b.bin"
+    with pytest.raises(OSError):
+        write_files_atomic([(a, b"first"), (b, b"second")])  # the second cannot be staged: neither is written
+    assert list(tmp_path.iterdir()) == []
+    write_files_atomic([(a, b"first")])
+    assert a.read_bytes() == b"first" and (a.stat().st_mode & 0o777) != 0o600
+    stale = temp_path(a)
+    stale.write_bytes(b"half")
+    assert clean_stale(a) == [stale] and not stale.exists()
+
+
+# ------------------------------------------------------------------------------------------------- backends
+def test_backend_registry_is_the_one_list() -> None:
+    from ddrf.profile.report import load_schema
+
+    assert backends.BACKENDS == ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+    assert backends.PROFILE_BACKENDS == (*backends.BACKENDS, "torch")
+    assert set(backends.GPU_BACKENDS) == {"ort-cuda", "ort-tensorrt", "tensorrt"}
+    assert backends.backend_info("tensorrt").file_suffix == ".plan"
+    assert backends.ORT_PROVIDERS["ort-cpu"] == "CPUExecutionProvider"
+    enum = load_schema()["$defs"]["key"]["properties"]["backend"]["enum"]
+    assert enum == list(backends.PROFILE_BACKENDS)
+    with pytest.raises(ValueError, match="unknown backend"):
+        backends.backend_info("ort-rocm")
+    with pytest.raises(ValueError, match="not a runtime backend"):
+        backends.open_backend(BUNDLED / "encoder.onnx", "torch")
+
+
+def test_default_tiling_follows_the_registry_device() -> None:
+    from ddrf.scenes.engines import default_tiling
+
+    for name, info in backends.REGISTRY.items():
+        if info.runtime:
+            assert default_tiling(name) == ((512, 4) if info.device == "cuda" else (256, 1))
+
+
+def test_bundled_model_fuses_finite_values() -> None:
+    rng = np.random.default_rng(0)
+    pan = rng.uniform(100, 4000, (64, 64))
+    ms = rng.uniform(100, 4000, (32, 32, 4))
+    out = Fuser(BUNDLED).fuse(pan, ms)
+    assert out.shape == (64, 64, 4) and np.isfinite(out).all()
