@@ -259,7 +259,7 @@ def test_uiqi_blocks_and_classic_qnr_identities(crop):
 
 @pytest.mark.skipif(not HAS_SENSORS, reason="ddrf.sensors not present yet")
 def test_full_resolution_exp_vs_noise_on_real_crop(crop):
-    from ddrf.sensors import interp23
+    from ddrf.filters import interp23
 
     ms, pan = crop["ms"], crop["pan"]
     exp = np.asarray(interp23(ms, 2), dtype=np.float64)

@@ -14,7 +14,7 @@ from rasterio.rpc import RPC
 from ddrf.scenes.discover import discover_scene, pair_from_paths, read_mtl, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.scene import Scene
-from ddrf.sensors import interp23
+from ddrf.filters import interp23
 
 ROOT = Path(__file__).parents[1]
 SAMPLE = ROOT / "ddrf/assets/sample_scene/LC80200392015216LGN00"

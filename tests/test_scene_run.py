@@ -102,7 +102,7 @@ def test_tile_size_does_not_change_the_output(two_tilings: dict[str, Path]) -> N
     """
     from ddrf.scenes.discover import discover_scene
     from ddrf.scenes.scene import Scene
-    from ddrf.sensors import interp23
+    from ddrf.filters import interp23
 
     a, b, whole = (read(two_tilings[k]) for k in ("96", "160", "512"))
     _, ms, _ = Scene(discover_scene(SAMPLE)).read_pair(0, 0, 256, 512)

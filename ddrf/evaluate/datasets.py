@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ddrf.data.pair import Pair
-from ddrf.sensors import get_sensor, ms_mtf_gains, wald_degrade
+from ddrf.filters import wald_degrade
+from ddrf.sensors import get_sensor, ms_mtf_gains
 
 REDUCED, FULL = "reduced", "full"
 MODES = ("auto", REDUCED, FULL, "both")
