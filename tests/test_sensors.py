@@ -259,3 +259,25 @@ def test_interp23_symmetric_border_avoids_wraparound() -> None:
     ms[:, 8:] = 100.0
     assert interp23(ms, 2, "symmetric")[:, :3].max() < 1e-9
     assert interp23(ms, 2, "circular")[:, 0].max() > 1.0
+
+
+def test_every_sensor_records_its_band_edges_and_their_source() -> None:
+    for s in SENSORS.values():
+        if s.name == "generic":
+            assert not s.bands and s.pan is None
+            continue
+        assert s.source and s.pan is not None and s.pan.width_nm > 0, s.name
+        assert set(s.band_names) <= {b.name for b in s.bands}, s.name
+        for b in s.bands:
+            assert 400 <= b.low_nm < b.centre_nm < b.high_nm <= 2400, (s.name, b)
+        fused = [s.band(n).centre_nm for n in s.band_names]
+        assert fused == sorted(fused), s.name  # fused bands are in wavelength order
+    for name in ("Landsat7", "Landsat8", "Landsat9"):
+        assert {"swir1", "swir2"} <= {b.name for b in SENSORS[name].bands}
+        assert SENSORS[name].numbered() == ({1: "blue", 2: "green", 3: "red", 4: "nir"} if name == "Landsat7"
+                                            else {2: "blue", 3: "green", 4: "red", 5: "nir"})
+    assert SENSORS["Landsat8"].band("coastal").number == 1
+    assert len(SENSORS["WV3"].bands) == len(SENSORS["WV2"].bands) == 8
+    assert SENSORS["Pleiades"].numbered() == {0: "blue", 1: "green", 2: "red", 3: "nir"}
+    for alias, name in (("WorldView-3", "WV3"), ("WV02", "WV2"), ("PHR1A", "Pleiades"), ("GaoFen-1", "GF1")):
+        assert get_sensor(alias).name == name
