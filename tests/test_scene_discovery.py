@@ -330,3 +330,40 @@ def test_every_discovery_fixture_runs_every_classical_method(method: str, tmp_pa
         with rasterio.open(tmp_path / f"{name}.tif") as out:
             fused = out.read().astype(np.float64)
         assert fused.shape[0] == 4 and np.isfinite(fused).all() and fused.max() > 0, (method, name)
+
+
+# ------------------------------------------------------------ one geometry for ddrf-run and training
+def nested_copy(tmp_path: Path) -> Path:
+    """The generic fixture with its MS origin moved onto the PAN origin (nested grids, as Maxar/Pleiades): the MS
+    must then be resampled by a quarter MS pixel (half a PAN pixel) onto the interp23 grid."""
+    scene_dir = Path(shutil.copytree(NAMING / "generic", tmp_path / "nested"))
+    with rasterio.open(scene_dir / "site_pan.tif") as pan:
+        pan_t = pan.transform
+    ms_path = scene_dir / "site_ms.tif"
+    with rasterio.open(ms_path) as ms:
+        ms_t = ms.transform
+    rewrite(ms_path, tmp_path / "moved.tif", transform=Affine(ms_t.a, 0, pan_t.c, 0, ms_t.e, pan_t.f))
+    shutil.move(tmp_path / "moved.tif", ms_path)
+    return scene_dir
+
+
+@pytest.mark.parametrize("which", ["sample", "c1", "nested"])
+def test_training_pair_and_ddrf_run_window_are_the_same_arrays(which: str, tmp_path: Path) -> None:
+    """read_geotiff_pair (training, evaluation) and Scene.read_pair (ddrf-run) share ddrf.geometry: same pixels."""
+    from ddrf.data import read_geotiff_pair
+
+    directory = {"sample": SAMPLE, "c1": C1, "nested": None}[which] or nested_copy(tmp_path)
+    files = discover_scene(directory)
+    scene = Scene(files)
+    ms_files = list(dict.fromkeys(p for p, _ in files.ms))
+    pair = read_geotiff_pair(files.pan, ms_files, sensor=files.sensor, bits=16)
+    pan, ms, _ = scene.read_pair(0, 0, *pair.pan.shape)
+    np.testing.assert_array_equal(pair.pan, pan)
+    np.testing.assert_array_equal(pair.ms, ms)
+    assert pair.pan_transform == scene.transform
+    assert pair.pan.shape == (scene.height - scene.height % 2, scene.width - scene.width % 2)
+    if which == "nested":
+        assert scene.rows.frac == scene.cols.frac == 0.25  # the resampled path, not an index shift
+        with rasterio.open(ms_files[0]) as src:
+            raw = src.read(1).astype(np.float64)
+        assert not np.array_equal(pair.ms[..., 0], raw[: pair.ms.shape[0], : pair.ms.shape[1]])
