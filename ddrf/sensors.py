@@ -65,7 +65,13 @@ class Sensor:
 
     def numbered(self, names: tuple[str, ...] | None = None) -> dict[int, str]:
         """Product band number -> name for ``names`` (default: the fused bands), in that order."""
-        return {self.band(n).number: n for n in (names or self.band_names)}  # type: ignore[misc]
+        numbers: dict[int, str] = {}
+        for name in names or self.band_names:
+            number = self.band(name).number
+            if number is None:
+                raise ValueError(f"sensor {self.name}: band {name} has no product band number")
+            numbers[number] = name
+        return numbers
 
 
 BGRN = ("blue", "green", "red", "nir")

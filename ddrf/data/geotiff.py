@@ -50,7 +50,8 @@ def _read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> 
 
 def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str]]:
     """(file, band) per MS band in the order given, and names from the file stems."""
-    bands, names = [], []
+    bands: list[tuple[Path, int]] = []
+    names: list[str] = []
     for path in paths:
         count = _grid(path)[4]
         bands.extend((path, b) for b in range(1, count + 1))
