@@ -25,19 +25,19 @@ Windows may reach outside the grid: PAN and MS are padded by half-sample reflect
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from affine import Affine
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
 from scipy import ndimage
 
 EPS = 1e-6
 
-# (file, 1-based band, row indices, column indices) -> float64 samples: the caller's rasterio reader, so that each
-# caller keeps its own error type (SceneError for ddrf-run, ValueError for the data readers).
-Reader = Callable[[Path, int, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,19 @@ def reflect(index: np.ndarray, n: int) -> np.ndarray:
     """Half-sample symmetric reflection into [0, n) (edge sample repeated), any distance out."""
     index = np.mod(index, 2 * n)
     return np.where(index >= n, 2 * n - 1 - index, index)
+
+
+def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """file[band][rows][:, cols] as float64 for in-range index arrays, reading only their bounding window."""
+    r0, c0 = int(rows.min()), int(cols.min())
+    window = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
+    try:
+        with rasterio.open(path) as src:
+            data = src.read(band, window=window)
+    except (RasterioIOError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: unreadable or truncated raster ({reason})") from exc
+    return data[np.ix_(rows - r0, cols - c0)].astype(np.float64)
 
 
 def is_nodata(data: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -168,20 +181,20 @@ class PairGrid:
         lo, hi = (-1, n + 2) if axis.frac else (0, n)
         return start + axis.base + np.arange(lo, hi)
 
-    def _read_ms(self, read: Reader, ms: Sequence[tuple[Path, int]], nodata: dict[Path, float | None],
+    def _read_ms(self, ms: Sequence[tuple[Path, int]], nodata: dict[Path, float | None],
                  rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw MS (len(rows), len(cols), B) at (possibly out-of-range) MS indices, and the nodata/outside mask."""
         r, c = reflect(rows, self.ms_height), reflect(cols, self.ms_width)
         bands, invalid = [], np.zeros((len(rows), len(cols)), dtype=bool)
         for path, band in ms:
-            data = read(path, band, r, c)
+            data = read_indexed(path, band, r, c)
             invalid |= is_nodata(data, nodata.get(path))
             bands.append(data)
         outside = (((rows < 0) | (rows >= self.ms_height))[:, None]
                    | ((cols < 0) | (cols >= self.ms_width))[None, :])
         return fill_nearest(np.stack(bands, axis=-1), invalid), invalid | outside
 
-    def read_window(self, read: Reader, pan: Path, ms: Sequence[tuple[Path, int]],
+    def read_window(self, pan: Path, ms: Sequence[tuple[Path, int]],
                     nodata: dict[Path, float | None], row0: int, col0: int, height: int,
                     width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(pan (height, width), ms (height/ratio, width/ratio, B), valid (height, width)) of an output window.
@@ -192,12 +205,12 @@ class PairGrid:
         if any(v % r for v in (row0, col0, height, width)) or height <= 0 or width <= 0:
             raise ValueError(f"window ({row0}, {col0}, {height}, {width}) must be positive multiples of ratio {r}")
         rows, cols = np.arange(row0, row0 + height), np.arange(col0, col0 + width)
-        pan_data = read(pan, 1, self.rows.start + reflect(rows, self.height),
+        pan_data = read_indexed(pan, 1, self.rows.start + reflect(rows, self.height),
                         self.cols.start + reflect(cols, self.width))
         pan_invalid = is_nodata(pan_data, nodata.get(pan))
         inside = ((rows >= 0) & (rows < self.height))[:, None] & ((cols >= 0) & (cols < self.width))[None, :]
         h, w = height // r, width // r
-        ms_data, ms_invalid = self._read_ms(read, ms, nodata, self._ms_index(self.rows, row0 // r, h),
+        ms_data, ms_invalid = self._read_ms(ms, nodata, self._ms_index(self.rows, row0 // r, h),
                                             self._ms_index(self.cols, col0 // r, w))
         ms_data, ms_invalid = _resample_axis(ms_data, ms_invalid, self.rows.frac, 0, h)
         ms_data, ms_invalid = _resample_axis(ms_data, ms_invalid, self.cols.frac, 1, w)

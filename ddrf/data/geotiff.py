@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.windows import Window
 
 from ddrf.data.pair import Pair
 from ddrf.geometry import PairGrid, default_nodata
@@ -34,18 +33,6 @@ def _grid(path: Path) -> tuple[Any, Affine, int, int, int, np.dtype]:
 def _check_north_up(path: Path, transform: Affine) -> None:
     if transform.b != 0 or transform.d != 0 or transform.a <= 0 or transform.e >= 0:
         raise ValueError(f"{path}: geotransform {tuple(transform)[:6]} is rotated or not north-up")
-
-
-def _read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """file[band][rows][:, cols] for in-range index arrays (a geometry Reader)."""
-    r0, c0 = int(rows.min()), int(cols.min())
-    window = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
-    try:
-        with rasterio.open(path) as src:
-            data = src.read(band, window=window)
-    except (rasterio.errors.RasterioIOError, OSError) as exc:
-        raise ValueError(f"{path}: unreadable raster ({exc})") from exc
-    return data[np.ix_(rows - r0, cols - c0)].astype(np.float64)
 
 
 def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str]]:
@@ -111,7 +98,7 @@ def read_geotiff_pair(
         raise ValueError(f"{pan_path}: PAN and MS {ms_list[0]} do not overlap")
     ms_bands, file_names = _band_files(ms_list)
     nodata = {path: _nodata(path, sensor) for path in [pan_path, *ms_list]}
-    pan, ms, _ = grid.read_window(_read_indexed, pan_path, ms_bands, nodata, 0, 0, height, width)
+    pan, ms, _ = grid.read_window(pan_path, ms_bands, nodata, 0, 0, height, width)
     stem = name or pan_path.stem
     return Pair(
         name=stem,

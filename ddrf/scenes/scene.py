@@ -71,18 +71,6 @@ def _inspect(path: Path) -> _Grid:
         raise SceneError(path, f"unreadable or truncated raster ({_short(exc)})") from exc
 
 
-def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """file[band][rows][:, cols] for in-range index arrays, reading only their bounding window (a geometry Reader)."""
-    r0, c0 = int(rows.min()), int(cols.min())
-    window = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
-    try:
-        with rasterio.open(path) as src:
-            data = src.read(band, window=window)
-    except (RasterioIOError, OSError) as exc:
-        raise SceneError(path, f"unreadable or truncated raster ({_short(exc)})") from exc
-    return data[np.ix_(rows - r0, cols - c0)].astype(np.float64)
-
-
 class Scene:
     """A PAN/MS scene on its output grid (see the module docstring for the grid and the alignment)."""
 
@@ -147,7 +135,7 @@ class Scene:
 
         Any window of the output grid, also reaching outside it; all four numbers multiples of the ratio.
         """
-        return self.grid.read_window(read_indexed, self.files.pan, self.files.ms, self._nodata, row0, col0,
+        return self.grid.read_window(self.files.pan, self.files.ms, self._nodata, row0, col0,
                                      height, width)
 
     def preview(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
