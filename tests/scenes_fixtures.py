@@ -1,5 +1,6 @@
-"""Fixtures of the scene-run tests: a tiny random-weight DDRF exported to ONNX, and writable copies of the sample
-scene (optionally with a nodata block). Imported by tests/test_scene_run.py."""
+"""Fixtures of the scene-run tests: the tiny random-weight DDRF exported to ONNX (committed under
+tests/data/tiny_model, written by its make_tiny_model.py) and writable copies of the sample scene (optionally with a
+nodata block). Imported by tests/test_scene_run.py."""
 from __future__ import annotations
 
 import shutil
@@ -10,6 +11,7 @@ import pytest
 
 SAMPLE = Path(__file__).parents[1] / "ddrf" / "assets" / "sample_scene" / "LC80200392015216LGN00"
 BANDS = ["blue", "green", "red", "nir"]
+TINY_MODEL = Path(__file__).parent / "data" / "tiny_model" / "model"
 
 
 def export_tiny_model(out_dir: Path) -> Path:
@@ -19,7 +21,8 @@ def export_tiny_model(out_dir: Path) -> Path:
     output conv is scaled down, so the fused image is LMS plus a content- and noise-dependent residual of a few
     percent, like a trained model's, instead of saturating.
     """
-    torch = pytest.importorskip("torch")
+    import torch
+
     from ddrf.card import ModelCard, Normalisation
     from ddrf.export.onnx_export import export_model
     from ddrf.model import DDRF, DDRFConfig

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
-from ddrf.baselines import METHODS, fuse
-from ddrf.sensors import decimate, interp23, mtf_filter, wald_degrade
+from ddrf.baselines import ALL_METHODS, METHODS, fuse
+from ddrf.filters import decimate, interp23, mtf_filter, wald_degrade
 
 DATA = Path(__file__).parent / "data" / "landsat7"
 NAMES = ["EXP", "Brovey", "BT-H", "GSA", "BDSD-PC", "MTF-GLP-FS", "MTF-GLP-HPM"]
@@ -124,12 +124,14 @@ def test_flat_and_zero_regions_stay_finite() -> None:
     pan, ms = load_landsat7(7)
     pan, ms = pan[:128, :128].copy(), ms[:64, :64].copy()
     pan[:64], ms[:32] = 0.0, 0.0  # a nodata collar
-    for m in NAMES:
+    for m in ALL_METHODS:
         for p, s in ((pan, ms), (np.zeros_like(pan), np.zeros_like(ms)), (np.full_like(pan, 9.0), ms * 0 + 5.0)):
             out = fuse(m, p, s, 2, "Landsat7")
             assert np.isfinite(out).all(), m
+        # The toolbox's MTF kernels have a DC gain just under 1 (0.9997 here), so constants move by that much.
+        tol = 1e-3 if m in ("BDSD-PC", "MTF-GLP-FS", "MTF-GLP-HPM") else 1e-6
         np.testing.assert_allclose(fuse(m, np.full_like(pan, 9.0), ms * 0 + 5.0, 2), 5.0 if m != "Brovey" else 9.0,
-                                   rtol=1e-6, err_msg=m)
+                                   rtol=tol, err_msg=m)
 
 
 def test_bad_input() -> None:

@@ -24,7 +24,7 @@ from ddrf.data import (
     read_pancollection,
     split_by_acquisition,
 )
-from ddrf.data.geotiff import nest_axis
+from ddrf.geometry import align_axis
 
 SCENES = (1, 7, 13)
 FILE_BAND = {"red": 0, "green": 1, "blue": 2, "nir": 3, "swir1": 4, "swir2": 5}
@@ -264,10 +264,12 @@ def test_geotiff_pair_on_real_landsat8(landsat8_paths: tuple[Path, list[Path]]) 
     # PAN is 128 rows x 127 cols (2N-1 wide): 64 MS rows survive, 63 MS columns.
     assert pair.ms.shape == (64, 63, 4) and pair.pan.shape == (128, 126)
     assert pair.band_names == ("l8_B2", "l8_B3", "l8_B4", "l8_B5")
-    # Landsat's half-pixel convention: the MS origin sits half a PAN pixel inside the PAN origin.
-    assert pair.pan_offset == (0.5, 0.5)
-    col, row = ~pair.pan_transform @ (pair.ms_transform.c, pair.ms_transform.f)
-    assert (row, col) == pytest.approx(pair.pan_offset)
+    # Landsat's half-pixel convention: the MS origin sits half a PAN pixel inside the PAN origin, so MS sample j's
+    # centre is PAN pixel 2j+1's centre (the interp23 grid) with no resampling: ms_transform is the file's.
+    col, row = ~pair.pan_transform @ (pair.ms_transform @ (0.5, 0.5))
+    assert (row, col) == pytest.approx((1.5, 1.5))
+    with rasterio.open(ms_paths[0]) as src:
+        assert pair.ms_transform.almost_equals(src.transform)
     with rasterio.open(pan_path) as src:
         assert pair.pan_transform == src.transform  # whole PAN kept from its origin
         np.testing.assert_array_equal(pair.pan, src.read(1)[:, :126])
@@ -286,11 +288,14 @@ def test_geotiff_default_bits_and_order(landsat8_paths: tuple[Path, list[Path]])
 
 @pytest.mark.parametrize(
     ("origin", "expected"),
-    [(0.0, (0, 0, 10, 0.0)), (0.5, (0, 0, 10, 0.5)), (3.0, (3, 0, 8, 0.0)), (-1.0, (1, 1, 9, 0.0)),
-     (-0.5, (1, 1, 9, 0.5)), (0.49999999999, (0, 0, 10, 0.5)), (-0.75, (1, 1, 9, 0.25))],
+    [(0.5, (0, 20, 0, 0.0)), (0.49999999999, (0, 20, 0, 0.0)), (-0.5, (1, 18, 1, 0.0)), (-1.5, (0, 18, 1, 0.0)),
+     (0.0, (0, 20, 0, 0.25)), (3.0, (3, 17, 0, 0.25))],
 )  # fmt: skip
-def test_nest_axis(origin: float, expected: tuple) -> None:
-    assert nest_axis(origin, ratio=2, pan_len=20, ms_len=10) == pytest.approx(expected)
+def test_align_axis(origin: float, expected: tuple) -> None:
+    """(start, length, base, frac) at ratio 2 for a 20-pixel PAN and 10-pixel MS axis (hand-derived: MS sample i
+    must land on output pixel 2i + 1, centre on centre; a nested origin 0 is a quarter MS pixel off)."""
+    a = align_axis(origin, ratio=2, pan_len=20, ms_len=10)
+    assert (a.start, a.length, a.base, a.frac) == pytest.approx(expected)
 
 
 def _rewrite(src_path: Path, dst_path: Path, transform: Affine | None = None, crs: str | None = "keep") -> Path:
@@ -312,7 +317,7 @@ def test_geotiff_ms_starting_before_pan(tmp_path: Path, landsat8_paths: tuple[Pa
         raw = src.read(1)
     ms_path = _rewrite(ms_paths[0], tmp_path / "b2.tif", transform=moved)
     pair = read_geotiff_pair(pan_path, [ms_path])
-    assert pair.pan_offset == (0.5, 0.5) and pair.ms.shape == (63, 63, 1)
+    assert pair.ms.shape == (63, 63, 1)
     np.testing.assert_array_equal(pair.ms[..., 0], raw[1:, 1:])
 
 

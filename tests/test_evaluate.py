@@ -21,7 +21,7 @@ from ddrf.evaluate.command import app
 from ddrf.evaluate.figure import PANEL_PX, rgb_indices
 from ddrf.evaluate.runner import full_crop
 from ddrf.metrics import ergas, q2n, sam
-from ddrf.sensors import interp23, wald_degrade
+from ddrf.filters import interp23, wald_degrade
 
 ROOT = Path(__file__).parents[1]
 RUNNER = CliRunner()

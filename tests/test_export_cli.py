@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")  # the train extra; the runtime-only install skips this module
 from typer.testing import CliRunner
 
 from ddrf.engines.probe import cuda_device_count

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ddrf.export.onnx_export import export_model
+pytest.importorskip("torch")  # the fixture model is exported with torch (the train extra)
+
+from ddrf.export.onnx_export import export_model  # noqa: E402
 from ddrf.profile import report
 from ddrf.profile.command import app
 from ddrf.profile.projection import parse_size, project

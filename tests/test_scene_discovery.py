@@ -14,7 +14,7 @@ from rasterio.rpc import RPC
 from ddrf.scenes.discover import discover_scene, pair_from_paths, read_mtl, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.scene import Scene
-from ddrf.sensors import interp23
+from ddrf.filters import interp23
 
 ROOT = Path(__file__).parents[1]
 SAMPLE = ROOT / "ddrf/assets/sample_scene/LC80200392015216LGN00"
@@ -82,7 +82,7 @@ def test_mtl_xml_and_json_forms(tmp_path: Path, form: str) -> None:
 
 
 @pytest.mark.parametrize("scheme, sensor, pan_token, bits", [
-    ("maxar", "Maxar", "-P2AS-", 11),
+    ("maxar", "generic", "-P2AS-", 11),  # no IMD: satellite unknown; Maxar products are 11-bit
     ("pleiades", "Pleiades", "_P_", 12),
     ("gaofen", "GF2", "-PAN1", 10),
     ("generic", "generic", "_pan", None),
@@ -290,3 +290,80 @@ def test_non_integer_ratio(tmp_path: Path) -> None:
     with pytest.raises(SceneError, match="not one integer") as err:
         Scene.from_directory(generic)
     assert_one_line_naming(err, "site_ms.tif")
+
+
+# ------------------------------------------------------------ one sensor vocabulary
+RUNNABLE_FIXTURES = [C1, *(NAMING / s for s in ("maxar", "pleiades", "gaofen", "generic", "raster"))]
+
+
+def test_every_sensor_discovery_names_is_in_the_sensor_table(tmp_path: Path) -> None:
+    """Discovery only produces names the baselines, training and evaluation accept (get_sensor)."""
+    from ddrf.sensors import get_sensor
+
+    maxar = Path(shutil.copytree(NAMING / "maxar", tmp_path / "maxar"))
+    for sat_id, expected in (("WV02", "WV2"), ("WV03", "WV3"), ("QB02", "QB"), ("GE01", "GeoEye-1"),
+                             ("IK01", "IKONOS"), ("XX09", "generic")):
+        (maxar / "scene.IMD").write_text(f'BEGIN_GROUP = IMAGE_1\n\tsatId = "{sat_id}";\nEND_GROUP = IMAGE_1\n')
+        assert discover_scene(maxar).sensor == expected
+    for directory in [SAMPLE, *RUNNABLE_FIXTURES]:
+        name = discover_scene(directory).sensor
+        assert get_sensor(name).name == name, directory
+
+
+@pytest.mark.parametrize("method", ["EXP", "Brovey", "BT-H", "GSA", "BDSD-PC", "MTF-GLP-FS", "MTF-GLP-HPM",
+                                    "GSA-gauss", "BDSD-PC-unitdc", "MTF-GLP-FS-unitdc", "MTF-GLP-HPM-robust"])
+def test_every_discovery_fixture_runs_every_classical_method(method: str, tmp_path: Path) -> None:
+    """`ddrf-run FIXTURES... --method M` fuses every fixture (once failed: "unknown sensor 'Pleiades'")."""
+    from typer.testing import CliRunner
+
+    from ddrf.baselines import ALL_METHODS
+    from ddrf.scenes.command import app
+
+    assert method in ALL_METHODS
+    result = CliRunner().invoke(app, [*map(str, RUNNABLE_FIXTURES), "-o", str(tmp_path), "--method", method,
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "ddrf-run-summary.json").read_text())
+    assert summary["counts"]["done"] == len(RUNNABLE_FIXTURES), summary
+    for directory in RUNNABLE_FIXTURES:
+        name = discover_scene(directory).name
+        with rasterio.open(tmp_path / f"{name}.tif") as out:
+            fused = out.read().astype(np.float64)
+        assert fused.shape[0] == 4 and np.isfinite(fused).all() and fused.max() > 0, (method, name)
+
+
+# ------------------------------------------------------------ one geometry for ddrf-run and training
+def nested_copy(tmp_path: Path) -> Path:
+    """The generic fixture with its MS origin moved onto the PAN origin (nested grids, as Maxar/Pleiades): the MS
+    must then be resampled by a quarter MS pixel (half a PAN pixel) onto the interp23 grid."""
+    scene_dir = Path(shutil.copytree(NAMING / "generic", tmp_path / "nested"))
+    with rasterio.open(scene_dir / "site_pan.tif") as pan:
+        pan_t = pan.transform
+    ms_path = scene_dir / "site_ms.tif"
+    with rasterio.open(ms_path) as ms:
+        ms_t = ms.transform
+    rewrite(ms_path, tmp_path / "moved.tif", transform=Affine(ms_t.a, 0, pan_t.c, 0, ms_t.e, pan_t.f))
+    shutil.move(tmp_path / "moved.tif", ms_path)
+    return scene_dir
+
+
+@pytest.mark.parametrize("which", ["sample", "c1", "nested"])
+def test_training_pair_and_ddrf_run_window_are_the_same_arrays(which: str, tmp_path: Path) -> None:
+    """read_geotiff_pair (training, evaluation) and Scene.read_pair (ddrf-run) share ddrf.geometry: same pixels."""
+    from ddrf.data import read_geotiff_pair
+
+    directory = {"sample": SAMPLE, "c1": C1, "nested": None}[which] or nested_copy(tmp_path)
+    files = discover_scene(directory)
+    scene = Scene(files)
+    ms_files = list(dict.fromkeys(p for p, _ in files.ms))
+    pair = read_geotiff_pair(files.pan, ms_files, sensor=files.sensor, bits=16)
+    pan, ms, _ = scene.read_pair(0, 0, *pair.pan.shape)
+    np.testing.assert_array_equal(pair.pan, pan)
+    np.testing.assert_array_equal(pair.ms, ms)
+    assert pair.pan_transform == scene.transform
+    assert pair.pan.shape == (scene.height - scene.height % 2, scene.width - scene.width % 2)
+    if which == "nested":
+        assert scene.rows.frac == scene.cols.frac == 0.25  # the resampled path, not an index shift
+        with rasterio.open(ms_files[0]) as src:
+            raw = src.read(1).astype(np.float64)
+        assert not np.array_equal(pair.ms[..., 0], raw[: pair.ms.shape[0], : pair.ms.shape[1]])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from ddrf.scenes import engines, jobs, streaming
 from ddrf.scenes.command import app
 from ddrf.scenes.tiling import TileGrid, axis_weights
-from scenes_fixtures import BANDS, SAMPLE, copy_scene, export_tiny_model
+from scenes_fixtures import BANDS, SAMPLE, TINY_MODEL, copy_scene, export_tiny_model
 
 ROOT = Path(__file__).parents[1]
 HALO = 16
@@ -24,7 +25,20 @@ HALO = 16
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+    """A copy of the committed tiny model (the runtime may not write beside the test data)."""
+    return Path(shutil.copytree(TINY_MODEL, tmp_path_factory.mktemp("model") / "tiny"))
+
+
+def test_committed_tiny_model_is_what_make_tiny_model_writes(tiny_model: Path, tmp_path: Path) -> None:
+    """Regenerating the fixture (tests/data/tiny_model/make_tiny_model.py) gives a model that fuses alike."""
+    pytest.importorskip("torch")
+    from ddrf.runtime.fuser import Fuser
+
+    fresh = export_tiny_model(tmp_path / "fresh")
+    rng = np.random.default_rng(0)
+    pan, ms = rng.uniform(0, 60000, (64, 64)), rng.uniform(0, 60000, (32, 32, 4))
+    np.testing.assert_allclose(Fuser(fresh).fuse(pan, ms, seed=3), Fuser(tiny_model).fuse(pan, ms, seed=3),
+                               rtol=1e-5, atol=1e-3)
 
 
 def run_api(out: Path, model: Path, tile: int, directory: Path = SAMPLE, samples: int = 1, **kw) -> dict:
@@ -103,7 +117,7 @@ def test_tile_size_does_not_change_the_output(two_tilings: dict[str, Path]) -> N
     """
     from ddrf.scenes.discover import discover_scene
     from ddrf.scenes.scene import Scene
-    from ddrf.sensors import interp23
+    from ddrf.filters import interp23
 
     a, b, whole = (read(two_tilings[k]) for k in ("96", "160", "512"))
     _, ms, _ = Scene(discover_scene(SAMPLE)).read_pair(0, 0, 256, 512)
@@ -262,7 +276,7 @@ def test_uncertainty_writes_spread(tiny_model: Path, tmp_path: Path, two_tilings
 
 
 def test_dask_cluster_matches_local_run(tiny_model: Path, two_tilings: dict[str, Path], tmp_path: Path) -> None:
-    distributed = pytest.importorskip("distributed")
+    import distributed
     scenes = [copy_scene(tmp_path / "a"), copy_scene(tmp_path / "b")]
     out = tmp_path / "out"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:

@@ -9,19 +9,19 @@ import pytest
 import scipy.io as sio
 from scipy import ndimage
 
-from ddrf.sensors import (
+from ddrf.filters import (
+    _B3,
     CDF23,
-    SENSORS,
-    Sensor,
     _general_taps,
     decimate,
-    get_sensor,
     interp23,
-    ms_mtf_gains,
+    lp_filter_gauss,
+    lp_filter_plus_dec,
     mtf_filter,
     mtf_kernel,
     wald_degrade,
 )
+from ddrf.sensors import SENSORS, Sensor, get_sensor, ms_mtf_gains
 
 DATA = Path(__file__).parent / "data" / "landsat7"
 
@@ -80,7 +80,9 @@ def test_ms_mtf_gains_broadcast_and_mismatch() -> None:
 def test_mtf_kernel_sum_and_nyquist_gain(gain: float, ratio: int) -> None:
     k = mtf_kernel(gain, ratio)
     assert k.shape == (41, 41)
-    assert k.sum() == pytest.approx(1.0, abs=1e-12)
+    # The toolbox's kernels (fwind1, never normalised) sum to just under 1; unit_dc rescales exactly that kernel.
+    assert 0.997 < k.sum() < 0.9998
+    np.testing.assert_allclose(mtf_kernel(gain, ratio, unit_dc=True), k / k.sum(), rtol=1e-15)
     np.testing.assert_allclose(k, k.T, atol=1e-15)
     np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-15)
     # The toolbox design puts the gain (taps-1)/(2*ratio) DFT bins from DC, i.e. at 40/41 of the MS Nyquist
@@ -103,10 +105,35 @@ def test_mtf_kernel_rejects_bad_input() -> None:
 
 def test_mtf_filter_keeps_constants_and_shape() -> None:
     img = np.full((37, 50, 3), 7.25)
-    out = mtf_filter(img, [0.3, 0.2, 0.11], 4)
+    out = mtf_filter(img, [0.3, 0.2, 0.11], 4, unit_dc=True)
     assert out.shape == img.shape
     np.testing.assert_allclose(out, 7.25, rtol=1e-12)
-    np.testing.assert_allclose(mtf_filter(np.full((30, 31), -3.0), 0.15, 2), -3.0, rtol=1e-12)
+    np.testing.assert_allclose(mtf_filter(np.full((30, 31), -3.0), 0.15, 2, unit_dc=True), -3.0, rtol=1e-12)
+    # The toolbox kernel scales a constant by its DC gain (replicated borders: everywhere).
+    np.testing.assert_allclose(mtf_filter(img, 0.3, 4)[:, :, 0], 7.25 * mtf_kernel(0.3, 4).sum(), rtol=1e-12)
+
+
+def test_lp_filter_plus_dec_is_the_binomial_filter_then_toolbox_decimation() -> None:
+    """LPfilterPlusDec at ratio 2 = separable [1 4 6 4 1]/16 twice (binomial of order 8), then pixels 2i+1."""
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(40, 44))
+    binomial = np.convolve(_B3, _B3)
+    np.testing.assert_allclose(binomial * 256, [1, 8, 28, 56, 70, 56, 28, 8, 1])
+    direct = ndimage.correlate1d(ndimage.correlate1d(img, binomial, axis=0), binomial, axis=1)
+    out = lp_filter_plus_dec(img, 2)
+    assert out.shape == (20, 22)
+    interior = slice(3, -3)  # 4 PAN pixels from the edge (2 MS pixels) are border-dependent
+    np.testing.assert_allclose(out[interior, interior], direct[1::2, 1::2][interior, interior], rtol=1e-12)
+    np.testing.assert_allclose(lp_filter_plus_dec(np.full((16, 16), 5.0), 4), 5.0, rtol=1e-12)
+
+
+def test_lp_filter_gauss_reach_is_taps_not_taps_minus_one() -> None:
+    """LPfilterGauss puts the 0.3 gain N/(2 ratio) bins from DC (genMTF: (N-1)/(2 ratio)): a wider pass band."""
+    img = np.zeros((81, 81))
+    img[40, 40] = 1.0
+    impulse = lp_filter_gauss(img, 2)[20:61, 20:61][::-1, ::-1]
+    assert _response(impulse, 0.25) > _response(mtf_kernel(0.3, 2), 0.25)
+    assert 0.998 < impulse.sum() < 1.0
 
 
 def test_mtf_filter_matches_direct_correlation_with_replicated_border() -> None:
@@ -232,3 +259,25 @@ def test_interp23_symmetric_border_avoids_wraparound() -> None:
     ms[:, 8:] = 100.0
     assert interp23(ms, 2, "symmetric")[:, :3].max() < 1e-9
     assert interp23(ms, 2, "circular")[:, 0].max() > 1.0
+
+
+def test_every_sensor_records_its_band_edges_and_their_source() -> None:
+    for s in SENSORS.values():
+        if s.name == "generic":
+            assert not s.bands and s.pan is None
+            continue
+        assert s.source and s.pan is not None and s.pan.width_nm > 0, s.name
+        assert set(s.band_names) <= {b.name for b in s.bands}, s.name
+        for b in s.bands:
+            assert 400 <= b.low_nm < b.centre_nm < b.high_nm <= 2400, (s.name, b)
+        fused = [s.band(n).centre_nm for n in s.band_names]
+        assert fused == sorted(fused), s.name  # fused bands are in wavelength order
+    for name in ("Landsat7", "Landsat8", "Landsat9"):
+        assert {"swir1", "swir2"} <= {b.name for b in SENSORS[name].bands}
+        assert SENSORS[name].numbered() == ({1: "blue", 2: "green", 3: "red", 4: "nir"} if name == "Landsat7"
+                                            else {2: "blue", 3: "green", 4: "red", 5: "nir"})
+    assert SENSORS["Landsat8"].band("coastal").number == 1
+    assert len(SENSORS["WV3"].bands) == len(SENSORS["WV2"].bands) == 8
+    assert SENSORS["Pleiades"].numbered() == {0: "blue", 1: "green", 2: "red", 3: "nir"}
+    for alias, name in (("WorldView-3", "WV3"), ("WV02", "WV2"), ("PHR1A", "Pleiades"), ("GaoFen-1", "GF1")):
+        assert get_sensor(alias).name == name

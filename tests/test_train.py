@@ -9,7 +9,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")  # the train extra; the runtime-only install skips this module
 from typer.testing import CliRunner
 
 from ddrf.card import read_card

@@ -36,7 +36,6 @@ def _mend(stub: Path) -> None:
     stub.write_text(text)
 
 
-@pytest.mark.skipif(shutil.which("mypy") is None and importlib.util.find_spec("mypy") is None, reason="mypy missing")
 def test_engines_and_runtime_type_check_against_tensorrt_stubs(tmp_path: Path) -> None:
     stubs = _stub_dirs()
     if not stubs:

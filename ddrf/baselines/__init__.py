@@ -1,7 +1,9 @@
-"""Classical pansharpening baselines: ``fuse(method, pan, ms, ratio, sensor)`` and the ``METHODS`` table."""
+"""Classical pansharpening baselines: ``fuse(method, pan, ms, ratio, sensor)``, the toolbox ``METHODS`` and the
+named departures from it, ``VARIANTS``."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -9,9 +11,10 @@ import numpy as np
 from ddrf.baselines.classical import bdsd_pc, brovey, bt_h, exp, gsa, mtf_glp_fs, mtf_glp_hpm
 from ddrf.sensors import Sensor
 
-__all__ = ["METHODS", "fuse"]
+__all__ = ["METHODS", "VARIANTS", "ALL_METHODS", "fuse"]
 
 # Each callable: (pan (H, W), ms (h, w, B), ratio, sensor="generic", **options) -> fused (H, W, B) float64.
+# The toolbox's methods, as its MATLAB code computes them ("classical" in ddrf-eval).
 METHODS: dict[str, Callable[..., np.ndarray]] = {
     "EXP": exp,
     "Brovey": brovey,
@@ -22,13 +25,23 @@ METHODS: dict[str, Callable[..., np.ndarray]] = {
     "MTF-GLP-HPM": mtf_glp_hpm,
 }
 
+# Named departures from the toolbox (docs/EVALUATION.md gives each one's measured effect).
+VARIANTS: dict[str, Callable[..., np.ndarray]] = {
+    "GSA-gauss": partial(gsa, gauss_lowpass=True),  # generic sum-1 Gaussian PAN low-pass, not LPfilterPlusDec
+    "BDSD-PC-unitdc": partial(bdsd_pc, unit_dc=True),  # MTF kernels rescaled to sum 1
+    "MTF-GLP-FS-unitdc": partial(mtf_glp_fs, unit_dc=True),  # MTF kernels rescaled to sum 1
+    "MTF-GLP-HPM-robust": partial(mtf_glp_hpm, robust=True),  # sum-1 kernels + 5 % denominator floor
+}
+
+ALL_METHODS: dict[str, Callable[..., np.ndarray]] = {**METHODS, **VARIANTS}
+
 
 def fuse(method: str, pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
          **options: Any) -> np.ndarray:
-    """Fuse PAN (H, W) and MS (h, w, B), H = ratio*h, with a classical method; returns (H, W, B) float64.
+    """Fuse PAN (H, W) and MS (h, w, B), H = ratio*h, with a classical method or variant; returns (H, W, B) float64.
 
     ``options`` go to the method (``border`` for all; ``weights`` for Brovey).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    return METHODS[method](pan, ms, ratio, sensor, **options)
+    if method not in ALL_METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(ALL_METHODS)}")
+    return ALL_METHODS[method](pan, ms, ratio, sensor, **options)

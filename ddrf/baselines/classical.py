@@ -3,7 +3,10 @@
 Every method takes PAN (H, W), low-resolution MS (h, w, B) with H = ratio*h, the integer ratio and a sensor
 (name or ``Sensor``) whose MTF gains shape the low-pass filters, and returns the fused (H, W, B) float64 image in
 the input's scale. The upsampled MS ("LMS") is always ``interp23`` (toolbox EXP); ``border`` picks its edge mode.
-Divisions are guarded so flat or zero regions give finite output.
+
+By default GSA, BDSD-PC, MTF-GLP-FS and MTF-GLP-HPM reproduce the toolbox's filters (MTF kernels not normalised,
+GSA's LPfilterPlusDec, HPM dividing by PAN_LP + eps). Each departure from it is an option that
+``ddrf.baselines.VARIANTS`` names (e.g. MTF-GLP-HPM-robust); docs/EVALUATION.md measures them.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import lsq_linear
 
-from ddrf.sensors import Sensor, _check_pair, decimate, get_sensor, interp23, ms_mtf_gains, mtf_filter
+from ddrf.filters import _check_pair, decimate, interp23, lp_filter_gauss, lp_filter_plus_dec, mtf_filter
+from ddrf.sensors import Sensor, get_sensor, ms_mtf_gains
 
-# The toolbox's LPfilterGauss / LPfilterPlusDec use a generic Gaussian with this gain at Nyquist.
+# The generic Gaussian low-pass (gain at Nyquist) of BT-H and of the departures below.
 _GENERIC_GAIN = 0.3
-# MTF-GLP-HPM: low-pass values below this fraction of the band mean are treated as too dark to divide by.
+# MTF-GLP-HPM-robust: low-pass values below this fraction of the band mean are treated as too dark to divide by.
 _HPM_FLOOR = 0.05
 
 
@@ -50,9 +54,9 @@ def _cov(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a - a.mean()) * (b - b.mean())))
 
 
-def _pan_lowpass(pan: np.ndarray, gain: float, ratio: int, border: str) -> np.ndarray:
+def _pan_lowpass(pan: np.ndarray, gain: float, ratio: int, border: str, unit_dc: bool) -> np.ndarray:
     """PAN seen through an MS band's MTF: filter, decimate, interpolate back (the GLP low-pass)."""
-    return interp23(decimate(mtf_filter(pan, gain, ratio), ratio), ratio, border=border)
+    return interp23(decimate(mtf_filter(pan, gain, ratio, unit_dc=unit_dc), ratio), ratio, border=border)
 
 
 def exp(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
@@ -95,11 +99,12 @@ def bt_h(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "ge
 
     Intensity I = sum_b alpha_b (LMS_b - haze_b), alpha from least squares of the low-passed PAN on LMS; the
     PAN is matched to I's mean and std (through its low-pass) and each haze-free band is modulated by PAN / I.
+    The low-pass is the generic sum-1 Gaussian; it has not been checked against the toolbox's BT_H.
     """
     pan, ms, lms = _prepare(pan, ms, ratio, border)
     n_bands = ms.shape[2]
     haze = _haze(lms)
-    pan_lp = mtf_filter(pan, _GENERIC_GAIN, ratio)
+    pan_lp = mtf_filter(pan, _GENERIC_GAIN, ratio, unit_dc=True)
     alpha = np.linalg.lstsq(lms.reshape(-1, n_bands), pan_lp.ravel(), rcond=None)[0]
     intensity = (lms - haze) @ alpha
     scale = _scalar_ratio(float(intensity.std()), float(pan_lp.std()), 1.0)
@@ -109,18 +114,23 @@ def bt_h(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "ge
 
 
 def gsa(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
-        border: str = "circular") -> np.ndarray:
+        border: str = "circular", gauss_lowpass: bool = False) -> np.ndarray:
     """GSA (Aiazzi et al. 2007): Gram-Schmidt with an adaptive intensity.
 
     The intensity weights (with a constant) regress the low-passed, decimated PAN on the MS at MS scale; details
-    PAN - I are injected with gains cov(I, LMS_b) / var(I); band means are restored at the end.
+    PAN - I are injected with gains cov(I, LMS_b) / var(I); band means are restored at the end. The PAN low-pass
+    is the toolbox's LPfilterPlusDec (B3-spline wavelet approximation); ``gauss_lowpass`` uses the generic sum-1
+    Gaussian instead (GSA-gauss).
     """
     pan, ms, lms = _prepare(pan, ms, ratio, border)
     n_bands = ms.shape[2]
     lms0 = lms - lms.mean(axis=(0, 1))
     ms0 = ms - ms.mean(axis=(0, 1))
     pan0 = pan - pan.mean()
-    pan0_lr = decimate(mtf_filter(pan0, _GENERIC_GAIN, ratio), ratio)
+    if gauss_lowpass:
+        pan0_lr = decimate(mtf_filter(pan0, _GENERIC_GAIN, ratio, unit_dc=True), ratio)
+    else:
+        pan0_lr = lp_filter_plus_dec(pan0, ratio)
     design = np.concatenate([ms0.reshape(-1, n_bands), np.ones((ms0.shape[0] * ms0.shape[1], 1))], axis=1)
     alpha = np.linalg.lstsq(design, pan0_lr.ravel(), rcond=None)[0]
     intensity = lms0 @ alpha[:-1] + alpha[-1]
@@ -132,19 +142,19 @@ def gsa(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "gen
 
 
 def bdsd_pc(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
-            border: str = "circular") -> np.ndarray:
+            border: str = "circular", unit_dc: bool = False) -> np.ndarray:
     """BDSD-PC (Vivone 2019): band-dependent spatial detail with physical constraints.
 
     At MS scale, per band b, fit MS_b - LP(MS_b) ~ gamma_0 * PAN_lr + sum_k gamma_k LP(MS_k) with gamma_0 >= 0
     and gamma_k <= 0 (LP = sensor MTF filter, PAN_lr = MTF-filtered, decimated PAN); then apply the same
     coefficients at full scale: fused_b = LMS_b + gamma_0 * PAN + sum_k gamma_k LMS_k. The toolbox takes the
-    low-resolution target as imresize(LMS, 1/ratio); here it is the original MS.
+    low-resolution target as imresize(LMS, 1/ratio); here it is the original MS. ``unit_dc``: sum-1 MTF kernels.
     """
     pan, ms, lms = _prepare(pan, ms, ratio, border)
     s = get_sensor(sensor)
     n_bands = ms.shape[2]
-    ms_lp = mtf_filter(ms, ms_mtf_gains(s, n_bands), ratio)
-    pan_lr = decimate(mtf_filter(pan, s.pan_mtf, ratio), ratio)
+    ms_lp = mtf_filter(ms, ms_mtf_gains(s, n_bands), ratio, unit_dc=unit_dc)
+    pan_lr = decimate(mtf_filter(pan, s.pan_mtf, ratio, unit_dc=unit_dc), ratio)
     design = np.concatenate([pan_lr.reshape(-1, 1), ms_lp.reshape(-1, n_bands)], axis=1)
     # Column scaling keeps the bounded solver well conditioned whatever the radiometric scale.
     col = np.maximum(np.abs(design).max(axis=0), 1e-12)
@@ -160,44 +170,54 @@ def bdsd_pc(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = 
 
 
 def mtf_glp_fs(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
-               border: str = "circular") -> np.ndarray:
+               border: str = "circular", unit_dc: bool = False) -> np.ndarray:
     """MTF-GLP-FS (Vivone et al. 2018): GLP with full-scale regression injection gains.
 
     PAN_L,b = interp23(decimate(MTF_b(PAN))); g_b = cov(LMS_b, PAN) / cov(PAN_L,b, PAN);
-    fused_b = LMS_b + g_b (PAN - PAN_L,b).
+    fused_b = LMS_b + g_b (PAN - PAN_L,b). ``unit_dc``: sum-1 MTF kernels.
     """
     pan, ms, lms = _prepare(pan, ms, ratio, border)
     gains = ms_mtf_gains(sensor, ms.shape[2])
     lowpass: dict[float, np.ndarray] = {}
     fused = np.empty_like(lms)
     for b, g in enumerate(gains):
-        pan_l = lowpass.setdefault(float(g), _pan_lowpass(pan, float(g), ratio, border))
+        pan_l = lowpass.setdefault(float(g), _pan_lowpass(pan, float(g), ratio, border, unit_dc))
         g_fs = _scalar_ratio(_cov(lms[:, :, b], pan), _cov(pan_l, pan), 0.0)
         fused[:, :, b] = lms[:, :, b] + g_fs * (pan - pan_l)
     return fused
 
 
 def mtf_glp_hpm(pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
-                border: str = "circular") -> np.ndarray:
-    """MTF-GLP-HPM (Aiazzi et al. 2003/2006): GLP with high-pass modulation.
+                border: str = "circular", robust: bool = False) -> np.ndarray:
+    """MTF-GLP-HPM (Aiazzi et al. 2003/2006): GLP with high-pass modulation, as the toolbox's MTF_GLP_HPM.
 
-    PAN is matched to each band's mean and std (std of its generic low-pass, as the toolbox);
-    fused_b = LMS_b * PAN_eq,b / PAN_eq,L,b with PAN_eq,L,b the band-MTF GLP low-pass of PAN_eq,b.
-    Where the low-pass falls below 5 % of the band mean (dark pixels after equalisation) the detail is added
-    instead of multiplied, so the ratio cannot explode.
+    PAN is matched to each band's mean and to its std over the std of PAN's LPfilterGauss low-pass;
+    fused_b = LMS_b * PAN_eq,b / (PAN_eq,L,b + eps) with PAN_eq,L,b the band-MTF GLP low-pass of PAN_eq,b. Where
+    equalisation pushes the low-pass of dark pixels towards 0 the ratio explodes, as in the toolbox.
+
+    ``robust`` (MTF-GLP-HPM-robust): sum-1 kernels (the generic Gaussian for the std), and where the low-pass
+    falls below 5 % of the band mean the detail is added instead of multiplied, so the ratio cannot explode.
     """
     pan, ms, lms = _prepare(pan, ms, ratio, border)
     gains = ms_mtf_gains(sensor, ms.shape[2])
-    lp_std = float(mtf_filter(pan, _GENERIC_GAIN, ratio).std())
+    pan_lp = mtf_filter(pan, _GENERIC_GAIN, ratio, unit_dc=True) if robust else lp_filter_gauss(pan, ratio)
+    lp_std = float(pan_lp.std())
     fused = np.empty_like(lms)
     for b, g in enumerate(gains):
         band = lms[:, :, b]
         pan_eq = (pan - pan.mean()) * _scalar_ratio(float(band.std()), lp_std, 1.0) + band.mean()
-        pan_l = _pan_lowpass(pan_eq, float(g), ratio, border)
-        # Equalisation can push dark pixels' low-pass to ~0, where the ratio explodes: below a floor of a few
-        # percent of the band mean, inject additively instead (the same detail, not amplified).
-        floor = _HPM_FLOOR * abs(float(band.mean())) + 1e-12
-        ok = pan_l > floor
-        modulated = band * pan_eq / np.where(ok, pan_l, 1.0)
-        fused[:, :, b] = np.where(ok, modulated, band + pan_eq - pan_l)
+        pan_l = _pan_lowpass(pan_eq, float(g), ratio, border, unit_dc=robust)
+        fused[:, :, b] = _hpm_floored(band, pan_eq, pan_l) if robust else band * pan_eq / (pan_l + _EPS)
     return fused
+
+
+# MATLAB's eps, the toolbox's guard in PAN_LP + eps.
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def _hpm_floored(band: np.ndarray, pan_eq: np.ndarray, pan_l: np.ndarray) -> np.ndarray:
+    """band * pan_eq / pan_l where pan_l exceeds 5 % of the band mean, band + pan_eq - pan_l (additive) elsewhere."""
+    floor = _HPM_FLOOR * abs(float(band.mean())) + 1e-12
+    ok = pan_l > floor
+    modulated = band * pan_eq / np.where(ok, pan_l, 1.0)
+    return np.where(ok, modulated, band + pan_eq - pan_l)

@@ -1,20 +1,14 @@
 """A PAN/MS pair from GeoTIFFs on nested grids, aligned through the geotransforms (never by array index).
 
-Alignment rule, per axis: let o be the MS grid origin in PAN pixel coordinates (from the inverse PAN transform).
-We drop the fewest leading MS pixels m0 and PAN pixels k0 such that k0 = round_half_down(o + ratio * m0) >= 0, so MS
-pixel m0 + j is paired with PAN pixels [k0 + ratio*j, k0 + ratio*j + ratio), and keep as many MS pixels as both
-rasters cover. The residual r = o + ratio*m0 - k0 lies in (-0.5, 0.5] PAN pixels and is returned as Pair.pan_offset
-(row, col): the MS footprint starts r PAN pixels after the paired PAN block.
-
-Landsat (Collection 1/2 L1): the PAN origin is half a PAN pixel up-left of the MS origin (pixel-centre convention:
-MS pixel j's centre is PAN pixel 2j+1's centre), so o = 0.5 and no exact nesting exists. Round-half-down keeps
-k0 = 0 (the whole PAN), giving r = +0.5: every PAN block sits half a PAN pixel (7.5 m) up-left of its MS pixel.
-A PAN 2N-1 pixels wide for N MS pixels then yields N-1 MS columns.
+The alignment is `ddrf.geometry.PairGrid`, the one `ddrf-run` uses: the PAN grid cropped to the MS footprint and
+MS sample i placed on PAN pixel ratio*i + ratio//2 (the interp23 convention), by an index shift where the grids
+allow it (Landsat) and by cubic resampling of the fractional part otherwise (nested Maxar/Pleiades/GaoFen grids
+are half a PAN pixel off). Nodata (the file's tag; 0 for Landsat) is filled with the nearest valid value, as in
+ddrf-run. So a model trained on these pairs sees exactly the arrays `ddrf-run` gives it for the same scene.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,12 +16,9 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.windows import Window
 
 from ddrf.data.pair import Pair
-
-RATIO_TOLERANCE = 1e-6
-
+from ddrf.geometry import PairGrid, default_nodata
 
 def _grid(path: Path) -> tuple[Any, Affine, int, int, int, np.dtype]:
     if not path.is_file():
@@ -44,35 +35,20 @@ def _check_north_up(path: Path, transform: Affine) -> None:
         raise ValueError(f"{path}: geotransform {tuple(transform)[:6]} is rotated or not north-up")
 
 
-def derive_ratio(pan_path: Path, pan_t: Affine, ms_path: Path, ms_t: Affine) -> int:
-    """Integer PAN/MS resolution ratio from the pixel sizes; both axes must agree."""
-    ratios = (ms_t.a / pan_t.a, ms_t.e / pan_t.e)
-    ratio = round(ratios[0])
-    if any(abs(r - ratio) > RATIO_TOLERANCE for r in ratios) or ratio < 1:
-        raise ValueError(
-            f"{ms_path}: pixel size {ms_t.a, -ms_t.e} over {pan_path} pixel size {pan_t.a, -pan_t.e} "
-            f"gives ratio {ratios}, not one integer"
-        )
-    return ratio
-
-
-def nest_axis(origin: float, ratio: int, pan_len: int, ms_len: int) -> tuple[int, int, int, float]:
-    """(k0, m0, n, residual) for one axis; origin is the MS grid origin in PAN pixels."""
-    origin = round(origin, 6)  # keep exact half-pixel offsets exact despite float noise
-    m0 = 0 if origin > -0.5 else math.floor((-0.5 - origin) / ratio) + 1
-    k0 = math.ceil(origin + ratio * m0 - 0.5)
-    n = min((pan_len - k0) // ratio, ms_len - m0)
-    return k0, m0, n, origin + ratio * m0 - k0
-
-
-def _read_ms(paths: Sequence[Path], window: Window) -> tuple[np.ndarray, list[str]]:
-    bands, names = [], []
+def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(file, band) per MS band in the order given, and names from the file stems."""
+    bands: list[tuple[Path, int]] = []
+    names: list[str] = []
     for path in paths:
-        with rasterio.open(path) as src:
-            data = src.read(window=window).astype(np.float64)
-        bands.extend(data)
-        names.extend([path.stem] if len(data) == 1 else [f"{path.stem}_b{i + 1}" for i in range(len(data))])
-    return np.stack(bands, axis=-1), names
+        count = _grid(path)[4]
+        bands.extend((path, b) for b in range(1, count + 1))
+        names.extend([path.stem] if count == 1 else [f"{path.stem}_b{i + 1}" for i in range(count)])
+    return bands, names
+
+
+def _nodata(path: Path, sensor: str) -> float | None:
+    with rasterio.open(path) as src:
+        return default_nodata(src.nodata, sensor)
 
 
 def _default_bits(path: Path, dtype: np.dtype) -> int:
@@ -112,17 +88,17 @@ def read_geotiff_pair(
             raise ValueError(f"{path}: MS grid differs from {ms_list[0]}")
     ms_t, ms_h, ms_w = ms_grid[1], ms_grid[2], ms_grid[3]
     _check_north_up(ms_list[0], ms_t)
-    ratio = derive_ratio(pan_path, pan_t, ms_list[0], ms_t)
-    col, row = ~pan_t @ (ms_t.c, ms_t.f)
-    k_row, m_row, n_row, r_row = nest_axis(row, ratio, pan_h, ms_h)
-    k_col, m_col, n_col, r_col = nest_axis(col, ratio, pan_w, ms_w)
-    if n_row < 1 or n_col < 1:
+    try:
+        grid = PairGrid.from_transforms(pan_t, (pan_h, pan_w), ms_t, (ms_h, ms_w))
+    except ValueError as exc:
+        raise ValueError(f"{ms_list[0]}: {exc} (PAN {pan_path.name})") from exc
+    ratio = grid.ratio
+    height, width = ratio * (grid.height // ratio), ratio * (grid.width // ratio)
+    if height < ratio or width < ratio:
         raise ValueError(f"{pan_path}: PAN and MS {ms_list[0]} do not overlap")
-    pan_win = Window(k_col, k_row, ratio * n_col, ratio * n_row)
-    ms_win = Window(m_col, m_row, n_col, n_row)
-    with rasterio.open(pan_path) as src:
-        pan = src.read(1, window=pan_win).astype(np.float64)
-    ms, file_names = _read_ms(ms_list, ms_win)
+    ms_bands, file_names = _band_files(ms_list)
+    nodata = {path: _nodata(path, sensor) for path in [pan_path, *ms_list]}
+    pan, ms, _ = grid.read_window(pan_path, ms_bands, nodata, 0, 0, height, width)
     stem = name or pan_path.stem
     return Pair(
         name=stem,
@@ -134,7 +110,6 @@ def read_geotiff_pair(
         bits=bits if bits is not None else _default_bits(pan_path, pan_dtype),
         band_names=tuple(band_names) if band_names is not None else tuple(file_names),
         crs=pan_crs,
-        pan_transform=pan_t @ Affine.translation(k_col, k_row),
-        ms_transform=ms_t @ Affine.translation(m_col, m_row),
-        pan_offset=(r_row, r_col),
+        pan_transform=grid.transform,
+        ms_transform=grid.ms_transform,
     )

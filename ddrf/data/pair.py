@@ -10,11 +10,10 @@ import numpy as np
 
 @dataclass
 class Pair:
-    """One co-registered PAN/MS pair on nested grids (MS pixel j covers PAN pixels [ratio*j, ratio*j + ratio)).
+    """One co-registered PAN/MS pair, MS sample j centred on PAN pixel ratio*j + ratio//2 (the interp23 grid).
 
     pan is (H, W), ms is (h, w, B), both float64 digital numbers, H = ratio * h and W = ratio * w.
-    crs, pan_transform and ms_transform are filled for georeferenced inputs; pan_offset is the residual sub-pixel
-    position (row, col) of the MS grid origin inside the first PAN pixel, in PAN pixels (0 = exactly nested).
+    crs, pan_transform and ms_transform (of the MS samples as read) are filled for georeferenced inputs.
     """
 
     name: str
@@ -28,7 +27,6 @@ class Pair:
     crs: Any = None
     pan_transform: Any = None
     ms_transform: Any = None
-    pan_offset: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         self.band_names = tuple(self.band_names)

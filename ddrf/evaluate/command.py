@@ -19,7 +19,9 @@ app = typer.Typer(add_completion=False, help="Evaluate pansharpening methods wit
 def main(
     dataset: str = typer.Argument(..., help="pancollection:FILE.h5 | fusebox:DIR | pairs:DIR"),
     methods: str = typer.Option("classical", "--methods", help="comma list: EXP,Brovey,BT-H,GSA,BDSD-PC,"
-                                "MTF-GLP-FS,MTF-GLP-HPM, classical (all of them), ddrf:MODEL_DIR, ckpt:PATH"),
+                                "MTF-GLP-FS,MTF-GLP-HPM (toolbox-exact), classical (all of them), named departures "
+                                "GSA-gauss,BDSD-PC-unitdc,MTF-GLP-FS-unitdc,MTF-GLP-HPM-robust or variants (all of "
+                                "them), ddrf:MODEL_DIR, ckpt:PATH"),
     mode: str = typer.Option("auto", "--mode", help="reduced | full | both | auto (reduced when a reference exists)"),
     border: int = typer.Option(0, "--border", help="pixels cropped on every side before scoring (fused grid)"),
     acquisitions: str = typer.Option("P034R032", "--acquisitions", help="fusebox: 'all' or comma list"),

@@ -16,14 +16,16 @@ from typing import Any
 import numpy as np
 
 from ddrf.data.pair import Pair
-from ddrf.sensors import get_sensor, ms_mtf_gains, wald_degrade
+from ddrf.filters import wald_degrade
+from ddrf.sensors import SENSORS, find_sensor, get_sensor, ms_mtf_gains
 
 REDUCED, FULL = "reduced", "full"
 MODES = ("auto", REDUCED, FULL, "both")
 SPEC_HELP = "pancollection:FILE.h5, fusebox:DIR or pairs:DIR"
 # PanCollection file-name token -> sensor table entry (MTF gains, band names).
-PANCOLLECTION_SENSORS = {"wv3": "WV3", "wv2": "WV2", "qb": "QB", "gf2": "GF2"}
-LANDSAT_MS = (("B2", "blue"), ("B3", "green"), ("B4", "red"), ("B5", "nir"))
+PANCOLLECTION_SENSORS = ("WV3", "WV2", "QB", "GF2")  # the sensors PanCollection files come from
+# Landsat-8/9 band files of a pairs: folder, (file token, band name), from the sensor table.
+LANDSAT_MS = tuple((f"B{number}", name) for number, name in SENSORS["Landsat8"].numbered().items())
 TIF = (".tif", ".tiff")
 
 
@@ -124,7 +126,8 @@ def _pancollection_sensor(path: Path, sensor: str | None) -> str:
     if sensor:
         return get_sensor(sensor).name
     tokens = set(re.split(r"[^a-z0-9]+", f"{path.stem} {path.parent.name}".lower()))
-    found = {PANCOLLECTION_SENSORS[t] for t in tokens if t in PANCOLLECTION_SENSORS}
+    named = (find_sensor(t) for t in tokens if t)
+    found = {s.name for s in named if s is not None and s.name in PANCOLLECTION_SENSORS}
     return found.pop() if len(found) == 1 else "generic"
 
 

@@ -134,12 +134,13 @@ def check_card(card: Any, sample: Sample, where: Path) -> None:
 
 def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: int = 0,
                   backend: str = "ort-cpu") -> list[Any]:
-    """`EXP,GSA,ddrf:DIR,ckpt:PATH` -> method objects; `all`/`classical` expand to every classical baseline."""
-    from ddrf.baselines import METHODS
+    """`EXP,GSA,ddrf:DIR,ckpt:PATH` -> method objects; `all`/`classical` expand to every toolbox baseline,
+    `variants` to every named departure from the toolbox (MTF-GLP-HPM-robust ...)."""
+    from ddrf.baselines import ALL_METHODS, METHODS, VARIANTS
 
     if samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}")
-    by_lower = {m.lower(): m for m in METHODS}
+    by_lower = {m.lower(): m for m in ALL_METHODS}
     methods: list[Any] = []
     for item in (s.strip() for s in spec.split(",")):
         if not item:
@@ -157,11 +158,13 @@ def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: i
             methods.append(CheckpointDDRF(path, steps, samples, seed))
         elif item.lower() in CLASSICAL_ALIASES:
             methods.extend(Classical(m) for m in METHODS)
+        elif item.lower() == "variants":
+            methods.extend(Classical(m) for m in VARIANTS)
         elif item.lower() in by_lower:
             methods.append(Classical(by_lower[item.lower()]))
         else:
-            raise ValueError(f"--methods: unknown method {item!r}; known: {', '.join(METHODS)}, "
-                             "classical, ddrf:MODEL_DIR, ckpt:PATH")
+            raise ValueError(f"--methods: unknown method {item!r}; known: {', '.join(ALL_METHODS)}, "
+                             "classical, variants, ddrf:MODEL_DIR, ckpt:PATH")
     names = [m.name for m in methods]
     if not methods or len(set(names)) != len(names):
         raise ValueError(f"--methods {spec!r}: give at least one method, each once")

@@ -43,7 +43,7 @@ def full_resolution_metrics(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, 
 
     `border` is in fused-grid pixels and must be a multiple of `ratio` so the MS crop stays aligned.
     """
-    from ddrf.sensors import interp23
+    from ddrf.filters import interp23
 
     f, p, m = as_image(fused, "fused"), as_pan(pan), as_image(ms, "ms")
     if border % ratio:

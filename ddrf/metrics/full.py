@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ddrf.filters import PROTOCOL_UNIT_DC, mtf_filter
+from ddrf.sensors import get_sensor, ms_mtf_gains
+
 from ._common import as_image, as_pan, blocks, require_multiple
 from .q2n import q2n
 
@@ -33,16 +36,10 @@ def uiqi_blocks(x: np.ndarray, y: np.ndarray, block: int) -> float:
     return float(q.mean())
 
 
-def _sensors():
-    from ddrf import sensors  # late import: sensors is a sibling module with its own tables
-
-    return sensors
-
-
 def _mtf_pan(pan: np.ndarray, ratio: int, sensor: str) -> np.ndarray:
-    s = _sensors()
-    gain = np.atleast_1d(np.asarray(s.get_sensor(sensor).pan_mtf, dtype=np.float64))[:1]
-    return np.asarray(s.mtf_filter(pan[:, :, None], gain, ratio), dtype=np.float64).reshape(pan.shape)
+    gain = np.atleast_1d(np.asarray(get_sensor(sensor).pan_mtf, dtype=np.float64))[:1]
+    low = mtf_filter(pan[:, :, None], gain, ratio, unit_dc=PROTOCOL_UNIT_DC)
+    return np.asarray(low, dtype=np.float64).reshape(pan.shape)
 
 
 def _check_full(fused: np.ndarray, pan: np.ndarray, lms: np.ndarray, block: int) -> tuple[np.ndarray, ...]:
@@ -61,8 +58,7 @@ def d_lambda_khan(fused: np.ndarray, lms: np.ndarray, ratio: int, sensor: str, b
     if f.shape != lm.shape:
         raise ValueError(f"fused {f.shape} and lms {lm.shape} must have the same shape")
     require_multiple(f.shape[0], f.shape[1], block, "fused")
-    s = _sensors()
-    low = np.asarray(s.mtf_filter(f, s.ms_mtf_gains(sensor, f.shape[2]), ratio), dtype=np.float64)
+    low = mtf_filter(f, ms_mtf_gains(sensor, f.shape[2]), ratio, unit_dc=PROTOCOL_UNIT_DC)
     return 1.0 - q2n(low, lm, block, block)
 
 

@@ -12,7 +12,7 @@ from ddrf.runtime.backends import Backend, backend_info, open_backend
 from ddrf.runtime.noise import scene_noise
 from ddrf.runtime.sampler import sample_stepwise, sample_unrolled
 from ddrf.schedule import CosineSchedule, make_plan
-from ddrf.sensors import interp23
+from ddrf.filters import interp23
 
 
 class InputPreparation:

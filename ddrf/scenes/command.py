@@ -61,10 +61,10 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
     if uncertainty == 1 or uncertainty < 0:
         raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")
     if method:
-        from ddrf.baselines import METHODS
+        from ddrf.baselines import ALL_METHODS
 
-        if method not in METHODS:
-            raise usage(f"unknown --method {method!r}; known: {', '.join(METHODS)}")
+        if method not in ALL_METHODS:
+            raise usage(f"unknown --method {method!r}; known: {', '.join(ALL_METHODS)}")
         if uncertainty:
             raise usage("--uncertainty applies to the diffusion model, not to --method")
         return EngineSpec(method=method, seed=seed)
@@ -129,7 +129,9 @@ def main(
     pan: Optional[Path] = typer.Option(None, "--pan", help="PAN GeoTIFF."),
     ms: list[Path] = typer.Option([], "--ms", help="MS GeoTIFF (multi-band, or repeat once per band)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the bundled model)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Run a classical baseline instead (e.g. GSA)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Run a classical baseline instead: EXP, Brovey, BT-H, GSA, BDSD-PC, MTF-GLP-FS, MTF-GLP-HPM (toolbox-exact; "
+                                          "HPM can blow up on dark pixels) or a named variant: MTF-GLP-HPM-robust (5 % "
+                                          "denominator floor), GSA-gauss, BDSD-PC-unitdc, MTF-GLP-FS-unitdc."),
     backend: str = typer.Option("ort-cpu", "--backend", help=f"{', '.join(BACKENDS)}."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the card's)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed (noise is keyed to scene coordinates)."),

@@ -7,7 +7,8 @@ Evidence, strongest first:
    GaoFen `-PAN1`/`-MSS1`; generic `pan`/`ms`.
 3. Raster properties: the single-band file on the finest grid is the PAN, the coarser files are the MS.
 
-Discovery only opens file headers. Whether the files are georeferenced, orthorectified and aligned is the job of
+Over 300 lines on purpose: one short section per naming scheme, in the order of the evidence above, so that adding
+a scheme touches one place. Discovery only opens file headers. Whether the files are georeferenced, orthorectified and aligned is the job of
 `ddrf.scenes.scene.Scene`.
 """
 from __future__ import annotations
@@ -22,22 +23,23 @@ import rasterio
 from rasterio.errors import RasterioIOError
 
 from ddrf.scenes.errors import SceneError
+from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img"}
-BGRN = ["blue", "green", "red", "nir"]
-WV8 = ["coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2"]
-KNOWN_BANDS = set(BGRN + WV8 + ["swir1", "swir2", "pan"])
-# Landsat: sensor -> (MS band number -> name, PAN band number)
-LANDSAT_BANDS: dict[str, dict[int, str]] = {
-    "Landsat8": {2: "blue", 3: "green", 4: "red", 5: "nir"},
-    "Landsat9": {2: "blue", 3: "green", 4: "red", 5: "nir"},
-    "Landsat7": {1: "blue", 2: "green", 3: "red", 4: "nir"},
-}
+# Landsat: sensor -> (product band number -> name) of the fused bands, from the sensor table.
+LANDSAT_BANDS: dict[str, dict[int, str]] = {n: SENSORS[n].numbered() for n in ("Landsat7", "Landsat8", "Landsat9")}
 LANDSAT_PAN = 8
 SPACECRAFT = {"LANDSAT_7": "Landsat7", "LANDSAT_8": "Landsat8", "LANDSAT_9": "Landsat9"}
-MAXAR_SAT = {"WV02": "WV2", "WV03": "WV3", "QB02": "QB", "GE01": "GeoEye-1", "IK01": "IKONOS"}
-DEFAULT_BITS = {"WV2": 11, "WV3": 11, "QB": 11, "GeoEye-1": 11, "IKONOS": 11, "Pleiades": 12, "GF1": 10, "GF2": 10}
-PLEIADES_BANDS = {"B0": "blue", "B1": "green", "B2": "red", "B3": "nir"}
+MAXAR_BITS = 11  # Maxar products, also from a satellite the sensor table does not know
+PLEIADES_BANDS = {f"B{b.number}": b.name for b in SENSORS["Pleiades"].bands}
+
+
+def _names_by_count(*sensors: str) -> dict[int, list[str]]:
+    """Band count -> the fused band names of these sensors (the first sensor wins a count)."""
+    found: dict[int, list[str]] = {}
+    for name in sensors:
+        found.setdefault(len(SENSORS[name].band_names), list(SENSORS[name].band_names))
+    return found
 
 
 @dataclass
@@ -184,8 +186,10 @@ def _maxar(directory: Path, rasters: list[Path]) -> SceneFiles | None:
         return None
     imd = next((p for p in sorted(directory.rglob("*")) if p.suffix.upper() == ".IMD"), None)
     sat = re.search(r'satId\s*=\s*"(\w+)"', imd.read_text(errors="replace")) if imd else None
-    sensor = MAXAR_SAT.get(sat.group(1).upper(), sat.group(1)) if sat else "Maxar"
-    return _pan_ms(directory, "maxar", pans, mss, sensor, DEFAULT_BITS.get(sensor, 11), imd, {4: BGRN, 8: WV8})
+    known = find_sensor(sat.group(1)) if sat else None
+    sensor = known.name if known else "generic"
+    bits = known.bits if known else MAXAR_BITS
+    return _pan_ms(directory, "maxar", pans, mss, sensor, bits, imd, _names_by_count("QB", "WV3"))
 
 
 def _pleiades(directory: Path, rasters: list[Path]) -> SceneFiles | None:
@@ -198,7 +202,7 @@ def _pleiades(directory: Path, rasters: list[Path]) -> SceneFiles | None:
         return None
     dims = sorted(p for p in directory.rglob("DIM_*") if p.suffix.upper() == ".XML")
     ms_dim = next((p for p in dims if "ms" in _parts(p)), None)
-    bits, order = 12, BGRN
+    bits, order = SENSORS["Pleiades"].bits, list(SENSORS["Pleiades"].band_names)
     if ms_dim is not None:
         text = ms_dim.read_text(errors="replace")
         if m := re.search(r"<NBITS>(\d+)</NBITS>", text):
@@ -219,8 +223,10 @@ def _gaofen(directory: Path, rasters: list[Path]) -> SceneFiles | None:
     if not pans and not mss:
         return None
     m = re.match(r"^(GF\d)", (pans or mss)[0].name, re.I)
-    sensor = m.group(1).upper() if m else "GaoFen"
-    return _pan_ms(directory, "gaofen", pans, mss, sensor, DEFAULT_BITS.get(sensor, 10), None, {4: BGRN})
+    known = find_sensor(m.group(1)) if m else None
+    sensor = get_sensor(known or "GF2")  # bits and bands of a GaoFen the table does not know: those of GF-2
+    return _pan_ms(directory, "gaofen", pans, mss, sensor.name if known else "generic", sensor.bits, None,
+                   _names_by_count(sensor.name))
 
 
 def _generic_tokens(directory: Path, rasters: list[Path]) -> SceneFiles | None:
@@ -258,12 +264,12 @@ def _pan_ms(directory: Path, scheme: str, pans: list[Path], mss: list[Path], sen
 def _band_names(infos: list[_Raster], names_by_count: dict[int, list[str]]) -> tuple[list[str], bool]:
     """Band descriptions when they are band names, else the scheme's names, else a stated assumption."""
     described = [d.lower().replace(" ", "_") for i in infos for d in i.descriptions]
-    if described and all(d in KNOWN_BANDS for d in described) and len(set(described)) == len(described):
+    if described and all(d in KNOWN_BAND_NAMES for d in described) and len(set(described)) == len(described):
         return described, False
     count = sum(i.count for i in infos)
     if count in names_by_count:
         return list(names_by_count[count]), False
-    conventional = {4: BGRN, 8: WV8}
+    conventional = _names_by_count("QB", "WV3")
     if count in conventional:
         return list(conventional[count]), True
     return [f"band{i + 1}" for i in range(count)], True

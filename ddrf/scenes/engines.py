@@ -75,10 +75,10 @@ class BaselineEngine:
     """A classical method from ddrf.baselines (deterministic: one sample)."""
 
     def __init__(self, method: str, sensor: str = "generic") -> None:
-        from ddrf.baselines import METHODS
+        from ddrf.baselines import ALL_METHODS
 
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        if method not in ALL_METHODS:
+            raise ValueError(f"unknown method {method!r}; known: {', '.join(ALL_METHODS)}")
         self.method, self.sensor = method, sensor
         self.label, self.multiple, self.samples = f"baseline {method}", 1, 1
         self.bands: list[str] | None = None  # every MS band the scene has

@@ -58,7 +58,7 @@ def patch_step(ratio: int, multiple: int) -> int:
 
 
 def _lms_interp23(ms_chw: np.ndarray, ratio: int, border: str) -> np.ndarray:
-    from ddrf.sensors import interp23
+    from ddrf.filters import interp23
 
     return np.ascontiguousarray(interp23(ms_chw.transpose(1, 2, 0), ratio, border=border).transpose(2, 0, 1))
 
@@ -95,7 +95,7 @@ class WaldPatches:
         self.weights = areas / areas.sum()
 
     def _prepare(self, pair: Any) -> dict[str, np.ndarray]:
-        from ddrf.sensors import wald_degrade
+        from ddrf.filters import wald_degrade
 
         r = self.ratio
         h, w = (s - s % r for s in pair.ms.shape[:2])  # the degraded grid must divide evenly

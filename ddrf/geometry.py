@@ -1,0 +1,219 @@
+"""Scene geometry, the one place that decides which PAN pixels and which MS samples make a pair.
+
+Both `ddrf-run` (`ddrf.scenes.scene.Scene`) and training/evaluation on GeoTIFF pairs (`ddrf.data.geotiff`) read
+through `PairGrid.read_window`, so a model fine-tuned on a user's scenes sees the same grids it is later run on.
+
+Output grid = the PAN grid, cropped to the PAN pixels whose centres lie on the MS footprint, and cropped by up to
+ratio-1 further leading pixels where that removes a fractional MS offset (see `align_axis`).
+
+interp23 convention (ddrf.filters): in a window whose first output pixel is (row0, col0), MS sample (i, j) must sit
+on output pixel (row0 + ratio*i + ratio//2, col0 + ratio*j + ratio//2), centre on centre. Per axis, with `o` the MS
+grid origin in output-pixel units, that sample is MS index row0/ratio + i + shift with
+    shift = (ratio//2 + 1/2 - ratio/2 - o) / ratio        (MS pixels).
+The integer part of `shift` is an index shift; a fractional part is resampled with a 4-tap separable cubic
+convolution (Keys, a = -0.5) -- only for grids that are not nested the Landsat way.
+- Landsat (this repository's clips): PAN origin half a PAN pixel up-left of the MS origin: o = 0.5, shift = 0, no
+  crop, no resampling (MS pixel j's centre is PAN pixel 2j+1's centre).
+- Landsat full products (PAN origin half a PAN pixel down-right of the MS origin, PAN 2N-1 wide): o = -0.5; the first
+  PAN row and column are dropped, shift = 1: again an index shift only.
+- Nested grids (Maxar, Pleiades, GaoFen; o = 0, ratio 4): shift = 1/8 MS pixel = half a PAN pixel, resampled.
+
+Windows may reach outside the grid: PAN and MS are padded by half-sample reflection (each on its own grid) and
+`valid` is False there. Nodata (the file's nodata value; 0 for Landsat, whose collars carry no tag) is False in
+`valid` and replaced by the nearest valid value of the window read, so filters do not smear nodata into neighbours.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+from scipy import ndimage
+
+EPS = 1e-6
+
+
+
+@dataclass(frozen=True)
+class AxisAlignment:
+    """One axis: output pixel k is PAN pixel start + k; output MS sample i of a window at row0 is MS index
+    row0/ratio + i + base + frac."""
+
+    start: int
+    length: int
+    base: int
+    frac: float
+
+
+def integer_ratio(pan_transform: Affine, ms_transform: Affine) -> int:
+    """PAN/MS resolution ratio from the pixel sizes; ValueError unless both axes agree on one integer >= 2."""
+    ratios = (ms_transform.a / pan_transform.a, ms_transform.e / pan_transform.e)
+    ratio = round(ratios[0])
+    if ratio < 2 or any(abs(r - ratio) > EPS for r in ratios):
+        raise ValueError(f"pixel size {ms_transform.a:g} x {-ms_transform.e:g} over PAN pixel size "
+                         f"{pan_transform.a:g} x {-pan_transform.e:g} is ratio {ratios[0]:.4g} x {ratios[1]:.4g}, "
+                         "not one integer >= 2")
+    return ratio
+
+
+def align_axis(origin: float, ratio: int, pan_len: int, ms_len: int) -> AxisAlignment:
+    """Output-grid crop and MS offset on one axis; `origin` is the MS origin in PAN pixels (pixel k = [k, k+1))."""
+    origin = round(origin, 6)
+    first = max(0, math.ceil(origin - 0.5 - EPS))  # first PAN pixel whose centre lies on the MS footprint
+    end = min(pan_len, math.ceil(origin + ratio * ms_len - 0.5 - EPS))
+
+    def shift(start: int) -> float:
+        return (ratio // 2 + 0.5 - ratio / 2 - (origin - start)) / ratio
+
+    def exact(start: int) -> bool:
+        return abs(shift(start) - round(shift(start))) < EPS
+
+    # Crop up to ratio-1 leading PAN pixels only where that makes the MS offset whole (no resampling needed).
+    start = next((c for c in range(first, first + ratio) if exact(c)), first)
+    base = math.floor(shift(start) + EPS)
+    frac = shift(start) - base
+    return AxisAlignment(start, end - start, base, 0.0 if frac < EPS else frac)
+
+
+def default_nodata(tag: float | None, sensor: str) -> float | None:
+    """The file's nodata tag; Landsat collars carry none but are 0."""
+    return tag if tag is not None else (0.0 if sensor.startswith("Landsat") else None)
+
+
+def reflect(index: np.ndarray, n: int) -> np.ndarray:
+    """Half-sample symmetric reflection into [0, n) (edge sample repeated), any distance out."""
+    index = np.mod(index, 2 * n)
+    return np.where(index >= n, 2 * n - 1 - index, index)
+
+
+def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """file[band][rows][:, cols] as float64 for in-range index arrays, reading only their bounding window."""
+    r0, c0 = int(rows.min()), int(cols.min())
+    window = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
+    try:
+        with rasterio.open(path) as src:
+            data = src.read(band, window=window)
+    except (RasterioIOError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: unreadable or truncated raster ({reason})") from exc
+    return data[np.ix_(rows - r0, cols - c0)].astype(np.float64)
+
+
+def is_nodata(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    if nodata is None:
+        return np.zeros(data.shape, dtype=bool)
+    return np.isnan(data) if np.isnan(nodata) else data == nodata
+
+
+def fill_nearest(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    """Replace invalid pixels of (H, W[, B]) values by the nearest valid pixel (all invalid: zeros)."""
+    if not invalid.any():
+        return values
+    if invalid.all():
+        return np.zeros_like(values)
+    rows, cols = ndimage.distance_transform_edt(invalid, return_distances=False, return_indices=True)
+    return values[rows, cols]
+
+
+def _cubic_weights(frac: float) -> np.ndarray:
+    """Keys cubic convolution (a = -0.5) weights of samples at offsets -1, 0, 1, 2 for a point at +frac."""
+    a, t = -0.5, frac
+    d = np.array([1 + t, t, 1 - t, 2 - t])
+    near = (a + 2) * d**3 - (a + 3) * d**2 + 1
+    far = a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a
+    return np.where(d <= 1, near, far)
+
+
+def _resample_axis(values: np.ndarray, invalid: np.ndarray, frac: float, axis: int,
+                   n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Samples read at offsets -1 .. n+1 -> n samples at 0+frac .. n-1+frac (and their two-nearest invalid OR)."""
+    if frac == 0.0:
+        return values, invalid
+    w = _cubic_weights(frac)
+    take = lambda x, k: np.take(x, np.arange(k, k + n), axis=axis)  # noqa: E731
+    out = sum(w[k] * take(values, k) for k in range(4))
+    return out, take(invalid, 1) | take(invalid, 2)
+
+
+@dataclass(frozen=True)
+class PairGrid:
+    """The output grid of a PAN/MS pair and how MS samples are taken onto it (see the module docstring)."""
+
+    ratio: int
+    rows: AxisAlignment
+    cols: AxisAlignment
+    ms_height: int
+    ms_width: int
+    transform: Affine  # of the output grid: the PAN's, shifted by the crop
+
+    @classmethod
+    def from_transforms(cls, pan_transform: Affine, pan_shape: tuple[int, int], ms_transform: Affine,
+                        ms_shape: tuple[int, int]) -> "PairGrid":
+        """ValueError when the pixel sizes are not an integer ratio; check `height`/`width` for an overlap."""
+        ratio = integer_ratio(pan_transform, ms_transform)
+        rows = align_axis((ms_transform.f - pan_transform.f) / pan_transform.e, ratio, pan_shape[0], ms_shape[0])
+        cols = align_axis((ms_transform.c - pan_transform.c) / pan_transform.a, ratio, pan_shape[1], ms_shape[1])
+        transform = pan_transform @ Affine.translation(cols.start, rows.start)
+        return cls(ratio, rows, cols, ms_shape[0], ms_shape[1], transform)
+
+    @property
+    def height(self) -> int:
+        return self.rows.length
+
+    @property
+    def width(self) -> int:
+        return self.cols.length
+
+    @property
+    def ms_transform(self) -> Affine:
+        """Geotransform of the MS samples as read: sample i centred on output pixel ratio*i + ratio//2."""
+        offset = self.ratio // 2 + 0.5 - self.ratio / 2
+        return self.transform @ Affine.translation(offset, offset) @ Affine.scale(self.ratio)
+
+    def _ms_index(self, axis: AxisAlignment, start: int, n: int) -> np.ndarray:
+        """Raw MS indices to read for n output MS samples from output MS sample `start` (cubic margin if needed)."""
+        lo, hi = (-1, n + 2) if axis.frac else (0, n)
+        return start + axis.base + np.arange(lo, hi)
+
+    def _read_ms(self, ms: Sequence[tuple[Path, int]], nodata: dict[Path, float | None],
+                 rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw MS (len(rows), len(cols), B) at (possibly out-of-range) MS indices, and the nodata/outside mask."""
+        r, c = reflect(rows, self.ms_height), reflect(cols, self.ms_width)
+        bands, invalid = [], np.zeros((len(rows), len(cols)), dtype=bool)
+        for path, band in ms:
+            data = read_indexed(path, band, r, c)
+            invalid |= is_nodata(data, nodata.get(path))
+            bands.append(data)
+        outside = (((rows < 0) | (rows >= self.ms_height))[:, None]
+                   | ((cols < 0) | (cols >= self.ms_width))[None, :])
+        return fill_nearest(np.stack(bands, axis=-1), invalid), invalid | outside
+
+    def read_window(self, pan: Path, ms: Sequence[tuple[Path, int]],
+                    nodata: dict[Path, float | None], row0: int, col0: int, height: int,
+                    width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pan (height, width), ms (height/ratio, width/ratio, B), valid (height, width)) of an output window.
+
+        Any window of the output grid, also reaching outside it; all four numbers multiples of the ratio.
+        """
+        r = self.ratio
+        if any(v % r for v in (row0, col0, height, width)) or height <= 0 or width <= 0:
+            raise ValueError(f"window ({row0}, {col0}, {height}, {width}) must be positive multiples of ratio {r}")
+        rows, cols = np.arange(row0, row0 + height), np.arange(col0, col0 + width)
+        pan_data = read_indexed(pan, 1, self.rows.start + reflect(rows, self.height),
+                        self.cols.start + reflect(cols, self.width))
+        pan_invalid = is_nodata(pan_data, nodata.get(pan))
+        inside = ((rows >= 0) & (rows < self.height))[:, None] & ((cols >= 0) & (cols < self.width))[None, :]
+        h, w = height // r, width // r
+        ms_data, ms_invalid = self._read_ms(ms, nodata, self._ms_index(self.rows, row0 // r, h),
+                                            self._ms_index(self.cols, col0 // r, w))
+        ms_data, ms_invalid = _resample_axis(ms_data, ms_invalid, self.rows.frac, 0, h)
+        ms_data, ms_invalid = _resample_axis(ms_data, ms_invalid, self.cols.frac, 1, w)
+        ms_invalid_pan = np.repeat(np.repeat(ms_invalid, r, axis=0), r, axis=1)  # MS sample i covers [ri, ri+r)
+        valid = inside & ~pan_invalid & ~ms_invalid_pan
+        return fill_nearest(pan_data, pan_invalid), ms_data, valid
