@@ -108,6 +108,14 @@ class ModelDir:
             raise ModelDirError(f"{path}: graph tensors {list(inputs)} -> {list(outputs)} are not a {stage} of "
                                 f"{self.root / CARD_NAME} (expected {expected_in} -> {expected_out})")
 
+    def check_condition(self, encoder_outputs: Sequence[str], denoiser_inputs: Sequence[str]) -> None:
+        """The denoiser takes exactly the condition tensors the encoder makes (graphs of one export)."""
+        made = sorted(n for n in encoder_outputs if n.startswith(COND_PREFIX))
+        taken = sorted(n for n in denoiser_inputs if n.startswith(COND_PREFIX))
+        if made != taken:
+            raise ModelDirError(f"{self.root}: the encoder makes {len(made)} condition tensors but the denoiser takes "
+                                f"{len(taken)}; the graphs come from different exports")
+
     def check_channels(self, path: Path, shapes: Mapping[str, Sequence[object]]) -> None:
         """Static channel counts of the image inputs agree with the card's band lists."""
         bands, guides = len(self.card.bands), len(self.card.guide_bands)

@@ -4,6 +4,9 @@ Precision: on TensorRT <= 10, FP16 comes from BuilderFlag.FP16 applied to an FP3
 removed that flag: every network is strongly typed, so FP16 must already be in the ONNX (an FP16 or mixed export).
 An FP16/mixed ONNX is also built strongly typed on 10.x, so the precisions the export chose (FP32 norms and softmax)
 are kept. EXPLICIT_BATCH is set on 8.x only (ignored on 10, gone on 11). Enum members are used by name throughout.
+
+Over 300 lines on purpose: one build and the version differences it must handle, followed by its one caller for a
+whole model directory; splitting them would scatter the TensorRT version rules.
 """
 from __future__ import annotations
 

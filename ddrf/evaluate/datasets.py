@@ -11,12 +11,15 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ddrf.data.pair import Pair
 from ddrf.sensors import get_sensor, ms_mtf_gains, wald_degrade
+
+if TYPE_CHECKING:
+    from ddrf.data.pancollection import PanCollectionFile
 
 REDUCED, FULL = "reduced", "full"
 MODES = ("auto", REDUCED, FULL, "both")
@@ -50,8 +53,8 @@ class Dataset:
     path: Path
     has_reference: bool  # whether reduced resolution is possible
     settings: dict[str, Any] = field(default_factory=dict)
-    _pairs: Any = None  # callable -> iterator of Pair (fusebox, pairs)
-    _pancollection: Any = None  # PanCollectionFile
+    _pairs: Callable[[], Iterator[Pair]] | None = None  # fusebox, pairs
+    _pancollection: "PanCollectionFile | None" = None
 
     def protocols(self, mode: str) -> list[str]:
         """Protocols to run for `mode`; an impossible request raises with the file named."""
@@ -70,6 +73,7 @@ class Dataset:
         if self._pancollection is not None:
             yield from _pancollection_samples(self._pancollection, self.settings, protocols)
             return
+        assert self._pairs is not None, "a dataset reads either PanCollection patches or pairs"
         for pair in self._pairs():
             yield from wald_samples(pair, protocols)
 
