@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ddrf.files import clean_stale, publish_all
 from ddrf.scenes import report as reports
@@ -20,8 +20,11 @@ if TYPE_CHECKING:
     from ddrf.scenes.scene import Scene
 
 
+TileHook = Callable[[int, int], None]  # (windows just fused, windows in the scene); may raise to abandon the scene
+
+
 def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings,
-                  inputs: dict[str, Any]) -> dict[str, Any]:
+                  inputs: dict[str, Any], on_tiles: TileHook | None = None) -> dict[str, Any]:
     """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure."""
     check_fit(scene, engine, inputs.get("pan", scene.name))
     started, timings = time.perf_counter(), Timings()
@@ -34,7 +37,12 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     pending: list[tuple[Path, Path]] = []
     try:
         with tile_bar(grid.count, scene.name, settings) as bar:
-            fuse_into(scene, engine, grid, settings, sinks, timings, bar.update)
+            def tick(done: int) -> None:
+                bar.update(done)
+                if on_tiles is not None:
+                    on_tiles(done, grid.count)
+
+            fuse_into(scene, engine, grid, settings, sinks, timings, tick)
         start = time.perf_counter()
         pending = seal(sinks, outputs, settings, band_names)
         timings.finish = time.perf_counter() - start
@@ -100,8 +108,12 @@ def one_line(exc: BaseException, job: SceneJob) -> str:
     return text
 
 
-def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings) -> dict[str, Any]:
-    """Process one scene; never raises for a bad scene: returns {name, status, output, error?, seconds}."""
+def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings,
+            on_tiles: TileHook | None = None) -> dict[str, Any]:
+    """Process one scene; never raises for a bad scene: returns {name, status, output, error?, seconds}.
+
+    `on_tiles` sees the progress; an exception it raises that is not an Exception (a stop request) propagates,
+    after the scene's temporaries are removed."""
     outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
     entry: dict[str, Any] = {"name": job.name, "source": job.source, "output": str(job.raster)}
     if is_finished(outputs) and not settings.overwrite:
@@ -115,7 +127,7 @@ def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings) -> dict[str,
         if spec.method:
             engine = get_engine(spec, getattr(scene, "sensor", "generic") or "generic")
         try:
-            report = process_scene(scene, engine, outputs, settings, job.inputs())
+            report = process_scene(scene, engine, outputs, settings, job.inputs(), on_tiles)
         finally:
             close = getattr(scene, "close", None)
             if callable(close):

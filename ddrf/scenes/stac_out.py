@@ -1,0 +1,180 @@
+"""A STAC Item beside every fused GeoTIFF (`<name>.tif` -> `<name>.item.json`), and an optional static catalogue.
+
+The Item is STAC 1.1.0, made with rio-stac (footprint, bbox, projection extension) and pystac, from the GeoTIFF and
+the run report beside it (`<name>.json`). Band metadata uses STAC 1.1 common `bands` (name, data_type, nodata,
+statistics: what the raster extension held before 1.1) with the eo extension's `eo:common_name`; the processing
+extension names the software; `ddrf:*` properties hold the method, steps, seed, backend and model card hash.
+Asset hrefs are relative, so an output folder can be moved or served as it is.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import rasterio
+
+EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
+PROCESSING_EXTENSION = "https://stac-extensions.github.io/processing/v1.0.0/schema.json"
+ITEM_SUFFIX = ".item.json"
+CATALOG_ID = "ddrf-outputs"
+# the project's band names (ddrf.scenes.discover) <-> STAC eo:common_name
+COMMON_NAMES = {"coastal": "coastal", "blue": "blue", "green": "green", "yellow": "yellow", "red": "red",
+                "red_edge": "rededge", "nir": "nir", "nir1": "nir08", "nir2": "nir09", "swir1": "swir16",
+                "swir2": "swir22", "pan": "pan"}
+
+
+def item_path(raster: Path) -> Path:
+    return raster.with_name(raster.stem + ITEM_SUFFIX)
+
+
+def card_hash(model_dir: str | None) -> str | None:
+    """sha256 of the model's card.json: names the exact model (the card records its graphs' hashes)."""
+    if not model_dir or not (Path(model_dir) / "card.json").is_file():
+        return None
+    return hashlib.sha256((Path(model_dir) / "card.json").read_bytes()).hexdigest()
+
+
+def acquired(report: dict[str, Any]) -> datetime | None:
+    """Acquisition time: a Landsat MTL's date and centre time, or the datetime of the STAC Item the scene came from."""
+    inputs = report.get("inputs", {})
+    metadata = inputs.get("metadata")
+    try:
+        if metadata and Path(metadata).name.upper().endswith("MTL.TXT"):
+            from ddrf.scenes.discover import read_mtl
+
+            mtl = read_mtl(Path(metadata))
+            clock = mtl.get("SCENE_CENTER_TIME", "00:00:00Z").rstrip("Z")[:15]
+            return datetime.fromisoformat(f"{mtl['DATE_ACQUIRED']}T{clock}").replace(tzinfo=timezone.utc)
+        if inputs.get("stac_item"):
+            return pystac.Item.from_file(inputs["stac_item"]).datetime
+    except (KeyError, ValueError, OSError):
+        return None
+    return None
+
+
+def band_entries(raster: Path, names: list[str]) -> list[dict[str, Any]]:
+    """STAC 1.1 `bands` of the fused raster: name, eo:common_name, data type, nodata, statistics (of valid pixels)."""
+    with rasterio.open(raster) as src:
+        step = max(1, max(src.height, src.width) // 1024)  # statistics from a decimated read: flat cost
+        data = src.read(out_shape=(src.count, -(-src.height // step), -(-src.width // step)), masked=True)
+        bands = []
+        for k, name in enumerate(names):
+            valid = data[k].compressed().astype(np.float64)
+            entry: dict[str, Any] = {"name": name, "data_type": src.dtypes[k]}
+            if name in COMMON_NAMES:
+                entry["eo:common_name"] = COMMON_NAMES[name]
+            if src.nodata is not None:
+                entry["nodata"] = src.nodata
+            if valid.size:
+                entry["statistics"] = {"minimum": float(valid.min()), "maximum": float(valid.max()),
+                                       "mean": float(valid.mean()), "stddev": float(valid.std()),
+                                       "valid_percent": round(100.0 * valid.size / data[k].size, 3)}
+            bands.append(entry)
+    return bands
+
+
+def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
+    engine = report.get("engine", {})
+    software = {"ddrf-edge": report.get("software", {}).get("ddrf-edge", _own_version())}
+    for name in ("onnxruntime", "rasterio", "gdal"):
+        if name in report.get("software", {}):
+            software[name] = str(report["software"][name])
+    if engine.get("kind") == "model":
+        method, lineage = "ddrf", (f"DDRF diffusion pansharpening ({engine.get('steps')} steps, "
+                                   f"{engine.get('backend')}) of PAN + MS on the PAN grid")
+    else:
+        method = engine.get("method", "unknown")
+        lineage = f"classical pansharpening ({method}) of PAN + MS on the PAN grid"
+    props = {"processing:lineage": lineage, "processing:software": software, "ddrf:method": method,
+             "ddrf:inputs": _input_files(report.get("inputs", {}))}
+    if engine.get("kind") == "model":
+        props.update({"ddrf:steps": engine.get("steps"), "ddrf:seed": engine.get("seed"),
+                      "ddrf:backend": engine.get("backend"), "ddrf:model_card_sha256": card_hash(engine.get("model_dir")),
+                      "ddrf:model_hashes": engine.get("card", {}).get("hashes", {})})
+    return props
+
+
+def _input_files(inputs: dict[str, Any]) -> list[str]:
+    files = [inputs.get("stac_item"), inputs.get("pan_file") or inputs.get("pan")]
+    files += [f for f, _ in inputs.get("ms_files", [])] or inputs.get("ms", [])
+    files.append(inputs.get("metadata"))
+    return list(dict.fromkeys(str(f) for f in files if f))
+
+
+def _own_version() -> str:
+    import ddrf
+
+    return ddrf.__version__
+
+
+def build_item(raster: Path, report: dict[str, Any]) -> pystac.Item:
+    """The Item of one fused GeoTIFF, from the file itself and its run report."""
+    from rio_stac import create_stac_item
+
+    outputs = report.get("outputs", {})
+    item = create_stac_item(str(raster), id=raster.stem, input_datetime=acquired(report) or _modified(raster),
+                            with_proj=True, asset_name="data", asset_roles=["data"], asset_href=f"./{raster.name}",
+                            geom_precision=7, properties={"created": report.get("finished")} if report.get(
+                                "finished") else None)
+    item.stac_extensions += [EO_EXTENSION, PROCESSING_EXTENSION]
+    item.properties.update(processing_properties(report))
+    with rasterio.open(raster) as src:
+        item.properties["gsd"] = abs(float(src.transform.a))
+    item.assets["data"].title = f"Pansharpened {report.get('scene', {}).get('sensor', '')} scene".replace("  ", " ")
+    item.assets["data"].extra_fields["bands"] = band_entries(raster, outputs.get("band_names") or [])
+    extras = {"report": (raster.with_suffix(".json"), "application/json", ["metadata"], "ddrf-run report"),
+              "spread": (outputs.get("spread"), pystac.MediaType.GEOTIFF, ["uncertainty"], "per-pixel spread"),
+              "quicklook": (outputs.get("quicklook"), pystac.MediaType.PNG, ["overview"], "RGB quicklook")}
+    for key, (path, media, roles, title) in extras.items():
+        if path and Path(path).is_file():
+            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, media_type=media, roles=roles))
+    source_item = report.get("inputs", {}).get("stac_item")
+    if source_item:  # derived_from links to STAC Items; plain input files are listed in ddrf:inputs
+        item.add_link(pystac.Link("derived_from", source_item, pystac.MediaType.JSON))
+    return item
+
+
+def _modified(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+
+
+def write_item(raster: Path) -> Path:
+    """Write (or rewrite) `<name>.item.json` beside a finished GeoTIFF and its report; returns the Item's path."""
+    from ddrf.files import write_text_atomic
+
+    report_path = raster.with_suffix(".json")
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    item = build_item(raster, report)
+    path = item_path(raster)
+    write_text_atomic(path, json.dumps(item.to_dict(include_self_link=False), indent=2) + "\n")
+    return path
+
+
+def add_to_catalog(catalog_dir: Path, item_file: Path) -> Path:
+    """Link an Item into the static catalogue `catalog_dir/catalog.json` (made on first use; one link per Item id)."""
+    from ddrf.files import write_text_atomic
+
+    catalog_dir.mkdir(parents=True, exist_ok=True)
+    path = catalog_dir / "catalog.json"
+    if path.is_file():
+        catalog = pystac.Catalog.from_dict(json.loads(path.read_text()))
+    else:
+        catalog = pystac.Catalog(CATALOG_ID, "Pansharpened scenes written by ddrf-run", title="DDRF Edge outputs")
+    item_id = json.loads(item_file.read_text())["id"]
+    catalog.links = [link for link in catalog.links if not (link.rel == "item" and link.title == item_id)]
+    href = Path(_relative(item_file.resolve(), catalog_dir.resolve()))
+    catalog.add_link(pystac.Link("item", href.as_posix(), pystac.MediaType.JSON, title=item_id))
+    catalog.links.sort(key=lambda link: (link.rel, link.title or ""))
+    write_text_atomic(path, json.dumps(catalog.to_dict(include_self_link=False), indent=2) + "\n")
+    return path
+
+
+def _relative(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target, start)
