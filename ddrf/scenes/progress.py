@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
@@ -25,6 +26,7 @@ class GracefulStop:
 
     def __init__(self) -> None:
         self.requested = False
+        self.wake = threading.Event()  # set on SIGTERM, so an idle loop waiting on it notices at once
         self._previous: Any = None
 
     def __enter__(self) -> "GracefulStop":
@@ -36,6 +38,7 @@ class GracefulStop:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+        self.wake.set()
 
     def check(self) -> None:
         if self.requested:

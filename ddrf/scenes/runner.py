@@ -1,0 +1,74 @@
+"""The local run loop shared by `ddrf-run SCENE...`, `--watch` and STAC Item input: one scene after another, each
+followed by its STAC Item (and catalogue entry), with progress and results through a Reporter and SIGTERM honoured
+at window boundaries (the scene in progress is abandoned: its temporaries removed, nothing published)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ddrf.scenes.pipeline import EngineSpec, Outputs, RunSettings, SceneJob, run_job
+from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested
+
+
+def output_files(job: SceneJob, settings: RunSettings) -> list[str]:
+    """The scene's published files, main raster first."""
+    from ddrf.scenes.stac_out import item_path
+
+    outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
+    paths = [outputs.raster, outputs.report, item_path(job.raster), outputs.spread, outputs.quicklook]
+    return [str(p) for p in paths if p is not None and p.is_file()]
+
+
+def describe_outputs(entry: dict[str, Any], job: SceneJob, settings: RunSettings,
+                     catalog: Path | None) -> dict[str, Any]:
+    """After a done (or already finished) scene: write its STAC Item (if missing), link it into the catalogue."""
+    from ddrf.scenes.stac_out import add_to_catalog, item_path, write_item
+
+    if entry["status"] not in ("done", "skipped"):
+        return entry
+    try:
+        item = item_path(job.raster)
+        if entry["status"] == "done" or not item.is_file():
+            write_item(job.raster)
+        if catalog is not None:
+            add_to_catalog(catalog, item)
+    except Exception as exc:  # the raster is published; say what is missing, the next run writes it
+        return {**entry, "status": "failed", "error": f"{job.raster}: STAC Item not written "
+                                                      f"({' '.join(str(exc).split())})"}
+    return {**entry, "files": output_files(job, settings)}
+
+
+def abandoned(job: SceneJob) -> dict[str, Any]:
+    return {"name": job.name, "source": job.source, "output": str(job.raster), "status": "abandoned",
+            "error": "stopped by SIGTERM before it finished; nothing of it was published"}
+
+
+def run_scene(job: SceneJob, spec: EngineSpec, settings: RunSettings, reporter: Reporter,
+              catalog: Path | None) -> dict[str, Any]:
+    """One scene, its Item and its report line. Raises StopRequested when SIGTERM arrived during it."""
+    entry = run_job(job, spec, settings, reporter.tile_hook(job.name))
+    entry = describe_outputs(entry, job, settings, catalog)
+    reporter.scene(entry)
+    return entry
+
+
+def run_batch(jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings, reporter: Reporter,
+              catalog: Path | None) -> list[dict[str, Any]]:
+    """Every job in order; after SIGTERM the scene in progress and those not started are `abandoned`."""
+    from tqdm import tqdm
+
+    entries: list[dict[str, Any]] = []
+    with GracefulStop() as stop, tqdm(jobs, desc="scenes", unit="scene", position=0, file=sys.stderr,
+                                      disable=None if reporter.bars is None else not reporter.bars) as bar:
+        reporter.stop = stop
+        for job in bar:
+            if stop.requested:
+                entries.append(abandoned(job))
+                continue
+            try:
+                entries.append(run_scene(job, spec, settings, reporter, catalog))
+            except StopRequested:
+                entries.append(abandoned(job))
+                reporter.emit("stopping", f"SIGTERM: abandoned {job.name}, stopping", scene=job.name)
+    return entries

@@ -1,0 +1,212 @@
+"""`ddrf-run --watch INBOX -o OUT`: fuse every scene directory that lands in INBOX, once, as it completes.
+
+- Complete: no partial-download file in it (`.part`, `.tmp`, ...) and either the ready file is present
+  (`--ready-file GLOB`, e.g. `*_MTL.txt` when the downlink writes it last) or no file has changed for `--settle`
+  seconds.
+- Exactly once across restarts: the status file (`OUT/ddrf-watch-status.json`) records each scene as waiting, queued,
+  running, done or failed (with its one-line reason). Done and failed scenes are never run again by the watcher (a
+  failed one is retried only when its entry is removed from the file); a scene left `running` by a crash or a kill
+  is run again at the next start, which is safe because nothing of an unfinished scene is ever published.
+- Events: watchdog's native observer (inotify, ...) or, with `--poll`, its PollingObserver, for network file systems
+  where change notifications do not arrive. Events only wake the loop; what is ready is decided by a scan, so a
+  missed event delays a scene by at most one rescan interval.
+- SIGTERM: the windows in flight finish, the scene in progress is abandoned (temporaries removed, status back to
+  queued) and the watcher exits 0.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ddrf.scenes.pipeline import EngineSpec, RunSettings, SceneJob
+from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested
+from ddrf.scenes.runner import run_scene
+
+STATUS_NAME = "ddrf-watch-status.json"
+PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart", ".download")
+IDLE_RESCAN_S = 30.0  # a full rescan even without events (covers missed notifications)
+
+
+@dataclass
+class WatchOptions:
+    settle_s: float = 30.0
+    ready_file: str | None = None
+    poll: bool = False
+    poll_interval_s: float = 5.0
+    status_file: Path | None = None
+
+
+class StatusFile:
+    """Per scene: status, source, one-line reason, time of the last change; rewritten atomically on every change."""
+
+    def __init__(self, path: Path, inbox: Path) -> None:
+        self.path, self.inbox = path, inbox
+        self.scenes: dict[str, dict[str, Any]] = self._load()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if not self.path.is_file():
+            return {}
+        try:
+            return dict(json.loads(self.path.read_text())["scenes"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.path}: not a ddrf-run watch status file ({exc}); move it away to start afresh")
+
+    def status(self, name: str) -> str | None:
+        return self.scenes.get(name, {}).get("status")
+
+    def set(self, name: str, status: str, **fields: Any) -> None:
+        entry = {k: v for k, v in self.scenes.get(name, {}).items() if k not in ("reason", "error")}
+        self.scenes[name] = {**entry, "status": status, "updated": _now(), **{k: v for k, v in fields.items()
+                                                                                if v is not None}}
+        self.save()
+
+    def save(self) -> None:
+        from ddrf.card import write_text_atomic
+
+        counts: dict[str, int] = {}
+        for entry in self.scenes.values():
+            counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+        body = {"status_version": 1, "inbox": str(self.inbox), "updated": _now(), "counts": counts,
+                "scenes": dict(sorted(self.scenes.items()))}
+        write_text_atomic(self.path, json.dumps(body, indent=2) + "\n")
+
+    def recover(self) -> list[str]:
+        """Scenes a previous process left running (killed, crashed): queued again."""
+        names = [n for n, e in self.scenes.items() if e["status"] == "running"]
+        for name in names:
+            self.set(name, "queued", reason="the previous process ended while it ran; run again")
+        return names
+
+
+def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...] | None:
+    """(name, size, mtime) of every file; None while the directory is empty or holds a partial download."""
+    try:
+        files = sorted(p for p in directory.rglob("*") if p.is_file())
+        if not files or any(p.name.lower().endswith(PARTIAL_SUFFIXES) for p in files):
+            return None
+        return tuple((str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    except FileNotFoundError:  # a file vanished while we looked: still being written
+        return None
+
+
+class Readiness:
+    """Decides when a scene directory is complete: ready file present, or unchanged for `settle_s` seconds."""
+
+    def __init__(self, settle_s: float, ready_file: str | None, clock: Callable[[], float] = time.monotonic):
+        self.settle_s, self.ready_file, self.clock = settle_s, ready_file, clock
+        self.seen: dict[Path, tuple[Any, float]] = {}
+
+    def ready(self, directory: Path) -> bool:
+        current = fingerprint(directory)
+        if current is None:
+            self.seen.pop(directory, None)
+            return False
+        if self.ready_file and any(directory.glob(self.ready_file)):
+            return True
+        now = self.clock()
+        previous = self.seen.get(directory)
+        if previous is None or previous[0] != current:
+            self.seen[directory] = (current, now)
+            return self.settle_s <= 0
+        return now - previous[1] >= self.settle_s
+
+
+def scene_dirs(inbox: Path) -> list[Path]:
+    return sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+class Watcher:
+    """The loop: scan, run what is ready (oldest name first), sleep until an event or the next rescan."""
+
+    def __init__(self, inbox: Path, out: Path, spec: EngineSpec, settings: RunSettings, reporter: Reporter,
+                 options: WatchOptions, catalog: Path | None) -> None:
+        self.inbox, self.out, self.spec, self.settings = inbox, out, spec, settings
+        self.reporter, self.options, self.catalog = reporter, options, catalog
+        self.status = StatusFile(options.status_file or out / STATUS_NAME, inbox)
+        self.readiness = Readiness(options.settle_s, options.ready_file)
+
+    def pending(self) -> Iterator[Path]:
+        """Ready scenes not yet done or failed; marks the others waiting."""
+        for directory in scene_dirs(self.inbox):
+            state = self.status.status(directory.name)
+            if state in ("done", "failed"):
+                continue
+            if self.readiness.ready(directory):
+                yield directory
+            elif state is None:
+                self.status.set(directory.name, "waiting", source=str(directory))
+
+    def run_one(self, directory: Path) -> None:
+        name = directory.name
+        job = SceneJob(name, self.out / f"{name}.tif", directory=directory)
+        self.status.set(name, "running", source=str(directory), output=str(job.raster))
+        try:
+            entry = run_scene(job, self.spec, self.settings, self.reporter, self.catalog)
+        except StopRequested:
+            self.status.set(name, "queued", reason="abandoned at SIGTERM (nothing published); run at the next start")
+            self.reporter.emit("stopping", f"SIGTERM: abandoned {name}, stopping", scene=name)
+            raise
+        if entry["status"] == "failed":
+            self.status.set(name, "failed", reason=entry["error"])
+        else:
+            self.status.set(name, "done", files=entry.get("files"), seconds=entry.get("seconds"))
+
+    def wait_time(self) -> float:
+        waiting = any(e["status"] in ("waiting", "queued") for e in self.status.scenes.values())
+        return max(0.2, min(self.options.settle_s / 2, 5.0)) if waiting else IDLE_RESCAN_S
+
+    def run(self) -> int:
+        recovered = self.status.recover()
+        if recovered:
+            self.reporter.emit("recovered", f"run again (left running by the previous process): "
+                                            f"{', '.join(recovered)}", scenes=recovered)
+        with GracefulStop() as stop, _observer(self.inbox, self.options, stop.wake):
+            self.reporter.stop = stop
+            self.reporter.emit("watching", f"watching {self.inbox} -> {self.out} (status: {self.status.path})",
+                               inbox=str(self.inbox), output=str(self.out), status_file=str(self.status.path))
+            try:
+                while not stop.requested:
+                    for directory in self.pending():
+                        if stop.requested:
+                            break
+                        self.run_one(directory)
+                    stop.wake.wait(self.wait_time())
+                    stop.wake.clear()
+            except StopRequested:
+                pass
+        counts = {s: sum(e["status"] == s for e in self.status.scenes.values())
+                  for s in ("done", "failed", "queued", "waiting")}
+        self.reporter.emit("stopped", "stopped on SIGTERM: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+                           **counts)
+        return 0
+
+
+class _observer:
+    """watchdog's observer (native, or polling with --poll) setting `wake` on any change under the inbox."""
+
+    def __init__(self, inbox: Path, options: WatchOptions, wake: Any) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        class Wake(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                wake.set()
+
+        self.observer = PollingObserver(timeout=options.poll_interval_s) if options.poll else Observer()
+        self.observer.schedule(Wake(), str(inbox), recursive=True)
+
+    def __enter__(self) -> "_observer":
+        self.observer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=10)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
