@@ -261,7 +261,8 @@ def test_cli_pan_ms_with_baseline_and_quicklook(tmp_path: Path) -> None:
     assert data.std() > 0
     with rasterio.open(tmp_path / "fused_quicklook.png") as png:
         assert png.count == 3 and png.read().max() == 255
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fused.json", "fused.tif", "fused_quicklook.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fused.item.json", "fused.json", "fused.tif",
+                                                          "fused_quicklook.png"]  # + the STAC Item
 
 
 def test_uncertainty_writes_spread(tiny_model: Path, tmp_path: Path, two_tilings: dict[str, Path]) -> None:

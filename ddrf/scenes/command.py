@@ -1,14 +1,21 @@
-"""`ddrf-run`: fuse scenes into GeoTIFFs on the PAN grid.
+"""`ddrf-run`: fuse PAN + MS scenes into pansharpened GeoTIFFs on the PAN grid.
 
-    ddrf-run SCENE_DIR... -o OUT_DIR          every scene directory into OUT_DIR/<dir name>.tif (+ .json report)
-    ddrf-run --pan PAN.tif --ms MS.tif -o OUT.tif
+\b
+Examples:
+  ddrf-run SCENE_DIR... -o OUT_DIR              every scene into OUT_DIR/<dir name>.tif (+ .json report, .item.json)
+  ddrf-run --pan PAN.tif --ms MS.tif -o OUT.tif one explicit pair
+  ddrf-run ITEM.json -o OUT_DIR                 the PAN and MS assets a STAC Item names (also an http(s) URL)
+  ddrf-run --watch INBOX -o OUT_DIR             fuse each scene directory that lands in INBOX, once; stop: SIGTERM
+  ddrf-run SCENE -o OUT --stac-catalog CAT      also link the STAC Item into the static catalogue CAT/catalog.json
+  ddrf-run SCENE -o OUT --log-format json       one JSON object per line on stderr (for log collectors)
 
-Exit codes: 0 every scene done or skipped, 1 some scene failed (the others still ran), 2 usage error.
+\b
+Exit codes: 0 every scene done or already finished (and a watch stopped by SIGTERM);
+  1 some scene failed or was abandoned at SIGTERM (the others still ran); 2 usage error.
 Never imports torch.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -97,40 +104,74 @@ def preload(spec: "EngineSpec") -> None:
         raise usage(" ".join(str(exc).split()))
 
 
-def run_local(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings",
-              progress: Optional[bool]) -> list[dict[str, Any]]:
-    from tqdm import tqdm
+def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
+    """(scene directories, STAC Item references: .json files and URLs)."""
+    from ddrf.scenes.stac_in import is_item_reference
 
-    from ddrf.scenes.jobs import run_job
-
-    entries = []
-    disable = None if progress is None else not progress
-    with tqdm(jobs, desc="scenes", unit="scene", disable=disable, position=0, file=sys.stderr) as bar:
-        for job in bar:
-            entries.append(run_job(job, spec, settings))
-            announce(entries[-1])
-    return entries
+    items = [a for a in arguments if is_item_reference(a)]
+    return [Path(a).absolute() for a in arguments if a not in items], items
 
 
-def announce(entry: dict[str, Any]) -> None:
-    if entry["status"] == "failed":
-        typer.echo(f"ddrf-run: {entry['error']}", err=True)
+def item_jobs(references: list[str], output: Path) -> tuple[list[Any], dict[str, Any]]:
+    """One job per STAC Item; a bad Item is a usage error naming it (before any scene runs)."""
+    from ddrf.scenes.stac_in import job_from_item
+
+    if output.suffix.lower() in (".tif", ".tiff"):
+        raise usage(f"{output}: with STAC Items, -o names an output directory")
+    jobs, sources = [], {}
+    for reference in references:
+        try:
+            job, item = job_from_item(reference, output)
+        except ValueError as exc:
+            raise usage(" ".join(str(exc).split()))
+        if job.name in sources:
+            raise usage(f"two STAC Items share the id {job.name!r}; their outputs would collide")
+        jobs.append(job)
+        sources[job.name] = item
+    return jobs, sources
 
 
-def summarise(entries: list[dict[str, Any]]) -> int:
-    counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
-    typer.echo(f"ddrf-run: {len(entries)} scene(s): {counts['done']} done, {counts['skipped']} skipped, "
-               f"{counts['failed']} failed", err=True)
-    for entry in entries:
-        if entry["status"] == "skipped":
-            typer.echo(f"  skipped {entry['output']} ({entry['reason']})", err=True)
-    return 1 if counts["failed"] else 0
+def make_reporter(log_format: str, progress: Optional[bool], every: float, every_pct: float) -> Any:
+    from ddrf.scenes.progress import Reporter
+
+    if log_format not in ("text", "json"):
+        raise usage(f"unknown --log-format {log_format!r}; choose text or json")
+    return Reporter(log_format, progress, every, every_pct)
+
+
+def finish_cluster_entries(entries: list[dict[str, Any]], jobs: list[Any], settings: Any, catalog: Optional[Path],
+                           reporter: Any) -> list[dict[str, Any]]:
+    """Scenes run on a Dask cluster: their STAC Items and catalogue links are written here, once all are back."""
+    from ddrf.scenes.runner import describe_outputs
+
+    finished = [describe_outputs(entry, job, settings, catalog) for entry, job in zip(entries, jobs)]
+    for entry in finished:
+        reporter.scene(entry)
+    return finished
+
+
+def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any, catalog: Optional[Path],
+              settle: float, ready_file: Optional[str], poll: bool, poll_interval: float) -> int:
+    from ddrf.scenes.watch import Watcher, WatchOptions
+
+    if not inbox.is_dir():
+        raise usage(f"{inbox}: --watch needs an existing inbox directory")
+    if output.suffix.lower() in (".tif", ".tiff"):
+        raise usage(f"{output}: with --watch, -o names an output directory")
+    output.mkdir(parents=True, exist_ok=True)
+    preload(spec)
+    try:
+        watcher = Watcher(inbox, output, spec, settings, reporter,
+                          WatchOptions(settle, ready_file, poll, poll_interval), catalog)
+    except ValueError as exc:
+        raise usage(" ".join(str(exc).split()))
+    return watcher.run()
 
 
 @app.command()
 def main(
-    scenes: list[Path] = typer.Argument(None, help="Scene directories (Landsat C2, Maxar, Pleiades, GF2 ...).",
-                                        show_default=False),
+    scenes: list[str] = typer.Argument(None, help="Scene directories (Landsat C2, Maxar, Pleiades, GF2 ...) or STAC "
+                                       "Items (ITEM.json or an http(s) URL).", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Output directory (scenes) or GeoTIFF (--pan/--ms)."),
     pan: Optional[Path] = typer.Option(None, "--pan", help="PAN GeoTIFF."),
     ms: list[Path] = typer.Option([], "--ms", help="MS GeoTIFF (multi-band, or repeat once per band)."),
@@ -153,20 +194,51 @@ def main(
     quicklook: bool = typer.Option(False, "--quicklook", help="Also write <name>_quicklook.png (RGB stretch)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose output exists."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address: one task per scene."),
+    stac_catalog: Optional[Path] = typer.Option(None, "--stac-catalog", help="Also link every output's STAC Item "
+                                                "into the static catalogue DIR/catalog.json (made if absent)."),
+    watch: Optional[Path] = typer.Option(None, "--watch", help="Watch INBOX: fuse each scene directory that lands "
+                                         "in it, once (status file OUT/ddrf-watch-status.json); stop with SIGTERM."),
+    settle: float = typer.Option(30.0, "--settle", min=0, help="--watch: a scene is complete when no file changed "
+                                 "for this many seconds ..."),
+    ready_file: Optional[str] = typer.Option(None, "--ready-file", help="--watch: ... or as soon as a file matching "
+                                             "this glob is in it (e.g. '*_MTL.txt', written last by the downlink)."),
+    poll: bool = typer.Option(False, "--poll", help="--watch: poll the inbox (network file systems without "
+                                                   "change notifications) instead of native events."),
+    poll_interval: float = typer.Option(5.0, "--poll-interval", min=0.1, help="--watch --poll: seconds per poll."),
+    log_format: str = typer.Option("text", "--log-format", help="text, or json: one JSON object per line."),
+    progress_every: float = typer.Option(30.0, "--progress-every", min=0, help="Without a terminal (or with json "
+                                         "logs): a progress line at most every N seconds ..."),
+    progress_percent: float = typer.Option(10.0, "--progress-percent", min=0, help="... or every N percent of a "
+                                           "scene's windows."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: tty)."),
 ) -> None:
-    """Fuse PAN + MS scenes into pansharpened GeoTIFFs on the PAN grid, with a JSON report beside each."""
+    """Fuse PAN + MS scenes into pansharpened GeoTIFFs on the PAN grid, with a JSON report and a STAC Item beside
+    each; every run ends by naming each output file."""
     from ddrf.scenes.engines import default_tiling
     from ddrf.scenes.streaming import DEFAULT_HALO, RunSettings
 
     output = output.absolute()
-    jobs = make_jobs([s.absolute() for s in scenes or []], pan and pan.absolute(), [m.absolute() for m in ms], output)
+    reporter = make_reporter(log_format, progress, progress_every, progress_percent)
+    directories, references = split_arguments(scenes or [])
+    catalog = stac_catalog.absolute() if stac_catalog else None
     spec = make_spec(model, backend, steps, seed, uncertainty, method, threads)
     tile_default, batch_default = default_tiling(backend, method)
     settings = RunSettings(tile=tile or tile_default, batch=batch or batch_default,
                            halo=DEFAULT_HALO if halo is None else halo, cog=cog, quicklook=quicklook,
-                           overwrite=overwrite, spread=bool(uncertainty), progress=progress)
-    parent = output if jobs[0].directory is not None else output.parent
+                           overwrite=overwrite, spread=bool(uncertainty), progress=reporter.bars)
+    if watch is not None:
+        if scenes or pan or ms or scheduler:
+            raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")
+        raise typer.Exit(run_watch(watch.absolute(), output, spec, settings, reporter, catalog, settle, ready_file,
+                                   poll, poll_interval))
+    sources: dict[str, Any] = {}
+    if references:
+        if directories or pan or ms:
+            raise usage("give either STAC Items or scene directories / --pan --ms, not both")
+        jobs, sources = item_jobs(references, output)
+    else:
+        jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output)
+    parent = output if jobs[0].directory is not None or references else output.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -174,17 +246,20 @@ def main(
     if scheduler:
         from ddrf.scenes.distributed import run_on_cluster
 
-        entries = run_on_cluster(scheduler, jobs, spec, settings, announce)
+        entries = run_on_cluster(scheduler, jobs, spec, settings)
+        entries = finish_cluster_entries(entries, jobs, settings, catalog, reporter)
     else:
+        from ddrf.scenes.runner import run_batch
+
         preload(spec)
-        entries = run_local(jobs, spec, settings, progress)
-    if jobs[0].directory is not None:
+        entries = run_batch(jobs, spec, settings, reporter, catalog, sources)
+    if jobs[0].directory is not None or references:
         from dataclasses import asdict
 
         from ddrf.scenes.report import write_summary
 
         write_summary(output / SUMMARY_NAME, entries, {**asdict(spec), **asdict(settings)})
-    raise typer.Exit(summarise(entries))
+    raise typer.Exit(reporter.summary(entries))
 
 
 if __name__ == "__main__":

@@ -129,8 +129,8 @@ class Reporter:
         self.emit("summary", f"{len(entries)} scene(s): {shown}", scenes=len(entries), **counts)
         for entry in entries:
             for path in entry.get("files", [entry["output"]]) if entry["status"] in ("done", "skipped") else []:
-                self.emit("output", f"  {entry['status']} {path}", scene=entry["name"], status=entry["status"],
-                          path=str(path))
+                label = "done" if entry["status"] == "done" else "existing"
+                self.emit("output", f"  {label} {path}", scene=entry["name"], status=entry["status"], path=str(path))
             if entry["status"] in ("failed", "abandoned"):
                 self.emit("output", f"  {entry['status']} {entry['name']}: {entry.get('error', 'stopped')}",
                           scene=entry["name"], status=entry["status"], error=entry.get("error"))

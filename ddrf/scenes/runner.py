@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ddrf.scenes.pipeline import EngineSpec, Outputs, RunSettings, SceneJob, run_job
+from ddrf.scenes.engines import EngineSpec
+from ddrf.scenes.jobs import SceneJob, run_job
+from ddrf.scenes.streaming import Outputs, RunSettings
 from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested
 
 
@@ -20,8 +22,8 @@ def output_files(job: SceneJob, settings: RunSettings) -> list[str]:
     return [str(p) for p in paths if p is not None and p.is_file()]
 
 
-def describe_outputs(entry: dict[str, Any], job: SceneJob, settings: RunSettings,
-                     catalog: Path | None) -> dict[str, Any]:
+def describe_outputs(entry: dict[str, Any], job: SceneJob, settings: RunSettings, catalog: Path | None,
+                     source: Any = None) -> dict[str, Any]:
     """After a done (or already finished) scene: write its STAC Item (if missing), link it into the catalogue."""
     from ddrf.scenes.stac_out import add_to_catalog, item_path, write_item
 
@@ -30,7 +32,7 @@ def describe_outputs(entry: dict[str, Any], job: SceneJob, settings: RunSettings
     try:
         item = item_path(job.raster)
         if entry["status"] == "done" or not item.is_file():
-            write_item(job.raster)
+            write_item(job.raster, source)
         if catalog is not None:
             add_to_catalog(catalog, item)
     except Exception as exc:  # the raster is published; say what is missing, the next run writes it
@@ -45,16 +47,18 @@ def abandoned(job: SceneJob) -> dict[str, Any]:
 
 
 def run_scene(job: SceneJob, spec: EngineSpec, settings: RunSettings, reporter: Reporter,
-              catalog: Path | None) -> dict[str, Any]:
-    """One scene, its Item and its report line. Raises StopRequested when SIGTERM arrived during it."""
+              catalog: Path | None, source: Any = None) -> dict[str, Any]:
+    """One scene, its Item and its report line. Raises StopRequested when SIGTERM arrived during it.
+
+    `source`: the pystac Item the scene came from (STAC input), for the output Item's datetime and lineage."""
     entry = run_job(job, spec, settings, reporter.tile_hook(job.name))
-    entry = describe_outputs(entry, job, settings, catalog)
+    entry = describe_outputs(entry, job, settings, catalog, source)
     reporter.scene(entry)
     return entry
 
 
 def run_batch(jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings, reporter: Reporter,
-              catalog: Path | None) -> list[dict[str, Any]]:
+              catalog: Path | None, sources: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every job in order; after SIGTERM the scene in progress and those not started are `abandoned`."""
     from tqdm import tqdm
 
@@ -67,7 +71,7 @@ def run_batch(jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings, rep
                 entries.append(abandoned(job))
                 continue
             try:
-                entries.append(run_scene(job, spec, settings, reporter, catalog))
+                entries.append(run_scene(job, spec, settings, reporter, catalog, (sources or {}).get(job.name)))
             except StopRequested:
                 entries.append(abandoned(job))
                 reporter.emit("stopping", f"SIGTERM: abandoned {job.name}, stopping", scene=job.name)

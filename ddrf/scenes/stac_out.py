@@ -40,7 +40,7 @@ def card_hash(model_dir: str | None) -> str | None:
 
 
 def acquired(report: dict[str, Any]) -> datetime | None:
-    """Acquisition time: a Landsat MTL's date and centre time, or the datetime of the STAC Item the scene came from."""
+    """Acquisition time from a Landsat MTL's date and scene centre time."""
     inputs = report.get("inputs", {})
     metadata = inputs.get("metadata")
     try:
@@ -50,8 +50,6 @@ def acquired(report: dict[str, Any]) -> datetime | None:
             mtl = read_mtl(Path(metadata))
             clock = mtl.get("SCENE_CENTER_TIME", "00:00:00Z").rstrip("Z")[:15]
             return datetime.fromisoformat(f"{mtl['DATE_ACQUIRED']}T{clock}").replace(tzinfo=timezone.utc)
-        if inputs.get("stac_item"):
-            return pystac.Item.from_file(inputs["stac_item"]).datetime
     except (KeyError, ValueError, OSError):
         return None
     return None
@@ -100,7 +98,7 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _input_files(inputs: dict[str, Any]) -> list[str]:
-    files = [inputs.get("stac_item"), inputs.get("pan_file") or inputs.get("pan")]
+    files = [inputs.get("pan_file") or inputs.get("pan")]
     files += [f for f, _ in inputs.get("ms_files", [])] or inputs.get("ms", [])
     files.append(inputs.get("metadata"))
     return list(dict.fromkeys(str(f) for f in files if f))
@@ -112,12 +110,13 @@ def _own_version() -> str:
     return ddrf.__version__
 
 
-def build_item(raster: Path, report: dict[str, Any]) -> pystac.Item:
-    """The Item of one fused GeoTIFF, from the file itself and its run report."""
+def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None = None) -> pystac.Item:
+    """The Item of one fused GeoTIFF, from the file itself, its run report and the STAC Item it came from (if any)."""
     from rio_stac import create_stac_item
 
     outputs = report.get("outputs", {})
-    item = create_stac_item(str(raster), id=raster.stem, input_datetime=acquired(report) or _modified(raster),
+    when = (source.datetime if source is not None else None) or acquired(report) or _modified(raster)
+    item = create_stac_item(str(raster), id=raster.stem, input_datetime=when,
                             with_proj=True, asset_name="data", asset_roles=["data"], asset_href=f"./{raster.name}",
                             geom_precision=7, properties={"created": report.get("finished")} if report.get(
                                 "finished") else None)
@@ -133,9 +132,12 @@ def build_item(raster: Path, report: dict[str, Any]) -> pystac.Item:
     for key, (path, media, roles, title) in extras.items():
         if path and Path(path).is_file():
             item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, media_type=media, roles=roles))
-    source_item = report.get("inputs", {}).get("stac_item")
-    if source_item:  # derived_from links to STAC Items; plain input files are listed in ddrf:inputs
-        item.add_link(pystac.Link("derived_from", source_item, pystac.MediaType.JSON))
+    if source is not None:  # derived_from links to STAC Items; plain input files are listed in ddrf:inputs
+        for key in ("platform", "constellation", "instruments"):
+            if key in source.properties:
+                item.properties[key] = source.properties[key]
+        if source.get_self_href():
+            item.add_link(pystac.Link("derived_from", source.get_self_href(), pystac.MediaType.GEOJSON))
     return item
 
 
@@ -143,13 +145,13 @@ def _modified(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
 
 
-def write_item(raster: Path) -> Path:
+def write_item(raster: Path, source: pystac.Item | None = None) -> Path:
     """Write (or rewrite) `<name>.item.json` beside a finished GeoTIFF and its report; returns the Item's path."""
     from ddrf.files import write_text_atomic
 
     report_path = raster.with_suffix(".json")
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    item = build_item(raster, report)
+    item = build_item(raster, report, source)
     path = item_path(raster)
     write_text_atomic(path, json.dumps(item.to_dict(include_self_link=False), indent=2) + "\n")
     return path

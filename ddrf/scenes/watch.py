@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ddrf.scenes.pipeline import EngineSpec, RunSettings, SceneJob
+from ddrf.scenes.engines import EngineSpec
+from ddrf.scenes.jobs import SceneJob
+from ddrf.scenes.streaming import RunSettings
 from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested
 from ddrf.scenes.runner import run_scene
 
@@ -64,7 +66,7 @@ class StatusFile:
         self.save()
 
     def save(self) -> None:
-        from ddrf.card import write_text_atomic
+        from ddrf.files import write_text_atomic
 
         counts: dict[str, int] = {}
         for entry in self.scenes.values():

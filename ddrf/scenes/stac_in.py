@@ -1,0 +1,150 @@
+"""`ddrf-run ITEM.json|URL -o OUT`: fuse the PAN and MS assets that a STAC Item names.
+
+Band identity comes from the Item, never from asset keys or order: STAC 1.0 `eo:bands` (`common_name`) or STAC 1.1
+`bands` (`eo:common_name`), on the asset or, for a single-raster Item, on the Item. The PAN is the asset whose only
+band is `pan`; the MS bands are those with a visible or near-infrared common name, in single-band assets (Landsat
+Collection 2: `blue`, `green`, `red`, `nir08`, ...) or in one multi-band asset (Maxar-style `ms_analytic`).
+
+Remote assets are read where they are, through GDAL's virtual file systems (`/vsicurl/` for http(s), `/vsis3/`,
+`/vsigs/`, `/vsiaz/`): cloud-optimised GeoTIFFs are read window by window with range requests, never downloaded
+whole. Each band is wrapped in a small local VRT that names it (band description = the project's band name), so
+the scene code sees ordinary single-band rasters; the VRTs live in `OUT/.ddrf-stac/<item id>/`.
+"""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pystac
+import rasterio
+
+from ddrf.scenes.jobs import SceneJob
+from ddrf.scenes.stac_out import COMMON_NAMES
+
+VSI_PREFIXES = {"http://": "/vsicurl/", "https://": "/vsicurl/", "s3://": "/vsis3/", "gs://": "/vsigs/",
+                "az://": "/vsiaz/"}
+MS_COMMON = {"coastal", "blue", "green", "yellow", "red", "rededge", "nir", "nir08", "nir09"}
+WORK_DIR = ".ddrf-stac"
+
+
+def is_item_reference(argument: str) -> bool:
+    """A URL, or a local .json file (scene directories are directories)."""
+    lowered = argument.lower()
+    return lowered.startswith(("http://", "https://")) or (lowered.endswith(".json") and Path(argument).is_file())
+
+
+def read_item(reference: str) -> pystac.Item:
+    try:
+        return pystac.Item.from_file(reference)
+    except Exception as exc:  # pystac raises many kinds for a bad document or an unreachable URL
+        raise ValueError(f"{reference}: not a readable STAC Item ({' '.join(str(exc).split())[:200]})") from exc
+
+
+@dataclass(frozen=True)
+class BandSource:
+    href: str  # as GDAL opens it: a local path or a /vsi... path
+    band: int  # 1-based band in that file
+    name: str  # the project's band name (blue, nir, nir1, red_edge, pan, ...)
+
+
+def gdal_path(href: str) -> str:
+    for scheme, prefix in VSI_PREFIXES.items():
+        if href.lower().startswith(scheme):
+            return prefix + (href if prefix == "/vsicurl/" else href[len(scheme):])
+    return href[len("file://"):] if href.startswith("file://") else href
+
+
+def common_names(asset: pystac.Asset, item: pystac.Item) -> list[str | None]:
+    """Per band of the asset, its eo common name (None where the Item does not say)."""
+    bands = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands")
+    if bands is None and asset.roles and "data" in asset.roles:
+        rasters = [a for a in item.assets.values() if a.media_type and "tiff" in a.media_type.lower()]
+        if len(rasters) == 1:
+            bands = item.properties.get("eo:bands") or item.properties.get("bands")
+    return [b.get("common_name") or b.get("eo:common_name") for b in bands or []]
+
+
+def project_name(common: str, all_common: set[str]) -> str:
+    """eo common name -> the project's band name (two NIR bands: nir1/nir2, as WorldView-2/3 are named)."""
+    if common in ("nir08", "nir") and "nir09" in all_common:
+        return "nir1"
+    if common == "nir08":
+        return "nir"
+    reverse = {v: k for k, v in COMMON_NAMES.items()}
+    return reverse.get(common, common)
+
+
+def band_sources(item: pystac.Item, reference: str) -> tuple[BandSource, list[BandSource]]:
+    """(PAN, MS bands) the Item names; a one-line error naming the Item when it has no PAN or no MS."""
+    per_asset = {key: common_names(asset, item) for key, asset in item.assets.items()}
+    all_common = {c for names in per_asset.values() for c in names if c}
+    pans, ms = [], []
+    for key, names in per_asset.items():
+        href = gdal_path(item.assets[key].get_absolute_href() or item.assets[key].href)
+        if names == ["pan"]:
+            pans.append(BandSource(href, 1, "pan"))
+        ms += [BandSource(href, i + 1, project_name(c, all_common)) for i, c in enumerate(names) if c in MS_COMMON]
+    if len(pans) != 1:
+        what = "no asset whose only band is pan" if not pans else f"{len(pans)} PAN assets"
+        raise ValueError(f"{reference}: {what} (band identity is read from eo:bands / bands)")
+    if not ms:
+        raise ValueError(f"{reference}: no MS bands (no asset band with a visible or NIR eo common name)")
+    names = [b.name for b in ms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{reference}: MS band names repeat ({', '.join(names)})")
+    return pans[0], ms
+
+
+def write_vrt(source: BandSource, path: Path, nodata: float | None = None) -> Path:
+    """A one-band VRT over `source` (read from its header: remote headers cost a range request or two)."""
+    try:
+        with rasterio.open(source.href) as src:
+            dtype, width, height = src.dtypes[source.band - 1], src.width, src.height
+            block = src.block_shapes[source.band - 1]
+            crs, transform, src_nodata = src.crs, src.transform, src.nodatavals[source.band - 1]
+    except rasterio.errors.RasterioIOError as exc:
+        raise ValueError(f"{source.href}: cannot open ({' '.join(str(exc).split())[:200]})") from exc
+    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
+    ET.SubElement(root, "SRS").text = crs.to_wkt() if crs else ""
+    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in transform.to_gdal())
+    gdal_type = {"uint8": "Byte"}.get(dtype, dtype.capitalize().replace("Uint", "UInt"))
+    band = ET.SubElement(root, "VRTRasterBand", dataType=gdal_type, band="1")
+    ET.SubElement(band, "Description").text = source.name
+    value = src_nodata if src_nodata is not None else nodata
+    if value is not None:
+        ET.SubElement(band, "NoDataValue").text = repr(float(value))
+    simple = ET.SubElement(band, "SimpleSource")
+    ET.SubElement(simple, "SourceFilename", relativeToVRT="0").text = source.href
+    ET.SubElement(simple, "SourceBand").text = str(source.band)
+    ET.SubElement(simple, "SourceProperties", RasterXSize=str(width), RasterYSize=str(height), DataType=gdal_type,
+                  BlockXSize=str(block[1]), BlockYSize=str(block[0]))
+    for tag in ("SrcRect", "DstRect"):
+        ET.SubElement(simple, tag, xOff="0", yOff="0", xSize=str(width), ySize=str(height))
+    path.write_text(ET.tostring(root, encoding="unicode"))
+    return path
+
+
+def declared_nodata(item: pystac.Item) -> float | None:
+    """A nodata value the Item declares on any asset band (raster:bands or bands), if the files do not."""
+    for asset in item.assets.values():
+        for band in asset.extra_fields.get("raster:bands", []) + asset.extra_fields.get("bands", []):
+            if isinstance(band, dict) and band.get("nodata") is not None:
+                return float(band["nodata"])
+    return None
+
+
+def job_from_item(reference: str, output_dir: Path) -> tuple[SceneJob, pystac.Item]:
+    """The SceneJob for one Item: its bands as named VRTs in OUT/.ddrf-stac/<id>/, output OUT/<id>.tif."""
+    os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")  # no directory listing per remote file
+    item = read_item(reference)
+    pan, ms = band_sources(item, reference)
+    work = output_dir / WORK_DIR / item.id
+    work.mkdir(parents=True, exist_ok=True)
+    nodata = declared_nodata(item)
+    pan_vrt = write_vrt(pan, work / "pan.vrt", nodata)
+    ms_vrts = tuple(write_vrt(b, work / f"ms_{b.name}.vrt", nodata) for b in ms)
+    return SceneJob(item.id, output_dir / f"{item.id}.tif", pan=pan_vrt, ms=ms_vrts), item
+
