@@ -8,7 +8,8 @@ Collection 2: `blue`, `green`, `red`, `nir08`, ...) or in one multi-band asset (
 Remote assets are read where they are, through GDAL's virtual file systems (`/vsicurl/` for http(s), `/vsis3/`,
 `/vsigs/`, `/vsiaz/`): cloud-optimised GeoTIFFs are read window by window with range requests, never downloaded
 whole. Each band is wrapped in a small local VRT that names it (band description = the project's band name), so
-the scene code sees ordinary single-band rasters; the VRTs live in `OUT/.ddrf-stac/<item id>/`.
+the scene code sees ordinary single-band rasters; the VRTs live in `OUT/.ddrf-stac/<item id>/`. MS bands are put
+in spectral order (coastal, blue, green, yellow, red, red edge, NIR), whatever the Item's asset or band order.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ddrf.scenes.stac_out import COMMON_NAMES
 VSI_PREFIXES = {"http://": "/vsicurl/", "https://": "/vsicurl/", "s3://": "/vsis3/", "gs://": "/vsigs/",
                 "az://": "/vsiaz/"}
 MS_COMMON = {"coastal", "blue", "green", "yellow", "red", "rededge", "nir", "nir08", "nir09"}
+SPECTRAL_ORDER = ["coastal", "blue", "green", "yellow", "red", "red_edge", "nir", "nir1", "nir2"]  # output band order
 WORK_DIR = ".ddrf-stac"
 
 
@@ -95,7 +97,7 @@ def band_sources(item: pystac.Item, reference: str) -> tuple[BandSource, list[Ba
     names = [b.name for b in ms]
     if len(set(names)) != len(names):
         raise ValueError(f"{reference}: MS band names repeat ({', '.join(names)})")
-    return pans[0], ms
+    return pans[0], sorted(ms, key=lambda b: SPECTRAL_ORDER.index(b.name))
 
 
 def write_vrt(source: BandSource, path: Path, nodata: float | None = None) -> Path:

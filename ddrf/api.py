@@ -1,0 +1,136 @@
+"""The Python entry points for notebooks and other services (torch-free, like `ddrf-run`).
+
+    import ddrf
+    fused = ddrf.fuse(pan, ms)                    # numpy: PAN (H, W), MS (h, w, B) in DN -> (H, W, B) float32
+    fused = ddrf.fuse(pan_da, ms_da)              # xarray (band, y, x) DataArrays -> DataArray on the PAN grid + CRS
+    path = ddrf.fuse_scene("SCENE_DIR", "out/")   # a scene directory, GeoTIFF pair or STAC Item -> GeoTIFF path
+
+`fuse` holds the whole image in memory (one window); `fuse_scene` streams a scene of any size in windows, exactly as
+`ddrf-run` does, and writes the JSON report and the STAC Item beside the GeoTIFF.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union, overload
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import xarray
+
+PathLike = Union[str, Path]
+
+
+def bundled_model() -> Path:
+    return Path(__file__).parent / "assets" / "model"
+
+
+@lru_cache(maxsize=4)
+def _fuser(model: str, backend: str, steps: int | None, threads: int | None) -> Any:
+    from ddrf.runtime.fuser import Fuser
+
+    return Fuser(model, backend, steps, threads=threads)
+
+
+def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method: str | None, steps: int | None,
+                 seed: int, backend: str, sensor: str, threads: int | None) -> np.ndarray:
+    if pan.ndim != 2 or ms.ndim != 3:
+        raise ValueError(f"pan must be (H, W) and ms (h, w, bands); got {pan.shape} and {ms.shape}")
+    ratio = pan.shape[0] // max(ms.shape[0], 1)
+    if ratio < 1 or pan.shape != (ms.shape[0] * ratio, ms.shape[1] * ratio):
+        raise ValueError(f"PAN {pan.shape} must be MS {ms.shape[:2]} times an integer ratio")
+    if method is not None:
+        from ddrf.baselines import fuse as fuse_classical
+
+        return fuse_classical(method, pan.astype(np.float64), ms.astype(np.float64), ratio, sensor).astype(np.float32)
+    fuser = _fuser(str(model or bundled_model()), backend, steps, threads)
+    if ratio != fuser.card.ratio:
+        raise ValueError(f"PAN/MS ratio {ratio}, but the model fuses ratio {fuser.card.ratio}")
+    return np.asarray(fuser.fuse(pan, ms, seed), dtype=np.float32)
+
+
+@overload
+def fuse(pan: np.ndarray, ms: np.ndarray, model: PathLike | None = None, *, method: str | None = None,
+         steps: int | None = None, seed: int = 0, backend: str = "ort-cpu", sensor: str = "generic",
+         threads: int | None = None) -> np.ndarray: ...
+
+
+@overload
+def fuse(pan: "xarray.DataArray", ms: "xarray.DataArray", model: PathLike | None = None, *, method: str | None = None,
+         steps: int | None = None, seed: int = 0, backend: str = "ort-cpu", sensor: str = "generic",
+         threads: int | None = None) -> "xarray.DataArray": ...
+
+
+def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None = None, steps: int | None = None,
+         seed: int = 0, backend: str = "ort-cpu", sensor: str = "generic", threads: int | None = None) -> Any:
+    """Pansharpen PAN and MS arrays in digital numbers.
+
+    numpy: `pan` (H, W), `ms` (h, w, B) with H = ratio * h -> (H, W, B) float32.
+    xarray (rioxarray's layout): `pan` (band=1, y, x) or (y, x), `ms` (band, y, x) -> (band, y, x) float32 DataArray
+    with the PAN's y/x coordinates, the MS band coordinate, and the PAN's CRS and transform when rioxarray is
+    installed.
+    `model`: a model directory (default: the bundled model); `method`: a classical baseline instead (e.g. "GSA");
+    `steps`: sampler steps (default: the model card's); `seed`: the noise seed.
+    """
+    if hasattr(pan, "dims") and hasattr(ms, "dims"):
+        return _fuse_dataarrays(pan, ms, model, method, steps, seed, backend, sensor, threads)
+    return _fuse_arrays(np.asarray(pan), np.asarray(ms), model, method, steps, seed, backend, sensor, threads)
+
+
+def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: PathLike | None, method: str | None,
+                     steps: int | None, seed: int, backend: str, sensor: str,
+                     threads: int | None) -> "xarray.DataArray":
+    import xarray as xr
+
+    pan2d = pan.squeeze("band", drop=True) if "band" in pan.dims else pan
+    if pan2d.dims != ("y", "x") or ms.dims != ("band", "y", "x"):
+        raise ValueError(f"pan must have dims (band, y, x) or (y, x), ms (band, y, x); got {pan.dims}, {ms.dims}")
+    fused = _fuse_arrays(pan2d.values, np.moveaxis(ms.values, 0, -1), model, method, steps, seed, backend, sensor,
+                         threads)
+    result = xr.DataArray(np.moveaxis(fused, -1, 0), dims=("band", "y", "x"),
+                          coords={"band": ms.coords["band"].values if "band" in ms.coords else
+                                  np.arange(1, fused.shape[-1] + 1), "y": pan2d.coords["y"], "x": pan2d.coords["x"]},
+                          name="fused", attrs={"long_name": list(ms.attrs.get("long_name", [])) or None})
+    try:
+        import rioxarray  # noqa: F401  (registers the .rio accessor)
+    except ImportError:
+        return result
+    if pan.rio.crs is not None:
+        result = result.rio.write_crs(pan.rio.crs).rio.write_transform(pan.rio.transform())
+    return result
+
+
+def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None, method: str | None = None,
+               steps: int | None = None, seed: int = 0, backend: str = "ort-cpu", tile: int | None = None,
+               cog: bool = False, overwrite: bool = False) -> Path:
+    """Fuse a scene directory or a STAC Item (path or URL) into a GeoTIFF; returns its path.
+
+    `out`: a directory (the output is OUT/<scene name>.tif) or a .tif path (scene directories only). Windowed like
+    `ddrf-run`, with the JSON report and the STAC Item (`<name>.item.json`) beside the GeoTIFF. A scene that cannot
+    be fused raises ValueError with a one-line reason naming the file.
+    """
+    from ddrf.scenes.pipeline import DEFAULT_HALO, EngineSpec, RunSettings, SceneJob, default_tiling, run_job
+    from ddrf.scenes.runner import describe_outputs
+    from ddrf.scenes.stac_in import is_item_reference, job_from_item
+
+    out = Path(out).absolute()
+    as_file = out.suffix.lower() in (".tif", ".tiff")
+    item = None
+    if is_item_reference(str(source)):
+        if as_file:
+            raise ValueError(f"{out}: for a STAC Item, out names a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        job, item = job_from_item(str(source), out)
+    else:
+        directory = Path(source).absolute()
+        raster = out if as_file else out / f"{directory.name}.tif"
+        raster.parent.mkdir(parents=True, exist_ok=True)
+        job = SceneJob(raster.stem, raster, directory=directory)
+    spec = EngineSpec(None if method else str(model or bundled_model()), backend, steps, seed, 1, method)
+    tile_default, batch = default_tiling(backend, method)
+    settings = RunSettings(tile or tile_default, batch, DEFAULT_HALO, cog=cog, overwrite=overwrite, progress=False)
+    entry = describe_outputs(run_job(job, spec, settings), job, settings, None, item)
+    if entry["status"] == "failed":
+        raise ValueError(entry["error"])
+    return job.raster
