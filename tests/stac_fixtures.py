@@ -63,7 +63,8 @@ def make_cogs(dest: Path) -> dict[str, Path]:
         source = next(SAMPLE.glob(f"*_{band}.TIF"))
         paths[band] = dest / f"LC08_{band}.TIF"
         with rasterio.open(source) as src:
-            profile = {k: v for k, v in src.profile.items() if k not in ("blockxsize", "blockysize", "tiled")}
+            profile = {k: v for k, v in src.profile.items()
+                       if k not in ("blockxsize", "blockysize", "tiled", "interleave")}
             profile.update(driver="COG", blocksize=256, compress="deflate")
             with rasterio.open(paths[band], "w", **profile) as dst:
                 dst.write(src.read())
@@ -73,7 +74,7 @@ def make_cogs(dest: Path) -> dict[str, Path]:
         with rasterio.open(path) as src:
             profile = dict(src.profile, count=4, driver="COG", blocksize=256, compress="deflate")
             layers.append(src.read())
-    for key in ("blockxsize", "blockysize", "tiled"):
+    for key in ("blockxsize", "blockysize", "tiled", "interleave"):
         profile.pop(key, None)
     data = np.concatenate(layers)
     paths["MS"] = dest / "maxar-M1BS.tif"
@@ -127,10 +128,10 @@ def maxar_item(cogs: dict[str, Path], base: str, item_id: str = "maxar-style") -
 class RangeHandler(SimpleHTTPRequestHandler):
     """Static files with single byte-range requests (206), which GDAL's /vsicurl/ uses to read COG windows."""
 
-    requests: list[str] = []
+    requests: list[tuple[str, str]] = []  # (path, status code) of every request served
 
     def log_message(self, format: str, *args: Any) -> None:
-        RangeHandler.requests.append(self.path)
+        RangeHandler.requests.append((self.path, str(args[1]) if len(args) > 1 else "?"))
 
     def send_head(self) -> Any:
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
@@ -164,3 +165,22 @@ def http_server(root: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def small_scene(dest: Path, size: int = 128) -> Path:
+    """The sample scene cropped to its top-left PAN size x size (MS size/2), georeferencing and MTL kept: a real
+    Landsat-8 scene small enough for the bundled model in a second."""
+    from rasterio.windows import Window
+
+    dest.mkdir(parents=True)
+    for path in SAMPLE.iterdir():
+        if path.suffix.upper() != ".TIF":
+            (dest / path.name).write_bytes(path.read_bytes())
+            continue
+        with rasterio.open(path) as src:
+            side = size if src.res[0] < 20 else size // 2
+            window = Window(0, 0, side, side)
+            profile = dict(src.profile, width=side, height=side, transform=src.window_transform(window))
+            with rasterio.open(dest / path.name, "w", **profile) as dst:
+                dst.write(src.read(window=window))
+    return dest

@@ -1,0 +1,147 @@
+"""STAC out (an Item beside every GeoTIFF, valid against the STAC schemas offline; the static catalogue) and STAC in
+(Landsat Collection 2 and Maxar-style Items whose COGs, made from the bundled sample scene, are served over HTTP
+from 127.0.0.1 and read through /vsicurl/)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from ddrf.scenes.command import app
+from stac_fixtures import (SAMPLE, RangeHandler, http_server, landsat_item, make_cogs, maxar_item, no_network,
+                           offline_validator, small_scene)
+
+MODEL_CARD = Path(__file__).parents[1] / "ddrf" / "assets" / "model" / "card.json"
+
+
+def cli(*args: str) -> "object":
+    return CliRunner().invoke(app, [*args, "--no-progress"])
+
+
+def validate(document: dict) -> list[str]:
+    with no_network():
+        return pystac.validation.validate_dict(document, validator=offline_validator())
+
+
+def by_name(path: Path) -> dict[str, np.ndarray]:
+    with rasterio.open(path) as ds:
+        return {name: ds.read(i + 1) for i, name in enumerate(ds.descriptions)}
+
+
+@pytest.fixture(scope="module")
+def directory_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample scene directory through ddrf-run GSA, into a catalogue: the reference for the STAC tests."""
+    root = tmp_path_factory.mktemp("dir_run")
+    result = cli(str(SAMPLE), "-o", str(root / "out"), "--method", "GSA", "--stac-catalog", str(root / "catalog"))
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_item_beside_the_geotiff_is_valid_stac(directory_run: Path) -> None:
+    raster = directory_run / "out" / f"{SAMPLE.name}.tif"
+    item_file = raster.with_name(f"{SAMPLE.name}.item.json")
+    document = json.loads(item_file.read_text())
+    schemas = validate(document)
+    assert any("item-spec/json-schema/item.json" in s for s in schemas)
+    assert {s.split("/")[3] for s in schemas if "stac-extensions" in s} == {"projection", "eo", "processing"}
+    props = document["properties"]
+    with rasterio.open(raster) as ds:
+        assert props["proj:epsg"] == ds.crs.to_epsg() == 32616
+        assert props["proj:shape"] == [ds.height, ds.width] and props["proj:transform"][:6] == list(ds.transform)[:6]
+        names, stats = list(ds.descriptions), ds.read(1, masked=True)
+    bands = document["assets"]["data"]["bands"]
+    assert [b["name"] for b in bands] == names == ["blue", "green", "red", "nir"]
+    assert [b["eo:common_name"] for b in bands] == ["blue", "green", "red", "nir"]
+    assert bands[0]["data_type"] == "uint16" and bands[0]["statistics"]["maximum"] == float(stats.max())
+    assert props["datetime"].startswith("2015-08-04T16:19:21")  # the MTL's acquisition time
+    assert props["ddrf:method"] == "GSA" and props["processing:software"]["ddrf-edge"]
+    assert any(p.endswith("_B8.TIF") for p in props["ddrf:inputs"])
+    assert (item_file.parent / document["assets"]["data"]["href"]).resolve() == raster.resolve()
+    assert (item_file.parent / document["assets"]["report"]["href"]).is_file()
+    west, south, east, north = document["bbox"]
+    assert -87.5 < west < east < -87.3 and 30.6 < south < north < 30.7  # the sample scene, near Pensacola
+
+    document["assets"]["data"]["bands"][0]["eo:common_name"] = "ultraviolet"  # the check can fail
+    with pytest.raises(pystac.errors.STACValidationError):
+        validate(document)
+
+
+def test_catalogue_links_every_output_once(directory_run: Path, tmp_path: Path) -> None:
+    catalog_dir = directory_run / "catalog"
+    other = small_scene(tmp_path / "small")
+    for _ in range(2):  # the second run skips the finished scene and must not duplicate its link
+        result = cli(str(SAMPLE), str(other), "-o", str(directory_run / "out"), "--method", "GSA",
+                     "--stac-catalog", str(catalog_dir))
+        assert result.exit_code == 0, result.output
+    document = json.loads((catalog_dir / "catalog.json").read_text())
+    validate(document)
+    catalog = pystac.Catalog.from_file(str(catalog_dir / "catalog.json"))
+    items = sorted(catalog.get_items(), key=lambda i: i.id)
+    assert [i.id for i in items] == [SAMPLE.name, "small"]
+    assert items[0].assets["data"].get_absolute_href() == str(directory_run / "out" / f"{SAMPLE.name}.tif")
+
+
+def test_model_run_item_names_the_model(tmp_path: Path) -> None:
+    scene = small_scene(tmp_path / "scene")
+    result = cli(str(scene), "-o", str(tmp_path / "out"), "--tile", "128", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "scene.item.json").read_text())
+    validate(document)
+    props = document["properties"]
+    assert props["ddrf:method"] == "ddrf" and props["ddrf:steps"] == json.loads(MODEL_CARD.read_text())[
+        "sampling_steps"]
+    assert props["ddrf:model_card_sha256"] == hashlib.sha256(MODEL_CARD.read_bytes()).hexdigest()
+    assert set(props["ddrf:model_hashes"]) == {"encoder.onnx", "denoiser.onnx"}
+    assert "DDRF" in props["processing:lineage"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("served")
+    cogs = make_cogs(root)
+    with http_server(root) as base:
+        (root / "landsat.json").write_text(json.dumps(landsat_item(cogs, base)))
+        (root / "maxar.json").write_text(json.dumps(maxar_item(cogs, base)))
+        yield root, base
+
+
+def test_stac_items_over_http_fuse_like_the_scene_directory(served, directory_run: Path, tmp_path: Path) -> None:
+    """A Landsat C2 Item by URL and a Maxar-style Item by local path (its assets on the HTTP server) give, band by
+    band, exactly the directory run's pixels: band identity came from eo:bands, not asset keys or order."""
+    root, base = served
+    RangeHandler.requests.clear()
+    result = cli(f"{base}/landsat.json", str(root / "maxar.json"), "-o", str(tmp_path / "out"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    reference = by_name(directory_run / "out" / f"{SAMPLE.name}.tif")
+    for name in ("LC08_L1TP_020039_20150804", "maxar-style"):
+        fused = by_name(tmp_path / "out" / f"{name}.tif")
+        assert list(fused) == ["blue", "green", "red", "nir"]
+        for band, values in reference.items():
+            np.testing.assert_array_equal(fused[band], values)
+    ranged = {path for path, code in RangeHandler.requests if code == "206"}  # partial reads: /vsicurl/ ranges
+    assert {"/LC08_B8.TIF", "/LC08_B5.TIF", "/maxar-M1BS.tif"} <= ranged
+    assert not any(p.suffix == ".TIF" for p in (tmp_path / "out").rglob("*"))  # read remotely, not downloaded
+    document = json.loads((tmp_path / "out" / "LC08_L1TP_020039_20150804.item.json").read_text())
+    validate(document)
+    assert document["properties"]["datetime"].startswith("2015-08-04T16:19:21")
+    assert document["properties"]["platform"] == "LANDSAT_8"
+    assert {"rel": "derived_from", "href": f"{base}/landsat.json", "type": "application/geo+json"} in \
+        document["links"]
+    assert str(tmp_path / "out" / "maxar-style.tif") in result.output  # the run names its outputs
+
+
+def test_item_without_pan_is_a_usage_error(served, tmp_path: Path) -> None:
+    root, _ = served
+    item = json.loads((root / "maxar.json").read_text())
+    del item["assets"]["pan_analytic"]
+    path = tmp_path / "nopan.json"
+    path.write_text(json.dumps(item))
+    result = cli(str(path), "-o", str(tmp_path / "out"), "--method", "GSA")
+    assert result.exit_code == 2 and f"{path}: no asset whose only band is pan" in result.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.tif"))
