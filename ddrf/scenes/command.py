@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from ddrf.scenes.jobs import SceneJob
     from ddrf.scenes.streaming import RunSettings
 
-app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True,
+EPILOG = "\b\n" + __doc__.split("\b\n", 1)[1].replace("Never imports torch.\n", "")  # \b: click keeps line breaks
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 SUMMARY_NAME = "ddrf-run-summary.json"
@@ -168,7 +169,7 @@ def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any
     return watcher.run()
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def main(
     scenes: list[str] = typer.Argument(None, help="Scene directories (Landsat C2, Maxar, Pleiades, GF2 ...) or STAC "
                                        "Items (ITEM.json or an http(s) URL).", show_default=False),

@@ -1,0 +1,131 @@
+"""The Python API (ddrf.fuse on numpy and xarray, ddrf.fuse_scene) and what ddrf-run tells an operator without a
+terminal: progress lines, JSON logs, the closing list of outputs, exit codes and --help."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import ddrf
+from ddrf.scenes.progress import Reporter
+from stac_fixtures import SAMPLE, small_scene
+
+ROOT = Path(__file__).parents[1]
+
+
+def sample_arrays(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """PAN (size, size) and MS (size/2, size/2, 4) from the top-left of the sample scene, in DN."""
+    with rasterio.open(next(SAMPLE.glob("*_B8.TIF"))) as src:
+        pan = src.read(1, window=((0, size), (0, size)))
+    ms = []
+    for band in (2, 3, 4, 5):
+        with rasterio.open(next(SAMPLE.glob(f"*_B{band}.TIF"))) as src:
+            ms.append(src.read(1, window=((0, size // 2), (0, size // 2))))
+    return pan, np.stack(ms, axis=-1)
+
+
+def test_fuse_numpy_with_the_bundled_model_and_a_baseline() -> None:
+    from ddrf.baselines import fuse as classical
+    from ddrf.sensors import interp23
+
+    pan, ms = sample_arrays()
+    fused = ddrf.fuse(pan, ms)
+    assert fused.shape == (64, 64, 4) and fused.dtype == np.float32 and np.isfinite(fused).all()
+    lms = interp23(ms.astype(np.float64), 2, "symmetric")
+    assert np.corrcoef(fused[..., 2].ravel(), lms[..., 2].ravel())[0, 1] > 0.8  # the same scene ...
+    assert np.abs(fused - lms).mean() > 20  # ... with PAN detail added (DN; the signal is ~7000-20000)
+    np.testing.assert_array_equal(ddrf.fuse(pan, ms, seed=0), fused)  # deterministic for a seed
+    gsa = ddrf.fuse(pan, ms, method="GSA")
+    np.testing.assert_allclose(gsa, classical("GSA", pan.astype(float), ms.astype(float), 2), rtol=1e-6)
+    with pytest.raises(ValueError, match="times an integer ratio"):
+        ddrf.fuse(pan[:, :60], ms)
+
+
+def test_fuse_dataarrays_keep_coordinates_and_crs() -> None:
+    rioxarray = pytest.importorskip("rioxarray")
+    import xarray as xr
+
+    pan = rioxarray.open_rasterio(next(SAMPLE.glob("*_B8.TIF")))[:, :64, :64]
+    ms = xr.concat([rioxarray.open_rasterio(next(SAMPLE.glob(f"*_B{b}.TIF")))[:, :32, :32] for b in (2, 3, 4, 5)],
+                   dim="band").assign_coords(band=["blue", "green", "red", "nir"])
+    fused = ddrf.fuse(pan, ms, method="GSA")
+    assert fused.dims == ("band", "y", "x") and list(fused.band.values) == ["blue", "green", "red", "nir"]
+    np.testing.assert_array_equal(fused.x.values, pan.x.values)
+    np.testing.assert_array_equal(fused.y.values, pan.y.values)
+    assert fused.rio.crs == pan.rio.crs and fused.rio.transform() == pan.rio.transform()
+    plain = ddrf.fuse(pan.values[0], np.moveaxis(ms.values, 0, -1), method="GSA")
+    np.testing.assert_array_equal(np.moveaxis(fused.values, 0, -1), plain)
+
+
+def test_fuse_scene_writes_geotiff_report_and_item(tmp_path: Path) -> None:
+    scene = small_scene(tmp_path / "scene")
+    path = ddrf.fuse_scene(scene, tmp_path / "out", method="GSA")
+    assert path == tmp_path / "out" / "scene.tif"
+    assert {p.name for p in path.parent.iterdir()} == {"scene.tif", "scene.json", "scene.item.json"}
+    with rasterio.open(path) as ds:
+        assert ds.shape == (128, 128) and ds.count == 4 and ds.crs.to_epsg() == 32616
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        ddrf.fuse_scene(tmp_path / "empty", tmp_path / "out2", method="GSA")
+
+
+def test_progress_lines_every_n_seconds_or_percent() -> None:
+    clock = [0.0]
+    stream = io.StringIO()  # not a terminal
+    reporter = Reporter("text", None, every_s=10.0, every_pct=50.0, stream=stream, clock=lambda: clock[0])
+    assert reporter.lines and reporter.bars is False
+    hook = reporter.tile_hook("scene")
+    for _ in range(10):  # 10 of 100 windows, one second each
+        clock[0] += 1.0
+        hook(1, 100)
+    lines = stream.getvalue().splitlines()
+    assert lines == ["ddrf-run: scene: 10% (10/100 windows), 10 s, ETA 90 s"]  # the 10 s rule
+    for _ in range(50):
+        clock[0] += 0.01
+        hook(1, 100)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("ddrf-run: scene: 60% (60/100")  # 50 % after the last line
+    json_stream = io.StringIO()
+    quiet = Reporter("json", None, every_s=1e9, every_pct=1e9, stream=json_stream)
+    quiet.tile_hook("s")(3, 3)  # the last window always reports
+    event = json.loads(json_stream.getvalue())
+    assert event["event"] == "progress" and event["percent"] == 100.0 and event["windows"] == 3
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "ddrf.scenes.command", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=120)
+
+
+def test_cli_without_a_terminal_reports_progress_outputs_and_exit_codes(tmp_path: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "x_B8.TIF").write_bytes(b"junk")
+    run = run_cli(str(SAMPLE), str(tmp_path / "broken"), "-o", str(tmp_path / "out"), "--method", "GSA",
+                  "--tile", "128", "--progress-percent", "25")
+    assert run.returncode == 1, run.stderr  # one scene failed, the other was done
+    lines = run.stderr.splitlines()
+    assert sum(f"{SAMPLE.name}: " in line and "windows" in line for line in lines) >= 3
+    assert "2 scene(s): 1 done, 0 skipped, 1 failed" in run.stderr
+    for suffix in (".tif", ".json", ".item.json"):
+        assert f"ddrf-run:   done {tmp_path / 'out' / SAMPLE.name}{suffix}" in lines
+    assert any(line.startswith("ddrf-run:   failed broken: ") and "x_B8.TIF" in line for line in lines)
+
+    again = run_cli(str(SAMPLE), "-o", str(tmp_path / "out"), "--method", "GSA", "--log-format", "json")
+    events = [json.loads(line) for line in again.stderr.splitlines()]
+    assert again.returncode == 0 and events[-1]["event"] == "output" and events[-1]["status"] == "skipped"
+    summary = next(e for e in events if e["event"] == "summary")
+    assert summary["skipped"] == 1 and summary["failed"] == 0
+
+    usage = run_cli(str(SAMPLE), "-o", str(tmp_path / "o"), "--log-format", "yaml")
+    assert usage.returncode == 2 and "--log-format" in usage.stderr
+    help_text = run_cli("--help").stdout
+    assert "Exit codes" in help_text and "ddrf-run --watch INBOX -o OUT_DIR" in help_text
+    assert "ddrf-run ITEM.json -o OUT_DIR" in help_text
