@@ -94,9 +94,9 @@ def band_sources(item: pystac.Item, reference: str) -> tuple[BandSource, list[Ba
         raise ValueError(f"{reference}: {what} (band identity is read from eo:bands / bands)")
     if not ms:
         raise ValueError(f"{reference}: no MS bands (no asset band with a visible or NIR eo common name)")
-    names = [b.name for b in ms]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{reference}: MS band names repeat ({', '.join(names)})")
+    ms_names = [b.name for b in ms]
+    if len(set(ms_names)) != len(ms_names):
+        raise ValueError(f"{reference}: MS band names repeat ({', '.join(ms_names)})")
     return pans[0], sorted(ms, key=lambda b: SPECTRAL_ORDER.index(b.name))
 
 

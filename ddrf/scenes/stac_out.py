@@ -88,11 +88,12 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
     else:
         method = engine.get("method", "unknown")
         lineage = f"classical pansharpening ({method}) of PAN + MS on the PAN grid"
-    props = {"processing:lineage": lineage, "processing:software": software, "ddrf:method": method,
-             "ddrf:inputs": _input_files(report.get("inputs", {}))}
+    props: dict[str, Any] = {"processing:lineage": lineage, "processing:software": software, "ddrf:method": method,
+                             "ddrf:inputs": _input_files(report.get("inputs", {}))}
     if engine.get("kind") == "model":
         props.update({"ddrf:steps": engine.get("steps"), "ddrf:seed": engine.get("seed"),
-                      "ddrf:backend": engine.get("backend"), "ddrf:model_card_sha256": card_hash(engine.get("model_dir")),
+                      "ddrf:backend": engine.get("backend"),
+                      "ddrf:model_card_sha256": card_hash(engine.get("model_dir")),
                       "ddrf:model_hashes": engine.get("card", {}).get("hashes", {})})
     return props
 
@@ -136,8 +137,9 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
         for key in ("platform", "constellation", "instruments"):
             if key in source.properties:
                 item.properties[key] = source.properties[key]
-        if source.get_self_href():
-            item.add_link(pystac.Link("derived_from", source.get_self_href(), pystac.MediaType.GEOJSON))
+        origin = source.get_self_href()
+        if origin:
+            item.add_link(pystac.Link("derived_from", origin, pystac.MediaType.GEOJSON))
     return item
 
 
