@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,8 +14,6 @@ import rasterio
 import ddrf
 from ddrf.scenes.progress import Reporter
 from stac_fixtures import SAMPLE, small_scene
-
-ROOT = Path(__file__).parents[1]
 
 
 def sample_arrays(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -99,10 +95,13 @@ def test_progress_lines_every_n_seconds_or_percent() -> None:
     assert event["event"] == "progress" and event["percent"] == 100.0 and event["windows"] == 3
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "ddrf.scenes.command", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=120)
+def run_cli(*args: str) -> Any:
+    """In-process (CliRunner): stderr is not a terminal, as under a service manager."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+
+    return CliRunner().invoke(app, list(args))
 
 
 def test_cli_without_a_terminal_reports_progress_outputs_and_exit_codes(tmp_path: Path) -> None:
@@ -110,7 +109,7 @@ def test_cli_without_a_terminal_reports_progress_outputs_and_exit_codes(tmp_path
     (tmp_path / "broken" / "x_B8.TIF").write_bytes(b"junk")
     run = run_cli(str(SAMPLE), str(tmp_path / "broken"), "-o", str(tmp_path / "out"), "--method", "GSA",
                   "--tile", "128", "--progress-percent", "25")
-    assert run.returncode == 1, run.stderr  # one scene failed, the other was done
+    assert run.exit_code == 1, run.output  # one scene failed, the other was done
     lines = run.stderr.splitlines()
     assert sum(f"{SAMPLE.name}: " in line and "windows" in line for line in lines) >= 3
     assert "2 scene(s): 1 done, 0 skipped, 1 failed" in run.stderr
@@ -120,12 +119,45 @@ def test_cli_without_a_terminal_reports_progress_outputs_and_exit_codes(tmp_path
 
     again = run_cli(str(SAMPLE), "-o", str(tmp_path / "out"), "--method", "GSA", "--log-format", "json")
     events = [json.loads(line) for line in again.stderr.splitlines()]
-    assert again.returncode == 0 and events[-1]["event"] == "output" and events[-1]["status"] == "skipped"
+    assert again.exit_code == 0 and events[-1]["event"] == "output" and events[-1]["status"] == "skipped"
     summary = next(e for e in events if e["event"] == "summary")
     assert summary["skipped"] == 1 and summary["failed"] == 0
 
     usage = run_cli(str(SAMPLE), "-o", str(tmp_path / "o"), "--log-format", "yaml")
-    assert usage.returncode == 2 and "--log-format" in usage.stderr
+    assert usage.exit_code == 2 and "--log-format" in usage.stderr
     help_text = run_cli("--help").stdout
     assert "Exit codes" in help_text and "ddrf-run --watch INBOX -o OUT_DIR" in help_text
     assert "ddrf-run ITEM.json -o OUT_DIR" in help_text
+
+
+def test_batch_run_sigterm_abandons_cleanly(tmp_path: Path) -> None:
+    """A real SIGTERM to this process during the first scene's third window: both scenes are abandoned, nothing is
+    published or left behind, and the run's exit code is 1."""
+    import os
+    import signal
+
+    from ddrf.scenes.pipeline import EngineSpec, RunSettings, SceneJob
+    from ddrf.scenes.runner import run_batch
+
+    class SignalAtThirdWindow(Reporter):
+        def tile_hook(self, scene: str) -> Any:
+            inner, seen = super().tile_hook(scene), [0]
+
+            def hook(done: int, total: int) -> None:
+                seen[0] += done
+                if seen[0] == 3:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                inner(done, total)
+
+            return hook
+
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = [SceneJob(n, out / f"{n}.tif", directory=SAMPLE) for n in ("a", "b")]
+    stream = io.StringIO()
+    reporter = SignalAtThirdWindow("text", False, stream=stream)
+    entries = run_batch(jobs, EngineSpec(method="GSA"), RunSettings(64, 1, 16, progress=False), reporter, None)
+    assert [e["status"] for e in entries] == ["abandoned", "abandoned"]
+    assert list(out.iterdir()) == []  # no output, no temporaries
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    assert reporter.summary(entries) == 1 and "SIGTERM: abandoned a" in stream.getvalue()

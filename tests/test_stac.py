@@ -106,7 +106,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("served")
     cogs = make_cogs(root)
     with http_server(root) as base:
-        (root / "landsat.json").write_text(json.dumps(landsat_item(cogs, base)))
+        (root / "landsat.json").write_text(json.dumps(landsat_item(cogs, ".")))  # hrefs relative to the Item URL
         (root / "maxar.json").write_text(json.dumps(maxar_item(cogs, base)))
         yield root, base
 

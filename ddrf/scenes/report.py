@@ -87,7 +87,7 @@ def write_summary(path: Path, entries: list[dict[str, Any]], settings: dict[str,
     """The run summary (one entry per scene: done / skipped / failed with its error)."""
     from ddrf.files import write_text_atomic
 
-    counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed")}
+    counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed", "abandoned")}
     body = {"report_version": REPORT_VERSION, "finished": now(), "counts": counts, "settings": settings,
             "scenes": entries, "software": versions()}
     write_text_atomic(path, json.dumps(body, indent=2, default=str) + "\n")
