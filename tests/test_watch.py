@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from ddrf.scenes.watch import Readiness, StatusFile
+from ddrf.scenes.watch import Readiness, StatusFile, WatchLock
 
 ROOT = Path(__file__).parents[1]
 SAMPLE = ROOT / "ddrf" / "assets" / "sample_scene" / "LC80200392015216LGN00"
@@ -98,7 +98,8 @@ def test_watch_exactly_once_across_restart(tmp_path: Path) -> None:
     assert first.stop() == 0
     assert "x_B8.TIF" in first.status()["bad"]["reason"]
     stamp = (out / "a.tif").stat().st_mtime_ns
-    assert {p.name for p in out.iterdir()} == {"a.tif", "a.json", "a.item.json", "ddrf-watch-status.json"}
+    assert {p.name for p in out.iterdir()} == {"a.tif", "a.json", "a.item.json", "ddrf-watch-status.json",
+                                               "ddrf-watch-status.json.lock"}
 
     # a scene the previous process was running when it was killed: queued again at the next start
     deliver(inbox / "c")
@@ -142,7 +143,7 @@ def test_sigterm_abandons_the_scene_in_progress_cleanly(tmp_path: Path) -> None:
     progress = [e for e in slow.events() if e["event"] == "progress"]
     assert progress[-1]["windows_done"] < progress[-1]["windows"]  # it really stopped part-way
     assert slow.status()["a"]["status"] == "queued" and "SIGTERM" in slow.status()["a"]["reason"]
-    assert sorted(p.name for p in out.iterdir()) == ["ddrf-watch-status.json"]  # no output, no temporaries
+    assert sorted(p.name for p in out.iterdir()) == ["ddrf-watch-status.json", "ddrf-watch-status.json.lock"]
 
     # the next start fuses it (a classical method here, only to keep the test short)
     again = WatchProcess(inbox, out, tmp_path / "again.log", "--settle", "0", "--method", "GSA")
@@ -176,3 +177,16 @@ def test_status_file_must_be_ours(tmp_path: Path) -> None:
     bad.write_text("[1, 2")
     with pytest.raises(ValueError, match="status.json: not a ddrf-run watch status file"):
         StatusFile(bad, tmp_path)
+
+
+def test_second_watcher_on_one_output_is_refused(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "out").mkdir()
+    with WatchLock(tmp_path / "out" / "ddrf-watch-status.json"):  # as a running watcher holds it
+        result = CliRunner().invoke(app, ["--watch", str(tmp_path / "inbox"), "-o", str(tmp_path / "out"),
+                                          "--method", "GSA"])
+    assert result.exit_code == 2 and "another ddrf-run --watch is writing" in result.output

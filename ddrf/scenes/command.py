@@ -153,7 +153,7 @@ def finish_cluster_entries(entries: list[dict[str, Any]], jobs: list[Any], setti
 
 def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any, catalog: Optional[Path],
               settle: float, ready_file: Optional[str], poll: bool, poll_interval: float) -> int:
-    from ddrf.scenes.watch import Watcher, WatchOptions
+    from ddrf.scenes.watch import Watcher, WatchLock, WatchOptions
 
     if not inbox.is_dir():
         raise usage(f"{inbox}: --watch needs an existing inbox directory")
@@ -164,9 +164,13 @@ def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any
     try:
         watcher = Watcher(inbox, output, spec, settings, reporter,
                           WatchOptions(settle, ready_file, poll, poll_interval), catalog)
+        lock = WatchLock(watcher.status.path).__enter__()
     except ValueError as exc:
         raise usage(" ".join(str(exc).split()))
-    return watcher.run()
+    try:
+        return watcher.run()
+    finally:
+        lock.__exit__()
 
 
 @app.command(epilog=EPILOG)

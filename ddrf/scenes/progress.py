@@ -113,14 +113,13 @@ class Reporter:
         return hook
 
     def scene(self, entry: dict[str, Any]) -> None:
-        """One scene finished (done, skipped or failed)."""
+        """One scene finished (done, skipped or failed): always a line (a watcher has no closing summary)."""
         status = entry["status"]
         detail = {"failed": entry.get("error"), "skipped": entry.get("reason")}.get(status)
         text = entry["error"] if status == "failed" else f"{entry['name']}: {status} -> {entry['output']}"
         if status == "skipped":
             text += f" ({detail})"
-        if status == "failed" or self.log_format == "json" or self.lines:
-            self.emit("scene", text, **{k: v for k, v in entry.items() if k != "tiles"})
+        self.emit("scene", text, **{k: v for k, v in entry.items() if k != "tiles"})
 
     def summary(self, entries: list[dict[str, Any]]) -> int:
         """The closing lines: counts, then every output file by name. Returns the exit code (0 or 1)."""

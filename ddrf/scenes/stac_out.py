@@ -117,10 +117,9 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
 
     outputs = report.get("outputs", {})
     when = (source.datetime if source is not None else None) or acquired(report) or _modified(raster)
-    item = create_stac_item(str(raster), id=raster.stem, input_datetime=when,
-                            with_proj=True, asset_name="data", asset_roles=["data"], asset_href=f"./{raster.name}",
-                            geom_precision=7, properties={"created": report.get("finished")} if report.get(
-                                "finished") else None)
+    created = {"created": report["finished"]} if report.get("finished") else {}
+    item = create_stac_item(str(raster), id=raster.stem, input_datetime=when, with_proj=True, asset_name="data",
+                            asset_roles=["data"], asset_href=f"./{raster.name}", geom_precision=7, properties=created)
     item.stac_extensions += [EO_EXTENSION, PROCESSING_EXTENSION]
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:

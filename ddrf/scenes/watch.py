@@ -15,7 +15,9 @@
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +83,27 @@ class StatusFile:
         for name in names:
             self.set(name, "queued", reason="the previous process ended while it ran; run again")
         return names
+
+
+class WatchLock:
+    """An exclusive lock beside the status file: two watchers on one output would fuse scenes twice."""
+
+    def __init__(self, status_path: Path) -> None:
+        self.path = status_path.with_name(status_path.name + ".lock")
+        self.fd: int | None = None
+
+    def __enter__(self) -> "WatchLock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise ValueError(f"{self.path}: another ddrf-run --watch is writing to this output directory") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock; the file stays (harmless, reused)
 
 
 def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...] | None:
