@@ -145,3 +145,21 @@ def test_item_without_pan_is_a_usage_error(served, tmp_path: Path) -> None:
     result = cli(str(path), "-o", str(tmp_path / "out"), "--method", "GSA")
     assert result.exit_code == 2 and f"{path}: no asset whose only band is pan" in result.output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.tif"))
+
+
+def test_band_identity_from_stac_1_1_bands_and_eight_band_maxar() -> None:
+    """STAC 1.1 `bands` with eo:common_name; an 8-band MS asset: two NIR bands become nir1/nir2 (WorldView names),
+    bands come out in spectral order whatever their order in the file; non-VNIR bands are left out."""
+    from ddrf.scenes.stac_in import band_sources
+
+    commons = ["nir09", "coastal", "blue", "green", "yellow", "red", "rededge", "nir08", "swir16"]
+    item = pystac.Item.from_dict({
+        "type": "Feature", "stac_version": "1.1.0", "id": "wv3", "geometry": None, "properties":
+        {"datetime": "2020-01-01T00:00:00Z"}, "links": [], "stac_extensions": [],
+        "assets": {"pan": {"href": "https://example.invalid/P.tif", "bands": [{"name": "P", "eo:common_name": "pan"}]},
+                   "ms": {"href": "https://example.invalid/M.tif",
+                          "bands": [{"name": f"b{i}", "eo:common_name": c} for i, c in enumerate(commons)]}}})
+    pan, ms = band_sources(item, "wv3.json")
+    assert pan.href == "/vsicurl/https://example.invalid/P.tif" and pan.band == 1
+    assert [b.name for b in ms] == ["coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2"]
+    assert [b.band for b in ms] == [2, 3, 4, 5, 6, 7, 8, 1]
