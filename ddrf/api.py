@@ -110,9 +110,11 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     `ddrf-run`, with the JSON report and the STAC Item (`<name>.item.json`) beside the GeoTIFF. A scene that cannot
     be fused raises ValueError with a one-line reason naming the file.
     """
-    from ddrf.scenes.pipeline import DEFAULT_HALO, EngineSpec, RunSettings, SceneJob, default_tiling, run_job
+    from ddrf.scenes.engines import EngineSpec, default_tiling
+    from ddrf.scenes.jobs import SceneJob, run_job
     from ddrf.scenes.runner import describe_outputs
     from ddrf.scenes.stac_in import is_item_reference, job_from_item
+    from ddrf.scenes.streaming import DEFAULT_HALO, RunSettings
 
     out = Path(out).absolute()
     as_file = out.suffix.lower() in (".tif", ".tiff")
@@ -127,9 +129,11 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
         raster = out if as_file else out / f"{directory.name}.tif"
         raster.parent.mkdir(parents=True, exist_ok=True)
         job = SceneJob(raster.stem, raster, directory=directory)
-    spec = EngineSpec(None if method else str(model or bundled_model()), backend, steps, seed, 1, method)
+    spec = EngineSpec(model=None if method else str(model or bundled_model()), backend=backend, steps=steps, seed=seed,
+                      method=method)
     tile_default, batch = default_tiling(backend, method)
-    settings = RunSettings(tile or tile_default, batch, DEFAULT_HALO, cog=cog, overwrite=overwrite, progress=False)
+    settings = RunSettings(tile=tile or tile_default, batch=batch, halo=DEFAULT_HALO, cog=cog, overwrite=overwrite,
+                           progress=False)
     entry = describe_outputs(run_job(job, spec, settings), job, settings, None, item)
     if entry["status"] == "failed":
         raise ValueError(entry["error"])

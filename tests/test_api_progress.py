@@ -136,7 +136,9 @@ def test_batch_run_sigterm_abandons_cleanly(tmp_path: Path) -> None:
     import os
     import signal
 
-    from ddrf.scenes.pipeline import EngineSpec, RunSettings, SceneJob
+    from ddrf.scenes.engines import EngineSpec
+    from ddrf.scenes.jobs import SceneJob
+    from ddrf.scenes.streaming import RunSettings
     from ddrf.scenes.runner import run_batch
 
     class SignalAtThirdWindow(Reporter):
@@ -156,7 +158,7 @@ def test_batch_run_sigterm_abandons_cleanly(tmp_path: Path) -> None:
     jobs = [SceneJob(n, out / f"{n}.tif", directory=SAMPLE) for n in ("a", "b")]
     stream = io.StringIO()
     reporter = SignalAtThirdWindow("text", False, stream=stream)
-    entries = run_batch(jobs, EngineSpec(method="GSA"), RunSettings(64, 1, 16, progress=False), reporter, None)
+    entries = run_batch(jobs, EngineSpec(method="GSA"), RunSettings(tile=64, batch=1, halo=16, progress=False), reporter, None)
     assert [e["status"] for e in entries] == ["abandoned", "abandoned"]
     assert list(out.iterdir()) == []  # no output, no temporaries
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
