@@ -155,7 +155,10 @@ class Watcher:
 
     def pending(self) -> Iterator[Path]:
         """Ready scenes not yet done or failed; marks the others waiting."""
+        ours = {p.resolve() for p in (self.out, self.catalog) if p is not None}
         for directory in scene_dirs(self.inbox):
+            if directory.resolve() in ours:  # an output or catalogue folder inside the inbox is not a scene
+                continue
             state = self.status.status(directory.name)
             if state in ("done", "failed"):
                 continue
