@@ -21,13 +21,14 @@ SAMPLE = ROOT / "ddrf" / "assets" / "sample_scene" / "LC80200392015216LGN00"
 
 
 class WatchProcess:
-    """`ddrf-run --watch` in a subprocess (polling observer, JSON logs to a file)."""
+    """`ddrf-run --watch` in a subprocess (JSON logs to a file); `poll`: watchdog's polling observer, else native."""
 
-    def __init__(self, inbox: Path, out: Path, log: Path, *extra: str) -> None:
+    def __init__(self, inbox: Path, out: Path, log: Path, *extra: str, poll: bool = True) -> None:
         self.out, self.log = out, log
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        args = [sys.executable, "-m", "ddrf.scenes.command", "--watch", str(inbox), "-o", str(out), "--poll",
-                "--poll-interval", "0.2", "--log-format", "json", *extra]
+        polling = ["--poll", "--poll-interval", "0.2"] if poll else []
+        args = [sys.executable, "-m", "ddrf.scenes.command", "--watch", str(inbox), "-o", str(out), *polling,
+                "--log-format", "json", *extra]
         self.stream = log.open("w")
         self.process = subprocess.Popen(args, stdout=self.stream, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
@@ -108,7 +109,7 @@ def test_watch_exactly_once_across_restart(tmp_path: Path) -> None:
     (out / "ddrf-watch-status.json").write_text(json.dumps(status))
 
     second = WatchProcess(inbox, out, tmp_path / "second.log", "--method", "GSA", "--settle", "600",
-                          "--ready-file", "*_MTL.txt")
+                          "--ready-file", "*_MTL.txt", poll=False)  # native (inotify) events this time
     second.wait("c done", lambda: scene_state(second, "c") == "done")
     (inbox / "b").mkdir()
     for path in SAMPLE.glob("*.TIF"):
