@@ -85,13 +85,13 @@ def scene_events(watcher: WatchProcess, name: str) -> list[dict[str, Any]]:
 def test_watch_exactly_once_across_restart(tmp_path: Path) -> None:
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
-    first = WatchProcess(inbox, out, tmp_path / "first.log", "--method", "GSA", "--settle", "1")
+    first = WatchProcess(inbox, out, tmp_path / "first.log", "--method", "GSA", "--settle", "0.5")
     first.wait("watching", lambda: any(e["event"] == "watching" for e in first.events()))
     partial = deliver(inbox / "a", hold_back="_B8.TIF")  # PAN still downloading
     (inbox / "bad").mkdir()
     (inbox / "bad" / "x_B8.TIF").write_bytes(b"not a raster")
     first.wait("bad fails", lambda: scene_state(first, "bad") == "failed")
-    time.sleep(1.5)  # > --settle: a scene with a partial file must still wait
+    time.sleep(1.0)  # > --settle: a scene with a partial file must still wait
     assert scene_state(first, "a") == "waiting" and not (out / "a.tif").exists()
     assert partial is not None
     partial.rename(partial.with_suffix(""))
@@ -115,7 +115,7 @@ def test_watch_exactly_once_across_restart(tmp_path: Path) -> None:
     for path in SAMPLE.glob("*.TIF"):
         shutil.copy(path, inbox / "b" / path.name)
     second.wait("b waiting", lambda: scene_state(second, "b") == "waiting")
-    time.sleep(1.0)
+    time.sleep(0.5)
     assert scene_state(second, "b") == "waiting"  # no ready file yet, and --settle is long
     shutil.copy(next(SAMPLE.glob("*_MTL.txt")), inbox / "b")
     second.wait("b done", lambda: scene_state(second, "b") == "done")
