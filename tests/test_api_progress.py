@@ -29,7 +29,7 @@ def sample_arrays(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
 
 def test_fuse_numpy_with_the_bundled_model_and_a_baseline() -> None:
     from ddrf.baselines import fuse as classical
-    from ddrf.sensors import interp23
+    from ddrf.filters import interp23
 
     pan, ms = sample_arrays()
     fused = ddrf.fuse(pan, ms)
