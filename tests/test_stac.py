@@ -58,6 +58,7 @@ def test_item_beside_the_geotiff_is_valid_stac(directory_run: Path) -> None:
     bands = document["assets"]["data"]["bands"]
     assert [b["name"] for b in bands] == names == ["blue", "green", "red", "nir"]
     assert [b["eo:common_name"] for b in bands] == ["blue", "green", "red", "nir"]
+    assert bands[0]["eo:center_wavelength"] == 0.482 and bands[3]["eo:full_width_half_max"] == 0.028  # OLI table
     assert bands[0]["data_type"] == "uint16" and bands[0]["statistics"]["maximum"] == float(stats.max())
     assert props["datetime"].startswith("2015-08-04T16:19:21")  # the MTL's acquisition time
     assert props["ddrf:method"] == "GSA" and props["processing:software"]["ddrf-edge"]

@@ -55,8 +55,21 @@ def acquired(report: dict[str, Any]) -> datetime | None:
     return None
 
 
-def band_entries(raster: Path, names: list[str]) -> list[dict[str, Any]]:
-    """STAC 1.1 `bands` of the fused raster: name, eo:common_name, data type, nodata, statistics (of valid pixels)."""
+def spectral_fields(sensor_name: str | None, band: str) -> dict[str, float]:
+    """eo:center_wavelength and eo:full_width_half_max (micrometres) from the sensor table, when it knows the band."""
+    from ddrf.sensors import find_sensor
+
+    sensor = find_sensor(sensor_name) if sensor_name else None
+    known = {b.name: b for b in sensor.bands} if sensor is not None else {}
+    if band not in known:
+        return {}
+    return {"eo:center_wavelength": round(known[band].centre_nm / 1000, 4),
+            "eo:full_width_half_max": round(known[band].width_nm / 1000, 4)}
+
+
+def band_entries(raster: Path, names: list[str], sensor: str | None = None) -> list[dict[str, Any]]:
+    """STAC 1.1 `bands` of the fused raster: name, eo:common_name, wavelengths (from the sensor table), data type,
+    nodata, statistics (of valid pixels)."""
     with rasterio.open(raster) as src:
         step = max(1, max(src.height, src.width) // 1024)  # statistics from a decimated read: flat cost
         data = src.read(out_shape=(src.count, -(-src.height // step), -(-src.width // step)), masked=True)
@@ -66,6 +79,7 @@ def band_entries(raster: Path, names: list[str]) -> list[dict[str, Any]]:
             entry: dict[str, Any] = {"name": name, "data_type": src.dtypes[k]}
             if name in COMMON_NAMES:
                 entry["eo:common_name"] = COMMON_NAMES[name]
+            entry.update(spectral_fields(sensor, name))
             if src.nodata is not None:
                 entry["nodata"] = src.nodata
             if valid.size:
@@ -125,7 +139,8 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     with rasterio.open(raster) as src:
         item.properties["gsd"] = abs(float(src.transform.a))
     item.assets["data"].title = f"Pansharpened {report.get('scene', {}).get('sensor', '')} scene".replace("  ", " ")
-    item.assets["data"].extra_fields["bands"] = band_entries(raster, outputs.get("band_names") or [])
+    item.assets["data"].extra_fields["bands"] = band_entries(raster, outputs.get("band_names") or [],
+                                                             report.get("scene", {}).get("sensor"))
     extras = {"report": (raster.with_suffix(".json"), "application/json", ["metadata"], "ddrf-run report"),
               "spread": (outputs.get("spread"), pystac.MediaType.GEOTIFF, ["uncertainty"], "per-pixel spread"),
               "quicklook": (outputs.get("quicklook"), pystac.MediaType.PNG, ["overview"], "RGB quicklook")}
