@@ -55,6 +55,7 @@ class SceneFiles:
     scheme: str = "generic"  # landsat-mtl, landsat, maxar, pleiades, gaofen, generic, raster, paths
     name: str = ""
     names_assumed: bool = False  # band names from a convention, not from metadata or band descriptions
+    band_source: str = ""  # where the band names came from: metadata, descriptions, convention, --bands
     missing: dict[str, Path] = field(default_factory=dict)  # bands the metadata names but whose file is absent
 
 

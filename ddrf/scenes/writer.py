@@ -57,8 +57,9 @@ class RasterSink:
     """
 
     def __init__(self, final: Path, profile: dict[str, Any], band_names: list[str], bits: int | None,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, offset: tuple[int, int] = (0, 0)) -> None:
         self.final, self.profile, self.bits = final, profile, bits
+        self.top, self.left = offset  # where the rows given to write_rows sit in the raster (nodata around them)
         self.path = temp_path(final)
         self.dataset = rasterio.open(self.path, "w", **profile)
         for i, name in enumerate(band_names, start=1):
@@ -71,6 +72,14 @@ class RasterSink:
         self.written = 0
 
     def write_rows(self, values: np.ndarray, valid: np.ndarray) -> None:
+        """The next rows of the fused grid, placed at `offset` in the raster."""
+        right = self.profile["width"] - self.left - values.shape[1]
+        if self.written + self.buffered == 0 and self.top:
+            self._buffer(np.zeros((self.top, self.profile["width"], values.shape[2])),
+                         np.zeros((self.top, self.profile["width"]), dtype=bool))
+        self._buffer(np.pad(values, ((0, 0), (self.left, right), (0, 0))), np.pad(valid, ((0, 0), (self.left, right))))
+
+    def _buffer(self, values: np.ndarray, valid: np.ndarray) -> None:
         self.rows.append(values)
         self.valid.append(valid)
         self.buffered += values.shape[0]
@@ -88,6 +97,9 @@ class RasterSink:
 
     def close(self) -> Path:
         """Flush, close and check the raster is complete; returns the temporary path."""
+        below = self.profile["height"] - self.written - self.buffered
+        if below > 0 and self.rows:  # nodata rows under the fused grid
+            self._buffer(np.zeros((below, *self.rows[-1].shape[1:])), np.zeros((below, self.profile["width"]), bool))
         if self.buffered:
             self._flush(self.buffered)
         self.dataset.close()
