@@ -56,6 +56,9 @@ def stage_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
     try:
         with open(temp, "xb") as f:
             f.write(data)
+    except OSError as exc:  # disk full, file-size limit: name the file being written, not its temporary
+        temp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(final)) from exc
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
