@@ -6,8 +6,9 @@ it (ddrf.files); a killed run leaves only such files, and `clean_stale` removes 
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import rasterio
@@ -47,6 +48,20 @@ def geotiff_profile(height: int, width: int, count: int, dtype: np.dtype, crs: A
                 transform=transform, nodata=nodata, tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
                 compress="deflate", predictor=2 if integer else 3, zlevel=6, BIGTIFF="IF_SAFER",
                 interleave="pixel")
+
+
+@contextmanager
+def naming_failures(final: Path) -> Iterator[None]:
+    """A failed write (disk full, file-size limit) as one line naming the output, with GDAL's first reason."""
+    try:
+        yield
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        causes = [exc]
+        while causes[-1].__cause__ or causes[-1].__context__:
+            causes.append(causes[-1].__cause__ or causes[-1].__context__)  # type: ignore[arg-type]
+        reason = " ".join(str(causes[-1]).split()) or type(causes[-1]).__name__
+        raise OSError(f"{final}: cannot write the output ({reason}); is the disk full or a file-size limit set?") \
+            from exc
 
 
 class RasterSink:
@@ -90,7 +105,8 @@ class RasterSink:
         values, valid = np.concatenate(self.rows), np.concatenate(self.valid)
         data = quantise(values[:n], valid[:n], self.profile["dtype"], self.bits, self.profile["nodata"])
         window = RioWindow(0, self.written, self.profile["width"], n)
-        self.dataset.write(np.moveaxis(data, -1, 0), window=window)
+        with naming_failures(self.final):
+            self.dataset.write(np.moveaxis(data, -1, 0), window=window)
         self.rows, self.valid = [values[n:]], [valid[n:]]
         self.buffered -= n
         self.written += n
@@ -102,7 +118,8 @@ class RasterSink:
             self._buffer(np.zeros((below, *self.rows[-1].shape[1:])), np.zeros((below, self.profile["width"]), bool))
         if self.buffered:
             self._flush(self.buffered)
-        self.dataset.close()
+        with naming_failures(self.final):
+            self.dataset.close()
         if self.written != self.profile["height"]:
             raise RuntimeError(f"{self.final}: wrote {self.written} of {self.profile['height']} rows")
         return self.path
