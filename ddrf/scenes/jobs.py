@@ -28,7 +28,14 @@ def plan_scene(scene: Any, engine: Engine, outputs: Outputs, settings: RunSettin
     per_pixel = bands * np.dtype(scene.dtype).itemsize + (bands * 4 if outputs.spread else 0)
     return {"grid": grid, "tiles": grid.count, "height": scene.pan_height, "width": scene.pan_width,
             "output_bytes": scene.pan_height * scene.pan_width * per_pixel,
-            "free_bytes": shutil.disk_usage(outputs.raster.parent).free}
+            "free_bytes": shutil.disk_usage(existing_folder(outputs.raster.parent)).free}
+
+
+def existing_folder(folder: Path) -> Path:
+    """The folder or its nearest existing parent (a dry run creates nothing)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def describe_plan(name: str, plan: dict[str, Any]) -> str:
