@@ -516,3 +516,29 @@ def test_band_order_from_bands_option_or_said_to_be_assumed(tmp_path: Path) -> N
     assert report["inputs"]["band_identity"] == "--bands" and report["inputs"]["band_names_assumed"] is False
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
+
+
+class ProfiledEngine:
+    """An engine whose backend has a fixed optimisation profile (as a TensorRT plan): windows 128..512, batch 4."""
+
+    ratio, multiple = 2, 8
+
+    def window_limits(self) -> tuple[int, int, int]:
+        return 128, 512, 4
+
+
+@pytest.mark.parametrize("tile, batch, problem", [(64, 1, "outside the engine's optimisation profile"),
+                                                  (1024, 1, "outside the engine's optimisation profile"),
+                                                  (256, 8, "--batch 8 exceeds")])
+def test_tile_outside_an_engine_profile_is_refused_before_any_scene(tile: int, batch: int, problem: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from ddrf.scenes.command import check_tile
+
+    with pytest.raises(typer.Exit) as raised:
+        check_tile(tile, 16, ProfiledEngine(), batch)
+    assert raised.value.exit_code == 2
+    assert_one_line(capsys.readouterr().err, f"--{'batch' if batch > 4 else 'tile'} {batch if batch > 4 else tile}",
+                    re.escape(problem), "ddrf-run:")
+    check_tile(256, 16, ProfiledEngine(), 4)  # inside the profile: accepted

@@ -93,7 +93,7 @@ def check_writable(folder: Path) -> None:
         raise usage(f"{folder}: cannot write the output here ({exc.strerror})")
 
 
-def check_tile(tile: int, halo: int, engine: Any) -> None:
+def check_tile(tile: int, halo: int, engine: Any, batch: int = 1) -> None:
     """Say once what the tile and halo round to (whole MS pixels and network strides), and refuse a tile that
     leaves no room inside its halo, before any scene starts."""
     from ddrf.scenes.tiling import round_up, window_alignment
@@ -110,6 +110,14 @@ def check_tile(tile: int, halo: int, engine: Any) -> None:
     if rounded_tile - 2 * rounded_halo < max(align, 1):
         raise usage(f"--tile {tile} (run as {rounded_tile}) leaves no room inside a halo of {rounded_halo} on each "
                     f"side: use --tile > {2 * rounded_halo + align - 1} or a smaller --halo")
+    limits = getattr(engine, "window_limits", lambda: None)()
+    if limits is not None:
+        low, high, most = limits
+        if not low <= rounded_tile <= high:
+            raise usage(f"--tile {tile} (run as {rounded_tile}) is outside the engine's optimisation profile "
+                        f"({low}..{high} px): pick a tile in that range or rebuild the engine with ddrf-export engine")
+        if batch > most:
+            raise usage(f"--batch {batch} exceeds the engine's optimisation profile (at most {most})")
 
 
 def on_sigterm(signum: int, frame: Any) -> None:
@@ -252,7 +260,7 @@ def main(
                            halo=DEFAULT_HALO if halo is None else halo, cog=cog, quicklook=quicklook,
                            overwrite=overwrite, spread=bool(uncertainty), progress=progress)
     engine = preload(spec) if not scheduler or dry_run_only else None
-    check_tile(settings.tile, settings.halo, engine)
+    check_tile(settings.tile, settings.halo, engine, settings.batch)
     if dry_run_only:
         raise typer.Exit(dry_run(jobs, spec, settings, engine))
     check_writable(output if jobs[0].directory is not None else output.parent)
