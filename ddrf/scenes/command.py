@@ -236,7 +236,8 @@ def main(
     cog: bool = typer.Option(False, "--cog", help="Write Cloud Optimized GeoTIFFs (with overviews)."),
     quicklook: bool = typer.Option(False, "--quicklook", help="Also write <name>_quicklook.png (RGB stretch)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose output exists."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address: one task per scene."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address: one task per scene "
+                                            "(trusted clusters only: Dask moves work by pickle)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: tty)."),
     bands: Optional[str] = typer.Option(None, "--bands", help="Names of the MS bands in file order, comma list "
                                         "(e.g. red,green,blue,nir); overrides metadata and naming conventions."),
