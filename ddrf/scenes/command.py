@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from ddrf.runtime.backends import BACKENDS
+
+if TYPE_CHECKING:
+    from ddrf.scenes.engines import EngineSpec
+    from ddrf.scenes.jobs import SceneJob
+    from ddrf.scenes.streaming import RunSettings
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,7 +39,7 @@ def usage(message: str) -> "typer.Exit":
 
 
 def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path,
-              bands: tuple[str, ...] = ()) -> list[Any]:
+              bands: tuple[str, ...] = ()) -> "list[SceneJob]":
     from ddrf.scenes.jobs import SceneJob
 
     if pan is not None or ms:
@@ -126,7 +131,7 @@ def on_sigterm(signum: int, frame: Any) -> None:
 
 
 def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
-              method: str | None, threads: int | None) -> Any:
+              method: str | None, threads: int | None) -> "EngineSpec":
     """The engine description, checked here so that a bad model is a usage error before any scene runs."""
     from ddrf.scenes.engines import EngineSpec
 
@@ -154,7 +159,7 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
                       threads=threads)
 
 
-def preload(spec: Any) -> Any:
+def preload(spec: "EngineSpec") -> Any:
     """Load the model once before the first scene, so a broken graph or backend is one usage error."""
     from ddrf.scenes.engines import get_engine
 
@@ -164,7 +169,7 @@ def preload(spec: Any) -> Any:
         raise usage(" ".join(str(exc).split()))
 
 
-def dry_run(jobs: list[Any], spec: Any, settings: Any, engine: Any) -> int:
+def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings", engine: Any) -> int:
     """Print each scene's plan (windows, output size, free space) and run nothing; 1 when a scene cannot run."""
     from ddrf.scenes.jobs import describe_plan, one_line, open_scene, plan_scene
     from ddrf.scenes.streaming import Outputs
@@ -184,7 +189,8 @@ def dry_run(jobs: list[Any], spec: Any, settings: Any, engine: Any) -> int:
     return 1 if failed else 0
 
 
-def run_local(jobs: list[Any], spec: Any, settings: Any, progress: Optional[bool]) -> list[dict[str, Any]]:
+def run_local(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings",
+              progress: Optional[bool]) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     from ddrf.scenes.jobs import run_job

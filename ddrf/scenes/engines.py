@@ -6,12 +6,17 @@ Never imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.scenes import report as reports
+
+if TYPE_CHECKING:
+    from ddrf.radiometry import Radiometry
+    from ddrf.runtime.fuser import Fuser
+    from ddrf.scenes.scene import Scene
 
 
 def default_tiling(backend: str, method: str | None = None) -> tuple[int, int]:
@@ -33,7 +38,7 @@ class Engine(Protocol):
     multiple: int
     samples: int
 
-    def start_scene(self, scene: Any) -> None:
+    def start_scene(self, scene: "Scene") -> None:
         """Called once per scene before its windows (e.g. for scene-wide radiometric statistics)."""
 
     def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]: ...
@@ -44,14 +49,14 @@ class Engine(Protocol):
 class ModelEngine:
     """A runtime Fuser; `samples` seeds (seed, seed+1, ...) when the spread is wanted."""
 
-    def __init__(self, fuser: Any, seed: int = 0, samples: int = 1) -> None:
+    def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1) -> None:
         self.fuser, self.seed, self.samples = fuser, seed, samples
         self.card = fuser.card
         self.bands: list[str] | None = list(self.card.bands)
         self.ratio: int | None = int(self.card.ratio)
         self.multiple = int(fuser.multiple)
         self.label = f"model ({fuser.files.root})"
-        self.radiometry: Any = None
+        self.radiometry: Radiometry | None = None
 
     def window_limits(self) -> tuple[int, int, int] | None:
         """(smallest side, largest side, largest batch) of a window the backend takes, where it has a fixed
@@ -63,7 +68,7 @@ class ModelEngine:
         lo, hi = profile_range("pan")
         return int(lo[2]), int(hi[2]), int(hi[0])
 
-    def start_scene(self, scene: Any) -> None:
+    def start_scene(self, scene: "Scene") -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""
         from ddrf.radiometry import scene_radiometry
 
@@ -94,7 +99,7 @@ class BaselineEngine:
         self.bands: list[str] | None = None  # every MS band the scene has
         self.ratio: int | None = None  # any ratio
 
-    def start_scene(self, scene: Any) -> None:
+    def start_scene(self, scene: "Scene") -> None:
         """Classical methods need no scene-wide state."""
 
     def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
@@ -123,7 +128,7 @@ class EngineSpec:
     threads: int | None = None
 
 
-_FUSERS: dict[EngineSpec, Any] = {}  # per process: a worker loads each model once
+_FUSERS: dict[EngineSpec, "Fuser"] = {}  # per process: a worker loads each model once
 
 
 def get_engine(spec: EngineSpec, sensor: str = "generic") -> Engine:

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -20,8 +20,10 @@ from ddrf.scenes.engines import Engine, EngineSpec, get_engine
 from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, check_fit, fuse_into, open_sinks, output_nodata,
                                    plan_grid, seal, tile_bar)
 
+if TYPE_CHECKING:
+    from ddrf.scenes.scene import Scene
 
-def plan_scene(scene: Any, engine: Engine, outputs: Outputs, settings: RunSettings) -> dict[str, Any]:
+def plan_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings) -> dict[str, Any]:
     """What the scene will cost: windows, output size (uncompressed, the worst case) and the free disk space."""
     grid = plan_grid(scene, engine, settings)
     bands = len(engine.bands) if engine.bands else len(scene.band_names)
@@ -67,7 +69,7 @@ def estimate_after_first_batch(name: str, total: int, started: float, update: Ca
     return tick
 
 
-def process_scene(scene: Any, engine: Engine, outputs: Outputs, settings: RunSettings,
+def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings,
                   inputs: dict[str, Any], say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure."""
     check_fit(scene, engine, inputs.get("pan", scene.name))
@@ -139,7 +141,7 @@ class SceneJob:
         return {"pan": str(self.pan), "ms": [str(p) for p in self.ms]}
 
 
-def open_scene(job: SceneJob, bands: list[str] | None) -> Any:
+def open_scene(job: SceneJob, bands: list[str] | None) -> "Scene":
     from ddrf.scenes.discover import discover_scene, pair_from_paths, select_bands
     from ddrf.scenes.scene import Scene
 

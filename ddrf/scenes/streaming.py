@@ -9,13 +9,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from ddrf.scenes.engines import Engine
 from ddrf.scenes.tiling import RowBlender, TileBox, TileGrid, window_alignment
 from ddrf.scenes.writer import RasterSink, geotiff_profile, to_cog, write_quicklook
+
+if TYPE_CHECKING:
+    from ddrf.scenes.scene import Scene
 
 DEFAULT_HALO = 32  # PAN pixels; see ddrf/scenes/tiling.py and the report's "halo" entry
 
@@ -63,7 +66,7 @@ class Timings:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def output_nodata(scene: Any) -> float:
+def output_nodata(scene: "Scene") -> float:
     """The input's nodata (MS first, then PAN), else 0."""
     for value in (scene.ms_nodata, scene.pan_nodata):
         if isinstance(value, (list, tuple)):
@@ -78,12 +81,12 @@ def batched(items: Sequence[TileBox], size: int) -> Iterator[list[TileBox]]:
         yield list(items[i:i + size])
 
 
-def plan_grid(scene: Any, engine: Engine, settings: RunSettings) -> TileGrid:
+def plan_grid(scene: "Scene", engine: Engine, settings: RunSettings) -> TileGrid:
     align = window_alignment(scene.ratio, engine.multiple)
     return TileGrid.plan(scene.height, scene.width, settings.tile, settings.halo, align)
 
 
-def check_fit(scene: Any, engine: Engine, path: str) -> None:
+def check_fit(scene: "Scene", engine: Engine, path: str) -> None:
     if engine.ratio is not None and int(scene.ratio) != int(engine.ratio):
         raise ValueError(f"{path}: scene ratio {scene.ratio} but the model fuses ratio {engine.ratio}")
     if engine.bands is not None and len(scene.band_names) != len(engine.bands):
@@ -91,7 +94,7 @@ def check_fit(scene: Any, engine: Engine, path: str) -> None:
                          f"({', '.join(engine.bands)})")
 
 
-def window_outputs(engine: Engine, scene: Any, windows: list[TileBox], spread: bool,
+def window_outputs(engine: Engine, scene: "Scene", windows: list[TileBox], spread: bool,
                    timings: Timings) -> list[tuple[np.ndarray, np.ndarray]]:
     """Read and fuse a batch of windows: (channels (H, W, B or 2B), valid) per window."""
     start = time.perf_counter()
@@ -109,7 +112,7 @@ def window_outputs(engine: Engine, scene: Any, windows: list[TileBox], spread: b
     return out
 
 
-def fuse_into(scene: Any, engine: Engine, grid: TileGrid, settings: RunSettings, sinks: list[RasterSink],
+def fuse_into(scene: "Scene", engine: Engine, grid: TileGrid, settings: RunSettings, sinks: list[RasterSink],
               timings: Timings, tick: Callable[[int], None]) -> None:
     """Stream the scene through the engine into the sinks (main raster, then spread)."""
     bands = len(scene.band_names)
@@ -132,7 +135,7 @@ def fuse_into(scene: Any, engine: Engine, grid: TileGrid, settings: RunSettings,
         timings.write += time.perf_counter() - start
 
 
-def open_sinks(scene: Any, outputs: Outputs, band_names: list[str], nodata: float) -> list[RasterSink]:
+def open_sinks(scene: "Scene", outputs: Outputs, band_names: list[str], nodata: float) -> list[RasterSink]:
     """Sinks on the whole PAN grid (the fused grid placed at scene.offset, nodata where the MS does not reach)."""
     profile = geotiff_profile(scene.pan_height, scene.pan_width, len(band_names), np.dtype(scene.dtype), scene.crs,
                               scene.pan_transform, nodata)
