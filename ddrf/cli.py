@@ -11,12 +11,18 @@ EXTRA_OF = {"torch": "train", "safetensors": "train", "yaml": "train", "onnx": "
             "dask": "dist", "distributed": "dist", "tensorrt": "gpu", "cuda": "gpu"}
 
 
+def on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the work in progress removes its temporaries and locks."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _run(module: str) -> None:
     """Run a stage's app; a missing optional dependency is one line naming the extra, not a traceback."""
     command = "ddrf-" + module.split(".")[1].replace("evaluate", "eval").replace("scenes", "run")
     # over a file-size limit (ulimit -f) a write should fail with EFBIG, which the commands report and clean up
     # after, instead of the default SIGXFSZ killing the process mid-file
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         importlib.import_module(module).app()
     except ModuleNotFoundError as exc:

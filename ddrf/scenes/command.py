@@ -125,11 +125,6 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1) -> None:
             raise usage(f"--batch {batch} exceeds the engine's optimisation profile (at most {most})")
 
 
-def on_sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM unwinds like Ctrl-C, so the scene in progress removes its temporaries and lock."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
               method: str | None, threads: int | None) -> "EngineSpec":
     """The engine description, checked here so that a bad model is a usage error before any scene runs."""
@@ -254,9 +249,6 @@ def main(
     from ddrf.scenes.engines import default_tiling
     from ddrf.scenes.streaming import DEFAULT_HALO, RunSettings
 
-    import signal
-
-    signal.signal(signal.SIGTERM, on_sigterm)
     output = output.absolute()
     band_names = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else ()
     jobs = make_jobs([s.absolute() for s in scenes or []], pan and pan.absolute(), [m.absolute() for m in ms], output,
