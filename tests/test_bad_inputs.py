@@ -407,7 +407,7 @@ def test_runtime_only_install_names_the_extra(app_name: str, args: list[str], tm
 
 def test_case_count() -> None:
     """The issue asks for at least 35 bad inputs; this file and tests/test_faults.py hold them."""
-    assert len(RUN_CASES) + 1 + 3 >= 35
+    assert len(RUN_CASES) + 1 + 3 + 3 >= 35  # table, profile --json, missing extras, engine profile
 
 
 # ------------------------------------------------------------------ handled, not refused: the product is right
