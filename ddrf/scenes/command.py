@@ -222,9 +222,11 @@ def main(
     pan: Optional[Path] = typer.Option(None, "--pan", help="PAN GeoTIFF."),
     ms: list[Path] = typer.Option([], "--ms", help="MS GeoTIFF (multi-band, or repeat once per band)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the bundled model)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Run a classical baseline instead: EXP, Brovey, BT-H, GSA, BDSD-PC, MTF-GLP-FS, MTF-GLP-HPM (toolbox-exact; "
-                                          "HPM can blow up on dark pixels) or a named variant: MTF-GLP-HPM-robust (5 % "
-                                          "denominator floor), GSA-gauss, BDSD-PC-unitdc, MTF-GLP-FS-unitdc."),
+    method: Optional[str] = typer.Option(
+        None, "--method", help="Run a classical baseline instead: EXP, Brovey, BT-H, GSA, BDSD-PC, MTF-GLP-FS, "
+        "MTF-GLP-HPM (as the toolbox computes them; HPM can blow up on dark pixels) or a named departure: "
+        "MTF-GLP-HPM-robust (5 % denominator floor, the one to use on real scenes), GSA-gauss, BDSD-PC-unitdc, "
+        "MTF-GLP-FS-unitdc (docs/EVALUATION.md)."),
     backend: str = typer.Option("ort-cpu", "--backend", help=f"{', '.join(BACKENDS)}."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the card's)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed (noise is keyed to scene coordinates)."),
