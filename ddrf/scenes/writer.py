@@ -6,8 +6,9 @@ it (ddrf.files); a killed run leaves only such files, and `clean_stale` removes 
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import rasterio
@@ -49,6 +50,20 @@ def geotiff_profile(height: int, width: int, count: int, dtype: np.dtype, crs: A
                 interleave="pixel")
 
 
+@contextmanager
+def naming_failures(final: Path) -> Iterator[None]:
+    """A failed write (disk full, file-size limit) as one line naming the output, with GDAL's first reason."""
+    try:
+        yield
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        causes = [exc]
+        while causes[-1].__cause__ or causes[-1].__context__:
+            causes.append(causes[-1].__cause__ or causes[-1].__context__)  # type: ignore[arg-type]
+        reason = " ".join(str(causes[-1]).split()) or type(causes[-1]).__name__
+        raise OSError(f"{final}: cannot write the output ({reason}); is the disk full or a file-size limit set?") \
+            from exc
+
+
 class RasterSink:
     """Writes rows of a (H, W, B) raster in order into a temporary GeoTIFF, BLOCK rows at a time.
 
@@ -57,8 +72,9 @@ class RasterSink:
     """
 
     def __init__(self, final: Path, profile: dict[str, Any], band_names: list[str], bits: int | None,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, offset: tuple[int, int] = (0, 0)) -> None:
         self.final, self.profile, self.bits = final, profile, bits
+        self.top, self.left = offset  # where the rows given to write_rows sit in the raster (nodata around them)
         self.path = temp_path(final)
         self.dataset = rasterio.open(self.path, "w", **profile)
         for i, name in enumerate(band_names, start=1):
@@ -71,6 +87,14 @@ class RasterSink:
         self.written = 0
 
     def write_rows(self, values: np.ndarray, valid: np.ndarray) -> None:
+        """The next rows of the fused grid, placed at `offset` in the raster."""
+        right = self.profile["width"] - self.left - values.shape[1]
+        if self.written + self.buffered == 0 and self.top:
+            self._buffer(np.zeros((self.top, self.profile["width"], values.shape[2])),
+                         np.zeros((self.top, self.profile["width"]), dtype=bool))
+        self._buffer(np.pad(values, ((0, 0), (self.left, right), (0, 0))), np.pad(valid, ((0, 0), (self.left, right))))
+
+    def _buffer(self, values: np.ndarray, valid: np.ndarray) -> None:
         self.rows.append(values)
         self.valid.append(valid)
         self.buffered += values.shape[0]
@@ -81,16 +105,21 @@ class RasterSink:
         values, valid = np.concatenate(self.rows), np.concatenate(self.valid)
         data = quantise(values[:n], valid[:n], self.profile["dtype"], self.bits, self.profile["nodata"])
         window = RioWindow(0, self.written, self.profile["width"], n)
-        self.dataset.write(np.moveaxis(data, -1, 0), window=window)
+        with naming_failures(self.final):
+            self.dataset.write(np.moveaxis(data, -1, 0), window=window)
         self.rows, self.valid = [values[n:]], [valid[n:]]
         self.buffered -= n
         self.written += n
 
     def close(self) -> Path:
         """Flush, close and check the raster is complete; returns the temporary path."""
+        below = self.profile["height"] - self.written - self.buffered
+        if below > 0 and self.rows:  # nodata rows under the fused grid
+            self._buffer(np.zeros((below, *self.rows[-1].shape[1:])), np.zeros((below, self.profile["width"]), bool))
         if self.buffered:
             self._flush(self.buffered)
-        self.dataset.close()
+        with naming_failures(self.final):
+            self.dataset.close()
         if self.written != self.profile["height"]:
             raise RuntimeError(f"{self.final}: wrote {self.written} of {self.profile['height']} rows")
         return self.path
