@@ -199,7 +199,7 @@ def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings, on_tiles: Ti
     entry: dict[str, Any] = {"name": job.name, "source": job.source, "output": str(job.raster)}
     try:
         with exclusive(job.raster):
-            return run_locked(job, spec, settings, entry, say)
+            return run_locked(job, spec, settings, entry, on_tiles, say)
     except Busy as exc:
         return {**entry, "status": "failed", "error": str(exc), "seconds": 0.0}
     except OSError as exc:  # the lock itself: an unwritable or vanished output folder
@@ -208,7 +208,7 @@ def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings, on_tiles: Ti
 
 
 def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: dict[str, Any],
-               say: Callable[[str], None]) -> dict[str, Any]:
+               on_tiles: TileHook | None, say: Callable[[str], None]) -> dict[str, Any]:
     outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
     if is_finished(outputs) and not settings.overwrite:
         for final in outputs.all():

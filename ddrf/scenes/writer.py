@@ -58,7 +58,7 @@ def naming_failures(final: Path) -> Iterator[None]:
     except (rasterio.errors.RasterioError, OSError) as exc:
         causes = [exc]
         while causes[-1].__cause__ or causes[-1].__context__:
-            causes.append(causes[-1].__cause__ or causes[-1].__context__)  # type: ignore[arg-type]
+            causes.append(causes[-1].__cause__ or causes[-1].__context__)
         reason = " ".join(str(causes[-1]).split()) or type(causes[-1]).__name__
         raise OSError(f"{final}: cannot write the output ({reason}); is the disk full or a file-size limit set?") \
             from exc
