@@ -472,7 +472,7 @@ def test_report_names_come_from_the_whole_scene_name(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run(*scenes, "-o", str(out), "--method", "Brovey").exit_code == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == [SUMMARY_NAME, "x.v1.json", "x.v1.tif", "x.v2.json", "x.v2.tif"]
+    assert names == [SUMMARY_NAME, "x.v1.item.json", "x.v1.json", "x.v1.tif", "x.v2.item.json", "x.v2.json", "x.v2.tif"]
     assert json.loads((out / "x.v2.json").read_text())["inputs"]["directory"].endswith("x.v2")
 
 
