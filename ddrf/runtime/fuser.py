@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,6 +14,18 @@ from ddrf.runtime.noise import scene_noise
 from ddrf.runtime.sampler import sample_stepwise, sample_unrolled
 from ddrf.schedule import CosineSchedule, make_plan
 from ddrf.filters import interp23
+
+
+@dataclass
+class PreparedBatch:
+    """Model inputs of a batch of windows (normalised, padded), with what turns the output back into DN."""
+
+    lms: np.ndarray
+    guide: np.ndarray
+    noise: np.ndarray
+    seed: int
+    radiometry: Radiometry
+    shapes: list[tuple[int, int]]  # (H, W) of each window before padding
 
 
 class InputPreparation:
@@ -103,6 +116,22 @@ class Fuser(InputPreparation):
         x0 = sample_stepwise(self.encoder, self.denoiser, lms, pan, self.plan, self.card.target, noise, step_noise)
         return x0 + lms if self.card.residual else x0
 
+    def prepare_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0,
+                      origins: list[tuple[int, int]] | None = None,
+                      radiometry: Radiometry | None = None) -> "PreparedBatch":
+        """Everything before the graphs (interp23, normalisation, keyed noise): runs in ddrf-run's reader thread."""
+        origins = origins or [(0, 0)] * len(pairs)
+        radiometry = radiometry or self.radiometry(*pairs[0])
+        prepared = [self.prepare(pan, ms, radiometry, seed, origin) for (pan, ms), origin in zip(pairs, origins)]
+        lms, guide, noise = (np.stack(parts) for parts in zip(*prepared))
+        return PreparedBatch(lms, guide, noise, seed, radiometry, [pan.shape[:2] for pan, _ in pairs])
+
+    def finish_batch(self, batch: "PreparedBatch") -> list[np.ndarray]:
+        """The graphs on a prepared batch; returns (H, W, B) float32 DN per window."""
+        fused = self.fuse_normalised(batch.lms, batch.guide, batch.noise, batch.seed)
+        return [batch.radiometry.ms_from_model(np.moveaxis(f[:, :h, :w], 0, -1))
+                for f, (h, w) in zip(fused, batch.shapes)]
+
     def fuse_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0,
                    origins: list[tuple[int, int]] | None = None,
                    radiometry: Radiometry | None = None) -> list[np.ndarray]:
@@ -111,13 +140,7 @@ class Fuser(InputPreparation):
         Pass the scene's `radiometry` when the windows are tiles of a larger scene (otherwise statistics of the
         first window are used, which would differ from tile to tile under per-scene normalisation).
         """
-        origins = origins or [(0, 0)] * len(pairs)
-        radiometry = radiometry or self.radiometry(*pairs[0])
-        prepared = [self.prepare(pan, ms, radiometry, seed, origin) for (pan, ms), origin in zip(pairs, origins)]
-        lms, guide, noise = (np.stack(parts) for parts in zip(*prepared))
-        fused = self.fuse_normalised(lms, guide, noise, seed)
-        return [radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
-                for f, (pan, _) in zip(fused, pairs)]
+        return self.finish_batch(self.prepare_batch(pairs, seed, origins, radiometry))
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0, origin: tuple[int, int] = (0, 0),
              radiometry: Radiometry | None = None) -> np.ndarray:

@@ -30,7 +30,7 @@ def process_scene(scene: Any, engine: Engine, outputs: Outputs, settings: RunSet
     sinks = open_sinks(scene, outputs, band_names, output_nodata(scene))
     pending: list[tuple[Path, Path]] = []
     try:
-        with tile_bar(grid.count, scene.name, settings) as bar:
+        with tile_bar(grid.fused_count(settings.chunk), scene.name, settings) as bar:
             fuse_into(scene, engine, grid, settings, sinks, timings, bar.update)
         start = time.perf_counter()
         pending = seal(sinks, outputs, settings, band_names)

@@ -50,10 +50,11 @@ def geotiff_profile(height: int, width: int, count: int, dtype: np.dtype, crs: A
 
 
 class RasterSink:
-    """Writes rows of a (H, W, B) raster in order into a temporary GeoTIFF, BLOCK rows at a time.
+    """Writes a (H, W, B) raster into a temporary GeoTIFF, one column chunk at a time, rows in order, BLOCK rows
+    at a time.
 
     Buffering whole block rows means every compressed tile is written once (no read-modify-write of partial
-    blocks), and memory stays at BLOCK rows of the scene width.
+    blocks, chunks being multiples of BLOCK wide), and memory stays at BLOCK rows of one chunk, already quantised.
     """
 
     def __init__(self, final: Path, profile: dict[str, Any], band_names: list[str], bits: int | None,
@@ -66,33 +67,46 @@ class RasterSink:
         if tags:
             self.dataset.update_tags(**tags)
         self.rows: list[np.ndarray] = []
-        self.valid: list[np.ndarray] = []
         self.buffered = 0
         self.written = 0
+        self.columns = (0, profile["width"])
+        self.columns_done = 0
+
+    def start_chunk(self, first: int, end: int) -> None:
+        """The next rows written belong to output columns [first, end); the previous chunk is finished first."""
+        self._finish_chunk()
+        self.columns, self.written = (first, end), 0
+
+    def _finish_chunk(self) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+        if self.written:
+            if self.written != self.profile["height"]:
+                raise RuntimeError(f"{self.final}: wrote {self.written} of {self.profile['height']} rows of "
+                                   f"columns {self.columns}")
+            self.columns_done += self.columns[1] - self.columns[0]
+            self.written = 0
 
     def write_rows(self, values: np.ndarray, valid: np.ndarray) -> None:
-        self.rows.append(values)
-        self.valid.append(valid)
+        self.rows.append(quantise(values, valid, self.profile["dtype"], self.bits, self.profile["nodata"]))
         self.buffered += values.shape[0]
         if self.buffered >= BLOCK:
             self._flush(BLOCK * (self.buffered // BLOCK))
 
     def _flush(self, n: int) -> None:
-        values, valid = np.concatenate(self.rows), np.concatenate(self.valid)
-        data = quantise(values[:n], valid[:n], self.profile["dtype"], self.bits, self.profile["nodata"])
-        window = RioWindow(0, self.written, self.profile["width"], n)
-        self.dataset.write(np.moveaxis(data, -1, 0), window=window)
-        self.rows, self.valid = [values[n:]], [valid[n:]]
+        data = np.concatenate(self.rows)
+        first, end = self.columns
+        self.dataset.write(np.moveaxis(data[:n], -1, 0), window=RioWindow(first, self.written, end - first, n))
+        self.rows = [data[n:]]
         self.buffered -= n
         self.written += n
 
     def close(self) -> Path:
         """Flush, close and check the raster is complete; returns the temporary path."""
-        if self.buffered:
-            self._flush(self.buffered)
+        self._finish_chunk()
         self.dataset.close()
-        if self.written != self.profile["height"]:
-            raise RuntimeError(f"{self.final}: wrote {self.written} of {self.profile['height']} rows")
+        if self.columns_done != self.profile["width"]:
+            raise RuntimeError(f"{self.final}: wrote {self.columns_done} of {self.profile['width']} columns")
         return self.path
 
     def abort(self) -> None:
