@@ -165,9 +165,10 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {name} | {s['runs']} | {', '.join(f'{w:.1f}' for w in s['wall_s'])} | {s['mp_per_s']:.3f} "
                      f"| {1000 * s['mp_per_s'] / mm:.2f} | {s['median_cpu_s']:.1f} | {s['peak_rss_mib']:.0f} |")
     ref = data["throughput"].get("ddrf-run (this checkout)", {})
+    lines.append("")
     for name, s in data["throughput"].items():
         if "mp_per_s" in s and "mp_per_s" in ref and name != "ddrf-run (this checkout)":
-            lines.append(f"\n- this checkout's ddrf-run / {name}: **x{ref['mp_per_s'] / s['mp_per_s']:.2f}** "
+            lines.append(f"- this checkout's ddrf-run / {name}: **x{ref['mp_per_s'] / s['mp_per_s']:.2f}** "
                          "throughput (median wall against median wall, same run).")
     if data.get("equal"):
         lines.append(f"- Output of this checkout against --before: max |difference| {data['equal']['max_abs_dn']} DN, "
