@@ -14,6 +14,7 @@ from typing import Any
 from ddrf.files import write_text_atomic
 
 CARD_VERSION = 1
+LMS_BORDERS = ("symmetric", "circular")  # ddrf.filters.interp23's borders
 
 
 @dataclass
@@ -70,6 +71,9 @@ class ModelCard:
     target: str = "x0"
     residual: bool = True
     sampling_steps: int = 4
+    # interp23's border when the MS is upsampled to the LMS, as in training (data.lms_border); cards written before
+    # this field existed were all trained and run with "symmetric"
+    lms_border: str = "symmetric"
     training: dict[str, Any] = field(default_factory=dict)  # data, acquisitions, iterations, seed, commands
     hashes: dict[str, str] = field(default_factory=dict)
     card_version: int = CARD_VERSION
@@ -107,6 +111,8 @@ class ModelCard:
             raise ValueError(f"ratio must be >= 2, got {self.ratio}")
         if self.target not in ("eps", "x0", "v"):
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
+        if self.lms_border not in LMS_BORDERS:
+            raise ValueError(f"lms_border must be one of {', '.join(LMS_BORDERS)}, got {self.lms_border!r}")
         self.normalisation.validate()
 
 

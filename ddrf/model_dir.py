@@ -28,6 +28,8 @@ ONNX_SUFFIX = ".onnx"
 PLAN_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".json"  # an engine's sidecar: <engine file name>.json
 COND_PREFIX = "cond_"
+SAMPLER_PREFIX = "sampler_k"  # sampler_k{K}: the K-step unrolled sampler
+FP16_TAIL = "_fp16"
 # Graph I/O by stage: named inputs, named outputs; the condition tensors cond_0.. are matched by prefix.
 GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "encoder": (("lms", "pan"), ()),
@@ -46,8 +48,8 @@ def graph_stem(stage: str, precision: str = "fp32", steps: int | None = None) ->
         raise ValueError(f"unknown graph stage {stage!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
-    stem = f"sampler_k{steps}" if stage == "sampler" else stage
-    return stem if precision == "fp32" else f"{stem}_fp16"
+    stem = f"{SAMPLER_PREFIX}{steps}" if stage == "sampler" else stage
+    return stem if precision == "fp32" else stem + FP16_TAIL
 
 
 def sidecar_path_for(engine_path: str | os.PathLike[str]) -> Path:
@@ -108,6 +110,14 @@ class ModelDir:
             raise ModelDirError(f"{path}: graph tensors {list(inputs)} -> {list(outputs)} are not a {stage} of "
                                 f"{self.root / CARD_NAME} (expected {expected_in} -> {expected_out})")
 
+    def check_condition(self, encoder_outputs: Sequence[str], denoiser_inputs: Sequence[str]) -> None:
+        """The denoiser takes exactly the condition tensors the encoder makes (graphs of one export)."""
+        made = sorted(n for n in encoder_outputs if n.startswith(COND_PREFIX))
+        taken = sorted(n for n in denoiser_inputs if n.startswith(COND_PREFIX))
+        if made != taken:
+            raise ModelDirError(f"{self.root}: the encoder makes {len(made)} condition tensors but the denoiser takes "
+                                f"{len(taken)}; the graphs come from different exports")
+
     def check_channels(self, path: Path, shapes: Mapping[str, Sequence[object]]) -> None:
         """Static channel counts of the image inputs agree with the card's band lists."""
         bands, guides = len(self.card.bands), len(self.card.guide_bands)
@@ -121,21 +131,19 @@ class ModelDir:
 
     def unrolled_steps(self, precision: str = "fp32") -> list[int]:
         """Step counts for which an unrolled sampler graph exists."""
-        tail = ("_fp16" if precision == "fp16" else "") + ONNX_SUFFIX
+        tail = (FP16_TAIL if precision == "fp16" else "") + ONNX_SUFFIX
         found = []
-        for p in self.root.glob("sampler_k*" + tail):
-            digits = p.name[len("sampler_k"):-len(tail)]
+        for p in self.root.glob(f"{SAMPLER_PREFIX}*{tail}"):
+            digits = p.name[len(SAMPLER_PREFIX):-len(tail)]
             if digits.isdigit():
                 found.append(int(digits))
         return sorted(found)
 
-    def graph_stems(self) -> list[str]:
-        """FP32 stems with a graph: encoder and denoiser in either precision, then the FP32 unrolled samplers."""
-        def exists(stem: str) -> bool:
-            return any((self.root / f"{stem}{tail}{ONNX_SUFFIX}").is_file() for tail in ("", "_fp16"))
-
-        fixed = [s for s in ("encoder", "denoiser") if exists(s)]
-        return fixed + [graph_stem("sampler", steps=k) for k in self.unrolled_steps("fp32")]
+    def graph_stages(self) -> list[tuple[str, int | None]]:
+        """(stage, steps) of every graph: encoder and denoiser in either precision, then the FP32 unrolled samplers."""
+        fixed = [(s, None) for s in ("encoder", "denoiser")
+                 if any(self.path(s, precision).is_file() for precision in PRECISIONS)]
+        return fixed + [("sampler", k) for k in self.unrolled_steps("fp32")]
 
 
 class MissingGraph(ModelDirError):

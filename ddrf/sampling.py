@@ -16,6 +16,7 @@ from ddrf.schedule import Array, SamplerPlan, ddim_step
 Condition = Any  # whatever `encode` returns and `denoise` takes: named arrays (runtime) or a tuple of tensors (torch)
 Encode = Callable[[Array, Array], Condition]
 Denoise = Callable[[Array, Array, Condition], Array]
+StageCallback = Callable[[str], None]  # called with "encode", "step" (each step) or "sample" (one unrolled graph)
 
 
 def batch_ones(x: Array) -> Array:
@@ -30,7 +31,7 @@ def batch_ones(x: Array) -> Array:
 
 def sample(encode: Encode, denoise: Denoise, plan: SamplerPlan, target: str, lms: Array, pan: Array, noise: Array,
            residual: bool, step_noise: Callable[[int], Array] | None = None, cache_condition: bool = True,
-           on_stage: Callable[[str], None] | None = None) -> Array:
+           on_stage: StageCallback | None = None) -> Array:
     """The fused (normalised) HRMS from initial noise x_T = `noise`, all NCHW.
 
     `step_noise(i)` supplies step i's extra noise when the plan's sigma is > 0 (eta > 0). `on_stage("encode")` and

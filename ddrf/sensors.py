@@ -78,8 +78,11 @@ BGRN = ("blue", "green", "red", "nir")
 WV8 = ("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2")
 
 
-def _edges(names: tuple[str, ...], edges: tuple[tuple[float, float], ...], first: int | None = None) -> tuple[Band, ...]:
-    return tuple(Band(n, lo, hi, None if first is None else first + i) for i, (n, (lo, hi)) in enumerate(zip(names, edges)))
+def _edges(names: tuple[str, ...], edges: tuple[tuple[float, float], ...],
+           first: int | None = None) -> tuple[Band, ...]:
+    """Bands from names and (low, high) nm edges, numbered from ``first`` when the products number them."""
+    numbers = [None if first is None else first + i for i in range(len(names))]
+    return tuple(Band(n, lo, hi, k) for n, (lo, hi), k in zip(names, edges, numbers))
 
 
 # Landsat: band numbers as in the products; B6 (thermal) and B9 (cirrus) are left out: they are never fused.

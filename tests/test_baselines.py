@@ -152,3 +152,15 @@ def test_bad_input() -> None:
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):
         fuse("BT-H", pan, bad, 2)
+
+
+def test_hpm_toolbox_blows_up_where_the_robust_variant_does_not() -> None:
+    """The toolbox's MTF-GLP-HPM divides by PAN_LP + eps; on this real crop equalisation drives PAN_LP towards 0 on
+    some pixels and the ratio explodes. MTF-GLP-HPM-robust (5 % floor) stays in range and agrees elsewhere."""
+    pan, ms = load_landsat7(7)
+    pan, ms = pan[:128, :128], ms[:64, :64]
+    toolbox = fuse("MTF-GLP-HPM", pan, ms, 2, "Landsat7")
+    robust = fuse("MTF-GLP-HPM-robust", pan, ms, 2, "Landsat7")
+    assert np.abs(toolbox).max() > 10 * ms.max()
+    assert np.abs(robust).max() < 2 * ms.max()
+    assert np.mean(np.abs(toolbox - robust) < 0.01 * ms.max()) > 0.95

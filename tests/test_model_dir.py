@@ -156,3 +156,13 @@ def test_bundled_model_fuses_finite_values() -> None:
     ms = rng.uniform(100, 4000, (32, 32, 4))
     out = Fuser(BUNDLED).fuse(pan, ms)
     assert out.shape == (64, 64, 4) and np.isfinite(out).all()
+
+
+def test_graph_discovery(model_copy: Path) -> None:
+    names = ("sampler_k4.onnx", "sampler_k12_fp16.onnx", "sampler_k2_fp16.onnx", "sampler_k2.onnx", "sampler_kx.onnx")
+    for name in names:
+        (model_copy / name).write_bytes(b"")
+    model = ModelDir.open(model_copy / CARD_NAME)
+    assert model.unrolled_steps() == [2, 4] and model.unrolled_steps("fp16") == [2, 12]
+    assert model.graph_stages() == [("encoder", None), ("denoiser", None), ("sampler", 2), ("sampler", 4)]
+    assert model.path("sampler", "fp16", 4, ".plan") == model_copy / "sampler_k4_fp16.plan"

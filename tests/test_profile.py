@@ -246,7 +246,7 @@ def test_worker_never_imports_torch(model_dir: Path, tmp_path: Path) -> None:
 def test_engine_inputs_follow_the_sidecar_profile() -> None:
     from types import SimpleNamespace
 
-    from ddrf.profile.worker import engine_inputs
+    from ddrf.profile.engine_point import engine_inputs
 
     profile = {"x_t": {"min": [1, 4, 8, 8], "opt": [1, 4, 64, 64], "max": [4, 4, 128, 128]},
                "t": {"min": [1], "opt": [1], "max": [4]}, "cond_0": {"opt": [1, 8, 32, 32]}}

@@ -4,6 +4,9 @@ Precision: on TensorRT <= 10, FP16 comes from BuilderFlag.FP16 applied to an FP3
 removed that flag: every network is strongly typed, so FP16 must already be in the ONNX (an FP16 or mixed export).
 An FP16/mixed ONNX is also built strongly typed on 10.x, so the precisions the export chose (FP32 norms and softmax)
 are kept. EXPLICIT_BATCH is set on 8.x only (ignored on 10, gone on 11). Enum members are used by name throughout.
+
+Over 300 lines on purpose: one build and the version differences it must handle, followed by its one caller for a
+whole model directory; splitting them would scatter the TensorRT version rules.
 """
 from __future__ import annotations
 
@@ -313,10 +316,10 @@ def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_
     if any(v % multiple for v in (tile, max_tile)) or not multiple <= tile <= max_tile or not 1 <= batch <= max_batch:
         raise ValueError(f"need {multiple} <= tile <= max_tile, both multiples of {multiple}, and 1 <= batch <= "
                          f"max_batch; got tile {tile}, max_tile {max_tile}, batch {batch}, max_batch {max_batch}")
-    stems = model.graph_stems()
-    if not stems:
+    stages = model.graph_stages()
+    if not stages:
         raise ValueError(f"{root}: no ONNX graphs (run ddrf-export onnx first)")
-    targets = {s: root / f"{s}_fp16{PLAN_SUFFIX}" for s in stems}
+    targets = {(stage, k): model.path(stage, "fp16", k, PLAN_SUFFIX) for stage, k in stages}
     existing = [str(t) for t in targets.values() if t.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"engines exist: {existing}; pass --overwrite to replace them")
@@ -329,14 +332,14 @@ def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_
     tiles, batches = (multiple, tile, max_tile), (1, batch, max_batch)
     scales: dict[str, int] = {}
     written = []
-    for stem in stems:
-        fp32, fp16 = root / f"{stem}.onnx", root / f"{stem}_fp16.onnx"
+    for (stage, k), target in targets.items():
+        fp32, fp16 = model.path(stage, "fp32", k), model.path(stage, "fp16", k)
         src = fp16 if (prefer_fp16_graph and fp16.is_file()) or not fp32.is_file() else fp32
-        if stem == "denoiser" and not scales:
-            scales = _cond_scales(root / "encoder.onnx" if (root / "encoder.onnx").is_file()
-                                  else root / "encoder_fp16.onnx", 2 * multiple)
-        build_engine(src, targets[stem], "fp16", profiles=model_profile(src, tiles, batches, scales),
+        if stage == "denoiser" and not scales:
+            encoder = model.path("encoder")
+            scales = _cond_scales(encoder if encoder.is_file() else model.path("encoder", "fp16"), 2 * multiple)
+        build_engine(src, target, "fp16", profiles=model_profile(src, tiles, batches, scales),
                      workspace_bytes=workspace_bytes, optimization_level=optimization_level,
                      timing_cache=timing_cache, card=card.to_dict(), command=cmd)
-        written.append(targets[stem])
+        written.append(target)
     return written

@@ -11,13 +11,16 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ddrf.data.pair import Pair
 from ddrf.filters import wald_degrade
 from ddrf.sensors import SENSORS, find_sensor, get_sensor, ms_mtf_gains
+
+if TYPE_CHECKING:
+    from ddrf.data.pancollection import PanCollectionFile
 
 REDUCED, FULL = "reduced", "full"
 MODES = ("auto", REDUCED, FULL, "both")
@@ -52,8 +55,8 @@ class Dataset:
     path: Path
     has_reference: bool  # whether reduced resolution is possible
     settings: dict[str, Any] = field(default_factory=dict)
-    _pairs: Any = None  # callable -> iterator of Pair (fusebox, pairs)
-    _pancollection: Any = None  # PanCollectionFile
+    _pairs: Callable[[], Iterator[Pair]] | None = None  # fusebox, pairs
+    _pancollection: "PanCollectionFile | None" = None
 
     def protocols(self, mode: str) -> list[str]:
         """Protocols to run for `mode`; an impossible request raises with the file named."""
@@ -72,6 +75,7 @@ class Dataset:
         if self._pancollection is not None:
             yield from _pancollection_samples(self._pancollection, self.settings, protocols)
             return
+        assert self._pairs is not None, "a dataset reads either PanCollection patches or pairs"
         for pair in self._pairs():
             yield from wald_samples(pair, protocols)
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from ddrf.card import ModelCard
 from ddrf.evaluate.datasets import Sample
+
+if TYPE_CHECKING:
+    from ddrf.model import DDRF
+    from ddrf.runtime.fuser import Fuser
 
 CLASSICAL_ALIASES = ("all", "classical")
 
@@ -37,20 +42,21 @@ class OnnxDDRF:
     samples: int = 1
     seed: int = 0
     backend: str = "ort-cpu"
-    _fuser: Any = field(default=None, repr=False)
+    _fuser: "Fuser | None" = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         steps = f"-K{self.steps}" if self.steps else ""
         return f"DDRF[{self.model_dir.name}{steps}" + (f"-N{self.samples}]" if self.samples > 1 else "]")
 
-    def fuser(self) -> Any:
+    def fuser(self) -> "Fuser":
         if self._fuser is None:
+            from ddrf.runtime.backends import BackendUnavailable
             from ddrf.runtime.fuser import Fuser
 
             try:
                 self._fuser = Fuser(self.model_dir, backend=self.backend, steps=self.steps)
-            except RuntimeError as exc:  # BackendUnavailable: the backend cannot run on this machine
+            except BackendUnavailable as exc:  # the backend cannot run on this machine
                 raise ValueError(f"{self.model_dir}: {exc}") from exc
         return self._fuser
 
@@ -79,7 +85,7 @@ class CheckpointDDRF:
     steps: int | None = None
     samples: int = 1
     seed: int = 0
-    _loaded: Any = field(default=None, repr=False)
+    _loaded: "tuple[DDRF, ModelCard] | None" = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -87,13 +93,11 @@ class CheckpointDDRF:
         label = self.path.name if self.path.is_dir() else self.path.parent.name
         return f"DDRF-ckpt[{label}{steps}" + (f"-N{self.samples}]" if self.samples > 1 else "]")
 
-    def load(self) -> tuple[Any, Any]:
+    def load(self) -> "tuple[DDRF, ModelCard]":
         if self._loaded is None:
-            from ddrf.train import checkpoint
+            from ddrf.train.checkpoint import load_checkpoint
 
-            # The loader is `load_model` in the interface notes and `load_checkpoint` in early trees: accept both.
-            load = getattr(checkpoint, "load_model", None) or checkpoint.load_checkpoint
-            self._loaded = load(self.path)
+            self._loaded = load_checkpoint(self.path)
         return self._loaded
 
     def settings(self) -> dict[str, Any]:
@@ -108,10 +112,10 @@ class CheckpointDDRF:
         from ddrf.schedule import CosineSchedule
         from ddrf.train.diffusion import Diffusion
 
-        model, card = self.load()
-        check_card(card, sample, self.path)
         from ddrf.runtime.fuser import InputPreparation
 
+        model, card = self.load()
+        check_card(card, sample, self.path)
         prep = InputPreparation(card)
         radiometry = prep.radiometry(sample.pan, sample.ms)
         diffusion = Diffusion(CosineSchedule.from_dict(card.schedule), card.target, card.residual)
@@ -125,7 +129,10 @@ class CheckpointDDRF:
         return np.asarray(np.mean(np.stack(outs), axis=0, dtype=np.float64))
 
 
-def check_card(card: Any, sample: Sample, where: Path) -> None:
+Method = Union[Classical, OnnxDDRF, CheckpointDDRF]
+
+
+def check_card(card: ModelCard, sample: Sample, where: Path) -> None:
     """A model fuses only its own ratio and band count; say which when the data differ."""
     if card.ratio != sample.ratio or len(card.bands) != sample.ms.shape[-1]:
         raise ValueError(f"{where}: the model fuses {len(card.bands)} bands at ratio {card.ratio}, "
@@ -133,7 +140,7 @@ def check_card(card: Any, sample: Sample, where: Path) -> None:
 
 
 def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: int = 0,
-                  backend: str = "ort-cpu") -> list[Any]:
+                  backend: str = "ort-cpu") -> list["Method"]:
     """`EXP,GSA,ddrf:DIR,ckpt:PATH` -> method objects; `all`/`classical` expand to every toolbox baseline,
     `variants` to every named departure from the toolbox (MTF-GLP-HPM-robust ...)."""
     from ddrf.baselines import ALL_METHODS, METHODS, VARIANTS
@@ -141,7 +148,7 @@ def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: i
     if samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}")
     by_lower = {m.lower(): m for m in ALL_METHODS}
-    methods: list[Any] = []
+    methods: list[Method] = []
     for item in (s.strip() for s in spec.split(",")):
         if not item:
             continue

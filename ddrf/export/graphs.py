@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ddrf.model import DDRF
-from ddrf.schedule import SamplerPlan, ddim_step
+from ddrf.sampling import sample
+from ddrf.schedule import SamplerPlan
 
 
 class EncoderGraph(nn.Module):
@@ -36,7 +37,7 @@ class DenoiserGraph(nn.Module):
 class UnrolledSamplerGraph(nn.Module):
     """lms, pan, noise -> fused: the whole deterministic K-step sampler in one graph (K and timesteps fixed).
 
-    The update arithmetic is ddrf.schedule's, traced with torch tensors, so it is the same as the runtime's loop.
+    Traced through ddrf.sampling.sample, the loop the runtime runs step by step, so the two cannot drift apart.
     """
 
     def __init__(self, model: DDRF, plan: SamplerPlan, target: str, residual: bool) -> None:
@@ -46,10 +47,7 @@ class UnrolledSamplerGraph(nn.Module):
         self.model, self.plan, self.target, self.residual = model, plan, target, residual
 
     def forward(self, lms: torch.Tensor, pan: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        cond = self.model.encode(lms, pan)
-        x = noise
-        ones = torch.ones_like(noise[:, 0, 0, 0])  # (N,): keeps the batch axis dynamic in the graph
-        for i, t in enumerate(self.plan.timesteps):
-            prediction = self.model.denoise(x, ones * float(t), *cond)
-            x = ddim_step(self.plan, i, x, prediction, self.target)
-        return x + lms if self.residual else x
+        def denoise(x: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            return self.model.denoise(x, t, *cond)
+
+        return sample(self.model.encode, denoise, self.plan, self.target, lms, pan, noise, self.residual)

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ddrf.model_dir import PLAN_SUFFIX
+
 SAMPLERS = ("cached", "uncached", "unrolled")
 
 
@@ -51,4 +53,4 @@ class PointSpec:
 
 
 def is_engine(target: str | Path) -> bool:
-    return Path(target).suffix.lower() in (".plan", ".engine")
+    return Path(target).suffix.lower() in (PLAN_SUFFIX, ".engine")

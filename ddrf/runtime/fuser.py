@@ -1,8 +1,12 @@
-"""`Fuser`: the array-level API of the runtime. PAN and MS in digital numbers in, fused HRMS out; no torch."""
+"""`Fuser`: the array-level API of the runtime. PAN and MS in digital numbers in, fused HRMS out; no torch.
+
+One fusion is three stages, each a public method so that ddrf-profile times the path users run: `prepare_batch`
+(interp23, normalisation, padding, keyed noise), `fuse_normalised` (the one sampler loop, ddrf.sampling, over the
+backend sessions) and `to_digital_numbers` (crop and denormalise).
+"""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,21 +15,9 @@ from ddrf.model_dir import ModelDir
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.backends import Backend, backend_info, open_backend
 from ddrf.runtime.noise import scene_noise
-from ddrf.runtime.sampler import sample_stepwise, sample_unrolled
+from ddrf.sampling import StageCallback, sample
 from ddrf.schedule import CosineSchedule, make_plan
 from ddrf.filters import interp23
-
-
-@dataclass
-class PreparedBatch:
-    """Model inputs of a batch of windows (normalised, padded), with what turns the output back into DN."""
-
-    lms: np.ndarray
-    guide: np.ndarray
-    noise: np.ndarray
-    seed: int
-    radiometry: Radiometry
-    shapes: list[tuple[int, int]]  # (H, W) of each window before padding
 
 
 class InputPreparation:
@@ -65,14 +57,28 @@ class InputPreparation:
         tiles of one scene see the same noise.
         """
         guide = self.check_inputs(pan, ms)
-        # symmetric borders, as in training: a tile's edge is not the wrap-around of its opposite edge
-        lms = interp23(ms.astype(np.float64), self.card.ratio, border="symmetric")
+        # the border the model was trained with (symmetric: a tile's edge is not the wrap-around of its opposite)
+        lms = interp23(ms.astype(np.float64), self.card.ratio, border=self.card.lms_border)
         height, width = guide.shape[:2]
         pad = ((0, 0), (0, (-height) % self.multiple), (0, (-width) % self.multiple))
         lms_n = np.pad(np.moveaxis(radiometry.ms_to_model(lms), -1, 0), pad, mode="reflect")
         pan_n = np.pad(np.moveaxis(radiometry.guide_to_model(guide), -1, 0), pad, mode="reflect")
         noise = scene_noise(seed, lms_n.shape[0], origin[0], origin[1], *lms_n.shape[1:])
         return lms_n, pan_n, noise
+
+    def prepare_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], radiometry: Radiometry, seed: int = 0,
+                      origins: list[tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`prepare` for same-sized windows, stacked into NCHW batches (LMS, guide, noise)."""
+        origins = origins or [(0, 0)] * len(pairs)
+        prepared = [self.prepare(pan, ms, radiometry, seed, origin) for (pan, ms), origin in zip(pairs, origins)]
+        lms, guide, noise = (np.stack(parts) for parts in zip(*prepared))
+        return lms, guide, noise
+
+    def to_digital_numbers(self, fused: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]],
+                           radiometry: Radiometry) -> list[np.ndarray]:
+        """Normalised NCHW HRMS -> (H, W, B) float32 DN per window, cropped to its PAN size."""
+        return [radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
+                for f, (pan, _) in zip(fused, pairs)]
 
 
 class Fuser(InputPreparation):
@@ -102,35 +108,38 @@ class Fuser(InputPreparation):
             self.sampler = load("sampler", self.steps)
         else:
             self.encoder, self.denoiser = load("encoder"), load("denoiser")
+            self.files.check_condition(self.encoder.output_names, self.denoiser.input_names)
 
-    def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray,
-                        seed: int = 0) -> np.ndarray:
-        """Normalised NCHW LMS, guide and initial noise -> normalised HRMS (N, C, H, W)."""
+    @property
+    def name(self) -> str:
+        """What runs: the backend, or the provider it fell back to where that was allowed."""
+        return (self.sampler if self.unrolled else self.denoiser).name
+
+    def encode(self, lms: np.ndarray, pan: np.ndarray) -> dict[str, np.ndarray]:
+        """Condition features of a batch, keyed by the denoiser's input names (cond_0 ...)."""
+        return self.encoder.run({"lms": lms, "pan": pan})
+
+    def denoise(self, x: np.ndarray, t: np.ndarray, cond: dict[str, np.ndarray]) -> np.ndarray:
+        return self.denoiser.run({"x_t": x, "t": t, **cond})["prediction"]
+
+    def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int = 0,
+                        cache_condition: bool = True, on_stage: StageCallback | None = None) -> np.ndarray:
+        """Normalised NCHW LMS, guide and initial noise -> normalised HRMS (N, C, H, W).
+
+        `cache_condition=False` re-encodes at every step (a profiling reference); `on_stage` see ddrf.sampling.
+        """
         if self.unrolled:
-            return sample_unrolled(self.sampler, lms, pan, noise)
+            fused = self.sampler.run({"lms": lms, "pan": pan, "noise": noise})["fused"]
+            if on_stage is not None:
+                on_stage("sample")
+            return fused
 
         def step_noise(i: int) -> np.ndarray:  # only used when eta > 0
             n, c, h, w = noise.shape
             return np.stack([scene_noise(seed + k, c, 0, 0, h, w, step=i + 1) for k in range(n)])
 
-        x0 = sample_stepwise(self.encoder, self.denoiser, lms, pan, self.plan, self.card.target, noise, step_noise)
-        return x0 + lms if self.card.residual else x0
-
-    def prepare_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0,
-                      origins: list[tuple[int, int]] | None = None,
-                      radiometry: Radiometry | None = None) -> "PreparedBatch":
-        """Everything before the graphs (interp23, normalisation, keyed noise): runs in ddrf-run's reader thread."""
-        origins = origins or [(0, 0)] * len(pairs)
-        radiometry = radiometry or self.radiometry(*pairs[0])
-        prepared = [self.prepare(pan, ms, radiometry, seed, origin) for (pan, ms), origin in zip(pairs, origins)]
-        lms, guide, noise = (np.stack(parts) for parts in zip(*prepared))
-        return PreparedBatch(lms, guide, noise, seed, radiometry, [pan.shape[:2] for pan, _ in pairs])
-
-    def finish_batch(self, batch: "PreparedBatch") -> list[np.ndarray]:
-        """The graphs on a prepared batch; returns (H, W, B) float32 DN per window."""
-        fused = self.fuse_normalised(batch.lms, batch.guide, batch.noise, batch.seed)
-        return [batch.radiometry.ms_from_model(np.moveaxis(f[:, :h, :w], 0, -1))
-                for f, (h, w) in zip(fused, batch.shapes)]
+        return np.asarray(sample(self.encode, self.denoise, self.plan, self.card.target, lms, pan,
+                                 noise.astype(np.float32), self.card.residual, step_noise, cache_condition, on_stage))
 
     def fuse_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0,
                    origins: list[tuple[int, int]] | None = None,
@@ -140,7 +149,9 @@ class Fuser(InputPreparation):
         Pass the scene's `radiometry` when the windows are tiles of a larger scene (otherwise statistics of the
         first window are used, which would differ from tile to tile under per-scene normalisation).
         """
-        return self.finish_batch(self.prepare_batch(pairs, seed, origins, radiometry))
+        radiometry = radiometry or self.radiometry(*pairs[0])
+        lms, guide, noise = self.prepare_batch(pairs, radiometry, seed, origins)
+        return self.to_digital_numbers(self.fuse_normalised(lms, guide, noise, seed), pairs, radiometry)
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0, origin: tuple[int, int] = (0, 0),
              radiometry: Radiometry | None = None) -> np.ndarray:

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from ddrf.runtime.backends import BACKENDS
+
+if TYPE_CHECKING:
+    from ddrf.scenes.engines import EngineSpec
+    from ddrf.scenes.jobs import SceneJob
+    from ddrf.scenes.streaming import RunSettings
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True,
                   context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,7 +38,7 @@ def usage(message: str) -> "typer.Exit":
     return typer.Exit(2)
 
 
-def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path) -> list[Any]:
+def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path) -> "list[SceneJob]":
     from ddrf.scenes.jobs import SceneJob
 
     if pan is not None or ms:
@@ -54,7 +59,7 @@ def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path
 
 
 def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
-              method: str | None, threads: int | None) -> Any:
+              method: str | None, threads: int | None) -> "EngineSpec":
     """The engine description, checked here so that a bad model is a usage error before any scene runs."""
     from ddrf.scenes.engines import EngineSpec
 
@@ -82,7 +87,7 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
                       threads=threads)
 
 
-def preload(spec: Any) -> None:
+def preload(spec: "EngineSpec") -> None:
     """Load the model once before the first scene, so a broken graph or backend is one usage error."""
     from ddrf.scenes.engines import get_engine
 
@@ -92,7 +97,8 @@ def preload(spec: Any) -> None:
         raise usage(" ".join(str(exc).split()))
 
 
-def run_local(jobs: list[Any], spec: Any, settings: Any, progress: Optional[bool]) -> list[dict[str, Any]]:
+def run_local(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings",
+              progress: Optional[bool]) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     from ddrf.scenes.jobs import run_job
@@ -129,9 +135,11 @@ def main(
     pan: Optional[Path] = typer.Option(None, "--pan", help="PAN GeoTIFF."),
     ms: list[Path] = typer.Option([], "--ms", help="MS GeoTIFF (multi-band, or repeat once per band)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the bundled model)."),
-    method: Optional[str] = typer.Option(None, "--method", help="Run a classical baseline instead: EXP, Brovey, BT-H, GSA, BDSD-PC, MTF-GLP-FS, MTF-GLP-HPM (toolbox-exact; "
-                                          "HPM can blow up on dark pixels) or a named variant: MTF-GLP-HPM-robust (5 % "
-                                          "denominator floor), GSA-gauss, BDSD-PC-unitdc, MTF-GLP-FS-unitdc."),
+    method: Optional[str] = typer.Option(
+        None, "--method", help="Run a classical baseline instead: EXP, Brovey, BT-H, GSA, BDSD-PC, MTF-GLP-FS, "
+        "MTF-GLP-HPM (as the toolbox computes them; HPM can blow up on dark pixels) or a named departure: "
+        "MTF-GLP-HPM-robust (5 % denominator floor, the one to use on real scenes), GSA-gauss, BDSD-PC-unitdc, "
+        "MTF-GLP-FS-unitdc (docs/EVALUATION.md)."),
     backend: str = typer.Option("ort-cpu", "--backend", help=f"{', '.join(BACKENDS)}."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the card's)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed (noise is keyed to scene coordinates)."),

@@ -7,9 +7,11 @@ Evidence, strongest first:
    GaoFen `-PAN1`/`-MSS1`; generic `pan`/`ms`.
 3. Raster properties: the single-band file on the finest grid is the PAN, the coarser files are the MS.
 
+Discovery only opens file headers. Whether the files are georeferenced, orthorectified and aligned is the job of
+`ddrf.scenes.scene.Scene`. Sensor names, band numbers and bit depths come from `ddrf.sensors`.
+
 Over 300 lines on purpose: one short section per naming scheme, in the order of the evidence above, so that adding
-a scheme touches one place. Discovery only opens file headers. Whether the files are georeferenced, orthorectified and aligned is the job of
-`ddrf.scenes.scene.Scene`.
+a scheme touches one place.
 """
 from __future__ import annotations
 

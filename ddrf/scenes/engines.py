@@ -6,12 +6,17 @@ Never imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.scenes import report as reports
+
+if TYPE_CHECKING:
+    from ddrf.radiometry import Radiometry
+    from ddrf.runtime.fuser import Fuser
+    from ddrf.scenes.scene import Scene
 
 
 def default_tiling(backend: str, method: str | None = None) -> tuple[int, int]:
@@ -33,7 +38,7 @@ class Engine(Protocol):
     multiple: int
     samples: int
 
-    def start_scene(self, scene: Any) -> None:
+    def start_scene(self, scene: "Scene") -> None:
         """Called once per scene before its windows (e.g. for scene-wide radiometric statistics)."""
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
@@ -50,16 +55,16 @@ class Engine(Protocol):
 class ModelEngine:
     """A runtime Fuser; `samples` seeds (seed, seed+1, ...) when the spread is wanted."""
 
-    def __init__(self, fuser: Any, seed: int = 0, samples: int = 1) -> None:
+    def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1) -> None:
         self.fuser, self.seed, self.samples = fuser, seed, samples
         self.card = fuser.card
         self.bands: list[str] | None = list(self.card.bands)
         self.ratio: int | None = int(self.card.ratio)
         self.multiple = int(fuser.multiple)
         self.label = f"model ({fuser.files.root})"
-        self.radiometry: Any = None
+        self.radiometry: Radiometry | None = None
 
-    def start_scene(self, scene: Any) -> None:
+    def start_scene(self, scene: "Scene") -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""
         from ddrf.radiometry import scene_radiometry
 
@@ -67,11 +72,17 @@ class ModelEngine:
         self.radiometry = scene_radiometry(self.card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
-        return [self.fuser.prepare_batch(pairs, self.seed + k, origins, self.radiometry) for k in range(self.samples)]
+        """(pairs, radiometry, [(seed, (LMS, guide, noise)) per sample]): interp23, normalisation, keyed noise."""
+        radiometry = self.radiometry or self.fuser.radiometry(*pairs[0])
+        batches = [(self.seed + k, self.fuser.prepare_batch(pairs, radiometry, self.seed + k, origins))
+                   for k in range(self.samples)]
+        return pairs, radiometry, batches
 
     def run(self, prepared: Any) -> list[np.ndarray]:
-        runs = [self.fuser.finish_batch(batch) for batch in prepared]
-        return [np.stack([run[i] for run in runs]) for i in range(len(runs[0]))]
+        pairs, radiometry, batches = prepared
+        runs = [self.fuser.to_digital_numbers(self.fuser.fuse_normalised(lms, guide, noise, seed), pairs, radiometry)
+                for seed, (lms, guide, noise) in batches]
+        return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
 
     def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
         return self.run(self.prepare(pairs, origins))
@@ -96,7 +107,7 @@ class BaselineEngine:
         self.bands: list[str] | None = None  # every MS band the scene has
         self.ratio: int | None = None  # any ratio
 
-    def start_scene(self, scene: Any) -> None:
+    def start_scene(self, scene: "Scene") -> None:
         """Classical methods need no scene-wide state."""
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
@@ -131,7 +142,7 @@ class EngineSpec:
     threads: int | None = None
 
 
-_FUSERS: dict[EngineSpec, Any] = {}  # per process: a worker loads each model once
+_FUSERS: dict[EngineSpec, "Fuser"] = {}  # per process: a worker loads each model once
 
 
 def get_engine(spec: EngineSpec, sensor: str = "generic") -> Engine:

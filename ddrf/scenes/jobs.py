@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddrf.files import clean_stale, publish_all
 from ddrf.scenes import report as reports
@@ -16,8 +16,11 @@ from ddrf.scenes.engines import Engine, EngineSpec, get_engine
 from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, check_fit, fuse_into, open_sinks, output_nodata,
                                    plan_grid, seal, tile_bar)
 
+if TYPE_CHECKING:
+    from ddrf.scenes.scene import Scene
 
-def process_scene(scene: Any, engine: Engine, outputs: Outputs, settings: RunSettings,
+
+def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings,
                   inputs: dict[str, Any]) -> dict[str, Any]:
     """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure."""
     check_fit(scene, engine, inputs.get("pan", scene.name))
@@ -74,7 +77,7 @@ class SceneJob:
         return {"pan": str(self.pan), "ms": [str(p) for p in self.ms]}
 
 
-def open_scene(job: SceneJob, bands: list[str] | None) -> Any:
+def open_scene(job: SceneJob, bands: list[str] | None) -> "Scene":
     from ddrf.scenes.discover import discover_scene, pair_from_paths, select_bands
     from ddrf.scenes.scene import Scene
 

@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ddrf.card import ModelCard
 from ddrf.files import temp_path
 
 REPORT_VERSION = 1
@@ -28,11 +29,12 @@ def versions() -> dict[str, str]:
     return found
 
 
-def card_summary(card: Any) -> dict[str, Any]:
+def card_summary(card: ModelCard) -> dict[str, Any]:
     return {"bands": list(card.bands), "guide_bands": list(card.guide_bands), "ratio": card.ratio,
             "sensor": card.sensor, "normalisation": asdict(card.normalisation), "target": card.target,
-            "residual": card.residual, "sampling_steps": card.sampling_steps, "model": card.model,
-            "hashes": dict(card.hashes), "training": {k: card.training[k] for k in sorted(card.training)[:20]}}
+            "residual": card.residual, "sampling_steps": card.sampling_steps, "lms_border": card.lms_border,
+            "model": card.model, "hashes": dict(card.hashes),
+            "training": {k: card.training[k] for k in sorted(card.training)[:20]}}
 
 
 def scene_files(scene: Any) -> dict[str, Any]:

@@ -12,13 +12,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from ddrf.scenes.engines import Engine
 from ddrf.scenes.tiling import CHUNK_COLUMNS, RowBlender, TileBox, TileGrid, window_alignment
 from ddrf.scenes.writer import RasterSink, geotiff_profile, to_cog, write_quicklook
+
+if TYPE_CHECKING:
+    from ddrf.scenes.scene import Scene
 
 DEFAULT_HALO = 32  # PAN pixels; see ddrf/scenes/tiling.py and the report's "halo" entry
 
@@ -66,7 +69,7 @@ class Timings:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def output_nodata(scene: Any) -> float:
+def output_nodata(scene: "Scene") -> float:
     """The input's nodata (MS first, then PAN), else 0."""
     for value in (scene.ms_nodata, scene.pan_nodata):
         if isinstance(value, (list, tuple)):
@@ -81,12 +84,12 @@ def batched(items: Sequence[TileBox], size: int) -> Iterator[list[TileBox]]:
         yield list(items[i:i + size])
 
 
-def plan_grid(scene: Any, engine: Engine, settings: RunSettings) -> TileGrid:
+def plan_grid(scene: "Scene", engine: Engine, settings: RunSettings) -> TileGrid:
     align = window_alignment(scene.ratio, engine.multiple)
     return TileGrid.plan(scene.height, scene.width, settings.tile, settings.halo, align)
 
 
-def check_fit(scene: Any, engine: Engine, path: str) -> None:
+def check_fit(scene: "Scene", engine: Engine, path: str) -> None:
     if engine.ratio is not None and int(scene.ratio) != int(engine.ratio):
         raise ValueError(f"{path}: scene ratio {scene.ratio} but the model fuses ratio {engine.ratio}")
     if engine.bands is not None and len(scene.band_names) != len(engine.bands):
@@ -104,7 +107,7 @@ class Batch:
     final: int | None  # rows final once this batch is blended (the last batch of a row strip), else None
 
 
-def read_batches(scene: Any, engine: Engine, grid: TileGrid, columns: tuple[int, int], batch: int,
+def read_batches(scene: "Scene", engine: Engine, grid: TileGrid, columns: tuple[int, int], batch: int,
                  timings: Timings) -> Iterator[Batch]:
     """Read and prepare the chunk's windows, row strip by row strip (the reader thread's work)."""
     for final, windows in grid.row_strips(columns):
@@ -139,7 +142,7 @@ def window_channels(samples: np.ndarray, spread: bool) -> np.ndarray:
     return np.concatenate(channels, axis=-1)
 
 
-def fuse_chunk(scene: Any, engine: Engine, grid: TileGrid, columns: tuple[int, int], settings: RunSettings,
+def fuse_chunk(scene: "Scene", engine: Engine, grid: TileGrid, columns: tuple[int, int], settings: RunSettings,
                sinks: list[RasterSink], timings: Timings, tick: Callable[[int], None]) -> None:
     """Stream the windows of output columns [first, end) through the engine and blender into the sinks."""
     bands = len(scene.band_names)
@@ -167,7 +170,7 @@ def fuse_chunk(scene: Any, engine: Engine, grid: TileGrid, columns: tuple[int, i
         timings.write += time.perf_counter() - start
 
 
-def fuse_into(scene: Any, engine: Engine, grid: TileGrid, settings: RunSettings, sinks: list[RasterSink],
+def fuse_into(scene: "Scene", engine: Engine, grid: TileGrid, settings: RunSettings, sinks: list[RasterSink],
               timings: Timings, tick: Callable[[int], None]) -> None:
     """Stream the scene through the engine into the sinks (main raster, then spread), one column chunk at a time."""
     for columns in grid.column_chunks(settings.chunk):

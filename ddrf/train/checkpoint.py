@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from safetensors.torch import save as st_save
 from ddrf.card import ModelCard, write_card
 from ddrf.files import write_bytes_atomic
 from ddrf.model_dir import CARD_METADATA_KEY, CARD_NAME
+
+if TYPE_CHECKING:
+    from ddrf.model import DDRF
 
 WEIGHTS = "model.safetensors"
 RESUME = "resume.pt"
@@ -58,7 +61,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, t
     return split["model"], split["ema"], card
 
 
-def load_checkpoint(path: str | Path, ema: bool = True, device: str | torch.device = "cpu") -> tuple[Any, ModelCard]:
+def load_checkpoint(path: str | Path, ema: bool = True,
+                    device: str | torch.device = "cpu") -> tuple["DDRF", ModelCard]:
     """A DDRF model (EMA weights by default, eval mode) and its card, from a run directory or .safetensors file."""
     from ddrf.model import DDRF, DDRFConfig
 

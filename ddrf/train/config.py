@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from ddrf.card import LMS_BORDERS
+
 
 @dataclass
 class DataConfig:
@@ -104,7 +106,7 @@ class TrainConfig:
             (0 <= self.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
             (self.data.patch >= 2, "data.patch must be >= 2"),
             (self.data.lms in ("interp23", "file"), "data.lms must be interp23 or file"),
-            (self.data.lms_border in ("symmetric", "circular"), "data.lms_border must be symmetric or circular"),
+            (self.data.lms_border in LMS_BORDERS, f"data.lms_border must be one of {', '.join(LMS_BORDERS)}"),
             (self.log.every >= 1 and self.log.checkpoint_every >= 1, "log intervals must be >= 1"),
         ]
         for ok, msg in checks:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
 from ddrf.radiometry import scene_radiometry
+
+if TYPE_CHECKING:
+    from ddrf.data.pair import Pair
+    from ddrf.data.pancollection import PanCollectionFile
 
 KEYS = ("lms", "pan", "gt")
 
@@ -94,7 +98,7 @@ class WaldPatches:
         areas = np.array([im["gt"].shape[1] * im["gt"].shape[2] for im in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
 
-    def _prepare(self, pair: Any) -> dict[str, np.ndarray]:
+    def _prepare(self, pair: "Pair") -> dict[str, np.ndarray]:
         from ddrf.filters import wald_degrade
 
         r = self.ratio
@@ -126,7 +130,7 @@ class PanCollectionPatches:
     A `patch` smaller than the stored patches crops them at random.
     """
 
-    def __init__(self, file: Any, ratio: int | None = None, patch: int | None = None, multiple: int = 1,
+    def __init__(self, file: "PanCollectionFile", ratio: int | None = None, patch: int | None = None, multiple: int = 1,
                  augment: bool = True, lms: str = "interp23", border: str = "symmetric"):
         if len(file) == 0:
             raise ValueError(f"{getattr(file, 'path', 'PanCollection file')}: no patches")

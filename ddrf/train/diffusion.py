@@ -1,4 +1,4 @@
-"""Torch wrapper of `ddrf.schedule`: training noise, targets, L1 loss and the DDIM sampler.
+"""Torch wrapper of `ddrf.schedule`: training noise, targets, L1 loss, and the DDIM sampler (ddrf.sampling's loop).
 
 Nothing here re-derives the schedule: coefficients are the float64 numpy arrays of `CosineSchedule`, indexed by the
 true training timestep, and the arithmetic is `schedule.noise_input / training_target / ddim_step` called on
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ddrf import schedule as sch
+from ddrf.sampling import sample
 
 
 class Denoiser(Protocol):
@@ -88,13 +89,12 @@ class Diffusion:
         """
         plan = sch.make_plan(self.schedule, steps, eta)
         draws = self._sampler_noise(plan, lms, generator, noise)
-        cond = model.encode(lms, pan)
-        x = draws[0]
-        for i in range(plan.steps):
-            t = torch.full((lms.shape[0],), float(plan.timesteps[i]), dtype=torch.float32, device=lms.device)
-            out = model.denoise(x, t, *cond).to(x.dtype)
-            x = sch.ddim_step(plan, i, x, out, self.target, draws[i + 1] if eta > 0 else None)
-        return x + lms if self.residual else x
+
+        def denoise(x: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            return model.denoise(x, t.to(torch.float32), *cond).to(x.dtype)
+
+        return sample(model.encode, denoise, plan, self.target, lms, pan, draws[0], self.residual,
+                      step_noise=lambda i: draws[i + 1])
 
     def _sampler_noise(self, plan: sch.SamplerPlan, lms: torch.Tensor, generator: torch.Generator | None,
                        noise: torch.Tensor | None) -> list[torch.Tensor]:

@@ -3,6 +3,9 @@
 Determinism: every step re-derives its RNGs (batch sampler, timesteps/noise, dropout) from (seed, step, rank), so a
 run stopped at any checkpoint and resumed continues exactly as if it had never stopped, and DDP ranks draw
 different batches without any shared sampler state.
+
+Over 300 lines on purpose: the Trainer's stages (step, EMA, checkpoint, resume, logging) share one state object and
+read best together; the pieces that stand alone (datasets, sources, diffusion, checkpoints) have their own files.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import torch
 import yaml
 
 from ddrf.card import ModelCard
+from ddrf.model import DDRFConfig
 from ddrf.files import write_text_atomic
 from ddrf.model_dir import CARD_NAME
 from ddrf.schedule import CosineSchedule
@@ -109,9 +113,7 @@ def lr_lambda(warmup: int, total: int, min_ratio: float):
     return f
 
 
-def model_config(cfg: TrainConfig, ms_bands: int, guide_bands: int) -> Any:
-    from ddrf.model import DDRFConfig
-
+def model_config(cfg: TrainConfig, ms_bands: int, guide_bands: int) -> DDRFConfig:
     base = getattr(DDRFConfig, cfg.model.preset)(ms_bands, guide_bands).to_dict()
     return DDRFConfig.from_dict({**base, **cfg.model.overrides, "ms_bands": ms_bands, "guide_bands": guide_bands})
 
@@ -213,7 +215,7 @@ class Trainer:
         return ModelCard(model=self.model_cfg.to_dict(), bands=info.band_names, guide_bands=info.guide_names,
                          ratio=info.ratio, sensor=info.sensor, normalisation=info.normalisation,
                          schedule=self.diffusion.schedule.to_dict(), target=d.target, residual=d.residual,
-                         sampling_steps=d.sampling_steps, training=training)
+                         sampling_steps=d.sampling_steps, lms_border=self.cfg.data.lms_border, training=training)
 
     def save(self) -> None:
         if not self.dist.main:
