@@ -3,10 +3,35 @@ so `ddrf-run` and `ddrf-profile` never pull in torch."""
 from __future__ import annotations
 
 import importlib
+import signal
+import sys
+
+# modules of the optional extras (pyproject.toml) -> the extra that installs them
+EXTRA_OF = {"torch": "train", "safetensors": "train", "yaml": "train", "onnx": "train", "onnxslim": "train",
+            "dask": "dist", "distributed": "dist", "tensorrt": "gpu", "cuda": "gpu"}
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the work in progress removes its temporaries and locks."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _run(module: str) -> None:
-    importlib.import_module(module).app()
+    """Run a stage's app; a missing optional dependency is one line naming the extra, not a traceback."""
+    command = "ddrf-" + module.split(".")[1].replace("evaluate", "eval").replace("scenes", "run")
+    # over a file-size limit (ulimit -f) a write should fail with EFBIG, which the commands report and clean up
+    # after, instead of the default SIGXFSZ killing the process mid-file
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        importlib.import_module(module).app()
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_OF:
+            raise
+        print(f"{command}: needs {top}, which the base (runtime) install leaves out: "
+              f"pip install 'ddrf-edge[{EXTRA_OF[top]}]'", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def train_app() -> None:

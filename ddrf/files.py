@@ -5,10 +5,13 @@ killed process leaves only such files, never a half-written one under a final na
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 PART_SUFFIX = ".ddrf-part"
 
@@ -53,6 +56,9 @@ def stage_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
     try:
         with open(temp, "xb") as f:
             f.write(data)
+    except OSError as exc:  # disk full, file-size limit: name the file being written, not its temporary
+        temp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(final)) from exc
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -86,3 +92,41 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+LOCK_SUFFIX = ".ddrf-lock"
+
+
+class Busy(RuntimeError):
+    """Another process holds the lock on an output."""
+
+
+@contextmanager
+def exclusive(final: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold `.<final name>.ddrf-lock` beside `final` (flock, non-blocking); Busy when another process holds it.
+
+    Concurrent runs on one output must not clean each other's temporaries. The lock file is removed on release;
+    a killed holder leaves it unlocked (the kernel drops flocks), and the next holder takes it over. After locking,
+    the path must still name the locked file, or a releaser unlinked it meanwhile and we lock afresh.
+    """
+    final = Path(final)
+    path = final.parent / f".{final.name}{LOCK_SUFFIX}"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Busy(f"{final}: another process is writing this output (lock {path.name}); not touched") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)

@@ -106,9 +106,11 @@ def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> n
 
 
 def is_nodata(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    if nodata is None:
-        return np.zeros(data.shape, dtype=bool)
-    return np.isnan(data) if np.isnan(nodata) else data == nodata
+    """The nodata value, and any NaN or +-inf (a float raster's missing samples, tagged or not)."""
+    missing = ~np.isfinite(data)
+    if nodata is None or np.isnan(nodata):
+        return missing
+    return missing | (data == nodata)
 
 
 def fill_nearest(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:

@@ -46,6 +46,8 @@ def onnx_command(
             write_inference_weights(checkpoint, out / WEIGHTS)
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except OSError as exc:  # disk full or a file-size limit: write_model_dir publishes all graphs or none
+        _fail(f"{exc.filename or out}: cannot write ({exc.strerror})")
     for name, size in result.sizes().items():
         typer.echo(f"{result.graphs[name]}  {size / 1e6:.2f} MB")
 

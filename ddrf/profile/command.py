@@ -11,6 +11,8 @@ Never imports torch (only a torch worker does).
 """
 from __future__ import annotations
 
+import os
+
 import shlex
 from pathlib import Path
 from typing import Any, Optional
@@ -238,6 +240,9 @@ def main(
         sizes = [parse_size(s) for s in scene_size]
     except ValueError as exc:
         raise fail(str(exc), 2)
+    for path, what in ((json_path, "--json"), (csv_path, "--csv"), (plot_path, "--plot")):
+        if path is not None and not os.access(path.absolute().parent, os.W_OK):  # before, not after, the sweep
+            raise fail(f"{path}: {what} cannot be written (folder {path.absolute().parent} missing or read-only)", 2)
     for path, what in ((scene, "--scene"), (tiles_from, "--tiles-from")):
         if path is not None and not path.is_dir():
             raise fail(f"{path}: {what} is not a directory", 1)

@@ -166,6 +166,12 @@ class TensorRTBackend:
                 raise ValueError(f"input {name!r} shape {arr.shape} is outside the engine's profile "
                                  f"(min {lo}, opt {opt}, max {hi}); rebuild with a wider one")
 
+    def profile_range(self, name: str) -> tuple[list[int], list[int]]:
+        """(min, max) shape the engine's optimisation profile allows for an input, so callers can refuse a tile
+        before any work instead of failing window by window."""
+        lo, _, hi = (dims_to_list(d) for d in self._engine.get_tensor_profile_shape(name, 0))
+        return lo, hi
+
     def _size_outputs(self, context: "trt_t.IExecutionContext", arrays: Mapping[str, np.ndarray]) -> bool:
         """Size every buffer for this run; True when any was reallocated."""
         grew = False

@@ -57,6 +57,7 @@ class SceneFiles:
     scheme: str = "generic"  # landsat-mtl, landsat, maxar, pleiades, gaofen, generic, raster, paths
     name: str = ""
     names_assumed: bool = False  # band names from a convention, not from metadata or band descriptions
+    band_source: str = ""  # where the band names came from: metadata, descriptions, convention, --bands
     missing: dict[str, Path] = field(default_factory=dict)  # bands the metadata names but whose file is absent
 
 
@@ -104,6 +105,10 @@ def _walk_json(node: object) -> list[tuple[str, str]]:
 
 def _find_mtl(directory: Path) -> Path | None:
     found = sorted(p for p in directory.rglob("*") if p.is_file() and re.search(r"MTL\.(txt|xml|json)$", p.name, re.I))
+    folders = sorted({p.parent for p in found})
+    if len(folders) > 1:  # e.g. a parent of several scenes given as one scene
+        raise SceneError(directory, f"holds Landsat metadata of several scenes ({', '.join(str(f) for f in folders)}); "
+                                    "give one scene directory each")
     by_kind = {p.suffix.lower(): p for p in reversed(found)}
     return by_kind.get(".txt") or by_kind.get(".xml") or by_kind.get(".json")
 
@@ -316,7 +321,7 @@ def select_bands(files: SceneFiles, needed: Sequence[str]) -> SceneFiles:
     wanted = [b.lower() for b in needed]
     absent = [b for b in wanted if b not in files.band_names]
     if absent:
-        where = files.missing.get(absent[0], files.metadata or files.pan.parent)
+        where = files.missing.get(absent[0]) or files.metadata or (files.ms[0][0] if files.ms else files.pan.parent)
         raise SceneError(where, f"band {absent[0]} missing: the model needs bands {', '.join(wanted)}; "
                                 f"the scene has {', '.join(files.band_names) or 'none'}")
     ms = [files.ms[files.band_names.index(b)] for b in wanted]

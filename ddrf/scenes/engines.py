@@ -64,6 +64,16 @@ class ModelEngine:
         self.label = f"model ({fuser.files.root})"
         self.radiometry: Radiometry | None = None
 
+    def window_limits(self) -> tuple[int, int, int] | None:
+        """(smallest side, largest side, largest batch) of a window the backend takes, where it has a fixed
+        optimisation profile (TensorRT); None when any size goes."""
+        first = getattr(self.fuser, "sampler", None) or getattr(self.fuser, "encoder", None)
+        profile_range = getattr(first, "profile_range", None)
+        if profile_range is None:
+            return None
+        lo, hi = profile_range("pan")
+        return int(lo[2]), int(hi[2]), int(hi[0])
+
     def start_scene(self, scene: "Scene") -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""
         from ddrf.radiometry import scene_radiometry

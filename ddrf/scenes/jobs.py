@@ -5,12 +5,16 @@ A scene whose main raster exists is finished (it is renamed last) and skipped un
 """
 from __future__ import annotations
 
+import shutil
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from ddrf.files import clean_stale, publish_all
+import numpy as np
+
+from ddrf.files import Busy, clean_stale, exclusive, publish_all
 from ddrf.scenes import report as reports
 from ddrf.scenes.engines import Engine, EngineSpec, get_engine
 from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, check_fit, fuse_into, open_sinks, output_nodata,
@@ -19,13 +23,62 @@ from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, check_fit, fus
 if TYPE_CHECKING:
     from ddrf.scenes.scene import Scene
 
+def plan_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings) -> dict[str, Any]:
+    """What the scene will cost: windows, output size (uncompressed, the worst case) and the free disk space."""
+    grid = plan_grid(scene, engine, settings)
+    bands = len(engine.bands) if engine.bands else len(scene.band_names)
+    per_pixel = bands * np.dtype(scene.dtype).itemsize + (bands * 4 if outputs.spread else 0)
+    return {"grid": grid, "tiles": grid.count, "height": scene.pan_height, "width": scene.pan_width,
+            "output_bytes": scene.pan_height * scene.pan_width * per_pixel,
+            "free_bytes": shutil.disk_usage(existing_folder(outputs.raster.parent)).free}
+
+
+def existing_folder(folder: Path) -> Path:
+    """The folder or its nearest existing parent (a dry run creates nothing)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def describe_plan(name: str, plan: dict[str, Any]) -> str:
+    grid = plan["grid"]
+    return (f"{name}: {plan['height']} x {plan['width']} PAN px, {plan['tiles']} windows of "
+            f"{grid.tile_rows} x {grid.tile_cols} (halo {grid.halo}), output up to {plan['output_bytes'] / 1e6:.1f} MB "
+            f"uncompressed, {plan['free_bytes'] / 1e9:.1f} GB free")
+
+
+def check_room(plan: dict[str, Any], outputs: Outputs) -> None:
+    if plan["output_bytes"] > plan["free_bytes"]:
+        raise ValueError(f"{outputs.raster}: the output needs up to {plan['output_bytes'] / 1e9:.2f} GB but "
+                         f"{outputs.raster.parent} has {plan['free_bytes'] / 1e9:.2f} GB free; nothing written")
+
+
+def estimate_after_first_batch(name: str, total: int, started: float, update: Callable[[int], None],
+                               say: Callable[[str], None]) -> Callable[[int], None]:
+    """Progress callback that also says, once, how long the scene should take (measured on its first batch)."""
+    done = [0]
+
+    def tick(n: int) -> None:
+        if done[0] == 0 and total > n:
+            per_tile = (time.perf_counter() - started) / n
+            say(f"{name}: first {n} window(s) took {per_tile * n:.1f} s; about {per_tile * total / 60:.1f} min "
+                f"for {total} windows")
+        done[0] += n
+        update(n)
+
+    return tick
+
 
 def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings,
-                  inputs: dict[str, Any]) -> dict[str, Any]:
+                  inputs: dict[str, Any], say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure."""
     check_fit(scene, engine, inputs.get("pan", scene.name))
+    check_not_inputs(scene, outputs)
     started, timings = time.perf_counter(), Timings()
-    grid = plan_grid(scene, engine, settings)
+    plan = plan_scene(scene, engine, outputs, settings)
+    say(describe_plan(scene.name, plan))
+    check_room(plan, outputs)
+    grid = plan["grid"]
     engine.start_scene(scene)
     band_names = list(engine.bands) if engine.bands else list(scene.band_names)
     for final in outputs.all():
@@ -33,8 +86,10 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     sinks = open_sinks(scene, outputs, band_names, output_nodata(scene))
     pending: list[tuple[Path, Path]] = []
     try:
-        with tile_bar(grid.fused_count(settings.chunk), scene.name, settings) as bar:
-            fuse_into(scene, engine, grid, settings, sinks, timings, bar.update)
+        total = grid.fused_count(settings.chunk)
+        with tile_bar(total, scene.name, settings) as bar:
+            tick = estimate_after_first_batch(scene.name, total, time.perf_counter(), bar.update, say)
+            fuse_into(scene, engine, grid, settings, sinks, timings, tick)
         start = time.perf_counter()
         pending = seal(sinks, outputs, settings, band_names)
         timings.finish = time.perf_counter() - start
@@ -52,6 +107,15 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     return report
 
 
+def check_not_inputs(scene: Any, outputs: Outputs) -> None:
+    """An output that is (or resolves to) an input file would destroy it."""
+    files = scene.files
+    inputs = {p.resolve() for p in [files.pan, *(path for path, _ in files.ms), files.metadata] if p is not None}
+    for final in outputs.all():
+        if final.resolve() in inputs:
+            raise ValueError(f"{final}: is an input of scene {scene.name}; choose another output path")
+
+
 def is_finished(outputs: Outputs) -> bool:
     """The main raster is renamed last, so its presence means the scene is complete."""
     return outputs.raster.is_file()
@@ -66,6 +130,7 @@ class SceneJob:
     directory: Path | None = None
     pan: Path | None = None
     ms: tuple[Path, ...] = ()
+    bands: tuple[str, ...] = ()  # --bands: the MS band names in file order (overrides metadata and conventions)
 
     @property
     def source(self) -> str:
@@ -87,9 +152,19 @@ def open_scene(job: SceneJob, bands: list[str] | None) -> "Scene":
         files = pair_from_paths(job.pan, list(job.ms))
     else:
         raise ValueError(f"{job.name}: neither a scene directory nor a PAN file")
+    if job.bands:
+        files = name_bands(files, job.bands)
     if bands is not None:
         files = select_bands(files, bands)
     return Scene(files)
+
+
+def name_bands(files: Any, names: tuple[str, ...]) -> Any:
+    """The user's band names (--bands) for the MS bands in file order."""
+    if len(names) != len(files.ms):
+        raise ValueError(f"{files.ms[0][0] if files.ms else files.pan}: --bands names {len(names)} bands "
+                         f"({', '.join(names)}) but the MS has {len(files.ms)}")
+    return replace(files, band_names=[n.lower() for n in names], names_assumed=False, band_source="--bands")
 
 
 def one_line(exc: BaseException, job: SceneJob) -> str:
@@ -100,10 +175,30 @@ def one_line(exc: BaseException, job: SceneJob) -> str:
     return text
 
 
-def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings) -> dict[str, Any]:
-    """Process one scene; never raises for a bad scene: returns {name, status, output, error?, seconds}."""
-    outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
+def say_stderr(text: str) -> None:
+    print(f"ddrf-run: {text}", file=sys.stderr, flush=True)
+
+
+def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings,
+            say: Callable[[str], None] = say_stderr) -> dict[str, Any]:
+    """Process one scene; never raises for a bad scene: returns {name, status, output, error?, seconds}.
+
+    The output's lock is held throughout, so a second run on the same output neither cleans nor replaces it.
+    """
     entry: dict[str, Any] = {"name": job.name, "source": job.source, "output": str(job.raster)}
+    try:
+        with exclusive(job.raster):
+            return run_locked(job, spec, settings, entry, say)
+    except Busy as exc:
+        return {**entry, "status": "failed", "error": str(exc), "seconds": 0.0}
+    except OSError as exc:  # the lock itself: an unwritable or vanished output folder
+        return {**entry, "status": "failed", "seconds": 0.0,
+                "error": f"{exc.filename or job.raster.parent}: cannot write here ({exc.strerror})"}
+
+
+def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: dict[str, Any],
+               say: Callable[[str], None]) -> dict[str, Any]:
+    outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
     if is_finished(outputs) and not settings.overwrite:
         for final in outputs.all():
             clean_stale(final)
@@ -114,8 +209,11 @@ def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings) -> dict[str,
         scene = open_scene(job, engine.bands)
         if spec.method:
             engine = get_engine(spec, getattr(scene, "sensor", "generic") or "generic")
+        if scene.files.names_assumed:
+            say(f"{job.source}: band order assumed {', '.join(scene.band_names)} (no metadata or band "
+                "descriptions name them); pass --bands to state it")
         try:
-            report = process_scene(scene, engine, outputs, settings, job.inputs())
+            report = process_scene(scene, engine, outputs, settings, job.inputs(), say)
         finally:
             close = getattr(scene, "close", None)
             if callable(close):

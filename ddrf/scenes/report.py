@@ -43,7 +43,10 @@ def scene_files(scene: Any) -> dict[str, Any]:
     if files is None:
         return {}
     return {"pan_file": str(files.pan), "ms_files": [[str(p), b] for p, b in files.ms],
-            "metadata": str(files.metadata) if files.metadata else None, "scheme": files.scheme}
+            "metadata": str(files.metadata) if files.metadata else None, "scheme": files.scheme,
+            "band_names_assumed": files.names_assumed,
+            "band_identity": files.band_source or ("assumed from the band count" if files.names_assumed
+                                                   else f"{files.scheme} naming and metadata")}
 
 
 def now() -> str:
@@ -57,8 +60,11 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
         "status": "done",
         "finished": now(),
         "scene": {"name": scene.name, "sensor": scene.sensor, "ratio": scene.ratio, "bits": scene.bits,
-                  "dtype": str(scene.dtype), "height": scene.height, "width": scene.width,
-                  "crs": str(scene.crs), "transform": list(scene.transform)[:6], "band_names": list(scene.band_names)},
+                  "dtype": str(scene.dtype), "height": scene.pan_height, "width": scene.pan_width,
+                  "crs": str(scene.crs), "transform": list(scene.pan_transform)[:6],
+                  "fused_window": {"row": scene.offset[0], "col": scene.offset[1], "height": scene.height,
+                                   "width": scene.width},  # where the MS reaches; nodata outside
+                  "band_names": list(scene.band_names)},
         "inputs": {**inputs, **scene_files(scene)},
         "engine": engine.summary(),
         "outputs": {"raster": str(outputs.raster), "spread": str(outputs.spread) if outputs.spread else None,
@@ -67,7 +73,8 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
                     "value_range": [0, 2**scene.bits - 1] if scene.bits else None},
         "tiling": {"tile": [grid.tile_rows, grid.tile_cols], "halo": grid.halo, "overlap": 2 * grid.halo,
                    "align": grid.align, "batch": settings.batch, "tiles": grid.count,
-                   "windows_fused": grid.fused_count(settings.chunk), "chunk_columns": settings.chunk,  # border windows of column chunks twice
+                   "windows_fused": grid.fused_count(settings.chunk),  # chunk-border windows once per chunk
+                   "chunk_columns": settings.chunk,
                    "blend": "raised-cosine feather over 2*halo at every window side (scene padded by halo), "
                             "normalised weighted sum"},
         # seconds; "read" and "prepare" (interp23, noise) run in the reader thread, beside "fuse";

@@ -93,11 +93,15 @@ class Scene:
             raise SceneError(first.path, f"MS footprint does not overlap PAN {pan.path.name}")
         self._nodata = {g.path: default_nodata(g.nodata, files.sensor) for g in (pan, *ms_grids.values())}
         self.name, self.sensor, self.band_names = files.name, files.sensor, list(files.band_names)
-        self.dtype = pan.dtype
-        self.bits = files.bits or pan.nbits or (pan.dtype.itemsize * 8 if pan.dtype.kind in "iu" else None)
+        # the output holds the sharpened MS bands: their type and bit depth, whatever the PAN's
+        self.dtype = first.dtype
+        self.bits = files.bits or first.nbits or (first.dtype.itemsize * 8 if first.dtype.kind in "iu" else None)
         self.crs = pan.crs
         self.transform = self.grid.transform
         self.height, self.width = self.rows.length, self.cols.length
+        # outputs are written on the whole PAN grid: the fused grid sits at `offset`, nodata around it
+        self.pan_transform, self.pan_height, self.pan_width = pan.transform, pan.height, pan.width
+        self.offset = (self.rows.start, self.cols.start)
         self.pan_nodata, self.ms_nodata = self._nodata[pan.path], self._nodata[first.path]
 
     @classmethod

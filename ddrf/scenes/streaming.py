@@ -50,10 +50,11 @@ class Outputs:
 
     @classmethod
     def for_raster(cls, raster: Path, spread: bool, quicklook: bool) -> "Outputs":
-        stem = raster.with_suffix("")
-        return cls(raster, stem.with_suffix(".json"),
-                   stem.with_name(stem.name + "_spread.tif") if spread else None,
-                   stem.with_name(stem.name + "_quicklook.png") if quicklook else None)
+        # only the .tif suffix goes: scenes x.v1 and x.v2 keep their own x.v1.json and x.v2.json
+        stem = raster.name[:-len(raster.suffix)] if raster.suffix.lower() in (".tif", ".tiff") else raster.name
+        return cls(raster, raster.with_name(stem + ".json"),
+                   raster.with_name(stem + "_spread.tif") if spread else None,
+                   raster.with_name(stem + "_quicklook.png") if quicklook else None)
 
     def all(self) -> list[Path]:
         return [p for p in (self.spread, self.quicklook, self.report, self.raster) if p is not None]
@@ -148,7 +149,7 @@ def fuse_chunk(scene: "Scene", engine: Engine, grid: TileGrid, columns: tuple[in
     bands = len(scene.band_names)
     blender = RowBlender(grid, bands * len(sinks), columns)
     for sink in sinks:
-        sink.start_chunk(*columns)
+        sink.start_chunk(*columns, grid.width)
     for batch in prefetched(read_batches(scene, engine, grid, columns, settings.batch, timings)):
         start = time.perf_counter()
         fused = engine.run(batch.prepared)
@@ -177,13 +178,15 @@ def fuse_into(scene: "Scene", engine: Engine, grid: TileGrid, settings: RunSetti
         fuse_chunk(scene, engine, grid, columns, settings, sinks, timings, tick)
 
 
-def open_sinks(scene: Any, outputs: Outputs, band_names: list[str], nodata: float) -> list[RasterSink]:
-    profile = geotiff_profile(scene.height, scene.width, len(band_names), np.dtype(scene.dtype), scene.crs,
-                              scene.transform, nodata)
-    sinks = [RasterSink(outputs.raster, profile, band_names, scene.bits, {"DDRF_BITS": str(scene.bits)})]
+def open_sinks(scene: "Scene", outputs: Outputs, band_names: list[str], nodata: float) -> list[RasterSink]:
+    """Sinks on the whole PAN grid (the fused grid placed at scene.offset, nodata where the MS does not reach)."""
+    profile = geotiff_profile(scene.pan_height, scene.pan_width, len(band_names), np.dtype(scene.dtype), scene.crs,
+                              scene.pan_transform, nodata)
+    sinks = [RasterSink(outputs.raster, profile, band_names, scene.bits, {"DDRF_BITS": str(scene.bits)},
+                        scene.offset)]
     if outputs.spread is not None:
         spread = dict(profile, dtype="float32", nodata=float("nan"), predictor=3)
-        sinks.append(RasterSink(outputs.spread, spread, [f"{n} spread" for n in band_names], None))
+        sinks.append(RasterSink(outputs.spread, spread, [f"{n} spread" for n in band_names], None, None, scene.offset))
     return sinks
 
 

@@ -6,8 +6,9 @@ it (ddrf.files); a killed run leaves only such files, and `clean_stale` removes 
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import rasterio
@@ -49,6 +50,20 @@ def geotiff_profile(height: int, width: int, count: int, dtype: np.dtype, crs: A
                 interleave="pixel")
 
 
+@contextmanager
+def naming_failures(final: Path) -> Iterator[None]:
+    """A failed write (disk full, file-size limit) as one line naming the output, with GDAL's first reason."""
+    try:
+        yield
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        causes = [exc]
+        while causes[-1].__cause__ or causes[-1].__context__:
+            causes.append(causes[-1].__cause__ or causes[-1].__context__)  # type: ignore[arg-type]
+        reason = " ".join(str(causes[-1]).split()) or type(causes[-1]).__name__
+        raise OSError(f"{final}: cannot write the output ({reason}); is the disk full or a file-size limit set?") \
+            from exc
+
+
 class RasterSink:
     """Writes a (H, W, B) raster into a temporary GeoTIFF, one column chunk at a time, rows in order, BLOCK rows
     at a time.
@@ -58,8 +73,9 @@ class RasterSink:
     """
 
     def __init__(self, final: Path, profile: dict[str, Any], band_names: list[str], bits: int | None,
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, offset: tuple[int, int] = (0, 0)) -> None:
         self.final, self.profile, self.bits = final, profile, bits
+        self.top, self.left = offset  # where the rows given to write_rows sit in the raster (nodata around them)
         self.path = temp_path(final)
         self.dataset = rasterio.open(self.path, "w", **profile)
         for i, name in enumerate(band_names, start=1):
@@ -69,15 +85,23 @@ class RasterSink:
         self.rows: list[np.ndarray] = []
         self.buffered = 0
         self.written = 0
-        self.columns = (0, profile["width"])
+        self.columns = (0, profile["width"])  # raster columns of the current chunk
+        self.chunk = (0, profile["width"] - self.left)  # its fused-grid columns
         self.columns_done = 0
 
-    def start_chunk(self, first: int, end: int) -> None:
-        """The next rows written belong to output columns [first, end); the previous chunk is finished first."""
+    def start_chunk(self, first: int, end: int, fused_width: int) -> None:
+        """The next rows written are fused-grid columns [first, end) of `fused_width`; the raster's nodata margins
+        left and right of the fused grid go with the first and last chunk. The previous chunk is finished first."""
         self._finish_chunk()
-        self.columns, self.written = (first, end), 0
+        self.chunk, self.written = (first, end), 0
+        self.columns = (0 if first == 0 else self.left + first,
+                        self.profile["width"] if end == fused_width else self.left + end)
 
     def _finish_chunk(self) -> None:
+        below = self.profile["height"] - self.written - self.buffered
+        if below > 0 and self.rows:  # nodata rows under the fused grid
+            width = self.columns[1] - self.columns[0]
+            self._buffer(np.zeros((below, width, self.rows[-1].shape[2])), np.zeros((below, width), bool))
         if self.buffered:
             self._flush(self.buffered)
         if self.written:
@@ -88,6 +112,15 @@ class RasterSink:
             self.written = 0
 
     def write_rows(self, values: np.ndarray, valid: np.ndarray) -> None:
+        """The next rows of the current chunk of the fused grid, placed at `offset` in the raster."""
+        first, end = self.chunk
+        lo, hi = self.columns
+        pad = ((0, 0), (self.left + first - lo, hi - self.left - end))
+        if self.written + self.buffered == 0 and self.top:
+            self._buffer(np.zeros((self.top, hi - lo, values.shape[2])), np.zeros((self.top, hi - lo), dtype=bool))
+        self._buffer(np.pad(values, (*pad, (0, 0))), np.pad(valid, pad))
+
+    def _buffer(self, values: np.ndarray, valid: np.ndarray) -> None:
         self.rows.append(quantise(values, valid, self.profile["dtype"], self.bits, self.profile["nodata"]))
         self.buffered += values.shape[0]
         if self.buffered >= BLOCK:
@@ -96,7 +129,8 @@ class RasterSink:
     def _flush(self, n: int) -> None:
         data = np.concatenate(self.rows)
         first, end = self.columns
-        self.dataset.write(np.moveaxis(data[:n], -1, 0), window=RioWindow(first, self.written, end - first, n))
+        with naming_failures(self.final):
+            self.dataset.write(np.moveaxis(data[:n], -1, 0), window=RioWindow(first, self.written, end - first, n))
         self.rows = [data[n:]]
         self.buffered -= n
         self.written += n
@@ -104,7 +138,8 @@ class RasterSink:
     def close(self) -> Path:
         """Flush, close and check the raster is complete; returns the temporary path."""
         self._finish_chunk()
-        self.dataset.close()
+        with naming_failures(self.final):
+            self.dataset.close()
         if self.columns_done != self.profile["width"]:
             raise RuntimeError(f"{self.final}: wrote {self.columns_done} of {self.profile['width']} columns")
         return self.path

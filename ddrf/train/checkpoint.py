@@ -81,7 +81,10 @@ def write_inference_weights(path: str | Path, out_file: str | Path) -> None:
 
 
 def rng_states() -> dict[str, Any]:
-    states: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """RNG states as tensors, lists and numbers only, so that resume.pt loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    states: dict[str, Any] = {"python": random.getstate(),
+                              "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
                               "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -89,8 +92,10 @@ def rng_states() -> dict[str, Any]:
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -103,10 +108,14 @@ def save_resume(run_dir: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_resume(run_dir: str | Path) -> dict[str, Any]:
+    """The resume state, loaded with weights_only=True: tensors, numbers, strings and containers only, so a
+    crafted resume.pt cannot run code (pickle's global lookups are refused)."""
     path = Path(run_dir) / RESUME
     if not path.is_file():
         raise ValueError(f"{path}: no resume state to continue from")
-    try:  # our own file: it holds numpy RNG states, which weights_only loading refuses
-        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: unreadable resume state ({exc})") from exc
+        reason = " ".join(str(exc).split())[:200]
+        raise ValueError(f"{path}: refused or unreadable resume state (only tensors, numbers and containers are "
+                         f"loaded; {reason})") from exc

@@ -34,6 +34,8 @@ def main(
         result = train(cfg, out, resume=resume, overwrite=overwrite, command=command, stop_at=stop_at)
     except (ValueError, FloatingPointError) as exc:
         _fail(str(exc))
+    except OSError as exc:  # disk full or a file-size limit while checkpointing: the last whole checkpoint stays
+        _fail(f"{exc.filename or out}: cannot write ({exc.strerror})", 1)
     finally:
         cleanup_distributed()
     if result.losses and os.environ.get("RANK", "0") == "0":
@@ -43,9 +45,9 @@ def main(
                    f"(last {len(last)}); run in {out}")
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str, code: int = 2) -> None:
     typer.echo(f"ddrf-train: error: {msg}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

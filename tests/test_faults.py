@@ -1,0 +1,203 @@
+"""Faults: a full disk (a file-size limit, as `ulimit -f` sets) in ddrf-run, ddrf-export and ddrf-train checkpoints;
+SIGKILL at several moments of a multi-window scene, then a rerun; SIGTERM; two runs on one output; a crafted
+resume.pt. Each command runs as its own process, as at a ground station."""
+from __future__ import annotations
+
+import os
+import pickle
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from scenes_fixtures import SAMPLE, TINY_MODEL
+
+ROOT = Path(__file__).parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+KILL_ARGS = ["--tile", "64", "--halo", "8", "--batch", "1", "--threads", "1", "--no-progress", "--seed", "3"]
+
+
+def command(app: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", f"import ddrf.cli as c; c.{app}()", *map(str, args)]
+
+
+def limited(kbytes: int):
+    """preexec_fn: a file-size limit (as `ulimit -f`), so a write fails part-way with EFBIG."""
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kbytes * 1024, kbytes * 1024))
+    return apply
+
+
+def stray(folder: Path) -> list[str]:
+    """Temporaries and locks a run must not leave behind."""
+    return sorted(p.name for p in folder.rglob(".*") if p.is_file())
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+def one_line_naming(stderr: str, name: str, problem: str) -> bool:
+    return any(name in line and problem in line for line in stderr.splitlines()) and "Traceback" not in stderr
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(shutil.copytree(TINY_MODEL, tmp_path_factory.mktemp("faults") / "model"))
+
+
+@pytest.fixture(scope="module")
+def reference(model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """An uninterrupted multi-window run (and how long it took)."""
+    out = tmp_path_factory.mktemp("reference")
+    start = time.perf_counter()
+    proc = subprocess.run(command("run_app", SAMPLE, "-o", out, "--model", model, *KILL_ARGS), env=ENV,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out / f"{SAMPLE.name}.tif", time.perf_counter() - start
+
+
+def test_ddrf_run_disk_full_then_room(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = command("run_app", SAMPLE, "-o", out, "--method", "Brovey", "--no-progress")
+    full = subprocess.run(args, env=ENV, capture_output=True, text=True, preexec_fn=limited(200))
+    assert full.returncode == 1, full.stderr
+    assert one_line_naming(full.stderr, f"{SAMPLE.name}.tif", "cannot write the output"), full.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"]  # no raster, report or temporary
+    room = subprocess.run(args, env=ENV, capture_output=True, text=True)
+    assert room.returncode == 0, room.stderr
+    assert (out / f"{SAMPLE.name}.tif").is_file() and not stray(out)
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_output(model: Path, reference: tuple[Path, float],
+                                                                         tmp_path: Path) -> None:
+    expected, seconds = reference
+    args_for = lambda out: command("run_app", SAMPLE, "-o", out, "--model", model, *KILL_ARGS)  # noqa: E731
+    mid_write = 0
+    for k, moment in enumerate((0.3, 0.55, 0.8, 0.95)):
+        out = tmp_path / f"kill{k}"
+        proc = subprocess.Popen(args_for(out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(moment * seconds)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        final = out / expected.name
+        assert not final.exists() or np.array_equal(read(final), read(expected))  # whole or absent, never partial
+        mid_write += any(name.endswith(".ddrf-part") for name in stray(out))
+        rerun = subprocess.run(args_for(out), env=ENV, capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr
+        np.testing.assert_array_equal(read(final), read(expected))
+        assert not stray(out), stray(out)
+    assert mid_write >= 1  # at least one kill landed while the raster was being written
+
+
+def test_sigterm_removes_the_temporaries(model: Path, reference: tuple[Path, float], tmp_path: Path) -> None:
+    out = tmp_path / "term"
+    proc = subprocess.Popen(command("run_app", SAMPLE, "-o", out, "--model", model, *KILL_ARGS), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob(".*.ddrf-part")) and time.time() < deadline:  # wait until it is writing
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert not stray(out) and not (out / reference[0].name).exists(), stray(out)
+
+
+def test_two_runs_on_one_output_never_touch_each_others_work(model: Path, reference: tuple[Path, float],
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "twice"
+    args = command("run_app", SAMPLE, "-o", out, "--model", model, *KILL_ARGS)
+    first = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob(".*.ddrf-part")) and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(args, env=ENV, capture_output=True, text=True)
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err  # the first was not disturbed
+    assert second.returncode == 1 and one_line_naming(second.stderr, reference[0].name, "another process"), \
+        second.stderr
+    np.testing.assert_array_equal(read(out / reference[0].name), read(reference[0]))
+    assert not stray(out)
+
+
+# ------------------------------------------------------------------ training side (needs torch)
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from test_train import tiny
+
+    from ddrf.train.loop import train
+
+    run = tmp_path_factory.mktemp("train") / "run"
+    train(tiny(f"fusebox:{ROOT / 'tests' / 'data' / 'landsat7'}", "optim.steps=4", "optim.batch=2"), run,
+          stop_at=2)
+    return run
+
+
+TRAIN_ARGS = ["configs/landsat7_small_cpu.yaml", "data.source=fusebox:tests/data/landsat7", "data.patch=16",
+              "model.overrides={base_width: 8, channel_mults: [1, 2], time_dim: 32, dropout: 0.0}", "optim.batch=2",
+              "optim.steps=3", "optim.threads=1", "optim.device=cpu", "log.progress=false"]
+
+
+def test_ddrf_train_checkpoint_disk_full_then_room(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    full = subprocess.run(command("train_app", *TRAIN_ARGS, "--out", run), env=ENV, cwd=ROOT, capture_output=True,
+                          text=True, preexec_fn=limited(40))
+    assert full.returncode == 1, full.stderr
+    assert one_line_naming(full.stderr, "model.safetensors", "cannot write"), full.stderr
+    assert not (run / "model.safetensors").exists() and not (run / "resume.pt").exists() and not stray(run)
+    room = subprocess.run(command("train_app", *TRAIN_ARGS, "--out", run, "--overwrite"), env=ENV, cwd=ROOT,
+                          capture_output=True, text=True)
+    assert room.returncode == 0, room.stderr
+    assert (run / "model.safetensors").is_file() and (run / "resume.pt").is_file() and not stray(run)
+
+
+def test_ddrf_export_disk_full_then_room(short_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    args = command("export_app", "onnx", short_run, "-o", out, "--no-fp16")
+    full = subprocess.run(args, env=ENV, capture_output=True, text=True, preexec_fn=limited(60))
+    assert full.returncode == 1, full.stderr
+    assert one_line_naming(full.stderr, ".onnx", "cannot write"), full.stderr
+    assert not out.exists() or not any(out.iterdir())  # no graph, no card, no temporary
+    room = subprocess.run(args, env=ENV, capture_output=True, text=True)
+    assert room.returncode == 0, room.stderr
+    assert (out / "card.json").is_file() and not stray(out)
+
+
+class Planted:
+    """What an attacker pickles: unpickling calls Path.touch on a marker file (any callable would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_resume_state_is_refused(short_run: Path, tmp_path: Path) -> None:
+    from ddrf.train.checkpoint import RESUME, load_resume
+
+    run = Path(shutil.copytree(short_run, tmp_path / "run"))
+    assert load_resume(run)["step"] == 2  # our own resume state loads with weights_only=True
+    marker = tmp_path / "pwned"
+    import torch
+
+    torch.save({"step": 2, "payload": Planted(marker)}, run / RESUME)
+    with pytest.raises(ValueError, match="refused or unreadable resume state"):
+        load_resume(run)
+    assert not marker.exists()  # the planted code never ran
+    with open(run / RESUME, "wb") as f:  # a plain pickle, not even a torch file
+        pickle.dump(Planted(marker), f)
+    with pytest.raises(ValueError, match=RESUME):
+        load_resume(run)
+    assert not marker.exists()
