@@ -104,6 +104,7 @@ class RasterSink:
             self._buffer(np.zeros((below, width, self.rows[-1].shape[2])), np.zeros((below, width), bool))
         if self.buffered:
             self._flush(self.buffered)
+        self.rows = []  # the next chunk may be narrower
         if self.written:
             if self.written != self.profile["height"]:
                 raise RuntimeError(f"{self.final}: wrote {self.written} of {self.profile['height']} rows of "
