@@ -156,7 +156,8 @@ def markdown(data: dict[str, Any]) -> str:
              f"median of 7 each). Scene: the sample scene mirrored to {data['scene']} PAN ({data['megapixels']:.2f} "
              f"MP), {data['reps']} repetitions, the order of the commands rotating. MP/s = PAN megapixels over the "
              "median wall time of the whole command (start-up and model load included).\n",
-             "| command | runs | wall s (each) | MP/s | MP/s per matmul GFLOP/s (x1000) | median CPU s | peak RSS MiB |",
+             "| command | runs | wall s (each) | MP/s | MP/s per matmul GFLOP/s (x1000) | median CPU s "
+             "| peak RSS MiB |",
              "|---|---|---|---|---|---|---|"]
     for name, s in data["throughput"].items():
         if "error" in s:

@@ -42,7 +42,8 @@ def main(argv: list[str]) -> int:
     for k in range(2 * args.windows):
         spinning = bool(k % 2) if (k // 2) % 2 else not k % 2  # A B B A A B ...
         encoder, denoiser = pairs[spinning]
-        lms, pan = rng.standard_normal((1, 4, side, side), np.float32), rng.standard_normal((1, 1, side, side), np.float32)
+        lms = rng.standard_normal((1, 4, side, side), np.float32)
+        pan = rng.standard_normal((1, 1, side, side), np.float32)
         start_cpu = time.process_time()
         cond = dict(zip([o.name for o in encoder.get_outputs()], encoder.run(None, {"lms": lms, "pan": pan})))
         feed = {**cond, "x_t": rng.standard_normal((1, 4, side, side), np.float32), "t": np.array([500.0], np.float32)}
@@ -52,8 +53,9 @@ def main(argv: list[str]) -> int:
         cpu[spinning].append(time.process_time() - start_cpu)
     for spinning in (True, False):
         t = times[spinning]
-        print(f"spinning {'on ' if spinning else 'off'}: denoiser ms median {statistics.median(t):.0f}, min {min(t):.0f}, "
-              f"max {max(t):.0f}, each {[round(x) for x in t]}; CPU s per window {statistics.median(cpu[spinning]):.2f}")
+        print(f"spinning {'on ' if spinning else 'off'}: denoiser ms median {statistics.median(t):.0f}, "
+              f"min {min(t):.0f}, max {max(t):.0f}, each {[round(x) for x in t]}; "
+              f"CPU s per window {statistics.median(cpu[spinning]):.2f}")
     return 0
 
 

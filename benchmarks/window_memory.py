@@ -7,7 +7,8 @@ and device per call on a GPU backend, and the host buffers ddrf-run keeps per ba
 on the device between the encoder and the K denoiser calls); the largest single activation; and the peak of the
 tensors alive at once (inputs, condition and outputs included) running the nodes in graph order with every tensor
 freed after its last reader: what a runtime with perfect buffer reuse needs (real runtimes add workspace, e.g.
-cuDNN's, and allocator rounding). ddrf-run itself adds, per column chunk, its blender and writer buffers (ddrf/scenes/tiling.py).
+cuDNN's, and allocator rounding). ddrf-run itself adds, per column chunk, its blender and writer buffers
+(ddrf/scenes/tiling.py).
 """
 from __future__ import annotations
 
