@@ -87,11 +87,12 @@ def model_facts(model_dir: Path) -> dict[str, Any]:
             "denoise_flops_256": den.get_total_flops(), "card": card, "config": card.model}
 
 
-def matmul_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """Best-of fp32 numpy matmul rate, in a fresh process with BLAS limited to `threads` threads."""
-    code = (f"import numpy as np, time; a = np.random.rand({n}, {n}).astype(np.float32); b = a.T.copy(); a @ b; "
-            f"best = min((lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) "
-            f"for _ in range({repeats})); print(2 * {n} ** 3 / best / 1e9)")
+def matmul_gflops(threads: int, n: int = 2048, repeats: int = 7) -> float:
+    """Median fp32 numpy matmul rate (median, like the step times it is compared with), in a fresh process with
+    BLAS limited to `threads` threads."""
+    code = (f"import numpy as np, time, statistics; a = np.random.rand({n}, {n}).astype(np.float32); b = a.T.copy();"
+            f" a @ b; ts = [(lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter())"
+            f" for _ in range({repeats})]; print(2 * {n} ** 3 / statistics.median(ts) / 1e9)")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -165,10 +166,11 @@ def bench_unrolled(model: Path, common: dict[str, Any], reps: int) -> dict[str, 
 
 def bench_sweep(model: Path, common: dict[str, Any]) -> dict[str, Any]:
     base = {k: v for k, v in common.items() if k not in ("steps", "tile")}
-    steps = {k: point(model, backend="ort-cpu", tile=256, steps=k, **base) for k in (1, 2, 4, 8)}
-    tiles = {t: steps[4] if t == 256 else point(model, backend="ort-cpu", tile=t, steps=4, **base)
+    default = common["steps"]
+    steps = {k: point(model, backend="ort-cpu", tile=256, steps=k, **base) for k in sorted({1, 2, 4, 8, default})}
+    tiles = {t: steps[default] if t == 256 else point(model, backend="ort-cpu", tile=t, steps=default, **base)
              for t in (128, 256, 512)}
-    return {"steps": steps, "tiles": tiles}
+    return {"steps": steps, "tiles": tiles, "default_steps": default}
 
 
 # --- (e) synthetic large scenes ------------------------------------------------------------------------------------
@@ -345,7 +347,7 @@ def section_d(d: dict[str, Any]) -> list[str]:
     header = ["point", "tile", "steps", "median ms", "p90 ms", "cv %", "ms / step", "MP/s"]
     rows = sweep_rows(d.get("steps", {}), "steps") + sweep_rows({k: v for k, v in d.get("tiles", {}).items()
                                                                   if k != 256}, "tile")
-    return ["## (d) Latency against steps and tile size\n", "ort-cpu, batch 1; the tile rows use 4 steps.\n",
+    return ["## (d) Latency against steps and tile size\n", f"ort-cpu, batch 1; the tile rows use {d.get('default_steps', 4)} step(s).\n",
             md_table(header, rows), ""]
 
 
@@ -362,9 +364,9 @@ def section_e(e: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
     text = ["## (e) ddrf-run: peak memory and time per megapixel against scene size\n",
             f"Scenes {SCENE_WIDTH} PAN pixels wide and 1, 4 and 16 megapixels in all (heights 500, 2000, 8000), "
             "made by mirroring the bundled sample scene (Landsat-8, ratio 2) into tiled deflate GeoTIFFs with the "
-            "sample's geotransforms. The width is fixed because ddrf-run holds one band of windows across the "
-            "scene width (its blender: window rows x padded width x bands, float64) plus the writer's 512-row "
-            "block band: memory is bounded by the width by design, and must not grow with the height. Each "
+            "sample's geotransforms. ddrf-run makes its output in 4096-column chunks (blender: window rows x chunk "
+            "width x bands, float64; writer: 512 rows x chunk width, quantised), so memory must grow neither with "
+            "the height nor the width (benchmarks/scene_throughput.py varies the width). Each "
             "`ddrf-run` runs in a fresh process; peak RSS is that process's high-water mark (VmHWM), time is the "
             "whole command (imports and model load included). Default ddrf-run tiling (model: 256 windows, batch 1 "
             "on CPU; EXP: 1024 windows; halo 32).\n",
@@ -399,15 +401,16 @@ def flatness(done: list[dict[str, Any]], engine: str, window: int) -> str | None
 
 def section_f(data: dict[str, Any]) -> list[str]:
     facts, d = data["facts"], data.get("d", {})
-    ref = d.get("steps", {}).get(4)
+    ref = d.get("steps", {}).get(data["common"]["steps"])
     ms = step_ms(ref) if ref else None
     achieved = facts["denoise_flops_256"] / (ms / 1e3) / 1e9 if ms else None
     matmul = data.get("matmul_gflops")
     share = f" = {100 * achieved / matmul:.0f} % of the matmul rate" if achieved and matmul else ""
     return ["## (f) Achieved GFLOP/s\n",
             f"One denoise step at 256x256: {facts['denoise_flops_256'] / 1e9:.2f} GFLOP in {fmt(ms)} ms (median "
-            f"step time of the (d) point with 4 steps) -> **{fmt(achieved)} GFLOP/s**{share}. numpy fp32 2048x2048 "
-            f"matmul with {data['common']['threads']} BLAS thread(s), best of 5: **{fmt(matmul)} GFLOP/s**.\n"]
+            f"step time of the (d) point at the default {data['common']['steps']} step(s)) -> **{fmt(achieved)} "
+            f"GFLOP/s**{share}. numpy fp32 2048x2048 matmul with {data['common']['threads']} BLAS thread(s), median "
+            f"of 7 (median against median): **{fmt(matmul)} GFLOP/s**.\n"]
 
 
 # --- main --------------------------------------------------------------------------------------------------------
@@ -417,7 +420,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=Path, help="run directory with model.safetensors (for PyTorch eager)")
     p.add_argument("--random-small", action="store_true", help="benchmark a random DDRFConfig.small(4) export")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per engine (default 2)")
-    p.add_argument("--steps", type=int, default=4, help="sampler steps for (a)-(c) (default 4)")
+    p.add_argument("--steps", type=int, help="sampler steps for (a)-(d) and (f) (default: the card's)")
     p.add_argument("--reps", type=int, default=3, help="alternated repetitions of each A/B pair (default 3)")
     p.add_argument("--runs", type=int, default=3, help="timed runs per point (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs per point (default 1)")
@@ -452,7 +455,7 @@ def main(argv: list[str]) -> int:
         data = json.loads(args.render.read_text())
         for key in ("d",):  # JSON turned the integer keys of the sweeps into strings
             for part in data.get(key, {}).values():
-                for k in list(part):
+                for k in list(part) if isinstance(part, dict) else []:
                     part[int(k)] = part.pop(k)
         write_report(args.out, data)
         return 0
@@ -464,7 +467,8 @@ def main(argv: list[str]) -> int:
         tmp = Path(tmp_name)
         model, ckpt, data["model_text"] = resolve_model(args, tmp)
         data["environment"] = profile_environment()
-        common = dict(tile=256, steps=args.steps, runs=args.runs, warmup=args.warmup, threads=args.threads,
+        steps = args.steps or int(json.loads((model / "card.json").read_text())["sampling_steps"])
+        common = dict(tile=256, steps=steps, runs=args.runs, warmup=args.warmup, threads=args.threads,
                       layer_profile=False)
         data["common"] = common
         if "a" in args.only:

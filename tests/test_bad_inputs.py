@@ -542,3 +542,22 @@ def test_tile_outside_an_engine_profile_is_refused_before_any_scene(tile: int, b
     assert_one_line(capsys.readouterr().err, f"--{'batch' if batch > 4 else 'tile'} {batch if batch > 4 else tile}",
                     re.escape(problem), "ddrf-run:")
     check_tile(256, 16, ProfiledEngine(), 4)  # inside the profile: accepted
+
+
+def test_column_chunks_keep_the_exact_pan_grid(tmp_path: Path) -> None:
+    """Issue 13: the same pair made in 128-column chunks (the fused grid at an offset inside the PAN grid, nodata
+    margins carried by the first and last chunk) gives the same raster as one chunk."""
+    from ddrf.scenes import engines, jobs, streaming
+
+    rng = np.random.default_rng(2)
+    pan = write_tif(tmp_path / "pan.tif", rng.uniform(1000, 30000, (375, 558)), nodata=0)
+    ms = write_tif(tmp_path / "ms.tif", rng.uniform(1000, 30000, (3, 187, 279)), MS_T, "float32")
+    rasters = []
+    for chunk in (4096, 128):
+        out = tmp_path / f"chunk{chunk}.tif"
+        settings = streaming.RunSettings(tile=96, batch=1, progress=False, chunk=chunk)
+        job = jobs.SceneJob(out.stem, out, pan=pan, ms=(ms,))
+        assert jobs.run_job(job, engines.EngineSpec(method="GSA"), settings)["status"] == "done"
+        with rasterio.open(out) as ds:
+            rasters.append(ds.read())
+    np.testing.assert_array_equal(rasters[1], rasters[0])

@@ -190,15 +190,15 @@ def test_nodata_block_is_nodata_and_stays_local(tiny_model: Path, two_tilings: d
 def test_interrupted_scene_leaves_no_output(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
     out = tmp_path / "scene.tif"
     calls = {"n": 0}
-    original = engines.ModelEngine.fuse
+    original = engines.ModelEngine.run
 
-    def failing(self, pairs, origins):  # type: ignore[no-untyped-def]
+    def failing(self, prepared):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("simulated crash mid-scene")
-        return original(self, pairs, origins)
+        return original(self, prepared)
 
-    monkeypatch.setattr(engines.ModelEngine, "fuse", failing)
+    monkeypatch.setattr(engines.ModelEngine, "run", failing)
     entry = run_api(out, tiny_model, 96)
     assert entry["status"] == "failed" and "simulated crash" in entry["error"]
     assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary
@@ -303,3 +303,10 @@ def test_scene_run_never_imports_torch(tiny_model: Path, tmp_path: Path) -> None
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / f"{SAMPLE.name}.tif").is_file()
+
+
+def test_column_chunks_give_the_same_raster(tiny_model: Path, two_tilings: dict[str, Path], tmp_path: Path) -> None:
+    """Blending and writing in 128-column chunks (border windows fused once per chunk) changes no pixel."""
+    out = tmp_path / "chunked.tif"
+    assert run_api(out, tiny_model, 96, chunk=128)["status"] == "done"
+    np.testing.assert_array_equal(read(out), read(two_tilings["96"]))

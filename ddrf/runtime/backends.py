@@ -70,9 +70,14 @@ class OrtBackend:
                     "install onnxruntime-gpu or choose --backend ort-cpu")
             wanted = ORT_PROVIDERS["ort-cpu"]
         options = ort.SessionOptions()
+        # Idle pool threads sleep instead of spinning: the encoder's and denoiser's pools (and the reader thread)
+        # take turns on the same cores. ORT's shared global pool is not in its public Python API (only the private
+        # capi.set_global_thread_pool_sizes, with no spin control), so each session keeps its pool, spinning off.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        options.inter_op_num_threads = 1
         if threads:
             options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
         providers = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
         self.path = Path(path)
         try:

@@ -281,7 +281,10 @@ def main(
     tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Window side in PAN pixels (default by backend)."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
     halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default 32)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for ONNX Runtime."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, help="ONNX Runtime intra-op threads per session (default: one per physical core). "
+        "Idle pools sleep (no spinning), so the encoder, denoiser and reader thread share the cores; on a machine "
+        "shared with other work, set it to the cores you may use."),
     cog: bool = typer.Option(False, "--cog", help="Write Cloud Optimized GeoTIFFs (with overviews)."),
     quicklook: bool = typer.Option(False, "--quicklook", help="Also write <name>_quicklook.png (RGB stretch)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo scenes whose output exists."),

@@ -41,6 +41,12 @@ class Engine(Protocol):
     def start_scene(self, scene: "Scene") -> None:
         """Called once per scene before its windows (e.g. for scene-wide radiometric statistics)."""
 
+    def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
+        """The CPU work before the engine proper (ddrf-run does it in its reader thread, beside `run`)."""
+
+    def run(self, prepared: Any) -> list[np.ndarray]:
+        """`prepare`'s result -> per window (samples, H, W, B) float DN."""
+
     def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]: ...
 
     def summary(self) -> dict[str, Any]: ...
@@ -75,9 +81,21 @@ class ModelEngine:
         pan, pan_valid, ms, ms_valid = scene.preview()
         self.radiometry = scene_radiometry(self.card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
 
-    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
-        runs = [self.fuser.fuse_batch(pairs, self.seed + k, origins, self.radiometry) for k in range(self.samples)]
+    def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
+        """(pairs, radiometry, [(seed, (LMS, guide, noise)) per sample]): interp23, normalisation, keyed noise."""
+        radiometry = self.radiometry or self.fuser.radiometry(*pairs[0])
+        batches = [(self.seed + k, self.fuser.prepare_batch(pairs, radiometry, self.seed + k, origins))
+                   for k in range(self.samples)]
+        return pairs, radiometry, batches
+
+    def run(self, prepared: Any) -> list[np.ndarray]:
+        pairs, radiometry, batches = prepared
+        runs = [self.fuser.to_digital_numbers(self.fuser.fuse_normalised(lms, guide, noise, seed), pairs, radiometry)
+                for seed, (lms, guide, noise) in batches]
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
+
+    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
+        return self.run(self.prepare(pairs, origins))
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "model", "model_dir": str(self.fuser.files.root), "card": reports.card_summary(self.card),
@@ -102,10 +120,16 @@ class BaselineEngine:
     def start_scene(self, scene: "Scene") -> None:
         """Classical methods need no scene-wide state."""
 
-    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
+    def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
+        return pairs
+
+    def run(self, prepared: Any) -> list[np.ndarray]:
         from ddrf.baselines import fuse
 
-        return [fuse(self.method, pan, ms, ms_ratio(pan, ms), self.sensor)[None] for pan, ms in pairs]
+        return [fuse(self.method, pan, ms, ms_ratio(pan, ms), self.sensor)[None] for pan, ms in prepared]
+
+    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
+        return self.run(self.prepare(pairs, origins))
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "baseline", "method": self.method, "sensor": self.sensor}

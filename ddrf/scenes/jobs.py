@@ -90,13 +90,14 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     sinks = open_sinks(scene, outputs, band_names, output_nodata(scene))
     pending: list[tuple[Path, Path]] = []
     try:
-        with tile_bar(grid.count, scene.name, settings) as bar:
-            progress = estimate_after_first_batch(scene.name, grid.count, time.perf_counter(), bar.update, say)
+        total = grid.fused_count(settings.chunk)
+        with tile_bar(total, scene.name, settings) as bar:
+            progress = estimate_after_first_batch(scene.name, total, time.perf_counter(), bar.update, say)
 
             def tick(done: int) -> None:
                 progress(done)
                 if on_tiles is not None:
-                    on_tiles(done, grid.count)
+                    on_tiles(done, total)
 
             fuse_into(scene, engine, grid, settings, sinks, timings, tick)
         start = time.perf_counter()

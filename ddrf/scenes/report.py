@@ -73,11 +73,14 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
                     "value_range": [0, 2**scene.bits - 1] if scene.bits else None},
         "tiling": {"tile": [grid.tile_rows, grid.tile_cols], "halo": grid.halo, "overlap": 2 * grid.halo,
                    "align": grid.align, "batch": settings.batch, "tiles": grid.count,
+                   "windows_fused": grid.fused_count(settings.chunk),  # chunk-border windows once per chunk
+                   "chunk_columns": settings.chunk,
                    "blend": "raised-cosine feather over 2*halo at every window side (scene padded by halo), "
                             "normalised weighted sum"},
-        # seconds; "write" = block rows flushed while fusing, "finish" = last flush, COG copy, quicklook
+        # seconds; "read" and "prepare" (interp23, noise) run in the reader thread, beside "fuse";
+        # "write" = block rows flushed while fusing, "finish" = last flush, COG copy, quicklook
         "timings_s": {"read": timings.read, "fuse": timings.fuse, "blend": timings.blend, "write": timings.write,
-                      "finish": timings.finish, "total": seconds},
+                      "finish": timings.finish, **timings.extra, "total": seconds},
         "software": versions(),
     }
 

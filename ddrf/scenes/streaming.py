@@ -1,12 +1,15 @@
 """Streaming one scene's windows through the engine and the feathered blender into the raster sinks.
 
-Memory is bounded by the scene width, never its size: windows are fused one row strip at a time, finished rows
-are blended and handed to the writer, which keeps at most one 512-row block strip. Never imports torch.
+Memory is flat at any scene size: the output is made one column chunk (tiling.CHUNK_COLUMNS) at a time; in a chunk
+windows are fused one row strip at a time, finished rows are blended and handed to the writer, which keeps at most
+one 512-row block strip of the chunk. A reader thread reads and prepares the next batch while the engine runs
+(the model is then most of the wall time). Never imports torch.
 """
 from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ddrf.scenes.engines import Engine
-from ddrf.scenes.tiling import RowBlender, TileBox, TileGrid, window_alignment
+from ddrf.scenes.tiling import CHUNK_COLUMNS, RowBlender, TileBox, TileGrid, window_alignment
 from ddrf.scenes.writer import RasterSink, geotiff_profile, to_cog, write_quicklook
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ class RunSettings:
     overwrite: bool = False
     spread: bool = False  # write <name>_spread.tif (needs an engine with samples >= 2)
     progress: bool | None = None  # None: tqdm decides (a terminal)
+    chunk: int = CHUNK_COLUMNS  # output columns made at a time (a multiple of the writer's BLOCK)
 
 
 @dataclass
@@ -94,45 +98,84 @@ def check_fit(scene: "Scene", engine: Engine, path: str) -> None:
                          f"({', '.join(engine.bands)})")
 
 
-def window_outputs(engine: Engine, scene: "Scene", windows: list[TileBox], spread: bool,
-                   timings: Timings) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Read and fuse a batch of windows: (channels (H, W, B or 2B), valid) per window."""
-    start = time.perf_counter()
-    reads = [scene.read_pair(w.row, w.col, w.height, w.width) for w in windows]
-    timings.read += time.perf_counter() - start
-    start = time.perf_counter()
-    fused = engine.fuse([(pan, ms) for pan, ms, _ in reads], [(w.row, w.col) for w in windows])
-    timings.fuse += time.perf_counter() - start
-    out = []
-    for samples, (_, _, valid) in zip(fused, reads):
-        channels = [samples[0]]
-        if spread:
-            channels.append(samples.std(axis=0, ddof=1))
-        out.append((np.concatenate(channels, axis=-1), valid))
-    return out
+@dataclass
+class Batch:
+    """A batch of windows read and prepared (in the reader thread), ready for the engine."""
+
+    windows: list[TileBox]
+    prepared: Any
+    valid: list[np.ndarray]
+    final: int | None  # rows final once this batch is blended (the last batch of a row strip), else None
 
 
-def fuse_into(scene: "Scene", engine: Engine, grid: TileGrid, settings: RunSettings, sinks: list[RasterSink],
-              timings: Timings, tick: Callable[[int], None]) -> None:
-    """Stream the scene through the engine into the sinks (main raster, then spread)."""
-    bands = len(scene.band_names)
-    blender = RowBlender(grid, bands * len(sinks))
-    for final, windows in grid.row_strips():
-        for chunk in batched(windows, settings.batch):
-            results = window_outputs(engine, scene, chunk, settings.spread, timings)
+def read_batches(scene: "Scene", engine: Engine, grid: TileGrid, columns: tuple[int, int], batch: int,
+                 timings: Timings) -> Iterator[Batch]:
+    """Read and prepare the chunk's windows, row strip by row strip (the reader thread's work)."""
+    for final, windows in grid.row_strips(columns):
+        chunks = list(batched(windows, batch))
+        for k, chunk in enumerate(chunks):
             start = time.perf_counter()
-            for window, (values, valid) in zip(chunk, results):
-                blender.add(window, values, valid)
-            timings.blend += time.perf_counter() - start
-            tick(len(chunk))
+            reads = [scene.read_pair(w.row, w.col, w.height, w.width) for w in chunk]
+            timings.read += time.perf_counter() - start
+            start = time.perf_counter()
+            prepared = engine.prepare([(pan, ms) for pan, ms, _ in reads], [(w.row, w.col) for w in chunk])
+            timings.extra["prepare"] = timings.extra.get("prepare", 0.0) + time.perf_counter() - start
+            yield Batch(chunk, prepared, [valid for _, _, valid in reads], final if k == len(chunks) - 1 else None)
+
+
+def prefetched(items: Iterator[Batch]) -> Iterator[Batch]:
+    """`items`, each produced in a reader thread while the caller works on the previous one.
+
+    ONNX Runtime and rasterio release the GIL, so reading, interp23 and noise overlap with the model.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddrf-reader") as reader:
+        pending = reader.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = reader.submit(next, items, None)
+            yield item
+
+
+def window_channels(samples: np.ndarray, spread: bool) -> np.ndarray:
+    """(H, W, B) of the first sample, then (H, W, B) of the spread across samples when wanted."""
+    channels = [samples[0]]
+    if spread:
+        channels.append(samples.std(axis=0, ddof=1))
+    return np.concatenate(channels, axis=-1)
+
+
+def fuse_chunk(scene: "Scene", engine: Engine, grid: TileGrid, columns: tuple[int, int], settings: RunSettings,
+               sinks: list[RasterSink], timings: Timings, tick: Callable[[int], None]) -> None:
+    """Stream the windows of output columns [first, end) through the engine and blender into the sinks."""
+    bands = len(scene.band_names)
+    blender = RowBlender(grid, bands * len(sinks), columns)
+    for sink in sinks:
+        sink.start_chunk(*columns, grid.width)
+    for batch in prefetched(read_batches(scene, engine, grid, columns, settings.batch, timings)):
         start = time.perf_counter()
-        _, values, valid = blender.release(final)
+        fused = engine.run(batch.prepared)
+        timings.fuse += time.perf_counter() - start
+        start = time.perf_counter()
+        for window, samples, valid in zip(batch.windows, fused, batch.valid):
+            blender.add(window, window_channels(samples, settings.spread), valid)
+        timings.blend += time.perf_counter() - start
+        tick(len(batch.windows))
+        if batch.final is None:
+            continue
+        start = time.perf_counter()
+        _, values, valid = blender.release(batch.final)
         timings.blend += time.perf_counter() - start
         start = time.perf_counter()
         for k, sink in enumerate(sinks):
             if len(values):
                 sink.write_rows(values[..., k * bands:(k + 1) * bands], valid)
         timings.write += time.perf_counter() - start
+
+
+def fuse_into(scene: "Scene", engine: Engine, grid: TileGrid, settings: RunSettings, sinks: list[RasterSink],
+              timings: Timings, tick: Callable[[int], None]) -> None:
+    """Stream the scene through the engine into the sinks (main raster, then spread), one column chunk at a time."""
+    for columns in grid.column_chunks(settings.chunk):
+        fuse_chunk(scene, engine, grid, columns, settings, sinks, timings, tick)
 
 
 def open_sinks(scene: "Scene", outputs: Outputs, band_names: list[str], nodata: float) -> list[RasterSink]:

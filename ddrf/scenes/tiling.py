@@ -31,6 +31,9 @@ def window_alignment(ratio: int, multiple: int) -> int:
     return math.lcm(int(ratio), int(multiple))
 
 
+CHUNK_COLUMNS = 4096  # PAN columns blended and written at a time: memory stays flat at any scene width (8 x 512 blocks)
+
+
 def round_up(value: int, unit: int) -> int:
     return -(-value // unit) * unit
 
@@ -99,14 +102,32 @@ class TileGrid:
     def count(self) -> int:
         return len(self.row_starts) * len(self.col_starts)
 
-    def row_strip(self, row: int) -> list[TileBox]:
-        return [TileBox(row, col, self.tile_rows, self.tile_cols) for col in self.col_starts]
+    def column_chunks(self, chunk: int = CHUNK_COLUMNS) -> list[tuple[int, int]]:
+        """[first, end) output columns of each chunk the scene is blended in, left to right."""
+        return [(c, min(c + chunk, self.width)) for c in range(0, self.width, chunk)]
 
-    def row_strips(self) -> Iterator[tuple[int, list[TileBox]]]:
+    def fused_count(self, chunk: int = CHUNK_COLUMNS) -> int:
+        """Windows fused when the output is made in column chunks (border windows once per chunk)."""
+        return len(self.row_starts) * sum(len(self.chunk_cols(c)) for c in self.column_chunks(chunk))
+
+    def chunk_cols(self, columns: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """Starts of the windows that weigh on output columns [first, end) (all windows when None).
+
+        A window straddling a chunk border is fused once for each chunk: the price of flat memory.
+        """
+        if columns is None:
+            return self.col_starts
+        first, end = columns
+        return tuple(c for c in self.col_starts if c < end and c + self.tile_cols > first)
+
+    def row_strip(self, row: int, columns: tuple[int, int] | None = None) -> list[TileBox]:
+        return [TileBox(row, col, self.tile_rows, self.tile_cols) for col in self.chunk_cols(columns)]
+
+    def row_strips(self, columns: tuple[int, int] | None = None) -> Iterator[tuple[int, list[TileBox]]]:
         """(rows final once this strip is blended, windows of the strip), top to bottom."""
         for k, row in enumerate(self.row_starts):
             final = self.row_starts[k + 1] if k + 1 < len(self.row_starts) else row + self.tile_rows
-            yield final, self.row_strip(row)
+            yield final, self.row_strip(row, columns)
 
     def weights(self, window: TileBox) -> np.ndarray:
         """(tile_rows, tile_cols) blending weights of a window (every side tapers: the scene is padded too)."""
@@ -116,20 +137,25 @@ class TileGrid:
 
 
 class RowBlender:
-    """Accumulates weighted window outputs and releases finished rows, top to bottom.
+    """Accumulates weighted window outputs and releases finished rows of one column chunk, top to bottom.
 
-    Holds one row strip of windows (tile rows by the padded scene width), whatever the scene height: every window of
-    a strip starts on the buffer's first row, because rows above the strip's start were released before it.
+    Holds one row strip of windows (tile rows by the chunk's windows' width), whatever the scene size: every window
+    of a strip starts on the buffer's first row, because rows above the strip's start were released before it.
     """
 
-    def __init__(self, grid: TileGrid, channels: int) -> None:
+    def __init__(self, grid: TileGrid, channels: int, columns: tuple[int, int] | None = None) -> None:
         self.grid, self.channels = grid, channels
-        self.left = grid.col_starts[0]  # scene column of buffer column 0 (-halo)
-        width = grid.col_starts[-1] + grid.tile_cols - self.left
+        self.columns = columns or (0, grid.width)
+        starts = grid.chunk_cols(self.columns)
+        self.left = starts[0]  # scene column of buffer column 0
+        width = starts[-1] + grid.tile_cols - self.left
         self.values = np.zeros((grid.tile_rows, width, channels), dtype=np.float64)
         self.wsum = np.zeros((grid.tile_rows, width), dtype=np.float64)
         self.valid = np.zeros((grid.tile_rows, width), dtype=bool)
         self.top = grid.row_starts[0]  # scene row of buffer row 0
+
+    def nbytes(self) -> int:
+        return self.values.nbytes + self.wsum.nbytes + self.valid.nbytes
 
     def add(self, window: TileBox, values: np.ndarray, valid: np.ndarray) -> None:
         weights = self.grid.weights(window)
@@ -140,13 +166,13 @@ class RowBlender:
         self.valid[rows, cols] = valid
 
     def release(self, until: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """(first scene row, blended scene rows in [top, until) cropped to the scene, their valid mask)."""
+        """(first scene row, blended scene rows in [top, until) cropped to the scene and chunk, their valid mask)."""
         n = until - self.top
         if n <= 0:
             raise ValueError(f"rows must be released in order (top {self.top}, asked up to {until})")
         first, last = max(self.top, 0), min(until, self.grid.height)
         rows = slice(first - self.top, max(last - self.top, first - self.top))
-        cols = slice(-self.left, -self.left + self.grid.width)
+        cols = slice(self.columns[0] - self.left, self.columns[1] - self.left)
         wsum = np.maximum(self.wsum[rows, cols], 1e-12)[..., None]
         values, valid = self.values[rows, cols] / wsum, self.valid[rows, cols].copy()
         for buf in (self.values, self.wsum, self.valid):

@@ -65,10 +65,11 @@ def naming_failures(final: Path) -> Iterator[None]:
 
 
 class RasterSink:
-    """Writes rows of a (H, W, B) raster in order into a temporary GeoTIFF, BLOCK rows at a time.
+    """Writes a (H, W, B) raster into a temporary GeoTIFF, one column chunk at a time, rows in order, BLOCK rows
+    at a time.
 
     Buffering whole block rows means every compressed tile is written once (no read-modify-write of partial
-    blocks), and memory stays at BLOCK rows of the scene width.
+    blocks, chunks being multiples of BLOCK wide), and memory stays at BLOCK rows of one chunk, already quantised.
     """
 
     def __init__(self, final: Path, profile: dict[str, Any], band_names: list[str], bits: int | None,
@@ -82,46 +83,66 @@ class RasterSink:
         if tags:
             self.dataset.update_tags(**tags)
         self.rows: list[np.ndarray] = []
-        self.valid: list[np.ndarray] = []
         self.buffered = 0
         self.written = 0
+        self.columns = (0, profile["width"])  # raster columns of the current chunk
+        self.chunk = (0, profile["width"] - self.left)  # its fused-grid columns
+        self.columns_done = 0
+
+    def start_chunk(self, first: int, end: int, fused_width: int) -> None:
+        """The next rows written are fused-grid columns [first, end) of `fused_width`; the raster's nodata margins
+        left and right of the fused grid go with the first and last chunk. The previous chunk is finished first."""
+        self._finish_chunk()
+        self.chunk, self.written = (first, end), 0
+        self.columns = (0 if first == 0 else self.left + first,
+                        self.profile["width"] if end == fused_width else self.left + end)
+
+    def _finish_chunk(self) -> None:
+        below = self.profile["height"] - self.written - self.buffered
+        if below > 0 and self.rows:  # nodata rows under the fused grid
+            width = self.columns[1] - self.columns[0]
+            self._buffer(np.zeros((below, width, self.rows[-1].shape[2])), np.zeros((below, width), bool))
+        if self.buffered:
+            self._flush(self.buffered)
+        self.rows = []  # the next chunk may be narrower
+        if self.written:
+            if self.written != self.profile["height"]:
+                raise RuntimeError(f"{self.final}: wrote {self.written} of {self.profile['height']} rows of "
+                                   f"columns {self.columns}")
+            self.columns_done += self.columns[1] - self.columns[0]
+            self.written = 0
 
     def write_rows(self, values: np.ndarray, valid: np.ndarray) -> None:
-        """The next rows of the fused grid, placed at `offset` in the raster."""
-        right = self.profile["width"] - self.left - values.shape[1]
+        """The next rows of the current chunk of the fused grid, placed at `offset` in the raster."""
+        first, end = self.chunk
+        lo, hi = self.columns
+        pad = ((0, 0), (self.left + first - lo, hi - self.left - end))
         if self.written + self.buffered == 0 and self.top:
-            self._buffer(np.zeros((self.top, self.profile["width"], values.shape[2])),
-                         np.zeros((self.top, self.profile["width"]), dtype=bool))
-        self._buffer(np.pad(values, ((0, 0), (self.left, right), (0, 0))), np.pad(valid, ((0, 0), (self.left, right))))
+            self._buffer(np.zeros((self.top, hi - lo, values.shape[2])), np.zeros((self.top, hi - lo), dtype=bool))
+        self._buffer(np.pad(values, (*pad, (0, 0))), np.pad(valid, pad))
 
     def _buffer(self, values: np.ndarray, valid: np.ndarray) -> None:
-        self.rows.append(values)
-        self.valid.append(valid)
+        self.rows.append(quantise(values, valid, self.profile["dtype"], self.bits, self.profile["nodata"]))
         self.buffered += values.shape[0]
         if self.buffered >= BLOCK:
             self._flush(BLOCK * (self.buffered // BLOCK))
 
     def _flush(self, n: int) -> None:
-        values, valid = np.concatenate(self.rows), np.concatenate(self.valid)
-        data = quantise(values[:n], valid[:n], self.profile["dtype"], self.bits, self.profile["nodata"])
-        window = RioWindow(0, self.written, self.profile["width"], n)
+        data = np.concatenate(self.rows)
+        first, end = self.columns
         with naming_failures(self.final):
-            self.dataset.write(np.moveaxis(data, -1, 0), window=window)
-        self.rows, self.valid = [values[n:]], [valid[n:]]
+            self.dataset.write(np.moveaxis(data[:n], -1, 0), window=RioWindow(first, self.written, end - first, n))
+        self.rows = [data[n:]]
         self.buffered -= n
         self.written += n
 
     def close(self) -> Path:
         """Flush, close and check the raster is complete; returns the temporary path."""
-        below = self.profile["height"] - self.written - self.buffered
-        if below > 0 and self.rows:  # nodata rows under the fused grid
-            self._buffer(np.zeros((below, *self.rows[-1].shape[1:])), np.zeros((below, self.profile["width"]), bool))
-        if self.buffered:
-            self._flush(self.buffered)
+        self._finish_chunk()
         with naming_failures(self.final):
             self.dataset.close()
-        if self.written != self.profile["height"]:
-            raise RuntimeError(f"{self.final}: wrote {self.written} of {self.profile['height']} rows")
+        if self.columns_done != self.profile["width"]:
+            raise RuntimeError(f"{self.final}: wrote {self.columns_done} of {self.profile['width']} columns")
         return self.path
 
     def abort(self) -> None:
