@@ -120,7 +120,11 @@ def test_two_runs_on_one_output_never_touch_each_others_work(model: Path, refere
     deadline = time.time() + 120
     while not list(out.glob(".*.ddrf-part")) and time.time() < deadline:
         time.sleep(0.05)
-    second = subprocess.run(args, env=ENV, capture_output=True, text=True)
+    first.send_signal(signal.SIGSTOP)  # hold the first mid-write, so the second surely meets it (no timing race)
+    try:
+        second = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
     _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err  # the first was not disturbed
     assert second.returncode == 1 and one_line_naming(second.stderr, reference[0].name, "another process"), \
