@@ -1,0 +1,156 @@
+"""`ddrf-run`'s checks of the command line before any scene starts: the jobs it names, outputs that must not be
+inputs, a writable output folder, the tile against the halo and an engine's profile, the dry-run plan. Each refusal
+is one usage line (exit 2). Never imports torch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from ddrf.scenes.engines import EngineSpec
+    from ddrf.scenes.jobs import SceneJob
+    from ddrf.scenes.streaming import RunSettings
+
+SUMMARY_NAME = "ddrf-run-summary.json"
+
+
+def usage(message: str) -> "typer.Exit":
+    typer.echo(f"ddrf-run: {message}", err=True)
+    return typer.Exit(2)
+
+
+def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path,
+              bands: tuple[str, ...] = ()) -> "list[SceneJob]":
+    from ddrf.scenes.jobs import SceneJob
+
+    if pan is not None or ms:
+        if scenes:
+            raise usage("give either SCENE_DIR... or --pan with --ms, not both")
+        if pan is None or not ms:
+            raise usage("--pan and --ms go together: " + ("--ms MS.tif is missing" if pan else "--pan PAN.tif is missing"))
+        if output.suffix.lower() not in (".tif", ".tiff"):
+            raise usage(f"{output}: with --pan/--ms, -o names the output GeoTIFF (.tif)")
+        refuse_inputs_as_outputs(output, [pan, *ms])
+        return [SceneJob(output.stem, output, pan=pan, ms=tuple(ms), bands=bands)]
+    if not scenes:
+        raise usage("no scenes: give SCENE_DIR... or --pan PAN.tif --ms MS.tif")
+    if output.suffix.lower() in (".tif", ".tiff"):
+        raise usage(f"{output}: with scene directories, -o names an output directory")
+    scenes = [s.resolve() for s in scenes]  # X/.. is its parent, by that name
+    check_scene_directories(scenes, output.resolve())
+    return [SceneJob(s.name, output / f"{s.name}.tif", directory=s, bands=bands) for s in scenes]
+
+
+def refuse_inputs_as_outputs(output: Path, inputs: list[Path]) -> None:
+    from ddrf.scenes.streaming import Outputs
+
+    resolved = {p.resolve() for p in inputs}
+    for final in Outputs.for_raster(output, True, True).all():
+        if final.resolve() in resolved:
+            raise usage(f"{final}: is an input; choose another output path (inputs are never overwritten)")
+
+
+def check_scene_directories(scenes: list[Path], output: Path) -> None:
+    """Output names come from directory names, so they must be unique, and no scene may hold another or the output."""
+    names = [s.name for s in scenes]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise usage(f"two scene directories share the name {duplicates[0]!r}; their outputs would collide")
+    reserved = Path(SUMMARY_NAME).stem
+    for scene in scenes:
+        if scene.name == reserved:
+            raise usage(f"{scene}: a scene named {reserved!r} would overwrite the run summary; rename the directory")
+        if output == scene or scene in output.parents:
+            raise usage(f"{output}: the output directory is inside scene {scene}; choose one outside it")
+        inner = next((o for o in scenes if o != scene and scene in o.parents), None)
+        if inner is not None:
+            raise usage(f"{scene}: holds another scene {inner}; give each scene directory once, not a parent")
+
+
+def check_writable(folder: Path) -> None:
+    """One line now rather than a failure per scene: the output folder must exist (made here) and take files."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise usage(f"{folder}: cannot write the output here ({exc.strerror})")
+
+
+def check_tile(tile: int, halo: int, engine: Any, batch: int = 1) -> None:
+    """Say once what the tile and halo round to (whole MS pixels and network strides), and refuse a tile that
+    leaves no room inside its halo, before any scene starts."""
+    from ddrf.scenes.tiling import round_up, window_alignment
+
+    if engine is None or engine.ratio is None:  # a baseline: alignment is the scene's ratio
+        align, why = 1, ""
+    else:
+        align = window_alignment(engine.ratio, engine.multiple)
+        why = f"multiples of {align}: whole MS pixels at ratio {engine.ratio}, network size multiple {engine.multiple}"
+    rounded_tile, rounded_halo = round_up(tile, align), round_up(halo, align)
+    if (rounded_tile, rounded_halo) != (tile, halo):
+        typer.echo(f"ddrf-run: --tile {tile} --halo {halo} run as tile {rounded_tile}, halo {rounded_halo} ({why})",
+                   err=True)
+    if rounded_tile - 2 * rounded_halo < max(align, 1):
+        raise usage(f"--tile {tile} (run as {rounded_tile}) leaves no room inside a halo of {rounded_halo} on each "
+                    f"side: use --tile > {2 * rounded_halo + align - 1} or a smaller --halo")
+    limits = getattr(engine, "window_limits", lambda: None)()
+    if limits is not None:
+        low, high, most = limits
+        if not low <= rounded_tile <= high:
+            raise usage(f"--tile {tile} (run as {rounded_tile}) is outside the engine's optimisation profile "
+                        f"({low}..{high} px): pick a tile in that range or rebuild the engine with ddrf-export engine")
+        if batch > most:
+            raise usage(f"--batch {batch} exceeds the engine's optimisation profile (at most {most})")
+
+
+def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings", engine: Any) -> int:
+    """Print each scene's plan (windows, output size, free space) and run nothing; 1 when a scene cannot run."""
+    from ddrf.scenes.jobs import describe_plan, one_line, open_scene, plan_scene
+    from ddrf.scenes.streaming import Outputs
+
+    failed = 0
+    for job in jobs:
+        outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
+        try:
+            scene = open_scene(job, engine.bands if engine is not None else None)
+            plan = plan_scene(scene, engine, outputs, settings)
+        except Exception as exc:
+            failed += 1
+            typer.echo(f"ddrf-run: {one_line(exc, job)}", err=True)
+            continue
+        fits = "" if plan["output_bytes"] <= plan["free_bytes"] else " -- DOES NOT FIT on the disk"
+        typer.echo(f"{describe_plan(job.name, plan)}{fits}")
+    return 1 if failed else 0
+
+
+def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
+    """(scene directories, STAC Item references: .json files and URLs)."""
+    from ddrf.scenes.stac_in import is_item_reference
+
+    items = [a for a in arguments if is_item_reference(a)]
+    return [Path(a).absolute() for a in arguments if a not in items], items
+
+
+def item_jobs(references: list[str], output: Path) -> tuple[list[Any], dict[str, Any]]:
+    """One job per STAC Item; a bad Item is a usage error naming it (before any scene runs)."""
+    from ddrf.scenes.stac_in import job_from_item
+
+    if output.suffix.lower() in (".tif", ".tiff"):
+        raise usage(f"{output}: with STAC Items, -o names an output directory")
+    jobs, sources = [], {}
+    for reference in references:
+        try:
+            job, item = job_from_item(reference, output)
+        except ValueError as exc:
+            raise usage(" ".join(str(exc).split()))
+        if job.name in sources:
+            raise usage(f"two STAC Items share the id {job.name!r}; their outputs would collide")
+        jobs.append(job)
+        sources[job.name] = item
+    return jobs, sources
