@@ -128,3 +128,28 @@ def test_wald_ratio4_simulation_by_hand() -> None:
             assert ms_lr[i, j, b] == pytest.approx(expected, rel=1e-9)
     with pytest.raises(ValueError, match="ratio 2"):
         wald_simulate_ratio(pan[:30, :44], ms, "Landsat7", 4)
+
+
+def test_v2_scaled_export_matches_torch(tmp_path) -> None:
+    """A v2 model with a residual scale: ONNX export (FP32, stepwise and unrolled) through the torch-free Fuser
+    equals the torch sampler, so the runtime divides by the card's scale exactly where training multiplied."""
+    from ddrf.export.onnx_export import export_model
+    from ddrf.runtime.fuser import Fuser
+
+    cfg = narrow(DDRFConfig.small_v2(4))
+    model = random_model(cfg)
+    card = ModelCard(model=cfg.to_dict(), bands=[f"b{i}" for i in range(4)], ratio=2, sampling_steps=2,
+                     normalisation=Normalisation(kind="bit_depth", bits=12), residual_scale=8.0)
+    export_model(model, card, tmp_path, unrolled_steps=(2,), fp16=False)
+    scene = smooth_scene(64)
+    engine = TorchEngine(model, card, steps=2)
+    engine.start_scene(scene)
+    expected = engine.fuse([(scene.pan, scene.ms)], [(0, 0)])[0][0]
+    for unrolled in (False, True):
+        fused = Fuser(tmp_path, steps=2, unrolled=unrolled).fuse(scene.pan, scene.ms, radiometry=engine.radiometry)
+        assert np.abs(fused - expected).max() < 1e-3 * expected.std(), unrolled
+    unscaled = DDRF(cfg)
+    unscaled.load_state_dict(model.state_dict())
+    plain = TorchEngine(unscaled, ModelCard(**{**card.__dict__, "residual_scale": 1.0}), steps=2)
+    plain.start_scene(scene)
+    assert np.abs(plain.fuse([(scene.pan, scene.ms)], [(0, 0)])[0][0] - expected).max() > 1e-2 * expected.std()

@@ -14,7 +14,7 @@ import torch
 
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.fuser import InputPreparation
-from ddrf.scenes.pipeline import RunSettings, Timings, fuse_into, plan_grid
+from ddrf.scenes.streaming import RunSettings, Timings, fuse_into, plan_grid
 from ddrf.schedule import CosineSchedule
 from ddrf.train.diffusion import Diffusion
 
