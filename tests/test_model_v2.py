@@ -1,6 +1,8 @@
 """Model v2: tile invariance through the runtime's tiling, residual scaling, the ratio-4 Wald simulation."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +155,27 @@ def test_v2_scaled_export_matches_torch(tmp_path) -> None:
     plain = TorchEngine(unscaled, ModelCard(**{**card.__dict__, "residual_scale": 1.0}), steps=2)
     plain.start_scene(scene)
     assert np.abs(plain.fuse([(scene.pan, scene.ms)], [(0, 0)])[0][0] - expected).max() > 1e-2 * expected.std()
+
+
+def test_ratio4_training_source_and_auto_residual_scale(landsat7_dir) -> None:
+    """data.simulate_ratio=4 turns the ratio-2 pairs into ratio-4 training pairs on the original MS grid, and
+    diffusion.residual_scale=auto is 1 / std of HRMS - LMS over the seeded draw (the same on every run)."""
+    from ddrf.data import load_fusebox, split_by_acquisition
+    from ddrf.train.config import TrainConfig
+    from ddrf.train.datasets import WaldPatches, draw_batch
+    from ddrf.train.loop import residual_scale
+
+    train_pairs, _ = split_by_acquisition(load_fusebox(landsat7_dir))
+    ds = WaldPatches(train_pairs[:2], patch=16, multiple=2, simulate_ratio=4)
+    assert ds.ratio == 4 and ds.step == 4
+    ms = train_pairs[0].ms
+    assert ds.images[0]["gt"].shape[1:] == (ms.shape[0] - ms.shape[0] % 4, ms.shape[1] - ms.shape[1] % 4)
+    assert ds.images[0]["pan"].shape[1:] == ds.images[0]["gt"].shape[1:] == ds.images[0]["lms"].shape[1:]
+    cfg = TrainConfig.from_dict({"diffusion": {"residual_scale": "auto", "scale_patches": 64}})
+    scale = residual_scale(ds, cfg)
+    batch = draw_batch(ds, np.random.default_rng([0, 0x5CA1E]), 64)
+    assert scale == pytest.approx(1 / float((batch["gt"] - batch["lms"]).double().std()))
+    assert scale == residual_scale(ds, cfg) and 2 < scale < 200
+    with pytest.raises(ValueError, match="ratio-2"):
+        ratio4 = dataclasses.replace(train_pairs[0], ms=train_pairs[0].ms[::2, ::2], ratio=4)
+        WaldPatches([ratio4], patch=16, simulate_ratio=4)
