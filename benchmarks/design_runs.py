@@ -22,7 +22,7 @@ import torch
 
 from ddrf.evaluate.datasets import open_dataset
 from ddrf.metrics import reduced_resolution_metrics
-from ddrf.sensors import wald_simulate_ratio
+from ddrf.filters import wald_simulate_ratio
 from ddrf.train.checkpoint import load_checkpoint
 from ddrf.train.tiled import ArrayScene, TorchEngine, fuse_tiled, tile_differences
 
