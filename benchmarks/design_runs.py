@@ -39,7 +39,7 @@ def held_out(data: str, ratio: int) -> list[tuple[str, np.ndarray, np.ndarray, n
     return out
 
 
-def score(run: str, images: list, steps: list[int], ratio: int, tile: int) -> dict:
+def score(run: str, images: list, steps: list[int], ratio: int, tile: int, tiles: bool = True) -> dict:
     model, card = load_checkpoint(run)
     if card.ratio != ratio:
         raise SystemExit(f"{run}: the model fuses ratio {card.ratio}, the images are ratio {ratio}")
@@ -56,6 +56,8 @@ def score(run: str, images: list, steps: list[int], ratio: int, tile: int) -> di
         result["scores"][k] = {"SAM": float(mean[0]), "ERGAS": float(mean[1]), "Q2n": float(mean[2]),
                                "seconds": time.perf_counter() - start}
         print(run, f"K={k}", {n: round(v, 4) for n, v in result["scores"][k].items()}, flush=True)
+    if not tiles:
+        return result
     _, pan, ms, _ = images[0]
     engine = TorchEngine(model, card, steps=1)
     scene = ArrayScene(pan, ms, ratio)
@@ -75,12 +77,14 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--images", type=int, default=0, help="only the first N held-out images (0: all six)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-tiles", action="store_true", help="skip the tile-dependence figures")
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     images = held_out(a.data, a.ratio)
     images = images[: a.images] if a.images else images
-    results = [score(r, images, [int(k) for k in a.steps.split(",")], a.ratio, a.tile) for r in a.runs]
+    steps = [int(k) for k in a.steps.split(",") if k]
+    results = [score(r, images, steps, a.ratio, a.tile, not a.no_tiles) for r in a.runs]
     if a.json:
         Path(a.json).write_text(json.dumps({"images": [i[0] for i in images], "tile": a.tile, "ratio": a.ratio,
                                             "results": results}, indent=2))
