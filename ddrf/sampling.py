@@ -35,8 +35,8 @@ def sample(encode: Encode, denoise: Denoise, plan: SamplerPlan, target: str, lms
     """The fused (normalised) HRMS from initial noise x_T = `noise`, all NCHW.
 
     `step_noise(i)` supplies step i's extra noise when the plan's sigma is > 0 (eta > 0). A residual model diffuses
-    (HRMS - LMS) * `residual_scale` (the card's), so the sample is divided by it before LMS is added back. `on_stage("encode")` and
-    `on_stage("step")` are called as each stage finishes (the profiler's clock).
+    (HRMS - LMS) * `residual_scale` (the card's), so the sample is divided by it before LMS is added back.
+    `on_stage("encode")` and `on_stage("step")` are called as each stage finishes (the profiler's clock).
     """
     cond = encode(lms, pan) if cache_condition else None
     if cache_condition and on_stage is not None:
