@@ -106,11 +106,12 @@ class _Rows:
 def fuse_tiled(engine: Any, scene: ArrayScene, tile: int, halo: int = 32, batch: int = 1) -> np.ndarray:
     """The (H, W, B) blended output `ddrf-run` would write for this scene with this tile, halo and batch."""
     settings = RunSettings(tile=tile, halo=halo, batch=batch)
-    grid = plan_grid(scene, engine, settings)
+    reader: Any = scene  # duck-typed: the streaming code reads height, width, ratio, band_names and read_pair only
+    sink: Any = _Rows()  # and calls write_rows only
+    grid = plan_grid(reader, engine, settings)
     engine.start_scene(scene)
-    sink = _Rows()
     with torch.no_grad():
-        fuse_into(scene, engine, grid, settings, [sink], Timings(), lambda n: None)  # type: ignore[list-item]
+        fuse_into(reader, engine, grid, settings, [sink], Timings(), lambda n: None)
     return np.concatenate(sink.rows, axis=0)
 
 
