@@ -70,6 +70,7 @@ class ModelCard:
     schedule: dict[str, Any] = field(default_factory=lambda: {"kind": "cosine", "num_timesteps": 1000, "s": 0.008})
     target: str = "x0"
     residual: bool = True
+    residual_scale: float = 1.0  # the network diffuses (HRMS - LMS) * residual_scale; fused = LMS + x0 / scale
     sampling_steps: int = 4
     # interp23's border when the MS is upsampled to the LMS, as in training (data.lms_border); cards written before
     # this field existed were all trained and run with "symmetric"
@@ -109,6 +110,8 @@ class ModelCard:
             raise ValueError("model card lists no bands")
         if self.ratio < 2:
             raise ValueError(f"ratio must be >= 2, got {self.ratio}")
+        if not self.residual_scale > 0:
+            raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
         if self.target not in ("eps", "x0", "v"):
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
         if self.lms_border not in LMS_BORDERS:

@@ -26,6 +26,7 @@ __all__ = [
     "mtf_filter",
     "decimate",
     "wald_degrade",
+    "wald_simulate_ratio",
     "interp23",
 ]
 
@@ -171,6 +172,26 @@ def wald_degrade(
     ms_lr = decimate(mtf_filter(ms, ms_mtf_gains(s, ms.shape[2]), ratio, unit_dc=PROTOCOL_UNIT_DC), ratio)
     pan_lr = decimate(mtf_filter(pan, s.pan_mtf, ratio, unit_dc=PROTOCOL_UNIT_DC), ratio)
     return np.ascontiguousarray(pan_lr), np.ascontiguousarray(ms_lr)
+
+
+def wald_simulate_ratio(pan: np.ndarray, ms: np.ndarray, sensor: str | Sensor,
+                        target_ratio: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sensor of a higher ratio simulated from a ratio-2 pair by Wald's protocol (e.g. Landsat -> ratio 4).
+
+    The reference is the original MS (cropped to a multiple of ``target_ratio``); the PAN is low-passed by its MTF
+    for ratio 2 and decimated x2 onto the reference grid; the MS is low-passed by the MS MTF for ``target_ratio``
+    and decimated by it. Returns (pan (h, w), ms_lr (h/t, w/t, B), reference (h, w, B)).
+    """
+    pan, ms = _check_pair(pan, ms, 2)
+    t = _check_ratio(target_ratio)
+    h, w = (n - n % t for n in ms.shape[:2])
+    if h == 0 or w == 0:
+        raise ValueError(f"MS {ms.shape[0]}x{ms.shape[1]} is smaller than the ratio {t}")
+    s = get_sensor(sensor)
+    reference = ms[:h, :w]
+    pan_on_ms = decimate(mtf_filter(pan[: 2 * h, : 2 * w], s.pan_mtf, 2, unit_dc=PROTOCOL_UNIT_DC), 2)
+    ms_lr = decimate(mtf_filter(reference, ms_mtf_gains(s, ms.shape[2]), t, unit_dc=PROTOCOL_UNIT_DC), t)
+    return np.ascontiguousarray(pan_on_ms), np.ascontiguousarray(ms_lr), np.ascontiguousarray(reference)
 
 
 def _check_pair(pan: np.ndarray, ms: np.ndarray, ratio: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,11 +31,12 @@ def batch_ones(x: Array) -> Array:
 
 def sample(encode: Encode, denoise: Denoise, plan: SamplerPlan, target: str, lms: Array, pan: Array, noise: Array,
            residual: bool, step_noise: Callable[[int], Array] | None = None, cache_condition: bool = True,
-           on_stage: StageCallback | None = None) -> Array:
+           on_stage: StageCallback | None = None, residual_scale: float = 1.0) -> Array:
     """The fused (normalised) HRMS from initial noise x_T = `noise`, all NCHW.
 
-    `step_noise(i)` supplies step i's extra noise when the plan's sigma is > 0 (eta > 0). `on_stage("encode")` and
-    `on_stage("step")` are called as each stage finishes (the profiler's clock).
+    `step_noise(i)` supplies step i's extra noise when the plan's sigma is > 0 (eta > 0). A residual model diffuses
+    (HRMS - LMS) * `residual_scale` (the card's), so the sample is divided by it before LMS is added back.
+    `on_stage("encode")` and `on_stage("step")` are called as each stage finishes (the profiler's clock).
     """
     cond = encode(lms, pan) if cache_condition else None
     if cache_condition and on_stage is not None:
@@ -48,4 +49,4 @@ def sample(encode: Encode, denoise: Denoise, plan: SamplerPlan, target: str, lms
         x = ddim_step(plan, i, x, prediction, target, extra)
         if on_stage is not None:
             on_stage("step")
-    return x + lms if residual else x
+    return x / residual_scale + lms if residual else x

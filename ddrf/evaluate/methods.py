@@ -118,7 +118,7 @@ class CheckpointDDRF:
         check_card(card, sample, self.path)
         prep = InputPreparation(card)
         radiometry = prep.radiometry(sample.pan, sample.ms)
-        diffusion = Diffusion(CosineSchedule.from_dict(card.schedule), card.target, card.residual)
+        diffusion = Diffusion(CosineSchedule.from_dict(card.schedule), card.target, card.residual, card.residual_scale)
         h, w = sample.pan.shape
         outs = []
         for seed in range(self.seed, self.seed + self.samples):

@@ -40,14 +40,17 @@ class UnrolledSamplerGraph(nn.Module):
     Traced through ddrf.sampling.sample, the loop the runtime runs step by step, so the two cannot drift apart.
     """
 
-    def __init__(self, model: DDRF, plan: SamplerPlan, target: str, residual: bool) -> None:
+    def __init__(self, model: DDRF, plan: SamplerPlan, target: str, residual: bool,
+                 residual_scale: float = 1.0) -> None:
         super().__init__()
         if float(plan.sigma.max()) > 0:
             raise ValueError("only the deterministic sampler (eta = 0) can be unrolled into a graph")
         self.model, self.plan, self.target, self.residual = model, plan, target, residual
+        self.residual_scale = float(residual_scale)
 
     def forward(self, lms: torch.Tensor, pan: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         def denoise(x: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
             return self.model.denoise(x, t, *cond)
 
-        return sample(self.model.encode, denoise, self.plan, self.target, lms, pan, noise, self.residual)
+        return sample(self.model.encode, denoise, self.plan, self.target, lms, pan, noise, self.residual,
+                      residual_scale=self.residual_scale)

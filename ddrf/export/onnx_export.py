@@ -159,7 +159,8 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
          **_dynamic_axes([c.shape for c in cond_small], [c.shape for c in cond_large], cond_names)})
     schedule = CosineSchedule.from_dict(card.schedule)
     for steps in unrolled_steps:
-        sampler = UnrolledSamplerGraph(model, make_plan(schedule, steps), card.target, card.residual)
+        sampler = UnrolledSamplerGraph(model, make_plan(schedule, steps), card.target, card.residual,
+                                       card.residual_scale)
         graphs[graph_stem("sampler", steps=steps)] = _to_onnx(
             sampler, (small["lms"], small["pan"], small["noise"]), ["lms", "pan", "noise"], ["fused"],
             {"lms": image_axes, "pan": image_axes, "noise": image_axes, "fused": image_axes})

@@ -19,7 +19,13 @@ class DDRFConfig:
     wave_heads: int = 4  # heads of the wavelet (efficient) cross-attention
     ffn_mult: int = 2  # FFN expansion after the wavelet cross-attention
     time_dim: int = 128  # output of the timestep MLP (per-block biases are projected from it)
-    norm_groups: int = 32  # GroupNorm groups, reduced to gcd(channels, norm_groups) per layer
+    norm_groups: int = 32  # GroupNorm groups, reduced to gcd(channels, norm_groups) per layer (v1)
+    # "v1": the paper's layout (GroupNorm, window-wide attention contexts, middle self-attention): the output depends
+    # on the tile. "v2": no statistic spans more than a local neighbourhood (per-pixel channel norm, box-local
+    # wavelet attention, no self-attention), so tiles with a halo reproduce the whole image.
+    arch: str = "v1"
+    wave_radius: int = 2  # v2: radius, in pixels of the block's level, of the wavelet attention's key neighbourhood
+    wave_key_dim: int = 4  # v2: key width per wavelet-attention head (the cached context is key_dim x width per pixel)
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -33,6 +39,12 @@ class DDRFConfig:
             raise ValueError("need at least one level and one encoder block")
         if self.dec_blocks != self.enc_blocks + 1:
             raise ValueError(f"dec_blocks must be enc_blocks + 1 (skip layout), got {self.dec_blocks}/{self.enc_blocks}")
+        if self.arch not in ("v1", "v2"):
+            raise ValueError(f"arch must be v1 or v2, got {self.arch!r}")
+        if self.arch == "v2" and self.attn_levels:
+            raise ValueError("arch v2 has no full self-attention (it spans the window): attn_levels must be empty")
+        if self.wave_radius < 1 or self.wave_key_dim < 1:
+            raise ValueError(f"wave_radius and wave_key_dim must be >= 1, got {self.wave_radius}, {self.wave_key_dim}")
         if any(not 0 <= a < self.levels for a in self.attn_levels):
             raise ValueError(f"attn_levels {self.attn_levels} outside 0..{self.levels - 1}")
         for c in self.widths:
@@ -47,6 +59,11 @@ class DDRFConfig:
     def multiple(self) -> int:
         """Every input height/width must be a multiple of this (one stride-2 conv per level transition)."""
         return 2 ** (self.levels - 1)
+
+    @property
+    def groups(self) -> int | None:
+        """GroupNorm groups (v1); None selects the per-pixel channel norm (v2)."""
+        return self.norm_groups if self.arch == "v1" else None
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -76,3 +93,9 @@ class DDRFConfig:
         """CPU default: same topology, narrower and shallower; self-attention only in the middle (H/8)."""
         return cls(ms_bands, guide_bands, base_width=16, channel_mults=(1, 2, 2, 4), enc_blocks=1, dec_blocks=2,
                    attn_levels=(), heads=4, dropout=0.1, wave_heads=2, ffn_mult=2, time_dim=64, norm_groups=8)
+
+    @classmethod
+    def small_v2(cls, ms_bands: int, guide_bands: int = 1) -> "DDRFConfig":
+        """`small` without window statistics (arch v2) and two levels instead of four: what a pixel sees must fit the
+        runtime's 32-pixel halo (docs/EVALUATION.md, "Model v2 design runs": four and three levels did not)."""
+        return cls(**{**cls.small(ms_bands, guide_bands).to_dict(), "arch": "v2", "channel_mults": (1, 2)})

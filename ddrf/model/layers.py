@@ -14,6 +14,26 @@ def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(channels, groups), channels)
 
 
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of each pixel (v2): no statistic crosses pixels, so none depends on the tile."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        centred = x - x.mean(dim=1, keepdim=True)
+        scaled = centred * torch.rsqrt(centred.pow(2).mean(dim=1, keepdim=True) + self.eps)
+        return scaled * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def make_norm(channels: int, groups: int | None) -> nn.Module:
+    """GroupNorm over the window (v1) when `groups` is given, else the per-pixel ChannelNorm (v2)."""
+    return group_norm(channels, groups) if groups else ChannelNorm(channels)
+
+
 def pool_to_level(x: Tensor, level: int) -> Tensor:
     """Resize a full-resolution map to level `level` (H / 2^level) by area averaging (AveragePool in ONNX)."""
     return x if level == 0 else F.avg_pool2d(x, 2**level)
@@ -39,11 +59,11 @@ class TimeEmbedding(nn.Module):
 class ResBlock(nn.Module):
     """SR3 residual block: GN-SiLU-conv, + per-channel time bias, GN-SiLU-dropout-conv, 1x1 skip if widths differ."""
 
-    def __init__(self, c_in: int, c_out: int, time_dim: int, dropout: float, groups: int) -> None:
+    def __init__(self, c_in: int, c_out: int, time_dim: int, dropout: float, groups: int | None) -> None:
         super().__init__()
-        self.in_layers = nn.Sequential(group_norm(c_in, groups), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.in_layers = nn.Sequential(make_norm(c_in, groups), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
         self.time_bias = nn.Linear(time_dim, c_out)
-        self.out_layers = nn.Sequential(group_norm(c_out, groups), nn.SiLU(), nn.Dropout(dropout),
+        self.out_layers = nn.Sequential(make_norm(c_out, groups), nn.SiLU(), nn.Dropout(dropout),
                                         nn.Conv2d(c_out, c_out, 3, padding=1))
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
@@ -55,10 +75,10 @@ class ResBlock(nn.Module):
 class SelfAttention(nn.Module):
     """Full softmax self-attention over pixels, written as MatMul-Softmax-MatMul (TensorRT fuses this pattern)."""
 
-    def __init__(self, channels: int, heads: int, groups: int) -> None:
+    def __init__(self, channels: int, heads: int, groups: int | None) -> None:
         super().__init__()
         self.heads = heads
-        self.norm = group_norm(channels, groups)
+        self.norm = make_norm(channels, groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=False)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -74,10 +94,10 @@ class SelfAttention(nn.Module):
 class StyleModulation(nn.Module):
     """Coarse condition injection: [LMS, PAN] at the block's resolution -> spatial (1 + scale, shift)."""
 
-    def __init__(self, cond_channels: int, channels: int, groups: int) -> None:
+    def __init__(self, cond_channels: int, channels: int, groups: int | None) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(cond_channels, channels, 3, padding=1, bias=False),
-                                  group_norm(channels, groups), nn.SiLU())
+                                  make_norm(channels, groups), nn.SiLU())
         self.to_scale_shift = nn.Conv2d(channels, 2 * channels, 1)
         nn.init.zeros_(self.to_scale_shift.weight)  # identity modulation at initialisation
         nn.init.zeros_(self.to_scale_shift.bias)  # type: ignore[arg-type]  # bias=True above
@@ -98,15 +118,15 @@ class WaveletAttention(nn.Module):
     per-head (d x d) context K V^T, independent of resolution: `condition` computes it once per image.
     """
 
-    def __init__(self, channels: int, wave_channels: int, heads: int, ffn_mult: int, groups: int) -> None:
+    def __init__(self, channels: int, wave_channels: int, heads: int, ffn_mult: int, groups: int | None) -> None:
         super().__init__()
         self.heads = heads
         self.kv = nn.Sequential(nn.Conv2d(wave_channels, channels, 3, padding=1), nn.SiLU(),
                                 nn.Conv2d(channels, 2 * channels, 1))
-        self.norm = group_norm(channels, groups)
+        self.norm = make_norm(channels, groups)
         self.q = nn.Conv2d(channels, channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
-        self.ffn = nn.Sequential(group_norm(channels, groups), nn.Conv2d(channels, ffn_mult * channels, 1), nn.SiLU(),
+        self.ffn = nn.Sequential(make_norm(channels, groups), nn.Conv2d(channels, ffn_mult * channels, 1), nn.SiLU(),
                                  nn.Conv2d(ffn_mult * channels, channels, 1))
 
     def condition(self, wave: Tensor) -> Tensor:
@@ -121,6 +141,52 @@ class WaveletAttention(nn.Module):
         q = torch.softmax(q, dim=2)  # over each head's feature axis
         out = torch.matmul(context.transpose(-1, -2), q)  # (N, h, d_v, L)
         x = x + self.proj(out.reshape_as(x))
+        return x + self.ffn(x)
+
+
+class LocalWaveletAttention(WaveletAttention):
+    """WaveletAttention (v2) whose keys are softmaxed over a (2r+1)^2 box around each pixel instead of the window.
+
+    The per-head context K^T V becomes a per-pixel field: box sums of exp(k) v^T over box sums of exp(k), computed
+    once per image by `condition` (the box is zero-padded at the window edge; numerator and denominator lose the
+    same tokens). Keys are `key_dim` wide per head (the context costs key_dim x channels per pixel) and their logits
+    bounded (5 tanh(k / 5)) so exp needs no window-wide max subtraction. The box is separable.
+    """
+
+    def __init__(self, channels: int, wave_channels: int, heads: int, ffn_mult: int, radius: int,
+                 key_dim: int) -> None:
+        super().__init__(channels, wave_channels, heads, ffn_mult, None)
+        self.radius, self.key_dim = radius, key_dim
+        self.kv = nn.Sequential(nn.Conv2d(wave_channels, channels, 3, padding=1), nn.SiLU(),
+                                nn.Conv2d(channels, heads * key_dim + channels, 1))
+        self.q = nn.Conv2d(channels, heads * key_dim, 1)
+
+    def _box(self, x: Tensor) -> Tensor:
+        """Zero-padded (2r+1)^2 box sum as shifted adds (Slice/Add in ONNX; avg_pool2d is slow on CPUs)."""
+        r, h, w = self.radius, x.shape[-2], x.shape[-1]
+        padded = F.pad(x, (0, 0, r, r))
+        rows = padded[..., :h, :]
+        for i in range(1, 2 * r + 1):
+            rows = rows + padded[..., i:i + h, :]
+        padded = F.pad(rows, (r, r, 0, 0))
+        out = padded[..., :w]
+        for j in range(1, 2 * r + 1):
+            out = out + padded[..., j:j + w]
+        return out
+
+    def condition(self, wave: Tensor) -> Tensor:
+        n, h, w = wave.shape[0], wave.shape[-2], wave.shape[-1]
+        k, v = self.kv(wave).split([self.heads * self.key_dim, self.proj.in_channels], dim=1)
+        weight = torch.exp(5.0 * torch.tanh(k.reshape(n, self.heads, self.key_dim, 1, h, w) / 5.0))
+        outer = (weight * v.reshape(n, self.heads, 1, -1, h, w)).flatten(1, 3)  # (N, heads * d_k * d_v, H, W)
+        context = self._box(outer).reshape(n, self.heads, self.key_dim, -1, h, w)
+        return (context / self._box(weight.flatten(1, 3)).reshape(n, self.heads, self.key_dim, 1, h, w)).flatten(1, 3)
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        q = torch.softmax(self.q(self.norm(x)).reshape(n, self.heads, self.key_dim, 1, h, w), dim=2)
+        out = (q * context.reshape(n, self.heads, self.key_dim, -1, h, w)).sum(dim=2)  # (N, heads, d_v, H, W)
+        x = x + self.proj(out.reshape(n, c, h, w))
         return x + self.ffn(x)
 
 

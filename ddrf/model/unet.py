@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DDRFConfig
-from .layers import (Downsample, ResBlock, SelfAttention, StyleModulation, TimeEmbedding, Upsample, WaveletAttention,
-                     group_norm, pool_to_level)
+from .layers import (Downsample, LocalWaveletAttention, ResBlock, SelfAttention, StyleModulation, TimeEmbedding,
+                     Upsample, WaveletAttention, make_norm, pool_to_level)
 from .wavelet import haar_dwt_packed, haar_filters
 
 
@@ -24,9 +24,9 @@ def _tracing() -> bool:
 class EncoderBlock(nn.Module):
     def __init__(self, cfg: DDRFConfig, c_in: int, c_out: int, attn: bool) -> None:
         super().__init__()
-        self.style = StyleModulation(cfg.ms_bands + cfg.guide_bands, c_in, cfg.norm_groups)
-        self.res = ResBlock(c_in, c_out, cfg.time_dim, cfg.dropout, cfg.norm_groups)
-        self.attn = SelfAttention(c_out, cfg.heads, cfg.norm_groups) if attn else nn.Identity()
+        self.style = StyleModulation(cfg.ms_bands + cfg.guide_bands, c_in, cfg.groups)
+        self.res = ResBlock(c_in, c_out, cfg.time_dim, cfg.dropout, cfg.groups)
+        self.attn = SelfAttention(c_out, cfg.heads, cfg.groups) if attn else nn.Identity()
 
     def condition(self, cond: Tensor) -> tuple[Tensor, Tensor]:
         return self.style.condition(cond)
@@ -39,9 +39,11 @@ class DecoderBlock(nn.Module):
     def __init__(self, cfg: DDRFConfig, c_in: int, c_skip: int, c_out: int, attn: bool) -> None:
         super().__init__()
         wave_channels = cfg.ms_bands + 3 * cfg.guide_bands  # LL(LMS), LH/HL/HH(PAN)
-        self.wave = WaveletAttention(c_in, wave_channels, cfg.wave_heads, cfg.ffn_mult, cfg.norm_groups)
-        self.res = ResBlock(c_in + c_skip, c_out, cfg.time_dim, cfg.dropout, cfg.norm_groups)
-        self.attn = SelfAttention(c_out, cfg.heads, cfg.norm_groups) if attn else nn.Identity()
+        self.wave = (WaveletAttention(c_in, wave_channels, cfg.wave_heads, cfg.ffn_mult, cfg.groups) if cfg.arch == "v1"
+                     else LocalWaveletAttention(c_in, wave_channels, cfg.wave_heads, cfg.ffn_mult, cfg.wave_radius,
+                                           cfg.wave_key_dim))
+        self.res = ResBlock(c_in + c_skip, c_out, cfg.time_dim, cfg.dropout, cfg.groups)
+        self.attn = SelfAttention(c_out, cfg.heads, cfg.groups) if attn else nn.Identity()
 
     def condition(self, wave: Tensor) -> Tensor:
         return self.wave.condition(wave)
@@ -53,9 +55,10 @@ class DecoderBlock(nn.Module):
 class MiddleBlock(nn.Module):
     def __init__(self, cfg: DDRFConfig, channels: int) -> None:
         super().__init__()
-        self.res1 = ResBlock(channels, channels, cfg.time_dim, cfg.dropout, cfg.norm_groups)
-        self.attn = SelfAttention(channels, cfg.heads, cfg.norm_groups)
-        self.res2 = ResBlock(channels, channels, cfg.time_dim, cfg.dropout, cfg.norm_groups)
+        self.res1 = ResBlock(channels, channels, cfg.time_dim, cfg.dropout, cfg.groups)
+        # v2: no self-attention here (it would mix the whole window); the level's convolutions see far enough
+        self.attn = SelfAttention(channels, cfg.heads, cfg.groups) if cfg.arch == "v1" else nn.Identity()
+        self.res2 = ResBlock(channels, channels, cfg.time_dim, cfg.dropout, cfg.groups)
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         return self.res2(self.attn(self.res1(x, temb)), temb)
@@ -103,7 +106,7 @@ class DDRF(nn.Module):
         # zero output: an untrained residual model predicts x0 = 0, i.e. fused = LMS, and learns only the detail
         nn.init.zeros_(out_conv.weight)
         nn.init.zeros_(out_conv.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) always has one
-        self.out = nn.Sequential(group_norm(c, cfg.norm_groups), nn.SiLU(), out_conv)
+        self.out = nn.Sequential(make_norm(c, cfg.groups), nn.SiLU(), out_conv)
 
     @property
     def num_cond(self) -> int:

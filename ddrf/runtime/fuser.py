@@ -139,7 +139,8 @@ class Fuser(InputPreparation):
             return np.stack([scene_noise(seed + k, c, 0, 0, h, w, step=i + 1) for k in range(n)])
 
         return np.asarray(sample(self.encode, self.denoise, self.plan, self.card.target, lms, pan,
-                                 noise.astype(np.float32), self.card.residual, step_noise, cache_condition, on_stage))
+                                 noise.astype(np.float32), self.card.residual, step_noise, cache_condition, on_stage,
+                                 residual_scale=self.card.residual_scale))
 
     def fuse_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0,
                    origins: list[tuple[int, int]] | None = None,

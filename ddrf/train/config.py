@@ -25,13 +25,14 @@ class DataConfig:
     lms_border: str = "symmetric"  # interp23 border: symmetric (like a tile with its halo) or circular (toolbox)
     normalisation: str = "bit_depth"  # Wald pairs: bit_depth | scene (per-image percentiles; carries across sensors)
     percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])  # scene normalisation: low, high
+    simulate_ratio: int | None = None  # Wald pairs: simulate this ratio (4) from ratio-2 pairs (Landsat)
     patch: int = 64  # square patch size on the PAN grid
     augment: bool = True  # random flips and 90-degree rotations
 
 
 @dataclass
 class ModelSection:
-    preset: str = "small"  # small | reference
+    preset: str = "small"  # small | small_v2 (tile-invariant) | reference
     overrides: dict[str, Any] = field(default_factory=dict)  # any DDRFConfig field
 
 
@@ -42,6 +43,9 @@ class DiffusionConfig:
     num_timesteps: int = 1000
     s: float = 0.008
     sampling_steps: int = 4  # recorded in the card as the deployment default
+    # multiplies HRMS - LMS: a number, or "auto" = 1 / std of the residual over `scale_patches` training patches
+    residual_scale: float | str = 1.0
+    scale_patches: int = 512
 
 
 @dataclass
@@ -100,11 +104,15 @@ class TrainConfig:
     def validate(self, where: str = "config") -> None:
         checks = [
             (self.diffusion.target in ("eps", "x0", "v"), "diffusion.target must be eps, x0 or v"),
-            (self.model.preset in ("small", "reference"), "model.preset must be small or reference"),
+            (self.model.preset in ("small", "small_v2", "reference"),
+             "model.preset must be small, small_v2 or reference"),
             (self.optim.steps >= 1 and self.optim.batch >= 1, "optim.steps and optim.batch must be >= 1"),
             (self.optim.precision in ("fp32", "bf16", "fp16"), "optim.precision must be fp32, bf16 or fp16"),
             (0 <= self.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
             (self.data.patch >= 2, "data.patch must be >= 2"),
+            (self.diffusion.residual_scale == "auto" or (isinstance(self.diffusion.residual_scale, (int, float))
+                                                         and self.diffusion.residual_scale > 0),
+             "diffusion.residual_scale must be a positive number or auto"),
             (self.data.lms in ("interp23", "file"), "data.lms must be interp23 or file"),
             (self.data.lms_border in LMS_BORDERS, f"data.lms_border must be one of {', '.join(LMS_BORDERS)}"),
             (self.log.every >= 1 and self.log.checkpoint_every >= 1, "log intervals must be >= 1"),
@@ -130,7 +138,7 @@ def _section(kind: type, d: Any, where: str) -> Any:
 def _coerce(kind: type, name: str, value: Any, where: str) -> Any:
     """YAML 1.1 reads `1e-4` as a string: turn such strings into floats where the field is a float."""
     annotation = str(next(f.type for f in fields(kind) if f.name == name))
-    if isinstance(value, str) and annotation.startswith("float"):
+    if isinstance(value, str) and annotation.startswith("float") and not (value == "auto" and "str" in annotation):
         try:
             return float(value)
         except ValueError:

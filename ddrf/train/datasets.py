@@ -74,14 +74,19 @@ class WaldPatches:
 
     def __init__(self, pairs: Sequence[Any], patch: int, multiple: int = 1, augment: bool = True,
                  sensor: str | None = None, bits: int | None = None, border: str = "symmetric",
-                 normalisation: str = "bit_depth", percentiles: tuple[float, float] = (1.0, 99.0)):
+                 normalisation: str = "bit_depth", percentiles: tuple[float, float] = (1.0, 99.0),
+                 simulate_ratio: int | None = None):
         if not pairs:
             raise ValueError("Wald dataset: no training pairs")
         first = pairs[0]
         for p in pairs:
             if p.ratio != first.ratio or tuple(p.band_names) != tuple(first.band_names):
                 raise ValueError(f"pair {p.name!r}: ratio/bands differ from pair {first.name!r}")
-        self.ratio, self.ms_bands, self.guide_bands = int(first.ratio), int(first.bands), 1
+        if simulate_ratio and int(first.ratio) != 2:
+            raise ValueError(f"data.simulate_ratio needs ratio-2 pairs, pair {first.name!r} has ratio {first.ratio}")
+        self.simulated = bool(simulate_ratio)
+        self.ratio = int(simulate_ratio or first.ratio)
+        self.ms_bands, self.guide_bands = int(first.bands), 1
         self.band_names = tuple(first.band_names)
         self.sensor = sensor or first.sensor
         self.bits = int(bits or first.bits)
@@ -99,14 +104,17 @@ class WaldPatches:
         self.weights = areas / areas.sum()
 
     def _prepare(self, pair: "Pair") -> dict[str, np.ndarray]:
-        from ddrf.filters import wald_degrade
+        from ddrf.filters import wald_degrade, wald_simulate_ratio
 
         r = self.ratio
         h, w = (s - s % r for s in pair.ms.shape[:2])  # the degraded grid must divide evenly
         if min(h, w) < self.patch:
             raise ValueError(f"pair {pair.name!r}: MS {pair.ms.shape[:2]} is smaller than patch {self.patch}")
-        ms, pan = pair.ms[:h, :w], pair.pan[: r * h, : r * w]
-        pan_lr, ms_lr = wald_degrade(pan, ms, r, self.sensor)
+        if self.simulated:  # PAN x2 onto the MS grid, MS x ratio: the original MS stays the reference
+            pan_lr, ms_lr, ms = wald_simulate_ratio(pair.pan, pair.ms, self.sensor, r)
+        else:
+            ms, pan = pair.ms[:h, :w], pair.pan[: r * h, : r * w]
+            pan_lr, ms_lr = wald_degrade(pan, ms, r, self.sensor)
         # the same map the runtime applies: card normalisation, statistics (if per scene) of the model's inputs
         radiometry = scene_radiometry(self.normalisation, ms_lr, pan_lr[..., None])
         lms = _lms_interp23(np.asarray(ms_lr, dtype=np.float64).transpose(2, 0, 1), r, self.border)

@@ -26,14 +26,22 @@ class Denoiser(Protocol):
 
 
 class Diffusion:
-    """Conditional diffusion over the HRMS (residual=False) or over HRMS - LMS (residual=True)."""
+    """Conditional diffusion over the HRMS (residual=False) or over (HRMS - LMS) * residual_scale (residual=True).
 
-    def __init__(self, schedule: sch.CosineSchedule | None = None, target: str = "x0", residual: bool = True):
+    `residual_scale` brings the residual to about unit variance beside unit noise (it shifts log-SNR by
+    2 log scale); samples are divided by it before LMS is added back.
+    """
+
+    def __init__(self, schedule: sch.CosineSchedule | None = None, target: str = "x0", residual: bool = True,
+                 residual_scale: float = 1.0):
         if target not in sch.TARGETS:
             raise ValueError(f"target must be one of {sch.TARGETS}, got {target!r}")
+        if not residual_scale > 0:
+            raise ValueError(f"residual_scale must be > 0, got {residual_scale}")
         self.schedule = schedule or sch.CosineSchedule()
         self.target = target
         self.residual = residual
+        self.residual_scale = float(residual_scale)
         ab = self.schedule.alpha_bar
         self._sqrt_ab = np.sqrt(ab)
         self._sqrt_one_minus_ab = np.sqrt(1.0 - ab)
@@ -57,8 +65,12 @@ class Diffusion:
         return torch.randint(0, self.num_timesteps, (n,), generator=generator).to(device)
 
     def clean_variable(self, gt: torch.Tensor, lms: torch.Tensor) -> torch.Tensor:
-        """x0 of the diffusion: the residual HRMS - LMS, or the HRMS itself."""
-        return gt - lms if self.residual else gt
+        """x0 of the diffusion: the scaled residual (HRMS - LMS) * residual_scale, or the HRMS itself."""
+        return (gt - lms) * self.residual_scale if self.residual else gt
+
+    def fused(self, x0: torch.Tensor, lms: torch.Tensor) -> torch.Tensor:
+        """The HRMS from the denoised variable (inverse of `clean_variable`)."""
+        return x0 / self.residual_scale + lms if self.residual else x0
 
     def training_pair(self, x0: torch.Tensor, t: torch.Tensor,
                       noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +106,7 @@ class Diffusion:
             return model.denoise(x, t.to(torch.float32), *cond).to(x.dtype)
 
         return sample(model.encode, denoise, plan, self.target, lms, pan, draws[0], self.residual,
-                      step_noise=lambda i: draws[i + 1])
+                      step_noise=lambda i: draws[i + 1], residual_scale=self.residual_scale)
 
     def _sampler_noise(self, plan: sch.SamplerPlan, lms: torch.Tensor, generator: torch.Generator | None,
                        noise: torch.Tensor | None) -> list[torch.Tensor]:

@@ -118,6 +118,17 @@ def model_config(cfg: TrainConfig, ms_bands: int, guide_bands: int) -> DDRFConfi
     return DDRFConfig.from_dict({**base, **cfg.model.overrides, "ms_bands": ms_bands, "guide_bands": guide_bands})
 
 
+def residual_scale(source: Any, cfg: TrainConfig) -> float:
+    """1 / std of HRMS - LMS over `scale_patches` patches drawn with their own seeded generator (same every run
+    and resume): brings the diffused residual to unit variance beside unit noise."""
+    rng = np.random.default_rng([cfg.optim.seed, 0x5CA1E])
+    batch = draw_batch(source, rng, cfg.diffusion.scale_patches)
+    std = float((batch["gt"] - batch["lms"]).double().std())
+    if not std > 0:
+        raise ValueError("diffusion.residual_scale=auto: the training residual HRMS - LMS is constant")
+    return 1.0 / std
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber a run: an existing non-empty directory needs --resume or --overwrite."""
     existing = run_dir.is_dir() and any(run_dir.iterdir())
@@ -155,7 +166,8 @@ class Trainer:
         self.model = DDRF(self.model_cfg).to(dist.device)
         self.ema = EMA(self.model, cfg.optim.ema_decay, cfg.optim.ema_start)
         d = cfg.diffusion
-        self.diffusion = Diffusion(CosineSchedule(d.num_timesteps, d.s), d.target, d.residual)
+        scale = residual_scale(self.source, cfg) if d.residual_scale == "auto" else float(d.residual_scale)
+        self.diffusion = Diffusion(CosineSchedule(d.num_timesteps, d.s), d.target, d.residual, scale)
         o = cfg.optim
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
                                      betas=(o.betas[0], o.betas[1]))
@@ -215,7 +227,8 @@ class Trainer:
         return ModelCard(model=self.model_cfg.to_dict(), bands=info.band_names, guide_bands=info.guide_names,
                          ratio=info.ratio, sensor=info.sensor, normalisation=info.normalisation,
                          schedule=self.diffusion.schedule.to_dict(), target=d.target, residual=d.residual,
-                         sampling_steps=d.sampling_steps, lms_border=self.cfg.data.lms_border, training=training)
+                         residual_scale=self.diffusion.residual_scale, sampling_steps=d.sampling_steps,
+                         lms_border=self.cfg.data.lms_border, training=training)
 
     def save(self) -> None:
         if not self.dist.main:

@@ -79,11 +79,12 @@ def _wald(cfg: DataConfig, pairs: list[Any], multiple: int) -> tuple[PatchSource
 
     sensor = get_sensor(cfg.sensor or pairs[0].sensor).name
     ds = WaldPatches(pairs, cfg.patch, multiple, cfg.augment, sensor, cfg.bits, cfg.lms_border, cfg.normalisation,
-                     (float(cfg.percentiles[0]), float(cfg.percentiles[1])))
+                     (float(cfg.percentiles[0]), float(cfg.percentiles[1])), cfg.simulate_ratio)
     info = SourceInfo(
         band_names=list(ds.band_names), guide_names=["pan"], ratio=ds.ratio, sensor=ds.sensor,
         normalisation=ds.normalisation,
-        provenance={"data": cfg.source, "protocol": "wald", "pairs": [p.name for p in pairs],
+        provenance={"data": cfg.source, "protocol": f"wald-simulated-x{ds.ratio}" if ds.simulated else "wald",
+                    "pairs": [p.name for p in pairs],
                     "lms": f"interp23/{cfg.lms_border}", "acquisitions_used": sorted({p.acquisition for p in pairs}),
                     "acquisitions_held_out": sorted(held)},
     )
