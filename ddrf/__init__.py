@@ -4,7 +4,8 @@
 """
 from typing import Any
 
-__version__ = "0.1.0"
+from ddrf.version import __version__
+
 __all__ = ["fuse", "fuse_scene", "__version__"]
 
 

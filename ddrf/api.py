@@ -23,7 +23,9 @@ PathLike = Union[str, Path]
 
 
 def bundled_model() -> Path:
-    return Path(__file__).parent / "assets" / "model"
+    from ddrf.assets import BUNDLED_MODEL
+
+    return BUNDLED_MODEL
 
 
 @lru_cache(maxsize=4)

@@ -23,10 +23,8 @@ def expand(target: str, backends: Sequence[str], precisions: Sequence[str], tile
 
 def worker_env() -> dict[str, str]:
     """The parent's environment, with this ddrf importable in the child whatever its working directory."""
-    import ddrf
-
     env = dict(os.environ)
-    root = str(Path(ddrf.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the ddrf package
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 
 def sample_scene_dir() -> Path:
-    import ddrf
+    from ddrf.assets import SAMPLE_SCENE
 
-    return Path(ddrf.__file__).parent / "assets" / "sample_scene" / "LC80200392015216LGN00"
+    return SAMPLE_SCENE
 
 
 class TileSource:

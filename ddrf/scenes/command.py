@@ -34,9 +34,9 @@ app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True, rich
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 def bundled_model() -> Path:
-    import ddrf
+    from ddrf.assets import BUNDLED_MODEL
 
-    return Path(ddrf.__file__).parent / "assets" / "model"
+    return BUNDLED_MODEL
 
 
 def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,

@@ -120,9 +120,9 @@ def _input_files(inputs: dict[str, Any]) -> list[str]:
 
 
 def _own_version() -> str:
-    import ddrf
+    from ddrf.version import __version__
 
-    return ddrf.__version__
+    return __version__
 
 
 def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None = None) -> pystac.Item:
