@@ -5,8 +5,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 from scipy.ndimage import gaussian_filter
+
+torch = pytest.importorskip("torch")  # the train extra; the runtime-only install skips this module
 
 from ddrf.card import ModelCard, Normalisation
 from ddrf.model import DDRF, DDRFConfig
