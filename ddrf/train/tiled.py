@@ -77,6 +77,12 @@ class TorchEngine:
     def start_scene(self, scene: Any) -> None:
         self.radiometry = scene_radiometry(self.card.normalisation, scene.ms, scene.pan[..., None])
 
+    def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
+        return pairs, origins  # preparation happens in `fuse`, beside the torch sampler
+
+    def run(self, prepared: Any) -> list[np.ndarray]:
+        return self.fuse(*prepared)
+
     def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
         assert self.radiometry is not None, "start_scene first"
         runs = []
@@ -94,25 +100,32 @@ class TorchEngine:
 
 
 class _Rows:
-    """A RasterSink stand-in that keeps the released rows."""
+    """A RasterSink stand-in that keeps the released rows of each column chunk."""
 
     def __init__(self) -> None:
-        self.rows: list[np.ndarray] = []
+        self.chunks: list[list[np.ndarray]] = []
+
+    def start_chunk(self, first: int, end: int, fused_width: int) -> None:
+        self.chunks.append([])
 
     def write_rows(self, values: np.ndarray, valid: np.ndarray) -> None:
-        self.rows.append(np.asarray(values, dtype=np.float64))
+        self.chunks[-1].append(np.asarray(values, dtype=np.float64))
+
+    def image(self) -> np.ndarray:
+        return np.concatenate([np.concatenate(rows, axis=0) for rows in self.chunks], axis=1)
 
 
 def fuse_tiled(engine: Any, scene: ArrayScene, tile: int, halo: int = 32, batch: int = 1) -> np.ndarray:
     """The (H, W, B) blended output `ddrf-run` would write for this scene with this tile, halo and batch."""
     settings = RunSettings(tile=tile, halo=halo, batch=batch)
     reader: Any = scene  # duck-typed: the streaming code reads height, width, ratio, band_names and read_pair only
-    sink: Any = _Rows()  # and calls write_rows only
+    rows = _Rows()
+    sink: Any = rows  # start_chunk and write_rows are all the streaming code calls
     grid = plan_grid(reader, engine, settings)
     engine.start_scene(scene)
     with torch.no_grad():
         fuse_into(reader, engine, grid, settings, [sink], Timings(), lambda n: None)
-    return np.concatenate(sink.rows, axis=0)
+    return rows.image()
 
 
 def tile_differences(outputs: dict[int, np.ndarray], whole: np.ndarray) -> dict[int, dict[str, float]]:
