@@ -17,19 +17,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from ddrf.card import ModelCard, Normalisation
-from ddrf.model import DDRF, DDRFConfig
-from ddrf.train.tiled import ArrayScene, TorchEngine, fuse_tiled, tile_differences
-
-
-def random_model(cfg: DDRFConfig) -> DDRF:
-    torch.manual_seed(0)
-    model = DDRF(cfg)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d) and not module.weight.any():
-                torch.nn.init.normal_(module.weight, std=0.05)
-                torch.nn.init.normal_(module.bias, std=0.05)
-    return model.eval()
+from ddrf.model import DDRFConfig
+from ddrf.train.tiled import ArrayScene, TorchEngine, fuse_tiled, random_model, tile_differences
 
 
 def config(spec: str) -> DDRFConfig:

@@ -14,20 +14,7 @@ from ddrf.model import DDRF, DDRFConfig
 from ddrf.filters import PROTOCOL_UNIT_DC, mtf_kernel, wald_simulate_ratio
 from ddrf.sensors import get_sensor, ms_mtf_gains
 from ddrf.train.diffusion import Diffusion
-from ddrf.train.tiled import ArrayScene, TorchEngine, fuse_tiled, tile_differences
-
-
-def random_model(cfg: DDRFConfig) -> DDRF:
-    """Random weights everywhere, including the zero-initialised output and modulation convs (an untrained model
-    would return LMS exactly and prove nothing)."""
-    torch.manual_seed(0)
-    model = DDRF(cfg)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d) and not module.weight.any():
-                torch.nn.init.normal_(module.weight, std=0.05)
-                torch.nn.init.normal_(module.bias, std=0.05)
-    return model.eval()
+from ddrf.train.tiled import ArrayScene, TorchEngine, fuse_tiled, random_model, tile_differences
 
 
 def smooth_scene(size: int = 192, bands: int = 4) -> ArrayScene:

@@ -47,8 +47,6 @@ class Engine(Protocol):
     def run(self, prepared: Any) -> list[np.ndarray]:
         """`prepare`'s result -> per window (samples, H, W, B) float DN."""
 
-    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]: ...
-
     def summary(self) -> dict[str, Any]: ...
 
 
@@ -94,9 +92,6 @@ class ModelEngine:
                 for seed, (lms, guide, noise) in batches]
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
 
-    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
-        return self.run(self.prepare(pairs, origins))
-
     def summary(self) -> dict[str, Any]:
         return {"kind": "model", "model_dir": str(self.fuser.files.root), "card": reports.card_summary(self.card),
                 "radiometry": self.radiometry.to_dict() if self.radiometry is not None else None,
@@ -127,9 +122,6 @@ class BaselineEngine:
         from ddrf.baselines import fuse
 
         return [fuse(self.method, pan, ms, ms_ratio(pan, ms), self.sensor)[None] for pan, ms in prepared]
-
-    def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
-        return self.run(self.prepare(pairs, origins))
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "baseline", "method": self.method, "sensor": self.sensor}

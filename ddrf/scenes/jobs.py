@@ -117,13 +117,18 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     return report
 
 
+def output_that_is_input(outputs: Outputs, inputs: list[Path]) -> Path | None:
+    """The first output that is (or resolves to) one of `inputs`: writing it would destroy an input."""
+    resolved = {p.resolve() for p in inputs}
+    return next((final for final in outputs.all() if final.resolve() in resolved), None)
+
+
 def check_not_inputs(scene: Any, outputs: Outputs) -> None:
-    """An output that is (or resolves to) an input file would destroy it."""
     files = scene.files
-    inputs = {p.resolve() for p in [files.pan, *(path for path, _ in files.ms), files.metadata] if p is not None}
-    for final in outputs.all():
-        if final.resolve() in inputs:
-            raise ValueError(f"{final}: is an input of scene {scene.name}; choose another output path")
+    clash = output_that_is_input(outputs, [p for p in [files.pan, *(path for path, _ in files.ms), files.metadata]
+                                           if p is not None])
+    if clash is not None:
+        raise ValueError(f"{clash}: is an input of scene {scene.name}; choose another output path")
 
 
 def is_finished(outputs: Outputs) -> bool:

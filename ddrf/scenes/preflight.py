@@ -45,12 +45,12 @@ def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path
 
 
 def refuse_inputs_as_outputs(output: Path, inputs: list[Path]) -> None:
+    from ddrf.scenes.jobs import output_that_is_input
     from ddrf.scenes.streaming import Outputs
 
-    resolved = {p.resolve() for p in inputs}
-    for final in Outputs.for_raster(output, True, True).all():
-        if final.resolve() in resolved:
-            raise usage(f"{final}: is an input; choose another output path (inputs are never overwritten)")
+    clash = output_that_is_input(Outputs.for_raster(output, True, True), inputs)
+    if clash is not None:
+        raise usage(f"{clash}: is an input; choose another output path (inputs are never overwritten)")
 
 
 def check_scene_directories(scenes: list[Path], output: Path) -> None:

@@ -128,6 +128,21 @@ def fuse_tiled(engine: Any, scene: ArrayScene, tile: int, halo: int = 32, batch:
     return rows.image()
 
 
+def random_model(cfg: Any, seed: int = 0) -> Any:
+    """A DDRF with random weights everywhere, the zero-initialised output and modulation convs included (an untrained
+    model returns LMS exactly, which would hide any tile dependence): for measuring tiling without training."""
+    from ddrf.model import DDRF
+
+    torch.manual_seed(seed)
+    model = DDRF(cfg)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d) and not module.weight.any():
+                torch.nn.init.normal_(module.weight, std=0.05)
+                torch.nn.init.normal_(module.bias, std=0.05)  # type: ignore[arg-type]  # every DDRF conv that starts at zero has a bias
+    return model.eval()
+
+
 def tile_differences(outputs: dict[int, np.ndarray], whole: np.ndarray) -> dict[int, dict[str, float]]:
     """Per tile size: worst band's p99 and max |tile - whole| as fractions of that band's std in `whole`."""
     std = whole.reshape(-1, whole.shape[-1]).std(axis=0)
