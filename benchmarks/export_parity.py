@@ -11,7 +11,7 @@ from ddrf.train.diffusion import Diffusion
 from ddrf.export.onnx_export import export_model
 from ddrf.runtime.fuser import Fuser
 torch.set_num_threads(2)
-model, card = load_checkpoint(sys.argv[1] if len(sys.argv) > 1 else "ddrf/assets/model/model.safetensors")
+model, card = load_checkpoint(sys.argv[1] if len(sys.argv) > 1 else "ddrf/assets/models/landsat_ratio2/model.safetensors")
 out = "/tmp/parity_model"
 import shutil; shutil.rmtree(out, ignore_errors=True)
 t0 = time.time(); export_model(model, card, out, unrolled_steps=(1, 4, 25), fp16=True); print("export s", round(time.time()-t0, 1))

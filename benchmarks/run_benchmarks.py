@@ -1,6 +1,6 @@
 """Runtime benchmarks of DDRF Edge on this machine; writes docs/BENCHMARKS.md (environment and exact command included).
 
-    python benchmarks/run_benchmarks.py                      # the bundled model ddrf/assets/model
+    python benchmarks/run_benchmarks.py                      # the bundled model ddrf/assets/models/landsat_ratio2
     python benchmarks/run_benchmarks.py --model DIR [--checkpoint RUN_DIR]
     python benchmarks/run_benchmarks.py --random-small       # a randomly initialised DDRFConfig.small(4), exported
 
@@ -35,7 +35,7 @@ from ddrf.profile.spec import PointSpec  # noqa: E402
 from ddrf.profile.sweep import run_point, run_scene  # noqa: E402
 
 SAMPLE = ROOT / "ddrf" / "assets" / "sample_scene" / "LC80200392015216LGN00"
-BUNDLED = ROOT / "ddrf" / "assets" / "model"
+BUNDLED = ROOT / "ddrf" / "assets" / "models" / "landsat_ratio2"
 LANDSAT_FILES = {"pan": "B8", "blue": "B2", "green": "B3", "red": "B4", "nir": "B5"}
 
 
@@ -416,7 +416,7 @@ def section_f(data: dict[str, Any]) -> list[str]:
 # --- main --------------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, help="model directory (default: ddrf/assets/model)")
+    p.add_argument("--model", type=Path, help="model directory (default: ddrf/assets/models/landsat_ratio2)")
     p.add_argument("--checkpoint", type=Path, help="run directory with model.safetensors (for PyTorch eager)")
     p.add_argument("--random-small", action="store_true", help="benchmark a random DDRFConfig.small(4) export")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per engine (default 2)")

@@ -28,7 +28,7 @@ def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=ROOT / "ddrf" / "assets" / "model")
+    p.add_argument("--model", type=Path, default=ROOT / "ddrf" / "assets" / "models" / "landsat_ratio2")
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--windows", type=int, default=12)
     p.add_argument("--threads", type=int, default=2)

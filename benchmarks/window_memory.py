@@ -96,7 +96,7 @@ def window_memory(model_dir: Path, tile: int, batch: int) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=ROOT / "ddrf" / "assets" / "model")
+    p.add_argument("--model", type=Path, default=ROOT / "ddrf" / "assets" / "models" / "landsat_ratio2")
     p.add_argument("--tile", type=int, nargs="+", default=[256, 512])
     p.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     args = p.parse_args(argv)

@@ -22,12 +22,6 @@ if TYPE_CHECKING:
 PathLike = Union[str, Path]
 
 
-def bundled_model() -> Path:
-    from ddrf.assets import BUNDLED_MODEL
-
-    return BUNDLED_MODEL
-
-
 @lru_cache(maxsize=4)
 def _fuser(model: str, backend: str, steps: int | None, threads: int | None) -> Any:
     from ddrf.runtime.fuser import Fuser
@@ -46,7 +40,11 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
         from ddrf.baselines import fuse as fuse_classical
 
         return fuse_classical(method, pan.astype(np.float64), ms.astype(np.float64), ratio, sensor).astype(np.float32)
-    fuser = _fuser(str(model or bundled_model()), backend, steps, threads)
+    if model is None:
+        from ddrf.bundled import choose_model
+
+        model = choose_model(f"arrays PAN {pan.shape}, MS {ms.shape}", ratio, None, ms.shape[-1]).path
+    fuser = _fuser(str(model), backend, steps, threads)
     if ratio != fuser.card.ratio:
         raise ValueError(f"PAN/MS ratio {ratio}, but the model fuses ratio {fuser.card.ratio}")
     return np.asarray(fuser.fuse(pan, ms, seed), dtype=np.float32)
@@ -72,7 +70,8 @@ def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None
     xarray (rioxarray's layout): `pan` (band=1, y, x) or (y, x), `ms` (band, y, x) -> (band, y, x) float32 DataArray
     with the PAN's y/x coordinates, the MS band coordinate, and the PAN's CRS and transform when rioxarray is
     installed.
-    `model`: a model directory (default: the bundled model); `method`: a classical baseline instead (e.g. "GSA");
+    `model`: a model directory (default: the bundled model of the arrays' ratio and band count, the MS bands in its
+    card's order; none fits: ValueError naming what would); `method`: a classical baseline instead (e.g. "GSA");
     `steps`: sampler steps (default: the model card's); `seed`: the noise seed.
     """
     if hasattr(pan, "dims") and hasattr(ms, "dims"):
@@ -110,7 +109,8 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
 
     `out`: a directory (the output is OUT/<scene name>.tif) or a .tif path (scene directories only). Windowed like
     `ddrf-run`, with the JSON report and the STAC Item (`<name>.item.json`) beside the GeoTIFF. A scene that cannot
-    be fused raises ValueError with a one-line reason naming the file.
+    be fused raises ValueError with a one-line reason naming the file. `model`: default, the bundled model of the
+    scene's ratio and bands.
     """
     from ddrf.scenes.engines import EngineSpec, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
@@ -131,8 +131,8 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
         raster = out if as_file else out / f"{directory.name}.tif"
         raster.parent.mkdir(parents=True, exist_ok=True)
         job = SceneJob(raster.stem, raster, directory=directory)
-    spec = EngineSpec(model=None if method else str(model or bundled_model()), backend=backend, steps=steps, seed=seed,
-                      method=method)
+    spec = EngineSpec(model=str(model) if model and not method else None, backend=backend, steps=steps, seed=seed,
+                      method=method)  # no model: the bundled one that fits the scene (named in the report)
     tile_default, batch = default_tiling(backend, method)
     settings = RunSettings(tile=tile or tile_default, batch=batch, halo=DEFAULT_HALO, cog=cog, overwrite=overwrite,
                            progress=False)

@@ -15,7 +15,7 @@ from ddrf.model_dir import CARD_NAME, MissingGraph, ModelDir, ModelDirError, gra
 from ddrf.runtime import backends
 from ddrf.runtime.fuser import Fuser
 
-BUNDLED = Path(__file__).parents[1] / "ddrf" / "assets" / "model"
+BUNDLED = Path(__file__).parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2"
 SAMPLE = Path(__file__).parents[1] / "ddrf" / "assets" / "sample_scene" / "LC80200392015216LGN00"
 
 

@@ -13,7 +13,7 @@ from ddrf.runtime.fuser import InputPreparation
 from ddrf.sampling import batch_ones, sample
 from ddrf.filters import interp23
 
-BUNDLED_CARD = Path(__file__).parents[1] / "ddrf" / "assets" / "model" / "card.json"
+BUNDLED_CARD = Path(__file__).parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2" / "card.json"
 WEIGHTS = np.array([0.7, -0.2, 0.4], dtype=np.float32)  # a toy per-band "network"
 
 

@@ -17,7 +17,7 @@ from ddrf.scenes.command import app
 from stac_fixtures import (SAMPLE, RangeHandler, http_server, landsat_item, make_cogs, maxar_item, no_network,
                            offline_validator, small_scene)
 
-MODEL_CARD = Path(__file__).parents[1] / "ddrf" / "assets" / "model" / "card.json"
+MODEL_CARD = Path(__file__).parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2" / "card.json"
 
 
 def cli(*args: str) -> "object":

@@ -33,15 +33,24 @@ EPILOG = "\b\n" + __doc__.split("\b\n", 1)[1].replace("Never imports torch.\n", 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
-def bundled_model() -> Path:
-    from ddrf.assets import BUNDLED_MODEL
+def bundled_models() -> list[Any]:
+    """The bundled models a scene may get (ddrf.bundled); none, or a bad card, is a usage error."""
+    from ddrf.bundled import bundled_folder, bundled_models as found
 
-    return BUNDLED_MODEL
+    try:
+        models = found()
+    except ValueError as exc:
+        raise usage(" ".join(str(exc).split()))
+    if not models:
+        raise usage(f"{bundled_folder()}: no bundled model there; pass --model DIR or --method NAME")
+    return models
 
 
 def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
               method: str | None, threads: int | None) -> "EngineSpec":
-    """The engine description, checked here so that a bad model is a usage error before any scene runs."""
+    """The engine description, checked here so that a bad model is a usage error before any scene runs.
+
+    Without --model (and --method) the spec names no model: each scene gets the bundled one that fits it."""
     from ddrf.scenes.engines import EngineSpec
 
     if uncertainty == 1 or uncertainty < 0:
@@ -58,22 +67,28 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
 
     if backend not in BACKENDS:
         raise usage(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    model = model or bundled_model()
-    try:
-        ModelDir.open(model)
-    except ValueError as exc:
-        hint = "" if model != bundled_model() else " (no bundled model: pass --model DIR or --method NAME)"
-        raise usage(f"{' '.join(str(exc).split())}{hint}")
-    return EngineSpec(model=str(model), backend=backend, steps=steps, seed=seed, samples=max(uncertainty, 1),
-                      threads=threads)
+    if model is None:
+        bundled_models()
+    else:
+        try:
+            ModelDir.open(model)
+        except ValueError as exc:
+            raise usage(" ".join(str(exc).split()))
+    return EngineSpec(model=str(model) if model else None, backend=backend, steps=steps, seed=seed,
+                      samples=max(uncertainty, 1), threads=threads)
 
 
-def preload(spec: "EngineSpec") -> Any:
-    """Load the model once before the first scene, so a broken graph or backend is one usage error."""
+def preload(spec: "EngineSpec") -> list[Any]:
+    """Load the model once before the first scene (without --model: every bundled model a scene may get), so a
+    broken graph or backend is one usage error."""
+    from dataclasses import replace
+
     from ddrf.scenes.engines import get_engine
 
+    given = spec.model or spec.method
+    specs = [spec] if given else [replace(spec, model=str(m.path)) for m in bundled_models()]
     try:
-        return get_engine(spec)
+        return [get_engine(s) for s in specs]
     except (ValueError, RuntimeError) as exc:
         raise usage(" ".join(str(exc).split()))
 
@@ -126,7 +141,9 @@ def main(
     output: Path = typer.Option(..., "-o", "--output", help="Output directory (scenes) or GeoTIFF (--pan/--ms)."),
     pan: Optional[Path] = typer.Option(None, "--pan", help="PAN GeoTIFF."),
     ms: list[Path] = typer.Option([], "--ms", help="MS GeoTIFF (multi-band, or repeat once per band)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: the bundled model)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: per scene, the bundled "
+                                         "model of the scene's ratio and bands; none fits: an error naming what "
+                                         "would)."),
     method: Optional[str] = typer.Option(
         None, "--method", help="Run a classical baseline instead: EXP, Brovey, BT-H, GSA, BDSD-PC, MTF-GLP-FS, "
         "MTF-GLP-HPM (as the toolbox computes them; HPM can blow up on dark pixels) or a named departure: "
@@ -186,8 +203,9 @@ def main(
     settings = RunSettings(tile=tile or tile_default, batch=batch or batch_default,
                            halo=DEFAULT_HALO if halo is None else halo, cog=cog, quicklook=quicklook,
                            overwrite=overwrite, spread=bool(uncertainty), progress=reporter.bars)
-    engine = preload(spec) if not scheduler or dry_run_only else None
-    check_tile(settings.tile, settings.halo, engine, settings.batch)
+    engines = preload(spec) if not scheduler or dry_run_only else []
+    for engine in engines or [None]:  # each model a scene may get
+        check_tile(settings.tile, settings.halo, engine, settings.batch)
     if watch is not None:
         if scenes or pan or ms or scheduler:
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")
@@ -201,7 +219,7 @@ def main(
     else:
         jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output, band_names)
     if dry_run_only:
-        raise typer.Exit(dry_run(jobs, spec, settings, engine))
+        raise typer.Exit(dry_run(jobs, spec, settings))
     check_writable(output if jobs[0].directory is not None or references else output.parent)
     if scheduler:
         from ddrf.scenes.distributed import run_on_cluster

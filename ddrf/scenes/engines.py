@@ -51,10 +51,11 @@ class Engine(Protocol):
 
 
 class ModelEngine:
-    """A runtime Fuser; `samples` seeds (seed, seed+1, ...) when the spread is wanted."""
+    """A runtime Fuser; `samples` seeds (seed, seed+1, ...) when the spread is wanted; `chosen_by` says why this
+    model (given with --model, or the bundled one that fits the scene), for the report."""
 
-    def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1) -> None:
-        self.fuser, self.seed, self.samples = fuser, seed, samples
+    def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1, chosen_by: str = "--model") -> None:
+        self.fuser, self.seed, self.samples, self.chosen_by = fuser, seed, samples, chosen_by
         self.card = fuser.card
         self.bands: list[str] | None = list(self.card.bands)
         self.ratio: int | None = int(self.card.ratio)
@@ -93,7 +94,9 @@ class ModelEngine:
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
 
     def summary(self) -> dict[str, Any]:
-        return {"kind": "model", "model_dir": str(self.fuser.files.root), "card": reports.card_summary(self.card),
+        root = self.fuser.files.root
+        return {"kind": "model", "model_dir": str(root), "card": reports.card_summary(self.card),
+                "model": {"name": root.name, "path": str(root), "chosen_by": self.chosen_by},
                 "radiometry": self.radiometry.to_dict() if self.radiometry is not None else None,
                 "backend": self.fuser.backend_kind, "precision": self.fuser.precision, "steps": self.fuser.steps,
                 "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples}
@@ -135,7 +138,7 @@ def ms_ratio(pan: np.ndarray, ms: np.ndarray) -> int:
 class EngineSpec:
     """How to build the engine; hashable, so a process (a Dask worker) builds each one once."""
 
-    model: str | None = None
+    model: str | None = None  # None (and no method): the bundled model that fits each scene (ddrf.bundled)
     backend: str = "ort-cpu"
     steps: int | None = None
     seed: int = 0
@@ -147,7 +150,7 @@ class EngineSpec:
 _FUSERS: dict[EngineSpec, "Fuser"] = {}  # per process: a worker loads each model once
 
 
-def get_engine(spec: EngineSpec, sensor: str = "generic") -> Engine:
+def get_engine(spec: EngineSpec, sensor: str = "generic", chosen_by: str = "--model") -> Engine:
     if spec.method:
         return BaselineEngine(spec.method, sensor)
     key = EngineSpec(model=spec.model, backend=spec.backend, steps=spec.steps, threads=spec.threads)
@@ -157,6 +160,6 @@ def get_engine(spec: EngineSpec, sensor: str = "generic") -> Engine:
         if spec.model is None:
             raise ValueError("no model given")
         _FUSERS[key] = Fuser(spec.model, spec.backend, spec.steps, threads=spec.threads)
-    return ModelEngine(_FUSERS[key], spec.seed, spec.samples)
+    return ModelEngine(_FUSERS[key], spec.seed, spec.samples, chosen_by)
 
 

@@ -157,9 +157,9 @@ class SceneJob:
         return {"pan": str(self.pan), "ms": [str(p) for p in self.ms]}
 
 
-def open_scene(job: SceneJob, bands: list[str] | None) -> "Scene":
-    from ddrf.scenes.discover import discover_scene, pair_from_paths, select_bands
-    from ddrf.scenes.scene import Scene
+def scene_files(job: SceneJob) -> Any:
+    """The job's discovered (or given) files, band names from --bands where given."""
+    from ddrf.scenes.discover import discover_scene, pair_from_paths
 
     if job.directory is not None:
         files = discover_scene(job.directory)
@@ -167,11 +167,39 @@ def open_scene(job: SceneJob, bands: list[str] | None) -> "Scene":
         files = pair_from_paths(job.pan, list(job.ms))
     else:
         raise ValueError(f"{job.name}: neither a scene directory nor a PAN file")
-    if job.bands:
-        files = name_bands(files, job.bands)
-    if bands is not None:
-        files = select_bands(files, bands)
-    return Scene(files)
+    return name_bands(files, job.bands) if job.bands else files
+
+
+def open_scene(job: SceneJob, bands: list[str] | None, files: Any = None) -> "Scene":
+    from ddrf.scenes.discover import select_bands
+    from ddrf.scenes.scene import Scene
+
+    files = files or scene_files(job)
+    return Scene(select_bands(files, bands) if bands is not None else files)
+
+
+def open_with_engine(job: SceneJob, spec: EngineSpec) -> tuple["Scene", Engine]:
+    """The scene and its engine: the model or method given, or else the bundled model that fits the scene."""
+    if spec.model is None and not spec.method:
+        return open_with_bundled_model(job, spec)
+    engine = get_engine(spec)
+    scene = open_scene(job, engine.bands)
+    if spec.method:
+        engine = get_engine(spec, getattr(scene, "sensor", "generic") or "generic")
+    return scene, engine
+
+
+def open_with_bundled_model(job: SceneJob, spec: EngineSpec) -> tuple["Scene", Engine]:
+    """Choose by the scene's ratio (from the PAN and its first MS band, so bands no model uses are never read) and
+    its band names."""
+    from ddrf.bundled import choose_model
+
+    files = scene_files(job)
+    probe = open_scene(job, files.band_names[:1], files) if files.band_names else open_scene(job, None, files)
+    chosen = choose_model(job.source, probe.ratio, files.band_names, len(files.band_names), files.sensor)
+    reason = f"bundled: fits ratio {chosen.card.ratio} and bands {', '.join(chosen.card.bands)}"
+    engine = get_engine(replace(spec, model=str(chosen.path)), chosen_by=reason)
+    return open_scene(job, engine.bands, files), engine
 
 
 def name_bands(files: Any, names: tuple[str, ...]) -> Any:
@@ -222,10 +250,10 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
         return {**entry, "status": "skipped", "reason": "finished output exists (use --overwrite)"}
     started = time.perf_counter()
     try:
-        engine = get_engine(spec)
-        scene = open_scene(job, engine.bands)
-        if spec.method:
-            engine = get_engine(spec, getattr(scene, "sensor", "generic") or "generic")
+        scene, engine = open_with_engine(job, spec)
+        if spec.model is None and not spec.method:
+            model = engine.summary()["model"]
+            say(f"{job.source}: model {model['name']} ({model['path']}), {model['chosen_by']}")
         if scene.files.names_assumed:
             say(f"{job.source}: band order assumed {', '.join(scene.band_names)} (no metadata or band "
                 "descriptions name them); pass --bands to state it")
@@ -237,4 +265,6 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
                 close()
     except Exception as exc:  # a bad scene must not stop the others
         return {**entry, "status": "failed", "error": one_line(exc, job), "seconds": time.perf_counter() - started}
-    return {**entry, "status": "done", "seconds": time.perf_counter() - started, "tiles": report["tiling"]["tiles"]}
+    model = {k: report["engine"]["model"][k] for k in ("name", "path")} if "model" in report["engine"] else None
+    return {**entry, "status": "done", "seconds": time.perf_counter() - started, "tiles": report["tiling"]["tiles"],
+            **({"model": model} if model else {})}

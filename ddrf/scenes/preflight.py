@@ -109,23 +109,27 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1) -> None:
             raise usage(f"--batch {batch} exceeds the engine's optimisation profile (at most {most})")
 
 
-def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings", engine: Any) -> int:
-    """Print each scene's plan (windows, output size, free space) and run nothing; 1 when a scene cannot run."""
-    from ddrf.scenes.jobs import describe_plan, one_line, open_scene, plan_scene
-    from ddrf.scenes.streaming import Outputs
+def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings") -> int:
+    """Print each scene's plan (model, windows, output size, free space) and run nothing; 1 when a scene cannot
+    run."""
+    from ddrf.scenes.jobs import describe_plan, one_line, open_with_engine, plan_scene
+    from ddrf.scenes.streaming import Outputs, check_fit
 
     failed = 0
     for job in jobs:
         outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
         try:
-            scene = open_scene(job, engine.bands if engine is not None else None)
+            scene, engine = open_with_engine(job, spec)
+            check_fit(scene, engine, job.source)
             plan = plan_scene(scene, engine, outputs, settings)
         except Exception as exc:
             failed += 1
             typer.echo(f"ddrf-run: {one_line(exc, job)}", err=True)
             continue
         fits = "" if plan["output_bytes"] <= plan["free_bytes"] else " -- DOES NOT FIT on the disk"
-        typer.echo(f"{describe_plan(job.name, plan)}{fits}")
+        model = engine.summary().get("model")
+        named = f", model {model['name']} ({model['path']})" if model else ""
+        typer.echo(f"{describe_plan(job.name, plan)}{named}{fits}")
     return 1 if failed else 0
 
 

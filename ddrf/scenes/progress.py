@@ -117,6 +117,8 @@ class Reporter:
         status = entry["status"]
         detail = {"failed": entry.get("error"), "skipped": entry.get("reason")}.get(status)
         text = entry["error"] if status == "failed" else f"{entry['name']}: {status} -> {entry['output']}"
+        if "model" in entry:
+            text += f" (model {entry['model']['name']}, {entry['model']['path']})"
         if status == "skipped":
             text += f" ({detail})"
         self.emit("scene", text, **{k: v for k, v in entry.items() if k != "tiles"})

@@ -1,0 +1,72 @@
+"""The bundled models, and the one that fits a scene.
+
+Each bundled model is a model directory under one folder (`ddrf/assets/models/<name>/`, or the folder the environment
+variable DDRF_BUNDLED_MODELS names), found by listing it: adding a model is exporting it there. Without `--model`,
+ddrf-run and the Python API fuse each scene with the bundled model of the scene's ratio whose bands the scene has;
+where none fits they refuse with one line naming what would work, never switching method on their own.
+Plain Python (no torch): the runtime imports it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ddrf.card import ModelCard
+from ddrf.model_dir import CARD_NAME, ModelDir
+
+FOLDER_VARIABLE = "DDRF_BUNDLED_MODELS"  # another folder of bundled models (tests; a site's own set)
+INSTEAD = ("a classical method instead (--method MTF-GLP-HPM-robust, or GSA, MTF-GLP-FS, BDSD-PC ...; method= in "
+           "Python), or fine-tune a model for these data (ddrf-train, see README) and pass --model DIR")
+
+
+class NoFittingModel(ValueError):
+    """No bundled model has the scene's ratio and bands; the message says what would work instead."""
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str  # its directory name
+    path: Path
+    card: ModelCard
+
+    def describe(self) -> str:
+        return f"{self.name} (ratio {self.card.ratio}, {', '.join(self.card.bands)})"
+
+
+def bundled_folder() -> Path:
+    from ddrf.assets import BUNDLED_MODELS
+
+    return Path(os.environ.get(FOLDER_VARIABLE) or BUNDLED_MODELS)
+
+
+def bundled_models(folder: Path | None = None) -> list[BundledModel]:
+    """Every model directory (a folder with card.json) in the bundled folder, by name; a bad card raises
+    ModelDirError naming it."""
+    folder = folder or bundled_folder()
+    found = sorted(p for p in folder.iterdir() if (p / CARD_NAME).is_file()) if folder.is_dir() else []
+    return [BundledModel(p.name, p, ModelDir.open(p).card) for p in found]
+
+
+def fits(model: BundledModel, ratio: int, bands: Sequence[str] | None, band_count: int) -> bool:
+    """Same ratio, and every band the model needs is in the scene (`bands` None: unnamed arrays, matched by count)."""
+    if int(model.card.ratio) != int(ratio):
+        return False
+    if bands is None:
+        return len(model.card.bands) == band_count
+    return {b.lower() for b in model.card.bands} <= {b.lower() for b in bands}
+
+
+def choose_model(what: str, ratio: int, bands: Sequence[str] | None, band_count: int, sensor: str | None = None,
+                 models: list[BundledModel] | None = None) -> BundledModel:
+    """The bundled model for a scene (`what` names it in the error). Where several fit: the one of the scene's
+    sensor, then the one using most of its bands, then by name."""
+    models = bundled_models() if models is None else models
+    fitting = [m for m in models if fits(m, ratio, bands, band_count)]
+    if not fitting:
+        has = f"bands {', '.join(bands)}" if bands is not None else f"{band_count} unnamed bands"
+        offered = "; ".join(m.describe() for m in models) or f"none in {bundled_folder()}"
+        raise NoFittingModel(f"{what}: no bundled model fits this scene (ratio {ratio}, {has}; bundled: {offered}); "
+                             f"use {INSTEAD}")
+    return min(fitting, key=lambda m: (m.card.sensor != sensor, -len(m.card.bands), m.name))
