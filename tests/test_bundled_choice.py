@@ -1,0 +1,190 @@
+"""Without --model, ddrf-run (and ddrf.fuse / ddrf.fuse_scene) gives each scene the bundled model of its ratio and
+bands, names it in the report and the log line, and refuses a scene no bundled model fits with one line naming what
+would work. The bundled folder here is a temporary one (DDRF_BUNDLED_MODELS) holding the committed tiny model twice:
+as it is (ratio 2) and with its card saying ratio 4 (only card.json changes, so the graph hashes still hold)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from typer.testing import CliRunner
+
+from ddrf.bundled import FOLDER_VARIABLE, BundledModel, NoFittingModel, bundled_models, choose_model
+from ddrf.card import ModelCard
+from ddrf.model_dir import ModelDir
+from ddrf.scenes.command import SUMMARY_NAME, app
+from scenes_fixtures import BANDS, TINY_MODEL
+
+ROOT = Path(__file__).parents[1]
+PAN_METRES = 15
+
+
+def bundled_copy(folder: Path, name: str, ratio: int) -> Path:
+    """The tiny model under `name`, its card's ratio set to `ratio`."""
+    model = Path(shutil.copytree(TINY_MODEL, folder / name))
+    card = json.loads((model / "card.json").read_text())
+    card["ratio"] = ratio
+    (model / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return model
+
+
+@pytest.fixture()
+def bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "bundled"
+    bundled_copy(folder, "tiny_ratio2", 2)
+    bundled_copy(folder, "tiny_ratio4", 4)
+    (folder / "README.md").write_text("not a model\n")
+    monkeypatch.setenv(FOLDER_VARIABLE, str(folder))
+    return folder
+
+
+def write_tif(path: Path, data: np.ndarray, metres: int) -> None:
+    data = data if data.ndim == 3 else data[None]
+    with rasterio.open(path, "w", driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
+                       dtype="uint16", crs="EPSG:32616", transform=from_origin(500000, 4000000, metres, metres)) as dst:
+        dst.write(data.astype("uint16"))
+
+
+def scene(folder: Path, ratio: int, size: int = 48) -> Path:
+    """A generic scene directory (pan.tif, ms.tif: 4 bands, assumed blue, green, red, nir) at `ratio`."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(ratio)
+    write_tif(folder / "pan.tif", rng.uniform(4000, 16000, (size, size)), PAN_METRES)
+    write_tif(folder / "ms.tif", rng.uniform(4000, 16000, (4, size // ratio, size // ratio)), PAN_METRES * ratio)
+    return folder
+
+
+def run(*args: str) -> "object":
+    return CliRunner().invoke(app, [*args, "--no-progress", "--threads", "1", "--tile", "32", "--halo", "8"])
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+# ------------------------------------------------------------------ the choice itself
+def test_the_ratio4_copy_is_a_valid_model_directory(bundled: Path) -> None:
+    """Only card.json changed, and the card hashes the graphs only: the copy opens with its hashes checked."""
+    model = ModelDir.open(bundled / "tiny_ratio4")
+    assert model.card.ratio == 4
+    model.graph("encoder"), model.graph("denoiser")  # sha256 checked against the card
+
+
+def test_discovery_lists_model_directories_by_name(bundled: Path) -> None:
+    assert [(m.name, m.card.ratio) for m in bundled_models()] == [("tiny_ratio2", 2), ("tiny_ratio4", 4)]
+    assert bundled_models(bundled / "absent") == []
+
+
+def test_choice_by_ratio_bands_and_sensor(bundled: Path) -> None:
+    models = bundled_models()
+    assert choose_model("s", 4, ["coastal", *BANDS, "swir1"], 6).name == "tiny_ratio4"  # a subset of the scene
+    assert choose_model("s", 2, None, 4).name == "tiny_ratio2"  # unnamed arrays: by band count
+    with pytest.raises(NoFittingModel, match="ratio 2, bands blue, green, red"):
+        choose_model("s", 2, ["blue", "green", "red"], 3)  # the model needs nir
+    with pytest.raises(NoFittingModel, match="3 unnamed bands"):
+        choose_model("s", 2, None, 3)
+    card = models[0].card
+    other = BundledModel("a_other_sensor", Path("x"), ModelCard.from_dict({**card.to_dict(), "sensor": "Pleiades"}))
+    three = BundledModel("b_three_bands", Path("y"), ModelCard.from_dict({**card.to_dict(), "bands": BANDS[:3]}))
+    pool = [other, three, *models]
+    assert choose_model("s", 2, BANDS, 4, "Landsat8", pool).name == "tiny_ratio2"  # the scene's sensor first
+    assert choose_model("s", 2, BANDS, 4, "Pleiades", pool).name == "a_other_sensor"
+    assert choose_model("s", 2, BANDS, 4, "WorldView3", [three, other]).name == "a_other_sensor"  # more bands
+
+
+# ------------------------------------------------------------------ ddrf-run
+def test_each_scene_of_a_batch_gets_the_model_of_its_ratio(bundled: Path, tmp_path: Path) -> None:
+    """One run, a ratio-2 and a ratio-4 scene: each report and log line names its model, and the ratio-4 output is
+    what --model with that directory makes."""
+    two, four = scene(tmp_path / "in" / "two", 2), scene(tmp_path / "in" / "four", 4)
+    out = tmp_path / "out"
+    result = run(str(two), str(four), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    for name, model in (("two", "tiny_ratio2"), ("four", "tiny_ratio4")):
+        report = json.loads((out / f"{name}.json").read_text())
+        assert report["scene"]["ratio"] == int(model[-1])
+        assert report["engine"]["model"]["name"] == model
+        assert report["engine"]["model"]["path"] == str(bundled / model)
+        assert report["engine"]["model"]["chosen_by"].startswith("bundled: fits ratio")
+        assert f"{name}: done -> {out / name}.tif (model {model}, {bundled / model})" in result.output
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    assert [e["model"]["name"] for e in summary["scenes"]] == ["tiny_ratio2", "tiny_ratio4"]
+    explicit = tmp_path / "explicit.tif"
+    result = run("--pan", str(four / "pan.tif"), "--ms", str(four / "ms.tif"), "-o", str(explicit),
+                 "--model", str(bundled / "tiny_ratio4"))
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read(explicit), read(out / "four.tif"))
+
+
+def test_model_option_overrides_the_choice(bundled: Path, tmp_path: Path) -> None:
+    four = scene(tmp_path / "four", 4)
+    elsewhere = bundled_copy(tmp_path / "mine", "given", 4)
+    out = tmp_path / "out"
+    result = run(str(four), "-o", str(out), "--model", str(elsewhere))
+    assert result.exit_code == 0, result.output
+    model = json.loads((out / "four.json").read_text())["engine"]["model"]
+    assert model == {"name": "given", "path": str(elsewhere), "chosen_by": "--model"}
+    result = run(str(four), "-o", str(tmp_path / "out2"), "--model", str(bundled / "tiny_ratio2"))
+    assert result.exit_code == 1 and "scene ratio 4 but the model fuses ratio 2" in result.output
+
+
+def test_a_scene_no_bundled_model_fits_fails_with_one_line_naming_what_would(bundled: Path, tmp_path: Path) -> None:
+    three = scene(tmp_path / "three", 3)
+    out = tmp_path / "out.tif"
+    result = run("--pan", str(three / "pan.tif"), "--ms", str(three / "ms.tif"), "-o", str(out))
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if "no bundled model fits" in line]
+    assert len(lines) == 2  # the scene's line and the closing summary's
+    line = lines[0]
+    assert str(three / "pan.tif") in line and "ratio 3" in line and "bands blue, green, red, nir" in line
+    assert "--method MTF-GLP-HPM-robust" in line and "ddrf-train" in line
+    assert "tiny_ratio2 (ratio 2" in line and "tiny_ratio4 (ratio 4" in line
+    assert "Traceback" not in result.output
+    assert not any(tmp_path.glob("out*")), "nothing written"
+
+
+def test_dry_run_names_each_scenes_model(bundled: Path, tmp_path: Path) -> None:
+    two, three = scene(tmp_path / "two", 2), scene(tmp_path / "three", 3)
+    result = run(str(two), str(three), "-o", str(tmp_path / "out"), "--dry-run")
+    assert result.exit_code == 1
+    assert f"model tiny_ratio2 ({bundled / 'tiny_ratio2'})" in result.output
+    assert "three: no bundled model fits" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_bundled_model_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv(FOLDER_VARIABLE, str(tmp_path / "empty"))
+    result = run(str(scene(tmp_path / "two", 2)), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "no bundled model there; pass --model DIR or --method NAME" in result.output
+
+
+# ------------------------------------------------------------------ the Python API
+def test_api_chooses_by_ratio_and_refuses_a_ratio_without_model(bundled: Path, tmp_path: Path) -> None:
+    import ddrf
+
+    rng = np.random.default_rng(0)
+    pan, ms = rng.uniform(4000, 16000, (32, 32)), rng.uniform(4000, 16000, (8, 8, 4))
+    np.testing.assert_array_equal(ddrf.fuse(pan, ms), ddrf.fuse(pan, ms, model=bundled / "tiny_ratio4"))
+    with pytest.raises(ValueError, match="no bundled model fits.*ratio 3.*--method"):
+        ddrf.fuse(pan[:24, :24], ms)
+    path = ddrf.fuse_scene(scene(tmp_path / "four", 4), tmp_path / "out")
+    assert json.loads(path.with_suffix(".json").read_text())["engine"]["model"]["name"] == "tiny_ratio4"
+
+
+# ------------------------------------------------------------------ the real bundled folder
+def test_the_package_bundles_the_ratio2_landsat_model_and_documents_every_model(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
+    models = bundled_models()
+    assert ("landsat_ratio2", 2) in [(m.name, m.card.ratio) for m in models]
+    listed = (ROOT / "ddrf" / "assets" / "models" / "README.md").read_text()
+    for model in models:
+        assert f"`{model.name}` | {model.card.ratio} | {', '.join(model.card.bands)} |" in listed
+        assert (model.path / "README.md").is_file(), f"{model.path}: add a README saying how it was trained"
