@@ -457,7 +457,8 @@ def _first_shape(out: Collected) -> tuple[int, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path("ddrf/assets/models/landsat_ratio2"), help="exported model directory")
+    parser.add_argument("--model", type=Path, default=Path("ddrf/assets/models/landsat_ratio2"),
+                        help="exported model directory")
     parser.add_argument("--fusebox", type=Path, required=True, help="landsat7_fusebox folder")
     parser.add_argument("--landsat8", type=Path, default=None, help="Landsat-8 clip folder (l8_B2..B5, l8_B8)")
     parser.add_argument("--out", type=Path, required=True, help="markdown report to write")
