@@ -72,6 +72,9 @@ class ModelCard:
     residual: bool = True
     residual_scale: float = 1.0  # the network diffuses (HRMS - LMS) * residual_scale; fused = LMS + x0 / scale
     sampling_steps: int = 4
+    # the per-pixel std of N samples times this is the 1-sigma error, fitted on held-out data (`ddrf-run
+    # --uncertainty N` writes the calibrated spread); 1.0 = uncalibrated
+    spread_calibration: float = 1.0
     # interp23's border when the MS is upsampled to the LMS, as in training (data.lms_border); cards written before
     # this field existed were all trained and run with "symmetric"
     lms_border: str = "symmetric"
@@ -112,6 +115,8 @@ class ModelCard:
             raise ValueError(f"ratio must be >= 2, got {self.ratio}")
         if not self.residual_scale > 0:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
+        if not self.spread_calibration > 0:
+            raise ValueError(f"spread_calibration must be > 0, got {self.spread_calibration}")
         if self.target not in ("eps", "x0", "v"):
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
         if self.lms_border not in LMS_BORDERS:

@@ -170,3 +170,21 @@ def test_ratio4_training_source_and_auto_residual_scale(landsat7_dir) -> None:
     with pytest.raises(ValueError, match="ratio-2"):
         ratio4 = dataclasses.replace(train_pairs[0], ms=train_pairs[0].ms[::2, ::2], ratio=4)
         WaldPatches([ratio4], patch=16, simulate_ratio=4)
+
+
+def test_v2_fp16_export_agrees_and_passes_the_tensorrt_op_check(tmp_path) -> None:
+    """The v2 graphs (box sums, per-pixel norm, bounded-exp keys) import into TensorRT 8.6 and 10 by the op tables,
+    and the mixed-precision FP16 graphs stay close to FP32 through the runtime."""
+    from ddrf.engines.onnx_ops import check_tensorrt_ops
+    from ddrf.export.onnx_export import export_model
+    from ddrf.runtime.fuser import Fuser
+
+    cfg = narrow(DDRFConfig.small_v2(4))
+    card = ModelCard(model=cfg.to_dict(), bands=[f"b{i}" for i in range(4)], ratio=2, sampling_steps=2,
+                     normalisation=Normalisation(kind="bit_depth", bits=12), residual_scale=8.0)
+    result = export_model(random_model(cfg), card, tmp_path, unrolled_steps=(2,), fp16=True)
+    for stem, path in result.graphs.items():
+        assert check_tensorrt_ops(path, ("8.6", "10")) == [], stem
+    scene = smooth_scene(64)
+    fused = {p: Fuser(tmp_path, steps=2, precision=p).fuse(scene.pan, scene.ms, seed=0) for p in ("fp32", "fp16")}
+    assert np.abs(fused["fp16"] - fused["fp32"]).max() < 1e-2 * fused["fp32"].std()

@@ -43,7 +43,7 @@ def test_committed_tiny_model_is_what_make_tiny_model_writes(tiny_model: Path, t
 
 def run_api(out: Path, model: Path, tile: int, directory: Path = SAMPLE, samples: int = 1, **kw) -> dict:
     """One scene through jobs.run_job (what the CLI and the Dask workers run)."""
-    spec = engines.EngineSpec(model=str(model), backend="ort-cpu", seed=7, samples=samples,
+    spec = engines.EngineSpec(model=str(model), backend="ort-cpu", seed=kw.pop("seed", 7), samples=samples,
                               method=kw.pop("method", None), threads=1)
     settings = streaming.RunSettings(tile=tile, batch=kw.pop("batch", 2), halo=kw.pop("halo", HALO), progress=False,
                                     spread=samples > 1, **kw)
@@ -265,7 +265,10 @@ def test_cli_pan_ms_with_baseline_and_quicklook(tmp_path: Path) -> None:
                                                           "fused_quicklook.png"]  # + the STAC Item
 
 
-def test_uncertainty_writes_spread(tiny_model: Path, tmp_path: Path, two_tilings: dict[str, Path]) -> None:
+def test_uncertainty_writes_mean_and_calibrated_spread(tiny_model: Path, tmp_path: Path,
+                                                       two_tilings: dict[str, Path]) -> None:
+    """--uncertainty N: the main output is the mean of the N seeds' samples, the spread their std times the card's
+    spread_calibration."""
     out = tmp_path / "u.tif"
     assert run_api(out, tiny_model, 96, samples=3)["status"] == "done"
     spread = tmp_path / "u_spread.tif"
@@ -273,7 +276,19 @@ def test_uncertainty_writes_spread(tiny_model: Path, tmp_path: Path, two_tilings
         assert ds.dtypes[0] == "float32" and ds.transform == main.transform and ds.shape == main.shape
         values = ds.read()
     assert (values >= 0).all() and values.mean() > 0
-    np.testing.assert_array_equal(read(out), read(two_tilings["96"]))  # the main output is the seed's sample
+    singles = [read(two_tilings["96"])]
+    for seed in (8, 9):
+        assert run_api(tmp_path / f"s{seed}.tif", tiny_model, 96, seed=seed)["status"] == "done"
+        singles.append(read(tmp_path / f"s{seed}.tif"))
+    assert np.abs(read(out) - np.mean(singles, axis=0)).max() <= 1.0  # the mean, up to the DN rounding of each file
+    assert np.abs(read(out) - singles[0]).max() > 1.0
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(tiny_model, calibrated)
+    card = json.loads((calibrated / "card.json").read_text())
+    (calibrated / "card.json").write_text(json.dumps({**card, "spread_calibration": 2.5}))
+    assert run_api(tmp_path / "c.tif", calibrated, 96, samples=3)["status"] == "done"
+    with rasterio.open(tmp_path / "c_spread.tif") as ds:
+        np.testing.assert_allclose(ds.read(), 2.5 * values, rtol=1e-5)
 
 
 def test_dask_cluster_matches_local_run(tiny_model: Path, two_tilings: dict[str, Path], tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ class Engine(Protocol):
     ratio: int | None
     multiple: int
     samples: int
+    spread_calibration: float  # the spread of the samples times this is the 1-sigma error
 
     def start_scene(self, scene: "Scene") -> None:
         """Called once per scene before its windows (e.g. for scene-wide radiometric statistics)."""
@@ -61,6 +62,7 @@ class ModelEngine:
         self.ratio: int | None = int(self.card.ratio)
         self.multiple = int(fuser.multiple)
         self.label = f"model ({fuser.files.root})"
+        self.spread_calibration = float(self.card.spread_calibration)
         self.radiometry: Radiometry | None = None
 
     def window_limits(self) -> tuple[int, int, int] | None:
@@ -112,6 +114,7 @@ class BaselineEngine:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(ALL_METHODS)}")
         self.method, self.sensor = method, sensor
         self.label, self.multiple, self.samples = f"baseline {method}", 1, 1
+        self.spread_calibration = 1.0
         self.bands: list[str] | None = None  # every MS band the scene has
         self.ratio: int | None = None  # any ratio
 

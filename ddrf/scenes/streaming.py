@@ -135,11 +135,13 @@ def prefetched(items: Iterator[Batch]) -> Iterator[Batch]:
             yield item
 
 
-def window_channels(samples: np.ndarray, spread: bool) -> np.ndarray:
-    """(H, W, B) of the first sample, then (H, W, B) of the spread across samples when wanted."""
-    channels = [samples[0]]
+def window_channels(samples: np.ndarray, spread: bool, calibration: float = 1.0) -> np.ndarray:
+    """(H, W, B) mean of the samples, then (H, W, B) of their calibrated spread (std x `calibration`) when wanted."""
+    if len(samples) == 1:
+        return samples[0]
+    channels = [samples.mean(axis=0)]
     if spread:
-        channels.append(samples.std(axis=0, ddof=1))
+        channels.append(samples.std(axis=0, ddof=1) * calibration)
     return np.concatenate(channels, axis=-1)
 
 
@@ -156,7 +158,7 @@ def fuse_chunk(scene: "Scene", engine: Engine, grid: TileGrid, columns: tuple[in
         timings.fuse += time.perf_counter() - start
         start = time.perf_counter()
         for window, samples, valid in zip(batch.windows, fused, batch.valid):
-            blender.add(window, window_channels(samples, settings.spread), valid)
+            blender.add(window, window_channels(samples, settings.spread, engine.spread_calibration), valid)
         timings.blend += time.perf_counter() - start
         tick(len(batch.windows))
         if batch.final is None:

@@ -71,6 +71,7 @@ class TorchEngine:
     def __post_init__(self) -> None:
         self.prep = InputPreparation(self.card)
         self.bands, self.ratio, self.multiple = list(self.card.bands), int(self.card.ratio), self.prep.multiple
+        self.spread_calibration = float(self.card.spread_calibration)
         self.diffusion = Diffusion(CosineSchedule.from_dict(self.card.schedule), self.card.target, self.card.residual,
                                    self.card.residual_scale)
 
