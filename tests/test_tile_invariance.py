@@ -13,16 +13,17 @@ import pytest
 import rasterio
 
 from ddrf.scenes import engines, jobs, streaming
-from scenes_fixtures import SAMPLE
+from scenes_fixtures import BANDS, SAMPLE
 
 HALO = 32
 WHOLE = 1024  # > the scene's 512 columns + 2 halos: one window
 
 
 def bundled_ratio2_model() -> Path:
-    from ddrf.assets import BUNDLED_MODEL
+    """The bundled model ddrf-run gives the sample scene (ratio 2, Landsat-8 blue, green, red, nir)."""
+    from ddrf.bundled import choose_model
 
-    return BUNDLED_MODEL
+    return choose_model(str(SAMPLE), 2, BANDS, len(BANDS), "Landsat8").path
 
 
 def fused(model: Path, tile: int, out: Path) -> np.ndarray:
