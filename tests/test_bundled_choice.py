@@ -183,8 +183,7 @@ def test_the_package_bundles_the_ratio2_landsat_model_and_documents_every_model(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
     models = bundled_models()
+    assert models[0].path.parent == ROOT / "ddrf" / "assets" / "models"
     assert ("landsat_ratio2", 2) in [(m.name, m.card.ratio) for m in models]
-    listed = (ROOT / "ddrf" / "assets" / "models" / "README.md").read_text()
     for model in models:
-        assert f"`{model.name}` | {model.card.ratio} | {', '.join(model.card.bands)} |" in listed
         assert (model.path / "README.md").is_file(), f"{model.path}: add a README saying how it was trained"
