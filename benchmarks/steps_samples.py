@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, log: Any = lambda s: print(s, file=sys.stderr)
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"{len(result['images'])} image(s) of {result['dataset']}, ratio {result['ratio']}, "
-             f"{result['model'].get('path', '')}, tile {result['model'].get('tile', '-')}",
+             f"{result['model'].get('fusion_path', '')}, tile {result['model'].get('tile', '-')}",
              "", "| K | N | SAM | ERGAS | Q2n | s/MP | coverage ±2σ | Spearman | c (95 %) | coverage with c, held out |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:

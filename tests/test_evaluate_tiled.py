@@ -83,11 +83,11 @@ def test_cli_records_the_tiling_and_refuses_tile_with_whole_image(tmp_path: Path
     code, text, tiled = run("--tile", "96")
     assert code == 0, text
     ddrf = tiled["settings"]["methods"]["DDRF[model]"]
-    assert (ddrf["tile"], ddrf["halo"], ddrf["path"].split(",")[0]) == (96, 32, "tiled")
+    assert (ddrf["tile"], ddrf["halo"], ddrf["fusion_path"].split(",")[0]) == (96, 32, "tiled")
     code, text, default = run()
     assert code == 0 and default["settings"]["methods"]["DDRF[model]"]["tile"] == 256  # ddrf-run's CPU default
     code, text, whole = run("--whole-image")
-    assert code == 0 and whole["settings"]["methods"]["DDRF[model]"]["path"].startswith("whole image")
+    assert code == 0 and whole["settings"]["methods"]["DDRF[model]"]["fusion_path"].startswith("whole image")
     scores = [r["SAM"] for d in (tiled, whole) for r in d["images"] if r["method"] == "DDRF[model]"]
     assert all(np.isfinite(scores)) and scores[0] != scores[1]
     code, text, _ = run("--tile", "96", "--whole-image")
@@ -125,6 +125,8 @@ def test_checkpoint_tiled_matches_its_onnx_export(crop: Sample, tmp_path: Path) 
     scale = float(np.abs(onnx_out).mean())
     assert np.abs(torch_out - onnx_out).max() < 1e-3 * scale
     assert np.abs(whole - torch_out).max() > 0
+    settings = CheckpointDDRF(tmp_path / "run", tiling=tiling).settings()
+    assert settings["path"] == str(tmp_path / "run") and settings["fusion_path"].startswith("tiled")
 
 
 # -- ratio 4 simulated from ratio-2 pairs -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ def test_table_on_the_tiny_model(tmp_path: Path, capsys) -> None:
     result = json.loads(out.read_text())
     rows = {(r["K"], r["N"]): r for r in result["rows"]}
     assert sorted(rows) == [(1, 1), (1, 2), (2, 1), (2, 2)] and result["images"] == ["fusebox_1"]
-    assert result["model"]["tile"] == 96 and result["model"]["path"].startswith("tiled")
+    assert result["model"]["tile"] == 96 and result["model"]["fusion_path"].startswith("tiled")
     for r in rows.values():
         assert np.isfinite([r["SAM"], r["ERGAS"], r["Q2n"]]).all() and r["seconds_per_mp"] > 0
         assert "coverage_2sigma" not in r  # no spread below N = 4

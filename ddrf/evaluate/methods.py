@@ -47,9 +47,9 @@ class Tiling:
 
     def settings(self, backend: str) -> dict[str, Any]:
         if self.whole_image:
-            return {"path": "whole image at once (--whole-image)"}
+            return {"fusion_path": "whole image at once (--whole-image)"}
         tile, halo, batch = self.resolved(backend)
-        return {"path": "tiled, as ddrf-run (windows, halo, feathered blend, origin-keyed noise)", "tile": tile,
+        return {"fusion_path": "tiled, as ddrf-run (windows, halo, feathered blend, origin-keyed noise)", "tile": tile,
                 "halo": halo, "batch": batch, "tile_default": self.tile is None}
 
     def fuse(self, engine: Any, sample: Sample, backend: str) -> np.ndarray:
