@@ -56,6 +56,7 @@ def calibrate(zs: list[np.ndarray]) -> dict[str, Any]:
 
 def evaluate_image(method: Any, sample: Sample, sample_counts: list[int]) -> tuple[dict[int, dict[str, Any]], float]:
     """{N: scores (and spread figures)} of one image, and seconds per sample per megapixel."""
+    assert sample.ref is not None, "reduced-resolution samples carry their reference"
     start = time.perf_counter()
     draws = method.fuse_samples(sample)
     seconds_per_mp = (time.perf_counter() - start) / len(draws) / (sample.pan.size / 1e6)
