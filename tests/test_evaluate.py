@@ -227,9 +227,11 @@ def test_overwrite_refused_then_allowed(landsat7_dir: Path, tmp_path: Path) -> N
     assert not list(tmp_path.glob(".t.csv.*"))  # atomic write left no temporary behind
 
 
-def test_classical_run_never_imports_torch(landsat7_dir: Path) -> None:
+def test_classical_and_onnx_runs_never_import_torch(landsat7_dir: Path) -> None:
+    """Classical methods and ddrf: (through ddrf-run's tiled path) stay torch-free."""
+    model = ROOT / "tests/data/tiny_model/model"
     script = ("import sys\nfrom typer.testing import CliRunner\nfrom ddrf.evaluate.command import app\n"
-              f"r = CliRunner().invoke(app, ['fusebox:{landsat7_dir}', '--methods', 'EXP,GSA'])\n"
+              f"r = CliRunner().invoke(app, ['fusebox:{landsat7_dir}', '--methods', 'EXP,GSA,ddrf:{model}'])\n"
               "assert r.exit_code == 0, r.output\nprint('torch' in sys.modules)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
@@ -271,10 +273,11 @@ class _StubFuser:
 
 def test_ddrf_method_averages_seeds_and_checks_card(l7_pairs: list, tmp_path: Path) -> None:
     from ddrf.evaluate.datasets import wald_samples
-    from ddrf.evaluate.methods import OnnxDDRF, parse_methods
+    from ddrf.evaluate.methods import OnnxDDRF, Tiling, parse_methods
 
     sample = next(wald_samples(l7_pairs[0], ["reduced"]))
-    method = OnnxDDRF(tmp_path, steps=2, samples=3, seed=0, _fuser=_StubFuser())
+    # the stub has Fuser.fuse only: the whole-image path (tiled averaging: tests/test_evaluate_tiled.py)
+    method = OnnxDDRF(tmp_path, steps=2, samples=3, seed=0, tiling=Tiling(whole_image=True), _fuser=_StubFuser())
     assert method.name == f"DDRF[{tmp_path.name}-K2-N3]"
     assert np.allclose(method.fuse(sample), interp23(sample.ms, 2) + 1.0, atol=1e-3)  # mean of seeds 0, 1, 2
     sample.ms = sample.ms[..., :3]

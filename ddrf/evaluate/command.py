@@ -1,6 +1,8 @@
-"""`ddrf-eval DATASET [--methods ...] [--mode ...] [--csv F] [--json F] [--figure F.png] [--overwrite]`.
+"""`ddrf-eval DATASET [--methods ...] [--mode ...] [--tile N | --whole-image] [--simulate-ratio 4] [--csv F]
+[--json F] [--figure F.png] [--overwrite]`.
 
-DATASET is pancollection:FILE.h5, fusebox:DIR or pairs:DIR. Classical runs never import torch.
+DATASET is pancollection:FILE.h5, fusebox:DIR or pairs:DIR. Classical runs never import torch. DDRF fuses through
+ddrf-run's tiled path unless --whole-image.
 """
 from __future__ import annotations
 
@@ -31,6 +33,11 @@ def main(
     samples: int = typer.Option(1, "--samples", help="DDRF: mean of this many seeds"),
     seed: int = typer.Option(0, "--seed", help="DDRF: first seed"),
     backend: str = typer.Option("ort-cpu", "--backend", help="DDRF ONNX backend"),
+    tile: Optional[int] = typer.Option(None, "--tile", help="DDRF window side in PAN px (default: ddrf-run's for "
+                                       "the backend; checkpoints: its CPU default)"),
+    whole_image: bool = typer.Option(False, "--whole-image", help="DDRF fuses each image at once, not tiled"),
+    simulate_ratio: Optional[int] = typer.Option(None, "--simulate-ratio", help="fusebox/pairs: simulate this "
+                                                 "ratio (4) from ratio-2 pairs by Wald's protocol (reduced only)"),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="per-image CSV"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="settings + summary + per-image JSON"),
     figure: Optional[Path] = typer.Option(None, "--figure", help="quicklook PNG of one image"),
@@ -38,8 +45,9 @@ def main(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     try:
+        tiling = parse_tiling(tile, whole_image)
         evaluate(dataset, methods, mode, border, acquisitions, sensor, divisor, steps, samples, seed, backend,
-                 csv_path, json_path, figure, figure_image, overwrite)
+                 csv_path, json_path, figure, figure_image, overwrite, tiling, simulate_ratio)
     except ValueError as exc:
         typer.echo(f"ddrf-eval: error: {exc}", err=True)
         raise typer.Exit(2)
@@ -48,18 +56,18 @@ def main(
 def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: str, sensor: str | None,
              divisor: float | None, steps: int | None, samples: int, seed: int, backend: str,
              csv_path: Path | None, json_path: Path | None, figure: Path | None, figure_image: str | None,
-             overwrite: bool) -> None:
+             overwrite: bool, tiling: Any = None, simulate_ratio: int | None = None) -> None:
     from ddrf.evaluate import report
     from ddrf.evaluate.datasets import open_dataset
-    from ddrf.evaluate.methods import parse_methods
+    from ddrf.evaluate.methods import Tiling, parse_methods
     from ddrf.evaluate.runner import run, summarise
 
     report.check_outputs([csv_path, json_path, figure], overwrite)
     if figure is not None and figure.suffix.lower() != ".png":
         raise ValueError(f"{figure}: --figure must name a .png file")
-    data = open_dataset(dataset, acquisitions, sensor, divisor)
+    data = open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio)
     protocols = data.protocols(mode)
-    chosen = parse_methods(methods, steps, samples, seed, backend)
+    chosen = parse_methods(methods, steps, samples, seed, backend, tiling or Tiling())
     keep = _figure_picker(figure_image, protocols[0]) if figure is not None else (lambda s: False)
     settings = _settings(data, protocols, chosen, border, mode)  # loads DDRF models: fail before any fusion
     results = run(data.samples(mode), chosen, border, keep)
@@ -71,6 +79,12 @@ def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: s
         report.write(json_path, report.json_text(settings, summary, results.records))
     if figure is not None:
         _write_figure(results.kept, figure, figure_image)
+
+
+def parse_tiling(tile: int | None, whole_image: bool) -> Any:
+    from ddrf.evaluate.methods import Tiling
+
+    return Tiling(whole_image=whole_image, tile=tile)
 
 
 def _figure_picker(choice: str | None, protocol: str) -> Any:

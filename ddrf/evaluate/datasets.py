@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ddrf.data.pair import Pair
-from ddrf.filters import wald_degrade
+from ddrf.filters import wald_degrade, wald_simulate_ratio
 from ddrf.sensors import SENSORS, find_sensor, get_sensor, ms_mtf_gains
 
 if TYPE_CHECKING:
@@ -57,11 +57,15 @@ class Dataset:
     settings: dict[str, Any] = field(default_factory=dict)
     _pairs: Callable[[], Iterator[Pair]] | None = None  # fusebox, pairs
     _pancollection: "PanCollectionFile | None" = None
+    simulate_ratio: int | None = None  # fusebox, pairs: a ratio-`simulate_ratio` sensor simulated from ratio 2
 
     def protocols(self, mode: str) -> list[str]:
         """Protocols to run for `mode`; an impossible request raises with the file named."""
         if mode not in MODES:
             raise ValueError(f"--mode {mode!r}: choose from {', '.join(MODES)}")
+        if self.simulate_ratio and mode in (FULL, "both"):
+            raise ValueError(f"--simulate-ratio {self.simulate_ratio}: a simulated sensor has no full-resolution "
+                             "imagery, only the reduced protocol (its reference is the original MS); use --mode reduced")
         if mode == "auto":
             return [REDUCED] if self.has_reference else [FULL]
         if mode == REDUCED and not self.has_reference:
@@ -77,7 +81,10 @@ class Dataset:
             return
         assert self._pairs is not None, "a dataset reads either PanCollection patches or pairs"
         for pair in self._pairs():
-            yield from wald_samples(pair, protocols)
+            if self.simulate_ratio:
+                yield simulated_sample(pair, self.simulate_ratio)
+            else:
+                yield from wald_samples(pair, protocols)
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -88,14 +95,19 @@ def parse_spec(spec: str) -> tuple[str, Path]:
 
 
 def open_dataset(spec: str, acquisitions: str = "P034R032", sensor: str | None = None,
-                 divisor: float | None = None) -> Dataset:
+                 divisor: float | None = None, simulate_ratio: int | None = None) -> Dataset:
     """Validate the spec and the data it names (missing files, wrong keys) before any fusion starts."""
     kind, path = parse_spec(spec)
+    if simulate_ratio is not None and (kind == "pancollection" or simulate_ratio <= 2):
+        raise ValueError(f"--simulate-ratio {simulate_ratio}: needs a ratio above 2 and fusebox: or pairs: data "
+                         "(PanCollection files are already degraded)")
     if kind == "pancollection":
         return _open_pancollection(spec, path, sensor, divisor)
-    if kind == "fusebox":
-        return _open_fusebox(spec, path, acquisitions)
-    return _open_pairs(spec, path, sensor)
+    data = _open_fusebox(spec, path, acquisitions) if kind == "fusebox" else _open_pairs(spec, path, sensor)
+    if simulate_ratio:
+        data.simulate_ratio = simulate_ratio
+        data.settings.update(simulation_settings(data.settings["sensor"], simulate_ratio))
+    return data
 
 
 # -- Wald's protocol ------------------------------------------------------------------------------------------
@@ -117,6 +129,23 @@ def wald_samples(pair: Pair, protocols: Sequence[str]) -> Iterator[Sample]:
             yield Sample(pair.name, REDUCED, pan_lr, ms_lr, ms, pair.ratio, pair.sensor, pair.band_names)
         else:
             yield Sample(pair.name, FULL, pan, ms, None, pair.ratio, pair.sensor, pair.band_names)
+
+
+def simulated_sample(pair: Pair, ratio: int) -> Sample:
+    """A ratio-`ratio` sample simulated from a ratio-2 pair exactly as training's `data.simulate_ratio` does."""
+    if int(pair.ratio) != 2:
+        raise ValueError(f"pair {pair.name!r}: --simulate-ratio needs ratio-2 pairs, this one has ratio {pair.ratio}")
+    pan, ms, ref = wald_simulate_ratio(pair.pan, pair.ms, pair.sensor, ratio)
+    return Sample(pair.name, REDUCED, pan, ms, ref, ratio, pair.sensor, pair.band_names)
+
+
+def simulation_settings(sensor: str, ratio: int) -> dict[str, Any]:
+    s = get_sensor(sensor)
+    return {"protocol": f"ratio {ratio} simulated from ratio-2 pairs (Wald): reference = original MS, PAN low-passed "
+                        f"by its MTF and decimated x2 onto the reference grid, MS low-passed by the MS MTF for ratio "
+                        f"{ratio} and decimated x{ratio} (ddrf.filters.wald_simulate_ratio, as training's "
+                        "data.simulate_ratio)", "ratio": ratio, "simulate_ratio": ratio, "source_ratio": 2,
+            "mtf_pan": s.pan_mtf}
 
 
 def wald_settings(sensor: str, bands: int, ratio: int) -> dict[str, Any]:

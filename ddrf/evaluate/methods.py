@@ -1,6 +1,8 @@
 """Methods ddrf-eval compares: classical baselines, DDRF through the ONNX runtime, DDRF from a torch checkpoint.
 
-Only `ckpt:` imports torch, and only when it first fuses, so classical (and ONNX) evaluations stay torch-free.
+DDRF fuses through `ddrf-run`'s tiled path by default (its windows, halo, feathered blend and keyed noise, via
+ddrf/scenes/arrays.py), so the scores are those of the product users get; `Tiling(tile=None)` fuses the whole image
+at once. Only `ckpt:` imports torch, and only when it first fuses, so classical (and ONNX) evaluations stay torch-free.
 """
 from __future__ import annotations
 
@@ -18,6 +20,51 @@ if TYPE_CHECKING:
     from ddrf.runtime.fuser import Fuser
 
 CLASSICAL_ALIASES = ("all", "classical")
+CPU_BACKEND = "ort-cpu"  # checkpoints sample with torch on the CPU: ddrf-run's CPU tiling is theirs
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How DDRF sees an image: ddrf-run's windows (`tile` None: the backend's ddrf-run default) or all at once."""
+
+    whole_image: bool = False
+    tile: int | None = None
+    halo: int | None = None  # None: ddrf-run's default
+
+    def __post_init__(self) -> None:
+        if self.whole_image and self.tile is not None:
+            raise ValueError("--tile and --whole-image exclude each other")
+        if self.tile is not None and self.tile < 8:
+            raise ValueError(f"--tile {self.tile}: a window side is at least 8 PAN px")
+
+    def resolved(self, backend: str) -> tuple[int, int, int]:
+        """(tile, halo, batch) as ddrf-run would run them on `backend`."""
+        from ddrf.scenes.engines import default_tiling
+        from ddrf.scenes.streaming import DEFAULT_HALO
+
+        tile, batch = default_tiling(backend)
+        return self.tile or tile, DEFAULT_HALO if self.halo is None else self.halo, batch
+
+    def settings(self, backend: str) -> dict[str, Any]:
+        if self.whole_image:
+            return {"fusion_path": "whole image at once (--whole-image)"}
+        tile, halo, batch = self.resolved(backend)
+        return {"fusion_path": "tiled, as ddrf-run (windows, halo, feathered blend, origin-keyed noise)", "tile": tile,
+                "halo": halo, "batch": batch, "tile_default": self.tile is None}
+
+    def fuse(self, engine: Any, sample: Sample, backend: str) -> np.ndarray:
+        from ddrf.scenes.arrays import ArrayScene, fuse_arrays
+
+        tile, halo, batch = self.resolved(backend)
+        return fuse_arrays(engine, ArrayScene(sample.pan, sample.ms, sample.ratio, sample.name), tile, halo, batch)
+
+
+def seeds_of(seed: int, samples: int) -> list[int]:
+    return list(range(seed, seed + samples))
+
+
+def mean_of(outs: list[np.ndarray]) -> np.ndarray:
+    return np.asarray(np.mean(np.stack(outs), axis=0, dtype=np.float64))
 
 
 @dataclass
@@ -42,6 +89,7 @@ class OnnxDDRF:
     samples: int = 1
     seed: int = 0
     backend: str = "ort-cpu"
+    tiling: Tiling = Tiling()
     _fuser: "Fuser | None" = field(default=None, repr=False)
 
     @property
@@ -63,14 +111,23 @@ class OnnxDDRF:
     def settings(self) -> dict[str, Any]:
         f = self.fuser()
         return {"kind": "ddrf-onnx", "model_dir": str(self.model_dir), "backend": self.backend, "steps": f.steps,
-                "samples": self.samples, "seeds": list(range(self.seed, self.seed + self.samples)),
-                "card_sensor": f.card.sensor, "card_bands": list(f.card.bands), "card_ratio": f.card.ratio}
+                "samples": self.samples, "seeds": seeds_of(self.seed, self.samples),
+                "card_sensor": f.card.sensor, "card_bands": list(f.card.bands), "card_ratio": f.card.ratio,
+                **self.tiling.settings(self.backend)}
 
     def fuse(self, sample: Sample) -> np.ndarray:
+        return mean_of(self.fuse_samples(sample))
+
+    def fuse_samples(self, sample: Sample) -> list[np.ndarray]:
+        """One (H, W, B) fused image per seed: what `ddrf-run --seed s` writes for each."""
+        from ddrf.scenes.engines import ModelEngine
+
         fuser = self.fuser()
         check_card(fuser.card, sample, self.model_dir)
-        outs = [fuser.fuse(sample.pan, sample.ms, seed=s) for s in range(self.seed, self.seed + self.samples)]
-        return np.asarray(np.mean(np.stack(outs), axis=0, dtype=np.float64))
+        if self.tiling.whole_image:
+            return [fuser.fuse(sample.pan, sample.ms, seed=s) for s in seeds_of(self.seed, self.samples)]
+        return [self.tiling.fuse(ModelEngine(fuser, seed=s), sample, self.backend)
+                for s in seeds_of(self.seed, self.samples)]
 
 
 @dataclass
@@ -85,6 +142,7 @@ class CheckpointDDRF:
     steps: int | None = None
     samples: int = 1
     seed: int = 0
+    tiling: Tiling = Tiling()
     _loaded: "tuple[DDRF, ModelCard] | None" = field(default=None, repr=False)
 
     @property
@@ -103,10 +161,29 @@ class CheckpointDDRF:
     def settings(self) -> dict[str, Any]:
         card = self.load()[1]
         return {"kind": "ddrf-checkpoint", "path": str(self.path), "steps": self.steps or card.sampling_steps,
-                "samples": self.samples, "seeds": list(range(self.seed, self.seed + self.samples)),
-                "card_sensor": card.sensor, "card_bands": list(card.bands), "card_ratio": card.ratio}
+                "samples": self.samples, "seeds": seeds_of(self.seed, self.samples),
+                "card_sensor": card.sensor, "card_bands": list(card.bands), "card_ratio": card.ratio,
+                **self.tiling.settings(CPU_BACKEND)}
 
     def fuse(self, sample: Sample) -> np.ndarray:
+        return mean_of(self.fuse_samples(sample))
+
+    def fuse_samples(self, sample: Sample) -> list[np.ndarray]:
+        """One (H, W, B) fused image per seed, tiled by train/tiled.py's torch engine unless whole-image."""
+        if self.tiling.whole_image:
+            return self._whole_image(sample)
+        import torch
+
+        from ddrf.train.tiled import TorchEngine
+
+        model, card = self.load()
+        check_card(card, sample, self.path)
+        steps = self.steps or card.sampling_steps
+        with torch.no_grad():
+            return [self.tiling.fuse(TorchEngine(model, card, steps, seed=s), sample, CPU_BACKEND)
+                    for s in seeds_of(self.seed, self.samples)]
+
+    def _whole_image(self, sample: Sample) -> list[np.ndarray]:
         import torch
 
         from ddrf.schedule import CosineSchedule
@@ -121,12 +198,12 @@ class CheckpointDDRF:
         diffusion = Diffusion(CosineSchedule.from_dict(card.schedule), card.target, card.residual, card.residual_scale)
         h, w = sample.pan.shape
         outs = []
-        for seed in range(self.seed, self.seed + self.samples):
+        for seed in seeds_of(self.seed, self.samples):
             lms, guide, noise = prep.prepare(sample.pan, sample.ms, radiometry, seed)
             fused = diffusion.sample(model, torch.from_numpy(lms[None]), torch.from_numpy(guide[None]),
                                      self.steps or card.sampling_steps, noise=torch.from_numpy(noise[None]))
             outs.append(radiometry.ms_from_model(np.moveaxis(fused[0].numpy()[:, :h, :w], 0, -1)))
-        return np.asarray(np.mean(np.stack(outs), axis=0, dtype=np.float64))
+        return outs
 
 
 Method = Union[Classical, OnnxDDRF, CheckpointDDRF]
@@ -140,7 +217,7 @@ def check_card(card: ModelCard, sample: Sample, where: Path) -> None:
 
 
 def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: int = 0,
-                  backend: str = "ort-cpu") -> list["Method"]:
+                  backend: str = "ort-cpu", tiling: Tiling = Tiling()) -> list["Method"]:
     """`EXP,GSA,ddrf:DIR,ckpt:PATH` -> method objects; `all`/`classical` expand to every toolbox baseline,
     `variants` to every named departure from the toolbox (MTF-GLP-HPM-robust ...)."""
     from ddrf.baselines import ALL_METHODS, METHODS, VARIANTS
@@ -157,12 +234,12 @@ def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: i
             path = Path(rest)
             if not path.is_dir():
                 raise ValueError(f"{path}: DDRF model folder does not exist")
-            methods.append(OnnxDDRF(path, steps, samples, seed, backend))
+            methods.append(OnnxDDRF(path, steps, samples, seed, backend, tiling))
         elif sep and kind == "ckpt":
             path = Path(rest)
             if not path.exists():
                 raise ValueError(f"{path}: checkpoint does not exist")
-            methods.append(CheckpointDDRF(path, steps, samples, seed))
+            methods.append(CheckpointDDRF(path, steps, samples, seed, tiling))
         elif item.lower() in CLASSICAL_ALIASES:
             methods.extend(Classical(m) for m in METHODS)
         elif item.lower() == "variants":

@@ -1,8 +1,8 @@
 """A torch model through the runtime's tiling: the same windows, halo, feathered blend and keyed noise as `ddrf-run`.
 
 For measuring tile invariance and scoring checkpoints "through the tiled path" without an export. The windows,
-weights and row blending are ddrf.scenes' own (`plan_grid`, `fuse_into`); only the scene (in-memory arrays,
-reflected outside like the GeoTIFF reader) and the engine (torch sampler instead of ONNX) are stand-ins.
+weights, row blending and in-memory scene are ddrf.scenes' own (`ddrf/scenes/arrays.py`); only the engine (torch
+sampler instead of ONNX) is a stand-in.
 """
 from __future__ import annotations
 
@@ -14,45 +14,9 @@ import torch
 
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.fuser import InputPreparation
-from ddrf.scenes.streaming import RunSettings, Timings, fuse_into, plan_grid
+from ddrf.scenes.arrays import ArrayScene, fuse_arrays
 from ddrf.schedule import CosineSchedule
 from ddrf.train.diffusion import Diffusion
-
-
-def _reflect(index: np.ndarray, n: int) -> np.ndarray:
-    index = np.mod(index, 2 * n)
-    return np.where(index >= n, 2 * n - 1 - index, index)
-
-
-@dataclass
-class ArrayScene:
-    """PAN (H, W) and MS (H/r, W/r, B) arrays read like ddrf.scenes.Scene: windows reach outside by reflection."""
-
-    pan: np.ndarray
-    ms: np.ndarray
-    ratio: int
-    name: str = "arrays"
-
-    @property
-    def height(self) -> int:
-        return int(self.pan.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.pan.shape[1])
-
-    @property
-    def band_names(self) -> list[str]:
-        return [f"b{i + 1}" for i in range(self.ms.shape[-1])]
-
-    def read_pair(self, row0: int, col0: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r = self.ratio
-        rows, cols = np.arange(row0, row0 + height), np.arange(col0, col0 + width)
-        pan = self.pan[np.ix_(_reflect(rows, self.height), _reflect(cols, self.width))]
-        ms_rows = _reflect(np.arange(row0 // r, (row0 + height) // r), self.ms.shape[0])
-        ms_cols = _reflect(np.arange(col0 // r, (col0 + width) // r), self.ms.shape[1])
-        valid = ((rows >= 0) & (rows < self.height))[:, None] & ((cols >= 0) & (cols < self.width))[None, :]
-        return pan, self.ms[np.ix_(ms_rows, ms_cols)], valid
 
 
 @dataclass
@@ -76,7 +40,9 @@ class TorchEngine:
                                    self.card.residual_scale)
 
     def start_scene(self, scene: Any) -> None:
-        self.radiometry = scene_radiometry(self.card.normalisation, scene.ms, scene.pan[..., None])
+        """One normalisation per scene, from the same preview the runtime's ModelEngine reads."""
+        pan, pan_valid, ms, ms_valid = scene.preview()
+        self.radiometry = scene_radiometry(self.card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         return pairs, origins  # preparation happens in `fuse`, beside the torch sampler
@@ -100,33 +66,10 @@ class TorchEngine:
         return {"kind": "torch", "steps": self.steps}
 
 
-class _Rows:
-    """A RasterSink stand-in that keeps the released rows of each column chunk."""
-
-    def __init__(self) -> None:
-        self.chunks: list[list[np.ndarray]] = []
-
-    def start_chunk(self, first: int, end: int, fused_width: int) -> None:
-        self.chunks.append([])
-
-    def write_rows(self, values: np.ndarray, valid: np.ndarray) -> None:
-        self.chunks[-1].append(np.asarray(values, dtype=np.float64))
-
-    def image(self) -> np.ndarray:
-        return np.concatenate([np.concatenate(rows, axis=0) for rows in self.chunks], axis=1)
-
-
 def fuse_tiled(engine: Any, scene: ArrayScene, tile: int, halo: int = 32, batch: int = 1) -> np.ndarray:
     """The (H, W, B) blended output `ddrf-run` would write for this scene with this tile, halo and batch."""
-    settings = RunSettings(tile=tile, halo=halo, batch=batch)
-    reader: Any = scene  # duck-typed: the streaming code reads height, width, ratio, band_names and read_pair only
-    rows = _Rows()
-    sink: Any = rows  # start_chunk and write_rows are all the streaming code calls
-    grid = plan_grid(reader, engine, settings)
-    engine.start_scene(scene)
     with torch.no_grad():
-        fuse_into(reader, engine, grid, settings, [sink], Timings(), lambda n: None)
-    return rows.image()
+        return fuse_arrays(engine, scene, tile, halo, batch)
 
 
 def random_model(cfg: Any, seed: int = 0) -> Any:

@@ -1,0 +1,145 @@
+"""Steps x samples through the tiled path: quality of the N-sample mean, time, and how well the spread predicts the error.
+
+    PYTHONPATH=. python benchmarks/steps_samples.py ddrf:runs/v2_ratio2/model \\
+        [--dataset fusebox:/work/shared/data/landsat7_fusebox] [--acquisitions P034R032] [--simulate-ratio 4] \\
+        [--images N] [--steps 1,2,4,8] [--samples 1,4,8] [--tile T] [--backend ort-cpu] [--json out.json]
+
+MODEL is `ddrf:DIR` (ONNX, torch-free runtime) or `ckpt:PATH` (torch). Every image is fused through ddrf-run's
+windows, halo and blend (ddrf-eval's methods, `Tiling`) at the reduced protocol (Wald, or the simulated ratio); for
+each K the max-N seeds 0..N-1 are drawn once and the first N of them averaged for each N. Per (K, N), means over the
+images: SAM, ERGAS, Q2n of the N-sample mean (ddrf-eval's toolbox scoring, border 0), seconds per megapixel for N
+samples (N x the measured seconds per sample), and for N >= 4 the spread (std over the N samples, ddof 1, DN, what
+`ddrf-run --uncertainty N` writes) against |mean - reference| per pixel and band: coverage of the +-2 sigma interval
+and Spearman's rank correlation. Calibration: c = the factor that gives c x (2 sigma) 95 % coverage on the first image,
+and the coverage it gives on the other images (none when only one image is used).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from ddrf.evaluate.datasets import REDUCED, Sample, open_dataset
+from ddrf.evaluate.methods import Tiling, parse_methods
+from ddrf.evaluate.runner import score
+
+TARGET_COVERAGE = 0.95
+
+
+def ints(text: str) -> list[int]:
+    return sorted({int(v) for v in text.split(",") if v.strip()})
+
+
+def spread_figures(samples: list[np.ndarray], ref: np.ndarray) -> dict[str, Any]:
+    """Spread (std, ddof 1) vs |mean - ref| per pixel and band; `z` = |error| / (2 spread) for the calibration."""
+    stack = np.stack(samples)
+    spread, error = stack.std(axis=0, ddof=1).ravel(), np.abs(stack.mean(axis=0) - ref).ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(spread > 0, error / (2 * spread), np.where(error > 0, np.inf, 0.0))
+    return {"coverage_2sigma": float(np.mean(error <= 2 * spread)),
+            "spearman": float(spearmanr(spread, error).statistic), "z": z}
+
+
+def calibrate(zs: list[np.ndarray]) -> dict[str, Any]:
+    """c from the first image (its 95 % quantile of |error| / 2 sigma), its coverage checked on the others."""
+    c = float(np.quantile(zs[0], TARGET_COVERAGE))
+    held_out = [float(np.mean(z <= c)) for z in zs[1:]]
+    return {"c": c, "fitted_on": 0, "coverage_held_out": float(np.mean(held_out)) if held_out else None,
+            "coverage_held_out_per_image": held_out}
+
+
+def evaluate_image(method: Any, sample: Sample, sample_counts: list[int]) -> tuple[dict[int, dict[str, Any]], float]:
+    """{N: scores (and spread figures)} of one image, and seconds per sample per megapixel."""
+    assert sample.ref is not None, "reduced-resolution samples carry their reference"
+    start = time.perf_counter()
+    draws = method.fuse_samples(sample)
+    seconds_per_mp = (time.perf_counter() - start) / len(draws) / (sample.pan.size / 1e6)
+    out = {}
+    for n in sample_counts:
+        mean = np.mean(np.stack(draws[:n]), axis=0)
+        scores = score(sample, mean, border=0)
+        out[n] = {k: scores[k] for k in ("SAM", "ERGAS", "Q2n")}
+        if n >= 4:
+            out[n].update(spread_figures(draws[:n], sample.ref))
+    return out, seconds_per_mp
+
+
+def run(args: argparse.Namespace, log: Any = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
+    data = open_dataset(args.dataset, args.acquisitions, simulate_ratio=args.simulate_ratio)
+    images = list(data.samples(REDUCED))[: args.images] if args.images else list(data.samples(REDUCED))
+    tiling = Tiling(tile=args.tile)
+    rows, settings = [], {}
+    for k in args.steps:
+        (method,) = parse_methods(args.model, steps=k, samples=max(args.samples), backend=args.backend,
+                                  tiling=tiling)
+        settings = method.settings()
+        per_image = []
+        for sample in images:
+            per_image.append(evaluate_image(method, sample, args.samples))
+            log(f"K={k} {sample.name} done")
+        for n in args.samples:
+            figures = [fig[n] for fig, _ in per_image]
+            row: dict[str, Any] = {"K": k, "N": n, **{m: float(np.mean([f[m] for f in figures]))
+                                                    for m in ("SAM", "ERGAS", "Q2n")},
+                                   "seconds_per_mp": n * float(np.mean([s for _, s in per_image]))}
+            if n >= 4:
+                row.update({m: float(np.mean([f[m] for f in figures])) for m in ("coverage_2sigma", "spearman")})
+                row["calibration"] = calibrate([f["z"] for f in figures])
+            rows.append(row)
+    return {"command": " ".join(sys.argv), "dataset": data.spec, "data": data.settings, "images": [s.name for s in images],
+            "ratio": images[0].ratio, "model": {k: v for k, v in settings.items() if k not in ("steps", "samples",
+                                                                                              "seeds")},
+            "border": 0, "spread": "std over the N samples, ddof 1, DN", "rows": rows}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [f"{len(result['images'])} image(s) of {result['dataset']}, ratio {result['ratio']}, "
+             f"{result['model'].get('fusion_path', '')}, tile {result['model'].get('tile', '-')}",
+             "", "| K | N | SAM | ERGAS | Q2n | s/MP | coverage ±2σ | Spearman | c (95 %) | coverage with c, held out |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        cal = r.get("calibration")
+        held = cal["coverage_held_out"] if cal else None
+        lines.append(f"| {r['K']} | {r['N']} | {r['SAM']:.3f} | {r['ERGAS']:.3f} | {r['Q2n']:.4f} | "
+                     f"{r['seconds_per_mp']:.1f} | " + (f"{100 * r['coverage_2sigma']:.1f} % | {r['spearman']:.3f} | "
+                                                       f"{cal['c']:.2f} | " if cal else "- | - | - | ")
+                     + (f"{100 * held:.1f} % |" if held is not None else "- |"))
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", help="ddrf:MODEL_DIR or ckpt:PATH")
+    p.add_argument("--dataset", default="fusebox:/work/shared/data/landsat7_fusebox")
+    p.add_argument("--acquisitions", default="P034R032")
+    p.add_argument("--simulate-ratio", type=int, default=None)
+    p.add_argument("--images", type=int, default=None, help="use the first N images")
+    p.add_argument("--steps", type=ints, default=[1, 2, 4, 8])
+    p.add_argument("--samples", type=ints, default=[1, 4, 8])
+    p.add_argument("--tile", type=int, default=None, help="window side (default: ddrf-run's for the backend)")
+    p.add_argument("--backend", default="ort-cpu")
+    p.add_argument("--json", type=Path, default=None)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    try:
+        result = run(args)
+    except ValueError as exc:
+        sys.exit(f"steps_samples: error: {exc}")
+    print(markdown(result))
+    if args.json is not None:
+        tmp = args.json.with_name(f".{args.json.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(args.json)
+
+
+if __name__ == "__main__":
+    main()
