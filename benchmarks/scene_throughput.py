@@ -85,12 +85,17 @@ def gdal_command(scene: Path, out: Path, threads: int | None) -> list[str] | Non
             "-co", "TILED=YES", "-co", "COMPRESS=DEFLATE", "-q"]
 
 
-def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None) -> dict[str, Any]:
-    """Name -> (argv, env) of every contender on `scene`."""
+def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None,
+             tilings: list[tuple[int, int]] | None = None) -> dict[str, Any]:
+    """Name -> (argv, env) of every contender on `scene`; `tilings`: (tile, halo) runs of this checkout besides
+    its defaults."""
     thread_args = ["--threads", str(threads)] if threads else []
     runs: dict[str, Any] = {"ddrf-run (this checkout)": ddrf_run(ROOT, scene, tmp / "after", thread_args),
                             "ddrf-run --method MTF-GLP-HPM": ddrf_run(ROOT, scene, tmp / "mtf",
                                                                        ["--method", "MTF-GLP-HPM"])}
+    for tile, halo in tilings or []:
+        runs[f"ddrf-run --tile {tile} --halo {halo}"] = ddrf_run(
+            ROOT, scene, tmp / f"t{tile}h{halo}", [*thread_args, "--tile", str(tile), "--halo", str(halo)])
     if before is not None:
         runs[f"ddrf-run ({before})"] = ddrf_run(before, scene, tmp / "before", thread_args)
     gdal = gdal_command(scene, tmp, threads)
@@ -99,8 +104,9 @@ def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None) -
     return runs
 
 
-def throughput(scene: Path, tmp: Path, reps: int, threads: int | None, before: Path | None) -> dict[str, Any]:
-    runs = commands(scene, tmp, threads, before)
+def throughput(scene: Path, tmp: Path, reps: int, threads: int | None, before: Path | None,
+               tilings: list[tuple[int, int]]) -> dict[str, Any]:
+    runs = commands(scene, tmp, threads, before, tilings)
     names = list(runs)
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for rep in range(reps):
@@ -194,6 +200,11 @@ def write_block(path: Path, block: str) -> None:
     path.write_text(text)
 
 
+def parse_tiling(text: str) -> tuple[int, int]:
+    tile, halo = (int(v) for v in text.split("/"))
+    return tile, halo
+
+
 def parse_size(text: str) -> tuple[int, int]:
     width, height = (int(v) for v in text.lower().split("x"))
     return height, width
@@ -205,6 +216,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, help="--threads for ddrf-run and GDAL, BLAS threads (default: all)")
     p.add_argument("--before", type=Path, help="another checkout's root, run alternately (PYTHONPATH)")
+    p.add_argument("--tilings", default="", help="TILE/HALO,... : also this checkout at these windows")
     p.add_argument("--memory", default="2048x2048,16384x512,8192x8192", help="WxH scenes for the RSS table ('' none)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     p.add_argument("--json", type=Path)
@@ -219,7 +231,8 @@ def main(argv: list[str]) -> int:
         height, width = parse_size(args.size)
         scene = make_scene(tmp / "scene", height, width)
         data["megapixels"] = height * width / 1e6
-        measured = throughput(scene, tmp, args.reps, args.threads, args.before)
+        measured = throughput(scene, tmp, args.reps, args.threads, args.before,
+                              [parse_tiling(t) for t in args.tilings.split(",") if t])
         data["commands"] = measured["commands"]
         data["throughput"] = {n: summarise(r, data["megapixels"]) for n, r in measured["results"].items()}
         data["raw"] = measured["results"]
