@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 torch = pytest.importorskip("torch")  # the train extra; the runtime-only install skips this module
 from typer.testing import CliRunner
@@ -307,3 +308,17 @@ def test_cli_refuses_overwrite_and_reports_missing_data(fusebox: str, tmp_path: 
     res = runner.invoke(app, [cfg, f"data.source={fusebox}", "--out", str(tmp_path / "new2"), "--resume"])
     assert res.exit_code != 0 and "nothing to resume" in res.output
     assert json.loads((run / "card.json").read_text()) == {}
+
+
+def test_resume_check_accepts_the_same_data_by_another_path_and_names_what_differs(fusebox: str,
+                                                                                   tmp_path: Path) -> None:
+    """A run started with an absolute data path resumes with a relative one to the same folder; a real change is
+    refused naming the key."""
+    from ddrf.train.loop import CONFIG, _check_resume_config
+
+    cfg = tiny(fusebox)
+    (tmp_path / CONFIG).write_text(yaml.safe_dump(cfg.to_dict()))
+    relative = "fusebox:" + os.path.relpath(fusebox.partition(":")[2])
+    _check_resume_config(tmp_path, tiny(relative))
+    with pytest.raises(ValueError, match=r"data\.patch differs"):
+        _check_resume_config(tmp_path, tiny(relative, "data.patch=32"))

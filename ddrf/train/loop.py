@@ -150,8 +150,22 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
     if saved is None:
         return
     for section in ("data", "model", "diffusion"):
-        if saved.get(section) != cfg.to_dict()[section]:
-            raise ValueError(f"{run_dir / CONFIG}: section {section!r} differs from the run being resumed")
+        old, new = saved.get(section) or {}, cfg.to_dict()[section]
+        differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
+                           and not (k == "source" and _same_files(old.get(k), new.get(k))))
+        if differing:
+            raise ValueError(f"{run_dir / CONFIG}: {section}.{', '.join(differing)} differs from the run being resumed")
+
+
+def _same_files(old: object, new: object) -> bool:
+    """Two data.source strings naming the same files (a relative and an absolute path to one folder)."""
+    from ddrf.train.sources import parse_source
+
+    try:
+        (kind_a, paths_a), (kind_b, paths_b) = parse_source(str(old)), parse_source(str(new))
+    except ValueError:
+        return False
+    return kind_a == kind_b and [p.resolve() for p in paths_a] == [p.resolve() for p in paths_b]
 
 
 class Trainer:
