@@ -113,6 +113,24 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_calibration(model: str, result: dict[str, Any]) -> str:
+    """Store the c fitted at the card's own step count and the largest N on the card (atomically)."""
+    from ddrf.card import read_card, write_card
+
+    kind, _, folder = model.partition(":")
+    if kind != "ddrf":
+        raise SystemExit("steps_samples: error: --write-calibration needs a ddrf:MODEL_DIR")
+    path = Path(folder) / "card.json"
+    card = read_card(path)
+    rows = [r for r in result["rows"] if r["K"] == card.sampling_steps and "calibration" in r]
+    if not rows:
+        raise SystemExit(f"steps_samples: error: no row at the card's K={card.sampling_steps} with N >= 4")
+    row = max(rows, key=lambda r: r["N"])
+    card.spread_calibration = round(row["calibration"]["c"], 3)
+    write_card(card, path)
+    return f"{path}: spread_calibration = {card.spread_calibration} (K={row['K']}, N={row['N']})"
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="ddrf:MODEL_DIR or ckpt:PATH")
@@ -125,6 +143,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tile", type=int, default=None, help="window side (default: ddrf-run's for the backend)")
     p.add_argument("--backend", default="ort-cpu")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--write-calibration", action="store_true",
+                   help="ddrf: only: write c (the card's K, the largest N) into the model's card.json as "
+                        "spread_calibration, which ddrf-run --uncertainty applies")
     return p.parse_args(argv)
 
 
@@ -135,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(f"steps_samples: error: {exc}")
     print(markdown(result))
+    if args.write_calibration:
+        print(write_calibration(args.model, result))
     if args.json is not None:
         tmp = args.json.with_name(f".{args.json.name}.tmp")
         tmp.write_text(json.dumps(result, indent=1))
