@@ -114,6 +114,7 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
         del node.input[:], node.output[:]
         node.input.extend(inputs)
         node.output.extend(f"{o}__fp16" for o in outputs)
+        casts.update({o: f"{o}__fp16" for o in outputs})  # an FP16 reader takes the FP16 output, no cast round trip
         nodes.append(node)
         nodes.extend(helper.make_node("Cast", [f"{o}__fp16"], [o], to=TensorProto.FLOAT, name=f"{o}__to_fp32")
                      for o in outputs)
