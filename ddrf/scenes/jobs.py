@@ -222,6 +222,22 @@ def say_stderr(text: str) -> None:
     print(f"ddrf-run: {text}", file=sys.stderr, flush=True)
 
 
+GDAL_CACHE_MB = 64  # GDAL's block cache otherwise defaults to 5 % of RAM and fills with the scene's blocks
+
+
+def gdal_cache() -> Any:
+    """A bounded GDAL block cache for one scene (peak memory must not grow with the scene's height); a
+    GDAL_CACHEMAX the user set in the environment wins."""
+    import contextlib
+    import os
+
+    import rasterio
+
+    if "GDAL_CACHEMAX" in os.environ:
+        return contextlib.nullcontext()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)  # bytes
+
+
 def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings, on_tiles: TileHook | None = None,
             say: Callable[[str], None] = say_stderr) -> dict[str, Any]:
     """Process one scene; never raises for a bad scene: returns {name, status, output, error?, seconds}.
@@ -232,7 +248,7 @@ def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings, on_tiles: Ti
     """
     entry: dict[str, Any] = {"name": job.name, "source": job.source, "output": str(job.raster)}
     try:
-        with exclusive(job.raster):
+        with exclusive(job.raster), gdal_cache():
             return run_locked(job, spec, settings, entry, on_tiles, say)
     except Busy as exc:
         return {**entry, "status": "failed", "error": str(exc), "seconds": 0.0}
