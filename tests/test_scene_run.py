@@ -327,21 +327,28 @@ def test_column_chunks_give_the_same_raster(tiny_model: Path, two_tilings: dict[
     np.testing.assert_array_equal(read(out), read(two_tilings["96"]))
 
 
-@pytest.mark.parametrize("user_value", [None, "300"])
-def test_gdal_block_cache_is_bounded_during_a_scene(tiny_model: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch, user_value: str | None) -> None:
-    """GDAL's block cache defaults to 5 % of RAM and kept a whole 8192 x 8192 output's blocks (peak RSS grew with
-    the scene's height): each scene runs with a 64 MiB cache, unless the user set GDAL_CACHEMAX."""
-    from rasterio._env import get_gdal_config
+GDAL_CACHE_PROBE = """
+import sys
+from rasterio._env import get_gdal_config
+from ddrf.scenes import engines, jobs, streaming
+seen = []
+spec = engines.EngineSpec(model=sys.argv[1], backend="ort-cpu", threads=1)
+job = jobs.SceneJob("c", jobs.Path(sys.argv[3]), directory=jobs.Path(sys.argv[2]))
+settings = streaming.RunSettings(tile=256, batch=1, halo=32, progress=False)
+assert jobs.run_job(job, spec, settings, on_tiles=lambda d, t: seen.append(get_gdal_config("GDAL_CACHEMAX")))["status"] == "done"
+print(sorted(set(seen)))
+"""
 
-    if user_value is None:
-        monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
-    else:
-        monkeypatch.setenv("GDAL_CACHEMAX", user_value)
-    seen = []
-    spec = engines.EngineSpec(model=str(tiny_model), backend="ort-cpu", threads=1)
-    settings = streaming.RunSettings(tile=256, batch=1, halo=HALO, progress=False)
-    job = jobs.SceneJob("c", tmp_path / "c.tif", directory=SAMPLE)
-    result = jobs.run_job(job, spec, settings, on_tiles=lambda done, total: seen.append(get_gdal_config("GDAL_CACHEMAX")))
-    assert result["status"] == "done" and seen
-    assert set(seen) == {(jobs.GDAL_CACHE_MB if user_value is None else int(user_value)) * 2**20}  # GDAL: small = MB
+
+@pytest.mark.parametrize("user_value", [None, "300"])
+def test_gdal_block_cache_is_bounded_during_a_scene(tiny_model: Path, tmp_path: Path, user_value: str | None) -> None:
+    """GDAL's block cache defaults to 5 % of RAM and kept a whole 8192 x 8192 output's blocks (peak RSS grew with
+    the scene's height): each scene runs with a 64 MiB cache, unless the user set GDAL_CACHEMAX (read by GDAL at
+    start-up, hence a fresh process)."""
+    env = {k: v for k, v in os.environ.items() if k != "GDAL_CACHEMAX"}
+    if user_value is not None:
+        env["GDAL_CACHEMAX"] = user_value
+    run = subprocess.run([sys.executable, "-c", GDAL_CACHE_PROBE, str(tiny_model), str(SAMPLE), str(tmp_path / "c.tif")],
+                         capture_output=True, text=True, env=env, check=True)
+    megabytes = jobs.GDAL_CACHE_MB if user_value is None else int(user_value)  # GDAL reads small values as MB
+    assert run.stdout.strip() == str([megabytes * 2**20])
