@@ -160,6 +160,9 @@ class LocalWaveletAttention(WaveletAttention):
     bounded (5 tanh(k / 5)) so exp needs no window-wide max subtraction. The box is separable.
     """
 
+    box_context: Tensor
+    box_weight: Tensor
+
     def __init__(self, channels: int, wave_channels: int, heads: int, ffn_mult: int, radius: int,
                  key_dim: int) -> None:
         super().__init__(channels, wave_channels, heads, ffn_mult, None)
