@@ -24,7 +24,8 @@ from ddrf.evaluate.datasets import open_dataset
 from ddrf.metrics import reduced_resolution_metrics
 from ddrf.filters import wald_simulate_ratio
 from ddrf.train.checkpoint import load_checkpoint
-from ddrf.train.tiled import ArrayScene, TorchEngine, fuse_tiled, tile_differences
+from ddrf.scenes.arrays import ArrayScene, tile_differences
+from ddrf.train.tiled import TorchEngine, fuse_tiled
 
 
 def held_out(data: str, ratio: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:

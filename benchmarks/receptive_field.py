@@ -18,7 +18,8 @@ from scipy.ndimage import gaussian_filter
 
 from ddrf.card import ModelCard, Normalisation
 from ddrf.model import DDRFConfig
-from ddrf.train.tiled import ArrayScene, TorchEngine, fuse_tiled, random_model, tile_differences
+from ddrf.scenes.arrays import ArrayScene, tile_differences
+from ddrf.train.tiled import TorchEngine, fuse_tiled, random_model
 
 
 def config(spec: str) -> DDRFConfig:

@@ -28,6 +28,7 @@ from scipy.stats import spearmanr
 from ddrf.evaluate.datasets import REDUCED, Sample, open_dataset
 from ddrf.evaluate.methods import Tiling, parse_methods
 from ddrf.evaluate.runner import score
+from ddrf.files import write_text_atomic
 
 TARGET_COVERAGE = 0.95
 
@@ -159,9 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.write_calibration:
         print(write_calibration(args.model, result))
     if args.json is not None:
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(args.json)
+        write_text_atomic(args.json, json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,15 +19,8 @@ import numpy as np
 
 from ddrf.evaluate.datasets import REDUCED, open_dataset
 from ddrf.runtime.fuser import Fuser
-from ddrf.scenes.arrays import ArrayScene, fuse_arrays
+from ddrf.scenes.arrays import ArrayScene, fuse_arrays, tile_differences
 from ddrf.scenes.engines import ModelEngine
-
-
-def worst_band_percent(tiled: np.ndarray, whole: np.ndarray) -> tuple[float, float]:
-    bands = whole.shape[-1]
-    difference = np.abs(tiled - whole).reshape(-1, bands)
-    std = whole.reshape(-1, bands).std(axis=0)
-    return float((np.percentile(difference, 99, axis=0) / std).max() * 100), float((difference.max(axis=0) / std).max() * 100)
 
 
 def main() -> None:
@@ -50,7 +43,8 @@ def main() -> None:
         whole = fuse_arrays(engine, scene, tile=4 * max(sample.pan.shape))
         for halo in (int(h) for h in args.halos.split(",")):
             for tile in (int(t) for t in args.tiles.split(",")):
-                p99, worst = worst_band_percent(fuse_arrays(engine, scene, tile, halo), whole)
+                figures = tile_differences({tile: fuse_arrays(engine, scene, tile, halo)}, whole)[tile]
+                p99, worst = 100 * figures["p99"], 100 * figures["max"]
                 rows.append({"image": sample.name, "shape": list(sample.pan.shape), "tile": tile, "halo": halo,
                              "p99_percent": p99, "max_percent": worst})
                 print(f"{sample.name} {sample.pan.shape} tile {tile} halo {halo}: p99 {p99:.3f} %, max {worst:.3f} %",

@@ -14,7 +14,8 @@ from ddrf.model import DDRF, DDRFConfig
 from ddrf.filters import PROTOCOL_UNIT_DC, mtf_kernel, wald_simulate_ratio
 from ddrf.sensors import get_sensor, ms_mtf_gains
 from ddrf.train.diffusion import Diffusion
-from ddrf.train.tiled import ArrayScene, TorchEngine, fuse_tiled, random_model, tile_differences
+from ddrf.scenes.arrays import ArrayScene, tile_differences
+from ddrf.train.tiled import TorchEngine, fuse_tiled, random_model
 
 
 def smooth_scene(size: int = 192, bands: int = 4) -> ArrayScene:

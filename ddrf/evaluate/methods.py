@@ -1,8 +1,9 @@
 """Methods ddrf-eval compares: classical baselines, DDRF through the ONNX runtime, DDRF from a torch checkpoint.
 
 DDRF fuses through `ddrf-run`'s tiled path by default (its windows, halo, feathered blend and keyed noise, via
-ddrf/scenes/arrays.py), so the scores are those of the product users get; `Tiling(tile=None)` fuses the whole image
-at once. Only `ckpt:` imports torch, and only when it first fuses, so classical (and ONNX) evaluations stay torch-free.
+ddrf/scenes/arrays.py), so the scores are those of the product users get; `Tiling(whole_image=True)` fuses the whole
+image at once. Only `ckpt:` imports torch, and only when it first fuses, so classical (and ONNX) evaluations stay
+torch-free.
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ class Tiling:
 
     whole_image: bool = False
     tile: int | None = None
-    halo: int | None = None  # None: ddrf-run's default
 
     def __post_init__(self) -> None:
         if self.whole_image and self.tile is not None:
@@ -43,7 +43,7 @@ class Tiling:
         from ddrf.scenes.streaming import DEFAULT_HALO
 
         tile, batch = default_tiling(backend)
-        return self.tile or tile, DEFAULT_HALO if self.halo is None else self.halo, batch
+        return self.tile or tile, DEFAULT_HALO, batch
 
     def settings(self, backend: str) -> dict[str, Any]:
         if self.whole_image:

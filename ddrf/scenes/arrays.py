@@ -79,3 +79,14 @@ def fuse_arrays(engine: Engine, scene: ArrayScene, tile: int, halo: int = DEFAUL
     engine.start_scene(reader)
     fuse_into(reader, engine, grid, settings, [sink], Timings(), lambda n: None)
     return rows.image()
+
+
+def tile_differences(outputs: dict[int, np.ndarray], whole: np.ndarray) -> dict[int, dict[str, float]]:
+    """Per tile size: worst band's p99 and max |tile - whole| as fractions of that band's std in `whole`."""
+    std = whole.reshape(-1, whole.shape[-1]).std(axis=0)
+    out = {}
+    for tile, fused in outputs.items():
+        diff = np.abs(fused - whole).reshape(-1, whole.shape[-1])
+        out[tile] = {"p99": float(np.max(np.percentile(diff, 99, axis=0) / std)),
+                     "max": float(np.max(diff.max(axis=0) / std))}
+    return out

@@ -85,14 +85,3 @@ def random_model(cfg: Any, seed: int = 0) -> Any:
                 torch.nn.init.normal_(module.weight, std=0.05)
                 torch.nn.init.normal_(module.bias, std=0.05)  # type: ignore[arg-type]  # every DDRF conv that starts at zero has a bias
     return model.eval()
-
-
-def tile_differences(outputs: dict[int, np.ndarray], whole: np.ndarray) -> dict[int, dict[str, float]]:
-    """Per tile size: worst band's p99 and max |tile - whole| as fractions of that band's std in `whole`."""
-    std = whole.reshape(-1, whole.shape[-1]).std(axis=0)
-    out = {}
-    for tile, fused in outputs.items():
-        diff = np.abs(fused - whole).reshape(-1, whole.shape[-1])
-        out[tile] = {"p99": float(np.max(np.percentile(diff, 99, axis=0) / std)),
-                     "max": float(np.max(diff.max(axis=0) / std))}
-    return out
