@@ -322,3 +322,21 @@ def test_resume_check_accepts_the_same_data_by_another_path_and_names_what_diffe
     _check_resume_config(tmp_path, tiny(relative))
     with pytest.raises(ValueError, match=r"data\.patch differs"):
         _check_resume_config(tmp_path, tiny(relative, "data.patch=32"))
+
+
+def test_warm_start_continues_from_the_init_weights_and_refuses_another_topology(
+        short_run: tuple[Path, list[float], TrainConfig], fusebox: str, tmp_path: Path) -> None:
+    init, losses, _ = short_run
+    _, init_ema, init_card = read_weights(init)
+    # zero LR: the weights cannot move, so they must equal the init's EMA after the run
+    cfg = tiny(fusebox, "optim.steps=3", "optim.lr=0.0", "diffusion.residual=false", f"model.init={init}")
+    result = train(cfg, tmp_path / "warm")
+    model, ema, card = read_weights(tmp_path / "warm")
+    assert all(torch.equal(model[k], init_ema[k]) for k in init_ema)
+    assert card.model == init_card.model
+    # a fresh start at the same settings starts from the untrained loss, the warm start near the trained one
+    fresh = train(tiny(fusebox, "optim.steps=3", "optim.lr=0.0", "diffusion.residual=false"), tmp_path / "fresh")
+    assert np.mean(result.losses) < np.mean(fresh.losses)
+    wider = tiny(fusebox, "optim.steps=1", f"model.init={init}", "model.overrides.base_width=16")
+    with pytest.raises(ValueError, match="different topology.*base_width"):
+        train(wider, tmp_path / "wider")

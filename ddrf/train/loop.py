@@ -180,7 +180,9 @@ class Trainer:
         self.model = DDRF(self.model_cfg).to(dist.device)
         self.ema = EMA(self.model, cfg.optim.ema_decay, cfg.optim.ema_start)
         d = cfg.diffusion
-        scale = residual_scale(self.source, cfg) if d.residual_scale == "auto" else float(d.residual_scale)
+        init_scale = self._warm_start(cfg.model.init) if cfg.model.init else None
+        scale = float(d.residual_scale) if d.residual_scale != "auto" else (
+            init_scale if init_scale is not None else residual_scale(self.source, cfg))
         self.diffusion = Diffusion(CosineSchedule(d.num_timesteps, d.s), d.target, d.residual, scale)
         o = cfg.optim
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
@@ -196,6 +198,17 @@ class Trainer:
             raise ValueError(f"optim.batch {cfg.optim.batch} is not divisible by {dist.world} DDP ranks")
         self.batch = cfg.optim.batch // dist.world
         self.step = 0
+
+    def _warm_start(self, init: str) -> float | None:
+        """Load `init`'s EMA weights into the model and the EMA; return its residual scale (None if unscaled)."""
+        model_state, ema_state, card = ckpt.read_weights(init)
+        if card.model != self.model_cfg.to_dict():
+            differing = sorted(k for k in card.model if card.model.get(k) != self.model_cfg.to_dict().get(k))
+            raise ValueError(f"{init}: model.init has a different topology ({', '.join(differing)})")
+        state = ema_state or model_state  # an inference checkpoint holds one set
+        self.model.load_state_dict(state)
+        self.ema.load_state_dict(state)
+        return card.residual_scale if card.residual else None
 
     def _amp_dtype(self) -> torch.dtype | None:
         p = self.cfg.optim.precision
