@@ -18,7 +18,7 @@ from ddrf.model_dir import CARD_NAME, ModelDir
 
 FOLDER_VARIABLE = "DDRF_BUNDLED_MODELS"  # another folder of bundled models (tests; a site's own set)
 INSTEAD = ("a classical method instead (--method MTF-GLP-HPM-robust, or GSA, MTF-GLP-FS, BDSD-PC ...; method= in "
-           "Python), or fine-tune a model for these data (ddrf-train, see README) and pass --model DIR")
+           "Python), or a model trained for these data (ddrf-finetune or ddrf-train, see README) passed with --model DIR")
 
 
 class NoFittingModel(ValueError):

@@ -52,3 +52,7 @@ def run_app() -> None:
 
 def profile_app() -> None:
     _run("ddrf.profile.command")
+
+
+def finetune_app() -> None:
+    _run("ddrf.finetune.command")

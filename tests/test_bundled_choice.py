@@ -143,7 +143,7 @@ def test_a_scene_no_bundled_model_fits_fails_with_one_line_naming_what_would(bun
     assert len(lines) == 2  # the scene's line and the closing summary's
     line = lines[0]
     assert str(three / "pan.tif") in line and "ratio 3" in line and "bands blue, green, red, nir" in line
-    assert "--method MTF-GLP-HPM-robust" in line and "ddrf-train" in line
+    assert "--method MTF-GLP-HPM-robust" in line and "ddrf-finetune" in line
     assert "tiny_ratio2 (ratio 2" in line and "tiny_ratio4 (ratio 4" in line
     assert "Traceback" not in result.output
     assert not any(tmp_path.glob("out*")), "nothing written"

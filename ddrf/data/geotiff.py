@@ -70,7 +70,25 @@ def read_geotiff_pair(
 
     bits defaults to the PAN's integer dtype width (pass 12 for Landsat-8/9 L1, 11 for Maxar).
     """
-    pan_path, ms_list = Path(pan_path), [Path(p) for p in ms_paths]
+    ms_list = [Path(p) for p in ms_paths]
+    if not ms_list:
+        raise ValueError(f"{pan_path}: no MS files given")
+    ms_bands, file_names = _band_files(ms_list)
+    return read_band_pair(pan_path, ms_bands, sensor, bits, band_names or file_names, name, acquisition)
+
+
+def read_band_pair(
+    pan_path: str | Path,
+    ms_bands: Sequence[tuple[Path, int]],
+    sensor: str,
+    bits: int | None,
+    band_names: Sequence[str],
+    name: str | None = None,
+    acquisition: str | None = None,
+) -> Pair:
+    """A Pair from the PAN and MS bands given as (file, 1-based band) in order: what scene discovery finds."""
+    pan_path = Path(pan_path)
+    ms_list = list(dict.fromkeys(Path(f) for f, _ in ms_bands))
     if not ms_list:
         raise ValueError(f"{pan_path}: no MS files given")
     pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype = _grid(pan_path)
@@ -96,9 +114,8 @@ def read_geotiff_pair(
     height, width = ratio * (grid.height // ratio), ratio * (grid.width // ratio)
     if height < ratio or width < ratio:
         raise ValueError(f"{pan_path}: PAN and MS {ms_list[0]} do not overlap")
-    ms_bands, file_names = _band_files(ms_list)
     nodata = {path: _nodata(path, sensor) for path in [pan_path, *ms_list]}
-    pan, ms, _ = grid.read_window(pan_path, ms_bands, nodata, 0, 0, height, width)
+    pan, ms, _ = grid.read_window(pan_path, [(Path(f), b) for f, b in ms_bands], nodata, 0, 0, height, width)
     stem = name or pan_path.stem
     return Pair(
         name=stem,
@@ -108,7 +125,7 @@ def read_geotiff_pair(
         ratio=ratio,
         sensor=sensor,
         bits=bits if bits is not None else _default_bits(pan_path, pan_dtype),
-        band_names=tuple(band_names) if band_names is not None else tuple(file_names),
+        band_names=tuple(band_names),
         crs=pan_crs,
         pan_transform=grid.transform,
         ms_transform=grid.ms_transform,

@@ -67,6 +67,7 @@ class OptimConfig:
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: leave torch's default)
     device: str = "auto"  # auto | cpu | cuda
+    max_minutes: float | None = None  # end this invocation (saving) once it has trained this long: a time budget
 
 
 @dataclass

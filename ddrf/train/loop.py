@@ -202,8 +202,9 @@ class Trainer:
     def _warm_start(self, init: str) -> float | None:
         """Load `init`'s EMA weights into the model and the EMA; return its residual scale (None if unscaled)."""
         model_state, ema_state, card = ckpt.read_weights(init)
-        if card.model != self.model_cfg.to_dict():
-            differing = sorted(k for k in card.model if card.model.get(k) != self.model_cfg.to_dict().get(k))
+        theirs, ours = DDRFConfig.from_dict(card.model).to_dict(), self.model_cfg.to_dict()  # defaults filled in
+        differing = sorted(k for k in ours if theirs.get(k) != ours[k])
+        if differing:
             raise ValueError(f"{init}: model.init has a different topology ({', '.join(differing)})")
         state = ema_state or model_state  # an inference checkpoint holds one set
         self.model.load_state_dict(state)
@@ -359,6 +360,7 @@ def _run(tr: Trainer, end: int) -> TrainResult:
 
         bar = tqdm(total=end, initial=tr.step, desc="train", dynamic_ncols=True)
     t0, window = time.perf_counter(), []
+    budget = cfg.optim.max_minutes * 60 if cfg.optim.max_minutes else None
     while tr.step < end:
         lr = tr.opt.param_groups[0]["lr"]
         loss = tr.train_step()
@@ -368,7 +370,13 @@ def _run(tr: Trainer, end: int) -> TrainResult:
         window.append(loss)
         if bar is not None:
             bar.update(1)
-        if tr.step % cfg.log.every == 0 or tr.step == end:
+        out_of_time = budget is not None and time.perf_counter() - t0 >= budget
+        if dist.world > 1 and budget is not None:  # every rank stops at rank 0's clock, or DDP would hang
+            flag = torch.tensor([float(out_of_time)], device=dist.device)
+            torch.distributed.broadcast(flag, src=0)
+            out_of_time = bool(flag.item())
+        last = tr.step == end or out_of_time
+        if tr.step % cfg.log.every == 0 or last:
             mean = _mean_over_ranks(window, dist)
             window = []
             log.write(tr.step, mean, lr, time.perf_counter() - t0)
@@ -377,10 +385,12 @@ def _run(tr: Trainer, end: int) -> TrainResult:
             if tb is not None:
                 tb.add_scalar("loss", mean, tr.step)
                 tb.add_scalar("lr", lr, tr.step)
-        if tr.step % cfg.log.checkpoint_every == 0 or tr.step == end:
+        if tr.step % cfg.log.checkpoint_every == 0 or last:
             tr.save()
             if dist.world > 1:
                 torch.distributed.barrier()
+        if out_of_time:
+            break
     if bar is not None:
         bar.close()
     if tb is not None:

@@ -1,4 +1,4 @@
-"""Turn `data.source` (fusebox:DIR, pancollection:FILE.h5, geotiff:PAN.tif,MS.tif) into a patch source plus what
+"""Turn `data.source` (fusebox:DIR, pancollection:FILE.h5, geotiff:PAN.tif,MS.tif, scenes:DIR[,DIR...]) into a patch source plus what
 the model card must record about it (bands, ratio, sensor, normalisation, provenance)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ddrf.card import Normalisation
 from ddrf.train.config import DataConfig
 from ddrf.train.datasets import PanCollectionPatches, PatchSource, WaldPatches
 
-KINDS = ("fusebox", "pancollection", "geotiff")
+KINDS = ("fusebox", "pancollection", "geotiff", "scenes")
 
 
 @dataclass
@@ -34,7 +34,7 @@ def parse_source(source: str) -> tuple[str, list[Path]]:
             raise ValueError(f"{p}: data path does not exist (data.source {source!r})")
     if kind == "geotiff" and len(paths) < 2:
         raise ValueError(f"data.source {source!r}: geotiff needs PAN.tif,MS.tif[,MS2.tif...]")
-    if kind != "geotiff" and len(paths) != 1:
+    if kind not in ("geotiff", "scenes") and len(paths) != 1:
         raise ValueError(f"data.source {source!r}: {kind} takes one path")
     return kind, paths
 
@@ -43,6 +43,8 @@ def build_source(cfg: DataConfig, multiple: int) -> tuple[PatchSource, SourceInf
     kind, paths = parse_source(cfg.source)
     if kind == "pancollection":
         return _pancollection(cfg, paths[0], multiple)
+    if kind == "scenes":
+        return _wald(cfg, _scene_pairs(cfg, paths), multiple)
     pairs = _fusebox_pairs(cfg, paths[0]) if kind == "fusebox" else _geotiff_pairs(cfg, paths)
     return _wald(cfg, pairs, multiple)
 
@@ -68,6 +70,28 @@ def _geotiff_pairs(cfg: DataConfig, paths: list[Path]) -> list[Any]:
     if pair.acquisition in cfg.test_acquisitions:
         raise ValueError(f"{paths[0]}: acquisition {pair.acquisition!r} is held out (data.test_acquisitions)")
     return [pair]
+
+
+def _scene_pairs(cfg: DataConfig, directories: list[Path]) -> list[Any]:
+    """One pair per scene directory, found and aligned by ddrf-run's own discovery (the bands of data.bands, in that
+    order); the directory name is its acquisition, so data.test_acquisitions can hold one out."""
+    from ddrf.data import read_band_pair
+    from ddrf.scenes.discover import discover_scene, select_bands
+    from ddrf.sensors import get_sensor
+
+    pairs = []
+    for directory in directories:
+        found = discover_scene(directory)
+        if cfg.bands:
+            found = select_bands(found, cfg.bands)
+        sensor = get_sensor(cfg.sensor or found.sensor)
+        bits = cfg.bits or found.bits or (sensor.bits if sensor.name != "generic" else None)
+        name = directory.resolve().name
+        pairs.append(read_band_pair(found.pan, found.ms, sensor.name, bits, found.band_names, name, name))
+    held = [p.name for p in pairs if p.acquisition in cfg.test_acquisitions]
+    if held:
+        raise ValueError(f"{held[0]}: scene directory is held out (data.test_acquisitions)")
+    return pairs
 
 
 def _wald(cfg: DataConfig, pairs: list[Any], multiple: int) -> tuple[PatchSource, SourceInfo]:

@@ -1,0 +1,136 @@
+"""`ddrf-finetune SCENE_DIR... --out RUN`: fine-tune a bundled model (or any model with weights) on your own scenes.
+
+The scene directories are the ones `ddrf-run` reads, found and aligned by the same discovery. Training pairs come
+from Wald's protocol (the scene's MS is the reference; PAN and MS are degraded by the sensor's MTFs); a ratio-4
+model fine-tuned on ratio-2 scenes gets ratio 4 simulated the same way. Training starts from the model's EMA
+weights with a constant learning rate after a short warm-up, so a time budget (`--minutes`) may end it at any step.
+The run directory is a normal `ddrf-train` run (`--resume` continues it); its exported model directory, `RUN/model`,
+is what `ddrf-run --model` takes.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, help="Fine-tune a DDRF model on your own scene directories.")
+EXPORTED = "model"  # RUN/model: the exported model directory
+
+
+@app.command()
+def main(
+    scenes: list[Path] = typer.Argument(..., help="scene directories to train on (what ddrf-run reads)"),
+    out: Path = typer.Option(..., "--out", help="run directory; the exported model goes to OUT/model"),
+    model: Optional[str] = typer.Option(None, "--model", help="bundled model name, model directory with "
+                                        "model.safetensors, or training run (default: the bundled model that "
+                                        "fits the first scene)"),
+    minutes: Optional[float] = typer.Option(None, "--minutes", min=0.01, help="time budget of this invocation"),
+    steps: int = typer.Option(5000, "--steps", min=1, help="most optimiser steps (the budget may end sooner)"),
+    lr: float = typer.Option(1e-4, "--lr", help="learning rate after the warm-up"),
+    batch: int = typer.Option(8, "--batch", min=1),
+    patch: int = typer.Option(64, "--patch", min=8, help="training patch side on the PAN grid"),
+    hold_out: list[str] = typer.Option([], "--hold-out", help="scene directory name kept out of training"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads"),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in --out"),
+) -> None:
+    from ddrf.train.config import TrainConfig
+    from ddrf.train.loop import train
+
+    try:
+        weights, card = _base_model(model, scenes[0])
+        cfg = TrainConfig.from_dict(finetune_config(card, weights, scenes, _scene_ratio(scenes[0]), minutes, steps,
+                                                    lr, batch, patch, hold_out, threads, seed))
+        command = shlex.join(["ddrf-finetune", *sys.argv[1:]])
+        result = train(cfg, out, resume=resume, overwrite=overwrite, command=command)
+        exported = export_run(out)
+    except (ValueError, FileExistsError) as exc:
+        typer.echo(f"ddrf-finetune: error: {' '.join(str(exc).split())}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"trained steps {result.start_step}->{result.end_step} in {result.seconds / 60:.1f} min from "
+               f"{weights}; model: {exported} (ddrf-run SCENE -o OUT --model {exported})")
+
+
+def _base_model(model: Optional[str], first_scene: Path) -> tuple[Path, Any]:
+    """The weights to start from and their card: a path, a bundled model's name, or the bundled model that fits."""
+    from ddrf.bundled import bundled_models, choose_model
+    from ddrf.train.checkpoint import WEIGHTS, read_weights
+
+    if model is not None and Path(model).exists():
+        path = Path(model)
+    elif model is not None:
+        named = {m.name: m.path for m in bundled_models()}
+        if model not in named:
+            raise ValueError(f"--model {model}: no such file, directory or bundled model ({', '.join(named)})")
+        path = named[model]
+    else:
+        from ddrf.scenes.discover import discover_scene
+
+        found = discover_scene(first_scene)
+        path = choose_model(str(first_scene), _scene_ratio(first_scene), found.band_names, len(found.ms),
+                            found.sensor).path
+    weights = path / WEIGHTS if path.is_dir() else path
+    if not weights.is_file():
+        raise ValueError(f"{path}: no {WEIGHTS} to start from (export with `ddrf-export onnx --weights`, or pass "
+                         f"the training run)")
+    return weights, read_weights(weights)[2]
+
+
+def _scene_ratio(directory: Path) -> int:
+    """PAN/MS ratio of a scene directory, from the pixel sizes of its PAN and first MS band."""
+    import rasterio
+
+    from ddrf.scenes.discover import discover_scene
+
+    found = discover_scene(directory)
+    with rasterio.open(found.pan) as pan, rasterio.open(found.ms[0][0]) as ms:
+        return max(1, round(abs(ms.transform.a / pan.transform.a)))
+
+
+def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: int, minutes: Optional[float],
+                    steps: int, lr: float, batch: int, patch: int, hold_out: list[str], threads: Optional[int],
+                    seed: int) -> dict[str, Any]:
+    """The ddrf-train configuration: the base model's topology, bands, normalisation and diffusion, warm-started."""
+    norm = card.normalisation
+    if norm.kind not in ("scene", "bit_depth"):
+        raise ValueError(f"{weights}: a model with {norm.kind} normalisation cannot be fine-tuned on scenes "
+                         f"(it needs scene or bit_depth)")
+    if scene_ratio != card.ratio and not (scene_ratio == 2 and card.ratio == 4):
+        raise ValueError(f"{scenes[0]}: scene ratio {scene_ratio} cannot train a ratio-{card.ratio} model "
+                         f"(only ratio 4 is simulated, from ratio-2 scenes)")
+    topology = {k: v for k, v in card.model.items() if k not in ("ms_bands", "guide_bands")}
+    return {
+        "data": {"source": "scenes:" + ",".join(str(s) for s in scenes), "test_acquisitions": list(hold_out),
+                 "bands": list(card.bands), "normalisation": norm.kind, "percentiles": [norm.low, norm.high],
+                 "patch": patch, "augment": True, "lms_border": card.lms_border,
+                 "simulate_ratio": card.ratio if scene_ratio != card.ratio else None},
+        "model": {"preset": "small_v2" if topology.get("arch") == "v2" else "small", "overrides": topology,
+                  "init": str(weights)},
+        "diffusion": {"target": card.target, "residual": card.residual, "residual_scale": card.residual_scale,
+                      "num_timesteps": card.schedule["num_timesteps"], "s": card.schedule["s"],
+                      "sampling_steps": card.sampling_steps},
+        "optim": {"steps": steps, "batch": batch, "lr": lr, "warmup": min(50, max(1, steps // 10)),
+                  "min_lr_ratio": 1.0, "ema_decay": 0.995, "ema_start": 0, "seed": seed, "threads": threads,
+                  "max_minutes": minutes},
+        "log": {"every": 25, "checkpoint_every": 100, "progress": sys.stderr.isatty()},
+    }
+
+
+def export_run(run: Path) -> Path:
+    """RUN/model: the ONNX graphs (FP32, FP16), the card and the EMA weights, replacing an earlier export."""
+    from ddrf.export.onnx_export import export_model
+    from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
+
+    target = run / EXPORTED
+    model, card = load_checkpoint(run)
+    export_model(model, card, target, overwrite=True)
+    write_inference_weights(run, target / WEIGHTS)
+    return target
+
+
+if __name__ == "__main__":
+    app()

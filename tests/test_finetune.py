@@ -1,0 +1,80 @@
+"""ddrf-finetune end to end on a tiny real scene: discovery, Wald pairs, warm start, time budget, export, ddrf-run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+torch = pytest.importorskip("torch")  # the train extra
+from typer.testing import CliRunner
+
+from ddrf.card import read_card
+from ddrf.finetune.command import app
+from ddrf.train.checkpoint import read_weights
+from ddrf.train.config import load_config
+from ddrf.train.loop import train
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).parents[1]
+SCENE = ROOT / "tests/data/scenes/landsat8_c1/LC08_L1TP_016037_20170813_20170814_01_RT"
+
+
+@pytest.fixture(scope="module")
+def base_run(landsat7_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seconds-long Landsat-7 model with per-scene normalisation, like the bundled ones."""
+    cfg = load_config(ROOT / "configs/landsat7_small_cpu.yaml", [
+        f"data.source=fusebox:{landsat7_dir}", "data.patch=16", "data.normalisation=scene",
+        "model.overrides={base_width: 8, channel_mults: [1, 2], time_dim: 32, dropout: 0.0}", "optim.batch=4",
+        "optim.steps=4", "optim.warmup=1", "optim.threads=1", "optim.device=cpu", "log.progress=false"])
+    run = tmp_path_factory.mktemp("base") / "run"
+    train(cfg, run)
+    return run
+
+
+def test_finetune_trains_on_a_scene_directory_and_writes_a_model_ddrf_run_accepts(base_run: Path,
+                                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "ft"
+    result = CliRunner().invoke(app, [str(SCENE), "--out", str(out), "--model", str(base_run), "--steps", "3",
+                                      "--patch", "16", "--batch", "2", "--threads", "1", "--lr", "1e-3"])
+    assert result.exit_code == 0, result.output
+    card = read_card(out / "model" / "card.json")
+    base = read_card(base_run / "card.json")
+    assert card.bands == base.bands and card.ratio == 2 and card.sensor == "Landsat8"
+    assert card.training["iterations"] == 3 and card.training["acquisitions_used"] == [SCENE.name]
+    assert card.training["config"]["model"]["init"] == str(base_run / "model.safetensors")
+    _, before, _ = read_weights(base_run)
+    _, after, _ = read_weights(out / "model" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained from the base...
+    assert set(before) == set(after)  # ...the same network
+    from ddrf.scenes.command import app as run_app
+
+    fused = tmp_path / "fused"
+    ran = CliRunner().invoke(run_app, [str(SCENE), "-o", str(fused), "--model", str(out / "model"), "--tile", "128"])
+    assert ran.exit_code == 0, ran.output
+    with rasterio.open(next(fused.glob("*.tif"))) as src:
+        image = src.read()
+    assert image.shape[0] == 4 and np.isfinite(image).all() and image.std() > 0
+
+
+def test_finetune_time_budget_ends_early_and_resume_continues(base_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ft"
+    common = [str(SCENE), "--out", str(out), "--model", str(base_run), "--patch", "16", "--batch", "2",
+              "--threads", "1"]
+    first = CliRunner().invoke(app, [*common, "--steps", "10000", "--minutes", "0.01"])
+    assert first.exit_code == 0, first.output
+    stopped = read_card(out / "card.json").training["iterations"]
+    assert 1 <= stopped < 10000
+    again = CliRunner().invoke(app, [*common, "--steps", str(stopped + 2), "--resume"])
+    assert again.exit_code == 0, again.output
+    assert read_card(out / "model" / "card.json").training["iterations"] == stopped + 2
+
+
+def test_finetune_refuses_unknown_models_and_held_out_scenes_in_one_line(base_run: Path, tmp_path: Path) -> None:
+    unknown = CliRunner().invoke(app, [str(SCENE), "--out", str(tmp_path / "a"), "--model", "no_such_model"])
+    assert unknown.exit_code == 2 and "no_such_model" in unknown.output
+    held = CliRunner().invoke(app, [str(SCENE), "--out", str(tmp_path / "b"), "--model", str(base_run),
+                                    "--hold-out", SCENE.name, "--steps", "1", "--patch", "16"])
+    assert held.exit_code == 2 and "held out" in held.output and len(held.output.strip().splitlines()) == 1
+    assert not (tmp_path / "b" / "model").exists()
