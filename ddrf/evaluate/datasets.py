@@ -248,6 +248,15 @@ def _find_pairs(folder: Path) -> list[tuple[str, Path, list[Path], bool]]:
     return found
 
 
+def _nominal_bits(path: Path) -> int | None:
+    """None (the integer type's width) for integer data; 16 for floating-point data (reflectance, radiance), which
+    has no bit depth: scoring never uses it, and DDRF models fuse it by their card's (per-scene) normalisation."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return None if np.issubdtype(np.dtype(src.dtypes[0]), np.integer) else 16
+
+
 def _open_pairs(spec: str, path: Path, sensor: str | None) -> Dataset:
     from ddrf.data.geotiff import read_geotiff_pair
 
@@ -262,7 +271,8 @@ def _open_pairs(spec: str, path: Path, sensor: str | None) -> Dataset:
 
     def read(item: tuple[str, Path, list[Path], bool]) -> Pair:
         names = tuple(n for _, n in LANDSAT_MS) if item[3] else None
-        pair = read_geotiff_pair(item[1], item[2], sensor=name, bits=12 if item[3] else None, name=item[0])
+        pair = read_geotiff_pair(item[1], item[2], sensor=name, bits=12 if item[3] else _nominal_bits(item[1]),
+                                 name=item[0])
         if names is None:
             pair.band_names = band_names_for(name, pair.bands) if get_sensor(name).band_names else pair.band_names
         else:

@@ -344,3 +344,11 @@ def pair_from_paths(pan_path: str | Path, ms_paths: str | Path | Sequence[str | 
             return SceneFiles(pan, [(p, 1) for p in mss], names, sensor, None, None, "paths", pan.stem)
     found = _pan_ms(pan.parent, "paths", [pan], mss, "generic", None, None, {})
     return replace(found, name=pan.stem)
+
+
+def name_bands(files: SceneFiles, names: Sequence[str]) -> SceneFiles:
+    """The user's band names (--bands) for the MS bands in file order."""
+    if len(names) != len(files.ms):
+        raise ValueError(f"{files.ms[0][0] if files.ms else files.pan}: --bands names {len(names)} bands "
+                         f"({', '.join(names)}) but the MS has {len(files.ms)}")
+    return replace(files, band_names=[n.lower() for n in names], names_assumed=False, band_source="--bands")

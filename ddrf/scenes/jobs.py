@@ -159,7 +159,7 @@ class SceneJob:
 
 def scene_files(job: SceneJob) -> Any:
     """The job's discovered (or given) files, band names from --bands where given."""
-    from ddrf.scenes.discover import discover_scene, pair_from_paths
+    from ddrf.scenes.discover import discover_scene, name_bands, pair_from_paths
 
     if job.directory is not None:
         files = discover_scene(job.directory)
@@ -200,14 +200,6 @@ def open_with_bundled_model(job: SceneJob, spec: EngineSpec) -> tuple["Scene", E
     reason = f"bundled: fits ratio {chosen.card.ratio} and bands {', '.join(chosen.card.bands)}"
     engine = get_engine(replace(spec, model=str(chosen.path)), chosen_by=reason)
     return open_scene(job, engine.bands, files), engine
-
-
-def name_bands(files: Any, names: tuple[str, ...]) -> Any:
-    """The user's band names (--bands) for the MS bands in file order."""
-    if len(names) != len(files.ms):
-        raise ValueError(f"{files.ms[0][0] if files.ms else files.pan}: --bands names {len(names)} bands "
-                         f"({', '.join(names)}) but the MS has {len(files.ms)}")
-    return replace(files, band_names=[n.lower() for n in names], names_assumed=False, band_source="--bands")
 
 
 def one_line(exc: BaseException, job: SceneJob) -> str:

@@ -61,12 +61,12 @@ def _fusebox_pairs(cfg: DataConfig, root: Path) -> list[Any]:
 
 
 def _geotiff_pairs(cfg: DataConfig, paths: list[Path]) -> list[Any]:
-    from ddrf.data import read_geotiff_pair
-    from ddrf.sensors import get_sensor
+    """The pair of PAN.tif,MS.tif[,MS2.tif...], its bands named as ddrf-run names them (metadata, band descriptions,
+    Landsat file names, conventions), or by data.bands in file order."""
+    from ddrf.scenes.discover import name_bands, pair_from_paths
 
-    sensor = get_sensor(cfg.sensor or "generic")
-    bits = cfg.bits or (sensor.bits if cfg.sensor else None)  # a named sensor knows its bit depth (L8: 12)
-    pair = read_geotiff_pair(paths[0], paths[1:], sensor=sensor.name, bits=bits, band_names=cfg.bands)
+    found = pair_from_paths(paths[0], paths[1:])
+    pair = _read_found(cfg, name_bands(found, cfg.bands) if cfg.bands else found, paths[0].stem)
     if pair.acquisition in cfg.test_acquisitions:
         raise ValueError(f"{paths[0]}: acquisition {pair.acquisition!r} is held out (data.test_acquisitions)")
     return [pair]
@@ -75,23 +75,27 @@ def _geotiff_pairs(cfg: DataConfig, paths: list[Path]) -> list[Any]:
 def _scene_pairs(cfg: DataConfig, directories: list[Path]) -> list[Any]:
     """One pair per scene directory, found and aligned by ddrf-run's own discovery (the bands of data.bands, in that
     order); the directory name is its acquisition, so data.test_acquisitions can hold one out."""
-    from ddrf.data import read_band_pair
     from ddrf.scenes.discover import discover_scene, select_bands
-    from ddrf.sensors import get_sensor
 
     pairs = []
     for directory in directories:
         found = discover_scene(directory)
-        if cfg.bands:
-            found = select_bands(found, cfg.bands)
-        sensor = get_sensor(cfg.sensor or found.sensor)
-        bits = cfg.bits or found.bits or (sensor.bits if sensor.name != "generic" else None)
-        name = directory.resolve().name
-        pairs.append(read_band_pair(found.pan, found.ms, sensor.name, bits, found.band_names, name, name))
+        pairs.append(_read_found(cfg, select_bands(found, cfg.bands) if cfg.bands else found,
+                                 directory.resolve().name))
     held = [p.name for p in pairs if p.acquisition in cfg.test_acquisitions]
     if held:
         raise ValueError(f"{held[0]}: scene directory is held out (data.test_acquisitions)")
     return pairs
+
+
+def _read_found(cfg: DataConfig, found: Any, name: str) -> Any:
+    """Read what discovery found; the bit depth from data.bits, else the scene's metadata, else the sensor's."""
+    from ddrf.data import read_band_pair
+    from ddrf.sensors import get_sensor
+
+    sensor = get_sensor(cfg.sensor or found.sensor)
+    bits = cfg.bits or found.bits or (sensor.bits if sensor.name != "generic" else None)
+    return read_band_pair(found.pan, found.ms, sensor.name, bits, found.band_names, name, name)
 
 
 def _wald(cfg: DataConfig, pairs: list[Any], multiple: int) -> tuple[PatchSource, SourceInfo]:
