@@ -5,7 +5,9 @@
 
 The pair (HySure's Paris data, arrays without georeferencing; GPL-3 distribution, read from its path and never
 copied into the repository) is written as GeoTIFF pairs on a stated local grid: EPSG:32631 (Paris's UTM zone), PAN
-10 m and Hyperion 30 m pixels sharing their top-left corner, an arbitrary origin. The top half (Hyperion rows 0-35,
+10 m and Hyperion 30 m pixels sharing their top-left corner, an arbitrary origin. Reflectance is stored as uint16
+reflectance x 10000 (the usual scaled-reflectance DN): the toolbox's Q2n rounds its inputs to uint16, so it needs DN,
+not reflectance in 0..1.3 (SAM, ERGAS and PSNR do not depend on the scale, and the model normalises per scene). The top half (Hyperion rows 0-35,
 PAN rows 0-107) trains DDRF with the config (Wald's protocol at ratio 3); the bottom half (rows 36-71 and 108-215),
 never trained on, is scored by `ddrf-eval pairs:` at the reduced protocol (Wald, generic MTF gains, border 0)
 for GSA, MTF-GLP-HPM, MTF-GLP-FS and the trained model through ddrf-run's tiled path.
@@ -26,13 +28,14 @@ from ddrf.files import write_text_atomic
 
 HALVES = {"top": (0, 36), "bottom": (36, 72)}  # Hyperion rows, end exclusive
 RATIO, CRS, ORIGIN = 3, "EPSG:32631", (440000.0, 5400000.0)
+SCALE = 10000  # reflectance -> uint16 DN
 METHODS = "GSA,MTF-GLP-HPM,MTF-GLP-FS"
 METRICS = ("SAM", "ERGAS", "Q2n", "PSNR")
 
 
 def write_halves(data: Path, out: Path) -> None:
     arrays = loadmat(str(data / "paris_data_hs_pan.mat"))
-    cube, pan = arrays["HSim"].astype(np.float32), arrays["PCim"].astype(np.float32)  # (72, 58, 128), (216, 174)
+    cube, pan = (np.rint(arrays[k] * SCALE).astype(np.uint16) for k in ("HSim", "PCim"))  # (72, 58, 128), (216, 174)
     for name, (a, b) in HALVES.items():
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -43,7 +46,7 @@ def write_halves(data: Path, out: Path) -> None:
 
 def _write(path: Path, image: np.ndarray, pixel: float, top: float) -> None:
     profile = {"driver": "GTiff", "height": image.shape[0], "width": image.shape[1], "count": image.shape[2],
-               "dtype": "float32", "crs": CRS, "transform": from_origin(ORIGIN[0], top, pixel, pixel)}
+               "dtype": "uint16", "crs": CRS, "transform": from_origin(ORIGIN[0], top, pixel, pixel)}
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(image.transpose(2, 0, 1))
 

@@ -86,3 +86,11 @@ def test_a_model_trained_on_a_cube_fuses_it_through_ddrf_run(cube_pair: tuple[Pa
     assert code == 0, output
     image = _check_output(tmp_path / "ddrf.tif", ms)
     assert image.std() > 0
+
+
+def test_ddrf_eval_warns_that_q2n_needs_digital_numbers(cube_pair: tuple[Path, Path]) -> None:
+    from ddrf.evaluate.command import app as eval_app
+
+    result = CliRunner().invoke(eval_app, [f"pairs:{cube_pair[0].parent}", "--methods", "EXP", "--mode", "reduced"])
+    assert result.exit_code == 0, result.output
+    assert "Q2n rounds its inputs to uint16" in result.output and "cube_ms.tif" in result.output

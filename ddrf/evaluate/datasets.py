@@ -8,6 +8,7 @@ DN: PanCollection's [0, 1] arrays are multiplied back by their divisor, because 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,6 +274,10 @@ def _open_pairs(spec: str, path: Path, sensor: str | None) -> Dataset:
         names = tuple(n for _, n in LANDSAT_MS) if item[3] else None
         pair = read_geotiff_pair(item[1], item[2], sensor=name, bits=12 if item[3] else _nominal_bits(item[1]),
                                  name=item[0])
+        if _nominal_bits(item[1]) is not None and float(pair.ms.max()) < 256:
+            print(f"ddrf-eval: {item[2][0]}: floating-point data up to {float(pair.ms.max()):.3g}: Q2n rounds its inputs "
+                  "to uint16 as the toolbox does, so it is meaningless here; scale to DN (reflectance x 10000)",
+                  file=sys.stderr)
         if names is None:
             pair.band_names = band_names_for(name, pair.bands) if get_sensor(name).band_names else pair.band_names
         else:
