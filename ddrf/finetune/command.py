@@ -42,9 +42,10 @@ def main(
     from ddrf.train.loop import train
 
     try:
-        weights, card = _base_model(model, scenes[0])
-        cfg = TrainConfig.from_dict(finetune_config(card, weights, scenes, _scene_ratio(scenes[0]), minutes, steps,
-                                                    lr, batch, patch, hold_out, threads, seed))
+        first, ratio = _first_scene(scenes[0])
+        weights, card = _base_model(model, scenes[0], first, ratio)
+        cfg = TrainConfig.from_dict(finetune_config(card, weights, scenes, ratio, minutes, steps, lr, batch, patch,
+                                                    hold_out, threads, seed))
         command = shlex.join(["ddrf-finetune", *sys.argv[1:]])
         result = train(cfg, out, resume=resume, overwrite=overwrite, command=command)
         exported = export_run(out)
@@ -55,7 +56,18 @@ def main(
                f"{weights}; model: {exported} (ddrf-run SCENE -o OUT --model {exported})")
 
 
-def _base_model(model: Optional[str], first_scene: Path) -> tuple[Path, Any]:
+def _first_scene(directory: Path) -> tuple[Any, int]:
+    """What discovery finds in the first scene directory, and its PAN/MS ratio from the pixel sizes."""
+    import rasterio
+
+    from ddrf.scenes.discover import discover_scene
+
+    found = discover_scene(directory)
+    with rasterio.open(found.pan) as pan, rasterio.open(found.ms[0][0]) as ms:
+        return found, max(1, round(abs(ms.transform.a / pan.transform.a)))
+
+
+def _base_model(model: Optional[str], directory: Path, first: Any, ratio: int) -> tuple[Path, Any]:
     """The weights to start from and their card: a path, a bundled model's name, or the bundled model that fits."""
     from ddrf.bundled import bundled_models, choose_model
     from ddrf.train.checkpoint import WEIGHTS, read_weights
@@ -68,27 +80,12 @@ def _base_model(model: Optional[str], first_scene: Path) -> tuple[Path, Any]:
             raise ValueError(f"--model {model}: no such file, directory or bundled model ({', '.join(named)})")
         path = named[model]
     else:
-        from ddrf.scenes.discover import discover_scene
-
-        found = discover_scene(first_scene)
-        path = choose_model(str(first_scene), _scene_ratio(first_scene), found.band_names, len(found.ms),
-                            found.sensor).path
+        path = choose_model(str(directory), ratio, first.band_names, len(first.ms), first.sensor).path
     weights = path / WEIGHTS if path.is_dir() else path
     if not weights.is_file():
         raise ValueError(f"{path}: no {WEIGHTS} to start from (export with `ddrf-export onnx --weights`, or pass "
                          f"the training run)")
     return weights, read_weights(weights)[2]
-
-
-def _scene_ratio(directory: Path) -> int:
-    """PAN/MS ratio of a scene directory, from the pixel sizes of its PAN and first MS band."""
-    import rasterio
-
-    from ddrf.scenes.discover import discover_scene
-
-    found = discover_scene(directory)
-    with rasterio.open(found.pan) as pan, rasterio.open(found.ms[0][0]) as ms:
-        return max(1, round(abs(ms.transform.a / pan.transform.a)))
 
 
 def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: int, minutes: Optional[float],
