@@ -249,13 +249,13 @@ def _find_pairs(folder: Path) -> list[tuple[str, Path, list[Path], bool]]:
     return found
 
 
-def _nominal_bits(path: Path) -> int | None:
-    """None (the integer type's width) for integer data; 16 for floating-point data (reflectance, radiance), which
-    has no bit depth: scoring never uses it, and DDRF models fuse it by their card's (per-scene) normalisation."""
+def _is_floating(path: Path) -> bool:
+    """Floating-point data (reflectance, radiance) has no bit depth: it is read with a nominal 16, which scoring never
+    uses and DDRF models replace by their card's (per-scene) normalisation."""
     import rasterio
 
     with rasterio.open(path) as src:
-        return None if np.issubdtype(np.dtype(src.dtypes[0]), np.integer) else 16
+        return not np.issubdtype(np.dtype(src.dtypes[0]), np.integer)
 
 
 def _open_pairs(spec: str, path: Path, sensor: str | None) -> Dataset:
@@ -272,9 +272,10 @@ def _open_pairs(spec: str, path: Path, sensor: str | None) -> Dataset:
 
     def read(item: tuple[str, Path, list[Path], bool]) -> Pair:
         names = tuple(n for _, n in LANDSAT_MS) if item[3] else None
-        pair = read_geotiff_pair(item[1], item[2], sensor=name, bits=12 if item[3] else _nominal_bits(item[1]),
+        floating = _is_floating(item[1])
+        pair = read_geotiff_pair(item[1], item[2], sensor=name, bits=12 if item[3] else 16 if floating else None,
                                  name=item[0])
-        if _nominal_bits(item[1]) is not None and float(pair.ms.max()) < 256:
+        if floating and float(pair.ms.max()) < 256:
             print(f"ddrf-eval: {item[2][0]}: floating-point data up to {float(pair.ms.max()):.3g}: Q2n rounds its inputs "
                   "to uint16 as the toolbox does, so it is meaningless here; scale to DN (reflectance x 10000)",
                   file=sys.stderr)

@@ -57,14 +57,15 @@ def main(
 
 
 def _first_scene(directory: Path) -> tuple[Any, int]:
-    """What discovery finds in the first scene directory, and its PAN/MS ratio from the pixel sizes."""
+    """What discovery finds in the first scene directory, and its PAN/MS ratio (ddrf.geometry's, as ddrf-run's)."""
     import rasterio
 
+    from ddrf.geometry import integer_ratio
     from ddrf.scenes.discover import discover_scene
 
     found = discover_scene(directory)
     with rasterio.open(found.pan) as pan, rasterio.open(found.ms[0][0]) as ms:
-        return found, max(1, round(abs(ms.transform.a / pan.transform.a)))
+        return found, integer_ratio(pan.transform, ms.transform)
 
 
 def _base_model(model: Optional[str], directory: Path, first: Any, ratio: int) -> tuple[Path, Any]:
