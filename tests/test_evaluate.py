@@ -176,6 +176,38 @@ def test_geotiff_pairs_folder(landsat8_dir: Path, tmp_path: Path) -> None:
     assert all(math.isfinite(float(r["Q2n"])) for r in table)
 
 
+def test_fusebox_band_subset_scored_in_the_order_asked(landsat7_dir: Path, tmp_path: Path) -> None:
+    """--bands picks FuseBox bands by name and order (here SWIR and a three-band set): EXP's ERGAS is recomputed
+    from the same bands, and the settings name them."""
+    pair = load_fusebox(landsat7_dir, scenes=[1], bands=("swir2", "nir", "blue", "green", "red", "swir1"))[0]
+    for bands in (("swir2", "nir", "blue", "green", "red", "swir1"), ("blue", "green", "red")):
+        ms = pair.ms[..., [pair.band_names.index(b) for b in bands]]
+        code, text = invoke(f"fusebox:{landsat7_dir}", "--methods", "EXP", "--bands", ",".join(bands),
+                            "--json", tmp_path / f"{len(bands)}.json")
+        assert code == 0, text
+        doc = json.loads((tmp_path / f"{len(bands)}.json").read_text())
+        assert doc["settings"]["data"]["band_names"] == list(bands)
+        _, ms_lr = wald_degrade(pair.pan, ms, 2, "Landsat7")
+        assert doc["images"][0]["ERGAS"] == pytest.approx(ergas(interp23(ms_lr, 2), ms, 2), rel=1e-9)
+
+
+def test_geotiff_pairs_band_subset(landsat8_dir: Path, tmp_path: Path) -> None:
+    code, text = invoke(f"pairs:{landsat8_dir}", "--methods", "EXP", "--bands", "red,green,blue",
+                        "--json", tmp_path / "p.json")
+    assert code == 0, text
+    assert json.loads((tmp_path / "p.json").read_text())["settings"]["data"]["band_names"] == ["red", "green", "blue"]
+    code, text = invoke(f"pairs:{landsat8_dir}", "--bands", "blue,swir1")
+    assert code == 2 and "l8_B2.tif: no band swir1 (it has blue, green, red, nir)" in text
+
+
+def test_model_refuses_other_bands_naming_the_switch(landsat7_dir: Path) -> None:
+    """The bundled model fuses blue, green, red, nir: the same count in another order is refused, not mis-fused."""
+    model = ROOT / "ddrf/assets/models/landsat_ratio2"
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--methods", f"ddrf:{model}", "--bands", "red,green,blue,nir")
+    assert code == 2 and "the model fuses bands blue, green, red, nir" in text
+    assert "--bands blue,green,red,nir" in text
+
+
 def test_rgb_from_band_names() -> None:
     assert rgb_indices(("blue", "green", "red", "nir"), 4) == [2, 1, 0]
     assert rgb_indices(("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2"), 8) == [4, 2, 1]
@@ -198,6 +230,7 @@ def test_full_crop_is_centred_ratio_aligned_block_multiple() -> None:
     (["h5:/x"], "expected pancollection:FILE.h5"),
     (["fusebox:{l7}", "--methods", "EXP,Nope"], "unknown method 'Nope'"),
     (["fusebox:{l7}", "--acquisitions", "P999R999"], "--acquisitions 'P999R999'"),
+    (["fusebox:{l7}", "--bands", "blue,teal"], "--bands: FuseBox has no band teal"),
     (["fusebox:{l7}", "--mode", "full", "--border", "3"], "multiple of the ratio"),
     (["fusebox:{l7}", "--methods", "EXP", "--figure", "{tmp}/f.png", "--figure-image", "nope"], "no such image"),
 ])

@@ -1,4 +1,4 @@
-"""`ddrf-eval DATASET [--methods ...] [--mode ...] [--tile N | --whole-image] [--simulate-ratio 4] [--csv F]
+"""`ddrf-eval DATASET [--methods ...] [--mode ...] [--bands ...] [--tile N | --whole-image] [--simulate-ratio 4] [--csv F]
 [--json F] [--figure F.png] [--overwrite]`.
 
 DATASET is pancollection:FILE.h5, fusebox:DIR or pairs:DIR. Classical runs never import torch. DDRF fuses through
@@ -43,11 +43,15 @@ def main(
     figure: Optional[Path] = typer.Option(None, "--figure", help="quicklook PNG of one image"),
     figure_image: Optional[str] = typer.Option(None, "--figure-image", help="image name or 0-based index"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+    bands: Optional[str] = typer.Option(None, "--bands", help="fusebox/pairs: the MS bands to score, comma list "
+                                        "(fusebox: from red,green,blue,nir,swir1,swir2; default blue,green,red,nir. "
+                                        "pairs: by the pair's band names; default all)"),
 ) -> None:
     try:
         tiling = parse_tiling(tile, whole_image)
+        chosen_bands = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
         evaluate(dataset, methods, mode, border, acquisitions, sensor, divisor, steps, samples, seed, backend,
-                 csv_path, json_path, figure, figure_image, overwrite, tiling, simulate_ratio)
+                 csv_path, json_path, figure, figure_image, overwrite, tiling, simulate_ratio, chosen_bands)
     except ValueError as exc:
         typer.echo(f"ddrf-eval: error: {exc}", err=True)
         raise typer.Exit(2)
@@ -56,7 +60,8 @@ def main(
 def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: str, sensor: str | None,
              divisor: float | None, steps: int | None, samples: int, seed: int, backend: str,
              csv_path: Path | None, json_path: Path | None, figure: Path | None, figure_image: str | None,
-             overwrite: bool, tiling: Any = None, simulate_ratio: int | None = None) -> None:
+             overwrite: bool, tiling: Any = None, simulate_ratio: int | None = None,
+             bands: tuple[str, ...] | None = None) -> None:
     from ddrf.evaluate import report
     from ddrf.evaluate.datasets import open_dataset
     from ddrf.evaluate.methods import Tiling, parse_methods
@@ -65,7 +70,7 @@ def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: s
     report.check_outputs([csv_path, json_path, figure], overwrite)
     if figure is not None and figure.suffix.lower() != ".png":
         raise ValueError(f"{figure}: --figure must name a .png file")
-    data = open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio)
+    data = open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio, bands)
     protocols = data.protocols(mode)
     chosen = parse_methods(methods, steps, samples, seed, backend, tiling or Tiling())
     keep = _figure_picker(figure_image, protocols[0]) if figure is not None else (lambda s: False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -96,15 +96,22 @@ def parse_spec(spec: str) -> tuple[str, Path]:
 
 
 def open_dataset(spec: str, acquisitions: str = "P034R032", sensor: str | None = None,
-                 divisor: float | None = None, simulate_ratio: int | None = None) -> Dataset:
-    """Validate the spec and the data it names (missing files, wrong keys) before any fusion starts."""
+                 divisor: float | None = None, simulate_ratio: int | None = None,
+                 bands: Sequence[str] | None = None) -> Dataset:
+    """Validate the spec and the data it names (missing files, wrong keys) before any fusion starts.
+
+    `bands` (fusebox, pairs): the MS bands to score, by name and in this order (fusebox default: blue, green, red,
+    nir; pairs default: all the pair has)."""
     kind, path = parse_spec(spec)
     if simulate_ratio is not None and (kind == "pancollection" or simulate_ratio <= 2):
         raise ValueError(f"--simulate-ratio {simulate_ratio}: needs a ratio above 2 and fusebox: or pairs: data "
                          "(PanCollection files are already degraded)")
     if kind == "pancollection":
+        if bands:
+            raise ValueError("--bands: PanCollection files hold a fixed band set; it applies to fusebox: and pairs:")
         return _open_pancollection(spec, path, sensor, divisor)
-    data = _open_fusebox(spec, path, acquisitions) if kind == "fusebox" else _open_pairs(spec, path, sensor)
+    data = (_open_fusebox(spec, path, acquisitions, bands) if kind == "fusebox"
+            else _open_pairs(spec, path, sensor, bands))
     if simulate_ratio:
         data.simulate_ratio = simulate_ratio
         data.settings.update(simulation_settings(data.settings["sensor"], simulate_ratio))
@@ -212,18 +219,22 @@ def _fusebox_acquisitions(value: str) -> list[str]:
     return chosen
 
 
-def _open_fusebox(spec: str, path: Path, acquisitions: str) -> Dataset:
-    from ddrf.data.landsat7 import BITS, RATIO, SENSOR, _discover, _scene_dir, fusebox_acquisition, load_fusebox_scene
+def _open_fusebox(spec: str, path: Path, acquisitions: str, bands: Sequence[str] | None = None) -> Dataset:
+    from ddrf.data.landsat7 import (BITS, DEFAULT_BANDS, FILE_BANDS, RATIO, SENSOR, _discover, _scene_dir,
+                                    fusebox_acquisition, load_fusebox_scene)
 
     chosen = _fusebox_acquisitions(acquisitions)
+    names = tuple(bands or DEFAULT_BANDS)
+    if unknown := [b for b in names if b not in FILE_BANDS]:
+        raise ValueError(f"--bands: FuseBox has no band {', '.join(unknown)}; it has {', '.join(FILE_BANDS)}")
     folder = _scene_dir(path)
     scenes = [n for n in _discover(folder) if fusebox_acquisition(n) in chosen]
     if not scenes:
         raise ValueError(f"{folder}: no FuseBox scenes of acquisition(s) {', '.join(chosen)}")
-    settings = {**wald_settings(SENSOR, 4, RATIO), "bits": BITS, "acquisitions": chosen, "scenes": scenes,
-                "band_names": ["blue", "green", "red", "nir"], "scale": "DN (8-bit)"}
+    settings = {**wald_settings(SENSOR, len(names), RATIO), "bits": BITS, "acquisitions": chosen, "scenes": scenes,
+                "band_names": list(names), "scale": "DN (8-bit)"}
     return Dataset(spec, "fusebox", path, True, settings,
-                   _pairs=lambda: (load_fusebox_scene(folder, n) for n in scenes))
+                   _pairs=lambda: (load_fusebox_scene(folder, n, names) for n in scenes))
 
 
 # -- GeoTIFF pairs --------------------------------------------------------------------------------------------
@@ -258,7 +269,16 @@ def _is_floating(path: Path) -> bool:
         return not np.issubdtype(np.dtype(src.dtypes[0]), np.integer)
 
 
-def _open_pairs(spec: str, path: Path, sensor: str | None) -> Dataset:
+def select_pair_bands(pair: Pair, bands: Sequence[str], where: Path) -> Pair:
+    """The pair with only `bands`, in that order; a band it lacks is an error naming the file and what it has."""
+    have = [b.lower() for b in pair.band_names]
+    if missing := [b for b in bands if b.lower() not in have]:
+        raise ValueError(f"{where}: no band {', '.join(missing)} (it has {', '.join(pair.band_names)})")
+    index = [have.index(b.lower()) for b in bands]
+    return replace(pair, ms=pair.ms[..., index], band_names=tuple(pair.band_names[i] for i in index))
+
+
+def _open_pairs(spec: str, path: Path, sensor: str | None, bands: Sequence[str] | None = None) -> Dataset:
     from ddrf.data.geotiff import read_geotiff_pair
 
     if not path.is_dir():
@@ -283,9 +303,10 @@ def _open_pairs(spec: str, path: Path, sensor: str | None) -> Dataset:
             pair.band_names = band_names_for(name, pair.bands) if get_sensor(name).band_names else pair.band_names
         else:
             pair.band_names = names
-        return pair
+        return select_pair_bands(pair, bands, item[2][0]) if bands else pair
 
     settings = {"protocol": "Wald at each pair's ratio (from the pixel sizes)", "sensor": name,
                 "mtf_pan": get_sensor(name).pan_mtf, "mtf_ms": list(get_sensor(name).ms_mtf),
-                "pairs": [str(f[1]) for f in found], "scale": "DN as stored"}
+                "pairs": [str(f[1]) for f in found], "scale": "DN as stored",
+                **({"band_names": list(bands)} if bands else {})}
     return Dataset(spec, "pairs", path, True, settings, _pairs=lambda: (read(f) for f in found))

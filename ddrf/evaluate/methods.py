@@ -210,10 +210,17 @@ Method = Union[Classical, OnnxDDRF, CheckpointDDRF]
 
 
 def check_card(card: ModelCard, sample: Sample, where: Path) -> None:
-    """A model fuses only its own ratio and band count; say which when the data differ."""
+    """A model fuses only its own ratio and bands; say which when the data differ (`--bands` picks them)."""
+    from ddrf.sensors import KNOWN_BAND_NAMES
+
+    named = [b.lower() for b in sample.band_names]
     if card.ratio != sample.ratio or len(card.bands) != sample.ms.shape[-1]:
         raise ValueError(f"{where}: the model fuses {len(card.bands)} bands at ratio {card.ratio}, "
-                         f"image {sample.name} has {sample.ms.shape[-1]} bands at ratio {sample.ratio}")
+                         f"image {sample.name} has {sample.ms.shape[-1]} bands at ratio {sample.ratio}"
+                         f" (choose them with --bands {','.join(card.bands)})")
+    if all(n in KNOWN_BAND_NAMES for n in named) and named != [b.lower() for b in card.bands]:  # named, not b1..
+        raise ValueError(f"{where}: the model fuses bands {', '.join(card.bands)}, image {sample.name} has "
+                         f"{', '.join(sample.band_names)} (choose them with --bands {','.join(card.bands)})")
 
 
 def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: int = 0,
