@@ -25,7 +25,7 @@ from rasterio.windows import Window
 from ddrf.files import write_text_atomic
 
 STEM = "LC80200392015216LGN00"
-BANDS = ("B2", "B3", "B4", "B5")  # blue, green, red, NIR: the bundled models' bands
+BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")  # every reflective band: models take theirs, ddrf-eval --bands picks
 CLEAR_MS_ROWS = {"top": (0, 143), "bottom": (461, 603)}  # end exclusive, from the clip's PROVENANCE.md
 METRICS = ("SAM", "ERGAS", "Q2n", "PSNR")
 

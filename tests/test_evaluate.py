@@ -197,7 +197,9 @@ def test_geotiff_pairs_band_subset(landsat8_dir: Path, tmp_path: Path) -> None:
     assert code == 0, text
     assert json.loads((tmp_path / "p.json").read_text())["settings"]["data"]["band_names"] == ["red", "green", "blue"]
     code, text = invoke(f"pairs:{landsat8_dir}", "--bands", "blue,swir1")
-    assert code == 2 and "l8_B2.tif: no band swir1 (it has blue, green, red, nir)" in text
+    assert code == 2 and f"{landsat8_dir}: no PAN/MS GeoTIFF pairs" in text and "*_B6.TIF (swir1)" in text
+    code, text = invoke(f"pairs:{landsat8_dir}", "--bands", "blue,yellow")
+    assert code == 2 and "l8_B2.tif: no band yellow (it has blue, green, red, nir)" in text
 
 
 def test_model_refuses_other_bands_naming_the_switch(landsat7_dir: Path) -> None:

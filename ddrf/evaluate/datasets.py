@@ -29,7 +29,9 @@ SPEC_HELP = "pancollection:FILE.h5, fusebox:DIR or pairs:DIR"
 # PanCollection file-name token -> sensor table entry (MTF gains, band names).
 PANCOLLECTION_SENSORS = ("WV3", "WV2", "QB", "GF2")  # the sensors PanCollection files come from
 # Landsat-8/9 band files of a pairs: folder, (file token, band name), from the sensor table.
-LANDSAT_MS = tuple((f"B{number}", name) for number, name in SENSORS["Landsat8"].numbered().items())
+LANDSAT_MS = tuple((f"B{number}", name) for number, name in SENSORS["Landsat8"].numbered().items())  # scored by default
+LANDSAT_REFLECTIVE = {name: f"B{number}" for number, name in
+                      SENSORS["Landsat8"].numbered(tuple(b.name for b in SENSORS["Landsat8"].bands)).items()}
 TIF = (".tif", ".tiff")
 
 
@@ -242,15 +244,17 @@ def _tifs(folder: Path) -> dict[str, Path]:
     return {p.stem.lower(): p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in TIF}
 
 
-def _find_pairs(folder: Path) -> list[tuple[str, Path, list[Path], bool]]:
-    """(name, pan, [ms...], is_landsat) for NAME_pan.tif + NAME_ms.tif and Landsat *_B8 + *_B2..B5 files."""
+def _find_pairs(folder: Path, landsat_bands: Sequence[str] | None = None) -> list[tuple[str, Path, list[Path], bool]]:
+    """(name, pan, [ms...], is_landsat) for NAME_pan.tif + NAME_ms.tif and Landsat *_B8 + one file per band
+    (`landsat_bands`, by name; default B2..B5: blue, green, red, nir)."""
+    numbers = [LANDSAT_REFLECTIVE[b] for b in landsat_bands] if landsat_bands else [b for b, _ in LANDSAT_MS]
     found = []
     for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
         files = _tifs(sub)
         for stem, pan in files.items():
             if m := re.fullmatch(r"(.*)_b8", stem):
-                ms = [files[k] for k in (f"{m.group(1)}_{b.lower()}" for b, _ in LANDSAT_MS) if k in files]
-                if len(ms) == len(LANDSAT_MS):
+                ms = [files[k] for k in (f"{m.group(1)}_{b.lower()}" for b in numbers) if k in files]
+                if len(ms) == len(numbers):
                     found.append((pan.stem[:-3] or sub.name, pan, ms, True))
             elif m := re.fullmatch(r"(.*?)[_-]?pan", stem):
                 ms_path = next((files[k] for k in (f"{m.group(1)}_ms", f"{m.group(1)}-ms", f"{m.group(1)}ms",
@@ -283,15 +287,18 @@ def _open_pairs(spec: str, path: Path, sensor: str | None, bands: Sequence[str] 
 
     if not path.is_dir():
         raise ValueError(f"{path}: pairs folder does not exist")
-    found = _find_pairs(path)
+    landsat_bands = tuple(bands) if bands and all(b in LANDSAT_REFLECTIVE for b in bands) else None
+    found = _find_pairs(path, landsat_bands)
+    wanted = (" + ".join(f"*_{LANDSAT_REFLECTIVE[b]}.TIF ({b})" for b in landsat_bands) if landsat_bands
+              else "*_B2..B5.TIF")
     if not found:
         raise ValueError(f"{path}: no PAN/MS GeoTIFF pairs (expected NAME_pan.tif + NAME_ms.tif, or Landsat "
-                         "*_B8.TIF + *_B2..B5.TIF, in the folder or its sub-folders)")
+                         f"*_B8.TIF + {wanted}, in the folder or its sub-folders)")
     landsat = all(f[3] for f in found)
     name = get_sensor(sensor or ("Landsat8" if landsat else "generic")).name
 
     def read(item: tuple[str, Path, list[Path], bool]) -> Pair:
-        names = tuple(n for _, n in LANDSAT_MS) if item[3] else None
+        names = (landsat_bands or tuple(n for _, n in LANDSAT_MS)) if item[3] else None
         floating = _is_floating(item[1])
         pair = read_geotiff_pair(item[1], item[2], sensor=name, bits=12 if item[3] else 16 if floating else None,
                                  name=item[0])
