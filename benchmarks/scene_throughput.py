@@ -86,10 +86,10 @@ def gdal_command(scene: Path, out: Path, threads: int | None) -> list[str] | Non
 
 
 def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None,
-             tilings: list[tuple[int, int]] | None = None) -> dict[str, Any]:
+             tilings: list[tuple[int, int]] | None = None, model: Path | None = None) -> dict[str, Any]:
     """Name -> (argv, env) of every contender on `scene`; `tilings`: (tile, halo) runs of this checkout besides
-    its defaults."""
-    thread_args = ["--threads", str(threads)] if threads else []
+    its defaults; `model`: every ddrf-run fuses with it (default: the bundled model that fits the scene)."""
+    thread_args = (["--threads", str(threads)] if threads else []) + (["--model", str(model)] if model else [])
     runs: dict[str, Any] = {"ddrf-run (this checkout)": ddrf_run(ROOT, scene, tmp / "after", thread_args),
                             "ddrf-run --method MTF-GLP-HPM": ddrf_run(ROOT, scene, tmp / "mtf",
                                                                        ["--method", "MTF-GLP-HPM"])}
@@ -104,9 +104,20 @@ def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None,
     return runs
 
 
+def window_work(out: Path, scene: Path) -> float | None:
+    """PAN pixels the model ran per output pixel (windows fused x window area / scene area), from ddrf-run's report:
+    1 + the halo overhead."""
+    report = out / f"{scene.name}.json"
+    if not report.is_file():
+        return None
+    doc = json.loads(report.read_text())
+    tiling, size = doc["tiling"], doc["scene"]["fused_window"]
+    return tiling["windows_fused"] * tiling["tile"][0] * tiling["tile"][1] / (size["height"] * size["width"])
+
+
 def throughput(scene: Path, tmp: Path, reps: int, threads: int | None, before: Path | None,
-               tilings: list[tuple[int, int]]) -> dict[str, Any]:
-    runs = commands(scene, tmp, threads, before, tilings)
+               tilings: list[tuple[int, int]], model: Path | None = None) -> dict[str, Any]:
+    runs = commands(scene, tmp, threads, before, tilings, model)
     names = list(runs)
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for rep in range(reps):
@@ -114,6 +125,8 @@ def throughput(scene: Path, tmp: Path, reps: int, threads: int | None, before: P
         for name in order:
             log(f"rep {rep + 1}/{reps}: {name}")
             results[name].append(timed(*runs[name]))
+            out = Path(runs[name][0][runs[name][0].index("-o") + 1]) if "-o" in runs[name][0] else None
+            results[name][-1]["window_work"] = window_work(out, scene) if out else None
     return {"commands": {n: " ".join(runs[n][0]) for n in names}, "results": results}
 
 
@@ -130,13 +143,15 @@ def outputs_equal(tmp: Path, scene: Path) -> dict[str, Any] | None:
     return {"max_abs_dn": int(diff.max()), "pixels_differing": int((diff > 0).any(axis=0).sum())}
 
 
-def memory(sizes: list[tuple[int, int]], tmp: Path, threads: int | None, before: Path | None) -> list[dict[str, Any]]:
+def memory(sizes: list[tuple[int, int]], tmp: Path, threads: int | None, before: Path | None,
+           model: Path | None = None) -> list[dict[str, Any]]:
     rows = []
+    args = (["--threads", str(threads)] if threads else []) + (["--model", str(model)] if model else [])
     for height, width in sizes:
         scene = make_scene(tmp / "memory", height, width)
         for label, code in [("this checkout", ROOT)] + ([(str(before), before)] if before else []):
             log(f"memory {width}x{height}: {label}")
-            run = timed(*ddrf_run(code, scene, tmp / "memory-out", ["--threads", str(threads)] if threads else []))
+            run = timed(*ddrf_run(code, scene, tmp / "memory-out", args))
             rows.append({"width": width, "height": height, "code": label, **run})
             shutil.rmtree(tmp / "memory-out", ignore_errors=True)
         shutil.rmtree(scene)
@@ -150,7 +165,7 @@ def summarise(runs: list[dict[str, Any]], megapixels: float) -> dict[str, Any]:
     wall = statistics.median(r["wall_s"] for r in ok)
     return {"runs": len(ok), "wall_s": [round(r["wall_s"], 2) for r in ok], "median_wall_s": wall,
             "mp_per_s": megapixels / wall, "median_cpu_s": statistics.median(r["cpu_s"] for r in ok),
-            "peak_rss_mib": max(r["peak_rss_mib"] for r in ok)}
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in ok), "window_work": ok[0].get("window_work")}
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -163,14 +178,15 @@ def markdown(data: dict[str, Any]) -> str:
              f"MP), {data['reps']} repetitions, the order of the commands rotating. MP/s = PAN megapixels over the "
              "median wall time of the whole command (start-up and model load included).\n",
              "| command | runs | wall s (each) | MP/s | MP/s per matmul GFLOP/s (x1000) | median CPU s "
-             "| peak RSS MiB |",
-             "|---|---|---|---|---|---|---|"]
+             "| peak RSS MiB | model px per output px |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, s in data["throughput"].items():
         if "error" in s:
-            lines.append(f"| {name} | 0 | failed: {s['error'][-80:]!r} | | | | |")
+            lines.append(f"| {name} | 0 | failed: {s['error'][-80:]!r} | | | | | |")
             continue
+        work = f"{s['window_work']:.2f}" if s.get("window_work") else ""
         lines.append(f"| {name} | {s['runs']} | {', '.join(f'{w:.1f}' for w in s['wall_s'])} | {s['mp_per_s']:.3f} "
-                     f"| {1000 * s['mp_per_s'] / mm:.2f} | {s['median_cpu_s']:.1f} | {s['peak_rss_mib']:.0f} |")
+                     f"| {1000 * s['mp_per_s'] / mm:.2f} | {s['median_cpu_s']:.1f} | {s['peak_rss_mib']:.0f} | {work} |")
     ref = data["throughput"].get("ddrf-run (this checkout)", {})
     lines.append("")
     for name, s in data["throughput"].items():
@@ -217,6 +233,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, help="--threads for ddrf-run and GDAL, BLAS threads (default: all)")
     p.add_argument("--before", type=Path, help="another checkout's root, run alternately (PYTHONPATH)")
     p.add_argument("--tilings", default="", help="TILE/HALO,... : also this checkout at these windows")
+    p.add_argument("--model", type=Path, help="every ddrf-run fuses with this model directory (default: bundled)")
     p.add_argument("--memory", default="2048x2048,16384x512,8192x8192", help="WxH scenes for the RSS table ('' none)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     p.add_argument("--json", type=Path)
@@ -232,14 +249,14 @@ def main(argv: list[str]) -> int:
         scene = make_scene(tmp / "scene", height, width)
         data["megapixels"] = height * width / 1e6
         measured = throughput(scene, tmp, args.reps, args.threads, args.before,
-                              [parse_tiling(t) for t in args.tilings.split(",") if t])
+                              [parse_tiling(t) for t in args.tilings.split(",") if t], args.model)
         data["commands"] = measured["commands"]
         data["throughput"] = {n: summarise(r, data["megapixels"]) for n, r in measured["results"].items()}
         data["raw"] = measured["results"]
         data["equal"] = outputs_equal(tmp, scene) if args.before else None
         data["matmul_gflops"].append(matmul_gflops(args.threads))
         sizes = [parse_size(s) for s in args.memory.split(",") if s]
-        data["memory"] = memory(sizes, tmp, args.threads, None)
+        data["memory"] = memory(sizes, tmp, args.threads, None, args.model)
     data["load_after"], data["minutes"] = load(), (time.perf_counter() - started) / 60
     write_block(args.out, markdown(data))
     if args.json:
