@@ -26,7 +26,7 @@ PathLike = Union[str, Path]
 def _fuser(model: str, backend: str, steps: int | None, threads: int | None) -> Any:
     from ddrf.runtime.fuser import Fuser
 
-    return Fuser(model, backend, steps, threads=threads)
+    return Fuser(model, backend, steps, unrolled="auto", threads=threads)
 
 
 def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method: str | None, steps: int | None,

@@ -51,8 +51,8 @@ def bundled_ratio4_model() -> Path:
     return choose_model("ratio-4 scene", 4, BANDS, len(BANDS)).path
 
 
-def fused(pair: tuple[Path, Path], tile: int, out: Path) -> np.ndarray:
-    spec = engines.EngineSpec(model=str(bundled_ratio4_model()), backend="ort-cpu", seed=0, threads=1)
+def fused(pair: tuple[Path, Path], tile: int, out: Path, model: Path | None = None) -> np.ndarray:
+    spec = engines.EngineSpec(model=str(model or bundled_ratio4_model()), backend="ort-cpu", seed=0, threads=1)
     settings = streaming.RunSettings(tile=tile, batch=1, halo=HALO, progress=False)
     job = jobs.SceneJob(out.stem, out, pan=pair[0], ms=(pair[1],))
     assert jobs.run_job(job, spec, settings)["status"] == "done"
@@ -80,3 +80,21 @@ def test_bundled_v2_output_does_not_depend_on_the_tile(tile: int,
     tiled = fused(pair, tile, folder / f"t{tile}.tif")
     figures = tile_differences({tile: tiled}, reference)[tile]  # the worst band's, as fractions of its std
     assert figures["p99"] <= 0.005 and figures["max"] <= 0.02, (tile, figures)
+
+
+def test_the_one_graph_sampler_is_used_where_shipped_and_agrees(whole: tuple[Path, tuple[Path, Path], np.ndarray],
+                                                                 tmp_path: Path) -> None:
+    """The bundled ratio-4 model ships its 1-step sampler as one graph (sampler_k1.onnx): ddrf-run uses it, says so in
+    the report, and writes what the encoder + denoiser graphs write (the same model without that file)."""
+    import json
+    import shutil
+
+    folder, pair, _ = whole
+    model = bundled_ratio4_model()
+    stepwise = tmp_path / "stepwise"
+    shutil.copytree(model, stepwise, ignore=shutil.ignore_patterns("sampler_k*"))
+    one_graph = fused(pair, 256, tmp_path / "one.tif", model)
+    two_graphs = fused(pair, 256, tmp_path / "two.tif", stepwise)
+    assert json.loads((tmp_path / "one.json").read_text())["engine"]["unrolled"] is True
+    assert json.loads((tmp_path / "two.json").read_text())["engine"]["unrolled"] is False
+    assert float(np.abs(one_graph - two_graphs).max()) <= 1.0  # DN, integer output: rounding of float noise

@@ -103,7 +103,7 @@ class OnnxDDRF:
             from ddrf.runtime.fuser import Fuser
 
             try:
-                self._fuser = Fuser(self.model_dir, backend=self.backend, steps=self.steps)
+                self._fuser = Fuser(self.model_dir, backend=self.backend, steps=self.steps, unrolled="auto")
             except BackendUnavailable as exc:  # the backend cannot run on this machine
                 raise ValueError(f"{self.model_dir}: {exc}") from exc
         return self._fuser

@@ -162,7 +162,7 @@ def get_engine(spec: EngineSpec, sensor: str = "generic", chosen_by: str = "--mo
 
         if spec.model is None:
             raise ValueError("no model given")
-        _FUSERS[key] = Fuser(spec.model, spec.backend, spec.steps, threads=spec.threads)
+        _FUSERS[key] = Fuser(spec.model, spec.backend, spec.steps, unrolled="auto", threads=spec.threads)
     return ModelEngine(_FUSERS[key], spec.seed, spec.samples, chosen_by)
 
 
