@@ -1,6 +1,8 @@
 """ddrf-finetune end to end on a tiny real scene: discovery, Wald pairs, warm start, time budget, export, ddrf-run."""
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,8 @@ def test_finetune_trains_on_a_scene_directory_and_writes_a_model_ddrf_run_accept
     with rasterio.open(next(fused.glob("*.tif"))) as src:
         image = src.read()
     assert image.shape[0] == 4 and np.isfinite(image).all() and image.std() > 0
+    report = json.loads(next(fused.glob("*.tif")).with_suffix(".json").read_text())
+    assert report["engine"]["unrolled"] is True  # the export ships the card's 1-step sampler as one graph
 
 
 def test_finetune_time_budget_ends_early_and_resume_continues(base_run: Path, tmp_path: Path) -> None:

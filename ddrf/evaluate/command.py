@@ -1,5 +1,5 @@
-"""`ddrf-eval DATASET [--methods ...] [--mode ...] [--bands ...] [--tile N | --whole-image] [--simulate-ratio 4] [--csv F]
-[--json F] [--figure F.png] [--overwrite]`.
+"""`ddrf-eval DATASET [--methods ...] [--mode ...] [--bands ...] [--tile N | --whole-image] [--simulate-ratio 4]
+[--csv F] [--json F] [--figure F.png] [--overwrite]`.
 
 DATASET is pancollection:FILE.h5, fusebox:DIR or pairs:DIR. Classical runs never import torch. DDRF fuses through
 ddrf-run's tiled path unless --whole-image.

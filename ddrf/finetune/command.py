@@ -119,13 +119,14 @@ def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: i
 
 
 def export_run(run: Path) -> Path:
-    """RUN/model: the ONNX graphs (FP32, FP16), the card and the EMA weights, replacing an earlier export."""
+    """RUN/model: the ONNX graphs (FP32, FP16, and the card's K-step sampler as one graph, which ddrf-run prefers),
+    the card and the EMA weights, replacing an earlier export."""
     from ddrf.export.onnx_export import export_model
     from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
 
     target = run / EXPORTED
     model, card = load_checkpoint(run)
-    export_model(model, card, target, overwrite=True)
+    export_model(model, card, target, unrolled_steps=(card.sampling_steps,), overwrite=True)
     write_inference_weights(run, target / WEIGHTS)
     return target
 
