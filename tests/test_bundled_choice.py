@@ -187,3 +187,45 @@ def test_the_package_bundles_the_ratio2_landsat_model_and_documents_every_model(
     assert ("landsat_ratio2", 2) in [(m.name, m.card.ratio) for m in models]
     for model in models:
         assert (model.path / "README.md").is_file(), f"{model.path}: add a README saying how it was trained"
+
+
+@pytest.mark.parametrize("bands, sensor, expected", [
+    (["blue", "green", "red"], None, "landsat_ratio2_rgb"),
+    (["blue", "green", "red", "nir"], "Landsat8", "landsat_ratio2"),
+    (["red", "green", "blue", "nir", "swir1", "swir2"], "Landsat7", "landsat_ratio2_6band"),
+    (["coastal", "blue", "green", "red", "nir", "swir1", "swir2"], "Landsat8", "landsat_ratio2_6band"),
+])
+def test_the_bundled_band_sets_each_get_their_model(bands: list[str], sensor: str | None, expected: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ratio 2: three visible bands, the four of v1, Landsat-7's six reflective bands and Landsat-8's seven (whose
+    coastal band no bundled model fuses: the six-band model takes the other six)."""
+    monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
+    chosen = choose_model("s", 2, bands, len(bands), sensor)
+    assert chosen.name == expected
+    assert set(chosen.card.bands) <= set(bands)
+
+
+def test_a_three_band_scene_is_fused_by_the_bundled_rgb_model(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pan.tif + three-band ms.tif (band descriptions blue, green, red) of real Landsat-8 content: three fused
+    bands, in the scene's order, by the bundled three-band model, named in the report."""
+    from scenes_fixtures import SAMPLE
+
+    monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    stem = SAMPLE.name
+    shutil.copy(SAMPLE / f"{stem}_B8.TIF", folder / "pan.tif")
+    with rasterio.open(SAMPLE / f"{stem}_B2.TIF") as ds:
+        profile = {**ds.profile, "count": 3}
+    with rasterio.open(folder / "ms.tif", "w", **profile) as dst:
+        for k, number in enumerate((2, 3, 4), start=1):
+            with rasterio.open(SAMPLE / f"{stem}_B{number}.TIF") as ds:
+                dst.write(ds.read(1), k)
+        dst.descriptions = ("blue", "green", "red")
+    result = CliRunner().invoke(app, [str(folder), "-o", str(tmp_path / "out"), "--no-progress", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "rgb.json").read_text())
+    assert report["engine"]["model"]["name"] == "landsat_ratio2_rgb"
+    fused = read(tmp_path / "out" / "rgb.tif")
+    assert fused.shape[0] == 3 and fused.std() > 0
