@@ -86,8 +86,8 @@ class Fuser(InputPreparation):
 
     `steps` defaults to the card's sampling_steps; `unrolled` uses the one-graph sampler for that step count, and
     "auto" does where the model directory has it (deterministic sampling only): the same arithmetic as the encoder
-    and denoiser graphs, but one session, so the runtime frees the condition features as soon as they are read (a
-    v2 model: 14 % faster and 180 MiB less per 256 window, docs/BENCHMARKS.md).
+    and denoiser graphs, but one session, so the runtime frees the condition features as soon as they are read (per
+    256 window 180 MiB less for a v2 model, 88 MiB for v1; time the same within noise: docs/BENCHMARKS.md).
     """
 
     def __init__(self, model: str | os.PathLike[str] | ModelDir, backend: str = "ort-cpu",
