@@ -111,7 +111,9 @@ def window_work(out: Path, scene: Path) -> float | None:
     if not report.is_file():
         return None
     doc = json.loads(report.read_text())
-    tiling, size = doc["tiling"], doc["scene"]["fused_window"]
+    tiling, size = doc["tiling"], doc["scene"].get("fused_window", doc["scene"])  # older reports: the PAN grid
+    if "windows_fused" not in tiling:  # older reports
+        return None
     return tiling["windows_fused"] * tiling["tile"][0] * tiling["tile"][1] / (size["height"] * size["width"])
 
 

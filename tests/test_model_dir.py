@@ -42,8 +42,9 @@ def one_line_error(exc: pytest.ExceptionInfo[BaseException], path: Path) -> str:
 
 def test_bundled_model_opens_with_checked_hashes_and_io() -> None:
     fuser = Fuser(BUNDLED)
-    assert set(fuser.card.hashes) == {"encoder.onnx", "denoiser.onnx"}
+    assert set(fuser.card.hashes) == {"encoder.onnx", "denoiser.onnx", "sampler_k1.onnx"}
     assert fuser.files.graph("denoiser") == BUNDLED / "denoiser.onnx"
+    assert fuser.files.graph("sampler", steps=1) == BUNDLED / "sampler_k1.onnx"
 
 
 def test_changed_graph_is_refused_by_its_hash(model_copy: Path) -> None:
@@ -96,14 +97,15 @@ def test_missing_graph_is_its_own_error(model_copy: Path) -> None:
 def test_write_model_dir_records_hashes_and_leaves_the_card_alone(tmp_path: Path) -> None:
     card = read_card(BUNDLED / CARD_NAME)
     card.hashes = {}
-    graphs = {"encoder": (BUNDLED / "encoder.onnx").read_bytes(), "denoiser": (BUNDLED / "denoiser.onnx").read_bytes()}
+    stems = ("encoder", "denoiser", "sampler_k1")
+    graphs = {stem: (BUNDLED / f"{stem}.onnx").read_bytes() for stem in stems}
     written = write_model_dir(tmp_path / "m", card, graphs)
     assert card.hashes == {}
     assert written.hashes == read_card(BUNDLED / CARD_NAME).hashes
     assert ModelDir.open(tmp_path / "m").card == written
     with pytest.raises(FileExistsError):
         write_model_dir(tmp_path / "m", card, graphs)
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted([CARD_NAME, "encoder.onnx", "denoiser.onnx"])
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted([CARD_NAME, *(f"{s}.onnx" for s in stems)])
 
 
 def test_graph_stems() -> None:

@@ -367,3 +367,26 @@ def test_training_pair_and_ddrf_run_window_are_the_same_arrays(which: str, tmp_p
         with rasterio.open(ms_files[0]) as src:
             raw = src.read(1).astype(np.float64)
         assert not np.array_equal(pair.ms[..., 0], raw[: pair.ms.shape[0], : pair.ms.shape[1]])
+
+
+def test_landsat_directories_expose_every_reflective_band_and_get_the_model_using_most(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """B1 (coastal) and B6/B7 (SWIR) beside B2-B5 and B8: discovery names all seven in band-number order, the bundled
+    choice takes the six-band model (coastal has none), and the same folder without them still gets the four-band
+    one. (The extra bands are copies of B2 on the same grid: only the names matter here.)"""
+    from typer.testing import CliRunner
+
+    from ddrf.bundled import FOLDER_VARIABLE
+    from ddrf.scenes.command import app
+
+    monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
+    scene_dir = copy_scene(tmp_path)
+    for extra in (1, 6, 7):
+        shutil.copy(scene_dir / f"{SID}_B2.TIF", scene_dir / f"{SID}_B{extra}.TIF")
+    files = discover_scene(scene_dir)
+    assert files.band_names == ["coastal", *BGRN, "swir1", "swir2"]
+    assert [p.name[-6:] for p, _ in files.ms] == [f"B{n}.TIF" for n in (1, 2, 3, 4, 5, 6, 7)]
+    planned = CliRunner().invoke(app, [str(scene_dir), "-o", str(tmp_path / "out"), "--dry-run"])
+    assert planned.exit_code == 0 and "model landsat_ratio2_6band" in planned.output, planned.output
+    planned = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--dry-run"])
+    assert planned.exit_code == 0 and "model landsat_ratio2 (" in planned.output, planned.output

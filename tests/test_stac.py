@@ -98,7 +98,7 @@ def test_model_run_item_names_the_model(tmp_path: Path) -> None:
     assert props["ddrf:method"] == "ddrf" and props["ddrf:steps"] == json.loads(MODEL_CARD.read_text())[
         "sampling_steps"]
     assert props["ddrf:model_card_sha256"] == hashlib.sha256(MODEL_CARD.read_bytes()).hexdigest()
-    assert set(props["ddrf:model_hashes"]) == {"encoder.onnx", "denoiser.onnx"}
+    assert set(props["ddrf:model_hashes"]) == {"encoder.onnx", "denoiser.onnx", "sampler_k1.onnx"}
     assert "DDRF" in props["processing:lineage"]
 
 
