@@ -73,6 +73,10 @@ class Sensor:
             numbers[number] = name
         return numbers
 
+    def every_band_numbered(self) -> dict[int, str]:
+        """Product band number -> name of every MS band of the instrument, fused by default or not (coastal, SWIR)."""
+        return self.numbered(tuple(b.name for b in self.bands))
+
 
 BGRN = ("blue", "green", "red", "nir")
 WV8 = ("coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2")

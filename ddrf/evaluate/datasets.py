@@ -28,10 +28,9 @@ MODES = ("auto", REDUCED, FULL, "both")
 SPEC_HELP = "pancollection:FILE.h5, fusebox:DIR or pairs:DIR"
 # PanCollection file-name token -> sensor table entry (MTF gains, band names).
 PANCOLLECTION_SENSORS = ("WV3", "WV2", "QB", "GF2")  # the sensors PanCollection files come from
-# Landsat-8/9 band files of a pairs: folder, (file token, band name), from the sensor table.
-LANDSAT_MS = tuple((f"B{number}", name) for number, name in SENSORS["Landsat8"].numbered().items())  # scored by default
-LANDSAT_REFLECTIVE = {name: f"B{number}" for number, name in
-                      SENSORS["Landsat8"].numbered(tuple(b.name for b in SENSORS["Landsat8"].bands)).items()}
+# Landsat-8/9 band files of a pairs: folder, band name -> file token, from the sensor table; the fused four by default.
+LANDSAT_FILES = {name: f"B{number}" for number, name in SENSORS["Landsat8"].every_band_numbered().items()}
+LANDSAT_DEFAULT = SENSORS["Landsat8"].band_names
 TIF = (".tif", ".tiff")
 
 
@@ -247,7 +246,7 @@ def _tifs(folder: Path) -> dict[str, Path]:
 def _find_pairs(folder: Path, landsat_bands: Sequence[str] | None = None) -> list[tuple[str, Path, list[Path], bool]]:
     """(name, pan, [ms...], is_landsat) for NAME_pan.tif + NAME_ms.tif and Landsat *_B8 + one file per band
     (`landsat_bands`, by name; default B2..B5: blue, green, red, nir)."""
-    numbers = [LANDSAT_REFLECTIVE[b] for b in landsat_bands] if landsat_bands else [b for b, _ in LANDSAT_MS]
+    numbers = [LANDSAT_FILES[b] for b in landsat_bands or LANDSAT_DEFAULT]
     found = []
     for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
         files = _tifs(sub)
@@ -279,6 +278,8 @@ def select_pair_bands(pair: Pair, bands: Sequence[str], where: Path) -> Pair:
     if missing := [b for b in bands if b.lower() not in have]:
         raise ValueError(f"{where}: no band {', '.join(missing)} (it has {', '.join(pair.band_names)})")
     index = [have.index(b.lower()) for b in bands]
+    if index == list(range(pair.bands)):  # already these bands (Landsat files read by name): no copy
+        return pair
     return replace(pair, ms=pair.ms[..., index], band_names=tuple(pair.band_names[i] for i in index))
 
 
@@ -287,9 +288,9 @@ def _open_pairs(spec: str, path: Path, sensor: str | None, bands: Sequence[str] 
 
     if not path.is_dir():
         raise ValueError(f"{path}: pairs folder does not exist")
-    landsat_bands = tuple(bands) if bands and all(b in LANDSAT_REFLECTIVE for b in bands) else None
+    landsat_bands = tuple(bands) if bands and all(b in LANDSAT_FILES for b in bands) else None
     found = _find_pairs(path, landsat_bands)
-    wanted = (" + ".join(f"*_{LANDSAT_REFLECTIVE[b]}.TIF ({b})" for b in landsat_bands) if landsat_bands
+    wanted = (" + ".join(f"*_{LANDSAT_FILES[b]}.TIF ({b})" for b in landsat_bands) if landsat_bands
               else "*_B2..B5.TIF")
     if not found:
         raise ValueError(f"{path}: no PAN/MS GeoTIFF pairs (expected NAME_pan.tif + NAME_ms.tif, or Landsat "
@@ -298,7 +299,7 @@ def _open_pairs(spec: str, path: Path, sensor: str | None, bands: Sequence[str] 
     name = get_sensor(sensor or ("Landsat8" if landsat else "generic")).name
 
     def read(item: tuple[str, Path, list[Path], bool]) -> Pair:
-        names = (landsat_bands or tuple(n for _, n in LANDSAT_MS)) if item[3] else None
+        names = (landsat_bands or LANDSAT_DEFAULT) if item[3] else None
         floating = _is_floating(item[1])
         pair = read_geotiff_pair(item[1], item[2], sensor=name, bits=12 if item[3] else 16 if floating else None,
                                  name=item[0])

@@ -30,8 +30,8 @@ from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img"}
 # Landsat: sensor -> (product band number -> name) of every reflective MS band, from the sensor table (the coastal
 # and SWIR bands too: a model or method takes those it fuses, ddrf.bundled picks the model using most of them).
-LANDSAT_BANDS: dict[str, dict[int, str]] = {n: SENSORS[n].numbered(tuple(b.name for b in SENSORS[n].bands))
-                                            for n in ("Landsat7", "Landsat8", "Landsat9")}
+LANDSAT_BANDS: dict[str, dict[int, str]] = {n: SENSORS[n].every_band_numbered() for n in ("Landsat7", "Landsat8",
+                                                                                         "Landsat9")}
 LANDSAT_PAN = 8
 SPACECRAFT = {"LANDSAT_7": "Landsat7", "LANDSAT_8": "Landsat8", "LANDSAT_9": "Landsat9"}
 MAXAR_BITS = 11  # Maxar products, also from a satellite the sensor table does not know
