@@ -32,7 +32,8 @@ class BundledModel:
     card: ModelCard
 
     def describe(self) -> str:
-        return f"{self.name} (ratio {self.card.ratio}, {', '.join(self.card.bands)})"
+        bands = "any bands" if self.card.band_wise else ", ".join(self.card.bands)
+        return f"{self.name} (ratio {self.card.ratio}, {bands})"
 
 
 def bundled_folder() -> Path:
@@ -50,18 +51,27 @@ def bundled_models(folder: Path | None = None) -> list[BundledModel]:
 
 
 def fits(model: BundledModel, ratio: int, bands: Sequence[str] | None, band_count: int) -> bool:
-    """Same ratio, and every band the model needs is in the scene (`bands` None: unnamed arrays, matched by count)."""
+    """Same ratio, and every band the model needs is in the scene (`bands` None: unnamed arrays, matched by count);
+    a band-wise model takes any bands."""
     if int(model.card.ratio) != int(ratio):
         return False
+    if model.card.band_wise:
+        return band_count >= 1
     if bands is None:
         return len(model.card.bands) == band_count
     return {b.lower() for b in model.card.bands} <= {b.lower() for b in bands}
 
 
+def bands_used(model: BundledModel, band_count: int) -> int:
+    """How many of the scene's bands the model fuses: all of them if band-wise, else its own."""
+    return band_count if model.card.band_wise else len(model.card.bands)
+
+
 def choose_model(what: str, ratio: int, bands: Sequence[str] | None, band_count: int, sensor: str | None = None,
                  models: list[BundledModel] | None = None) -> BundledModel:
     """The bundled model for a scene (`what` names it in the error). Where several fit: the one of the scene's
-    sensor, then the one using most of its bands, then by name."""
+    sensor, then the one using most of its bands, then one trained for exactly those bands over a band-wise one,
+    then by name."""
     models = bundled_models() if models is None else models
     fitting = [m for m in models if fits(m, ratio, bands, band_count)]
     if not fitting:
@@ -69,4 +79,5 @@ def choose_model(what: str, ratio: int, bands: Sequence[str] | None, band_count:
         offered = "; ".join(m.describe() for m in models) or f"none in {bundled_folder()}"
         raise NoFittingModel(f"{what}: no bundled model fits this scene (ratio {ratio}, {has}; bundled: {offered}); "
                              f"use {INSTEAD}")
-    return min(fitting, key=lambda m: (m.card.sensor != sensor, -len(m.card.bands), m.name))
+    return min(fitting, key=lambda m: (m.card.sensor != sensor, -bands_used(m, band_count), m.card.band_wise,
+                                       m.name))

@@ -62,7 +62,7 @@ class Normalisation:
 @dataclass
 class ModelCard:
     model: dict[str, Any]  # the network configuration (ddrf.model.DDRFConfig as a dict)
-    bands: list[str]  # names of the fused bands, in order (e.g. blue, green, red, nir)
+    bands: list[str]  # names of the fused bands, in order (e.g. blue, green, red, nir); band-wise: those trained on
     guide_bands: list[str] = field(default_factory=lambda: ["pan"])
     ratio: int = 4
     sensor: str = "generic"
@@ -78,6 +78,9 @@ class ModelCard:
     # interp23's border when the MS is upsampled to the LMS, as in training (data.lms_border); cards written before
     # this field existed were all trained and run with "symmetric"
     lms_border: str = "symmetric"
+    # the network fuses one band at a time (model ms_bands 1, the same weights for every band), so it takes any band
+    # set: the runtime runs its graphs once per band
+    band_wise: bool = False
     training: dict[str, Any] = field(default_factory=dict)  # data, acquisitions, iterations, seed, commands
     hashes: dict[str, str] = field(default_factory=dict)
     card_version: int = CARD_VERSION
@@ -86,6 +89,11 @@ class ModelCard:
     def size_multiple(self) -> int:
         """Every tile side must be a multiple of this: one halving per UNet level below the top."""
         return int(2 ** (len(self.model.get("channel_mults", [1])) - 1))
+
+    @property
+    def graph_bands(self) -> int:
+        """MS channels of the graphs: 1 for a band-wise model, else every fused band."""
+        return 1 if self.band_wise else len(self.bands)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +121,9 @@ class ModelCard:
             raise ValueError("model card lists no bands")
         if self.ratio < 2:
             raise ValueError(f"ratio must be >= 2, got {self.ratio}")
+        if int(self.model.get("ms_bands", self.graph_bands)) != self.graph_bands:
+            raise ValueError(f"the network has {self.model.get('ms_bands')} MS channels, the card fuses "
+                             f"{'one band at a time' if self.band_wise else f'{len(self.bands)} bands'}")
         if not self.residual_scale > 0:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
         if not self.spread_calibration > 0:

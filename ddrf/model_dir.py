@@ -119,13 +119,14 @@ class ModelDir:
                                 f"{len(taken)}; the graphs come from different exports")
 
     def check_channels(self, path: Path, shapes: Mapping[str, Sequence[object]]) -> None:
-        """Static channel counts of the image inputs agree with the card's band lists."""
-        bands, guides = len(self.card.bands), len(self.card.guide_bands)
+        """Static channel counts of the image inputs agree with the card's band lists (one band if band-wise)."""
+        bands, guides = self.card.graph_bands, len(self.card.guide_bands)
         wanted = {"lms": bands, "x_t": bands, "noise": bands, "pan": guides}
         for name, shape in shapes.items():
             channels = shape[1] if len(shape) == 4 else None
             if name in wanted and isinstance(channels, int) and channels != wanted[name]:
-                listed = self.card.guide_bands if name == "pan" else self.card.bands
+                listed = self.card.guide_bands if name == "pan" else (
+                    ["one band at a time"] if self.card.band_wise else self.card.bands)
                 raise ModelDirError(f"{path}: input {name} has {channels} channels, but {self.root / CARD_NAME} "
                                     f"lists {wanted[name]} ({', '.join(listed)})")
 

@@ -91,7 +91,8 @@ def test_choice_by_ratio_bands_and_sensor(bundled: Path) -> None:
         choose_model("s", 2, None, 3)
     card = models[0].card
     other = BundledModel("a_other_sensor", Path("x"), ModelCard.from_dict({**card.to_dict(), "sensor": "Pleiades"}))
-    three = BundledModel("b_three_bands", Path("y"), ModelCard.from_dict({**card.to_dict(), "bands": BANDS[:3]}))
+    three = BundledModel("b_three_bands", Path("y"), ModelCard.from_dict(
+        {**card.to_dict(), "bands": BANDS[:3], "model": {**card.model, "ms_bands": 3}}))
     pool = [other, three, *models]
     assert choose_model("s", 2, BANDS, 4, "Landsat8", pool).name == "tiny_ratio2"  # the scene's sensor first
     assert choose_model("s", 2, BANDS, 4, "Pleiades", pool).name == "a_other_sensor"
@@ -190,25 +191,32 @@ def test_the_package_bundles_the_ratio2_landsat_model_and_documents_every_model(
 
 
 @pytest.mark.parametrize("bands, sensor, expected", [
-    (["blue", "green", "red"], None, "landsat_ratio2_rgb"),
+    (["blue", "green", "red"], None, "landsat_ratio2_band_wise"),
     (["blue", "green", "red", "nir"], "Landsat8", "landsat_ratio2"),
-    (["red", "green", "blue", "nir", "swir1", "swir2"], "Landsat7", "landsat_ratio2_6band"),
-    (["coastal", "blue", "green", "red", "nir", "swir1", "swir2"], "Landsat8", "landsat_ratio2_6band"),
+    (["red", "green", "blue", "nir", "swir1", "swir2"], "Landsat7", "landsat_ratio2_band_wise"),
+    (["coastal", "blue", "green", "red", "nir", "swir1", "swir2"], "Landsat8", "landsat_ratio2_band_wise"),
+    (["coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2"], "WorldView3", None),  # ratio 4
 ])
-def test_the_bundled_band_sets_each_get_their_model(bands: list[str], sensor: str | None, expected: str,
+def test_the_bundled_band_sets_each_get_their_model(bands: list[str], sensor: str | None, expected: str | None,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ratio 2: three visible bands, the four of v1, Landsat-7's six reflective bands and Landsat-8's seven (whose
-    coastal band no bundled model fuses: the six-band model takes the other six)."""
+    """Ratio 2: blue, green, red and NIR get the four-band model trained for them; three visible bands, Landsat-7's
+    six reflective bands and Landsat-8's seven (coastal included) the band-wise model, which fuses every band. At
+    ratio 4 the only model is the four-band one: an eight-band WorldView scene has no model and gets the one line."""
     monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
-    chosen = choose_model("s", 2, bands, len(bands), sensor)
+    ratio = 4 if expected is None else 2
+    if expected is None:
+        with pytest.raises(NoFittingModel, match="no bundled model fits"):
+            choose_model("s", ratio, bands, len(bands), sensor)
+        return
+    chosen = choose_model("s", ratio, bands, len(bands), sensor)
     assert chosen.name == expected
-    assert set(chosen.card.bands) <= set(bands)
+    assert chosen.card.band_wise or set(chosen.card.bands) <= set(bands)
 
 
-def test_a_three_band_scene_is_fused_by_the_bundled_rgb_model(tmp_path: Path,
+def test_a_three_band_scene_is_fused_by_the_bundled_band_wise_model(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A pan.tif + three-band ms.tif (band descriptions blue, green, red) of real Landsat-8 content: three fused
-    bands, in the scene's order, by the bundled three-band model, named in the report."""
+    bands, in the scene's order, by the bundled band-wise model, named in the report."""
     from scenes_fixtures import SAMPLE
 
     monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
@@ -226,6 +234,6 @@ def test_a_three_band_scene_is_fused_by_the_bundled_rgb_model(tmp_path: Path,
     result = CliRunner().invoke(app, [str(folder), "-o", str(tmp_path / "out"), "--no-progress", "--threads", "1"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "out" / "rgb.json").read_text())
-    assert report["engine"]["model"]["name"] == "landsat_ratio2_rgb"
+    assert report["engine"]["model"]["name"] == "landsat_ratio2_band_wise"
     fused = read(tmp_path / "out" / "rgb.tif")
     assert fused.shape[0] == 3 and fused.std() > 0

@@ -214,6 +214,8 @@ def check_card(card: ModelCard, sample: Sample, where: Path) -> None:
     from ddrf.sensors import KNOWN_BAND_NAMES
 
     named = [b.lower() for b in sample.band_names]
+    if card.band_wise and card.ratio == sample.ratio:  # any band set
+        return
     if card.ratio != sample.ratio or len(card.bands) != sample.ms.shape[-1]:
         raise ValueError(f"{where}: the model fuses {len(card.bands)} bands at ratio {card.ratio}, "
                          f"image {sample.name} has {sample.ms.shape[-1]} bands at ratio {sample.ratio}"

@@ -49,7 +49,7 @@ def _dynamic_axes(shapes_a: list[torch.Size], shapes_b: list[torch.Size], names:
 
 def _sample_inputs(card: ModelCard, batch: int, size: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    bands, guides = len(card.bands), len(card.guide_bands)
+    bands, guides = card.graph_bands, len(card.guide_bands)
     return {"lms": torch.rand(batch, bands, size, size, generator=generator),
             "pan": torch.rand(batch, guides, size, size, generator=generator),
             "noise": torch.randn(batch, bands, size, size, generator=generator)}

@@ -103,7 +103,9 @@ def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: i
     topology = {k: v for k, v in card.model.items() if k not in ("ms_bands", "guide_bands")}
     return {
         "data": {"source": "scenes:" + ",".join(str(s) for s in scenes), "test_acquisitions": list(hold_out),
-                 "bands": list(card.bands), "normalisation": norm.kind, "percentiles": [norm.low, norm.high],
+                 # a band-wise model learns from every band the scenes have
+                 "bands": None if card.band_wise else list(card.bands), "band_wise": card.band_wise,
+                 "normalisation": norm.kind, "percentiles": [norm.low, norm.high],
                  "patch": patch, "augment": True, "lms_border": card.lms_border,
                  "simulate_ratio": card.ratio if scene_ratio != card.ratio else None},
         "model": {"preset": "small_v2" if topology.get("arch") == "v2" else "small", "overrides": topology,

@@ -43,7 +43,8 @@ class TileSource:
 
         directory = Path(spec.scene) if spec.scene else sample_scene_dir()
         try:
-            scene = Scene.from_directory(directory, list(self.helper.card.bands))
+            card = self.helper.card
+            scene = Scene.from_directory(directory, None if card.band_wise else list(card.bands))
         except (ValueError, OSError) as exc:
             self.note = f"read not timed: {' '.join(str(exc).split())}; synthetic tiles used"
             return None

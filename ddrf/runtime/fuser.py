@@ -15,7 +15,7 @@ from ddrf.model_dir import ModelDir
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.backends import Backend, backend_info, open_backend
 from ddrf.runtime.noise import scene_noise
-from ddrf.sampling import StageCallback, sample
+from ddrf.sampling import StageCallback, one_band_at_a_time, sample
 from ddrf.schedule import CosineSchedule, make_plan
 from ddrf.filters import interp23
 
@@ -37,7 +37,9 @@ class InputPreparation:
         """PAN as (H, W, G); errors name what does not fit the model."""
         guide = pan[..., None] if pan.ndim == 2 else pan
         bands, ratio = len(self.card.bands), self.card.ratio
-        if ms.ndim != 3 or ms.shape[-1] != bands:
+        if ms.ndim != 3 or not ms.shape[-1]:
+            raise ValueError(f"MS must be (h, w, bands), got shape {ms.shape}")
+        if ms.shape[-1] != bands and not self.card.band_wise:
             raise ValueError(f"the model fuses {bands} MS bands ({', '.join(self.card.bands)}), got shape {ms.shape}")
         if guide.shape[-1] != len(self.card.guide_bands):
             raise ValueError(f"the model needs {len(self.card.guide_bands)} guide bands, got {guide.shape[-1]}")
@@ -63,7 +65,10 @@ class InputPreparation:
         pad = ((0, 0), (0, (-height) % self.multiple), (0, (-width) % self.multiple))
         lms_n = np.pad(np.moveaxis(radiometry.ms_to_model(lms), -1, 0), pad, mode="reflect")
         pan_n = np.pad(np.moveaxis(radiometry.guide_to_model(guide), -1, 0), pad, mode="reflect")
-        noise = scene_noise(seed, lms_n.shape[0], origin[0], origin[1], *lms_n.shape[1:])
+        if self.card.band_wise:  # every band starts from the same noise: a band's output is the same in any band set
+            noise = np.repeat(scene_noise(seed, 1, origin[0], origin[1], *lms_n.shape[1:]), lms_n.shape[0], axis=0)
+        else:
+            noise = scene_noise(seed, lms_n.shape[0], origin[0], origin[1], *lms_n.shape[1:])
         return lms_n, pan_n, noise
 
     def prepare_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], radiometry: Radiometry, seed: int = 0,
@@ -133,7 +138,12 @@ class Fuser(InputPreparation):
         """Normalised NCHW LMS, guide and initial noise -> normalised HRMS (N, C, H, W).
 
         `cache_condition=False` re-encodes at every step (a profiling reference); `on_stage` see ddrf.sampling.
+        A band-wise model's graphs run once per band.
         """
+        if self.card.band_wise and lms.shape[1] > 1:
+            return np.asarray(one_band_at_a_time(
+                lambda lms_b, pan_b, noise_b: self.fuse_normalised(lms_b, pan_b, noise_b, seed, cache_condition,
+                                                                   on_stage), lms, pan, noise))
         if self.unrolled:
             fused = self.sampler.run({"lms": lms, "pan": pan, "noise": noise})["fused"]
             if on_stage is not None:

@@ -197,7 +197,9 @@ def open_with_bundled_model(job: SceneJob, spec: EngineSpec) -> tuple["Scene", E
     files = scene_files(job)
     probe = open_scene(job, files.band_names[:1], files) if files.band_names else open_scene(job, None, files)
     chosen = choose_model(job.source, probe.ratio, files.band_names, len(files.band_names), files.sensor)
-    reason = f"bundled: fits ratio {chosen.card.ratio} and bands {', '.join(chosen.card.bands)}"
+    reason = (f"bundled: fits ratio {chosen.card.ratio}; band-wise, so it fuses every band of the scene"
+              if chosen.card.band_wise else
+              f"bundled: fits ratio {chosen.card.ratio} and bands {', '.join(chosen.card.bands)}")
     engine = get_engine(replace(spec, model=str(chosen.path)), chosen_by=reason)
     return open_scene(job, engine.bands, files), engine
 

@@ -30,7 +30,8 @@ def versions() -> dict[str, str]:
 
 
 def card_summary(card: ModelCard) -> dict[str, Any]:
-    return {"bands": list(card.bands), "guide_bands": list(card.guide_bands), "ratio": card.ratio,
+    return {"bands": list(card.bands), "band_wise": card.band_wise, "guide_bands": list(card.guide_bands),
+            "ratio": card.ratio,
             "sensor": card.sensor, "normalisation": asdict(card.normalisation), "target": card.target,
             "residual": card.residual, "sampling_steps": card.sampling_steps, "lms_border": card.lms_border,
             "model": card.model, "hashes": dict(card.hashes),

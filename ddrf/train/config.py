@@ -28,6 +28,9 @@ class DataConfig:
     simulate_ratio: int | None = None  # Wald pairs: simulate this ratio (4) from ratio-2 pairs (Landsat)
     patch: int = 64  # square patch size on the PAN grid
     augment: bool = True  # random flips and 90-degree rotations
+    # one random band per patch: the model fuses one band at a time with weights shared by all bands, so it takes
+    # any band set (the card's band_wise)
+    band_wise: bool = False
 
 
 @dataclass

@@ -131,6 +131,20 @@ class WaldPatches:
         return augment(item, rng) if self.augment else {k: np.ascontiguousarray(v) for k, v in item.items()}
 
 
+class OneBandPatches:
+    """Each draw of `source` reduced to one of its bands, chosen at random: a band-wise model (one band in and out,
+    the same weights for every band) learns from every band of the training pairs and then takes any band set."""
+
+    def __init__(self, source: PatchSource):
+        self.source, self.ratio = source, source.ratio
+        self.ms_bands, self.guide_bands = 1, source.guide_bands
+
+    def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        item = self.source.draw(rng)
+        band = int(rng.integers(self.source.ms_bands))
+        return {**item, "lms": item["lms"][band:band + 1], "gt": item["gt"][band:band + 1]}
+
+
 class PanCollectionPatches:
     """Patches of a PanCollection-schema file (pansharpening gt/ms/lms/pan, or hyperspectral GT/LRHSI/RGB/HSI_up).
 

@@ -149,8 +149,9 @@ def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
     saved = yaml.safe_load((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else None
     if saved is None:
         return
+    saved = TrainConfig.from_dict(saved, str(run_dir / CONFIG)).to_dict()  # keys added since: their defaults
     for section in ("data", "model", "diffusion"):
-        old, new = saved.get(section) or {}, cfg.to_dict()[section]
+        old, new = saved[section], cfg.to_dict()[section]
         differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
                            and not (k == "source" and _same_files(old.get(k), new.get(k))))
         if differing:
@@ -256,7 +257,7 @@ class Trainer:
                          ratio=info.ratio, sensor=info.sensor, normalisation=info.normalisation,
                          schedule=self.diffusion.schedule.to_dict(), target=d.target, residual=d.residual,
                          residual_scale=self.diffusion.residual_scale, sampling_steps=d.sampling_steps,
-                         lms_border=self.cfg.data.lms_border, training=training)
+                         lms_border=self.cfg.data.lms_border, band_wise=self.cfg.data.band_wise, training=training)
 
     def save(self) -> None:
         if not self.dist.main:

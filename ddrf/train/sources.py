@@ -9,7 +9,7 @@ from typing import Any
 
 from ddrf.card import Normalisation
 from ddrf.train.config import DataConfig
-from ddrf.train.datasets import PanCollectionPatches, PatchSource, WaldPatches
+from ddrf.train.datasets import OneBandPatches, PanCollectionPatches, PatchSource, WaldPatches
 
 KINDS = ("fusebox", "pancollection", "geotiff", "scenes")
 
@@ -42,11 +42,13 @@ def parse_source(source: str) -> tuple[str, list[Path]]:
 def build_source(cfg: DataConfig, multiple: int) -> tuple[PatchSource, SourceInfo]:
     kind, paths = parse_source(cfg.source)
     if kind == "pancollection":
-        return _pancollection(cfg, paths[0], multiple)
-    if kind == "scenes":
-        return _wald(cfg, _scene_pairs(cfg, paths), multiple)
-    pairs = _fusebox_pairs(cfg, paths[0]) if kind == "fusebox" else _geotiff_pairs(cfg, paths)
-    return _wald(cfg, pairs, multiple)
+        source, info = _pancollection(cfg, paths[0], multiple)
+    elif kind == "scenes":
+        source, info = _wald(cfg, _scene_pairs(cfg, paths), multiple)
+    else:
+        pairs = _fusebox_pairs(cfg, paths[0]) if kind == "fusebox" else _geotiff_pairs(cfg, paths)
+        source, info = _wald(cfg, pairs, multiple)
+    return (OneBandPatches(source), info) if cfg.band_wise else (source, info)
 
 
 def _fusebox_pairs(cfg: DataConfig, root: Path) -> list[Any]:

@@ -15,6 +15,7 @@ import torch
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.fuser import InputPreparation
 from ddrf.scenes.arrays import ArrayScene, fuse_arrays
+from ddrf.sampling import one_band_at_a_time
 from ddrf.schedule import CosineSchedule
 from ddrf.train.diffusion import Diffusion
 
@@ -34,7 +35,8 @@ class TorchEngine:
 
     def __post_init__(self) -> None:
         self.prep = InputPreparation(self.card)
-        self.bands, self.ratio, self.multiple = list(self.card.bands), int(self.card.ratio), self.prep.multiple
+        self.bands = None if self.card.band_wise else list(self.card.bands)  # None: every band of the scene
+        self.ratio, self.multiple = int(self.card.ratio), self.prep.multiple
         self.spread_calibration = float(self.card.spread_calibration)
         self.diffusion = Diffusion(CosineSchedule.from_dict(self.card.schedule), self.card.target, self.card.residual,
                                    self.card.residual_scale)
@@ -57,10 +59,15 @@ class TorchEngine:
             prepared = [self.prep.prepare(pan, ms, self.radiometry, self.seed + k, o) for (pan, ms), o in
                         zip(pairs, origins)]
             lms, guide, noise = (torch.from_numpy(np.stack(p)) for p in zip(*prepared))
-            fused = self.diffusion.sample(self.model, lms, guide, self.steps, noise=noise).numpy()
+            fused = one_band_at_a_time(self._sample, lms, guide, noise) if self.card.band_wise else \
+                self._sample(lms, guide, noise)
+            fused = fused.numpy()
             runs.append([self.radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
                          for f, (pan, _) in zip(fused, pairs)])
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
+
+    def _sample(self, lms: torch.Tensor, guide: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.diffusion.sample(self.model, lms, guide, self.steps, noise=noise)
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "torch", "steps": self.steps}
