@@ -387,6 +387,6 @@ def test_landsat_directories_expose_every_reflective_band_and_get_the_model_usin
     assert files.band_names == ["coastal", *BGRN, "swir1", "swir2"]
     assert [p.name[-6:] for p, _ in files.ms] == [f"B{n}.TIF" for n in (1, 2, 3, 4, 5, 6, 7)]
     planned = CliRunner().invoke(app, [str(scene_dir), "-o", str(tmp_path / "out"), "--dry-run"])
-    assert planned.exit_code == 0 and "model landsat_ratio2_6band" in planned.output, planned.output
+    assert planned.exit_code == 0 and "model landsat_ratio2_band_wise" in planned.output, planned.output
     planned = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--dry-run"])
     assert planned.exit_code == 0 and "model landsat_ratio2 (" in planned.output, planned.output
