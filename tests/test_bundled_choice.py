@@ -18,6 +18,7 @@ from ddrf.bundled import FOLDER_VARIABLE, BundledModel, NoFittingModel, bundled_
 from ddrf.card import ModelCard
 from ddrf.model_dir import ModelDir
 from ddrf.scenes.command import SUMMARY_NAME, app
+from ddrf.sensors import WV8
 from scenes_fixtures import BANDS, TINY_MODEL
 
 ROOT = Path(__file__).parents[1]
@@ -195,22 +196,24 @@ def test_the_package_bundles_the_ratio2_landsat_model_and_documents_every_model(
     (["blue", "green", "red", "nir"], "Landsat8", "landsat_ratio2"),
     (["red", "green", "blue", "nir", "swir1", "swir2"], "Landsat7", "landsat_ratio2_band_wise"),
     (["coastal", "blue", "green", "red", "nir", "swir1", "swir2"], "Landsat8", "landsat_ratio2_band_wise"),
-    (["coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2"], "WorldView3", None),  # ratio 4
 ])
-def test_the_bundled_band_sets_each_get_their_model(bands: list[str], sensor: str | None, expected: str | None,
+@pytest.mark.parametrize("ratio", [2, 4])
+def test_the_bundled_band_sets_each_get_their_model(bands: list[str], sensor: str | None, expected: str, ratio: int,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ratio 2: blue, green, red and NIR get the four-band model trained for them; three visible bands, Landsat-7's
-    six reflective bands and Landsat-8's seven (coastal included) the band-wise model, which fuses every band. At
-    ratio 4 the only model is the four-band one: an eight-band WorldView scene has no model and gets the one line."""
+    """At each ratio blue, green, red and NIR get the four-band model trained for them; three visible bands,
+    Landsat-7's six reflective bands and Landsat-8's seven (coastal included) the band-wise model, which fuses every
+    band."""
     monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
-    ratio = 4 if expected is None else 2
-    if expected is None:
-        with pytest.raises(NoFittingModel, match="no bundled model fits"):
-            choose_model("s", ratio, bands, len(bands), sensor)
-        return
     chosen = choose_model("s", ratio, bands, len(bands), sensor)
-    assert chosen.name == expected
+    assert chosen.name == expected.replace("ratio2", f"ratio{ratio}") and chosen.card.ratio == ratio
     assert chosen.card.band_wise or set(chosen.card.bands) <= set(bands)
+
+
+def test_an_eight_band_worldview_scene_gets_the_ratio4_band_wise_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
+    assert choose_model("s", 4, list(WV8), 8, "WorldView3").name == "landsat_ratio4_band_wise"
+    with pytest.raises(NoFittingModel, match="no bundled model fits"):
+        choose_model("s", 3, list(WV8), 8, "WorldView3")  # no ratio-3 model
 
 
 def test_a_three_band_scene_is_fused_by_the_bundled_band_wise_model(tmp_path: Path,
