@@ -121,9 +121,6 @@ class ModelCard:
             raise ValueError("model card lists no bands")
         if self.ratio < 2:
             raise ValueError(f"ratio must be >= 2, got {self.ratio}")
-        if int(self.model.get("ms_bands", self.graph_bands)) != self.graph_bands:
-            raise ValueError(f"the network has {self.model.get('ms_bands')} MS channels, the card fuses "
-                             f"{'one band at a time' if self.band_wise else f'{len(self.bands)} bands'}")
         if not self.residual_scale > 0:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
         if not self.spread_calibration > 0:

@@ -3,6 +3,7 @@ set. Trained for seconds on the committed Landsat-7 crops (six bands, one random
 through ddrf-run's tiled path on band sets it was never given as a set, and offered by the bundled choice."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,10 @@ torch = pytest.importorskip("torch")  # the train extra
 from typer.testing import CliRunner
 
 from ddrf.bundled import BundledModel, choose_model
-from ddrf.card import ModelCard, read_card
+from ddrf.card import ModelCard, read_card, write_card
 from ddrf.export.command import app as export_app
+from ddrf.model_dir import ModelDirError
+from ddrf.runtime.fuser import Fuser
 from ddrf.scenes.command import app as run_app
 from ddrf.sensors import WV8
 from ddrf.train.config import load_config
@@ -61,11 +64,13 @@ def test_each_training_patch_is_one_band_of_the_six(landsat7_dir: Path) -> None:
     assert len(chosen) >= 3  # random bands, not always the first
 
 
-def test_the_card_says_band_wise_and_the_graphs_take_one_band(band_wise_model: Path) -> None:
+def test_the_card_says_band_wise_and_the_graphs_take_one_band(band_wise_model: Path, tmp_path: Path) -> None:
     card = read_card(band_wise_model / "card.json")
     assert card.band_wise and card.bands == SIX and card.model["ms_bands"] == 1 and card.graph_bands == 1
-    with pytest.raises(ValueError, match="MS channels"):  # a card that contradicts its network is refused
-        ModelCard.from_dict({**card.to_dict(), "band_wise": False})
+    edited = Path(shutil.copytree(band_wise_model, tmp_path / "edited"))  # a card that contradicts its graphs
+    write_card(ModelCard.from_dict({**card.to_dict(), "band_wise": False}), edited / "card.json")
+    with pytest.raises(ModelDirError, match="input lms has 1 channels, but .* lists 6"):
+        Fuser(edited, unrolled=True)
 
 
 def read(path: Path) -> np.ndarray:

@@ -299,7 +299,7 @@ def test_generic_pan_ms_pair_names(landsat8_dir: Path, tmp_path: Path) -> None:
 class _StubFuser:
     """Stands in for runtime.Fuser: returns the LMS plus the seed, so the N-seed mean is checkable."""
 
-    card = type("Card", (), {"ratio": 2, "bands": ["blue", "green", "red", "nir"], "sensor": "Landsat7"})()
+    card = type("Card", (), {"ratio": 2, "bands": ["blue", "green", "red", "nir"], "sensor": "Landsat7", "band_wise": False})()
     steps = 2
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0) -> np.ndarray:

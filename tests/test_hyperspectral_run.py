@@ -1,5 +1,5 @@
 """A hyperspectral cube (102 bands, float reflectance) through ddrf-run: a classical method, a model trained on a
-GeoTIFF cube, and the one-line refusal when no bundled model has its bands."""
+GeoTIFF cube, the bundled band-wise model, and the one-line refusal when no bundled model has its ratio."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,11 +58,31 @@ def test_a_hyperspectral_cube_fuses_with_a_classical_method(cube_pair: tuple[Pat
     assert np.allclose(image.reshape(BANDS, -1).mean(1), band_means, rtol=0.05)
 
 
-def test_no_bundled_model_has_102_bands_so_the_run_refuses_in_one_line(cube_pair: tuple[Path, Path],
-                                                                      tmp_path: Path) -> None:
+def test_the_bundled_band_wise_model_fuses_the_102_band_cube(cube_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """No bundled model was trained on 102 bands, but the band-wise one takes any band set: it fuses the cube band by
+    band, keeping each band's level, and the log names it."""
     pan, ms = cube_pair
     code, output = _run(pan, ms, tmp_path / "x.tif")
-    assert code == 1 and "no bundled model fits" in output and "--method" in output
+    assert code == 0, output
+    assert "landsat_ratio2_band_wise" in output
+    image = _check_output(tmp_path / "x.tif", ms)
+    with rasterio.open(ms) as low:
+        band_means = low.read().reshape(BANDS, -1).mean(1)
+    assert np.allclose(image.reshape(BANDS, -1).mean(1), band_means, rtol=0.05)
+
+
+def test_a_ratio_no_bundled_model_has_is_refused_in_one_line(cube_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """The same cube with its MS pixels said to be 3 times the PAN's: no bundled model has ratio 3."""
+    pan, ms = cube_pair
+    three = tmp_path / "cube_ms_ratio3.tif"
+    with rasterio.open(ms) as src:
+        data, profile = src.read(), src.profile
+    rows, cols = data.shape[1] * 2 // 3, data.shape[2] * 2 // 3  # the PAN grid over 3x larger MS pixels
+    transform = profile["transform"] @ profile["transform"].scale(1.5, 1.5)
+    with rasterio.open(three, "w", **{**profile, "height": rows, "width": cols, "transform": transform}) as dst:
+        dst.write(data[:, :rows, :cols])
+    code, output = _run(pan, three, tmp_path / "x.tif")
+    assert code == 1 and "no bundled model fits" in output and "--method" in output, output
     assert not (tmp_path / "x.tif").exists()
 
 
