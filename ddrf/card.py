@@ -95,6 +95,11 @@ class ModelCard:
         """MS channels of the graphs: 1 for a band-wise model, else every fused band."""
         return 1 if self.band_wise else len(self.bands)
 
+    @property
+    def scene_bands(self) -> list[str] | None:
+        """The bands to read from a scene, in order: the card's, or None (every band) for a band-wise model."""
+        return None if self.band_wise else list(self.bands)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

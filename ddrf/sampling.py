@@ -52,11 +52,15 @@ def sample(encode: Encode, denoise: Denoise, plan: SamplerPlan, target: str, lms
     return x / residual_scale + lms if residual else x
 
 
-def one_band_at_a_time(fuse: Callable[[Array, Array, Array], Array], lms: Array, pan: Array, noise: Array) -> Array:
-    """A band-wise model over C bands: `fuse(lms, pan, noise)` takes one band (the graphs' one MS channel), so it runs
-    once per band with the same guide, and the bands are stacked back on the channel axis (numpy or torch).
+def by_graph_bands(fuse: Callable[[Array, Array, Array], Array], lms: Array, pan: Array, noise: Array,
+                   graph_bands: int) -> Array:
+    """`fuse(lms, pan, noise)` over the bands its graphs take (the card's `graph_bands`): all at once, or, for a
+    band-wise model (1), once per band with the same guide, the bands stacked back on the channel axis (numpy or
+    torch).
 
     Band by band, not bands folded into the batch: a window needs the memory of one band, and a TensorRT profile's
     batch limit still holds."""
+    if lms.shape[1] == graph_bands:
+        return fuse(lms, pan, noise)
     library = sys.modules[type(lms).__module__.split(".")[0]]
     return library.concatenate([fuse(lms[:, b:b + 1], pan, noise[:, b:b + 1]) for b in range(lms.shape[1])], axis=1)

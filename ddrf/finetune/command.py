@@ -104,7 +104,7 @@ def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: i
     return {
         "data": {"source": "scenes:" + ",".join(str(s) for s in scenes), "test_acquisitions": list(hold_out),
                  # a band-wise model learns from every band the scenes have
-                 "bands": None if card.band_wise else list(card.bands), "band_wise": card.band_wise,
+                 "bands": card.scene_bands, "band_wise": card.band_wise,
                  "normalisation": norm.kind, "percentiles": [norm.low, norm.high],
                  "patch": patch, "augment": True, "lms_border": card.lms_border,
                  "simulate_ratio": card.ratio if scene_ratio != card.ratio else None},

@@ -43,8 +43,7 @@ class TileSource:
 
         directory = Path(spec.scene) if spec.scene else sample_scene_dir()
         try:
-            card = self.helper.card
-            scene = Scene.from_directory(directory, None if card.band_wise else list(card.bands))
+            scene = Scene.from_directory(directory, self.helper.card.scene_bands)
         except (ValueError, OSError) as exc:
             self.note = f"read not timed: {' '.join(str(exc).split())}; synthetic tiles used"
             return None

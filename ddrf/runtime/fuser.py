@@ -15,7 +15,7 @@ from ddrf.model_dir import ModelDir
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.backends import Backend, backend_info, open_backend
 from ddrf.runtime.noise import scene_noise
-from ddrf.sampling import StageCallback, one_band_at_a_time, sample
+from ddrf.sampling import StageCallback, by_graph_bands, sample
 from ddrf.schedule import CosineSchedule, make_plan
 from ddrf.filters import interp23
 
@@ -140,10 +140,13 @@ class Fuser(InputPreparation):
         `cache_condition=False` re-encodes at every step (a profiling reference); `on_stage` see ddrf.sampling.
         A band-wise model's graphs run once per band.
         """
-        if self.card.band_wise and lms.shape[1] > 1:
-            return np.asarray(one_band_at_a_time(
-                lambda lms_b, pan_b, noise_b: self.fuse_normalised(lms_b, pan_b, noise_b, seed, cache_condition,
-                                                                   on_stage), lms, pan, noise))
+        return np.asarray(by_graph_bands(
+            lambda lms_g, pan_g, noise_g: self._run_graphs(lms_g, pan_g, noise_g, seed, cache_condition, on_stage),
+            lms, pan, noise, self.card.graph_bands))
+
+    def _run_graphs(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int, cache_condition: bool,
+                    on_stage: StageCallback | None) -> np.ndarray:
+        """The sampler over the bands the graphs take at once."""
         if self.unrolled:
             fused = self.sampler.run({"lms": lms, "pan": pan, "noise": noise})["fused"]
             if on_stage is not None:

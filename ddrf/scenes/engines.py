@@ -58,8 +58,7 @@ class ModelEngine:
     def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1, chosen_by: str = "--model") -> None:
         self.fuser, self.seed, self.samples, self.chosen_by = fuser, seed, samples, chosen_by
         self.card = fuser.card
-        # None: every band of the scene (a band-wise model takes any band set, like a classical method)
-        self.bands: list[str] | None = None if self.card.band_wise else list(self.card.bands)
+        self.bands: list[str] | None = self.card.scene_bands  # None: every band, like a classical method
         self.ratio: int | None = int(self.card.ratio)
         self.multiple = int(fuser.multiple)
         self.label = f"model ({fuser.files.root})"

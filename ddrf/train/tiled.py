@@ -15,7 +15,7 @@ import torch
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.fuser import InputPreparation
 from ddrf.scenes.arrays import ArrayScene, fuse_arrays
-from ddrf.sampling import one_band_at_a_time
+from ddrf.sampling import by_graph_bands
 from ddrf.schedule import CosineSchedule
 from ddrf.train.diffusion import Diffusion
 
@@ -35,8 +35,7 @@ class TorchEngine:
 
     def __post_init__(self) -> None:
         self.prep = InputPreparation(self.card)
-        self.bands = None if self.card.band_wise else list(self.card.bands)  # None: every band of the scene
-        self.ratio, self.multiple = int(self.card.ratio), self.prep.multiple
+        self.bands, self.ratio, self.multiple = self.card.scene_bands, int(self.card.ratio), self.prep.multiple
         self.spread_calibration = float(self.card.spread_calibration)
         self.diffusion = Diffusion(CosineSchedule.from_dict(self.card.schedule), self.card.target, self.card.residual,
                                    self.card.residual_scale)
@@ -59,9 +58,7 @@ class TorchEngine:
             prepared = [self.prep.prepare(pan, ms, self.radiometry, self.seed + k, o) for (pan, ms), o in
                         zip(pairs, origins)]
             lms, guide, noise = (torch.from_numpy(np.stack(p)) for p in zip(*prepared))
-            fused = one_band_at_a_time(self._sample, lms, guide, noise) if self.card.band_wise else \
-                self._sample(lms, guide, noise)
-            fused = fused.numpy()
+            fused = by_graph_bands(self._sample, lms, guide, noise, self.card.graph_bands).numpy()
             runs.append([self.radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
                          for f, (pan, _) in zip(fused, pairs)])
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
