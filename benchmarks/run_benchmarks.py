@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from doc_blocks import write_block  # noqa: E402
 from ddrf.profile.environment import load_average, profile_environment  # noqa: E402
 from ddrf.profile.spec import PointSpec  # noqa: E402
 from ddrf.profile.sweep import run_point, run_scene  # noqa: E402
@@ -263,7 +264,7 @@ def environment_md(env: dict[str, Any], load_before: Any, load_after: Any) -> st
 def write_report(path: Path, data: dict[str, Any]) -> None:
     facts, env, common = data["facts"], data["environment"], data["common"]
     a, b, c, d, e = (data.get(k, {}) for k in ("a", "b", "c", "d", "e"))
-    out = [f"# Benchmarks\n",
+    out = ["## Runtime benchmarks (benchmarks/run_benchmarks.py)\n",
            f"Generated {data['created']} by `{data['command']}` ({data['minutes']:.1f} min). Rerun that command to "
            "regenerate this page on your machine; nothing here is a GPU figure unless the environment lists a GPU.\n",
            "## Machine\n", environment_md(env, data["load_before"], data["load_after"]), "",
@@ -284,7 +285,7 @@ def write_report(path: Path, data: dict[str, Any]) -> None:
            "the CPU figures (method.md saw 10-20 % run-to-run noise).\n"]
     out += section_a(a, common) + section_b(b, common) + section_c(c, common) + section_d(d) + section_e(e)
     out += section_f(data) + USAGE
-    path.write_text("\n".join(out) + "\n")
+    write_block(path, "run_benchmarks", "\n".join(out))
 
 
 USAGE = ["## Profiling your own model, backend or engine\n",

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
+from doc_blocks import write_block  # noqa: E402
 from run_benchmarks import LANDSAT_FILES, make_scene  # noqa: E402
 
-MARK_BEGIN, MARK_END = "<!-- scene_throughput: begin -->", "<!-- scene_throughput: end -->"
 DDRF_RUN = Path(sys.executable).with_name("ddrf-run")
 
 
@@ -172,7 +172,7 @@ def summarise(runs: list[dict[str, Any]], megapixels: float) -> dict[str, Any]:
 
 def markdown(data: dict[str, Any]) -> str:
     mm = statistics.median(data["matmul_gflops"])
-    lines = [MARK_BEGIN, "## Scene throughput and memory (benchmarks/scene_throughput.py)\n",
+    lines = ["## Scene throughput and memory (benchmarks/scene_throughput.py)\n",
              f"Generated {data['created']} by `{data['command']}` ({data['minutes']:.1f} min). Load average "
              f"(1 min) {data['load_before']:.1f} before, {data['load_after']:.1f} after, on {os.cpu_count()} cores; "
              f"numpy fp32 matmul {', '.join(f'{g:.1f}' for g in data['matmul_gflops'])} GFLOP/s (before, after; "
@@ -205,17 +205,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [f"| {r['width']} x {r['height']} | {r['code']} | {r['peak_rss_mib']:.0f} | {r['wall_s']:.0f} | "
                   f"{r['load']:.1f} |" if r["exit"] == 0 else f"| {r['width']} x {r['height']} | {r['code']} | "
                   f"failed | | |" for r in data["memory"]]
-    return "\n".join(lines) + "\n" + MARK_END + "\n"
-
-
-def write_block(path: Path, block: str) -> None:
-    text = path.read_text() if path.is_file() else ""
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    return "\n".join(lines)
 
 
 def parse_tiling(text: str) -> tuple[int, int]:
@@ -260,7 +250,7 @@ def main(argv: list[str]) -> int:
         sizes = [parse_size(s) for s in args.memory.split(",") if s]
         data["memory"] = memory(sizes, tmp, args.threads, None, args.model)
     data["load_after"], data["minutes"] = load(), (time.perf_counter() - started) / 60
-    write_block(args.out, markdown(data))
+    write_block(args.out, "scene_throughput", markdown(data))
     if args.json:
         args.json.write_text(json.dumps(data, indent=2) + "\n")
     log(f"wrote {args.out}")
