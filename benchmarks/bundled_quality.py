@@ -493,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ddrf.runtime.fuser import Fuser
 
     t0 = time.perf_counter()
-    env = {"command": shlex.join(["python", "benchmarks/bundled_quality.py", *(argv if argv is not None
+    env: dict[str, Any] = {"command": shlex.join(["python", "benchmarks/bundled_quality.py", *(argv if argv is not None
                                                                              else sys.argv[1:])]),
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
            "software": software()}

@@ -32,7 +32,7 @@ def held_out(data: str, ratio: int) -> list[tuple[str, np.ndarray, np.ndarray, n
     """(name, pan, ms, reference) of each held-out image at reduced resolution."""
     ds = open_dataset(f"fusebox:{data}", "P034R032")
     if ratio == 2:
-        return [(s.name, s.pan, s.ms, s.ref) for s in ds.samples("reduced")]
+        return [(s.name, s.pan, s.ms, s.ref) for s in ds.samples("reduced") if s.ref is not None]
     out = []
     for s in ds.samples("full"):  # the original pair: simulate the ratio-4 sensor from it
         pan, ms_lr, ref = wald_simulate_ratio(s.pan, s.ms, s.sensor, ratio)

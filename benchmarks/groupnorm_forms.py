@@ -12,6 +12,7 @@ import copy
 import statistics
 import sys
 import time
+from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -21,6 +22,8 @@ from torch import nn
 
 from ddrf.export.onnx_export import build_graphs, clean_graph
 from ddrf.train.checkpoint import load_checkpoint
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class PooledGroupNorm(nn.Module):
@@ -32,6 +35,7 @@ class PooledGroupNorm(nn.Module):
         averager = torch.zeros(channels, channels)
         for g in range(norm.num_groups):
             averager[g * per:(g + 1) * per, g * per:(g + 1) * per] = 1.0 / per
+        self.averager: torch.Tensor
         self.register_buffer("averager", averager[:, :, None, None])
         self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
 
@@ -42,7 +46,7 @@ class PooledGroupNorm(nn.Module):
             + self.bias[None, :, None, None]
 
 
-def pooled(module: nn.Module) -> nn.Module:
+def pooled(module: M) -> M:
     for name, child in module.named_children():
         setattr(module, name, PooledGroupNorm(child)) if isinstance(child, nn.GroupNorm) else pooled(child)
     return module
