@@ -267,12 +267,12 @@ def write_report(path: Path, data: dict[str, Any]) -> None:
     out = ["## Runtime benchmarks (benchmarks/run_benchmarks.py)\n",
            f"Generated {data['created']} by `{data['command']}` ({data['minutes']:.1f} min). Rerun that command to "
            "regenerate this page on your machine; nothing here is a GPU figure unless the environment lists a GPU.\n",
-           "## Machine\n", environment_md(env, data["load_before"], data["load_after"]), "",
-           "## Model\n", data["model_text"],
+           "### Machine\n", environment_md(env, data["load_before"], data["load_after"]), "",
+           "### Model\n", data["model_text"],
            f"{facts['params'] / 1e6:.2f} M parameters; FLOPs at one 256x256 tile (torch.utils.flop_counter, 2 per "
            f"multiply-add): encode {facts['encode_flops_256'] / 1e9:.2f} GFLOP, one denoise step "
            f"{facts['denoise_flops_256'] / 1e9:.2f} GFLOP.\n",
-           "## How it was measured\n",
+           "### How it was measured\n",
            f"- Every configuration runs in its own fresh process (`python -m ddrf.profile.worker`, the engine of "
            f"`ddrf-profile`): cold start, {common['warmup']} warm-up run(s), then {common['runs']} timed runs of a "
            f"whole tile fusion (read from a GeoTIFF, pre-process, encode, K denoise steps, post-process, write).",
@@ -288,7 +288,7 @@ def write_report(path: Path, data: dict[str, Any]) -> None:
     write_block(path, "run_benchmarks", "\n".join(out))
 
 
-USAGE = ["## Profiling your own model, backend or engine\n",
+USAGE = ["### Profiling your own model, backend or engine\n",
          "`ddrf-profile` measures what these sections use, for any sweep, each point in its own process:\n",
          "```",
          "ddrf-profile MODEL_DIR --backend ort-cpu,torch --checkpoint RUN_DIR --tile 256 --steps 1,2,4,8 \\",
@@ -306,8 +306,8 @@ USAGE = ["## Profiling your own model, backend or engine\n",
 
 
 def section_a(a: dict[str, Any], common: dict[str, Any]) -> list[str]:
-    head = [f"## (a) ONNX Runtime (CPU) vs PyTorch eager\n",
-            f"Same weights, {common['steps']} steps, one 256x256 tile. A = ort-cpu, B = torch.\n"]
+    head = [f"### (a) ONNX Runtime (CPU) vs PyTorch eager\n",
+            f"Same weights, {common['steps']} step(s), one 256x256 tile. A = ort-cpu, B = torch.\n"]
     if "skipped" in a:
         return head + [f"Not run: {a['skipped']}\n"]
     return head + [f"PyTorch / ONNX Runtime, whole tile: {ratio_text(a['tile_ratio'])}; per denoise step: "
@@ -316,16 +316,18 @@ def section_a(a: dict[str, Any], common: dict[str, Any]) -> list[str]:
 
 
 def section_b(b: dict[str, Any], common: dict[str, Any]) -> list[str]:
-    return [f"## (b) Condition-cached sampler vs recomputing the condition every step\n",
-            f"ort-cpu, {common['steps']} steps, 256 tile. A = cached (encode once + K denoiser calls), B = uncached "
-            "(encoder + denoiser at every step, i.e. K full forwards).\n",
+    return [f"### (b) Condition-cached sampler vs recomputing the condition every step\n",
+            f"ort-cpu, {common['steps']} step(s), 256 tile. A = cached (encode once + K denoiser calls), B = uncached "
+            "(encoder + denoiser at every step, i.e. K full forwards).\n"
+            + ("At one step both sides do the same work, so the ratio is this machine's noise.\n"
+               if common["steps"] == 1 else ""),
             f"Uncached / cached, whole tile: {ratio_text(b.get('tile_ratio', []))}.\n",
             pair_rows(b.get("pairs", []), ("cached", "uncached")), ""]
 
 
 def section_c(c: dict[str, Any], common: dict[str, Any]) -> list[str]:
-    return [f"## (c) Unrolled one-graph sampler vs stepwise graphs\n",
-            f"ort-cpu, {common['steps']} steps, 256 tile. A = unrolled (`sampler_k{common['steps']}.onnx`), "
+    return [f"### (c) Unrolled one-graph sampler vs stepwise graphs\n",
+            f"ort-cpu, {common['steps']} step(s), 256 tile. A = unrolled (`sampler_k{common['steps']}.onnx`), "
             "B = stepwise (encoder + denoiser, cached).\n",
             f"Stepwise / unrolled, whole tile: {ratio_text(c.get('tile_ratio', []))} (> 1: unrolled faster).\n",
             pair_rows(c.get("pairs", []), ("unrolled", "stepwise")), ""]
@@ -348,7 +350,7 @@ def section_d(d: dict[str, Any]) -> list[str]:
     header = ["point", "tile", "steps", "median ms", "p90 ms", "cv %", "ms / step", "MP/s"]
     rows = sweep_rows(d.get("steps", {}), "steps") + sweep_rows({k: v for k, v in d.get("tiles", {}).items()
                                                                   if k != 256}, "tile")
-    return ["## (d) Latency against steps and tile size\n", f"ort-cpu, batch 1; the tile rows use {d.get('default_steps', 4)} step(s).\n",
+    return ["### (d) Latency against steps and tile size\n", f"ort-cpu, batch 1; the tile rows use {d.get('default_steps', 4)} step(s).\n",
             md_table(header, rows), ""]
 
 
@@ -362,7 +364,7 @@ def section_e(e: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
                      fmt(r.get("seconds_per_megapixel"), 2) if ok else "-",
                      fmt(r["peak_rss_bytes"] / 2**20, 0) if ok else "-",
                      "" if ok else str(r.get("error") or f"exit {r.get('exit_code')}")])
-    text = ["## (e) ddrf-run: peak memory and time per megapixel against scene size\n",
+    text = ["### (e) ddrf-run: peak memory and time per megapixel against scene size\n",
             f"Scenes {SCENE_WIDTH} PAN pixels wide and 1, 4 and 16 megapixels in all (heights 500, 2000, 8000), "
             "made by mirroring the bundled sample scene (Landsat-8, ratio 2) into tiled deflate GeoTIFFs with the "
             "sample's geotransforms. ddrf-run makes its output in 4096-column chunks (blender: window rows x chunk "
@@ -407,7 +409,7 @@ def section_f(data: dict[str, Any]) -> list[str]:
     achieved = facts["denoise_flops_256"] / (ms / 1e3) / 1e9 if ms else None
     matmul = data.get("matmul_gflops")
     share = f" = {100 * achieved / matmul:.0f} % of the matmul rate" if achieved and matmul else ""
-    return ["## (f) Achieved GFLOP/s\n",
+    return ["### (f) Achieved GFLOP/s\n",
             f"One denoise step at 256x256: {facts['denoise_flops_256'] / 1e9:.2f} GFLOP in {fmt(ms)} ms (median "
             f"step time of the (d) point at the default {data['common']['steps']} step(s)) -> **{fmt(achieved)} "
             f"GFLOP/s**{share}. numpy fp32 2048x2048 matmul with {data['common']['threads']} BLAS thread(s), median "
@@ -446,7 +448,9 @@ def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path | Non
     if not (model / "card.json").is_file():
         sys.exit(f"run_benchmarks: {model}: no model (card.json); pass --model DIR or --random-small")
     ckpt: Path | None = args.checkpoint or (model if (model / "model.safetensors").is_file() else None)
-    return model, ckpt, f"`{model}`" + (f" with checkpoint `{ckpt}`. " if ckpt else " (no checkpoint). ")
+    shown = model.resolve().relative_to(ROOT) if model.resolve().is_relative_to(ROOT) else model
+    return model, ckpt, f"`{shown}`" + (" with its weights for PyTorch. " if ckpt == model else
+                                        f" with checkpoint `{ckpt}`. " if ckpt else " (no checkpoint). ")
 
 
 def main(argv: list[str]) -> int:
