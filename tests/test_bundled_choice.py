@@ -240,3 +240,42 @@ def test_a_three_band_scene_is_fused_by_the_bundled_band_wise_model(tmp_path: Pa
     assert report["engine"]["model"]["name"] == "landsat_ratio2_band_wise"
     fused = read(tmp_path / "out" / "rgb.tif")
     assert fused.shape[0] == 3 and fused.std() > 0
+
+
+def test_an_eight_band_worldview_file_at_ratio_4_is_fused_by_the_bundled_ratio4_band_wise_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pan.tif + an eight-band ms.tif named by WorldView-3's bands (descriptions), at ratio 4, of real Landsat-8
+    content (the sample's blue, green, red, NIR averaged 2 x 2 to four PAN pixels, each written twice): ddrf-run
+    without --model picks landsat_ratio4_band_wise and writes eight bands, and two bands made from the same data come
+    out the same (one network per band, the same noise)."""
+    from scenes_fixtures import SAMPLE
+
+    monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
+    stem, size = SAMPLE.name, 128
+    folder = tmp_path / "wv"
+    folder.mkdir()
+    with rasterio.open(SAMPLE / f"{stem}_B8.TIF") as ds:
+        pan, profile, transform = ds.read(1)[:size, :size], ds.profile, ds.transform
+    bands = []
+    for number in (2, 3, 4, 5):
+        with rasterio.open(SAMPLE / f"{stem}_B{number}.TIF") as ds:
+            ms = ds.read(1)[:size // 2, :size // 2].astype(np.float64)
+        bands.append(ms.reshape(size // 4, 2, size // 4, 2).mean(axis=(1, 3)))
+    eight = np.stack(bands + bands).round().astype("uint16")
+    common = {k: v for k, v in profile.items() if k not in ("width", "height", "count", "transform", "blockxsize",
+                                                             "blockysize", "tiled")}
+    with rasterio.open(folder / "pan.tif", "w", **{**common, "width": size, "height": size, "count": 1,
+                                                  "transform": transform}) as dst:
+        dst.write(pan, 1)
+    ms_transform = transform @ transform.scale(4)
+    with rasterio.open(folder / "ms.tif", "w", **{**common, "width": size // 4, "height": size // 4, "count": 8,
+                                                 "transform": ms_transform}) as dst:
+        dst.write(eight)
+        dst.descriptions = tuple(WV8)
+    result = CliRunner().invoke(app, [str(folder), "-o", str(tmp_path / "out"), "--no-progress", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "wv.json").read_text())
+    assert report["engine"]["model"]["name"] == "landsat_ratio4_band_wise"
+    fused = read(tmp_path / "out" / "wv.tif").astype(np.int64)
+    assert fused.shape == (8, size, size) and all(band.std() > 0 for band in fused)
+    assert np.abs(fused[:4] - fused[4:]).max() <= 1  # rounding at most
