@@ -11,7 +11,7 @@ import rasterio
 from affine import Affine
 from rasterio.rpc import RPC
 
-from ddrf.scenes.discover import discover_scene, pair_from_paths, read_mtl, select_bands
+from ddrf.scenes.discover import discover_scene, name_sensor, pair_from_paths, read_mtl, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.scene import Scene
 from ddrf.filters import interp23
@@ -126,6 +126,54 @@ def test_pair_from_paths() -> None:
     generic = pair_from_paths(NAMING / "generic/site_pan.tif", NAMING / "generic/site_ms.tif")
     assert len(generic.ms) == 4 and generic.names_assumed
     assert Scene(generic).ratio == 2
+
+
+def test_sensor_option_sets_the_sensor_and_names_unnamed_bands_by_count(tmp_path: Path) -> None:
+    """--sensor (any alias) sets the sensor; bands nothing named get the sensor's names for that count, still marked
+    as an assumed order; bands named by metadata keep their names; a count the sensor has no names for is refused
+    with one line naming the MS file and --bands."""
+    pan, ms = NAMING / "generic/site_pan.tif", NAMING / "generic/site_ms.tif"
+    generic = pair_from_paths(pan, ms)
+    pleiades = name_sensor(generic, "Pleiades-1A")
+    assert (pleiades.sensor, pleiades.band_names) == ("Pleiades", BGRN)
+    assert pleiades.names_assumed and "--sensor Pleiades" in pleiades.band_source
+    with rasterio.open(ms) as src:
+        four = src.read()
+    seven = rewrite(ms, tmp_path / "ms7.tif", data=np.concatenate([four, four[:3]]))
+    landsat = name_sensor(pair_from_paths(pan, seven), "landsat-8")
+    assert landsat.band_names == ["coastal", "blue", "green", "red", "nir", "swir1", "swir2"]
+    assert landsat.sensor == "Landsat8"
+    sample = discover_scene(SAMPLE)
+    relabelled = name_sensor(sample, "WorldView-3")
+    assert relabelled.sensor == "WV3" and relabelled.band_names == sample.band_names  # the MTL named them
+    with pytest.raises(ValueError, match=r"site_ms.tif: --sensor WV3 names 8 MS bands but the MS has 4; "
+                                         r"name them with --bands"):
+        name_sensor(generic, "WV03")
+
+
+def test_sensor_option_through_ddrf_run(tmp_path: Path) -> None:
+    """An unknown --sensor is a usage error listing the known ones; a known one reaches the report (sensor, band
+    names and where they came from) and the classical method's MTF."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+
+    pan, ms = NAMING / "generic/site_pan.tif", NAMING / "generic/site_ms.tif"
+    args = ["--pan", str(pan), "--ms", str(ms), "--method", "MTF-GLP-HPM", "--no-progress"]
+    bad = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "bad.tif"), "--sensor", "Landsat-99"])
+    assert bad.exit_code == 2 and "--sensor: unknown sensor 'Landsat-99'; known: " in bad.output
+    assert not (tmp_path / "bad.tif").exists()
+    outputs = {}
+    for sensor in ("Pleiades", "GeoEye-1"):
+        out = tmp_path / f"{sensor}.tif"
+        result = CliRunner().invoke(app, [*args, "-o", str(out), "--sensor", sensor])
+        assert result.exit_code == 0, result.output
+        report = json.loads(out.with_suffix(".json").read_text())
+        assert report["scene"]["sensor"] == sensor and report["scene"]["band_names"] == BGRN
+        assert report["inputs"]["band_identity"].startswith(f"--sensor {sensor}")
+        with rasterio.open(out) as fused:
+            outputs[sensor] = fused.read().astype(np.int64)
+    assert np.abs(outputs["Pleiades"] - outputs["GeoEye-1"]).max() > 0  # their MTF gains differ
 
 
 # ------------------------------------------------------------ alignment

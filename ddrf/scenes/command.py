@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ddrf.runtime.backends import BACKENDS
-from ddrf.scenes.preflight import (SUMMARY_NAME, check_tile, check_writable, dry_run, item_jobs, make_jobs,
-                                   split_arguments, usage)
+from ddrf.scenes.preflight import (SUMMARY_NAME, check_tile, check_writable, dry_run, item_jobs, known_sensor,
+                                   make_jobs, split_arguments, usage)
 
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec
@@ -185,6 +185,9 @@ def main(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: tty)."),
     bands: Optional[str] = typer.Option(None, "--bands", help="Names of the MS bands in file order, comma list "
                                         "(e.g. red,green,blue,nir); overrides metadata and naming conventions."),
+    sensor: Optional[str] = typer.Option(None, "--sensor", help="The sensor (e.g. WorldView-3, Pleiades, "
+                                         "Landsat8): its MTF for the classical methods, and its band names by "
+                                         "count where no metadata or band descriptions name the bands."),
     dry_run_only: bool = typer.Option(False, "--dry-run", help="Print each scene's plan (windows, output size, free "
                                       "disk) and exit without writing."),
 ) -> None:
@@ -215,9 +218,12 @@ def main(
     if references:
         if directories or pan or ms:
             raise usage("give either STAC Items or scene directories / --pan --ms, not both")
+        if band_names or sensor:
+            raise usage("--bands and --sensor are for scene directories and --pan/--ms; a STAC Item names its bands")
         jobs, sources = item_jobs(references, output)
     else:
-        jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output, band_names)
+        jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output, band_names,
+                         known_sensor(sensor))
     if dry_run_only:
         raise typer.Exit(dry_run(jobs, spec, settings))
     check_writable(output if jobs[0].directory is not None or references else output.parent)

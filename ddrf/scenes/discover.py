@@ -348,6 +348,23 @@ def pair_from_paths(pan_path: str | Path, ms_paths: str | Path | Sequence[str | 
     return replace(found, name=pan.stem)
 
 
+def name_sensor(files: SceneFiles, sensor: str) -> SceneFiles:
+    """--sensor: the scene's sensor (MTF gains, model choice, report), and its band names by the band count where
+    neither metadata nor band descriptions named the bands. Named bands stay as they are; names from the sensor are
+    still an assumption about the file's band order (the sensor's band-number order), which the run log states."""
+    found = get_sensor(sensor)
+    if not files.names_assumed or not found.band_names:
+        return replace(files, sensor=found.name)
+    count = len(files.ms)
+    for names in (found.band_names, tuple(b.name for b in found.bands)):
+        if len(names) == count:
+            return replace(files, sensor=found.name, band_names=list(names),
+                           band_source=f"--sensor {found.name}, bands in its band-number order (assumed)")
+    sizes = sorted({len(found.band_names), len(found.bands)} - {0})
+    raise ValueError(f"{files.ms[0][0]}: --sensor {found.name} names {' or '.join(map(str, sizes))} MS bands but "
+                     f"the MS has {count}; name them with --bands")
+
+
 def name_bands(files: SceneFiles, names: Sequence[str]) -> SceneFiles:
     """The user's band names (--bands) for the MS bands in file order."""
     if len(names) != len(files.ms):

@@ -146,6 +146,7 @@ class SceneJob:
     pan: Path | None = None
     ms: tuple[Path, ...] = ()
     bands: tuple[str, ...] = ()  # --bands: the MS band names in file order (overrides metadata and conventions)
+    sensor: str | None = None  # --sensor: the sensor, and band names by count where nothing else names them
 
     @property
     def source(self) -> str:
@@ -158,8 +159,8 @@ class SceneJob:
 
 
 def scene_files(job: SceneJob) -> Any:
-    """The job's discovered (or given) files, band names from --bands where given."""
-    from ddrf.scenes.discover import discover_scene, name_bands, pair_from_paths
+    """The job's discovered (or given) files, with --sensor and --bands where given."""
+    from ddrf.scenes.discover import discover_scene, name_bands, name_sensor, pair_from_paths
 
     if job.directory is not None:
         files = discover_scene(job.directory)
@@ -167,6 +168,7 @@ def scene_files(job: SceneJob) -> Any:
         files = pair_from_paths(job.pan, list(job.ms))
     else:
         raise ValueError(f"{job.name}: neither a scene directory nor a PAN file")
+    files = name_sensor(files, job.sensor) if job.sensor else files
     return name_bands(files, job.bands) if job.bands else files
 
 

@@ -22,8 +22,20 @@ def usage(message: str) -> "typer.Exit":
     return typer.Exit(2)
 
 
+def known_sensor(name: str | None) -> str | None:
+    """--sensor by name or alias, as the sensor table spells it; an unknown name is a usage error."""
+    from ddrf.sensors import get_sensor
+
+    if name is None:
+        return None
+    try:
+        return get_sensor(name).name
+    except ValueError as exc:
+        raise usage(f"--sensor: {exc}") from None
+
+
 def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path,
-              bands: tuple[str, ...] = ()) -> "list[SceneJob]":
+              bands: tuple[str, ...] = (), sensor: str | None = None) -> "list[SceneJob]":
     from ddrf.scenes.jobs import SceneJob
 
     if pan is not None or ms:
@@ -34,14 +46,14 @@ def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path
         if output.suffix.lower() not in (".tif", ".tiff"):
             raise usage(f"{output}: with --pan/--ms, -o names the output GeoTIFF (.tif)")
         refuse_inputs_as_outputs(output, [pan, *ms])
-        return [SceneJob(output.stem, output, pan=pan, ms=tuple(ms), bands=bands)]
+        return [SceneJob(output.stem, output, pan=pan, ms=tuple(ms), bands=bands, sensor=sensor)]
     if not scenes:
         raise usage("no scenes: give SCENE_DIR... or --pan PAN.tif --ms MS.tif")
     if output.suffix.lower() in (".tif", ".tiff"):
         raise usage(f"{output}: with scene directories, -o names an output directory")
     scenes = [s.resolve() for s in scenes]  # X/.. is its parent, by that name
     check_scene_directories(scenes, output.resolve())
-    return [SceneJob(s.name, output / f"{s.name}.tif", directory=s, bands=bands) for s in scenes]
+    return [SceneJob(s.name, output / f"{s.name}.tif", directory=s, bands=bands, sensor=sensor) for s in scenes]
 
 
 def refuse_inputs_as_outputs(output: Path, inputs: list[Path]) -> None:
