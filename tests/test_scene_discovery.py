@@ -176,6 +176,41 @@ def test_sensor_option_through_ddrf_run(tmp_path: Path) -> None:
     assert np.abs(outputs["Pleiades"] - outputs["GeoEye-1"]).max() > 0  # their MTF gains differ
 
 
+def test_sensor_option_gives_a_landsat_pair_its_zero_collar_as_nodata(tmp_path: Path) -> None:
+    """pan.tif + ms.tif cut from the sample with a zero collar on the left (as Landsat scenes have, untagged): read as
+    generic files the zeros are data and get fused; with --sensor Landsat8 they are nodata, as in the Landsat folder."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+
+    pan = rewrite(SAMPLE / f"{SID}_B8.TIF", tmp_path / "pan.tif")
+    with rasterio.open(pan, "r+") as dst:
+        data = dst.read(1)
+        data[:, :32] = 0
+        dst.write(data, 1)
+    with rasterio.open(SAMPLE / f"{SID}_B2.TIF") as src:
+        profile = src.profile
+    bands = []
+    for n in (2, 3, 4, 5):
+        with rasterio.open(SAMPLE / f"{SID}_B{n}.TIF") as src:
+            band = src.read(1)
+        band[:, :16] = 0
+        bands.append(band)
+    ms = tmp_path / "ms.tif"
+    with rasterio.open(ms, "w", **{**profile, "count": 4}) as dst:
+        dst.write(np.stack(bands))
+    valid = {}
+    for label, extra in (("generic", []), ("landsat", ["--sensor", "Landsat8"])):
+        out = tmp_path / f"{label}.tif"
+        result = CliRunner().invoke(app, ["--pan", str(pan), "--ms", str(ms), "-o", str(out), "--method", "EXP",
+                                          "--no-progress", *extra])
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as fused:
+            valid[label] = fused.read_masks(1) > 0
+    assert valid["generic"][:, :32].all()  # zeros taken as data
+    assert not valid["landsat"][:, :32].any() and valid["landsat"][:, 40:].all()  # the collar is nodata
+
+
 # ------------------------------------------------------------ alignment
 def _lsq_corr(pan: np.ndarray, lms: np.ndarray) -> float:
     design = np.c_[lms.reshape(-1, lms.shape[-1]), np.ones(pan.size)]
