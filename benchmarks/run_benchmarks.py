@@ -448,7 +448,8 @@ def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path | Non
     if not (model / "card.json").is_file():
         sys.exit(f"run_benchmarks: {model}: no model (card.json); pass --model DIR or --random-small")
     ckpt: Path | None = args.checkpoint or (model if (model / "model.safetensors").is_file() else None)
-    shown = model.resolve().relative_to(ROOT) if model.resolve().is_relative_to(ROOT) else model
+    resolved = model.resolve()
+    shown = resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else model
     return model, ckpt, f"`{shown}`" + (" with its weights for PyTorch. " if ckpt == model else
                                         f" with checkpoint `{ckpt}`. " if ckpt else " (no checkpoint). ")
 

@@ -73,6 +73,10 @@ class Sensor:
             numbers[number] = name
         return numbers
 
+    def band_sets(self) -> tuple[tuple[str, ...], ...]:
+        """The band sets a product of this sensor holds, in band-number order: the fused bands, then every MS band."""
+        return tuple(dict.fromkeys(names for names in (self.band_names, tuple(b.name for b in self.bands)) if names))
+
     def every_band_numbered(self) -> dict[int, str]:
         """Product band number -> name of every MS band of the instrument, fused by default or not (coastal, SWIR)."""
         return self.numbered(tuple(b.name for b in self.bands))

@@ -353,16 +353,15 @@ def name_sensor(files: SceneFiles, sensor: str) -> SceneFiles:
     neither metadata nor band descriptions named the bands. Named bands stay as they are; names from the sensor are
     still an assumption about the file's band order (the sensor's band-number order), which the run log states."""
     found = get_sensor(sensor)
-    if not files.names_assumed or not found.band_names:
+    sets = found.band_sets()
+    if not files.names_assumed or not sets:
         return replace(files, sensor=found.name)
-    count = len(files.ms)
-    for names in (found.band_names, tuple(b.name for b in found.bands)):
-        if len(names) == count:
-            return replace(files, sensor=found.name, band_names=list(names),
-                           band_source=f"--sensor {found.name}, bands in its band-number order (assumed)")
-    sizes = sorted({len(found.band_names), len(found.bands)} - {0})
-    raise ValueError(f"{files.ms[0][0]}: --sensor {found.name} names {' or '.join(map(str, sizes))} MS bands but "
-                     f"the MS has {count}; name them with --bands")
+    names = next((s for s in sets if len(s) == len(files.ms)), None)
+    if names is None:
+        raise ValueError(f"{files.ms[0][0]}: --sensor {found.name} names {' or '.join(str(len(s)) for s in sets)} "
+                         f"MS bands but the MS has {len(files.ms)}; name them with --bands")
+    return replace(files, sensor=found.name, band_names=list(names),
+                   band_source=f"--sensor {found.name}, bands in its band-number order (assumed)")
 
 
 def name_bands(files: SceneFiles, names: Sequence[str]) -> SceneFiles:
