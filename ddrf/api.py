@@ -116,7 +116,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     from ddrf.scenes.jobs import SceneJob, run_job
     from ddrf.scenes.runner import describe_outputs
     from ddrf.scenes.stac_in import is_item_reference, job_from_item
-    from ddrf.scenes.streaming import DEFAULT_HALO, RunSettings
+    from ddrf.scenes.streaming import RunSettings
 
     out = Path(out).absolute()
     as_file = out.suffix.lower() in (".tif", ".tiff")
@@ -133,8 +133,8 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
         job = SceneJob(raster.stem, raster, directory=directory)
     spec = EngineSpec(model=str(model) if model and not method else None, backend=backend, steps=steps, seed=seed,
                       method=method)  # no model: the bundled one that fits the scene (named in the report)
-    tile_default, batch = default_tiling(backend, method)
-    settings = RunSettings(tile=tile or tile_default, batch=batch, halo=DEFAULT_HALO, cog=cog, overwrite=overwrite,
+    batch = default_tiling(backend, method)[1]
+    settings = RunSettings(tile=tile, batch=batch, cog=cog, overwrite=overwrite,
                            progress=False)
     entry = describe_outputs(run_job(job, spec, settings), job, settings, None, item)
     if entry["status"] == "failed":

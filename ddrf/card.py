@@ -81,6 +81,13 @@ class ModelCard:
     # the network fuses one band at a time (model ms_bands 1, the same weights for every band), so it takes any band
     # set: the runtime runs its graphs once per band
     band_wise: bool = False
+    # the network's window statistics (v1: GroupNorm, attention keys) are taken once per scene: the runtime runs the
+    # scene graph scene_k{K} over the scene's context windows and feeds what it records to the sampler sampler_k{K}
+    # (ddrf.model.scene); without it a v1 model's output depends on the tile
+    scene_statistics: bool = False
+    # context margin, in PAN pixels, that each window needs so that tiles reproduce the whole image
+    # (docs/EVALUATION.md, "Tile invariance"); cards written before this field existed ran with 32
+    halo: int = 32
     training: dict[str, Any] = field(default_factory=dict)  # data, acquisitions, iterations, seed, commands
     hashes: dict[str, str] = field(default_factory=dict)
     card_version: int = CARD_VERSION
@@ -132,6 +139,10 @@ class ModelCard:
             raise ValueError(f"spread_calibration must be > 0, got {self.spread_calibration}")
         if self.target not in ("eps", "x0", "v"):
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
+        if self.halo < 0:
+            raise ValueError(f"halo must be >= 0, got {self.halo}")
+        if self.scene_statistics and self.model.get("arch", "v1") != "v1":
+            raise ValueError("scene_statistics is for v1 networks (v2 has no window statistics)")
         if self.lms_border not in LMS_BORDERS:
             raise ValueError(f"lms_border must be one of {', '.join(LMS_BORDERS)}, got {self.lms_border!r}")
         self.normalisation.validate()

@@ -4,6 +4,9 @@
     encoder.onnx              condition encoder: lms, pan -> cond_0 .. cond_{n-1}
     denoiser.onnx             step denoiser: x_t, t, cond_* -> prediction
     sampler_k{K}.onnx         optional: the K-step sampler unrolled into one graph: lms, pan, noise -> fused
+                              (+ scene_stats, scene_tokens in when the card has scene_statistics)
+    scene_k{K}.onnx           with scene_statistics: the K-step sampler over a scene's context windows, recording
+                              lms, pan, noise -> scene_stats, scene_tokens
     *_fp16.onnx               FP16 variants;  *.plan + *.plan.json: TensorRT engines and their sidecars
 
 The export writes it (`write_model_dir`), the engine builder adds plans, the runtime and the profiler read it
@@ -22,19 +25,25 @@ from ddrf.files import publish_all, sha256_file, stage_bytes
 CARD_NAME = "card.json"
 CARD_METADATA_KEY = "ddrf_card"  # the card's JSON in an ONNX graph's metadata and in a safetensors header
 GRAPH_ROLE_KEY = "ddrf_graph"  # which stage an ONNX graph is (its file stem), in its metadata
-STAGES = ("encoder", "denoiser", "sampler")
+STAGES = ("encoder", "denoiser", "sampler", "scene")
 PRECISIONS = ("fp32", "fp16")
 ONNX_SUFFIX = ".onnx"
 PLAN_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".json"  # an engine's sidecar: <engine file name>.json
 COND_PREFIX = "cond_"
 SAMPLER_PREFIX = "sampler_k"  # sampler_k{K}: the K-step unrolled sampler
+SCENE_PREFIX = "scene_k"  # scene_k{K}: its scene-statistics pass
+SCENE_IO = ("scene_stats", "scene_tokens")  # what the scene pass records and the sampler replays
+# The scene pass sees at most this many PAN pixels, in at most CONTEXT_BATCH windows of at most CONTEXT_SIDE a side
+# (ddrf.scenes.tiling.context_windows chooses them); TensorRT profiles of the scene graphs are sized from these.
+CONTEXT_PIXELS, CONTEXT_BATCH, CONTEXT_SIDE = 256 * 256, 4, 256
 FP16_TAIL = "_fp16"
 # Graph I/O by stage: named inputs, named outputs; the condition tensors cond_0.. are matched by prefix.
 GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "encoder": (("lms", "pan"), ()),
     "denoiser": (("x_t", "t"), ("prediction",)),
     "sampler": (("lms", "pan", "noise"), ("fused",)),
+    "scene": (("lms", "pan", "noise"), SCENE_IO),
 }
 
 
@@ -48,7 +57,7 @@ def graph_stem(stage: str, precision: str = "fp32", steps: int | None = None) ->
         raise ValueError(f"unknown graph stage {stage!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
-    stem = f"{SAMPLER_PREFIX}{steps}" if stage == "sampler" else stage
+    stem = {"sampler": f"{SAMPLER_PREFIX}{steps}", "scene": f"{SCENE_PREFIX}{steps}"}.get(stage, stage)
     return stem if precision == "fp32" else stem + FP16_TAIL
 
 
@@ -100,6 +109,8 @@ class ModelDir:
     def check_io(self, stage: str, path: Path, inputs: Sequence[str], outputs: Sequence[str]) -> None:
         """The graph's tensor names are the layout's, and its condition tensors are the ones the encoder makes."""
         fixed_in, fixed_out = GRAPH_IO[stage]
+        if stage == "sampler" and self.card.scene_statistics:
+            fixed_in += SCENE_IO
         cond_in = [n for n in inputs if n.startswith(COND_PREFIX)]
         cond_out = [n for n in outputs if n.startswith(COND_PREFIX)]
         expected_in = list(fixed_in) + condition_names(len(cond_in))
@@ -142,9 +153,11 @@ class ModelDir:
 
     def graph_stages(self) -> list[tuple[str, int | None]]:
         """(stage, steps) of every graph: encoder and denoiser in either precision, then the FP32 unrolled samplers."""
-        fixed = [(s, None) for s in ("encoder", "denoiser")
+        fixed: list[tuple[str, int | None]] = [(s, None) for s in ("encoder", "denoiser")
                  if any(self.path(s, precision).is_file() for precision in PRECISIONS)]
-        return fixed + [("sampler", k) for k in self.unrolled_steps("fp32")]
+        unrolled = self.unrolled_steps("fp32")
+        return fixed + [("sampler", k) for k in unrolled] + [("scene", k) for k in unrolled
+                                                              if self.path("scene", "fp32", k).is_file()]
 
 
 class MissingGraph(ModelDirError):

@@ -15,7 +15,8 @@ from ddrf.model_dir import CARD_NAME, MissingGraph, ModelDir, ModelDirError, gra
 from ddrf.runtime import backends
 from ddrf.runtime.fuser import Fuser
 
-BUNDLED = Path(__file__).parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2"
+BUNDLED = Path(__file__).parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2"  # scene statistics: unrolled only
+STEPWISE = BUNDLED.with_name("landsat_ratio4")  # encoder, denoiser and the 1-step sampler
 SAMPLE = Path(__file__).parents[1] / "ddrf" / "assets" / "sample_scene" / "LC80200392015216LGN00"
 
 
@@ -24,7 +25,7 @@ def model_copy(tmp_path: Path) -> Path:
     out = tmp_path / "model"
     out.mkdir()
     for name in (CARD_NAME, "encoder.onnx", "denoiser.onnx"):
-        shutil.copy(BUNDLED / name, out / name)
+        shutil.copy(STEPWISE / name, out / name)
     return out
 
 
@@ -40,11 +41,15 @@ def one_line_error(exc: pytest.ExceptionInfo[BaseException], path: Path) -> str:
     return text
 
 
-def test_bundled_model_opens_with_checked_hashes_and_io() -> None:
-    fuser = Fuser(BUNDLED)
+def test_bundled_models_open_with_checked_hashes_and_io() -> None:
+    fuser = Fuser(STEPWISE)
     assert set(fuser.card.hashes) == {"encoder.onnx", "denoiser.onnx", "sampler_k1.onnx"}
-    assert fuser.files.graph("denoiser") == BUNDLED / "denoiser.onnx"
-    assert fuser.files.graph("sampler", steps=1) == BUNDLED / "sampler_k1.onnx"
+    assert fuser.files.graph("denoiser") == STEPWISE / "denoiser.onnx"
+    assert fuser.files.graph("sampler", steps=1) == STEPWISE / "sampler_k1.onnx"
+    scene = Fuser(BUNDLED)  # scene statistics: the scene pass and the sampler that replays it
+    assert set(scene.card.hashes) == {"scene_k1.onnx", "sampler_k1.onnx"} and scene.unrolled
+    assert scene.files.graph("scene", steps=1) == BUNDLED / "scene_k1.onnx"
+    assert ModelDir.open(BUNDLED).graph_stages() == [("sampler", 1), ("scene", 1)]
 
 
 def test_changed_graph_is_refused_by_its_hash(model_copy: Path) -> None:
@@ -95,13 +100,13 @@ def test_missing_graph_is_its_own_error(model_copy: Path) -> None:
 
 
 def test_write_model_dir_records_hashes_and_leaves_the_card_alone(tmp_path: Path) -> None:
-    card = read_card(BUNDLED / CARD_NAME)
+    card = read_card(STEPWISE / CARD_NAME)
     card.hashes = {}
     stems = ("encoder", "denoiser", "sampler_k1")
-    graphs = {stem: (BUNDLED / f"{stem}.onnx").read_bytes() for stem in stems}
+    graphs = {stem: (STEPWISE / f"{stem}.onnx").read_bytes() for stem in stems}
     written = write_model_dir(tmp_path / "m", card, graphs)
     assert card.hashes == {}
-    assert written.hashes == read_card(BUNDLED / CARD_NAME).hashes
+    assert written.hashes == read_card(STEPWISE / CARD_NAME).hashes
     assert ModelDir.open(tmp_path / "m").card == written
     with pytest.raises(FileExistsError):
         write_model_dir(tmp_path / "m", card, graphs)
@@ -141,7 +146,7 @@ def test_backend_registry_is_the_one_list() -> None:
     with pytest.raises(ValueError, match="unknown backend"):
         backends.backend_info("ort-rocm")
     with pytest.raises(ValueError, match="not a runtime backend"):
-        backends.open_backend(BUNDLED / "encoder.onnx", "torch")
+        backends.open_backend(STEPWISE / "encoder.onnx", "torch")
 
 
 def test_default_tiling_follows_the_registry_device() -> None:

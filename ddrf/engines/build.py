@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from ddrf.engines.probe import dims_to_list, environment, load_tensorrt, make_logger, set_device
 from ddrf.engines.sidecar import EngineSidecar, Profile
 from ddrf.files import sha256_file, write_bytes_atomic, write_files_atomic
-from ddrf.model_dir import CARD_METADATA_KEY, PLAN_SUFFIX, ModelDir, sidecar_path_for
+from ddrf.model_dir import (CARD_METADATA_KEY, CONTEXT_BATCH, CONTEXT_PIXELS, CONTEXT_SIDE, PLAN_SUFFIX, ModelDir,
+                            sidecar_path_for)
 
 if TYPE_CHECKING:
     import tensorrt as trt_t
@@ -297,9 +298,20 @@ def _input_range(shape: list[int | None], tiles: Sequence[int], batches: Sequenc
 
 
 def model_profile(onnx_path: Path, tiles: Sequence[int], batches: Sequence[int],
-                  cond_scales: Mapping[str, int]) -> Profile:
-    return {name: _input_range(shape, tiles, batches, cond_scales.get(name, 1))
-            for name, shape in _ort_inputs(onnx_path).items() if None in shape}
+                  cond_scales: Mapping[str, int], multiple: int = 1) -> Profile:
+    """Ranges of every dynamic input: images by tile and batch; a scene-statistics sampler's `scene_tokens`
+    (A, 2, C, L) by the most tokens its scene pass can record (CONTEXT_PIXELS at the network's coarsest level)."""
+    profile = {}
+    for name, shape in _ort_inputs(onnx_path).items():
+        if None not in shape:
+            continue
+        if name == "scene_tokens":
+            most = CONTEXT_PIXELS // multiple ** 2
+            profile[name] = {k: [d if d is not None else n for d in shape] for k, n in
+                             (("min", 1), ("opt", most), ("max", most))}
+        else:
+            profile[name] = _input_range(shape, tiles, batches, cond_scales.get(name, 1))
+    return profile
 
 
 def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_tile: int = 512, batch: int = 1,
@@ -338,7 +350,11 @@ def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_
         if stage == "denoiser" and not scales:
             encoder = model.path("encoder")
             scales = _cond_scales(encoder if encoder.is_file() else model.path("encoder", "fp16"), 2 * multiple)
-        build_engine(src, target, "fp16", profiles=model_profile(src, tiles, batches, scales),
+        if stage == "scene":  # the context windows: at most CONTEXT_BATCH of at most CONTEXT_SIDE a side
+            stage_tiles, stage_batches = (multiple, CONTEXT_SIDE // 2, CONTEXT_SIDE), (1, CONTEXT_BATCH, CONTEXT_BATCH)
+        else:
+            stage_tiles, stage_batches = tiles, batches
+        build_engine(src, target, "fp16", profiles=model_profile(src, stage_tiles, stage_batches, scales, multiple),
                      workspace_bytes=workspace_bytes, optimization_level=optimization_level,
                      timing_cache=timing_cache, card=card.to_dict(), command=cmd)
         written.append(target)

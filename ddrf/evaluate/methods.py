@@ -37,25 +37,24 @@ class Tiling:
         if self.tile is not None and self.tile < 8:
             raise ValueError(f"--tile {self.tile}: a window side is at least 8 PAN px")
 
-    def resolved(self, backend: str) -> tuple[int, int, int]:
-        """(tile, halo, batch) as ddrf-run would run them on `backend`."""
+    def resolved(self, backend: str, card: Any) -> tuple[int, int, int]:
+        """(tile, halo, batch) as ddrf-run would run this model (its card's halo) on `backend`."""
         from ddrf.scenes.engines import default_tiling
-        from ddrf.scenes.streaming import DEFAULT_HALO
 
-        tile, batch = default_tiling(backend)
-        return self.tile or tile, DEFAULT_HALO, batch
+        tile, batch = default_tiling(backend, halo=card.halo)
+        return self.tile or tile, card.halo, batch
 
-    def settings(self, backend: str) -> dict[str, Any]:
+    def settings(self, backend: str, card: Any) -> dict[str, Any]:
         if self.whole_image:
             return {"fusion_path": "whole image at once (--whole-image)"}
-        tile, halo, batch = self.resolved(backend)
+        tile, halo, batch = self.resolved(backend, card)
         return {"fusion_path": "tiled, as ddrf-run (windows, halo, feathered blend, origin-keyed noise)", "tile": tile,
                 "halo": halo, "batch": batch, "tile_default": self.tile is None}
 
     def fuse(self, engine: Any, sample: Sample, backend: str) -> np.ndarray:
         from ddrf.scenes.arrays import ArrayScene, fuse_arrays
 
-        tile, halo, batch = self.resolved(backend)
+        tile, halo, batch = self.resolved(backend, engine.card)
         return fuse_arrays(engine, ArrayScene(sample.pan, sample.ms, sample.ratio, sample.name), tile, halo, batch)
 
 
@@ -113,7 +112,7 @@ class OnnxDDRF:
         return {"kind": "ddrf-onnx", "model_dir": str(self.model_dir), "backend": self.backend, "steps": f.steps,
                 "samples": self.samples, "seeds": seeds_of(self.seed, self.samples),
                 "card_sensor": f.card.sensor, "card_bands": list(f.card.bands), "card_ratio": f.card.ratio,
-                **self.tiling.settings(self.backend)}
+                **self.tiling.settings(self.backend, f.card)}
 
     def fuse(self, sample: Sample) -> np.ndarray:
         return mean_of(self.fuse_samples(sample))
@@ -163,7 +162,7 @@ class CheckpointDDRF:
         return {"kind": "ddrf-checkpoint", "path": str(self.path), "steps": self.steps or card.sampling_steps,
                 "samples": self.samples, "seeds": seeds_of(self.seed, self.samples),
                 "card_sensor": card.sensor, "card_bands": list(card.bands), "card_ratio": card.ratio,
-                **self.tiling.settings(CPU_BACKEND)}
+                **self.tiling.settings(CPU_BACKEND, card)}
 
     def fuse(self, sample: Sample) -> np.ndarray:
         return mean_of(self.fuse_samples(sample))

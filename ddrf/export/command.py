@@ -32,6 +32,11 @@ def onnx_command(
     steps: Optional[int] = typer.Option(None, help="default sampling steps to record in the card"),
     overwrite: bool = typer.Option(False, help="replace existing graphs in OUT"),
     weights: bool = typer.Option(False, help="also write model.safetensors (EMA weights only) for PyTorch reference"),
+    scene_statistics: bool = typer.Option(False, help="v1 networks: take GroupNorm moments and attention keys once "
+                                          "per scene (a scene pass, then every window), so the output does not "
+                                          "depend on the tile; exports only the unrolled graphs"),
+    halo: Optional[int] = typer.Option(None, min=0, help="context margin (PAN pixels) that ddrf-run gives each "
+                                       "window of this model, recorded in the card (default 32)"),
 ) -> None:
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
     from ddrf.export.onnx_export import export_model
@@ -41,6 +46,9 @@ def onnx_command(
         model, card = load_checkpoint(checkpoint)
         if steps:
             card.sampling_steps = steps
+        card.scene_statistics = scene_statistics or card.scene_statistics
+        card.halo = card.halo if halo is None else halo
+        card.validate()
         result = export_model(model, card, out, _parse_steps(unrolled), fp16=fp16, overwrite=overwrite)
         if weights:
             write_inference_weights(checkpoint, out / WEIGHTS)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ddrf.model import DDRF
+from ddrf.model.scene import recorded, replayed
 from ddrf.sampling import sample
 from ddrf.schedule import SamplerPlan
 
@@ -54,3 +55,22 @@ class UnrolledSamplerGraph(nn.Module):
 
         return sample(self.model.encode, denoise, self.plan, self.target, lms, pan, noise, self.residual,
                       residual_scale=self.residual_scale)
+
+
+class SceneSamplerGraph(UnrolledSamplerGraph):
+    """lms, pan, noise, scene_stats, scene_tokens -> fused: the unrolled sampler with the scene's statistics
+    replayed in every window (ddrf.model.scene), for a card with scene_statistics."""
+
+    def forward(self, lms: torch.Tensor, pan: torch.Tensor, noise: torch.Tensor,  # type: ignore[override]
+                scene_stats: torch.Tensor, scene_tokens: torch.Tensor) -> torch.Tensor:
+        return replayed(self.model.scene_tape, scene_stats, scene_tokens, lambda: super(SceneSamplerGraph, self)
+                        .forward(lms, pan, noise))
+
+
+class ScenePassGraph(UnrolledSamplerGraph):
+    """lms, pan, noise of a scene's context windows (a batch) -> scene_stats, scene_tokens: the same unrolled
+    sampler, recording each window statistic jointly over the batch."""
+
+    def forward(self, lms: torch.Tensor, pan: torch.Tensor,  # type: ignore[override]
+                noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return recorded(self.model.scene_tape, lambda: super(ScenePassGraph, self).forward(lms, pan, noise))

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from ddrf.card import ModelCard
-from ddrf.export.graphs import DenoiserGraph, EncoderGraph, UnrolledSamplerGraph
+from ddrf.export.graphs import DenoiserGraph, EncoderGraph, ScenePassGraph, SceneSamplerGraph, UnrolledSamplerGraph
 from ddrf.model import DDRF
-from ddrf.model_dir import (CARD_METADATA_KEY, GRAPH_ROLE_KEY, ONNX_SUFFIX, condition_names, graph_stem,
+from ddrf.model_dir import (CARD_METADATA_KEY, GRAPH_ROLE_KEY, ONNX_SUFFIX, SCENE_IO, condition_names, graph_stem,
                             write_model_dir)
 from ddrf.schedule import CosineSchedule, make_plan
 
@@ -148,7 +148,11 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
         cond_small, cond_large = model.encode(small["lms"], small["pan"]), model.encode(large["lms"], large["pan"])
     cond_names = condition_names(len(cond_small))
     image_axes = {0: "batch", 2: "height", 3: "width"}
-
+    if card.scene_statistics:  # window-statistics graphs would make the tile-dependent output this card rules out
+        if not unrolled_steps:
+            raise ValueError("a model with scene statistics runs through unrolled samplers only: give the step "
+                             "counts to export (--unrolled K)")
+        return _unrolled_graphs(model, card, unrolled_steps, small, image_axes)
     graphs = {"encoder": _to_onnx(
         EncoderGraph(model), (small["lms"], small["pan"]), ["lms", "pan"], cond_names,
         {"lms": image_axes, "pan": image_axes,
@@ -158,13 +162,33 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
         DenoiserGraph(model), (small["noise"], timestep, *cond_small), ["x_t", "t", *cond_names], ["prediction"],
         {"x_t": image_axes, "t": {0: "batch"}, "prediction": image_axes,
          **_dynamic_axes([c.shape for c in cond_small], [c.shape for c in cond_large], cond_names)})
+    graphs.update(_unrolled_graphs(model, card, unrolled_steps, small, image_axes))
+    return graphs
+
+
+def _unrolled_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...], small: dict[str, torch.Tensor],
+                     image_axes: dict[int, str]) -> dict[str, onnx.ModelProto]:
+    """sampler_k{K} per step count, and with scene statistics the scene pass scene_k{K} that feeds it."""
+    graphs = {}
     schedule = CosineSchedule.from_dict(card.schedule)
     for steps in unrolled_steps:
-        sampler = UnrolledSamplerGraph(model, make_plan(schedule, steps), card.target, card.residual,
-                                       card.residual_scale)
+        plan = make_plan(schedule, steps)
+        images = (small["lms"], small["pan"], small["noise"])
+        axes = {"lms": image_axes, "pan": image_axes, "noise": image_axes}
+        if not card.scene_statistics:
+            graphs[graph_stem("sampler", steps=steps)] = _to_onnx(
+                UnrolledSamplerGraph(model, plan, card.target, card.residual, card.residual_scale), images,
+                ["lms", "pan", "noise"], ["fused"], {**axes, "fused": image_axes})
+            continue
+        recorder = ScenePassGraph(model, plan, card.target, card.residual, card.residual_scale)
+        graphs[graph_stem("scene", steps=steps)] = _to_onnx(
+            recorder, images, ["lms", "pan", "noise"], list(SCENE_IO), {**axes, "scene_tokens": {3: "tokens"}})
+        with torch.no_grad():
+            scene = recorder(*images)
         graphs[graph_stem("sampler", steps=steps)] = _to_onnx(
-            sampler, (small["lms"], small["pan"], small["noise"]), ["lms", "pan", "noise"], ["fused"],
-            {"lms": image_axes, "pan": image_axes, "noise": image_axes, "fused": image_axes})
+            SceneSamplerGraph(model, plan, card.target, card.residual, card.residual_scale), (*images, *scene),
+            ["lms", "pan", "noise", *SCENE_IO], ["fused"],
+            {**axes, "scene_stats": {}, "scene_tokens": {3: "tokens"}, "fused": image_axes})
     return graphs
 
 

@@ -9,9 +9,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .scene import RECORD, REPLAY, SceneTape, joint_tokens
 
-def group_norm(channels: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(channels, groups), channels)
+
+class SceneGroupNorm(nn.GroupNorm):
+    """GroupNorm whose moments come from the window, or from the scene (`ddrf.model.scene`) when its tape says so."""
+
+    tape: SceneTape | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        mode = self.tape.mode if self.tape is not None else None
+        if mode not in (RECORD, REPLAY):
+            return super().forward(x)
+        assert self.tape is not None
+        n, groups = x.shape[0], self.num_groups
+        if mode == RECORD:  # moments over every context window at once
+            grouped = x.transpose(0, 1).reshape(groups, -1)
+            mean = grouped.mean(dim=1)
+            var = (grouped - mean[:, None]).square().mean(dim=1)
+            self.tape.put(torch.stack([mean, var]))
+        else:
+            mean, var = self.tape.take(2, groups).unbind(0)
+        normalised = (x.reshape(n, groups, -1) - mean[:, None]) * torch.rsqrt(var[:, None] + self.eps)
+        return normalised.reshape_as(x) * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def group_norm(channels: int, groups: int) -> SceneGroupNorm:
+    return SceneGroupNorm(math.gcd(channels, groups), channels)
 
 
 class ChannelNorm(nn.Module):
@@ -80,7 +104,11 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Full softmax self-attention over pixels, written as MatMul-Softmax-MatMul (TensorRT fuses this pattern)."""
+    """Full softmax self-attention over pixels, written as MatMul-Softmax-MatMul (TensorRT fuses this pattern).
+
+    With a scene tape the keys and values are those of the scene's context windows (recorded, then replayed)."""
+
+    tape: SceneTape | None = None
 
     def __init__(self, channels: int, heads: int, groups: int | None) -> None:
         super().__init__()
@@ -92,6 +120,12 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, c = x.shape[0], x.shape[1]
         q, k, v = self.qkv(self.norm(x)).reshape(n, 3 * self.heads, c // self.heads, -1).chunk(3, dim=1)
+        mode = self.tape.mode if self.tape is not None else None
+        if mode == RECORD:
+            k, v = joint_tokens(k), joint_tokens(v)
+            self.tape.put_tokens(k, v)  # type: ignore[union-attr]  # mode is set only with a tape
+        elif mode == REPLAY:
+            k, v = self.tape.take_tokens(self.heads)  # type: ignore[union-attr]
         scale = (c // self.heads) ** -0.5
         attn = torch.softmax(torch.matmul(q.transpose(-1, -2), k) * scale, dim=-1)  # (N, h, L, L)
         out = torch.matmul(v, attn.transpose(-1, -2))  # (N, h, d, L)
@@ -122,8 +156,11 @@ class WaveletAttention(nn.Module):
     """Fine condition injection: efficient cross-attention (Shen et al.) from features to wavelet bands, then FFN.
 
     Keys/values come from the condition only, and with softmax(K) over tokens the whole condition side reduces to a
-    per-head (d x d) context K V^T, independent of resolution: `condition` computes it once per image.
+    per-head (d x d) context K V^T, independent of resolution: `condition` computes it once per image, or, with a
+    scene tape, once per scene over its context windows.
     """
+
+    tape: SceneTape | None = None
 
     def __init__(self, channels: int, wave_channels: int, heads: int, ffn_mult: int, groups: int | None) -> None:
         super().__init__()
@@ -138,9 +175,18 @@ class WaveletAttention(nn.Module):
 
     def condition(self, wave: Tensor) -> Tensor:
         n = wave.shape[0]
+        mode = self.tape.mode if self.tape is not None else None
+        if mode == REPLAY:
+            d = self.proj.in_channels // self.heads
+            return self.tape.take(1, self.heads, d, d).expand(n, -1, -1, -1)  # type: ignore[union-attr]
         k, v = self.kv(wave).reshape(n, 2 * self.heads, -1, wave.shape[-2] * wave.shape[-1]).chunk(2, dim=1)
-        k = torch.softmax(k, dim=-1)  # over tokens
-        return torch.matmul(k, v.transpose(-1, -2))  # (N, h, d_k, d_v)
+        if mode == RECORD:
+            k, v = joint_tokens(k), joint_tokens(v)
+        context = torch.matmul(torch.softmax(k, dim=-1), v.transpose(-1, -2))  # keys over tokens: (N, h, d_k, d_v)
+        if mode == RECORD:
+            self.tape.put(context)  # type: ignore[union-attr]
+            return context.expand(n, -1, -1, -1)
+        return context
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         n = x.shape[0]

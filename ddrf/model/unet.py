@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DDRFConfig
-from .layers import (Downsample, LocalWaveletAttention, ResBlock, SelfAttention, StyleModulation, TimeEmbedding,
-                     Upsample, WaveletAttention, make_norm, pool_to_level)
+from .layers import (Downsample, LocalWaveletAttention, ResBlock, SceneGroupNorm, SelfAttention, StyleModulation,
+                     TimeEmbedding, Upsample, WaveletAttention, make_norm, pool_to_level)
+from .scene import SceneTape
 from .wavelet import haar_dwt_packed, haar_filters
 
 
@@ -107,6 +108,12 @@ class DDRF(nn.Module):
         nn.init.zeros_(out_conv.weight)
         nn.init.zeros_(out_conv.bias)  # type: ignore[arg-type]  # Conv2d(bias=True) always has one
         self.out = nn.Sequential(make_norm(c, cfg.groups), nn.SiLU(), out_conv)
+        # v1's window statistics can be taken once per scene instead (ddrf.model.scene); v2 has none
+        self.scene_tape = SceneTape()
+        if cfg.arch == "v1":
+            for module in self.modules():
+                if isinstance(module, (SceneGroupNorm, SelfAttention, WaveletAttention)):
+                    module.tape = self.scene_tape
 
     @property
     def num_cond(self) -> int:

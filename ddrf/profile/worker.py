@@ -54,7 +54,8 @@ class PointModel(Protocol):
     def name(self) -> str: ...
 
     def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int = 0,
-                        cache_condition: bool = True, on_stage: StageCallback | None = None) -> np.ndarray: ...
+                        cache_condition: bool = True, on_stage: StageCallback | None = None,
+                        context: dict[str, np.ndarray] | None = None) -> np.ndarray: ...
 
 
 class TorchModel:
@@ -89,7 +90,10 @@ class TorchModel:
         return self.model.denoise(x, t, *cond)
 
     def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int = 0,
-                        cache_condition: bool = True, on_stage: StageCallback | None = None) -> np.ndarray:
+                        cache_condition: bool = True, on_stage: StageCallback | None = None,
+                        context: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """`context` is not replayed: the torch reference times the network with window statistics (the same
+        arithmetic as replaying a scene's)."""
         tensor = self.torch.from_numpy
         with self.torch.inference_mode():
             fused = sample(self.encode, self.denoise, self.plan, self.card.target, tensor(lms), tensor(pan),
@@ -98,6 +102,8 @@ class TorchModel:
 
 
 def open_fuser(spec: PointSpec, steps: int) -> Fuser:
+    if ModelDir.open(spec.target).card.scene_statistics and spec.sampler != "unrolled":
+        raise Skip("a model with scene statistics runs through its unrolled sampler only (--sampler unrolled)")
     try:
         fuser = Fuser(spec.target, spec.backend, steps, spec.precision, spec.sampler == "unrolled", spec.threads)
     except BackendUnavailable as exc:
@@ -108,27 +114,29 @@ def open_fuser(spec: PointSpec, steps: int) -> Fuser:
 
 
 def tensorrt_layers(fuser: Fuser, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray,
-                    runs: int) -> dict[str, Any] | None:
+                    runs: int, context: dict[str, np.ndarray] | None = None) -> dict[str, Any] | None:
     """Per-layer times of each TensorRT engine (trtexec --exportProfile layout); None for ONNX Runtime."""
     if fuser.backend_kind != "tensorrt":
         return None
     engines: Any = fuser  # TensorRTBackend sessions here, which have profile()
     if fuser.unrolled:
-        return {"sampler": engines.sampler.profile({"lms": lms, "pan": pan, "noise": noise}, runs)}
+        return {"sampler": engines.sampler.profile({"lms": lms, "pan": pan, "noise": noise, **(context or {})}, runs)}
     t = np.full((lms.shape[0],), float(fuser.plan.timesteps[0]), dtype=np.float32)
     return {"encoder": engines.encoder.profile({"lms": lms, "pan": pan}, runs),
             "denoiser": engines.denoiser.profile({"x_t": noise, "t": t, **fuser.encode(lms, pan)}, runs)}
 
 
 # --- one tile fusion, stage by stage -------------------------------------------------------------------------------
-def fuse_once(model: PointModel, prep: InputPreparation, source: TileSource, spec: PointSpec) -> Laps:
+def fuse_once(model: PointModel, prep: InputPreparation, source: TileSource, spec: PointSpec,
+              context: dict[str, np.ndarray] | None = None) -> Laps:
+    """One timed fusion; `context`: a scene-statistics model's scene pass, run once per scene as ddrf-run does."""
     laps = Laps()
     pairs = source.read()
     if source.scene is not None:
         laps.lap("read")
     lms, pan, noise = prep.prepare_batch(pairs, source.radiometry, spec.seed, source.origins)
     laps.lap("preprocess")
-    fused = model.fuse_normalised(lms, pan, noise, spec.seed, spec.sampler != "uncached", laps.mark)
+    fused = model.fuse_normalised(lms, pan, noise, spec.seed, spec.sampler != "uncached", laps.mark, context)
     out = prep.to_digital_numbers(fused, pairs, source.radiometry)
     laps.lap("postprocess")
     source.write(out)
@@ -160,15 +168,19 @@ def measure_model(spec: PointSpec) -> dict[str, Any]:
         rss_loaded = rss_bytes()
         with tempfile.TemporaryDirectory(prefix="ddrf-profile-") as tmp:
             source = TileSource(prep, spec, tile, Path(tmp))
-            first, _ = timed(lambda: fuse_once(model, prep, source, spec))
+            context = None
+            if isinstance(model, Fuser) and files.card.scene_statistics:  # once per scene, not timed per window
+                context = model.scene_context(*prep.prepare_batch(source.read(), source.radiometry, spec.seed,
+                                                                  source.origins))
+            first, _ = timed(lambda: fuse_once(model, prep, source, spec, context))
             cold["first_run"] = first
             for _ in range(spec.warmup):
-                fuse_once(model, prep, source, spec)
-            measured = [timed(lambda: fuse_once(model, prep, source, spec)) for _ in range(spec.runs)]
+                fuse_once(model, prep, source, spec, context)
+            measured = [timed(lambda: fuse_once(model, prep, source, spec, context)) for _ in range(spec.runs)]
             layers = None
             if spec.layer_profile and isinstance(model, Fuser):
                 inputs = prep.prepare_batch(source.read(), source.radiometry, spec.seed, source.origins)
-                layers = tensorrt_layers(model, *inputs, runs=min(spec.runs, 10))
+                layers = tensorrt_layers(model, *inputs, runs=min(spec.runs, 10), context=context)
     cold["total"] = cold["import"] + cold["load"] + cold["session"] + cold["first_run"]
     totals = [t for t, _ in measured]
     latency = latency_report(totals, [laps for _, laps in measured], steps, spec.sampler)
@@ -188,7 +200,8 @@ def graph_paths(files: ModelDir, spec: PointSpec, steps: int) -> list[Path]:
         return [Path(spec.checkpoint) / "model.safetensors" if Path(spec.checkpoint).is_dir()
                 else Path(spec.checkpoint)] if spec.checkpoint else []
     suffix = backend_info(spec.backend).file_suffix
-    stages = [("sampler", steps)] if spec.sampler == "unrolled" else [("encoder", None), ("denoiser", None)]
+    stages = ([("sampler", steps), ("scene", steps)] if spec.sampler == "unrolled"
+              else [("encoder", None), ("denoiser", None)])
     paths = [files.path(stage, spec.precision, k, suffix) for stage, k in stages]
     return [p for p in paths if p.is_file()]
 

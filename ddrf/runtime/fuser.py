@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from ddrf.card import ModelCard
-from ddrf.model_dir import ModelDir
+from ddrf.model_dir import MissingGraph, ModelDir
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.backends import Backend, backend_info, open_backend
 from ddrf.runtime.noise import scene_noise
@@ -101,6 +101,10 @@ class Fuser(InputPreparation):
         self.files = model if isinstance(model, ModelDir) else ModelDir.open(model)
         super().__init__(self.files.card)
         self.steps = steps or self.card.sampling_steps
+        if self.card.scene_statistics:  # its statistics are recorded and replayed by the unrolled graphs only
+            if eta:
+                raise ValueError(f"{self.files.root}: a model with scene statistics samples deterministically only")
+            unrolled = True
         if unrolled == "auto":
             sampler = self.files.path("sampler", precision, self.steps, backend_info(backend).file_suffix)
             unrolled = eta == 0.0 and sampler.is_file()
@@ -109,6 +113,10 @@ class Fuser(InputPreparation):
         suffix = backend_info(backend).file_suffix
 
         def load(stage: str, steps: int | None = None) -> Backend:
+            if self.card.scene_statistics and not self.files.path(stage, precision, steps, suffix).is_file():
+                raise MissingGraph(f"{self.files.path(stage, precision, steps, suffix)}: missing; a model with scene "
+                                   f"statistics runs through the {steps}-step scene and sampler graphs: export them "
+                                   f"with ddrf-export onnx WEIGHTS --scene-statistics --unrolled {steps}")
             path = self.files.graph(stage, precision, steps, suffix)
             opened = open_backend(path, backend, threads, allow_fallback)
             self.files.check_io(stage, path, opened.input_names, opened.output_names)
@@ -117,6 +125,8 @@ class Fuser(InputPreparation):
 
         if unrolled:
             self.sampler = load("sampler", self.steps)
+            if self.card.scene_statistics:
+                self.scene_pass = load("scene", self.steps)
         else:
             self.encoder, self.denoiser = load("encoder"), load("denoiser")
             self.files.check_condition(self.encoder.output_names, self.denoiser.input_names)
@@ -133,22 +143,34 @@ class Fuser(InputPreparation):
     def denoise(self, x: np.ndarray, t: np.ndarray, cond: dict[str, np.ndarray]) -> np.ndarray:
         return self.denoiser.run({"x_t": x, "t": t, **cond})["prediction"]
 
+    def scene_context(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray) -> dict[str, np.ndarray]:
+        """A scene-statistics model's statistics, recorded over the scene's context windows (prepared like any
+        window batch: `prepare_batch` at their origins); empty for any other model."""
+        if not self.card.scene_statistics:
+            return {}
+        return self.scene_pass.run({"lms": lms, "pan": pan, "noise": noise})
+
     def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int = 0,
-                        cache_condition: bool = True, on_stage: StageCallback | None = None) -> np.ndarray:
+                        cache_condition: bool = True, on_stage: StageCallback | None = None,
+                        context: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Normalised NCHW LMS, guide and initial noise -> normalised HRMS (N, C, H, W).
 
         `cache_condition=False` re-encodes at every step (a profiling reference); `on_stage` see ddrf.sampling.
-        A band-wise model's graphs run once per band.
+        A band-wise model's graphs run once per band. `context` is the scene's `scene_context` (a scene-statistics
+        model without one takes its statistics from this batch, as if it were the whole scene).
         """
+        if context is None:
+            context = self.scene_context(lms, pan, noise)
         return np.asarray(by_graph_bands(
-            lambda lms_g, pan_g, noise_g: self._run_graphs(lms_g, pan_g, noise_g, seed, cache_condition, on_stage),
+            lambda lms_g, pan_g, noise_g: self._run_graphs(lms_g, pan_g, noise_g, seed, cache_condition, on_stage,
+                                                           context),
             lms, pan, noise, self.card.graph_bands))
 
     def _run_graphs(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int, cache_condition: bool,
-                    on_stage: StageCallback | None) -> np.ndarray:
+                    on_stage: StageCallback | None, context: dict[str, np.ndarray]) -> np.ndarray:
         """The sampler over the bands the graphs take at once."""
         if self.unrolled:
-            fused = self.sampler.run({"lms": lms, "pan": pan, "noise": noise})["fused"]
+            fused = self.sampler.run({"lms": lms, "pan": pan, "noise": noise, **context})["fused"]
             if on_stage is not None:
                 on_stage("sample")
             return fused
@@ -162,16 +184,17 @@ class Fuser(InputPreparation):
                                  residual_scale=self.card.residual_scale))
 
     def fuse_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0,
-                   origins: list[tuple[int, int]] | None = None,
-                   radiometry: Radiometry | None = None) -> list[np.ndarray]:
+                   origins: list[tuple[int, int]] | None = None, radiometry: Radiometry | None = None,
+                   context: dict[str, np.ndarray] | None = None) -> list[np.ndarray]:
         """Fuse same-sized (pan, ms) windows of one scene in one batch; returns (H, W, B) float32 DN per window.
 
-        Pass the scene's `radiometry` when the windows are tiles of a larger scene (otherwise statistics of the
-        first window are used, which would differ from tile to tile under per-scene normalisation).
+        Pass the scene's `radiometry` (and, for a scene-statistics model, its `scene_context`) when the windows are
+        tiles of a larger scene: otherwise statistics of these windows are used, which would differ from tile to tile.
         """
         radiometry = radiometry or self.radiometry(*pairs[0])
         lms, guide, noise = self.prepare_batch(pairs, radiometry, seed, origins)
-        return self.to_digital_numbers(self.fuse_normalised(lms, guide, noise, seed), pairs, radiometry)
+        return self.to_digital_numbers(self.fuse_normalised(lms, guide, noise, seed, context=context), pairs,
+                                       radiometry)
 
     def fuse(self, pan: np.ndarray, ms: np.ndarray, seed: int = 0, origin: tuple[int, int] = (0, 0),
              radiometry: Radiometry | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ddrf.geometry import reflect
 from ddrf.scenes.engines import Engine
-from ddrf.scenes.streaming import DEFAULT_HALO, RunSettings, Timings, fuse_into, plan_grid
+from ddrf.scenes.streaming import RunSettings, Timings, fuse_into, plan_grid
 
 
 @dataclass
@@ -69,7 +69,8 @@ class RowsSink:
         return np.concatenate([np.concatenate(rows, axis=0) for rows in self.chunks], axis=1)
 
 
-def fuse_arrays(engine: Engine, scene: ArrayScene, tile: int, halo: int = DEFAULT_HALO, batch: int = 1) -> np.ndarray:
+def fuse_arrays(engine: Engine, scene: ArrayScene, tile: int | None, halo: int | None = None,
+                batch: int = 1) -> np.ndarray:
     """The (H, W, B) blended output (the engine's first sample) `ddrf-run` would write for these arrays."""
     settings = RunSettings(tile=tile, halo=halo, batch=batch)
     reader: Any = scene  # duck-typed: the streaming code reads height, width, ratio, band_names and read_pair only

@@ -156,7 +156,8 @@ def main(
                                     "also write <name>_spread.tif (per-pixel std x the card's spread_calibration)."),
     tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Window side in PAN pixels (default by backend)."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
-    halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default 32)."),
+    halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default: the "
+                                       "model card's, what its tiles need to agree; 32 for --method)."),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="ONNX Runtime intra-op threads per session (default: one per physical core). "
         "Idle pools sleep (no spinning), so the encoder, denoiser and reader thread share the cores; on a machine "
@@ -194,7 +195,7 @@ def main(
     """Fuse PAN + MS scenes into pansharpened GeoTIFFs on the PAN grid, with a JSON report and a STAC Item beside
     each; every run ends by naming each output file."""
     from ddrf.scenes.engines import default_tiling
-    from ddrf.scenes.streaming import DEFAULT_HALO, RunSettings
+    from ddrf.scenes.streaming import RunSettings, resolved_window
 
     output = output.absolute()
     reporter = make_reporter(log_format, progress, progress_every, progress_percent)
@@ -202,13 +203,13 @@ def main(
     catalog = stac_catalog.absolute() if stac_catalog else None
     band_names = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else ()
     spec = make_spec(model, backend, steps, seed, uncertainty, method, threads)
-    tile_default, batch_default = default_tiling(backend, method)
-    settings = RunSettings(tile=tile or tile_default, batch=batch or batch_default,
-                           halo=DEFAULT_HALO if halo is None else halo, cog=cog, quicklook=quicklook,
+    batch_default = default_tiling(backend, method)[1]
+    settings = RunSettings(tile=tile, batch=batch or batch_default,
+                           halo=halo, cog=cog, quicklook=quicklook,
                            overwrite=overwrite, spread=bool(uncertainty), progress=reporter.bars)
     engines = preload(spec) if not scheduler or dry_run_only else []
     for engine in engines or [None]:  # each model a scene may get
-        check_tile(settings.tile, settings.halo, engine, settings.batch)
+        check_tile(*resolved_window(settings, engine), engine, settings.batch)
     if watch is not None:
         if scenes or pan or ms or scheduler:
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")

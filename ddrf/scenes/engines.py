@@ -12,6 +12,7 @@ import numpy as np
 
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.scenes import report as reports
+from ddrf.scenes.tiling import DEFAULT_HALO, round_up
 
 if TYPE_CHECKING:
     from ddrf.radiometry import Radiometry
@@ -19,14 +20,16 @@ if TYPE_CHECKING:
     from ddrf.scenes.scene import Scene
 
 
-def default_tiling(backend: str, method: str | None = None) -> tuple[int, int]:
-    """(tile, batch): the CPU is best fed one 256 window at a time; a GPU wants larger windows, batched.
+def default_tiling(backend: str, method: str | None = None, halo: int = DEFAULT_HALO) -> tuple[int, int]:
+    """(tile, batch): the CPU is best fed one 256 window at a time; a GPU wants larger windows, batched. A model
+    whose halo is wider than 32 gets windows of at least 6 halos, so that about half of each window is kept.
 
     Classical baselines are cheap per pixel, so they take large windows (fewer halos to recompute).
     """
     if method:
         return 1024, 1
-    return (512, 4) if backend in GPU_BACKENDS else (256, 1)
+    tile, batch = (512, 4) if backend in GPU_BACKENDS else (256, 1)
+    return max(tile, round_up(6 * halo, 64)), batch
 
 
 class Engine(Protocol):
@@ -38,6 +41,8 @@ class Engine(Protocol):
     multiple: int
     samples: int
     spread_calibration: float  # the spread of the samples times this is the 1-sigma error
+    halo: int  # the context margin its windows need (PAN pixels)
+    default_tile: int  # window side when none is asked for
 
     def start_scene(self, scene: "Scene") -> None:
         """Called once per scene before its windows (e.g. for scene-wide radiometric statistics)."""
@@ -63,7 +68,10 @@ class ModelEngine:
         self.multiple = int(fuser.multiple)
         self.label = f"model ({fuser.files.root})"
         self.spread_calibration = float(self.card.spread_calibration)
+        self.halo = int(self.card.halo)
+        self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
         self.radiometry: Radiometry | None = None
+        self.contexts: dict[int, dict[str, np.ndarray]] = {}  # per seed: a scene-statistics model's statistics
 
     def window_limits(self) -> tuple[int, int, int] | None:
         """(smallest side, largest side, largest batch) of a window the backend takes, where it has a fixed
@@ -81,6 +89,12 @@ class ModelEngine:
 
         pan, pan_valid, ms, ms_valid = scene.preview()
         self.radiometry = scene_radiometry(self.card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
+        self.contexts = {}
+        if self.card.scene_statistics:
+            pairs, origins = context_pairs(scene, self.multiple)
+            for seed in range(self.seed, self.seed + self.samples):
+                self.contexts[seed] = self.fuser.scene_context(
+                    *self.fuser.prepare_batch(pairs, self.radiometry, seed, origins))
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         """(pairs, radiometry, [(seed, (LMS, guide, noise)) per sample]): interp23, normalisation, keyed noise."""
@@ -91,8 +105,9 @@ class ModelEngine:
 
     def run(self, prepared: Any) -> list[np.ndarray]:
         pairs, radiometry, batches = prepared
-        runs = [self.fuser.to_digital_numbers(self.fuser.fuse_normalised(lms, guide, noise, seed), pairs, radiometry)
-                for seed, (lms, guide, noise) in batches]
+        runs = [self.fuser.to_digital_numbers(
+            self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(seed)), pairs, radiometry)
+            for seed, (lms, guide, noise) in batches]
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
 
     def summary(self) -> dict[str, Any]:
@@ -115,6 +130,8 @@ class BaselineEngine:
         self.method, self.sensor = method, sensor
         self.label, self.multiple, self.samples = f"baseline {method}", 1, 1
         self.spread_calibration = 1.0
+        self.halo = DEFAULT_HALO
+        self.default_tile = default_tiling("ort-cpu", method)[0]
         self.bands: list[str] | None = None  # every MS band the scene has
         self.ratio: int | None = None  # any ratio
 
@@ -131,6 +148,15 @@ class BaselineEngine:
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "baseline", "method": self.method, "sensor": self.sensor}
+
+
+def context_pairs(scene: "Scene", multiple: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[int, int]]]:
+    """The (PAN, MS) pairs and origins of the scene's context windows (ddrf.scenes.tiling.context_windows)."""
+    from ddrf.scenes.tiling import context_windows, window_alignment
+
+    boxes = context_windows(scene.height, scene.width, window_alignment(scene.ratio, multiple))
+    pairs = [scene.read_pair(b.row, b.col, b.height, b.width)[:2] for b in boxes]
+    return pairs, [(b.row, b.col) for b in boxes]
 
 
 def ms_ratio(pan: np.ndarray, ms: np.ndarray) -> int:

@@ -17,20 +17,19 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ddrf.scenes.engines import Engine
-from ddrf.scenes.tiling import CHUNK_COLUMNS, RowBlender, TileBox, TileGrid, window_alignment
+from ddrf.scenes.tiling import CHUNK_COLUMNS, DEFAULT_HALO, RowBlender, TileBox, TileGrid, window_alignment
 from ddrf.scenes.writer import RasterSink, geotiff_profile, to_cog, write_quicklook
 
 if TYPE_CHECKING:
     from ddrf.scenes.scene import Scene
 
-DEFAULT_HALO = 32  # PAN pixels; see ddrf/scenes/tiling.py and the report's "halo" entry
 
 
 @dataclass
 class RunSettings:
-    tile: int
+    tile: int | None  # None: the engine's default (its backend's, widened for a large halo)
     batch: int
-    halo: int = DEFAULT_HALO
+    halo: int | None = None  # None: the engine's (a model's card, else DEFAULT_HALO)
     cog: bool = False
     quicklook: bool = False
     overwrite: bool = False
@@ -87,7 +86,14 @@ def batched(items: Sequence[TileBox], size: int) -> Iterator[list[TileBox]]:
 
 def plan_grid(scene: "Scene", engine: Engine, settings: RunSettings) -> TileGrid:
     align = window_alignment(scene.ratio, engine.multiple)
-    return TileGrid.plan(scene.height, scene.width, settings.tile, settings.halo, align)
+    return TileGrid.plan(scene.height, scene.width, *resolved_window(settings, engine), align)
+
+
+def resolved_window(settings: RunSettings, engine: Engine | None) -> tuple[int, int]:
+    """(tile, halo): those asked for, else the engine's own (the halo its model needs for tiles to agree)."""
+    halo = settings.halo if settings.halo is not None else int(getattr(engine, "halo", DEFAULT_HALO))
+    tile = settings.tile if settings.tile is not None else int(getattr(engine, "default_tile", 256))
+    return tile, halo
 
 
 def check_fit(scene: "Scene", engine: Engine, path: str) -> None:

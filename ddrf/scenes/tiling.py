@@ -1,9 +1,9 @@
 """Windows of the output (PAN) grid, feathered weights and the row-streaming blender.
 
 Windows are `tile` pixels on a side and step by `tile - 2 * halo`, so neighbours overlap by 2 * halo. Each window's
-output is weighted by a raised cosine that rises from ~0 at a window edge to 1 at 2 * halo inside it; in every
-overlap the two ramps are mirror images and sum to exactly 1 (sin^2 + cos^2), so the blend is a smooth cross-fade
-in which the pixels nearest a window's edge (where the network saw the window border instead of context) weigh least.
+output is weighted zero over its outer halo / 2 pixels (where the network saw the window border instead of context)
+and by a raised cosine from there to 3 * halo / 2 inside it; in every overlap the two ramps are mirror images and sum
+to exactly 1 (sin^2 + cos^2), so the blend is a smooth cross-fade over the middle halo pixels of the overlap.
 
 The windows cover the scene padded by `halo` on every side (the scene reader fills outside pixels by reflection and
 marks them invalid): the scene border gets the same context margin as any interior window edge, and what a scene
@@ -25,12 +25,15 @@ from typing import Iterator
 
 import numpy as np
 
+from ddrf import model_dir
+
 
 def window_alignment(ratio: int, multiple: int) -> int:
     """What every window start and side must be a multiple of: whole MS pixels and whole network strides."""
     return math.lcm(int(ratio), int(multiple))
 
 
+DEFAULT_HALO = 32  # PAN pixels, for classical methods; a model's is its card's `halo`
 CHUNK_COLUMNS = 4096  # PAN columns blended and written at a time: memory stays flat at any scene width (8 x 512 blocks)
 
 
@@ -50,11 +53,12 @@ def axis_starts(length: int, tile: int, halo: int, align: int) -> tuple[int, lis
 
 
 def axis_weights(n: int, halo: int, taper_lo: bool, taper_hi: bool) -> np.ndarray:
-    """Feather profile of one window axis: raised-cosine ramps over 2 * halo at the tapered sides."""
+    """Feather profile of one window axis: zero over the outer halo / 2 pixels of a tapered side, then a raised
+    cosine up to 1 at 3 * halo / 2."""
     weights = np.ones(n, dtype=np.float64)
     if halo <= 0:
         return weights
-    ramp = np.sin(0.5 * np.pi * np.clip((np.arange(n) + 0.5) / (2 * halo), 0.0, 1.0)) ** 2
+    ramp = np.sin(0.5 * np.pi * np.clip((np.arange(n) + 0.5 - halo / 2) / halo, 0.0, 1.0)) ** 2
     if taper_lo:
         weights *= ramp
     if taper_hi:
@@ -70,6 +74,31 @@ class TileBox:
     col: int
     height: int
     width: int
+
+
+# Where a model with scene statistics (ModelCard.scene_statistics) takes them: a function of the scene alone, never of
+# the tile, so that every tile size and batch gets the same statistics.
+WHOLE_CONTEXT = 256  # a scene up to this many PAN pixels on both sides is its own single context window
+CONTEXT_SIDE = 128  # otherwise: windows of this side ...
+CONTEXT_WINDOWS = 4  # ... at most this many, spread evenly over the scene
+# what the scene graphs' engine profiles allow (ddrf.model_dir), with room for alignment
+assert WHOLE_CONTEXT <= model_dir.CONTEXT_SIDE and CONTEXT_WINDOWS <= model_dir.CONTEXT_BATCH
+assert max(WHOLE_CONTEXT ** 2, CONTEXT_WINDOWS * CONTEXT_SIDE ** 2) <= model_dir.CONTEXT_PIXELS
+
+
+def context_windows(height: int, width: int, align: int) -> list[TileBox]:
+    """Same-sized, aligned windows of the scene over which a scene-statistics model records its statistics."""
+    h, w = round_up(height, align), round_up(width, align)
+    if h <= WHOLE_CONTEXT and w <= WHOLE_CONTEXT:
+        return [TileBox(0, 0, h, w)]
+    side_r, side_c = min(round_up(CONTEXT_SIDE, align), h), min(round_up(CONTEXT_SIDE, align), w)
+    n_rows = min(CONTEXT_WINDOWS, max(1, round(math.sqrt(CONTEXT_WINDOWS * h / w))), -(-h // side_r))
+    n_cols = min(CONTEXT_WINDOWS // n_rows, -(-w // side_c))
+
+    def starts(n: int, length: int, side: int) -> list[int]:  # window centres at (k + 1/2) / n of the free length
+        return [int((length - side) * (2 * k + 1) / (2 * n)) // align * align for k in range(n)]
+
+    return [TileBox(r, c, side_r, side_c) for r in starts(n_rows, h, side_r) for c in starts(n_cols, w, side_c)]
 
 
 @dataclass(frozen=True)

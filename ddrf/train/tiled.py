@@ -6,15 +6,18 @@ sampler instead of ONNX) is a stand-in.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from ddrf.model.scene import recorded, replayed
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.fuser import InputPreparation
 from ddrf.scenes.arrays import ArrayScene, fuse_arrays
+from ddrf.scenes.engines import context_pairs, default_tiling
 from ddrf.sampling import by_graph_bands
 from ddrf.schedule import CosineSchedule
 from ddrf.train.diffusion import Diffusion
@@ -37,13 +40,26 @@ class TorchEngine:
         self.prep = InputPreparation(self.card)
         self.bands, self.ratio, self.multiple = self.card.scene_bands, int(self.card.ratio), self.prep.multiple
         self.spread_calibration = float(self.card.spread_calibration)
+        self.halo = int(self.card.halo)
+        self.default_tile = default_tiling("ort-cpu", halo=self.halo)[0]
         self.diffusion = Diffusion(CosineSchedule.from_dict(self.card.schedule), self.card.target, self.card.residual,
                                    self.card.residual_scale)
+        self.contexts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per seed, for scene statistics
 
     def start_scene(self, scene: Any) -> None:
         """One normalisation per scene, from the same preview the runtime's ModelEngine reads."""
         pan, pan_valid, ms, ms_valid = scene.preview()
         self.radiometry = scene_radiometry(self.card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
+        self.contexts = {}
+        if self.card.scene_statistics:  # recorded over the same context windows as the runtime's ModelEngine
+            pairs, origins = context_pairs(scene, self.multiple)
+            for seed in range(self.seed, self.seed + self.samples):
+                lms, guide, noise = (torch.from_numpy(a) for a in
+                                     self.prep.prepare_batch(pairs, self.radiometry, seed, origins))
+                with torch.no_grad():
+                    self.contexts[seed] = recorded(self.model.scene_tape,
+                                                   lambda: self.diffusion.sample(self.model, lms, guide, self.steps,
+                                                                                 noise=noise))
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         return pairs, origins  # preparation happens in `fuse`, beside the torch sampler
@@ -58,19 +74,24 @@ class TorchEngine:
             prepared = [self.prep.prepare(pan, ms, self.radiometry, self.seed + k, o) for (pan, ms), o in
                         zip(pairs, origins)]
             lms, guide, noise = (torch.from_numpy(np.stack(p)) for p in zip(*prepared))
-            fused = by_graph_bands(self._sample, lms, guide, noise, self.card.graph_bands).numpy()
+            sample = functools.partial(self._sample, context=self.contexts.get(self.seed + k))
+            fused = by_graph_bands(sample, lms, guide, noise, self.card.graph_bands).numpy()
             runs.append([self.radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
                          for f, (pan, _) in zip(fused, pairs)])
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
 
-    def _sample(self, lms: torch.Tensor, guide: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.diffusion.sample(self.model, lms, guide, self.steps, noise=noise)
+    def _sample(self, lms: torch.Tensor, guide: torch.Tensor, noise: torch.Tensor,
+                context: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        if context is None:
+            return self.diffusion.sample(self.model, lms, guide, self.steps, noise=noise)
+        return replayed(self.model.scene_tape, *context,
+                        lambda: self.diffusion.sample(self.model, lms, guide, self.steps, noise=noise))
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "torch", "steps": self.steps}
 
 
-def fuse_tiled(engine: Any, scene: ArrayScene, tile: int, halo: int = 32, batch: int = 1) -> np.ndarray:
+def fuse_tiled(engine: Any, scene: ArrayScene, tile: int, halo: int | None = None, batch: int = 1) -> np.ndarray:
     """The (H, W, B) blended output `ddrf-run` would write for this scene with this tile, halo and batch."""
     with torch.no_grad():
         return fuse_arrays(engine, scene, tile, halo, batch)
