@@ -22,7 +22,7 @@ class SceneGroupNorm(nn.GroupNorm):
         if mode not in (RECORD, REPLAY):
             return super().forward(x)
         assert self.tape is not None
-        n, groups = x.shape[0], self.num_groups
+        groups = self.num_groups
         if mode == RECORD:  # moments over every context window at once
             grouped = x.transpose(0, 1).reshape(groups, -1)
             mean = grouped.mean(dim=1)
@@ -30,8 +30,11 @@ class SceneGroupNorm(nn.GroupNorm):
             self.tape.put(torch.stack([mean, var]))
         else:
             mean, var = self.tape.take(2, groups).unbind(0)
-        normalised = (x.reshape(n, groups, -1) - mean[:, None]) * torch.rsqrt(var[:, None] + self.eps)
-        return normalised.reshape_as(x) * self.weight[:, None, None] + self.bias[:, None, None]
+        # with the moments fixed the norm is one per-channel multiply-add: no window-sized temporaries
+        per_channel = self.num_channels // groups
+        gain = self.weight * torch.rsqrt(var + self.eps).repeat_interleave(per_channel)
+        shift = self.bias - mean.repeat_interleave(per_channel) * gain
+        return x * gain[:, None, None] + shift[:, None, None]
 
 
 def group_norm(channels: int, groups: int) -> SceneGroupNorm:

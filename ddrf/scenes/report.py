@@ -76,8 +76,8 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
                    "align": grid.align, "batch": settings.batch, "tiles": grid.count,
                    "windows_fused": grid.fused_count(settings.chunk),  # chunk-border windows once per chunk
                    "chunk_columns": settings.chunk,
-                   "blend": "each window side: weight 0 over its outer halo/2, then a raised cosine up to 1 at "
-                            "3*halo/2 (scene padded by halo); normalised weighted sum"},
+                   "blend": "each window side: weight 0 over its outer 3/4 halo, then a raised cosine up to 1 at "
+                            "5/4 halo (scene padded by halo); normalised weighted sum"},
         # seconds; "read" and "prepare" (interp23, noise) run in the reader thread, beside "fuse";
         # "write" = block rows flushed while fusing, "finish" = last flush, COG copy, quicklook
         "timings_s": {"read": timings.read, "fuse": timings.fuse, "blend": timings.blend, "write": timings.write,

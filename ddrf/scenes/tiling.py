@@ -1,9 +1,10 @@
 """Windows of the output (PAN) grid, feathered weights and the row-streaming blender.
 
 Windows are `tile` pixels on a side and step by `tile - 2 * halo`, so neighbours overlap by 2 * halo. Each window's
-output is weighted zero over its outer halo / 2 pixels (where the network saw the window border instead of context)
-and by a raised cosine from there to 3 * halo / 2 inside it; in every overlap the two ramps are mirror images and sum
-to exactly 1 (sin^2 + cos^2), so the blend is a smooth cross-fade over the middle halo pixels of the overlap.
+output is weighted zero over its outer 3/4 halo pixels (where the network saw the window border instead of context)
+and by a raised cosine from there to 5/4 halo inside it; in every overlap the two ramps are mirror images and sum to
+exactly 1 (sin^2 + cos^2), so the blend is a cross-fade over the middle halo / 2 pixels of the overlap, where both
+windows are at least 3/4 halo from their edges.
 
 The windows cover the scene padded by `halo` on every side (the scene reader fills outside pixels by reflection and
 marks them invalid): the scene border gets the same context margin as any interior window edge, and what a scene
@@ -53,12 +54,12 @@ def axis_starts(length: int, tile: int, halo: int, align: int) -> tuple[int, lis
 
 
 def axis_weights(n: int, halo: int, taper_lo: bool, taper_hi: bool) -> np.ndarray:
-    """Feather profile of one window axis: zero over the outer halo / 2 pixels of a tapered side, then a raised
-    cosine up to 1 at 3 * halo / 2."""
+    """Feather profile of one window axis: zero over the outer 3/4 halo pixels of a tapered side, then a raised
+    cosine up to 1 at 5/4 halo."""
     weights = np.ones(n, dtype=np.float64)
     if halo <= 0:
         return weights
-    ramp = np.sin(0.5 * np.pi * np.clip((np.arange(n) + 0.5 - halo / 2) / halo, 0.0, 1.0)) ** 2
+    ramp = np.sin(0.5 * np.pi * np.clip((np.arange(n) + 0.5 - 0.75 * halo) / (0.5 * halo), 0.0, 1.0)) ** 2
     if taper_lo:
         weights *= ramp
     if taper_hi:
