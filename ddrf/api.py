@@ -47,7 +47,12 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
     fuser = _fuser(str(model), backend, steps, threads)
     if ratio != fuser.card.ratio:
         raise ValueError(f"PAN/MS ratio {ratio}, but the model fuses ratio {fuser.card.ratio}")
-    return np.asarray(fuser.fuse(pan, ms, seed), dtype=np.float32)
+    from ddrf.scenes.arrays import ArrayScene, fuse_arrays
+    from ddrf.scenes.engines import ModelEngine
+
+    fuser.check_inputs(pan, ms)  # a band count the model does not take: its own one-line error, before any window
+    # ddrf-run's windows, halo, blend and scene statistics: the same pixels ddrf-run writes, in bounded memory
+    return fuse_arrays(ModelEngine(fuser, seed), ArrayScene(pan, ms, ratio), tile=None).astype(np.float32)
 
 
 @overload
@@ -66,7 +71,8 @@ def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None
          seed: int = 0, backend: str = "ort-cpu", sensor: str = "generic", threads: int | None = None) -> Any:
     """Pansharpen PAN and MS arrays in digital numbers.
 
-    numpy: `pan` (H, W), `ms` (h, w, B) with H = ratio * h -> (H, W, B) float32.
+    numpy: `pan` (H, W), `ms` (h, w, B) with H = ratio * h -> (H, W, B) float32, a model fused through ddrf-run's
+    windows (its default tile, the model's halo and blend), so the pixels are those ddrf-run writes.
     xarray (rioxarray's layout): `pan` (band=1, y, x) or (y, x), `ms` (band, y, x) -> (band, y, x) float32 DataArray
     with the PAN's y/x coordinates, the MS band coordinate, and the PAN's CRS and transform when rioxarray is
     installed.

@@ -203,3 +203,26 @@ def test_ddrf_export_refuses_scene_statistics_it_cannot_serve(tmp_path: Path) ->
                              str(tmp_path / "b"), "--no-fp16", "--scene-statistics", "--unrolled", "1"])
     assert v2.exit_code == 1 and "v1 networks" in v2.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_ddrf_fuse_on_arrays_writes_what_ddrf_run_writes(tmp_path: Path) -> None:
+    """ddrf.fuse goes through ddrf-run's windows and scene statistics: the same pixels, to ddrf-run's rounding."""
+    import rasterio
+
+    import ddrf
+    from ddrf.scenes import engines, jobs, streaming
+    from scenes_fixtures import SAMPLE
+
+    def read(band: str) -> np.ndarray:
+        with rasterio.open(SAMPLE / f"{SAMPLE.name}_{band}.TIF") as ds:
+            return ds.read(1)
+
+    pan, ms = read("B8"), np.stack([read(f"B{n}") for n in (2, 3, 4, 5)], axis=-1)
+    out = tmp_path / "scene.tif"
+    settings = streaming.RunSettings(tile=None, batch=1, progress=False)
+    assert jobs.run_job(jobs.SceneJob("scene", out, directory=SAMPLE), engines.EngineSpec(threads=1),
+                        settings)["status"] == "done"
+    with rasterio.open(out) as ds:
+        written = np.moveaxis(ds.read(), 0, -1).astype(np.float64)
+    fused = ddrf.fuse(pan, ms)
+    assert float(np.abs(np.round(fused) - written).max()) <= 1.0
