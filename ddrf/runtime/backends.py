@@ -76,6 +76,10 @@ class OrtBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         options.inter_op_num_threads = 1
+        # No pre-planned block for every intermediate tensor of a window (ORT's memory pattern): the arena reuses
+        # freed blocks instead. For the bundled ratio-2 model's 576 x 576 window the peak fell from 900 to 534 MB
+        # at the same speed (docs/BENCHMARKS.md, sixth session).
+        options.enable_mem_pattern = False
         if threads:
             options.intra_op_num_threads = threads
         providers = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
