@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")  # the train extra; the torch-free checks are in test_tile_invariance.py
 
 from ddrf.card import ModelCard, Normalisation
 from ddrf.export.onnx_export import export_model
@@ -19,8 +20,7 @@ from ddrf.model.scene import recorded, replayed
 from ddrf.model_dir import MissingGraph, ModelDir
 from ddrf.runtime.fuser import Fuser
 from ddrf.scenes.arrays import ArrayScene, tile_differences
-from ddrf.scenes.engines import ModelEngine, default_tiling
-from ddrf.scenes.tiling import CONTEXT_WINDOWS, context_windows
+from ddrf.scenes.engines import ModelEngine
 from ddrf.train.diffusion import Diffusion
 from ddrf.train.tiled import TorchEngine, fuse_tiled, random_model
 
@@ -157,38 +157,6 @@ def test_card_fields_round_trip_and_old_cards_read_with_the_old_behaviour() -> N
         ModelCard.from_dict({**card.to_dict(), "halo": -1})
 
 
-def test_context_windows_depend_on_the_scene_alone() -> None:
-    assert context_windows(398, 200, 8) == context_windows(398, 200, 8)
-    small = context_windows(250, 180, 8)
-    assert [(b.row, b.col, b.height, b.width) for b in small] == [(0, 0, 256, 184)]
-    for height, width in ((2048, 2048), (512, 16384), (100, 9000), (8192, 300)):
-        boxes = context_windows(height, width, 8)
-        assert 1 <= len(boxes) <= CONTEXT_WINDOWS
-        assert len({(b.height, b.width) for b in boxes}) == 1  # one batch
-        assert all(b.row % 8 == 0 and b.col % 8 == 0 and b.row >= 0 and b.col >= 0 for b in boxes)
-        assert all(b.row + b.height <= -(-height // 8) * 8 and b.col + b.width <= -(-width // 8) * 8 for b in boxes)
-
-
-def test_a_wide_halo_widens_the_default_window() -> None:
-    assert default_tiling("ort-cpu") == (256, 1)
-    assert default_tiling("ort-cpu", halo=80) == (512, 1)
-    assert default_tiling("ort-cpu", method="GSA", halo=80) == (1024, 1)
-
-
-def test_ddrf_run_refuses_steps_without_graphs_in_one_line(tmp_path: Path) -> None:
-    """The bundled ratio-2 model ships its 1-step graphs only: --steps 4 names the export that would serve it."""
-    from typer.testing import CliRunner
-
-    from ddrf.scenes.command import app
-    from scenes_fixtures import SAMPLE
-
-    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--steps", "4", "--no-progress"])
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and len(lines) == 1, result.output
-    assert "sampler_k4.onnx: missing" in lines[0] and "--scene-statistics --unrolled 4" in lines[0]
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
-
-
 def test_ddrf_export_refuses_scene_statistics_it_cannot_serve(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -203,26 +171,3 @@ def test_ddrf_export_refuses_scene_statistics_it_cannot_serve(tmp_path: Path) ->
                              str(tmp_path / "b"), "--no-fp16", "--scene-statistics", "--unrolled", "1"])
     assert v2.exit_code == 1 and "v1 networks" in v2.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
-
-
-def test_ddrf_fuse_on_arrays_writes_what_ddrf_run_writes(tmp_path: Path) -> None:
-    """ddrf.fuse goes through ddrf-run's windows and scene statistics: the same pixels, to ddrf-run's rounding."""
-    import rasterio
-
-    import ddrf
-    from ddrf.scenes import engines, jobs, streaming
-    from scenes_fixtures import SAMPLE
-
-    def read(band: str) -> np.ndarray:
-        with rasterio.open(SAMPLE / f"{SAMPLE.name}_{band}.TIF") as ds:
-            return ds.read(1)
-
-    pan, ms = read("B8"), np.stack([read(f"B{n}") for n in (2, 3, 4, 5)], axis=-1)
-    out = tmp_path / "scene.tif"
-    settings = streaming.RunSettings(tile=None, batch=1, progress=False)
-    assert jobs.run_job(jobs.SceneJob("scene", out, directory=SAMPLE), engines.EngineSpec(threads=1),
-                        settings)["status"] == "done"
-    with rasterio.open(out) as ds:
-        written = np.moveaxis(ds.read(), 0, -1).astype(np.float64)
-    fused = ddrf.fuse(pan, ms)
-    assert float(np.abs(np.round(fused) - written).max()) <= 1.0

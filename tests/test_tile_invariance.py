@@ -18,6 +18,8 @@ from rasterio.transform import from_origin
 
 from ddrf.scenes import engines, jobs, streaming
 from ddrf.scenes.arrays import tile_differences
+from ddrf.scenes.engines import default_tiling
+from ddrf.scenes.tiling import CONTEXT_WINDOWS, context_windows
 from scenes_fixtures import BANDS, SAMPLE
 
 HALO = 32
@@ -123,3 +125,58 @@ def test_bundled_ratio2_output_does_not_depend_on_the_tile(tile: int,
     assert card.scene_statistics and card.halo == 96 and card.model.get("arch", "v1") == "v1"
     figures = tile_differences({tile: fused(SAMPLE, tile, folder / f"t{tile}.tif", model, halo=None)}, reference)[tile]
     assert figures["p99"] <= 0.005 and figures["max"] <= 0.02, (tile, figures)
+
+
+def test_context_windows_depend_on_the_scene_alone() -> None:
+    assert context_windows(398, 200, 8) == context_windows(398, 200, 8)
+    small = context_windows(250, 180, 8)
+    assert [(b.row, b.col, b.height, b.width) for b in small] == [(0, 0, 256, 184)]
+    for height, width in ((2048, 2048), (512, 16384), (100, 9000), (8192, 300)):
+        boxes = context_windows(height, width, 8)
+        assert 1 <= len(boxes) <= CONTEXT_WINDOWS
+        assert len({(b.height, b.width) for b in boxes}) == 1  # one batch
+        assert all(b.row % 8 == 0 and b.col % 8 == 0 and b.row >= 0 and b.col >= 0 for b in boxes)
+        assert all(b.row + b.height <= -(-height // 8) * 8 and b.col + b.width <= -(-width // 8) * 8 for b in boxes)
+
+
+def test_a_wide_halo_widens_the_default_window() -> None:
+    assert default_tiling("ort-cpu") == (256, 1)
+    assert default_tiling("ort-cpu", halo=80) == (512, 1)
+    assert default_tiling("ort-cpu", method="GSA", halo=80) == (1024, 1)
+
+
+def test_ddrf_run_refuses_steps_without_graphs_in_one_line(tmp_path: Path) -> None:
+    """The bundled ratio-2 model ships its 1-step graphs only: --steps 4 names the export that would serve it."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+    from scenes_fixtures import SAMPLE
+
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--steps", "4", "--no-progress"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "sampler_k4.onnx: missing" in lines[0] and "--scene-statistics --unrolled 4" in lines[0]
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_ddrf_fuse_on_arrays_writes_what_ddrf_run_writes(tmp_path: Path) -> None:
+    """ddrf.fuse goes through ddrf-run's windows and scene statistics: the same pixels, to ddrf-run's rounding."""
+    import rasterio
+
+    import ddrf
+    from ddrf.scenes import engines, jobs, streaming
+    from scenes_fixtures import SAMPLE
+
+    def read(band: str) -> np.ndarray:
+        with rasterio.open(SAMPLE / f"{SAMPLE.name}_{band}.TIF") as ds:
+            return ds.read(1)
+
+    pan, ms = read("B8"), np.stack([read(f"B{n}") for n in (2, 3, 4, 5)], axis=-1)
+    out = tmp_path / "scene.tif"
+    settings = streaming.RunSettings(tile=None, batch=1, progress=False)
+    assert jobs.run_job(jobs.SceneJob("scene", out, directory=SAMPLE), engines.EngineSpec(threads=1),
+                        settings)["status"] == "done"
+    with rasterio.open(out) as ds:
+        written = np.moveaxis(ds.read(), 0, -1).astype(np.float64)
+    fused = ddrf.fuse(pan, ms)
+    assert float(np.abs(np.round(fused) - written).max()) <= 1.0
