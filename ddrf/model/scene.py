@@ -28,12 +28,11 @@ class SceneTape:
     """Shared by the operators of one network; `mode` says whether they use window, recorded or replayed statistics."""
 
     def __init__(self) -> None:
-        self.mode = WINDOW
         self._stats: list[Tensor] = []
         self._tokens: list[Tensor] = []
         self._flat: Tensor | None = None
         self._token_input: Tensor | None = None
-        self._cursor = self._token_cursor = 0
+        self.window()
 
     def record(self) -> None:
         self.mode, self._stats, self._tokens = RECORD, [], []
@@ -43,7 +42,9 @@ class SceneTape:
         self._cursor = self._token_cursor = 0
 
     def window(self) -> None:
-        self.__init__()  # type: ignore[misc]  # back to window statistics, nothing held
+        """Back to window statistics, nothing held."""
+        self.mode, self._stats, self._tokens, self._flat, self._token_input = WINDOW, [], [], None, None
+        self._cursor = self._token_cursor = 0
 
     def recorded(self) -> tuple[Tensor, Tensor]:
         """(stats, tokens) as the graphs take them."""

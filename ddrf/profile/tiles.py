@@ -29,10 +29,9 @@ class TileSource:
         self.note: str | None = None
         self.scene = self._open_scene(spec)
         if self.scene is not None:
-            from ddrf.radiometry import scene_radiometry
+            from ddrf.scenes.engines import preview_radiometry
 
-            pan, pan_valid, ms, ms_valid = self.scene.preview()
-            self.radiometry = scene_radiometry(helper.card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
+            self.radiometry = preview_radiometry(self.scene, helper.card)
             self.crs, self.transform, self.dtype = self.scene.crs, self.scene.transform, np.dtype(self.scene.dtype)
             self.bits = self.scene.bits
         else:

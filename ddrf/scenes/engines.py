@@ -85,16 +85,9 @@ class ModelEngine:
 
     def start_scene(self, scene: "Scene") -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""
-        from ddrf.radiometry import scene_radiometry
-
-        pan, pan_valid, ms, ms_valid = scene.preview()
-        self.radiometry = scene_radiometry(self.card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
-        self.contexts = {}
-        if self.card.scene_statistics:
-            pairs, origins = context_pairs(scene, self.multiple)
-            for seed in range(self.seed, self.seed + self.samples):
-                self.contexts[seed] = self.fuser.scene_context(
-                    *self.fuser.prepare_batch(pairs, self.radiometry, seed, origins))
+        self.radiometry = preview_radiometry(scene, self.card)
+        self.contexts = {seed: self.fuser.scene_context(*inputs) for seed, inputs in
+                         context_inputs(scene, self.fuser, self.radiometry, self.seed, self.samples).items()}
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         """(pairs, radiometry, [(seed, (LMS, guide, noise)) per sample]): interp23, normalisation, keyed noise."""
@@ -150,13 +143,26 @@ class BaselineEngine:
         return {"kind": "baseline", "method": self.method, "sensor": self.sensor}
 
 
-def context_pairs(scene: "Scene", multiple: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[int, int]]]:
-    """The (PAN, MS) pairs and origins of the scene's context windows (ddrf.scenes.tiling.context_windows)."""
+def preview_radiometry(scene: "Scene", card: Any) -> "Radiometry":
+    """The card's normalisation for the whole scene, from its decimated preview: one for every tile."""
+    from ddrf.radiometry import scene_radiometry
+
+    pan, pan_valid, ms, ms_valid = scene.preview()
+    return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
+
+
+def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry", seed: int,
+                   samples: int) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per seed, the prepared (LMS, guide, noise) batch of the scene's context windows
+    (ddrf.scenes.tiling.context_windows) for a scene-statistics model's scene pass; empty for any other model."""
     from ddrf.scenes.tiling import context_windows, window_alignment
 
-    boxes = context_windows(scene.height, scene.width, window_alignment(scene.ratio, multiple))
-    pairs = [scene.read_pair(b.row, b.col, b.height, b.width)[:2] for b in boxes]
-    return pairs, [(b.row, b.col) for b in boxes]
+    if not preparation.card.scene_statistics:
+        return {}
+    boxes = context_windows(scene.height, scene.width, window_alignment(scene.ratio, preparation.multiple))
+    pairs = [scene.read_pair(b.row, b.col, b.height, b.width)[:2] for b in boxes]  # read once for every seed
+    origins = [(b.row, b.col) for b in boxes]
+    return {s: preparation.prepare_batch(pairs, radiometry, s, origins) for s in range(seed, seed + samples)}
 
 
 def ms_ratio(pan: np.ndarray, ms: np.ndarray) -> int:

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from ddrf.model.scene import recorded, replayed
-from ddrf.radiometry import Radiometry, scene_radiometry
+from ddrf.radiometry import Radiometry
 from ddrf.runtime.fuser import InputPreparation
 from ddrf.scenes.arrays import ArrayScene, fuse_arrays
-from ddrf.scenes.engines import context_pairs, default_tiling
+from ddrf.scenes.engines import context_inputs, default_tiling, preview_radiometry
 from ddrf.sampling import by_graph_bands
 from ddrf.schedule import CosineSchedule
 from ddrf.train.diffusion import Diffusion
@@ -48,18 +48,14 @@ class TorchEngine:
 
     def start_scene(self, scene: Any) -> None:
         """One normalisation per scene, from the same preview the runtime's ModelEngine reads."""
-        pan, pan_valid, ms, ms_valid = scene.preview()
-        self.radiometry = scene_radiometry(self.card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
-        self.contexts = {}
-        if self.card.scene_statistics:  # recorded over the same context windows as the runtime's ModelEngine
-            pairs, origins = context_pairs(scene, self.multiple)
-            for seed in range(self.seed, self.seed + self.samples):
-                lms, guide, noise = (torch.from_numpy(a) for a in
-                                     self.prep.prepare_batch(pairs, self.radiometry, seed, origins))
-                with torch.no_grad():
-                    self.contexts[seed] = recorded(self.model.scene_tape,
-                                                   lambda: self.diffusion.sample(self.model, lms, guide, self.steps,
-                                                                                 noise=noise))
+        self.radiometry = preview_radiometry(scene, self.card)
+        # recorded over the same context windows as the runtime's ModelEngine
+        self.contexts = {seed: self._record(*(torch.from_numpy(a) for a in inputs)) for seed, inputs in
+                         context_inputs(scene, self.prep, self.radiometry, self.seed, self.samples).items()}
+
+    def _record(self, lms: torch.Tensor, guide: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return recorded(self.model.scene_tape, lambda: self._sample(lms, guide, noise))
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         return pairs, origins  # preparation happens in `fuse`, beside the torch sampler
