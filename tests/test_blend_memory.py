@@ -36,3 +36,40 @@ def test_chunked_blend_equals_whole_width_blend() -> None:
     chunked = blend(grid, chunk=128)
     assert len(grid.column_chunks(128)) == 6 and grid.fused_count(128) > grid.count
     np.testing.assert_array_equal(chunked, whole)
+
+
+def test_release_shifts_the_buffer_in_place() -> None:
+    """Releasing rows allocates only the rows it returns, never a copy of the whole strip buffer (which, with the
+    writer's float temporaries, is what pushed a wide scene's peak over 1 GiB)."""
+    import tracemalloc
+
+    grid = TileGrid.plan(1024, 2048, 576, 96, 8)
+    blender = RowBlender(grid, 4, (0, grid.width))
+    final, windows = next(grid.row_strips())
+    for w in windows:
+        blender.add(w, np.ones((w.height, w.width, 4), np.float32), np.ones((w.height, w.width), bool))
+    released = final - grid.row_starts[0]
+    below = blender.wsum[released:].copy()
+    tracemalloc.start()
+    try:
+        first, rows, _ = blender.release(final)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert first == 0 and len(rows) == final
+    assert peak < 1.5 * rows.nbytes + 2 * 2**20 < blender.nbytes()
+    # what stays is the part of the strip below the released rows, now at the buffer's top, zeros under it
+    assert below.max() > 0
+    np.testing.assert_array_equal(blender.wsum[:len(below)], below)
+    np.testing.assert_array_equal(blender.wsum[len(below):], 0)
+
+
+def test_shift_up_moves_rows_and_zeroes_the_rest() -> None:
+    from ddrf.scenes.tiling import shift_up
+
+    for n in (1, 3, 7, 10, 12):
+        buf = np.arange(10 * 2, dtype=np.float32).reshape(10, 2)
+        want = np.zeros_like(buf)
+        want[:max(10 - n, 0)] = buf[n:]
+        shift_up(buf, n)
+        np.testing.assert_array_equal(buf, want)

@@ -19,6 +19,7 @@ from rasterio.windows import Window as RioWindow
 from ddrf.files import temp_path
 
 BLOCK = 512
+SLAB = 128  # rows padded and quantised at a time
 
 
 def quantise(values: np.ndarray, valid: np.ndarray, dtype: np.dtype, bits: int | None,
@@ -119,7 +120,9 @@ class RasterSink:
         pad = ((0, 0), (self.left + first - lo, hi - self.left - end))
         if self.written + self.buffered == 0 and self.top:
             self._buffer(np.zeros((self.top, hi - lo, values.shape[2])), np.zeros((self.top, hi - lo), dtype=bool))
-        self._buffer(np.pad(values, (*pad, (0, 0))), np.pad(valid, pad))
+        for start in range(0, len(values), SLAB):  # the float temporaries of padding and quantising stay small
+            rows = slice(start, start + SLAB)
+            self._buffer(np.pad(values[rows], (*pad, (0, 0))), np.pad(valid[rows], pad))
 
     def _buffer(self, values: np.ndarray, valid: np.ndarray) -> None:
         self.rows.append(quantise(values, valid, self.profile["dtype"], self.bits, self.profile["nodata"]))
