@@ -20,7 +20,7 @@ from ddrf.runtime.fuser import Fuser
 from ddrf.model_dir import ModelDir
 from ddrf.train.diffusion import Diffusion
 
-STEPS = (1, 4, 25)
+STEPS = (1, 4, 8)  # 8: a multi-step schedule whose unrolled graph exports in a fraction of 25 steps' time
 
 
 def tiny_model(bands: int = 4, seed: int = 0) -> DDRF:

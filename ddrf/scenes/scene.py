@@ -59,9 +59,8 @@ def _inspect(path: Path) -> _Grid:
     try:
         with rasterio.open(path) as src:
             _check_orthorectified(path, src)
-            for band in range(1, src.count + 1):  # first and last pixel: catches truncated files cheaply
-                src.read(band, window=Window(0, 0, 1, 1))
-                src.read(band, window=Window(src.width - 1, src.height - 1, 1, 1))
+            src.read(window=Window(0, 0, 1, 1))  # first and last pixel of every band: catches truncated files cheaply
+            src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
                          np.dtype(src.dtypes[0]), src.nodata, int(nbits) if nbits else None)
@@ -77,7 +76,7 @@ class Scene:
     def __init__(self, files: SceneFiles) -> None:
         self.files = files
         pan = _inspect(files.pan)
-        ms_grids = {path: _inspect(path) for path, _ in files.ms}
+        ms_grids = {path: _inspect(path) for path in dict.fromkeys(path for path, _ in files.ms)}  # each file once
         if not files.ms:
             raise SceneError(files.pan.parent, "no MS bands found")
         self._check_bands(pan, ms_grids)
