@@ -143,18 +143,12 @@ class TileGrid:
     def chunk_cols(self, columns: tuple[int, int] | None = None) -> tuple[int, ...]:
         """Starts of the windows that weigh on output columns [first, end) (all windows when None).
 
-        A window whose weighted part straddles a chunk border is fused once for each chunk: the price of flat memory.
+        A window straddling a chunk border is fused once for each chunk: the price of flat memory.
         """
         if columns is None:
             return self.col_starts
         first, end = columns
-        lo, hi = self.weighted_span(self.tile_cols)
-        return tuple(c for c in self.col_starts if c + lo < end and c + hi > first)
-
-    def weighted_span(self, n: int) -> tuple[int, int]:
-        """[first, end) of a window axis of n pixels where its blending weight is above zero."""
-        inside = np.flatnonzero(axis_weights(n, self.halo, True, True) > 0)
-        return int(inside[0]), int(inside[-1]) + 1
+        return tuple(c for c in self.col_starts if c < end and c + self.tile_cols > first)
 
     def row_strip(self, row: int, columns: tuple[int, int] | None = None) -> list[TileBox]:
         return [TileBox(row, col, self.tile_rows, self.tile_cols) for col in self.chunk_cols(columns)]
