@@ -4,7 +4,8 @@
 
 For one call at tile x tile, batch N (FP32): the weights; the model inputs and outputs (what crosses between host
 and device per call on a GPU backend, and the host buffers ddrf-run keeps per batch); the condition features (kept
-on the device between the encoder and the K denoiser calls); the largest single activation; and the peak of the
+on the device between the encoder and the K denoiser calls; for a one-graph sampler with scene statistics, the scene
+pass's recording, kept for the whole scene); the largest single activation; and the peak of the
 tensors alive at once (inputs, condition and outputs included) running the nodes in graph order with every tensor
 freed after its last reader: what a runtime with perfect buffer reuse needs (real runtimes add workspace, e.g.
 cuDNN's, and allocator rounding). ddrf-run itself adds, per column chunk, its blender and writer buffers
@@ -13,6 +14,7 @@ cuDNN's, and allocator rounding). ddrf-run itself adds, per column chunk, its bl
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,9 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import shape_inference
+
+from ddrf.model_dir import graph_stem
+from ddrf.scenes.tiling import CONTEXT_SIDE, CONTEXT_WINDOWS
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
@@ -81,7 +86,15 @@ def graph_memory(path: Path, shapes: dict[str, list[int]]) -> dict[str, Any]:
 
 
 def window_memory(model_dir: Path, tile: int, batch: int) -> dict[str, Any]:
-    bands = 4
+    card = json.loads((model_dir / "card.json").read_text())
+    bands = len(card["bands"])
+    if (model_dir / f"{graph_stem('encoder')}.onnx").is_file():
+        return two_graph_memory(model_dir, tile, batch, bands)
+    return sampler_memory(model_dir, tile, batch, bands, int(card.get("sampling_steps", 1)))
+
+
+def two_graph_memory(model_dir: Path, tile: int, batch: int, bands: int) -> dict[str, Any]:
+    """Encoder once, then the denoiser per step, its condition features kept between them."""
     enc = graph_memory(model_dir / "encoder.onnx", {"lms": [batch, bands, tile, tile], "pan": [batch, 1, tile, tile]})
     cond_shapes = enc["output_shapes"]
     den_shapes = {"x_t": [batch, bands, tile, tile], "t": [batch], **cond_shapes}
@@ -92,6 +105,36 @@ def window_memory(model_dir: Path, tile: int, batch: int) -> dict[str, Any]:
             "device_to_host_mib": sum(den["outputs"].values()) / MIB, "cond_mib": cond / MIB,
             "largest_activation_mib": max(enc["largest"], den["largest"]) / MIB,
             "live_peak_mib": max(enc["live_peak"], den["live_peak"]) / MIB}
+
+
+def recorded_shapes(scene_path: Path, shapes: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Output shapes of the scene pass, by running it once on zeros (shape inference cannot follow its reshapes)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(scene_path), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {name: np.zeros(shape, np.float32) for name, shape in shapes.items()})
+    return {o.name: list(value.shape) for o, value in zip(session.get_outputs(), outputs)}
+
+
+def sampler_memory(model_dir: Path, tile: int, batch: int, bands: int, steps: int) -> dict[str, Any]:
+    """The unrolled K-step sampler per window; with scene statistics, fed by the scene pass's recording (made
+    once per scene over CONTEXT_WINDOWS windows of CONTEXT_SIDE, the most a large scene gets): its "condition"."""
+    images = lambda n, side: {"lms": [n, bands, side, side], "pan": [n, 1, side, side],  # noqa: E731
+                              "noise": [n, bands, side, side]}
+    shapes, scene, context = images(batch, tile), None, 0
+    scene_path = model_dir / f"{graph_stem('scene', steps=steps)}.onnx"
+    if scene_path.is_file():
+        scene = graph_memory(scene_path, images(CONTEXT_WINDOWS, CONTEXT_SIDE))
+        recording = recorded_shapes(scene_path, images(CONTEXT_WINDOWS, CONTEXT_SIDE))  # token count: data-dependent
+        shapes.update(recording)
+        context = sum(int(np.prod(shape)) * 4 for shape in recording.values())
+    sampler = graph_memory(model_dir / f"{graph_stem('sampler', steps=steps)}.onnx", shapes)
+    parts = [sampler] + ([scene] if scene else [])
+    return {"tile": tile, "batch": batch, "weights_mib": sum(g["weights"] for g in parts) / MIB,
+            "host_to_device_mib": (sampler["inputs"] - context) / MIB,
+            "device_to_host_mib": sum(sampler["outputs"].values()) / MIB, "cond_mib": context / MIB,
+            "largest_activation_mib": max(g["largest"] for g in parts) / MIB,
+            "live_peak_mib": max(g["live_peak"] for g in parts) / MIB}
 
 
 def main(argv: list[str]) -> int:
