@@ -171,7 +171,7 @@ class RowBlender:
 
     Holds one row strip of windows (tile rows by the chunk's windows' width), whatever the scene size: every window
     of a strip starts on the buffer's first row, because rows above the strip's start were released before it.
-    Sums are float32 (their error, below 1e-3 DN, is far under the output's quantum) to halve that buffer.
+    Sums are float32, half the memory of float64: relative error ~1e-7, under 0.01 DN even at 16 bits.
     """
 
     def __init__(self, grid: TileGrid, channels: int, columns: tuple[int, int] | None = None) -> None:

@@ -101,8 +101,7 @@ class RasterSink:
     def _finish_chunk(self) -> None:
         below = self.profile["height"] - self.written - self.buffered
         if below > 0 and self.rows:  # nodata rows under the fused grid
-            width = self.columns[1] - self.columns[0]
-            self._buffer(np.zeros((below, width, self.rows[-1].shape[2])), np.zeros((below, width), bool))
+            self._buffer_nodata(below, self.rows[-1].shape[2])
         if self.buffered:
             self._flush(self.buffered)
         self.rows = []  # the next chunk may be narrower
@@ -118,11 +117,17 @@ class RasterSink:
         first, end = self.chunk
         lo, hi = self.columns
         pad = ((0, 0), (self.left + first - lo, hi - self.left - end))
-        if self.written + self.buffered == 0 and self.top:
-            self._buffer(np.zeros((self.top, hi - lo, values.shape[2])), np.zeros((self.top, hi - lo), dtype=bool))
+        if self.written + self.buffered == 0 and self.top:  # nodata rows above the fused grid
+            self._buffer_nodata(self.top, values.shape[2])
         for start in range(0, len(values), SLAB):  # the float temporaries of padding and quantising stay small
             rows = slice(start, start + SLAB)
             self._buffer(np.pad(values[rows], (*pad, (0, 0))), np.pad(valid[rows], pad))
+
+    def _buffer_nodata(self, count: int, bands: int) -> None:
+        width = self.columns[1] - self.columns[0]
+        for start in range(0, count, SLAB):
+            rows = min(SLAB, count - start)
+            self._buffer(np.zeros((rows, width, bands), np.float32), np.zeros((rows, width), bool))
 
     def _buffer(self, values: np.ndarray, valid: np.ndarray) -> None:
         self.rows.append(quantise(values, valid, self.profile["dtype"], self.bits, self.profile["nodata"]))
