@@ -57,7 +57,7 @@ class OrtBackend:
     """One ONNX Runtime session; refuses to run on another provider than asked unless `allow_fallback`."""
 
     def __init__(self, path: str | os.PathLike[str], kind: str = "ort-cpu", threads: int | None = None,
-                 allow_fallback: bool = False) -> None:
+                 allow_fallback: bool = False, once: bool = False) -> None:
         import onnxruntime as ort
 
         if kind not in ORT_PROVIDERS:
@@ -80,6 +80,9 @@ class OrtBackend:
         # freed blocks instead. For the bundled ratio-2 model's 576 x 576 window the peak fell from 900 to 534 MB
         # at the same speed (docs/BENCHMARKS.md, sixth session).
         options.enable_mem_pattern = False
+        # A graph run once per scene (the scene-statistics pass) gets no arena: its blocks go back to the system
+        # after the run instead of staying reserved, unused, while every window runs.
+        options.enable_cpu_mem_arena = not once
         if threads:
             options.intra_op_num_threads = threads
         providers = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
@@ -110,12 +113,13 @@ class OrtBackend:
 
 
 def open_backend(path: str | os.PathLike[str], kind: str = "ort-cpu", threads: int | None = None,
-                 allow_fallback: bool = False) -> Backend:
-    """Open an ONNX graph (ONNX Runtime) or a TensorRT plan (native TensorRT, sidecar checked)."""
+                 allow_fallback: bool = False, once: bool = False) -> Backend:
+    """Open an ONNX graph (ONNX Runtime) or a TensorRT plan (native TensorRT, sidecar checked); `once`: the graph
+    runs once per scene, not per window."""
     if not backend_info(kind).runtime:
         raise ValueError(f"{kind}: not a runtime backend; choose one of {', '.join(BACKENDS)}")
     if kind == "tensorrt":
         from ddrf.runtime.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(path)
-    return OrtBackend(path, kind, threads, allow_fallback)
+    return OrtBackend(path, kind, threads, allow_fallback, once)

@@ -118,7 +118,7 @@ class Fuser(InputPreparation):
                                    f"statistics runs through the {steps}-step scene and sampler graphs: export them "
                                    f"with ddrf-export onnx WEIGHTS --scene-statistics --unrolled {steps}")
             path = self.files.graph(stage, precision, steps, suffix)
-            opened = open_backend(path, backend, threads, allow_fallback)
+            opened = open_backend(path, backend, threads, allow_fallback, once=stage == "scene")
             self.files.check_io(stage, path, opened.input_names, opened.output_names)
             self.files.check_channels(path, getattr(opened, "input_shapes", {}))
             return opened
