@@ -330,25 +330,33 @@ def test_column_chunks_give_the_same_raster(tiny_model: Path, two_tilings: dict[
 GDAL_CACHE_PROBE = """
 import sys
 from rasterio._env import get_gdal_config
-from ddrf.scenes import engines, jobs, streaming
+from ddrf.scenes import engines, jobs, runner, stac_out, streaming
 seen = []
 spec = engines.EngineSpec(model=sys.argv[1], backend="ort-cpu", threads=1)
 job = jobs.SceneJob("c", jobs.Path(sys.argv[3]), directory=jobs.Path(sys.argv[2]))
 settings = streaming.RunSettings(tile=256, batch=1, halo=32, progress=False)
-assert jobs.run_job(job, spec, settings, on_tiles=lambda d, t: seen.append(get_gdal_config("GDAL_CACHEMAX")))["status"] == "done"
-print(sorted(set(seen)))
+entry = jobs.run_job(job, spec, settings, on_tiles=lambda d, t: seen.append(get_gdal_config("GDAL_CACHEMAX")))
+assert entry["status"] == "done", entry
+statistics = stac_out.band_entries  # the STAC Item's statistics read the whole output: the cache must bound it too
+def spy(*args, **kwargs):
+    seen.append(get_gdal_config("GDAL_CACHEMAX"))
+    return statistics(*args, **kwargs)
+stac_out.band_entries = spy
+assert runner.describe_outputs(entry, job, settings, None)["status"] == "done"
+print(sorted(set(map(str, seen))), len(seen) > 1)
 """
 
 
 @pytest.mark.parametrize("user_value", [None, "300"])
 def test_gdal_block_cache_is_bounded_during_a_scene(tiny_model: Path, tmp_path: Path, user_value: str | None) -> None:
     """GDAL's block cache defaults to 5 % of RAM and kept a whole 8192 x 8192 output's blocks (peak RSS grew with
-    the scene's height): each scene runs with a 64 MiB cache, unless the user set GDAL_CACHEMAX (read by GDAL at
-    start-up, hence a fresh process)."""
+    the scene's height; writing the STAC Item, whose band statistics read the output, added 570 MiB): each scene and
+    its Item run with a 64 MiB cache, unless the user set GDAL_CACHEMAX (read by GDAL at start-up, hence a fresh
+    process)."""
     env = {k: v for k, v in os.environ.items() if k != "GDAL_CACHEMAX"}
     if user_value is not None:
         env["GDAL_CACHEMAX"] = user_value
     run = subprocess.run([sys.executable, "-c", GDAL_CACHE_PROBE, str(tiny_model), str(SAMPLE), str(tmp_path / "c.tif")],
                          capture_output=True, text=True, env=env, check=True)
     megabytes = jobs.GDAL_CACHE_MB if user_value is None else int(user_value)  # GDAL reads small values as MB
-    assert run.stdout.strip() == str([megabytes * 2**20])
+    assert run.stdout.strip() == f"{[str(megabytes * 2**20)]} True"

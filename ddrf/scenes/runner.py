@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ddrf.scenes.engines import EngineSpec
-from ddrf.scenes.jobs import SceneJob, run_job
+from ddrf.scenes.jobs import SceneJob, gdal_cache, run_job
 from ddrf.scenes.streaming import Outputs, RunSettings
 from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested
 
@@ -31,8 +31,9 @@ def describe_outputs(entry: dict[str, Any], job: SceneJob, settings: RunSettings
         return entry
     try:
         item = item_path(job.raster)
-        if entry["status"] == "done" or not item.is_file():
-            write_item(job.raster, source)
+        with gdal_cache():  # the Item's band statistics read the whole raster (decimated) through GDAL's cache
+            if entry["status"] == "done" or not item.is_file():
+                write_item(job.raster, source)
         if catalog is not None:
             add_to_catalog(catalog, item)
     except Exception as exc:  # the raster is published; say what is missing, the next run writes it
