@@ -60,8 +60,8 @@ def bounded_heap() -> None:
     glibc raises that threshold each time it frees a mapped block (up to 32 MiB); after that the window-sized arrays
     of reading, blending and writing come from heaps shared by the reader and main threads, and fragment them. The
     default run's peak RSS on a 4096 x 4096 scene: 881 MiB with the dynamic threshold, 784 MiB with it fixed, no
-    slower (docs/BENCHMARKS.md). Only ddrf-run: training allocates large tensors so often that a map per tensor
-    would cost it. A MALLOC_MMAP_THRESHOLD_ the user set wins; elsewhere than glibc this does nothing.
+    slower (docs/BENCHMARKS.md). Only ddrf-run, where that was measured: training was not, and a map per large
+    tensor could cost it. A MALLOC_MMAP_THRESHOLD_ the user set wins; elsewhere than glibc this does nothing.
     """
     import ctypes
     import os
