@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
+from ddrf.card import ModelCard
 from ddrf.model_dir import graph_stem
 from ddrf.scenes.tiling import CONTEXT_SIDE, CONTEXT_WINDOWS
 
@@ -86,11 +87,11 @@ def graph_memory(path: Path, shapes: dict[str, list[int]]) -> dict[str, Any]:
 
 
 def window_memory(model_dir: Path, tile: int, batch: int) -> dict[str, Any]:
-    card = json.loads((model_dir / "card.json").read_text())
-    bands = len(card["bands"])
+    card = ModelCard.from_dict(json.loads((model_dir / "card.json").read_text()))
+    bands = card.graph_bands  # 1 for a band-wise model, which runs its graphs once per band
     if (model_dir / f"{graph_stem('encoder')}.onnx").is_file():
         return two_graph_memory(model_dir, tile, batch, bands)
-    return sampler_memory(model_dir, tile, batch, bands, int(card.get("sampling_steps", 1)))
+    return sampler_memory(model_dir, tile, batch, bands, card.sampling_steps)
 
 
 def two_graph_memory(model_dir: Path, tile: int, batch: int, bands: int) -> dict[str, Any]:
