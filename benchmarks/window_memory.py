@@ -120,8 +120,9 @@ def recorded_shapes(scene_path: Path, shapes: dict[str, list[int]]) -> dict[str,
 def sampler_memory(model_dir: Path, tile: int, batch: int, bands: int, steps: int) -> dict[str, Any]:
     """The unrolled K-step sampler per window; with scene statistics, fed by the scene pass's recording (made
     once per scene over CONTEXT_WINDOWS windows of CONTEXT_SIDE, the most a large scene gets): its "condition"."""
-    images = lambda n, side: {"lms": [n, bands, side, side], "pan": [n, 1, side, side],  # noqa: E731
-                              "noise": [n, bands, side, side]}
+    def images(n: int, side: int) -> dict[str, list[int]]:
+        return {"lms": [n, bands, side, side], "pan": [n, 1, side, side], "noise": [n, bands, side, side]}
+
     shapes, scene, context = images(batch, tile), None, 0
     scene_path = model_dir / f"{graph_stem('scene', steps=steps)}.onnx"
     if scene_path.is_file():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator
 
 import numpy as np
@@ -159,10 +160,12 @@ class TileGrid:
             final = self.row_starts[k + 1] if k + 1 < len(self.row_starts) else row + self.tile_rows
             yield final, self.row_strip(row, columns)
 
-    def weights(self, window: TileBox) -> np.ndarray:
-        """(tile_rows, tile_cols) blending weights of a window (every side tapers: the scene is padded too)."""
-        rows = axis_weights(window.height, self.halo, True, True)
-        cols = axis_weights(window.width, self.halo, True, True)
+    @cached_property
+    def weights(self) -> np.ndarray:
+        """(tile_rows, tile_cols) blending weights, the same for every window (every side tapers: the scene is
+        padded too); made once per grid, not per window."""
+        rows = axis_weights(self.tile_rows, self.halo, True, True)
+        cols = axis_weights(self.tile_cols, self.halo, True, True)
         return (rows[:, None] * cols[None, :]).astype(np.float32)
 
 
@@ -189,7 +192,7 @@ class RowBlender:
         return self.values.nbytes + self.wsum.nbytes + self.valid.nbytes
 
     def add(self, window: TileBox, values: np.ndarray, valid: np.ndarray) -> None:
-        weights = self.grid.weights(window)
+        weights = self.grid.weights  # every window is tile_rows x tile_cols
         r0, c0 = window.row - self.top, window.col - self.left
         rows, cols = slice(r0, r0 + window.height), slice(c0, c0 + window.width)
         self.values[rows, cols] += values * weights[..., None]
