@@ -34,6 +34,7 @@ class TorchEngine:
     seed: int = 0
     samples: int = 1
     label: str = "torch"
+    device: str = "cpu"  # where the model lives; windows go there and their output comes back to the host
     radiometry: Radiometry | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -50,7 +51,7 @@ class TorchEngine:
         """One normalisation per scene, from the same preview the runtime's ModelEngine reads."""
         self.radiometry = preview_radiometry(scene, self.card)
         # recorded over the same context windows as the runtime's ModelEngine
-        self.contexts = {seed: self._record(*(torch.from_numpy(a) for a in inputs)) for seed, inputs in
+        self.contexts = {seed: self._record(*(torch.from_numpy(a).to(self.device) for a in inputs)) for seed, inputs in
                          context_inputs(scene, self.prep, self.radiometry, self.seed, self.samples).items()}
 
     def _record(self, lms: torch.Tensor, guide: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,9 +70,9 @@ class TorchEngine:
         for k in range(self.samples):
             prepared = [self.prep.prepare(pan, ms, self.radiometry, self.seed + k, o) for (pan, ms), o in
                         zip(pairs, origins)]
-            lms, guide, noise = (torch.from_numpy(np.stack(p)) for p in zip(*prepared))
+            lms, guide, noise = (torch.from_numpy(np.stack(p)).to(self.device) for p in zip(*prepared))
             sample = functools.partial(self._sample, context=self.contexts.get(self.seed + k))
-            fused = by_graph_bands(sample, lms, guide, noise, self.card.graph_bands).numpy()
+            fused = by_graph_bands(sample, lms, guide, noise, self.card.graph_bands).float().cpu().numpy()
             runs.append([self.radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
                          for f, (pan, _) in zip(fused, pairs)])
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
