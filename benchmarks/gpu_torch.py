@@ -89,7 +89,8 @@ def allocated(peak: bool = False) -> int:
     return torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()
 
 
-def windows(model: Any, card: Any, tiles: list[int], batches: list[int], reps: int, device: str) -> list[dict[str, Any]]:
+def windows(model: Any, card: Any, tiles: list[int], batches: list[int], reps: int,
+            device: str) -> list[dict[str, Any]]:
     plan = make_plan(CosineSchedule.from_dict(card.schedule), 1)
     args = (model, plan, card.target, card.residual, card.residual_scale)
     recorder, sampler = ScenePassGraph(*args), SceneSamplerGraph(*args)

@@ -15,6 +15,10 @@ from ddrf.files import write_text_atomic
 
 CARD_VERSION = 1
 LMS_BORDERS = ("symmetric", "circular")  # ddrf.filters.interp23's borders
+# Default (window side in PAN px, batch) per device. The CPU is fed one window at a time. On a GPU one 1024 window
+# per call beat four 576 windows on kept pixels per second and on device memory (an H200, PyTorch:
+# docs/BENCHMARKS.md, "On a GPU"): this small network is launch-bound, so pixels per call matter, not the batch.
+DEFAULT_WINDOWS = {"cpu": (256, 1), "cuda": (1024, 1)}
 
 
 @dataclass
@@ -146,6 +150,13 @@ class ModelCard:
         if self.lms_border not in LMS_BORDERS:
             raise ValueError(f"lms_border must be one of {', '.join(LMS_BORDERS)}, got {self.lms_border!r}")
         self.normalisation.validate()
+
+
+def default_window(halo: int, device: str) -> tuple[int, int]:
+    """(window side, batch) for a model with this halo on "cpu" or "cuda": the device's default, widened to at
+    least six halos (rounded up to 64 px) so that about half of each window is kept."""
+    side, batch = DEFAULT_WINDOWS[device]
+    return max(side, -(-6 * halo // 64) * 64), batch
 
 
 def read_card(path: str | os.PathLike[str]) -> ModelCard:

@@ -154,7 +154,34 @@ def test_default_tiling_follows_the_registry_device() -> None:
 
     for name, info in backends.REGISTRY.items():
         if info.runtime:
-            assert default_tiling(name) == ((512, 4) if info.device == "cuda" else (256, 1))
+            assert default_tiling(name) == ((1024, 1) if info.device == "cuda" else (256, 1))
+            assert default_tiling(name, halo=96) == ((1024, 1) if info.device == "cuda" else (576, 1))
+            assert default_tiling(name, halo=200) == ((1216, 1) if info.device == "cuda" else (1216, 1))
+
+
+def test_default_engine_profile_takes_default_ddrf_run_windows() -> None:
+    """A TensorRT engine built with ddrf-export engine's defaults runs ddrf-run's default windows, and a default
+    tile is brought inside a narrower engine's profile (an asked-for one is left to the preflight check)."""
+    from ddrf.engines.build import window_profile
+    from ddrf.scenes.engines import default_tiling
+    from ddrf.scenes.streaming import RunSettings, resolved_window
+
+    card = read_card(BUNDLED / "card.json")  # halo 96, size multiple 8
+    tiles, batches = window_profile(card)
+    assert tiles == (8, 1024, 1024) and batches == (1, 1, 1)
+    assert default_tiling("tensorrt", halo=card.halo) == (tiles[1], batches[1])
+    assert window_profile(card, tile=512, max_tile=768, batch=2, max_batch=4) == ((8, 512, 768), (1, 2, 4))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        window_profile(card, tile=500)
+
+    class NarrowEngine:  # what ModelEngine says for an engine built with --max-tile 640
+        halo, default_tile = 96, 1024
+
+        def window_limits(self) -> tuple[int, int, int]:
+            return 8, 640, 1
+
+    assert resolved_window(RunSettings(tile=None, batch=1), NarrowEngine()) == (640, 96)
+    assert resolved_window(RunSettings(tile=768, batch=1), NarrowEngine()) == (768, 96)
 
 
 def test_bundled_model_fuses_finite_values() -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ddrf.engines.probe import dims_to_list, environment, load_tensorrt, make_logger, set_device
 from ddrf.engines.sidecar import EngineSidecar, Profile
+from ddrf.card import ModelCard, default_window
 from ddrf.files import sha256_file, write_bytes_atomic, write_files_atomic
 from ddrf.model_dir import (CARD_METADATA_KEY, CONTEXT_BATCH, CONTEXT_PIXELS, CONTEXT_SIDE, PLAN_SUFFIX, ModelDir,
                             sidecar_path_for)
@@ -314,8 +315,24 @@ def model_profile(onnx_path: Path, tiles: Sequence[int], batches: Sequence[int],
     return profile
 
 
-def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_tile: int = 512, batch: int = 1,
-                        max_batch: int = 4, workspace_bytes: int | None = None, optimization_level: int = 3,
+def window_profile(card: ModelCard, tile: int | None = None, max_tile: int | None = None, batch: int = 1,
+                   max_batch: int = 1) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(min, opt, max) window sides and batches of the engines' profile. By default the window ddrf-run uses on a
+    GPU for this model's halo (`ddrf.card.default_window`) is both the optimum and the largest, so that a default
+    engine runs a default ddrf-run; batch 1, as ddrf-run's GPU default (a larger window instead of a batch)."""
+    default = default_window(card.halo, "cuda")[0]
+    tile = tile or default
+    max_tile = max_tile or max(tile, default)
+    multiple = card.size_multiple
+    if any(v % multiple for v in (tile, max_tile)) or not multiple <= tile <= max_tile or not 1 <= batch <= max_batch:
+        raise ValueError(f"need {multiple} <= tile <= max_tile, both multiples of {multiple}, and 1 <= batch <= "
+                         f"max_batch; got tile {tile}, max_tile {max_tile}, batch {batch}, max_batch {max_batch}")
+    return (multiple, tile, max_tile), (1, batch, max_batch)
+
+
+def build_model_engines(model_dir: str | os.PathLike[str], tile: int | None = None, max_tile: int | None = None,
+                        batch: int = 1, max_batch: int = 1, workspace_bytes: int | None = None,
+                        optimization_level: int = 3,
                         timing_cache: str | os.PathLike[str] | None = None, overwrite: bool = False) -> list[Path]:
     """FP16 engines `<stem>_fp16.plan` (+ `.plan.json` sidecars) for every graph of a `ddrf-export onnx` directory.
 
@@ -325,9 +342,7 @@ def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_
     model = ModelDir.open(model_dir)
     root, card = model.root, model.card
     multiple = card.size_multiple
-    if any(v % multiple for v in (tile, max_tile)) or not multiple <= tile <= max_tile or not 1 <= batch <= max_batch:
-        raise ValueError(f"need {multiple} <= tile <= max_tile, both multiples of {multiple}, and 1 <= batch <= "
-                         f"max_batch; got tile {tile}, max_tile {max_tile}, batch {batch}, max_batch {max_batch}")
+    tiles, batches = window_profile(card, tile, max_tile, batch, max_batch)
     stages = model.graph_stages()
     if not stages:
         raise ValueError(f"{root}: no ONNX graphs (run ddrf-export onnx first)")
@@ -337,11 +352,10 @@ def build_model_engines(model_dir: str | os.PathLike[str], tile: int = 256, max_
         raise FileExistsError(f"engines exist: {existing}; pass --overwrite to replace them")
     trt = load_tensorrt()  # before any work: a clear error where engines cannot be built
     prefer_fp16_graph = _trt_major(trt) >= 11
-    cmd = (f"ddrf-export engine {root} --tile {tile} --max-tile {max_tile} --batch {batch} --max-batch {max_batch} "
-           f"--optimization-level {optimization_level} --overwrite"
+    cmd = (f"ddrf-export engine {root} --tile {tiles[1]} --max-tile {tiles[2]} --batch {batch} "
+           f"--max-batch {max_batch} --optimization-level {optimization_level} --overwrite"
            + (f" --workspace-mb {workspace_bytes >> 20}" if workspace_bytes else "")
            + (f" --timing-cache {timing_cache}" if timing_cache else ""))
-    tiles, batches = (multiple, tile, max_tile), (1, batch, max_batch)
     scales: dict[str, int] = {}
     written = []
     for (stage, k), target in targets.items():

@@ -78,10 +78,13 @@ def check_command(model_dir: Path = typer.Argument(..., help="model directory wr
 @app.command("engine")
 def engine_command(
     model_dir: Path = typer.Argument(..., help="model directory written by `ddrf-export onnx`"),
-    tile: int = typer.Option(256, help="optimal tile side (PAN pixels) of the optimisation profile"),
-    max_tile: int = typer.Option(512, help="largest tile side the engine accepts"),
+    tile: Optional[int] = typer.Option(None, help="optimal window side (PAN pixels) of the optimisation profile "
+                                       "[default: ddrf-run's GPU window for the model's halo]"),
+    max_tile: Optional[int] = typer.Option(None, help="largest window side the engine accepts [default: the larger "
+                                           "of --tile and ddrf-run's GPU window]"),
     batch: int = typer.Option(1, help="optimal batch"),
-    max_batch: int = typer.Option(4, help="largest batch the engine accepts"),
+    max_batch: int = typer.Option(1, help="largest batch the engine accepts (each window of the batch at the largest "
+                                  "side is held on the device at once)"),
     workspace_mb: int = typer.Option(2048, help="builder workspace limit"),
     optimization_level: int = typer.Option(3, min=0, max=5, help="TensorRT builder optimisation level"),
     timing_cache: Path = typer.Option(Path("engines/timing.cache"), help="persistent timing cache"),

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ddrf.card import default_window
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.scenes import report as reports
-from ddrf.scenes.tiling import DEFAULT_HALO, round_up
+from ddrf.scenes.tiling import DEFAULT_HALO
 
 if TYPE_CHECKING:
     from ddrf.radiometry import Radiometry
@@ -21,15 +22,13 @@ if TYPE_CHECKING:
 
 
 def default_tiling(backend: str, method: str | None = None, halo: int = DEFAULT_HALO) -> tuple[int, int]:
-    """(tile, batch): the CPU is best fed one 256 window at a time; a GPU wants larger windows, batched. A model
-    whose halo is wider than 32 gets windows of at least 6 halos, so that about half of each window is kept.
+    """(tile, batch): a model's default window on the backend's device (`ddrf.card.default_window`).
 
     Classical baselines are cheap per pixel, so they take large windows (fewer halos to recompute).
     """
     if method:
         return 1024, 1
-    tile, batch = (512, 4) if backend in GPU_BACKENDS else (256, 1)
-    return max(tile, round_up(6 * halo, 64)), batch
+    return default_window(halo, "cuda" if backend in GPU_BACKENDS else "cpu")
 
 
 class Engine(Protocol):

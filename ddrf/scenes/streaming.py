@@ -90,9 +90,15 @@ def plan_grid(scene: "Scene", engine: Engine, settings: RunSettings) -> TileGrid
 
 
 def resolved_window(settings: RunSettings, engine: Engine | None) -> tuple[int, int]:
-    """(tile, halo): those asked for, else the engine's own (the halo its model needs for tiles to agree)."""
+    """(tile, halo): those asked for, else the engine's own (the halo its model needs for tiles to agree). A default
+    tile is brought inside the windows a fixed engine profile takes (TensorRT); an asked-for one is checked as is."""
     halo = settings.halo if settings.halo is not None else int(getattr(engine, "halo", DEFAULT_HALO))
-    tile = settings.tile if settings.tile is not None else int(getattr(engine, "default_tile", 256))
+    if settings.tile is not None:
+        return settings.tile, halo
+    tile = int(getattr(engine, "default_tile", 256))
+    limits = getattr(engine, "window_limits", lambda: None)()
+    if limits is not None:
+        tile = min(max(tile, limits[0]), limits[1])
     return tile, halo
 
 
