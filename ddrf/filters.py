@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from ddrf.sensors import Sensor, get_sensor, ms_mtf_gains
 
@@ -85,6 +85,8 @@ def _filter2d(band: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Correlation with replicated borders (MATLAB imfilter 'replicate'), via FFT for speed on big images."""
     m, n = kernel.shape[0] // 2, kernel.shape[1] // 2
     padded = np.pad(band, ((m, m), (n, n)), mode="edge")
+    from scipy import signal  # here, not at the top: importing it takes about 1 s of every ddrf-run's start
+
     return signal.fftconvolve(padded, kernel[::-1, ::-1], mode="valid")
 
 
@@ -219,6 +221,8 @@ CDF23 = np.concatenate([_HALF23[:0:-1], _HALF23])
 
 def _general_taps(ratio: int) -> np.ndarray:
     """45-tap Hamming-windowed low-pass with cutoff 1/ratio, gain ratio (MATLAB ratio*fir1(44, 1/ratio))."""
+    from scipy import signal  # here, not at the top: see _filter2d
+
     return ratio * signal.firwin(45, 1.0 / ratio)
 
 
