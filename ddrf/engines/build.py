@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from ddrf.card import ModelCard, default_window
 from ddrf.engines.probe import dims_to_list, environment, load_tensorrt, make_logger, set_device
 from ddrf.engines.sidecar import EngineSidecar, Profile
-from ddrf.card import ModelCard, default_window
 from ddrf.files import sha256_file, write_bytes_atomic, write_files_atomic
 from ddrf.model_dir import (CARD_METADATA_KEY, CONTEXT_BATCH, CONTEXT_PIXELS, CONTEXT_SIDE, PLAN_SUFFIX, ModelDir,
                             sidecar_path_for)

@@ -51,8 +51,9 @@ class TorchEngine:
         """One normalisation per scene, from the same preview the runtime's ModelEngine reads."""
         self.radiometry = preview_radiometry(scene, self.card)
         # recorded over the same context windows as the runtime's ModelEngine
-        self.contexts = {seed: self._record(*(torch.from_numpy(a).to(self.device) for a in inputs)) for seed, inputs in
-                         context_inputs(scene, self.prep, self.radiometry, self.seed, self.samples).items()}
+        inputs = context_inputs(scene, self.prep, self.radiometry, self.seed, self.samples)
+        self.contexts = {seed: self._record(*(torch.from_numpy(a).to(self.device) for a in arrays))
+                         for seed, arrays in inputs.items()}
 
     def _record(self, lms: torch.Tensor, guide: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
