@@ -33,7 +33,9 @@ import torch
 
 from ddrf.assets import BUNDLED_MODELS
 from ddrf.card import ModelCard, read_card
+from ddrf.model_dir import CARD_NAME
 from ddrf.export.graphs import ScenePassGraph, SceneSamplerGraph
+from ddrf.export.onnx_export import sample_inputs
 from ddrf.runtime.cuda import DeviceBuffer, HostBuffer, Stream, enable_mapped_memory
 from ddrf.scenes.tiling import CONTEXT_SIDE, CONTEXT_WINDOWS
 from ddrf.schedule import CosineSchedule, make_plan
@@ -56,11 +58,9 @@ def precision(name: str) -> Iterator[None]:
         yield
 
 
-def images(card: Any, batch: int, side: int, device: str, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    shapes = [(batch, card.graph_bands, side, side), (batch, len(card.guide_bands), side, side)]
-    lms, pan = (torch.rand(s, generator=g) for s in shapes)
-    return lms.to(device), pan.to(device), torch.randn(shapes[0], generator=g).to(device)
+def images(card: Any, batch: int, side: int, device: str) -> tuple[torch.Tensor, ...]:
+    """(lms, pan, noise) on `device`: the export's own traced inputs."""
+    return tuple(t.to(device) for t in sample_inputs(card, batch, side).values())
 
 
 def time_batches(run: Any, reps: int, device: str) -> list[float]:
@@ -101,7 +101,7 @@ def windows(model: Any, card: Any, tiles: list[int], batches: list[int], reps: i
         with torch.no_grad(), precision(name):
             scene = recorder(*images(card, CONTEXT_WINDOWS, CONTEXT_SIDE, device))
             for tile, batch in ((t, b) for t in tiles for b in batches):
-                inputs = images(card, batch, tile, device, seed=1)
+                inputs = images(card, batch, tile, device)
                 if device == "cuda":
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()
@@ -119,7 +119,7 @@ def windows(model: Any, card: Any, tiles: list[int], batches: list[int], reps: i
 def served(model_dir: Path, device: str) -> tuple[Any, ModelCard]:
     """The weights, and the card the runtime serves them with (card.json: scene statistics, halo)."""
     model, _ = load_checkpoint(model_dir, device=device)
-    return model, read_card(model_dir / "card.json")
+    return model, read_card(model_dir / CARD_NAME)
 
 
 def tiled_path(model: Any, card: Any, model_dir: Path, tiles: list[int], device: str) -> list[dict[str, Any]]:
@@ -130,7 +130,7 @@ def tiled_path(model: Any, card: Any, model_dir: Path, tiles: list[int], device:
     from ddrf.train.tiled import TorchEngine, fuse_tiled
 
     scene = sample_scene()
-    cpu_model, _ = load_checkpoint(model_dir, device="cpu")
+    cpu_model, _ = served(model_dir, "cpu")
     reference = fuse_tiled(TorchEngine(cpu_model, card, steps=1), scene, tiles[0], batch=1)
     std = reference.reshape(-1, reference.shape[-1]).std(axis=0)
     rows = []

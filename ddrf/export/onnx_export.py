@@ -47,7 +47,8 @@ def _dynamic_axes(shapes_a: list[torch.Size], shapes_b: list[torch.Size], names:
     return axes
 
 
-def _sample_inputs(card: ModelCard, batch: int, size: int) -> dict[str, torch.Tensor]:
+def sample_inputs(card: ModelCard, batch: int, size: int) -> dict[str, torch.Tensor]:
+    """Seeded random lms, pan and noise of the card's graph shapes (tracing; benchmarks/gpu_torch.py)."""
     generator = torch.Generator().manual_seed(0)
     bands, guides = card.graph_bands, len(card.guide_bands)
     return {"lms": torch.rand(batch, bands, size, size, generator=generator),
@@ -143,7 +144,7 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
     model = model.eval().float().cpu()
     multiple = card.size_multiple
     size = trace_size or max(2 * multiple, 32)
-    small, large = _sample_inputs(card, 1, size), _sample_inputs(card, 2, size + multiple)
+    small, large = sample_inputs(card, 1, size), sample_inputs(card, 2, size + multiple)
     with torch.no_grad():
         cond_small, cond_large = model.encode(small["lms"], small["pan"]), model.encode(large["lms"], large["pan"])
     cond_names = condition_names(len(cond_small))
