@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python benchmarks/steps_samples.py ddrf:runs/v2_ratio2/model \\
         [--dataset fusebox:/work/shared/data/landsat7_fusebox] [--acquisitions P034R032] [--simulate-ratio 4] \\
-        [--images N] [--steps 1,2,4,8] [--samples 1,4,8] [--tile T] [--backend ort-cpu] [--json out.json]
+        [--bands blue,green,red,nir] [--images N] [--steps 1,2,4,8] [--samples 1,4,8] [--tile T] \\
+        [--backend ort-cpu] [--json out.json] [--write-calibration]
 
 MODEL is `ddrf:DIR` (ONNX, torch-free runtime) or `ckpt:PATH` (torch). Every image is fused through ddrf-run's
 windows, halo and blend (ddrf-eval's methods, `Tiling`) at the reduced protocol (Wald, or the simulated ratio); for
@@ -72,7 +73,7 @@ def evaluate_image(method: Any, sample: Sample, sample_counts: list[int]) -> tup
 
 
 def run(args: argparse.Namespace, log: Any = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
-    data = open_dataset(args.dataset, args.acquisitions, simulate_ratio=args.simulate_ratio)
+    data = open_dataset(args.dataset, args.acquisitions, simulate_ratio=args.simulate_ratio, bands=args.bands)
     images = list(data.samples(REDUCED))[: args.images] if args.images else list(data.samples(REDUCED))
     tiling = Tiling(tile=args.tile)
     rows, settings = [], {}
@@ -138,6 +139,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", default="fusebox:/work/shared/data/landsat7_fusebox")
     p.add_argument("--acquisitions", default="P034R032")
     p.add_argument("--simulate-ratio", type=int, default=None)
+    p.add_argument("--bands", type=lambda t: [b.strip() for b in t.split(",") if b.strip()], default=None,
+                   help="MS bands to fuse and score, as ddrf-eval --bands (a band-wise model takes any set)")
     p.add_argument("--images", type=int, default=None, help="use the first N images")
     p.add_argument("--steps", type=ints, default=[1, 2, 4, 8])
     p.add_argument("--samples", type=ints, default=[1, 4, 8])

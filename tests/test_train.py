@@ -156,6 +156,32 @@ def test_checkpoint_round_trip_and_card(short_run: tuple[Path, list[float], Trai
     assert rows[0] == "step,loss,lr,time" and len(rows) == 1 + 80 // 5
 
 
+
+def test_card_beside_the_weights_is_the_card_of_record(short_run: tuple[Path, list[float], TrainConfig],
+                                                       tmp_path: Path) -> None:
+    """An export's card.json (halo, scene statistics, calibrated spread) wins over the training card in the weights'
+    metadata; a card.json of another network is refused, naming it."""
+    import shutil
+
+    from ddrf.card import write_card
+
+    run, _, _ = short_run
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    shutil.copy(run / "model.safetensors", folder / "model.safetensors")
+    assert load_checkpoint(folder)[1].halo == read_weights(run)[2].halo == 32  # no card.json: the embedded card
+    card = read_card(run / "card.json")
+    card.halo, card.spread_calibration, card.scene_statistics = 64, 7.5, True
+    write_card(card, folder / "card.json")
+    for path in (folder, folder / "model.safetensors"):
+        loaded = load_checkpoint(path)[1]
+        assert (loaded.halo, loaded.spread_calibration, loaded.scene_statistics) == (64, 7.5, True)
+    card.ratio = 4
+    write_card(card, folder / "card.json")
+    with pytest.raises(ValueError, match=r"card\.json: describes another network than model\.safetensors \(ratio"):
+        read_weights(folder)
+
+
 def test_trained_model_samples(short_run: tuple[Path, list[float], TrainConfig], landsat7_dir: Path) -> None:
     from ddrf.schedule import CosineSchedule
     from ddrf.train.diffusion import Diffusion

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
-from ddrf.card import ModelCard, write_card
+from ddrf.card import ModelCard, read_card, write_card
 from ddrf.files import write_bytes_atomic
 from ddrf.model_dir import CARD_METADATA_KEY, CARD_NAME
 
@@ -58,7 +58,22 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, t
     except (SafetensorError, KeyError, ValueError, OSError) as exc:
         raise ValueError(f"{weights}: not a ddrf checkpoint ({exc})") from exc
     split = {p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")} for p in ("model", "ema")}
-    return split["model"], split["ema"], card
+    return split["model"], split["ema"], _card_of_record(weights, card)
+
+
+def _card_of_record(weights: Path, embedded: ModelCard) -> ModelCard:
+    """The card.json beside the weights, where there is one: an export records there what serving needs (halo,
+    scene statistics, calibrated spread, step count) and the weights' metadata keeps the card they were trained
+    with. Refused when it describes another network."""
+    beside = weights.parent / CARD_NAME
+    if not beside.is_file():
+        return embedded
+    card = read_card(beside)
+    fields = ("model", "bands", "ratio", "normalisation", "residual", "residual_scale", "target", "schedule")
+    differing = [f for f in fields if getattr(card, f) != getattr(embedded, f)]
+    if differing:
+        raise ValueError(f"{beside}: describes another network than {weights.name} ({', '.join(differing)} differ)")
+    return card
 
 
 def load_checkpoint(path: str | Path, ema: bool = True,
