@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/steps_samples.py ddrf:runs/v2_ratio2/model \\
         [--dataset fusebox:/work/shared/data/landsat7_fusebox] [--acquisitions P034R032] [--simulate-ratio 4] \\
         [--bands blue,green,red,nir] [--images N] [--steps 1,2,4,8] [--samples 1,4,8] [--tile T] \\
-        [--backend ort-cpu] [--json out.json] [--write-calibration]
+        [--backend ort-cpu] [--json out.json] [--write-calibration | --calibration C]
 
 MODEL is `ddrf:DIR` (ONNX, torch-free runtime) or `ckpt:PATH` (torch). Every image is fused through ddrf-run's
 windows, halo and blend (ddrf-eval's methods, `Tiling`) at the reduced protocol (Wald, or the simulated ratio); for
@@ -12,7 +12,8 @@ images: SAM, ERGAS, Q2n of the N-sample mean (ddrf-eval's toolbox scoring, borde
 samples (N x the measured seconds per sample), and for N >= 4 the spread (std over the N samples, ddof 1, DN, what
 `ddrf-run --uncertainty N` writes) against |mean - reference| per pixel and band: coverage of the +-2 sigma interval
 and Spearman's rank correlation. Calibration: c = the factor that gives c x (2 sigma) 95 % coverage on the first image,
-and the coverage it gives on the other images (none when only one image is used).
+and the coverage it gives on the other images (none when only one image is used); `--calibration C` also gives the
+coverage of a c fitted elsewhere (another band set, dataset or sensor) on every image.
 """
 from __future__ import annotations
 
@@ -93,11 +94,14 @@ def run(args: argparse.Namespace, log: Any = lambda s: print(s, file=sys.stderr)
             if n >= 4:
                 row.update({m: float(np.mean([f[m] for f in figures])) for m in ("coverage_2sigma", "spearman")})
                 row["calibration"] = calibrate([f["z"] for f in figures])
+                if args.calibration is not None:  # a c fitted elsewhere (another band set, dataset or sensor)
+                    row["coverage_with_given_c"] = float(np.mean([np.mean(f["z"] <= args.calibration)
+                                                                  for f in figures]))
             rows.append(row)
     return {"command": " ".join(sys.argv), "dataset": data.spec, "data": data.settings, "images": [s.name for s in images],
             "ratio": images[0].ratio, "model": {k: v for k, v in settings.items() if k not in ("steps", "samples",
                                                                                               "seeds")},
-            "border": 0, "spread": "std over the N samples, ddof 1, DN", "rows": rows}
+            "border": 0, "spread": "std over the N samples, ddof 1, DN", "given_c": args.calibration, "rows": rows}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -112,6 +116,10 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{r['seconds_per_mp']:.1f} | " + (f"{100 * r['coverage_2sigma']:.1f} % | {r['spearman']:.3f} | "
                                                        f"{cal['c']:.2f} | " if cal else "- | - | - | ")
                      + (f"{100 * held:.1f} % |" if held is not None else "- |"))
+    given = [r for r in result["rows"] if "coverage_with_given_c" in r]
+    if given:
+        lines += ["", f"coverage of c x 2 sigma with c = {result['given_c']} (all images): "
+                  + ", ".join(f"K={r['K']} N={r['N']}: {100 * r['coverage_with_given_c']:.1f} %" for r in given)]
     return "\n".join(lines)
 
 
@@ -147,6 +155,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tile", type=int, default=None, help="window side (default: ddrf-run's for the backend)")
     p.add_argument("--backend", default="ort-cpu")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--calibration", type=float, default=None,
+                   help="also give the coverage of c x 2 sigma on every image for this c (e.g. the card's)")
     p.add_argument("--write-calibration", action="store_true",
                    help="ddrf: only: write c (the card's K, the largest N) into the model's card.json as "
                         "spread_calibration, which ddrf-run --uncertainty applies")

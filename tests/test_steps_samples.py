@@ -45,3 +45,21 @@ def test_spread_figures_and_calibration_know_the_answer() -> None:
     z = shrunk["z"].reshape(2, -1)
     cal = steps_samples.calibrate([z[0], z[1]])
     assert 3.5 < cal["c"] < 5.5 and abs(cal["coverage_held_out"] - 0.95) < 0.02
+
+
+def test_band_set_and_a_given_calibration(tmp_path: Path, capsys) -> None:
+    """--bands reaches the dataset (a band-wise model fuses any set); --calibration C gives C's coverage on every
+    image, which must rise with C and be complete for a huge C."""
+    model = f"ddrf:{ROOT / 'ddrf/assets/models/landsat_ratio2_band_wise'}"
+    common = ["--dataset", f"fusebox:{ROOT / 'tests/data/landsat7'}", "--images", "1", "--steps", "1",
+              "--samples", "4", "--tile", "128", "--bands", "red,swir1"]
+    coverage = {}
+    for c in (0.5, 1e9):
+        out = tmp_path / f"c{c}.json"
+        steps_samples.main([model, *common, "--calibration", str(c), "--json", str(out)])
+        result = json.loads(out.read_text())
+        assert result["data"]["band_names"] == ["red", "swir1"] and result["given_c"] == c
+        (row,) = result["rows"]
+        coverage[c] = row["coverage_with_given_c"]
+    assert coverage[1e9] == 1.0 and coverage[0.5] < 0.95
+    assert "coverage of c x 2 sigma with c = 1000000000.0" in capsys.readouterr().out

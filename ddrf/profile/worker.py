@@ -44,7 +44,7 @@ from ddrf.runtime.backends import BackendUnavailable, backend_info
 from ddrf.runtime.fuser import Fuser, InputPreparation
 from ddrf.sampling import StageCallback, sample
 from ddrf.schedule import CosineSchedule, SamplerPlan, make_plan
-from ddrf.scenes.tiling import window_alignment
+from ddrf.scenes.tiling import round_up, window_alignment
 
 
 class PointModel(Protocol):
@@ -159,7 +159,7 @@ def measure_model(spec: PointSpec) -> dict[str, Any]:
 
     prep = InputPreparation(files.card)  # the Fuser's own pre-processing, also for the torch model
     align = window_alignment(files.card.ratio, prep.multiple)
-    tile = -(-spec.tile // align) * align
+    tile = round_up(spec.tile, align)
     plan = make_plan(CosineSchedule.from_dict(files.card.schedule), steps, 0.0)
     with DeviceMemorySampler(enabled=backend_info(spec.backend).device == "cuda") as device_memory:
         start = time.perf_counter()
