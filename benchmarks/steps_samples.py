@@ -13,7 +13,8 @@ samples (N x the measured seconds per sample), and for N >= 4 the spread (std ov
 `ddrf-run --uncertainty N` writes) against |mean - reference| per pixel and band: coverage of the +-2 sigma interval
 and Spearman's rank correlation. Calibration: c = the factor that gives c x (2 sigma) 95 % coverage on the first image,
 and the coverage it gives on the other images (none when only one image is used); `--calibration C` also gives the
-coverage of a c fitted elsewhere (another band set, dataset or sensor) on every image.
+coverage of a c fitted elsewhere (another band set, dataset or sensor) on every image, fitted at the largest N and
+carried to each N as ddrf-run carries a card's (`ModelCard.spread_factor`).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from ddrf.card import samples_factor
 from ddrf.evaluate.datasets import REDUCED, Sample, open_dataset
 from ddrf.evaluate.methods import Tiling, parse_methods
 from ddrf.evaluate.runner import score
@@ -95,8 +97,8 @@ def run(args: argparse.Namespace, log: Any = lambda s: print(s, file=sys.stderr)
                 row.update({m: float(np.mean([f[m] for f in figures])) for m in ("coverage_2sigma", "spearman")})
                 row["calibration"] = calibrate([f["z"] for f in figures])
                 if args.calibration is not None:  # a c fitted elsewhere (another band set, dataset or sensor)
-                    row["coverage_with_given_c"] = float(np.mean([np.mean(f["z"] <= args.calibration)
-                                                                  for f in figures]))
+                    c = args.calibration * samples_factor(max(args.samples), n)  # as ddrf-run applies a card's c
+                    row["coverage_with_given_c"] = float(np.mean([np.mean(f["z"] <= c) for f in figures]))
             rows.append(row)
     return {"command": " ".join(sys.argv), "dataset": data.spec, "data": data.settings, "images": [s.name for s in images],
             "ratio": images[0].ratio, "model": {k: v for k, v in settings.items() if k not in ("steps", "samples",
@@ -118,7 +120,9 @@ def markdown(result: dict[str, Any]) -> str:
                      + (f"{100 * held:.1f} % |" if held is not None else "- |"))
     given = [r for r in result["rows"] if "coverage_with_given_c" in r]
     if given:
-        lines += ["", f"coverage of c x 2 sigma with c = {result['given_c']} (all images): "
+        fitted_at = max(r["N"] for r in result["rows"])
+        lines += ["", f"coverage of c x 2 sigma with c = {result['given_c']} at N = {fitted_at}, "
+                  "carried to each N (all images): "
                   + ", ".join(f"K={r['K']} N={r['N']}: {100 * r['coverage_with_given_c']:.1f} %" for r in given)]
     return "\n".join(lines)
 
@@ -137,6 +141,7 @@ def write_calibration(model: str, result: dict[str, Any]) -> str:
         raise SystemExit(f"steps_samples: error: no row at the card's K={card.sampling_steps} with N >= 4")
     row = max(rows, key=lambda r: r["N"])
     card.spread_calibration = round(row["calibration"]["c"], 3)
+    card.spread_calibration_samples = row["N"]
     write_card(card, path)
     return f"{path}: spread_calibration = {card.spread_calibration} (K={row['K']}, N={row['N']})"
 
@@ -156,7 +161,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default="ort-cpu")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--calibration", type=float, default=None,
-                   help="also give the coverage of c x 2 sigma on every image for this c (e.g. the card's)")
+                   help="also give the coverage of c x 2 sigma on every image for this c (e.g. the card's), fitted "
+                        "at the largest --samples and carried to each N as ddrf-run does (ModelCard.spread_factor)")
     p.add_argument("--write-calibration", action="store_true",
                    help="ddrf: only: write c (the card's K, the largest N) into the model's card.json as "
                         "spread_calibration, which ddrf-run --uncertainty applies")

@@ -79,6 +79,9 @@ class ModelCard:
     # the per-pixel std of N samples times this is the 1-sigma error, fitted on held-out data (`ddrf-run
     # --uncertainty N` writes the calibrated spread); 1.0 = uncalibrated
     spread_calibration: float = 1.0
+    # the N that c was fitted with; for another N, `spread_factor` widens or narrows c by the noise of an N-sample
+    # std. None (cards calibrated before this field, uncalibrated ones): c at every N
+    spread_calibration_samples: int | None = None
     # interp23's border when the MS is upsampled to the LMS, as in training (data.lms_border); cards written before
     # this field existed were all trained and run with "symmetric"
     lms_border: str = "symmetric"
@@ -111,6 +114,10 @@ class ModelCard:
         """The bands to read from a scene, in order: the card's, or None (every band) for a band-wise model."""
         return None if self.band_wise else list(self.bands)
 
+    def spread_factor(self, samples: int) -> float:
+        """What the std of `samples` draws is multiplied by to give the calibrated 1-sigma error."""
+        return self.spread_calibration * samples_factor(self.spread_calibration_samples, samples)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -141,6 +148,8 @@ class ModelCard:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
         if not self.spread_calibration > 0:
             raise ValueError(f"spread_calibration must be > 0, got {self.spread_calibration}")
+        if self.spread_calibration_samples is not None and self.spread_calibration_samples < 2:
+            raise ValueError(f"spread_calibration_samples must be >= 2, got {self.spread_calibration_samples}")
         if self.target not in ("eps", "x0", "v"):
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
         if self.halo < 0:
@@ -150,6 +159,17 @@ class ModelCard:
         if self.lms_border not in LMS_BORDERS:
             raise ValueError(f"lms_border must be one of {', '.join(LMS_BORDERS)}, got {self.lms_border!r}")
         self.normalisation.validate()
+
+
+def samples_factor(fitted_with: int | None, samples: int) -> float:
+    """How much wider an interval from the std of `samples` draws must be than one from `fitted_with` draws to cover
+    as much: the ratio of Student's t 97.5 % quantiles, since the fewer the draws, the noisier their std
+    (docs/EVALUATION.md, "The spread at any N")."""
+    if fitted_with is None or samples == fitted_with or samples < 2:
+        return 1.0
+    from scipy.stats import t  # only --uncertainty needs it: imported here, not at every start
+
+    return float(t.ppf(0.975, samples - 1) / t.ppf(0.975, fitted_with - 1))
 
 
 def default_window(halo: int, device: str) -> tuple[int, int]:

@@ -289,6 +289,14 @@ def test_uncertainty_writes_mean_and_calibrated_spread(tiny_model: Path, tmp_pat
     assert run_api(tmp_path / "c.tif", calibrated, 96, samples=3)["status"] == "done"
     with rasterio.open(tmp_path / "c_spread.tif") as ds:
         np.testing.assert_allclose(ds.read(), 2.5 * values, rtol=1e-5)
+    # fitted with 8 samples: 3 samples' std is noisier, so the factor widens by Student's t (12.7 / 4.30 / 2.36 ...)
+    fitted_at_8 = tmp_path / "fitted_at_8"  # another folder: a process loads each model folder once
+    shutil.copytree(tiny_model, fitted_at_8)
+    (fitted_at_8 / "card.json").write_text(json.dumps({**card, "spread_calibration": 2.5,
+                                                       "spread_calibration_samples": 8}))
+    assert run_api(tmp_path / "c8.tif", fitted_at_8, 96, samples=3)["status"] == "done"
+    with rasterio.open(tmp_path / "c8_spread.tif") as ds:
+        np.testing.assert_allclose(ds.read(), 2.5 * 4.302653 / 2.364624 * values, rtol=1e-5)
 
 
 def test_dask_cluster_matches_local_run(tiny_model: Path, two_tilings: dict[str, Path], tmp_path: Path) -> None:

@@ -63,3 +63,24 @@ def test_band_set_and_a_given_calibration(tmp_path: Path, capsys) -> None:
         coverage[c] = row["coverage_with_given_c"]
     assert coverage[1e9] == 1.0 and coverage[0.5] < 0.95
     assert "coverage of c x 2 sigma with c = 1000000000.0" in capsys.readouterr().out
+
+
+def test_a_c_fitted_at_8_samples_carries_to_4_by_students_t() -> None:
+    """Gaussian draws with a known per-pixel sigma: c fitted on 8 draws, applied to 4 draws' std, keeps 95 % coverage
+    only when carried by `ModelCard.spread_factor` (the 4-draw std is noisier)."""
+    from ddrf.card import ModelCard
+
+    rng = np.random.default_rng(1)
+    sigma = rng.uniform(1, 20, (128, 128, 4))
+
+    def z_of(n: int) -> np.ndarray:
+        draws = [100 + sigma * rng.standard_normal(sigma.shape) for _ in range(n)]
+        ref = np.mean(draws, axis=0) + 3 * sigma * rng.standard_normal(sigma.shape)  # the error is 3x the spread
+        return steps_samples.spread_figures(draws, ref)["z"]
+
+    c8 = steps_samples.calibrate([z_of(8)])["c"]
+    card = ModelCard(model={}, bands=["b"], spread_calibration=c8, spread_calibration_samples=8)
+    z4 = z_of(4)
+    assert abs(np.mean(z4 <= card.spread_factor(4)) - 0.95) < 0.01
+    assert np.mean(z4 <= c8) < 0.92  # the same c unchanged under-covers
+    assert card.spread_factor(8) == c8 and ModelCard.from_dict(card.to_dict()).spread_calibration_samples == 8

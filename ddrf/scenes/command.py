@@ -153,7 +153,8 @@ def main(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the card's)."),
     seed: int = typer.Option(0, "--seed", help="Noise seed (noise is keyed to scene coordinates)."),
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: the output is their mean; "
-                                    "also write <name>_spread.tif (per-pixel std x the card's spread_calibration)."),
+                                    "also write <name>_spread.tif (per-pixel std x the card's spread_calibration, "
+                                    "adjusted for N)."),
     tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Window side in PAN pixels (default by backend)."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
     halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default: the "

@@ -39,7 +39,7 @@ class Engine(Protocol):
     ratio: int | None
     multiple: int
     samples: int
-    spread_calibration: float  # the spread of the samples times this is the 1-sigma error
+    spread_calibration: float  # the spread of its samples times this is the 1-sigma error (ModelCard.spread_factor)
     halo: int  # the context margin its windows need (PAN pixels)
     default_tile: int  # window side when none is asked for
 
@@ -66,7 +66,7 @@ class ModelEngine:
         self.ratio: int | None = int(self.card.ratio)
         self.multiple = int(fuser.multiple)
         self.label = f"model ({fuser.files.root})"
-        self.spread_calibration = float(self.card.spread_calibration)
+        self.spread_calibration = self.card.spread_factor(samples)
         self.halo = int(self.card.halo)
         self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
         self.radiometry: Radiometry | None = None

@@ -40,7 +40,7 @@ class TorchEngine:
     def __post_init__(self) -> None:
         self.prep = InputPreparation(self.card)
         self.bands, self.ratio, self.multiple = self.card.scene_bands, int(self.card.ratio), self.prep.multiple
-        self.spread_calibration = float(self.card.spread_calibration)
+        self.spread_calibration = self.card.spread_factor(self.samples)
         self.halo = int(self.card.halo)
         self.default_tile = default_tiling("ort-cpu", halo=self.halo)[0]
         self.diffusion = Diffusion(CosineSchedule.from_dict(self.card.schedule), self.card.target, self.card.residual,
