@@ -40,11 +40,11 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
         from ddrf.baselines import fuse as fuse_classical
 
         return fuse_classical(method, pan.astype(np.float64), ms.astype(np.float64), ratio, sensor).astype(np.float32)
-    if model is None:
-        from ddrf.bundled import choose_model
+    from ddrf.bundled import choose_model, model_folder
 
+    if model is None:
         model = choose_model(f"arrays PAN {pan.shape}, MS {ms.shape}", ratio, None, ms.shape[-1]).path
-    fuser = _fuser(str(model), backend, steps, threads)
+    fuser = _fuser(str(model_folder(model)), backend, steps, threads)
     if ratio != fuser.card.ratio:
         raise ValueError(f"PAN/MS ratio {ratio}, but the model fuses ratio {fuser.card.ratio}")
     from ddrf.scenes.arrays import ArrayScene, fuse_arrays
@@ -76,7 +76,7 @@ def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None
     xarray (rioxarray's layout): `pan` (band=1, y, x) or (y, x), `ms` (band, y, x) -> (band, y, x) float32 DataArray
     with the PAN's y/x coordinates, the MS band coordinate, and the PAN's CRS and transform when rioxarray is
     installed.
-    `model`: a model directory (default: the bundled model of the arrays' ratio and band count, the MS bands in its
+    `model`: a model directory or a bundled model's name (default: the bundled model of the arrays' ratio and band count, the MS bands in its
     card's order; none fits: ValueError naming what would); `method`: a classical baseline instead (e.g. "GSA");
     `steps`: sampler steps (default: the model card's); `seed`: the noise seed.
     """

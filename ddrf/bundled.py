@@ -50,6 +50,18 @@ def bundled_models(folder: Path | None = None) -> list[BundledModel]:
     return [BundledModel(p.name, p, ModelDir.open(p).card) for p in found]
 
 
+def model_folder(given: str | os.PathLike[str]) -> Path:
+    """A model directory from what the user gave: a path, or else a bundled model's name (`landsat_ratio4_band_wise`),
+    so that a bundled model other than the default is named the same way after any install."""
+    path = Path(given)
+    if path.exists():
+        return path
+    named = {m.name: m.path for m in bundled_models()}
+    if str(given) in named:
+        return named[str(given)]
+    raise ValueError(f"{given}: no such model directory, nor a bundled model ({', '.join(named) or 'none bundled'})")
+
+
 def fits(model: BundledModel, ratio: int, bands: Sequence[str] | None, band_count: int) -> bool:
     """Same ratio, and every band the model needs is in the scene (`bands` None: unnamed arrays, matched by count);
     a band-wise model takes any bands."""

@@ -134,6 +134,13 @@ def test_model_option_overrides_the_choice(bundled: Path, tmp_path: Path) -> Non
     assert model == {"name": "given", "path": str(elsewhere), "chosen_by": "--model"}
     result = run(str(four), "-o", str(tmp_path / "out2"), "--model", str(bundled / "tiny_ratio2"))
     assert result.exit_code == 1 and "scene ratio 4 but the model fuses ratio 2" in result.output
+    result = run(str(four), "-o", str(tmp_path / "out3"), "--model", "tiny_ratio4")  # a bundled model by name
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out3" / "four.json").read_text())["engine"]["model"]["path"] == str(
+        bundled / "tiny_ratio4")
+    result = run(str(four), "-o", str(tmp_path / "out4"), "--model", "tiny_ratio8")
+    assert result.exit_code == 2 and "tiny_ratio8: no such model directory, nor a bundled model (tiny_ratio2, " \
+        "tiny_ratio4)" in result.output and not (tmp_path / "out4").exists()
 
 
 def test_a_scene_no_bundled_model_fits_fails_with_one_line_naming_what_would(bundled: Path, tmp_path: Path) -> None:

@@ -239,9 +239,11 @@ def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: i
             continue
         kind, sep, rest = item.partition(":")
         if sep and kind == "ddrf":
-            path = Path(rest)
+            from ddrf.bundled import model_folder
+
+            path = model_folder(rest)
             if not path.is_dir():
-                raise ValueError(f"{path}: DDRF model folder does not exist")
+                raise ValueError(f"{path}: not a DDRF model folder")
             methods.append(OnnxDDRF(path, steps, samples, seed, backend, tiling))
         elif sep and kind == "ckpt":
             path = Path(rest)

@@ -70,16 +70,11 @@ def _first_scene(directory: Path) -> tuple[Any, int]:
 
 def _base_model(model: Optional[str], directory: Path, first: Any, ratio: int) -> tuple[Path, Any]:
     """The weights to start from and their card: a path, a bundled model's name, or the bundled model that fits."""
-    from ddrf.bundled import bundled_models, choose_model
+    from ddrf.bundled import choose_model, model_folder
     from ddrf.train.checkpoint import WEIGHTS, read_weights
 
-    if model is not None and Path(model).exists():
-        path = Path(model)
-    elif model is not None:
-        named = {m.name: m.path for m in bundled_models()}
-        if model not in named:
-            raise ValueError(f"--model {model}: no such file, directory or bundled model ({', '.join(named)})")
-        path = named[model]
+    if model is not None:
+        path = model_folder(model)
     else:
         path = choose_model(str(directory), ratio, first.band_names, len(first.ms), first.sensor).path
     weights = path / WEIGHTS if path.is_dir() else path

@@ -70,7 +70,10 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
     if model is None:
         bundled_models()
     else:
+        from ddrf.bundled import model_folder
+
         try:
+            model = model_folder(model)
             ModelDir.open(model)
         except ValueError as exc:
             raise usage(" ".join(str(exc).split()))
@@ -141,9 +144,9 @@ def main(
     output: Path = typer.Option(..., "-o", "--output", help="Output directory (scenes) or GeoTIFF (--pan/--ms)."),
     pan: Optional[Path] = typer.Option(None, "--pan", help="PAN GeoTIFF."),
     ms: list[Path] = typer.Option([], "--ms", help="MS GeoTIFF (multi-band, or repeat once per band)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: per scene, the bundled "
-                                         "model of the scene's ratio and bands; none fits: an error naming what "
-                                         "would)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model directory, or a bundled model's name (default: "
+                                         "per scene, the bundled model of the scene's ratio and bands; none fits: an "
+                                         "error naming what would)."),
     method: Optional[str] = typer.Option(
         None, "--method", help="Run a classical baseline instead: EXP, Brovey, BT-H, GSA, BDSD-PC, MTF-GLP-FS, "
         "MTF-GLP-HPM (as the toolbox computes them; HPM can blow up on dark pixels) or a named departure: "
