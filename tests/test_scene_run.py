@@ -297,6 +297,8 @@ def test_uncertainty_writes_mean_and_calibrated_spread(tiny_model: Path, tmp_pat
     assert run_api(tmp_path / "c8.tif", fitted_at_8, 96, samples=3)["status"] == "done"
     with rasterio.open(tmp_path / "c8_spread.tif") as ds:
         np.testing.assert_allclose(ds.read(), 2.5 * 4.302653 / 2.364624 * values, rtol=1e-5)
+    factor = json.loads((tmp_path / "c8.json").read_text())["engine"]["spread_factor"]  # the report says it
+    assert abs(factor - 2.5 * 4.302653 / 2.364624) < 1e-5
 
 
 def test_dask_cluster_matches_local_run(tiny_model: Path, two_tilings: dict[str, Path], tmp_path: Path) -> None:

@@ -108,7 +108,8 @@ class ModelEngine:
                 "model": {"name": root.name, "path": str(root), "chosen_by": self.chosen_by},
                 "radiometry": self.radiometry.to_dict() if self.radiometry is not None else None,
                 "backend": self.fuser.backend_kind, "precision": self.fuser.precision, "steps": self.fuser.steps,
-                "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples}
+                "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples,
+                "spread_factor": self.spread_calibration if self.samples > 1 else None}
 
 
 class BaselineEngine:
