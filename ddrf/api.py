@@ -76,8 +76,9 @@ def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None
     xarray (rioxarray's layout): `pan` (band=1, y, x) or (y, x), `ms` (band, y, x) -> (band, y, x) float32 DataArray
     with the PAN's y/x coordinates, the MS band coordinate, and the PAN's CRS and transform when rioxarray is
     installed.
-    `model`: a model directory or a bundled model's name (default: the bundled model of the arrays' ratio and band count, the MS bands in its
-    card's order; none fits: ValueError naming what would); `method`: a classical baseline instead (e.g. "GSA");
+    `model`: a model directory or a bundled model's name (default: the bundled model of the arrays' ratio and band
+    count, the MS bands in its card's order; none fits: ValueError naming what would); `method`: a classical baseline
+    instead (e.g. "GSA");
     `steps`: sampler steps (default: the model card's); `seed`: the noise seed.
     """
     if hasattr(pan, "dims") and hasattr(ms, "dims"):

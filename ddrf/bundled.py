@@ -59,7 +59,7 @@ def model_folder(given: str | os.PathLike[str]) -> Path:
     named = {m.name: m.path for m in bundled_models()}
     if str(given) in named:
         return named[str(given)]
-    raise ValueError(f"{given}: no such model directory, nor a bundled model ({', '.join(named) or 'none bundled'})")
+    raise ValueError(f"{given}: not a model directory, nor a bundled model ({', '.join(named) or 'none bundled'})")
 
 
 def fits(model: BundledModel, ratio: int, bands: Sequence[str] | None, band_count: int) -> bool:

@@ -139,7 +139,7 @@ def test_model_option_overrides_the_choice(bundled: Path, tmp_path: Path) -> Non
     assert json.loads((tmp_path / "out3" / "four.json").read_text())["engine"]["model"]["path"] == str(
         bundled / "tiny_ratio4")
     result = run(str(four), "-o", str(tmp_path / "out4"), "--model", "tiny_ratio8")
-    assert result.exit_code == 2 and "tiny_ratio8: no such model directory, nor a bundled model (tiny_ratio2, " \
+    assert result.exit_code == 2 and "tiny_ratio8: not a model directory, nor a bundled model (tiny_ratio2, " \
         "tiny_ratio4)" in result.output and not (tmp_path / "out4").exists()
 
 
