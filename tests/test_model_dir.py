@@ -200,3 +200,16 @@ def test_graph_discovery(model_copy: Path) -> None:
     assert model.unrolled_steps() == [2, 4] and model.unrolled_steps("fp16") == [2, 12]
     assert model.graph_stages() == [("encoder", None), ("denoiser", None), ("sampler", 2), ("sampler", 4)]
     assert model.path("sampler", "fp16", 4, ".plan") == model_copy / "sampler_k4_fp16.plan"
+
+
+def test_every_bundled_model_carries_a_fitted_spread_calibration() -> None:
+    """--uncertainty N on a bundled model writes a calibrated spread: each card has a c fitted on held-out data
+    (benchmarks/steps_samples.py --write-calibration), with the N it was fitted at, and each README says so."""
+    from ddrf.bundled import bundled_models
+
+    models = bundled_models(BUNDLED.parent)
+    assert len(models) >= 4
+    for model in models:
+        card = model.card
+        assert card.spread_calibration > 1.5 and card.spread_calibration_samples == 8, model.name
+        assert f"{card.spread_calibration:g}" in (model.path / "README.md").read_text(), model.name
