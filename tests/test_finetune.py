@@ -82,3 +82,27 @@ def test_finetune_refuses_unknown_models_and_held_out_scenes_in_one_line(base_ru
                                     "--hold-out", SCENE.name, "--steps", "1", "--patch", "16"])
     assert held.exit_code == 2 and "held out" in held.output and len(held.output.strip().splitlines()) == 1
     assert not (tmp_path / "b" / "model").exists()
+
+
+def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, tmp_path: Path) -> None:
+    """A v1 base served with scene statistics and a wide halo (as the bundled ratio-2 model): the fine-tuned export
+    keeps both (else its output would depend on the tile) and inherits the spread calibration, saying so."""
+    import shutil
+
+    from ddrf.card import write_card
+
+    base = tmp_path / "served"
+    base.mkdir()
+    shutil.copy(base_run / "model.safetensors", base / "model.safetensors")
+    card = read_card(base_run / "card.json")
+    card.scene_statistics, card.halo, card.spread_calibration, card.spread_calibration_samples = True, 48, 9.5, 8
+    write_card(card, base / "card.json")
+    out = tmp_path / "ft"
+    result = CliRunner().invoke(app, [str(SCENE), "--out", str(out), "--model", str(base), "--steps", "2",
+                                      "--patch", "16", "--batch", "2", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    tuned = read_card(out / "model" / "card.json")
+    assert (tuned.scene_statistics, tuned.halo) == (True, 48)
+    assert (out / "model" / f"scene_k{tuned.sampling_steps}.onnx").is_file()  # the scene pass is exported
+    assert (tuned.spread_calibration, tuned.spread_calibration_samples) == (9.5, 8)
+    assert "inherited" in tuned.training["spread_calibration"]

@@ -48,7 +48,7 @@ def main(
                                                     hold_out, threads, seed))
         command = shlex.join(["ddrf-finetune", *sys.argv[1:]])
         result = train(cfg, out, resume=resume, overwrite=overwrite, command=command)
-        exported = export_run(out)
+        exported = export_run(out, serving=card)
     except (ValueError, FileExistsError) as exc:
         typer.echo(f"ddrf-finetune: error: {' '.join(str(exc).split())}", err=True)
         raise typer.Exit(2) from None
@@ -115,14 +115,21 @@ def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: i
     }
 
 
-def export_run(run: Path) -> Path:
+def export_run(run: Path, serving: Any = None) -> Path:
     """RUN/model: the ONNX graphs (FP32, FP16, and the card's K-step sampler as one graph, which ddrf-run prefers),
-    the card and the EMA weights, replacing an earlier export."""
+    the card and the EMA weights, replacing an earlier export. `serving`: the base model's card, whose serving options
+    the fine-tuned network keeps (the same topology needs the same scene statistics and halo to stay tile-invariant),
+    and whose spread calibration it inherits until refitted on the user's reference data (recorded on the card)."""
     from ddrf.export.onnx_export import export_model
     from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
 
     target = run / EXPORTED
     model, card = load_checkpoint(run)
+    if serving is not None:
+        card.scene_statistics, card.halo = serving.scene_statistics, serving.halo
+        card.spread_calibration = serving.spread_calibration
+        card.spread_calibration_samples = serving.spread_calibration_samples
+        card.training["spread_calibration"] = "inherited from the base model, not refitted on these scenes"
     export_model(model, card, target, unrolled_steps=(card.sampling_steps,), overwrite=True)
     write_inference_weights(run, target / WEIGHTS)
     return target
