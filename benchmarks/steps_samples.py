@@ -26,37 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from ddrf.card import samples_factor
 from ddrf.evaluate.datasets import REDUCED, Sample, open_dataset
 from ddrf.evaluate.methods import Tiling, parse_methods
 from ddrf.evaluate.runner import score
+from ddrf.evaluate.spread import calibrate, spread_figures
 from ddrf.files import write_text_atomic
-
-TARGET_COVERAGE = 0.95
 
 
 def ints(text: str) -> list[int]:
     return sorted({int(v) for v in text.split(",") if v.strip()})
-
-
-def spread_figures(samples: list[np.ndarray], ref: np.ndarray) -> dict[str, Any]:
-    """Spread (std, ddof 1) vs |mean - ref| per pixel and band; `z` = |error| / (2 spread) for the calibration."""
-    stack = np.stack(samples)
-    spread, error = stack.std(axis=0, ddof=1).ravel(), np.abs(stack.mean(axis=0) - ref).ravel()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(spread > 0, error / (2 * spread), np.where(error > 0, np.inf, 0.0))
-    return {"coverage_2sigma": float(np.mean(error <= 2 * spread)),
-            "spearman": float(spearmanr(spread, error).statistic), "z": z}
-
-
-def calibrate(zs: list[np.ndarray]) -> dict[str, Any]:
-    """c from the first image (its 95 % quantile of |error| / 2 sigma), its coverage checked on the others."""
-    c = float(np.quantile(zs[0], TARGET_COVERAGE))
-    held_out = [float(np.mean(z <= c)) for z in zs[1:]]
-    return {"c": c, "fitted_on": 0, "coverage_held_out": float(np.mean(held_out)) if held_out else None,
-            "coverage_held_out_per_image": held_out}
 
 
 def evaluate_image(method: Any, sample: Sample, sample_counts: list[int]) -> tuple[dict[int, dict[str, Any]], float]:

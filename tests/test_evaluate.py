@@ -324,3 +324,28 @@ def test_ddrf_method_averages_seeds_and_checks_card(l7_pairs: list, tmp_path: Pa
     assert named.model_dir == ROOT / "ddrf/assets/models/landsat_ratio4_band_wise"
     code, text = invoke(f"fusebox:{ROOT / 'tests/data/landsat7'}", "--methods", f"ddrf:{tmp_path}")
     assert code == 2 and "no card.json" in text
+
+
+def test_fit_spread_writes_the_calibration_into_the_models_card(tmp_path: Path) -> None:
+    """--fit-spread: c pooled over the images, written with its N into the model's card.json; one model and N >= 2
+    only, refused in one line otherwise, with the card untouched."""
+    import shutil
+
+    from ddrf.card import read_card
+
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", model)
+    data = f"fusebox:{ROOT / 'tests/data/landsat7'}"
+    code, text = invoke(data, "--methods", f"ddrf:{model}", "--samples", "1", "--fit-spread")
+    assert code == 2 and "--fit-spread needs --samples N >= 2" in text
+    code, text = invoke(data, "--methods", f"EXP,ddrf:{model}", "--samples", "4", "--fit-spread")
+    assert code == 2 and "exactly one exported model" in text
+    assert read_card(model / "card.json").spread_calibration == 1.0
+    code, text = invoke(data, "--acquisitions", "all", "--methods", f"ddrf:{model}", "--samples", "4", "--tile", "96",
+                        "--fit-spread")
+    assert code == 0, text
+    card = read_card(model / "card.json")
+    assert card.spread_calibration > 1 and card.spread_calibration_samples == 4
+    covered = [float(line.split("covers ")[1].rstrip(" %")) for line in text.splitlines() if " covers " in line]
+    assert len(covered) == 3 and 90 < sum(covered) / 3 < 99  # pooled: about 95 % on average, in sample
+    assert "the others:" in text and f"spread_calibration = {card.spread_calibration} at N = 4" in text

@@ -46,10 +46,17 @@ def main(
     bands: Optional[str] = typer.Option(None, "--bands", help="fusebox/pairs: the MS bands to score, comma list "
                                         "(fusebox: from red,green,blue,nir,swir1,swir2; default blue,green,red,nir. "
                                         "pairs: by the pair's band names; default all)"),
+    fit_spread: bool = typer.Option(False, "--fit-spread", help="instead of scoring: fit the spread calibration of "
+                                    "the one ddrf:MODEL on these images (reduced protocol, --samples N >= 2 seeds) "
+                                    "and write it into MODEL/card.json, which ddrf-run --uncertainty applies"),
 ) -> None:
     try:
         tiling = parse_tiling(tile, whole_image)
         chosen_bands = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
+        if fit_spread:
+            fit_spread_calibration(dataset, methods, acquisitions, sensor, divisor, steps, samples, seed, backend,
+                                   tiling, simulate_ratio, chosen_bands)
+            return
         evaluate(dataset, methods, mode, border, acquisitions, sensor, divisor, steps, samples, seed, backend,
                  csv_path, json_path, figure, figure_image, overwrite, tiling, simulate_ratio, chosen_bands)
     except ValueError as exc:
@@ -84,6 +91,46 @@ def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: s
         report.write(json_path, report.json_text(settings, summary, results.records))
     if figure is not None:
         _write_figure(results.kept, figure, figure_image)
+
+
+def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor: str | None,
+                           divisor: float | None, steps: int | None, samples: int, seed: int, backend: str,
+                           tiling: Any, simulate_ratio: int | None, bands: tuple[str, ...] | None) -> None:
+    """c for one exported model from the user's reference images, pooled over all of them, written to its card with
+    the N it was fitted at; the coverage c gives per image is printed (in-sample), and with two or more images also
+    the coverage on the others of a c fitted on the first alone (out of sample)."""
+    from ddrf.card import read_card, write_card
+    from ddrf.evaluate.datasets import REDUCED, open_dataset
+    from ddrf.evaluate.methods import OnnxDDRF, Tiling, parse_methods
+    from ddrf.evaluate.spread import calibrate, pooled_factor, spread_figures
+    from ddrf.model_dir import CARD_NAME
+
+    if samples < 2:
+        raise ValueError(f"--fit-spread needs --samples N >= 2 (8 is what the bundled cards were fitted with), "
+                         f"got {samples}")
+    chosen = parse_methods(methods, steps, samples, seed, backend, tiling or Tiling())
+    method = chosen[0] if len(chosen) == 1 else None
+    if not isinstance(method, OnnxDDRF):
+        raise ValueError("--fit-spread takes exactly one exported model: --methods ddrf:MODEL_DIR")
+    images = list(open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio, bands).samples(REDUCED))
+    if not images:
+        raise ValueError(f"{dataset}: no image with a reference (the reduced protocol) to fit the spread on")
+    zs = []
+    for sample in images:
+        assert sample.ref is not None, "reduced-resolution samples carry their reference"
+        zs.append(spread_figures(method.fuse_samples(sample), sample.ref)["z"])
+    c = round(pooled_factor(zs), 3)
+    for sample, z in zip(images, zs):
+        typer.echo(f"{sample.name}: +-2 sigma x {c} covers {100 * float((z <= c).mean()):.1f} %")
+    if len(zs) > 1:
+        check = calibrate(zs)
+        typer.echo(f"fitted on {images[0].name} alone (c = {check['c']:.3f}), the others: "
+                   f"{100 * check['coverage_held_out']:.1f} % covered")
+    path = method.model_dir / CARD_NAME
+    card = read_card(path)
+    card.spread_calibration, card.spread_calibration_samples = c, samples
+    write_card(card, path)
+    typer.echo(f"{path}: spread_calibration = {c} at N = {samples} (from {len(images)} image(s) of {dataset})")
 
 
 def parse_tiling(tile: int | None, whole_image: bool) -> Any:
