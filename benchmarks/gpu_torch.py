@@ -32,8 +32,6 @@ import numpy as np
 import torch
 
 from ddrf.assets import BUNDLED_MODELS
-from ddrf.card import ModelCard, read_card
-from ddrf.model_dir import CARD_NAME
 from ddrf.export.graphs import ScenePassGraph, SceneSamplerGraph
 from ddrf.export.onnx_export import sample_inputs
 from ddrf.runtime.cuda import DeviceBuffer, HostBuffer, Stream, enable_mapped_memory
@@ -116,12 +114,6 @@ def windows(model: Any, card: Any, tiles: list[int], batches: list[int], reps: i
     return rows
 
 
-def served(model_dir: Path, device: str) -> tuple[Any, ModelCard]:
-    """The weights, and the card the runtime serves them with (card.json: scene statistics, halo)."""
-    model, _ = load_checkpoint(model_dir, device=device)
-    return model, read_card(model_dir / CARD_NAME)
-
-
 def tiled_path(model: Any, card: Any, model_dir: Path, tiles: list[int], device: str) -> list[dict[str, Any]]:
     """The sample scene through ddrf-run's tiling on the GPU, each precision and tile, against fp32 on the CPU."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -130,7 +122,7 @@ def tiled_path(model: Any, card: Any, model_dir: Path, tiles: list[int], device:
     from ddrf.train.tiled import TorchEngine, fuse_tiled
 
     scene = sample_scene()
-    cpu_model, _ = served(model_dir, "cpu")
+    cpu_model, _ = load_checkpoint(model_dir, device="cpu")
     reference = fuse_tiled(TorchEngine(cpu_model, card, steps=1), scene, tiles[0], batch=1)
     std = reference.reshape(-1, reference.shape[-1]).std(axis=0)
     rows = []
@@ -220,7 +212,7 @@ def main() -> None:
     gpu = args.device == "cuda"
     if gpu and not torch.cuda.is_available():
         raise SystemExit("gpu_torch.py: no CUDA GPU visible to PyTorch")
-    model, card = served(args.model, args.device)
+    model, card = load_checkpoint(args.model, device=args.device)  # with card.json: scene statistics, halo
     report: dict[str, Any] = {"gpu": torch.cuda.get_device_name() if gpu else None, "torch": torch.__version__,
                               "model": str(args.model.name)}
     sections = {"copies": lambda: copies(card, args.tile[0], max(args.batch)) if gpu else [],

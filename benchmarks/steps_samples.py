@@ -31,7 +31,7 @@ from ddrf.card import samples_factor
 from ddrf.evaluate.datasets import REDUCED, Sample, open_dataset
 from ddrf.evaluate.methods import Tiling, parse_methods
 from ddrf.evaluate.runner import score
-from ddrf.evaluate.spread import calibrate, spread_figures
+from ddrf.evaluate.spread import calibrate, spread_figures, store_factor
 from ddrf.files import write_text_atomic
 
 
@@ -109,21 +109,18 @@ def markdown(result: dict[str, Any]) -> str:
 
 def write_calibration(model: str, result: dict[str, Any]) -> str:
     """Store the c fitted at the card's own step count and the largest N on the card (atomically)."""
-    from ddrf.card import read_card, write_card
+    from ddrf.card import read_card
 
     kind, _, folder = model.partition(":")
     if kind != "ddrf":
         raise SystemExit("steps_samples: error: --write-calibration needs a ddrf:MODEL_DIR")
-    path = Path(folder) / "card.json"
-    card = read_card(path)
+    card = read_card(Path(folder) / "card.json")
     rows = [r for r in result["rows"] if r["K"] == card.sampling_steps and "calibration" in r]
     if not rows:
         raise SystemExit(f"steps_samples: error: no row at the card's K={card.sampling_steps} with N >= 4")
     row = max(rows, key=lambda r: r["N"])
-    card.spread_calibration = round(row["calibration"]["c"], 3)
-    card.spread_calibration_samples = row["N"]
-    write_card(card, path)
-    return f"{path}: spread_calibration = {card.spread_calibration} (K={row['K']}, N={row['N']})"
+    c = store_factor(folder, row["calibration"]["c"], row["N"])
+    return f"{Path(folder) / 'card.json'}: spread_calibration = {c} (K={row['K']}, N={row['N']})"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

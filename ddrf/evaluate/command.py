@@ -99,10 +99,9 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
     """c for one exported model from the user's reference images, pooled over all of them, written to its card with
     the N it was fitted at; the coverage c gives per image is printed (in-sample), and with two or more images also
     the coverage on the others of a c fitted on the first alone (out of sample)."""
-    from ddrf.card import read_card, write_card
     from ddrf.evaluate.datasets import REDUCED, open_dataset
     from ddrf.evaluate.methods import OnnxDDRF, Tiling, parse_methods
-    from ddrf.evaluate.spread import calibrate, pooled_factor, spread_figures
+    from ddrf.evaluate.spread import calibrate, pooled_factor, spread_figures, store_factor
     from ddrf.model_dir import CARD_NAME
 
     if samples < 2:
@@ -126,11 +125,9 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
         check = calibrate(zs)
         typer.echo(f"fitted on {images[0].name} alone (c = {check['c']:.3f}), the others: "
                    f"{100 * check['coverage_held_out']:.1f} % covered")
-    path = method.model_dir / CARD_NAME
-    card = read_card(path)
-    card.spread_calibration, card.spread_calibration_samples = c, samples
-    write_card(card, path)
-    typer.echo(f"{path}: spread_calibration = {c} at N = {samples} (from {len(images)} image(s) of {dataset})")
+    store_factor(method.model_dir, c, samples)
+    typer.echo(f"{method.model_dir / CARD_NAME}: spread_calibration = {c} at N = {samples} (from {len(images)} "
+               f"image(s) of {dataset})")
 
 
 def parse_tiling(tile: int | None, whole_image: bool) -> Any:

@@ -3,6 +3,8 @@ and the factor c that makes it a calibrated 1-sigma error (`ModelCard.spread_cal
 --uncertainty N` applies). Used by `ddrf-eval --fit-spread` and benchmarks/steps_samples.py."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,3 +35,15 @@ def calibrate(zs: list[np.ndarray]) -> dict[str, Any]:
 def pooled_factor(zs: list[np.ndarray]) -> float:
     """c from every image at once: the 95 % quantile of |error| / 2 sigma over all their pixels and bands."""
     return float(np.quantile(np.concatenate([z.ravel() for z in zs]), TARGET_COVERAGE))
+
+
+def store_factor(model_dir: str | os.PathLike[str], c: float, samples: int) -> float:
+    """Write c (to three decimals) and the N it was fitted at into the model's card.json, atomically; return c."""
+    from ddrf.card import read_card, write_card
+    from ddrf.model_dir import CARD_NAME
+
+    path = Path(model_dir) / CARD_NAME
+    card = read_card(path)
+    card.spread_calibration, card.spread_calibration_samples = round(c, 3), samples
+    write_card(card, path)
+    return card.spread_calibration
