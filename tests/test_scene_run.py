@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from ddrf.scenes import engines, jobs, streaming
 from ddrf.scenes.command import app
-from ddrf.scenes.tiling import TileGrid, axis_weights
+from ddrf.scenes.tiling import TileGrid, axis_starts, axis_weights
 from scenes_fixtures import BANDS, SAMPLE, TINY_MODEL, copy_scene, export_tiny_model
 
 ROOT = Path(__file__).parents[1]
@@ -79,6 +79,22 @@ def test_grid_is_aligned_padded_and_clamped() -> None:
     assert grid.col_starts[-1] + grid.tile_cols == 132 + 8
     small = TileGrid.plan(30, 30, 256, 32, 4)
     assert (small.tile_rows, small.count) == (96, 1)
+
+
+@pytest.mark.parametrize("tile,halo,align", [(576, 96, 8), (256, 32, 8), (128, 32, 4)])
+def test_windows_are_the_fewest_and_no_larger_than_needed(tile: int, halo: int, align: int) -> None:
+    """Each axis takes the fewest windows of side <= tile that cover it, each as small as the alignment allows, and
+    neighbours still overlap by at least 2 * halo (where the blend cross-fades)."""
+    for length in range(1, 3000, 7):
+        side, starts = axis_starts(length, tile, halo, align)
+        span = -(-length // align) * align + 2 * halo
+        assert side <= min(tile, span) and side % align == 0 and all(s % align == 0 for s in starts)
+        assert starts[0] == -halo and starts[-1] + side == span - halo
+        assert all(b - a <= side - 2 * halo for a, b in zip(starts, starts[1:]))  # overlap >= 2 * halo
+        fewest = 1 if span <= tile else 1 + -(-(span - tile) // (tile - 2 * halo))
+        assert len(starts) == fewest
+        if len(starts) > 1:  # one alignment step smaller and the same number of windows would leave a gap
+            assert len(starts) * (side - align) - (len(starts) - 1) * 2 * halo < span
 
 
 def test_cog_copy_has_overviews(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ pixel sees does not depend on where the tile boundaries fall.
 
 Window starts are multiples of `align` = window_alignment(ratio, network size multiple): MS windows then fall on
 whole MS pixels, the network's stride-2 phases are the same in every window, and two runs with different tile sizes see
-the same content at the same phase. The last window is clamped to end `halo` past the (aligned) scene edge.
+the same content at the same phase. The last window is clamped to end `halo` past the (aligned) scene edge. `tile` is
+the largest window: each axis takes the fewest windows of that side that cover it, shrunk to the smallest aligned
+side that still does, so that no window is spent mostly on pixels its neighbour already computed.
 
 A window here is a `TileBox(row, col, height, width)` on the PAN grid, in that order; rasterio's
 `Window(col_off, row_off, width, height)` is used only where rasterio reads or writes. Windows are laid out in row
@@ -50,8 +52,12 @@ def axis_starts(length: int, tile: int, halo: int, align: int) -> tuple[int, lis
     stride = tile - 2 * halo
     if tile < span and stride < align:
         raise ValueError(f"tile {tile} leaves no room inside a halo of {halo} on each side")
-    starts = [s - halo for s in range(0, span - tile, stride)] + [span - tile - halo]
-    return tile, starts
+    count = 1 + -(-(span - tile) // stride)
+    # The fewest windows of at most `tile` that cover the span, shrunk to the smallest aligned side that still does:
+    # otherwise the last one, clamped to the edge, recomputes most of its neighbour. The output does not depend on it.
+    tile = round_up(-(-(span + (count - 1) * 2 * halo) // count), align)
+    stride = tile - 2 * halo
+    return tile, [k * stride - halo for k in range(count - 1)] + [span - tile - halo]
 
 
 def axis_weights(n: int, halo: int, taper_lo: bool, taper_hi: bool) -> np.ndarray:
