@@ -158,7 +158,9 @@ def main(
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: the output is their mean; "
                                     "also write <name>_spread.tif (per-pixel std x the card's spread_calibration, "
                                     "adjusted for N)."),
-    tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Window side in PAN pixels (default by backend)."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Largest window side in PAN pixels (default by "
+                                      "backend); each axis takes the fewest windows of at most this side, shrunk "
+                                      "to cover it evenly."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
     halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default: the "
                                        "model card's, what its tiles need to agree; 32 for --method)."),
