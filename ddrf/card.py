@@ -114,6 +114,11 @@ class ModelCard:
         """The bands to read from a scene, in order: the card's, or None (every band) for a band-wise model."""
         return None if self.band_wise else list(self.bands)
 
+    @property
+    def spread_fitted(self) -> bool:
+        """Whether a spread factor was fitted on reference data (1.0 with no N of fit is the unfitted default)."""
+        return self.spread_calibration_samples is not None or self.spread_calibration != 1.0
+
     def spread_factor(self, samples: int) -> float:
         """What the std of `samples` draws is multiplied by to give the calibrated 1-sigma error."""
         return self.spread_calibration * samples_factor(self.spread_calibration_samples, samples)

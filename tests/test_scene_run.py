@@ -282,11 +282,15 @@ def test_cli_pan_ms_with_baseline_and_quicklook(tmp_path: Path) -> None:
 
 
 def test_uncertainty_writes_mean_and_calibrated_spread(tiny_model: Path, tmp_path: Path,
-                                                       two_tilings: dict[str, Path]) -> None:
+                                                       two_tilings: dict[str, Path],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """--uncertainty N: the main output is the mean of the N seeds' samples, the spread their std times the card's
-    spread_calibration."""
+    spread_calibration; a card with none fitted gets a one-line warning that names the command that fits it."""
     out = tmp_path / "u.tif"
     assert run_api(out, tiny_model, 96, samples=3)["status"] == "done"
+    warning = capsys.readouterr().err
+    assert "no fitted spread_calibration" in warning and "--fit-spread" in warning and str(tiny_model) in warning
+    assert json.loads((tmp_path / "u.json").read_text())["engine"]["spread_fitted"] is False
     spread = tmp_path / "u_spread.tif"
     with rasterio.open(spread) as ds, rasterio.open(out) as main:
         assert ds.dtypes[0] == "float32" and ds.transform == main.transform and ds.shape == main.shape
@@ -313,8 +317,9 @@ def test_uncertainty_writes_mean_and_calibrated_spread(tiny_model: Path, tmp_pat
     assert run_api(tmp_path / "c8.tif", fitted_at_8, 96, samples=3)["status"] == "done"
     with rasterio.open(tmp_path / "c8_spread.tif") as ds:
         np.testing.assert_allclose(ds.read(), 2.5 * 4.302653 / 2.364624 * values, rtol=1e-5)
-    factor = json.loads((tmp_path / "c8.json").read_text())["engine"]["spread_factor"]  # the report says it
-    assert abs(factor - 2.5 * 4.302653 / 2.364624) < 1e-5
+    engine = json.loads((tmp_path / "c8.json").read_text())["engine"]  # the report says the factor it used
+    assert abs(engine["spread_factor"] - 2.5 * 4.302653 / 2.364624) < 1e-5 and engine["spread_fitted"] is True
+    assert "spread_calibration" not in capsys.readouterr().err
 
 
 def test_dask_cluster_matches_local_run(tiny_model: Path, two_tilings: dict[str, Path], tmp_path: Path) -> None:
