@@ -119,7 +119,7 @@ def write_calibration(model: str, result: dict[str, Any]) -> str:
     if not rows:
         raise SystemExit(f"steps_samples: error: no row at the card's K={card.sampling_steps} with N >= 4")
     row = max(rows, key=lambda r: r["N"])
-    c = store_factor(folder, row["calibration"]["c"], row["N"])
+    c = store_factor(folder, row["calibration"]["c"], row["N"], row["K"])
     return f"{Path(folder) / 'card.json'}: spread_calibration = {c} (K={row['K']}, N={row['N']})"
 
 

@@ -82,6 +82,9 @@ class ModelCard:
     # the N that c was fitted with; for another N, `spread_factor` widens or narrows c by the noise of an N-sample
     # std. None (cards calibrated before this field, uncalibrated ones): c at every N
     spread_calibration_samples: int | None = None
+    # the sampler steps K that c was fitted at (the spread of K-step samples grows with K); None: the card's
+    # sampling_steps, at which every card fitted before this field was
+    spread_calibration_steps: int | None = None
     # interp23's border when the MS is upsampled to the LMS, as in training (data.lms_border); cards written before
     # this field existed were all trained and run with "symmetric"
     lms_border: str = "symmetric"
@@ -119,6 +122,16 @@ class ModelCard:
         """Whether a spread factor was fitted on reference data (1.0 with no N of fit is the unfitted default)."""
         return self.spread_calibration_samples is not None or self.spread_calibration != 1.0
 
+    def spread_problem(self, steps: int) -> str | None:
+        """Why this card's factor does not calibrate the spread of `steps`-step samples, or None when it does."""
+        if not self.spread_fitted:
+            return "has no fitted spread_calibration on its card"
+        fitted_steps = self.spread_calibration_steps or self.sampling_steps
+        if fitted_steps != steps:
+            return (f"has its spread_calibration fitted at {fitted_steps} sampler step(s), not {steps} (the spread "
+                    "of the samples grows with the steps)")
+        return None
+
     def spread_factor(self, samples: int) -> float:
         """What the std of `samples` draws is multiplied by to give the calibrated 1-sigma error."""
         return self.spread_calibration * samples_factor(self.spread_calibration_samples, samples)
@@ -155,6 +168,8 @@ class ModelCard:
             raise ValueError(f"spread_calibration must be > 0, got {self.spread_calibration}")
         if self.spread_calibration_samples is not None and self.spread_calibration_samples < 2:
             raise ValueError(f"spread_calibration_samples must be >= 2, got {self.spread_calibration_samples}")
+        if self.spread_calibration_steps is not None and self.spread_calibration_steps < 1:
+            raise ValueError(f"spread_calibration_steps must be >= 1, got {self.spread_calibration_steps}")
         if self.target not in ("eps", "x0", "v"):
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
         if self.halo < 0:

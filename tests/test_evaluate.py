@@ -327,7 +327,7 @@ def test_ddrf_method_averages_seeds_and_checks_card(l7_pairs: list, tmp_path: Pa
 
 
 def test_fit_spread_writes_the_calibration_into_the_models_card(tmp_path: Path) -> None:
-    """--fit-spread: c pooled over the images, written with its N into the model's card.json; one model and N >= 2
+    """--fit-spread: c pooled over the images, written with its N and K into the model's card.json; one model and N >= 2
     only, refused in one line otherwise, with the card untouched."""
     import shutil
 
@@ -346,6 +346,7 @@ def test_fit_spread_writes_the_calibration_into_the_models_card(tmp_path: Path) 
     assert code == 0, text
     card = read_card(model / "card.json")
     assert card.spread_calibration > 1 and card.spread_calibration_samples == 4
+    assert card.spread_calibration_steps == card.sampling_steps and card.spread_problem(card.sampling_steps) is None
     covered = [float(line.split("covers ")[1].rstrip(" %")) for line in text.splitlines() if " covers " in line]
     assert len(covered) == 3 and 90 < sum(covered) / 3 < 99  # pooled: about 95 % on average, in sample
-    assert "the others:" in text and f"spread_calibration = {card.spread_calibration} at N = 4" in text
+    assert "the others:" in text and f"spread_calibration = {card.spread_calibration} at N = 4, K = " in text

@@ -105,4 +105,6 @@ def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, t
     assert (tuned.scene_statistics, tuned.halo) == (True, 48)
     assert (out / "model" / f"scene_k{tuned.sampling_steps}.onnx").is_file()  # the scene pass is exported
     assert (tuned.spread_calibration, tuned.spread_calibration_samples) == (9.5, 8)
+    assert tuned.spread_calibration_steps == card.sampling_steps  # the K the base's factor was fitted at
+    assert tuned.spread_problem(card.sampling_steps) is None
     assert "inherited" in tuned.training["spread_calibration"]

@@ -320,6 +320,16 @@ def test_uncertainty_writes_mean_and_calibrated_spread(tiny_model: Path, tmp_pat
     engine = json.loads((tmp_path / "c8.json").read_text())["engine"]  # the report says the factor it used
     assert abs(engine["spread_factor"] - 2.5 * 4.302653 / 2.364624) < 1e-5 and engine["spread_fitted"] is True
     assert "spread_calibration" not in capsys.readouterr().err
+    # fitted at another step count: the spread grows with the steps, so the factor does not hold here
+    other_steps = tmp_path / "other_steps"
+    shutil.copytree(tiny_model, other_steps)
+    (other_steps / "card.json").write_text(json.dumps({**card, "spread_calibration": 2.5,
+                                                       "spread_calibration_samples": 8,
+                                                       "spread_calibration_steps": card["sampling_steps"] + 1}))
+    assert run_api(tmp_path / "k.tif", other_steps, 96, samples=3)["status"] == "done"
+    assert f"fitted at {card['sampling_steps'] + 1} sampler step(s), not {card['sampling_steps']}" in \
+        capsys.readouterr().err
+    assert json.loads((tmp_path / "k.json").read_text())["engine"]["spread_fitted"] is False
 
 
 def test_dask_cluster_matches_local_run(tiny_model: Path, two_tilings: dict[str, Path], tmp_path: Path) -> None:

@@ -125,9 +125,10 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
         check = calibrate(zs)
         typer.echo(f"fitted on {images[0].name} alone (c = {check['c']:.3f}), the others: "
                    f"{100 * check['coverage_held_out']:.1f} % covered")
-    store_factor(method.model_dir, c, samples)
-    typer.echo(f"{method.model_dir / CARD_NAME}: spread_calibration = {c} at N = {samples} (from {len(images)} "
-               f"image(s) of {dataset})")
+    steps = method.fuser().steps
+    store_factor(method.model_dir, c, samples, steps)
+    typer.echo(f"{method.model_dir / CARD_NAME}: spread_calibration = {c} at N = {samples}, K = {steps} (from "
+               f"{len(images)} image(s) of {dataset})")
 
 
 def parse_tiling(tile: int | None, whole_image: bool) -> Any:

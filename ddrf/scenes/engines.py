@@ -40,7 +40,7 @@ class Engine(Protocol):
     multiple: int
     samples: int
     spread_calibration: float  # the spread of its samples times this is the 1-sigma error (ModelCard.spread_factor)
-    spread_fitted: bool  # whether that factor was fitted on reference data (else the spread is the raw std)
+    spread_problem: str | None  # why that factor does not calibrate its spread (None: it does)
     halo: int  # the context margin its windows need (PAN pixels)
     default_tile: int  # window side when none is asked for
 
@@ -67,7 +67,8 @@ class ModelEngine:
         self.ratio: int | None = int(self.card.ratio)
         self.multiple = int(fuser.multiple)
         self.label = f"model ({fuser.files.root})"
-        self.spread_calibration, self.spread_fitted = self.card.spread_factor(samples), self.card.spread_fitted
+        self.spread_calibration = self.card.spread_factor(samples)
+        self.spread_problem = self.card.spread_problem(fuser.steps)
         self.halo = int(self.card.halo)
         self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
         self.radiometry: Radiometry | None = None
@@ -111,7 +112,7 @@ class ModelEngine:
                 "backend": self.fuser.backend_kind, "precision": self.fuser.precision, "steps": self.fuser.steps,
                 "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples,
                 "spread_factor": self.spread_calibration if self.samples > 1 else None,
-                "spread_fitted": self.spread_fitted}
+                "spread_fitted": self.spread_problem is None}
 
 
 class BaselineEngine:
@@ -124,7 +125,8 @@ class BaselineEngine:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(ALL_METHODS)}")
         self.method, self.sensor = method, sensor
         self.label, self.multiple, self.samples = f"baseline {method}", 1, 1
-        self.spread_calibration, self.spread_fitted = 1.0, True  # deterministic: no spread to fit
+        self.spread_calibration = 1.0
+        self.spread_problem: str | None = None  # deterministic: no spread to fit
         self.halo = DEFAULT_HALO
         self.default_tile = default_tiling("ort-cpu", method)[0]
         self.bands: list[str] | None = None  # every MS band the scene has

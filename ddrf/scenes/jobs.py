@@ -266,10 +266,10 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
         if spec.model is None and not spec.method:
             model = engine.summary()["model"]
             say(f"{job.source}: model {model['name']} ({model['path']}), {model['chosen_by']}")
-        if settings.spread and not engine.spread_fitted:
-            say(f"{job.source}: {engine.label} has no fitted spread_calibration on its card, so the spread map is "
-                "the raw std of the samples, far narrower than the error; fit one on reference images with "
-                "ddrf-eval DATA --methods ddrf:MODEL --samples N --fit-spread")
+        if settings.spread and engine.spread_problem:
+            say(f"{job.source}: {engine.label} {engine.spread_problem}, so the spread map is not calibrated; fit a "
+                "factor on reference images with ddrf-eval DATA --methods ddrf:MODEL --steps K --samples N "
+                "--fit-spread")
         if scene.files.names_assumed:
             say(f"{job.source}: band order assumed {', '.join(scene.band_names)} (no metadata or band "
                 "descriptions name them); pass --bands to state it")
