@@ -1,6 +1,6 @@
 """Issue 9, item 1: the bundled models' ddrf-run output does not depend on the tile size.
 
-The bundled ratio-4 model (v2: no window statistics, a receptive field inside the 32-pixel halo) runs through
+The bundled ratio-4 model (v2: no window statistics, a receptive field inside its card's halo) runs through
 ddrf-run's own path (jobs.run_job: windows, halo, feathered blend) on a ratio-4 scene made from the bundled sample
 scene, with tiles 128, 256 and 512 and once as a single window covering the whole padded scene; every band's p99
 |difference| must stay within 0.5 % and its max within 2 % of that band's standard deviation. The bundled ratio-2
@@ -22,7 +22,6 @@ from ddrf.scenes.engines import default_tiling
 from ddrf.scenes.tiling import CONTEXT_WINDOWS, context_windows
 from scenes_fixtures import BANDS, SAMPLE
 
-HALO = 32
 WHOLE = 1024  # > the scene's 512 columns + 2 halos: one window
 
 
@@ -55,7 +54,7 @@ def bundled_ratio4_model() -> Path:
 
 
 def fused(pair: tuple[Path, Path] | Path, tile: int, out: Path, model: Path | None = None,
-          halo: int | None = HALO) -> np.ndarray:
+          halo: int | None = None) -> np.ndarray:
     """ddrf-run's job path on a GeoTIFF pair or a scene directory; `halo` None: the model card's."""
     spec = engines.EngineSpec(model=str(model or bundled_ratio4_model()), backend="ort-cpu", seed=0, threads=1)
     settings = streaming.RunSettings(tile=tile, batch=1, halo=halo, progress=False)
