@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ddrf.card import read_card
+
 SHOWN = 8  # operator types listed per graph
 
 
@@ -47,7 +49,7 @@ def images(rng: np.random.Generator, bands: int, size: int) -> dict[str, np.ndar
 def stage_feeds(model: Path, size: int, threads: int) -> list[tuple[str, dict[str, np.ndarray]]]:
     """(graph stem, its inputs) for each graph profiled."""
     rng = np.random.default_rng(0)
-    bands = json.loads((model / "card.json").read_text())["model"]["ms_bands"]
+    bands = int(read_card(model / "card.json").model["ms_bands"])
     if (model / "sampler_k1.onnx").is_file():
         feeds = images(rng, bands, size)
         if (model / "scene_k1.onnx").is_file():

@@ -118,18 +118,18 @@ class ModelCard:
         return None if self.band_wise else list(self.bands)
 
     @property
-    def spread_fitted(self) -> bool:
-        """Whether a spread factor was fitted on reference data (1.0 with no N of fit is the unfitted default)."""
-        return self.spread_calibration_samples is not None or self.spread_calibration != 1.0
+    def spread_steps(self) -> int:
+        """The sampler steps K at which the spread factor holds."""
+        return self.spread_calibration_steps or self.sampling_steps
 
     def spread_problem(self, steps: int) -> str | None:
-        """Why this card's factor does not calibrate the spread of `steps`-step samples, or None when it does."""
-        if not self.spread_fitted:
+        """Why this card's factor does not calibrate the spread of `steps`-step samples, or None when it does
+        (unfitted: 1.0 with no N of fit, the default)."""
+        if self.spread_calibration_samples is None and self.spread_calibration == 1.0:
             return "has no fitted spread_calibration on its card"
-        fitted_steps = self.spread_calibration_steps or self.sampling_steps
-        if fitted_steps != steps:
-            return (f"has its spread_calibration fitted at {fitted_steps} sampler step(s), not {steps} (the spread "
-                    "of the samples grows with the steps)")
+        if self.spread_steps != steps:
+            return (f"has its spread_calibration fitted at {self.spread_steps} sampler step(s), not {steps} (the "
+                    "spread of the samples grows with the steps)")
         return None
 
     def spread_factor(self, samples: int) -> float:

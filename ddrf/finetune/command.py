@@ -129,7 +129,7 @@ def export_run(run: Path, serving: Any = None) -> Path:
         card.scene_statistics, card.halo = serving.scene_statistics, serving.halo
         card.spread_calibration = serving.spread_calibration
         card.spread_calibration_samples = serving.spread_calibration_samples
-        card.spread_calibration_steps = serving.spread_calibration_steps or serving.sampling_steps
+        card.spread_calibration_steps = serving.spread_steps
         card.training["spread_calibration"] = "inherited from the base model, not refitted on these scenes"
     export_model(model, card, target, unrolled_steps=(card.sampling_steps,), overwrite=True)
     write_inference_weights(run, target / WEIGHTS)
