@@ -36,6 +36,8 @@ def main(
     tile: Optional[int] = typer.Option(None, "--tile", help="DDRF window side in PAN px (default: ddrf-run's for "
                                        "the backend; checkpoints: its CPU default)"),
     whole_image: bool = typer.Option(False, "--whole-image", help="DDRF fuses each image at once, not tiled"),
+    views: bool = typer.Option(False, "--views", help="DDRF: the --samples are views of each window (turned and "
+                               "flipped, each with its own seed), as ddrf-run --ensemble N fuses them"),
     simulate_ratio: Optional[int] = typer.Option(None, "--simulate-ratio", help="fusebox/pairs: simulate this "
                                                  "ratio (4) from ratio-2 pairs by Wald's protocol (reduced only)"),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="per-image CSV"),
@@ -51,8 +53,10 @@ def main(
                                     "and write it into MODEL/card.json, which ddrf-run --uncertainty applies"),
 ) -> None:
     try:
-        tiling = parse_tiling(tile, whole_image)
+        tiling = parse_tiling(tile, whole_image, views)
         chosen_bands = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
+        if fit_spread and views:
+            raise ValueError("--fit-spread fits the spread of seeds (what ddrf-run --uncertainty writes), not --views")
         if fit_spread:
             fit_spread_calibration(dataset, methods, acquisitions, sensor, divisor, steps, samples, seed, backend,
                                    tiling, simulate_ratio, chosen_bands)
@@ -131,10 +135,10 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
                f"{len(images)} image(s) of {dataset})")
 
 
-def parse_tiling(tile: int | None, whole_image: bool) -> Any:
+def parse_tiling(tile: int | None, whole_image: bool, views: bool = False) -> Any:
     from ddrf.evaluate.methods import Tiling
 
-    return Tiling(whole_image=whole_image, tile=tile)
+    return Tiling(whole_image=whole_image, tile=tile, views=views)
 
 
 def _figure_picker(choice: str | None, protocol: str) -> Any:

@@ -26,14 +26,18 @@ CPU_BACKEND = "ort-cpu"  # checkpoints sample with torch on the CPU: ddrf-run's 
 
 @dataclass(frozen=True)
 class Tiling:
-    """How DDRF sees an image: ddrf-run's windows (`tile` None: the backend's ddrf-run default) or all at once."""
+    """How DDRF sees an image: ddrf-run's windows (`tile` None: the backend's ddrf-run default) or all at once;
+    `views`: the samples are views of each window (ddrf-run --ensemble), not only seeds."""
 
     whole_image: bool = False
     tile: int | None = None
+    views: bool = False
 
     def __post_init__(self) -> None:
         if self.whole_image and self.tile is not None:
             raise ValueError("--tile and --whole-image exclude each other")
+        if self.whole_image and self.views:
+            raise ValueError("--views goes through ddrf-run's windows, not --whole-image")
         if self.tile is not None and self.tile < 8:
             raise ValueError(f"--tile {self.tile}: a window side is at least 8 PAN px")
 
@@ -49,7 +53,7 @@ class Tiling:
             return {"fusion_path": "whole image at once (--whole-image)"}
         tile, halo, batch = self.resolved(backend, card)
         return {"fusion_path": "tiled, as ddrf-run (windows, halo, feathered blend, origin-keyed noise)", "tile": tile,
-                "halo": halo, "batch": batch, "tile_default": self.tile is None}
+                "halo": halo, "batch": batch, "tile_default": self.tile is None, "views": self.views}
 
     def fuse(self, engine: Any, sample: Sample, backend: str) -> np.ndarray:
         from ddrf.scenes.arrays import ArrayScene, fuse_arrays
@@ -94,7 +98,8 @@ class OnnxDDRF:
     @property
     def name(self) -> str:
         steps = f"-K{self.steps}" if self.steps else ""
-        return f"DDRF[{self.model_dir.name}{steps}" + (f"-N{self.samples}]" if self.samples > 1 else "]")
+        members = f"-{'V' if self.tiling.views else 'N'}{self.samples}" if self.samples > 1 else ""
+        return f"DDRF[{self.model_dir.name}{steps}{members}]"
 
     def fuser(self) -> "Fuser":
         if self._fuser is None:
@@ -125,8 +130,9 @@ class OnnxDDRF:
         check_card(fuser.card, sample, self.model_dir)
         if self.tiling.whole_image:
             return [fuser.fuse(sample.pan, sample.ms, seed=s) for s in seeds_of(self.seed, self.samples)]
-        return [self.tiling.fuse(ModelEngine(fuser, seed=s), sample, self.backend)
-                for s in seeds_of(self.seed, self.samples)]
+        return [self.tiling.fuse(ModelEngine(fuser, seed=s, first_view=k if self.tiling.views else None), sample,
+                                 self.backend)
+                for k, s in enumerate(seeds_of(self.seed, self.samples))]
 
 
 @dataclass
@@ -249,6 +255,8 @@ def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: i
             path = Path(rest)
             if not path.exists():
                 raise ValueError(f"{path}: checkpoint does not exist")
+            if tiling.views:
+                raise ValueError(f"{path}: --views runs exported models (ddrf:DIR), not checkpoints")
             methods.append(CheckpointDDRF(path, steps, samples, seed, tiling))
         elif item.lower() in CLASSICAL_ALIASES:
             methods.extend(Classical(m) for m in METHODS)

@@ -71,7 +71,7 @@ class RowsSink:
 
 def fuse_arrays(engine: Engine, scene: ArrayScene, tile: int | None, halo: int | None = None,
                 batch: int = 1) -> np.ndarray:
-    """The (H, W, B) blended output (the engine's first sample) `ddrf-run` would write for these arrays."""
+    """The (H, W, B) blended output (the mean of the engine's samples) `ddrf-run` would write for these arrays."""
     settings = RunSettings(tile=tile, halo=halo, batch=batch)
     reader: Any = scene  # duck-typed: the streaming code reads height, width, ratio, band_names and read_pair only
     rows = RowsSink()

@@ -47,7 +47,7 @@ def bundled_models() -> list[Any]:
 
 
 def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
-              method: str | None, threads: int | None) -> "EngineSpec":
+              method: str | None, threads: int | None, ensemble: int = 0) -> "EngineSpec":
     """The engine description, checked here so that a bad model is a usage error before any scene runs.
 
     Without --model (and --method) the spec names no model: each scene gets the bundled one that fits it."""
@@ -55,13 +55,19 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
 
     if uncertainty == 1 or uncertainty < 0:
         raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")
+    if ensemble == 1 or ensemble < 0:
+        raise usage(f"--ensemble needs at least 2 views, got {ensemble}")
+    if ensemble and uncertainty:
+        raise usage("--ensemble and --uncertainty exclude each other: the spread calibration is fitted on seeds, "
+                    "not on views")
     if method:
         from ddrf.baselines import ALL_METHODS
 
         if method not in ALL_METHODS:
             raise usage(f"unknown --method {method!r}; known: {', '.join(ALL_METHODS)}")
-        if uncertainty:
-            raise usage("--uncertainty applies to the diffusion model, not to --method")
+        if uncertainty or ensemble:
+            raise usage(f"{'--uncertainty' if uncertainty else '--ensemble'} applies to the diffusion model, not to "
+                        "--method")
         return EngineSpec(method=method, seed=seed)
     from ddrf.model_dir import ModelDir
 
@@ -78,7 +84,7 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
         except ValueError as exc:
             raise usage(" ".join(str(exc).split()))
     return EngineSpec(model=str(model) if model else None, backend=backend, steps=steps, seed=seed,
-                      samples=max(uncertainty, 1), threads=threads)
+                      samples=max(uncertainty, ensemble, 1), threads=threads, views=bool(ensemble))
 
 
 def preload(spec: "EngineSpec") -> list[Any]:
@@ -158,9 +164,14 @@ def main(
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: the output is their mean; "
                                     "also write <name>_spread.tif (per-pixel std x the card's spread_calibration, "
                                     "adjusted for N)."),
+    ensemble: int = typer.Option(0, "--ensemble", min=0, help="N >= 2 views (the window turned and flipped, up to "
+                                 "8, each with its own seed): the output is their mean. Better than one view, at N "
+                                 "times the time: 8 views took held-out SAM 3 % and ERGAS 4 % lower "
+                                 "(docs/EVALUATION.md)."),
     tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Largest window side in PAN pixels (default by "
                                       "backend); each axis takes the fewest windows of at most this side, shrunk "
-                                      "to cover it evenly."),
+                                      "to cover it evenly. Larger windows recompute less halo: faster, more memory "
+                                      "(docs/BENCHMARKS.md)."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
     halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default: the "
                                        "model card's, what its tiles need to agree; 32 for --method)."),
@@ -208,7 +219,7 @@ def main(
     directories, references = split_arguments(scenes or [])
     catalog = stac_catalog.absolute() if stac_catalog else None
     band_names = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else ()
-    spec = make_spec(model, backend, steps, seed, uncertainty, method, threads)
+    spec = make_spec(model, backend, steps, seed, uncertainty, method, threads, ensemble)
     batch_default = default_tiling(backend, method)[1]
     settings = RunSettings(tile=tile, batch=batch or batch_default,
                            halo=halo, cog=cog, quicklook=quicklook,

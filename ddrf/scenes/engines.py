@@ -12,6 +12,7 @@ import numpy as np
 
 from ddrf.card import default_window
 from ddrf.runtime.backends import GPU_BACKENDS
+from ddrf.runtime.views import VIEWS, from_view, to_view
 from ddrf.scenes import report as reports
 from ddrf.scenes.tiling import DEFAULT_HALO
 
@@ -57,11 +58,17 @@ class Engine(Protocol):
 
 
 class ModelEngine:
-    """A runtime Fuser; `samples` seeds (seed, seed+1, ...) when the spread is wanted; `chosen_by` says why this
-    model (given with --model, or the bundled one that fits the scene), for the report."""
+    """A runtime Fuser; `samples` members, member j with seed `seed + j` (the spread, or an ensemble, is wanted when
+    there are several); `first_view` None: every member fuses the window as it is, else member j fuses view
+    `first_view + j` of it (ddrf.runtime.views: a geometric self-ensemble); `chosen_by` says why this model (given
+    with --model, or the bundled one that fits the scene), for the report."""
 
-    def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1, chosen_by: str = "--model") -> None:
+    def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1, chosen_by: str = "--model",
+                 first_view: int | None = None) -> None:
         self.fuser, self.seed, self.samples, self.chosen_by = fuser, seed, samples, chosen_by
+        self.first_view = first_view
+        self.members = [(seed + j, 0 if first_view is None else (first_view + j) % len(VIEWS))
+                        for j in range(samples)]  # (seed, view) per member
         self.card = fuser.card
         self.bands: list[str] | None = self.card.scene_bands  # None: every band, like a classical method
         self.ratio: int | None = int(self.card.ratio)
@@ -72,7 +79,7 @@ class ModelEngine:
         self.halo = int(self.card.halo)
         self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
         self.radiometry: Radiometry | None = None
-        self.contexts: dict[int, dict[str, np.ndarray]] = {}  # per seed: a scene-statistics model's statistics
+        self.contexts: dict[int, dict[str, np.ndarray]] = {}  # per member: a scene-statistics model's statistics
 
     def window_limits(self) -> tuple[int, int, int] | None:
         """(smallest side, largest side, largest batch) of a window the backend takes, where it has a fixed
@@ -87,21 +94,21 @@ class ModelEngine:
     def start_scene(self, scene: "Scene") -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""
         self.radiometry = preview_radiometry(scene, self.card)
-        self.contexts = {seed: self.fuser.scene_context(*inputs) for seed, inputs in
-                         context_inputs(scene, self.fuser, self.radiometry, self.seed, self.samples).items()}
+        self.contexts = {j: self.fuser.scene_context(*inputs) for j, inputs in
+                         context_inputs(scene, self.fuser, self.radiometry, self.members).items()}
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
-        """(pairs, radiometry, [(seed, (LMS, guide, noise)) per sample]): interp23, normalisation, keyed noise."""
+        """(pairs, radiometry, [(LMS, guide, noise) per member, in its view]): interp23, normalisation, keyed noise."""
         radiometry = self.radiometry or self.fuser.radiometry(*pairs[0])
-        batches = [(self.seed + k, self.fuser.prepare_batch(pairs, radiometry, self.seed + k, origins))
-                   for k in range(self.samples)]
+        batches = [viewed(self.fuser.prepare_batch(pairs, radiometry, seed, origins), view)
+                   for seed, view in self.members]
         return pairs, radiometry, batches
 
     def run(self, prepared: Any) -> list[np.ndarray]:
         pairs, radiometry, batches = prepared
-        runs = [self.fuser.to_digital_numbers(
-            self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(seed)), pairs, radiometry)
-            for seed, (lms, guide, noise) in batches]
+        runs = [self.fuser.to_digital_numbers(from_view(
+            self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j)), view), pairs, radiometry)
+            for j, ((seed, view), (lms, guide, noise)) in enumerate(zip(self.members, batches))]
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
 
     def summary(self) -> dict[str, Any]:
@@ -111,6 +118,7 @@ class ModelEngine:
                 "radiometry": self.radiometry.to_dict() if self.radiometry is not None else None,
                 "backend": self.fuser.backend_kind, "precision": self.fuser.precision, "steps": self.fuser.steps,
                 "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples,
+                "views": [view for _, view in self.members] if self.first_view is not None else None,
                 "spread_factor": self.spread_calibration if self.samples > 1 else None,
                 "spread_fitted": self.spread_problem is None}
 
@@ -155,10 +163,11 @@ def preview_radiometry(scene: "Scene", card: Any) -> "Radiometry":
     return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
 
 
-def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry", seed: int,
-                   samples: int) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per seed, the prepared (LMS, guide, noise) batch of the scene's context windows
-    (ddrf.scenes.tiling.context_windows) for a scene-statistics model's scene pass; empty for any other model."""
+def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry",
+                   members: list[tuple[int, int]]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per member (seed, view), the prepared (LMS, guide, noise) batch of the scene's context windows
+    (ddrf.scenes.tiling.context_windows), in the member's view, for a scene-statistics model's scene pass (each view
+    needs its own: the scene's attention tokens are not the same seen turned); empty for any other model."""
     from ddrf.scenes.tiling import context_windows, window_alignment
 
     if not preparation.card.scene_statistics:
@@ -166,7 +175,14 @@ def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry", s
     boxes = context_windows(scene.height, scene.width, window_alignment(scene.ratio, preparation.multiple))
     pairs = [scene.read_pair(b.row, b.col, b.height, b.width)[:2] for b in boxes]  # read once for every seed
     origins = [(b.row, b.col) for b in boxes]
-    return {s: preparation.prepare_batch(pairs, radiometry, s, origins) for s in range(seed, seed + samples)}
+    return {j: viewed(preparation.prepare_batch(pairs, radiometry, seed, origins), view)
+            for j, (seed, view) in enumerate(members)}
+
+
+def viewed(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], view: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A prepared (LMS, guide, noise) batch in view `view`."""
+    lms, guide, noise = arrays
+    return to_view(lms, view), to_view(guide, view), to_view(noise, view)
 
 
 def ms_ratio(pan: np.ndarray, ms: np.ndarray) -> int:
@@ -184,6 +200,7 @@ class EngineSpec:
     samples: int = 1
     method: str | None = None
     threads: int | None = None
+    views: bool = False  # the samples are views of each window (a geometric self-ensemble), not only seeds
 
 
 _FUSERS: dict[EngineSpec, "Fuser"] = {}  # per process: a worker loads each model once
@@ -199,6 +216,6 @@ def get_engine(spec: EngineSpec, sensor: str = "generic", chosen_by: str = "--mo
         if spec.model is None:
             raise ValueError("no model given")
         _FUSERS[key] = Fuser(spec.model, spec.backend, spec.steps, unrolled="auto", threads=spec.threads)
-    return ModelEngine(_FUSERS[key], spec.seed, spec.samples, chosen_by)
+    return ModelEngine(_FUSERS[key], spec.seed, spec.samples, chosen_by, 0 if spec.views else None)
 
 

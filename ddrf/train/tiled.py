@@ -45,15 +45,16 @@ class TorchEngine:
         self.default_tile = default_tiling("ort-cpu", halo=self.halo)[0]
         self.diffusion = Diffusion(CosineSchedule.from_dict(self.card.schedule), self.card.target, self.card.residual,
                                    self.card.residual_scale)
-        self.contexts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per seed, for scene statistics
+        self.contexts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per member, for scene statistics
 
     def start_scene(self, scene: Any) -> None:
         """One normalisation per scene, from the same preview the runtime's ModelEngine reads."""
         self.radiometry = preview_radiometry(scene, self.card)
         # recorded over the same context windows as the runtime's ModelEngine
-        inputs = context_inputs(scene, self.prep, self.radiometry, self.seed, self.samples)
-        self.contexts = {seed: self._record(*(torch.from_numpy(a).to(self.device) for a in arrays))
-                         for seed, arrays in inputs.items()}
+        members = [(self.seed + k, 0) for k in range(self.samples)]  # seeds only: no views in the torch path
+        inputs = context_inputs(scene, self.prep, self.radiometry, members)
+        self.contexts = {k: self._record(*(torch.from_numpy(a).to(self.device) for a in arrays))
+                         for k, arrays in inputs.items()}
 
     def _record(self, lms: torch.Tensor, guide: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -72,7 +73,7 @@ class TorchEngine:
             prepared = [self.prep.prepare(pan, ms, self.radiometry, self.seed + k, o) for (pan, ms), o in
                         zip(pairs, origins)]
             lms, guide, noise = (torch.from_numpy(np.stack(p)).to(self.device) for p in zip(*prepared))
-            sample = functools.partial(self._sample, context=self.contexts.get(self.seed + k))
+            sample = functools.partial(self._sample, context=self.contexts.get(k))
             fused = by_graph_bands(sample, lms, guide, noise, self.card.graph_bands).float().cpu().numpy()
             runs.append([self.radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
                          for f, (pan, _) in zip(fused, pairs)])
