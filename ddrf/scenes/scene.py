@@ -7,13 +7,14 @@ window around the request.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from ddrf.geometry import PairGrid, default_nodata, is_nodata
@@ -33,8 +34,17 @@ class _Grid:
     nbits: int | None
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: BaseException) -> str:
+    if exc.__cause__ is not None and "previous exception" in str(exc):
+        exc = exc.__cause__  # rasterio's "Read failed. See previous exception": GDAL's cause says what failed
     return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
+def _open(path: Path) -> rasterio.io.DatasetReader:
+    """rasterio.open without its two-line NotGeoreferencedWarning: _check_orthorectified says it in one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
 
 
 def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
@@ -57,7 +67,7 @@ def _inspect(path: Path) -> _Grid:
     if not path.is_file():
         raise SceneError(path, "file missing")
     try:
-        with rasterio.open(path) as src:
+        with _open(path) as src:
             _check_orthorectified(path, src)
             src.read(window=Window(0, 0, 1, 1))  # first and last pixel of every band: catches truncated files cheaply
             src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
@@ -145,14 +155,22 @@ class Scene:
         """Decimated whole-scene reads for scene statistics, bounded in memory whatever the scene size:
         (pan (h, w), pan_valid, ms (h', w', B), ms_valid), nearest-neighbour decimation, nodata marked invalid."""
         def read(path: Path, band: int) -> tuple[np.ndarray, np.ndarray]:
-            with rasterio.open(path) as src:
-                step = max(1, -(-max(src.height, src.width) // max_side))
-                data = src.read(band, out_shape=(-(-src.height // step), -(-src.width // step)))
-            return data.astype(np.float64), ~is_nodata(data, self._nodata[path])
+            try:
+                with _open(path) as src:
+                    step = max(1, -(-max(src.height, src.width) // max_side))
+                    data = src.read(band, out_shape=(-(-src.height // step), -(-src.width // step)))
+            except (RasterioIOError, OSError) as exc:  # _inspect read only the corner pixels
+                raise SceneError(path, f"unreadable or corrupt raster ({_short(exc)})") from exc
+            valid = ~is_nodata(data, self._nodata[path])
+            if not valid.any():  # named here: the statistics downstream no longer know which file
+                raise SceneError(path, f"band {band} has no valid pixels (all nodata)")
+            return data.astype(np.float64), valid
 
         pan, pan_valid = read(self.files.pan, 1)
         bands = [read(path, band) for path, band in self.files.ms]
         ms_valid = np.logical_and.reduce([valid for _, valid in bands])
+        if not ms_valid.any():
+            raise SceneError(self.files.ms[0][0], "no pixel is valid in every MS band")
         return pan, pan_valid, np.stack([data for data, _ in bands], axis=-1), ms_valid
 
     def __repr__(self) -> str:
