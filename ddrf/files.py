@@ -38,13 +38,23 @@ def publish(temp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None
 
 
 def publish_all(pending: list[tuple[Path, Path]]) -> None:
-    """Rename (temporary, final) pairs in the order given; on any failure the temporaries left are removed.
+    """Rename (temporary, final) pairs in the order given; on any failure the temporaries left are removed, and so
+    are the files this call already renamed: a report must not claim a raster that never came.
 
     Put last the file whose presence says the set is complete (a scene's raster, an engine's sidecar).
     """
+    renamed: list[Path] = []
     try:
         for temp, final in pending:
-            publish(temp, final)
+            try:
+                publish(temp, final)
+            except OSError as exc:  # name the final file, not its temporary
+                raise OSError(exc.errno, exc.strerror, str(final)) from exc
+            renamed.append(Path(final))
+    except BaseException:
+        for final in renamed:
+            final.unlink(missing_ok=True)
+        raise
     finally:
         for temp, _ in pending:
             Path(temp).unlink(missing_ok=True)

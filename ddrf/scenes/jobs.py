@@ -117,10 +117,17 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     return report
 
 
+def published(outputs: Outputs) -> list[Path]:
+    """Every file a scene publishes: its raster and side files, and the STAC Item written after them."""
+    from ddrf.scenes.stac_out import item_path
+
+    return [*outputs.all(), item_path(outputs.raster)]
+
+
 def output_that_is_input(outputs: Outputs, inputs: list[Path]) -> Path | None:
     """The first output that is (or resolves to) one of `inputs`: writing it would destroy an input."""
     resolved = {p.resolve() for p in inputs}
-    return next((final for final in outputs.all() if final.resolve() in resolved), None)
+    return next((final for final in published(outputs) if final.resolve() in resolved), None)
 
 
 def check_not_inputs(scene: Any, outputs: Outputs) -> None:
@@ -134,6 +141,17 @@ def check_not_inputs(scene: Any, outputs: Outputs) -> None:
 def is_finished(outputs: Outputs) -> bool:
     """The main raster is renamed last, so its presence means the scene is complete."""
     return outputs.raster.is_file()
+
+
+def check_outputs_free(outputs: Outputs, overwrite: bool) -> None:
+    """For a scene not finished: no output path may be a directory, and a side file beside a missing raster is
+    no finished run's output but the user's, replaced only with --overwrite."""
+    for path in published(outputs):
+        if path.is_dir():
+            raise ValueError(f"{path}: is a directory, where this scene would write a file; choose another output")
+        if path.exists() and not overwrite and path != outputs.raster:
+            raise ValueError(f"{path}: exists, but {outputs.raster.name} does not, so it is no finished output; "
+                             "use --overwrite to replace it")
 
 
 @dataclass(frozen=True)
@@ -262,6 +280,7 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
         return {**entry, "status": "skipped", "reason": "finished output exists (use --overwrite)"}
     started = time.perf_counter()
     try:
+        check_outputs_free(outputs, settings.overwrite)
         scene, engine = open_with_engine(job, spec)
         if spec.model is None and not spec.method:
             model = engine.summary()["model"]

@@ -45,6 +45,9 @@ def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path
             raise usage("--pan and --ms go together: " + ("--ms MS.tif is missing" if pan else "--pan PAN.tif is missing"))
         if output.suffix.lower() not in (".tif", ".tiff"):
             raise usage(f"{output}: with --pan/--ms, -o names the output GeoTIFF (.tif)")
+        if output.is_dir():
+            raise usage(f"{output}: is a directory; with --pan/--ms, -o names the output GeoTIFF file")
+        refuse_files_twice(pan, ms)
         refuse_inputs_as_outputs(output, [pan, *ms])
         return [SceneJob(output.stem, output, pan=pan, ms=tuple(ms), bands=bands, sensor=sensor)]
     if not scenes:
@@ -54,6 +57,30 @@ def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path
     scenes = [s.resolve() for s in scenes]  # X/.. is its parent, by that name
     check_scene_directories(scenes, output.resolve())
     return [SceneJob(s.name, output / f"{s.name}.tif", directory=s, bands=bands, sensor=sensor) for s in scenes]
+
+
+def refuse_files_twice(pan: Path, ms: list[Path]) -> None:
+    """One file named twice would be fused as two bands (or as PAN and MS)."""
+    seen = [p.resolve() for p in [pan, *ms]]
+    for i, path in enumerate(seen):
+        if path in seen[:i]:
+            given = "as both --pan and --ms" if path == seen[0] else "twice as --ms"
+            raise usage(f"{[pan, *ms][i]}: given {given}; name each input file once")
+
+
+def band_list(bands: str | None) -> tuple[str, ...]:
+    """--bands as names in file order; empty or repeated names are refused (each MS band has one name)."""
+    if bands is None:
+        return ()
+    names = tuple(b.strip() for b in bands.split(","))
+    if not all(names):
+        what = "has an empty name" if any(names) else "names no band"
+        raise usage(f"--bands {bands!r} {what}; give one name per MS band in file order, e.g. red,green,blue,nir")
+    lowered = [n.lower() for n in names]
+    repeated = next((n for n in lowered if lowered.count(n) > 1), None)
+    if repeated is not None:
+        raise usage(f"--bands {bands!r} names {repeated} more than once; each MS band needs its own name")
+    return names
 
 
 def refuse_inputs_as_outputs(output: Path, inputs: list[Path]) -> None:
@@ -67,6 +94,9 @@ def refuse_inputs_as_outputs(output: Path, inputs: list[Path]) -> None:
 
 def check_scene_directories(scenes: list[Path], output: Path) -> None:
     """Output names come from directory names, so they must be unique, and no scene may hold another or the output."""
+    twice = next((s for i, s in enumerate(scenes) if s in scenes[:i]), None)
+    if twice is not None:
+        raise usage(f"{twice}: the same scene directory is given twice; name each scene once")
     names = [s.name for s in scenes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -159,12 +189,18 @@ def item_jobs(references: list[str], output: Path) -> tuple[list[Any], dict[str,
 
     if output.suffix.lower() in (".tif", ".tiff"):
         raise usage(f"{output}: with STAC Items, -o names an output directory")
+    given = [r if r.lower().startswith(("http://", "https://")) else str(Path(r).resolve()) for r in references]
+    twice = next((r for i, r in enumerate(references) if given[i] in given[:i]), None)
+    if twice is not None:
+        raise usage(f"{twice}: the same STAC Item is given twice; name each Item once")
     jobs, sources = [], {}
     for reference in references:
         try:
             job, item = job_from_item(reference, output)
         except ValueError as exc:
             raise usage(" ".join(str(exc).split()))
+        except OSError as exc:  # the band wrappers' folder under OUT
+            raise usage(f"{exc.filename or output}: cannot write the output here ({exc.strerror})")
         if job.name in sources:
             raise usage(f"two STAC Items share the id {job.name!r}; their outputs would collide")
         jobs.append(job)

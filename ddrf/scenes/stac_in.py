@@ -138,11 +138,27 @@ def declared_nodata(item: pystac.Item) -> float | None:
     return None
 
 
+def refuse_outputs_over_inputs(raster: Path, reference: str, bands: list[BandSource]) -> None:
+    """The Item file and its local assets are inputs: no output (raster, report, Item, ...) may replace them."""
+    from ddrf.scenes.jobs import output_that_is_input
+    from ddrf.scenes.streaming import Outputs
+
+    local = [reference] if not reference.lower().startswith(("http://", "https://")) else []
+    local += [b.href for b in bands if not b.href.startswith("/vsi")]
+    clash = output_that_is_input(Outputs.for_raster(raster, True, True), [Path(p) for p in local])
+    if clash is not None:
+        raise ValueError(f"{clash}: is an input of STAC Item {reference}; choose another output directory "
+                         "(inputs are never overwritten)")
+
+
 def job_from_item(reference: str, output_dir: Path) -> tuple[SceneJob, pystac.Item]:
     """The SceneJob for one Item: its bands as named VRTs in OUT/.ddrf-stac/<id>/, output OUT/<id>.tif."""
     os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")  # no directory listing per remote file
     item = read_item(reference)
     pan, ms = band_sources(item, reference)
+    if item.id in ("", ".", "..") or Path(item.id).name != item.id:  # the id names the output files
+        raise ValueError(f"{reference}: Item id {item.id!r} is no plain file name; the outputs are named after it")
+    refuse_outputs_over_inputs(output_dir / f"{item.id}.tif", reference, [pan, *ms])
     work = output_dir / WORK_DIR / item.id
     work.mkdir(parents=True, exist_ok=True)
     nodata = declared_nodata(item)

@@ -1,0 +1,202 @@
+"""Outputs never replace what they should not: an input (a STAC Item, its assets), a side file of the user's beside
+a missing raster, a directory in an output's place; a scene that fails at its last rename leaves no report; doubtful
+inputs (repeated band names, a file or scene given twice) are usage errors. docs/RELIABILITY.md lists these cases.
+
+Cheap: the 64 x 64 pair of tests/test_bad_inputs.py or the sample scene, GSA, the committed tiny model (no torch).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import ddrf.files
+from ddrf.scenes.command import SUMMARY_NAME, app
+from scenes_fixtures import SAMPLE, TINY_MODEL
+from stac_fixtures import LANDSAT_BANDS, landsat_item
+from test_bad_inputs import MS_T, assert_one_line, leftovers, pair, snapshot, write_tif
+
+
+def run(*args: str) -> "object":
+    return CliRunner().invoke(app, [*args, "--no-progress"])
+
+
+def write_item(path: Path, item_id: str = "myscene", **hrefs: Path) -> Path:
+    """A Landsat-style Item over the sample scene's files (`hrefs`: band -> another file, e.g. B8=...)."""
+    files = {band: next(SAMPLE.glob(f"*_{band}.TIF")) for band in LANDSAT_BANDS}
+    document = landsat_item(files, str(SAMPLE), item_id)
+    for band, href in hrefs.items():
+        document["assets"][LANDSAT_BANDS[band]]["href"] = str(href)  # assets are keyed by common name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+    return path
+
+
+# ------------------------------------------------------------------ 1. an input is never an output
+def test_stac_item_in_its_output_directory_is_refused_before_any_work(tmp_path: Path) -> None:
+    """`ddrf-run st/myscene.item.json -o st` would publish st/myscene.item.json over the input Item."""
+    item = write_item(tmp_path / "st" / "myscene.item.json")
+    before = item.read_bytes()
+    result = run(str(item), "-o", str(tmp_path / "st"), "--method", "GSA")
+    assert result.exit_code == 2, result.output
+    assert_one_line(result.output, "myscene.item.json", "is an input of STAC Item", "ddrf-run:")
+    assert item.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "st").iterdir()) == ["myscene.item.json"]  # no .ddrf-stac, no output
+
+
+def test_stac_asset_that_is_an_output_is_refused_even_with_overwrite(tmp_path: Path) -> None:
+    """An Item whose PAN asset is OUT/<id>.tif: the band wrappers hid it from the scene's input check."""
+    out = tmp_path / "out"
+    out.mkdir()
+    pan = Path(shutil.copy(next(SAMPLE.glob("*_B8.TIF")), out / "myscene.tif"))
+    item = write_item(tmp_path / "myscene.json", B8=pan)
+    inputs = snapshot(out)
+    result = run(str(item), "-o", str(out), "--method", "GSA", "--overwrite")
+    assert result.exit_code == 2, result.output
+    assert_one_line(result.output, "myscene.tif", "is an input of STAC Item", "ddrf-run:")
+    assert snapshot(out) == inputs and sorted(p.name for p in out.iterdir()) == ["myscene.tif"]
+
+
+def test_stac_item_id_that_is_a_path_is_refused(tmp_path: Path) -> None:
+    """The id names the outputs: '../escape' would write beside the output directory."""
+    item = write_item(tmp_path / "in" / "item.json", item_id="../escape")
+    result = run(str(item), "-o", str(tmp_path / "out" / "sub"), "--method", "GSA")
+    assert result.exit_code == 2, result.output
+    assert_one_line(result.output, "item.json", "no plain file name", "ddrf-run:")
+    assert not (tmp_path / "out").exists()
+
+
+def test_stac_item_into_an_unwritable_folder_is_one_line(tmp_path: Path) -> None:
+    """The band wrappers are made under OUT before the scene runs: a failure there is a usage line, no traceback."""
+    item = write_item(tmp_path / "item.json")
+    (tmp_path / "file").write_text("x")
+    result = run(str(item), "-o", str(tmp_path / "file" / "out"), "--method", "GSA")
+    assert result.exit_code == 2, result.output
+    assert_one_line(result.output, "file", "cannot write the output here", "ddrf-run:")
+
+
+# ------------------------------------------------------------------ 2. side files are checked like the raster
+SIDE_CASES = {"res.json": ["--method", "GSA"], "res.item.json": ["--method", "GSA"],
+              "res_quicklook.png": ["--method", "GSA", "--quicklook"],
+              "res_spread.tif": ["--model", str(TINY_MODEL), "--threads", "1", "--uncertainty", "2"]}
+
+
+@pytest.mark.parametrize("name", list(SIDE_CASES))
+def test_a_side_file_without_its_raster_is_the_users_and_kept(name: str, tmp_path: Path) -> None:
+    pan, ms = pair(tmp_path / "in")
+    out = tmp_path / "o3"
+    out.mkdir()
+    (out / name).write_text("mine\n")
+    args = ["--pan", str(pan), "--ms", str(ms), "-o", str(out / "res.tif"), *SIDE_CASES[name]]
+    result = run(*args)
+    assert result.exit_code == 1, result.output
+    assert_one_line(result.output, name, "exists, but res.tif does not.*--overwrite", "ddrf-run:")
+    assert sorted(p.name for p in out.iterdir()) == [name] and (out / name).read_text() == "mine\n"
+    result = run(*args, "--overwrite")  # asked: replaced
+    assert result.exit_code == 0, result.output
+    assert (out / name).read_bytes() != b"mine\n" and (out / "res.tif").is_file()
+
+
+def test_scene_directories_a_stray_report_fails_its_scene_only(tmp_path: Path) -> None:
+    """Batch semantics: a scene whose raster exists is already done (skipped); one with only a side file of the
+    user's fails with one line; the other scenes run."""
+    scenes = [str(shutil.copytree(SAMPLE, tmp_path / name)) for name in ("a", "b")]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.json").write_text("my notes\n")
+    for done, skipped in ((1, 0), (0, 1)):  # the rerun skips a, and still refuses b
+        result = run(*scenes, "-o", str(out), "--method", "GSA")
+        assert result.exit_code == 1, result.output
+        assert_one_line(result.output, "b.json", "exists, but b.tif does not", "ddrf-run:")
+        counts = json.loads((out / SUMMARY_NAME).read_text())["counts"]
+        assert (counts["done"], counts["skipped"], counts["failed"]) == (done, skipped, 1)
+    assert (out / "b.json").read_text() == "my notes\n" and not (out / "b.tif").exists()
+    assert (out / "a.tif").is_file() and (out / "a.item.json").is_file()
+
+
+# ------------------------------------------------------------------ 3. a directory in an output's place
+def test_output_tif_that_is_a_directory_is_refused_before_any_work(tmp_path: Path) -> None:
+    pan, ms = pair(tmp_path / "in")
+    (tmp_path / "o5" / "isdir.tif").mkdir(parents=True)
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "o5" / "isdir.tif"), "--method", "GSA")
+    assert result.exit_code == 2, result.output
+    assert_one_line(result.output, "isdir.tif", "is a directory", "ddrf-run:")
+    assert "windows of" not in result.output  # refused before the plan
+    assert sorted(p.name for p in (tmp_path / "o5").iterdir()) == ["isdir.tif"]
+
+
+def test_scene_output_that_is_a_directory_fails_the_scene_with_no_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / f"{SAMPLE.name}.tif").mkdir(parents=True)
+    result = run(str(SAMPLE), "-o", str(out), "--method", "GSA")
+    assert result.exit_code == 1, result.output
+    assert_one_line(result.output, f"{SAMPLE.name}.tif", "is a directory", "ddrf-run:")
+    assert "windows of" not in result.output
+    assert {p.name for p in out.iterdir()} == {SUMMARY_NAME, f"{SAMPLE.name}.tif"}
+
+
+def test_a_failed_final_rename_leaves_no_report_claiming_done(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raster is renamed last; when that rename fails, the report already renamed must go too."""
+    pan, ms = pair(tmp_path / "in")
+    out = tmp_path / "out"
+    rename = ddrf.files.publish
+
+    def failing(temp: Path, final: Path) -> None:
+        if Path(final).name == "x.tif":
+            raise OSError(errno.EIO, "Input/output error", str(temp))
+        rename(temp, final)
+
+    monkeypatch.setattr(ddrf.files, "publish", failing)
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(out / "x.tif"), "--method", "GSA")
+    assert result.exit_code == 1, result.output
+    assert_one_line(result.output, "x.tif", "Input/output error", "ddrf-run:")
+    assert ".ddrf-part" not in result.output  # the final name, not the temporary
+    assert leftovers(out) == []
+
+
+def test_publish_all_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "a.tif"
+    second.mkdir()  # the last rename fails: a file cannot replace a directory
+    pending = [(ddrf.files.stage_bytes(first, b"{}"), first), (ddrf.files.stage_bytes(second, b"tif"), second)]
+    with pytest.raises(OSError) as caught:
+        ddrf.files.publish_all(pending)
+    assert caught.value.filename == str(second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"] and second.is_dir()
+
+
+# ------------------------------------------------------------------ 4. doubtful inputs
+def doubtful(tmp: Path) -> dict[str, tuple[list[str], str, str]]:
+    pan, ms = pair(tmp / "in")
+    pm = ["--pan", str(pan), "--ms", str(ms), "-o", str(tmp / "out" / "x.tif"), "--method", "GSA"]
+    (tmp / "link").symlink_to(SAMPLE)
+    item = write_item(tmp / "item.json")
+    nir = write_tif(tmp / "in" / "nir.tif", np.full((32, 32), 9000), MS_T)  # one band: twice it fused as two
+    return {
+        "bands_repeated": ([*pm, "--bands", "red,Red,green,blue"], "--bands", "names red more than once"),
+        "bands_empty": ([*pm, "--bands", ""], "--bands", "names no band"),
+        "bands_empty_name": ([*pm, "--bands", "red,,green,blue"], "--bands", "has an empty name"),
+        "ms_twice": (["--pan", str(pan), "--ms", str(nir), "--ms", f"{tmp}/in/../in/nir.tif", *pm[4:]], "nir.tif",
+                     "given twice as --ms"),
+        "pan_as_ms": (["--pan", str(pan), "--ms", str(pan), "-o", str(tmp / "out" / "x.tif"), "--method", "GSA"],
+                      "pan.tif", "as both --pan and --ms"),
+        "scene_twice": ([str(SAMPLE), str(tmp / "link"), "-o", str(tmp / "out"), "--method", "GSA"], SAMPLE.name,
+                        "same scene directory is given twice"),
+        "item_twice": ([str(item), f"{tmp}/./item.json", "-o", str(tmp / "out"), "--method", "GSA"],
+                       "item.json", "same STAC Item is given twice"),
+    }
+
+
+@pytest.mark.parametrize("case", ["bands_repeated", "bands_empty", "bands_empty_name", "ms_twice", "pan_as_ms",
+                                  "scene_twice", "item_twice"])
+def test_doubtful_inputs_are_usage_errors(case: str, tmp_path: Path) -> None:
+    args, names, problem = doubtful(tmp_path)[case]
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert_one_line(result.output, names, problem, "ddrf-run:")
+    assert not (tmp_path / "out").exists()
