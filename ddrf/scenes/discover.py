@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import rasterio
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from ddrf.scenes.errors import SceneError
 from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor
@@ -69,12 +70,17 @@ class _Raster:
     count: int
     res: float  # pixel width in CRS units (or 1 without a geotransform)
     descriptions: tuple[str, ...]
+    dtypes: tuple[str, ...] = ()
 
 
 def _probe(path: Path) -> _Raster:
     try:
-        with rasterio.open(path) as src:
-            return _Raster(path, src.count, abs(src.transform.a), tuple(d or "" for d in src.descriptions))
+        with warnings.catch_warnings():  # a file without georeferencing: Scene says so in one line
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
+            return _Raster(path, src.count, abs(src.transform.a), tuple(d or "" for d in src.descriptions),
+                           tuple(src.dtypes))
     except (RasterioIOError, OSError) as exc:
         raise SceneError(path, f"not a readable raster ({str(exc).splitlines()[0][:160]})") from exc
 
@@ -300,6 +306,21 @@ def _by_raster_properties(directory: Path, rasters: list[Path]) -> SceneFiles:
 
 
 # ---------------------------------------------------------------- public API
+def check_one_type(files: SceneFiles) -> SceneFiles:
+    """The output takes the MS type, so every MS band must share it: another band's values would be cut to it or
+    keep their own scale inside it."""
+    probes = {path: _probe(path) for path in dict.fromkeys(path for path, _ in files.ms)}
+    typed = [(path, band, probes[path].dtypes[band - 1]) for path, band in files.ms
+             if 1 <= band <= probes[path].count]  # a missing band is Scene's error
+    first, first_band, first_type = typed[0] if typed else (None, 0, None)
+    for path, band, dtype in typed[1:]:
+        if dtype != first_type:
+            this, other = (f"band {band}", f"band {first_band}") if path == first else ("data type", str(first))
+            raise SceneError(path, f"{this} is {dtype} but {other} is {first_type}: the MS bands of one scene must "
+                                   "share one data type; convert them to one")
+    return files
+
+
 def discover_scene(directory: str | Path) -> SceneFiles:
     """Find the PAN and MS files of one scene directory (searched recursively)."""
     directory = Path(directory)
@@ -308,14 +329,14 @@ def discover_scene(directory: str | Path) -> SceneFiles:
     rasters = _rasters(directory)
     mtl = _find_mtl(directory)
     if mtl is not None:
-        return _landsat_from_mtl(mtl, rasters)
+        return check_one_type(_landsat_from_mtl(mtl, rasters))
     if not rasters:
         raise SceneError(directory, "no raster files (.tif/.tiff/.jp2/.img) and no Landsat MTL")
     for scheme in (_landsat_tokens, _maxar, _pleiades, _gaofen, _generic_tokens):
         found = scheme(directory, rasters)
         if found is not None:
-            return found
-    return _by_raster_properties(directory, rasters)
+            return check_one_type(found)
+    return check_one_type(_by_raster_properties(directory, rasters))
 
 
 def select_bands(files: SceneFiles, needed: Sequence[str]) -> SceneFiles:
@@ -343,9 +364,10 @@ def pair_from_paths(pan_path: str | Path, ms_paths: str | Path | Sequence[str | 
         table = LANDSAT_BANDS[sensor]
         if all(int(b) in table for b in bands):
             names = [table[int(b)] for b in bands]
-            return SceneFiles(pan, [(p, 1) for p in mss], names, sensor, None, None, "paths", pan.stem)
+            return check_one_type(SceneFiles(pan, [(p, 1) for p in mss], names, sensor, None, None, "paths",
+                                             pan.stem))
     found = _pan_ms(pan.parent, "paths", [pan], mss, "generic", None, None, {})
-    return replace(found, name=pan.stem)
+    return check_one_type(replace(found, name=pan.stem))
 
 
 def name_sensor(files: SceneFiles, sensor: str) -> SceneFiles:

@@ -71,7 +71,7 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
         "outputs": {"raster": str(outputs.raster), "spread": str(outputs.spread) if outputs.spread else None,
                     "quicklook": str(outputs.quicklook) if outputs.quicklook else None, "cog": settings.cog,
                     "band_names": band_names, "nodata": nodata, "dtype": str(scene.dtype),
-                    "value_range": [0, 2**scene.bits - 1] if scene.bits else None},
+                    "value_range": output_range(scene)},
         "tiling": {"tile": [grid.tile_rows, grid.tile_cols], "halo": grid.halo, "overlap": 2 * grid.halo,
                    "align": grid.align, "batch": settings.batch, "tiles": grid.count,
                    "windows_fused": grid.fused_count(settings.chunk),  # chunk-border windows once per chunk
@@ -101,3 +101,11 @@ def write_summary(path: Path, entries: list[dict[str, Any]], settings: dict[str,
     body = {"report_version": REPORT_VERSION, "finished": now(), "counts": counts, "settings": settings,
             "scenes": entries, "software": versions()}
     write_text_atomic(path, json.dumps(body, indent=2, default=str) + "\n")
+
+
+def output_range(scene: Any) -> list[int] | None:
+    """What the output's integer type holds (the writer clips to it); None for floats."""
+    from ddrf.scenes.writer import value_range
+
+    bounds = value_range(scene.dtype, scene.bits)
+    return [int(v) for v in bounds] if bounds else None

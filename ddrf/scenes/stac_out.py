@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pystac
 import rasterio
+import rasterio.errors
 
 EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 PROCESSING_EXTENSION = "https://stac-extensions.github.io/processing/v1.0.0/schema.json"
@@ -72,7 +74,9 @@ def band_entries(raster: Path, names: list[str], sensor: str | None = None) -> l
     nodata, statistics (of valid pixels)."""
     with rasterio.open(raster) as src:
         step = max(1, max(src.height, src.width) // 1024)  # statistics from a decimated read: flat cost
-        data = src.read(out_shape=(src.count, -(-src.height // step), -(-src.width // step)), masked=True)
+        with warnings.catch_warnings():  # a raster with an alpha band (older outputs): its nodata decides, as wanted
+            warnings.simplefilter("ignore", rasterio.errors.NodataShadowWarning)
+            data = src.read(out_shape=(src.count, -(-src.height // step), -(-src.width // step)), masked=True)
         bands = []
         for k, name in enumerate(names):
             valid = data[k].compressed().astype(np.float64)

@@ -70,13 +70,23 @@ class Timings:
 
 
 def output_nodata(scene: "Scene") -> float:
-    """The input's nodata (MS first, then PAN), else 0."""
+    """The input's nodata (MS first, then PAN) where the output type holds it, else the type's minimum for signed
+    integers (0 may be valid data there), else 0."""
+    dtype = np.dtype(scene.dtype)
     for value in (scene.ms_nodata, scene.pan_nodata):
         if isinstance(value, (list, tuple)):
             value = next((v for v in value if v is not None), None)
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+        if value is not None and not (isinstance(value, float) and math.isnan(value)) and _holds(dtype, value):
             return float(value)
-    return 0.0
+    return float(np.iinfo(dtype).min) if dtype.kind == "i" else 0.0
+
+
+def _holds(dtype: np.dtype, value: float) -> bool:
+    """Whether an output of `dtype` can store `value` exactly (a PAN's nodata may not fit the MS type)."""
+    if dtype.kind not in "iu":
+        return True
+    info = np.iinfo(dtype)
+    return float(value).is_integer() and info.min <= value <= info.max
 
 
 def batched(items: Sequence[TileBox], size: int) -> Iterator[list[TileBox]]:

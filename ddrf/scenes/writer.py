@@ -22,17 +22,29 @@ BLOCK = 512
 SLAB = 128  # rows padded and quantised at a time
 
 
+def value_range(dtype: np.dtype, bits: int | None) -> tuple[float, float] | None:
+    """What an integer output can hold: 0..2^bits-1 for unsigned types (bits may say 12 of 16), the type's whole
+    range for signed ones (their data may be negative, so a bit depth names no range); None for floats."""
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.integer):
+        return None
+    info = np.iinfo(dtype)
+    if info.min < 0 or not bits:
+        return float(info.min), float(info.max)
+    return 0.0, float(min(2**bits - 1, info.max))
+
+
 def quantise(values: np.ndarray, valid: np.ndarray, dtype: np.dtype, bits: int | None,
              nodata: float | None) -> np.ndarray:
-    """Float DN -> output dtype: rounded and clipped to 0..2^bits-1 for integers; nodata where not valid.
+    """Float DN -> output dtype: rounded and clipped to `value_range` for integers; nodata where not valid.
 
     A valid pixel that would equal the nodata value is moved one step inside the range, so it is not lost.
     """
     dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        high = min(2**bits - 1, info.max) if bits else info.max
-        out = np.clip(np.rint(values), max(info.min, 0 if bits else info.min), high)
+    limits = value_range(dtype, bits)
+    if limits is not None:
+        low, high = limits
+        out = np.clip(np.rint(values), low, high)
         if nodata is not None:
             out[(out == nodata) & valid[..., None]] = nodata + 1 if nodata < high else nodata - 1
     else:
@@ -48,7 +60,7 @@ def geotiff_profile(height: int, width: int, count: int, dtype: np.dtype, crs: A
     return dict(driver="GTiff", height=height, width=width, count=count, dtype=np.dtype(dtype).name, crs=crs,
                 transform=transform, nodata=nodata, tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
                 compress="deflate", predictor=2 if integer else 3, zlevel=6, BIGTIFF="IF_SAFER",
-                interleave="pixel")
+                interleave="pixel", photometric="MINISBLACK")  # never RGB(A): 4 uint8 bands would make NIR alpha
 
 
 @contextmanager
