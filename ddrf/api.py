@@ -30,7 +30,8 @@ def _fuser(model: str, backend: str, steps: int | None, threads: int | None) -> 
 
 
 def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method: str | None, steps: int | None,
-                 seed: int, backend: str, sensor: str, threads: int | None) -> np.ndarray:
+                 seed: int, backend: str, sensor: str, threads: int | None, ensemble: int = 0) -> np.ndarray:
+    check_ensemble(ensemble, method)
     if pan.ndim != 2 or ms.ndim != 3:
         raise ValueError(f"pan must be (H, W) and ms (h, w, bands); got {pan.shape} and {ms.shape}")
     ratio = pan.shape[0] // max(ms.shape[0], 1)
@@ -52,23 +53,32 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
 
     fuser.check_inputs(pan, ms)  # a band count the model does not take: its own one-line error, before any window
     # ddrf-run's windows, halo, blend and scene statistics: the same pixels ddrf-run writes, in bounded memory
-    return fuse_arrays(ModelEngine(fuser, seed), ArrayScene(pan, ms, ratio), tile=None).astype(np.float32)
+    engine = ModelEngine(fuser, seed, max(ensemble, 1), first_view=0 if ensemble else None)
+    return fuse_arrays(engine, ArrayScene(pan, ms, ratio), tile=None).astype(np.float32)
+
+
+def check_ensemble(ensemble: int, method: str | None) -> None:
+    if ensemble == 1 or ensemble < 0:
+        raise ValueError(f"ensemble needs at least 2 views, got {ensemble}")
+    if ensemble and method is not None:
+        raise ValueError("ensemble applies to the diffusion model, not to a classical method")
 
 
 @overload
 def fuse(pan: np.ndarray, ms: np.ndarray, model: PathLike | None = None, *, method: str | None = None,
          steps: int | None = None, seed: int = 0, backend: str = "ort-cpu", sensor: str = "generic",
-         threads: int | None = None) -> np.ndarray: ...
+         threads: int | None = None, ensemble: int = 0) -> np.ndarray: ...
 
 
 @overload
 def fuse(pan: "xarray.DataArray", ms: "xarray.DataArray", model: PathLike | None = None, *, method: str | None = None,
          steps: int | None = None, seed: int = 0, backend: str = "ort-cpu", sensor: str = "generic",
-         threads: int | None = None) -> "xarray.DataArray": ...
+         threads: int | None = None, ensemble: int = 0) -> "xarray.DataArray": ...
 
 
 def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None = None, steps: int | None = None,
-         seed: int = 0, backend: str = "ort-cpu", sensor: str = "generic", threads: int | None = None) -> Any:
+         seed: int = 0, backend: str = "ort-cpu", sensor: str = "generic", threads: int | None = None,
+         ensemble: int = 0) -> Any:
     """Pansharpen PAN and MS arrays in digital numbers.
 
     numpy: `pan` (H, W), `ms` (h, w, B) with H = ratio * h -> (H, W, B) float32, a model fused through ddrf-run's
@@ -79,23 +89,25 @@ def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None
     `model`: a model directory or a bundled model's name (default: the bundled model of the arrays' ratio and band
     count, the MS bands in its card's order; none fits: ValueError naming what would); `method`: a classical baseline
     instead (e.g. "GSA");
-    `steps`: sampler steps (default: the model card's); `seed`: the noise seed.
+    `steps`: sampler steps (default: the model card's); `seed`: the noise seed; `ensemble` N >= 2: the mean of N
+    views (turns and flips) of every window, as `ddrf-run --ensemble N`.
     """
     if hasattr(pan, "dims") and hasattr(ms, "dims"):
-        return _fuse_dataarrays(pan, ms, model, method, steps, seed, backend, sensor, threads)
-    return _fuse_arrays(np.asarray(pan), np.asarray(ms), model, method, steps, seed, backend, sensor, threads)
+        return _fuse_dataarrays(pan, ms, model, method, steps, seed, backend, sensor, threads, ensemble)
+    return _fuse_arrays(np.asarray(pan), np.asarray(ms), model, method, steps, seed, backend, sensor, threads,
+                        ensemble)
 
 
 def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: PathLike | None, method: str | None,
                      steps: int | None, seed: int, backend: str, sensor: str,
-                     threads: int | None) -> "xarray.DataArray":
+                     threads: int | None, ensemble: int = 0) -> "xarray.DataArray":
     import xarray as xr
 
     pan2d = pan.squeeze("band", drop=True) if "band" in pan.dims else pan
     if pan2d.dims != ("y", "x") or ms.dims != ("band", "y", "x"):
         raise ValueError(f"pan must have dims (band, y, x) or (y, x), ms (band, y, x); got {pan.dims}, {ms.dims}")
     fused = _fuse_arrays(pan2d.values, np.moveaxis(ms.values, 0, -1), model, method, steps, seed, backend, sensor,
-                         threads)
+                         threads, ensemble)
     result = xr.DataArray(np.moveaxis(fused, -1, 0), dims=("band", "y", "x"),
                           coords={"band": ms.coords["band"].values if "band" in ms.coords else
                                   np.arange(1, fused.shape[-1] + 1), "y": pan2d.coords["y"], "x": pan2d.coords["x"]},
@@ -111,14 +123,15 @@ def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: Pat
 
 def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None, method: str | None = None,
                steps: int | None = None, seed: int = 0, backend: str = "ort-cpu", tile: int | None = None,
-               cog: bool = False, overwrite: bool = False) -> Path:
+               cog: bool = False, overwrite: bool = False, ensemble: int = 0) -> Path:
     """Fuse a scene directory or a STAC Item (path or URL) into a GeoTIFF; returns its path.
 
     `out`: a directory (the output is OUT/<scene name>.tif) or a .tif path (scene directories only). Windowed like
     `ddrf-run`, with the JSON report and the STAC Item (`<name>.item.json`) beside the GeoTIFF. A scene that cannot
     be fused raises ValueError with a one-line reason naming the file. `model`: default, the bundled model of the
-    scene's ratio and bands.
+    scene's ratio and bands. `ensemble` N >= 2: the mean of N views of every window (`ddrf-run --ensemble N`).
     """
+    check_ensemble(ensemble, method)
     from ddrf.scenes.engines import EngineSpec, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
     from ddrf.scenes.runner import describe_outputs
@@ -138,8 +151,9 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
         raster = out if as_file else out / f"{directory.name}.tif"
         raster.parent.mkdir(parents=True, exist_ok=True)
         job = SceneJob(raster.stem, raster, directory=directory)
+    # no model: the bundled one that fits the scene (named in the report)
     spec = EngineSpec(model=str(model) if model and not method else None, backend=backend, steps=steps, seed=seed,
-                      method=method)  # no model: the bundled one that fits the scene (named in the report)
+                      method=method, samples=max(ensemble, 1), views=bool(ensemble))
     batch = default_tiling(backend, method)[1]
     settings = RunSettings(tile=tile, batch=batch, cog=cog, overwrite=overwrite,
                            progress=False)

@@ -47,6 +47,12 @@ def test_the_ensemble_is_the_mean_of_its_members_each_fused_alone(sample_arrays:
     assert np.abs(alone[0] - alone[1]).mean() > 10.0  # the two views do differ
     plain = fuse_arrays(ModelEngine(fuser, seed=5), scene, 576)
     assert np.array_equal(plain, alone[0])  # view 0 is the window as it is
+    import ddrf
+
+    through_api = ddrf.fuse(scene.pan, scene.ms, fuser.files.root, seed=5, ensemble=2)  # its default window, 576
+    assert np.abs(through_api - ensemble).max() <= 0.01
+    with pytest.raises(ValueError, match="at least 2 views"):
+        ddrf.fuse(scene.pan, scene.ms, ensemble=1)
 
 
 def test_the_ensemble_does_not_depend_on_the_tile(sample_arrays: tuple[ArrayScene, object]) -> None:
