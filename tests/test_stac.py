@@ -164,3 +164,15 @@ def test_band_identity_from_stac_1_1_bands_and_eight_band_maxar() -> None:
     assert pan.href == "/vsicurl/https://example.invalid/P.tif" and pan.band == 1
     assert [b.name for b in ms] == ["coastal", "blue", "green", "yellow", "red", "red_edge", "nir1", "nir2"]
     assert [b.band for b in ms] == [2, 3, 4, 5, 6, 7, 8, 1]
+
+
+def test_dry_run_on_an_item_writes_nothing_under_the_output(served, tmp_path: Path) -> None:
+    """--dry-run prints the plan of an Item's scene; its band wrappers (VRTs) go to a temporary folder, not to
+    OUT/.ddrf-stac, so OUT stays as it was."""
+    root, _ = served
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli(str(root / "maxar.json"), "-o", str(out), "--method", "GSA", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "maxar-style" in result.output and "windows" in result.output
+    assert list(out.iterdir()) == []

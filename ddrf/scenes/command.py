@@ -16,6 +16,7 @@ Never imports torch.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -238,6 +239,9 @@ def main(
             raise usage("give either STAC Items or scene directories / --pan --ms, not both")
         if band_names or sensor:
             raise usage("--bands and --sensor are for scene directories and --pan/--ms; a STAC Item names its bands")
+        if dry_run_only:  # the band wrappers in a temporary folder: a dry run writes nothing under -o
+            with tempfile.TemporaryDirectory(prefix="ddrf-dry-run-") as wrappers:
+                raise typer.Exit(dry_run(item_jobs(references, output, Path(wrappers))[0], spec, settings))
         jobs, sources = item_jobs(references, output)
     else:
         jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output, band_names,

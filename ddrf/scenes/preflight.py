@@ -183,8 +183,9 @@ def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
     return [Path(a).absolute() for a in arguments if a not in items], items
 
 
-def item_jobs(references: list[str], output: Path) -> tuple[list[Any], dict[str, Any]]:
-    """One job per STAC Item; a bad Item is a usage error naming it (before any scene runs)."""
+def item_jobs(references: list[str], output: Path, wrappers: Path | None = None) -> tuple[list[Any], dict[str, Any]]:
+    """One job per STAC Item; a bad Item is a usage error naming it (before any scene runs). `wrappers`: where the
+    band VRTs go instead of OUT/.ddrf-stac (a dry run's temporary folder)."""
     from ddrf.scenes.stac_in import job_from_item
 
     if output.suffix.lower() in (".tif", ".tiff"):
@@ -196,7 +197,7 @@ def item_jobs(references: list[str], output: Path) -> tuple[list[Any], dict[str,
     jobs, sources = [], {}
     for reference in references:
         try:
-            job, item = job_from_item(reference, output)
+            job, item = job_from_item(reference, output, wrappers)
         except ValueError as exc:
             raise usage(" ".join(str(exc).split()))
         except OSError as exc:  # the band wrappers' folder under OUT

@@ -151,15 +151,16 @@ def refuse_outputs_over_inputs(raster: Path, reference: str, bands: list[BandSou
                          "(inputs are never overwritten)")
 
 
-def job_from_item(reference: str, output_dir: Path) -> tuple[SceneJob, pystac.Item]:
-    """The SceneJob for one Item: its bands as named VRTs in OUT/.ddrf-stac/<id>/, output OUT/<id>.tif."""
+def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None) -> tuple[SceneJob, pystac.Item]:
+    """The SceneJob for one Item: its bands as named VRTs in OUT/.ddrf-stac/<id>/ (or `wrappers`/<id>/: a dry run
+    writes nothing under OUT), output OUT/<id>.tif."""
     os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")  # no directory listing per remote file
     item = read_item(reference)
     pan, ms = band_sources(item, reference)
     if item.id in ("", ".", "..") or Path(item.id).name != item.id:  # the id names the output files
         raise ValueError(f"{reference}: Item id {item.id!r} is no plain file name; the outputs are named after it")
     refuse_outputs_over_inputs(output_dir / f"{item.id}.tif", reference, [pan, *ms])
-    work = output_dir / WORK_DIR / item.id
+    work = (wrappers or output_dir / WORK_DIR) / item.id
     work.mkdir(parents=True, exist_ok=True)
     nodata = declared_nodata(item)
     pan_vrt = write_vrt(pan, work / "pan.vrt", nodata)
