@@ -19,8 +19,11 @@ convolution (Keys, a = -0.5) -- only for grids that are not nested the Landsat w
 - Nested grids (Maxar, Pleiades, GaoFen; o = 0, ratio 4): shift = 1/8 MS pixel = half a PAN pixel, resampled.
 
 Windows may reach outside the grid: PAN and MS are padded by half-sample reflection (each on its own grid) and
-`valid` is False there. Nodata (the file's nodata value; 0 for Landsat, whose collars carry no tag) is False in
-`valid` and replaced by the nearest valid value of the window read, so filters do not smear nodata into neighbours.
+`valid` is False there. Inside the grid the MS covers every pixel: a cubic kernel reaching past the last MS sample
+reads the reflection and does not make the pixel invalid (a nested grid's last MS pixel is fused, like the rest of
+the grid the report gives as the fused window). Nodata (the file's nodata value; 0 for Landsat, whose collars carry
+no tag) is False in `valid` and replaced by the nearest valid value of the window read, so filters do not smear
+nodata into neighbours.
 """
 from __future__ import annotations
 
@@ -92,6 +95,14 @@ def reflect(index: np.ndarray, n: int) -> np.ndarray:
     return np.where(index >= n, 2 * n - 1 - index, index)
 
 
+def read_error_reason(exc: BaseException) -> str:
+    """One short line on why a read failed: GDAL's own message where rasterio only says "Read failed. See previous
+    exception"."""
+    if exc.__cause__ is not None and "previous exception" in str(exc):
+        exc = exc.__cause__
+    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+
+
 def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """file[band][rows][:, cols] as float64 for in-range index arrays, reading only their bounding window."""
     r0, c0 = int(rows.min()), int(cols.min())
@@ -100,8 +111,7 @@ def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> n
         with rasterio.open(path) as src:
             data = src.read(band, window=window)
     except (RasterioIOError, OSError) as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: unreadable or truncated raster ({reason})") from exc
+        raise ValueError(f"{path}: unreadable or truncated raster ({read_error_reason(exc)})") from exc
     return data[np.ix_(rows - r0, cols - c0)].astype(np.float64)
 
 
@@ -185,16 +195,20 @@ class PairGrid:
 
     def _read_ms(self, ms: Sequence[tuple[Path, int]], nodata: dict[Path, float | None],
                  rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw MS (len(rows), len(cols), B) at (possibly out-of-range) MS indices, and the nodata/outside mask."""
+        """Raw MS (len(rows), len(cols), B) at (possibly out-of-range, reflected) MS indices, and the nodata mask.
+
+        Out-of-range indices are not marked: whether a PAN pixel is covered is the output grid's `inside` alone
+        (PAN centre on the MS footprint). An in-grid pixel's MS sample always lies on (-1, ms_len) MS indices, so
+        only the cubic kernel's support (or a window reaching past the grid) reads past the edge; marking those
+        reads would drop the MS's last ratio PAN rows/columns that the reported fused window includes.
+        """
         r, c = reflect(rows, self.ms_height), reflect(cols, self.ms_width)
         bands, invalid = [], np.zeros((len(rows), len(cols)), dtype=bool)
         for path, band in ms:
             data = read_indexed(path, band, r, c)
             invalid |= is_nodata(data, nodata.get(path))
             bands.append(data)
-        outside = (((rows < 0) | (rows >= self.ms_height))[:, None]
-                   | ((cols < 0) | (cols >= self.ms_width))[None, :])
-        return fill_nearest(np.stack(bands, axis=-1), invalid), invalid | outside
+        return fill_nearest(np.stack(bands, axis=-1), invalid), invalid
 
     def read_window(self, pan: Path, ms: Sequence[tuple[Path, int]],
                     nodata: dict[Path, float | None], row0: int, col0: int, height: int,

@@ -17,7 +17,7 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from ddrf.geometry import PairGrid, default_nodata, is_nodata
+from ddrf.geometry import PairGrid, default_nodata, is_nodata, read_error_reason
 from ddrf.scenes.discover import SceneFiles, discover_scene, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 
@@ -32,12 +32,6 @@ class _Grid:
     dtype: np.dtype
     nodata: float | None
     nbits: int | None
-
-
-def _short(exc: BaseException) -> str:
-    if exc.__cause__ is not None and "previous exception" in str(exc):
-        exc = exc.__cause__  # rasterio's "Read failed. See previous exception": GDAL's cause says what failed
-    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
 
 
 def _open(path: Path) -> rasterio.io.DatasetReader:
@@ -77,7 +71,7 @@ def _inspect(path: Path) -> _Grid:
     except SceneError:
         raise
     except (RasterioIOError, OSError, ValueError) as exc:
-        raise SceneError(path, f"unreadable or truncated raster ({_short(exc)})") from exc
+        raise SceneError(path, f"unreadable or truncated raster ({read_error_reason(exc)})") from exc
 
 
 class Scene:
@@ -160,7 +154,7 @@ class Scene:
                     step = max(1, -(-max(src.height, src.width) // max_side))
                     data = src.read(band, out_shape=(-(-src.height // step), -(-src.width // step)))
             except (RasterioIOError, OSError) as exc:  # _inspect read only the corner pixels
-                raise SceneError(path, f"unreadable or corrupt raster ({_short(exc)})") from exc
+                raise SceneError(path, f"unreadable or corrupt raster ({read_error_reason(exc)})") from exc
             valid = ~is_nodata(data, self._nodata[path])
             if not valid.any():  # named here: the statistics downstream no longer know which file
                 raise SceneError(path, f"band {band} has no valid pixels (all nodata)")
