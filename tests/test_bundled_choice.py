@@ -167,6 +167,14 @@ def test_dry_run_names_each_scenes_model(bundled: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_tile_rounding_names_the_model_it_is_for(bundled: Path, tmp_path: Path) -> None:
+    """Without --model every bundled model may run, each rounding --tile its own way: each note says whose it is."""
+    result = CliRunner().invoke(app, [str(scene(tmp_path / "two", 2)), "-o", str(tmp_path / "out"), "--tile", "197",
+                                      "--halo", "0", "--dry-run", "--no-progress"])
+    notes = [line for line in result.output.splitlines() if "--tile 197 --halo 0 run as" in line]
+    assert len(notes) >= 2 and all(any(f" with {m} (" in n for m in ("tiny_ratio2", "tiny_ratio4")) for n in notes)
+
+
 def test_no_bundled_model_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv(FOLDER_VARIABLE, str(tmp_path / "empty"))

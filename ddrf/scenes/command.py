@@ -227,7 +227,8 @@ def main(
                            overwrite=overwrite, spread=bool(uncertainty), progress=reporter.bars)
     engines = preload(spec) if not scheduler or dry_run_only else []
     for engine in engines or [None]:  # each model a scene may get
-        check_tile(*resolved_window(settings, engine), engine, settings.batch)
+        model = engine.fuser.files.root.name if len(engines) > 1 and hasattr(engine, "fuser") else None
+        check_tile(*resolved_window(settings, engine), engine, settings.batch, model)
     if watch is not None:
         if scenes or pan or ms or scheduler:
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")

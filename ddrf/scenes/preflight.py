@@ -124,9 +124,10 @@ def check_writable(folder: Path) -> None:
         raise usage(f"{folder}: cannot write the output here ({exc.strerror})")
 
 
-def check_tile(tile: int, halo: int, engine: Any, batch: int = 1) -> None:
+def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | None = None) -> None:
     """Say once what the tile and halo round to (whole MS pixels and network strides), and refuse a tile that
-    leaves no room inside its halo, before any scene starts."""
+    leaves no room inside its halo, before any scene starts; `model` names whose rounding it is, where several
+    models may run."""
     from ddrf.scenes.tiling import round_up, window_alignment
 
     if engine is None or engine.ratio is None:  # a baseline: alignment is the scene's ratio
@@ -136,8 +137,9 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1) -> None:
         why = f"multiples of {align}: whole MS pixels at ratio {engine.ratio}, network size multiple {engine.multiple}"
     rounded_tile, rounded_halo = round_up(tile, align), round_up(halo, align)
     if (rounded_tile, rounded_halo) != (tile, halo):
-        typer.echo(f"ddrf-run: --tile {tile} --halo {halo} run as tile {rounded_tile}, halo {rounded_halo} ({why})",
-                   err=True)
+        whose = f" with {model}" if model else ""
+        typer.echo(f"ddrf-run: --tile {tile} --halo {halo} run as tile {rounded_tile}, halo {rounded_halo}{whose} "
+                   f"({why})", err=True)
     if rounded_tile - 2 * rounded_halo < max(align, 1):
         raise usage(f"--tile {tile} (run as {rounded_tile}) leaves no room inside a halo of {rounded_halo} on each "
                     f"side: use --tile > {2 * rounded_halo + align - 1} or a smaller --halo")
