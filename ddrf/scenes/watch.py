@@ -32,6 +32,12 @@ from ddrf.scenes.runner import run_scene
 STATUS_NAME = "ddrf-watch-status.json"
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart", ".download")
 IDLE_RESCAN_S = 30.0  # a full rescan even without events (covers missed notifications)
+STATUSES = ("waiting", "queued", "running", "done", "failed")
+SCENE_SUFFIXES = (".tif", ".json", ".item.json")  # what a scene NAME publishes in OUT (NAME.tif, its reports)
+
+
+class StatusWriteError(ValueError):
+    """The status file could not be written: the watcher cannot keep its exactly-once promise, so it stops."""
 
 
 @dataclass
@@ -51,12 +57,25 @@ class StatusFile:
         self.scenes: dict[str, dict[str, Any]] = self._load()
 
     def _load(self) -> dict[str, dict[str, Any]]:
-        if not self.path.is_file():
+        if not os.path.lexists(self.path):
             return {}
+        problem = "move it away to start afresh"
+        if self.path.is_dir():
+            raise ValueError(f"{self.path}: not a ddrf-run watch status file (a directory); {problem}")
         try:
-            return dict(json.loads(self.path.read_text())["scenes"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{self.path}: not a ddrf-run watch status file ({exc}); move it away to start afresh")
+            document = json.loads(self.path.read_text())
+        except OSError as exc:
+            raise ValueError(f"{self.path}: cannot read the watch status file ({exc.strerror or exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{self.path}: not a ddrf-run watch status file ({exc}); {problem}") from None
+        scenes = document.get("scenes") if isinstance(document, dict) else None
+        if not isinstance(scenes, dict):
+            raise ValueError(f"{self.path}: not a ddrf-run watch status file (no \"scenes\" object); {problem}")
+        for name, entry in scenes.items():
+            if not isinstance(entry, dict) or entry.get("status") not in STATUSES:
+                raise ValueError(f"{self.path}: not a ddrf-run watch status file (scene {name!r}: not an object "
+                                 f"with a status among {', '.join(STATUSES)}); {problem}")
+        return dict(scenes)
 
     def status(self, name: str) -> str | None:
         return self.scenes.get(name, {}).get("status")
@@ -75,7 +94,11 @@ class StatusFile:
             counts[entry["status"]] = counts.get(entry["status"], 0) + 1
         body = {"status_version": 1, "inbox": str(self.inbox), "updated": _now(), "counts": counts,
                 "scenes": dict(sorted(self.scenes.items()))}
-        write_text_atomic(self.path, json.dumps(body, indent=2) + "\n")
+        try:
+            write_text_atomic(self.path, json.dumps(body, indent=2) + "\n")
+        except OSError as exc:
+            raise StatusWriteError(f"{self.path}: cannot write the watch status file ({exc.strerror or exc}); "
+                                   f"stopping") from None
 
     def recover(self) -> list[str]:
         """Scenes a previous process left running (killed, crashed): queued again."""
@@ -93,7 +116,10 @@ class WatchLock:
         self.fd: int | None = None
 
     def __enter__(self) -> "WatchLock":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ValueError(f"{self.path}: cannot open the watch lock file ({exc.strerror or exc})") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -139,6 +165,34 @@ class Readiness:
         return now - previous[1] >= self.settle_s
 
 
+def unreadable(directory: Path) -> str | None:
+    """Why the scene directory (or a folder in it) cannot be read, or None; a folder vanishing meanwhile is fine."""
+    problems: list[str] = []
+
+    def note(exc: OSError) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            problems.append(f"{exc.filename or directory}: cannot read the scene directory "
+                            f"({exc.strerror or exc})")
+
+    if not os.access(directory, os.R_OK | os.X_OK):
+        return f"{directory}: cannot read the scene directory (permission denied)"
+    for _ in os.walk(directory, onerror=note):
+        if problems:
+            break
+    return problems[0] if problems else None
+
+
+def writable_directory(directory: Path) -> None:
+    """A ValueError (a usage error: restarting will not fix it) unless a file can be created in `directory`."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".ddrf-watch-probe."):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{directory}: the output directory is not writable ({exc.strerror or exc})") from None
+
+
 def scene_dirs(inbox: Path) -> list[Path]:
     return sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -150,17 +204,54 @@ class Watcher:
                  options: WatchOptions, catalog: Path | None) -> None:
         self.inbox, self.out, self.spec, self.settings = inbox, out, spec, settings
         self.reporter, self.options, self.catalog = reporter, options, catalog
-        self.status = StatusFile(options.status_file or out / STATUS_NAME, inbox)
+        status_path = options.status_file or out / STATUS_NAME
+        writable_directory(out)
+        if status_path.parent != out:
+            writable_directory(status_path.parent)
+        self.status = StatusFile(status_path, inbox)
         self.readiness = Readiness(options.settle_s, options.ready_file)
+        self.skipped: set[str] = set()  # inbox entries already reported as no scene (one line each, once)
+
+    def skip(self, directory: Path, why: str) -> None:
+        if directory.name not in self.skipped:
+            self.skipped.add(directory.name)
+            self.reporter.emit("skipped", f"{directory}: {why}; not a scene, skipped", name=directory.name,
+                               path=str(directory), reason=why)
+
+    def refuse(self, directory: Path, reason: str) -> None:
+        """A scene that cannot be run: failed, with its one-line reason (the watcher keeps watching)."""
+        name = directory.name
+        self.status.set(name, "failed", source=str(directory), reason=reason)
+        self.reporter.scene({"name": name, "status": "failed", "error": reason, "source": str(directory),
+                             "output": str(self.out / f"{name}.tif")})
+
+    def clash(self, name: str) -> str | None:
+        """The scene's outputs would overwrite the status or lock file (a scene named like the status file)."""
+        ours = {self.status.path.absolute(), self.status.path.absolute().with_name(self.status.path.name + ".lock")}
+        for suffix in SCENE_SUFFIXES:
+            target = (self.out / f"{name}{suffix}").absolute()
+            if target in ours:
+                return (f"{name}: its output {target} would overwrite the watch status file; rename the scene "
+                        f"directory")
+        return None
 
     def pending(self) -> Iterator[Path]:
         """Ready scenes not yet done or failed; marks the others waiting."""
         ours = {p.resolve() for p in (self.out, self.catalog) if p is not None}
+        inbox = self.inbox.resolve()
         for directory in scene_dirs(self.inbox):
-            if directory.resolve() in ours:  # an output or catalogue folder inside the inbox is not a scene
+            resolved = directory.resolve()
+            if resolved in ours:  # an output or catalogue folder inside the inbox is not a scene
+                continue
+            if resolved == inbox or resolved in inbox.parents:
+                self.skip(directory, f"links to {resolved}, the inbox or a folder above it")
                 continue
             state = self.status.status(directory.name)
             if state in ("done", "failed"):
+                continue
+            reason = self.clash(directory.name) or unreadable(directory)
+            if reason:
+                self.refuse(directory, reason)
                 continue
             if self.readiness.ready(directory):
                 yield directory
@@ -187,6 +278,14 @@ class Watcher:
         return max(0.2, min(self.options.settle_s / 2, 5.0)) if waiting else IDLE_RESCAN_S
 
     def run(self) -> int:
+        """0 when stopped by SIGTERM; 2 (and one line naming the file) when the status file cannot be written."""
+        try:
+            return self._run()
+        except StatusWriteError as exc:
+            self.reporter.emit("error", " ".join(str(exc).split()), path=str(self.status.path), error=str(exc))
+            return 2
+
+    def _run(self) -> int:
         recovered = self.status.recover()
         if recovered:
             self.reporter.emit("recovered", f"run again (left running by the previous process): "
