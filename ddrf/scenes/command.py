@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ddrf.runtime.backends import BACKENDS
-from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_tile, check_writable, dry_run, item_jobs,
-                                   known_sensor, make_jobs, split_arguments, usage)
+from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
+                                   item_jobs, known_sensor, make_jobs, split_arguments, usage)
 
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec
@@ -219,6 +219,7 @@ def main(
     reporter = make_reporter(log_format, progress, progress_every, progress_percent)
     directories, references = split_arguments(scenes or [])
     catalog = stac_catalog.absolute() if stac_catalog else None
+    check_catalog(catalog)
     band_names = band_list(bands)
     spec = make_spec(model, backend, steps, seed, uncertainty, method, threads, ensemble)
     batch_default = default_tiling(backend, method)[1]

@@ -154,6 +154,9 @@ def check_outputs_free(outputs: Outputs, overwrite: bool) -> None:
                              "use --overwrite to replace it")
 
 
+CORE_BANDS = {"blue", "green", "red", "nir"}  # a scene missing one of these is said to be incomplete
+
+
 @dataclass(frozen=True)
 class SceneJob:
     """One scene: a directory (discovered) or explicit PAN and MS files, and where its outputs go."""
@@ -289,6 +292,11 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
             say(f"{job.source}: {engine.label} {engine.spread_problem}, so the spread map is not calibrated; fit a "
                 "factor on reference images with ddrf-eval DATA --methods ddrf:MODEL --steps K --samples N "
                 "--fit-spread")
+        missing = scene.files.missing  # all of them go in the report; said when a core band is absent (a partial
+        # copy more likely than a download of some bands: coastal and SWIR are often left out on purpose)
+        if CORE_BANDS & set(missing):
+            say(f"{job.source}: band file(s) missing: {', '.join(f'{p.name} ({b})' for b, p in missing.items())}; "
+                f"fusing the bands present: {', '.join(scene.band_names)}")
         if scene.files.names_assumed:
             say(f"{job.source}: band order assumed {', '.join(scene.band_names)} (no metadata or band "
                 "descriptions name them); pass --bands to state it")

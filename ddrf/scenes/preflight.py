@@ -56,7 +56,39 @@ def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path
         raise usage(f"{output}: with scene directories, -o names an output directory")
     scenes = [s.resolve() for s in scenes]  # X/.. is its parent, by that name
     check_scene_directories(scenes, output.resolve())
-    return [SceneJob(s.name, output / f"{s.name}.tif", directory=s, bands=bands, sensor=sensor) for s in scenes]
+    jobs = [SceneJob(s.name, output / f"{s.name}.tif", directory=s, bands=bands, sensor=sensor) for s in scenes]
+    refuse_colliding_outputs([(str(s), job.raster) for s, job in zip(scenes, jobs)])
+    return jobs
+
+
+def refuse_colliding_outputs(named: list[tuple[str, Path]]) -> None:
+    """(what names the scene, its raster) per scene of one run: no two scenes may write one file (scene A's STAC Item
+    A.item.json is scene A.item's report), and no scene the run summary. Every side file counts, spread and
+    quicklook too, whether or not this run writes them, so that a rerun with them cannot collide."""
+    from ddrf.scenes.jobs import published
+    from ddrf.scenes.streaming import Outputs
+
+    owner: dict[Path, tuple[str, Path]] = {}
+    for source, raster in named:
+        for path in published(Outputs.for_raster(raster, True, True)):
+            key = path.absolute()
+            if key.name == SUMMARY_NAME:
+                raise usage(f"{source}: its output {path.name} would overwrite the run summary; rename it")
+            if key in owner and owner[key][0] != source:
+                raise usage(f"{source}: its output {path.name} would also be written by {owner[key][0]} "
+                            f"(as its {_role(owner[key][1], key)}); rename one of them")
+            owner.setdefault(key, (source, raster))
+
+
+def _role(raster: Path, path: Path) -> str:
+    """What `path` is among the outputs of the scene whose raster is `raster`."""
+    from ddrf.scenes.stac_out import item_path
+    from ddrf.scenes.streaming import Outputs
+
+    outputs = Outputs.for_raster(raster.absolute(), True, True)
+    roles = {outputs.raster: "raster", outputs.report: "report", outputs.spread: "spread map",
+             outputs.quicklook: "quicklook", item_path(outputs.raster): "STAC Item"}
+    return roles.get(path, "output")
 
 
 def refuse_files_twice(pan: Path, ms: list[Path]) -> None:
@@ -122,6 +154,19 @@ def check_writable(folder: Path) -> None:
             pass
     except OSError as exc:
         raise usage(f"{folder}: cannot write the output here ({exc.strerror})")
+
+
+def check_catalog(catalog: Path | None) -> None:
+    """--stac-catalog DIR, once before any scene: an existing DIR/catalog.json loads as a STAC catalogue and DIR takes
+    files (or can be made); else one usage line naming catalog.json or DIR."""
+    if catalog is None:
+        return
+    from ddrf.scenes.stac_out import check_catalog as check
+
+    try:
+        check(catalog)
+    except ValueError as exc:
+        raise usage(str(exc))
 
 
 def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | None = None) -> None:
@@ -208,4 +253,5 @@ def item_jobs(references: list[str], output: Path, wrappers: Path | None = None)
             raise usage(f"two STAC Items share the id {job.name!r}; their outputs would collide")
         jobs.append(job)
         sources[job.name] = item
+    refuse_colliding_outputs([(reference, job.raster) for reference, job in zip(references, jobs)])
     return jobs, sources

@@ -46,6 +46,7 @@ def scene_files(scene: Any) -> dict[str, Any]:
     return {"pan_file": str(files.pan), "ms_files": [[str(p), b] for p, b in files.ms],
             "metadata": str(files.metadata) if files.metadata else None, "scheme": files.scheme,
             "band_names_assumed": files.names_assumed,
+            "bands_missing": {band: str(path) for band, path in files.missing.items()},
             "band_identity": files.band_source or ("assumed from the band count" if files.names_assumed
                                                    else f"{files.scheme} naming and metadata")}
 

@@ -177,6 +177,45 @@ def write_item(raster: Path, source: pystac.Item | None = None) -> Path:
     return path
 
 
+def read_catalog(path: Path) -> pystac.Catalog:
+    """An existing catalog.json as a STAC catalogue; a file that is none is a ValueError naming it."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("type") != "Catalog":
+            raise ValueError(f"type is {data.get('type') if isinstance(data, dict) else type(data).__name__!r}, "
+                             "not 'Catalog'")
+        return pystac.Catalog.from_dict(data)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the STAC catalogue ({exc.strerror})") from None
+    except (ValueError, KeyError, TypeError, pystac.STACError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not a STAC catalogue ({' '.join(str(exc).split())})") from None
+
+
+def check_catalog(catalog_dir: Path) -> None:
+    """Before any scene: an existing `catalog_dir/catalog.json` must load as a STAC catalogue, and `catalog_dir` must
+    take files (or, absent, be creatable: its nearest existing folder must take files). Writes nothing that stays.
+    Raises ValueError naming catalog.json or the folder."""
+    import tempfile
+
+    path = catalog_dir / "catalog.json"
+    if catalog_dir.exists() and not catalog_dir.is_dir():
+        raise ValueError(f"{catalog_dir}: --stac-catalog names a file, not a directory")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, where the STAC catalogue would be written")
+    if path.exists():
+        read_catalog(path)
+    existing = catalog_dir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{catalog_dir}: cannot write the STAC catalogue here ({existing} is not a directory)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{catalog_dir}: cannot write the STAC catalogue here ({exc.strerror})") from None
+
+
 def add_to_catalog(catalog_dir: Path, item_file: Path) -> Path:
     """Link an Item into the static catalogue `catalog_dir/catalog.json` (made on first use; one link per Item id)."""
     from ddrf.files import write_text_atomic
@@ -184,7 +223,7 @@ def add_to_catalog(catalog_dir: Path, item_file: Path) -> Path:
     catalog_dir.mkdir(parents=True, exist_ok=True)
     path = catalog_dir / "catalog.json"
     if path.is_file():
-        catalog = pystac.Catalog.from_dict(json.loads(path.read_text()))
+        catalog = read_catalog(path)
     else:
         catalog = pystac.Catalog(CATALOG_ID, "Pansharpened scenes written by ddrf-run", title="DDRF Edge outputs")
     item_id = json.loads(item_file.read_text())["id"]
