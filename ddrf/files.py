@@ -96,6 +96,18 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+def cannot_write(folder: str | os.PathLike[str]) -> str | None:
+    """Why no file can be created in the existing `folder` (the OS's reason), or None when one can: probed with a
+    named temporary file that is gone again."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ddrf-probe."):
+            return None
+    except OSError as exc:
+        return str(exc.strerror or exc)
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -65,11 +65,14 @@ class InputPreparation:
         pad = ((0, 0), (0, (-height) % self.multiple), (0, (-width) % self.multiple))
         lms_n = np.pad(np.moveaxis(radiometry.ms_to_model(lms), -1, 0), pad, mode="reflect")
         pan_n = np.pad(np.moveaxis(radiometry.guide_to_model(guide), -1, 0), pad, mode="reflect")
+        return lms_n, pan_n, self.start_noise(seed, origin, lms_n.shape)
+
+    def start_noise(self, seed: int, origin: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
+        """The (C, H, W) starting noise of the window at `origin`, keyed to scene coordinates."""
+        bands, height, width = shape
         if self.card.band_wise:  # every band starts from the same noise: a band's output is the same in any band set
-            noise = np.repeat(scene_noise(seed, 1, origin[0], origin[1], *lms_n.shape[1:]), lms_n.shape[0], axis=0)
-        else:
-            noise = scene_noise(seed, lms_n.shape[0], origin[0], origin[1], *lms_n.shape[1:])
-        return lms_n, pan_n, noise
+            return np.repeat(scene_noise(seed, 1, origin[0], origin[1], height, width), bands, axis=0)
+        return scene_noise(seed, bands, origin[0], origin[1], height, width)
 
     def prepare_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], radiometry: Radiometry, seed: int = 0,
                       origins: list[tuple[int, int]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,6 +81,15 @@ class InputPreparation:
         prepared = [self.prepare(pan, ms, radiometry, seed, origin) for (pan, ms), origin in zip(pairs, origins)]
         lms, guide, noise = (np.stack(parts) for parts in zip(*prepared))
         return lms, guide, noise
+
+    def prepare_members(self, pairs: list[tuple[np.ndarray, np.ndarray]], radiometry: Radiometry, seeds: list[int],
+                        origins: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """`prepare_batch` for several seeds: LMS and guide once (interp23 does not depend on the seed), the
+        starting noise per seed."""
+        lms, guide, first = self.prepare_batch(pairs, radiometry, seeds[0], origins)
+        noises = [first] + [np.stack([self.start_noise(seed, origin, lms.shape[1:]) for origin in origins])
+                            for seed in seeds[1:]]
+        return lms, guide, noises
 
     def to_digital_numbers(self, fused: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]],
                            radiometry: Radiometry) -> list[np.ndarray]:

@@ -73,12 +73,16 @@ class _Raster:
     dtypes: tuple[str, ...] = ()
 
 
+def open_raster(path: Path) -> rasterio.io.DatasetReader:
+    """rasterio.open without its two-line NotGeoreferencedWarning: Scene says so in one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
+
+
 def _probe(path: Path) -> _Raster:
     try:
-        with warnings.catch_warnings():  # a file without georeferencing: Scene says so in one line
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
-        with src:
+        with open_raster(path) as src:
             return _Raster(path, src.count, abs(src.transform.a), tuple(d or "" for d in src.descriptions),
                            tuple(src.dtypes))
     except (RasterioIOError, OSError) as exc:

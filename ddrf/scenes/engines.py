@@ -100,9 +100,7 @@ class ModelEngine:
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         """(pairs, radiometry, [(LMS, guide, noise) per member, in its view]): interp23, normalisation, keyed noise."""
         radiometry = self.radiometry or self.fuser.radiometry(*pairs[0])
-        batches = [viewed(self.fuser.prepare_batch(pairs, radiometry, seed, origins), view)
-                   for seed, view in self.members]
-        return pairs, radiometry, batches
+        return pairs, radiometry, member_batches(self.fuser, pairs, radiometry, origins, self.members)
 
     def run(self, prepared: Any) -> list[np.ndarray]:
         pairs, radiometry, batches = prepared
@@ -175,8 +173,15 @@ def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry",
     boxes = context_windows(scene.height, scene.width, window_alignment(scene.ratio, preparation.multiple))
     pairs = [scene.read_pair(b.row, b.col, b.height, b.width)[:2] for b in boxes]  # read once for every seed
     origins = [(b.row, b.col) for b in boxes]
-    return {j: viewed(preparation.prepare_batch(pairs, radiometry, seed, origins), view)
-            for j, (seed, view) in enumerate(members)}
+    return dict(enumerate(member_batches(preparation, pairs, radiometry, origins, members)))
+
+
+def member_batches(preparation: Any, pairs: list[tuple[np.ndarray, np.ndarray]], radiometry: "Radiometry",
+                   origins: list[tuple[int, int]],
+                   members: list[tuple[int, int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per member (seed, view), its prepared (LMS, guide, noise) batch in its view."""
+    lms, guide, noises = preparation.prepare_members(pairs, radiometry, [seed for seed, _ in members], origins)
+    return [viewed((lms, guide, noise), view) for (_, view), noise in zip(members, noises)]
 
 
 def viewed(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], view: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -146,14 +146,15 @@ def check_scene_directories(scenes: list[Path], output: Path) -> None:
 
 def check_writable(folder: Path) -> None:
     """One line now rather than a failure per scene: the output folder must exist (made here) and take files."""
-    import tempfile
+    from ddrf.files import cannot_write
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
     except OSError as exc:
         raise usage(f"{folder}: cannot write the output here ({exc.strerror})")
+    reason = cannot_write(folder)
+    if reason:
+        raise usage(f"{folder}: cannot write the output here ({reason})")
 
 
 def check_catalog(catalog: Path | None) -> None:

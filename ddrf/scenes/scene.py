@@ -7,18 +7,17 @@ window around the request.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from ddrf.geometry import PairGrid, default_nodata, is_nodata, read_error_reason
-from ddrf.scenes.discover import SceneFiles, discover_scene, pair_from_paths, select_bands
+from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 
 @dataclass(frozen=True)
@@ -32,13 +31,6 @@ class _Grid:
     dtype: np.dtype
     nodata: float | None
     nbits: int | None
-
-
-def _open(path: Path) -> rasterio.io.DatasetReader:
-    """rasterio.open without its two-line NotGeoreferencedWarning: _check_orthorectified says it in one line."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterio.open(path)
 
 
 def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
@@ -61,7 +53,7 @@ def _inspect(path: Path) -> _Grid:
     if not path.is_file():
         raise SceneError(path, "file missing")
     try:
-        with _open(path) as src:
+        with open_raster(path) as src:
             _check_orthorectified(path, src)
             src.read(window=Window(0, 0, 1, 1))  # first and last pixel of every band: catches truncated files cheaply
             src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
@@ -150,7 +142,7 @@ class Scene:
         (pan (h, w), pan_valid, ms (h', w', B), ms_valid), nearest-neighbour decimation, nodata marked invalid."""
         def read(path: Path, band: int) -> tuple[np.ndarray, np.ndarray]:
             try:
-                with _open(path) as src:
+                with open_raster(path) as src:
                     step = max(1, -(-max(src.height, src.width) // max_side))
                     data = src.read(band, out_shape=(-(-src.height // step), -(-src.width // step)))
             except (RasterioIOError, OSError) as exc:  # _inspect read only the corner pixels

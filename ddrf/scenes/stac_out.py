@@ -195,7 +195,7 @@ def check_catalog(catalog_dir: Path) -> None:
     """Before any scene: an existing `catalog_dir/catalog.json` must load as a STAC catalogue, and `catalog_dir` must
     take files (or, absent, be creatable: its nearest existing folder must take files). Writes nothing that stays.
     Raises ValueError naming catalog.json or the folder."""
-    import tempfile
+    from ddrf.files import cannot_write
 
     path = catalog_dir / "catalog.json"
     if catalog_dir.exists() and not catalog_dir.is_dir():
@@ -209,11 +209,9 @@ def check_catalog(catalog_dir: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ValueError(f"{catalog_dir}: cannot write the STAC catalogue here ({existing} is not a directory)")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{catalog_dir}: cannot write the STAC catalogue here ({exc.strerror})") from None
+    reason = cannot_write(existing)
+    if reason:
+        raise ValueError(f"{catalog_dir}: cannot write the STAC catalogue here ({reason})")
 
 
 def add_to_catalog(catalog_dir: Path, item_file: Path) -> Path:

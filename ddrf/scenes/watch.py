@@ -33,7 +33,6 @@ STATUS_NAME = "ddrf-watch-status.json"
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart", ".download")
 IDLE_RESCAN_S = 30.0  # a full rescan even without events (covers missed notifications)
 STATUSES = ("waiting", "queued", "running", "done", "failed")
-SCENE_SUFFIXES = (".tif", ".json", ".item.json")  # what a scene NAME publishes in OUT (NAME.tif, its reports)
 
 
 class StatusWriteError(ValueError):
@@ -184,13 +183,11 @@ def unreadable(directory: Path) -> str | None:
 
 def writable_directory(directory: Path) -> None:
     """A ValueError (a usage error: restarting will not fix it) unless a file can be created in `directory`."""
-    import tempfile
+    from ddrf.files import cannot_write
 
-    try:
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".ddrf-watch-probe."):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{directory}: the output directory is not writable ({exc.strerror or exc})") from None
+    reason = cannot_write(directory)
+    if reason:
+        raise ValueError(f"{directory}: the output directory is not writable ({reason})")
 
 
 def scene_dirs(inbox: Path) -> list[Path]:
@@ -227,9 +224,11 @@ class Watcher:
 
     def clash(self, name: str) -> str | None:
         """The scene's outputs would overwrite the status or lock file (a scene named like the status file)."""
+        from ddrf.scenes.jobs import published
+        from ddrf.scenes.streaming import Outputs
+
         ours = {self.status.path.absolute(), self.status.path.absolute().with_name(self.status.path.name + ".lock")}
-        for suffix in SCENE_SUFFIXES:
-            target = (self.out / f"{name}{suffix}").absolute()
+        for target in published(Outputs.for_raster(self.out.absolute() / f"{name}.tif", True, True)):
             if target in ours:
                 return (f"{name}: its output {target} would overwrite the watch status file; rename the scene "
                         f"directory")
