@@ -98,6 +98,10 @@ class ModelCard:
     # context margin, in PAN pixels, that each window needs so that tiles reproduce the whole image
     # (docs/EVALUATION.md, "Tile invariance"); cards written before this field existed ran with 32
     halo: int = 32
+    # the unrolled sampler graphs return their input without its outer output_margin pixels on every side, left
+    # uncomputed (ddrf.model.DDRF.decoder_crops): ddrf-run's blend gives them no weight (`unweighted_border` of the
+    # halo). 0: the whole input (cards written before this field)
+    output_margin: int = 0
     training: dict[str, Any] = field(default_factory=dict)  # data, acquisitions, iterations, seed, commands
     hashes: dict[str, str] = field(default_factory=dict)
     card_version: int = CARD_VERSION
@@ -106,6 +110,11 @@ class ModelCard:
     def size_multiple(self) -> int:
         """Every tile side must be a multiple of this: one halving per UNet level below the top."""
         return int(2 ** (len(self.model.get("channel_mults", [1])) - 1))
+
+    @property
+    def margin_step(self) -> int:
+        """An output margin is a multiple of this, so that padding both sides by it keeps the size multiple."""
+        return max(1, self.size_multiple // 2)
 
     @property
     def graph_bands(self) -> int:
@@ -174,6 +183,9 @@ class ModelCard:
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
         if self.halo < 0:
             raise ValueError(f"halo must be >= 0, got {self.halo}")
+        if self.output_margin < 0 or self.output_margin % self.margin_step:
+            raise ValueError(f"output_margin must be a multiple of {self.margin_step} >= 0 (a window padded by the "
+                             f"margin keeps its size multiple), got {self.output_margin}")
         if self.scene_statistics and self.model.get("arch", "v1") != "v1":
             raise ValueError("scene_statistics is for v1 networks (v2 has no window statistics)")
         if self.lms_border not in LMS_BORDERS:
@@ -190,6 +202,12 @@ def samples_factor(fitted_with: int | None, samples: int) -> float:
     from scipy.stats import t  # only --uncertainty needs it: imported here, not at every start
 
     return float(t.ppf(0.975, samples - 1) / t.ppf(0.975, fitted_with - 1))
+
+
+def unweighted_border(halo: int) -> int:
+    """Outer pixels of each window side that ddrf-run's blend gives no weight (ddrf.scenes.tiling.axis_weights): the
+    first 3/4 halo, where the network saw the window's edge instead of the scene."""
+    return (3 * halo + 2) // 4 if halo > 0 else 0
 
 
 def default_window(halo: int, device: str) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from ddrf.schedule import Array, SamplerPlan, ddim_step
 
 Condition = Any  # whatever `encode` returns and `denoise` takes: named arrays (runtime) or a tuple of tensors (torch)
 Encode = Callable[[Array, Array], Condition]
-Denoise = Callable[[Array, Array, Condition], Array]
+Denoise = Callable[..., Array]  # (x_t, t, cond) -> prediction; (x_t, t, cond, margin) -> the cropped one
 StageCallback = Callable[[str], None]  # called with "encode", "step" (each step) or "sample" (one unrolled graph)
 
 
@@ -31,20 +31,28 @@ def batch_ones(x: Array) -> Array:
 
 def sample(encode: Encode, denoise: Denoise, plan: SamplerPlan, target: str, lms: Array, pan: Array, noise: Array,
            residual: bool, step_noise: Callable[[int], Array] | None = None, cache_condition: bool = True,
-           on_stage: StageCallback | None = None, residual_scale: float = 1.0) -> Array:
+           on_stage: StageCallback | None = None, residual_scale: float = 1.0, margin: int = 0) -> Array:
     """The fused (normalised) HRMS from initial noise x_T = `noise`, all NCHW.
 
     `step_noise(i)` supplies step i's extra noise when the plan's sigma is > 0 (eta > 0). A residual model diffuses
     (HRMS - LMS) * `residual_scale` (the card's), so the sample is divided by it before LMS is added back.
     `on_stage("encode")` and `on_stage("step")` are called as each stage finishes (the profiler's clock).
+    `margin` > 0: the result leaves out the outer `margin` pixels of every side, which the last step then does not
+    compute (`denoise(x, t, cond, margin)` returns the cropped prediction; earlier steps need the whole window).
     """
     cond = encode(lms, pan) if cache_condition else None
     if cache_condition and on_stage is not None:
         on_stage("encode")
     ones = batch_ones(noise)
     x = noise
+    last = len(plan.timesteps) - 1
     for i, t in enumerate(plan.timesteps):
-        prediction = denoise(x, ones * float(t), cond if cache_condition else encode(lms, pan))
+        args = (x, ones * float(t), cond if cache_condition else encode(lms, pan))
+        if i == last and margin:
+            inner = (Ellipsis, slice(margin, -margin), slice(margin, -margin))
+            prediction, x, lms = denoise(*args, margin), x[inner], lms[inner]
+        else:
+            prediction = denoise(*args)
         extra = step_noise(i) if step_noise is not None and plan.sigma[i] > 0 else None
         x = ddim_step(plan, i, x, prediction, target, extra)
         if on_stage is not None:

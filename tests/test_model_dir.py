@@ -166,13 +166,15 @@ def test_default_engine_profile_takes_default_ddrf_run_windows() -> None:
     from ddrf.scenes.engines import default_tiling
     from ddrf.scenes.streaming import RunSettings, resolved_window
 
-    card = read_card(BUNDLED / "card.json")  # halo 96, size multiple 8
+    card = read_card(BUNDLED / "card.json")  # halo 96, size multiple 8, output margin 72
     tiles, batches = window_profile(card)
-    assert tiles == (8, 1024, 1024) and batches == (1, 1, 1)
+    assert tiles == (8 + 2 * 72, 1024, 1024) and batches == (1, 1, 1)  # the smallest window keeps 8 px
     assert default_tiling("tensorrt", halo=card.halo) == (tiles[1], batches[1])
-    assert window_profile(card, tile=512, max_tile=768, batch=2, max_batch=4) == ((8, 512, 768), (1, 2, 4))
+    assert window_profile(card, tile=512, max_tile=768, batch=2, max_batch=4) == ((152, 512, 768), (1, 2, 4))
     with pytest.raises(ValueError, match="multiples of 8"):
         window_profile(card, tile=500)
+    with pytest.raises(ValueError, match="need 152 <= tile"):
+        window_profile(card, tile=144)
 
     class NarrowEngine:  # what ModelEngine says for an engine built with --max-tile 640
         halo, default_tile = 96, 1024

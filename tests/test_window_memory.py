@@ -21,7 +21,9 @@ def test_the_scene_statistics_default_is_measured_through_its_sampler_and_scene_
     small, large = (window_memory.window_memory(model, tile, 1) for tile in (384, 768))
     for m, tile in ((small, 384), (large, 768)):
         assert m["host_to_device_mib"] == pytest.approx((4 + 1 + 4) * tile * tile * 4 / MIB)  # lms, pan, noise
-        assert m["device_to_host_mib"] == pytest.approx(4 * tile * tile * 4 / MIB)
+        kept = tile - 2 * 72  # the card's output margin: the sampler returns the window without it
+        assert m["device_to_host_mib"] == pytest.approx(4 * kept * kept * 4 / MIB)
         assert 0 < m["cond_mib"] < 8  # the scene recording: per-channel statistics and the context tokens
     assert small["cond_mib"] == large["cond_mib"]  # one recording per scene, whatever the window
-    assert 3.5 < large["live_peak_mib"] / small["live_peak_mib"] < 4.5  # activations grow with the window's area
+    # activations grow with the window's area, and faster: the fixed margin the decoder skips is more of a small one
+    assert 3.5 < large["live_peak_mib"] / small["live_peak_mib"] < 8

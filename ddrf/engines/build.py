@@ -319,15 +319,17 @@ def window_profile(card: ModelCard, tile: int | None = None, max_tile: int | Non
                    max_batch: int = 1) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """(min, opt, max) window sides and batches of the engines' profile. By default the window ddrf-run uses on a
     GPU for this model's halo (`ddrf.card.default_window`) is both the optimum and the largest, so that a default
-    engine runs a default ddrf-run; batch 1, as ddrf-run's GPU default (a larger window instead of a batch)."""
+    engine runs a default ddrf-run; batch 1, as ddrf-run's GPU default (a larger window instead of a batch). The
+    smallest window keeps at least `multiple` pixels once the card's output margin is left out."""
     default = default_window(card.halo, "cuda")[0]
     tile = tile or default
     max_tile = max_tile or max(tile, default)
     multiple = card.size_multiple
-    if any(v % multiple for v in (tile, max_tile)) or not multiple <= tile <= max_tile or not 1 <= batch <= max_batch:
-        raise ValueError(f"need {multiple} <= tile <= max_tile, both multiples of {multiple}, and 1 <= batch <= "
+    smallest = multiple + 2 * card.output_margin
+    if any(v % multiple for v in (tile, max_tile)) or not smallest <= tile <= max_tile or not 1 <= batch <= max_batch:
+        raise ValueError(f"need {smallest} <= tile <= max_tile, both multiples of {multiple}, and 1 <= batch <= "
                          f"max_batch; got tile {tile}, max_tile {max_tile}, batch {batch}, max_batch {max_batch}")
-    return (multiple, tile, max_tile), (1, batch, max_batch)
+    return (smallest, tile, max_tile), (1, batch, max_batch)
 
 
 def build_model_engines(model_dir: str | os.PathLike[str], tile: int | None = None, max_tile: int | None = None,

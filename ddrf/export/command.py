@@ -37,9 +37,12 @@ def onnx_command(
                                           "depend on the tile; exports only the unrolled graphs"),
     halo: Optional[int] = typer.Option(None, min=0, help="context margin (PAN pixels) that ddrf-run gives each "
                                        "window of this model, recorded in the card (default 32)"),
+    crop: bool = typer.Option(True, help="unrolled samplers of networks without window statistics (v2, or "
+                              "--scene-statistics) leave uncomputed the window border that ddrf-run's blend gives "
+                              "no weight (card output_margin; the same output, less decoder work)"),
 ) -> None:
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
-    from ddrf.export.onnx_export import export_model
+    from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
 
     try:
@@ -48,6 +51,7 @@ def onnx_command(
             card.sampling_steps = steps
         card.scene_statistics = scene_statistics or card.scene_statistics
         card.halo = card.halo if halo is None else halo
+        card.output_margin = output_margin(card) if crop else 0
         card.validate()
         result = export_model(model, card, out, _parse_steps(unrolled), fp16=fp16, overwrite=overwrite)
         if weights:

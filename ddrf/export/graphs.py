@@ -36,25 +36,26 @@ class DenoiserGraph(nn.Module):
 
 
 class UnrolledSamplerGraph(nn.Module):
-    """lms, pan, noise -> fused: the whole deterministic K-step sampler in one graph (K and timesteps fixed).
+    """lms, pan, noise -> fused: the whole deterministic K-step sampler in one graph (K and timesteps fixed), fused
+    without its outer `margin` pixels on every side (the card's output_margin).
 
     Traced through ddrf.sampling.sample, the loop the runtime runs step by step, so the two cannot drift apart.
     """
 
     def __init__(self, model: DDRF, plan: SamplerPlan, target: str, residual: bool,
-                 residual_scale: float = 1.0) -> None:
+                 residual_scale: float = 1.0, margin: int = 0) -> None:
         super().__init__()
         if float(plan.sigma.max()) > 0:
             raise ValueError("only the deterministic sampler (eta = 0) can be unrolled into a graph")
         self.model, self.plan, self.target, self.residual = model, plan, target, residual
-        self.residual_scale = float(residual_scale)
+        self.residual_scale, self.margin = float(residual_scale), margin
 
     def forward(self, lms: torch.Tensor, pan: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        def denoise(x: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            return self.model.denoise(x, t, *cond)
+        def denoise(x: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, ...], margin: int = 0) -> torch.Tensor:
+            return self.model.denoise(x, t, *cond, margin=margin)
 
         return sample(self.model.encode, denoise, self.plan, self.target, lms, pan, noise, self.residual,
-                      residual_scale=self.residual_scale)
+                      residual_scale=self.residual_scale, margin=self.margin)
 
 
 class SceneSamplerGraph(UnrolledSamplerGraph):
@@ -69,7 +70,7 @@ class SceneSamplerGraph(UnrolledSamplerGraph):
 
 class ScenePassGraph(UnrolledSamplerGraph):
     """lms, pan, noise of a scene's context windows (a batch) -> scene_stats, scene_tokens: the same unrolled
-    sampler, recording each window statistic jointly over the batch."""
+    sampler, recording each window statistic jointly over the batch (over whole windows: no margin)."""
 
     def forward(self, lms: torch.Tensor, pan: torch.Tensor,  # type: ignore[override]
                 noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import onnx
 import torch
 from torch import nn
 
-from ddrf.card import ModelCard
+from ddrf.card import ModelCard, unweighted_border
 from ddrf.export.graphs import DenoiserGraph, EncoderGraph, ScenePassGraph, SceneSamplerGraph, UnrolledSamplerGraph
 from ddrf.model import DDRF
 from ddrf.model_dir import (CARD_METADATA_KEY, GRAPH_ROLE_KEY, ONNX_SUFFIX, SCENE_IO, condition_names, graph_stem,
@@ -45,6 +45,14 @@ def _dynamic_axes(shapes_a: list[torch.Size], shapes_b: list[torch.Size], names:
             if dim > 0 and da != db:
                 axes[name][dim] = f"{name}_dim{dim}"
     return axes
+
+
+def output_margin(card: ModelCard) -> int:
+    """The widest border the unrolled samplers may leave uncomputed: what ddrf-run's blend gives no weight with the
+    card's halo, in whole margin steps; 0 where a window statistic makes every pixel depend on the whole window."""
+    if card.model.get("arch", "v1") == "v1" and not card.scene_statistics:
+        return 0
+    return unweighted_border(card.halo) // card.margin_step * card.margin_step
 
 
 def sample_inputs(card: ModelCard, batch: int, size: int) -> dict[str, torch.Tensor]:
@@ -143,7 +151,7 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
     """FP32 ONNX graphs by file stem: encoder, denoiser and one unrolled sampler per requested step count."""
     model = model.eval().float().cpu()
     multiple = card.size_multiple
-    size = trace_size or max(2 * multiple, 32)
+    size = trace_size or max(2 * multiple, 32) + 2 * card.output_margin  # a cropped output must keep some pixels
     small, large = sample_inputs(card, 1, size), sample_inputs(card, 2, size + multiple)
     with torch.no_grad():
         cond_small, cond_large = model.encode(small["lms"], small["pan"]), model.encode(large["lms"], large["pan"])
@@ -172,14 +180,17 @@ def _unrolled_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ..
     """sampler_k{K} per step count, and with scene statistics the scene pass scene_k{K} that feeds it."""
     graphs = {}
     schedule = CosineSchedule.from_dict(card.schedule)
+    # a cropped output is smaller than the inputs: its axes get their own names
+    fused_axes = ({0: "batch", 2: "fused_height", 3: "fused_width"} if card.output_margin else image_axes)
     for steps in unrolled_steps:
         plan = make_plan(schedule, steps)
         images = (small["lms"], small["pan"], small["noise"])
         axes = {"lms": image_axes, "pan": image_axes, "noise": image_axes}
         if not card.scene_statistics:
             graphs[graph_stem("sampler", steps=steps)] = _to_onnx(
-                UnrolledSamplerGraph(model, plan, card.target, card.residual, card.residual_scale), images,
-                ["lms", "pan", "noise"], ["fused"], {**axes, "fused": image_axes})
+                UnrolledSamplerGraph(model, plan, card.target, card.residual, card.residual_scale,
+                                     card.output_margin), images,
+                ["lms", "pan", "noise"], ["fused"], {**axes, "fused": fused_axes})
             continue
         recorder = ScenePassGraph(model, plan, card.target, card.residual, card.residual_scale)
         graphs[graph_stem("scene", steps=steps)] = _to_onnx(
@@ -187,9 +198,9 @@ def _unrolled_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ..
         with torch.no_grad():
             scene = recorder(*images)
         graphs[graph_stem("sampler", steps=steps)] = _to_onnx(
-            SceneSamplerGraph(model, plan, card.target, card.residual, card.residual_scale), (*images, *scene),
-            ["lms", "pan", "noise", *SCENE_IO], ["fused"],
-            {**axes, "scene_stats": {}, "scene_tokens": {3: "tokens"}, "fused": image_axes})
+            SceneSamplerGraph(model, plan, card.target, card.residual, card.residual_scale, card.output_margin),
+            (*images, *scene), ["lms", "pan", "noise", *SCENE_IO], ["fused"],
+            {**axes, "scene_stats": {}, "scene_tokens": {3: "tokens"}, "fused": fused_axes})
     return graphs
 
 

@@ -68,6 +68,12 @@ def make_norm(channels: int, groups: int | None) -> nn.Module:
     return group_norm(channels, groups) if groups else ChannelNorm(channels)
 
 
+def crop(x: Tensor, pixels: int) -> Tensor:
+    """NCHW `x` without its outer `pixels` rows and columns on every side (negative ends: traced graphs stay
+    dynamic in height and width)."""
+    return x[..., pixels:-pixels, pixels:-pixels] if pixels > 0 else x
+
+
 def pool_to_level(x: Tensor, level: int) -> Tensor:
     """Resize a full-resolution map to level `level` (H / 2^level) by area averaging (AveragePool in ONNX)."""
     return x if level == 0 else F.avg_pool2d(x, 2**level)

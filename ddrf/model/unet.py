@@ -13,8 +13,8 @@ from torch import Tensor, nn
 
 from .config import DDRFConfig
 from .layers import (Downsample, LocalWaveletAttention, ResBlock, SceneGroupNorm, SelfAttention, StyleModulation,
-                     TimeEmbedding, Upsample, WaveletAttention, make_norm, pool_to_level)
-from .scene import SceneTape
+                     TimeEmbedding, Upsample, WaveletAttention, crop, make_norm, pool_to_level)
+from .scene import REPLAY, SceneTape
 from .wavelet import haar_dwt_packed, haar_filters
 
 
@@ -152,10 +152,31 @@ class DDRF(nn.Module):
             out.append(cast(DecoderBlock, block).condition(pool_to_level(wave, level)))
         return tuple(out)
 
-    def denoise(self, x_t: Tensor, t: Tensor, *cond: Tensor) -> Tensor:
+    def decoder_crops(self, margin: int) -> list[int]:
+        """Pixels to drop from each side of the decoder's features as it enters each level (index = level, in that
+        level's pixels) so that a prediction without its outer `margin` pixels is exactly the uncropped one's interior.
+
+        Sound only where no statistic spans the window (v2, or v1 replaying scene statistics): then the decoder is
+        local, and each of its blocks (two 3x3 convolutions) widens the ring that a crop disturbs by 2 pixels, each
+        upsampling doubles it and adds its convolution's 1, and the output convolution adds 1. The encoder and the
+        middle run over the whole window: the deep levels need the halo's context, and their cost is small.
+        """
+        crops = [0] * self.config.levels
+        blocks = self.config.dec_blocks
+        crops[0] = max(0, margin - 2 * blocks - 1)
+        for level in range(1, self.config.levels - 1):  # the deepest level feeds the middle block: left whole
+            crops[level] = max(0, (crops[level - 1] - 1) // 2 - 2 * blocks)
+        return crops
+
+    def denoise(self, x_t: Tensor, t: Tensor, *cond: Tensor, margin: int = 0) -> Tensor:
+        """The prediction for x_t; with `margin` > 0, without its outer `margin` pixels on every side, the decoder
+        computing only what that interior needs (`decoder_crops`)."""
         if len(cond) != self.num_cond:
             raise ValueError(f"denoise needs the {self.num_cond} tensors of encode(), got {len(cond)}")
         self.check_size(x_t, cond[0])
+        if margin and self.config.arch == "v1" and self.scene_tape.mode != REPLAY:
+            raise ValueError("a cropped prediction needs statistics that do not span the window: replay the scene's")
+        crops = self.decoder_crops(margin)
         temb = self.time(t)
         h = self.in_x(x_t) + cond[0]
         skips = [h]
@@ -168,11 +189,16 @@ class DDRF(nn.Module):
         h = self.middle(h, temb)
         ups = iter(self.ups)
         contexts = cond[1 + 2 * len(self.encoder):]
+        done = 0  # pixels already dropped, in the current level's pixels
         for k, block in enumerate(self.decoder):
-            h = block(h, skips.pop(), temb, contexts[k])
-            if (k + 1) % self.config.dec_blocks == 0 and self.dec_levels[k] > 0:
-                h = next(ups)(h)
-        return self.out(h)
+            level = self.dec_levels[k]
+            if k % self.config.dec_blocks == 0:
+                h, done = crop(h, crops[level] - done), crops[level]
+            context = crop(contexts[k], done) if self.config.arch == "v2" else contexts[k]  # v2's: a per-pixel field
+            h = block(h, crop(skips.pop(), done), temb, context)
+            if (k + 1) % self.config.dec_blocks == 0 and level > 0:
+                h, done = next(ups)(h), 2 * done
+        return crop(self.out(h), margin - done)
 
     def forward(self, x_t: Tensor, t: Tensor, lms: Tensor, pan: Tensor) -> Tensor:
         return self.denoise(x_t, t, *self.encode(lms, pan))

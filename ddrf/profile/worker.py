@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ddrf.card import ModelCard
+from ddrf.card import ModelCard, unweighted_border
 from ddrf.model_dir import MissingGraph, ModelDir
 from ddrf.profile.environment import load_average
 from ddrf.profile.measure import (Laps, Skip, base_result, import_backend, latency_report, memory_report, timed)
@@ -55,7 +55,7 @@ class PointModel(Protocol):
 
     def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int = 0,
                         cache_condition: bool = True, on_stage: StageCallback | None = None,
-                        context: dict[str, np.ndarray] | None = None) -> np.ndarray: ...
+                        context: dict[str, np.ndarray] | None = None, border: int = 0) -> np.ndarray: ...
 
 
 class TorchModel:
@@ -91,9 +91,9 @@ class TorchModel:
 
     def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int = 0,
                         cache_condition: bool = True, on_stage: StageCallback | None = None,
-                        context: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                        context: dict[str, np.ndarray] | None = None, border: int = 0) -> np.ndarray:
         """`context` is not replayed: the torch reference times the network with window statistics (the same
-        arithmetic as replaying a scene's)."""
+        arithmetic as replaying a scene's), and computes the window's `border` too (window statistics span it)."""
         tensor = self.torch.from_numpy
         with self.torch.inference_mode():
             fused = sample(self.encode, self.denoise, self.plan, self.card.target, tensor(lms), tensor(pan),
@@ -136,7 +136,8 @@ def fuse_once(model: PointModel, prep: InputPreparation, source: TileSource, spe
         laps.lap("read")
     lms, pan, noise = prep.prepare_batch(pairs, source.radiometry, spec.seed, source.origins)
     laps.lap("preprocess")
-    fused = model.fuse_normalised(lms, pan, noise, spec.seed, spec.sampler != "uncached", laps.mark, context)
+    fused = model.fuse_normalised(lms, pan, noise, spec.seed, spec.sampler != "uncached", laps.mark, context,
+                                  unweighted_border(prep.card.halo))  # as in ddrf-run's windows
     out = prep.to_digital_numbers(fused, pairs, source.radiometry)
     laps.lap("postprocess")
     source.write(out)

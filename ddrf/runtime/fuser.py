@@ -162,25 +162,40 @@ class Fuser(InputPreparation):
             return {}
         return self.scene_pass.run({"lms": lms, "pan": pan, "noise": noise})
 
+    @property
+    def output_margin(self) -> int:
+        """Pixels of each side that the sampler graph leaves out of its output (only the unrolled ones crop)."""
+        return self.card.output_margin if self.unrolled else 0
+
     def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int = 0,
                         cache_condition: bool = True, on_stage: StageCallback | None = None,
-                        context: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                        context: dict[str, np.ndarray] | None = None, border: int = 0) -> np.ndarray:
         """Normalised NCHW LMS, guide and initial noise -> normalised HRMS (N, C, H, W).
 
         `cache_condition=False` re-encodes at every step (a profiling reference); `on_stage` see ddrf.sampling.
         A band-wise model's graphs run once per band. `context` is the scene's `scene_context` (a scene-statistics
         model without one takes its statistics from this batch, as if it were the whole scene).
+        `border`: outer pixels of each side that the caller discards (ddrf-run's windows: the blend's unweighted
+        border). Up to the graph's output margin they come back as zeros, uncomputed; where the margin is wider, the
+        inputs are first widened by reflection so that every other pixel is fused.
         """
         if context is None:
             context = self.scene_context(lms, pan, noise)
-        return np.asarray(by_graph_bands(
+        margin, step = self.output_margin, self.card.margin_step
+        widen = -(-max(0, margin - border) // step) * step  # whole steps keep the size multiple (margin is one)
+        if widen:
+            lms, pan, noise = (np.pad(a, ((0, 0), (0, 0), (widen, widen), (widen, widen)), mode="reflect")
+                               for a in (lms, pan, noise))
+        fused = np.asarray(by_graph_bands(
             lambda lms_g, pan_g, noise_g: self._run_graphs(lms_g, pan_g, noise_g, seed, cache_condition, on_stage,
                                                            context),
             lms, pan, noise, self.card.graph_bands))
+        left_out = margin - widen
+        return np.pad(fused, ((0, 0), (0, 0), (left_out, left_out), (left_out, left_out))) if left_out else fused
 
     def _run_graphs(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int, cache_condition: bool,
                     on_stage: StageCallback | None, context: dict[str, np.ndarray]) -> np.ndarray:
-        """The sampler over the bands the graphs take at once."""
+        """The sampler over the bands the graphs take at once (without the output margin, if the graph has one)."""
         if self.unrolled:
             fused = self.sampler.run({"lms": lms, "pan": pan, "noise": noise, **context})["fused"]
             if on_stage is not None:

@@ -77,7 +77,7 @@ def fuse_arrays(engine: Engine, scene: ArrayScene, tile: int | None, halo: int |
     rows = RowsSink()
     sink: Any = rows  # start_chunk and write_rows are all the streaming code calls
     grid = plan_grid(reader, engine, settings)
-    engine.start_scene(reader)
+    engine.start_scene(reader, grid.unweighted_border)
     fuse_into(reader, engine, grid, settings, [sink], Timings(), lambda n: None)
     return rows.image()
 

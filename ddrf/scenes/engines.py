@@ -45,8 +45,9 @@ class Engine(Protocol):
     halo: int  # the context margin its windows need (PAN pixels)
     default_tile: int  # window side when none is asked for
 
-    def start_scene(self, scene: "Scene") -> None:
-        """Called once per scene before its windows (e.g. for scene-wide radiometric statistics)."""
+    def start_scene(self, scene: "Scene", border: int = 0) -> None:
+        """Called once per scene before its windows (e.g. for scene-wide radiometric statistics); `border`: the
+        outer pixels of each window side that the blend gives no weight (the engine need not compute them)."""
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         """The CPU work before the engine proper (ddrf-run does it in its reader thread, beside `run`)."""
@@ -79,6 +80,7 @@ class ModelEngine:
         self.halo = int(self.card.halo)
         self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
         self.radiometry: Radiometry | None = None
+        self.border = 0  # the window border the blend gives no weight (start_scene)
         self.contexts: dict[int, dict[str, np.ndarray]] = {}  # per member: a scene-statistics model's statistics
 
     def window_limits(self) -> tuple[int, int, int] | None:
@@ -91,9 +93,9 @@ class ModelEngine:
         lo, hi = profile_range("pan")
         return int(lo[2]), int(hi[2]), int(hi[0])
 
-    def start_scene(self, scene: "Scene") -> None:
+    def start_scene(self, scene: "Scene", border: int = 0) -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""
-        self.radiometry = preview_radiometry(scene, self.card)
+        self.radiometry, self.border = preview_radiometry(scene, self.card), border
         self.contexts = {j: self.fuser.scene_context(*inputs) for j, inputs in
                          context_inputs(scene, self.fuser, self.radiometry, self.members).items()}
 
@@ -105,7 +107,8 @@ class ModelEngine:
     def run(self, prepared: Any) -> list[np.ndarray]:
         pairs, radiometry, batches = prepared
         runs = [self.fuser.to_digital_numbers(from_view(
-            self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j)), view), pairs, radiometry)
+            self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j), border=self.border),
+            view), pairs, radiometry)
             for j, ((seed, view), (lms, guide, noise)) in enumerate(zip(self.members, batches))]
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
 
@@ -138,8 +141,8 @@ class BaselineEngine:
         self.bands: list[str] | None = None  # every MS band the scene has
         self.ratio: int | None = None  # any ratio
 
-    def start_scene(self, scene: "Scene") -> None:
-        """Classical methods need no scene-wide state."""
+    def start_scene(self, scene: "Scene", border: int = 0) -> None:
+        """Classical methods need no scene-wide state (and are cheap on the border)."""
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         return pairs

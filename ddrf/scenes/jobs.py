@@ -83,7 +83,7 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     say(describe_plan(scene.name, plan))
     check_room(plan, outputs)
     grid = plan["grid"]
-    engine.start_scene(scene)
+    engine.start_scene(scene, grid.unweighted_border)
     band_names = list(engine.bands) if engine.bands else list(scene.band_names)
     for final in outputs.all():
         clean_stale(final)

@@ -30,6 +30,7 @@ from typing import Iterator
 import numpy as np
 
 from ddrf import model_dir
+from ddrf.card import unweighted_border
 
 
 def window_alignment(ratio: int, multiple: int) -> int:
@@ -61,8 +62,9 @@ def axis_starts(length: int, tile: int, halo: int, align: int) -> tuple[int, lis
 
 
 def axis_weights(n: int, halo: int, taper_lo: bool, taper_hi: bool) -> np.ndarray:
-    """Feather profile of one window axis: zero over the outer 3/4 halo pixels of a tapered side, then a raised
-    cosine up to 1 at 5/4 halo."""
+    """Feather profile of one window axis: zero over the outer 3/4 halo pixels of a tapered side (exactly
+    `ddrf.card.unweighted_border(halo)` of them, which a model may leave uncomputed), then a raised cosine up to 1
+    at 5/4 halo."""
     weights = np.ones(n, dtype=np.float64)
     if halo <= 0:
         return weights
@@ -165,6 +167,11 @@ class TileGrid:
         for k, row in enumerate(self.row_starts):
             final = self.row_starts[k + 1] if k + 1 < len(self.row_starts) else row + self.tile_rows
             yield final, self.row_strip(row, columns)
+
+    @property
+    def unweighted_border(self) -> int:
+        """Outer pixels of every window side that the blend gives no weight."""
+        return unweighted_border(self.halo)
 
     @cached_property
     def weights(self) -> np.ndarray:

@@ -47,8 +47,9 @@ class TorchEngine:
                                    self.card.residual_scale)
         self.contexts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per member, for scene statistics
 
-    def start_scene(self, scene: Any) -> None:
-        """One normalisation per scene, from the same preview the runtime's ModelEngine reads."""
+    def start_scene(self, scene: Any, border: int = 0) -> None:
+        """One normalisation per scene, from the same preview the runtime's ModelEngine reads (the border is
+        computed: the torch sampler has no output margin)."""
         self.radiometry = preview_radiometry(scene, self.card)
         # recorded over the same context windows as the runtime's ModelEngine
         members = [(self.seed + k, 0) for k in range(self.samples)]  # seeds only: no views in the torch path
