@@ -212,9 +212,11 @@ def unweighted_border(halo: int) -> int:
 
 def default_window(halo: int, device: str) -> tuple[int, int]:
     """(window side, batch) for a model with this halo on "cpu" or "cuda": the device's default, widened to at
-    least six halos (rounded up to 64 px) so that about half of each window is kept."""
+    least seven halos (rounded up to 64 px) so that more than half of each window is kept. Seven, not six, since
+    the decoder skips the unweighted border (`output_margin`): the bundled ratio-2 model's 704 window is 1.1x faster
+    than 576 and stays under 1 GiB (docs/BENCHMARKS.md, "Twelfth session")."""
     side, batch = DEFAULT_WINDOWS[device]
-    return max(side, -(-6 * halo // 64) * 64), batch
+    return max(side, -(-7 * halo // 64) * 64), batch
 
 
 def read_card(path: str | os.PathLike[str]) -> ModelCard:

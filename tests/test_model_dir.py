@@ -155,8 +155,8 @@ def test_default_tiling_follows_the_registry_device() -> None:
     for name, info in backends.REGISTRY.items():
         if info.runtime:
             assert default_tiling(name) == ((1024, 1) if info.device == "cuda" else (256, 1))
-            assert default_tiling(name, halo=96) == ((1024, 1) if info.device == "cuda" else (576, 1))
-            assert default_tiling(name, halo=200) == ((1216, 1) if info.device == "cuda" else (1216, 1))
+            assert default_tiling(name, halo=96) == ((1024, 1) if info.device == "cuda" else (704, 1))
+            assert default_tiling(name, halo=200) == ((1408, 1) if info.device == "cuda" else (1408, 1))
 
 
 def test_default_engine_profile_takes_default_ddrf_run_windows() -> None:

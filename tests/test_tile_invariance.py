@@ -140,7 +140,7 @@ def test_context_windows_depend_on_the_scene_alone() -> None:
 
 def test_a_wide_halo_widens_the_default_window() -> None:
     assert default_tiling("ort-cpu") == (256, 1)
-    assert default_tiling("ort-cpu", halo=80) == (512, 1)
+    assert default_tiling("ort-cpu", halo=80) == (576, 1)  # seven halos, rounded up to 64
     assert default_tiling("ort-cpu", method="GSA", halo=80) == (1024, 1)
 
 

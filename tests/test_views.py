@@ -41,15 +41,15 @@ def sample_arrays() -> tuple[ArrayScene, object]:
 
 def test_the_ensemble_is_the_mean_of_its_members_each_fused_alone(sample_arrays: tuple[ArrayScene, object]) -> None:
     scene, fuser = sample_arrays
-    ensemble = fuse_arrays(ModelEngine(fuser, seed=5, samples=2, first_view=0), scene, 576)
-    alone = [fuse_arrays(ModelEngine(fuser, seed=5 + j, first_view=j), scene, 576) for j in (0, 1)]
+    ensemble = fuse_arrays(ModelEngine(fuser, seed=5, samples=2, first_view=0), scene, 704)
+    alone = [fuse_arrays(ModelEngine(fuser, seed=5 + j, first_view=j), scene, 704) for j in (0, 1)]
     assert np.abs(ensemble - np.mean(alone, axis=0)).max() <= 0.01  # DN
     assert np.abs(alone[0] - alone[1]).mean() > 10.0  # the two views do differ
-    plain = fuse_arrays(ModelEngine(fuser, seed=5), scene, 576)
+    plain = fuse_arrays(ModelEngine(fuser, seed=5), scene, 704)
     assert np.array_equal(plain, alone[0])  # view 0 is the window as it is
     import ddrf
 
-    through_api = ddrf.fuse(scene.pan, scene.ms, fuser.files.root, seed=5, ensemble=2)  # its default window, 576
+    through_api = ddrf.fuse(scene.pan, scene.ms, fuser.files.root, seed=5, ensemble=2)  # its default window, 704
     assert np.abs(through_api - ensemble).max() <= 0.01
     with pytest.raises(ValueError, match="at least 2 views"):
         ddrf.fuse(scene.pan, scene.ms, ensemble=1)
