@@ -9,6 +9,8 @@ at every tile ddrf-run accepts with that halo (128 leaves no room inside it).
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,6 @@ def test_the_one_graph_sampler_is_used_where_shipped_and_agrees(whole: tuple[Pat
                                                                  tmp_path: Path) -> None:
     """The bundled ratio-4 model ships its 1-step sampler as one graph (sampler_k1.onnx): ddrf-run uses it, says so in
     the report, and writes what the encoder + denoiser graphs write (the same model without that file)."""
-    import json
     import shutil
 
     folder, pair, _ = whole
@@ -124,6 +125,9 @@ def test_bundled_ratio2_output_does_not_depend_on_the_tile(tile: int,
     assert card.scene_statistics and card.halo == 96 and card.model.get("arch", "v1") == "v1"
     figures = tile_differences({tile: fused(SAMPLE, tile, folder / f"t{tile}.tif", model, halo=None)}, reference)[tile]
     assert figures["p99"] <= 0.005 and figures["max"] <= 0.02, (tile, figures)
+    # the shipped graphs skip the border the blend gives no weight, and the report says so
+    report = json.loads((folder / f"t{tile}.json").read_text())
+    assert report["engine"]["output_margin"] == report["tiling"]["unweighted_border"] == card.output_margin == 72
 
 
 def test_context_windows_depend_on_the_scene_alone() -> None:

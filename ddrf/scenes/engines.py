@@ -119,6 +119,7 @@ class ModelEngine:
                 "radiometry": self.radiometry.to_dict() if self.radiometry is not None else None,
                 "backend": self.fuser.backend_kind, "precision": self.fuser.precision, "steps": self.fuser.steps,
                 "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples,
+                "output_margin": self.fuser.output_margin,  # border pixels of each window left uncomputed
                 "views": [view for _, view in self.members] if self.first_view is not None else None,
                 "spread_factor": self.spread_calibration if self.samples > 1 else None,
                 "spread_fitted": self.spread_problem is None}

@@ -74,6 +74,7 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
                     "band_names": band_names, "nodata": nodata, "dtype": str(scene.dtype),
                     "value_range": output_range(scene)},
         "tiling": {"tile": [grid.tile_rows, grid.tile_cols], "halo": grid.halo, "overlap": 2 * grid.halo,
+                   "unweighted_border": grid.unweighted_border,
                    "align": grid.align, "batch": settings.batch, "tiles": grid.count,
                    "windows_fused": grid.fused_count(settings.chunk),  # chunk-border windows once per chunk
                    "chunk_columns": settings.chunk,
