@@ -85,7 +85,8 @@ def profile(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], repeats: i
 
 def conv_flops(model: Path, size: int) -> float | None:
     """Convolution FLOPs of one encode and one denoise step at size x size, or None without torch or weights (the
-    attention's are left out: eager torch takes them over the window, a scene-statistics graph over the scene)."""
+    attention's are left out: eager torch takes them over the window, a scene-statistics graph over the scene). The
+    decoder leaves out the card's output margin, as the graph does (so scene statistics are recorded, then replayed)."""
     try:
         import torch
         from torch.utils.flop_counter import FlopCounterMode
@@ -95,11 +96,25 @@ def conv_flops(model: Path, size: int) -> float | None:
         return None
     from ddrf.train.checkpoint import load_checkpoint
 
+    from ddrf.model.scene import recorded, replayed
+
     net, card = load_checkpoint(model / "model.safetensors")
+    card.output_margin = read_card(model / "card.json").output_margin  # the graphs' card, not the weights'
     c, g = int(card.model["ms_bands"]), int(card.model["guide_bands"])
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        net.denoise(torch.randn(1, c, size, size), torch.tensor([999.0]),
-                    *net.encode(torch.rand(1, c, size, size), torch.rand(1, g, size, size)))
+    x, t, lms, pan = torch.randn(1, c, size, size), torch.tensor([999.0]), torch.rand(1, c, size, size), torch.rand(
+        1, g, size, size)
+
+    def step(margin: int) -> torch.Tensor:
+        return net.denoise(x, t, *net.encode(lms, pan), margin=margin)
+
+    with torch.inference_mode():
+        if card.scene_statistics:
+            stats, tokens = recorded(net.scene_tape, lambda: step(0))
+        with FlopCounterMode(display=False) as counter:
+            if card.scene_statistics:
+                replayed(net.scene_tape, stats, tokens, lambda: step(card.output_margin))
+            else:
+                step(card.output_margin)
     return float(sum(n for op, n in counter.get_flop_counts()["Global"].items() if "convolution" in str(op)))
 
 
