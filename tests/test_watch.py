@@ -96,7 +96,7 @@ def test_watch_exactly_once_across_restart(tmp_path: Path) -> None:
     assert partial is not None
     partial.rename(partial.with_suffix(""))
     first.wait("a done", lambda: scene_state(first, "a") == "done")
-    assert first.stop() == 0
+    assert first.stop() == 1  # "bad" failed in this run (exit codes: tests/test_watch_exit.py)
     assert "x_B8.TIF" in first.status()["bad"]["reason"]
     stamp = (out / "a.tif").stat().st_mtime_ns
     assert {p.name for p in out.iterdir()} == {"a.tif", "a.json", "a.item.json", "ddrf-watch-status.json",

@@ -10,8 +10,8 @@ Examples:
   ddrf-run SCENE -o OUT --log-format json       one JSON object per line on stderr (for log collectors)
 
 \b
-Exit codes: 0 every scene done or already finished (and a watch stopped by SIGTERM);
-  1 some scene failed or was abandoned at SIGTERM (the others still ran); 2 usage error.
+Exit codes: 0 every scene done or already finished; 1 some scene failed or was abandoned at SIGTERM
+  (the others still ran); 2 usage error. A watch stopped by SIGTERM or SIGINT: 1 if a scene failed while it ran.
 Never imports torch.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import typer
 
 from ddrf.runtime.backends import BACKENDS
 from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
-                                   item_jobs, known_sensor, make_jobs, split_arguments, usage)
+                                   item_jobs, known_sensor, log_usage_as, make_jobs, split_arguments, usage)
 
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec
@@ -106,6 +106,8 @@ def preload(spec: "EngineSpec") -> list[Any]:
 def make_reporter(log_format: str, progress: Optional[bool], every: float, every_pct: float) -> Any:
     from ddrf.scenes.progress import Reporter
 
+    # first thing in every invocation: its usage errors in its own format (an unknown one, refused here, is text)
+    log_usage_as("json" if log_format == "json" else "text")
     if log_format not in ("text", "json"):
         raise usage(f"unknown --log-format {log_format!r}; choose text or json")
     return Reporter(log_format, progress, every, every_pct)

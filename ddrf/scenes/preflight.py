@@ -15,10 +15,25 @@ if TYPE_CHECKING:
     from ddrf.scenes.streaming import RunSettings
 
 SUMMARY_NAME = "ddrf-run-summary.json"
+_usage_log_format = "text"  # the running invocation's --log-format, for usage(); see log_usage_as
+
+
+def log_usage_as(log_format: str) -> None:
+    """Usage lines from here on are `log_format` ("text" or "json"). ddrf-run sets it first thing in every
+    invocation, so that one invocation's format never carries over into the next one in the same process."""
+    global _usage_log_format
+    _usage_log_format = log_format
 
 
 def usage(message: str) -> "typer.Exit":
-    typer.echo(f"ddrf-run: {message}", err=True)
+    """Print the one line of a refusal (exit 2): `ddrf-run: message`, or with --log-format json one JSON object like
+    the run's other log lines, so that a log collector parses it too."""
+    if _usage_log_format == "json":
+        from ddrf.scenes.progress import json_line
+
+        typer.echo(json_line("usage", level="error", message=message, exit_code=2), err=True)
+    else:
+        typer.echo(f"ddrf-run: {message}", err=True)
     return typer.Exit(2)
 
 

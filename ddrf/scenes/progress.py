@@ -82,8 +82,7 @@ class Reporter:
 
     def emit(self, event: str, text: str, **fields: Any) -> None:
         if self.log_format == "json":
-            line = json.dumps({"event": event, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               **fields}, default=str)
+            line = json_line(event, **fields)
         else:
             line = f"ddrf-run: {text}"
         print(line, file=self.stream, flush=True)
@@ -135,7 +134,19 @@ class Reporter:
             if entry["status"] in ("failed", "abandoned"):
                 self.emit("output", f"  {entry['status']} {entry['name']}: {entry.get('error', 'stopped')}",
                           scene=entry["name"], status=entry["status"], error=entry.get("error"))
-        return 1 if counts["failed"] or counts["abandoned"] else 0
+        return exit_code(entries)
+
+
+def exit_code(entries: list[dict[str, Any]]) -> int:
+    """ddrf-run's exit code for the scenes a run handled (batch or watch): 1 when any failed or was abandoned at
+    SIGTERM (the others still ran), else 0. The one place of this rule."""
+    return 1 if any(entry["status"] in ("failed", "abandoned") for entry in entries) else 0
+
+
+def json_line(event: str, **fields: Any) -> str:
+    """One log line of `--log-format json`: `event`, `time` (UTC), then the fields."""
+    return json.dumps({"event": event, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields},
+                      default=str)
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -11,7 +11,8 @@
   where change notifications do not arrive. Events only wake the loop; what is ready is decided by a scan, so a
   missed event delays a scene by at most one rescan interval.
 - SIGTERM: the windows in flight finish, the scene in progress is abandoned (temporaries removed, status back to
-  queued) and the watcher exits 0.
+  queued) and the watcher exits like any ddrf-run: 1 when a scene it handled in this run failed, else 0. SIGINT
+  (Ctrl-C) too, except that the scene in progress stays `running` (run again at the next start).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Any, Callable, Iterator
 from ddrf.scenes.engines import EngineSpec
 from ddrf.scenes.jobs import SceneJob
 from ddrf.scenes.streaming import RunSettings
-from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested
+from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested, exit_code
 from ddrf.scenes.runner import run_scene
 
 STATUS_NAME = "ddrf-watch-status.json"
@@ -208,6 +209,7 @@ class Watcher:
         self.status = StatusFile(status_path, inbox)
         self.readiness = Readiness(options.settle_s, options.ready_file)
         self.skipped: set[str] = set()  # inbox entries already reported as no scene (one line each, once)
+        self.handled: list[dict[str, Any]] = []  # this run's scene results: the exit code (earlier runs' do not count)
 
     def skip(self, directory: Path, why: str) -> None:
         if directory.name not in self.skipped:
@@ -219,8 +221,10 @@ class Watcher:
         """A scene that cannot be run: failed, with its one-line reason (the watcher keeps watching)."""
         name = directory.name
         self.status.set(name, "failed", source=str(directory), reason=reason)
-        self.reporter.scene({"name": name, "status": "failed", "error": reason, "source": str(directory),
-                             "output": str(self.out / f"{name}.tif")})
+        entry = {"name": name, "status": "failed", "error": reason, "source": str(directory),
+                 "output": str(self.out / f"{name}.tif")}
+        self.handled.append(entry)
+        self.reporter.scene(entry)
 
     def clash(self, name: str) -> str | None:
         """The scene's outputs would overwrite the status or lock file (a scene named like the status file)."""
@@ -267,6 +271,7 @@ class Watcher:
             self.status.set(name, "queued", reason="abandoned at SIGTERM (nothing published); run at the next start")
             self.reporter.emit("stopping", f"SIGTERM: abandoned {name}, stopping", scene=name)
             raise
+        self.handled.append(entry)
         if entry["status"] == "failed":
             self.status.set(name, "failed", reason=entry["error"])
         else:
@@ -277,7 +282,8 @@ class Watcher:
         return max(0.2, min(self.options.settle_s / 2, 5.0)) if waiting else IDLE_RESCAN_S
 
     def run(self) -> int:
-        """0 when stopped by SIGTERM; 2 (and one line naming the file) when the status file cannot be written."""
+        """When stopped by SIGTERM or SIGINT: 1 when a scene failed in this run, else 0 (as a batch run); 2 (and one
+        line naming the file) when the status file cannot be written."""
         try:
             return self._run()
         except StatusWriteError as exc:
@@ -289,6 +295,7 @@ class Watcher:
         if recovered:
             self.reporter.emit("recovered", f"run again (left running by the previous process): "
                                             f"{', '.join(recovered)}", scenes=recovered)
+        stopped_by = "SIGTERM"
         with GracefulStop() as stop, _observer(self.inbox, self.options, stop.wake):
             self.reporter.stop = stop
             self.reporter.emit("watching", f"watching {self.inbox} -> {self.out} (status: {self.status.path})",
@@ -303,11 +310,14 @@ class Watcher:
                     stop.wake.clear()
             except StopRequested:
                 pass
+            except KeyboardInterrupt:  # Ctrl-C: the scene in progress stays `running`, so the next start runs it
+                stopped_by = "SIGINT"
+        code = exit_code(self.handled)
         counts = {s: sum(e["status"] == s for e in self.status.scenes.values())
                   for s in ("done", "failed", "queued", "waiting")}
-        self.reporter.emit("stopped", "stopped on SIGTERM: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
-                           **counts)
-        return 0
+        self.reporter.emit("stopped", f"stopped on {stopped_by}: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+                           signal=stopped_by, exit_code=code, **counts)
+        return code
 
 
 class _observer:
