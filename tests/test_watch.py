@@ -51,8 +51,9 @@ class WatchProcess:
                 raise AssertionError(f"timed out waiting for {what}: {self.log.read_text()[-2000:]}")
             time.sleep(0.1)
 
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:
+        """Send `signum` (SIGTERM by default) and wait: the exit code."""
+        self.process.send_signal(signum)
         try:
             return self.process.wait(timeout=30)
         finally:

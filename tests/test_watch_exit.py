@@ -23,17 +23,6 @@ def bad_scene(folder: Path) -> Path:
     return folder
 
 
-def stop(watcher: WatchProcess, signum: signal.Signals) -> int:
-    """WatchProcess.stop with a chosen signal: its exit code."""
-    watcher.process.send_signal(signum)
-    try:
-        return watcher.process.wait(timeout=30)
-    finally:
-        if watcher.process.poll() is None:
-            watcher.process.kill()
-        watcher.stream.close()
-
-
 def stopped_line(watcher: WatchProcess) -> dict[str, Any]:
     return next(e for e in watcher.events() if e["event"] == "stopped")
 
@@ -46,7 +35,7 @@ def test_watcher_that_saw_a_scene_fail_exits_1(tmp_path: Path, signum: signal.Si
     watcher.wait("watching", lambda: any(e["event"] == "watching" for e in watcher.events()))
     bad_scene(inbox / "bad")
     watcher.wait("bad fails", lambda: scene_state(watcher, "bad") == "failed")
-    assert stop(watcher, signum) == 1, watcher.log.read_text()[-2000:]
+    assert watcher.stop(signum) == 1, watcher.log.read_text()[-2000:]
     assert stopped_line(watcher)["failed"] == 1 and stopped_line(watcher)["signal"] == signum.name
 
 
@@ -61,7 +50,7 @@ def test_watcher_with_only_earlier_failures_exits_0(tmp_path: Path, signum: sign
         "status": "failed", "source": str(inbox / "bad"), "reason": "x_B8.TIF: not a raster"}}}))
     watcher = WatchProcess(inbox, out, tmp_path / "watch.log", "--method", "GSA", "--settle", "0")
     watcher.wait("watching", lambda: any(e["event"] == "watching" for e in watcher.events()))
-    assert stop(watcher, signum) == 0, watcher.log.read_text()[-2000:]
+    assert watcher.stop(signum) == 0, watcher.log.read_text()[-2000:]
     assert not [e for e in watcher.events() if e["event"] == "scene"]  # the failed scene was not run again
     assert stopped_line(watcher)["failed"] == 1  # the status file still lists it
 
