@@ -69,6 +69,37 @@ def estimate_after_first_batch(name: str, total: int, started: float, update: Ca
     return tick
 
 
+def constant_inputs(scene: "Scene") -> list[str]:
+    """One line per input that is constant over the scene's preview (every valid pixel one value): a PAN (a failed
+    download, a fill-only file) leaves the output the upsampled MS with no PAN detail, a dead MS band an output band
+    with nothing of that band in it; both look plausible, so they are said. The preview is the one the engine reads
+    (Scene.preview keeps it); a preview with no valid pixel is left to the checks that refuse it."""
+    from ddrf.scenes.errors import SceneError
+
+    files, preview = getattr(scene, "files", None), getattr(scene, "preview", None)
+    if files is None or not callable(preview):
+        return []
+    try:
+        pan, pan_valid, ms, ms_valid = preview()
+    except SceneError:
+        return []
+    found, value = [], single_value(pan[pan_valid])
+    if value is not None:
+        found.append(f"{files.pan}: constant (every valid pixel is {value:g}); the output has no PAN detail: check "
+                     "the file")
+    for i, ((path, band), name) in enumerate(zip(files.ms, scene.band_names)):
+        value = single_value(ms[..., i][ms_valid])
+        if value is not None:
+            found.append(f"{path}: band {band} ({name}) constant (every valid pixel is {value:g}); the output's {name} "
+                         "band has no MS content: check the file")
+    return found
+
+
+def single_value(values: np.ndarray) -> float | None:
+    """The one value of a non-empty array that holds only one, else None."""
+    return float(values[0]) if values.size and bool((values == values[0]).all()) else None
+
+
 TileHook = Callable[[int, int], None]  # (windows just fused, windows in the scene); may raise to abandon the scene
 
 
@@ -84,6 +115,10 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     check_room(plan, outputs)
     grid = plan["grid"]
     engine.start_scene(scene, grid.unweighted_border)
+    warnings = constant_inputs(scene)  # after start_scene: its refusals (no valid pixel) come first, as before
+    for line in warnings:
+        say(line)
+    inputs = {**inputs, "warnings": warnings}
     band_names = list(engine.bands) if engine.bands else list(scene.band_names)
     for final in outputs.all():
         clean_stale(final)

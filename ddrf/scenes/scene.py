@@ -98,6 +98,7 @@ class Scene:
         self.pan_transform, self.pan_height, self.pan_width = pan.transform, pan.height, pan.width
         self.offset = (self.rows.start, self.cols.start)
         self.pan_nodata, self.ms_nodata = self._nodata[pan.path], self._nodata[first.path]
+        self._previews: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}  # see preview
 
     @classmethod
     def from_directory(cls, directory: str | Path, bands: list[str] | None = None) -> "Scene":
@@ -139,7 +140,13 @@ class Scene:
 
     def preview(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Decimated whole-scene reads for scene statistics, bounded in memory whatever the scene size:
-        (pan (h, w), pan_valid, ms (h', w', B), ms_valid), nearest-neighbour decimation, nodata marked invalid."""
+        (pan (h, w), pan_valid, ms (h', w', B), ms_valid), nearest-neighbour decimation, nodata marked invalid.
+        Read once per scene and size (kept: a few MB at most), for the engine's statistics and the input checks."""
+        if max_side not in self._previews:
+            self._previews[max_side] = self._read_preview(max_side)
+        return self._previews[max_side]
+
+    def _read_preview(self, max_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         def read(path: Path, band: int) -> tuple[np.ndarray, np.ndarray]:
             try:
                 with open_raster(path) as src:
