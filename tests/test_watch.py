@@ -86,7 +86,8 @@ def scene_events(watcher: WatchProcess, name: str) -> list[dict[str, Any]]:
 def test_watch_exactly_once_across_restart(tmp_path: Path) -> None:
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
-    first = WatchProcess(inbox, out, tmp_path / "first.log", "--method", "GSA", "--settle", "0.5")
+    first = WatchProcess(inbox, out, tmp_path / "first.log", "--method", "GSA", "--settle", "0.5",
+                         "--wait-listed", "0")  # the sample lacks the B1, B6, B7 its MTL names
     first.wait("watching", lambda: any(e["event"] == "watching" for e in first.events()))
     partial = deliver(inbox / "a", hold_back="_B8.TIF")  # PAN still downloading
     (inbox / "bad").mkdir()
@@ -135,7 +136,8 @@ def test_sigterm_abandons_the_scene_in_progress_cleanly(tmp_path: Path) -> None:
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
     deliver(inbox / "a")
-    slow = WatchProcess(inbox, out, tmp_path / "slow.log", "--settle", "0", "--tile", "64", "--halo", "16",
+    slow = WatchProcess(inbox, out, tmp_path / "slow.log", "--settle", "0", "--wait-listed", "0", "--tile", "64",
+                        "--halo", "16",
                         "--threads", "1", "--progress-every", "0", "--progress-percent", "0")
     slow.wait("first windows", lambda: any(e["event"] == "progress" and e["windows_done"] >= 2
                                            for e in slow.events()), timeout=90)
@@ -148,7 +150,8 @@ def test_sigterm_abandons_the_scene_in_progress_cleanly(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["ddrf-watch-status.json", "ddrf-watch-status.json.lock"]
 
     # the next start fuses it (a classical method here, only to keep the test short)
-    again = WatchProcess(inbox, out, tmp_path / "again.log", "--settle", "0", "--method", "GSA")
+    again = WatchProcess(inbox, out, tmp_path / "again.log", "--settle", "0", "--wait-listed", "0", "--method",
+                         "GSA")
     again.wait("a done", lambda: scene_state(again, "a") == "done", timeout=90)
     assert again.stop() == 0
     assert len(scene_events(again, "a")) == 1 and (out / "a.tif").is_file() and (out / "a.item.json").is_file()

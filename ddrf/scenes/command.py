@@ -125,7 +125,8 @@ def finish_cluster_entries(entries: list[dict[str, Any]], jobs: list[Any], setti
 
 
 def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any, catalog: Optional[Path],
-              settle: float, ready_file: Optional[str], poll: bool, poll_interval: float) -> int:
+              settle: float, ready_file: Optional[str], poll: bool, poll_interval: float,
+              wait_listed: float = 600.0) -> int:
     from ddrf.scenes.watch import Watcher, WatchLock, WatchOptions
 
     if not inbox.is_dir():
@@ -136,7 +137,7 @@ def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any
     preload(spec)
     try:
         watcher = Watcher(inbox, output, spec, settings, reporter,
-                          WatchOptions(settle, ready_file, poll, poll_interval), catalog)
+                          WatchOptions(settle, ready_file, poll, poll_interval, wait_listed_s=wait_listed), catalog)
         lock = WatchLock(watcher.status.path).__enter__()
     except ValueError as exc:
         raise usage(" ".join(str(exc).split()))
@@ -195,6 +196,9 @@ def main(
                                  "for this many seconds ..."),
     ready_file: Optional[str] = typer.Option(None, "--ready-file", help="--watch: ... or as soon as a file matching "
                                              "this glob is in it (e.g. '*_MTL.txt', written last by the downlink)."),
+    wait_listed: float = typer.Option(600.0, "--wait-listed", min=0, help="--watch without --ready-file: a settled "
+                                      "scene whose Landsat MTL names band files not in it waits for them; after "
+                                      "this many seconds without a change it is fused with the bands present."),
     poll: bool = typer.Option(False, "--poll", help="--watch: poll the inbox (network file systems without "
                                                    "change notifications) instead of native events."),
     poll_interval: float = typer.Option(5.0, "--poll-interval", min=0.1, help="--watch --poll: seconds per poll."),
@@ -236,7 +240,7 @@ def main(
         if scenes or pan or ms or scheduler:
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")
         raise typer.Exit(run_watch(watch.absolute(), output, spec, settings, reporter, catalog, settle, ready_file,
-                                   poll, poll_interval))
+                                   poll, poll_interval, wait_listed))
     sources: dict[str, Any] = {}
     if references:
         if directories or pan or ms:

@@ -141,6 +141,31 @@ def _mtl_bits(meta: dict[str, str], bands: list[int]) -> int | None:
     return max(values).bit_length() if values else None
 
 
+def _mtl_band_name(meta: dict[str, str], band: int) -> str | None:
+    return meta.get(f"FILE_NAME_BAND_{band}") or meta.get(f"BAND{band}_FILE_NAME")
+
+
+def listed_absent(directory: Path) -> list[Path]:
+    """The band files a Landsat MTL in `directory` names (PAN and the MS bands discovery takes) that are not there,
+    e.g. still being copied (watch mode waits for them). Empty without an MTL, or with one that discovery refuses
+    (discovery then says why)."""
+    try:
+        mtl = _find_mtl(directory)
+        meta = read_mtl(mtl) if mtl is not None else {}
+    except (SceneError, OSError):
+        return []
+    sensor = SPACECRAFT.get(meta.get("SPACECRAFT_ID", ""))
+    if mtl is None or sensor is None:
+        return []
+    rasters = _rasters(directory)
+    absent = []
+    for band in (LANDSAT_PAN, *LANDSAT_BANDS[sensor]):
+        named = _mtl_band_name(meta, band)
+        if named and _landsat_band_file(band, named, mtl.parent, rasters) is None:
+            absent.append(mtl.parent / Path(named).name)
+    return absent
+
+
 def _landsat_from_mtl(mtl: Path, rasters: list[Path]) -> SceneFiles:
     meta = read_mtl(mtl)
     spacecraft = meta.get("SPACECRAFT_ID", "")
@@ -150,7 +175,7 @@ def _landsat_from_mtl(mtl: Path, rasters: list[Path]) -> SceneFiles:
     table = LANDSAT_BANDS[sensor]
 
     def named(band: int) -> str | None:
-        return meta.get(f"FILE_NAME_BAND_{band}") or meta.get(f"BAND{band}_FILE_NAME")
+        return _mtl_band_name(meta, band)
 
     pan = _landsat_band_file(LANDSAT_PAN, named(LANDSAT_PAN), mtl.parent, rasters)
     if pan is None:

@@ -2,7 +2,10 @@
 
 - Complete: no partial-download file in it (`.part`, `.tmp`, ...) and either the ready file is present
   (`--ready-file GLOB`, e.g. `*_MTL.txt` when the downlink writes it last) or no file has changed for `--settle`
-  seconds.
+  seconds and every band file its Landsat MTL names is there. A scene still lacking such files (a copy paused on a
+  slow link) stays waiting, its reason naming them, until they arrive, or until no file has changed for
+  `--wait-listed` seconds: then it is fused with the bands present (a delivery without coastal or SWIR bands), and
+  its log line and status say so.
 - Exactly once across restarts: the status file (`OUT/ddrf-watch-status.json`) records each scene as waiting, queued,
   running, done or failed (with its one-line reason). Done and failed scenes are never run again by the watcher (a
   failed one is retried only when its entry is removed from the file); a scene left `running` by a crash or a kill
@@ -22,9 +25,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from ddrf.scenes.engines import EngineSpec
+from ddrf.scenes.discover import listed_absent
 from ddrf.scenes.jobs import SceneJob
 from ddrf.scenes.streaming import RunSettings
 from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested, exit_code
@@ -47,6 +51,7 @@ class WatchOptions:
     poll: bool = False
     poll_interval_s: float = 5.0
     status_file: Path | None = None
+    wait_listed_s: float = 600.0  # without --ready-file: how long a settled scene waits for band files its MTL names
 
 
 class StatusFile:
@@ -143,26 +148,48 @@ def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...] | None:
         return None
 
 
-class Readiness:
-    """Decides when a scene directory is complete: ready file present, or unchanged for `settle_s` seconds."""
+class Verdict(NamedTuple):
+    ready: bool
+    reason: str | None = None  # why it waits, or (ready) what it is fused without
 
-    def __init__(self, settle_s: float, ready_file: str | None, clock: Callable[[], float] = time.monotonic):
-        self.settle_s, self.ready_file, self.clock = settle_s, ready_file, clock
+
+class Readiness:
+    """Decides when a scene directory is complete: ready file present, or unchanged for `settle_s` seconds with
+    every band file its MTL names present (or, after `wait_listed_s` seconds unchanged, with those present)."""
+
+    def __init__(self, settle_s: float, ready_file: str | None, clock: Callable[[], float] = time.monotonic,
+                 wait_listed_s: float = 600.0):
+        self.settle_s, self.ready_file, self.clock, self.wait_listed_s = settle_s, ready_file, clock, wait_listed_s
         self.seen: dict[Path, tuple[Any, float]] = {}
 
     def ready(self, directory: Path) -> bool:
+        return self.check(directory).ready
+
+    def check(self, directory: Path) -> Verdict:
         current = fingerprint(directory)
         if current is None:
             self.seen.pop(directory, None)
-            return False
+            return Verdict(False)
         if self.ready_file and any(directory.glob(self.ready_file)):
-            return True
+            return Verdict(True)  # the producer says the scene is complete: the files it lacks are not coming
         now = self.clock()
         previous = self.seen.get(directory)
         if previous is None or previous[0] != current:
             self.seen[directory] = (current, now)
-            return self.settle_s <= 0
-        return now - previous[1] >= self.settle_s
+            quiet = 0.0
+        else:
+            quiet = now - previous[1]
+        if quiet < self.settle_s:
+            return Verdict(False)
+        absent = listed_absent(directory)
+        if not absent:
+            return Verdict(True)
+        names = ", ".join(p.name for p in absent)
+        if quiet >= self.wait_listed_s:
+            return Verdict(True, f"fused without {names} named in the MTL: not arrived within --wait-listed "
+                                 f"{self.wait_listed_s:g} s")
+        return Verdict(False, f"waiting for {names} named in the MTL (fused without them when nothing changed "
+                              f"for --wait-listed {self.wait_listed_s:g} s)")
 
 
 def unreadable(directory: Path) -> str | None:
@@ -207,7 +234,8 @@ class Watcher:
         if status_path.parent != out:
             writable_directory(status_path.parent)
         self.status = StatusFile(status_path, inbox)
-        self.readiness = Readiness(options.settle_s, options.ready_file)
+        self.readiness = Readiness(options.settle_s, options.ready_file, wait_listed_s=options.wait_listed_s)
+        self.notes: dict[str, str] = {}  # scene -> what it is fused without (--wait-listed ran out)
         self.skipped: set[str] = set()  # inbox entries already reported as no scene (one line each, once)
         self.handled: list[dict[str, Any]] = []  # this run's scene results: the exit code (earlier runs' do not count)
 
@@ -256,10 +284,19 @@ class Watcher:
             if reason:
                 self.refuse(directory, reason)
                 continue
-            if self.readiness.ready(directory):
+            verdict = self.readiness.check(directory)
+            if verdict.ready:
+                if verdict.reason:
+                    self.notes[directory.name] = verdict.reason
+                    self.reporter.emit("incomplete", f"{directory}: {verdict.reason}", name=directory.name,
+                                       path=str(directory), reason=verdict.reason)
                 yield directory
-            elif state is None:
-                self.status.set(directory.name, "waiting", source=str(directory))
+            elif state is None or (state == "waiting"
+                                   and self.status.scenes[directory.name].get("reason") != verdict.reason):
+                self.status.set(directory.name, "waiting", source=str(directory), reason=verdict.reason)
+                if verdict.reason:
+                    self.reporter.emit("waiting", f"{directory}: {verdict.reason}", name=directory.name,
+                                       path=str(directory), reason=verdict.reason)
 
     def run_one(self, directory: Path) -> None:
         name = directory.name
@@ -272,10 +309,11 @@ class Watcher:
             self.reporter.emit("stopping", f"SIGTERM: abandoned {name}, stopping", scene=name)
             raise
         self.handled.append(entry)
+        note = self.notes.pop(name, None)
         if entry["status"] == "failed":
             self.status.set(name, "failed", reason=entry["error"])
         else:
-            self.status.set(name, "done", files=entry.get("files"), seconds=entry.get("seconds"))
+            self.status.set(name, "done", files=entry.get("files"), seconds=entry.get("seconds"), reason=note)
 
     def wait_time(self) -> float:
         waiting = any(e["status"] in ("waiting", "queued") for e in self.status.scenes.values())
