@@ -103,6 +103,7 @@ def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, t
     assert result.exit_code == 0, result.output
     tuned = read_card(out / "model" / "card.json")
     assert (tuned.scene_statistics, tuned.halo) == (True, 48)
+    assert tuned.output_margin == 36  # the 48-pixel halo's unweighted border, skipped as ddrf-export does
     assert (out / "model" / f"scene_k{tuned.sampling_steps}.onnx").is_file()  # the scene pass is exported
     assert (tuned.spread_calibration, tuned.spread_calibration_samples) == (9.5, 8)
     assert tuned.spread_calibration_steps == card.sampling_steps  # the K the base's factor was fitted at

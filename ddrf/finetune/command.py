@@ -120,7 +120,7 @@ def export_run(run: Path, serving: Any = None) -> Path:
     the card and the EMA weights, replacing an earlier export. `serving`: the base model's card, whose serving options
     the fine-tuned network keeps (the same topology needs the same scene statistics and halo to stay tile-invariant),
     and whose spread calibration it inherits until refitted on the user's reference data (recorded on the card)."""
-    from ddrf.export.onnx_export import export_model
+    from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
 
     target = run / EXPORTED
@@ -131,6 +131,7 @@ def export_run(run: Path, serving: Any = None) -> Path:
         card.spread_calibration_samples = serving.spread_calibration_samples
         card.spread_calibration_steps = serving.spread_steps
         card.training["spread_calibration"] = "inherited from the base model, not refitted on these scenes"
+    card.output_margin = output_margin(card)  # as ddrf-export onnx does by default
     export_model(model, card, target, unrolled_steps=(card.sampling_steps,), overwrite=True)
     write_inference_weights(run, target / WEIGHTS)
     return target
