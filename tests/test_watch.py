@@ -30,7 +30,10 @@ class WatchProcess:
         args = [sys.executable, "-m", "ddrf.scenes.command", "--watch", str(inbox), "-o", str(out), *polling,
                 "--log-format", "json", *extra]
         self.stream = log.open("w")
-        self.process = subprocess.Popen(args, stdout=self.stream, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        # SIGINT as on a terminal: a test run started in the background (CI, `cmd &`) has it ignored, and a child
+        # that inherits that would never see the Ctrl-C the tests send
+        self.process = subprocess.Popen(args, stdout=self.stream, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def events(self) -> list[dict[str, Any]]:
         lines = self.log.read_text().splitlines() if self.log.exists() else []
