@@ -17,6 +17,7 @@ import numpy as np
 from ddrf.files import Busy, clean_stale, exclusive, publish_all
 from ddrf.scenes import report as reports
 from ddrf.scenes.engines import Engine, EngineSpec, get_engine
+from ddrf.scenes.errors import SceneError
 from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, check_fit, fuse_into, open_sinks, output_nodata,
                                    plan_grid, seal, tile_bar)
 
@@ -74,8 +75,6 @@ def constant_inputs(scene: "Scene") -> list[str]:
     download, a fill-only file) leaves the output the upsampled MS with no PAN detail, a dead MS band an output band
     with nothing of that band in it; both look plausible, so they are said. The preview is the one the engine reads
     (Scene.preview keeps it); a preview with no valid pixel is left to the checks that refuse it."""
-    from ddrf.scenes.errors import SceneError
-
     files, preview = getattr(scene, "files", None), getattr(scene, "preview", None)
     if files is None or not callable(preview):
         return []
