@@ -156,3 +156,30 @@ def test_ddrf_run_output_does_not_change_with_the_margin(exported: tuple[object,
         onnx = fuse_arrays(ModelEngine(Fuser(out, threads=1)), scene, tile)
         reference = fuse_tiled(TorchEngine(model, card, steps=1), scene, tile)
         assert np.abs(onnx - reference).max() <= 0.05, tile  # DN of a 12-bit scene
+
+
+class ProfiledMarginEngine(ModelEngine):
+    """The margin model on ONNX Runtime, with the fixed window profile a TensorRT plan of it would have (64..256 px,
+    batch 4): what check_tile must hold a widened window to."""
+
+    def window_limits(self) -> tuple[int, int, int]:
+        return 64, 256, 4
+
+
+def test_a_halo_below_the_cards_is_checked_against_the_profile_at_its_widened_side(
+        exported: tuple[object, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """--halo 16 keeps all but 12 px of each edge while the graph leaves 36 uncomputed: the Fuser widens each window
+    by 24 px a side, so a 256 window runs at 304, past the profile; at the card's halo it runs at 256."""
+    import typer
+
+    from ddrf.scenes.preflight import check_tile
+
+    engine = ProfiledMarginEngine(Fuser(exported[1], threads=1))
+    assert engine.window_side(256, 16) == 304 and engine.window_side(256, 48) == 256
+    with pytest.raises(typer.Exit) as raised:
+        check_tile(256, 16, engine)
+    err = capsys.readouterr().err
+    assert raised.value.exit_code == 2 and len(err.strip().splitlines()) == 1
+    assert "--halo 16 below the model's 48 widens each 256 px window to 304 px" in err and "at most 208" in err
+    check_tile(208, 16, engine)  # widened to 256: inside the profile
+    check_tile(256, 48, engine)

@@ -167,6 +167,12 @@ class Fuser(InputPreparation):
         """Pixels of each side that the sampler graph leaves out of its output (only the unrolled ones crop)."""
         return self.card.output_margin if self.unrolled else 0
 
+    def widening(self, border: int) -> int:
+        """Pixels of reflection added to each side of a window whose caller keeps all but `border` of its edge,
+        where the graph's output margin is wider: whole margin steps, which keep the size multiple."""
+        step = self.card.margin_step
+        return -(-max(0, self.output_margin - border) // step) * step
+
     def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int = 0,
                         cache_condition: bool = True, on_stage: StageCallback | None = None,
                         context: dict[str, np.ndarray] | None = None, border: int = 0) -> np.ndarray:
@@ -181,8 +187,7 @@ class Fuser(InputPreparation):
         """
         if context is None:
             context = self.scene_context(lms, pan, noise)
-        margin, step = self.output_margin, self.card.margin_step
-        widen = -(-max(0, margin - border) // step) * step  # whole steps keep the size multiple (margin is one)
+        margin, widen = self.output_margin, self.widening(border)
         if widen:
             lms, pan, noise = (np.pad(a, ((0, 0), (0, 0), (widen, widen), (widen, widen)), mode="reflect")
                                for a in (lms, pan, noise))

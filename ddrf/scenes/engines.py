@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ddrf.card import default_window
+from ddrf.card import default_window, unweighted_border
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.runtime.views import VIEWS, from_view, to_view
 from ddrf.scenes import report as reports
@@ -92,6 +92,11 @@ class ModelEngine:
             return None
         lo, hi = profile_range("pan")
         return int(lo[2]), int(hi[2]), int(hi[0])
+
+    def window_side(self, tile: int, halo: int) -> int:
+        """The side the backend runs for a `tile` window with this halo: wider where a halo below the card's keeps
+        border pixels the graph's output margin leaves out (the Fuser widens such windows by reflection)."""
+        return tile + 2 * self.fuser.widening(unweighted_border(halo))
 
     def start_scene(self, scene: "Scene", border: int = 0) -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""

@@ -210,6 +210,12 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         if not low <= rounded_tile <= high:
             raise usage(f"--tile {tile} (run as {rounded_tile}) is outside the engine's optimisation profile "
                         f"({low}..{high} px): pick a tile in that range or rebuild the engine with ddrf-export engine")
+        side = getattr(engine, "window_side", lambda tile, halo: tile)(rounded_tile, rounded_halo)
+        if side > high:
+            raise usage(f"--halo {halo} below the model's {engine.halo} widens each {rounded_tile} px window to "
+                        f"{side} px (the graph leaves its output margin uncomputed), past the engine's optimisation "
+                        f"profile ({low}..{high} px): use --halo {engine.halo}, a tile of at most "
+                        f"{high - (side - rounded_tile)}, or rebuild the engine with ddrf-export engine")
         if batch > most:
             raise usage(f"--batch {batch} exceeds the engine's optimisation profile (at most {most})")
 
