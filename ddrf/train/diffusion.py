@@ -22,7 +22,7 @@ class Denoiser(Protocol):
 
     def encode(self, lms: torch.Tensor, pan: torch.Tensor) -> tuple[torch.Tensor, ...]: ...
 
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, *cond: torch.Tensor) -> torch.Tensor: ...
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, *cond: torch.Tensor, margin: int = 0) -> torch.Tensor: ...
 
 
 class Diffusion:
@@ -93,20 +93,22 @@ class Diffusion:
 
     @torch.no_grad()
     def sample(self, model: Denoiser, lms: torch.Tensor, pan: torch.Tensor, steps: int, eta: float = 0.0,
-               generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+               margin: int = 0) -> torch.Tensor:
         """DDIM (eta=0: probability-flow ODE) from pure noise; returns the fused HRMS (LMS added back if residual).
 
         The condition is encoded once; each of the K denoiser calls gets the TRUE training timestep of its step.
         `noise` (K+1, N, C, H, W) or (N, C, H, W) fixes the start noise (and the per-step noise when eta > 0).
+        `margin` > 0: the result leaves out that many pixels of every side (`ddrf.sampling.sample`).
         """
         plan = sch.make_plan(self.schedule, steps, eta)
         draws = self._sampler_noise(plan, lms, generator, noise)
 
-        def denoise(x: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            return model.denoise(x, t.to(torch.float32), *cond).to(x.dtype)
+        def denoise(x: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, ...], crop: int = 0) -> torch.Tensor:
+            return model.denoise(x, t.to(torch.float32), *cond, margin=crop).to(x.dtype)
 
         return sample(model.encode, denoise, plan, self.target, lms, pan, draws[0], self.residual,
-                      step_noise=lambda i: draws[i + 1], residual_scale=self.residual_scale)
+                      step_noise=lambda i: draws[i + 1], residual_scale=self.residual_scale, margin=margin)
 
     def _sampler_noise(self, plan: sch.SamplerPlan, lms: torch.Tensor, generator: torch.Generator | None,
                        noise: torch.Tensor | None) -> list[torch.Tensor]:

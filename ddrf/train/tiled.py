@@ -35,6 +35,7 @@ class TorchEngine:
     samples: int = 1
     label: str = "torch"
     device: str = "cpu"  # where the model lives; windows go there and their output comes back to the host
+    crop: bool = True  # leave out the window border the blend gives no weight (False: compute whole windows)
     radiometry: Radiometry | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -46,11 +47,16 @@ class TorchEngine:
         self.diffusion = Diffusion(CosineSchedule.from_dict(self.card.schedule), self.card.target, self.card.residual,
                                    self.card.residual_scale)
         self.contexts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per member, for scene statistics
+        self.margin = 0  # pixels of each window side left uncomputed (start_scene)
 
     def start_scene(self, scene: Any, border: int = 0) -> None:
-        """One normalisation per scene, from the same preview the runtime's ModelEngine reads (the border is
-        computed: the torch sampler has no output margin)."""
+        """One normalisation per scene, from the same preview the runtime's ModelEngine reads. The sampler leaves
+        out what it can of the `border` the blend gives no weight (whole margin steps; nothing where a window
+        statistic makes every pixel depend on the whole window), as the exported graphs do."""
         self.radiometry = preview_radiometry(scene, self.card)
+        step = self.card.margin_step
+        local = self.card.model.get("arch", "v1") != "v1" or self.card.scene_statistics
+        self.margin = border // step * step if self.crop and local else 0
         # recorded over the same context windows as the runtime's ModelEngine
         members = [(self.seed + k, 0) for k in range(self.samples)]  # seeds only: no views in the torch path
         inputs = context_inputs(scene, self.prep, self.radiometry, members)
@@ -74,18 +80,21 @@ class TorchEngine:
             prepared = [self.prep.prepare(pan, ms, self.radiometry, self.seed + k, o) for (pan, ms), o in
                         zip(pairs, origins)]
             lms, guide, noise = (torch.from_numpy(np.stack(p)).to(self.device) for p in zip(*prepared))
-            sample = functools.partial(self._sample, context=self.contexts.get(k))
+            sample = functools.partial(self._sample, context=self.contexts.get(k), margin=self.margin)
             fused = by_graph_bands(sample, lms, guide, noise, self.card.graph_bands).float().cpu().numpy()
+            fused = np.pad(fused, ((0, 0), (0, 0), *[(self.margin, self.margin)] * 2))
             runs.append([self.radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
                          for f, (pan, _) in zip(fused, pairs)])
         return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
 
     def _sample(self, lms: torch.Tensor, guide: torch.Tensor, noise: torch.Tensor,
-                context: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        if context is None:
-            return self.diffusion.sample(self.model, lms, guide, self.steps, noise=noise)
-        return replayed(self.model.scene_tape, *context,
-                        lambda: self.diffusion.sample(self.model, lms, guide, self.steps, noise=noise))
+                context: tuple[torch.Tensor, torch.Tensor] | None = None, margin: int = 0) -> torch.Tensor:
+        """The sampler over one batch of windows, replaying the scene's statistics where given; `margin` pixels of
+        each side left out."""
+        def run() -> torch.Tensor:
+            return self.diffusion.sample(self.model, lms, guide, self.steps, noise=noise, margin=margin)
+
+        return run() if context is None else replayed(self.model.scene_tape, *context, run)
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "torch", "steps": self.steps}
