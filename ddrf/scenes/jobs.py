@@ -317,6 +317,14 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
         return {**entry, "status": "skipped", "reason": "finished output exists (use --overwrite)"}
     started = time.perf_counter()
     try:
+        # ddrf's own unpublished files (only this raster's own side files, whatever the report names): redone
+        # without --overwrite
+        left = reports.interrupted(outputs, Outputs.for_raster(outputs.raster, True, True))
+        for path in left:
+            path.unlink()
+        if left:
+            say(f"{outputs.report}: left by an interrupted run ({outputs.raster.name}, renamed last, is absent); "
+                f"removed {', '.join(p.name for p in left)} and fusing the scene again")
         check_outputs_free(outputs, settings.overwrite)
         scene, engine = open_with_engine(job, spec)
         if spec.model is None and not spec.method:

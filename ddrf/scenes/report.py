@@ -95,6 +95,30 @@ def write_temp(report: dict[str, Any], final: Path) -> Path:
     return path
 
 
+def interrupted(outputs: Any, every: Any) -> list[Path]:
+    """What a run killed between its renames left: its report (renamed first) and the spread map and quicklook it
+    names, with no raster (renamed last, so never published) and no STAC Item (written after the raster). Empty
+    unless the report is ddrf's own for this very raster: any other file there is the user's, replaced only with
+    --overwrite. `every`: the raster's Outputs with every side file, the only ones that may go."""
+    from ddrf.scenes.stac_out import item_path
+
+    if outputs.raster.exists() or item_path(outputs.raster).exists() or not outputs.report.is_file():
+        return []
+    try:
+        with open(outputs.report, encoding="utf-8") as f:
+            report = json.loads(f.read(1 << 20))  # a report is a few kB; a larger file is no report
+        named = report["outputs"]
+        if report["report_version"] != REPORT_VERSION or report["status"] != "done" or \
+                Path(named["raster"]).absolute() != outputs.raster.absolute():
+            return []
+    except (OSError, ValueError, LookupError, TypeError):  # unreadable, not JSON, or JSON of another shape
+        return []
+    sides = [side for key, side in (("spread", every.spread), ("quicklook", every.quicklook))
+             if side is not None and isinstance(named.get(key), str)
+             and Path(named[key]).absolute() == side.absolute()]
+    return [outputs.report, *(side for side in sides if side.is_file())]
+
+
 def write_summary(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any]) -> None:
     """The run summary (one entry per scene: done / skipped / failed with its error)."""
     from ddrf.files import write_text_atomic

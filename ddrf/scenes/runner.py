@@ -66,6 +66,8 @@ def run_batch(jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings, rep
     """Every job in order; after SIGTERM the scene in progress and those not started are `abandoned`."""
     from tqdm import tqdm
 
+    from ddrf.scenes.stac_in import remove_wrappers
+
     entries: list[dict[str, Any]] = []
     with GracefulStop() as stop, tqdm(jobs, desc="scenes", unit="scene", position=0, file=sys.stderr,
                                       disable=None if reporter.bars is None else not reporter.bars) as bar:
@@ -73,10 +75,12 @@ def run_batch(jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings, rep
         for job in bar:
             if stop.requested:
                 entries.append(abandoned(job))
-                continue
-            try:
-                entries.append(run_scene(job, spec, settings, reporter, catalog, (sources or {}).get(job.name)))
-            except StopRequested:
-                entries.append(abandoned(job))
-                reporter.emit("stopping", f"SIGTERM: abandoned {job.name}, stopping", scene=job.name)
+            else:
+                try:
+                    entries.append(run_scene(job, spec, settings, reporter, catalog, (sources or {}).get(job.name)))
+                except StopRequested:
+                    entries.append(abandoned(job))
+                    reporter.emit("stopping", f"SIGTERM: abandoned {job.name}, stopping", scene=job.name)
+            if job.name in (sources or {}) and entries[-1]["status"] in ("failed", "abandoned"):
+                remove_wrappers(job)  # an Item scene that failed leaves no band wrappers behind
     return entries

@@ -167,3 +167,25 @@ def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None
     ms_vrts = tuple(write_vrt(b, work / f"ms_{b.name}.vrt", nodata) for b in ms)
     return SceneJob(item.id, output_dir / f"{item.id}.tif", pan=pan_vrt, ms=ms_vrts), item
 
+
+def remove_wrappers(job: SceneJob) -> None:
+    """After an Item scene that failed or was abandoned: its band VRTs in OUT/.ddrf-stac/<id>/ go, then that folder
+    and .ddrf-stac itself where this leaves them empty, so a failure leaves no litter. Kept where a raster is
+    published (its report names them) or another process holds the output's lock (it may be reading them). Only
+    the files job_from_item wrote go; a folder holding anything else (another Item's wrappers) is kept."""
+    from ddrf.files import Busy, exclusive
+
+    work = job.pan.parent if job.pan is not None else None
+    if work is None or work.name != job.name or work.parent.name != WORK_DIR:
+        return  # not wrappers under OUT (a dry run's temporary folder, a scene directory's job)
+    try:
+        with exclusive(job.raster):
+            if job.raster.is_file():
+                return
+            for path in (job.pan, *job.ms):
+                if path is not None and path.parent == work:
+                    path.unlink(missing_ok=True)
+            for folder in (work, work.parent):
+                folder.rmdir()
+    except (Busy, OSError):  # busy, or a folder not empty (what is left there is not this scene's) or gone
+        return
