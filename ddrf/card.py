@@ -85,6 +85,10 @@ class ModelCard:
     # the sampler steps K that c was fitted at (the spread of K-step samples grows with K); None: the card's
     # sampling_steps, at which every card fitted before this field was
     spread_calibration_steps: int | None = None
+    # the same for the spread of N geometric views (`ddrf-run --ensemble N --uncertainty N`): {"c", "samples",
+    # "steps"}, fitted by `ddrf-eval --views --fit-spread`; it holds only at that N and K (the views are the first N
+    # of eight fixed ones, not independent draws, so Student's t does not carry it); None: not fitted
+    spread_calibration_views: dict[str, Any] | None = None
     # interp23's border when the MS is upsampled to the LMS, as in training (data.lms_border); cards written before
     # this field existed were all trained and run with "symmetric"
     lms_border: str = "symmetric"
@@ -131,9 +135,17 @@ class ModelCard:
         """The sampler steps K at which the spread factor holds."""
         return self.spread_calibration_steps or self.sampling_steps
 
-    def spread_problem(self, steps: int) -> str | None:
-        """Why this card's factor does not calibrate the spread of `steps`-step samples, or None when it does
-        (unfitted: 1.0 with no N of fit, the default)."""
+    def spread_problem(self, steps: int, views: int = 0) -> str | None:
+        """Why this card's factor does not calibrate the spread of `steps`-step samples (of `views` views of each
+        window, if > 0), or None when it does (unfitted: 1.0 with no N of fit, the default)."""
+        if views:
+            fit = self.spread_calibration_views
+            if fit is None:
+                return "has no spread_calibration_views fitted for --ensemble on its card"
+            if (fit["samples"], fit["steps"]) != (views, steps):
+                return (f"has its spread_calibration_views fitted at {fit['samples']} views and {fit['steps']} "
+                        f"sampler step(s), not {views} and {steps}")
+            return None
         if self.spread_calibration_samples is None and self.spread_calibration == 1.0:
             return "has no fitted spread_calibration on its card"
         if self.spread_steps != steps:
@@ -141,8 +153,11 @@ class ModelCard:
                     "spread of the samples grows with the steps)")
         return None
 
-    def spread_factor(self, samples: int) -> float:
-        """What the std of `samples` draws is multiplied by to give the calibrated 1-sigma error."""
+    def spread_factor(self, samples: int, views: bool = False) -> float:
+        """What the std of `samples` draws (of that many views, with `views`) is multiplied by to give the
+        calibrated 1-sigma error."""
+        if views:
+            return float(self.spread_calibration_views["c"]) if self.spread_calibration_views else 1.0
         return self.spread_calibration * samples_factor(self.spread_calibration_samples, samples)
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +194,10 @@ class ModelCard:
             raise ValueError(f"spread_calibration_samples must be >= 2, got {self.spread_calibration_samples}")
         if self.spread_calibration_steps is not None and self.spread_calibration_steps < 1:
             raise ValueError(f"spread_calibration_steps must be >= 1, got {self.spread_calibration_steps}")
+        fit = self.spread_calibration_views
+        if fit is not None and not (set(fit) == {"c", "samples", "steps"} and fit["c"] > 0 and fit["samples"] >= 2
+                                    and fit["steps"] >= 1):
+            raise ValueError(f"spread_calibration_views must be {{c > 0, samples >= 2, steps >= 1}}, got {fit}")
         if self.target not in ("eps", "x0", "v"):
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
         if self.halo < 0:

@@ -65,7 +65,7 @@ def test_the_ensemble_does_not_depend_on_the_tile(sample_arrays: tuple[ArrayScen
 
 @pytest.mark.parametrize("args, message", [
     (["--ensemble", "1"], "--ensemble needs at least 2 views"),
-    (["--ensemble", "4", "--uncertainty", "4"], "--ensemble and --uncertainty exclude each other"),
+    (["--ensemble", "4", "--uncertainty", "8"], "so give both the same N (--ensemble 4 --uncertainty 4)"),
     (["--ensemble", "4", "--method", "GSA"], "--ensemble applies to the diffusion model"),
 ])
 def test_ensemble_usage_errors(args: list[str], message: str, tmp_path: object) -> None:

@@ -49,14 +49,13 @@ def main(
                                         "(fusebox: from red,green,blue,nir,swir1,swir2; default blue,green,red,nir. "
                                         "pairs: by the pair's band names; default all)"),
     fit_spread: bool = typer.Option(False, "--fit-spread", help="instead of scoring: fit the spread calibration of "
-                                    "the one ddrf:MODEL on these images (reduced protocol, --samples N >= 2 seeds) "
-                                    "and write it into MODEL/card.json, which ddrf-run --uncertainty applies"),
+                                    "the one ddrf:MODEL on these images (reduced protocol, --samples N >= 2 seeds, "
+                                    "or views with --views) and write it into MODEL/card.json, which ddrf-run "
+                                    "--uncertainty N (with --ensemble N for views) applies"),
 ) -> None:
     try:
         tiling = parse_tiling(tile, whole_image, views)
         chosen_bands = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
-        if fit_spread and views:
-            raise ValueError("--fit-spread fits the spread of seeds (what ddrf-run --uncertainty writes), not --views")
         if fit_spread:
             fit_spread_calibration(dataset, methods, acquisitions, sensor, divisor, steps, samples, seed, backend,
                                    tiling, simulate_ratio, chosen_bands)
@@ -129,10 +128,10 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
         check = calibrate(zs)
         typer.echo(f"fitted on {images[0].name} alone (c = {check['c']:.3f}), the others: "
                    f"{100 * check['coverage_held_out']:.1f} % covered")
-    steps = method.fuser().steps
-    store_factor(method.model_dir, c, samples, steps)
-    typer.echo(f"{method.model_dir / CARD_NAME}: spread_calibration = {c} at N = {samples}, K = {steps} (from "
-               f"{len(images)} image(s) of {dataset})")
+    steps, views = method.fuser().steps, method.tiling.views
+    store_factor(method.model_dir, c, samples, steps, views)
+    typer.echo(f"{method.model_dir / CARD_NAME}: spread_calibration{'_views' if views else ''} = {c} at N = "
+               f"{samples} {'views' if views else 'seeds'}, K = {steps} (from {len(images)} image(s) of {dataset})")
 
 
 def parse_tiling(tile: int | None, whole_image: bool, views: bool = False) -> Any:

@@ -37,15 +37,18 @@ def pooled_factor(zs: list[np.ndarray]) -> float:
     return float(np.quantile(np.concatenate([z.ravel() for z in zs]), TARGET_COVERAGE))
 
 
-def store_factor(model_dir: str | os.PathLike[str], c: float, samples: int, steps: int) -> float:
-    """Write c (to three decimals) and the N and K it was fitted at into the model's card.json, atomically;
-    return c."""
+def store_factor(model_dir: str | os.PathLike[str], c: float, samples: int, steps: int, views: bool = False) -> float:
+    """Write c (to three decimals) and the N and K it was fitted at into the model's card.json, atomically (for the
+    spread of N views with `views`, else of N seeds); return c."""
     from ddrf.card import read_card, write_card
     from ddrf.model_dir import CARD_NAME
 
     path = Path(model_dir) / CARD_NAME
     card = read_card(path)
-    card.spread_calibration, card.spread_calibration_samples = round(c, 3), samples
-    card.spread_calibration_steps = steps
+    if views:
+        card.spread_calibration_views = {"c": round(c, 3), "samples": samples, "steps": steps}
+    else:
+        card.spread_calibration, card.spread_calibration_samples = round(c, 3), samples
+        card.spread_calibration_steps = steps
     write_card(card, path)
-    return card.spread_calibration
+    return round(c, 3)

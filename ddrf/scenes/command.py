@@ -58,9 +58,9 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
         raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")
     if ensemble == 1 or ensemble < 0:
         raise usage(f"--ensemble needs at least 2 views, got {ensemble}")
-    if ensemble and uncertainty:
-        raise usage("--ensemble and --uncertainty exclude each other: the spread calibration is fitted on seeds, "
-                    "not on views")
+    if ensemble and uncertainty and ensemble != uncertainty:
+        raise usage(f"--ensemble {ensemble} --uncertainty {uncertainty}: the spread is that of the views fused, "
+                    f"so give both the same N (--ensemble {ensemble} --uncertainty {ensemble})")
     if method:
         from ddrf.baselines import ALL_METHODS
 
@@ -167,7 +167,8 @@ def main(
     seed: int = typer.Option(0, "--seed", help="Noise seed (noise is keyed to scene coordinates)."),
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: the output is their mean; "
                                     "also write <name>_spread.tif (per-pixel std x the card's spread_calibration, "
-                                    "adjusted for N)."),
+                                    "adjusted for N). With --ensemble N (the same N): the spread of the N views, "
+                                    "times the card's spread_calibration_views."),
     ensemble: int = typer.Option(0, "--ensemble", min=0, help="N >= 2 views (the window turned and flipped, up to "
                                  "8, each with its own seed): the output is their mean. Better than one view, at N "
                                  "times the time: 8 views took held-out SAM 2.5-3.3 % and ERGAS 3.2-3.6 % "

@@ -75,8 +75,9 @@ class ModelEngine:
         self.ratio: int | None = int(self.card.ratio)
         self.multiple = int(fuser.multiple)
         self.label = f"model ({fuser.files.root})"
-        self.spread_calibration = self.card.spread_factor(samples)
-        self.spread_problem = self.card.spread_problem(fuser.steps)
+        views = first_view is not None
+        self.spread_calibration = self.card.spread_factor(samples, views)
+        self.spread_problem = self.card.spread_problem(fuser.steps, samples if views else 0)
         self.halo = int(self.card.halo)
         self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
         self.radiometry: Radiometry | None = None

@@ -331,8 +331,9 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
             model = engine.summary()["model"]
             say(f"{job.source}: model {model['name']} ({model['path']}), {model['chosen_by']}")
         if settings.spread and engine.spread_problem:
+            views = " --views" if getattr(engine, "first_view", None) is not None else ""
             say(f"{job.source}: {engine.label} {engine.spread_problem}, so the spread map is not calibrated; fit a "
-                "factor on reference images with ddrf-eval DATA --methods ddrf:MODEL --steps K --samples N "
+                f"factor on reference images with ddrf-eval DATA --methods ddrf:MODEL --steps K --samples N{views} "
                 "--fit-spread")
         missing = scene.files.missing  # all of them go in the report; said when a core band is absent (a partial
         # copy more likely than a download of some bands: coastal and SWIR are often left out on purpose)

@@ -1,0 +1,96 @@
+"""The spread of an ensemble's views, calibrated: `ddrf-run --ensemble N --uncertainty N` multiplies the std of the
+N views by the card's `spread_calibration_views`, fitted by `ddrf-eval --views --fit-spread` at that N and K."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from ddrf.card import ModelCard, read_card
+from scenes_fixtures import SAMPLE, TINY_MODEL
+
+ROOT = Path(__file__).parents[1]
+
+
+def card_with(**fields: object) -> ModelCard:
+    return ModelCard.from_dict({**json.loads((TINY_MODEL / "card.json").read_text()), **fields})
+
+
+def test_the_views_factor_on_the_card() -> None:
+    """Round trip; old cards have none; it holds only at its N and K; the seeds' factor is untouched by it."""
+    plain = card_with()
+    assert plain.spread_calibration_views is None and plain.spread_factor(4, views=True) == 1.0
+    assert "no spread_calibration_views" in str(plain.spread_problem(plain.sampling_steps, views=4))
+    fit = {"c": 3.5, "samples": 4, "steps": plain.sampling_steps}
+    card = card_with(spread_calibration_views=fit, spread_calibration=2.0, spread_calibration_samples=8)
+    assert ModelCard.from_json(card.to_json()).spread_calibration_views == fit
+    assert card.spread_factor(4, views=True) == 3.5 and card.spread_problem(card.sampling_steps, views=4) is None
+    assert card.spread_factor(8) == 2.0  # seeds: their own factor
+    assert "fitted at 4 views and" in str(card.spread_problem(card.sampling_steps, views=2))
+    assert f"not 4 and {card.sampling_steps + 1}" in str(card.spread_problem(card.sampling_steps + 1, views=4))
+    for bad in ({"c": 0.0, "samples": 4, "steps": 1}, {"c": 2.0, "samples": 1, "steps": 1}, {"c": 2.0}):
+        with pytest.raises(ValueError, match="spread_calibration_views"):
+            card_with(spread_calibration_views=bad)
+
+
+def run(*args: str) -> tuple[int, str]:
+    from ddrf.scenes.command import app
+
+    result = CliRunner().invoke(app, [str(SAMPLE), "--no-progress", "--tile", "192", "--halo", "16", "--threads", "1",
+                                      *args])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def spread_of(out: Path) -> np.ndarray:
+    with rasterio.open(out / f"{SAMPLE.name}_spread.tif") as ds:
+        return ds.read().astype(np.float64)
+
+
+def engine_of(out: Path) -> dict:
+    return json.loads((out / f"{SAMPLE.name}.json").read_text())["engine"]
+
+
+def test_ddrf_run_writes_the_views_spread_times_the_views_factor(tmp_path: Path) -> None:
+    """Without a views factor the spread is the views' raw std, with a warning naming the fitting command; with one
+    fitted at this N and K, that std times it, and the report says so. Different Ns are refused."""
+    plain, fitted = tmp_path / "plain", tmp_path / "fitted"  # two folders: a process loads each model once
+    shutil.copytree(TINY_MODEL, plain)
+    shutil.copytree(TINY_MODEL, fitted)
+    card = json.loads((TINY_MODEL / "card.json").read_text())
+    views = {"c": 3.5, "samples": 2, "steps": card["sampling_steps"]}
+    (fitted / "card.json").write_text(json.dumps({**card, "spread_calibration": 9.0,
+                                                  "spread_calibration_views": views}))
+    code, text = run("-o", str(tmp_path / "p"), "--model", str(plain), "--ensemble", "2", "--uncertainty", "2")
+    assert code == 0 and "no spread_calibration_views fitted for --ensemble" in text and "--views" in text, text
+    assert engine_of(tmp_path / "p")["spread_fitted"] is False
+    code, text = run("-o", str(tmp_path / "f"), "--model", str(fitted), "--ensemble", "2", "--uncertainty", "2")
+    assert code == 0 and "spread_calibration" not in text, text
+    engine = engine_of(tmp_path / "f")
+    assert engine["spread_factor"] == 3.5 and engine["spread_fitted"] is True
+    raw = spread_of(tmp_path / "p")
+    assert raw.mean() > 0
+    np.testing.assert_allclose(spread_of(tmp_path / "f"), 3.5 * raw, rtol=1e-5)
+    code, text = run("-o", str(tmp_path / "x"), "--model", str(fitted), "--ensemble", "4", "--uncertainty", "2")
+    assert code == 2 and "give both the same N (--ensemble 4 --uncertainty 4)" in text, text
+
+
+def test_eval_fits_the_views_factor_into_its_own_slot(tmp_path: Path) -> None:
+    """ddrf-eval --views --fit-spread writes spread_calibration_views at its N and K; the seeds' factor stays."""
+    from ddrf.evaluate.command import app
+
+    model = tmp_path / "model"
+    shutil.copytree(TINY_MODEL, model)
+    result = CliRunner().invoke(app, [f"fusebox:{ROOT / 'tests/data/landsat7'}", "--acquisitions", "all",
+                                      "--methods", f"ddrf:{model}", "--samples", "3", "--views", "--tile", "96",
+                                      "--fit-spread"])
+    assert result.exit_code == 0, result.output
+    card = read_card(model / "card.json")
+    fit = card.spread_calibration_views
+    assert fit is not None and fit["samples"] == 3 and fit["steps"] == card.sampling_steps and fit["c"] > 1
+    assert card.spread_calibration == 1.0 and card.spread_calibration_samples is None
+    assert f"spread_calibration_views = {fit['c']} at N = 3 views" in " ".join(result.output.split())
