@@ -10,6 +10,9 @@
   running, done or failed (with its one-line reason). Done and failed scenes are never run again by the watcher (a
   failed one is retried only when its entry is removed from the file); a scene left `running` by a crash or a kill
   is run again at the next start, which is safe because nothing of an unfinished scene is ever published.
+- Stale state: a done scene whose directory changed since (a second delivery of the name) is said once per start,
+  with how to fuse it again, never fused again; a waiting or queued scene whose directory left the inbox is dropped
+  from the status file, said once, with what a killed run of it left in the output directory (temporaries, lock).
 - Events: watchdog's native observer (inotify, ...) or, with `--poll`, its PollingObserver, for network file systems
   where change notifications do not arrive. Events only wake the loop; what is ready is decided by a scan, so a
   missed event delays a scene by at most one rescan interval.
@@ -20,6 +23,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -30,13 +34,15 @@ from typing import Any, Callable, Iterator, NamedTuple
 from ddrf.scenes.engines import EngineSpec
 from ddrf.scenes.discover import listed_absent
 from ddrf.scenes.jobs import SceneJob
-from ddrf.scenes.streaming import RunSettings
+from ddrf.scenes.streaming import Outputs, RunSettings
 from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested, exit_code
 from ddrf.scenes.runner import run_scene
 
 STATUS_NAME = "ddrf-watch-status.json"
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart", ".download")
-IDLE_RESCAN_S = 30.0  # a full rescan even without events (covers missed notifications)
+# a full rescan even without events (covers missed notifications); also how often done scenes are looked at for a
+# second delivery: that costs ~1 ms a scene, and while files are being copied in, every event brings a scan
+IDLE_RESCAN_S = 30.0
 STATUSES = ("waiting", "queued", "running", "done", "failed")
 
 
@@ -105,6 +111,10 @@ class StatusFile:
             raise StatusWriteError(f"{self.path}: cannot write the watch status file ({exc.strerror or exc}); "
                                    f"stopping") from None
 
+    def drop(self, name: str) -> None:
+        del self.scenes[name]
+        self.save()
+
     def recover(self) -> list[str]:
         """Scenes a previous process left running (killed, crashed): queued again."""
         names = [n for n, e in self.scenes.items() if e["status"] == "running"]
@@ -146,6 +156,17 @@ def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...] | None:
         return tuple((str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     except FileNotFoundError:  # a file vanished while we looked: still being written
         return None
+
+
+def delivery_digest(directory: Path) -> str | None:
+    """A short digest of what `directory` holds: its fingerprint and its own ctime, which a new directory of the same
+    name changes even when its files keep their names, sizes and times (`cp -a`, `rsync -a`). None while the
+    directory is empty or holds a partial download."""
+    try:
+        files, ctime = fingerprint(directory), directory.stat().st_ctime_ns
+    except OSError:
+        return None
+    return None if files is None else hashlib.sha256(repr((files, ctime)).encode()).hexdigest()[:16]
 
 
 class Verdict(NamedTuple):
@@ -226,7 +247,7 @@ class Watcher:
     """The loop: scan, run what is ready (oldest name first), sleep until an event or the next rescan."""
 
     def __init__(self, inbox: Path, out: Path, spec: EngineSpec, settings: RunSettings, reporter: Reporter,
-                 options: WatchOptions, catalog: Path | None) -> None:
+                 options: WatchOptions, catalog: Path | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.inbox, self.out, self.spec, self.settings = inbox, out, spec, settings
         self.reporter, self.options, self.catalog = reporter, options, catalog
         status_path = options.status_file or out / STATUS_NAME
@@ -234,10 +255,13 @@ class Watcher:
         if status_path.parent != out:
             writable_directory(status_path.parent)
         self.status = StatusFile(status_path, inbox)
-        self.readiness = Readiness(options.settle_s, options.ready_file, wait_listed_s=options.wait_listed_s)
+        self.readiness = Readiness(options.settle_s, options.ready_file, clock, options.wait_listed_s)
         self.notes: dict[str, str] = {}  # scene -> what it is fused without (--wait-listed ran out)
         self.skipped: set[str] = set()  # inbox entries already reported as no scene (one line each, once)
         self.handled: list[dict[str, Any]] = []  # this run's scene results: the exit code (earlier runs' do not count)
+        self.redelivered: set[str] = set()  # done scenes already said to have changed (one line each, once per start)
+        self.baseline: dict[str, str] = {}  # done entries from before the status file kept a digest: as first seen
+        self.done_checked = -float("inf")  # when done scenes were last checked for a second delivery
 
     def skip(self, directory: Path, why: str) -> None:
         if directory.name not in self.skipped:
@@ -254,23 +278,32 @@ class Watcher:
         self.handled.append(entry)
         self.reporter.scene(entry)
 
+    def outputs(self, name: str) -> Outputs:
+        """Every output path the scene may have (spread map and quicklook included)."""
+        return Outputs.for_raster(self.out.absolute() / f"{name}.tif", True, True)
+
     def clash(self, name: str) -> str | None:
         """The scene's outputs would overwrite the status or lock file (a scene named like the status file)."""
         from ddrf.scenes.jobs import published
-        from ddrf.scenes.streaming import Outputs
 
         ours = {self.status.path.absolute(), self.status.path.absolute().with_name(self.status.path.name + ".lock")}
-        for target in published(Outputs.for_raster(self.out.absolute() / f"{name}.tif", True, True)):
+        for target in published(self.outputs(name)):
             if target in ours:
                 return (f"{name}: its output {target} would overwrite the watch status file; rename the scene "
                         f"directory")
         return None
 
     def pending(self) -> Iterator[Path]:
-        """Ready scenes not yet done or failed; marks the others waiting."""
+        """Ready scenes not yet done or failed; marks the others waiting, and drops those gone from the inbox."""
         ours = {p.resolve() for p in (self.out, self.catalog) if p is not None}
         inbox = self.inbox.resolve()
-        for directory in scene_dirs(self.inbox):
+        directories = scene_dirs(self.inbox)
+        self.forget_gone({d.name for d in directories})
+        now = self.readiness.clock()
+        check_done = now - self.done_checked >= IDLE_RESCAN_S
+        if check_done:
+            self.done_checked = now
+        for directory in directories:
             resolved = directory.resolve()
             if resolved in ours:  # an output or catalogue folder inside the inbox is not a scene
                 continue
@@ -278,6 +311,8 @@ class Watcher:
                 self.skip(directory, f"links to {resolved}, the inbox or a folder above it")
                 continue
             state = self.status.status(directory.name)
+            if state == "done" and check_done:
+                self.check_redelivery(directory)
             if state in ("done", "failed"):
                 continue
             reason = self.clash(directory.name) or unreadable(directory)
@@ -298,6 +333,58 @@ class Watcher:
                     self.reporter.emit("waiting", f"{directory}: {verdict.reason}", name=directory.name,
                                        path=str(directory), reason=verdict.reason)
 
+    def check_redelivery(self, directory: Path) -> None:
+        """A done scene whose directory changed since it was fused (delivered again, files replaced): one line saying
+        so and how to fuse it again. Not fused again by itself: a published product is never replaced unasked."""
+        name = directory.name
+        if name in self.redelivered:
+            return
+        current = delivery_digest(directory)
+        if current is None:  # emptied or still being delivered: look again later
+            return
+        entry = self.status.scenes[name]
+        if current == (entry.get("delivery") or self.baseline.setdefault(name, current)):
+            return
+        self.redelivered.add(name)
+        output = entry.get("output") or str(self.outputs(name).raster)
+        self.reporter.emit(
+            "redelivered", f"{directory}: already fused to {output}, and its files changed since (a new delivery?); "
+            f"not fused again. To fuse it again, deliver it under a new directory name, or stop the watcher, delete "
+            f"{name!r} from {self.status.path} and start it with --overwrite", name=name, path=str(directory),
+            output=output, status_file=str(self.status.path))
+
+    def forget_gone(self, present: set[str]) -> None:
+        """Waiting or queued scenes whose directory left the inbox (renamed, deleted): dropped from the status file,
+        said once, and what a killed run of one left in the output directory removed. Done and failed entries stay:
+        they keep a scene of that name from being fused twice or retried in a loop."""
+        for name, entry in list(self.status.scenes.items()):
+            if entry["status"] not in ("waiting", "queued") or name in present:
+                continue
+            self.status.drop(name)
+            self.readiness.seen.pop(self.inbox / name, None)
+            self.notes.pop(name, None)
+            removed = self.leftovers(name) if entry["status"] == "queued" else []
+            path = entry.get("source") or str(self.inbox / name)
+            text = f"{path}: gone from the inbox while {entry['status']}; dropped from the status file"
+            if removed:
+                text += f", and removed what an unfinished run of it left: {', '.join(p.name for p in removed)}"
+            self.reporter.emit("gone", text, name=name, path=path, was=entry["status"],
+                               removed=[str(p) for p in removed])
+
+    def leftovers(self, name: str) -> list[Path]:
+        """Remove the temporaries a killed run of the scene left, and its output lock (a run of the scene would, but a
+        gone scene gets none). Under that lock, so that a live process writing the output (a batch ddrf-run) keeps
+        its files; a lock of a dead process is free (the kernel dropped it) and removed on release."""
+        from ddrf.files import Busy, clean_stale, exclusive
+        from ddrf.scenes.jobs import published
+
+        outputs = self.outputs(name)
+        try:
+            with exclusive(outputs.raster):
+                return [path for final in published(outputs) for path in clean_stale(final)]
+        except (Busy, OSError):
+            return []
+
     def run_one(self, directory: Path) -> None:
         name = directory.name
         job = SceneJob(name, self.out / f"{name}.tif", directory=directory)
@@ -313,7 +400,8 @@ class Watcher:
         if entry["status"] == "failed":
             self.status.set(name, "failed", reason=entry["error"])
         else:
-            self.status.set(name, "done", files=entry.get("files"), seconds=entry.get("seconds"), reason=note)
+            self.status.set(name, "done", files=entry.get("files"), seconds=entry.get("seconds"), reason=note,
+                            delivery=delivery_digest(directory))  # what was fused: a later change is said
 
     def wait_time(self) -> float:
         waiting = any(e["status"] in ("waiting", "queued") for e in self.status.scenes.values())
