@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/steps_samples.py ddrf:runs/v2_ratio2/model \\
         [--dataset fusebox:/work/shared/data/landsat7_fusebox] [--acquisitions P034R032] [--simulate-ratio 4] \\
         [--bands blue,green,red,nir] [--images N] [--steps 1,2,4,8] [--samples 1,4,8] [--tile T] \\
-        [--backend ort-cpu] [--json out.json] [--write-calibration | --calibration C]
+        [--backend ort-cpu] [--json out.json] [--views] [--write-calibration | --calibration C]
 
 MODEL is `ddrf:DIR` (ONNX, torch-free runtime) or `ckpt:PATH` (torch). Every image is fused through ddrf-run's
 windows, halo and blend (ddrf-eval's methods, `Tiling`) at the reduced protocol (Wald, or the simulated ratio); for
@@ -14,7 +14,8 @@ samples (N x the measured seconds per sample), and for N >= 4 the spread (std ov
 and Spearman's rank correlation. Calibration: c = the factor that gives c x (2 sigma) 95 % coverage on the first image,
 and the coverage it gives on the other images (none when only one image is used); `--calibration C` also gives the
 coverage of a c fitted elsewhere (another band set, dataset or sensor) on every image, fitted at the largest N and
-carried to each N as ddrf-run carries a card's (`ModelCard.spread_factor`).
+carried to each N as ddrf-run carries a card's (`ModelCard.spread_factor`). `--views`: the N samples are views of
+each window (`ddrf-run --ensemble N`), and `--write-calibration` writes the card's `spread_calibration_views`.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def evaluate_image(method: Any, sample: Sample, sample_counts: list[int]) -> tup
 def run(args: argparse.Namespace, log: Any = lambda s: print(s, file=sys.stderr)) -> dict[str, Any]:
     data = open_dataset(args.dataset, args.acquisitions, simulate_ratio=args.simulate_ratio, bands=args.bands)
     images = list(data.samples(REDUCED))[: args.images] if args.images else list(data.samples(REDUCED))
-    tiling = Tiling(tile=args.tile)
+    tiling = Tiling(tile=args.tile, views=args.views)
     rows, settings = [], {}
     for k in args.steps:
         (method,) = parse_methods(args.model, steps=k, samples=max(args.samples), backend=args.backend,
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace, log: Any = lambda s: print(s, file=sys.stderr)
     return {"command": " ".join(sys.argv), "dataset": data.spec, "data": data.settings, "images": [s.name for s in images],
             "ratio": images[0].ratio, "model": {k: v for k, v in settings.items() if k not in ("steps", "samples",
                                                                                               "seeds")},
-            "border": 0, "spread": "std over the N samples, ddof 1, DN", "given_c": args.calibration, "rows": rows}
+            "border": 0, "spread": "std over the N samples, ddof 1, DN", "given_c": args.calibration,
+            "views": args.views, "rows": rows}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -119,8 +121,9 @@ def write_calibration(model: str, result: dict[str, Any]) -> str:
     if not rows:
         raise SystemExit(f"steps_samples: error: no row at the card's K={card.sampling_steps} with N >= 4")
     row = max(rows, key=lambda r: r["N"])
-    c = store_factor(folder, row["calibration"]["c"], row["N"], row["K"])
-    return f"{Path(folder) / 'card.json'}: spread_calibration = {c} (K={row['K']}, N={row['N']})"
+    c = store_factor(folder, row["calibration"]["c"], row["N"], row["K"], views=result["views"])
+    slot = "spread_calibration_views" if result["views"] else "spread_calibration"
+    return f"{Path(folder) / 'card.json'}: {slot} = {c} (K={row['K']}, N={row['N']})"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -136,6 +139,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=ints, default=[1, 4, 8])
     p.add_argument("--tile", type=int, default=None, help="window side (default: ddrf-run's for the backend)")
     p.add_argument("--backend", default="ort-cpu")
+    p.add_argument("--views", action="store_true", help="the samples are views of each window (ddrf-run --ensemble)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--calibration", type=float, default=None,
                    help="also give the coverage of c x 2 sigma on every image for this c (e.g. the card's), fitted "
