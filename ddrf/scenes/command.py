@@ -24,7 +24,8 @@ import typer
 
 from ddrf.runtime.backends import BACKENDS
 from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
-                                   item_jobs, known_sensor, log_usage_as, make_jobs, split_arguments, usage)
+                                   item_jobs, known_sensor, log_usage_as, make_jobs, split_arguments, usage,
+                                   wrappers_removed_on_exit)
 
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec
@@ -114,12 +115,16 @@ def make_reporter(log_format: str, progress: Optional[bool], every: float, every
 
 
 def finish_cluster_entries(entries: list[dict[str, Any]], jobs: list[Any], settings: Any, catalog: Optional[Path],
-                           reporter: Any) -> list[dict[str, Any]]:
-    """Scenes run on a Dask cluster: their STAC Items and catalogue links are written here, once all are back."""
+                           reporter: Any, sources: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+    """Scenes run on a Dask cluster: their STAC Items and catalogue links are written here, once all are back; as in
+    run_batch, an Item scene (named in `sources`) that failed or was abandoned leaves no band wrappers."""
     from ddrf.scenes.runner import describe_outputs
+    from ddrf.scenes.stac_in import remove_wrappers
 
     finished = [describe_outputs(entry, job, settings, catalog) for entry, job in zip(entries, jobs)]
-    for entry in finished:
+    for entry, job in zip(finished, jobs):
+        if job.name in (sources or {}) and entry["status"] in ("failed", "abandoned"):
+            remove_wrappers(job)
         reporter.scene(entry)
     return finished
 
@@ -243,26 +248,28 @@ def main(
         raise typer.Exit(run_watch(watch.absolute(), output, spec, settings, reporter, catalog, settle, ready_file,
                                    poll, poll_interval, wait_listed))
     sources: dict[str, Any] = {}
-    if references:
-        if directories or pan or ms:
-            raise usage("give either STAC Items or scene directories / --pan --ms, not both")
-        if band_names or sensor:
-            raise usage("--bands and --sensor are for scene directories and --pan/--ms; a STAC Item names its bands")
-        if dry_run_only:  # the band wrappers in a temporary folder: a dry run writes nothing under -o
-            with tempfile.TemporaryDirectory(prefix="ddrf-dry-run-") as wrappers:
-                raise typer.Exit(dry_run(item_jobs(references, output, Path(wrappers))[0], spec, settings))
-        jobs, sources = item_jobs(references, output)
-    else:
-        jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output, band_names,
-                         known_sensor(sensor))
-    if dry_run_only:
-        raise typer.Exit(dry_run(jobs, spec, settings))
-    check_writable(output if jobs[0].directory is not None or references else output.parent)
+    with wrappers_removed_on_exit(output) as written:  # a stop before the scenes run leaves no Item band wrappers
+        if references:
+            if directories or pan or ms:
+                raise usage("give either STAC Items or scene directories / --pan --ms, not both")
+            if band_names or sensor:
+                raise usage("--bands and --sensor are for scene directories and --pan/--ms; a STAC Item names its "
+                            "bands")
+            if dry_run_only:  # the band wrappers in a temporary folder: a dry run writes nothing under -o
+                with tempfile.TemporaryDirectory(prefix="ddrf-dry-run-") as wrappers:
+                    raise typer.Exit(dry_run(item_jobs(references, output, Path(wrappers))[0], spec, settings))
+            jobs, sources = item_jobs(references, output, written=written)
+        else:
+            jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output, band_names,
+                             known_sensor(sensor))
+        if dry_run_only:
+            raise typer.Exit(dry_run(jobs, spec, settings))
+        check_writable(output if jobs[0].directory is not None or references else output.parent)
     if scheduler:
         from ddrf.scenes.distributed import run_on_cluster
 
         entries = run_on_cluster(scheduler, jobs, spec, settings)
-        entries = finish_cluster_entries(entries, jobs, settings, catalog, reporter)
+        entries = finish_cluster_entries(entries, jobs, settings, catalog, reporter, sources)
     else:
         from ddrf.scenes.runner import run_batch
 

@@ -4,8 +4,9 @@ is one usage line (exit 2). Never imports torch.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import typer
 
@@ -244,6 +245,31 @@ def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings")
     return 1 if failed else 0
 
 
+@contextmanager
+def wrappers_removed_on_exit(output: Path) -> Iterator[list[Any]]:
+    """Around what ddrf-run does between writing the STAC Items' band wrappers (item_jobs fills the list this yields)
+    and running their scenes: should it stop there (a usage error such as a later bad Item, clashing outputs or an
+    output folder that takes no files; Ctrl-C), the wrappers this invocation wrote go (remove_wrappers), and OUT
+    itself where this invocation made it and they leave it empty. An earlier run's folders, a published scene's
+    wrappers and whatever else was there before stay."""
+    made_output = not output.exists()
+    written: list[Any] = []
+    try:
+        yield written
+    except BaseException:
+        if written:
+            from ddrf.scenes.stac_in import remove_wrappers
+
+            for job in written:
+                remove_wrappers(job)
+            if made_output:
+                try:
+                    output.rmdir()
+                except OSError:  # not empty: something else is in it now
+                    pass
+        raise
+
+
 def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
     """(scene directories, STAC Item references: .json files and URLs)."""
     from ddrf.scenes.stac_in import is_item_reference
@@ -252,9 +278,12 @@ def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
     return [Path(a).absolute() for a in arguments if a not in items], items
 
 
-def item_jobs(references: list[str], output: Path, wrappers: Path | None = None) -> tuple[list[Any], dict[str, Any]]:
+def item_jobs(references: list[str], output: Path, wrappers: Path | None = None,
+              written: list[Any] | None = None) -> tuple[list[Any], dict[str, Any]]:
     """One job per STAC Item; a bad Item is a usage error naming it (before any scene runs). `wrappers`: where the
-    band VRTs go instead of OUT/.ddrf-stac (a dry run's temporary folder)."""
+    band VRTs go instead of OUT/.ddrf-stac (a dry run's temporary folder). `written` (see wrappers_removed_on_exit):
+    gets each job whose wrapper folder this call makes, as soon as it starts writing there, so that a usage error
+    raised here or later removes them."""
     from ddrf.scenes.stac_in import job_from_item
 
     if output.suffix.lower() in (".tif", ".tiff"):
@@ -266,7 +295,7 @@ def item_jobs(references: list[str], output: Path, wrappers: Path | None = None)
     jobs, sources = [], {}
     for reference in references:
         try:
-            job, item = job_from_item(reference, output, wrappers)
+            job, item = job_from_item(reference, output, wrappers, written)
         except ValueError as exc:
             raise usage(" ".join(str(exc).split()))
         except OSError as exc:  # the band wrappers' folder under OUT

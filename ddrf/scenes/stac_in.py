@@ -151,9 +151,15 @@ def refuse_outputs_over_inputs(raster: Path, reference: str, bands: list[BandSou
                          "(inputs are never overwritten)")
 
 
-def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None) -> tuple[SceneJob, pystac.Item]:
+def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None,
+                  written: list[SceneJob] | None = None) -> tuple[SceneJob, pystac.Item]:
     """The SceneJob for one Item: its bands as named VRTs in OUT/.ddrf-stac/<id>/ (or `wrappers`/<id>/: a dry run
-    writes nothing under OUT), output OUT/<id>.tif."""
+    writes nothing under OUT), output OUT/<id>.tif.
+
+    `written`: the jobs whose wrapper folders this invocation made, for remove_wrappers should it stop before their
+    scenes run. The job joins it before its VRTs are written (so that a failure partway is covered too) when its
+    folder is new or one that a job in the list made; a folder already there (an earlier run's, a published
+    scene's) never joins."""
     os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")  # no directory listing per remote file
     item = read_item(reference)
     pan, ms = band_sources(item, reference)
@@ -161,11 +167,16 @@ def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None
         raise ValueError(f"{reference}: Item id {item.id!r} is no plain file name; the outputs are named after it")
     refuse_outputs_over_inputs(output_dir / f"{item.id}.tif", reference, [pan, *ms])
     work = (wrappers or output_dir / WORK_DIR) / item.id
+    pan_vrt, ms_vrts = work / "pan.vrt", tuple(work / f"ms_{b.name}.vrt" for b in ms)
+    job = SceneJob(item.id, output_dir / f"{item.id}.tif", pan=pan_vrt, ms=ms_vrts)
+    if written is not None and (not work.exists() or any(j.pan is not None and j.pan.parent == work
+                                                          for j in written)):
+        written.append(job)
     work.mkdir(parents=True, exist_ok=True)
     nodata = declared_nodata(item)
-    pan_vrt = write_vrt(pan, work / "pan.vrt", nodata)
-    ms_vrts = tuple(write_vrt(b, work / f"ms_{b.name}.vrt", nodata) for b in ms)
-    return SceneJob(item.id, output_dir / f"{item.id}.tif", pan=pan_vrt, ms=ms_vrts), item
+    for source, path in zip([pan, *ms], [pan_vrt, *ms_vrts]):
+        write_vrt(source, path, nodata)
+    return job, item
 
 
 def remove_wrappers(job: SceneJob) -> None:
