@@ -122,3 +122,5 @@ def test_a_failed_item_scene_on_a_dask_cluster_removes_its_wrappers(tmp_path: Pa
     assert sorted(p.name for p in (out / WORK_DIR).iterdir()) == ["earlier", "good"]
     assert Path(json.loads((out / "good.json").read_text())["inputs"]["pan"]).is_file()
     assert (out / "bad.json").read_text() == "my notes\n"
+    made = json.loads((out / "good.item.json").read_text())  # as run_batch writes it: linked to its source Item
+    assert any(link["rel"] == "derived_from" for link in made["links"]), made["links"]

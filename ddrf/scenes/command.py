@@ -117,11 +117,13 @@ def make_reporter(log_format: str, progress: Optional[bool], every: float, every
 def finish_cluster_entries(entries: list[dict[str, Any]], jobs: list[Any], settings: Any, catalog: Optional[Path],
                            reporter: Any, sources: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
     """Scenes run on a Dask cluster: their STAC Items and catalogue links are written here, once all are back; as in
-    run_batch, an Item scene (named in `sources`) that failed or was abandoned leaves no band wrappers."""
+    run_batch, an Item scene (named in `sources`) gets its source's datetime and derived_from link, and one that
+    failed or was abandoned leaves no band wrappers."""
     from ddrf.scenes.runner import describe_outputs
     from ddrf.scenes.stac_in import remove_wrappers
 
-    finished = [describe_outputs(entry, job, settings, catalog) for entry, job in zip(entries, jobs)]
+    finished = [describe_outputs(entry, job, settings, catalog, (sources or {}).get(job.name))
+                for entry, job in zip(entries, jobs)]  # an Item scene's output Item links back to its source
     for entry, job in zip(finished, jobs):
         if job.name in (sources or {}) and entry["status"] in ("failed", "abandoned"):
             remove_wrappers(job)
