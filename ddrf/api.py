@@ -135,7 +135,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     from ddrf.scenes.engines import EngineSpec, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
     from ddrf.scenes.runner import describe_outputs
-    from ddrf.scenes.stac_in import is_item_reference, job_from_item
+    from ddrf.scenes.stac_in import is_item_reference, job_from_item, remove_wrappers
     from ddrf.scenes.streaming import RunSettings
 
     out = Path(out).absolute()
@@ -159,5 +159,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
                            progress=False)
     entry = describe_outputs(run_job(job, spec, settings), job, settings, None, item)
     if entry["status"] == "failed":
+        if item is not None:  # as ddrf-run: a failed Item scene leaves no band wrappers
+            remove_wrappers(job)
         raise ValueError(entry["error"])
     return job.raster

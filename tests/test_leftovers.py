@@ -129,3 +129,16 @@ def test_a_report_that_no_kill_left_is_still_refused(make: Callable[[Path, Path]
     assert_one_line(result.output, "x.json", "exists, but x.tif does not.*--overwrite", "ddrf-run:")
     assert "interrupted run" not in result.output
     assert (out / "x.json").read_bytes() == before and not (out / "x.tif").exists()
+
+
+def test_the_api_leaves_no_band_wrappers_after_a_failed_item_scene(tmp_path: Path) -> None:
+    """ddrf.fuse_scene on an Item whose scene fails: the one-line ValueError, and no .ddrf-stac left, as ddrf-run."""
+    import ddrf
+
+    item = write_item(tmp_path / "items" / "bad.json", item_id="bad")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "bad.json").write_text("my notes\n")
+    with pytest.raises(ValueError, match="exists, but bad.tif does not"):
+        ddrf.fuse_scene(item, out, method="GSA")
+    assert sorted(p.name for p in out.iterdir()) == ["bad.json"]
