@@ -122,7 +122,9 @@ def test_watch_exactly_once_across_restart(tmp_path: Path) -> None:
     second.wait("b waiting", lambda: scene_state(second, "b") == "waiting")
     time.sleep(0.5)
     assert scene_state(second, "b") == "waiting"  # no ready file yet, and --settle is long
-    shutil.copy(next(SAMPLE.glob("*_MTL.txt")), inbox / "b")
+    mtl = next(SAMPLE.glob("*_MTL.txt"))  # the ready file lands whole (copied, then renamed), as a producer should
+    shutil.copy(mtl, inbox / "b" / f"{mtl.name}.part")
+    (inbox / "b" / f"{mtl.name}.part").rename(inbox / "b" / mtl.name)
     second.wait("b done", lambda: scene_state(second, "b") == "done")
     assert second.stop() == 0
     assert (out / "a.tif").stat().st_mtime_ns == stamp  # not redone

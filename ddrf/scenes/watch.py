@@ -7,12 +7,16 @@
   `--wait-listed` seconds: then it is fused with the bands present (a delivery without coastal or SWIR bands), and
   its log line and status say so.
 - Exactly once across restarts: the status file (`OUT/ddrf-watch-status.json`) records each scene as waiting, queued,
-  running, done or failed (with its one-line reason). Done and failed scenes are never run again by the watcher (a
-  failed one is retried only when its entry is removed from the file); a scene left `running` by a crash or a kill
-  is run again at the next start, which is safe because nothing of an unfinished scene is ever published.
-- Stale state: a done scene whose directory changed since (a second delivery of the name) is said once per start,
-  with how to fuse it again, never fused again; a waiting or queued scene whose directory left the inbox is dropped
-  from the status file, said once, with what a killed run of it left in the output directory (temporaries, lock).
+  running, done or failed (with its one-line reason), done and failed ones with the digest of the directory as it
+  was run (`delivery`). A done scene is never run again by the watcher. A failed one is not retried while its
+  directory stays as it failed, so a bad delivery cannot make a retry loop; delivered again (the directory replaced,
+  or its files changed: a fixed delivery) it is run once more, as a new scene, and if that fails too it records the
+  new digest and waits for the next change. A scene left `running` by a crash or a kill is run again at the next
+  start, which is safe because nothing of an unfinished scene is ever published.
+- Stale state: a done scene whose directory changed since (a second delivery of the name), or whose output GeoTIFF
+  was deleted, is said once per start, with how to fuse it again, never fused again; a waiting or queued scene whose
+  directory left the inbox is dropped from the status file, said once, with what a killed run of it left in the
+  output directory (temporaries, lock).
 - Events: watchdog's native observer (inotify, ...) or, with `--poll`, its PollingObserver, for network file systems
   where change notifications do not arrive. Events only wake the loop; what is ready is decided by a scan, so a
   missed event delays a scene by at most one rescan interval.
@@ -40,9 +44,13 @@ from ddrf.scenes.runner import run_scene
 
 STATUS_NAME = "ddrf-watch-status.json"
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".filepart", ".download")
-# a full rescan even without events (covers missed notifications); also how often done scenes are looked at for a
-# second delivery: that costs ~1 ms a scene, and while files are being copied in, every event brings a scan
+# a full rescan even without events (covers missed notifications); also how often done and failed scenes are looked
+# at for a second delivery (Watcher.check_stale): that costs ~1 ms a scene, and while files are being copied in, every
+# event brings a scan
 IDLE_RESCAN_S = 30.0
+# the `delivery` of a scene that failed when its directory could not be digested (unreadable, emptied, a partial file
+# in it): any digest differs from it, so the scene is run again once it can be read and is complete
+UNKNOWN_DELIVERY = "unknown"
 STATUSES = ("waiting", "queued", "running", "done", "failed")
 
 
@@ -169,6 +177,11 @@ def delivery_digest(directory: Path) -> str | None:
     return None if files is None else hashlib.sha256(repr((files, ctime)).encode()).hexdigest()[:16]
 
 
+def failed_delivery(directory: Path) -> str:
+    """The `delivery` a failed entry records: the directory's digest, or UNKNOWN_DELIVERY when it has none now."""
+    return delivery_digest(directory) or UNKNOWN_DELIVERY
+
+
 class Verdict(NamedTuple):
     ready: bool
     reason: str | None = None  # why it waits, or (ready) what it is fused without
@@ -259,9 +272,10 @@ class Watcher:
         self.notes: dict[str, str] = {}  # scene -> what it is fused without (--wait-listed ran out)
         self.skipped: set[str] = set()  # inbox entries already reported as no scene (one line each, once)
         self.handled: list[dict[str, Any]] = []  # this run's scene results: the exit code (earlier runs' do not count)
-        self.redelivered: set[str] = set()  # done scenes already said to have changed (one line each, once per start)
-        self.baseline: dict[str, str] = {}  # done entries from before the status file kept a digest: as first seen
-        self.done_checked = -float("inf")  # when done scenes were last checked for a second delivery
+        self.said: set[tuple[str, str]] = set()  # (event, scene): stale-state lines said, each once per start
+        self.baseline: dict[str, str] = {}  # done or failed entries from before the status file kept a digest: as
+        # first seen
+        self.done_checked = -float("inf")  # when done and failed scenes were last checked (check_stale)
 
     def skip(self, directory: Path, why: str) -> None:
         if directory.name not in self.skipped:
@@ -272,7 +286,7 @@ class Watcher:
     def refuse(self, directory: Path, reason: str) -> None:
         """A scene that cannot be run: failed, with its one-line reason (the watcher keeps watching)."""
         name = directory.name
-        self.status.set(name, "failed", source=str(directory), reason=reason)
+        self.status.set(name, "failed", source=str(directory), reason=reason, delivery=failed_delivery(directory))
         entry = {"name": name, "status": "failed", "error": reason, "source": str(directory),
                  "output": str(self.out / f"{name}.tif")}
         self.handled.append(entry)
@@ -311,8 +325,8 @@ class Watcher:
                 self.skip(directory, f"links to {resolved}, the inbox or a folder above it")
                 continue
             state = self.status.status(directory.name)
-            if state == "done" and check_done:
-                self.check_redelivery(directory)
+            if state in ("done", "failed") and check_done:
+                state = self.check_stale(directory, state)
             if state in ("done", "failed"):
                 continue
             reason = self.clash(directory.name) or unreadable(directory)
@@ -333,25 +347,56 @@ class Watcher:
                     self.reporter.emit("waiting", f"{directory}: {verdict.reason}", name=directory.name,
                                        path=str(directory), reason=verdict.reason)
 
-    def check_redelivery(self, directory: Path) -> None:
-        """A done scene whose directory changed since it was fused (delivered again, files replaced): one line saying
-        so and how to fuse it again. Not fused again by itself: a published product is never replaced unasked."""
+    def check_stale(self, directory: Path, state: str) -> str:
+        """A done or failed scene against its directory and output (once per IDLE_RESCAN_S); the scene's state after.
+
+        - done, and its directory changed since it was fused (delivered again, files replaced): one `redelivered` line
+          per start saying so and how to fuse it again;
+        - done, and its output GeoTIFF is gone (deleted from OUT): one `missing` line per start, the same way. Neither
+          is fused again by itself: a published product is never replaced (or redone) unasked;
+        - failed, and its directory changed since it failed (a fixed delivery): one `retrying` line, and the scene is
+          `waiting` again, run once complete as a new scene would be. It cannot loop: a failing run records the digest
+          of what it failed on, and an unchanged failed delivery is never run again.
+        Entries from before the status file kept a digest are compared with what this process first saw."""
         name = directory.name
-        if name in self.redelivered:
-            return
-        current = delivery_digest(directory)
-        if current is None:  # emptied or still being delivered: look again later
-            return
         entry = self.status.scenes[name]
-        if current == (entry.get("delivery") or self.baseline.setdefault(name, current)):
+        if state == "done":
+            output = entry.get("output") or str(self.outputs(name).raster)
+            how = (f"To fuse it again, deliver it under a new directory name, or stop the watcher, delete {name!r} "
+                   f"from {self.status.path} and start it with --overwrite")
+            if ("redelivered", name) not in self.said and self.changed(directory, entry):
+                self.say_once("redelivered", directory, f"already fused to {output}, and its files changed since (a "
+                              f"new delivery?); not fused again. {how}", output=output)
+            if not os.path.lexists(output):
+                self.say_once("missing", directory, f"done, but its output {output} is gone (deleted?); not fused "
+                              f"again. {how}", output=output)
+            return state
+        if not self.changed(directory, entry):
+            return state
+        error = entry.get("reason") or "no reason recorded"
+        entry.pop("delivery", None)  # what it failed on; its next run records its own
+        self.status.set(name, "waiting", source=str(directory))
+        self.reporter.emit("retrying", f"{directory}: failed before ({error}), and its files changed since (a fixed "
+                           f"delivery?); fusing it again once it is complete, once: if that fails too, not again "
+                           f"until its files change again", name=name, path=str(directory), error=error,
+                           status_file=str(self.status.path))
+        return "waiting"
+
+    def changed(self, directory: Path, entry: dict[str, Any]) -> bool:
+        """Whether the scene directory differs from the digest its done or failed entry recorded (or, for an entry
+        without one, from what this process first saw); False while it is emptied or still being delivered."""
+        current = delivery_digest(directory)
+        if current is None:  # look again later
+            return False
+        return current != (entry.get("delivery") or self.baseline.setdefault(directory.name, current))
+
+    def say_once(self, event: str, directory: Path, text: str, **fields: Any) -> None:
+        """One line about a scene's stale state, once per start."""
+        if (event, directory.name) in self.said:
             return
-        self.redelivered.add(name)
-        output = entry.get("output") or str(self.outputs(name).raster)
-        self.reporter.emit(
-            "redelivered", f"{directory}: already fused to {output}, and its files changed since (a new delivery?); "
-            f"not fused again. To fuse it again, deliver it under a new directory name, or stop the watcher, delete "
-            f"{name!r} from {self.status.path} and start it with --overwrite", name=name, path=str(directory),
-            output=output, status_file=str(self.status.path))
+        self.said.add((event, directory.name))
+        self.reporter.emit(event, f"{directory}: {text}", name=directory.name, path=str(directory),
+                           status_file=str(self.status.path), **fields)
 
     def forget_gone(self, present: set[str]) -> None:
         """Waiting or queued scenes whose directory left the inbox (renamed, deleted): dropped from the status file,
@@ -397,8 +442,8 @@ class Watcher:
             raise
         self.handled.append(entry)
         note = self.notes.pop(name, None)
-        if entry["status"] == "failed":
-            self.status.set(name, "failed", reason=entry["error"])
+        if entry["status"] == "failed":  # what it failed on: run again only when that changes
+            self.status.set(name, "failed", reason=entry["error"], delivery=failed_delivery(directory))
         else:
             self.status.set(name, "done", files=entry.get("files"), seconds=entry.get("seconds"), reason=note,
                             delivery=delivery_digest(directory))  # what was fused: a later change is said
