@@ -349,4 +349,4 @@ def test_fit_spread_writes_the_calibration_into_the_models_card(tmp_path: Path) 
     assert card.spread_calibration_steps == card.sampling_steps and card.spread_problem(card.sampling_steps) is None
     covered = [float(line.split("covers ")[1].rstrip(" %")) for line in text.splitlines() if " covers " in line]
     assert len(covered) == 3 and 90 < sum(covered) / 3 < 99  # pooled: about 95 % on average, in sample
-    assert "the others:" in text and f"spread_calibration = {card.spread_calibration} at N = 4, K = " in text
+    assert "the others:" in text and f"spread_calibration = {card.spread_calibration} at N = 4 seeds, K = " in text

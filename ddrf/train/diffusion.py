@@ -22,7 +22,8 @@ class Denoiser(Protocol):
 
     def encode(self, lms: torch.Tensor, pan: torch.Tensor) -> tuple[torch.Tensor, ...]: ...
 
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, *cond: torch.Tensor, margin: int = 0) -> torch.Tensor: ...
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, *cond: torch.Tensor, margin: int = 0) -> torch.Tensor:
+        """`margin` > 0 (only asked of models that crop: ddrf.model.DDRF): the prediction without that border."""
 
 
 class Diffusion:
@@ -105,7 +106,9 @@ class Diffusion:
         draws = self._sampler_noise(plan, lms, generator, noise)
 
         def denoise(x: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, ...], crop: int = 0) -> torch.Tensor:
-            return model.denoise(x, t.to(torch.float32), *cond, margin=crop).to(x.dtype)
+            if crop:  # only then: a Denoiser need not know margins unless asked for one
+                return model.denoise(x, t.to(torch.float32), *cond, margin=crop).to(x.dtype)
+            return model.denoise(x, t.to(torch.float32), *cond).to(x.dtype)
 
         return sample(model.encode, denoise, plan, self.target, lms, pan, draws[0], self.residual,
                       step_noise=lambda i: draws[i + 1], residual_scale=self.residual_scale, margin=margin)
