@@ -80,9 +80,13 @@ class OrtBackend:
         # freed blocks instead. For the bundled ratio-2 model's 576 x 576 window the peak fell from 900 to 534 MB
         # at the same speed (docs/BENCHMARKS.md, sixth session).
         options.enable_mem_pattern = False
-        # A graph run once per scene (the scene-statistics pass) gets no arena: its blocks go back to the system
-        # after the run instead of staying reserved, unused, while every window runs.
-        options.enable_cpu_mem_arena = not once
+        # A graph run once per scene (the scene-statistics pass) shrinks its arena at the end of each run, so its
+        # blocks go back to the system instead of staying reserved while every window runs. It keeps the arena
+        # during the run: without one each tensor is a fresh mmap under ddrf-run's fixed mmap threshold
+        # (ddrf.cli.bounded_heap), which made the pass 2.5x slower (docs/BENCHMARKS.md, thirteenth session).
+        self.run_options = ort.RunOptions()
+        if once:
+            self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         if threads:
             options.intra_op_num_threads = threads
         providers = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
@@ -105,7 +109,7 @@ class OrtBackend:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {n: np.ascontiguousarray(inputs[n], dtype=self.input_dtype(n)) for n in self.input_names}
-        outputs = self.session.run(self.output_names, feed)
+        outputs = self.session.run(self.output_names, feed, self.run_options)
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.output_names, outputs)}
 
     def metadata(self) -> dict[str, str]:
