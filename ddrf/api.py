@@ -135,7 +135,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     from ddrf.scenes.engines import EngineSpec, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
     from ddrf.scenes.runner import describe_outputs
-    from ddrf.scenes.stac_in import is_item_reference, job_from_item, remove_wrappers
+    from ddrf.scenes.stac_in import is_item_reference, job_from_item, tidy_after
     from ddrf.scenes.streaming import RunSettings
 
     out = Path(out).absolute()
@@ -158,8 +158,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     settings = RunSettings(tile=tile, batch=batch, cog=cog, overwrite=overwrite,
                            progress=False)
     entry = describe_outputs(run_job(job, spec, settings), job, settings, None, item)
+    tidy_after(entry, job, item is not None)  # as ddrf-run: a failed Item scene leaves no band wrappers
     if entry["status"] == "failed":
-        if item is not None:  # as ddrf-run: a failed Item scene leaves no band wrappers
-            remove_wrappers(job)
         raise ValueError(entry["error"])
     return job.raster

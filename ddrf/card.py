@@ -115,6 +115,14 @@ class ModelCard:
         """Every tile side must be a multiple of this: one halving per UNet level below the top."""
         return int(2 ** (len(self.model.get("channel_mults", [1])) - 1))
 
+    def croppable(self, border: int) -> int:
+        """The widest margin of a window's `border` that this network may leave uncomputed: the border in whole
+        margin steps, or 0 where a statistic spans the window (a v1 network that takes no scene statistics), so
+        every output pixel depends on the whole window."""
+        if self.model.get("arch", "v1") == "v1" and not self.scene_statistics:
+            return 0
+        return border // self.margin_step * self.margin_step
+
     @property
     def margin_step(self) -> int:
         """An output margin is a multiple of this, so that padding both sides by it keeps the size multiple."""

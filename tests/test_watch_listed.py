@@ -102,14 +102,19 @@ def test_scene_waits_for_band_files_its_mtl_names(tmp_path: Path) -> None:
     assert not [e for e in watcher.events() if e["event"] == "incomplete"]
 
 
-def test_wait_listed_runs_out_and_fuses_the_bands_present(tmp_path: Path) -> None:
-    """A delivery that truly lacks the NIR band: after --wait-listed it is fused without it, and says why."""
+def watching_a_delivery_without_nir(tmp_path: Path, *options: str) -> tuple[WatchProcess, Path]:
+    """A GSA watcher with these options, started, and scene `a` delivered whole but for its NIR band (B5)."""
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
-    watcher = WatchProcess(inbox, out, tmp_path / "watch.log", "--method", "GSA", "--settle", "0.2",
-                           "--wait-listed", "1.5")
+    watcher = WatchProcess(inbox, out, tmp_path / "watch.log", "--method", "GSA", *options)
     started(watcher)
     deliver_full(inbox / "a", leave_out=("_B5.TIF",))
+    return watcher, out
+
+
+def test_wait_listed_runs_out_and_fuses_the_bands_present(tmp_path: Path) -> None:
+    """A delivery that truly lacks the NIR band: after --wait-listed it is fused without it, and says why."""
+    watcher, out = watching_a_delivery_without_nir(tmp_path, "--settle", "0.2", "--wait-listed", "1.5")
     delivered = time.monotonic()
     watcher.wait("a waiting", lambda: scene_state(watcher, "a") == "waiting")
     watcher.wait("a done", lambda: scene_state(watcher, "a") == "done")
@@ -125,12 +130,7 @@ def test_wait_listed_runs_out_and_fuses_the_bands_present(tmp_path: Path) -> Non
 def test_ready_file_means_complete_without_waiting_for_listed_files(tmp_path: Path) -> None:
     """With --ready-file the producer says the scene is complete: fused at once with the bands present, although
     --settle and --wait-listed (default 600 s) are long."""
-    inbox, out = tmp_path / "inbox", tmp_path / "out"
-    inbox.mkdir()
-    watcher = WatchProcess(inbox, out, tmp_path / "watch.log", "--method", "GSA", "--settle", "600",
-                           "--ready-file", "*_MTL.txt")
-    started(watcher)
-    deliver_full(inbox / "a", leave_out=("_B5.TIF",))
+    watcher, out = watching_a_delivery_without_nir(tmp_path, "--settle", "600", "--ready-file", "*_MTL.txt")
     watcher.wait("a done", lambda: scene_state(watcher, "a") == "done", timeout=30)
     assert watcher.stop() == 0
     assert set(bands_missing(out, "a")) == {"nir"}

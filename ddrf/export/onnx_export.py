@@ -50,9 +50,7 @@ def _dynamic_axes(shapes_a: list[torch.Size], shapes_b: list[torch.Size], names:
 def output_margin(card: ModelCard) -> int:
     """The widest border the unrolled samplers may leave uncomputed: what ddrf-run's blend gives no weight with the
     card's halo, in whole margin steps; 0 where a window statistic makes every pixel depend on the whole window."""
-    if card.model.get("arch", "v1") == "v1" and not card.scene_statistics:
-        return 0
-    return unweighted_border(card.halo) // card.margin_step * card.margin_step
+    return card.croppable(unweighted_border(card.halo))
 
 
 def sample_inputs(card: ModelCard, batch: int, size: int) -> dict[str, torch.Tensor]:

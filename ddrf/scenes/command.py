@@ -120,13 +120,12 @@ def finish_cluster_entries(entries: list[dict[str, Any]], jobs: list[Any], setti
     run_batch, an Item scene (named in `sources`) gets its source's datetime and derived_from link, and one that
     failed or was abandoned leaves no band wrappers."""
     from ddrf.scenes.runner import describe_outputs
-    from ddrf.scenes.stac_in import remove_wrappers
+    from ddrf.scenes.stac_in import tidy_after
 
     finished = [describe_outputs(entry, job, settings, catalog, (sources or {}).get(job.name))
                 for entry, job in zip(entries, jobs)]  # an Item scene's output Item links back to its source
     for entry, job in zip(finished, jobs):
-        if job.name in (sources or {}) and entry["status"] in ("failed", "abandoned"):
-            remove_wrappers(job)
+        tidy_after(entry, job, job.name in (sources or {}))
         reporter.scene(entry)
     return finished
 

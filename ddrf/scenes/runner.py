@@ -66,7 +66,7 @@ def run_batch(jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings, rep
     """Every job in order; after SIGTERM the scene in progress and those not started are `abandoned`."""
     from tqdm import tqdm
 
-    from ddrf.scenes.stac_in import remove_wrappers
+    from ddrf.scenes.stac_in import tidy_after
 
     entries: list[dict[str, Any]] = []
     with GracefulStop() as stop, tqdm(jobs, desc="scenes", unit="scene", position=0, file=sys.stderr,
@@ -81,6 +81,5 @@ def run_batch(jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings, rep
                 except StopRequested:
                     entries.append(abandoned(job))
                     reporter.emit("stopping", f"SIGTERM: abandoned {job.name}, stopping", scene=job.name)
-            if job.name in (sources or {}) and entries[-1]["status"] in ("failed", "abandoned"):
-                remove_wrappers(job)  # an Item scene that failed leaves no band wrappers behind
+            tidy_after(entries[-1], job, job.name in (sources or {}))
     return entries

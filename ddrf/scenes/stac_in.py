@@ -179,6 +179,13 @@ def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None
     return job, item
 
 
+def tidy_after(entry: dict[str, Any], job: SceneJob, from_item: bool) -> None:
+    """After any scene (a batch, a Dask cluster, the API): an Item scene that failed or was abandoned leaves no band
+    wrappers (remove_wrappers). Only Item scenes: another job's files are the user's inputs."""
+    if from_item and entry["status"] in ("failed", "abandoned"):
+        remove_wrappers(job)
+
+
 def remove_wrappers(job: SceneJob) -> None:
     """After an Item scene that failed or was abandoned: its band VRTs in OUT/.ddrf-stac/<id>/ go, then that folder
     and .ddrf-stac itself where this leaves them empty, so a failure leaves no litter. Kept where a raster is

@@ -54,9 +54,7 @@ class TorchEngine:
         out what it can of the `border` the blend gives no weight (whole margin steps; nothing where a window
         statistic makes every pixel depend on the whole window), as the exported graphs do."""
         self.radiometry = preview_radiometry(scene, self.card)
-        step = self.card.margin_step
-        local = self.card.model.get("arch", "v1") != "v1" or self.card.scene_statistics
-        self.margin = border // step * step if self.crop and local else 0
+        self.margin = self.card.croppable(border) if self.crop else 0
         # recorded over the same context windows as the runtime's ModelEngine
         members = [(self.seed + k, 0) for k in range(self.samples)]  # seeds only: no views in the torch path
         inputs = context_inputs(scene, self.prep, self.radiometry, members)
