@@ -344,6 +344,29 @@ def test_dask_cluster_matches_local_run(tiny_model: Path, two_tilings: dict[str,
         np.testing.assert_array_equal(read(out / f"{name}.tif"), read(two_tilings["96"]))
 
 
+@pytest.mark.parametrize("address", ["free port", "not a scheduler address"])
+def test_unreachable_scheduler_is_one_usage_line_and_writes_nothing(tiny_model: Path, tmp_path: Path,
+                                                                     address: str) -> None:
+    """A --scheduler nobody answers at (a closed port; a malformed address) is refused in one line naming it,
+    within Dask's connect timeout, before any output exists; it used to end in a traceback."""
+    import socket
+
+    import dask
+
+    if address == "free port":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"  # closed again: nothing listens there
+    out = tmp_path / "out"
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        result = cli(str(copy_scene(tmp_path / "a")), "-o", str(out), "--model", str(tiny_model), "--threads", "1",
+                     "--scheduler", address)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith(f"ddrf-run: --scheduler {address}: no Dask scheduler answers there"), lines
+    assert not out.exists()
+
+
 def test_scene_run_never_imports_torch(tiny_model: Path, tmp_path: Path) -> None:
     code = (
         "import sys\n"

@@ -174,7 +174,7 @@ def main(
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: the output is their mean; "
                                     "also write <name>_spread.tif (per-pixel std x the card's spread_calibration, "
                                     "adjusted for N). With --ensemble N (the same N): the spread of the N views, "
-                                    "times the card's spread_calibration_views."),
+                                    "times the card's spread_calibration_views fitted at that N."),
     ensemble: int = typer.Option(0, "--ensemble", min=0, help="N >= 2 views (the window turned and flipped, up to "
                                  "8, each with its own seed): the output is their mean. Better than one view, at N "
                                  "times the time: 8 views took held-out SAM 2.5-3.3 % and ERGAS 3.2-3.6 % "
@@ -239,6 +239,13 @@ def main(
     settings = RunSettings(tile=tile, batch=batch or batch_default,
                            halo=halo, cog=cog, quicklook=quicklook,
                            overwrite=overwrite, spread=bool(uncertainty), progress=reporter.bars)
+    if scheduler and not dry_run_only and watch is None:
+        from ddrf.scenes.distributed import SchedulerUnreachable, check_scheduler
+
+        try:
+            check_scheduler(scheduler)
+        except SchedulerUnreachable as exc:
+            raise usage(str(exc))
     engines = preload(spec) if not scheduler or dry_run_only else []
     for engine in engines or [None]:  # each model a scene may get
         model = engine.fuser.files.root.name if len(engines) > 1 and hasattr(engine, "fuser") else None

@@ -8,22 +8,48 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ddrf.scenes.engines import EngineSpec
 from ddrf.scenes.jobs import SceneJob, run_job
 from ddrf.scenes.streaming import RunSettings
 
+if TYPE_CHECKING:
+    from distributed import Client
+
+
+class SchedulerUnreachable(RuntimeError):
+    """No Dask scheduler answers at the address given (or Dask's distributed package is not installed)."""
+
+
+def connect(address: str) -> "Client":
+    """A client of the scheduler at `address`, within Dask's connect timeout (distributed.comm.timeouts.connect,
+    30 s by default; DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT sets it)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise SchedulerUnreachable("--scheduler needs Dask's distributed package: pip install 'ddrf-edge[dist]'")
+    try:
+        return Client(address)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:  # refused, timed out, or not an address
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise SchedulerUnreachable(f"--scheduler {address}: no Dask scheduler answers there ({reason})") from None
+
+
+def check_scheduler(address: str) -> None:
+    """Connect once and disconnect: an address that does not answer is refused before any scene runs."""
+    connect(address).close()
+
 
 def run_on_cluster(address: str, jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings,
                    done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Run `jobs` on the scheduler at `address`; returns one entry per job, in the order given."""
-    from distributed import Client, as_completed
+    from distributed import as_completed
 
     settings = dataclasses.replace(settings, progress=False)  # no tile bars on workers
     run_id = uuid.uuid4().hex[:8]
     entries: dict[int, dict[str, Any]] = {}
-    with Client(address, timeout="30s") as client:
+    with connect(address) as client:
         futures = {client.submit(run_job, job, spec, settings, key=f"ddrf-run-{run_id}-{i}", pure=False): i
                    for i, job in enumerate(jobs)}
         for future in as_completed(futures):
