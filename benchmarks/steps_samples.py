@@ -110,7 +110,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def write_calibration(model: str, result: dict[str, Any]) -> str:
-    """Store the c fitted at the card's own step count and the largest N on the card (atomically)."""
+    """Store on the card (atomically) the c fitted at the card's own step count: at the largest N for seeds
+    (Student's t carries it to other N), at every N for views (nothing carries it)."""
     from ddrf.card import read_card
 
     kind, _, folder = model.partition(":")
@@ -120,10 +121,12 @@ def write_calibration(model: str, result: dict[str, Any]) -> str:
     rows = [r for r in result["rows"] if r["K"] == card.sampling_steps and "calibration" in r]
     if not rows:
         raise SystemExit(f"steps_samples: error: no row at the card's K={card.sampling_steps} with N >= 4")
-    row = max(rows, key=lambda r: r["N"])
-    c = store_factor(folder, row["calibration"]["c"], row["N"], row["K"], views=result["views"])
     slot = "spread_calibration_views" if result["views"] else "spread_calibration"
-    return f"{Path(folder) / 'card.json'}: {slot} = {c} (K={row['K']}, N={row['N']})"
+    lines = []
+    for row in sorted(rows, key=lambda r: r["N"]) if result["views"] else [max(rows, key=lambda r: r["N"])]:
+        c = store_factor(folder, row["calibration"]["c"], row["N"], row["K"], views=result["views"])
+        lines.append(f"{Path(folder) / 'card.json'}: {slot} = {c} (K={row['K']}, N={row['N']})")
+    return "\n".join(lines)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -145,8 +148,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also give the coverage of c x 2 sigma on every image for this c (e.g. the card's), fitted "
                         "at the largest --samples and carried to each N as ddrf-run does (ModelCard.spread_factor)")
     p.add_argument("--write-calibration", action="store_true",
-                   help="ddrf: only: write c (the card's K, the largest N) into the model's card.json as "
-                        "spread_calibration, which ddrf-run --uncertainty applies")
+                   help="ddrf: only: write c (the card's K; the largest N, or with --views every N) into the "
+                        "model's card.json as spread_calibration(_views), which ddrf-run --uncertainty applies")
     return p.parse_args(argv)
 
 

@@ -85,10 +85,11 @@ class ModelCard:
     # the sampler steps K that c was fitted at (the spread of K-step samples grows with K); None: the card's
     # sampling_steps, at which every card fitted before this field was
     spread_calibration_steps: int | None = None
-    # the same for the spread of N geometric views (`ddrf-run --ensemble N --uncertainty N`): {"c", "samples",
-    # "steps"}, fitted by `ddrf-eval --views --fit-spread`; it holds only at that N and K (the views are the first N
-    # of eight fixed ones, not independent draws, so Student's t does not carry it); None: not fitted
-    spread_calibration_views: dict[str, Any] | None = None
+    # the same for the spread of N geometric views (`ddrf-run --ensemble N --uncertainty N`): one {"c", "samples",
+    # "steps"} per N and K fitted (`ddrf-eval --views --fit-spread`); each holds only at its own N and K (the views
+    # are the first N of eight fixed ones, not independent draws, so Student's t does not carry c to another N).
+    # Cards of the thirteenth session hold one fit as a dict, read as a list of one
+    spread_calibration_views: list[dict[str, Any]] = field(default_factory=list)
     # interp23's border when the MS is upsampled to the LMS, as in training (data.lms_border); cards written before
     # this field existed were all trained and run with "symmetric"
     lms_border: str = "symmetric"
@@ -147,12 +148,12 @@ class ModelCard:
         """Why this card's factor does not calibrate the spread of `steps`-step samples (of `views` views of each
         window, if > 0), or None when it does (unfitted: 1.0 with no N of fit, the default)."""
         if views:
-            fit = self.spread_calibration_views
-            if fit is None:
+            if not self.spread_calibration_views:
                 return "has no spread_calibration_views fitted for --ensemble on its card"
-            if (fit["samples"], fit["steps"]) != (views, steps):
-                return (f"has its spread_calibration_views fitted at {fit['samples']} views and {fit['steps']} "
-                        f"sampler step(s), not {views} and {steps}")
+            if self.views_fit(views, steps) is None:
+                fitted = ", ".join(f"{f['samples']} views at {f['steps']} step(s)" for f in self.spread_calibration_views)
+                return (f"has its spread_calibration_views fitted at {fitted}, not {views} views at {steps} sampler "
+                        "step(s)")
             return None
         if self.spread_calibration_samples is None and self.spread_calibration == 1.0:
             return "has no fitted spread_calibration on its card"
@@ -161,11 +162,16 @@ class ModelCard:
                     "spread of the samples grows with the steps)")
         return None
 
-    def spread_factor(self, samples: int, views: bool = False) -> float:
-        """What the std of `samples` draws (of that many views, with `views`) is multiplied by to give the
-        calibrated 1-sigma error."""
+    def views_fit(self, views: int, steps: int) -> dict[str, Any] | None:
+        """The spread_calibration_views entry fitted at `views` views of `steps`-step samples, if any."""
+        return next((f for f in self.spread_calibration_views if (f["samples"], f["steps"]) == (views, steps)), None)
+
+    def spread_factor(self, samples: int, views: bool = False, steps: int | None = None) -> float:
+        """What the std of `samples` draws (of that many views of `steps`-step samples, default the card's, with
+        `views`) is multiplied by to give the calibrated 1-sigma error (1.0 where no views fit matches)."""
         if views:
-            return float(self.spread_calibration_views["c"]) if self.spread_calibration_views else 1.0
+            fit = self.views_fit(samples, steps or self.sampling_steps)
+            return float(fit["c"]) if fit else 1.0
         return self.spread_calibration * samples_factor(self.spread_calibration_samples, samples)
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +186,8 @@ class ModelCard:
         if int(d.get("card_version", CARD_VERSION)) > CARD_VERSION:
             raise ValueError(f"model card version {d['card_version']} is newer than this ddrf ({CARD_VERSION})")
         d["normalisation"] = Normalisation(**d.get("normalisation", {}))
+        views = d.get("spread_calibration_views")
+        d["spread_calibration_views"] = [views] if isinstance(views, dict) else list(views or [])
         known = set(cls.__dataclass_fields__)
         card = cls(**{k: v for k, v in d.items() if k in known})
         card.validate()
@@ -202,10 +210,14 @@ class ModelCard:
             raise ValueError(f"spread_calibration_samples must be >= 2, got {self.spread_calibration_samples}")
         if self.spread_calibration_steps is not None and self.spread_calibration_steps < 1:
             raise ValueError(f"spread_calibration_steps must be >= 1, got {self.spread_calibration_steps}")
-        fit = self.spread_calibration_views
-        if fit is not None and not (set(fit) == {"c", "samples", "steps"} and fit["c"] > 0 and fit["samples"] >= 2
-                                    and fit["steps"] >= 1):
-            raise ValueError(f"spread_calibration_views must be {{c > 0, samples >= 2, steps >= 1}}, got {fit}")
+        for fit in self.spread_calibration_views:
+            if not (isinstance(fit, dict) and set(fit) == {"c", "samples", "steps"} and fit["c"] > 0
+                    and fit["samples"] >= 2 and fit["steps"] >= 1):
+                raise ValueError(f"spread_calibration_views entries must be {{c > 0, samples >= 2, steps >= 1}}, "
+                                 f"got {fit}")
+        fitted_at = [(f["samples"], f["steps"]) for f in self.spread_calibration_views]
+        if len(set(fitted_at)) < len(fitted_at):
+            raise ValueError(f"spread_calibration_views has two fits at the same views and steps: {fitted_at}")
         if self.target not in ("eps", "x0", "v"):
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
         if self.halo < 0:

@@ -86,7 +86,8 @@ def test_finetune_refuses_unknown_models_and_held_out_scenes_in_one_line(base_ru
 
 def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, tmp_path: Path) -> None:
     """A v1 base served with scene statistics and a wide halo (as the bundled ratio-2 model): the fine-tuned export
-    keeps both (else its output would depend on the tile) and inherits the spread calibration, saying so."""
+    keeps both (else its output would depend on the tile) and inherits the spread calibrations (seeds and
+    views), saying so."""
     import shutil
 
     from ddrf.card import write_card
@@ -96,6 +97,7 @@ def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, t
     shutil.copy(base_run / "model.safetensors", base / "model.safetensors")
     card = read_card(base_run / "card.json")
     card.scene_statistics, card.halo, card.spread_calibration, card.spread_calibration_samples = True, 48, 9.5, 8
+    card.spread_calibration_views = [{"c": 6.5, "samples": 4, "steps": card.sampling_steps}]
     write_card(card, base / "card.json")
     out = tmp_path / "ft"
     result = CliRunner().invoke(app, [str(SCENE), "--out", str(out), "--model", str(base), "--steps", "2",
@@ -108,4 +110,6 @@ def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, t
     assert (tuned.spread_calibration, tuned.spread_calibration_samples) == (9.5, 8)
     assert tuned.spread_calibration_steps == card.sampling_steps  # the K the base's factor was fitted at
     assert tuned.spread_problem(card.sampling_steps) is None
+    assert tuned.spread_calibration_views == card.spread_calibration_views  # --ensemble 4 --uncertainty 4 too
+    assert tuned.spread_problem(card.sampling_steps, views=4) is None
     assert "inherited" in tuned.training["spread_calibration"]

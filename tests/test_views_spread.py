@@ -12,6 +12,7 @@ import rasterio
 from typer.testing import CliRunner
 
 from ddrf.card import ModelCard, read_card
+from ddrf.evaluate.spread import store_factor
 from scenes_fixtures import SAMPLE, TINY_MODEL
 
 ROOT = Path(__file__).parents[1]
@@ -22,18 +23,25 @@ def card_with(**fields: object) -> ModelCard:
 
 
 def test_the_views_factor_on_the_card() -> None:
-    """Round trip; old cards have none; it holds only at its N and K; the seeds' factor is untouched by it."""
+    """Round trip; old cards have none, thirteenth-session cards one dict; each fit holds only at its N and K; the
+    seeds' factor is untouched by them."""
     plain = card_with()
-    assert plain.spread_calibration_views is None and plain.spread_factor(4, views=True) == 1.0
+    assert plain.spread_calibration_views == [] and plain.spread_factor(4, views=True) == 1.0
     assert "no spread_calibration_views" in str(plain.spread_problem(plain.sampling_steps, views=4))
-    fit = {"c": 3.5, "samples": 4, "steps": plain.sampling_steps}
-    card = card_with(spread_calibration_views=fit, spread_calibration=2.0, spread_calibration_samples=8)
-    assert ModelCard.from_json(card.to_json()).spread_calibration_views == fit
-    assert card.spread_factor(4, views=True) == 3.5 and card.spread_problem(card.sampling_steps, views=4) is None
+    k = plain.sampling_steps
+    fits = [{"c": 3.5, "samples": 4, "steps": k}, {"c": 2.5, "samples": 8, "steps": k}]
+    card = card_with(spread_calibration_views=fits, spread_calibration=2.0, spread_calibration_samples=8)
+    assert ModelCard.from_json(card.to_json()).spread_calibration_views == fits
+    assert card.spread_factor(4, views=True) == 3.5 and card.spread_factor(8, views=True, steps=k) == 2.5
+    assert card.spread_problem(k, views=4) is None and card.spread_problem(k, views=8) is None
     assert card.spread_factor(8) == 2.0  # seeds: their own factor
-    assert "fitted at 4 views and" in str(card.spread_problem(card.sampling_steps, views=2))
-    assert f"not 4 and {card.sampling_steps + 1}" in str(card.spread_problem(card.sampling_steps + 1, views=4))
-    for bad in ({"c": 0.0, "samples": 4, "steps": 1}, {"c": 2.0, "samples": 1, "steps": 1}, {"c": 2.0}):
+    assert card.spread_factor(2, views=True) == 1.0 and card.spread_factor(4, views=True, steps=k + 1) == 1.0
+    assert f"fitted at 4 views at {k} step(s), 8 views at {k} step(s), not 2 views" in str(
+        card.spread_problem(k, views=2))
+    assert f"not 4 views at {k + 1} sampler step(s)" in str(card.spread_problem(k + 1, views=4))
+    assert card_with(spread_calibration_views=fits[0]).spread_calibration_views == fits[:1]  # a dict: one fit
+    for bad in ({"c": 0.0, "samples": 4, "steps": 1}, {"c": 2.0, "samples": 1, "steps": 1}, {"c": 2.0},
+                [fits[0], {**fits[0], "c": 3.0}]):
         with pytest.raises(ValueError, match="spread_calibration_views"):
             card_with(spread_calibration_views=bad)
 
@@ -90,7 +98,11 @@ def test_eval_fits_the_views_factor_into_its_own_slot(tmp_path: Path) -> None:
                                       "--fit-spread"])
     assert result.exit_code == 0, result.output
     card = read_card(model / "card.json")
-    fit = card.spread_calibration_views
-    assert fit is not None and fit["samples"] == 3 and fit["steps"] == card.sampling_steps and fit["c"] > 1
+    [fit] = card.spread_calibration_views
+    assert fit["samples"] == 3 and fit["steps"] == card.sampling_steps and fit["c"] > 1
     assert card.spread_calibration == 1.0 and card.spread_calibration_samples is None
     assert f"spread_calibration_views = {fit['c']} at N = 3 views" in " ".join(result.output.split())
+    store_factor(model, 9.0, 4, fit["steps"], views=True)  # another N is added beside it; the same N replaces
+    store_factor(model, 8.0, 3, fit["steps"], views=True)
+    assert [(f["samples"], f["c"]) for f in read_card(model / "card.json").spread_calibration_views] == [(3, 8.0),
+                                                                                                        (4, 9.0)]

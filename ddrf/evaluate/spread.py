@@ -45,8 +45,10 @@ def store_factor(model_dir: str | os.PathLike[str], c: float, samples: int, step
 
     path = Path(model_dir) / CARD_NAME
     card = read_card(path)
-    if views:
-        card.spread_calibration_views = {"c": round(c, 3), "samples": samples, "steps": steps}
+    if views:  # one fit per N and K: a refit at the same N and K replaces its entry
+        others = [f for f in card.spread_calibration_views if (f["samples"], f["steps"]) != (samples, steps)]
+        card.spread_calibration_views = sorted([*others, {"c": round(c, 3), "samples": samples, "steps": steps}],
+                                               key=lambda f: (f["steps"], f["samples"]))
     else:
         card.spread_calibration, card.spread_calibration_samples = round(c, 3), samples
         card.spread_calibration_steps = steps

@@ -130,7 +130,9 @@ def export_run(run: Path, serving: Any = None) -> Path:
         card.spread_calibration = serving.spread_calibration
         card.spread_calibration_samples = serving.spread_calibration_samples
         card.spread_calibration_steps = serving.spread_steps
-        card.training["spread_calibration"] = "inherited from the base model, not refitted on these scenes"
+        card.spread_calibration_views = [dict(fit) for fit in serving.spread_calibration_views]
+        card.training["spread_calibration"] = ("inherited from the base model (seeds and views), not refitted on "
+                                               "these scenes")
     card.output_margin = output_margin(card)  # as ddrf-export onnx does by default
     export_model(model, card, target, unrolled_steps=(card.sampling_steps,), overwrite=True)
     write_inference_weights(run, target / WEIGHTS)

@@ -76,7 +76,7 @@ class ModelEngine:
         self.multiple = int(fuser.multiple)
         self.label = f"model ({fuser.files.root})"
         views = first_view is not None
-        self.spread_calibration = self.card.spread_factor(samples, views)
+        self.spread_calibration = self.card.spread_factor(samples, views, fuser.steps)
         self.spread_problem = self.card.spread_problem(fuser.steps, samples if views else 0)
         self.halo = int(self.card.halo)
         self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
