@@ -168,11 +168,30 @@ def test_dry_run_names_each_scenes_model(bundled: Path, tmp_path: Path) -> None:
 
 
 def test_tile_rounding_names_the_model_it_is_for(bundled: Path, tmp_path: Path) -> None:
-    """Without --model every bundled model may run, each rounding --tile its own way: each note says whose it is."""
-    result = CliRunner().invoke(app, [str(scene(tmp_path / "two", 2)), "-o", str(tmp_path / "out"), "--tile", "197",
-                                      "--halo", "0", "--dry-run", "--no-progress"])
-    notes = [line for line in result.output.splitlines() if "--tile 197 --halo 0 run as" in line]
-    assert len(notes) >= 2 and all(any(f" with {m} (" in n for m in ("tiny_ratio2", "tiny_ratio4")) for n in notes)
+    """Without --model each scene's bundled model is loaded before the run, and rounds --tile its own way: each note
+    says whose it is. A model no scene gets is not loaded, and says nothing."""
+    def notes(*scenes: Path) -> list[str]:
+        result = CliRunner().invoke(app, [*map(str, scenes), "-o", str(tmp_path / "out"), "--tile", "197", "--halo",
+                                          "0", "--dry-run", "--no-progress"])
+        return sorted(line for line in result.output.splitlines() if "--tile 197 --halo 0 run as" in line)
+
+    two, four = scene(tmp_path / "two", 2), scene(tmp_path / "four", 4)
+    both = notes(two, four)
+    assert len(both) == 2 and " with tiny_ratio2 (" in both[0] and " with tiny_ratio4 (" in both[1], both
+    assert notes(two) == both[:1]
+
+
+def test_only_the_bundled_models_the_scenes_get_are_loaded(bundled: Path, tmp_path: Path) -> None:
+    """A model no scene gets costs no load (ONNX Runtime sessions: time and memory), and a scene no model fits
+    fails on its own line while the others run."""
+    from ddrf.scenes import engines
+
+    engines._FUSERS.clear()
+    result = run(str(scene(tmp_path / "two", 2)), str(scene(tmp_path / "three", 3)), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1 and "no bundled model fits" in result.output, result.output
+    loaded = {Path(key.model).name for key in engines._FUSERS}
+    assert loaded == {"tiny_ratio2"}, loaded
+    assert (tmp_path / "out" / "two.tif").is_file() and not (tmp_path / "out" / "three.tif").exists()
 
 
 def test_no_bundled_model_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

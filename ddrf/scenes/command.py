@@ -29,6 +29,7 @@ from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check
 
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec
+    from ddrf.scenes.jobs import SceneJob
     from ddrf.scenes.streaming import RunSettings
 
 EPILOG = "\b\n" + __doc__.split("\b\n", 1)[1].replace("Never imports torch.\n", "")  # \b: click keeps line breaks
@@ -89,19 +90,35 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
                       samples=max(uncertainty, ensemble, 1), threads=threads, views=bool(ensemble))
 
 
-def preload(spec: "EngineSpec") -> list[Any]:
-    """Load the model once before the first scene (without --model: every bundled model a scene may get), so a
-    broken graph or backend is one usage error."""
+def preload(spec: "EngineSpec", jobs: "list[SceneJob] | None" = None) -> list[Any]:
+    """Load the model once before the first scene, so a broken graph or backend is one usage error. Without
+    --model: the bundled models these `jobs` will get, or with no jobs (--watch) every one a scene may get."""
     from dataclasses import replace
 
     from ddrf.scenes.engines import get_engine
+    from ddrf.scenes.jobs import bundled_models_needed
 
-    given = spec.model or spec.method
-    specs = [spec] if given else [replace(spec, model=str(m.path)) for m in bundled_models()]
+    if spec.model or spec.method:
+        specs = [spec]
+    else:
+        models = bundled_models()
+        specs = [replace(spec, model=str(m.path))
+                 for m in (models if jobs is None else bundled_models_needed(jobs, models))]
     try:
         return [get_engine(s) for s in specs]
     except (ValueError, RuntimeError) as exc:
         raise usage(" ".join(str(exc).split()))
+
+
+def ready(spec: "EngineSpec", settings: "RunSettings", jobs: "list[SceneJob] | None" = None) -> None:
+    """Preload the models (`preload`) and check the tile and halo against each, before any scene runs."""
+    from ddrf.scenes.streaming import resolved_window
+
+    engines = preload(spec, jobs)
+    bundled = not (spec.model or spec.method)  # the notes name the bundled model they are for
+    for engine in engines or [None]:
+        model = engine.fuser.files.root.name if bundled and hasattr(engine, "fuser") else None
+        check_tile(*resolved_window(settings, engine), engine, settings.batch, model)
 
 
 def make_reporter(log_format: str, progress: Optional[bool], every: float, every_pct: float) -> Any:
@@ -226,7 +243,7 @@ def main(
     """Fuse PAN + MS scenes into pansharpened GeoTIFFs on the PAN grid, with a JSON report and a STAC Item beside
     each; every run ends by naming each output file."""
     from ddrf.scenes.engines import default_tiling
-    from ddrf.scenes.streaming import RunSettings, resolved_window
+    from ddrf.scenes.streaming import RunSettings
 
     output = output.absolute()
     reporter = make_reporter(log_format, progress, progress_every, progress_percent)
@@ -246,13 +263,10 @@ def main(
             check_scheduler(scheduler)
         except SchedulerUnreachable as exc:
             raise usage(str(exc))
-    engines = preload(spec) if not scheduler or dry_run_only else []
-    for engine in engines or [None]:  # each model a scene may get
-        model = engine.fuser.files.root.name if len(engines) > 1 and hasattr(engine, "fuser") else None
-        check_tile(*resolved_window(settings, engine), engine, settings.batch, model)
     if watch is not None:
         if scenes or pan or ms or scheduler:
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")
+        ready(spec, settings)  # the scenes are yet to come: every model one may get
         raise typer.Exit(run_watch(watch.absolute(), output, spec, settings, reporter, catalog, settle, ready_file,
                                    poll, poll_interval, wait_listed))
     sources: dict[str, Any] = {}
@@ -265,11 +279,15 @@ def main(
                             "bands")
             if dry_run_only:  # the band wrappers in a temporary folder: a dry run writes nothing under -o
                 with tempfile.TemporaryDirectory(prefix="ddrf-dry-run-") as wrappers:
-                    raise typer.Exit(dry_run(item_jobs(references, output, Path(wrappers))[0], spec, settings))
+                    dry_jobs = item_jobs(references, output, Path(wrappers))[0]
+                    ready(spec, settings, dry_jobs)
+                    raise typer.Exit(dry_run(dry_jobs, spec, settings))
             jobs, sources = item_jobs(references, output, written=written)
         else:
             jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output, band_names,
                              known_sensor(sensor))
+        if not scheduler or dry_run_only:  # a cluster's workers load their own models
+            ready(spec, settings, jobs)
         if dry_run_only:
             raise typer.Exit(dry_run(jobs, spec, settings))
         check_writable(output if jobs[0].directory is not None or references else output.parent)

@@ -246,14 +246,33 @@ def open_with_engine(job: SceneJob, spec: EngineSpec) -> tuple["Scene", Engine]:
     return scene, engine
 
 
-def open_with_bundled_model(job: SceneJob, spec: EngineSpec) -> tuple["Scene", Engine]:
-    """Choose by the scene's ratio (from the PAN and its first MS band, so bands no model uses are never read) and
-    its band names."""
+def bundled_model_for(job: SceneJob, files: Any = None, models: list[Any] | None = None) -> Any:
+    """The bundled model that fits the scene, by its ratio (from the PAN and its first MS band, so bands no model
+    uses are never read) and its band names; `models`: the bundled ones to choose from (default: all)."""
     from ddrf.bundled import choose_model
 
-    files = scene_files(job)
+    files = files or scene_files(job)
     probe = open_scene(job, files.band_names[:1], files) if files.band_names else open_scene(job, None, files)
-    chosen = choose_model(job.source, probe.ratio, files.band_names, len(files.band_names), files.sensor)
+    return choose_model(job.source, probe.ratio, files.band_names, len(files.band_names), files.sensor, models)
+
+
+def bundled_models_needed(jobs: list[SceneJob], models: list[Any]) -> list[Any]:
+    """The bundled models (of `models`) these scenes will get, each once: what ddrf-run loads before they run. A
+    scene whose choice fails here (unreadable, or no model fits) is left out: it fails on its own line when it runs."""
+    needed: dict[str, Any] = {}
+    for job in jobs:
+        try:
+            chosen = bundled_model_for(job, models=models)
+        except Exception:  # noqa: BLE001  (the scene's own run reports it)
+            continue
+        needed.setdefault(chosen.name, chosen)
+    return list(needed.values())
+
+
+def open_with_bundled_model(job: SceneJob, spec: EngineSpec) -> tuple["Scene", Engine]:
+    """The scene with the bundled model that fits it (`bundled_model_for`), which the report names."""
+    files = scene_files(job)
+    chosen = bundled_model_for(job, files)
     reason = (f"bundled: fits ratio {chosen.card.ratio}; band-wise, so it fuses every band of the scene"
               if chosen.card.band_wise else
               f"bundled: fits ratio {chosen.card.ratio} and bands {', '.join(chosen.card.bands)}")
