@@ -99,6 +99,30 @@ def test_a_run_killed_between_its_renames_is_redone_without_overwrite(tmp_path: 
     assert (out / "x.tif").stat().st_mtime_ns == before
 
 
+def test_an_overwrite_killed_between_its_renames_never_leaves_a_new_report_beside_the_old_raster(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--overwrite over a finished output, killed before its raster's rename: the old raster and Item are gone (the
+    scene is unfinished, not finished with a report of another run), and the next run without --overwrite redoes
+    it into a consistent set."""
+    pan, ms = pair(tmp_path / "in")
+    out = tmp_path / "out"
+    args = ["--pan", str(pan), "--ms", str(ms), "-o", str(out / "x.tif"), "--method", "GSA"]
+    assert run(*args).exit_code == 0
+    old_report = json.loads((out / "x.json").read_text())
+    monkeypatch.setattr(ddrf.scenes.jobs, "publish_all", die_before_the_last_rename)
+    with pytest.raises(Killed):
+        run(*args, "--overwrite", "--method", "BDSD-PC")  # another method: a report that differs from the old one
+    monkeypatch.undo()
+    assert not (out / "x.tif").exists() and not (out / "x.item.json").exists()
+    assert json.loads((out / "x.json").read_text())["engine"] != old_report["engine"]
+
+    result = run(*args, "--method", "BDSD-PC")  # no --overwrite
+    assert result.exit_code == 0 and "interrupted run" in result.output, result.output
+    assert sorted(leftovers(out)) == ["x.item.json", "x.json", "x.tif"]
+    report = json.loads((out / "x.json").read_text())
+    assert report["status"] == "done" and report["engine"] != old_report["engine"]
+
+
 def another_rasters_report(out: Path, tmp_path: Path) -> None:
     pan, ms = pair(tmp_path / "in2")
     assert run("--pan", str(pan), "--ms", str(ms), "-o", str(out / "y.tif"), "--method", "GSA").exit_code == 0

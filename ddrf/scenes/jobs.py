@@ -146,9 +146,21 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
         for temp, _ in pending:
             temp.unlink(missing_ok=True)
         raise
+    if settings.overwrite:
+        retire_finished(outputs)
     # the main raster goes last, so its presence means the scene is complete
     publish_all(sorted(pending, key=lambda p: p[1] == outputs.raster))
     return report
+
+
+def retire_finished(outputs: Outputs) -> None:
+    """Before an --overwrite run's first rename: remove the raster (renamed last) and STAC Item (written after it)
+    of the output it replaces, so that a kill between the renames leaves an interrupted run, redone by the next run
+    without --overwrite, never a new report beside the old raster (which would look finished)."""
+    from ddrf.scenes.stac_out import item_path
+
+    for old in (outputs.raster, item_path(outputs.raster)):
+        old.unlink(missing_ok=True)
 
 
 def published(outputs: Outputs) -> list[Path]:
