@@ -113,6 +113,31 @@ def test_failed_scene_is_run_again_once_per_changed_delivery(tmp_path: Path,
     assert [e["status"] for e in w.watch.handled] == ["failed", "failed", "done"]
 
 
+def test_a_fix_that_lands_while_the_scene_runs_is_run_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry records the delivery the failed run read, taken as it started: a fix delivered during that run
+    differs from it, so the scene is retried (it used to record the fixed files, and wait for a change forever)."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    scene = copy_scene(inbox / "a")
+    w = Clocked(inbox, out, monkeypatch)
+
+    def run_scene(job: Any, *_: Any) -> dict[str, Any]:  # the operator's fix lands while this run reads the old files
+        w.fused.append(job.name)
+        edit(job.directory, "FIXED")
+        return {"name": job.name, "status": "failed", "error": f"{job.name}: broken delivery"}
+
+    monkeypatch.setattr("ddrf.scenes.watch.run_scene", run_scene)
+    w.scan_at(0)
+    entry = w.watch.status.scenes["a"]
+    assert w.fused == ["a"] and entry["status"] == "failed"
+    assert entry["delivery"] != delivery_digest(scene)  # what it read, not the fix
+    monkeypatch.undo()
+    w = Clocked(inbox, out, monkeypatch)  # a restart, with the stand-in that fuses a fixed MTL
+    w.scan_at(IDLE_RESCAN_S)
+    assert w.fused == ["a"] and w.lines("failed before") == [retrying_line(scene)]
+    assert w.watch.status.scenes["a"]["status"] == "done"
+
+
 def test_failed_entries_of_an_earlier_start_are_run_again_only_when_changed(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """`changed`: its digest differs from the recorded one; `unknown`: none could be taken when it failed; `same`: as

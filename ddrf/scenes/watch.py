@@ -434,6 +434,7 @@ class Watcher:
         name = directory.name
         job = SceneJob(name, self.out / f"{name}.tif", directory=directory)
         self.status.set(name, "running", source=str(directory), output=str(job.raster))
+        delivered = delivery_digest(directory)  # what this run fuses: a change during the run is a new delivery
         try:
             entry = run_scene(job, self.spec, self.settings, self.reporter, self.catalog)
         except StopRequested:
@@ -443,10 +444,10 @@ class Watcher:
         self.handled.append(entry)
         note = self.notes.pop(name, None)
         if entry["status"] == "failed":  # what it failed on: run again only when that changes
-            self.status.set(name, "failed", reason=entry["error"], delivery=failed_delivery(directory))
+            self.status.set(name, "failed", reason=entry["error"], delivery=delivered or UNKNOWN_DELIVERY)
         else:
             self.status.set(name, "done", files=entry.get("files"), seconds=entry.get("seconds"), reason=note,
-                            delivery=delivery_digest(directory))  # what was fused: a later change is said
+                            delivery=delivered)  # what was fused: a later change is said
 
     def wait_time(self) -> float:
         waiting = any(e["status"] in ("waiting", "queued") for e in self.status.scenes.values())
