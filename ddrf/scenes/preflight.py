@@ -203,8 +203,11 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         typer.echo(f"ddrf-run: --tile {tile} --halo {halo} run as tile {rounded_tile}, halo {rounded_halo}{whose} "
                    f"({why})", err=True)
     if rounded_tile - 2 * rounded_halo < max(align, 1):
-        raise usage(f"--tile {tile} (run as {rounded_tile}) leaves no room inside a halo of {rounded_halo} on each "
-                    f"side: use --tile > {2 * rounded_halo + align - 1} or a smaller --halo")
+        run_as = f" (run as {rounded_tile})" if rounded_tile != tile else ""
+        whose = " (the model's: a smaller one makes the output depend on the tile)" if halo == getattr(
+            engine, "halo", None) else ""
+        raise usage(f"--tile {tile}{run_as} leaves no room inside a halo of {rounded_halo} on each side{whose}: use "
+                    f"--tile {2 * rounded_halo + max(align, 1)} or more, or a smaller --halo")
     limits = getattr(engine, "window_limits", lambda: None)()
     if limits is not None:
         low, high, most = limits
