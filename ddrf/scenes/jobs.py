@@ -43,7 +43,8 @@ def existing_folder(folder: Path) -> Path:
 
 def describe_plan(name: str, plan: dict[str, Any]) -> str:
     grid = plan["grid"]
-    return (f"{name}: {plan['height']} x {plan['width']} PAN px, {plan['tiles']} windows of "
+    windows = "1 window" if plan["tiles"] == 1 else f"{plan['tiles']} windows"
+    return (f"{name}: {plan['height']} x {plan['width']} PAN px, {windows} of "
             f"{grid.tile_rows} x {grid.tile_cols} (halo {grid.halo}), output up to {plan['output_bytes'] / 1e6:.1f} MB "
             f"uncompressed, {plan['free_bytes'] / 1e9:.1f} GB free")
 
