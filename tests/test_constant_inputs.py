@@ -92,3 +92,26 @@ def test_the_preview_is_read_once_per_scene(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(Scene, "_read_preview", lambda self, side: reads.append(side) or original(self, side))
     assert scene.preview() is scene.preview()
     assert reads == [1024]
+
+
+@pytest.mark.parametrize("cols", [16, 31])
+def test_an_ms_covering_part_of_the_pan_is_said_and_recorded(cols: int, tmp_path: Path) -> None:
+    """An MS over the left part of the PAN: the fused overlap, nodata on the rest, and one line saying how much is
+    covered (31 of 32 MS columns is one MS pixel short of the edge: said nothing, as the alignment's slack)."""
+    pan, ms = pair(tmp_path / "in")
+    with rasterio.open(ms) as src:
+        write_tif(ms, src.read()[:, :, :cols], MS_T)
+    out = tmp_path / "out" / "x.tif"
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "the MS covers" in line]
+    warnings = json.loads(out.with_suffix(".json").read_text())["inputs"]["warnings"]
+    with rasterio.open(out) as dst:
+        fused, nodata = dst.read(), dst.nodata
+    if cols == 31:
+        assert lines == [] and warnings == []
+        return
+    assert lines == [f"ddrf-run: {ms}: the MS covers 50.0 % of the PAN pan.tif (rows 0-63 of 64, columns 0-31 of "
+                     "64); the output is nodata elsewhere"], result.output
+    assert warnings == [lines[0].removeprefix("ddrf-run: ")]
+    assert (fused[:, :, 32:] == nodata).all() and (fused[:, :, :32] != nodata).all()

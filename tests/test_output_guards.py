@@ -126,7 +126,7 @@ def test_output_tif_that_is_a_directory_is_refused_before_any_work(tmp_path: Pat
     result = run("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "o5" / "isdir.tif"), "--method", "GSA")
     assert result.exit_code == 2, result.output
     assert_one_line(result.output, "isdir.tif", "is a directory", "ddrf-run:")
-    assert "windows of" not in result.output  # refused before the plan
+    assert " window of" not in result.output and "windows of" not in result.output  # refused before the plan
     assert sorted(p.name for p in (tmp_path / "o5").iterdir()) == ["isdir.tif"]
 
 
@@ -136,7 +136,7 @@ def test_scene_output_that_is_a_directory_fails_the_scene_with_no_report(tmp_pat
     result = run(str(SAMPLE), "-o", str(out), "--method", "GSA")
     assert result.exit_code == 1, result.output
     assert_one_line(result.output, f"{SAMPLE.name}.tif", "is a directory", "ddrf-run:")
-    assert "windows of" not in result.output
+    assert " window of" not in result.output and "windows of" not in result.output
     assert {p.name for p in out.iterdir()} == {SUMMARY_NAME, f"{SAMPLE.name}.tif"}
 
 

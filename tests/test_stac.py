@@ -174,5 +174,5 @@ def test_dry_run_on_an_item_writes_nothing_under_the_output(served, tmp_path: Pa
     out.mkdir()
     result = cli(str(root / "maxar.json"), "-o", str(out), "--method", "GSA", "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "maxar-style" in result.output and "windows" in result.output
+    assert "maxar-style" in result.output and "1 window of" in result.output
     assert list(out.iterdir()) == []

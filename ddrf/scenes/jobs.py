@@ -95,6 +95,22 @@ def constant_inputs(scene: "Scene") -> list[str]:
     return found
 
 
+def partial_cover(scene: "Scene") -> list[str]:
+    """One line when the MS covers only part of the PAN (more than one MS pixel short on some side): the output is
+    the fused overlap with nodata around it on the PAN grid, which could pass for a fusion that failed there."""
+    pan_height, files = getattr(scene, "pan_height", None), getattr(scene, "files", None)
+    if pan_height is None or files is None:
+        return []
+    (row0, col0), pan_width = scene.offset, scene.pan_width
+    short = max(row0, col0, pan_height - row0 - scene.height, pan_width - col0 - scene.width)
+    if short <= scene.ratio:
+        return []
+    share = 100 * scene.height * scene.width / (pan_height * pan_width)
+    return [f"{files.ms[0][0]}: the MS covers {share:.1f} % of the PAN {files.pan.name} (rows {row0}-"
+            f"{row0 + scene.height - 1} of {pan_height}, columns {col0}-{col0 + scene.width - 1} of {pan_width}); "
+            "the output is nodata elsewhere"]
+
+
 def single_value(values: np.ndarray) -> float | None:
     """The one value of a non-empty array that holds only one, else None."""
     return float(values[0]) if values.size and bool((values == values[0]).all()) else None
@@ -115,7 +131,8 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     check_room(plan, outputs)
     grid = plan["grid"]
     engine.start_scene(scene, grid.unweighted_border)
-    warnings = constant_inputs(scene)  # after start_scene: its refusals (no valid pixel) come first, as before
+    # after start_scene: its refusals (no valid pixel) come first, as before
+    warnings = partial_cover(scene) + constant_inputs(scene)
     for line in warnings:
         say(line)
     inputs = {**inputs, "warnings": warnings}
