@@ -115,6 +115,11 @@ def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> n
     return data[np.ix_(rows - r0, cols - c0)].astype(np.float64)
 
 
+def nodata_json(nodata: float | None) -> float | str | None:
+    """A nodata value as JSON can carry it: NaN as the string "nan" (STAC's convention; JSON has no NaN)."""
+    return "nan" if nodata is not None and np.isnan(nodata) else nodata
+
+
 def is_nodata(data: np.ndarray, nodata: float | None) -> np.ndarray:
     """The nodata value, and any NaN or +-inf (a float raster's missing samples, tagged or not)."""
     missing = ~np.isfinite(data)

@@ -96,6 +96,37 @@ def test_signed_integer_inputs_keep_their_negative_values(tmp_path: Path, kind: 
     assert outputs["nodata"] == -32768 and outputs["value_range"] == [-32768, 32767]
 
 
+# ------------------------------------------------------------------ floating point
+def test_float_inputs_give_nan_nodata_not_zero(tmp_path: Path) -> None:
+    """Reflectance as float32 with a NaN hole in the PAN: the output's nodata is NaN (tagged), the hole is NaN, and
+    every other pixel is finite; before, nodata was 0.0, a valid reflectance."""
+    def to_float(a: np.ndarray) -> np.ndarray:
+        return (a / 65535.0).astype(np.float32)
+
+    pan, ms = sample_pair(tmp_path / "in", to_float)
+    with rasterio.open(pan, "r+") as ds:
+        data = ds.read(1)
+        data[100:140, 300:400] = np.nan
+        ds.write(data, 1)
+    out = tmp_path / "out.tif"
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), "--bands", ",".join(BANDS), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as ds:
+        fused, nodata, masks = ds.read(), ds.nodata, ds.read_masks()
+        assert ds.dtypes[0] == "float32"
+    assert nodata is not None and np.isnan(nodata)
+    hole = np.zeros(fused.shape[1:], bool)
+    hole[100:140, 300:400] = True
+    assert np.isnan(fused[:, hole]).all() and np.isfinite(fused[:, ~hole]).all()
+    assert not masks[:, hole].any() and masks[:, ~hole].all()  # readers see the hole as nodata
+    def strict(path: Path) -> dict:  # JSON has no NaN: a reader other than Python's would refuse the file
+        return json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{path}: {name}"))
+
+    report, item = strict(out.with_suffix(".json")), strict(out.with_suffix(".item.json"))
+    assert report["status"] == "done" and report["outputs"]["nodata"] == "nan"  # STAC's spelling of NaN
+    assert {band["nodata"] for band in item["assets"]["data"]["bands"]} == {"nan"}
+
+
 # ------------------------------------------------------------------ MS files of several types
 @pytest.mark.parametrize("odd", ["int16", "uint8"])
 def test_ms_band_files_of_different_types_are_refused(tmp_path: Path, odd: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ddrf.card import ModelCard
 from ddrf.files import temp_path
+from ddrf.geometry import nodata_json
 
 REPORT_VERSION = 1
 
@@ -71,7 +72,7 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
         "engine": engine.summary(),
         "outputs": {"raster": str(outputs.raster), "spread": str(outputs.spread) if outputs.spread else None,
                     "quicklook": str(outputs.quicklook) if outputs.quicklook else None, "cog": settings.cog,
-                    "band_names": band_names, "nodata": nodata, "dtype": str(scene.dtype),
+                    "band_names": band_names, "nodata": nodata_json(nodata), "dtype": str(scene.dtype),
                     "value_range": output_range(scene)},
         "tiling": {"tile": [grid.tile_rows, grid.tile_cols], "halo": grid.halo, "overlap": 2 * grid.halo,
                    "unweighted_border": grid.unweighted_border,

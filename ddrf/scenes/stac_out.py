@@ -20,6 +20,8 @@ import pystac
 import rasterio
 import rasterio.errors
 
+from ddrf.geometry import nodata_json
+
 EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 PROCESSING_EXTENSION = "https://stac-extensions.github.io/processing/v1.0.0/schema.json"
 ITEM_SUFFIX = ".item.json"
@@ -85,7 +87,7 @@ def band_entries(raster: Path, names: list[str], sensor: str | None = None) -> l
                 entry["eo:common_name"] = COMMON_NAMES[name]
             entry.update(spectral_fields(sensor, name))
             if src.nodata is not None:
-                entry["nodata"] = src.nodata
+                entry["nodata"] = nodata_json(src.nodata)
             if valid.size:
                 entry["statistics"] = {"minimum": float(valid.min()), "maximum": float(valid.max()),
                                        "mean": float(valid.mean()), "stddev": float(valid.std()),

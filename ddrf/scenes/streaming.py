@@ -70,14 +70,17 @@ class Timings:
 
 
 def output_nodata(scene: "Scene") -> float:
-    """The input's nodata (MS first, then PAN) where the output type holds it, else the type's minimum for signed
-    integers (0 may be valid data there), else 0."""
+    """The input's nodata (MS first, then PAN) where the output type holds it, else NaN for floating-point outputs
+    (0.0 is a valid reflectance or radiance there), the type's minimum for signed integers (0 may be valid data
+    there), else 0."""
     dtype = np.dtype(scene.dtype)
     for value in (scene.ms_nodata, scene.pan_nodata):
         if isinstance(value, (list, tuple)):
             value = next((v for v in value if v is not None), None)
         if value is not None and not (isinstance(value, float) and math.isnan(value)) and _holds(dtype, value):
             return float(value)
+    if dtype.kind == "f":
+        return math.nan
     return float(np.iinfo(dtype).min) if dtype.kind == "i" else 0.0
 
 
