@@ -151,7 +151,8 @@ class ModelCard:
             if not self.spread_calibration_views:
                 return "has no spread_calibration_views fitted for --ensemble on its card"
             if self.views_fit(views, steps) is None:
-                fitted = ", ".join(f"{f['samples']} views at {f['steps']} step(s)" for f in self.spread_calibration_views)
+                fitted = ", ".join(f"{f['samples']} views at {f['steps']} step(s)"
+                                   for f in self.spread_calibration_views)
                 return (f"has its spread_calibration_views fitted at {fitted}, not {views} views at {steps} sampler "
                         "step(s)")
             return None

@@ -181,17 +181,22 @@ def test_tile_rounding_names_the_model_it_is_for(bundled: Path, tmp_path: Path) 
     assert notes(two) == both[:1]
 
 
-def test_only_the_bundled_models_the_scenes_get_are_loaded(bundled: Path, tmp_path: Path) -> None:
+def test_only_the_bundled_models_the_scenes_get_are_loaded(bundled: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A model no scene gets costs no load (ONNX Runtime sessions: time and memory), and a scene no model fits
-    fails on its own line while the others run."""
-    from ddrf.scenes import engines
+    fails on its own line while the others run. A batch longer than PICKED_BEFORE_THE_RUN loads every one."""
+    from ddrf.scenes import command, engines
 
-    engines._FUSERS.clear()
-    result = run(str(scene(tmp_path / "two", 2)), str(scene(tmp_path / "three", 3)), "-o", str(tmp_path / "out"))
-    assert result.exit_code == 1 and "no bundled model fits" in result.output, result.output
-    loaded = {Path(key.model).name for key in engines._FUSERS}
-    assert loaded == {"tiny_ratio2"}, loaded
-    assert (tmp_path / "out" / "two.tif").is_file() and not (tmp_path / "out" / "three.tif").exists()
+    scenes = [str(scene(tmp_path / "two", 2)), str(scene(tmp_path / "three", 3))]
+    for limit, expected in ((2, {"tiny_ratio2"}), (1, {"tiny_ratio2", "tiny_ratio4"})):
+        monkeypatch.setattr(command, "PICKED_BEFORE_THE_RUN", limit)
+        engines._FUSERS.clear()
+        result = run(*scenes, "-o", str(tmp_path / f"out{limit}"))
+        assert result.exit_code == 1 and "no bundled model fits" in result.output, result.output
+        loaded = {Path(key.model).name for key in engines._FUSERS}
+        assert loaded == expected, (limit, loaded)
+        out = tmp_path / f"out{limit}"
+        assert (out / "two.tif").is_file() and not (out / "three.tif").exists()
 
 
 def test_no_bundled_model_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,9 +90,14 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
                       samples=max(uncertainty, ensemble, 1), threads=threads, views=bool(ensemble))
 
 
+# scenes whose bundled model is picked before the run (about 10 ms each, reading headers); a longer batch, or
+# --watch, loads every bundled model instead (about 1 s in all)
+PICKED_BEFORE_THE_RUN = 16
+
+
 def preload(spec: "EngineSpec", jobs: "list[SceneJob] | None" = None) -> list[Any]:
     """Load the model once before the first scene, so a broken graph or backend is one usage error. Without
-    --model: the bundled models these `jobs` will get, or with no jobs (--watch) every one a scene may get."""
+    --model: the bundled models these `jobs` will get, or (no jobs, or many) every one a scene may get."""
     from dataclasses import replace
 
     from ddrf.scenes.engines import get_engine
@@ -102,8 +107,9 @@ def preload(spec: "EngineSpec", jobs: "list[SceneJob] | None" = None) -> list[An
         specs = [spec]
     else:
         models = bundled_models()
-        specs = [replace(spec, model=str(m.path))
-                 for m in (models if jobs is None else bundled_models_needed(jobs, models))]
+        if jobs is not None and len(jobs) <= PICKED_BEFORE_THE_RUN:
+            models = bundled_models_needed(jobs, models)
+        specs = [replace(spec, model=str(m.path)) for m in models]
     try:
         return [get_engine(s) for s in specs]
     except (ValueError, RuntimeError) as exc:
