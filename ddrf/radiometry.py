@@ -37,25 +37,37 @@ class Radiometry:
         return {k: [float(v) for v in getattr(self, k)] for k in ("ms_offset", "ms_scale", "guide_offset", "guide_scale")}
 
 
-def _percentile_affine(values: np.ndarray, valid: np.ndarray | None, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band (offset, scale) from the low/high percentiles of band-last values over valid pixels."""
+def _percentile_affine(values: np.ndarray, valid: np.ndarray | None, low: float, high: float,
+                       ceiling: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band (offset, scale) from the low/high percentiles of band-last values over valid pixels. Where the high
+    percentile is the band's maximum and that is its file's `ceiling` (saturated pixels, clouds or snow, over more
+    than 100 - high % of the scene), the band's percentiles are taken over its unsaturated pixels, as the training
+    scenes (hardly any saturated pixel) had them: otherwise a saturated block would rescale the whole scene. A band
+    with values above the ceiling (a bit depth the file does not keep to) is left as it is."""
     bands = values.reshape(-1, values.shape[-1])
     if valid is not None:
         bands = bands[valid.reshape(-1)]
     if bands.shape[0] == 0:
         raise ValueError("no valid pixels to compute scene statistics from")
     lo, hi = np.percentile(bands, [low, high], axis=0)
+    saturated = (hi >= ceiling) & (bands.max(axis=0) == ceiling) if ceiling is not None else np.zeros(len(hi), bool)
+    for band in np.flatnonzero(saturated):
+        unsaturated = bands[bands[:, band] < ceiling, band]
+        if unsaturated.size:
+            lo[band], hi[band] = np.percentile(unsaturated, [low, high])
     return lo, np.maximum(hi - lo, MIN_SCALE * np.maximum(np.abs(hi), 1.0))
 
 
 def scene_radiometry(norm: Normalisation, ms: np.ndarray, guide: np.ndarray, ms_valid: np.ndarray | None = None,
-                     guide_valid: np.ndarray | None = None) -> Radiometry:
+                     guide_valid: np.ndarray | None = None, ms_ceiling: float | None = None,
+                     guide_ceiling: float | None = None) -> Radiometry:
     """The affine map for one scene. `ms` (h, w, B) and `guide` (H, W, G) may be decimated previews of the scene:
-    only "scene" normalisation reads them; bit_depth and fixed come from the card alone."""
+    only "scene" normalisation reads them; bit_depth and fixed come from the card alone. The ceilings: the largest
+    value each file's type and bit depth hold (saturation), where known."""
     if norm.kind != "scene":
         ms_offset, ms_scale = norm.affine("ms", ms.shape[-1])
         guide_offset, guide_scale = norm.affine("guide", guide.shape[-1])
         return Radiometry(*(np.asarray(a, np.float64) for a in (ms_offset, ms_scale, guide_offset, guide_scale)))
-    ms_affine = _percentile_affine(ms, ms_valid, norm.low, norm.high)
-    guide_affine = _percentile_affine(guide, guide_valid, norm.low, norm.high)
+    ms_affine = _percentile_affine(ms, ms_valid, norm.low, norm.high, ms_ceiling)
+    guide_affine = _percentile_affine(guide, guide_valid, norm.low, norm.high, guide_ceiling)
     return Radiometry(*ms_affine, *guide_affine)

@@ -168,7 +168,8 @@ def preview_radiometry(scene: "Scene", card: Any) -> "Radiometry":
     from ddrf.radiometry import scene_radiometry
 
     pan, pan_valid, ms, ms_valid = scene.preview()
-    return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid)
+    return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid,
+                            *getattr(scene, "ceilings", (None, None)))
 
 
 def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry",

@@ -19,6 +19,7 @@ from rasterio.windows import Window
 from ddrf.geometry import PairGrid, default_nodata, is_nodata, read_error_reason
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
+from ddrf.scenes.writer import value_range
 
 @dataclass(frozen=True)
 class _Grid:
@@ -98,6 +99,9 @@ class Scene:
         self.pan_transform, self.pan_height, self.pan_width = pan.transform, pan.height, pan.width
         self.offset = (self.rows.start, self.cols.start)
         self.pan_nodata, self.ms_nodata = self._nodata[pan.path], self._nodata[first.path]
+        # (MS, PAN) saturation: the largest value of each file's type and bit depth (None for floats)
+        self.ceilings = tuple(limits[1] if (limits := value_range(dtype, bits)) else None
+                              for dtype, bits in ((first.dtype, self.bits), (pan.dtype, pan.nbits)))
         self._previews: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}  # see preview
 
     @classmethod
