@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_benchmarks import make_scene  # noqa: E402
+from run_benchmarks import make_scene, md_table  # noqa: E402
 from scene_throughput import DDRF_RUN, load, log, timed  # noqa: E402
 
 
@@ -51,16 +51,19 @@ def main(argv: list[str]) -> int:
                     raise SystemExit(f"mmap_threshold: ddrf-run failed at {threshold}: {run['error']}")
                 runs[threshold].append(run)
                 digests[threshold].add(digest(out / f"{scene.name}.tif"))
-                log(f"threshold {threshold}: {run['wall_s']:.1f} s, {run['peak_rss_mib']:.0f} MiB, load {run['load']:.2f}")
+                log(f"threshold {threshold}: {run['wall_s']:.1f} s, {run['peak_rss_mib']:.0f} MiB, "
+                    f"load {run['load']:.2f}")
     megapixels = height * width / 1e6
     print(f"{args.size}, {args.reps} alternated runs each, load at the end {load():.2f}")
-    print("| MALLOC_MMAP_THRESHOLD_ | wall s (each) | MP/s (median) | median CPU s | peak RSS MiB (max) | output |")
-    print("|---|---|---|---|---|---|")
+    rows = []
     for threshold in thresholds:
         walls = [r["wall_s"] for r in runs[threshold]]
-        print(f"| {threshold} | {', '.join(f'{w:.1f}' for w in walls)} | {megapixels / statistics.median(walls):.3f} "
-              f"| {statistics.median(r['cpu_s'] for r in runs[threshold]):.1f} "
-              f"| {max(r['peak_rss_mib'] for r in runs[threshold]):.0f} | {', '.join(sorted(digests[threshold]))} |")
+        rows.append([str(threshold), ", ".join(f"{w:.1f}" for w in walls),
+                     f"{megapixels / statistics.median(walls):.3f}",
+                     f"{statistics.median(r['cpu_s'] for r in runs[threshold]):.1f}",
+                     f"{max(r['peak_rss_mib'] for r in runs[threshold]):.0f}", ", ".join(sorted(digests[threshold]))])
+    print(md_table(["MALLOC_MMAP_THRESHOLD_", "wall s (each)", "MP/s (median)", "median CPU s", "peak RSS MiB (max)",
+                    "output"], rows))
     return 0
 
 

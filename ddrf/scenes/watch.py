@@ -177,9 +177,9 @@ def delivery_digest(directory: Path) -> str | None:
     return None if files is None else hashlib.sha256(repr((files, ctime)).encode()).hexdigest()[:16]
 
 
-def failed_delivery(directory: Path) -> str:
-    """The `delivery` a failed entry records: the directory's digest, or UNKNOWN_DELIVERY when it has none now."""
-    return delivery_digest(directory) or UNKNOWN_DELIVERY
+def failed_delivery(digest: str | None) -> str:
+    """The `delivery` a failed entry records: the directory's digest, or UNKNOWN_DELIVERY when it had none."""
+    return digest or UNKNOWN_DELIVERY
 
 
 class Verdict(NamedTuple):
@@ -286,7 +286,8 @@ class Watcher:
     def refuse(self, directory: Path, reason: str) -> None:
         """A scene that cannot be run: failed, with its one-line reason (the watcher keeps watching)."""
         name = directory.name
-        self.status.set(name, "failed", source=str(directory), reason=reason, delivery=failed_delivery(directory))
+        self.status.set(name, "failed", source=str(directory), reason=reason,
+                        delivery=failed_delivery(delivery_digest(directory)))
         entry = {"name": name, "status": "failed", "error": reason, "source": str(directory),
                  "output": str(self.out / f"{name}.tif")}
         self.handled.append(entry)
@@ -444,7 +445,7 @@ class Watcher:
         self.handled.append(entry)
         note = self.notes.pop(name, None)
         if entry["status"] == "failed":  # what it failed on: run again only when that changes
-            self.status.set(name, "failed", reason=entry["error"], delivery=delivered or UNKNOWN_DELIVERY)
+            self.status.set(name, "failed", reason=entry["error"], delivery=failed_delivery(delivered))
         else:
             self.status.set(name, "done", files=entry.get("files"), seconds=entry.get("seconds"), reason=note,
                             delivery=delivered)  # what was fused: a later change is said
