@@ -13,6 +13,7 @@ import numpy as np
 from ddrf.card import default_window, unweighted_border
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.runtime.views import VIEWS, from_view, to_view
+from ddrf.saturation import Ceilings, fill_saturated, restore_saturated, saturated_fills
 from ddrf.scenes import report as reports
 from ddrf.scenes.tiling import DEFAULT_HALO
 
@@ -83,6 +84,7 @@ class ModelEngine:
         self.radiometry: Radiometry | None = None
         self.border = 0  # the window border the blend gives no weight (start_scene)
         self.contexts: dict[int, dict[str, np.ndarray]] = {}  # per member: a scene-statistics model's statistics
+        self.ceilings: Ceilings = (None, None)  # the scene's saturation values (start_scene)
 
     def window_limits(self) -> tuple[int, int, int] | None:
         """(smallest side, largest side, largest batch) of a window the backend takes, where it has a fixed
@@ -102,13 +104,16 @@ class ModelEngine:
     def start_scene(self, scene: "Scene", border: int = 0) -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""
         self.radiometry, self.border = preview_radiometry(scene, self.card), border
+        self.ceilings = scene_ceilings(scene)
         self.contexts = {j: self.fuser.scene_context(*inputs) for j, inputs in
                          context_inputs(scene, self.fuser, self.radiometry, self.members).items()}
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         """(pairs, radiometry, [(LMS, guide, noise) per member, in its view]): interp23, normalisation, keyed noise."""
         radiometry = self.radiometry or self.fuser.radiometry(*pairs[0])
-        return pairs, radiometry, member_batches(self.fuser, pairs, radiometry, origins, self.members)
+        fills = saturated_fills(radiometry)
+        seen = [fill_saturated(pan, ms, self.ceilings, fills) for pan, ms in pairs]
+        return pairs, radiometry, member_batches(self.fuser, seen, radiometry, origins, self.members)
 
     def run(self, prepared: Any) -> list[np.ndarray]:
         pairs, radiometry, batches = prepared
@@ -116,7 +121,8 @@ class ModelEngine:
             self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j), border=self.border),
             view), pairs, radiometry)
             for j, ((seed, view), (lms, guide, noise)) in enumerate(zip(self.members, batches))]
-        return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
+        return [restore_saturated(np.stack([run[i] for run in runs]), pan, ms, self.ceilings, self.ratio or 1,
+                                  self.card.lms_border) for i, (pan, ms) in enumerate(pairs)]
 
     def summary(self) -> dict[str, Any]:
         root = self.fuser.files.root
@@ -168,8 +174,12 @@ def preview_radiometry(scene: "Scene", card: Any) -> "Radiometry":
     from ddrf.radiometry import scene_radiometry
 
     pan, pan_valid, ms, ms_valid = scene.preview()
-    return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid,
-                            *getattr(scene, "ceilings", (None, None)))
+    return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid, *scene_ceilings(scene))
+
+
+def scene_ceilings(scene: "Scene") -> Ceilings:
+    """(MS, PAN) saturation values of the scene's files; unknown (None) for in-memory arrays."""
+    return getattr(scene, "ceilings", (None, None))
 
 
 def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry",
@@ -182,7 +192,9 @@ def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry",
     if not preparation.card.scene_statistics:
         return {}
     boxes = context_windows(scene.height, scene.width, window_alignment(scene.ratio, preparation.multiple))
-    pairs = [scene.read_pair(b.row, b.col, b.height, b.width)[:2] for b in boxes]  # read once for every seed
+    ceilings, fills = scene_ceilings(scene), saturated_fills(radiometry)
+    pairs = [fill_saturated(*scene.read_pair(b.row, b.col, b.height, b.width)[:2], ceilings, fills)
+             for b in boxes]  # read once for every seed
     origins = [(b.row, b.col) for b in boxes]
     return dict(enumerate(member_batches(preparation, pairs, radiometry, origins, members)))
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ddrf.files import Busy, clean_stale, exclusive, publish_all
 from ddrf.scenes import report as reports
-from ddrf.scenes.engines import Engine, EngineSpec, get_engine
+from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, get_engine
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, check_fit, fuse_into, open_sinks, output_nodata,
                                    plan_grid, seal, tile_bar)
@@ -111,6 +111,35 @@ def partial_cover(scene: "Scene") -> list[str]:
             "the output is nodata elsewhere"]
 
 
+SATURATED_SHARE_SAID = 0.1  # % of a file's valid pixels at its ceiling worth a line (training scenes: under 0.08 %)
+
+
+def saturated_inputs(scene: "Scene", model: bool) -> list[str]:
+    """One line naming the files with more than SATURATED_SHARE_SAID % of their valid (preview) pixels at the
+    file's ceiling (clouds, snow) and, for a model, what the output says there (ddrf.saturation)."""
+    ceilings, files = getattr(scene, "ceilings", None), getattr(scene, "files", None)
+    if ceilings is None or files is None:
+        return []
+    try:
+        pan, pan_valid, ms, ms_valid = scene.preview()
+    except SceneError:
+        return []
+    ms_ceiling, pan_ceiling = ceilings
+    shares = [] if pan_ceiling is None else [(files.pan.name, pan[pan_valid], pan_ceiling)]
+    if ms_ceiling is not None:
+        shares += [(f"{Path(path).name} ({name})", ms[..., i][ms_valid], ms_ceiling)
+                   for i, ((path, _), name) in enumerate(zip(files.ms, scene.band_names))]
+    said = [f"{name} {100 * np.mean(values >= ceiling):.1f} %" for name, values, ceiling in shares
+            if values.size and 100 * np.mean(values >= ceiling) > SATURATED_SHARE_SAID]
+    if not said:
+        return []
+    line = f"saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
+    if model:
+        line += ("; the output there is the MS ceiling where an MS band is saturated, the upsampled MS where only "
+                 "the PAN is")
+    return [line]
+
+
 def single_value(values: np.ndarray) -> float | None:
     """The one value of a non-empty array that holds only one, else None."""
     return float(values[0]) if values.size and bool((values == values[0]).all()) else None
@@ -132,7 +161,8 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     grid = plan["grid"]
     engine.start_scene(scene, grid.unweighted_border)
     # after start_scene: its refusals (no valid pixel) come first, as before
-    warnings = partial_cover(scene) + constant_inputs(scene)
+    warnings = (partial_cover(scene) + constant_inputs(scene)
+                + saturated_inputs(scene, isinstance(engine, ModelEngine)))
     for line in warnings:
         say(line)
     inputs = {**inputs, "warnings": warnings}
