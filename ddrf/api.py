@@ -30,7 +30,8 @@ def _fuser(model: str, backend: str, steps: int | None, threads: int | None) -> 
 
 
 def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method: str | None, steps: int | None,
-                 seed: int, backend: str, sensor: str, threads: int | None, ensemble: int = 0) -> np.ndarray:
+                 seed: int, backend: str, sensor: str, threads: int | None, ensemble: int = 0,
+                 noise_origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     check_ensemble(ensemble, method)
     if pan.ndim != 2 or ms.ndim != 3:
         raise ValueError(f"pan must be (H, W) and ms (h, w, bands); got {pan.shape} and {ms.shape}")
@@ -54,7 +55,7 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
     fuser.check_inputs(pan, ms)  # a band count the model does not take: its own one-line error, before any window
     # ddrf-run's windows, halo, blend and scene statistics: the same pixels ddrf-run writes, in bounded memory
     engine = ModelEngine(fuser, seed, max(ensemble, 1), first_view=0 if ensemble else None)
-    return fuse_arrays(engine, ArrayScene(pan, ms, ratio), tile=None).astype(np.float32)
+    return fuse_arrays(engine, ArrayScene(pan, ms, ratio, noise_origin=noise_origin), tile=None).astype(np.float32)
 
 
 def check_ensemble(ensemble: int, method: str | None) -> None:
@@ -82,7 +83,9 @@ def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None
     """Pansharpen PAN and MS arrays in digital numbers.
 
     numpy: `pan` (H, W), `ms` (h, w, B) with H = ratio * h -> (H, W, B) float32, a model fused through ddrf-run's
-    windows (its default tile, the model's halo and blend), so the pixels are those ddrf-run writes.
+    windows (its default tile, the model's halo and blend); the noise is keyed to the arrays' own rows and columns,
+    so the pixels are those ddrf-run writes for a raster whose grid starts at its CRS's origin (xarray input with a
+    transform is keyed like ddrf-run: its pixels are ddrf-run's).
     xarray (rioxarray's layout): `pan` (band=1, y, x) or (y, x), `ms` (band, y, x) -> (band, y, x) float32 DataArray
     with the PAN's y/x coordinates, the MS band coordinate, and the PAN's CRS and transform when rioxarray is
     installed.
@@ -107,7 +110,7 @@ def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: Pat
     if pan2d.dims != ("y", "x") or ms.dims != ("band", "y", "x"):
         raise ValueError(f"pan must have dims (band, y, x) or (y, x), ms (band, y, x); got {pan.dims}, {ms.dims}")
     fused = _fuse_arrays(pan2d.values, np.moveaxis(ms.values, 0, -1), model, method, steps, seed, backend, sensor,
-                         threads, ensemble)
+                         threads, ensemble, _lattice_origin(pan))
     result = xr.DataArray(np.moveaxis(fused, -1, 0), dims=("band", "y", "x"),
                           coords={"band": ms.coords["band"].values if "band" in ms.coords else
                                   np.arange(1, fused.shape[-1] + 1), "y": pan2d.coords["y"], "x": pan2d.coords["x"]},
@@ -119,6 +122,20 @@ def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: Pat
     if pan.rio.crs is not None:
         result = result.rio.write_crs(pan.rio.crs).rio.write_transform(pan.rio.transform())
     return result
+
+
+def _lattice_origin(pan: "xarray.DataArray") -> tuple[int, int]:
+    """Where ddrf-run keys the noise of a raster with this PAN's transform (`ddrf.geometry.lattice_origin`); (0, 0)
+    without rioxarray or a transform."""
+    try:
+        import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+        transform = pan.rio.transform()
+    except Exception:  # no rioxarray, or coordinates it cannot read a transform from
+        return 0, 0
+    from ddrf.geometry import lattice_origin
+
+    return lattice_origin(transform)
 
 
 def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None, method: str | None = None,

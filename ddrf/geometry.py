@@ -84,6 +84,15 @@ def align_axis(origin: float, ratio: int, pan_len: int, ms_len: int) -> AxisAlig
     return AxisAlignment(start, end - start, base, 0.0 if frac < EPS else frac)
 
 
+LATTICE_PERIOD = 1 << 23  # lattice indices wrap here (within the noise generator's coordinate range)
+
+
+def lattice_origin(transform: Affine) -> tuple[int, int]:
+    """(row, column) of a north-up grid's top-left pixel on its CRS's lattice of pixels of that size (the CRS origin
+    at 0, 0), modulo LATTICE_PERIOD: the same ground pixel has the same index in any scene cut from that lattice."""
+    return round(transform.f / transform.e) % LATTICE_PERIOD, round(transform.c / transform.a) % LATTICE_PERIOD
+
+
 def default_nodata(tag: float | None, sensor: str) -> float | None:
     """The file's nodata tag; Landsat collars carry none but are 0."""
     return tag if tag is not None else (0.0 if sensor.startswith("Landsat") else None)

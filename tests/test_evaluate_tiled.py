@@ -35,15 +35,17 @@ def crop() -> Sample:
 
 
 def write_pair(folder: Path, pan: np.ndarray, ms: np.ndarray) -> tuple[Path, Path]:
-    """Float32 GeoTIFFs, the MS origin half a PAN pixel down-right (MS pixel j centred on PAN pixel 2j+1)."""
+    """Float32 GeoTIFFs, the MS origin half a PAN pixel down-right (MS pixel j centred on PAN pixel 2j+1), the PAN
+    at its CRS's origin: ddrf-run keys the noise to the CRS pixel lattice, and there that is the arrays' own rows
+    and columns, as the evaluation keys them."""
     folder.mkdir(parents=True, exist_ok=True)
     common = {"driver": "GTiff", "crs": "EPSG:32616", "dtype": "float32"}
     paths = folder / "crop_pan.tif", folder / "crop_ms.tif"
     with rasterio.open(paths[0], "w", height=pan.shape[0], width=pan.shape[1], count=1,
-                       transform=from_origin(5e5, 4e6, 15.0, 15.0), **common) as dst:
+                       transform=from_origin(0.0, 0.0, 15.0, 15.0), **common) as dst:
         dst.write(pan.astype(np.float32)[None])
     with rasterio.open(paths[1], "w", height=ms.shape[0], width=ms.shape[1], count=ms.shape[2],
-                       transform=from_origin(5e5 + 7.5, 4e6 - 7.5, 30.0, 30.0), **common) as dst:
+                       transform=from_origin(7.5, -7.5, 30.0, 30.0), **common) as dst:
         dst.write(np.moveaxis(ms.astype(np.float32), -1, 0))
     return paths
 

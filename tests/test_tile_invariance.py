@@ -163,23 +163,28 @@ def test_ddrf_run_refuses_steps_without_graphs_in_one_line(tmp_path: Path) -> No
 
 
 def test_ddrf_fuse_on_arrays_writes_what_ddrf_run_writes(tmp_path: Path) -> None:
-    """ddrf.fuse goes through ddrf-run's windows and scene statistics: the same pixels, to ddrf-run's rounding."""
+    """ddrf.fuse goes through ddrf-run's windows and scene statistics: on DataArrays with the scene's transform
+    (the noise keyed to the same CRS pixels), the same pixels, to ddrf-run's rounding. numpy arrays key the noise
+    to their own rows and columns, so they differ from ddrf-run's pixels by a draw of the noise."""
+    rioxarray = pytest.importorskip("rioxarray")
     import rasterio
+    import xarray as xr
 
     import ddrf
     from ddrf.scenes import engines, jobs, streaming
     from scenes_fixtures import SAMPLE
 
-    def read(band: str) -> np.ndarray:
-        with rasterio.open(SAMPLE / f"{SAMPLE.name}_{band}.TIF") as ds:
-            return ds.read(1)
+    def read(band: str) -> xr.DataArray:
+        return rioxarray.open_rasterio(SAMPLE / f"{SAMPLE.name}_{band}.TIF")
 
-    pan, ms = read("B8"), np.stack([read(f"B{n}") for n in (2, 3, 4, 5)], axis=-1)
+    pan, ms = read("B8"), xr.concat([read(f"B{n}") for n in (2, 3, 4, 5)], dim="band")
     out = tmp_path / "scene.tif"
     settings = streaming.RunSettings(tile=None, batch=1, progress=False)
     assert jobs.run_job(jobs.SceneJob("scene", out, directory=SAMPLE), engines.EngineSpec(threads=1),
                         settings)["status"] == "done"
     with rasterio.open(out) as ds:
         written = np.moveaxis(ds.read(), 0, -1).astype(np.float64)
-    fused = ddrf.fuse(pan, ms)
+    fused = np.moveaxis(ddrf.fuse(pan, ms).values, 0, -1)
     assert float(np.abs(np.round(fused) - written).max()) <= 1.0
+    plain = ddrf.fuse(pan.values[0], np.moveaxis(ms.values, 0, -1))
+    assert float(np.abs(np.round(plain) - written).max()) > 10  # another draw of the noise

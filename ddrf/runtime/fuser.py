@@ -68,7 +68,8 @@ class InputPreparation:
         return lms_n, pan_n, self.start_noise(seed, origin, lms_n.shape)
 
     def start_noise(self, seed: int, origin: tuple[int, int], shape: tuple[int, ...]) -> np.ndarray:
-        """The (C, H, W) starting noise of the window at `origin`, keyed to scene coordinates."""
+        """The (C, H, W) starting noise of the window at `origin`, keyed to those coordinates (ddrf-run's: the
+        CRS pixel lattice, `ddrf.scenes.engines.noise_origins`)."""
         bands, height, width = shape
         if self.card.band_wise:  # every band starts from the same noise: a band's output is the same in any band set
             return np.repeat(scene_noise(seed, 1, origin[0], origin[1], height, width), bands, axis=0)

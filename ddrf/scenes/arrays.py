@@ -25,6 +25,7 @@ class ArrayScene:
     ms: np.ndarray
     ratio: int
     name: str = "arrays"
+    noise_origin: tuple[int, int] = (0, 0)  # where the noise is keyed (Scene.noise_origin): arrays, their own pixels
 
     @property
     def height(self) -> int:

@@ -50,7 +50,8 @@ def bundled_models() -> list[Any]:
 
 
 def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
-              method: str | None, threads: int | None, ensemble: int = 0) -> "EngineSpec":
+              method: str | None, threads: int | None, ensemble: int = 0,
+              statistics_from: Path | None = None) -> "EngineSpec":
     """The engine description, checked here so that a bad model is a usage error before any scene runs.
 
     Without --model (and --method) the spec names no model: each scene gets the bundled one that fits it."""
@@ -68,10 +69,11 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
 
         if method not in ALL_METHODS:
             raise usage(f"unknown --method {method!r}; known: {', '.join(ALL_METHODS)}")
-        if uncertainty or ensemble:
-            raise usage(f"{'--uncertainty' if uncertainty else '--ensemble'} applies to the diffusion model, not to "
-                        "--method")
+        if uncertainty or ensemble or statistics_from:
+            option = "--uncertainty" if uncertainty else "--ensemble" if ensemble else "--statistics-from"
+            raise usage(f"{option} applies to the diffusion model, not to --method")
         return EngineSpec(method=method, seed=seed)
+    reference = checked_reference(statistics_from) if statistics_from is not None else None
     from ddrf.model_dir import ModelDir
 
     if backend not in BACKENDS:
@@ -87,7 +89,20 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
         except ValueError as exc:
             raise usage(" ".join(str(exc).split()))
     return EngineSpec(model=str(model) if model else None, backend=backend, steps=steps, seed=seed,
-                      samples=max(uncertainty, ensemble, 1), threads=threads, views=bool(ensemble))
+                      samples=max(uncertainty, ensemble, 1), threads=threads, views=bool(ensemble),
+                      statistics_from=reference)
+
+
+def checked_reference(directory: Path) -> str:
+    """--statistics-from: a scene directory discovery reads (its bands and ratio are checked against each model
+    when its statistics are first taken)."""
+    from ddrf.scenes.discover import discover_scene
+
+    try:
+        discover_scene(directory)
+    except (ValueError, OSError) as exc:
+        raise usage(f"--statistics-from {directory}: " + " ".join(str(exc).split()))
+    return str(directory.absolute())
 
 
 # scenes whose bundled model is picked before the run (about 10 ms each, reading headers); a longer batch, or
@@ -100,7 +115,7 @@ def preload(spec: "EngineSpec", jobs: "list[SceneJob] | None" = None) -> list[An
     --model: the bundled models these `jobs` will get, or (no jobs, or many) every one a scene may get."""
     from dataclasses import replace
 
-    from ddrf.scenes.engines import get_engine
+    from ddrf.scenes.engines import ModelEngine, get_engine
     from ddrf.scenes.jobs import bundled_models_needed
 
     if spec.model or spec.method:
@@ -111,7 +126,11 @@ def preload(spec: "EngineSpec", jobs: "list[SceneJob] | None" = None) -> list[An
             models = bundled_models_needed(jobs, models)
         specs = [replace(spec, model=str(m.path)) for m in models]
     try:
-        return [get_engine(s) for s in specs]
+        engines = [get_engine(s) for s in specs]
+        for engine in engines:  # a --statistics-from scene that does not fit: one usage line, not a failed scene each
+            if isinstance(engine, ModelEngine) and engine.statistics_from:
+                engine.reference_statistics()
+        return engines
     except (ValueError, RuntimeError) as exc:
         raise usage(" ".join(str(exc).split()))
 
@@ -193,7 +212,8 @@ def main(
         "MTF-GLP-FS-unitdc (docs/EVALUATION.md)."),
     backend: str = typer.Option("ort-cpu", "--backend", help=f"{', '.join(BACKENDS)}."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the card's)."),
-    seed: int = typer.Option(0, "--seed", help="Noise seed (noise is keyed to scene coordinates)."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed (the noise is keyed to each pixel's place on the CRS "
+                             "grid, so overlapping scenes draw the same)."),
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: the output is their mean; "
                                     "also write <name>_spread.tif (per-pixel std x the card's spread_calibration, "
                                     "adjusted for N). With --ensemble N (the same N): the spread of the N views, "
@@ -209,6 +229,11 @@ def main(
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
     halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default: the "
                                        "model card's, what its tiles need to agree; 32 for --method)."),
+    statistics_from: Optional[Path] = typer.Option(
+        None, "--statistics-from", help="A scene directory whose normalisation and model statistics every scene "
+        "of the run takes instead of its own, so that overlapping scenes (neighbouring rows of one pass, an area cut "
+        "from a scene) give the same pixels where they overlap; by default each scene's own extent sets them "
+        "(docs/EVALUATION.md, \"Scene extent\")."),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="ONNX Runtime intra-op threads per session (default: one per physical core). "
         "Idle pools sleep (no spinning), so the encoder, denoiser and reader thread share the cores; on a machine "
@@ -257,7 +282,7 @@ def main(
     catalog = stac_catalog.absolute() if stac_catalog else None
     check_catalog(catalog)
     band_names = band_list(bands)
-    spec = make_spec(model, backend, steps, seed, uncertainty, method, threads, ensemble)
+    spec = make_spec(model, backend, steps, seed, uncertainty, method, threads, ensemble, statistics_from)
     batch_default = default_tiling(backend, method)[1]
     settings = RunSettings(tile=tile, batch=batch or batch_default,
                            halo=halo, cog=cog, quicklook=quicklook,

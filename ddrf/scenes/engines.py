@@ -66,8 +66,9 @@ class ModelEngine:
     with --model, or the bundled one that fits the scene), for the report."""
 
     def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1, chosen_by: str = "--model",
-                 first_view: int | None = None) -> None:
+                 first_view: int | None = None, statistics_from: str | None = None) -> None:
         self.fuser, self.seed, self.samples, self.chosen_by = fuser, seed, samples, chosen_by
+        self.statistics_from = statistics_from
         self.first_view = first_view
         self.members = [(seed + j, 0 if first_view is None else (first_view + j) % len(VIEWS))
                         for j in range(samples)]  # (seed, view) per member
@@ -85,6 +86,7 @@ class ModelEngine:
         self.border = 0  # the window border the blend gives no weight (start_scene)
         self.contexts: dict[int, dict[str, np.ndarray]] = {}  # per member: a scene-statistics model's statistics
         self.ceilings: Ceilings = (None, None)  # the scene's saturation values (start_scene)
+        self.scene: Any = None  # the scene being fused (start_scene): where its noise is keyed
 
     def window_limits(self) -> tuple[int, int, int] | None:
         """(smallest side, largest side, largest batch) of a window the backend takes, where it has a fixed
@@ -102,18 +104,42 @@ class ModelEngine:
         return tile + 2 * self.fuser.widening(unweighted_border(halo))
 
     def start_scene(self, scene: "Scene", border: int = 0) -> None:
-        """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview)."""
-        self.radiometry, self.border = preview_radiometry(scene, self.card), border
-        self.ceilings = scene_ceilings(scene)
-        self.contexts = {j: self.fuser.scene_context(*inputs) for j, inputs in
-                         context_inputs(scene, self.fuser, self.radiometry, self.members).items()}
+        """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview),
+        and a scene-statistics model's statistics; both from the --statistics-from scene where there is one."""
+        self.border, self.ceilings, self.scene = border, scene_ceilings(scene), scene
+        self.radiometry, self.contexts = (self.reference_statistics() if self.statistics_from
+                                          else self.scene_statistics(scene))
+        if len(self.radiometry.ms_offset) != len(scene.band_names):  # a band-wise model takes any band count
+            raise ValueError(f"{scene.name}: {len(scene.band_names)} MS bands, the --statistics-from scene "
+                             f"{self.statistics_from} has {len(self.radiometry.ms_offset)}: give one with the same bands")
+
+    def scene_statistics(self, scene: "Scene") -> tuple["Radiometry", dict[int, dict[str, np.ndarray]]]:
+        radiometry = preview_radiometry(scene, self.card)
+        return radiometry, {j: self.fuser.scene_context(*inputs) for j, inputs in
+                            context_inputs(scene, self.fuser, radiometry, self.members).items()}
+
+    def reference_statistics(self) -> tuple["Radiometry", dict[int, dict[str, np.ndarray]]]:
+        """`scene_statistics` of the --statistics-from scene, taken once per process for this model and members."""
+        assert self.statistics_from is not None
+        key = (str(self.fuser.files.root), self.fuser.backend_kind, self.fuser.steps, self.statistics_from,
+               tuple(self.members))
+        if key not in _REFERENCES:
+            from ddrf.scenes.discover import discover_scene, select_bands
+            from ddrf.scenes.scene import Scene
+
+            files = discover_scene(self.statistics_from)
+            reference = Scene(select_bands(files, self.bands) if self.bands is not None else files)
+            check_fit(reference, self, f"--statistics-from {self.statistics_from}")
+            _REFERENCES[key] = self.scene_statistics(reference)
+        return _REFERENCES[key]
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         """(pairs, radiometry, [(LMS, guide, noise) per member, in its view]): interp23, normalisation, keyed noise."""
         radiometry = self.radiometry or self.fuser.radiometry(*pairs[0])
         fills = saturated_fills(radiometry)
         seen = [fill_saturated(pan, ms, self.ceilings, fills) for pan, ms in pairs]
-        return pairs, radiometry, member_batches(self.fuser, seen, radiometry, origins, self.members)
+        keyed = noise_origins(self.scene, origins) if self.scene is not None else origins
+        return pairs, radiometry, member_batches(self.fuser, seen, radiometry, keyed, self.members)
 
     def run(self, prepared: Any) -> list[np.ndarray]:
         pairs, radiometry, batches = prepared
@@ -133,6 +159,7 @@ class ModelEngine:
                 "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples,
                 "output_margin": self.fuser.output_margin,  # border pixels of each window left uncomputed
                 "views": [view for _, view in self.members] if self.first_view is not None else None,
+                "statistics_from": self.statistics_from,  # None: the scene's own
                 "spread_factor": self.spread_calibration if self.samples > 1 else None,
                 "spread_fitted": self.spread_problem is None}
 
@@ -177,6 +204,14 @@ def preview_radiometry(scene: "Scene", card: Any) -> "Radiometry":
     return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid, *scene_ceilings(scene))
 
 
+def noise_origins(scene: "Scene", origins: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Windows' origins (scene row, column) as the noise is keyed: on the scene's CRS pixel lattice
+    (`Scene.noise_origin`), so that a pixel draws the same noise in every scene that holds it; in-memory arrays
+    keep their own coordinates."""
+    row0, col0 = getattr(scene, "noise_origin", (0, 0))
+    return [(row0 + row, col0 + col) for row, col in origins]
+
+
 def scene_ceilings(scene: "Scene") -> Ceilings:
     """(MS, PAN) saturation values of the scene's files; unknown (None) for in-memory arrays."""
     return getattr(scene, "ceilings", (None, None))
@@ -195,7 +230,7 @@ def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry",
     ceilings, fills = scene_ceilings(scene), saturated_fills(radiometry)
     pairs = [fill_saturated(*scene.read_pair(b.row, b.col, b.height, b.width)[:2], ceilings, fills)
              for b in boxes]  # read once for every seed
-    origins = [(b.row, b.col) for b in boxes]
+    origins = noise_origins(scene, [(b.row, b.col) for b in boxes])
     return dict(enumerate(member_batches(preparation, pairs, radiometry, origins, members)))
 
 
@@ -211,6 +246,14 @@ def viewed(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], view: int) -> tupl
     """A prepared (LMS, guide, noise) batch in view `view`."""
     lms, guide, noise = arrays
     return to_view(lms, view), to_view(guide, view), to_view(noise, view)
+
+
+def check_fit(scene: "Scene", engine: Engine, path: str) -> None:
+    if engine.ratio is not None and int(scene.ratio) != int(engine.ratio):
+        raise ValueError(f"{path}: scene ratio {scene.ratio} but the model fuses ratio {engine.ratio}")
+    if engine.bands is not None and len(scene.band_names) != len(engine.bands):
+        raise ValueError(f"{path}: scene has {len(scene.band_names)} MS bands, the model needs {len(engine.bands)} "
+                         f"({', '.join(engine.bands)})")
 
 
 def ms_ratio(pan: np.ndarray, ms: np.ndarray) -> int:
@@ -229,9 +272,11 @@ class EngineSpec:
     method: str | None = None
     threads: int | None = None
     views: bool = False  # the samples are views of each window (a geometric self-ensemble), not only seeds
+    statistics_from: str | None = None  # a scene directory whose normalisation and statistics every scene takes
 
 
 _FUSERS: dict[EngineSpec, "Fuser"] = {}  # per process: a worker loads each model once
+_REFERENCES: dict[tuple[Any, ...], tuple["Radiometry", dict[int, dict[str, np.ndarray]]]] = {}  # --statistics-from
 
 
 def get_engine(spec: EngineSpec, sensor: str = "generic", chosen_by: str = "--model") -> Engine:
@@ -244,6 +289,7 @@ def get_engine(spec: EngineSpec, sensor: str = "generic", chosen_by: str = "--mo
         if spec.model is None:
             raise ValueError("no model given")
         _FUSERS[key] = Fuser(spec.model, spec.backend, spec.steps, unrolled="auto", threads=spec.threads)
-    return ModelEngine(_FUSERS[key], spec.seed, spec.samples, chosen_by, 0 if spec.views else None)
+    return ModelEngine(_FUSERS[key], spec.seed, spec.samples, chosen_by, 0 if spec.views else None,
+                       spec.statistics_from)
 
 

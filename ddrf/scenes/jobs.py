@@ -16,9 +16,9 @@ import numpy as np
 
 from ddrf.files import Busy, clean_stale, exclusive, publish_all
 from ddrf.scenes import report as reports
-from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, get_engine
+from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, check_fit, get_engine
 from ddrf.scenes.errors import SceneError
-from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, check_fit, fuse_into, open_sinks, output_nodata,
+from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, fuse_into, open_sinks, output_nodata,
                                    plan_grid, seal, tile_bar)
 
 if TYPE_CHECKING:

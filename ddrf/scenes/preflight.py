@@ -228,7 +228,8 @@ def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings")
     """Print each scene's plan (model, windows, output size, free space) and run nothing; 1 when a scene cannot
     run."""
     from ddrf.scenes.jobs import describe_plan, one_line, open_with_engine, plan_scene
-    from ddrf.scenes.streaming import Outputs, check_fit
+    from ddrf.scenes.engines import check_fit
+    from ddrf.scenes.streaming import Outputs
 
     failed = 0
     for job in jobs:

@@ -16,7 +16,7 @@ from affine import Affine
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ddrf.geometry import PairGrid, default_nodata, is_nodata, read_error_reason
+from ddrf.geometry import PairGrid, default_nodata, is_nodata, lattice_origin, read_error_reason
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -98,6 +98,8 @@ class Scene:
         # outputs are written on the whole PAN grid: the fused grid sits at `offset`, nodata around it
         self.pan_transform, self.pan_height, self.pan_width = pan.transform, pan.height, pan.width
         self.offset = (self.rows.start, self.cols.start)
+        # noise is keyed to this + the scene's row and column, so overlapping scenes draw the same at each pixel
+        self.noise_origin = lattice_origin(self.transform)
         self.pan_nodata, self.ms_nodata = self._nodata[pan.path], self._nodata[first.path]
         # (MS, PAN) saturation: the largest value of each file's type and bit depth (None for floats)
         self.ceilings = tuple(limits[1] if (limits := value_range(dtype, bits)) else None

@@ -115,14 +115,6 @@ def resolved_window(settings: RunSettings, engine: Engine | None) -> tuple[int, 
     return tile, halo
 
 
-def check_fit(scene: "Scene", engine: Engine, path: str) -> None:
-    if engine.ratio is not None and int(scene.ratio) != int(engine.ratio):
-        raise ValueError(f"{path}: scene ratio {scene.ratio} but the model fuses ratio {engine.ratio}")
-    if engine.bands is not None and len(scene.band_names) != len(engine.bands):
-        raise ValueError(f"{path}: scene has {len(scene.band_names)} MS bands, the model needs {len(engine.bands)} "
-                         f"({', '.join(engine.bands)})")
-
-
 @dataclass
 class Batch:
     """A batch of windows read and prepared (in the reader thread), ready for the engine."""

@@ -17,7 +17,7 @@ from ddrf.model.scene import recorded, replayed
 from ddrf.radiometry import Radiometry
 from ddrf.runtime.fuser import InputPreparation
 from ddrf.scenes.arrays import ArrayScene, fuse_arrays
-from ddrf.scenes.engines import context_inputs, default_tiling, preview_radiometry
+from ddrf.scenes.engines import context_inputs, default_tiling, noise_origins, preview_radiometry
 from ddrf.sampling import by_graph_bands
 from ddrf.schedule import CosineSchedule
 from ddrf.train.diffusion import Diffusion
@@ -37,6 +37,7 @@ class TorchEngine:
     device: str = "cpu"  # where the model lives; windows go there and their output comes back to the host
     crop: bool = True  # leave out the window border the blend gives no weight (False: compute whole windows)
     radiometry: Radiometry | None = field(default=None, repr=False)
+    scene: Any = field(default=None, repr=False)  # the scene being fused (start_scene)
 
     def __post_init__(self) -> None:
         self.prep = InputPreparation(self.card)
@@ -53,7 +54,7 @@ class TorchEngine:
         """One normalisation per scene, from the same preview the runtime's ModelEngine reads. The sampler leaves
         out what it can of the `border` the blend gives no weight (whole margin steps; nothing where a window
         statistic makes every pixel depend on the whole window), as the exported graphs do."""
-        self.radiometry = preview_radiometry(scene, self.card)
+        self.radiometry, self.scene = preview_radiometry(scene, self.card), scene
         self.margin = self.card.croppable(border) if self.crop else 0
         # recorded over the same context windows as the runtime's ModelEngine
         members = [(self.seed + k, 0) for k in range(self.samples)]  # seeds only: no views in the torch path
@@ -76,7 +77,7 @@ class TorchEngine:
         runs = []
         for k in range(self.samples):
             prepared = [self.prep.prepare(pan, ms, self.radiometry, self.seed + k, o) for (pan, ms), o in
-                        zip(pairs, origins)]
+                        zip(pairs, noise_origins(self.scene, origins))]
             lms, guide, noise = (torch.from_numpy(np.stack(p)).to(self.device) for p in zip(*prepared))
             sample = functools.partial(self._sample, context=self.contexts.get(k), margin=self.margin)
             fused = by_graph_bands(sample, lms, guide, noise, self.card.graph_bands).float().cpu().numpy()

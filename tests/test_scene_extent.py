@@ -1,0 +1,93 @@
+"""Overlapping scenes give the same pixels where they overlap when they share their statistics (--statistics-from).
+
+The default model normalises each scene by its own percentiles and records its GroupNorm moments and attention
+contexts over windows its scene chooses, so a crop of a scene came out different from the scene over the same
+pixels (benchmarks/scene_extent.py: p99 31-155 % of a band's std on the sample scene). With `--statistics-from` every
+scene of the run takes one scene's normalisation and statistics: what is left is local, so the crop reproduces the
+scene to the tile-invariance bound. Made from the bundled sample scene with the default model.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from typer.testing import CliRunner
+
+from ddrf.scenes.command import app
+from scenes_fixtures import SAMPLE
+
+FIRST, END, EDGE = 128, 512, 96  # the crop keeps these PAN columns; compared EDGE px away from its cut edge
+
+
+def cropped(target: Path) -> Path:
+    """The sample scene keeping PAN columns FIRST-END of every file (georeferenced; the MTL as is)."""
+    shutil.copytree(SAMPLE, target)
+    for path in target.glob("*.TIF"):
+        ratio = 1 if path.name.endswith("_B8.TIF") else 2
+        with rasterio.open(path) as src:
+            window = Window(FIRST // ratio, 0, (END - FIRST) // ratio, src.height)
+            data, profile = src.read(window=window), dict(src.profile)
+            profile.update(width=window.width, transform=src.window_transform(window))
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+    return target
+
+
+def fuse(scene: Path, out: Path, *options: str) -> np.ndarray:
+    result = CliRunner().invoke(app, [str(scene), "-o", str(out), "--no-progress", "--threads", "1", *options])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out / f"{scene.name}.tif") as ds:
+        return ds.read().astype(np.float64)
+
+
+def overlap_shares(whole: np.ndarray, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per band, p99 and max of |crop - whole| over the overlap (EDGE px from the cut edge left out) / band std."""
+    want = whole[:, :, FIRST + EDGE:END].reshape(len(whole), -1)
+    got = crop[:, :, EDGE:].reshape(len(whole), -1)
+    difference, std = np.abs(got - want), want.std(axis=1)
+    return np.percentile(difference, 99, axis=1) / std, difference.max(axis=1) / std
+
+
+def test_a_crop_reproduces_the_scene_with_its_statistics(tmp_path: Path) -> None:
+    crop = cropped(tmp_path / "crop" / SAMPLE.name)
+    whole = fuse(SAMPLE, tmp_path / "whole")
+    own_p99, _ = overlap_shares(whole, fuse(crop, tmp_path / "own"))
+    assert own_p99.max() > 0.1, own_p99  # each scene its own statistics: far apart (why the option exists)
+    shared = fuse(crop, tmp_path / "shared", "--statistics-from", str(SAMPLE))
+    p99, top = overlap_shares(whole, shared)
+    assert (p99 <= 0.005).all() and (top <= 0.02).all(), (p99, top)
+    report = json.loads((tmp_path / "shared" / f"{SAMPLE.name}.json").read_text())
+    assert report["engine"]["statistics_from"] == str(SAMPLE)
+    # a scene taking its statistics from itself is the plain run, to the bit
+    np.testing.assert_array_equal(fuse(SAMPLE, tmp_path / "self", "--statistics-from", str(SAMPLE)), whole)
+
+
+def test_a_statistics_scene_that_cannot_serve_is_one_usage_line(tmp_path: Path) -> None:
+    no_nir = tmp_path / "no_nir" / SAMPLE.name
+    shutil.copytree(SAMPLE, no_nir)
+    next(no_nir.glob("*_B5.TIF")).unlink()
+    for reference, options, said in (
+            (tmp_path / "absent", [], "--statistics-from"),
+            (no_nir, [], "B5"),
+            (SAMPLE, ["--method", "GSA"], "--statistics-from applies to the diffusion model")):
+        result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--no-progress",
+                                          "--statistics-from", str(reference), *options])
+        assert result.exit_code == 2, result.output
+        assert said in result.output and len(result.output.strip().splitlines()) == 1, result.output
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_scene_with_other_bands_than_the_statistics_scene_fails_alone(tmp_path: Path) -> None:
+    """A band-wise model takes any band count, so the statistics scene's bands are checked scene by scene."""
+    files = {band: next(SAMPLE.glob(f"*_{band}.TIF")) for band in ("B8", "B2", "B3", "B4")}
+    out = tmp_path / "rgb.tif"
+    result = CliRunner().invoke(app, ["--pan", str(files["B8"]), *[f"--ms={files[b]}" for b in ("B2", "B3", "B4")],
+                                      "--bands", "blue,green,red", "--model", "landsat_ratio2_band_wise",
+                                      "--statistics-from", str(SAMPLE), "-o", str(out), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert f"3 MS bands, the --statistics-from scene {SAMPLE} has 4" in result.output
+    assert not out.exists()
