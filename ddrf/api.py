@@ -140,13 +140,16 @@ def _lattice_origin(pan: "xarray.DataArray") -> tuple[int, int]:
 
 def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None, method: str | None = None,
                steps: int | None = None, seed: int = 0, backend: str = "ort-cpu", tile: int | None = None,
-               cog: bool = False, overwrite: bool = False, ensemble: int = 0) -> Path:
+               cog: bool = False, overwrite: bool = False, ensemble: int = 0,
+               statistics_from: PathLike | None = None) -> Path:
     """Fuse a scene directory or a STAC Item (path or URL) into a GeoTIFF; returns its path.
 
     `out`: a directory (the output is OUT/<scene name>.tif) or a .tif path (scene directories only). Windowed like
     `ddrf-run`, with the JSON report and the STAC Item (`<name>.item.json`) beside the GeoTIFF. A scene that cannot
     be fused raises ValueError with a one-line reason naming the file. `model`: default, the bundled model of the
     scene's ratio and bands. `ensemble` N >= 2: the mean of N views of every window (`ddrf-run --ensemble N`).
+    `statistics_from`: a scene directory whose normalisation and statistics this scene takes (`ddrf-run
+    --statistics-from`), so that overlapping scenes give the same pixels.
     """
     check_ensemble(ensemble, method)
     from ddrf.scenes.engines import EngineSpec, default_tiling
@@ -170,7 +173,8 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
         job = SceneJob(raster.stem, raster, directory=directory)
     # no model: the bundled one that fits the scene (named in the report)
     spec = EngineSpec(model=str(model) if model and not method else None, backend=backend, steps=steps, seed=seed,
-                      method=method, samples=max(ensemble, 1), views=bool(ensemble))
+                      method=method, samples=max(ensemble, 1), views=bool(ensemble),
+                      statistics_from=str(Path(statistics_from).absolute()) if statistics_from else None)
     batch = default_tiling(backend, method)[1]
     settings = RunSettings(tile=tile, batch=batch, cog=cog, overwrite=overwrite,
                            progress=False)

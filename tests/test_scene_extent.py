@@ -62,6 +62,10 @@ def test_a_crop_reproduces_the_scene_with_its_statistics(tmp_path: Path) -> None
     assert (p99 <= 0.005).all() and (top <= 0.02).all(), (p99, top)
     report = json.loads((tmp_path / "shared" / f"{SAMPLE.name}.json").read_text())
     assert report["engine"]["statistics_from"] == str(SAMPLE)
+    import ddrf
+
+    with rasterio.open(ddrf.fuse_scene(crop, tmp_path / "api", statistics_from=SAMPLE)) as ds:
+        np.testing.assert_array_equal(ds.read(), shared)  # the Python API's statistics_from is the option's
     # a scene taking its statistics from itself is the plain run, to the bit
     np.testing.assert_array_equal(fuse(SAMPLE, tmp_path / "self", "--statistics-from", str(SAMPLE)), whole)
 
