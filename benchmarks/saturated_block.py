@@ -4,7 +4,9 @@ The bundled sample scene and a copy with a PAN block (and the MS block under it)
 with the same model; printed per band: p99 and max of |block - clean| as a % of the band's std, over the columns
 from FAR on (the block ends at column SIDE). docs/RELIABILITY.md, row 95.
 
-    python benchmarks/saturated_block.py [--model NAME] [--side 96] [--place corner|edge]
+    python benchmarks/saturated_block.py [--model NAME] [--side 96] [--place corner|edge] [--shared]
+
+`--shared`: both runs take the clean scene's normalisation and statistics (`ddrf-run --statistics-from`).
 """
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ def saturate(scene: Path, side: int, place: str) -> None:
             ds.write(data, 1)
 
 
-def fuse(scene: Path, out: Path, model: str | None) -> np.ndarray:
+def fuse(scene: Path, out: Path, model: str | None, statistics_from: Path | None) -> np.ndarray:
     command = ["ddrf-run", str(scene), "-o", str(out), "--no-progress"] + (["--model", model] if model else [])
+    command += ["--statistics-from", str(statistics_from)] if statistics_from else []
     subprocess.run(command, check=True, capture_output=True)
     with rasterio.open(out / f"{scene.name}.tif") as ds:
         return ds.read().astype(np.float64)
@@ -45,16 +48,18 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=96, help="PAN side of the block")
     parser.add_argument("--place", choices=("corner", "edge"), default="corner")
     parser.add_argument("--far", type=int, default=300, help="first output column measured")
+    parser.add_argument("--shared", action="store_true", help="both runs with --statistics-from the clean scene")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         clean, block = Path(tmp) / "clean" / SAMPLE.name, Path(tmp) / "block" / SAMPLE.name
         shutil.copytree(SAMPLE, clean)
         shutil.copytree(SAMPLE, block)
         saturate(block, args.side, args.place)
-        want, got = fuse(clean, Path(tmp) / "a", args.model), fuse(block, Path(tmp) / "b", args.model)
+        reference = clean if args.shared else None
+        want, got = fuse(clean, Path(tmp) / "a", args.model, reference), fuse(block, Path(tmp) / "b", args.model, reference)
     far = np.abs(got - want)[..., args.far:].reshape(len(want), -1)
     std = want[..., args.far:].reshape(len(want), -1).std(axis=1)
-    print(f"model {args.model or '(ddrf-run picks)'}, block {args.side} px at the {args.place}, columns >= {args.far}")
+    print(f"model {args.model or '(ddrf-run picks)'}{', shared statistics' if args.shared else ''}, block {args.side} px at the {args.place}, columns >= {args.far}")
     print("band | p99 % of std | max % of std | max DN")
     for band, (p99, top, s) in enumerate(zip(np.percentile(far, 99, axis=1), far.max(axis=1), std), 1):
         print(f"{band} | {100 * p99 / s:.2f} | {100 * top / s:.2f} | {top:.0f}")

@@ -132,9 +132,12 @@ def test_the_default_model_keeps_a_saturated_block_to_itself(tmp_path: Path) -> 
     clean, block = tmp_path / "clean", tmp_path / "block"
     shutil.copytree(SAMPLE, clean)
     saturated_copy(SAMPLE, block)
-    got = fuse(block, tmp_path / "b")
-    share = far_p99_share(got, fuse(clean, tmp_path / "a"))
+    got, want = fuse(block, tmp_path / "b"), fuse(clean, tmp_path / "a")
+    share = far_p99_share(got, want)
     assert (share < 0.1).all(), share
+    # with a clear scene's statistics (--statistics-from) what is left is local: far from it, not one DN moves
+    shared = fuse(block, tmp_path / "s", None, "--statistics-from", str(clean))
+    np.testing.assert_array_equal(shared[..., 300:], want[..., 300:])
     assert (got[:, :96, :96] == CEILING).all()
     warnings = json.loads((tmp_path / "b" / f"{block.name}.json").read_text())["inputs"]["warnings"]
     assert len(warnings) == 1 and "B8.TIF 7.0 %" in warnings[0] and "(blue) 7.0 %" in warnings[0], warnings
