@@ -17,6 +17,8 @@ from ddrf.radiometry import Radiometry
 
 Ceilings = tuple[float | None, float | None]  # (MS, PAN): the largest value each file holds, None where unknown
 FILL_LEVEL = 0.5  # model units: mid-range (between the 1st and 99th percentiles for "scene" normalisation)
+# what `restore_saturated` writes, in words (ddrf-run's saturation warning)
+RESTORED = "the MS ceiling where an MS band is saturated, the upsampled MS where only the PAN is"
 
 
 def _masks(pan: np.ndarray, ms: np.ndarray, ceilings: Ceilings) -> tuple[np.ndarray | None, np.ndarray | None]:

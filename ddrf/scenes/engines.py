@@ -85,8 +85,7 @@ class ModelEngine:
         self.radiometry: Radiometry | None = None
         self.border = 0  # the window border the blend gives no weight (start_scene)
         self.contexts: dict[int, dict[str, np.ndarray]] = {}  # per member: a scene-statistics model's statistics
-        self.ceilings: Ceilings = (None, None)  # the scene's saturation values (start_scene)
-        self.scene: Any = None  # the scene being fused (start_scene): where its noise is keyed
+        self.scene: Any = None  # the scene being fused (start_scene): its saturation values, where its noise is keyed
 
     def window_limits(self) -> tuple[int, int, int] | None:
         """(smallest side, largest side, largest batch) of a window the backend takes, where it has a fixed
@@ -106,7 +105,7 @@ class ModelEngine:
     def start_scene(self, scene: "Scene", border: int = 0) -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview),
         and a scene-statistics model's statistics; both from the --statistics-from scene where there is one."""
-        self.border, self.ceilings, self.scene = border, scene_ceilings(scene), scene
+        self.border, self.scene = border, scene
         self.radiometry, self.contexts = (self.reference_statistics() if self.statistics_from
                                           else self.scene_statistics(scene))
         if len(self.radiometry.ms_offset) != len(scene.band_names):  # a band-wise model takes any band count
@@ -136,10 +135,7 @@ class ModelEngine:
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         """(pairs, radiometry, [(LMS, guide, noise) per member, in its view]): interp23, normalisation, keyed noise."""
         radiometry = self.radiometry or self.fuser.radiometry(*pairs[0])
-        fills = saturated_fills(radiometry)
-        seen = [fill_saturated(pan, ms, self.ceilings, fills) for pan, ms in pairs]
-        keyed = noise_origins(self.scene, origins) if self.scene is not None else origins
-        return pairs, radiometry, member_batches(self.fuser, seen, radiometry, keyed, self.members)
+        return pairs, radiometry, member_batches(self.fuser, self.scene, pairs, radiometry, origins, self.members)
 
     def run(self, prepared: Any) -> list[np.ndarray]:
         pairs, radiometry, batches = prepared
@@ -147,7 +143,8 @@ class ModelEngine:
             self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j), border=self.border),
             view), pairs, radiometry)
             for j, ((seed, view), (lms, guide, noise)) in enumerate(zip(self.members, batches))]
-        return [restore_saturated(np.stack([run[i] for run in runs]), pan, ms, self.ceilings, self.ratio or 1,
+        ceilings = scene_ceilings(self.scene)
+        return [restore_saturated(np.stack([run[i] for run in runs]), pan, ms, ceilings, self.ratio or 1,
                                   self.card.lms_border) for i, (pan, ms) in enumerate(pairs)]
 
     def summary(self) -> dict[str, Any]:
@@ -204,7 +201,7 @@ def preview_radiometry(scene: "Scene", card: Any) -> "Radiometry":
     return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid, *scene_ceilings(scene))
 
 
-def noise_origins(scene: "Scene", origins: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def noise_origins(scene: "Scene | None", origins: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Windows' origins (scene row, column) as the noise is keyed: on the scene's CRS pixel lattice
     (`Scene.noise_origin`), so that a pixel draws the same noise in every scene that holds it; in-memory arrays
     keep their own coordinates."""
@@ -212,7 +209,7 @@ def noise_origins(scene: "Scene", origins: list[tuple[int, int]]) -> list[tuple[
     return [(row0 + row, col0 + col) for row, col in origins]
 
 
-def scene_ceilings(scene: "Scene") -> Ceilings:
+def scene_ceilings(scene: "Scene | None") -> Ceilings:
     """(MS, PAN) saturation values of the scene's files; unknown (None) for in-memory arrays."""
     return getattr(scene, "ceilings", (None, None))
 
@@ -227,18 +224,21 @@ def context_inputs(scene: "Scene", preparation: Any, radiometry: "Radiometry",
     if not preparation.card.scene_statistics:
         return {}
     boxes = context_windows(scene.height, scene.width, window_alignment(scene.ratio, preparation.multiple))
-    ceilings, fills = scene_ceilings(scene), saturated_fills(radiometry)
-    pairs = [fill_saturated(*scene.read_pair(b.row, b.col, b.height, b.width)[:2], ceilings, fills)
-             for b in boxes]  # read once for every seed
-    origins = noise_origins(scene, [(b.row, b.col) for b in boxes])
-    return dict(enumerate(member_batches(preparation, pairs, radiometry, origins, members)))
+    pairs = [scene.read_pair(b.row, b.col, b.height, b.width)[:2] for b in boxes]  # read once for every seed
+    origins = [(b.row, b.col) for b in boxes]
+    return dict(enumerate(member_batches(preparation, scene, pairs, radiometry, origins, members)))
 
 
-def member_batches(preparation: Any, pairs: list[tuple[np.ndarray, np.ndarray]], radiometry: "Radiometry",
-                   origins: list[tuple[int, int]],
+def member_batches(preparation: Any, scene: "Scene | None", pairs: list[tuple[np.ndarray, np.ndarray]],
+                   radiometry: "Radiometry", origins: list[tuple[int, int]],
                    members: list[tuple[int, int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per member (seed, view), its prepared (LMS, guide, noise) batch in its view."""
-    lms, guide, noises = preparation.prepare_members(pairs, radiometry, [seed for seed, _ in members], origins)
+    """Per member (seed, view), its prepared (LMS, guide, noise) batch of `scene`'s windows in its view: saturated
+    pixels filled (ddrf.saturation) and the noise keyed to the scene's CRS pixel lattice (`noise_origins`), for the
+    windows and the scene pass's context windows alike."""
+    fills = saturated_fills(radiometry)
+    seen = [fill_saturated(pan, ms, scene_ceilings(scene), fills) for pan, ms in pairs]
+    seeds = [seed for seed, _ in members]
+    lms, guide, noises = preparation.prepare_members(seen, radiometry, seeds, noise_origins(scene, origins))
     return [viewed((lms, guide, noise), view) for (_, view), noise in zip(members, noises)]
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ddrf.files import Busy, clean_stale, exclusive, publish_all
+from ddrf.saturation import RESTORED
 from ddrf.scenes import report as reports
 from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, check_fit, get_engine
 from ddrf.scenes.errors import SceneError
@@ -129,15 +130,12 @@ def saturated_inputs(scene: "Scene", model: bool) -> list[str]:
     if ms_ceiling is not None:
         shares += [(f"{Path(path).name} ({name})", ms[..., i][ms_valid], ms_ceiling)
                    for i, ((path, _), name) in enumerate(zip(files.ms, scene.band_names))]
-    said = [f"{name} {100 * np.mean(values >= ceiling):.1f} %" for name, values, ceiling in shares
-            if values.size and 100 * np.mean(values >= ceiling) > SATURATED_SHARE_SAID]
+    percent = {name: 100 * float(np.mean(values >= ceiling)) for name, values, ceiling in shares if values.size}
+    said = [f"{name} {share:.1f} %" for name, share in percent.items() if share > SATURATED_SHARE_SAID]
     if not said:
         return []
     line = f"saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
-    if model:
-        line += ("; the output there is the MS ceiling where an MS band is saturated, the upsampled MS where only "
-                 "the PAN is")
-    return [line]
+    return [line + (f"; the output there is {RESTORED}" if model else "")]
 
 
 def single_value(values: np.ndarray) -> float | None:

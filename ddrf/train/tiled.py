@@ -17,7 +17,7 @@ from ddrf.model.scene import recorded, replayed
 from ddrf.radiometry import Radiometry
 from ddrf.runtime.fuser import InputPreparation
 from ddrf.scenes.arrays import ArrayScene, fuse_arrays
-from ddrf.scenes.engines import context_inputs, default_tiling, noise_origins, preview_radiometry
+from ddrf.scenes.engines import context_inputs, default_tiling, member_batches, preview_radiometry
 from ddrf.sampling import by_graph_bands
 from ddrf.schedule import CosineSchedule
 from ddrf.train.diffusion import Diffusion
@@ -75,10 +75,10 @@ class TorchEngine:
     def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
         assert self.radiometry is not None, "start_scene first"
         runs = []
-        for k in range(self.samples):
-            prepared = [self.prep.prepare(pan, ms, self.radiometry, self.seed + k, o) for (pan, ms), o in
-                        zip(pairs, noise_origins(self.scene, origins))]
-            lms, guide, noise = (torch.from_numpy(np.stack(p)).to(self.device) for p in zip(*prepared))
+        members = [(self.seed + k, 0) for k in range(self.samples)]  # seeds only, as in start_scene
+        batches = member_batches(self.prep, self.scene, pairs, self.radiometry, origins, members)
+        for k, arrays in enumerate(batches):
+            lms, guide, noise = (torch.from_numpy(a).to(self.device) for a in arrays)
             sample = functools.partial(self._sample, context=self.contexts.get(k), margin=self.margin)
             fused = by_graph_bands(sample, lms, guide, noise, self.card.graph_bands).float().cpu().numpy()
             fused = np.pad(fused, ((0, 0), (0, 0), *[(self.margin, self.margin)] * 2))
