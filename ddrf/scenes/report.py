@@ -81,8 +81,8 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
                    "chunk_columns": settings.chunk,
                    "blend": "each window side: weight 0 over its outer 3/4 halo, then a raised cosine up to 1 at "
                             "5/4 halo (scene padded by halo); normalised weighted sum"},
-        # seconds; "read" and "prepare" (interp23, noise) run in the reader thread, beside "fuse";
-        # "write" = block rows flushed while fusing, "finish" = last flush, COG copy, quicklook
+        # seconds; "read" and "prepare" (interp23, noise) run in the reader thread and "write" (released rows
+        # quantised and flushed) in the writer thread, beside "fuse"; "finish" = last flush, COG copy, quicklook
         "timings_s": {"read": timings.read, "fuse": timings.fuse, "blend": timings.blend, "write": timings.write,
                       "finish": timings.finish, **timings.extra, "total": seconds},
         "software": versions(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -164,30 +164,44 @@ def window_channels(samples: np.ndarray, spread: bool, calibration: float = 1.0)
 
 def fuse_chunk(scene: "Scene", engine: Engine, grid: TileGrid, columns: tuple[int, int], settings: RunSettings,
                sinks: list[RasterSink], timings: Timings, tick: Callable[[int], None]) -> None:
-    """Stream the windows of output columns [first, end) through the engine and blender into the sinks."""
+    """Stream the windows of output columns [first, end) through the engine and blender into the sinks.
+
+    Each released row strip is written in a writer thread while the next strip's windows are fused; the next
+    release waits for that write, so one strip at most is in flight (the memory bound holds)."""
     bands = len(scene.band_names)
     blender = RowBlender(grid, bands * len(sinks), columns)
     for sink in sinks:
         sink.start_chunk(*columns, grid.width)
-    for batch in prefetched(read_batches(scene, engine, grid, columns, settings.batch, timings)):
-        start = time.perf_counter()
-        fused = engine.run(batch.prepared)
-        timings.fuse += time.perf_counter() - start
-        start = time.perf_counter()
-        for window, samples, valid in zip(batch.windows, fused, batch.valid):
-            blender.add(window, window_channels(samples, settings.spread, engine.spread_calibration), valid)
-        timings.blend += time.perf_counter() - start
-        tick(len(batch.windows))
-        if batch.final is None:
-            continue
-        start = time.perf_counter()
-        _, values, valid = blender.release(batch.final)
-        timings.blend += time.perf_counter() - start
-        start = time.perf_counter()
-        for k, sink in enumerate(sinks):
-            if len(values):
-                sink.write_rows(values[..., k * bands:(k + 1) * bands], valid)
-        timings.write += time.perf_counter() - start
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddrf-writer") as writer:
+        written: Future[None] | None = None
+        for batch in prefetched(read_batches(scene, engine, grid, columns, settings.batch, timings)):
+            start = time.perf_counter()
+            fused = engine.run(batch.prepared)
+            timings.fuse += time.perf_counter() - start
+            start = time.perf_counter()
+            for window, samples, valid in zip(batch.windows, fused, batch.valid):
+                blender.add(window, window_channels(samples, settings.spread, engine.spread_calibration), valid)
+            timings.blend += time.perf_counter() - start
+            tick(len(batch.windows))
+            if batch.final is None:
+                continue
+            if written is not None:
+                written.result()  # raises what the write raised
+            start = time.perf_counter()
+            _, values, valid = blender.release(batch.final)
+            timings.blend += time.perf_counter() - start
+            written = writer.submit(write_strip, sinks, values, valid, bands, timings)
+        if written is not None:
+            written.result()
+
+
+def write_strip(sinks: list[RasterSink], values: np.ndarray, valid: np.ndarray, bands: int, timings: Timings) -> None:
+    """A released row strip into every sink (the writer thread's work): sink k takes channels k*bands.. of it."""
+    start = time.perf_counter()
+    for k, sink in enumerate(sinks):
+        if len(values):
+            sink.write_rows(values[..., k * bands:(k + 1) * bands], valid)
+    timings.write += time.perf_counter() - start
 
 
 def fuse_into(scene: "Scene", engine: Engine, grid: TileGrid, settings: RunSettings, sinks: list[RasterSink],
