@@ -53,18 +53,24 @@ def fill_saturated(pan: np.ndarray, ms: np.ndarray, ceilings: Ceilings,
 
 def restore_saturated(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, ceilings: Ceilings, ratio: int,
                       lms_border: str) -> np.ndarray:
-    """`fused` (..., H, W, B) DN of the window whose unfilled inputs are `pan` (H, W) and `ms` (h, w, B), with
+    """`fused` (samples, H, W, B) DN of the window whose unfilled inputs are `pan` (H, W) and `ms` (h, w, B), with
     saturated pixels saying what is known: the upsampled MS where the PAN is saturated, and the MS ceiling where
-    the MS band is (on the PAN pixels that MS pixel covers). The same array when nothing is saturated."""
+    the MS band is (on the PAN pixels that MS pixel covers). There the first sample holds that value and the others
+    NaN: one known value, no spread (`ddrf.scenes.streaming.window_channels` writes the spread there as unknown).
+    The same array when nothing is saturated."""
     pan_mask, ms_mask = _masks(pan, ms, ceilings)
     if pan_mask is None and ms_mask is None:
         return fused
     fused = fused.copy()
     height, width = fused.shape[-3:-1]
+    restored = np.zeros(fused.shape[1:], dtype=bool)
     if pan_mask is not None:
         lms = interp23(ms.astype(np.float64), ratio, border=lms_border)[:height, :width]
-        fused[..., pan_mask[:height, :width], :] = lms[pan_mask[:height, :width]]
+        fused[:, pan_mask[:height, :width], :] = lms[pan_mask[:height, :width]]
+        restored[pan_mask[:height, :width]] = True
     if ms_mask is not None:
         covered = np.repeat(np.repeat(ms_mask, ratio, axis=0), ratio, axis=1)[:height, :width]
-        fused[..., covered] = ceilings[0]
+        fused[:, covered] = ceilings[0]
+        restored |= covered
+    fused[1:, restored] = np.nan
     return fused

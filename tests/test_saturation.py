@@ -23,7 +23,7 @@ from ddrf.filters import interp23
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.saturation import fill_saturated, restore_saturated, saturated_fills
 from ddrf.scenes.command import app
-from scenes_fixtures import SAMPLE
+from scenes_fixtures import SAMPLE, TINY_MODEL
 
 SCENE_NORM = Normalisation(kind="scene", low=1.0, high=99.0)
 CEILING = 65535.0
@@ -75,6 +75,8 @@ def test_fill_and_restore_by_hand() -> None:
     want[:, 0, 0] = interp23(ms, 2, border="symmetric")[0, 0]  # only the PAN saturated: the upsampled MS
     want[:, 2:, 2:, 1] = 255  # the saturated MS pixel's 2 x 2 PAN block
     want[..., 2] = 255
+    known = want[0] != 0
+    want[1][known] = np.nan  # one known value there, not two samples: the spread is unknown
     np.testing.assert_array_equal(restored, want)
     assert not fused.any()  # the caller's array is left alone
 
@@ -154,3 +156,19 @@ def test_tiles_still_agree_on_a_saturated_scene(tmp_path: Path) -> None:
     difference = np.abs(tiled - whole)[:, outside]
     std = whole[:, outside].std(axis=1)
     assert (difference.max(axis=1) < 0.02 * std).all(), difference.max(axis=1) / std
+
+
+def test_the_spread_inside_a_saturated_block_is_unknown(tmp_path: Path) -> None:
+    """`--uncertainty 2`: where every file is saturated the output is the ceiling and its spread nodata (NaN), not
+    a spread of 0 that would claim certainty; elsewhere the spread is finite."""
+    block = tmp_path / "block"
+    saturated_copy(SAMPLE, block)
+    out = tmp_path / "out"
+    fused = fuse(block, out, str(TINY_MODEL), "--uncertainty", "2", "--tile", "128")
+    with rasterio.open(out / f"{block.name}_spread.tif") as ds:
+        spread = ds.read()
+    inside = (slice(None), slice(0, 96), slice(0, 96))
+    assert (fused[inside] == CEILING).all()
+    assert np.isnan(spread[inside]).all()
+    rest = spread[:, 100:, 100:]
+    assert np.isfinite(rest).all() and (rest > 0).mean() > 0.99

@@ -153,10 +153,17 @@ def prefetched(items: Iterator[Batch]) -> Iterator[Batch]:
 
 
 def window_channels(samples: np.ndarray, spread: bool, calibration: float = 1.0) -> np.ndarray:
-    """(H, W, B) mean of the samples, then (H, W, B) of their calibrated spread (std x `calibration`) when wanted."""
+    """(H, W, B) mean of the samples, then (H, W, B) of their calibrated spread (std x `calibration`) when wanted.
+
+    Where the output is known without the model (saturated pixels, `ddrf.saturation.restore_saturated`) the samples
+    after the first are NaN: the mean is the first sample and the spread NaN, the spread raster's nodata (unknown,
+    not zero)."""
     if len(samples) == 1:
         return samples[0]
-    channels = [samples.mean(axis=0)]
+    mean = samples.mean(axis=0)
+    known = np.isnan(mean)
+    mean[known] = samples[0][known]
+    channels = [mean]
     if spread:
         channels.append(samples.std(axis=0, ddof=1) * calibration)
     return np.concatenate(channels, axis=-1)
