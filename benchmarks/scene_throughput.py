@@ -104,17 +104,17 @@ def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None,
     return runs
 
 
-def window_work(out: Path, scene: Path) -> float | None:
-    """PAN pixels the model ran per output pixel (windows fused x window area / scene area), from ddrf-run's report:
-    1 + the halo overhead."""
+def report_figures(out: Path, scene: Path) -> dict[str, float | None]:
+    """From ddrf-run's report: PAN pixels the model ran per output pixel (windows fused x window area / scene area:
+    1 + the halo overhead), and the seconds the model ran (`timings_s.fuse`)."""
     report = out / f"{scene.name}.json"
     if not report.is_file():
-        return None
+        return {"window_work": None, "model_s": None}
     doc = json.loads(report.read_text())
     tiling, size = doc["tiling"], doc["scene"].get("fused_window", doc["scene"])  # older reports: the PAN grid
-    if "windows_fused" not in tiling:  # older reports
-        return None
-    return tiling["windows_fused"] * tiling["tile"][0] * tiling["tile"][1] / (size["height"] * size["width"])
+    work = (tiling["windows_fused"] * tiling["tile"][0] * tiling["tile"][1] / (size["height"] * size["width"])
+            if "windows_fused" in tiling else None)  # older reports lack it
+    return {"window_work": work, "model_s": doc.get("timings_s", {}).get("fuse")}
 
 
 def throughput(scene: Path, tmp: Path, reps: int, threads: int | None, before: Path | None,
@@ -128,7 +128,7 @@ def throughput(scene: Path, tmp: Path, reps: int, threads: int | None, before: P
             log(f"rep {rep + 1}/{reps}: {name}")
             results[name].append(timed(*runs[name]))
             out = Path(runs[name][0][runs[name][0].index("-o") + 1]) if "-o" in runs[name][0] else None
-            results[name][-1]["window_work"] = window_work(out, scene) if out else None
+            results[name][-1].update(report_figures(out, scene) if out else {})
     return {"commands": {n: " ".join(runs[n][0]) for n in names}, "results": results}
 
 
@@ -165,9 +165,11 @@ def summarise(runs: list[dict[str, Any]], megapixels: float) -> dict[str, Any]:
     if not ok:
         return {"runs": len(runs), "error": runs[0]["error"] if runs else "not run"}
     wall = statistics.median(r["wall_s"] for r in ok)
+    shares = [r["model_s"] / r["wall_s"] for r in ok if r.get("model_s")]
     return {"runs": len(ok), "wall_s": [round(r["wall_s"], 2) for r in ok], "median_wall_s": wall,
             "mp_per_s": megapixels / wall, "median_cpu_s": statistics.median(r["cpu_s"] for r in ok),
-            "peak_rss_mib": max(r["peak_rss_mib"] for r in ok), "window_work": ok[0].get("window_work")}
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in ok), "window_work": ok[0].get("window_work"),
+            "model_share": statistics.median(shares) if shares else None}
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -178,17 +180,20 @@ def markdown(data: dict[str, Any]) -> str:
              f"numpy fp32 matmul {', '.join(f'{g:.1f}' for g in data['matmul_gflops'])} GFLOP/s (before, after; "
              f"median of 7 each). Scene: the sample scene mirrored to {data['scene']} PAN ({data['megapixels']:.2f} "
              f"MP), {data['reps']} repetitions, the order of the commands rotating. MP/s = PAN megapixels over the "
-             "median wall time of the whole command (start-up and model load included).\n",
+             "median wall time of the whole command (start-up and model load included); model % = the model's seconds "
+             "(the report's `timings_s.fuse`) over that command's wall time, median over the runs.\n",
              "| command | runs | wall s (each) | MP/s | MP/s per matmul GFLOP/s (x1000) | median CPU s "
-             "| peak RSS MiB | model px per output px |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| peak RSS MiB | model px per output px | model % of wall |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, s in data["throughput"].items():
         if "error" in s:
-            lines.append(f"| {name} | 0 | failed: {s['error'][-80:]!r} | | | | | |")
+            lines.append(f"| {name} | 0 | failed: {s['error'][-80:]!r} | | | | | | |")
             continue
         work = f"{s['window_work']:.2f}" if s.get("window_work") else ""
+        share = f"{100 * s['model_share']:.1f}" if s.get("model_share") else ""
         lines.append(f"| {name} | {s['runs']} | {', '.join(f'{w:.1f}' for w in s['wall_s'])} | {s['mp_per_s']:.3f} "
-                     f"| {1000 * s['mp_per_s'] / mm:.2f} | {s['median_cpu_s']:.1f} | {s['peak_rss_mib']:.0f} | {work} |")
+                     f"| {1000 * s['mp_per_s'] / mm:.2f} | {s['median_cpu_s']:.1f} | {s['peak_rss_mib']:.0f} | {work} "
+                     f"| {share} |")
     ref = data["throughput"].get("ddrf-run (this checkout)", {})
     lines.append("")
     for name, s in data["throughput"].items():
