@@ -2,7 +2,8 @@
 
 The value at (seed, step, band, row, col) depends on nothing else, so overlapping tiles see the same noise and the
 output of a tiled run does not depend on the tile size; ddrf-run's rows and columns are those of the CRS's pixel
-lattice (`ddrf.geometry.lattice_origin`), so overlapping scenes see the same noise too. splitmix64 hashes the counter; Box-Muller makes it Gaussian.
+lattice (`ddrf.geometry.lattice_origin`), so overlapping scenes see the same noise too. splitmix64 hashes the
+counter; Box-Muller makes it Gaussian.
 """
 from __future__ import annotations
 
