@@ -236,7 +236,7 @@ def main(
         "(docs/EVALUATION.md, \"Scene extent\")."),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="ONNX Runtime intra-op threads per session (default: one per physical core). "
-        "Idle pools sleep (no spinning), so the encoder, denoiser and reader thread share the cores; on a machine "
+        "Idle pools sleep (no spinning), so the model and the reader and writer threads share the cores; on a machine "
         "shared with other work, set it to the cores you may use."),
     cog: bool = typer.Option(False, "--cog", help="Write Cloud Optimized GeoTIFFs (with overviews)."),
     quicklook: bool = typer.Option(False, "--quicklook", help="Also write <name>_quicklook.png (RGB stretch)."),

@@ -2,8 +2,8 @@
 
 Memory is flat at any scene size: the output is made one column chunk (tiling.CHUNK_COLUMNS) at a time; in a chunk
 windows are fused one row strip at a time, finished rows are blended and handed to the writer, which keeps at most
-one 512-row block strip of the chunk. A reader thread reads and prepares the next batch while the engine runs
-(the model is then most of the wall time). Never imports torch.
+one 512-row block strip of the chunk. A reader thread reads and prepares the next batch, and a writer thread writes
+the last released rows, while the engine runs (the model is then most of the wall time). Never imports torch.
 """
 from __future__ import annotations
 
