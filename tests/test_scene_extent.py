@@ -76,7 +76,7 @@ def test_a_statistics_scene_that_cannot_serve_is_one_usage_line(tmp_path: Path) 
     next(no_nir.glob("*_B5.TIF")).unlink()
     for reference, options, said in (
             (tmp_path / "absent", [], "--statistics-from"),
-            (no_nir, [], "B5"),
+            (no_nir, [], "--statistics-from: "),
             (SAMPLE, ["--method", "GSA"], "--statistics-from applies to the diffusion model")):
         result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--no-progress",
                                           "--statistics-from", str(reference), *options])
@@ -95,3 +95,24 @@ def test_a_scene_with_other_bands_than_the_statistics_scene_fails_alone(tmp_path
     assert result.exit_code == 1, result.output
     assert f"3 MS bands, the --statistics-from scene {SAMPLE} has 4" in result.output
     assert not out.exists()
+
+
+def test_a_statistics_scene_that_cannot_serve_is_one_usage_line_with_a_cluster_too(tmp_path: Path) -> None:
+    """With --scheduler the workers load the models, so the client checks the statistics scene against the cards
+    of the models the scenes will get: the same one line, before any scene runs (before: each scene failed on its
+    worker)."""
+    import distributed
+
+    no_nir = tmp_path / "no_nir" / SAMPLE.name
+    shutil.copytree(SAMPLE, no_nir)
+    next(no_nir.glob("*_B5.TIF")).unlink()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        for options in ([], ["--model", "landsat_ratio2"]):  # the bundled model the scene gets; one named
+            result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--no-progress",
+                                              "--statistics-from", str(no_nir), *options,
+                                              "--scheduler", cluster.scheduler_address])
+            assert result.exit_code == 2, result.output
+            lines = result.output.strip().splitlines()
+            assert len(lines) == 1 and "--statistics-from" in lines[0] and "B5" in lines[0], result.output
+            assert not (tmp_path / "out").exists()

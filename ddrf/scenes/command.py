@@ -135,6 +135,23 @@ def preload(spec: "EngineSpec", jobs: "list[SceneJob] | None" = None) -> list[An
         raise usage(" ".join(str(exc).split()))
 
 
+def check_reference_on_cards(spec: "EngineSpec", jobs: "list[SceneJob]") -> None:
+    """--statistics-from with --scheduler: the workers load the models, so the client checks the reference scene
+    against the cards of the models the scenes will get (ratio, bands): one usage line, as without a cluster."""
+    from ddrf.model_dir import ModelDir
+    from ddrf.scenes.engines import CardFit, reference_scene
+    from ddrf.scenes.jobs import bundled_models_needed
+
+    assert spec.statistics_from is not None
+    cards = ([ModelDir.open(spec.model).card] if spec.model else
+             [m.card for m in bundled_models_needed(jobs, bundled_models())])
+    try:
+        for card in cards:
+            reference_scene(spec.statistics_from, CardFit.of(card))
+    except (ValueError, OSError) as exc:
+        raise usage(" ".join(str(exc).split()))
+
+
 def ready(spec: "EngineSpec", settings: "RunSettings", jobs: "list[SceneJob] | None" = None) -> None:
     """Preload the models (`preload`) and check the tile and halo against each, before any scene runs."""
     from ddrf.scenes.streaming import resolved_window
@@ -319,6 +336,8 @@ def main(
                              known_sensor(sensor))
         if not scheduler or dry_run_only:  # a cluster's workers load their own models
             ready(spec, settings, jobs)
+        elif spec.statistics_from:
+            check_reference_on_cards(spec, jobs)
         if dry_run_only:
             raise typer.Exit(dry_run(jobs, spec, settings))
         check_writable(output if jobs[0].directory is not None or references else output.parent)

@@ -123,13 +123,7 @@ class ModelEngine:
         key = (str(self.fuser.files.root), self.fuser.backend_kind, self.fuser.steps, self.statistics_from,
                tuple(self.members))
         if key not in _REFERENCES:
-            from ddrf.scenes.discover import discover_scene, select_bands
-            from ddrf.scenes.scene import Scene
-
-            files = discover_scene(self.statistics_from)
-            reference = Scene(select_bands(files, self.bands) if self.bands is not None else files)
-            check_fit(reference, self, f"--statistics-from {self.statistics_from}")
-            _REFERENCES[key] = self.scene_statistics(reference)
+            _REFERENCES[key] = self.scene_statistics(reference_scene(self.statistics_from, self))
         return _REFERENCES[key]
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
@@ -248,12 +242,49 @@ def viewed(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], view: int) -> tupl
     return to_view(lms, view), to_view(guide, view), to_view(noise, view)
 
 
-def check_fit(scene: "Scene", engine: Engine, path: str) -> None:
+class Fit(Protocol):
+    """What a scene must match: an engine, or a model's card (`CardFit`)."""
+
+    @property
+    def ratio(self) -> int | None: ...
+
+    @property
+    def bands(self) -> list[str] | None: ...
+
+
+def check_fit(scene: "Scene", engine: Fit, path: str) -> None:
     if engine.ratio is not None and int(scene.ratio) != int(engine.ratio):
         raise ValueError(f"{path}: scene ratio {scene.ratio} but the model fuses ratio {engine.ratio}")
     if engine.bands is not None and len(scene.band_names) != len(engine.bands):
         raise ValueError(f"{path}: scene has {len(scene.band_names)} MS bands, the model needs {len(engine.bands)} "
                          f"({', '.join(engine.bands)})")
+
+
+def reference_scene(directory: str, engine: Fit) -> "Scene":
+    """The --statistics-from scene with the bands `engine` fuses, checked to fit it (ratio, bands)."""
+    from ddrf.scenes.discover import discover_scene, select_bands
+    from ddrf.scenes.scene import Scene
+
+    try:
+        files = discover_scene(directory)
+        reference = Scene(select_bands(files, engine.bands) if engine.bands is not None else files)
+    except ValueError as exc:  # discovery names the file; say which option gave it
+        raise ValueError(f"--statistics-from: {exc}") from exc
+    check_fit(reference, engine, f"--statistics-from {directory}")
+    return reference
+
+
+@dataclass(frozen=True)
+class CardFit:
+    """What `check_fit` asks of an engine, from a model's card alone (no sessions): for a client that leaves the
+    models to its cluster's workers."""
+
+    ratio: int
+    bands: list[str] | None
+
+    @classmethod
+    def of(cls, card: Any) -> "CardFit":
+        return cls(int(card.ratio), card.scene_bands)
 
 
 def ms_ratio(pan: np.ndarray, ms: np.ndarray) -> int:
