@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ddrf.card import default_window, unweighted_border
+from ddrf.card import ModelCard, default_window, unweighted_border
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.runtime.views import VIEWS, from_view, to_view
 from ddrf.saturation import Ceilings, fill_saturated, restore_saturated, saturated_fills
@@ -110,7 +110,8 @@ class ModelEngine:
                                           else self.scene_statistics(scene))
         if len(self.radiometry.ms_offset) != len(scene.band_names):  # a band-wise model takes any band count
             raise ValueError(f"{scene.name}: {len(scene.band_names)} MS bands, the --statistics-from scene "
-                             f"{self.statistics_from} has {len(self.radiometry.ms_offset)}: give one with the same bands")
+                             f"{self.statistics_from} has {len(self.radiometry.ms_offset)}: "
+                             "give one with the same bands")
 
     def scene_statistics(self, scene: "Scene") -> tuple["Radiometry", dict[int, dict[str, np.ndarray]]]:
         radiometry = preview_radiometry(scene, self.card)
@@ -283,7 +284,7 @@ class CardFit:
     bands: list[str] | None
 
     @classmethod
-    def of(cls, card: Any) -> "CardFit":
+    def of(cls, card: ModelCard) -> "CardFit":
         return cls(int(card.ratio), card.scene_bands)
 
 

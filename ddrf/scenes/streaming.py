@@ -169,18 +169,49 @@ def window_channels(samples: np.ndarray, spread: bool, calibration: float = 1.0)
     return np.concatenate(channels, axis=-1)
 
 
+class StripWriter:
+    """Writes released row strips into the sinks in a thread of its own (sink k takes channels k*bands.. of each),
+    one strip in flight: call `wait` before the blender's next release, so that release allocates only once the
+    previous strip is written and the memory bound holds."""
+
+    def __init__(self, sinks: list[RasterSink], bands: int, timings: Timings) -> None:
+        self.sinks, self.bands, self.timings = sinks, bands, timings
+        self.pending: Future[None] | None = None
+
+    def __enter__(self) -> "StripWriter":
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddrf-writer")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True)
+
+    def wait(self) -> None:
+        """Until the strip in flight is written; raises what its write raised."""
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+
+    def write(self, values: np.ndarray, valid: np.ndarray) -> None:
+        self.wait()
+        self.pending = self.pool.submit(self._write, values, valid)
+
+    def _write(self, values: np.ndarray, valid: np.ndarray) -> None:
+        start = time.perf_counter()
+        for k, sink in enumerate(self.sinks):
+            if len(values):
+                sink.write_rows(values[..., k * self.bands:(k + 1) * self.bands], valid)
+        self.timings.write += time.perf_counter() - start
+
+
 def fuse_chunk(scene: "Scene", engine: Engine, grid: TileGrid, columns: tuple[int, int], settings: RunSettings,
                sinks: list[RasterSink], timings: Timings, tick: Callable[[int], None]) -> None:
-    """Stream the windows of output columns [first, end) through the engine and blender into the sinks.
-
-    Each released row strip is written in a writer thread while the next strip's windows are fused; the next
-    release waits for that write, so one strip at most is in flight (the memory bound holds)."""
+    """Stream the windows of output columns [first, end) through the engine and blender into the sinks; each released
+    row strip is written (`StripWriter`) while the next strip's windows are fused."""
     bands = len(scene.band_names)
     blender = RowBlender(grid, bands * len(sinks), columns)
     for sink in sinks:
         sink.start_chunk(*columns, grid.width)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddrf-writer") as writer:
-        written: Future[None] | None = None
+    with StripWriter(sinks, bands, timings) as writer:
         for batch in prefetched(read_batches(scene, engine, grid, columns, settings.batch, timings)):
             start = time.perf_counter()
             fused = engine.run(batch.prepared)
@@ -192,23 +223,12 @@ def fuse_chunk(scene: "Scene", engine: Engine, grid: TileGrid, columns: tuple[in
             tick(len(batch.windows))
             if batch.final is None:
                 continue
-            if written is not None:
-                written.result()  # raises what the write raised
+            writer.wait()
             start = time.perf_counter()
             _, values, valid = blender.release(batch.final)
             timings.blend += time.perf_counter() - start
-            written = writer.submit(write_strip, sinks, values, valid, bands, timings)
-        if written is not None:
-            written.result()
-
-
-def write_strip(sinks: list[RasterSink], values: np.ndarray, valid: np.ndarray, bands: int, timings: Timings) -> None:
-    """A released row strip into every sink (the writer thread's work): sink k takes channels k*bands.. of it."""
-    start = time.perf_counter()
-    for k, sink in enumerate(sinks):
-        if len(values):
-            sink.write_rows(values[..., k * bands:(k + 1) * bands], valid)
-    timings.write += time.perf_counter() - start
+            writer.write(values, valid)
+        writer.wait()
 
 
 def fuse_into(scene: "Scene", engine: Engine, grid: TileGrid, settings: RunSettings, sinks: list[RasterSink],
