@@ -116,3 +116,17 @@ def test_a_statistics_scene_that_cannot_serve_is_one_usage_line_with_a_cluster_t
             lines = result.output.strip().splitlines()
             assert len(lines) == 1 and "--statistics-from" in lines[0] and "B5" in lines[0], result.output
             assert not (tmp_path / "out").exists()
+
+
+def test_scenes_not_picked_before_the_run_take_the_statistics_scene(tmp_path: Path) -> None:
+    """With more scenes than are picked a model before the run (or with --watch) every bundled model is loaded; the
+    statistics scene need fit only one of them (before: the ratio-4 models' misfit stopped the run)."""
+    from ddrf.scenes.command import PICKED_BEFORE_THE_RUN
+
+    scenes = []
+    for k in range(PICKED_BEFORE_THE_RUN + 1):
+        scenes.append(str(shutil.copytree(SAMPLE, tmp_path / f"s{k}")))
+    result = CliRunner().invoke(app, [*scenes, "-o", str(tmp_path / "out"), "--dry-run",
+                                      "--statistics-from", str(SAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "ratio 4" not in result.output

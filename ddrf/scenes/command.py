@@ -28,7 +28,7 @@ from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check
                                    wrappers_removed_on_exit)
 
 if TYPE_CHECKING:
-    from ddrf.scenes.engines import EngineSpec
+    from ddrf.scenes.engines import EngineSpec, ModelEngine
     from ddrf.scenes.jobs import SceneJob
     from ddrf.scenes.streaming import RunSettings
 
@@ -55,7 +55,7 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
     """The engine description, checked here so that a bad model is a usage error before any scene runs.
 
     Without --model (and --method) the spec names no model: each scene gets the bundled one that fits it."""
-    from ddrf.scenes.engines import EngineSpec
+    from ddrf.scenes.engines import EngineSpec, ModelEngine
 
     if uncertainty == 1 or uncertainty < 0:
         raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")
@@ -118,21 +118,34 @@ def preload(spec: "EngineSpec", jobs: "list[SceneJob] | None" = None) -> list[An
     from ddrf.scenes.engines import ModelEngine, get_engine
     from ddrf.scenes.jobs import bundled_models_needed
 
+    picked = bool(spec.model or spec.method) or (jobs is not None and len(jobs) <= PICKED_BEFORE_THE_RUN)
     if spec.model or spec.method:
         specs = [spec]
     else:
         models = bundled_models()
-        if jobs is not None and len(jobs) <= PICKED_BEFORE_THE_RUN:
-            models = bundled_models_needed(jobs, models)
+        if picked:
+            models = bundled_models_needed(jobs or [], models)
         specs = [replace(spec, model=str(m.path)) for m in models]
     try:
         engines = [get_engine(s) for s in specs]
-        for engine in engines:  # a --statistics-from scene that does not fit: one usage line, not a failed scene each
-            if isinstance(engine, ModelEngine) and engine.statistics_from:
-                engine.reference_statistics()
+        check_reference([e for e in engines if isinstance(e, ModelEngine) and e.statistics_from], picked)
         return engines
     except (ValueError, RuntimeError) as exc:
         raise usage(" ".join(str(exc).split()))
+
+
+def check_reference(engines: "list[ModelEngine]", picked: bool) -> None:
+    """--statistics-from: its scene must fit every model the scenes were picked to get, or, where the scenes are not
+    known yet (--watch, a long batch: every bundled model is loaded), at least one of them; a scene that gets a model
+    the reference does not fit then fails on its own line. Raises the first misfit."""
+    misfits = []
+    for engine in engines:
+        try:
+            engine.reference_statistics()
+        except ValueError as exc:
+            misfits.append(exc)
+    if misfits and (picked or len(misfits) == len(engines)):
+        raise misfits[0]
 
 
 def check_reference_on_cards(spec: "EngineSpec", jobs: "list[SceneJob]") -> None:
