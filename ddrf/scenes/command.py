@@ -73,7 +73,8 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
             option = "--uncertainty" if uncertainty else "--ensemble" if ensemble else "--statistics-from"
             raise usage(f"{option} applies to the diffusion model, not to --method")
         return EngineSpec(method=method, seed=seed)
-    reference = checked_reference(statistics_from) if statistics_from is not None else None
+    # checked against each model it must fit when the models load (preload, check_reference_on_cards)
+    reference = str(statistics_from.absolute()) if statistics_from is not None else None
     from ddrf.model_dir import ModelDir
 
     if backend not in BACKENDS:
@@ -91,18 +92,6 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
     return EngineSpec(model=str(model) if model else None, backend=backend, steps=steps, seed=seed,
                       samples=max(uncertainty, ensemble, 1), threads=threads, views=bool(ensemble),
                       statistics_from=reference)
-
-
-def checked_reference(directory: Path) -> str:
-    """--statistics-from: a scene directory discovery reads (its bands and ratio are checked against each model
-    when its statistics are first taken)."""
-    from ddrf.scenes.discover import discover_scene
-
-    try:
-        discover_scene(directory)
-    except (ValueError, OSError) as exc:
-        raise usage(f"--statistics-from {directory}: " + " ".join(str(exc).split()))
-    return str(directory.absolute())
 
 
 # scenes whose bundled model is picked before the run (about 10 ms each, reading headers); a longer batch, or

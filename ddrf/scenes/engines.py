@@ -269,7 +269,7 @@ def reference_scene(directory: str, engine: Fit) -> "Scene":
     try:
         files = discover_scene(directory)
         reference = Scene(select_bands(files, engine.bands) if engine.bands is not None else files)
-    except ValueError as exc:  # discovery names the file; say which option gave it
+    except (ValueError, OSError) as exc:  # discovery names the file; say which option gave it
         raise ValueError(f"--statistics-from: {exc}") from exc
     check_fit(reference, engine, f"--statistics-from {directory}")
     return reference

@@ -50,6 +50,11 @@ class TorchEngine:
         self.contexts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per member, for scene statistics
         self.margin = 0  # pixels of each window side left uncomputed (start_scene)
 
+    @property
+    def members(self) -> list[tuple[int, int]]:
+        """(seed, view) per sample: seeds only, no views in the torch path."""
+        return [(self.seed + k, 0) for k in range(self.samples)]
+
     def start_scene(self, scene: Any, border: int = 0) -> None:
         """One normalisation per scene, from the same preview the runtime's ModelEngine reads. The sampler leaves
         out what it can of the `border` the blend gives no weight (whole margin steps; nothing where a window
@@ -57,8 +62,7 @@ class TorchEngine:
         self.radiometry, self.scene = preview_radiometry(scene, self.card), scene
         self.margin = self.card.croppable(border) if self.crop else 0
         # recorded over the same context windows as the runtime's ModelEngine
-        members = [(self.seed + k, 0) for k in range(self.samples)]  # seeds only: no views in the torch path
-        inputs = context_inputs(scene, self.prep, self.radiometry, members)
+        inputs = context_inputs(scene, self.prep, self.radiometry, self.members)
         self.contexts = {k: self._record(*(torch.from_numpy(a).to(self.device) for a in arrays))
                          for k, arrays in inputs.items()}
 
@@ -75,8 +79,7 @@ class TorchEngine:
     def fuse(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> list[np.ndarray]:
         assert self.radiometry is not None, "start_scene first"
         runs = []
-        members = [(self.seed + k, 0) for k in range(self.samples)]  # seeds only, as in start_scene
-        batches = member_batches(self.prep, self.scene, pairs, self.radiometry, origins, members)
+        batches = member_batches(self.prep, self.scene, pairs, self.radiometry, origins, self.members)
         for k, arrays in enumerate(batches):
             lms, guide, noise = (torch.from_numpy(a).to(self.device) for a in arrays)
             sample = functools.partial(self._sample, context=self.contexts.get(k), margin=self.margin)
