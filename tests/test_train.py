@@ -366,3 +366,32 @@ def test_warm_start_continues_from_the_init_weights_and_refuses_another_topology
     wider = tiny(fusebox, "optim.steps=1", f"model.init={init}", "model.overrides.base_width=16")
     with pytest.raises(ValueError, match="different topology.*base_width"):
         train(wider, tmp_path / "wider")
+
+
+def test_warm_start_into_another_residual_scale_keeps_the_one_step_sample(fusebox: str, tmp_path: Path) -> None:
+    """An unscaled residual model warm-started at residual_scale 4 (zero LR): its output layer is rescaled, so one
+    step from pure noise fuses the same image as the init, while every other weight is the init's."""
+    from ddrf.schedule import CosineSchedule
+    from ddrf.train.diffusion import Diffusion
+
+    init = tmp_path / "init"
+    train(tiny(fusebox, "optim.steps=6", "optim.ema_start=0"), init)  # the zero output layer moves off zero
+    warm = tmp_path / "warm"
+    train(tiny(fusebox, "optim.steps=2", "optim.lr=0.0", "diffusion.residual_scale=4.0", f"model.init={init}"), warm)
+    (_, init_ema, _), (_, warm_ema, card) = read_weights(init), read_weights(warm)
+    assert card.residual_scale == 4.0
+    scaled = {k for k in init_ema if not torch.equal(init_ema[k], warm_ema[k])}
+    assert scaled == {"out.2.weight", "out.2.bias"} and init_ema["out.2.weight"].abs().max() > 0
+    torch.testing.assert_close(warm_ema["out.2.weight"], 4 * init_ema["out.2.weight"])
+    generator = torch.Generator().manual_seed(0)
+    lms, pan = torch.rand(1, 4, 32, 32, generator=generator), torch.rand(1, 1, 32, 32, generator=generator)
+    noise = torch.randn(1, 4, 32, 32, generator=generator)
+    fused = []
+    for run in (init, warm):
+        model, run_card = load_checkpoint(run)
+        diffusion = Diffusion(CosineSchedule.from_dict(run_card.schedule), run_card.target, run_card.residual,
+                              run_card.residual_scale)
+        with torch.no_grad():
+            fused.append(diffusion.sample(model, lms, pan, 1, noise=noise))
+    assert not torch.equal(fused[0], lms)
+    torch.testing.assert_close(fused[1], fused[0], rtol=1e-5, atol=1e-6)

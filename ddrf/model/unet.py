@@ -200,5 +200,13 @@ class DDRF(nn.Module):
                 h, done = next(ups)(h), 2 * done
         return crop(self.out(h), margin - done)
 
+    @torch.no_grad()
+    def scale_prediction(self, factor: float) -> None:
+        """Multiply the network's output by `factor` exactly (the last layer is a convolution): a model warm-started
+        into another residual scale then predicts the same residual as before."""
+        out_conv = self.out[-1]
+        out_conv.weight.mul_(factor)
+        out_conv.bias.mul_(factor)
+
     def forward(self, x_t: Tensor, t: Tensor, lms: Tensor, pan: Tensor) -> Tensor:
         return self.denoise(x_t, t, *self.encode(lms, pan))

@@ -38,7 +38,8 @@ class ModelSection:
     preset: str = "small"  # small | small_v2 (tile-invariant) | reference
     overrides: dict[str, Any] = field(default_factory=dict)  # any DDRFConfig field
     # warm start: a run directory or .safetensors whose EMA weights start this run (new optimiser and LR schedule);
-    # its topology must match, and residual_scale=auto takes its scale (the weights learned that scale)
+    # its topology must match; residual_scale=auto takes its scale (the weights learned that scale), a number
+    # rescales its output layer to that scale
     init: str | None = None
 
 

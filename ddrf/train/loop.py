@@ -184,6 +184,11 @@ class Trainer:
         init_scale = self._warm_start(cfg.model.init) if cfg.model.init else None
         scale = float(d.residual_scale) if d.residual_scale != "auto" else (
             init_scale if init_scale is not None else residual_scale(self.source, cfg))
+        if init_scale is not None and scale != init_scale:
+            # warm start into another residual scale: the same prediction in the new units, so sampling from pure
+            # noise (one step) starts where the init was, and training teaches the steps in between
+            self.model.scale_prediction(scale / init_scale)
+            self.ema.load_state_dict(self.model.state_dict())
         self.diffusion = Diffusion(CosineSchedule(d.num_timesteps, d.s), d.target, d.residual, scale)
         o = cfg.optim
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
