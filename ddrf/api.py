@@ -152,7 +152,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     --statistics-from`), so that overlapping scenes give the same pixels.
     """
     check_ensemble(ensemble, method)
-    from ddrf.scenes.engines import EngineSpec, default_tiling
+    from ddrf.scenes.engines import EngineSpec, StatisticsScene, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
     from ddrf.scenes.runner import describe_outputs
     from ddrf.scenes.stac_in import is_item_reference, job_from_item, tidy_after
@@ -174,7 +174,8 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     # no model: the bundled one that fits the scene (named in the report)
     spec = EngineSpec(model=str(model) if model and not method else None, backend=backend, steps=steps, seed=seed,
                       method=method, samples=max(ensemble, 1), views=bool(ensemble),
-                      statistics_from=str(Path(statistics_from).absolute()) if statistics_from else None)
+                      statistics_from=StatisticsScene(str(Path(statistics_from).absolute())) if statistics_from
+                      else None)
     batch = default_tiling(backend, method)[1]
     settings = RunSettings(tile=tile, batch=batch, cog=cog, overwrite=overwrite,
                            progress=False)

@@ -64,3 +64,21 @@ def copy_scene(dest: Path, nodata_block: tuple[int, int, int] | None = None) -> 
 
 def band_mean_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def reordered_generic_scene(target: Path) -> Path:
+    """The sample scene as a generic pair: pan.tif, and ms.tif with its bands in the order red, green, blue, nir
+    and no band descriptions, so only --bands names them (the file-name convention would assume blue first)."""
+    import rasterio
+
+    target.mkdir()
+    (pan,) = SAMPLE.glob("*_B8.TIF")
+    shutil.copy(pan, target / "pan.tif")
+    bands = [next(SAMPLE.glob(f"*_B{number}.TIF")) for number in (4, 3, 2, 5)]
+    with rasterio.open(bands[0]) as src:
+        profile = dict(src.profile, count=len(bands))
+    with rasterio.open(target / "ms.tif", "w", **profile) as dst:
+        for index, path in enumerate(bands, 1):
+            with rasterio.open(path) as src:
+                dst.write(src.read(1), index)
+    return target

@@ -18,7 +18,7 @@ from rasterio.windows import Window
 from typer.testing import CliRunner
 
 from ddrf.scenes.command import app
-from scenes_fixtures import SAMPLE
+from scenes_fixtures import SAMPLE, reordered_generic_scene
 
 FIRST, END, EDGE = 128, 512, 96  # the crop keeps these PAN columns; compared EDGE px away from its cut edge
 
@@ -89,12 +89,16 @@ def test_a_scene_with_other_bands_than_the_statistics_scene_fails_alone(tmp_path
     """A band-wise model takes any band count, so the statistics scene's bands are checked scene by scene."""
     files = {band: next(SAMPLE.glob(f"*_{band}.TIF")) for band in ("B8", "B2", "B3", "B4")}
     out = tmp_path / "rgb.tif"
-    result = CliRunner().invoke(app, ["--pan", str(files["B8"]), *[f"--ms={files[b]}" for b in ("B2", "B3", "B4")],
-                                      "--bands", "blue,green,red", "--model", "landsat_ratio2_band_wise",
-                                      "--statistics-from", str(SAMPLE), "-o", str(out), "--no-progress"])
+    pair = ["--pan", str(files["B8"]), *[f"--ms={files[b]}" for b in ("B2", "B3", "B4")]]  # named by file names
+    common = ["--model", "landsat_ratio2_band_wise", "--statistics-from", str(SAMPLE), "-o", str(out), "--no-progress"]
+    result = CliRunner().invoke(app, [*pair, *common])
     assert result.exit_code == 1, result.output
     assert f"3 MS bands, the --statistics-from scene {SAMPLE} has 4" in result.output
     assert not out.exists()
+    # --bands names every scene's bands, the statistics scene's too: three names cannot name its four, before any run
+    result = CliRunner().invoke(app, [*pair, "--bands", "blue,green,red", *common])
+    assert result.exit_code == 2 and "--statistics-from: " in result.output and "--bands names 3 bands" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_a_statistics_scene_that_cannot_serve_is_one_usage_line_with_a_cluster_too(tmp_path: Path) -> None:
@@ -130,3 +134,12 @@ def test_scenes_not_picked_before_the_run_take_the_statistics_scene(tmp_path: Pa
                                       "--statistics-from", str(SAMPLE)])
     assert result.exit_code == 0, result.output
     assert "ratio 4" not in result.output
+
+
+def test_the_statistics_scene_is_named_by_the_runs_bands(tmp_path: Path) -> None:
+    """--bands names the --statistics-from scene's bands as it names the scenes': a scene taking its statistics
+    from itself is then its plain run to the bit. Before, the statistics scene took the assumed names (blue first),
+    so the blue band was normalised by the red band's percentiles: a silently wrong product."""
+    scene, order = reordered_generic_scene(tmp_path / "generic"), ("--bands", "red,green,blue,nir")
+    plain = fuse(scene, tmp_path / "plain", *order)
+    np.testing.assert_array_equal(fuse(scene, tmp_path / "self", *order, "--statistics-from", str(scene)), plain)

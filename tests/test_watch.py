@@ -200,3 +200,26 @@ def test_second_watcher_on_one_output_is_refused(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, ["--watch", str(tmp_path / "inbox"), "-o", str(tmp_path / "out"),
                                           "--method", "GSA"])
     assert result.exit_code == 2 and "another ddrf-run --watch is writing" in result.output
+
+
+def test_watched_scenes_take_the_runs_band_names(tmp_path: Path) -> None:
+    """--bands with --watch names every arriving scene's bands as a batch run does (before, the watcher dropped it
+    and fused a red-first file as if blue came first)."""
+    import numpy as np
+    import rasterio
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+    from scenes_fixtures import reordered_generic_scene
+
+    inbox, out, order = tmp_path / "inbox", tmp_path / "out", ("--bands", "red,green,blue,nir")
+    inbox.mkdir()
+    watcher = WatchProcess(inbox, out, tmp_path / "watch.log", "--settle", "0.3", "--threads", "1", *order)
+    reordered_generic_scene(inbox / "generic")
+    watcher.wait("generic done", lambda: scene_state(watcher, "generic") == "done", timeout=120)
+    assert watcher.stop() == 0
+    batch = CliRunner().invoke(app, [str(inbox / "generic"), "-o", str(tmp_path / "batch"), "--no-progress",
+                                     "--threads", "1", *order])
+    assert batch.exit_code == 0, batch.output
+    with rasterio.open(out / "generic.tif") as watched, rasterio.open(tmp_path / "batch" / "generic.tif") as ran:
+        np.testing.assert_array_equal(watched.read(), ran.read())

@@ -204,9 +204,9 @@ class DDRF(nn.Module):
     def scale_prediction(self, factor: float) -> None:
         """Multiply the network's output by `factor` exactly (the last layer is a convolution): a model warm-started
         into another residual scale then predicts the same residual as before."""
-        out_conv = self.out[-1]
+        out_conv = cast(nn.Conv2d, self.out[-1])
         out_conv.weight.mul_(factor)
-        out_conv.bias.mul_(factor)
+        cast(Tensor, out_conv.bias).mul_(factor)
 
     def forward(self, x_t: Tensor, t: Tensor, lms: Tensor, pan: Tensor) -> Tensor:
         return self.denoise(x_t, t, *self.encode(lms, pan))

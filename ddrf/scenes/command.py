@@ -51,11 +51,13 @@ def bundled_models() -> list[Any]:
 
 def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
               method: str | None, threads: int | None, ensemble: int = 0,
-              statistics_from: Path | None = None) -> "EngineSpec":
+              statistics_from: Path | None = None, bands: tuple[str, ...] = (),
+              sensor: str | None = None) -> "EngineSpec":
     """The engine description, checked here so that a bad model is a usage error before any scene runs.
 
-    Without --model (and --method) the spec names no model: each scene gets the bundled one that fits it."""
-    from ddrf.scenes.engines import EngineSpec, ModelEngine
+    Without --model (and --method) the spec names no model: each scene gets the bundled one that fits it.
+    `bands`, `sensor`: the run's --bands and --sensor, which name the --statistics-from scene's bands too."""
+    from ddrf.scenes.engines import EngineSpec, ModelEngine, StatisticsScene
 
     if uncertainty == 1 or uncertainty < 0:
         raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")
@@ -74,7 +76,8 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
             raise usage(f"{option} applies to the diffusion model, not to --method")
         return EngineSpec(method=method, seed=seed)
     # checked against each model it must fit when the models load (preload, check_reference_on_cards)
-    reference = str(statistics_from.absolute()) if statistics_from is not None else None
+    reference = (StatisticsScene(str(statistics_from.absolute()), sensor, bands) if statistics_from is not None
+                 else None)
     from ddrf.model_dir import ModelDir
 
     if backend not in BACKENDS:
@@ -193,7 +196,7 @@ def finish_cluster_entries(entries: list[dict[str, Any]], jobs: list[Any], setti
 
 def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any, catalog: Optional[Path],
               settle: float, ready_file: Optional[str], poll: bool, poll_interval: float,
-              wait_listed: float = 600.0) -> int:
+              wait_listed: float = 600.0, bands: tuple[str, ...] = (), sensor: Optional[str] = None) -> int:
     from ddrf.scenes.watch import Watcher, WatchLock, WatchOptions
 
     if not inbox.is_dir():
@@ -204,7 +207,8 @@ def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any
     preload(spec)
     try:
         watcher = Watcher(inbox, output, spec, settings, reporter,
-                          WatchOptions(settle, ready_file, poll, poll_interval, wait_listed_s=wait_listed), catalog)
+                          WatchOptions(settle, ready_file, poll, poll_interval, wait_listed_s=wait_listed,
+                                       bands=bands, sensor=sensor), catalog)
         lock = WatchLock(watcher.status.path).__enter__()
     except ValueError as exc:
         raise usage(" ".join(str(exc).split()))
@@ -252,7 +256,7 @@ def main(
         None, "--statistics-from", help="A scene directory whose normalisation and model statistics every scene "
         "of the run takes instead of its own, so that overlapping scenes (neighbouring rows of one pass, an area cut "
         "from a scene) give the same pixels where they overlap; by default each scene's own extent sets them "
-        "(docs/EVALUATION.md, \"Scene extent\")."),
+        "(docs/EVALUATION.md, \"Scene extent\"). --bands and --sensor name its bands as the scenes'."),
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, help="ONNX Runtime intra-op threads per session (default: one per physical core). "
         "Idle pools sleep (no spinning), so the model and the reader and writer threads share the cores; on a machine "
@@ -300,8 +304,9 @@ def main(
     directories, references = split_arguments(scenes or [])
     catalog = stac_catalog.absolute() if stac_catalog else None
     check_catalog(catalog)
-    band_names = band_list(bands)
-    spec = make_spec(model, backend, steps, seed, uncertainty, method, threads, ensemble, statistics_from)
+    band_names, sensor_name = band_list(bands), known_sensor(sensor)
+    spec = make_spec(model, backend, steps, seed, uncertainty, method, threads, ensemble, statistics_from,
+                     band_names, sensor_name)
     batch_default = default_tiling(backend, method)[1]
     settings = RunSettings(tile=tile, batch=batch or batch_default,
                            halo=halo, cog=cog, quicklook=quicklook,
@@ -318,7 +323,7 @@ def main(
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")
         ready(spec, settings)  # the scenes are yet to come: every model one may get
         raise typer.Exit(run_watch(watch.absolute(), output, spec, settings, reporter, catalog, settle, ready_file,
-                                   poll, poll_interval, wait_listed))
+                                   poll, poll_interval, wait_listed, band_names, sensor_name))
     sources: dict[str, Any] = {}
     with wrappers_removed_on_exit(output) as written:  # a stop before the scenes run leaves no Item band wrappers
         if references:
@@ -335,7 +340,7 @@ def main(
             jobs, sources = item_jobs(references, output, written=written)
         else:
             jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output, band_names,
-                             known_sensor(sensor))
+                             sensor_name)
         if not scheduler or dry_run_only:  # a cluster's workers load their own models
             ready(spec, settings, jobs)
         elif spec.statistics_from:

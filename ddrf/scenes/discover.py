@@ -399,6 +399,12 @@ def pair_from_paths(pan_path: str | Path, ms_paths: str | Path | Sequence[str | 
     return check_one_type(replace(found, name=pan.stem))
 
 
+def name_scene(files: SceneFiles, sensor: str | None, bands: Sequence[str]) -> SceneFiles:
+    """The run's --sensor and --bands applied to a scene's files (each only where given)."""
+    files = name_sensor(files, sensor) if sensor else files
+    return name_bands(files, bands) if bands else files
+
+
 def name_sensor(files: SceneFiles, sensor: str) -> SceneFiles:
     """--sensor: the scene's sensor (MTF gains, model choice, report), and its band names by the band count where
     neither metadata nor band descriptions named the bands. Named bands stay as they are; names from the sensor are

@@ -66,7 +66,7 @@ class ModelEngine:
     with --model, or the bundled one that fits the scene), for the report."""
 
     def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1, chosen_by: str = "--model",
-                 first_view: int | None = None, statistics_from: str | None = None) -> None:
+                 first_view: int | None = None, statistics_from: "StatisticsScene | None" = None) -> None:
         self.fuser, self.seed, self.samples, self.chosen_by = fuser, seed, samples, chosen_by
         self.statistics_from = statistics_from
         self.first_view = first_view
@@ -110,7 +110,7 @@ class ModelEngine:
                                           else self.scene_statistics(scene))
         if len(self.radiometry.ms_offset) != len(scene.band_names):  # a band-wise model takes any band count
             raise ValueError(f"{scene.name}: {len(scene.band_names)} MS bands, the --statistics-from scene "
-                             f"{self.statistics_from} has {len(self.radiometry.ms_offset)}: "
+                             f"{self.statistics_from and self.statistics_from.directory} has {len(self.radiometry.ms_offset)}: "
                              "give one with the same bands")
 
     def scene_statistics(self, scene: "Scene") -> tuple["Radiometry", dict[int, dict[str, np.ndarray]]]:
@@ -151,7 +151,7 @@ class ModelEngine:
                 "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples,
                 "output_margin": self.fuser.output_margin,  # border pixels of each window left uncomputed
                 "views": [view for _, view in self.members] if self.first_view is not None else None,
-                "statistics_from": self.statistics_from,  # None: the scene's own
+                "statistics_from": self.statistics_from and self.statistics_from.directory,  # None: its own
                 "spread_factor": self.spread_calibration if self.samples > 1 else None,
                 "spread_fitted": self.spread_problem is None}
 
@@ -261,18 +261,28 @@ def check_fit(scene: "Scene", engine: Fit, path: str) -> None:
                          f"({', '.join(engine.bands)})")
 
 
-def reference_scene(directory: str, engine: Fit) -> "Scene":
+@dataclass(frozen=True)
+class StatisticsScene:
+    """--statistics-from: the scene directory whose statistics every scene takes, its bands named as the run names
+    its scenes' (--sensor, --bands), so that each band's statistics go to the same band of every scene."""
+
+    directory: str
+    sensor: str | None = None
+    bands: tuple[str, ...] = ()
+
+
+def reference_scene(reference: StatisticsScene, engine: Fit) -> "Scene":
     """The --statistics-from scene with the bands `engine` fuses, checked to fit it (ratio, bands)."""
-    from ddrf.scenes.discover import discover_scene, select_bands
+    from ddrf.scenes.discover import discover_scene, name_scene, select_bands
     from ddrf.scenes.scene import Scene
 
     try:
-        files = discover_scene(directory)
-        reference = Scene(select_bands(files, engine.bands) if engine.bands is not None else files)
+        files = name_scene(discover_scene(reference.directory), reference.sensor, reference.bands)
+        scene = Scene(select_bands(files, engine.bands) if engine.bands is not None else files)
     except (ValueError, OSError) as exc:  # discovery names the file; say which option gave it
         raise ValueError(f"--statistics-from: {exc}") from exc
-    check_fit(reference, engine, f"--statistics-from {directory}")
-    return reference
+    check_fit(scene, engine, f"--statistics-from {reference.directory}")
+    return scene
 
 
 @dataclass(frozen=True)
@@ -304,7 +314,7 @@ class EngineSpec:
     method: str | None = None
     threads: int | None = None
     views: bool = False  # the samples are views of each window (a geometric self-ensemble), not only seeds
-    statistics_from: str | None = None  # a scene directory whose normalisation and statistics every scene takes
+    statistics_from: StatisticsScene | None = None  # the scene whose normalisation and statistics every scene takes
 
 
 _FUSERS: dict[EngineSpec, "Fuser"] = {}  # per process: a worker loads each model once

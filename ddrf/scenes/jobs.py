@@ -273,7 +273,7 @@ class SceneJob:
 
 def scene_files(job: SceneJob) -> Any:
     """The job's discovered (or given) files, with --sensor and --bands where given."""
-    from ddrf.scenes.discover import discover_scene, name_bands, name_sensor, pair_from_paths
+    from ddrf.scenes.discover import discover_scene, name_scene, pair_from_paths
 
     if job.directory is not None:
         files = discover_scene(job.directory)
@@ -281,8 +281,7 @@ def scene_files(job: SceneJob) -> Any:
         files = pair_from_paths(job.pan, list(job.ms))
     else:
         raise ValueError(f"{job.name}: neither a scene directory nor a PAN file")
-    files = name_sensor(files, job.sensor) if job.sensor else files
-    return name_bands(files, job.bands) if job.bands else files
+    return name_scene(files, job.sensor, job.bands)
 
 
 def open_scene(job: SceneJob, bands: list[str] | None, files: Any = None) -> "Scene":

@@ -66,6 +66,8 @@ class WatchOptions:
     poll_interval_s: float = 5.0
     status_file: Path | None = None
     wait_listed_s: float = 600.0  # without --ready-file: how long a settled scene waits for band files its MTL names
+    bands: tuple[str, ...] = ()  # --bands and --sensor: how every scene's bands are named, as in a batch run
+    sensor: str | None = None
 
 
 class StatusFile:
@@ -433,7 +435,8 @@ class Watcher:
 
     def run_one(self, directory: Path) -> None:
         name = directory.name
-        job = SceneJob(name, self.out / f"{name}.tif", directory=directory)
+        job = SceneJob(name, self.out / f"{name}.tif", directory=directory, bands=self.options.bands,
+                       sensor=self.options.sensor)
         self.status.set(name, "running", source=str(directory), output=str(job.raster))
         delivered = delivery_digest(directory)  # what this run fuses: a change during the run is a new delivery
         try:
