@@ -108,9 +108,9 @@ class ModelEngine:
         self.border, self.scene = border, scene
         self.radiometry, self.contexts = (self.reference_statistics() if self.statistics_from
                                           else self.scene_statistics(scene))
-        if len(self.radiometry.ms_offset) != len(scene.band_names):  # a band-wise model takes any band count
+        if self.statistics_from and len(self.radiometry.ms_offset) != len(scene.band_names):  # a band-wise model
             raise ValueError(f"{scene.name}: {len(scene.band_names)} MS bands, the --statistics-from scene "
-                             f"{self.statistics_from and self.statistics_from.directory} has {len(self.radiometry.ms_offset)}: "
+                             f"{self.statistics_from.directory} has {len(self.radiometry.ms_offset)}: "
                              "give one with the same bands")
 
     def scene_statistics(self, scene: "Scene") -> tuple["Radiometry", dict[int, dict[str, np.ndarray]]]:
