@@ -352,6 +352,8 @@ def test_unreachable_scheduler_is_one_usage_line_and_writes_nothing(tiny_model: 
     import socket
 
     import dask
+    import distributed  # noqa: F401  # its config defaults load on first import; inside dask.config.set below,
+    # leaving the block would drop them again and the next Client would fail on a missing key (run alone, in order)
 
     if address == "free port":
         with socket.socket() as probe:
