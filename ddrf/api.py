@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union, overload
+from typing import TYPE_CHECKING, Any, Sequence, Union, overload
 
 import numpy as np
 
@@ -141,7 +141,8 @@ def _lattice_origin(pan: "xarray.DataArray") -> tuple[int, int]:
 def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None, method: str | None = None,
                steps: int | None = None, seed: int = 0, backend: str = "ort-cpu", tile: int | None = None,
                cog: bool = False, overwrite: bool = False, ensemble: int = 0,
-               statistics_from: PathLike | None = None) -> Path:
+               statistics_from: PathLike | None = None, bands: Sequence[str] = (),
+               sensor: str | None = None) -> Path:
     """Fuse a scene directory or a STAC Item (path or URL) into a GeoTIFF; returns its path.
 
     `out`: a directory (the output is OUT/<scene name>.tif) or a .tif path (scene directories only). Windowed like
@@ -149,9 +150,11 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     be fused raises ValueError with a one-line reason naming the file. `model`: default, the bundled model of the
     scene's ratio and bands. `ensemble` N >= 2: the mean of N views of every window (`ddrf-run --ensemble N`).
     `statistics_from`: a scene directory whose normalisation and statistics this scene takes (`ddrf-run
-    --statistics-from`), so that overlapping scenes give the same pixels.
+    --statistics-from`), so that overlapping scenes give the same pixels. `bands` (the MS band names in file order)
+    and `sensor`: as `ddrf-run --bands` and `--sensor`, for a scene directory and the `statistics_from` scene.
     """
     check_ensemble(ensemble, method)
+    from ddrf.sensors import get_sensor
     from ddrf.scenes.engines import EngineSpec, StatisticsScene, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
     from ddrf.scenes.runner import describe_outputs
@@ -161,7 +164,10 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     out = Path(out).absolute()
     as_file = out.suffix.lower() in (".tif", ".tiff")
     item = None
+    bands, sensor = tuple(bands), get_sensor(sensor).name if sensor else None
     if is_item_reference(str(source)):
+        if bands or sensor:
+            raise ValueError(f"{source}: bands and sensor are for scene directories; a STAC Item names its bands")
         if as_file:
             raise ValueError(f"{out}: for a STAC Item, out names a directory")
         out.mkdir(parents=True, exist_ok=True)
@@ -170,12 +176,12 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
         directory = Path(source).absolute()
         raster = out if as_file else out / f"{directory.name}.tif"
         raster.parent.mkdir(parents=True, exist_ok=True)
-        job = SceneJob(raster.stem, raster, directory=directory)
+        job = SceneJob(raster.stem, raster, directory=directory, bands=bands, sensor=sensor)
     # no model: the bundled one that fits the scene (named in the report)
     spec = EngineSpec(model=str(model) if model and not method else None, backend=backend, steps=steps, seed=seed,
                       method=method, samples=max(ensemble, 1), views=bool(ensemble),
-                      statistics_from=StatisticsScene(str(Path(statistics_from).absolute())) if statistics_from
-                      else None)
+                      statistics_from=StatisticsScene(str(Path(statistics_from).absolute()), sensor, bands)
+                      if statistics_from else None)
     batch = default_tiling(backend, method)[1]
     settings = RunSettings(tile=tile, batch=batch, cog=cog, overwrite=overwrite,
                            progress=False)

@@ -13,10 +13,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from rasterio.windows import Window
 from typer.testing import CliRunner
 
+import ddrf
 from ddrf.scenes.command import app
 from scenes_fixtures import SAMPLE, reordered_generic_scene
 
@@ -62,8 +64,6 @@ def test_a_crop_reproduces_the_scene_with_its_statistics(tmp_path: Path) -> None
     assert (p99 <= 0.005).all() and (top <= 0.02).all(), (p99, top)
     report = json.loads((tmp_path / "shared" / f"{SAMPLE.name}.json").read_text())
     assert report["engine"]["statistics_from"] == str(SAMPLE)
-    import ddrf
-
     with rasterio.open(ddrf.fuse_scene(crop, tmp_path / "api", statistics_from=SAMPLE)) as ds:
         np.testing.assert_array_equal(ds.read(), shared)  # the Python API's statistics_from is the option's
     # a scene taking its statistics from itself is the plain run, to the bit
@@ -143,3 +143,11 @@ def test_the_statistics_scene_is_named_by_the_runs_bands(tmp_path: Path) -> None
     scene, order = reordered_generic_scene(tmp_path / "generic"), ("--bands", "red,green,blue,nir")
     plain = fuse(scene, tmp_path / "plain", *order)
     np.testing.assert_array_equal(fuse(scene, tmp_path / "self", *order, "--statistics-from", str(scene)), plain)
+    # the Python API names them the same way
+    api = ddrf.fuse_scene(scene, tmp_path / "api", bands=["red", "green", "blue", "nir"], statistics_from=scene)
+    with rasterio.open(api) as ds:
+        np.testing.assert_array_equal(ds.read(), plain)
+    item = tmp_path / "plain" / "generic.item.json"  # a STAC Item names its own bands: refused, nothing written
+    with pytest.raises(ValueError, match="a STAC Item names its bands"):
+        ddrf.fuse_scene(item, tmp_path / "item", bands=["red", "green", "blue", "nir"])
+    assert not (tmp_path / "item").exists()
