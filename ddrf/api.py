@@ -141,7 +141,7 @@ def _lattice_origin(pan: "xarray.DataArray") -> tuple[int, int]:
 def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None, method: str | None = None,
                steps: int | None = None, seed: int = 0, backend: str = "ort-cpu", tile: int | None = None,
                cog: bool = False, overwrite: bool = False, ensemble: int = 0,
-               statistics_from: PathLike | None = None, bands: Sequence[str] = (),
+               statistics_from: PathLike | None = None, bands: str | Sequence[str] = (),
                sensor: str | None = None) -> Path:
     """Fuse a scene directory or a STAC Item (path or URL) into a GeoTIFF; returns its path.
 
@@ -164,7 +164,8 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     out = Path(out).absolute()
     as_file = out.suffix.lower() in (".tif", ".tiff")
     item = None
-    bands, sensor = tuple(bands), get_sensor(sensor).name if sensor else None
+    bands = tuple(bands.split(",") if isinstance(bands, str) else bands)  # "red,green,blue,nir" as --bands
+    sensor = get_sensor(sensor).name if sensor else None
     if is_item_reference(str(source)):
         if bands or sensor:
             raise ValueError(f"{source}: bands and sensor are for scene directories; a STAC Item names its bands")

@@ -144,7 +144,7 @@ def test_the_statistics_scene_is_named_by_the_runs_bands(tmp_path: Path) -> None
     plain = fuse(scene, tmp_path / "plain", *order)
     np.testing.assert_array_equal(fuse(scene, tmp_path / "self", *order, "--statistics-from", str(scene)), plain)
     # the Python API names them the same way
-    api = ddrf.fuse_scene(scene, tmp_path / "api", bands=["red", "green", "blue", "nir"], statistics_from=scene)
+    api = ddrf.fuse_scene(scene, tmp_path / "api", bands="red,green,blue,nir", statistics_from=scene)
     with rasterio.open(api) as ds:
         np.testing.assert_array_equal(ds.read(), plain)
     item = tmp_path / "plain" / "generic.item.json"  # a STAC Item names its own bands: refused, nothing written
