@@ -157,6 +157,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     from ddrf.sensors import get_sensor
     from ddrf.scenes.engines import EngineSpec, StatisticsScene, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
+    from ddrf.scenes.preflight import band_names
     from ddrf.scenes.runner import describe_outputs
     from ddrf.scenes.stac_in import is_item_reference, job_from_item, tidy_after
     from ddrf.scenes.streaming import RunSettings
@@ -164,7 +165,10 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     out = Path(out).absolute()
     as_file = out.suffix.lower() in (".tif", ".tiff")
     item = None
-    bands = tuple(bands.split(",") if isinstance(bands, str) else bands)  # "red,green,blue,nir" as --bands
+    try:
+        bands = band_names(bands) if bands else ()
+    except ValueError as exc:
+        raise ValueError(f"bands {exc}") from None
     sensor = get_sensor(sensor).name if sensor else None
     if is_item_reference(str(source)):
         if bands or sensor:

@@ -151,3 +151,6 @@ def test_the_statistics_scene_is_named_by_the_runs_bands(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="a STAC Item names its bands"):
         ddrf.fuse_scene(item, tmp_path / "item", bands=["red", "green", "blue", "nir"])
     assert not (tmp_path / "item").exists()
+    with pytest.raises(ValueError, match="bands 'red,red,blue,nir' names red more than once"):  # as --bands checks
+        ddrf.fuse_scene(scene, tmp_path / "twice", bands="red,red,blue,nir")
+    assert not (tmp_path / "twice").exists()

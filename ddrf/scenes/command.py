@@ -57,7 +57,7 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
 
     Without --model (and --method) the spec names no model: each scene gets the bundled one that fits it.
     `bands`, `sensor`: the run's --bands and --sensor, which name the --statistics-from scene's bands too."""
-    from ddrf.scenes.engines import EngineSpec, ModelEngine, StatisticsScene
+    from ddrf.scenes.engines import EngineSpec, StatisticsScene
 
     if uncertainty == 1 or uncertainty < 0:
         raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")

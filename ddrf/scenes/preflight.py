@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import typer
 
@@ -116,19 +116,26 @@ def refuse_files_twice(pan: Path, ms: list[Path]) -> None:
             raise usage(f"{[pan, *ms][i]}: given {given}; name each input file once")
 
 
-def band_list(bands: str | None) -> tuple[str, ...]:
-    """--bands as names in file order; empty or repeated names are refused (each MS band has one name)."""
-    if bands is None:
-        return ()
-    names = tuple(b.strip() for b in bands.split(","))
+def band_names(bands: str | Sequence[str]) -> tuple[str, ...]:
+    """MS band names in file order, from a comma list or a sequence; empty or repeated names are refused (each MS
+    band has one name): ValueError, its message to follow the option's name."""
+    names = tuple(b.strip() for b in (bands.split(",") if isinstance(bands, str) else bands))
     if not all(names):
         what = "has an empty name" if any(names) else "names no band"
-        raise usage(f"--bands {bands!r} {what}; give one name per MS band in file order, e.g. red,green,blue,nir")
+        raise ValueError(f"{bands!r} {what}; give one name per MS band in file order, e.g. red,green,blue,nir")
     lowered = [n.lower() for n in names]
     repeated = next((n for n in lowered if lowered.count(n) > 1), None)
     if repeated is not None:
-        raise usage(f"--bands {bands!r} names {repeated} more than once; each MS band needs its own name")
+        raise ValueError(f"{bands!r} names {repeated} more than once; each MS band needs its own name")
     return names
+
+
+def band_list(bands: str | None) -> tuple[str, ...]:
+    """--bands as names in file order (`band_names`); a bad list is a usage error."""
+    try:
+        return band_names(bands) if bands is not None else ()
+    except ValueError as exc:
+        raise usage(f"--bands {exc}") from None
 
 
 def refuse_inputs_as_outputs(output: Path, inputs: list[Path]) -> None:
