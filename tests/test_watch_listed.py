@@ -135,3 +135,57 @@ def test_ready_file_means_complete_without_waiting_for_listed_files(tmp_path: Pa
     assert watcher.stop() == 0
     assert set(bands_missing(out, "a")) == {"nir"}
     assert "reason" not in watcher.status()["a"]
+
+
+PLEIADES = Path(__file__).parent / "data" / "scenes" / "naming" / "pleiades"
+
+
+def deliver_dimap(dest: Path, leave_out: str | None = None) -> dict[str, Path]:
+    """The Pleiades naming fixture with a DIMAP document per product naming its image file (as Airbus deliveries
+    do), except the image whose name contains `leave_out` (still on the link). Returns image name -> document."""
+    dest.mkdir()
+    documents = {}
+    for image in sorted(PLEIADES.glob("IMG_*.TIF")):
+        document = dest / image.name.replace("IMG_", "DIM_").replace("_R1C1.TIF", ".XML")
+        document.write_text("<Dimap_Document><Raster_Data><Data_Access><Data_Files>"
+                            f"<Data_File tile_R='1' tile_C='1'><DATA_FILE_PATH href='{image.name}'/></Data_File>"
+                            "</Data_Files></Data_Access></Raster_Data></Dimap_Document>")
+        documents[image.name] = document
+        if leave_out is None or leave_out not in image.name:
+            shutil.copy(image, dest / image.name)
+    return documents
+
+
+def test_readiness_waits_for_image_files_a_dimap_document_names(tmp_path: Path) -> None:
+    """A Pleiades delivery whose MS image is still on the link: settled, it waits, naming the file and the DIMAP
+    document that lists it; once the image arrives and the scene settles, it is ready."""
+    clock = [0.0]
+    readiness = Readiness(1.0, None, clock=lambda: clock[0], wait_listed_s=10.0)
+    scene = tmp_path / "phr"
+    documents = deliver_dimap(scene, leave_out="_MS_")
+    missing = next(name for name in documents if "_MS_" in name)
+    assert not readiness.ready(scene)  # first seen now
+    clock[0] = 5.0
+    verdict = readiness.check(scene)
+    assert not verdict.ready and f"{missing} named in {documents[missing].name}" in verdict.reason, verdict
+    shutil.copy(PLEIADES / missing, scene / missing)
+    assert not readiness.ready(scene)  # a change: the clock starts again
+    clock[0] = 6.5
+    assert readiness.check(scene) == (True, None)
+
+
+def test_a_watched_dimap_delivery_is_fused_once_its_images_arrive(tmp_path: Path) -> None:
+    """Through the watcher: the scene stays waiting for the MS image its DIMAP document names, long after --settle,
+    then is fused with it."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    watcher = WatchProcess(inbox, out, tmp_path / "watch.log", "--method", "GSA", "--settle", "0.3")
+    started(watcher)
+    missing = next(name for name in deliver_dimap(inbox / "phr", leave_out="_MS_") if "_MS_" in name)
+    watcher.wait("phr waiting for its MS image", lambda: missing in watcher.status().get("phr", {}).get("reason", ""))
+    time.sleep(1.5)  # five times --settle: still waiting
+    assert watcher.status()["phr"]["status"] == "waiting" and not (out / "phr.tif").exists()
+    shutil.copy(PLEIADES / missing, inbox / "phr" / missing)
+    watcher.wait("phr done", lambda: scene_state(watcher, "phr") == "done")
+    assert watcher.stop() == 0
+    assert bands_missing(out, "phr") == {}

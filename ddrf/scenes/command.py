@@ -275,8 +275,9 @@ def main(
     ready_file: Optional[str] = typer.Option(None, "--ready-file", help="--watch: ... or as soon as a file matching "
                                              "this glob is in it (e.g. '*_MTL.txt', written last by the downlink)."),
     wait_listed: float = typer.Option(600.0, "--wait-listed", min=0, help="--watch without --ready-file: a settled "
-                                      "scene whose Landsat MTL names band files not in it waits for them; after "
-                                      "this many seconds without a change it is fused with the bands present."),
+                                      "scene whose metadata (Landsat MTL, DIMAP) names files not in it waits for "
+                                      "them; after this many seconds without a change it is fused with the bands "
+                                      "present."),
     poll: bool = typer.Option(False, "--poll", help="--watch: poll the inbox (network file systems without "
                                                    "change notifications) instead of native events."),
     poll_interval: float = typer.Option(5.0, "--poll-interval", min=0.1, help="--watch --poll: seconds per poll."),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from xml.etree import ElementTree
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -115,8 +116,12 @@ def _walk_json(node: object) -> list[tuple[str, str]]:
     return []
 
 
+def is_mtl(path: Path) -> bool:
+    return re.search(r"MTL\.(txt|xml|json)$", path.name, re.I) is not None
+
+
 def _find_mtl(directory: Path) -> Path | None:
-    found = sorted(p for p in directory.rglob("*") if p.is_file() and re.search(r"MTL\.(txt|xml|json)$", p.name, re.I))
+    found = sorted(p for p in directory.rglob("*") if p.is_file() and is_mtl(p))
     folders = sorted({p.parent for p in found})
     if len(folders) > 1:  # e.g. a parent of several scenes given as one scene
         raise SceneError(directory, f"holds Landsat metadata of several scenes ({', '.join(str(f) for f in folders)}); "
@@ -145,10 +150,15 @@ def _mtl_band_name(meta: dict[str, str], band: int) -> str | None:
     return meta.get(f"FILE_NAME_BAND_{band}") or meta.get(f"BAND{band}_FILE_NAME")
 
 
-def listed_absent(directory: Path) -> list[Path]:
-    """The band files a Landsat MTL in `directory` names (PAN and the MS bands discovery takes) that are not there,
-    e.g. still being copied (watch mode waits for them). Empty without an MTL, or with one that discovery refuses
-    (discovery then says why)."""
+def listed_absent(directory: Path) -> list[tuple[Path, Path]]:
+    """(file, metadata file naming it) for each file a scene's metadata names that is not in `directory`, e.g. still
+    being copied (watch mode waits for them): the PAN and MS band files of a Landsat MTL, and the image files of
+    every DIMAP document (Pleiades, Pleiades Neo, SPOT 6/7). Empty without such metadata, or with metadata that
+    cannot be read (discovery then says why)."""
+    return _mtl_absent(directory) + _dimap_absent(directory)
+
+
+def _mtl_absent(directory: Path) -> list[tuple[Path, Path]]:
     try:
         mtl = _find_mtl(directory)
         meta = read_mtl(mtl) if mtl is not None else {}
@@ -162,7 +172,7 @@ def listed_absent(directory: Path) -> list[Path]:
     for band in (LANDSAT_PAN, *LANDSAT_BANDS[sensor]):
         named = _mtl_band_name(meta, band)
         if named and _landsat_band_file(band, named, mtl.parent, rasters) is None:
-            absent.append(mtl.parent / Path(named).name)
+            absent.append((mtl.parent / Path(named).name, mtl))
     return absent
 
 
@@ -257,6 +267,22 @@ def _pleiades(directory: Path, rasters: list[Path]) -> SceneFiles | None:
             order = [PLEIADES_BANDS[i] for i in ids]
     return _pan_ms(directory, "pleiades", pans, mss, "Pleiades", bits, ms_dim, {len(order): order},
                    assumed=ms_dim is None)
+
+
+def _dimap_absent(directory: Path) -> list[tuple[Path, Path]]:
+    """The image files (Raster_Data/Data_Access/.../DATA_FILE_PATH, relative to the document's folder: one per band
+    file or R<row>C<col> tile) that a DIMAP document in `directory` names and that are not there."""
+    absent = []
+    for document in sorted(p for p in directory.rglob("DIM_*") if p.suffix.upper() == ".XML" and p.is_file()):
+        try:
+            root = ElementTree.parse(document).getroot()
+        except (ElementTree.ParseError, OSError):  # half-written or not DIMAP: nothing to wait for
+            continue
+        for node in root.iter("DATA_FILE_PATH"):
+            href = node.get("href", "")
+            if href and not (document.parent / href).is_file():
+                absent.append((document.parent / href, document))
+    return absent
 
 
 def _gaofen(directory: Path, rasters: list[Path]) -> SceneFiles | None:

@@ -2,7 +2,8 @@
 
 - Complete: no partial-download file in it (`.part`, `.tmp`, ...) and either the ready file is present
   (`--ready-file GLOB`, e.g. `*_MTL.txt` when the downlink writes it last) or no file has changed for `--settle`
-  seconds and every band file its Landsat MTL names is there. A scene still lacking such files (a copy paused on a
+  seconds and every file its metadata names is there (a Landsat MTL's band files, a DIMAP document's image files:
+  Pleiades, SPOT 6/7). A scene still lacking such files (a copy paused on a
   slow link) stays waiting, its reason naming them, until they arrive, or until no file has changed for
   `--wait-listed` seconds: then it is fused with the bands present (a delivery without coastal or SWIR bands), and
   its log line and status say so.
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
 from ddrf.scenes.engines import EngineSpec
-from ddrf.scenes.discover import listed_absent
+from ddrf.scenes.discover import is_mtl, listed_absent
 from ddrf.scenes.jobs import SceneJob
 from ddrf.scenes.streaming import Outputs, RunSettings
 from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested, exit_code
@@ -65,7 +66,7 @@ class WatchOptions:
     poll: bool = False
     poll_interval_s: float = 5.0
     status_file: Path | None = None
-    wait_listed_s: float = 600.0  # without --ready-file: how long a settled scene waits for band files its MTL names
+    wait_listed_s: float = 600.0  # without --ready-file: how long a settled scene waits for files its metadata names
     bands: tuple[str, ...] = ()  # --bands and --sensor: how every scene's bands are named, as in a batch run
     sensor: str | None = None
 
@@ -191,7 +192,7 @@ class Verdict(NamedTuple):
 
 class Readiness:
     """Decides when a scene directory is complete: ready file present, or unchanged for `settle_s` seconds with
-    every band file its MTL names present (or, after `wait_listed_s` seconds unchanged, with those present)."""
+    every file its metadata names present (or, after `wait_listed_s` seconds unchanged, with those present)."""
 
     def __init__(self, settle_s: float, ready_file: str | None, clock: Callable[[], float] = time.monotonic,
                  wait_listed_s: float = 600.0):
@@ -220,12 +221,20 @@ class Readiness:
         absent = listed_absent(directory)
         if not absent:
             return Verdict(True)
-        names = ", ".join(p.name for p in absent)
+        names = named_in(absent)
         if quiet >= self.wait_listed_s:
-            return Verdict(True, f"fused without {names} named in the MTL: not arrived within --wait-listed "
-                                 f"{self.wait_listed_s:g} s")
-        return Verdict(False, f"waiting for {names} named in the MTL (fused without them when nothing changed "
-                              f"for --wait-listed {self.wait_listed_s:g} s)")
+            return Verdict(True, f"fused without {names}: not arrived within --wait-listed {self.wait_listed_s:g} s")
+        return Verdict(False, f"waiting for {names} (fused without them when nothing changed for --wait-listed "
+                              f"{self.wait_listed_s:g} s)")
+
+
+def named_in(absent: list[tuple[Path, Path]]) -> str:
+    """'a.TIF, b.TIF named in the MTL' (or in DIM_....XML, the DIMAP document), from listed_absent's pairs."""
+    by_document: dict[str, list[str]] = {}
+    for path, document in absent:
+        where = "the MTL" if is_mtl(document) else document.name
+        by_document.setdefault(where, []).append(path.name)
+    return "; ".join(f"{', '.join(names)} named in {where}" for where, names in by_document.items())
 
 
 def unreadable(directory: Path) -> str | None:
