@@ -1,0 +1,72 @@
+"""Can an unscaled model's steps pay if only the sampler's timesteps move? A screening, no training.
+
+Training with the residual scaled by b is, for the network's input, the same chain as the unscaled one with every
+log-SNR raised by 2 log b. So an unscaled model (the ratio-2 default) could be sampled on timesteps whose log-SNR
+is shifted that way: K = 2 then takes its second step at t ~ 55 instead of 499 (b = 10.22, `auto` on the ratio-2
+training pairs). Each run is K steps x N samples of the torch model through ddrf-run's windows (train/tiled.py),
+scored on the held-out P034R032 images (Wald, ratio 2):
+
+    PYTHONPATH=. python benchmarks/shifted_schedule.py ddrf/assets/models/landsat_ratio2/model.safetensors \
+        --runs 1:1,10.22:2,3:2,1:2 --samples 1,8
+
+(`B:K`: shift by 2 log B, K steps; B = 1 is the card's own trailing spacing.)
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import ddrf.schedule as schedule
+from ddrf.metrics import reduced_resolution_metrics
+from ddrf.scenes.arrays import ArrayScene
+from ddrf.train.checkpoint import load_checkpoint
+from ddrf.train.tiled import TorchEngine, fuse_tiled
+from design_runs import held_out
+
+TRAILING = schedule.sampling_timesteps
+
+
+def shifted_timesteps(shift: float):
+    """sampling_timesteps with each step's log-SNR raised by `shift`, then taken at the nearest training timestep."""
+    alpha_bar = schedule.CosineSchedule().alpha_bar
+    log_snr = np.log(alpha_bar / (1 - alpha_bar))
+
+    def timesteps(num_timesteps: int, steps: int) -> np.ndarray:
+        trailing = TRAILING(num_timesteps, steps)
+        return np.array([int(np.argmin(np.abs(log_snr - (v + shift)))) for v in log_snr[trailing]], dtype=np.int64)
+    return timesteps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint")
+    ap.add_argument("--runs", default="1:1,10.22:2")
+    ap.add_argument("--samples", default="1")
+    ap.add_argument("--data", default="../shared/data/landsat7_fusebox")
+    ap.add_argument("--tile", type=int, default=704)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model, card = load_checkpoint(a.checkpoint)
+    images = held_out(a.data, 2)
+    for run in a.runs.split(","):
+        scale, steps = float(run.split(":")[0]), int(run.split(":")[1])
+        schedule.sampling_timesteps = shifted_timesteps(2 * np.log(scale))  # what make_plan calls
+        print(f"shift 2 log {scale}, K = {steps}: timesteps {schedule.sampling_timesteps(1000, steps)}")
+        for samples in (int(n) for n in a.samples.split(",")):
+            start, rows = time.perf_counter(), []
+            for _, pan, ms, reference in images:
+                engine = TorchEngine(model, card, steps=steps, samples=samples)
+                fused = fuse_tiled(engine, ArrayScene(pan, ms, 2), tile=a.tile)
+                m = reduced_resolution_metrics(fused, reference, 2)
+                rows.append([m["SAM"], m["ERGAS"], m["Q2n"]])
+            sam, ergas, q2n = np.mean(rows, axis=0)
+            print(f"  N = {samples}: SAM {sam:.3f} ERGAS {ergas:.3f} Q2n {q2n:.4f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
