@@ -40,6 +40,19 @@ def held_out(data: str, ratio: int) -> list[tuple[str, np.ndarray, np.ndarray, n
     return out
 
 
+def mean_scores(model, card, images: list, steps: int, ratio: int, tile: int, samples: int = 1) -> dict:
+    """SAM, ERGAS and Q2n of the N-sample mean at K steps, averaged over `images`, and the seconds it took."""
+    engine = TorchEngine(model, card, steps=steps, samples=samples)
+    start, rows = time.perf_counter(), []
+    for _, pan, ms, ref in images:
+        fused = fuse_tiled(engine, ArrayScene(pan, ms, ratio), tile=tile)
+        m = reduced_resolution_metrics(fused, ref, ratio)
+        rows.append([m["SAM"], m["ERGAS"], m["Q2n"]])
+    mean = np.mean(rows, axis=0)
+    return {"SAM": float(mean[0]), "ERGAS": float(mean[1]), "Q2n": float(mean[2]),
+            "seconds": time.perf_counter() - start}
+
+
 def score(run: str, images: list, steps: list[int], ratio: int, tile: int, tiles: bool = True) -> dict:
     model, card = load_checkpoint(run)
     if card.ratio != ratio:
@@ -47,15 +60,7 @@ def score(run: str, images: list, steps: list[int], ratio: int, tile: int, tiles
     result: dict = {"run": run, "arch": card.model.get("arch", "v1"), "residual_scale": card.residual_scale,
                     "iterations": card.training.get("iterations"), "scores": {}}
     for k in steps:
-        engine = TorchEngine(model, card, steps=k)
-        start, rows = time.perf_counter(), []
-        for _, pan, ms, ref in images:
-            fused = fuse_tiled(engine, ArrayScene(pan, ms, ratio), tile=tile)
-            m = reduced_resolution_metrics(fused, ref, ratio)
-            rows.append([m["SAM"], m["ERGAS"], m["Q2n"]])
-        mean = np.mean(rows, axis=0)
-        result["scores"][k] = {"SAM": float(mean[0]), "ERGAS": float(mean[1]), "Q2n": float(mean[2]),
-                               "seconds": time.perf_counter() - start}
+        result["scores"][k] = mean_scores(model, card, images, k, ratio, tile)
         print(run, f"K={k}", {n: round(v, 4) for n, v in result["scores"][k].items()}, flush=True)
     if not tiles:
         return result

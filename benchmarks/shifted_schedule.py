@@ -3,7 +3,7 @@
 Training with the residual scaled by b is, for the network's input, the same chain as the unscaled one with every
 log-SNR raised by 2 log b. So an unscaled model (the ratio-2 default) could be sampled on timesteps whose log-SNR
 is shifted that way: K = 2 then takes its second step at t ~ 55 instead of 499 (b = 10.22, `auto` on the ratio-2
-training pairs). Each run is K steps x N samples of the torch model through ddrf-run's windows (train/tiled.py),
+training pairs). Each run is K steps x N samples of the torch model through ddrf-run's windows (design_runs.mean_scores),
 scored on the held-out P034R032 images (Wald, ratio 2):
 
     PYTHONPATH=. python benchmarks/shifted_schedule.py ddrf/assets/models/landsat_ratio2/model.safetensors \
@@ -14,17 +14,13 @@ scored on the held-out P034R032 images (Wald, ratio 2):
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
 import ddrf.schedule as schedule
-from ddrf.metrics import reduced_resolution_metrics
-from ddrf.scenes.arrays import ArrayScene
 from ddrf.train.checkpoint import load_checkpoint
-from ddrf.train.tiled import TorchEngine, fuse_tiled
-from design_runs import held_out
+from design_runs import held_out, mean_scores
 
 TRAILING = schedule.sampling_timesteps
 
@@ -57,15 +53,9 @@ def main() -> None:
         schedule.sampling_timesteps = shifted_timesteps(2 * np.log(scale))  # what make_plan calls
         print(f"shift 2 log {scale}, K = {steps}: timesteps {schedule.sampling_timesteps(1000, steps)}")
         for samples in (int(n) for n in a.samples.split(",")):
-            start, rows = time.perf_counter(), []
-            for _, pan, ms, reference in images:
-                engine = TorchEngine(model, card, steps=steps, samples=samples)
-                fused = fuse_tiled(engine, ArrayScene(pan, ms, 2), tile=a.tile)
-                m = reduced_resolution_metrics(fused, reference, 2)
-                rows.append([m["SAM"], m["ERGAS"], m["Q2n"]])
-            sam, ergas, q2n = np.mean(rows, axis=0)
-            print(f"  N = {samples}: SAM {sam:.3f} ERGAS {ergas:.3f} Q2n {q2n:.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            m = mean_scores(model, card, images, steps, 2, a.tile, samples)
+            print(f"  N = {samples}: SAM {m['SAM']:.3f} ERGAS {m['ERGAS']:.3f} Q2n {m['Q2n']:.4f} "
+                  f"({m['seconds']:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
