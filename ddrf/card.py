@@ -113,8 +113,9 @@ class ModelCard:
 
     @property
     def size_multiple(self) -> int:
-        """Every tile side must be a multiple of this: one halving per UNet level below the top."""
-        return int(2 ** (len(self.model.get("channel_mults", [1])) - 1))
+        """Every tile side must be a multiple of this: the fold, then one halving per UNet level below the top
+        (ddrf.model.DDRFConfig.multiple, read here without importing the model's torch code)."""
+        return int(self.model.get("space_to_depth", 1)) * 2 ** (len(self.model.get("channel_mults", [1])) - 1)
 
     def croppable(self, border: int) -> int:
         """The widest margin of a window's `border` that this network may leave uncomputed: the border in whole

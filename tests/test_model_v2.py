@@ -38,18 +38,26 @@ def narrow(cfg: DDRFConfig) -> DDRFConfig:
     return DDRFConfig.from_dict({**cfg.to_dict(), "base_width": 8, "time_dim": 32, "heads": 2, "norm_groups": 4})
 
 
+def folded(cfg: DDRFConfig) -> DDRFConfig:
+    """The same network run at half resolution on 2 x 2 blocks folded into channels."""
+    return DDRFConfig.from_dict({**cfg.to_dict(), "space_to_depth": 2})
+
+
+V2_NETWORKS = {"small_v2": narrow(DDRFConfig.small_v2(4)), "small_v2 folded": folded(narrow(DDRFConfig.small_v2(4)))}
+
+
 def test_v2_is_local_and_v1_is_not() -> None:
     """Away from the edges, v2 computed on a crop equals v2 computed on the whole input (no statistic spans the
     window); v1 does not (GroupNorm, window-wide attention contexts, middle self-attention)."""
     torch.manual_seed(1)
     x, lms, pan = torch.randn(1, 4, 192, 192), torch.rand(1, 4, 192, 192), torch.rand(1, 1, 192, 192)
     t = torch.tensor([400.0])
-    for cfg, local in ((DDRFConfig.small_v2(4), True), (DDRFConfig.small(4), False)):
-        model = random_model(narrow(cfg))
+    for cfg, local in [(v2, True) for v2 in V2_NETWORKS.values()] + [(narrow(DDRFConfig.small(4)), False)]:
+        model = random_model(cfg)
         with torch.no_grad():
             whole = model(x, t, lms, pan)[..., 80:112, 80:112]
-            crop = model(x[..., 32:160, 32:160], t, lms[..., 32:160, 32:160], pan[..., 32:160, 32:160])
-        error = float((crop[..., 48:80, 48:80] - whole).abs().max() / whole.std())
+            crop = model(x[..., 16:176, 16:176], t, lms[..., 16:176, 16:176], pan[..., 16:176, 16:176])
+        error = float((crop[..., 64:96, 64:96] - whole).abs().max() / whole.std())
         assert (error < 1e-5) if local else (error > 1e-2), (cfg.arch, error)
 
 
@@ -124,13 +132,15 @@ def test_wald_ratio4_simulation_by_hand() -> None:
         wald_simulate_ratio(pan[:30, :44], ms, "Landsat7", 4)
 
 
-def test_v2_scaled_export_matches_torch(tmp_path) -> None:
+@pytest.mark.parametrize("network", V2_NETWORKS)
+def test_v2_scaled_export_matches_torch(tmp_path, network: str) -> None:
     """A v2 model with a residual scale: ONNX export (FP32, stepwise and unrolled) through the torch-free Fuser
-    equals the torch sampler, so the runtime divides by the card's scale exactly where training multiplied."""
+    equals the torch sampler, so the runtime divides by the card's scale exactly where training multiplied (and
+    folds and unfolds a folded network's pixels as torch does)."""
     from ddrf.export.onnx_export import export_model
     from ddrf.runtime.fuser import Fuser
 
-    cfg = narrow(DDRFConfig.small_v2(4))
+    cfg = V2_NETWORKS[network]
     model = random_model(cfg)
     card = ModelCard(model=cfg.to_dict(), bands=[f"b{i}" for i in range(4)], ratio=2, sampling_steps=2,
                      normalisation=Normalisation(kind="bit_depth", bits=12), residual_scale=8.0)
@@ -173,14 +183,16 @@ def test_ratio4_training_source_and_auto_residual_scale(landsat7_dir) -> None:
         WaldPatches([ratio4], patch=16, simulate_ratio=4)
 
 
-def test_v2_fp16_export_agrees_and_passes_the_tensorrt_op_check(tmp_path) -> None:
-    """The v2 graphs (box sums, per-pixel norm, bounded-exp keys) import into TensorRT 8.6 and 10 by the op tables,
-    and the mixed-precision FP16 graphs stay close to FP32 through the runtime."""
+@pytest.mark.parametrize("network", V2_NETWORKS)
+def test_v2_fp16_export_agrees_and_passes_the_tensorrt_op_check(tmp_path, network: str) -> None:
+    """The v2 graphs (box sums, per-pixel norm, bounded-exp keys, the fold's reshapes and DepthToSpace) import into
+    TensorRT 8.6 and 10 by the op tables, and the mixed-precision FP16 graphs stay close to FP32 through the
+    runtime."""
     from ddrf.engines.onnx_ops import check_tensorrt_ops
     from ddrf.export.onnx_export import export_model
     from ddrf.runtime.fuser import Fuser
 
-    cfg = narrow(DDRFConfig.small_v2(4))
+    cfg = V2_NETWORKS[network]
     card = ModelCard(model=cfg.to_dict(), bands=[f"b{i}" for i in range(4)], ratio=2, sampling_steps=2,
                      normalisation=Normalisation(kind="bit_depth", bits=12), residual_scale=8.0)
     result = export_model(random_model(cfg), card, tmp_path, unrolled_steps=(2,), fp16=True)
@@ -189,3 +201,21 @@ def test_v2_fp16_export_agrees_and_passes_the_tensorrt_op_check(tmp_path) -> Non
     scene = smooth_scene(64)
     fused = {p: Fuser(tmp_path, steps=2, precision=p).fuse(scene.pan, scene.ms, seed=0) for p in ("fp32", "fp16")}
     assert np.abs(fused["fp16"] - fused["fp32"]).max() < 1e-2 * fused["fp32"].std()
+
+
+@pytest.mark.parametrize("cfg", [DDRFConfig.small(4), DDRFConfig.small_v2(4), folded(DDRFConfig.small_v2(4)),
+                                 DDRFConfig.from_dict({**folded(DDRFConfig.small_v2(1)).to_dict(),
+                                                       "channel_mults": (1, 2, 2)})])
+def test_the_card_reads_the_networks_size_multiple(cfg: DDRFConfig) -> None:
+    """The torch-free card repeats DDRFConfig.multiple (the fold times one halving per level): the runtime pads and
+    aligns windows by it, so the two must agree, and a window of that side runs."""
+    card = ModelCard(model=cfg.to_dict(), bands=[f"b{i}" for i in range(cfg.ms_bands)], ratio=2)
+    assert card.size_multiple == cfg.multiple and card.margin_step == max(1, cfg.multiple // 2)
+    model, side = random_model(narrow(cfg)), 2 * cfg.multiple
+    with torch.no_grad():
+        x_t, lms, pan = (torch.rand(1, c, side, side) for c in (cfg.ms_bands, cfg.ms_bands, 1))
+        out = model(x_t, torch.tensor([10.0]), lms, pan)
+    assert out.shape == (1, cfg.ms_bands, side, side)
+    with pytest.raises(ValueError, match=f"multiples of {cfg.multiple}"):
+        off = side + cfg.multiple // 2  # half a multiple off
+        model.encode(torch.rand(1, cfg.ms_bands, off, off), torch.rand(1, 1, off, off))

@@ -43,15 +43,19 @@ def test_a_cropped_prediction_is_the_interior_of_the_whole_one(margin: int) -> N
     x, lms, pan = inputs(0)
     t = torch.full((1,), 600.0)
     v1 = v1_model()
-    v2 = random_model(DDRFConfig(4, 1, arch="v2", base_width=8, channel_mults=(1, 2), enc_blocks=1, dec_blocks=2,
-                                 attn_levels=(), heads=2, dropout=0.0, wave_heads=2, time_dim=32), seed=4)
+    v2_config = DDRFConfig(4, 1, arch="v2", base_width=8, channel_mults=(1, 2), enc_blocks=1, dec_blocks=2,
+                           attn_levels=(), heads=2, dropout=0.0, wave_heads=2, time_dim=32)
+    v2 = random_model(v2_config, seed=4)
+    folded = random_model(DDRFConfig.from_dict({**v2_config.to_dict(), "space_to_depth": 2}), seed=5)
     inner = (Ellipsis, slice(margin, -margin), slice(margin, -margin))
     with torch.no_grad():
         stats, tokens = recorded(v1.scene_tape, lambda: v1(*inputs(1, 64, 2)[:1], torch.full((2,), 600.0),
                                                            *inputs(1, 64, 2)[1:]))
         runs = {"v1": lambda m: replayed(v1.scene_tape, stats, tokens,
                                          lambda: v1.denoise(x, t, *v1.encode(lms, pan), margin=m)),
-                "v2": lambda m: v2.denoise(x, t, *v2.encode(lms, pan), margin=m)}
+                "v2": lambda m: v2.denoise(x, t, *v2.encode(lms, pan), margin=m),
+                # odd margins too: the network crops whole folded pixels, the rest goes after the unfold
+                "v2 folded": lambda m: folded.denoise(x, t, *folded.encode(lms, pan), margin=m)}
         for name, run in runs.items():
             whole, cropped = run(0), run(margin)
             assert cropped.shape[-2:] == (SIZE - 2 * margin,) * 2, name

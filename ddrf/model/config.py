@@ -26,6 +26,9 @@ class DDRFConfig:
     arch: str = "v1"
     wave_radius: int = 2  # v2: radius, in pixels of the block's level, of the wavelet attention's key neighbourhood
     wave_key_dim: int = 4  # v2: key width per wavelet-attention head (the cached context is key_dim x width per pixel)
+    # s > 1: the network runs at H/s on s x s blocks of pixels folded into channels (pixel unshuffle in, shuffle out),
+    # so its widths cost 1/s^2 per output pixel: a wider net at the same cost, or the same width cheaper
+    space_to_depth: int = 1
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -43,6 +46,8 @@ class DDRFConfig:
             raise ValueError(f"arch must be v1 or v2, got {self.arch!r}")
         if self.arch == "v2" and self.attn_levels:
             raise ValueError("arch v2 has no full self-attention (it spans the window): attn_levels must be empty")
+        if self.space_to_depth < 1:
+            raise ValueError(f"space_to_depth must be >= 1, got {self.space_to_depth}")
         if self.wave_radius < 1 or self.wave_key_dim < 1:
             raise ValueError(f"wave_radius and wave_key_dim must be >= 1, got {self.wave_radius}, {self.wave_key_dim}")
         if any(not 0 <= a < self.levels for a in self.attn_levels):
@@ -57,8 +62,18 @@ class DDRFConfig:
 
     @property
     def multiple(self) -> int:
-        """Every input height/width must be a multiple of this (one stride-2 conv per level transition)."""
-        return 2 ** (self.levels - 1)
+        """Every input height/width must be a multiple of this (the fold, then one stride-2 conv per level
+        transition)."""
+        return self.space_to_depth * 2 ** (self.levels - 1)
+
+    @property
+    def net_ms_bands(self) -> int:
+        """Channels of the residual and of LMS inside the network (each band folded into s^2 channels)."""
+        return self.ms_bands * self.space_to_depth**2
+
+    @property
+    def net_guide_bands(self) -> int:
+        return self.guide_bands * self.space_to_depth**2
 
     @property
     def groups(self) -> int | None:

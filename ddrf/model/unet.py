@@ -25,7 +25,7 @@ def _tracing() -> bool:
 class EncoderBlock(nn.Module):
     def __init__(self, cfg: DDRFConfig, c_in: int, c_out: int, attn: bool) -> None:
         super().__init__()
-        self.style = StyleModulation(cfg.ms_bands + cfg.guide_bands, c_in, cfg.groups)
+        self.style = StyleModulation(cfg.net_ms_bands + cfg.net_guide_bands, c_in, cfg.groups)
         self.res = ResBlock(c_in, c_out, cfg.time_dim, cfg.dropout, cfg.groups)
         self.attn = SelfAttention(c_out, cfg.heads, cfg.groups) if attn else nn.Identity()
 
@@ -39,7 +39,7 @@ class EncoderBlock(nn.Module):
 class DecoderBlock(nn.Module):
     def __init__(self, cfg: DDRFConfig, c_in: int, c_skip: int, c_out: int, attn: bool) -> None:
         super().__init__()
-        wave_channels = cfg.ms_bands + 3 * cfg.guide_bands  # LL(LMS), LH/HL/HH(PAN)
+        wave_channels = cfg.net_ms_bands + 3 * cfg.net_guide_bands  # LL(LMS), LH/HL/HH(PAN)
         self.wave = (WaveletAttention(c_in, wave_channels, cfg.wave_heads, cfg.ffn_mult, cfg.groups) if cfg.arch == "v1"
                      else LocalWaveletAttention(c_in, wave_channels, cfg.wave_heads, cfg.ffn_mult, cfg.wave_radius,
                                            cfg.wave_key_dim))
@@ -73,7 +73,7 @@ class DDRF(nn.Module):
         super().__init__()
         config.validate()
         self.config = cfg = config
-        w, C, G = cfg.base_width, cfg.ms_bands, cfg.guide_bands
+        w, C, G = cfg.base_width, cfg.net_ms_bands, cfg.net_guide_bands
         self.time = TimeEmbedding(w, cfg.time_dim)
         # conv([x, lms, pan]) split by linearity: the condition half runs once in encode
         self.in_x = nn.Conv2d(C, w, 3, padding=1)
@@ -132,6 +132,15 @@ class DDRF(nn.Module):
         if h % m or w % m:
             raise ValueError(f"height and width must be multiples of {m} (config.multiple), got {h}x{w}; pad the tile")
 
+    def fold(self, x: Tensor) -> Tensor:
+        """Full resolution -> the network's grid: each s x s block of pixels becomes s^2 channels."""
+        s = self.config.space_to_depth
+        return F.pixel_unshuffle(x, s) if s > 1 else x
+
+    def unfold(self, x: Tensor) -> Tensor:
+        s = self.config.space_to_depth
+        return F.pixel_shuffle(x, s) if s > 1 else x
+
     def wavelet_bands(self, lms: Tensor, pan: Tensor) -> Tensor:
         """[LL(LMS), LH, HL, HH(PAN)] upsampled back to full resolution (nearest), (N, C + 3G, H, W)."""
         ll = haar_dwt_packed(lms, self.ms_haar)[:, :, 0]
@@ -143,6 +152,7 @@ class DDRF(nn.Module):
         if not _tracing() and (lms.shape[1] != self.config.ms_bands or pan.shape[1] != self.config.guide_bands):
             raise ValueError(f"expected {self.config.ms_bands} MS and {self.config.guide_bands} guide bands, "
                              f"got {lms.shape[1]} and {pan.shape[1]}")
+        lms, pan = self.fold(lms), self.fold(pan)
         cond = torch.cat([lms, pan], dim=1)
         out: list[Tensor] = [self.in_cond(cond)]
         for block, level in zip(self.encoder, self.enc_levels):
@@ -173,12 +183,16 @@ class DDRF(nn.Module):
         computing only what that interior needs (`decoder_crops`)."""
         if len(cond) != self.num_cond:
             raise ValueError(f"denoise needs the {self.num_cond} tensors of encode(), got {len(cond)}")
-        self.check_size(x_t, cond[0])
+        self.check_size(x_t)
+        x = self.fold(x_t)
+        if not _tracing() and x.shape[-2:] != cond[0].shape[-2:]:
+            raise ValueError(f"x_t {tuple(x_t.shape)} does not match the condition of encode()")
         if margin and self.config.arch == "v1" and self.scene_tape.mode != REPLAY:
             raise ValueError("a cropped prediction needs statistics that do not span the window: replay the scene's")
-        crops = self.decoder_crops(margin)
+        net_margin = margin // self.config.space_to_depth  # in the network's pixels; the rest is cropped after unfold
+        crops = self.decoder_crops(net_margin)
         temb = self.time(t)
-        h = self.in_x(x_t) + cond[0]
+        h = self.in_x(x) + cond[0]
         skips = [h]
         downs = iter(self.downs)
         for k, block in enumerate(self.encoder):
@@ -198,7 +212,8 @@ class DDRF(nn.Module):
             h = block(h, crop(skips.pop(), done), temb, context)
             if (k + 1) % self.config.dec_blocks == 0 and level > 0:
                 h, done = next(ups)(h), 2 * done
-        return crop(self.out(h), margin - done)
+        out = self.unfold(crop(self.out(h), net_margin - done))
+        return crop(out, margin - net_margin * self.config.space_to_depth)
 
     @torch.no_grad()
     def scale_prediction(self, factor: float) -> None:
