@@ -219,3 +219,15 @@ def test_the_card_reads_the_networks_size_multiple(cfg: DDRFConfig) -> None:
     with pytest.raises(ValueError, match=f"multiples of {cfg.multiple}"):
         off = side + cfg.multiple // 2  # half a multiple off
         model.encode(torch.rand(1, cfg.ms_bands, off, off), torch.rand(1, 1, off, off))
+
+
+@pytest.mark.parametrize("network", V2_NETWORKS)
+def test_denoise_refuses_a_state_unlike_the_condition(network: str) -> None:
+    """x_t of another batch or size than encode()'s inputs is refused in one line, folded or not."""
+    model = random_model(V2_NETWORKS[network])
+    with torch.no_grad():
+        cond = model.encode(torch.rand(1, 4, 32, 32), torch.rand(1, 1, 32, 32))
+        for shape in ((2, 4, 32, 32), (1, 4, 64, 64)):
+            with pytest.raises(ValueError, match="does not match the batch and size"):
+                model.denoise(torch.rand(*shape), torch.tensor([10.0]), *cond)
+        assert model.denoise(torch.rand(1, 4, 32, 32), torch.tensor([10.0]), *cond).shape == (1, 4, 32, 32)

@@ -142,7 +142,8 @@ class DDRF(nn.Module):
         return F.pixel_shuffle(x, s) if s > 1 else x
 
     def wavelet_bands(self, lms: Tensor, pan: Tensor) -> Tensor:
-        """[LL(LMS), LH, HL, HH(PAN)] upsampled back to full resolution (nearest), (N, C + 3G, H, W)."""
+        """[LL(LMS), LH, HL, HH(PAN)] upsampled back to the network's grid (nearest), (N, C + 3G, H, W) with C, G
+        the network's (folded) channels."""
         ll = haar_dwt_packed(lms, self.ms_haar)[:, :, 0]
         high = haar_dwt_packed(pan, self.guide_haar)[:, :, 1:].flatten(1, 2)  # per guide band: LH, HL, HH
         return F.interpolate(torch.cat([ll, high], dim=1), scale_factor=2.0, mode="nearest")
@@ -185,8 +186,8 @@ class DDRF(nn.Module):
             raise ValueError(f"denoise needs the {self.num_cond} tensors of encode(), got {len(cond)}")
         self.check_size(x_t)
         x = self.fold(x_t)
-        if not _tracing() and x.shape[-2:] != cond[0].shape[-2:]:
-            raise ValueError(f"x_t {tuple(x_t.shape)} does not match the condition of encode()")
+        if not _tracing() and (x.shape[0], *x.shape[-2:]) != (cond[0].shape[0], *cond[0].shape[-2:]):
+            raise ValueError(f"x_t {tuple(x_t.shape)} does not match the batch and size of encode()'s inputs")
         if margin and self.config.arch == "v1" and self.scene_tape.mode != REPLAY:
             raise ValueError("a cropped prediction needs statistics that do not span the window: replay the scene's")
         net_margin = margin // self.config.space_to_depth  # in the network's pixels; the rest is cropped after unfold
