@@ -4,32 +4,31 @@
 
 Specs as in benchmarks/receptive_field.py (`v1`, or a v2 model's channel multipliers with `:sN` for the fold and
 `:wN` for the base width). Each network is exported with torch.onnx (forward(x_t, t, lms, pan), dynamic sides) and
-run on ddrf-run's CPU session options (2 threads, no spinning) on one four-band window; printed: parameters and the
+opened as ddrf-run opens its graphs (`OrtBackend`, CPU, 2 threads) and run on one four-band window; printed: parameters and the
 median and best of 5 runs after one warm-up. The cost per model pixel, before any halo; weights do not change it.
 """
 from __future__ import annotations
 
 import argparse
-import io
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
+from ddrf.runtime.backends import OrtBackend
 from ddrf.train.tiled import random_model
 from receptive_field import config
 
 
-def session(model: torch.nn.Module, threads: int) -> ort.InferenceSession:
-    buffer = io.BytesIO()
+def session(model: torch.nn.Module, threads: int, folder: Path) -> OrtBackend:
+    """The network as one graph, opened the way ddrf-run opens its graphs (ddrf.runtime.backends.OrtBackend)."""
+    path = folder / "network.onnx"
     args = (torch.randn(1, 4, 64, 64), torch.tensor([999.0]), torch.randn(1, 4, 64, 64), torch.randn(1, 1, 64, 64))
-    torch.onnx.export(model, args, buffer, input_names=["x", "t", "lms", "pan"], output_names=["y"], opset_version=17,
-                      dynamic_axes={k: {2: "h", 3: "w"} for k in ("x", "lms", "pan")}, dynamo=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    torch.onnx.export(model, args, str(path), input_names=["x", "t", "lms", "pan"], output_names=["y"],
+                      opset_version=17, dynamic_axes={k: {2: "h", 3: "w"} for k in ("x", "lms", "pan")}, dynamo=False)
+    return OrtBackend(path, "ort-cpu", threads)
 
 
 def main() -> None:
@@ -43,13 +42,14 @@ def main() -> None:
             "lms": rng.random((1, 4, a.side, a.side), np.float32), "pan": rng.random((1, 1, a.side, a.side), np.float32)}
     for spec in a.specs:
         model = random_model(config(spec))
-        run = session(model, a.threads)
-        run.run(None, feed)
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            run.run(None, feed)
-            times.append(time.perf_counter() - start)
+        with tempfile.TemporaryDirectory() as folder:
+            backend = session(model, a.threads, Path(folder))
+            backend.run(feed)
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                backend.run(feed)
+                times.append(time.perf_counter() - start)
         params = sum(q.numel() for q in model.parameters()) / 1e6
         print(f"{spec}: {params:.2f} M parameters, {a.side}^2 window: median {1e3 * np.median(times):.0f} ms, "
               f"best {1e3 * min(times):.0f} ms", flush=True)
