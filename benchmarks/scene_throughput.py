@@ -86,9 +86,11 @@ def gdal_command(scene: Path, out: Path, threads: int | None) -> list[str] | Non
 
 
 def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None,
-             tilings: list[tuple[int, int]] | None = None, model: Path | None = None) -> dict[str, Any]:
+             tilings: list[tuple[int, int]] | None = None, model: Path | None = None,
+             others: list[Path] | None = None) -> dict[str, Any]:
     """Name -> (argv, env) of every contender on `scene`; `tilings`: (tile, halo) runs of this checkout besides
-    its defaults; `model`: every ddrf-run fuses with it (default: the bundled model that fits the scene)."""
+    its defaults; `model`: every ddrf-run fuses with it (default: the bundled model that fits the scene); `others`:
+    this checkout with each of these models as well, its default window."""
     thread_args = (["--threads", str(threads)] if threads else []) + (["--model", str(model)] if model else [])
     runs: dict[str, Any] = {"ddrf-run (this checkout)": ddrf_run(ROOT, scene, tmp / "after", thread_args),
                             "ddrf-run --method MTF-GLP-HPM": ddrf_run(ROOT, scene, tmp / "mtf",
@@ -96,6 +98,10 @@ def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None,
     for tile, halo in tilings or []:
         runs[f"ddrf-run --tile {tile} --halo {halo}"] = ddrf_run(
             ROOT, scene, tmp / f"t{tile}h{halo}", [*thread_args, "--tile", str(tile), "--halo", str(halo)])
+    threads_only = ["--threads", str(threads)] if threads else []
+    for k, other in enumerate(others or []):
+        runs[f"ddrf-run --model {other}"] = ddrf_run(ROOT, scene, tmp / f"other{k}",
+                                                     [*threads_only, "--model", str(other)])
     if before is not None:
         runs[f"ddrf-run ({before})"] = ddrf_run(before, scene, tmp / "before", thread_args)
     gdal = gdal_command(scene, tmp, threads)
@@ -118,8 +124,9 @@ def report_figures(out: Path, scene: Path) -> dict[str, float | None]:
 
 
 def throughput(scene: Path, tmp: Path, reps: int, threads: int | None, before: Path | None,
-               tilings: list[tuple[int, int]], model: Path | None = None) -> dict[str, Any]:
-    runs = commands(scene, tmp, threads, before, tilings, model)
+               tilings: list[tuple[int, int]], model: Path | None = None,
+               others: list[Path] | None = None) -> dict[str, Any]:
+    runs = commands(scene, tmp, threads, before, tilings, model, others)
     names = list(runs)
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for rep in range(reps):
@@ -231,6 +238,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--before", type=Path, help="another checkout's root, run alternately (PYTHONPATH)")
     p.add_argument("--tilings", default="", help="TILE/HALO,... : also this checkout at these windows")
     p.add_argument("--model", type=Path, help="every ddrf-run fuses with this model directory (default: bundled)")
+    p.add_argument("--also-model", type=Path, action="append", default=[],
+                   help="also ddrf-run --model DIR, alternated with the rest (repeatable)")
     p.add_argument("--memory", default="2048x2048,16384x512,8192x8192", help="WxH scenes for the RSS table ('' none)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     p.add_argument("--json", type=Path)
@@ -246,7 +255,8 @@ def main(argv: list[str]) -> int:
         scene = make_scene(tmp / "scene", height, width)
         data["megapixels"] = height * width / 1e6
         measured = throughput(scene, tmp, args.reps, args.threads, args.before,
-                              [parse_tiling(t) for t in args.tilings.split(",") if t], args.model)
+                              [parse_tiling(t) for t in args.tilings.split(",") if t], args.model,
+                              args.also_model)
         data["commands"] = measured["commands"]
         data["throughput"] = {n: summarise(r, data["megapixels"]) for n, r in measured["results"].items()}
         data["raw"] = measured["results"]

@@ -96,6 +96,61 @@ def test_wald_patches_are_normalised_aligned_and_exclude_test(landsat7_dir: Path
         WaldPatches(train_pairs, patch=18, multiple=4)
 
 
+def test_a_teacher_gives_the_reference_and_the_undegraded_pairs_join(landsat7_dir: Path) -> None:
+    from ddrf.data import load_fusebox, split_by_acquisition
+    from ddrf.radiometry import scene_radiometry
+
+    pairs, _ = split_by_acquisition(load_fusebox(landsat7_dir))
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def teacher(pan: np.ndarray, ms: np.ndarray) -> np.ndarray:  # any fusion will do: nearest, brightened
+        fused = 1.1 * np.repeat(np.repeat(ms, 2, axis=0), 2, axis=1)
+        seen.append((pan.copy(), ms.copy(), fused))
+        return fused
+
+    plain = WaldPatches(pairs, patch=16, multiple=2, augment=False, normalisation="scene")
+    taught = WaldPatches(pairs, patch=16, multiple=2, augment=False, normalisation="scene", teacher=teacher,
+                         full_resolution=True)
+    n = len(pairs)
+    assert len(taught.images) == len(seen) == 2 * n
+    for own, image in zip(plain.images, taught.images):  # the same degraded inputs, another reference
+        assert np.array_equal(own["lms"], image["lms"]) and np.array_equal(own["pan"], image["pan"])
+        assert not np.allclose(own["gt"], image["gt"])
+    for pair, (pan, ms, _) in zip(pairs, seen[:n]):  # first each pair degraded by Wald's protocol
+        h, w = (d - d % 2 for d in pair.ms.shape[:2])
+        assert pan.shape == (h, w) and ms.shape == (h // 2, w // 2, pair.ms.shape[2])
+    for pair, (pan, ms, _) in zip(pairs, seen[n:]):  # then each pair at its own scale, as stored
+        assert np.array_equal(pan, pair.pan) and np.array_equal(ms, pair.ms)
+    for image, (pan, ms, fused) in zip(taught.images, seen):  # every reference: the teacher's output, normalised
+        radiometry = scene_radiometry(taught.normalisation, ms, pan[..., None])
+        np.testing.assert_allclose(image["gt"], radiometry.ms_to_model(fused).transpose(2, 0, 1), rtol=1e-6)
+        assert image["pan"].shape[1:] == pan.shape
+    with pytest.raises(ValueError, match="teacher"):
+        WaldPatches(pairs, patch=16, multiple=2, full_resolution=True)
+
+
+def test_distillation_from_the_bundled_model(fusebox: str, tmp_path: Path) -> None:
+    from ddrf.assets import BUNDLED_MODELS
+    from ddrf.train.sources import build_source
+
+    teacher = BUNDLED_MODELS / "landsat_ratio2"
+    cfg = tiny(fusebox, "optim.steps=2", f"data.teacher={teacher}", "data.normalisation=scene")
+    taught, _ = build_source(cfg.data, 8)
+    plain, _ = build_source(tiny(fusebox, "data.normalisation=scene").data, 8)
+    for own, image in zip(plain.images, taught.images):
+        # the teacher's fusion lies nearer the true reference than the LMS does (0.72x on these 8-bit crops, whose
+        # quantisation is much of what is left); a misaligned or wrongly scaled output would not
+        assert np.abs(image["gt"] - own["gt"]).mean() < 0.8 * np.abs(own["lms"] - own["gt"]).mean()
+    result = train(cfg, tmp_path / "run")
+    recorded = read_card(tmp_path / "run" / "card.json").training["teacher"]
+    assert recorded["model"] == str(teacher) and recorded["graphs"] == read_card(teacher / "card.json").hashes
+    assert result.end_step == 2
+    with pytest.raises(ValueError, match="bands blue, green, red"):
+        build_source(tiny(fusebox, f"data.teacher={teacher}", "data.bands=[blue, green, red]").data, 8)
+    with pytest.raises(ValueError, match="needs data.teacher"):
+        tiny(fusebox, "data.teacher_full_resolution=true")
+
+
 def test_augment_applies_one_transform_to_all_arrays() -> None:
     a = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6)
     seen = set()

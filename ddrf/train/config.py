@@ -31,6 +31,11 @@ class DataConfig:
     # one random band per patch: the model fuses one band at a time with weights shared by all bands, so it takes
     # any band set (the card's band_wise)
     band_wise: bool = False
+    # distillation: a model directory whose output through ddrf-run's tiled path (ONNX Runtime, its default steps)
+    # replaces the reference of every Wald pair; with teacher_full_resolution the pairs also join undegraded, the
+    # teacher's full-resolution output their reference (data no reference exists for otherwise)
+    teacher: str | None = None
+    teacher_full_resolution: bool = False
 
 
 @dataclass
@@ -124,6 +129,10 @@ class TrainConfig:
             (self.data.lms in ("interp23", "file"), "data.lms must be interp23 or file"),
             (self.data.lms_border in LMS_BORDERS, f"data.lms_border must be one of {', '.join(LMS_BORDERS)}"),
             (self.log.every >= 1 and self.log.checkpoint_every >= 1, "log intervals must be >= 1"),
+            (bool(self.data.teacher) or not self.data.teacher_full_resolution,
+             "data.teacher_full_resolution needs data.teacher"),
+            (not (self.data.teacher_full_resolution and self.data.simulate_ratio),
+             "data.teacher_full_resolution takes the pairs at their own ratio, not with data.simulate_ratio"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -7,7 +7,7 @@ gt (C,H,W), all on the PAN grid of the (reduced-resolution) training pair.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -67,15 +67,21 @@ def _lms_interp23(ms_chw: np.ndarray, ratio: int, border: str) -> np.ndarray:
     return np.ascontiguousarray(interp23(ms_chw.transpose(1, 2, 0), ratio, border=border).transpose(2, 0, 1))
 
 
+Teacher = Callable[[np.ndarray, np.ndarray], np.ndarray]  # PAN (H, W), MS (h, w, B) in DN -> fused (H, W, B) DN
+
+
 class WaldPatches:
     """Reduced-resolution training pairs by Wald's protocol: the input is (degraded PAN, interp23 of degraded MS),
     the reference is the original MS. The degraded arrays are computed once; draws crop and augment them.
+
+    With a `teacher` (distillation) the reference is the teacher's fusion of the same inputs instead, and with
+    `full_resolution` every pair also joins undegraded, its reference the teacher's fusion at the pair's own scale.
     """
 
     def __init__(self, pairs: Sequence[Any], patch: int, multiple: int = 1, augment: bool = True,
                  sensor: str | None = None, bits: int | None = None, border: str = "symmetric",
                  normalisation: str = "bit_depth", percentiles: tuple[float, float] = (1.0, 99.0),
-                 simulate_ratio: int | None = None):
+                 simulate_ratio: int | None = None, teacher: Teacher | None = None, full_resolution: bool = False):
         if not pairs:
             raise ValueError("Wald dataset: no training pairs")
         first = pairs[0]
@@ -99,7 +105,12 @@ class WaldPatches:
         if patch % self.step:
             raise ValueError(f"patch {patch} must be a multiple of {self.step} (ratio {self.ratio}, model multiple "
                              f"{multiple})")
+        self.teacher = teacher
         self.images = [self._prepare(p) for p in pairs]
+        if full_resolution:
+            if teacher is None or self.simulated:
+                raise ValueError("full-resolution pairs need a teacher and the pairs' own ratio")
+            self.images += [self._undegraded(p) for p in pairs]
         areas = np.array([im["gt"].shape[1] * im["gt"].shape[2] for im in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
 
@@ -115,12 +126,24 @@ class WaldPatches:
         else:
             ms, pan = pair.ms[:h, :w], pair.pan[: r * h, : r * w]
             pan_lr, ms_lr = wald_degrade(pan, ms, r, self.sensor)
-        # the same map the runtime applies: card normalisation, statistics (if per scene) of the model's inputs
-        radiometry = scene_radiometry(self.normalisation, ms_lr, pan_lr[..., None])
-        lms = _lms_interp23(np.asarray(ms_lr, dtype=np.float64).transpose(2, 0, 1), r, self.border)
+        return self._normalised(pan_lr, ms_lr, ms if self.teacher is None else self.teacher(pan_lr, ms_lr))
+
+    def _undegraded(self, pair: "Pair") -> dict[str, np.ndarray]:
+        """The pair at its own scale, the teacher's fusion its reference."""
+        r = self.ratio
+        h, w = (s - s % r for s in pair.ms.shape[:2])
+        ms, pan = np.asarray(pair.ms[:h, :w], np.float64), np.asarray(pair.pan[: r * h, : r * w], np.float64)
+        assert self.teacher is not None
+        return self._normalised(pan, ms, self.teacher(pan, ms))
+
+    def _normalised(self, pan: np.ndarray, ms: np.ndarray, reference: np.ndarray) -> dict[str, np.ndarray]:
+        """Model inputs (PAN, interp23 of MS) and reference in model units, by the map the runtime applies: the card
+        normalisation with statistics (if per scene) of the model's inputs."""
+        radiometry = scene_radiometry(self.normalisation, ms, pan[..., None])
+        lms = _lms_interp23(np.asarray(ms, dtype=np.float64).transpose(2, 0, 1), self.ratio, self.border)
         return {"lms": radiometry.ms_to_model(lms.transpose(1, 2, 0)).transpose(2, 0, 1).copy(),
-                "pan": radiometry.guide_to_model(pan_lr[..., None]).transpose(2, 0, 1).copy(),
-                "gt": radiometry.ms_to_model(ms).transpose(2, 0, 1).copy()}
+                "pan": radiometry.guide_to_model(pan[..., None]).transpose(2, 0, 1).copy(),
+                "gt": radiometry.ms_to_model(reference).transpose(2, 0, 1).copy()}
 
     def __len__(self) -> int:
         return len(self.images)

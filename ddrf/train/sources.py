@@ -108,17 +108,40 @@ def _wald(cfg: DataConfig, pairs: list[Any], multiple: int) -> tuple[PatchSource
     from ddrf.sensors import get_sensor
 
     sensor = get_sensor(cfg.sensor or pairs[0].sensor).name
+    teacher, taught = _teacher(cfg.teacher, cfg, pairs[0]) if cfg.teacher else (None, {})
     ds = WaldPatches(pairs, cfg.patch, multiple, cfg.augment, sensor, cfg.bits, cfg.lms_border, cfg.normalisation,
-                     (float(cfg.percentiles[0]), float(cfg.percentiles[1])), cfg.simulate_ratio)
+                     (float(cfg.percentiles[0]), float(cfg.percentiles[1])), cfg.simulate_ratio, teacher,
+                     cfg.teacher_full_resolution)
     info = SourceInfo(
         band_names=list(ds.band_names), guide_names=["pan"], ratio=ds.ratio, sensor=ds.sensor,
         normalisation=ds.normalisation,
         provenance={"data": cfg.source, "protocol": f"wald-simulated-x{ds.ratio}" if ds.simulated else "wald",
                     "pairs": [p.name for p in pairs],
                     "lms": f"interp23/{cfg.lms_border}", "acquisitions_used": sorted({p.acquisition for p in pairs}),
-                    "acquisitions_held_out": sorted(held)},
+                    "acquisitions_held_out": sorted(held), **taught},
     )
     return ds, info
+
+
+def _teacher(directory: str, cfg: DataConfig, first: Any) -> tuple[Any, dict[str, Any]]:
+    """data.teacher's fusion as ddrf-run computes it (its tiled path, ONNX Runtime on the CPU, the card's steps),
+    and what the card records about it; refused where it does not fuse the pairs' ratio and bands."""
+    from ddrf.runtime.fuser import Fuser
+    from ddrf.scenes.arrays import ArrayScene, fuse_arrays
+    from ddrf.scenes.engines import ModelEngine
+
+    engine = ModelEngine(Fuser(directory, unrolled="auto"))
+    ratio = int(cfg.simulate_ratio or first.ratio)
+    card = engine.card
+    if card.ratio != ratio or not (card.band_wise or list(card.bands) == list(first.band_names)):
+        raise ValueError(f"{directory}: data.teacher fuses ratio {card.ratio}, bands {', '.join(card.bands)}; "
+                         f"the training pairs are ratio {ratio}, bands {', '.join(first.band_names)}")
+
+    def fuse(pan: Any, ms: Any) -> Any:
+        return fuse_arrays(engine, ArrayScene(pan, ms, ratio), tile=None)
+
+    return fuse, {"teacher": {"model": directory, "graphs": dict(card.hashes),
+                              "steps": engine.fuser.steps, "full_resolution": cfg.teacher_full_resolution}}
 
 
 def _normalisation(divisor: float, ms_bands: int, guide_bands: int) -> Normalisation:
