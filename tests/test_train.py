@@ -149,6 +149,8 @@ def test_distillation_from_the_bundled_model(fusebox: str, tmp_path: Path) -> No
         build_source(tiny(fusebox, f"data.teacher={teacher}", "data.bands=[blue, green, red]").data, 8)
     with pytest.raises(ValueError, match="needs data.teacher"):
         tiny(fusebox, "data.teacher_full_resolution=true")
+    with pytest.raises(ValueError, match="takes PAN/MS pairs"):
+        build_source(tiny(fusebox.replace("fusebox:", "pancollection:"), f"data.teacher={teacher}").data, 8)
 
 
 def test_augment_applies_one_transform_to_all_arrays() -> None:

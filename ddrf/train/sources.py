@@ -41,6 +41,8 @@ def parse_source(source: str) -> tuple[str, list[Path]]:
 
 def build_source(cfg: DataConfig, multiple: int) -> tuple[PatchSource, SourceInfo]:
     kind, paths = parse_source(cfg.source)
+    if cfg.teacher and kind == "pancollection":  # its patches come made: no pair for the teacher to fuse
+        raise ValueError(f"data.teacher takes PAN/MS pairs (fusebox, geotiff, scenes), not data.source {cfg.source!r}")
     if kind == "pancollection":
         source, info = _pancollection(cfg, paths[0], multiple)
     elif kind == "scenes":
