@@ -20,12 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ddrf.runtime.backends import OrtBackend
-
-
-def inputs(rng: np.random.Generator, bands: int, side: int) -> dict[str, np.ndarray]:
-    return {"lms": rng.random((1, bands, side, side), dtype=np.float32),
-            "pan": rng.random((1, 1, side, side), dtype=np.float32),
-            "noise": rng.standard_normal((1, bands, side, side), dtype=np.float32)}
+from ort_op_profile import stage_feeds
 
 
 def main(argv: list[str]) -> int:
@@ -38,20 +33,13 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     import openvino as ov
 
-    from ddrf.card import read_card
-
-    bands = len(read_card(args.model / "card.json").bands)
-    rng = np.random.default_rng(0)
-    feeds = inputs(rng, bands, args.side)
-    if (args.model / "scene_k1.onnx").is_file():
-        scene = OrtBackend(args.model / "scene_k1.onnx", threads=args.threads)
-        feeds |= scene.run(inputs(rng, bands, 256))
+    (_, feeds), = stage_feeds(args.model, args.side, args.threads)  # the sampler's inputs, after the scene pass
     ort_sampler = OrtBackend(args.model / "sampler_k1.onnx", threads=args.threads)
     feeds = {name: feeds[name] for name in ort_sampler.input_names}
     core = ov.Core()
     core.set_property("CPU", {"INFERENCE_NUM_THREADS": args.threads})
     runs = {"onnxruntime": lambda: ort_sampler.run(feeds)[ort_sampler.output_names[0]]}
-    for precision in ["f32"] + ["bf16"] * args.bf16:
+    for precision in ["f32", "bf16"] if args.bf16 else ["f32"]:
         compiled = core.compile_model(core.read_model(args.model / "sampler_k1.onnx"), "CPU",
                                       {"INFERENCE_PRECISION_HINT": precision})
         request = compiled.create_infer_request()

@@ -91,14 +91,14 @@ def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None,
     """Name -> (argv, env) of every contender on `scene`; `tilings`: (tile, halo) runs of this checkout besides
     its defaults; `model`: every ddrf-run fuses with it (default: the bundled model that fits the scene); `others`:
     this checkout with each of these models as well, its default window."""
-    thread_args = (["--threads", str(threads)] if threads else []) + (["--model", str(model)] if model else [])
+    threads_only = ["--threads", str(threads)] if threads else []
+    thread_args = threads_only + (["--model", str(model)] if model else [])
     runs: dict[str, Any] = {"ddrf-run (this checkout)": ddrf_run(ROOT, scene, tmp / "after", thread_args),
                             "ddrf-run --method MTF-GLP-HPM": ddrf_run(ROOT, scene, tmp / "mtf",
                                                                        ["--method", "MTF-GLP-HPM"])}
     for tile, halo in tilings or []:
         runs[f"ddrf-run --tile {tile} --halo {halo}"] = ddrf_run(
             ROOT, scene, tmp / f"t{tile}h{halo}", [*thread_args, "--tile", str(tile), "--halo", str(halo)])
-    threads_only = ["--threads", str(threads)] if threads else []
     for k, other in enumerate(others or []):
         runs[f"ddrf-run --model {other}"] = ddrf_run(ROOT, scene, tmp / f"other{k}",
                                                      [*threads_only, "--model", str(other)])

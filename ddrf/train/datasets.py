@@ -105,36 +105,32 @@ class WaldPatches:
         if patch % self.step:
             raise ValueError(f"patch {patch} must be a multiple of {self.step} (ratio {self.ratio}, model multiple "
                              f"{multiple})")
-        self.teacher = teacher
-        self.images = [self._prepare(p) for p in pairs]
+        # the teacher is used here only, not kept: its sessions are freed before training starts
+        self.images = [self._prepare(p, teacher) for p in pairs]
         if full_resolution:
             if teacher is None or self.simulated:
                 raise ValueError("full-resolution pairs need a teacher and the pairs' own ratio")
-            self.images += [self._undegraded(p) for p in pairs]
+            self.images += [self._normalised(pan, ms, teacher(pan, ms)) for pan, ms in map(self._whole_pixels, pairs)]
         areas = np.array([im["gt"].shape[1] * im["gt"].shape[2] for im in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()
 
-    def _prepare(self, pair: "Pair") -> dict[str, np.ndarray]:
-        from ddrf.filters import wald_degrade, wald_simulate_ratio
-
-        r = self.ratio
-        h, w = (s - s % r for s in pair.ms.shape[:2])  # the degraded grid must divide evenly
-        if min(h, w) < self.patch:
-            raise ValueError(f"pair {pair.name!r}: MS {pair.ms.shape[:2]} is smaller than patch {self.patch}")
-        if self.simulated:  # PAN x2 onto the MS grid, MS x ratio: the original MS stays the reference
-            pan_lr, ms_lr, ms = wald_simulate_ratio(pair.pan, pair.ms, self.sensor, r)
-        else:
-            ms, pan = pair.ms[:h, :w], pair.pan[: r * h, : r * w]
-            pan_lr, ms_lr = wald_degrade(pan, ms, r, self.sensor)
-        return self._normalised(pan_lr, ms_lr, ms if self.teacher is None else self.teacher(pan_lr, ms_lr))
-
-    def _undegraded(self, pair: "Pair") -> dict[str, np.ndarray]:
-        """The pair at its own scale, the teacher's fusion its reference."""
+    def _whole_pixels(self, pair: "Pair") -> tuple[np.ndarray, np.ndarray]:
+        """(PAN, MS) of the pair as floats, cropped to whole MS pixels of the ratio (a degraded grid divides evenly)."""
         r = self.ratio
         h, w = (s - s % r for s in pair.ms.shape[:2])
-        ms, pan = np.asarray(pair.ms[:h, :w], np.float64), np.asarray(pair.pan[: r * h, : r * w], np.float64)
-        assert self.teacher is not None
-        return self._normalised(pan, ms, self.teacher(pan, ms))
+        return np.asarray(pair.pan[: r * h, : r * w], np.float64), np.asarray(pair.ms[:h, :w], np.float64)
+
+    def _prepare(self, pair: "Pair", teacher: Teacher | None) -> dict[str, np.ndarray]:
+        from ddrf.filters import wald_degrade, wald_simulate_ratio
+
+        if min(s - s % self.ratio for s in pair.ms.shape[:2]) < self.patch:  # the degraded grid divides evenly
+            raise ValueError(f"pair {pair.name!r}: MS {pair.ms.shape[:2]} is smaller than patch {self.patch}")
+        if self.simulated:  # PAN x2 onto the MS grid, MS x ratio: the original MS stays the reference
+            pan_lr, ms_lr, ms = wald_simulate_ratio(pair.pan, pair.ms, self.sensor, self.ratio)
+        else:
+            pan, ms = self._whole_pixels(pair)
+            pan_lr, ms_lr = wald_degrade(pan, ms, self.ratio, self.sensor)
+        return self._normalised(pan_lr, ms_lr, ms if teacher is None else teacher(pan_lr, ms_lr))
 
     def _normalised(self, pan: np.ndarray, ms: np.ndarray, reference: np.ndarray) -> dict[str, np.ndarray]:
         """Model inputs (PAN, interp23 of MS) and reference in model units, by the map the runtime applies: the card
