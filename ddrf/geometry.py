@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from scipy import ndimage
+
+from ddrf.rasters import TileListError, open_raster
 
 EPS = 1e-6
 
@@ -117,9 +118,9 @@ def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> n
     r0, c0 = int(rows.min()), int(cols.min())
     window = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
     try:
-        with rasterio.open(path) as src:
+        with open_raster(path) as src:
             data = src.read(band, window=window)
-    except (RasterioIOError, OSError) as exc:
+    except (RasterioIOError, OSError, TileListError) as exc:
         raise ValueError(f"{path}: unreadable or truncated raster ({read_error_reason(exc)})") from exc
     return data[np.ix_(rows - r0, cols - c0)].astype(np.float64)
 

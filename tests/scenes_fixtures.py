@@ -1,6 +1,7 @@
 """Fixtures of the scene-run tests: the tiny random-weight DDRF exported to ONNX (committed under
 tests/data/tiny_model, written by its make_tiny_model.py) and writable copies of the sample scene (optionally with a
-nodata block). Imported by tests/test_scene_run.py."""
+nodata block), and the Maxar naming fixture cut into a tiled delivery. Imported by tests/test_scene_run.py and
+others."""
 from __future__ import annotations
 
 import shutil
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 
 SAMPLE = Path(__file__).parents[1] / "ddrf" / "assets" / "sample_scene" / "LC80200392015216LGN00"
 BANDS = ["blue", "green", "red", "nir"]
@@ -82,3 +85,37 @@ def reordered_generic_scene(target: Path) -> Path:
             with rasterio.open(path) as src:
                 dst.write(src.read(1), index)
     return target
+
+
+MAXAR = Path(__file__).parent / "data/scenes/naming/maxar"
+MAXAR_ORDER = "012345678010_01_P001"
+
+
+def maxar_tiled_product(dest: Path, with_til: bool = True) -> Path:
+    """The Maxar naming fixture delivered as Maxar tiles a large product: each image cut 2 x 2 at uneven offsets
+    (PAN rows 0-11 / 12-31, cols 0-19 / 20-31; the MS at half those), `...-P2AS_R1C1-...TIF` and so on, each tile
+    with its own geotransform, and a `.TIL` per image naming the tiles and their offsets in Maxar's ODL form."""
+    for folder, kind, cuts in (("PAN", "P", (12, 20)), ("MUL", "M", (6, 10))):
+        source = next((MAXAR / f"{MAXAR_ORDER}_{folder}").glob("*.TIF"))
+        target = dest / f"{MAXAR_ORDER}_{folder}"
+        target.mkdir(parents=True)
+        with rasterio.open(source) as src:
+            profile, data = src.profile, src.read()
+        rows, cols = [(0, cuts[0]), (cuts[0], data.shape[1])], [(0, cuts[1]), (cuts[1], data.shape[2])]
+        groups = []
+        for r, (r0, r1) in enumerate(rows, 1):
+            for c, (c0, c1) in enumerate(cols, 1):
+                name = f"20JUN15093522-{kind}2AS_R{r}C{c}-{MAXAR_ORDER}.TIF"
+                tile = dict(profile, height=r1 - r0, width=c1 - c0,
+                            transform=profile["transform"] @ Affine.translation(c0, r0))
+                with rasterio.open(target / name, "w", **tile) as dst:
+                    dst.write(data[:, r0:r1, c0:c1])
+                groups.append(f'BEGIN_GROUP = TILE_{len(groups) + 1}\n\tfilename = "{name}";\n'
+                              f"\tULColOffset = {c0};\n\tULRowOffset = {r0};\n\tURColOffset = {c1 - 1};\n"
+                              f"\tURRowOffset = {r0};\n\tLRColOffset = {c1 - 1};\n\tLRRowOffset = {r1 - 1};\n"
+                              f"\tLLColOffset = {c0};\n\tLLRowOffset = {r1 - 1};\nEND_GROUP = TILE_{len(groups) + 1}")
+        if with_til:
+            (target / f"20JUN15093522-{kind}2AS-{MAXAR_ORDER}.TIL").write_text(
+                f'version = "AA";\nbandId = "{kind}";\nnumTiles = {len(groups)};\ntileUnits = "Pixels";\n'
+                f"tileOverlap = 0;\n" + "\n".join(groups) + "\nEND;\n")
+    return dest

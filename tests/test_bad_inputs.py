@@ -27,7 +27,7 @@ from rasterio.transform import from_origin
 from typer.testing import CliRunner
 
 from ddrf.scenes.command import SUMMARY_NAME, app
-from scenes_fixtures import SAMPLE, TINY_MODEL
+from scenes_fixtures import SAMPLE, TINY_MODEL, maxar_tiled_product
 
 ROOT = Path(__file__).parents[1]
 NAMING = Path(__file__).parent / "data" / "scenes" / "naming"
@@ -316,6 +316,28 @@ def c_output_locked(tmp, out):
     fcntl.flock(fd, fcntl.LOCK_EX)  # as another ddrf-run would; released when the test's process ends
     LOCKS.append(fd)
     return pm(tmp, out) + ["--method", "Brovey"], "x.tif", "another process is writing", 1
+
+
+def c_maxar_tile_missing(tmp, out):
+    product = maxar_tiled_product(tmp / "in" / "product")
+    next(product.rglob("*-M2AS_R2C2-*")).unlink()
+    return [str(product), "-o", str(out), "--method", "Brovey"], "M2AS-012345678010_01_P001.TIL", \
+        "Maxar tile list: tile 20JUN15093522-M2AS_R2C2-012345678010_01_P001.TIF is missing", 1
+
+
+def c_maxar_tile_off_grid(tmp, out):
+    product = maxar_tiled_product(tmp / "in" / "product")
+    with rasterio.open(next(product.rglob("*-P2AS_R1C2-*")), "r+") as tile:
+        tile.transform = tile.transform @ Affine.translation(1, 0)
+    return [str(product), "-o", str(out), "--method", "Brovey"], "P2AS-012345678010_01_P001.TIL", \
+        "P2AS_R1C2-012345678010_01_P001.TIF: its geotransform puts it at column 21.000, row 0.000 of the product, " \
+        "the .TIL at 20, 0", 1
+
+
+def c_maxar_tiles_without_til(tmp, out):
+    product = maxar_tiled_product(tmp / "in" / "product", with_til=False)
+    return [str(product), "-o", str(out), "--method", "Brovey"], "_R1C1-012345678010_01_P001.TIF", \
+        "tile of a Maxar tiled product, but no .TIL beside it names it", 1
 
 
 LOCKS: list[int] = []

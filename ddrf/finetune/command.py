@@ -58,13 +58,11 @@ def main(
 
 def _first_scene(directory: Path) -> tuple[Any, int]:
     """What discovery finds in the first scene directory, and its PAN/MS ratio (ddrf.geometry's, as ddrf-run's)."""
-    import rasterio
-
     from ddrf.geometry import integer_ratio
-    from ddrf.scenes.discover import discover_scene
+    from ddrf.scenes.discover import discover_scene, open_raster
 
     found = discover_scene(directory)
-    with rasterio.open(found.pan) as pan, rasterio.open(found.ms[0][0]) as ms:
+    with open_raster(found.pan) as pan, open_raster(found.ms[0][0]) as ms:
         return found, integer_ratio(pan.transform, ms.transform)
 
 

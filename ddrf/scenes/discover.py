@@ -3,7 +3,8 @@
 Evidence, strongest first:
 1. Landsat metadata (`*MTL.txt|xml|json`): spacecraft, band file names, bit depth (QUANTIZE_CAL_MAX). Landsat-8/9
    OLI: B2..B5 = blue, green, red, nir; B8 PAN. Landsat-7 ETM+: B1..B4, B8.
-2. File-name tokens: Landsat `_B8`/`_Bn`; Maxar `-P1BS-`/`-M1BS-`, `-P2AS-`/`-M2AS-`; Pleiades DIMAP `_P_`/`_MS_`;
+2. File-name tokens: Landsat `_B8`/`_Bn`; Maxar `-P1BS-`/`-M1BS-`, `-P2AS-`/`-M2AS-` (a tiled product: its `.TIL`,
+   read as the mosaic of the tiles it names, `ddrf.rasters`); Pleiades DIMAP `_P_`/`_MS_`;
    GaoFen `-PAN1`/`-MSS1`; generic `pan`/`ms`.
 3. Raster properties: the single-band file on the finest grid is the PAN, the coarser files are the MS.
 
@@ -26,10 +27,12 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+from ddrf.rasters import TIL_SUFFIX, Tile, TileListError, is_til, til_absent, til_tiles
+from ddrf.rasters import open_raster as open_any_raster
 from ddrf.scenes.errors import SceneError
 from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor
 
-RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img"}
+RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img", TIL_SUFFIX}  # a .TIL: a Maxar product's tiles as one raster
 # Landsat: sensor -> (product band number -> name) of every reflective MS band, from the sensor table (the coastal
 # and SWIR bands too: a model or method takes those it fuses, ddrf.bundled picks the model using most of them).
 LANDSAT_BANDS: dict[str, dict[int, str]] = {n: SENSORS[n].every_band_numbered() for n in ("Landsat7", "Landsat8",
@@ -75,10 +78,14 @@ class _Raster:
 
 
 def open_raster(path: Path) -> rasterio.io.DatasetReader:
-    """rasterio.open without its two-line NotGeoreferencedWarning: Scene says so in one line."""
+    """rasterio.open (a .TIL: the mosaic of its tiles) without its two-line NotGeoreferencedWarning: Scene says so
+    in one line."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterio.open(path)
+        try:
+            return open_any_raster(path)
+        except TileListError as exc:
+            raise SceneError(path, f"Maxar tile list: {exc}") from exc
 
 
 def _probe(path: Path) -> _Raster:
@@ -91,7 +98,17 @@ def _probe(path: Path) -> _Raster:
 
 
 def _rasters(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+    """The raster files, a Maxar tiled product as its .TIL alone (its tiles are read through it)."""
+    found = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+    tiled = {t.path for p in found if is_til(p) for t in _listed_tiles(p)}
+    return [p for p in found if p not in tiled]
+
+
+def _listed_tiles(til: Path) -> list[Tile]:
+    try:
+        return til_tiles(til)
+    except TileListError:  # opening it says why
+        return []
 
 
 # ---------------------------------------------------------------- Landsat metadata
@@ -155,7 +172,7 @@ def listed_absent(directory: Path) -> list[tuple[Path, Path]]:
     being copied (watch mode waits for them): the PAN and MS band files of a Landsat MTL, and the image files of
     every DIMAP document (Pleiades, Pleiades Neo, SPOT 6/7). Empty without such metadata, or with metadata that
     cannot be read (discovery then says why)."""
-    return _mtl_absent(directory) + _dimap_absent(directory)
+    return _mtl_absent(directory) + _dimap_absent(directory) + _til_absent(directory)
 
 
 def _mtl_absent(directory: Path) -> list[tuple[Path, Path]]:
@@ -236,6 +253,10 @@ def _maxar(directory: Path, rasters: list[Path]) -> SceneFiles | None:
         return re.search(rf"-{kind}(1BS|2AS|3DS|3DM|2AM)-", p.name, re.I) is not None
 
     pans, mss = _split_roles(rasters, lambda p: level(p, "P"), lambda p: level(p, "M"))
+    tile = next((p for p in rasters if re.search(r"-[PM]\w{3}_R\d+C\d+-", p.name, re.I)), None)
+    if tile is not None:  # a tile no .TIL names (a listed one is read through its .TIL, not listed here)
+        raise SceneError(tile, "tile of a Maxar tiled product, but no .TIL beside it names it: copy the product's "
+                               ".TIL files too, or mosaic the tiles first (gdalbuildvrt) and give --pan/--ms")
     if not pans and not mss:
         return None
     imd = next((p for p in sorted(directory.rglob("*")) if p.suffix.upper() == ".IMD"), None)
@@ -283,6 +304,12 @@ def _dimap_absent(directory: Path) -> list[tuple[Path, Path]]:
             if href and not (document.parent / href).is_file():
                 absent.append((document.parent / href, document))
     return absent
+
+
+def _til_absent(directory: Path) -> list[tuple[Path, Path]]:
+    """The tiles that a Maxar .TIL in `directory` names and that are not there."""
+    tils = sorted(p for p in directory.rglob("*") if p.is_file() and is_til(p))
+    return [(tile, til) for til in tils for tile in til_absent(til)]
 
 
 def _gaofen(directory: Path, rasters: list[Path]) -> SceneFiles | None:
@@ -386,7 +413,7 @@ def discover_scene(directory: str | Path) -> SceneFiles:
     if mtl is not None:
         return check_one_type(_landsat_from_mtl(mtl, rasters))
     if not rasters:
-        raise SceneError(directory, "no raster files (.tif/.tiff/.jp2/.img) and no Landsat MTL")
+        raise SceneError(directory, "no raster files (.tif/.tiff/.jp2/.img/.til) and no Landsat MTL")
     for scheme in (_landsat_tokens, _maxar, _pleiades, _gaofen, _generic_tokens):
         found = scheme(directory, rasters)
         if found is not None:

@@ -14,7 +14,6 @@ in spectral order (coastal, blue, green, yellow, red, red edge, NIR), whatever t
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import pystac
 import rasterio
 
+from ddrf.rasters import VrtSource, vrt_document
 from ddrf.scenes.jobs import SceneJob
 from ddrf.scenes.stac_out import COMMON_NAMES
 
@@ -109,23 +109,10 @@ def write_vrt(source: BandSource, path: Path, nodata: float | None = None) -> Pa
             crs, transform, src_nodata = src.crs, src.transform, src.nodatavals[source.band - 1]
     except rasterio.errors.RasterioIOError as exc:
         raise ValueError(f"{source.href}: cannot open ({' '.join(str(exc).split())[:200]})") from exc
-    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
-    ET.SubElement(root, "SRS").text = crs.to_wkt() if crs else ""
-    ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in transform.to_gdal())
-    gdal_type = {"uint8": "Byte"}.get(dtype, dtype.capitalize().replace("Uint", "UInt"))
-    band = ET.SubElement(root, "VRTRasterBand", dataType=gdal_type, band="1")
-    ET.SubElement(band, "Description").text = source.name
     value = src_nodata if src_nodata is not None else nodata
-    if value is not None:
-        ET.SubElement(band, "NoDataValue").text = repr(float(value))
-    simple = ET.SubElement(band, "SimpleSource")
-    ET.SubElement(simple, "SourceFilename", relativeToVRT="0").text = source.href
-    ET.SubElement(simple, "SourceBand").text = str(source.band)
-    ET.SubElement(simple, "SourceProperties", RasterXSize=str(width), RasterYSize=str(height), DataType=gdal_type,
-                  BlockXSize=str(block[1]), BlockYSize=str(block[0]))
-    for tag in ("SrcRect", "DstRect"):
-        ET.SubElement(simple, tag, xOff="0", yOff="0", xSize=str(width), ySize=str(height))
-    path.write_text(ET.tostring(root, encoding="unicode"))
+    path.write_text(vrt_document(width, height, crs, transform, dtype,
+                                 [[VrtSource(source.href, source.band, width, height, block=block)]], value,
+                                 [source.name]))
     return path
 
 
