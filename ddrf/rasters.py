@@ -109,7 +109,7 @@ def til_tiles(til: Path) -> list[Tile]:
             name = fields["filename"]
         except (KeyError, ValueError) as exc:
             raise TileListError(f"tile {number}: no readable filename and UL/LR offsets") from exc
-        if not name or Path(name).name != name or width <= 0 or height <= 0:
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts or width <= 0 or height <= 0:
             raise TileListError(f"tile {number}: file {name!r} at {col}, {row} size {width} x {height} is not a tile")
         tiles.append(Tile(til.parent / name, col, row, width, height))
     return tiles

@@ -7,14 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from typer.testing import CliRunner
 
 from scenes_fixtures import MAXAR, maxar_tiled_product
 
-from ddrf.rasters import open_raster, til_tiles
+from ddrf.rasters import TileListError, open_raster, til_tiles
 from ddrf.scenes.command import app
 from ddrf.scenes.discover import discover_scene, listed_absent
+from ddrf.scenes.errors import SceneError
+from ddrf.scenes.scene import Scene
 
 
 def untiled(folder: str) -> Path:
@@ -66,3 +69,18 @@ def test_watch_waits_for_the_tiles_a_til_names(tmp_path: Path) -> None:
     assert listed_absent(product) == [(tile, til)]
     tile.write_bytes(kept)
     assert listed_absent(product) == []
+
+
+def test_a_til_that_is_no_tile_list_is_named_with_the_reason(tmp_path: Path) -> None:
+    product = maxar_tiled_product(tmp_path / "product")
+    til = next(product.rglob("*-P2AS-*.TIL"))
+    text = til.read_text()
+    for broken, reason in (("not a tile list\n", "no TILE_ groups"),
+                           (text.replace("ULColOffset = 20;", "ULColOffset = x;"), "tile 2: no readable filename"),
+                           (text.replace('filename = "', 'filename = "../'), "is not a tile")):
+        til.write_text(broken)
+        with pytest.raises(TileListError, match=reason):
+            open_raster(til)
+        with pytest.raises(SceneError, match=f"Maxar tile list: .*{reason}") as err:
+            Scene.from_directory(product)
+        assert til.name in str(err.value) and "\n" not in str(err.value)

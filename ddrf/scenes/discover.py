@@ -104,10 +104,14 @@ def _rasters(directory: Path) -> list[Path]:
     return [p for p in found if p not in tiled]
 
 
-def _listed_tiles(til: Path) -> list[Tile]:
+def _listed_tiles(til: Path, strict: bool = False) -> list[Tile]:
+    """The tiles a .TIL names; one that is no tile list names none (watch mode: perhaps still being copied), or
+    with `strict` is a SceneError saying why (discovery: before its tiles look like tiles no .TIL names)."""
     try:
         return til_tiles(til)
-    except TileListError:  # opening it says why
+    except TileListError as exc:
+        if strict:
+            raise SceneError(til, f"Maxar tile list: {exc}") from exc
         return []
 
 
@@ -409,6 +413,8 @@ def discover_scene(directory: str | Path) -> SceneFiles:
     if not directory.is_dir():
         raise SceneError(directory, "not a directory")
     rasters = _rasters(directory)
+    for til in filter(is_til, rasters):
+        _listed_tiles(til, strict=True)
     mtl = _find_mtl(directory)
     if mtl is not None:
         return check_one_type(_landsat_from_mtl(mtl, rasters))
