@@ -173,9 +173,9 @@ def _mtl_band_name(meta: dict[str, str], band: int) -> str | None:
 
 def listed_absent(directory: Path) -> list[tuple[Path, Path]]:
     """(file, metadata file naming it) for each file a scene's metadata names that is not in `directory`, e.g. still
-    being copied (watch mode waits for them): the PAN and MS band files of a Landsat MTL, and the image files of
-    every DIMAP document (Pleiades, Pleiades Neo, SPOT 6/7). Empty without such metadata, or with metadata that
-    cannot be read (discovery then says why)."""
+    being copied (watch mode waits for them): the PAN and MS band files of a Landsat MTL, the image files of
+    every DIMAP document (Pleiades, Pleiades Neo, SPOT 6/7) and the tiles of every Maxar .TIL. Empty without such
+    metadata, or with metadata that cannot be read (discovery then says why)."""
     return _mtl_absent(directory) + _dimap_absent(directory) + _til_absent(directory)
 
 
