@@ -70,3 +70,47 @@ def test_engine_without_tensorrt_or_gpu_refuses_and_writes_nothing(checkpoint: P
     assert "TensorRT" in result.output or "GPU" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert sorted(p.name for p in out.iterdir()) == before and not (tmp_path / "timing.cache").exists()
+
+
+def test_average_is_the_mean_of_the_ema_weights_and_exports(checkpoint: Path, landsat7_dir: Path,
+                                                             tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from ddrf.card import ModelCard
+    from ddrf.model_dir import CARD_METADATA_KEY
+    from ddrf.train.checkpoint import read_weights
+
+    cfg = load_config(CONFIGS / "landsat7_small_cpu.yaml", [
+        f"data.source=fusebox:{landsat7_dir}", "data.patch=16", "optim.steps=2", "optim.batch=2", "optim.seed=5",
+        "optim.threads=1", "optim.device=cpu", "log.progress=false", "log.checkpoint_every=1000",
+        f"model.init={checkpoint}", "model.overrides={base_width: 8, channel_mults: [1, 2], time_dim: 32, dropout: 0.0}"])
+    continued = tmp_path / "continued"
+    train(cfg, continued, command="pytest")
+    out = tmp_path / "mean"
+    result = runner.invoke(app, ["average", str(checkpoint), str(continued), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    _, first, _ = read_weights(checkpoint)
+    _, second, _ = read_weights(continued)
+    model_state, mean, card = read_weights(out)
+    assert not model_state and mean.keys() == first.keys()
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # the average is not trivially either input
+    for k, v in mean.items():
+        assert torch.allclose(v, (first[k].double() + second[k].double()).div(2).to(v.dtype), atol=0, rtol=0)
+    sources = card.training["averaged_from"]
+    assert [s["path"] for s in sources] == [str(checkpoint / "model.safetensors"), str(continued / "model.safetensors")]
+    assert sources[1]["command"] == "pytest" and all(len(s["sha256"]) == 64 for s in sources)
+    assert runner.invoke(app, ["onnx", str(out), "-o", str(tmp_path / "exported"), "--no-fp16"]).exit_code == 0
+
+    again = runner.invoke(app, ["average", str(checkpoint), str(continued), "-o", str(out)])
+    assert again.exit_code == 1 and "exists" in again.output
+    into_input = runner.invoke(app, ["average", str(checkpoint), str(continued), "-o", str(continued), "--overwrite"])
+    assert into_input.exit_code == 1 and "is one of the checkpoints" in into_input.output
+    alone = runner.invoke(app, ["average", str(checkpoint), "-o", str(tmp_path / "alone")])
+    assert alone.exit_code == 1 and "at least two" in alone.output
+    other_card = ModelCard.from_json(card.to_json())
+    other_card.bands = ["red", "green", "blue", "nir"]
+    other = tmp_path / "other_bands.safetensors"
+    save_file({f"ema.{k}": v for k, v in mean.items()}, str(other), metadata={CARD_METADATA_KEY: other_card.to_json()})
+    refused = runner.invoke(app, ["average", str(checkpoint), str(other), "-o", str(tmp_path / "refused")])
+    assert refused.exit_code == 1 and "another network" in refused.output and "bands" in refused.output
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "alone").exists()

@@ -1,4 +1,5 @@
-"""`ddrf-export`: checkpoint -> ONNX graphs (`onnx`), ONNX -> TensorRT engines (`engine`), operator check (`check`)."""
+"""`ddrf-export`: checkpoint -> ONNX graphs (`onnx`), ONNX -> TensorRT engines (`engine`), operator check (`check`),
+several checkpoints of one network -> their mean (`average`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,6 +63,28 @@ def onnx_command(
         _fail(f"{exc.filename or out}: cannot write ({exc.strerror})")
     for name, size in result.sizes().items():
         typer.echo(f"{result.graphs[name]}  {size / 1e6:.2f} MB")
+
+
+@app.command("average")
+def average_command(
+    checkpoints: list[Path] = typer.Argument(..., help="two or more run directories or .safetensors of one network"),
+    out: Path = typer.Option(..., "-o", "--out", help="directory for the averaged model.safetensors and card.json"),
+    overwrite: bool = typer.Option(False, help="replace an averaged checkpoint already in OUT"),
+) -> None:
+    """Average the EMA weights of checkpoints of one network (e.g. a run and its warm-started continuation) into a
+    checkpoint that `ddrf-export onnx OUT` exports."""
+    import shlex
+    import sys
+
+    from ddrf.train.checkpoint import average_weights
+
+    try:
+        average_weights(checkpoints, out, shlex.join(["ddrf-export", *sys.argv[1:]]), overwrite=overwrite)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.filename or out}: cannot write ({exc.strerror})")
+    typer.echo(f"{out}: mean of {len(checkpoints)} checkpoints' EMA weights")
 
 
 @app.command("check")

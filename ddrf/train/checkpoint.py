@@ -5,6 +5,7 @@ Layout of a run directory: model.safetensors, card.json, resume.pt, config.yaml,
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 from pathlib import Path
@@ -51,14 +52,20 @@ def _weights_path(path: str | Path) -> Path:
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], ModelCard]:
     """(model state, EMA state, card) of a run directory or a .safetensors file."""
     weights = _weights_path(path)
+    tensors, card = _read_file(weights)
+    split = {p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")} for p in ("model", "ema")}
+    return split["model"], split["ema"], _card_of_record(weights, card)
+
+
+def _read_file(weights: Path) -> tuple[dict[str, torch.Tensor], ModelCard]:
+    """Every tensor of a checkpoint file and the card it was trained with (its metadata)."""
     try:
         with safe_open(str(weights), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             card = ModelCard.from_json((f.metadata() or {})[CARD_METADATA_KEY])
     except (SafetensorError, KeyError, ValueError, OSError) as exc:
         raise ValueError(f"{weights}: not a ddrf checkpoint ({exc})") from exc
-    split = {p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")} for p in ("model", "ema")}
-    return split["model"], split["ema"], _card_of_record(weights, card)
+    return tensors, card
 
 
 def _card_of_record(weights: Path, embedded: ModelCard) -> ModelCard:
@@ -69,11 +76,20 @@ def _card_of_record(weights: Path, embedded: ModelCard) -> ModelCard:
     if not beside.is_file():
         return embedded
     card = read_card(beside)
-    fields = ("model", "bands", "ratio", "normalisation", "residual", "residual_scale", "target", "schedule")
-    differing = [f for f in fields if getattr(card, f) != getattr(embedded, f)]
+    differing = _differing_network(card, embedded)
     if differing:
         raise ValueError(f"{beside}: describes another network than {weights.name} ({', '.join(differing)} differ)")
     return card
+
+
+def _differing_network(a: ModelCard, b: ModelCard) -> list[str]:
+    """The card fields that make two cards describe different networks (or data conventions); the network
+    configurations are compared with their defaults filled in (cards omit fields added later)."""
+    from ddrf.model import DDRFConfig
+
+    fields = ("bands", "ratio", "normalisation", "residual", "residual_scale", "target", "schedule")
+    same_model = DDRFConfig.from_dict(a.model) == DDRFConfig.from_dict(b.model)
+    return ([] if same_model else ["model"]) + [f for f in fields if getattr(a, f) != getattr(b, f)]
 
 
 def load_checkpoint(path: str | Path, ema: bool = True,
@@ -93,6 +109,41 @@ def write_inference_weights(path: str | Path, out_file: str | Path) -> None:
     _, ema_state, card = read_weights(path)
     data = st_save(_tensors("ema", ema_state), metadata={CARD_METADATA_KEY: card.to_json()})
     write_bytes_atomic(out_file, data)
+
+
+def average_weights(paths: list[Path], out_dir: Path, command: str, overwrite: bool = False) -> ModelCard:
+    """Write to `out_dir` the uniform mean of the EMA weights of checkpoints of one network (a "model soup": a run
+    warm-started from another stays in its basin, where the mean of the two usually scores at least as well as
+    either). The card is the first checkpoint's training card (no export settings, no calibration), its
+    `training.averaged_from` naming each input with its SHA-256 and command."""
+    if len(paths) < 2:
+        raise ValueError("averaging needs at least two checkpoints")
+    files = [_weights_path(p) for p in paths]
+    target = (out_dir / WEIGHTS).resolve()
+    if target in {f.resolve() for f in files}:
+        raise ValueError(f"{out_dir}: is one of the checkpoints averaged; write the mean elsewhere")
+    for existing in (target, out_dir / CARD_NAME):
+        if existing.exists() and not overwrite:
+            raise ValueError(f"{existing}: exists (--overwrite replaces it)")
+    read = [_read_file(f) for f in files]
+    first_card = read[0][1]
+    states = [{k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} for tensors, _ in read]
+    for f, (tensors, card), state in zip(files, read, states):
+        differing = _differing_network(card, first_card)
+        if differing:
+            raise ValueError(f"{f}: another network than {files[0]} ({', '.join(differing)} differ)")
+        if state.keys() != states[0].keys() or any(v.shape != states[0][k].shape for k, v in state.items()):
+            raise ValueError(f"{f}: its EMA tensors differ from {files[0]}'s in names or shapes")
+    mean = {k: torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
+            for k, v in states[0].items()}
+    card = ModelCard.from_json(first_card.to_json())
+    card.training = {**card.training, "command": command, "averaged_from": [
+        {"path": str(f), "sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "command": c.training.get("command")}
+        for f, (_, c) in zip(files, read)]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(target, st_save(_tensors("ema", mean), metadata={CARD_METADATA_KEY: card.to_json()}))
+    write_card(card, out_dir / CARD_NAME)
+    return card
 
 
 def rng_states() -> dict[str, Any]:
