@@ -63,6 +63,11 @@ class Normalisation:
             raise ValueError("fixed normalisation needs ms_scale and guide_scale")
 
 
+# what a spread fit writes into a card; weights other than those it was fitted on must not carry it
+CALIBRATION_FIELDS = ("spread_calibration", "spread_calibration_samples", "spread_calibration_steps",
+                      "spread_calibration_views")
+
+
 @dataclass
 class ModelCard:
     model: dict[str, Any]  # the network configuration (ddrf.model.DDRFConfig as a dict)

@@ -114,3 +114,11 @@ def test_average_is_the_mean_of_the_ema_weights_and_exports(checkpoint: Path, la
     refused = runner.invoke(app, ["average", str(checkpoint), str(other), "-o", str(tmp_path / "refused")])
     assert refused.exit_code == 1 and "another network" in refused.output and "bands" in refused.output
     assert not (tmp_path / "refused").exists() and not (tmp_path / "alone").exists()
+    calibrated_card = ModelCard.from_json(card.to_json())
+    calibrated_card.spread_calibration, calibrated_card.spread_calibration_samples = 7.5, 8
+    calibrated = tmp_path / "calibrated.safetensors"
+    save_file({f"ema.{k}": v for k, v in mean.items()}, str(calibrated),
+              metadata={CARD_METADATA_KEY: calibrated_card.to_json()})
+    assert runner.invoke(app, ["average", str(calibrated), str(continued), "-o", str(tmp_path / "c")]).exit_code == 0
+    _, _, uncalibrated = read_weights(tmp_path / "c")
+    assert (uncalibrated.spread_calibration, uncalibrated.spread_calibration_samples) == (1.0, None)

@@ -5,6 +5,7 @@ Layout of a run directory: model.safetensors, card.json, resume.pt, config.yaml,
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import random
@@ -16,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
-from ddrf.card import ModelCard, read_card, write_card
+from ddrf.card import CALIBRATION_FIELDS, ModelCard, read_card, write_card
 from ddrf.files import write_bytes_atomic
 from ddrf.model_dir import CARD_METADATA_KEY, CARD_NAME
 
@@ -114,8 +115,8 @@ def write_inference_weights(path: str | Path, out_file: str | Path) -> None:
 def average_weights(paths: list[Path], out_dir: Path, command: str, overwrite: bool = False) -> ModelCard:
     """Write to `out_dir` the uniform mean of the EMA weights of checkpoints of one network (a "model soup": a run
     warm-started from another stays in its basin, where the mean of the two usually scores at least as well as
-    either). The card is the first checkpoint's training card (no export settings, no calibration), its
-    `training.averaged_from` naming each input with its SHA-256 and command."""
+    either). The card is the one the first checkpoint's weights carry, less any spread calibration (fitted on other
+    weights), its `training.averaged_from` naming each input with its SHA-256 and command."""
     if len(paths) < 2:
         raise ValueError("averaging needs at least two checkpoints")
     files = [_weights_path(p) for p in paths]
@@ -134,9 +135,12 @@ def average_weights(paths: list[Path], out_dir: Path, command: str, overwrite: b
             raise ValueError(f"{f}: another network than {files[0]} ({', '.join(differing)} differ)")
         if state.keys() != states[0].keys() or any(v.shape != states[0][k].shape for k, v in state.items()):
             raise ValueError(f"{f}: its EMA tensors differ from {files[0]}'s in names or shapes")
+    if not states[0]:
+        raise ValueError(f"{files[0]}: holds no EMA weights to average")
     mean = {k: torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
             for k, v in states[0].items()}
-    card = ModelCard.from_json(first_card.to_json())
+    uncalibrated = ModelCard(model={}, bands=[])
+    card = dataclasses.replace(first_card, **{f: getattr(uncalibrated, f) for f in CALIBRATION_FIELDS})
     card.training = {**card.training, "command": command, "averaged_from": [
         {"path": str(f), "sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "command": c.training.get("command")}
         for f, (_, c) in zip(files, read)]}
