@@ -326,6 +326,23 @@ def test_ddrf_method_averages_seeds_and_checks_card(l7_pairs: list, tmp_path: Pa
     assert code == 2 and "no card.json" in text
 
 
+def test_models_in_folders_of_one_name_keep_their_own_rows(tmp_path: Path) -> None:
+    """Two runs' exports both called `model` are told apart by their paths; the same method twice is refused."""
+    from ddrf.evaluate.methods import parse_methods
+
+    for run in ("a", "b"):
+        (tmp_path / run / "model").mkdir(parents=True)
+    first, second, third = parse_methods(f"ddrf:{tmp_path / 'a/model'},ddrf:{tmp_path / 'b/model'},"
+                                         f"ckpt:{tmp_path / 'a/model'}")
+    assert (first.name, second.name, third.name) == ("DDRF[a/model]", "DDRF[b/model]", "DDRF-ckpt[model]")
+    (single,) = parse_methods(f"ddrf:{tmp_path / 'a/model'}")
+    assert single.name == "DDRF[model]"
+    with pytest.raises(ValueError, match=r"DDRF\[model\] given more than once"):
+        parse_methods(f"ddrf:{tmp_path / 'a/model'},ddrf:{tmp_path / 'a/model'}")
+    with pytest.raises(ValueError, match="EXP given more than once"):
+        parse_methods("EXP,GSA,exp")
+
+
 def test_fit_spread_writes_the_calibration_into_the_models_card(tmp_path: Path) -> None:
     """--fit-spread: c pooled over the images, written with its N and K into the model's card.json; one model and N >= 2
     only, refused in one line otherwise, with the card untouched."""

@@ -93,13 +93,18 @@ class OnnxDDRF:
     seed: int = 0
     backend: str = "ort-cpu"
     tiling: Tiling = Tiling()
+    label: str = ""  # the name in the tables; the folder's name unless another model's folder has that name too
     _fuser: "Fuser | None" = field(default=None, repr=False)
+
+    @property
+    def folder(self) -> Path:
+        return self.model_dir
 
     @property
     def name(self) -> str:
         steps = f"-K{self.steps}" if self.steps else ""
         members = f"-{'V' if self.tiling.views else 'N'}{self.samples}" if self.samples > 1 else ""
-        return f"DDRF[{self.model_dir.name}{steps}{members}]"
+        return f"DDRF[{self.label or self.folder.name}{steps}{members}]"
 
     def fuser(self) -> "Fuser":
         if self._fuser is None:
@@ -148,13 +153,17 @@ class CheckpointDDRF:
     samples: int = 1
     seed: int = 0
     tiling: Tiling = Tiling()
+    label: str = ""  # as OnnxDDRF.label
     _loaded: "tuple[DDRF, ModelCard] | None" = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         steps = f"-K{self.steps}" if self.steps else ""
-        label = self.path.name if self.path.is_dir() else self.path.parent.name
-        return f"DDRF-ckpt[{label}{steps}" + (f"-N{self.samples}]" if self.samples > 1 else "]")
+        return f"DDRF-ckpt[{self.label or self.folder.name}{steps}" + (f"-N{self.samples}]" if self.samples > 1 else "]")
+
+    @property
+    def folder(self) -> Path:
+        return self.path if self.path.is_dir() else self.path.parent
 
     def load(self) -> "tuple[DDRF, ModelCard]":
         if self._loaded is None:
@@ -267,7 +276,28 @@ def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: i
         else:
             raise ValueError(f"--methods: unknown method {item!r}; known: {', '.join(ALL_METHODS)}, "
                              "classical, variants, ddrf:MODEL_DIR, ckpt:PATH")
+    if not methods:
+        raise ValueError(f"--methods {spec!r}: give at least one method")
+    label_apart(methods)
     names = [m.name for m in methods]
-    if not methods or len(set(names)) != len(names):
-        raise ValueError(f"--methods {spec!r}: give at least one method, each once")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--methods {spec!r}: {', '.join(repeated)} given more than once")
     return methods
+
+
+def label_apart(methods: list["Method"]) -> None:
+    """Models whose folders share a name (runs/a/model, runs/b/model) are labelled with as many trailing parts of
+    their paths as tell them apart, so that each keeps its own row."""
+    groups: dict[str, list[OnnxDDRF | CheckpointDDRF]] = {}
+    for m in methods:
+        if isinstance(m, (OnnxDDRF, CheckpointDDRF)):
+            groups.setdefault(m.name, []).append(m)
+    for clash in (g for g in groups.values() if len(g) > 1):
+        parts = [m.folder.absolute().parts for m in clash]
+        for k in range(2, max(map(len, parts)) + 1):
+            labels = ["/".join(p[-k:]) for p in parts]
+            if len(set(labels)) == len(labels):
+                for m, label in zip(clash, labels):
+                    m.label = label
+                break
