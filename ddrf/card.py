@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,11 @@ class Normalisation:
         if len(scale) != n_bands or len(offset) != n_bands:
             raise ValueError(f"normalisation has {len(scale)} {which} scales for {n_bands} bands")
         return list(offset), list(scale)
+
+    def mapping(self) -> "Normalisation":
+        """This normalisation less what does not change how it maps values: `bits` counts for kind bit_depth only
+        (a scene-normalised model fine-tuned on 12-bit data maps values as its 8-bit base did)."""
+        return self if self.kind == "bit_depth" else replace(self, bits=Normalisation.bits)
 
     def validate(self) -> None:
         if self.kind not in ("bit_depth", "fixed", "scene"):

@@ -83,7 +83,8 @@ def test_average_is_the_mean_of_the_ema_weights_and_exports(checkpoint: Path, la
     cfg = load_config(CONFIGS / "landsat7_small_cpu.yaml", [
         f"data.source=fusebox:{landsat7_dir}", "data.patch=16", "optim.steps=2", "optim.batch=2", "optim.seed=5",
         "optim.threads=1", "optim.device=cpu", "log.progress=false", "log.checkpoint_every=1000",
-        f"model.init={checkpoint}", "model.overrides={base_width: 8, channel_mults: [1, 2], time_dim: 32, dropout: 0.0}"])
+        f"model.init={checkpoint}",
+        "model.overrides={base_width: 8, channel_mults: [1, 2], time_dim: 32, dropout: 0.0}"])
     continued = tmp_path / "continued"
     train(cfg, continued, command="pytest")
     out = tmp_path / "mean"
@@ -105,6 +106,8 @@ def test_average_is_the_mean_of_the_ema_weights_and_exports(checkpoint: Path, la
     assert again.exit_code == 1 and "exists" in again.output
     into_input = runner.invoke(app, ["average", str(checkpoint), str(continued), "-o", str(continued), "--overwrite"])
     assert into_input.exit_code == 1 and "is one of the checkpoints" in into_input.output
+    bundled = runner.invoke(app, ["average", str(checkpoint), "landsat_ratio2", "-o", str(tmp_path / "refused")])
+    assert bundled.exit_code == 1 and "landsat_ratio2/model.safetensors: another network" in bundled.output
     alone = runner.invoke(app, ["average", str(checkpoint), "-o", str(tmp_path / "alone")])
     assert alone.exit_code == 1 and "at least two" in alone.output
     other_card = ModelCard.from_json(card.to_json())
@@ -114,6 +117,21 @@ def test_average_is_the_mean_of_the_ema_weights_and_exports(checkpoint: Path, la
     refused = runner.invoke(app, ["average", str(checkpoint), str(other), "-o", str(tmp_path / "refused")])
     assert refused.exit_code == 1 and "another network" in refused.output and "bands" in refused.output
     assert not (tmp_path / "refused").exists() and not (tmp_path / "alone").exists()
+    # bits describe the data only where the normalisation is by bit depth (a scene-normalised model fine-tuned on
+    # 12-bit data maps values as its 8-bit base did)
+    for kind, bits, accepted in (("bit_depth", 12, False), ("scene", 8, True), ("scene", 12, True)):
+        other_card = ModelCard.from_json(card.to_json())
+        other_card.normalisation.kind, other_card.normalisation.bits = kind, bits
+        other = tmp_path / f"{kind}_{bits}.safetensors"
+        save_file({f"ema.{k}": v for k, v in mean.items()}, str(other),
+                  metadata={CARD_METADATA_KEY: other_card.to_json()})
+    assert card.normalisation.kind == "bit_depth" and card.normalisation.bits == 8
+    refused = runner.invoke(app, ["average", str(checkpoint), str(tmp_path / "bit_depth_12.safetensors"), "-o",
+                                  str(tmp_path / "refused")])
+    assert refused.exit_code == 1 and "(normalisation differ)" in refused.output
+    scenes = runner.invoke(app, ["average", str(tmp_path / "scene_8.safetensors"),
+                                 str(tmp_path / "scene_12.safetensors"), "-o", str(tmp_path / "scenes")])
+    assert scenes.exit_code == 0, scenes.output
     calibrated_card = ModelCard.from_json(card.to_json())
     calibrated_card.spread_calibration, calibrated_card.spread_calibration_samples = 7.5, 8
     calibrated = tmp_path / "calibrated.safetensors"

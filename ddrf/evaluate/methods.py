@@ -159,7 +159,8 @@ class CheckpointDDRF:
     @property
     def name(self) -> str:
         steps = f"-K{self.steps}" if self.steps else ""
-        return f"DDRF-ckpt[{self.label or self.folder.name}{steps}" + (f"-N{self.samples}]" if self.samples > 1 else "]")
+        members = f"-N{self.samples}" if self.samples > 1 else ""
+        return f"DDRF-ckpt[{self.label or self.folder.name}{steps}{members}]"
 
     @property
     def folder(self) -> Path:

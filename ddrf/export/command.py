@@ -67,7 +67,8 @@ def onnx_command(
 
 @app.command("average")
 def average_command(
-    checkpoints: list[Path] = typer.Argument(..., help="two or more run directories or .safetensors of one network"),
+    checkpoints: list[str] = typer.Argument(..., help="two or more run directories, .safetensors or bundled model "
+                                            "names (landsat_ratio2), all of one network"),
     out: Path = typer.Option(..., "-o", "--out", help="directory for the averaged model.safetensors and card.json"),
     overwrite: bool = typer.Option(False, help="replace an averaged checkpoint already in OUT"),
 ) -> None:
@@ -76,10 +77,12 @@ def average_command(
     import shlex
     import sys
 
+    from ddrf.bundled import model_folder
     from ddrf.train.checkpoint import average_weights
 
     try:
-        average_weights(checkpoints, out, shlex.join(["ddrf-export", *sys.argv[1:]]), overwrite=overwrite)
+        paths = [model_folder(c) for c in checkpoints]
+        average_weights(paths, out, shlex.join(["ddrf-export", *sys.argv[1:]]), overwrite=overwrite)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     except OSError as exc:

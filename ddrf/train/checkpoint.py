@@ -88,9 +88,11 @@ def _differing_network(a: ModelCard, b: ModelCard) -> list[str]:
     configurations are compared with their defaults filled in (cards omit fields added later)."""
     from ddrf.model import DDRFConfig
 
-    fields = ("bands", "ratio", "normalisation", "residual", "residual_scale", "target", "schedule")
+    fields = ("bands", "ratio", "residual", "residual_scale", "target", "schedule")
     same_model = DDRFConfig.from_dict(a.model) == DDRFConfig.from_dict(b.model)
-    return ([] if same_model else ["model"]) + [f for f in fields if getattr(a, f) != getattr(b, f)]
+    same_mapping = a.normalisation.mapping() == b.normalisation.mapping()
+    return (([] if same_model else ["model"]) + ([] if same_mapping else ["normalisation"])
+            + [f for f in fields if getattr(a, f) != getattr(b, f)])
 
 
 def load_checkpoint(path: str | Path, ema: bool = True,
