@@ -132,6 +132,15 @@ def test_average_is_the_mean_of_the_ema_weights_and_exports(checkpoint: Path, la
     scenes = runner.invoke(app, ["average", str(tmp_path / "scene_8.safetensors"),
                                  str(tmp_path / "scene_12.safetensors"), "-o", str(tmp_path / "scenes")])
     assert scenes.exit_code == 0, scenes.output
+    # a band-wise network's bands are the ones it was trained on: fine-tuning on a scene adds its bands
+    for name, bands in (("bw_a", ["blue", "green", "red", "nir"]), ("bw_b", ["coastal", "blue", "green", "red"])):
+        bw_card = ModelCard.from_json(card.to_json())
+        bw_card.band_wise, bw_card.bands = True, bands
+        save_file({f"ema.{k}": v for k, v in mean.items()}, str(tmp_path / f"{name}.safetensors"),
+                  metadata={CARD_METADATA_KEY: bw_card.to_json()})
+    band_wise = runner.invoke(app, ["average", str(tmp_path / "bw_a.safetensors"), str(tmp_path / "bw_b.safetensors"),
+                                    "-o", str(tmp_path / "bw")])
+    assert band_wise.exit_code == 0, band_wise.output
     calibrated_card = ModelCard.from_json(card.to_json())
     calibrated_card.spread_calibration, calibrated_card.spread_calibration_samples = 7.5, 8
     calibrated = tmp_path / "calibrated.safetensors"

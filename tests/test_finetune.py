@@ -62,6 +62,24 @@ def test_finetune_trains_on_a_scene_directory_and_writes_a_model_ddrf_run_accept
     assert report["engine"]["unrolled"] is True  # the export ships the card's 1-step sampler as one graph
 
 
+def test_base_mean_exports_the_mean_of_the_finetuned_and_the_base_weights(base_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ft"
+    result = CliRunner().invoke(app, [str(SCENE), "--out", str(out), "--model", str(base_run), "--steps", "2",
+                                      "--patch", "16", "--batch", "2", "--threads", "1", "--lr", "1e-3", "--base-mean"])
+    assert result.exit_code == 0, result.output
+    _, base, _ = read_weights(base_run)
+    _, tuned, _ = read_weights(out / "model" / "model.safetensors")
+    _, mean, card = read_weights(out / "mean" / "model" / "model.safetensors")
+    assert any(not torch.equal(base[k], tuned[k]) for k in base)
+    assert all(torch.equal(mean[k], torch.stack([base[k].double(), tuned[k].double()]).mean(0).to(mean[k].dtype))
+               for k in base)
+    assert card.scene_statistics == read_card(out / "model" / "card.json").scene_statistics
+    assert [s["path"] for s in card.training["averaged_from"]] == [str(out / "model.safetensors"),
+                                                                   str(base_run / "model.safetensors")]
+    graphs = sorted(p.name for p in (out / "model").glob("*.onnx"))
+    assert graphs and sorted(p.name for p in (out / "mean" / "model").glob("*.onnx")) == graphs
+
+
 def test_finetune_time_budget_ends_early_and_resume_continues(base_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "ft"
     common = [str(SCENE), "--out", str(out), "--model", str(base_run), "--patch", "16", "--batch", "2",

@@ -18,6 +18,7 @@ import typer
 
 app = typer.Typer(add_completion=False, help="Fine-tune a DDRF model on your own scene directories.")
 EXPORTED = "model"  # RUN/model: the exported model directory
+BASE_MEAN = "mean"  # RUN/mean: the mean of the fine-tuned and the base weights (--base-mean); RUN/mean/model exported
 
 
 @app.command()
@@ -37,6 +38,9 @@ def main(
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in --out"),
+    base_mean: bool = typer.Option(False, "--base-mean", help="also export OUT/mean/model, the mean of the "
+                                   "fine-tuned and the base weights: most of the gain on your scenes, less forgotten "
+                                   "of the base's (docs/EVALUATION.md)"),
 ) -> None:
     from ddrf.train.config import TrainConfig
     from ddrf.train.loop import train
@@ -49,11 +53,18 @@ def main(
         command = shlex.join(["ddrf-finetune", *sys.argv[1:]])
         result = train(cfg, out, resume=resume, overwrite=overwrite, command=command)
         exported = export_run(out, serving=card)
+        if base_mean:
+            from ddrf.train.checkpoint import average_weights
+
+            average_weights([out, weights], out / BASE_MEAN, command, overwrite=True)
+            mean_exported = export_run(out / BASE_MEAN, serving=card)
     except (ValueError, FileExistsError) as exc:
         typer.echo(f"ddrf-finetune: error: {' '.join(str(exc).split())}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"trained steps {result.start_step}->{result.end_step} in {result.seconds / 60:.1f} min from "
                f"{weights}; model: {exported} (ddrf-run SCENE -o OUT --model {exported})")
+    if base_mean:
+        typer.echo(f"mean with the base: {mean_exported}")
 
 
 def _first_scene(directory: Path) -> tuple[Any, int]:

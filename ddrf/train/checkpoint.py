@@ -85,10 +85,12 @@ def _card_of_record(weights: Path, embedded: ModelCard) -> ModelCard:
 
 def _differing_network(a: ModelCard, b: ModelCard) -> list[str]:
     """The card fields that make two cards describe different networks (or data conventions); the network
-    configurations are compared with their defaults filled in (cards omit fields added later)."""
+    configurations are compared with their defaults filled in (cards omit fields added later). A band-wise
+    network's bands are those it was trained on, not part of it (fine-tuning adds the user's)."""
     from ddrf.model import DDRFConfig
 
-    fields = ("bands", "ratio", "residual", "residual_scale", "target", "schedule")
+    fields: tuple[str, ...] = ("band_wise", "ratio", "residual", "residual_scale", "target", "schedule")
+    fields += () if a.band_wise and b.band_wise else ("bands",)
     same_model = DDRFConfig.from_dict(a.model) == DDRFConfig.from_dict(b.model)
     same_mapping = a.normalisation.mapping() == b.normalisation.mapping()
     return (([] if same_model else ["model"]) + ([] if same_mapping else ["normalisation"])
