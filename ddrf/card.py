@@ -189,6 +189,11 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def uncalibrated(self) -> "ModelCard":
+        """A copy without spread calibration, for weights other than those it was fitted on."""
+        fresh = ModelCard(model=self.model, bands=self.bands)  # every other field at its default
+        return replace(self, **{name: getattr(fresh, name) for name in CALIBRATION_FIELDS})
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 

@@ -5,7 +5,6 @@ Layout of a run directory: model.safetensors, card.json, resume.pt, config.yaml,
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import random
@@ -17,7 +16,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
-from ddrf.card import CALIBRATION_FIELDS, ModelCard, read_card, write_card
+from ddrf.card import ModelCard, read_card, write_card
 from ddrf.files import write_bytes_atomic
 from ddrf.model_dir import CARD_METADATA_KEY, CARD_NAME
 
@@ -143,8 +142,7 @@ def average_weights(paths: list[Path], out_dir: Path, command: str, overwrite: b
         raise ValueError(f"{files[0]}: holds no EMA weights to average")
     mean = {k: torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
             for k, v in states[0].items()}
-    uncalibrated = ModelCard(model={}, bands=[])
-    card = dataclasses.replace(first_card, **{f: getattr(uncalibrated, f) for f in CALIBRATION_FIELDS})
+    card = first_card.uncalibrated()
     card.training = {**card.training, "command": command, "averaged_from": [
         {"path": str(f), "sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "command": c.training.get("command")}
         for f, (_, c) in zip(files, read)]}
