@@ -91,13 +91,13 @@ def main() -> None:
     cfg = load_config(CONFIG, [f"data.source=fusebox:{args.dataset}", f"model.init={args.init}",
                                f"optim.lr={args.lr}", "optim.warmup=100", "optim.steps=1200"])
     trainer = Trainer(cfg, Path("unused"), Dist(), None)  # its model, data, diffusion and optimiser; nothing saved
-    patches = copy.copy(trainer.source)  # the same prepared images, drawn 8 halos wide
+    patches: Any = copy.copy(trainer.source)  # the same prepared Wald images, drawn 8 halos wide
     patches.patch = PATCH_HALOS * args.halo
     for step in range(args.steps):
         rng, gen = np.random.default_rng(step), torch.Generator().manual_seed(step)
         trainer.model.train()
         task = trainer.diffusion.loss(trainer.model, draw_batch(trainer.source, rng, cfg.optim.batch), gen)
-        offset = window_offset(args.halo, trainer.source.step, rng)
+        offset = window_offset(args.halo, patches.step, rng)
         term = locality_term(trainer, draw_batch(patches, rng, args.batch), args.halo, offset, gen, args.loss,
                              args.stats == "constant")
         trainer.opt.zero_grad(set_to_none=True)
