@@ -24,9 +24,11 @@ class StopRequested(BaseException):
 class GracefulStop:
     """Turns SIGTERM into a flag checked between windows (the window in flight finishes, the scene is abandoned)."""
 
+    IDLE_SLICE_S = 0.2  # an idle watcher sees a SIGTERM within this long
+
     def __init__(self) -> None:
         self.requested = False
-        self.wake = threading.Event()  # set on SIGTERM, so an idle loop waiting on it notices at once
+        self.wake = threading.Event()  # set by others (the watcher's file observer) to end an idle wait early
         self._previous: Any = None
 
     def __enter__(self) -> "GracefulStop":
@@ -37,12 +39,23 @@ class GracefulStop:
         signal.signal(signal.SIGTERM, self._previous)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        # a flag only, no lock: the handler runs in the main thread between two bytecodes, possibly while that
+        # thread holds the lock inside `wake` (Event.wait, Event.clear), and setting the Event there deadlocked
+        # the watcher on SIGTERM
         self.requested = True
-        self.wake.set()
 
     def check(self) -> None:
         if self.requested:
             raise StopRequested()
+
+    def idle(self, seconds: float) -> None:
+        """Wait up to `seconds` for `wake` or a stop request, whichever comes first; `wake` is cleared after."""
+        deadline = time.monotonic() + seconds
+        while not self.requested:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.wake.wait(min(left, self.IDLE_SLICE_S)):
+                break
+        self.wake.clear()
 
 
 @dataclass

@@ -491,8 +491,7 @@ class Watcher:
                         if stop.requested:
                             break
                         self.run_one(directory)
-                    stop.wake.wait(self.wait_time())
-                    stop.wake.clear()
+                    stop.idle(self.wait_time())
             except StopRequested:
                 pass
             except KeyboardInterrupt:  # Ctrl-C: the scene in progress stays `running`, so the next start runs it
