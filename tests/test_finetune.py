@@ -80,6 +80,28 @@ def test_base_mean_exports_the_mean_of_the_finetuned_and_the_base_weights(base_r
     assert graphs and sorted(p.name for p in (out / "mean" / "model").glob("*.onnx")) == graphs
 
 
+def test_an_output_folder_that_is_no_folder_is_refused_before_training_or_named_after_it(base_run: Path,
+                                                                                          tmp_path: Path) -> None:
+    common = ["--model", str(base_run), "--steps", "2", "--patch", "16", "--batch", "2", "--threads", "1",
+              "--base-mean"]
+    out = tmp_path / "file"
+    out.mkdir()
+    (out / "mean").write_text("not a model folder")
+    refused = CliRunner().invoke(app, [str(SCENE), "--out", str(out), *common, "--overwrite"])
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1, refused.output
+    assert f"{out / 'mean'}: exists and is not a directory" in refused.output
+    assert not (out / "model.safetensors").exists()  # no training time spent
+    # a dangling link passes the check and fails only when the mean is written: the line says what was written
+    out = tmp_path / "link"
+    out.mkdir()
+    (out / "mean").symlink_to(tmp_path / "nowhere")
+    failed = CliRunner().invoke(app, [str(SCENE), "--out", str(out), *common, "--overwrite"])
+    assert failed.exit_code == 2 and len(failed.output.strip().splitlines()) == 1, failed.output
+    assert "the mean with the base was not written" in failed.output
+    assert f"the fine-tuned model is in {out / 'model'}" in failed.output
+    assert (out / "model" / "model.safetensors").is_file()
+
+
 def test_finetune_time_budget_ends_early_and_resume_continues(base_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "ft"
     common = [str(SCENE), "--out", str(out), "--model", str(base_run), "--patch", "16", "--batch", "2",

@@ -51,13 +51,11 @@ def main(
         cfg = TrainConfig.from_dict(finetune_config(card, weights, scenes, ratio, minutes, steps, lr, batch, patch,
                                                     hold_out, threads, seed))
         command = shlex.join(["ddrf-finetune", *sys.argv[1:]])
+        _check_outputs(out, base_mean)  # before the training time is spent
         result = train(cfg, out, resume=resume, overwrite=overwrite, command=command)
         exported = export_run(out, serving=card)
         if base_mean:
-            from ddrf.train.checkpoint import average_weights
-
-            average_weights([out, weights], out / BASE_MEAN, command, overwrite=True)
-            mean_exported = export_run(out / BASE_MEAN, serving=card)
+            mean_exported = _export_base_mean(out, weights, card, command, exported)
     except (ValueError, FileExistsError) as exc:
         typer.echo(f"ddrf-finetune: error: {' '.join(str(exc).split())}", err=True)
         raise typer.Exit(2) from None
@@ -65,6 +63,26 @@ def main(
                f"{weights}; model: {exported} (ddrf-run SCENE -o OUT --model {exported})")
     if base_mean:
         typer.echo(f"mean with the base: {mean_exported}")
+
+
+def _check_outputs(out: Path, base_mean: bool) -> None:
+    """The folders the command exports into must be folders (or not exist yet)."""
+    for folder in [out / EXPORTED] + ([out / BASE_MEAN] if base_mean else []):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder}: exists and is not a directory (ddrf-finetune exports a model there)")
+
+
+def _export_base_mean(out: Path, weights: Path, card: Any, command: str, exported: Path) -> Path:
+    """OUT/mean: the mean of the fine-tuned and the base weights, exported; a failure says that the fine-tuned
+    model itself was written."""
+    from ddrf.train.checkpoint import average_weights
+
+    try:
+        average_weights([out, weights], out / BASE_MEAN, command, overwrite=True)
+        return export_run(out / BASE_MEAN, serving=card)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{out / BASE_MEAN}: the mean with the base was not written ({exc}); the fine-tuned model "
+                         f"is in {exported}") from None
 
 
 def _first_scene(directory: Path) -> tuple[Any, int]:
