@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ddrf.card import unweighted_border
 from ddrf.model.layers import crop
+from ddrf.model.scene import recorded, replayed
 from ddrf.train.config import load_config
 from ddrf.train.datasets import draw_batch
 from ddrf.train.loop import Dist, Trainer
@@ -41,19 +42,6 @@ def window_offset(halo: int, step: int, rng: np.random.Generator) -> int:
     return (PATCH_HALOS - WINDOW_HALOS) * halo // 2 + step * int(rng.integers(-jitter, jitter + 1))
 
 
-def recorded(model: Any, x_t: torch.Tensor, t: torch.Tensor, lms: torch.Tensor, pan: torch.Tensor,
-             constant: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """The whole patches' prediction (detached) and the scene statistics it took over the batch."""
-    tape = model.scene_tape
-    tape.record()
-    try:
-        whole = model(x_t, t, lms, pan)
-        stats, tokens = tape.recorded()
-    finally:
-        tape.window()
-    return whole.detach(), ((stats.detach(), tokens.detach()) if constant else (stats, tokens))
-
-
 def locality_term(trainer: Trainer, batch: dict[str, torch.Tensor], halo: int, offset: int,
                   generator: torch.Generator, loss: str, constant: bool) -> torch.Tensor:
     model, diffusion = trainer.model, trainer.diffusion
@@ -61,17 +49,16 @@ def locality_term(trainer: Trainer, batch: dict[str, torch.Tensor], halo: int, o
     steps = diffusion.sample_timesteps(x0.shape[0], generator)
     x_t, _ = diffusion.training_pair(x0, steps, torch.randn(x0.shape, generator=generator))
     t = steps.to(torch.float32)
-    whole, statistics = recorded(model, x_t, t, batch["lms"], batch["pan"], constant)
+    whole: list[torch.Tensor] = []  # the patches' own prediction, taken while their statistics are recorded
+    stats, tokens = recorded(model.scene_tape, lambda: whole.append(model(x_t, t, batch["lms"], batch["pan"])))
+    if constant:
+        stats, tokens = stats.detach(), tokens.detach()
     side = WINDOW_HALOS * halo
     cut = (..., slice(offset, offset + side), slice(offset, offset + side))
-    model.scene_tape.replay(*statistics)
-    try:
-        part = model(x_t[cut], t, batch["lms"][cut], batch["pan"][cut])
-    finally:
-        model.scene_tape.window()
+    part = replayed(model.scene_tape, stats, tokens, lambda: model(x_t[cut], t, batch["lms"][cut], batch["pan"][cut]))
     border = unweighted_border(halo)
     difference = F.mse_loss if loss == "mse" else F.l1_loss
-    return difference(crop(part, border), crop(whole[cut], border))
+    return difference(crop(part, border), crop(whole[0].detach()[cut], border))
 
 
 def main() -> None:
