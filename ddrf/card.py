@@ -5,6 +5,7 @@ numpy-free on purpose: the card is plain data.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -188,6 +189,13 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def calibration(self) -> dict[str, Any]:
+        """The spread fit as card fields, for the card of weights that inherit it (a fine-tuned descendant); the K it
+        was fitted at is made explicit, since the receiving card's sampling_steps may differ."""
+        fit = {name: copy.deepcopy(getattr(self, name)) for name in CALIBRATION_FIELDS}
+        fit["spread_calibration_steps"] = self.spread_steps
+        return fit
 
     def uncalibrated(self) -> "ModelCard":
         """A copy without spread calibration, for weights other than those it was fitted on."""

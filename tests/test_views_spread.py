@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,20 @@ def test_the_views_factor_on_the_card() -> None:
                 [fits[0], {**fits[0], "c": 3.0}]):
         with pytest.raises(ValueError, match="spread_calibration_views"):
             card_with(spread_calibration_views=bad)
+
+
+def test_the_calibration_a_descendant_inherits() -> None:
+    """`ModelCard.calibration` carries every fit (seeds and views) to another card, with the K of the seeds' fit made
+    explicit (the descendant may sample with other steps), and shares no list with the card it came from."""
+    k = card_with().sampling_steps
+    fits = [{"c": 3.5, "samples": 4, "steps": k}]
+    base = card_with(spread_calibration=2.0, spread_calibration_samples=8, spread_calibration_views=fits)
+    heir = replace(card_with(sampling_steps=k + 1), **base.calibration())
+    assert heir.spread_factor(4) == base.spread_factor(4) and heir.spread_factor(4, views=True, steps=k) == 3.5
+    assert heir.spread_calibration_steps == k and heir.spread_problem(k) is None
+    assert "not %d" % (k + 1) in str(heir.spread_problem(k + 1))
+    heir.spread_calibration_views[0]["c"] = 9.0
+    assert base.spread_calibration_views == fits and fits[0]["c"] == 3.5
 
 
 def run(*args: str) -> tuple[int, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -153,11 +154,7 @@ def export_run(run: Path, serving: Any = None) -> Path:
     target = run / EXPORTED
     model, card = load_checkpoint(run)
     if serving is not None:
-        card.scene_statistics, card.halo = serving.scene_statistics, serving.halo
-        card.spread_calibration = serving.spread_calibration
-        card.spread_calibration_samples = serving.spread_calibration_samples
-        card.spread_calibration_steps = serving.spread_steps
-        card.spread_calibration_views = [dict(fit) for fit in serving.spread_calibration_views]
+        card = replace(card, scene_statistics=serving.scene_statistics, halo=serving.halo, **serving.calibration())
         card.training["spread_calibration"] = ("inherited from the base model (seeds and views), not refitted on "
                                                "these scenes")
     card.output_margin = output_margin(card)  # as ddrf-export onnx does by default
