@@ -508,6 +508,24 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_watch_dry_run_plans_the_inbox_and_watches_nothing(tmp_path: Path) -> None:
+    """`--watch --dry-run` used to start a real watcher and fuse the inbox: it prints the plan of each scene there
+    that the status file does not record as done, and exits without writing or watching."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    for name in ("a", "b"):
+        shutil.copytree(SAMPLE, inbox / name)
+    model = with_model(tmp_path)
+    result = run("--watch", str(inbox), "-o", str(out), "--dry-run", *model)
+    assert result.exit_code == 0, result.output
+    assert "2 scene directories to fuse there now" in result.output and result.output.count("windows of") == 2
+    assert not out.exists()
+    out.mkdir()
+    (out / "ddrf-watch-status.json").write_text(json.dumps({"scenes": {"a": {"status": "done"}}}))
+    again = run("--watch", str(inbox), "-o", str(out), "--dry-run", *model)
+    assert again.exit_code == 0 and "1 scene directory" in again.output and again.output.count("windows of") == 1
+    assert [p.name for p in out.iterdir()] == ["ddrf-watch-status.json"]
+
+
 def test_the_run_says_its_plan_and_estimate_before_the_work(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run(str(SAMPLE), "-o", str(out), "--tile", "128", "--halo", "16", *with_model(tmp_path))

@@ -218,6 +218,32 @@ def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any
         lock.__exit__()
 
 
+def watch_plan(inbox: Path, output: Path, spec: Any, settings: Any, bands: tuple[str, ...] = (),
+               sensor: Optional[str] = None) -> int:
+    """--watch --dry-run: the plan of each scene directory in the inbox now that the status file does not record as
+    done or failed (what the watcher would fuse first, once settled); nothing written, nothing watched."""
+    from ddrf.scenes.watch import STATUS_NAME, StatusFile, scene_dirs
+
+    if not inbox.is_dir():
+        raise usage(f"{inbox}: --watch needs an existing inbox directory")
+    if output.suffix.lower() in (".tif", ".tiff"):
+        raise usage(f"{output}: with --watch, -o names an output directory")
+    try:
+        status = StatusFile(output / STATUS_NAME, inbox)
+    except ValueError as exc:
+        raise usage(" ".join(str(exc).split()))
+    ours = {output.resolve(), inbox.resolve()}
+    scenes = [d for d in scene_dirs(inbox)
+              if status.status(d.name) not in ("done", "failed") and d.resolve() not in ours]
+    typer.echo(f"--watch {inbox}: {len(scenes)} scene director{'y' if len(scenes) == 1 else 'ies'} to fuse there "
+               f"now; dry run, nothing watched or written")
+    if not scenes:
+        return 0
+    jobs = make_jobs(scenes, None, [], output, bands, sensor)
+    ready(spec, settings, jobs)
+    return dry_run(jobs, spec, settings)
+
+
 @app.command(epilog=EPILOG)
 def main(
     scenes: list[str] = typer.Argument(None, help="Scene directories (Landsat C2, Maxar, Pleiades, GF2 ...) or STAC "
@@ -293,7 +319,8 @@ def main(
                                          "Landsat8): its MTF for the classical methods, and its band names by "
                                          "count where no metadata or band descriptions name the bands."),
     dry_run_only: bool = typer.Option(False, "--dry-run", help="Print each scene's plan (windows, output size, free "
-                                      "disk) and exit without writing."),
+                                      "disk) and exit without writing; with --watch, of the scenes in the inbox now "
+                                      "that are not done or failed."),
 ) -> None:
     """Fuse PAN + MS scenes into pansharpened GeoTIFFs on the PAN grid, with a JSON report and a STAC Item beside
     each; every run ends by naming each output file."""
@@ -322,6 +349,8 @@ def main(
     if watch is not None:
         if scenes or pan or ms or scheduler:
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")
+        if dry_run_only:
+            raise typer.Exit(watch_plan(watch.absolute(), output, spec, settings, band_names, sensor_name))
         ready(spec, settings)  # the scenes are yet to come: every model one may get
         raise typer.Exit(run_watch(watch.absolute(), output, spec, settings, reporter, catalog, settle, ready_file,
                                    poll, poll_interval, wait_listed, band_names, sensor_name))
