@@ -195,6 +195,27 @@ def test_bad_sweep_values_exit_2(model_dir: Path, args: list[str]) -> None:
     assert runner.invoke(app, [str(model_dir), *args]).exit_code == 2
 
 
+def test_the_halo_is_the_cards_unless_given(model_dir: Path, tmp_path: Path) -> None:
+    """Projections and --scene use the halo ddrf-run would: the card's (it used to be 32 for every model)."""
+    import shutil
+
+    from ddrf.card import read_card, write_card
+
+    wide = Path(shutil.copytree(model_dir, tmp_path / "wide"))
+    card = read_card(wide / "card.json")
+    card.halo = 48
+    write_card(card, wide / "card.json")
+    for args, halo in (([], 48), (["--halo", "16"], 16)):
+        report = tmp_path / f"halo{halo}.json"
+        result = runner.invoke(app, [str(wide), "--tile", "128", "--steps", "1", "--runs", "1", "--warmup", "0",
+                                     "--threads", "1", "--scene-size", "512x512", "--quiet", "--json", str(report),
+                                     *args])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(report.read_text())
+        assert doc["settings"]["halo"] == halo and f"--halo {halo}" in doc["command"]
+        assert [p["halo"] for p in doc["scene_projections"]] == [halo]
+
+
 def test_unavailable_points_are_skipped_not_fatal(model_dir: Path) -> None:
     """No unrolled graph was exported and torch has no checkpoint: both rows say why; ort-cpu still runs."""
     result = runner.invoke(app, [str(model_dir), "-b", "ort-cpu,torch", "--tile", "64", "--steps", "1", "--runs",

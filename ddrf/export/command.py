@@ -109,9 +109,9 @@ def check_command(model_dir: Path = typer.Argument(..., help="model directory wr
 def engine_command(
     model_dir: Path = typer.Argument(..., help="model directory written by `ddrf-export onnx`"),
     tile: Optional[int] = typer.Option(None, help="optimal window side (PAN pixels) of the optimisation profile "
-                                       "[default: ddrf-run's GPU window for the model's halo]"),
-    max_tile: Optional[int] = typer.Option(None, help="largest window side the engine accepts [default: the larger "
-                                           "of --tile and ddrf-run's GPU window]"),
+                                       "(default: ddrf-run's GPU window for the model's halo)"),
+    max_tile: Optional[int] = typer.Option(None, help="largest window side the engine accepts (default: the larger "
+                                           "of --tile and ddrf-run's GPU window)"),
     batch: int = typer.Option(1, help="optimal batch"),
     max_batch: int = typer.Option(1, help="largest batch the engine accepts (each window of the batch at the largest "
                                   "side is held on the device at once)"),

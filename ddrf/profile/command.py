@@ -116,6 +116,15 @@ def projections(results: list[dict[str, Any]], card: Any, sizes: list[tuple[int,
     return out
 
 
+def serving_halo(card: Any) -> int:
+    """The halo ddrf-run takes by default: the card's (a TensorRT sidecar carries the card as a dict, or none)."""
+    from ddrf.scenes.tiling import DEFAULT_HALO
+
+    if card is None:
+        return DEFAULT_HALO
+    return int(card["halo"] if isinstance(card, dict) else card.halo)
+
+
 def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], halo: int, timeout: float,
                notes: list[str]) -> list[dict[str, Any]]:
     """ddrf-run on the scene once per distinct (backend, tile, batch, steps) that ran with fp32 cached sampling."""
@@ -216,7 +225,8 @@ def main(
                                               help="Scene directory to read tiles from (default: bundled sample)."),
     scene_size: list[str] = typer.Option([], "--scene-size", help="WIDTHxHEIGHT (PAN px) to project; repeatable."),
     scene: Optional[Path] = typer.Option(None, "--scene", help="Scene directory: time ddrf-run on it."),
-    halo: int = typer.Option(32, "--halo", min=0, help="Halo for projections and --scene (ddrf-run's default)."),
+    halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Halo for projections and --scene (default: the "
+                                       "model card's, as ddrf-run takes it)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per point here."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of latency vs steps and tile."),
@@ -247,6 +257,7 @@ def main(
         if path is not None and not path.is_dir():
             raise fail(f"{path}: {what} is not a directory", 1)
     entry, card = open_target(target)
+    halo = serving_halo(card) if halo is None else halo
     entry["checkpoint"] = find_checkpoint(target, checkpoint) if not is_engine(target) else None
     notes: list[str] = []
     if "torch" in backends and entry["checkpoint"] is None:

@@ -269,8 +269,8 @@ def main(
                                     "times the card's spread_calibration_views fitted at that N."),
     ensemble: int = typer.Option(0, "--ensemble", min=0, help="N >= 2 views (the window turned and flipped, up to "
                                  "8, each with its own seed): the output is their mean. Better than one view, at N "
-                                 "times the time: 8 views took held-out SAM 2.5-3.3 % and ERGAS 3.2-3.6 % "
-                                 "lower (docs/EVALUATION.md)."),
+                                 "times the time: with the bundled models 8 views took held-out SAM 2.0-2.5 % "
+                                 "and ERGAS 2.2-3.6 % lower (docs/EVALUATION.md)."),
     tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Largest window side in PAN pixels (default by "
                                       "backend); each axis takes the fewest windows of at most this side, shrunk "
                                       "to cover it evenly. Larger windows recompute less halo: faster, more memory "
