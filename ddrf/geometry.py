@@ -28,13 +28,15 @@ nodata into neighbours.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from affine import Affine
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 from scipy import ndimage
 
@@ -113,16 +115,37 @@ def read_error_reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
 
 
-def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """file[band][rows][:, cols] as float64 for in-range index arrays, reading only their bounding window."""
+def honoured_mask(mask_flags: Sequence[Sequence[MaskFlags]], alpha_bands: set[int], bands: Sequence[int]) -> bool:
+    """Whether a file's own mask marks no data in the `bands` read from it (1-based): an internal or external mask
+    always; an alpha band only when it is not itself one of the bands read (GDAL writes a four-band byte file as
+    RGB + alpha unless told otherwise, so a NIR band can carry the alpha flag: read as a band, it masks nothing)."""
+    flags = {flag for band in bands for flag in mask_flags[band - 1]}
+    if MaskFlags.alpha in flags:
+        return not alpha_bands & set(bands)
+    return MaskFlags.per_dataset in flags
+
+
+def read_band(src: DatasetReader, band: int, masked: bool = False, **options: object) -> np.ndarray:
+    """One band (rasterio's read options: window, out_shape) as float64; with `masked`, NaN where the file's own mask
+    (`honoured_mask`) says no data: the values under it are fill (often 0), no data like a nodata value's, which
+    `is_nodata` then finds."""
+    data = src.read(band, **options).astype(np.float64)
+    if masked:
+        data[src.read_masks(band, **options) == 0] = np.nan
+    return data
+
+
+def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray, masked: bool = False) -> np.ndarray:
+    """file[band][rows][:, cols] as float64 for in-range index arrays, reading only their bounding window; with
+    `masked`, NaN where the file's mask says no data."""
     r0, c0 = int(rows.min()), int(cols.min())
     window = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
     try:
         with open_raster(path) as src:
-            data = src.read(band, window=window)
+            data = read_band(src, band, masked, window=window)
     except (RasterioIOError, OSError, TileListError) as exc:
         raise ValueError(f"{path}: unreadable or truncated raster ({read_error_reason(exc)})") from exc
-    return data[np.ix_(rows - r0, cols - c0)].astype(np.float64)
+    return data[np.ix_(rows - r0, cols - c0)]
 
 
 def nodata_json(nodata: float | None) -> float | str | None:
@@ -209,7 +232,7 @@ class PairGrid:
         return start + axis.base + np.arange(lo, hi)
 
     def _read_ms(self, ms: Sequence[tuple[Path, int]], nodata: dict[Path, float | None],
-                 rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 rows: np.ndarray, cols: np.ndarray, masked: Collection[Path] = ()) -> tuple[np.ndarray, np.ndarray]:
         """Raw MS (len(rows), len(cols), B) at (possibly out-of-range, reflected) MS indices, and the nodata mask.
 
         Out-of-range indices are not marked: whether a PAN pixel is covered is the output grid's `inside` alone
@@ -220,29 +243,30 @@ class PairGrid:
         r, c = reflect(rows, self.ms_height), reflect(cols, self.ms_width)
         bands, invalid = [], np.zeros((len(rows), len(cols)), dtype=bool)
         for path, band in ms:
-            data = read_indexed(path, band, r, c)
+            data = read_indexed(path, band, r, c, path in masked)
             invalid |= is_nodata(data, nodata.get(path))
             bands.append(data)
         return fill_nearest(np.stack(bands, axis=-1), invalid), invalid
 
     def read_window(self, pan: Path, ms: Sequence[tuple[Path, int]],
                     nodata: dict[Path, float | None], row0: int, col0: int, height: int,
-                    width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    width: int, masked: Collection[Path] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(pan (height, width), ms (height/ratio, width/ratio, B), valid (height, width)) of an output window.
 
-        Any window of the output grid, also reaching outside it; all four numbers multiples of the ratio.
+        Any window of the output grid, also reaching outside it; all four numbers multiples of the ratio. `masked`:
+        the files whose own masks mark no data (`honoured_mask`), besides their nodata values.
         """
         r = self.ratio
         if any(v % r for v in (row0, col0, height, width)) or height <= 0 or width <= 0:
             raise ValueError(f"window ({row0}, {col0}, {height}, {width}) must be positive multiples of ratio {r}")
         rows, cols = np.arange(row0, row0 + height), np.arange(col0, col0 + width)
         pan_data = read_indexed(pan, 1, self.rows.start + reflect(rows, self.height),
-                        self.cols.start + reflect(cols, self.width))
+                        self.cols.start + reflect(cols, self.width), pan in masked)
         pan_invalid = is_nodata(pan_data, nodata.get(pan))
         inside = ((rows >= 0) & (rows < self.height))[:, None] & ((cols >= 0) & (cols < self.width))[None, :]
         h, w = height // r, width // r
         ms_data, ms_invalid = self._read_ms(ms, nodata, self._ms_index(self.rows, row0 // r, h),
-                                            self._ms_index(self.cols, col0 // r, w))
+                                            self._ms_index(self.cols, col0 // r, w), masked)
         ms_data, ms_invalid = _resample_axis(ms_data, ms_invalid, self.rows.frac, 0, h)
         ms_data, ms_invalid = _resample_axis(ms_data, ms_invalid, self.cols.frac, 1, w)
         ms_invalid_pan = np.repeat(np.repeat(ms_invalid, r, axis=0), r, axis=1)  # MS sample i covers [ri, ri+r)

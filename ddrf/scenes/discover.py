@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
@@ -75,6 +76,23 @@ class _Raster:
     res: float  # pixel width in CRS units (or 1 without a geotransform)
     descriptions: tuple[str, ...]
     dtypes: tuple[str, ...] = ()
+    colours: tuple[str, ...] = ()  # each band's colour interpretation (red, green, blue, alpha, gray, undefined)
+
+    def image_bands(self) -> list[int]:
+        """The bands that hold image data: an alpha band is the others' mask (read with them), not a band to fuse.
+        GDAL flags the fourth band of any four-band byte file it wrote without being told otherwise as alpha, so a
+        band counts as alpha only when its description names no band and it holds no value but 0 and its type's
+        largest (what an alpha band holds; a NIR band does not)."""
+        return [b for b in range(1, self.count + 1) if not self._alpha(b)]
+
+    def _alpha(self, band: int) -> bool:
+        if self.colours[band - 1:band] != ("alpha",) or self.descriptions[band - 1].lower() in KNOWN_BAND_NAMES:
+            return False
+        with open_raster(self.path) as src:
+            step = max(1, -(-max(src.height, src.width) // 1024))  # a decimated read: a flat cost at any size
+            values = np.unique(src.read(band, out_shape=(-(-src.height // step), -(-src.width // step))))
+        top = np.iinfo(values.dtype).max if values.dtype.kind in "iu" else 1.0
+        return bool(np.isin(values, (0, top)).all())
 
 
 def open_raster(path: Path) -> rasterio.io.DatasetReader:
@@ -92,7 +110,7 @@ def _probe(path: Path) -> _Raster:
     try:
         with open_raster(path) as src:
             return _Raster(path, src.count, abs(src.transform.a), tuple(d or "" for d in src.descriptions),
-                           tuple(src.dtypes))
+                           tuple(src.dtypes), tuple(c.name for c in src.colorinterp))
     except (RasterioIOError, OSError) as exc:
         raise SceneError(path, f"not a readable raster ({str(exc).splitlines()[0][:160]})") from exc
 
@@ -353,27 +371,35 @@ def _pan_ms(directory: Path, scheme: str, pans: list[Path], mss: list[Path], sen
     if len(infos) > 1 and any(i.count != 1 for i in infos):
         bad = next(i for i in infos if i.count != 1)
         raise SceneError(bad.path, f"has {bad.count} bands; several MS files must be single-band")
-    ms = [(i.path, b) for i in infos for b in range(1, i.count + 1)]
+    kept = [(i, b) for i in infos for b in i.image_bands()]
+    ms = [(i.path, b) for i, b in kept]
     if names_by_count and len(ms) not in names_by_count:
         expected = " or ".join(str(n) for n in names_by_count)
         raise SceneError(mss[0], f"{scheme} MS has {len(ms)} bands, expected {expected}")
-    names, guessed = _band_names(infos, names_by_count)
+    names, guessed, source = _band_names(kept, names_by_count)
     return SceneFiles(pans[0], ms, names, sensor, bits, metadata, scheme, directory.name,
-                      names_assumed=assumed or guessed)
+                      names_assumed=assumed or guessed, band_source=source)
 
 
-def _band_names(infos: list[_Raster], names_by_count: dict[int, list[str]]) -> tuple[list[str], bool]:
-    """Band descriptions when they are band names, else the scheme's names, else a stated assumption."""
-    described = [d.lower().replace(" ", "_") for i in infos for d in i.descriptions]
-    if described and all(d in KNOWN_BAND_NAMES for d in described) and len(set(described)) == len(described):
-        return described, False
-    count = sum(i.count for i in infos)
+def _band_names(kept: list[tuple[_Raster, int]], names_by_count: dict[int, list[str]]
+                ) -> tuple[list[str], bool, str]:
+    """(names, assumed, where they came from): band descriptions when they are band names, else the scheme's names,
+    else the bands' colour interpretation when it is exactly red, green and blue (GDAL writes it by default for
+    three-band byte files, so still an assumption, said), else a stated assumption from the band count."""
+    described = [i.descriptions[b - 1].lower().replace(" ", "_") for i, b in kept if i.descriptions]
+    if len(described) == len(kept) and all(d in KNOWN_BAND_NAMES for d in described) \
+            and len(set(described)) == len(described):
+        return described, False, ""
+    count = len(kept)
     if count in names_by_count:
-        return list(names_by_count[count]), False
+        return list(names_by_count[count]), False, ""
+    colours = [i.colours[b - 1] if i.colours else "" for i, b in kept]
+    if sorted(colours) == ["blue", "green", "red"]:
+        return colours, True, "the file's colour interpretation (assumed)"
     conventional = _names_by_count("QB", "WV3")
     if count in conventional:
-        return list(conventional[count]), True
-    return [f"band{i + 1}" for i in range(count)], True
+        return list(conventional[count]), True, ""
+    return [f"band{i + 1}" for i in range(count)], True, ""
 
 
 # ---------------------------------------------------------------- raster properties

@@ -417,8 +417,8 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
             say(f"{job.source}: band file(s) missing: {', '.join(f'{p.name} ({b})' for b, p in missing.items())}; "
                 f"fusing the bands present: {', '.join(scene.band_names)}")
         if scene.files.names_assumed:
-            say(f"{job.source}: band order assumed {', '.join(scene.band_names)} (no metadata or band "
-                "descriptions name them); pass --bands to state it")
+            why = scene.files.band_source or "no metadata or band descriptions name them"
+            say(f"{job.source}: band order assumed {', '.join(scene.band_names)} ({why}); pass --bands to state it")
         try:
             report = process_scene(scene, engine, outputs, settings, job.inputs(), on_tiles, say)
         finally:

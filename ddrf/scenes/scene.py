@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ddrf.geometry import PairGrid, default_nodata, is_nodata, lattice_origin, read_error_reason
+from ddrf.geometry import (PairGrid, default_nodata, honoured_mask, is_nodata, lattice_origin, read_band,
+                           read_error_reason)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -32,6 +34,8 @@ class _Grid:
     dtype: np.dtype
     nodata: float | None
     nbits: int | None
+    mask_flags: tuple[tuple[MaskFlags, ...], ...] = ()  # per band: how GDAL finds its no-data (nodata, mask, alpha)
+    alpha_bands: frozenset[int] = frozenset()  # bands whose colour interpretation is alpha
 
 
 def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
@@ -60,7 +64,9 @@ def _inspect(path: Path) -> _Grid:
             src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
-                         np.dtype(src.dtypes[0]), src.nodata, int(nbits) if nbits else None)
+                         np.dtype(src.dtypes[0]), src.nodata, int(nbits) if nbits else None,
+                         tuple(tuple(flags) for flags in src.mask_flag_enums),
+                         frozenset(i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha))
     except SceneError:
         raise
     except (RasterioIOError, OSError, ValueError) as exc:
@@ -88,6 +94,9 @@ class Scene:
         if self.rows.length <= 0 or self.cols.length <= 0:
             raise SceneError(first.path, f"MS footprint does not overlap PAN {pan.path.name}")
         self._nodata = {g.path: default_nodata(g.nodata, files.sensor) for g in (pan, *ms_grids.values())}
+        used = {pan.path: [1], **{path: [b for p, b in files.ms if p == path] for path in ms_grids}}
+        self._masked = frozenset(g.path for g in (pan, *ms_grids.values())
+                                 if honoured_mask(g.mask_flags, set(g.alpha_bands), used[g.path]))
         self.name, self.sensor, self.band_names = files.name, files.sensor, list(files.band_names)
         # the output holds the sharpened MS bands: their type and bit depth, whatever the PAN's
         self.dtype = first.dtype
@@ -142,7 +151,7 @@ class Scene:
         Any window of the output grid, also reaching outside it; all four numbers multiples of the ratio.
         """
         return self.grid.read_window(self.files.pan, self.files.ms, self._nodata, row0, col0,
-                                     height, width)
+                                     height, width, self._masked)
 
     def preview(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Decimated whole-scene reads for scene statistics, bounded in memory whatever the scene size:
@@ -157,13 +166,13 @@ class Scene:
             try:
                 with open_raster(path) as src:
                     step = max(1, -(-max(src.height, src.width) // max_side))
-                    data = src.read(band, out_shape=(-(-src.height // step), -(-src.width // step)))
+                    data = read_band(src, band, path in self._masked, out_shape=(-(-src.height // step), -(-src.width // step)))
             except (RasterioIOError, OSError) as exc:  # _inspect read only the corner pixels
                 raise SceneError(path, f"unreadable or corrupt raster ({read_error_reason(exc)})") from exc
             valid = ~is_nodata(data, self._nodata[path])
             if not valid.any():  # named here: the statistics downstream no longer know which file
                 raise SceneError(path, f"band {band} has no valid pixels (all nodata)")
-            return data.astype(np.float64), valid
+            return data, valid
 
         pan, pan_valid = read(self.files.pan, 1)
         bands = [read(path, band) for path, band in self.files.ms]

@@ -1,0 +1,109 @@
+"""GDAL keeps no-data beside the pixels as a mask (internal or external) or an alpha band; the values under it are
+fill. ddrf-run used to read past both: a masked block was fused as data (and spread its fill into its neighbours
+through the filters), and an RGB + alpha MS had its alpha band fused as a fourth band. Crops of the bundled sample
+scene, fused with a classical method (the reader is the same for every method and model)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.windows import Window
+from typer.testing import CliRunner
+
+from ddrf.scenes.command import app
+from scenes_fixtures import SAMPLE
+
+BANDS = ("B2", "B3", "B4", "B5")  # blue, green, red, NIR
+METHOD = ["--method", "MTF-GLP-FS", "--no-progress"]
+
+
+def crop(band: str, side: int) -> tuple[np.ndarray, dict]:
+    with rasterio.open(SAMPLE / f"{SAMPLE.name}_{band}.TIF") as src:
+        window = Window(0, 0, side, side)
+        return src.read(1, window=window), {"crs": src.crs, "transform": src.window_transform(window)}
+
+
+def write(path: Path, data: np.ndarray, grid: dict, mask: np.ndarray | None = None, **profile: object) -> Path:
+    """data (bands, h, w); mask (h, w) True where valid, written as GDAL's internal per-dataset mask."""
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", driver="GTiff", count=data.shape[0], height=data.shape[1],
+                           width=data.shape[2], dtype=data.dtype, **grid, **profile) as dst:
+            dst.write(data)
+            if mask is not None:
+                dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
+    return path
+
+
+def inputs(folder: Path) -> tuple[Path, np.ndarray, dict]:
+    """The PAN crop (128 x 128) and the four MS bands' crop (64 x 64) with its grid."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pan, pan_grid = crop("B8", 128)
+    ms, ms_grid = zip(*(crop(b, 64) for b in BANDS))
+    return write(folder / "pan.tif", pan[None], pan_grid), np.stack(ms), ms_grid[0]
+
+
+def fuse(pan: Path, ms: Path, out: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    result = CliRunner().invoke(app, ["--pan", str(pan), "--ms", str(ms), "-o", str(out), *METHOD])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst:
+        return dst.read(), dst.read_masks(1) > 0, dst.descriptions
+
+
+def test_a_masked_block_is_no_data_like_a_nodata_value(tmp_path: Path) -> None:
+    """The same 16 x 16 MS block filled with 0: under an internal mask, it fuses exactly as under a nodata tag of 0."""
+    pan, ms, grid = inputs(tmp_path)
+    ms[:, :16, :16] = 0
+    valid = np.ones(ms.shape[1:], dtype=bool)
+    valid[:16, :16] = False
+    masked = fuse(pan, write(tmp_path / "masked.tif", ms, grid, mask=valid), tmp_path / "a.tif")
+    tagged = fuse(pan, write(tmp_path / "tagged.tif", ms, grid, nodata=0), tmp_path / "b.tif")
+    assert not masked[1][:32, :32].any() and masked[1][40:, 40:].all()  # the block's PAN footprint is nodata
+    np.testing.assert_array_equal(masked[1], tagged[1])
+    np.testing.assert_array_equal(masked[0][:, masked[1]], tagged[0][:, tagged[1]])
+
+
+def test_a_masked_pan_block_is_no_data(tmp_path: Path) -> None:
+    pan, ms, grid = inputs(tmp_path)
+    with rasterio.open(pan) as src:
+        data, pan_grid = src.read(), {"crs": src.crs, "transform": src.transform}
+    valid = np.ones(data.shape[1:], dtype=bool)
+    valid[64:96, 64:96] = False
+    masked_pan = write(tmp_path / "pan_masked.tif", data, pan_grid, mask=valid)
+    fused, fused_valid, _ = fuse(masked_pan, write(tmp_path / "ms.tif", ms, grid), tmp_path / "a.tif")
+    assert not fused_valid[64:96, 64:96].any() and fused_valid[:64].all()
+
+
+def test_an_alpha_band_masks_the_others_and_is_not_fused(tmp_path: Path) -> None:
+    """An RGB + alpha byte MS: three bands fused, named by their colour interpretation, nodata where alpha is 0."""
+    pan, ms, grid = inputs(tmp_path)
+    rgb = (ms[[2, 1, 0]] // 256).astype(np.uint8)  # red, green, blue
+    alpha = np.full(ms.shape[1:], 255, dtype=np.uint8)
+    alpha[-16:, -16:] = 0
+    path = tmp_path / "rgba.tif"
+    with rasterio.open(path, "w", driver="GTiff", count=4, height=64, width=64, dtype="uint8", photometric="RGB",
+                       alpha="YES", **grid) as dst:
+        dst.write(np.concatenate([rgb, alpha[None]]))
+    with rasterio.open(path) as src:
+        assert src.colorinterp[3] == ColorInterp.alpha  # the file is what GDAL calls RGBA
+    result = CliRunner().invoke(app, ["--pan", str(pan), "--ms", str(path), "-o", str(tmp_path / "a.tif"), *METHOD])
+    assert result.exit_code == 0, result.output
+    assert "band order assumed red, green, blue (the file's colour interpretation" in " ".join(result.output.split())
+    with rasterio.open(tmp_path / "a.tif") as dst:
+        assert dst.count == 3 and dst.descriptions == ("red", "green", "blue")
+        valid = dst.read_masks(1) > 0
+    assert not valid[-32:, -32:].any() and valid[:96, :96].all()
+
+
+def test_a_nir_band_gdal_flagged_alpha_stays_a_band_and_masks_nothing(tmp_path: Path) -> None:
+    """GDAL writes a four-band byte file as RGB + alpha unless told otherwise: blue, green, red, NIR written so must
+    keep NIR as a band, and NIR values of 0 (dark water in 8 bits) must not become no data."""
+    pan, ms, grid = inputs(tmp_path)
+    bgrn = (ms // 256).astype(np.uint8)
+    bgrn[3, :8, :8] = 0
+    path = write(tmp_path / "bgrn.tif", bgrn, grid)
+    with rasterio.open(path) as src:
+        assert src.colorinterp[3] == ColorInterp.alpha  # the default at hand
+    fused, valid, _ = fuse(pan, path, tmp_path / "a.tif")
+    assert fused.shape[0] == 4 and valid.all()
