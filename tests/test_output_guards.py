@@ -200,3 +200,35 @@ def test_doubtful_inputs_are_usage_errors(case: str, tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert_one_line(result.output, names, problem, "ddrf-run:")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ a hard link to an input; a raster not ddrf's
+def test_an_output_that_is_a_hard_link_to_an_input_is_refused(tmp_path: Path) -> None:
+    """A symlink to the MS was refused as an input; a hard link (the same file under another name) was skipped as a
+    'finished output' and given a STAC Item calling the MS pansharpened."""
+    pan, ms = pair(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.tif").hardlink_to(ms)
+    before = ms.read_bytes()
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(out / "x.tif"), "--method", "GSA")
+    assert result.exit_code == 2, result.output
+    assert_one_line(result.output, "x.tif", "is an input", "ddrf-run:")
+    assert ms.read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["x.tif"]
+
+
+def test_a_raster_at_the_output_that_ddrf_did_not_write_is_not_skipped_as_finished(tmp_path: Path) -> None:
+    """A file of the user's at OUT.tif (no ddrf report beside it naming it): one line, exit 1, nothing written; with
+    --overwrite it is replaced. A finished ddrf output is still skipped."""
+    pan, ms = pair(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    target = Path(shutil.copy(pan, out / "x.tif"))
+    args = ["--pan", str(pan), "--ms", str(ms), "-o", str(target), "--method", "GSA"]
+    result = run(*args)
+    assert result.exit_code == 1, result.output
+    assert_one_line(result.output, "x.tif", "is no ddrf-run output", "ddrf-run:")
+    assert target.read_bytes() == pan.read_bytes() and sorted(p.name for p in out.iterdir()) == ["x.tif"]
+    assert run(*args, "--overwrite").exit_code == 0
+    again = run(*args)
+    assert again.exit_code == 0 and "finished output exists" in again.output

@@ -220,13 +220,13 @@ def test_interrupted_scene_leaves_no_output(tiny_model: Path, tmp_path: Path, mo
     assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary
 
 
-def test_resume_skips_finished_and_cleans_stale_temps(tiny_model: Path, two_tilings: dict[str, Path],
-                                                      tmp_path: Path) -> None:
+def test_resume_skips_finished_and_cleans_stale_temps(tiny_model: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     name = SAMPLE.name
     finished = out_dir / f"{name}.tif"
-    finished.write_bytes(two_tilings["96"].read_bytes())
+    first = cli(str(SAMPLE), "-o", str(out_dir), "--model", str(tiny_model), "--tile", "96", "--threads", "1")
+    assert first.exit_code == 0, first.output
     stale = out_dir / f".{name}.tif.dead.ddrf-part"
     stale.write_bytes(b"half a file")
     before = finished.stat().st_mtime_ns

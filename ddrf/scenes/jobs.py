@@ -5,6 +5,7 @@ A scene whose main raster exists is finished (it is renamed last) and skipped un
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -217,9 +218,16 @@ def published(outputs: Outputs) -> list[Path]:
 
 
 def output_that_is_input(outputs: Outputs, inputs: list[Path]) -> Path | None:
-    """The first output that is (or resolves to) one of `inputs`: writing it would destroy an input."""
-    resolved = {p.resolve() for p in inputs}
-    return next((final for final in published(outputs) if final.resolve() in resolved), None)
+    """The first output that is one of `inputs` (the same path, a link to it, or a hard link: the same file):
+    writing it would destroy an input."""
+    return next((final for final in published(outputs) if any(same_file(final, p) for p in inputs)), None)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): the same path, or links to one
+        return a.resolve() == b.resolve()
 
 
 def check_not_inputs(scene: Any, outputs: Outputs) -> None:
@@ -388,6 +396,10 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
                on_tiles: TileHook | None, say: Callable[[str], None]) -> dict[str, Any]:
     outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
     if is_finished(outputs) and not settings.overwrite:
+        if reports.naming_report(outputs, where=False) is None:
+            return {**entry, "status": "failed", "seconds": 0.0,
+                    "error": f"{outputs.raster}: exists, but is no ddrf-run output (no report {outputs.report.name} "
+                             f"beside it names it); move it away, or pass --overwrite to replace it"}
         for final in outputs.all():
             clean_stale(final)
         return {**entry, "status": "skipped", "reason": "finished output exists (use --overwrite)"}

@@ -96,24 +96,35 @@ def write_temp(report: dict[str, Any], final: Path) -> Path:
     return path
 
 
-def interrupted(outputs: Any, every: Any) -> list[Path]:
-    """What a run killed between its renames left: its report (renamed first) and the spread map and quicklook it
-    names, with no raster (renamed last, so never published) and no STAC Item (written after the raster). Empty
-    unless the report is ddrf's own for this very raster: any other file there is the user's, replaced only with
-    --overwrite. `every`: the raster's Outputs with every side file, the only ones that may go."""
-    from ddrf.scenes.stac_out import item_path
-
-    if outputs.raster.exists() or item_path(outputs.raster).exists() or not outputs.report.is_file():
-        return []
+def naming_report(outputs: Any, where: bool = True) -> dict[str, Any] | None:
+    """The report beside the raster when it is a ddrf report naming this raster (of any report version), else
+    None: a raster without one is no ddrf-run output. `where=False`: by file name only (a finished output folder
+    may have been moved since; its reports hold the paths they were written at)."""
     try:
         with open(outputs.report, encoding="utf-8") as f:
             report = json.loads(f.read(1 << 20))  # a report is a few kB; a larger file is no report
-        named = report["outputs"]
-        if report["report_version"] != REPORT_VERSION or report["status"] != "done" or \
-                Path(named["raster"]).absolute() != outputs.raster.absolute():
-            return []
-    except (OSError, ValueError, LookupError, TypeError):  # unreadable, not JSON, or JSON of another shape
+        named = Path(report["outputs"]["raster"])
+        if named.absolute() == outputs.raster.absolute() or not where and named.name == outputs.raster.name:
+            return report
+    except (OSError, ValueError, LookupError, TypeError):  # absent, unreadable, not JSON, or JSON of another shape
+        pass
+    return None
+
+
+def interrupted(outputs: Any, every: Any) -> list[Path]:
+    """What a run killed between its renames left: its report (renamed first) and the spread map and quicklook it
+    names, with no raster (renamed last, so never published) and no STAC Item (written after the raster). Empty
+    unless the report is ddrf's own for this very raster, of this version and done: any other file there is the
+    user's, replaced only with --overwrite. `every`: the raster's Outputs with every side file, the only ones that
+    may go."""
+    from ddrf.scenes.stac_out import item_path
+
+    if outputs.raster.exists() or item_path(outputs.raster).exists():
         return []
+    report = naming_report(outputs)
+    if report is None or report.get("report_version") != REPORT_VERSION or report.get("status") != "done":
+        return []
+    named = report["outputs"]
     sides = [side for key, side in (("spread", every.spread), ("quicklook", every.quicklook))
              if side is not None and isinstance(named.get(key), str)
              and Path(named[key]).absolute() == side.absolute()]
