@@ -80,6 +80,18 @@ def test_base_mean_exports_the_mean_of_the_finetuned_and_the_base_weights(base_r
     assert graphs and sorted(p.name for p in (out / "mean" / "model").glob("*.onnx")) == graphs
 
 
+def test_overwrite_never_clears_the_base_model_or_a_scene(base_run: Path, tmp_path: Path) -> None:
+    """`--model M --out M --overwrite` used to delete M's weights before reading them."""
+    import shutil
+
+    base = Path(shutil.copytree(base_run, tmp_path / "base"))
+    before = sorted((p.name, p.read_bytes()) for p in base.iterdir() if p.is_file())
+    result = CliRunner().invoke(app, [str(SCENE), "--out", str(base), "--model", str(base), "--steps", "2",
+                                      "--patch", "16", "--batch", "2", "--threads", "1", "--overwrite"])
+    assert result.exit_code == 2 and "which --overwrite clears" in result.output
+    assert sorted((p.name, p.read_bytes()) for p in base.iterdir() if p.is_file()) == before
+
+
 def test_an_output_folder_that_is_no_folder_is_refused_before_training_or_named_after_it(base_run: Path,
                                                                                           tmp_path: Path) -> None:
     common = ["--model", str(base_run), "--steps", "2", "--patch", "16", "--batch", "2", "--threads", "1",

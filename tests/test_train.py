@@ -393,6 +393,33 @@ def test_cli_refuses_overwrite_and_reports_missing_data(fusebox: str, tmp_path: 
     assert json.loads((run / "card.json").read_text()) == {}
 
 
+def test_overwrite_clears_a_run_only_once_the_new_one_has_started_and_never_its_own_inputs(
+        fusebox: str, short_run: tuple[Path, list[float], TrainConfig], tmp_path: Path) -> None:
+    """--overwrite used to delete the run in --out first: a bad option then left it empty, and an init (or the
+    config) inside --out was deleted before it was read. Now both are refused with the earlier run untouched."""
+    import shutil
+
+    run = Path(shutil.copytree(short_run[0], tmp_path / "run"))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    cfg = str(CONFIGS / "landsat7_small_cpu.yaml")
+    common = [f"data.source={fusebox}", "data.patch=16", TINY_MODEL, "optim.steps=2", "optim.batch=2",
+              "optim.threads=1", "log.progress=false"]
+    runner = CliRunner()
+    bad_lr = runner.invoke(app, [cfg, *common, "optim.lr=-1", "--out", str(run), "--overwrite"])
+    assert bad_lr.exit_code == 2 and "learning rate" in bad_lr.output.lower()
+    from_itself = runner.invoke(app, [cfg, *common, f"model.init={run}", "--out", str(run), "--overwrite"])
+    assert from_itself.exit_code == 2 and "which --overwrite clears" in from_itself.output
+    config = Path(shutil.copy(cfg, run / "mine.yaml"))
+    in_run = runner.invoke(app, [str(config), *common, "--out", str(run), "--overwrite"])
+    assert in_run.exit_code == 2 and "mine.yaml" in in_run.output
+    config.unlink()
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    elsewhere = runner.invoke(app, [cfg, *common, f"model.init={run}", "--out", str(tmp_path / "next")])
+    assert elsewhere.exit_code == 0, elsewhere.output
+    again = runner.invoke(app, [cfg, *common, "--out", str(run), "--overwrite"])
+    assert again.exit_code == 0 and (run / "model.safetensors").read_bytes() != before["model.safetensors"]
+
+
 def test_resume_check_accepts_the_same_data_by_another_path_and_names_what_differs(fusebox: str,
                                                                                    tmp_path: Path) -> None:
     """A run started with an absolute data path resumes with a relative one to the same folder; a real change is

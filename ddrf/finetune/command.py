@@ -53,7 +53,7 @@ def main(
                                                     hold_out, threads, seed))
         command = shlex.join(["ddrf-finetune", *sys.argv[1:]])
         _check_outputs(out, base_mean)  # before the training time is spent
-        result = train(cfg, out, resume=resume, overwrite=overwrite, command=command)
+        result = train(cfg, out, resume=resume, overwrite=overwrite, command=command, inputs=[*scenes, weights])
         exported = export_run(out, serving=card)
         if base_mean:
             mean_exported = _export_base_mean(out, weights, card, command, exported)

@@ -31,7 +31,8 @@ def main(
     command = shlex.join(["ddrf-train", *sys.argv[1:]])
     try:
         cfg = load_config(config, overrides or [])
-        result = train(cfg, out, resume=resume, overwrite=overwrite, command=command, stop_at=stop_at)
+        result = train(cfg, out, resume=resume, overwrite=overwrite, command=command, stop_at=stop_at,
+                       inputs=[config])
     except (ValueError, FloatingPointError) as exc:
         _fail(str(exc))
     except OSError as exc:  # disk full or a file-size limit while checkpointing: the last whole checkpoint stays

@@ -17,6 +17,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -129,8 +130,10 @@ def residual_scale(source: Any, cfg: TrainConfig) -> float:
     return 1.0 / std
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a run: an existing non-empty directory needs --resume or --overwrite."""
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool, inputs: Sequence[str | Path] = ()) -> None:
+    """Refuse to clobber a run: an existing non-empty directory needs --resume or --overwrite, and --overwrite,
+    which clears it, may not take an input from it (the config, the init weights, a teacher, the scenes). Changes
+    nothing: the run directory is cleared only once the run has started well (`clear_run_dir`)."""
     existing = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:
         if not (run_dir / ckpt.RESUME).is_file():
@@ -140,6 +143,16 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         raise ValueError(f"{run_dir}: exists and is not a directory")
     if existing and not overwrite:
         raise ValueError(f"{run_dir}: run directory exists and is not empty; use --resume or --overwrite")
+    if existing:
+        inside = next((p for p in map(Path, inputs) if run_dir.resolve() in (p.resolve(), *p.resolve().parents)),
+                      None)
+        if inside is not None:
+            raise ValueError(f"{inside}: an input of this run lies in {run_dir}, which --overwrite clears; move it "
+                             f"out, or write the run elsewhere")
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """A fresh run's directory: made, and an earlier run's files removed (--overwrite was checked)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
@@ -327,8 +340,10 @@ def _tensorboard(run_dir: Path, enabled: bool) -> Any:
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
-          command: str | None = None, stop_at: int | None = None) -> TrainResult:
-    """Train (or resume) into `run_dir`; `stop_at` ends this invocation early at that step (as an interruption)."""
+          command: str | None = None, stop_at: int | None = None, inputs: Sequence[str | Path] = ()) -> TrainResult:
+    """Train (or resume) into `run_dir`; `stop_at` ends this invocation early at that step (as an interruption).
+    `inputs`: the caller's input files and folders besides the config's init and teacher (the config file, the
+    scenes), which --overwrite may not clear."""
     run_dir = Path(run_dir)
     if cfg.optim.threads:
         torch.set_num_threads(cfg.optim.threads)
@@ -336,7 +351,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     error = None
     if dist.main:
         try:
-            prepare_run_dir(run_dir, resume, overwrite)
+            check_run_dir(run_dir, resume, overwrite,
+                          [*inputs, *(p for p in (cfg.model.init, cfg.data.teacher) if p)])
             if resume:
                 _check_resume_config(run_dir, cfg)
         except ValueError as exc:
@@ -347,9 +363,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
         error = box[0]
     if error:
         raise ValueError(error)
-    trainer = Trainer(cfg, run_dir, dist, command)
+    trainer = Trainer(cfg, run_dir, dist, command)  # the data, the init and the options checked: now clear
     if resume:
         trainer.restore()
+    elif dist.main:
+        clear_run_dir(run_dir)
     if dist.main:
         write_text_atomic(run_dir / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return _run(trainer, min(cfg.optim.steps, stop_at or cfg.optim.steps))
@@ -410,5 +428,5 @@ def cleanup_distributed() -> None:
         torch.distributed.destroy_process_group()
 
 
-__all__ = ["EMA", "TrainResult", "Trainer", "train", "model_config", "prepare_run_dir", "cleanup_distributed",
+__all__ = ["EMA", "TrainResult", "Trainer", "train", "model_config", "check_run_dir", "clear_run_dir", "cleanup_distributed",
            "lr_lambda", "step_seed"]
