@@ -11,7 +11,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 PART_SUFFIX = ".ddrf-part"
 
@@ -94,6 +94,39 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_bytes_atomic(path, text.encode())
+
+
+def check_outputs(outputs: dict[str, Path | None], overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+    """A command's output files (option -> path), checked before any work: each a file name in a folder, no path
+    given to two options, an existing file only with `overwrite`, and never one of `inputs` or a file inside an
+    input folder (the data and models the command reads), with `overwrite` or without. A ValueError names the
+    file."""
+    given: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        if path.absolute() in given:
+            raise ValueError(f"{path}: given to both {given[path.absolute()]} and {option}; each output needs its "
+                             f"own file")
+        given[path.absolute()] = option
+        if path.is_dir():
+            raise ValueError(f"{path}: is a folder, expected a file name ({option})")
+        if path.parent.exists() and not path.parent.is_dir():
+            raise ValueError(f"{path.parent}: not a folder ({option} {path})")
+        if not path.exists():
+            continue
+        source = next((i for i in inputs if i.exists() and _is_or_holds(i, path)), None)
+        if source is not None:
+            raise ValueError(f"{path}: is an input of this command ({source}); {option} needs another path")
+        if not overwrite:
+            raise ValueError(f"{path}: exists; pass --overwrite to replace it")
+
+
+def _is_or_holds(source: Path, path: Path) -> bool:
+    """`path` is the file `source` (also through a link), or lies in the folder `source`."""
+    if source.is_dir():
+        return source.resolve() in path.resolve().parents
+    return os.path.samefile(source, path)
 
 
 def cannot_write(folder: str | os.PathLike[str]) -> str | None:

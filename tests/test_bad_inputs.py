@@ -401,6 +401,42 @@ def test_profile_json_into_missing_folder_is_refused_before_the_sweep(tmp_path: 
     assert not target.parent.exists()
 
 
+def test_report_outputs_never_replace_an_input_or_each_other_nor_an_existing_file_unasked(tmp_path: Path) -> None:
+    """ddrf-profile replaced any existing --json/--csv/--plot (a model's own graph too) and had no --overwrite;
+    ddrf-eval --overwrite replaced an input file; two options naming one file lost one of them. Each is refused
+    before any work, in one line."""
+    from ddrf.evaluate.command import app as eval_app
+    from ddrf.profile.command import app as profile_app
+
+    model = model_copy(tmp_path)
+    graph = next(model.glob("*.onnx"))
+    kept = tmp_path / "keep.json"
+    kept.write_text("mine")
+    pan, ms = pair(tmp_path / "pairs")
+    profile = ["--runs", "1", "--warmup", "0", "--tile", "64", "--steps", "1", "--threads", "1", "--quiet"]
+    cases = [
+        (profile_app, [str(model), "--json", str(kept), *profile], "keep.json", "exists; pass --overwrite"),
+        (profile_app, [str(model), "--json", str(graph), "--overwrite", *profile], graph.name, "is an input"),
+        (profile_app, [str(model), "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.json"), *profile],
+         "s.json", "given to both --json and --csv"),
+        (profile_app, [str(model), "--plot", str(tmp_path / "q.txt"), *profile], "q.txt", "--plot writes"),
+        (eval_app, [f"pairs:{pan.parent}", "--methods", "GSA", "--csv", str(ms), "--overwrite"], "ms.tif",
+         "is an input"),
+        (eval_app, [f"pairs:{pan.parent}", "--methods", "GSA", "--json", str(tmp_path / "a.json"), "--csv",
+                    str(tmp_path / "a.json")], "a.json", "given to both --csv and --json"),
+    ]
+    before = {p: p.read_bytes() for p in (kept, graph, ms)}
+    for app_, args, named, problem in cases:
+        result = CliRunner().invoke(app_, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert_one_line(result.output, named, problem, "ddrf-")
+        assert "[1/" not in result.output  # refused before the first point
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "a.json").exists()
+    assert CliRunner().invoke(profile_app, [str(model), "--json", str(kept), "--overwrite", *profile]).exit_code == 0
+    assert json.loads(kept.read_text())["tool"] == "ddrf-profile"
+
+
 BLOCK_TORCH = """
 import importlib.abc, sys
 class NoTorch(importlib.abc.MetaPathFinder):  # the base install: torch is not there

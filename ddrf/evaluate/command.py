@@ -74,10 +74,12 @@ def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: s
              bands: tuple[str, ...] | None = None) -> None:
     from ddrf.evaluate import report
     from ddrf.evaluate.datasets import open_dataset
+    from ddrf.files import check_outputs
     from ddrf.evaluate.methods import Tiling, parse_methods
     from ddrf.evaluate.runner import run, summarise
 
-    report.check_outputs([csv_path, json_path, figure], overwrite)
+    check_outputs({"--csv": csv_path, "--json": json_path, "--figure": figure}, overwrite,
+                  input_paths(dataset, methods))
     if figure is not None and figure.suffix.lower() != ".png":
         raise ValueError(f"{figure}: --figure must name a .png file")
     data = open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio, bands)
@@ -94,6 +96,12 @@ def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: s
         report.write(json_path, report.json_text(settings, summary, results.records))
     if figure is not None:
         _write_figure(results.kept, figure, figure_image)
+
+
+def input_paths(dataset: str, methods: str) -> list[Path]:
+    """The files and folders a run reads: the dataset's, and each ddrf: model's or ckpt: checkpoint's."""
+    named = [dataset, *(m.strip() for m in methods.split(",") if m.strip().startswith(("ddrf:", "ckpt:")))]
+    return [Path(entry.split(":", 1)[1]) for entry in named if ":" in entry]
 
 
 def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor: str | None,

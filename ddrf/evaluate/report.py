@@ -31,17 +31,6 @@ def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def check_outputs(paths: Sequence[Path | None], overwrite: bool) -> None:
-    """Refuse before any work starts: existing outputs need --overwrite, parents must be folders."""
-    for path in (p for p in paths if p is not None):
-        if path.exists() and not overwrite:
-            raise ValueError(f"{path}: exists; pass --overwrite to replace it")
-        if path.is_dir():
-            raise ValueError(f"{path}: is a folder, expected a file name")
-        if path.parent.exists() and not path.parent.is_dir():
-            raise ValueError(f"{path.parent}: not a folder")
-
-
 def protocol_header(protocol: str, settings: dict[str, Any], n_images: int) -> str:
     data = settings["data"]
     mtf = f"MTF gains MS {_gains(data.get('mtf_ms'))} / PAN {data.get('mtf_pan')} ({data.get('sensor')})"

@@ -189,13 +189,14 @@ def measure_all(specs: list[PointSpec], timeout: float, quiet: bool) -> list[dic
 def write_outputs(doc: dict[str, Any], json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> None:
     import json
 
+    from ddrf.files import write_text_atomic
     from ddrf.profile import report
 
     try:
         if json_path:
-            json_path.write_text(json.dumps(doc, indent=2) + "\n")
+            write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
         if csv_path:
-            csv_path.write_text(report.to_csv(doc))
+            write_text_atomic(csv_path, report.to_csv(doc))
         if plot_path:
             report.plot(doc, plot_path)
     except OSError as exc:
@@ -234,8 +235,10 @@ def main(
     layer_profile: bool = typer.Option(True, "--layer-profile/--no-layer-profile",
                                        help="TensorRT: per-layer times (trtexec --exportProfile layout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --json, --csv and --plot files."),
 ) -> None:
     """Profile a DDRF model or engine: cold start, warm per-stage latency, throughput, memory."""
+    from ddrf.files import check_outputs
     from ddrf.profile import report
     from ddrf.profile.environment import profile_environment
     from ddrf.profile.projection import parse_size
@@ -250,8 +253,15 @@ def main(
         sizes = [parse_size(s) for s in scene_size]
     except ValueError as exc:
         raise fail(str(exc), 2)
-    for path, what in ((json_path, "--json"), (csv_path, "--csv"), (plot_path, "--plot")):
-        if path is not None and not os.access(path.absolute().parent, os.W_OK):  # before, not after, the sweep
+    outputs = {"--json": json_path, "--csv": csv_path, "--plot": plot_path}
+    try:  # before, not after, the sweep
+        check_outputs(outputs, overwrite, [p for p in (target, tiles_from, scene) if p is not None])
+        if plot_path is not None:
+            report.check_plot_format(plot_path)
+    except ValueError as exc:
+        raise fail(str(exc), 2)
+    for what, path in outputs.items():
+        if path is not None and not os.access(path.absolute().parent, os.W_OK):
             raise fail(f"{path}: {what} cannot be written (folder {path.absolute().parent} missing or read-only)", 2)
     for path, what in ((scene, "--scene"), (tiles_from, "--tiles-from")):
         if path is not None and not path.is_dir():

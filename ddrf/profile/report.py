@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from ddrf.files import write_bytes_atomic
+
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 STAGE_COLUMNS = ("read", "preprocess", "encode", "sample", "postprocess", "write")
@@ -179,5 +181,17 @@ def plot(doc: dict[str, Any], path: str | Path) -> None:
     cpu = doc["environment"].get("gpu_name") or doc["environment"].get("cpu_model") or ""
     fig.suptitle(f"ddrf-profile: {Path(doc['target']['path']).name} on {cpu}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format=Path(path).suffix.lower().lstrip("."))
     plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def check_plot_format(path: Path) -> None:
+    """Before the sweep: matplotlib can write the format the file name asks for."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise ValueError(f"{path}: --plot writes {', '.join('.' + f for f in sorted(formats))}, not "
+                         f"'{path.suffix or 'no suffix'}'")
