@@ -101,7 +101,12 @@ class ModelDir:
         return path
 
     def check_hash(self, path: Path) -> None:
+        """The graph is the one the card records; one the card does not list, beside graphs it does, is another
+        export's leftover (cards without hashes, written by hand or before them, are not checked)."""
         expected = self.card.hashes.get(path.name)
+        if expected is None and self.card.hashes and path.suffix == ONNX_SUFFIX:
+            raise ModelDirError(f"{path}: not one of the graphs {self.root / CARD_NAME} records (left by another "
+                                f"export?); remove it, or export the model again")
         if expected is not None and sha256_file(path) != expected:
             raise ModelDirError(f"{path}: sha256 differs from the one {self.root / CARD_NAME} records "
                                 "(the file was changed or belongs to another export)")
@@ -168,7 +173,9 @@ def write_model_dir(out_dir: str | os.PathLike[str], card: ModelCard, graphs: Ma
                     overwrite: bool = False) -> ModelCard:
     """Write serialised graphs (file stem -> bytes) and a card recording their sha256, all or nothing.
 
-    Returns the card as written; the caller's card is not changed. The card is renamed into place last.
+    Returns the card as written; the caller's card is not changed. The card is renamed into place last. With
+    `overwrite`, the graphs of the model it replaces that this export does not write are removed after it (a
+    leftover sampler_k1.onnx of an earlier export would otherwise still be run).
     """
     out = Path(out_dir)
     targets = [out / f"{stem}{ONNX_SUFFIX}" for stem in graphs] + [out / CARD_NAME]
@@ -178,7 +185,7 @@ def write_model_dir(out_dir: str | os.PathLike[str], card: ModelCard, graphs: Ma
     out.mkdir(parents=True, exist_ok=True)
     pending: list[tuple[Path, Path]] = []
     try:
-        hashes = dict(card.hashes)
+        hashes: dict[str, str] = {}  # this export's graphs only: an earlier export's are not this model's
         for stem, data in graphs.items():
             final = out / f"{stem}{ONNX_SUFFIX}"
             pending.append((stage_bytes(final, data), final))
@@ -190,4 +197,13 @@ def write_model_dir(out_dir: str | os.PathLike[str], card: ModelCard, graphs: Ma
             temp.unlink(missing_ok=True)
         raise
     publish_all(pending)
+    for leftover in (p for p in out.glob(f"*{ONNX_SUFFIX}") if p.name not in hashes and is_graph_name(p.name)):
+        leftover.unlink()
     return written
+
+
+def is_graph_name(name: str) -> bool:
+    """A file name of the model directory's graph layout (encoder, denoiser, sampler_k{K}, scene_k{K}; FP16 too)."""
+    stem = name.removesuffix(ONNX_SUFFIX).removesuffix(FP16_TAIL)
+    return name.endswith(ONNX_SUFFIX) and (stem in ("encoder", "denoiser") or any(
+        stem.startswith(prefix) and stem[len(prefix):].isdigit() for prefix in (SAMPLER_PREFIX, SCENE_PREFIX)))

@@ -54,6 +54,27 @@ def test_export_onnx_and_op_check(checkpoint: Path, tmp_path: Path) -> None:
     assert again.exit_code == 1 and "already exists" in again.output
 
 
+def test_an_export_over_another_leaves_none_of_its_graphs(checkpoint: Path, tmp_path: Path) -> None:
+    """`--overwrite` with fewer graphs used to leave the earlier export's sampler_k1.onnx, which the card no longer
+    listed and the runtime still ran. Now it is removed; one copied back by hand is refused by name."""
+    import shutil
+
+    from ddrf.model_dir import ModelDir, ModelDirError
+
+    out = tmp_path / "model"
+    first = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--unrolled", "1", "--no-fp16"])
+    assert first.exit_code == 0, first.output
+    stale = Path(shutil.copy(out / "sampler_k1.onnx", tmp_path / "sampler_k1.onnx"))
+    (out / "notes.onnx").write_text("a file of the user's, not of the layout")
+    second = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16", "--overwrite"])
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["denoiser.onnx", "encoder.onnx", "notes.onnx"]
+    assert set(json.loads((out / "card.json").read_text())["hashes"]) == {"denoiser.onnx", "encoder.onnx"}
+    shutil.copy(stale, out / "sampler_k1.onnx")
+    with pytest.raises(ModelDirError, match="sampler_k1.onnx: not one of the graphs"):
+        ModelDir.open(out).graph("sampler", steps=1)
+
+
 def test_export_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["onnx", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "not found" in result.output
