@@ -23,8 +23,20 @@ def _run(module: str) -> None:
     # after, instead of the default SIGXFSZ killing the process mid-file
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, on_sigterm)
+    import typer
+
     try:
-        importlib.import_module(module).app()
+        code = importlib.import_module(module).app(standalone_mode=False)
+    except _click_errors() as exc:  # a bad option or value: one line like every other refusal, not a usage box
+        message = " ".join(getattr(exc, "format_message", exc.__str__)().split())
+        ctx = getattr(exc, "ctx", None)
+        hint = f" ({ctx.command_path} --help lists the options)" if ctx is not None else ""
+        if message:  # none after a bare group command, whose help is then shown
+            print(f"{command}: error: {message}{hint}", file=sys.stderr)
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    except typer.Abort:  # end of input at a prompt (Ctrl-C ends with exit code 130)
+        print("Aborted!", file=sys.stderr)
+        raise SystemExit(1) from None
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         if top not in EXTRA_OF:
@@ -32,6 +44,22 @@ def _run(module: str) -> None:
         print(f"{command}: needs {top}, which the base (runtime) install leaves out: "
               f"pip install 'ddrf-edge[{EXTRA_OF[top]}]'", file=sys.stderr)
         raise SystemExit(2) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """The base of click's errors: recent typer releases ship their own click (its errors are TyperExceptions),
+    older ones use click itself."""
+    import typer
+
+    errors: list[type[Exception]] = [typer.TyperException] if hasattr(typer, "TyperException") else []
+    try:
+        import click
+
+        errors.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 def train_app() -> None:

@@ -437,6 +437,37 @@ def test_report_outputs_never_replace_an_input_or_each_other_nor_an_existing_fil
     assert json.loads(kept.read_text())["tool"] == "ddrf-profile"
 
 
+def console(entry: str, *args: str) -> subprocess.CompletedProcess:
+    """A console script as installed (ddrf.cli's entry point), without relying on it being on PATH."""
+    name = "ddrf-" + entry.removesuffix("_app")
+    code = f"import sys; sys.argv[0] = {name!r}; from ddrf.cli import {entry}; {entry}()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("entry, args, option", [
+    ("run_app", ["SCENE", "-o", "OUT", "--steps", "0"], "--steps"),
+    ("run_app", ["SCENE", "-o", "OUT", "--tile", "-5"], "--tile"),
+    ("run_app", ["--no-such-option"], "--no-such-option"),
+    ("profile_app", ["MODEL", "--runs", "0"], "--runs"),
+    ("eval_app", ["fusebox:x", "--border", "abc"], "--border"),
+])
+def test_a_bad_option_value_is_one_line_not_a_usage_box(entry: str, args: list[str], option: str) -> None:
+    """Values the option's own type or range refuses (before the command runs) used to print Typer's usage box."""
+    result = console(entry, *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ddrf-") and ": error: " in lines[0] and option in lines[0], lines
+
+
+def test_exit_codes_pass_through_the_entry_point(tmp_path: Path) -> None:
+    """0 for a run that worked or for --help, 1 for a failed scene, as before the entry point parsed its errors."""
+    assert console("run_app", "--help").returncode == 0
+    missing = console("run_app", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out"), "--method", "GSA")
+    assert missing.returncode == 1 and "not a directory" in missing.stderr
+    done = console("run_app", str(SAMPLE), "-o", str(tmp_path / "out"), "--method", "GSA", "--no-progress")
+    assert done.returncode == 0, done.stderr
+
+
 BLOCK_TORCH = """
 import importlib.abc, sys
 class NoTorch(importlib.abc.MetaPathFinder):  # the base install: torch is not there
