@@ -58,6 +58,17 @@ def test_config_overrides_and_errors(tmp_path: Path) -> None:
     assert cfg.optim.lr == pytest.approx(1e-4) and isinstance(cfg.optim.lr, float)  # YAML 1.1 reads 1e-4 as str
     with pytest.raises(ValueError, match="unknown key"):
         TrainConfig.from_dict({"optim": {"stepz": 3}})
+    # a value of the wrong type is one error naming the key (it used to end in a TypeError deep in training, or a
+    # band list of letters)
+    for override, message in (("optim.steps=abc", "steps must be int, got 'abc'"),
+                              ("optim.batch=2.5", "batch must be int"),
+                              ("optim.threads=abc", "threads must be int or null"),
+                              ("data.bands=blue", "bands must be list\\[str\\] or null"),
+                              ("optim.device=tpu", "optim.device must be auto, cpu or cuda"),
+                              ("diffusion.sampling_steps=0", "sampling_steps must be >= 1")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig.from_dict(apply_overrides({}, [override]))
+    assert TrainConfig.from_dict(apply_overrides({}, ["data.bands=[blue, nir]"])).data.bands == ["blue", "nir"]
     with pytest.raises(ValueError, match="key=value"):
         apply_overrides({}, ["optim.steps"])
     with pytest.raises(ValueError, match="target"):

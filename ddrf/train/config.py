@@ -121,6 +121,9 @@ class TrainConfig:
              "model.preset must be small, small_v2 or reference"),
             (self.optim.steps >= 1 and self.optim.batch >= 1, "optim.steps and optim.batch must be >= 1"),
             (self.optim.precision in ("fp32", "bf16", "fp16"), "optim.precision must be fp32, bf16 or fp16"),
+            (self.optim.device in ("auto", "cpu", "cuda"), "optim.device must be auto, cpu or cuda"),
+            (self.optim.threads is None or self.optim.threads >= 1, "optim.threads must be >= 1"),
+            (self.diffusion.sampling_steps >= 1, "diffusion.sampling_steps must be >= 1"),
             (0 <= self.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
             (self.data.patch >= 2, "data.patch must be >= 2"),
             (self.diffusion.residual_scale == "auto" or (isinstance(self.diffusion.residual_scale, (int, float))
@@ -153,14 +156,39 @@ def _section(kind: type, d: Any, where: str) -> Any:
 
 
 def _coerce(kind: type, name: str, value: Any, where: str) -> Any:
-    """YAML 1.1 reads `1e-4` as a string: turn such strings into floats where the field is a float."""
+    """The value as its field's type says (`int`, `float | None`, `list[str]` ...), or a ValueError naming the key.
+    YAML 1.1 reads `1e-4` as a string: such strings become floats where the field is a float."""
     annotation = str(next(f.type for f in fields(kind) if f.name == name))
-    if isinstance(value, str) and annotation.startswith("float") and not (value == "auto" and "str" in annotation):
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"{where}: {name} must be a number, got {value!r}") from None
-    return value
+    for option in (part.strip() for part in annotation.split("|")):
+        ok, converted = _as_type(option, value)
+        if ok:
+            return converted
+    raise ValueError(f"{where}: {name} must be {annotation.replace(' | None', ' or null')}, got {value!r}")
+
+
+def _as_type(option: str, value: Any) -> tuple[bool, Any]:
+    """(whether `value` fits the one type `option` names, the value as that type)."""
+    if option == "None":
+        return value is None, value
+    if option == "bool":
+        return isinstance(value, bool), value
+    if option == "int":
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if option == "float":
+        if isinstance(value, str):
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
+        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+    if option == "str":
+        return isinstance(value, str), value
+    if option.startswith("list[") and isinstance(value, list):
+        items = [_as_type(option[5:-1], item) for item in value]
+        return all(ok for ok, _ in items), [item for _, item in items]
+    if option.startswith("dict["):
+        return isinstance(value, dict), value
+    return False, value
 
 
 def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
