@@ -69,6 +69,10 @@ class Normalisation:
             raise ValueError("fixed normalisation needs ms_scale and guide_scale")
 
 
+# a window is at least seven halos (`default_window`): past this, one window would not fit any machine's memory, and
+# tracing an export at twice the skipped border would need tens of GB
+MAX_HALO = 1024
+
 # what a spread fit writes into a card; weights other than those it was fitted on must not carry it
 CALIBRATION_FIELDS = ("spread_calibration", "spread_calibration_samples", "spread_calibration_steps",
                       "spread_calibration_views")
@@ -245,8 +249,10 @@ class ModelCard:
             raise ValueError(f"spread_calibration_views has two fits at the same views and steps: {fitted_at}")
         if self.target not in ("eps", "x0", "v"):
             raise ValueError(f"target must be eps, x0 or v, got {self.target!r}")
-        if self.halo < 0:
-            raise ValueError(f"halo must be >= 0, got {self.halo}")
+        if not 0 <= self.halo <= MAX_HALO:
+            raise ValueError(f"halo must be 0..{MAX_HALO} PAN pixels, got {self.halo}")
+        if self.sampling_steps < 1:
+            raise ValueError(f"sampling_steps must be >= 1, got {self.sampling_steps}")
         if self.output_margin < 0 or self.output_margin % self.margin_step:
             raise ValueError(f"output_margin must be a multiple of {self.margin_step} >= 0 (a window padded by the "
                              f"margin keeps its size multiple), got {self.output_margin}")

@@ -75,6 +75,28 @@ def test_an_export_over_another_leaves_none_of_its_graphs(checkpoint: Path, tmp_
         ModelDir.open(out).graph("sampler", steps=1)
 
 
+def test_export_refuses_what_no_card_can_hold_in_one_line(checkpoint: Path, tmp_path: Path) -> None:
+    """--steps -3 was written into the card (and --steps 0 quietly meant the default); a huge --halo ended in a
+    57-line traceback after trying to allocate 90 GB; -o an existing file gave a raw [Errno 17]."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.argv[0] = 'ddrf-export'; from ddrf.cli import export_app; export_app()"
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for args, message in ((["--steps", "-3"], "--steps"), (["--steps", "0"], "--steps"),
+                          (["--unrolled", "0"], "--unrolled step counts must be >= 1"),
+                          (["--halo", "100000"], "halo must be 0..1024"),
+                          (["-o", str(a_file)], "exists and is not a directory")):
+        out = ["-o", str(tmp_path / "m")] if "-o" not in args else []
+        result = subprocess.run([sys.executable, "-c", code, "onnx", str(checkpoint), *out, *args],
+                                capture_output=True, text=True, timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode in (1, 2) and len(lines) == 1, result.stderr
+        assert lines[0].startswith("ddrf-export: error: ") and message in lines[0], lines
+    assert not (tmp_path / "m").exists()
+
+
 def test_export_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["onnx", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "not found" in result.output

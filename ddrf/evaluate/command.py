@@ -29,8 +29,8 @@ def main(
     acquisitions: str = typer.Option("P034R032", "--acquisitions", help="fusebox: 'all' or comma list"),
     sensor: Optional[str] = typer.Option(None, "--sensor", help="MTF table entry (default: from the data)"),
     divisor: Optional[float] = typer.Option(None, "--divisor", help="pancollection DN divisor (default: name)"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="DDRF sampling steps (default: the card's)"),
-    samples: int = typer.Option(1, "--samples", help="DDRF: mean of this many seeds"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="DDRF sampling steps (default: the card's)"),
+    samples: int = typer.Option(1, "--samples", min=1, help="DDRF: mean of this many seeds"),
     seed: int = typer.Option(0, "--seed", help="DDRF: first seed"),
     backend: str = typer.Option("ort-cpu", "--backend", help="DDRF ONNX backend"),
     tile: Optional[int] = typer.Option(None, "--tile", help="DDRF window side in PAN px (default: ddrf-run's for "

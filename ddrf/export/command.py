@@ -12,7 +12,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"ddrf-export: error: {' '.join(message.split())}", err=True)
     raise typer.Exit(1)
 
 
@@ -21,6 +21,8 @@ def _parse_steps(text: str) -> tuple[int, ...]:
         steps = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
         raise typer.BadParameter(f"--unrolled takes comma-separated step counts, got {text!r}") from None
+    if any(k < 1 for k in steps):
+        raise typer.BadParameter(f"--unrolled step counts must be >= 1, got {text!r}")
     return steps
 
 
@@ -30,7 +32,7 @@ def onnx_command(
     out: Path = typer.Option(Path("engines/model"), "-o", "--out", help="model directory to write"),
     unrolled: str = typer.Option("", help="also export the K-step sampler unrolled into one graph, e.g. 1,4"),
     fp16: bool = typer.Option(True, help="also write FP16 graphs (normalisations and softmax stay FP32)"),
-    steps: Optional[int] = typer.Option(None, help="default sampling steps to record in the card"),
+    steps: Optional[int] = typer.Option(None, min=1, help="default sampling steps to record in the card"),
     overwrite: bool = typer.Option(False, help="replace existing graphs in OUT"),
     weights: bool = typer.Option(False, help="also write model.safetensors (EMA weights only) for PyTorch reference"),
     scene_statistics: bool = typer.Option(False, help="v1 networks: take GroupNorm moments and attention keys once "
@@ -48,7 +50,9 @@ def onnx_command(
 
     try:
         model, card = load_checkpoint(checkpoint)
-        if steps:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out}: exists and is not a directory (ddrf-export onnx writes a model directory)")
+        if steps is not None:
             card.sampling_steps = steps
         card.scene_statistics = scene_statistics or card.scene_statistics
         card.halo = card.halo if halo is None else halo
@@ -108,10 +112,10 @@ def check_command(model_dir: Path = typer.Argument(..., help="model directory wr
 @app.command("engine")
 def engine_command(
     model_dir: Path = typer.Argument(..., help="model directory written by `ddrf-export onnx`"),
-    tile: Optional[int] = typer.Option(None, help="optimal window side (PAN pixels) of the optimisation profile "
+    tile: Optional[int] = typer.Option(None, min=8, help="optimal window side (PAN pixels) of the optimisation profile "
                                        "(default: ddrf-run's GPU window for the model's halo)"),
-    max_tile: Optional[int] = typer.Option(None, help="largest window side the engine accepts (default: the larger "
-                                           "of --tile and ddrf-run's GPU window)"),
+    max_tile: Optional[int] = typer.Option(None, min=8, help="largest window side the engine accepts (default: the "
+                                           "larger of --tile and ddrf-run's GPU window)"),
     batch: int = typer.Option(1, help="optimal batch"),
     max_batch: int = typer.Option(1, help="largest batch the engine accepts (each window of the batch at the largest "
                                   "side is held on the device at once)"),

@@ -428,5 +428,5 @@ def cleanup_distributed() -> None:
         torch.distributed.destroy_process_group()
 
 
-__all__ = ["EMA", "TrainResult", "Trainer", "train", "model_config", "check_run_dir", "clear_run_dir", "cleanup_distributed",
-           "lr_lambda", "step_seed"]
+__all__ = ["EMA", "TrainResult", "Trainer", "train", "model_config", "check_run_dir", "clear_run_dir",
+           "cleanup_distributed", "lr_lambda", "step_seed"]
