@@ -127,6 +127,16 @@ def c_crs_mismatch(tmp, out):
     return pm(tmp, out, ms_crs="EPSG:32617") + ["--method", "Brovey"], "ms.tif", "CRS", 1
 
 
+def c_crs_mismatch_compound(tmp, out):
+    """A compound CRS (with heights) against a plain one: one short line, not the two WKTs (1,100 characters)."""
+    return (pm(tmp, out, ms_crs="EPSG:32616+5773") + ["--method", "Brovey"], "ms.tif",
+            r"CRS 'WGS 84 / UTM zone 16N \+ EGM96 height' differs from PAN pan.tif CRS EPSG:32616$", 1)
+
+
+def c_negative_seed(tmp, out):
+    return pm(tmp, out) + ["--method", "Brovey", "--seed", "-1"], "--seed", "Invalid value", 2
+
+
 def c_ratio_3_vs_model_2(tmp, out):
     args = pm(tmp, out, ms_transform=from_origin(500000, 4000000, 45, 45))
     return with_model(tmp, *args), "pan.tif", "ratio 3 but the model fuses ratio 2", 1

@@ -107,3 +107,20 @@ def test_a_nir_band_gdal_flagged_alpha_stays_a_band_and_masks_nothing(tmp_path: 
         assert src.colorinterp[3] == ColorInterp.alpha  # the default at hand
     fused, valid, _ = fuse(pan, path, tmp_path / "a.tif")
     assert fused.shape[0] == 4 and valid.all()
+
+
+def test_band_scales_and_offsets_reach_the_output(tmp_path: Path) -> None:
+    """The output is in the MS's DN, so a reflectance scale and offset on the MS bands must be on its bands too
+    (they were dropped: the DN read as reflectance were then wrong)."""
+    pan, ms, grid = inputs(tmp_path)
+    path = write(tmp_path / "ms.tif", ms, grid)
+    with rasterio.open(path, "r+") as dst:
+        dst.scales, dst.offsets = (2e-5, 2e-5, 3e-5, 2e-5), (-0.1, -0.1, -0.2, -0.1)
+    result = CliRunner().invoke(app, ["--pan", str(pan), "--ms", str(path), "-o", str(tmp_path / "a.tif"),
+                                      "--uncertainty", "2", *METHOD[2:], "--model", "landsat_ratio2",
+                                      "--threads", "1", "--tile", "128", "--halo", "16"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "a.tif") as dst:
+        assert dst.scales == (2e-5, 2e-5, 3e-5, 2e-5) and dst.offsets == (-0.1, -0.1, -0.2, -0.1)
+    with rasterio.open(tmp_path / "a_spread.tif") as dst:
+        assert dst.scales == (2e-5, 2e-5, 3e-5, 2e-5) and dst.offsets == (0.0,) * 4

@@ -31,7 +31,7 @@ def main(
     divisor: Optional[float] = typer.Option(None, "--divisor", help="pancollection DN divisor (default: name)"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="DDRF sampling steps (default: the card's)"),
     samples: int = typer.Option(1, "--samples", min=1, help="DDRF: mean of this many seeds"),
-    seed: int = typer.Option(0, "--seed", help="DDRF: first seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="DDRF: first seed"),
     backend: str = typer.Option("ort-cpu", "--backend", help="DDRF ONNX backend"),
     tile: Optional[int] = typer.Option(None, "--tile", help="DDRF window side in PAN px (default: ddrf-run's for "
                                        "the backend; checkpoints: its CPU default)"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -36,6 +37,17 @@ class _Grid:
     nbits: int | None
     mask_flags: tuple[tuple[MaskFlags, ...], ...] = ()  # per band: how GDAL finds its no-data (nodata, mask, alpha)
     alpha_bands: frozenset[int] = frozenset()  # bands whose colour interpretation is alpha
+    scales: tuple[float, ...] = ()  # per band: physical value = DN x scale + offset (GDAL's band metadata)
+    offsets: tuple[float, ...] = ()
+
+
+def crs_name(crs: Any) -> str:
+    """A CRS as a line can hold it: its EPSG code, else the name its WKT gives it (a WKT runs to 1,000 characters)."""
+    code = crs.to_epsg() if crs is not None else None
+    if code:
+        return f"EPSG:{code}"
+    found = re.match(r'\s*\w+\["([^"]+)"', crs.to_wkt()) if crs is not None else None
+    return f"'{found.group(1)}'" if found else str(crs)[:80]
 
 
 def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
@@ -66,7 +78,8 @@ def _inspect(path: Path) -> _Grid:
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
                          np.dtype(src.dtypes[0]), src.nodata, int(nbits) if nbits else None,
                          tuple(tuple(flags) for flags in src.mask_flag_enums),
-                         frozenset(i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha))
+                         frozenset(i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha),
+                         tuple(src.scales), tuple(src.offsets))
     except SceneError:
         raise
     except (RasterioIOError, OSError, ValueError) as exc:
@@ -110,6 +123,9 @@ class Scene:
         # noise is keyed to this + the scene's row and column, so overlapping scenes draw the same at each pixel
         self.noise_origin = lattice_origin(self.transform)
         self.pan_nodata, self.ms_nodata = self._nodata[pan.path], self._nodata[first.path]
+        # the fused bands are in the MS's DN, so each keeps its MS band's scale and offset to physical units
+        self.band_scaling = {name: (ms_grids[path].scales[band - 1], ms_grids[path].offsets[band - 1])
+                             for name, (path, band) in zip(files.band_names, files.ms)}
         # (MS, PAN) saturation: the largest value of each file's type and bit depth (None for floats)
         self.ceilings = tuple(limits[1] if (limits := value_range(dtype, bits)) else None
                               for dtype, bits in ((first.dtype, self.bits), (pan.dtype, pan.nbits)))
@@ -140,7 +156,8 @@ class Scene:
     def _check_same_grids(pan: _Grid, first: _Grid, ms_grids: dict[Path, _Grid]) -> None:
         for grid in ms_grids.values():
             if grid.crs != pan.crs:
-                raise SceneError(grid.path, f"CRS {grid.crs} differs from PAN {pan.path.name} CRS {pan.crs}")
+                raise SceneError(grid.path, f"CRS {crs_name(grid.crs)} differs from PAN {pan.path.name} CRS "
+                                            f"{crs_name(pan.crs)}")
             if (grid.transform, grid.height, grid.width) != (first.transform, first.height, first.width):
                 raise SceneError(grid.path, f"MS grid differs from {first.path.name} (geotransform or size)")
 

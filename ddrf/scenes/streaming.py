@@ -242,11 +242,15 @@ def open_sinks(scene: "Scene", outputs: Outputs, band_names: list[str], nodata: 
     """Sinks on the whole PAN grid (the fused grid placed at scene.offset, nodata where the MS does not reach)."""
     profile = geotiff_profile(scene.pan_height, scene.pan_width, len(band_names), np.dtype(scene.dtype), scene.crs,
                               scene.pan_transform, nodata)
+    by_band = getattr(scene, "band_scaling", {})  # in-memory scenes (ddrf.fuse) have none
+    scaling = [by_band.get(name, (1.0, 0.0)) for name in band_names]
     sinks = [RasterSink(outputs.raster, profile, band_names, scene.bits, {"DDRF_BITS": str(scene.bits)},
-                        scene.offset)]
+                        scene.offset, scaling)]
     if outputs.spread is not None:
         spread = dict(profile, dtype="float32", nodata=float("nan"), predictor=3)
-        sinks.append(RasterSink(outputs.spread, spread, [f"{n} spread" for n in band_names], None, None, scene.offset))
+        spread_scaling = [(scale, 0.0) for scale, _ in scaling]  # a spread of DN: scaled, no offset
+        sinks.append(RasterSink(outputs.spread, spread, [f"{n} spread" for n in band_names], None, None, scene.offset,
+                                spread_scaling))
     return sinks
 
 

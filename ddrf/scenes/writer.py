@@ -86,13 +86,17 @@ class RasterSink:
     """
 
     def __init__(self, final: Path, profile: dict[str, Any], band_names: list[str], bits: int | None,
-                 tags: dict[str, str] | None = None, offset: tuple[int, int] = (0, 0)) -> None:
+                 tags: dict[str, str] | None = None, offset: tuple[int, int] = (0, 0),
+                 scaling: list[tuple[float, float]] | None = None) -> None:
         self.final, self.profile, self.bits = final, profile, bits
         self.top, self.left = offset  # where the rows given to write_rows sit in the raster (nodata around them)
         self.path = temp_path(final)
         self.dataset = rasterio.open(self.path, "w", **profile)
         for i, name in enumerate(band_names, start=1):
             self.dataset.set_band_description(i, name)
+        if scaling and any(pair != (1.0, 0.0) for pair in scaling):  # per band (scale, offset) to physical units
+            self.dataset.scales = tuple(scale for scale, _ in scaling)
+            self.dataset.offsets = tuple(shift for _, shift in scaling)
         if tags:
             self.dataset.update_tags(**tags)
         self.rows: list[np.ndarray] = []
