@@ -234,13 +234,17 @@ def test_full_crop_is_centred_ratio_aligned_block_multiple() -> None:
     (["fusebox:{l7}", "--acquisitions", "P999R999"], "--acquisitions 'P999R999'"),
     (["fusebox:{l7}", "--bands", "blue,teal"], "--bands: FuseBox has no band teal"),
     (["fusebox:{l7}", "--mode", "full", "--border", "3"], "multiple of the ratio"),
-    (["fusebox:{l7}", "--methods", "EXP", "--figure", "{tmp}/f.png", "--figure-image", "nope"], "no such image"),
+    (["fusebox:{l7}", "--methods", "EXP", "--figure", "{tmp}/f.png", "--figure-image", "nope", "--csv",
+      "{tmp}/t.csv"], "no such image"),
+    (["fusebox:{l7}", "--methods", "EXP", "--bands", "red,,green"], "--bands"),
+    (["fusebox:{l7}", "--methods", "EXP", "--sensor", "WV3"], "--sensor"),
 ])
 def test_bad_inputs_fail_with_one_clear_line(args: list[str], message: str, landsat7_dir: Path,
                                              tmp_path: Path) -> None:
     code, text = invoke(*(a.format(l7=landsat7_dir, tmp=tmp_path) for a in args))
     assert code == 2
     assert message in text and "Traceback" not in text
+    assert list(tmp_path.iterdir()) == []  # no output of a refused run (the CSV was written before the figure's check)
 
 
 def test_wrong_keys_named(tmp_path: Path) -> None:

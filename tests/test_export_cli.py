@@ -147,6 +147,9 @@ def test_average_is_the_mean_of_the_ema_weights_and_exports(checkpoint: Path, la
 
     again = runner.invoke(app, ["average", str(checkpoint), str(continued), "-o", str(out)])
     assert again.exit_code == 1 and "exists" in again.output
+    doubled = runner.invoke(app, ["average", str(checkpoint), str(checkpoint / "model.safetensors"), "-o",
+                                  str(tmp_path / "doubled")])
+    assert doubled.exit_code == 1 and "given twice" in doubled.output and not (tmp_path / "doubled").exists()
     into_input = runner.invoke(app, ["average", str(checkpoint), str(continued), "-o", str(continued), "--overwrite"])
     assert into_input.exit_code == 1 and "is one of the checkpoints" in into_input.output
     bundled = runner.invoke(app, ["average", str(checkpoint), "landsat_ratio2", "-o", str(tmp_path / "refused")])

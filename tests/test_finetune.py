@@ -134,6 +134,8 @@ def test_finetune_refuses_unknown_models_and_held_out_scenes_in_one_line(base_ru
                                     "--hold-out", SCENE.name, "--steps", "1", "--patch", "16"])
     assert held.exit_code == 2 and "held out" in held.output and len(held.output.strip().splitlines()) == 1
     assert not (tmp_path / "b" / "model").exists()
+    twice = CliRunner().invoke(app, [str(SCENE), f"{SCENE}/", "--out", str(tmp_path / "c"), "--model", str(base_run)])
+    assert twice.exit_code == 2 and "given twice" in twice.output and not (tmp_path / "c").exists()
 
 
 def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def main(
 ) -> None:
     try:
         tiling = parse_tiling(tile, whole_image, views)
-        chosen_bands = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
+        chosen_bands = named_bands(bands) if bands is not None else None
         if fit_spread:
             fit_spread_calibration(dataset, methods, acquisitions, sensor, divisor, steps, samples, seed, backend,
                                    tiling, simulate_ratio, chosen_bands)
@@ -88,6 +88,9 @@ def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: s
     keep = _figure_picker(figure_image, protocols[0]) if figure is not None else (lambda s: False)
     settings = _settings(data, protocols, chosen, border, mode)  # loads DDRF models: fail before any fusion
     results = run(data.samples(mode), chosen, border, keep)
+    if figure is not None and results.kept.sample is None:  # before any output is written: all of them or none
+        raise ValueError(f"--figure-image {figure_image!r}: no such image (give a name from the table or an index); "
+                         f"nothing written")
     summary = summarise(results.records)
     typer.echo(report.format_table(summary, settings, results.records))
     if csv_path is not None:
@@ -95,7 +98,17 @@ def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: s
     if json_path is not None:
         report.write(json_path, report.json_text(settings, summary, results.records))
     if figure is not None:
-        _write_figure(results.kept, figure, figure_image)
+        _write_figure(results.kept, figure)
+
+
+def named_bands(bands: str) -> tuple[str, ...]:
+    """--bands as names: no empty name and none twice (ddrf-run's rule)."""
+    from ddrf.scenes.preflight import band_names
+
+    try:
+        return band_names(bands)
+    except ValueError as exc:
+        raise ValueError(f"--bands {exc}") from None
 
 
 def input_paths(dataset: str, methods: str) -> list[Path]:
@@ -163,11 +176,9 @@ def _figure_picker(choice: str | None, protocol: str) -> Any:
     return keep
 
 
-def _write_figure(kept: Any, path: Path, choice: str | None) -> None:
+def _write_figure(kept: Any, path: Path) -> None:
     from ddrf.evaluate.figure import make_figure
 
-    if kept.sample is None:
-        raise ValueError(f"--figure-image {choice!r}: no such image (give a name from the table or an index)")
     width, height = make_figure(kept.sample, kept.fused, path)
     typer.echo(f"figure {path} ({width}x{height} px, image {kept.sample.name})")
 

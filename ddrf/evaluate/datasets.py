@@ -111,6 +111,9 @@ def open_dataset(spec: str, acquisitions: str = "P034R032", sensor: str | None =
         if bands:
             raise ValueError("--bands: PanCollection files hold a fixed band set; it applies to fusebox: and pairs:")
         return _open_pancollection(spec, path, sensor, divisor)
+    if kind == "fusebox" and sensor is not None and find_sensor(sensor) != get_sensor("Landsat7"):
+        raise ValueError(f"--sensor {sensor}: FuseBox pairs are Landsat-7 ETM+; --sensor applies to pairs: and "
+                         f"pancollection: data")
     data = (_open_fusebox(spec, path, acquisitions, bands) if kind == "fusebox"
             else _open_pairs(spec, path, sensor, bands))
     if simulate_ratio:

@@ -47,6 +47,9 @@ def main(
     from ddrf.train.loop import train
 
     try:
+        twice = next((d for i, d in enumerate(scenes) if d.resolve() in {e.resolve() for e in scenes[:i]}), None)
+        if twice is not None:
+            raise ValueError(f"{twice}: the same scene directory is given twice; name each scene once")
         first, ratio = _first_scene(scenes[0])
         weights, card = _base_model(model, scenes[0], first, ratio)
         cfg = TrainConfig.from_dict(finetune_config(card, weights, scenes, ratio, minutes, steps, lr, batch, patch,
