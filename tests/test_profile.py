@@ -243,6 +243,19 @@ def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> 
     assert row["status"] == "ok" and row["provider"] == "torch" and len(row["latency_ms"]["denoise_steps"]) == 2
 
 
+def test_torch_eager_runs_a_band_wise_model_band_by_band(tmp_path: Path) -> None:
+    """The bundled band-wise model's weights take one band at a time, as its graphs do; the torch backend fed it all
+    four bands at once and failed ("expected 1 MS and 1 guide bands, got 4 and 1")."""
+    pytest.importorskip("torch")
+    from ddrf.bundled import model_folder
+
+    out = tmp_path / "bw.json"
+    result = runner.invoke(app, [str(model_folder("landsat_ratio2_band_wise")), "-b", "torch", "--tile", "64",
+                                 "--runs", "1", "--warmup", "0", "--threads", "1", "--quiet", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["results"][0]["status"] == "ok"
+
+
 def test_measured_scene_run(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "scene.json"
     result = runner.invoke(app, [str(model_dir), "--tile", "128", "--steps", "1", "--runs", "1", "--warmup", "0",

@@ -42,7 +42,7 @@ from ddrf.profile.stats import DeviceMemorySampler, rss_bytes
 from ddrf.profile.tiles import TileSource
 from ddrf.runtime.backends import BackendUnavailable, backend_info
 from ddrf.runtime.fuser import Fuser, InputPreparation
-from ddrf.sampling import StageCallback, sample
+from ddrf.sampling import StageCallback, by_graph_bands, sample
 from ddrf.schedule import CosineSchedule, SamplerPlan, make_plan
 from ddrf.scenes.tiling import round_up, window_alignment
 
@@ -94,10 +94,13 @@ class TorchModel:
                         context: dict[str, np.ndarray] | None = None, border: int = 0) -> np.ndarray:
         """`context` is not replayed: the torch reference times the network with window statistics (the same
         arithmetic as replaying a scene's), and computes the window's `border` too (window statistics span it)."""
+        def run(lms: Any, pan: Any, noise: Any) -> Any:
+            return sample(self.encode, self.denoise, self.plan, self.card.target, lms, pan, noise, self.card.residual,
+                          cache_condition=cache_condition, on_stage=on_stage)
+
         tensor = self.torch.from_numpy
-        with self.torch.inference_mode():
-            fused = sample(self.encode, self.denoise, self.plan, self.card.target, tensor(lms), tensor(pan),
-                           tensor(noise), self.card.residual, cache_condition=cache_condition, on_stage=on_stage)
+        with self.torch.inference_mode():  # a band-wise model once per band, as the Fuser runs its graphs
+            fused = by_graph_bands(run, tensor(lms), tensor(pan), tensor(noise), self.card.graph_bands)
         return np.asarray(fused.numpy(), dtype=np.float32)
 
 
