@@ -106,6 +106,55 @@ def test_landsat_tokens_without_mtl(tmp_path: Path) -> None:
     assert files.pan.name.endswith("_B8.TIF") and files.ms[3][0].name.endswith("_B5.TIF")
 
 
+def test_a_band_file_the_mtl_names_is_never_replaced_by_another_scenes(tmp_path: Path) -> None:
+    """The MTL's red file absent: red is missing (said and recorded), not the one other *_B4 in the folder, which
+    was taken silently (another date's scene, or a Level-2 SR_B4 beside the Level-1 files)."""
+    scene = copy_scene(tmp_path)
+    (scene / f"{SID}_B4.TIF").rename(scene / "LC08_L2SP_020039_20150804_SR_B4.TIF")
+    found = discover_scene(scene)
+    assert "red" not in found.band_names and "red" in found.missing
+    assert all("SR_B4" not in path.name for path, _ in found.ms)
+
+
+def test_two_scenes_in_one_flat_folder_are_refused(tmp_path: Path) -> None:
+    """Two downloads extracted into one folder: only the first was fused, without a word."""
+    scene = copy_scene(tmp_path)
+    for path in list(scene.iterdir()):
+        shutil.copy(path, scene / path.name.replace(SID, "LC80200392015232LGN00"))
+    with pytest.raises(SceneError, match="several scenes"):
+        discover_scene(scene)
+
+
+def test_without_an_mtl_competing_band_files_are_told_apart_or_refused(tmp_path: Path) -> None:
+    """An angle band named ..._SENSOR_AZIMUTH_B04 beside ..._B4: the scene's own red (the PAN's scene id) is taken;
+    a gap_mask/ copy of every band: refused, naming the files (the last in sorted order used to win)."""
+    scene = copy_scene(tmp_path)
+    (scene / f"{SID}_MTL.txt").unlink()
+    shutil.copy(scene / f"{SID}_B4.TIF", scene / f"{SID}_SENSOR_AZIMUTH_B04.TIF")
+    found = discover_scene(scene)
+    assert dict(zip(found.band_names, (p.name for p, _ in found.ms)))["red"] == f"{SID}_B4.TIF"
+    (scene / "gap_mask").mkdir()
+    for band in ("B2", "B3", "B4", "B5", "B8"):
+        shutil.copy(scene / f"{SID}_{band}.TIF", scene / "gap_mask" / f"{SID}_GM_{band}.TIF")
+    with pytest.raises(SceneError, match="several files for Landsat band 8 .*gap_mask"):
+        discover_scene(scene)
+
+
+def test_macos_copy_litter_is_not_part_of_the_scene(tmp_path: Path) -> None:
+    """AppleDouble ._X files beside every file and a __MACOSX/ folder (a copy from a Mac to a FAT drive, or its
+    zip): the scene discovered as without them (they broke every scheme: a ._X_MTL.txt was read as the MTL)."""
+    clean = discover_scene(SAMPLE)
+    scene = copy_scene(tmp_path)
+    (scene / "__MACOSX").mkdir()
+    for path in sorted(scene.glob("*.*")):
+        litter = b"\x00\x05\x16\x07" + bytes(4092)
+        (scene / f"._{path.name}").write_bytes(litter)
+        (scene / "__MACOSX" / f"._{path.name}").write_bytes(litter)
+    found = discover_scene(scene)
+    assert found.band_names == clean.band_names and found.pan.name == clean.pan.name
+    assert [p.name for p, _ in found.ms] == [p.name for p, _ in clean.ms]
+
+
 def test_select_bands_reorders_and_names_what_is_missing(tmp_path: Path) -> None:
     files = discover_scene(SAMPLE)
     picked = select_bands(files, ["NIR", "red"])

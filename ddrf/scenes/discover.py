@@ -33,6 +33,7 @@ from ddrf.rasters import open_raster as open_any_raster
 from ddrf.scenes.errors import SceneError
 from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor
 
+MACOS_LITTER = "__MACOSX"
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img", TIL_SUFFIX}  # a .TIL: a Maxar product's tiles as one raster
 # Landsat: sensor -> (product band number -> name) of every reflective MS band, from the sensor table (the coastal
 # and SWIR bands too: a model or method takes those it fuses, ddrf.bundled picks the model using most of them).
@@ -115,9 +116,16 @@ def _probe(path: Path) -> _Raster:
         raise SceneError(path, f"not a readable raster ({str(exc).splitlines()[0][:160]})") from exc
 
 
+def delivered_files(directory: Path) -> list[Path]:
+    """Every file under `directory`, sorted, but hidden ones and macOS's copy litter: `._X` AppleDouble files beside
+    each file and `__MACOSX/` folders, which a copy from a Mac to a FAT drive or a zip adds, named like the data."""
+    return sorted(p for p in directory.rglob("*") if p.is_file() and not any(
+        part.startswith(".") or part == MACOS_LITTER for part in p.relative_to(directory).parts))
+
+
 def _rasters(directory: Path) -> list[Path]:
     """The raster files, a Maxar tiled product as its .TIL alone (its tiles are read through it)."""
-    found = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+    found = [p for p in delivered_files(directory) if p.suffix.lower() in RASTER_SUFFIXES]
     tiled = {t.path for p in found if is_til(p) for t in _listed_tiles(p)}
     return [p for p in found if p not in tiled]
 
@@ -160,21 +168,24 @@ def is_mtl(path: Path) -> bool:
 
 
 def _find_mtl(directory: Path) -> Path | None:
-    found = sorted(p for p in directory.rglob("*") if p.is_file() and is_mtl(p))
+    found = [p for p in delivered_files(directory) if is_mtl(p)]
     folders = sorted({p.parent for p in found})
     if len(folders) > 1:  # e.g. a parent of several scenes given as one scene
         raise SceneError(directory, f"holds Landsat metadata of several scenes ({', '.join(str(f) for f in folders)}); "
                                     "give one scene directory each")
+    scenes = sorted({re.sub(r"_MTL\.(txt|xml|json)$", "", p.name, flags=re.I) for p in found})
+    if len(scenes) > 1:  # e.g. two downloads extracted into one folder
+        raise SceneError(directory, f"holds Landsat metadata of several scenes ({', '.join(scenes)}); give one scene "
+                                    "directory each")
     by_kind = {p.suffix.lower(): p for p in reversed(found)}
     return by_kind.get(".txt") or by_kind.get(".xml") or by_kind.get(".json")
 
 
 def _landsat_band_file(band: int, named: str | None, base: Path, rasters: list[Path]) -> Path | None:
-    """The file the MTL names (case-insensitive), else any raster whose name ends in _B<band>."""
+    """The file the MTL names (case-insensitive; None when it is absent: another file ending in _B<band> may be
+    another scene's or product's), else, where the MTL names none, the one raster whose name ends in _B<band>."""
     if named:
-        for path in rasters:
-            if path.name.lower() == Path(named).name.lower():
-                return path
+        return next((path for path in rasters if path.name.lower() == Path(named).name.lower()), None)
     hits = [p for p in rasters if re.search(rf"_B0?{band}$", p.stem, re.I)]
     return hits[0] if len(hits) == 1 else None
 
@@ -250,16 +261,38 @@ def _landsat_sensor(stem: str) -> str:
 
 
 def _landsat_tokens(directory: Path, rasters: list[Path]) -> SceneFiles | None:
-    numbered = {int(m.group(1)): p for p in rasters if (m := re.search(r"_B0?(\d{1,2})$", p.stem, re.I))}
+    """Landsat band files named ..._B<n> without an MTL. Each band's file is the one sharing the PAN's scene id
+    (its name before _B<n>), else the only one of that band; several candidates (a gap_mask/ copy, an angle band
+    named ..._SENSOR_AZIMUTH_B04) without a way to tell them apart are refused, naming them."""
+    numbered: dict[int, list[Path]] = {}
+    for path in rasters:
+        if m := re.search(r"_B0?(\d{1,2})$", path.stem, re.I):
+            numbered.setdefault(int(m.group(1)), []).append(path)
     if LANDSAT_PAN not in numbered:
         return None
-    sensor = _landsat_sensor(numbered[LANDSAT_PAN].stem)
+    pan = _one_band_file(directory, LANDSAT_PAN, numbered[LANDSAT_PAN], None)
+    sensor = _landsat_sensor(pan.stem)
     table = LANDSAT_BANDS[sensor]
-    ms = [(numbered[b], 1) for b in table if b in numbered]
-    names = [n for b, n in table.items() if b in numbered]
-    missing = {n: directory / f"*_B{b}.TIF" for b, n in table.items() if b not in numbered}
-    return SceneFiles(numbered[LANDSAT_PAN], ms, names, sensor, None, None, "landsat", directory.name,
-                      missing=missing)
+    scene_id = _scene_id(pan)
+    found = {b: _one_band_file(directory, b, numbered[b], scene_id) for b in table if b in numbered}
+    ms = [(found[b], 1) for b in table if b in found]
+    names = [n for b, n in table.items() if b in found]
+    missing = {n: directory / f"*_B{b}.TIF" for b, n in table.items() if b not in found}
+    return SceneFiles(pan, ms, names, sensor, None, None, "landsat", directory.name, missing=missing)
+
+
+def _scene_id(path: Path) -> str:
+    return re.sub(r"_B0?\d{1,2}$", "", path.stem, flags=re.I).lower()
+
+
+def _one_band_file(directory: Path, band: int, candidates: list[Path], scene_id: str | None) -> Path:
+    same = [p for p in candidates if scene_id is not None and _scene_id(p) == scene_id]
+    chosen = same if len(same) == 1 else candidates
+    if len(chosen) > 1:
+        raise SceneError(directory, f"several files for Landsat band {band} and no MTL to tell them apart "
+                                    f"({', '.join(str(p.relative_to(directory)) for p in chosen)}); keep one "
+                                    f"scene's band files, or give --pan/--ms")
+    return chosen[0]
 
 
 def _parts(path: Path) -> list[str]:
@@ -281,7 +314,7 @@ def _maxar(directory: Path, rasters: list[Path]) -> SceneFiles | None:
                                ".TIL files too, or mosaic the tiles first (gdalbuildvrt) and give --pan/--ms")
     if not pans and not mss:
         return None
-    imd = next((p for p in sorted(directory.rglob("*")) if p.suffix.upper() == ".IMD"), None)
+    imd = next((p for p in delivered_files(directory) if p.suffix.upper() == ".IMD"), None)
     sat = re.search(r'satId\s*=\s*"(\w+)"', imd.read_text(errors="replace")) if imd else None
     known = find_sensor(sat.group(1)) if sat else None
     sensor = known.name if known else "generic"
@@ -297,7 +330,7 @@ def _pleiades(directory: Path, rasters: list[Path]) -> SceneFiles | None:
                              lambda p: pleiades(p) and "ms" in _parts(p))
     if not pans and not mss:
         return None
-    dims = sorted(p for p in directory.rglob("DIM_*") if p.suffix.upper() == ".XML")
+    dims = [p for p in delivered_files(directory) if p.name.startswith("DIM_") and p.suffix.upper() == ".XML"]
     ms_dim = next((p for p in dims if "ms" in _parts(p)), None)
     bits, order = SENSORS["Pleiades"].bits, list(SENSORS["Pleiades"].band_names)
     if ms_dim is not None:
@@ -316,7 +349,7 @@ def _dimap_absent(directory: Path) -> list[tuple[Path, Path]]:
     """The image files (Raster_Data/Data_Access/.../DATA_FILE_PATH, relative to the document's folder: one per band
     file or R<row>C<col> tile) that a DIMAP document in `directory` names and that are not there."""
     absent = []
-    for document in sorted(p for p in directory.rglob("DIM_*") if p.suffix.upper() == ".XML" and p.is_file()):
+    for document in (p for p in delivered_files(directory) if p.name.startswith("DIM_") and p.suffix.upper() == ".XML"):
         try:
             root = ElementTree.parse(document).getroot()
         except (ElementTree.ParseError, OSError):  # half-written or not DIMAP: nothing to wait for
@@ -330,7 +363,7 @@ def _dimap_absent(directory: Path) -> list[tuple[Path, Path]]:
 
 def _til_absent(directory: Path) -> list[tuple[Path, Path]]:
     """The tiles that a Maxar .TIL in `directory` names and that are not there."""
-    tils = sorted(p for p in directory.rglob("*") if p.is_file() and is_til(p))
+    tils = [p for p in delivered_files(directory) if is_til(p)]
     return [(tile, til) for til in tils for tile in til_absent(til)]
 
 
