@@ -31,10 +31,13 @@ def _fuser(model: str, backend: str, steps: int | None, threads: int | None) -> 
 
 def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method: str | None, steps: int | None,
                  seed: int, backend: str, sensor: str, threads: int | None, ensemble: int = 0,
-                 noise_origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+                 noise_origin: tuple[int, int] = (0, 0), band_names: Sequence[str] | None = None) -> np.ndarray:
     check_ensemble(ensemble, method)
+    check_options(seed, steps, threads)
     if pan.ndim != 2 or ms.ndim != 3:
         raise ValueError(f"pan must be (H, W) and ms (h, w, bands); got {pan.shape} and {ms.shape}")
+    for name, values in (("pan", pan), ("ms", ms)):
+        check_values(name, values)
     ratio = pan.shape[0] // max(ms.shape[0], 1)
     if ratio < 1 or pan.shape != (ms.shape[0] * ratio, ms.shape[1] * ratio):
         raise ValueError(f"PAN {pan.shape} must be MS {ms.shape[:2]} times an integer ratio")
@@ -52,10 +55,51 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
     from ddrf.scenes.arrays import ArrayScene, fuse_arrays
     from ddrf.scenes.engines import ModelEngine
 
+    order = card_order(band_names, fuser.card, ms.shape[-1])  # named bands in the order the model takes them
+    ms = ms[..., order]
     fuser.check_inputs(pan, ms)  # a band count the model does not take: its own one-line error, before any window
     # ddrf-run's windows, halo, blend and scene statistics: the same pixels ddrf-run writes, in bounded memory
     engine = ModelEngine(fuser, seed, max(ensemble, 1), first_view=0 if ensemble else None)
-    return fuse_arrays(engine, ArrayScene(pan, ms, ratio, noise_origin=noise_origin), tile=None).astype(np.float32)
+    fused = fuse_arrays(engine, ArrayScene(pan, ms, ratio, noise_origin=noise_origin), tile=None)
+    return fused[..., np.argsort(order)].astype(np.float32)  # back in the caller's band order
+
+
+# the largest magnitude the float32 arithmetic of the fusion carries without overflow (squares, sums of a window)
+MAX_VALUE = 1e30
+
+
+def check_values(name: str, values: np.ndarray) -> None:
+    """Real, finite numbers of a workable size: anything else gave an output of NaN or inf (one NaN made all of it
+    NaN) or lost a part silently (complex)."""
+    if values.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers (integers or floats), got dtype {values.dtype}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise ValueError(f"{name} has {int((~finite).sum())} NaN or infinite value(s): fill them first, or fuse the "
+                         f"raster with ddrf.fuse_scene, which treats them as no data")
+    if values.size and float(np.abs(values).max()) > MAX_VALUE:
+        raise ValueError(f"{name} holds values beyond +-{MAX_VALUE:g} (largest {float(np.abs(values).max()):g}): "
+                         f"scale them first")
+
+
+def check_options(seed: Any, steps: Any, threads: Any) -> None:
+    """As ddrf-run's options allow (the noise seed is 64-bit: outside 0..2^63-1 it wrapped around)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2**63 - 1:
+        raise ValueError(f"seed must be an integer in 0..2^63-1, got {seed!r}")
+    for name, value in (("steps", steps), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+
+
+def card_order(names: Sequence[str] | None, card: Any, count: int) -> list[int]:
+    """Indices that put `count` bands named as the card names them into the card's order (unnamed, band-wise, or
+    already in order: as given); named bands that are not the model's are a ValueError naming them."""
+    lowered = [str(n).lower() for n in names] if names is not None else None
+    if lowered is None or card.band_wise or lowered == list(card.bands):
+        return list(range(count))
+    if sorted(lowered) != sorted(card.bands):
+        raise ValueError(f"ms bands {', '.join(lowered)}: the model fuses {', '.join(card.bands)}")
+    return [lowered.index(band) for band in card.bands]
 
 
 def check_ensemble(ensemble: int, method: str | None) -> None:
@@ -106,15 +150,18 @@ def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: Pat
                      threads: int | None, ensemble: int = 0) -> "xarray.DataArray":
     import xarray as xr
 
-    pan2d = pan.squeeze("band", drop=True) if "band" in pan.dims else pan
+    pan2d = pan.squeeze("band", drop=True) if "band" in pan.dims and pan.sizes["band"] == 1 else pan
     if pan2d.dims != ("y", "x") or ms.dims != ("band", "y", "x"):
-        raise ValueError(f"pan must have dims (band, y, x) or (y, x), ms (band, y, x); got {pan.dims}, {ms.dims}")
+        raise ValueError(f"pan must have dims (band=1, y, x) or (y, x), ms (band, y, x); got {dict(pan.sizes)}, "
+                         f"{dict(ms.sizes)}")
+    check_grids(pan, ms)
+    labels = ms.coords["band"].values if "band" in ms.coords else np.arange(1, ms.sizes["band"] + 1)
+    names = [str(n) for n in labels] if all(isinstance(n, str) for n in labels) else None
     fused = _fuse_arrays(pan2d.values, np.moveaxis(ms.values, 0, -1), model, method, steps, seed, backend, sensor,
-                         threads, ensemble, _lattice_origin(pan))
+                         threads, ensemble, _lattice_origin(pan), names)
     result = xr.DataArray(np.moveaxis(fused, -1, 0), dims=("band", "y", "x"),
-                          coords={"band": ms.coords["band"].values if "band" in ms.coords else
-                                  np.arange(1, fused.shape[-1] + 1), "y": pan2d.coords["y"], "x": pan2d.coords["x"]},
-                          name="fused", attrs={"long_name": list(ms.attrs.get("long_name", [])) or None})
+                          coords={"band": labels, "y": pan2d.coords["y"], "x": pan2d.coords["x"]},
+                          name="fused", attrs=band_attrs(ms.attrs, names, len(labels)))
     try:
         import rioxarray  # noqa: F401  (registers the .rio accessor)
     except ImportError:
@@ -122,6 +169,39 @@ def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: Pat
     if pan.rio.crs is not None:
         result = result.rio.write_crs(pan.rio.crs).rio.write_transform(pan.rio.transform())
     return result
+
+
+def band_attrs(attrs: dict[str, Any], names: list[str] | None, count: int) -> dict[str, Any]:
+    """The output's attributes: a band name per band (rioxarray writes `long_name` as the band descriptions) and
+    the MS's scale and offset to physical units (the output is in its DN)."""
+    long_name = attrs.get("long_name")
+    per_band = names or (list(long_name) if isinstance(long_name, (list, tuple)) and len(long_name) == count
+                         else None)
+    kept: dict[str, Any] = {key: attrs[key] for key in ("scale_factor", "add_offset", "units") if key in attrs}
+    return {**({"long_name": per_band} if per_band else {}), **kept}
+
+
+def check_grids(pan: "xarray.DataArray", ms: "xarray.DataArray") -> None:
+    """With rioxarray: the MS in the PAN's CRS, north-up, and on the PAN's grid coarsened by an integer ratio from
+    the same corner give or take half an MS pixel (Landsat's PAN corner is a quarter of one off), which the arrays
+    are fused as (rasters on other grids: `fuse_scene` aligns them)."""
+    try:
+        import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+        crs = (pan.rio.crs, ms.rio.crs)
+        pan_t, ms_t = pan.rio.transform(), ms.rio.transform()
+    except Exception:  # no rioxarray, or coordinates it cannot read a transform from: plain arrays
+        return
+    if None not in crs and crs[0] != crs[1]:
+        raise ValueError(f"ms CRS {crs[1]} differs from pan CRS {crs[0]}")
+    ratio = ms_t.a / pan_t.a if pan_t.a else 0.0
+    nested = (pan_t.e < 0 and ms_t.e < 0 and pan_t.b == pan_t.d == ms_t.b == ms_t.d == 0 and ratio >= 1
+              and abs(ms_t.e / pan_t.e - ratio) < 1e-9 * ratio
+              and abs(ms_t.c - pan_t.c) < abs(ms_t.a) / 2 and abs(ms_t.f - pan_t.f) < abs(ms_t.e) / 2)
+    if not nested:
+        raise ValueError(f"ms grid {tuple(ms_t)[:6]} is not the pan grid {tuple(pan_t)[:6]} coarsened by an integer "
+                         f"ratio from the same north-up corner (within half an MS pixel): write both as rasters and use ddrf.fuse_scene, "
+                         f"which aligns them")
 
 
 def _lattice_origin(pan: "xarray.DataArray") -> tuple[int, int]:
@@ -152,8 +232,11 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     `statistics_from`: a scene directory whose normalisation and statistics this scene takes (`ddrf-run
     --statistics-from`), so that overlapping scenes give the same pixels. `bands` (the MS band names in file order)
     and `sensor`: as `ddrf-run --bands` and `--sensor`, for a scene directory and the `statistics_from` scene.
+    A finished output already there is kept and its path returned, with a warning (ddrf-run skips it too);
+    `overwrite=True` fuses the scene again.
     """
     check_ensemble(ensemble, method)
+    check_options(seed, steps, None)
     from ddrf.sensors import get_sensor
     from ddrf.scenes.engines import EngineSpec, StatisticsScene, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
@@ -183,7 +266,10 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
         raster.parent.mkdir(parents=True, exist_ok=True)
         job = SceneJob(raster.stem, raster, directory=directory, bands=bands, sensor=sensor)
     # no model: the bundled one that fits the scene (named in the report)
-    spec = EngineSpec(model=str(model) if model and not method else None, backend=backend, steps=steps, seed=seed,
+    from ddrf.bundled import model_folder
+
+    chosen = str(model_folder(model)) if model and not method else None  # a path, or a bundled model's name
+    spec = EngineSpec(model=chosen, backend=backend, steps=steps, seed=seed,
                       method=method, samples=max(ensemble, 1), views=bool(ensemble),
                       statistics_from=StatisticsScene(str(Path(statistics_from).absolute()), sensor, bands)
                       if statistics_from else None)
@@ -194,4 +280,9 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     tidy_after(entry, job, item is not None)  # as ddrf-run: a failed Item scene leaves no band wrappers
     if entry["status"] == "failed":
         raise ValueError(entry["error"])
+    if entry["status"] == "skipped":
+        import warnings
+
+        warnings.warn(f"{job.raster}: a finished output is already there and was kept, not fused again with these "
+                      f"settings (overwrite=True fuses the scene again)", stacklevel=2)
     return job.raster

@@ -60,6 +60,54 @@ def test_fuse_dataarrays_keep_coordinates_and_crs() -> None:
     np.testing.assert_array_equal(np.moveaxis(fused.values, 0, -1), plain)
 
 
+def test_fuse_refuses_values_that_gave_nan_or_garbage() -> None:
+    """One NaN made the model's whole output NaN; values past float32 gave inf; complex lost its imaginary part;
+    out-of-range seeds wrapped around and steps=0 meant the card's default."""
+    pan, ms = sample_arrays()
+    holed = pan.astype(float)
+    holed[10, 10] = np.nan
+    for args, kwargs, error, message in (
+            ((holed, ms), {}, ValueError, "pan has 1 NaN or infinite"),
+            ((pan * 1e36, ms * 1e36), {}, ValueError, "beyond"),
+            ((pan, ms + 0j), {}, TypeError, "ms must hold real numbers"),
+            ((pan, ms), {"seed": -1}, ValueError, "seed must be"),
+            ((pan, ms), {"seed": 2**64}, ValueError, "seed must be"),
+            ((pan, ms), {"steps": 0}, ValueError, "steps must be"),
+            ((pan, ms), {"steps": True}, ValueError, "steps must be")):
+        with pytest.raises(error, match=message):
+            ddrf.fuse(*args, **kwargs)
+
+
+def test_fuse_dataarrays_follow_band_names_and_refuse_grids_that_do_not_nest() -> None:
+    """Bands named in another order are fused as the model's bands and returned in the caller's order (they were
+    fused as if in the model's order); an MS in another CRS, off the PAN, or flipped is refused (they were fused
+    onto the PAN's grid); the output's band names and scale survive (long_name 'blue' became b, l, u, e)."""
+    rioxarray = pytest.importorskip("rioxarray")
+    import xarray as xr
+
+    pan = rioxarray.open_rasterio(next(SAMPLE.glob("*_B8.TIF")))[:, :64, :64]
+    ms = xr.concat([rioxarray.open_rasterio(next(SAMPLE.glob(f"*_B{b}.TIF")))[:, :32, :32] for b in (2, 3, 4, 5)],
+                   dim="band").assign_coords(band=["blue", "green", "red", "nir"])
+    ms.attrs.update(long_name="blue", scale_factor=2.75e-5, add_offset=-0.2)
+    fused = ddrf.fuse(pan, ms, threads=1)
+    shuffled = ddrf.fuse(pan, ms.sel(band=["nir", "red", "green", "blue"]), threads=1)
+    np.testing.assert_array_equal(shuffled.sel(band=["blue", "green", "red", "nir"]).values, fused.values)
+    assert fused.attrs["long_name"] == ["blue", "green", "red", "nir"] and fused.attrs["scale_factor"] == 2.75e-5
+    for moved, message in ((ms.rio.write_crs("EPSG:4326"), "differs from pan CRS"),
+                           (ms.assign_coords(x=ms.x - 2000.0), "is not the pan grid"),
+                           (ms.isel(y=slice(None, None, -1)), "is not the pan grid")):
+        with pytest.raises(ValueError, match=message):
+            ddrf.fuse(pan, moved, method="GSA")
+
+
+def test_fuse_scene_takes_a_bundled_model_by_name_and_warns_when_it_keeps_an_output(tmp_path: Path) -> None:
+    scene = small_scene(tmp_path / "scene")
+    path = ddrf.fuse_scene(scene, tmp_path / "out", model="landsat_ratio2", tile=256)
+    assert json.loads(path.with_suffix(".json").read_text())["engine"]["model"]["name"] == "landsat_ratio2"
+    with pytest.warns(UserWarning, match="already there and was kept"):
+        assert ddrf.fuse_scene(scene, tmp_path / "out", method="GSA") == path
+
+
 def test_fuse_scene_writes_geotiff_report_and_item(tmp_path: Path) -> None:
     scene = small_scene(tmp_path / "scene")
     path = ddrf.fuse_scene(scene, tmp_path / "out", method="GSA")
