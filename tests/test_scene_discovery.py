@@ -63,6 +63,38 @@ def test_mtl_txt_fields_and_missing_listed_files() -> None:
     assert files.name == C1_ID and files.band_names == BGRN and files.bits == 16
 
 
+def test_the_mtl_form_of_before_2012(tmp_path: Path) -> None:
+    """USGS's Landsat-7 MTLs before 2012 write SPACECRAFT_ID = "Landsat7" and name bands ..._B10 .. _B80: refused
+    as "not a Landsat-7/8/9 MTL (SPACECRAFT_ID Landsat7)". A Landsat-5 MTL is refused for its real reason."""
+    scene = tmp_path / "L71016037_03720000905"
+    scene.mkdir()
+    old = {2: 1, 3: 2, 4: 3, 5: 4, 8: 8}  # the sample's Landsat-8 blue..NIR, PAN as Landsat-7's bands 1-4, 8
+    lines = ['GROUP = L1_METADATA_FILE', '  GROUP = PRODUCT_METADATA', '    SPACECRAFT_ID = "Landsat7"']
+    for new_band, band in old.items():
+        name = f"{scene.name}_B{band}0.TIF"
+        shutil.copy(SAMPLE / f"{SID}_B{new_band}.TIF", scene / name)
+        lines.append(f'    BAND{band}_FILE_NAME = "{name}"')
+    lines += ["  END_GROUP", "  QCALMAX_BAND1 = 255.0", "END_GROUP", "END"]
+    (scene / f"{scene.name}_MTL.txt").write_text("\n".join(lines) + "\n")
+    found = discover_scene(scene)
+    assert (found.sensor, found.band_names, found.pan.name) == ("Landsat7", BGRN, f"{scene.name}_B80.TIF")
+    assert [p.name for p, _ in found.ms] == [f"{scene.name}_B{b}0.TIF" for b in (1, 2, 3, 4)]
+    (scene / f"{scene.name}_MTL.txt").write_text("\n".join(lines).replace("Landsat7", "Landsat5") + "\n")
+    with pytest.raises(SceneError, match="Landsat 1-5 have no panchromatic band"):
+        discover_scene(scene)
+
+
+def test_a_level_2_product_is_refused_for_its_reason(tmp_path: Path) -> None:
+    """Collection-2 Level-2 (surface reflectance) has no PAN: it was refused as "PAN band 8 file missing"."""
+    scene = copy_scene(tmp_path)
+    (scene / f"{SID}_B8.TIF").unlink()
+    mtl = scene / f"{SID}_MTL.txt"
+    mtl.write_text(mtl.read_text().replace("GROUP = PRODUCT_METADATA", 'GROUP = PRODUCT_METADATA\n    '
+                                           'PROCESSING_LEVEL = "L2SP"', 1))
+    with pytest.raises(SceneError, match="Level-2 has no panchromatic band"):
+        discover_scene(scene)
+
+
 @pytest.mark.parametrize("form", ["xml", "json"])
 def test_mtl_xml_and_json_forms(tmp_path: Path, form: str) -> None:
     meta = read_mtl(SAMPLE / f"{SID}_MTL.txt")

@@ -40,7 +40,8 @@ RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img", TIL_SUFFIX}  # a .TIL: a Max
 LANDSAT_BANDS: dict[str, dict[int, str]] = {n: SENSORS[n].every_band_numbered() for n in ("Landsat7", "Landsat8",
                                                                                          "Landsat9")}
 LANDSAT_PAN = 8
-SPACECRAFT = {"LANDSAT_7": "Landsat7", "LANDSAT_8": "Landsat8", "LANDSAT_9": "Landsat9"}
+# SPACECRAFT_ID as MTLs write it; "Landsat7" is the form of USGS's MTLs before 2012 (BAND1_FILE_NAME = ..._B10.TIF)
+SPACECRAFT = {"LANDSAT_7": "Landsat7", "Landsat7": "Landsat7", "LANDSAT_8": "Landsat8", "LANDSAT_9": "Landsat9"}
 MAXAR_BITS = 11  # Maxar products, also from a satellite the sensor table does not know
 PLEIADES_BANDS = {f"B{b.number}": b.name for b in SENSORS["Pleiades"].bands}
 
@@ -230,6 +231,8 @@ def _landsat_from_mtl(mtl: Path, rasters: list[Path]) -> SceneFiles:
     meta = read_mtl(mtl)
     spacecraft = meta.get("SPACECRAFT_ID", "")
     if spacecraft not in SPACECRAFT:
+        if re.fullmatch(r"(?i)landsat_?[1-5]", spacecraft):
+            raise SceneError(mtl, f"a {spacecraft} scene: Landsat 1-5 have no panchromatic band to fuse with")
         raise SceneError(mtl, f"not a Landsat-7/8/9 MTL (SPACECRAFT_ID {spacecraft or 'missing'})")
     sensor = SPACECRAFT[spacecraft]
     table = LANDSAT_BANDS[sensor]
@@ -238,6 +241,9 @@ def _landsat_from_mtl(mtl: Path, rasters: list[Path]) -> SceneFiles:
         return _mtl_band_name(meta, band)
 
     pan = _landsat_band_file(LANDSAT_PAN, named(LANDSAT_PAN), mtl.parent, rasters)
+    if pan is None and meta.get("PROCESSING_LEVEL", "").upper().startswith("L2"):
+        raise SceneError(mtl, f"a Level-2 product ({meta['PROCESSING_LEVEL']}): Level-2 has no panchromatic band; "
+                              "fuse the scene's Level-1 product (L1TP)")
     if pan is None:
         raise SceneError(mtl.parent / (named(LANDSAT_PAN) or "*_B8.TIF"), "PAN band 8 file missing")
     ms, names, missing = [], [], {}
