@@ -95,6 +95,18 @@ def test_a_level_2_product_is_refused_for_its_reason(tmp_path: Path) -> None:
         discover_scene(scene)
 
 
+def test_a_tiled_pleiades_delivery_is_refused_with_advice_that_works(tmp_path: Path) -> None:
+    """Pleiades PAN and MS in R1C1, R1C2 tiles: the advice was "give --pan/--ms explicitly", which takes one PAN
+    file; it now says to mosaic the tiles into VRTs first (which --pan and --ms take)."""
+    scene = tmp_path / "pleiades"
+    scene.mkdir()
+    for kind, band in (("P", "B8"), ("MS", "B2")):
+        for tile in ("R1C1", "R1C2"):
+            shutil.copy(SAMPLE / f"{SID}_{band}.TIF", scene / f"IMG_PHR1A_{kind}_001_{tile}.TIF")
+    with pytest.raises(SceneError, match=r"the PAN is in 2 tiles .*\(gdalbuildvrt .* --pan pan.vrt --ms ms.vrt"):
+        discover_scene(scene)
+
+
 @pytest.mark.parametrize("form", ["xml", "json"])
 def test_mtl_xml_and_json_forms(tmp_path: Path, form: str) -> None:
     meta = read_mtl(SAMPLE / f"{SID}_MTL.txt")

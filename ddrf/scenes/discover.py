@@ -399,6 +399,11 @@ def _generic_tokens(directory: Path, rasters: list[Path]) -> SceneFiles | None:
 def _pan_ms(directory: Path, scheme: str, pans: list[Path], mss: list[Path], sensor: str, bits: int | None,
             metadata: Path | None, names_by_count: dict[int, list[str]], assumed: bool = False) -> SceneFiles:
     """One PAN file and one multi-band or several single-band MS files, checked for band counts."""
+    if len(pans) > 1 and all(re.search(r"_R\d+C\d+", p.stem, re.I) for p in pans):  # a tiled delivery
+        tiles = ", ".join(p.name for p in pans)
+        raise SceneError(directory, f"{scheme} naming: the PAN is in {len(pans)} tiles ({tiles}); mosaic the PAN "
+                                    f"tiles and the MS tiles first (gdalbuildvrt pan.vrt ..., ms.vrt ...) and give "
+                                    f"--pan pan.vrt --ms ms.vrt")
     if len(pans) != 1:
         what = "no PAN file" if not pans else f"several PAN files ({', '.join(p.name for p in pans)})"
         raise SceneError(directory, f"{scheme} naming: {what}; give --pan/--ms explicitly")
