@@ -61,6 +61,12 @@ def test_item_beside_the_geotiff_is_valid_stac(directory_run: Path) -> None:
     assert bands[0]["eo:center_wavelength"] == 0.482 and bands[3]["eo:full_width_half_max"] == 0.028  # OLI table
     assert bands[0]["data_type"] == "uint16" and bands[0]["statistics"]["maximum"] == float(stats.max())
     assert props["datetime"].startswith("2015-08-04T16:19:21")  # the MTL's acquisition time
+    assert props["ddrf:datetime_source"] == "the acquisition time in the scene's metadata"
+    with rasterio.open(raster) as ds:  # the footprint with its edges' bulge once in lon/lat: inside the bbox
+        from rasterio.warp import transform_bounds
+
+        footprint = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+    assert all(abs(a - b) < 1e-7 for a, b in zip(document["bbox"], footprint))
     assert props["ddrf:method"] == "GSA" and props["processing:software"]["ddrf-edge"]
     assert any(p.endswith("_B8.TIF") for p in props["ddrf:inputs"])
     assert (item_file.parent / document["assets"]["data"]["href"]).resolve() == raster.resolve()
@@ -71,6 +77,17 @@ def test_item_beside_the_geotiff_is_valid_stac(directory_run: Path) -> None:
     document["assets"]["data"]["bands"][0]["eo:common_name"] = "ultraviolet"  # the check can fail
     with pytest.raises(pystac.errors.STACValidationError):
         validate(document)
+
+
+def test_an_item_without_an_acquisition_time_says_whose_time_it_carries(tmp_path: Path) -> None:
+    """A --pan/--ms pair without metadata: STAC needs a datetime, and it is the output file's; the Item says so
+    (it looked like an acquisition time)."""
+    bands = [next(SAMPLE.glob(f"*_B{b}.TIF")) for b in (2, 3, 4, 5)]
+    result = cli("--pan", str(next(SAMPLE.glob("*_B8.TIF"))), *(a for b in bands for a in ("--ms", str(b))), "-o",
+                 str(tmp_path / "pair.tif"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    props = json.loads((tmp_path / "pair.item.json").read_text())["properties"]
+    assert props["ddrf:datetime_source"] == "the output file's time: the inputs give no acquisition time"
 
 
 def test_catalogue_links_every_output_once(directory_run: Path, tmp_path: Path) -> None:

@@ -136,10 +136,15 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     from rio_stac import create_stac_item
 
     outputs = report.get("outputs", {})
-    when = (source.datetime if source is not None else None) or acquired(report) or _modified(raster)
+    when, said = ((source.datetime, "the source STAC Item's datetime") if source is not None and source.datetime
+                  else (acquired(report), "the acquisition time in the scene's metadata"))
+    if when is None:  # STAC needs a datetime: the file's, said to be no acquisition time
+        when, said = _modified(raster), "the output file's time: the inputs give no acquisition time"
     created = {"created": report["finished"]} if report.get("finished") else {}
     item = create_stac_item(str(raster), id=raster.stem, input_datetime=when, with_proj=True, asset_name="data",
-                            asset_roles=["data"], asset_href=f"./{raster.name}", geom_precision=7, properties=created)
+                            asset_roles=["data"], asset_href=f"./{raster.name}", geom_precision=7, properties=created,
+                            geom_densify_pts=21)  # a bbox that holds the edges' bulge once reprojected
+    item.properties["ddrf:datetime_source"] = said
     item.stac_extensions += [EO_EXTENSION, PROCESSING_EXTENSION]
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:
