@@ -141,6 +141,10 @@ def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None
     """
     if hasattr(pan, "dims") and hasattr(ms, "dims"):
         return _fuse_dataarrays(pan, ms, model, method, steps, seed, backend, sensor, threads, ensemble)
+    for name, values in (("pan", pan), ("ms", ms)):
+        if np.ma.is_masked(values):  # np.asarray would drop the mask and fuse the masked values as data
+            raise ValueError(f"{name} is a masked array with masked values: fill them first, or fuse the raster "
+                             f"with ddrf.fuse_scene, which reads its no data")
     return _fuse_arrays(np.asarray(pan), np.asarray(ms), model, method, steps, seed, backend, sensor, threads,
                         ensemble)
 

@@ -73,7 +73,8 @@ def test_fuse_refuses_values_that_gave_nan_or_garbage() -> None:
             ((pan, ms), {"seed": -1}, ValueError, "seed must be"),
             ((pan, ms), {"seed": 2**64}, ValueError, "seed must be"),
             ((pan, ms), {"steps": 0}, ValueError, "steps must be"),
-            ((pan, ms), {"steps": True}, ValueError, "steps must be")):
+            ((pan, ms), {"steps": True}, ValueError, "steps must be"),
+            ((np.ma.array(pan, mask=np.eye(*pan.shape, dtype=bool)), ms), {}, ValueError, "pan is a masked array")):
         with pytest.raises(error, match=message):
             ddrf.fuse(*args, **kwargs)
 
