@@ -154,6 +154,30 @@ def test_stac_items_over_http_fuse_like_the_scene_directory(served, directory_ru
     assert str(tmp_path / "out" / "maxar-style.tif") in result.output  # the run names its outputs
 
 
+def test_a_local_item_with_encoded_hrefs_qa_nodata_and_a_time_span(tmp_path: Path) -> None:
+    """Three things a real Item has that went wrong: hrefs are URIs (a space is %20; file://localhost is local), a
+    QA asset declares a nodata that is not the data's (it was taken for every band), and an acquisition given as
+    start_datetime/end_datetime with datetime null (the output carried its file time instead)."""
+    cogs = make_cogs(tmp_path / "sp ace")
+    document = landsat_item(cogs, (tmp_path / "sp ace").as_uri())
+    document["assets"]["red"]["href"] = document["assets"]["red"]["href"].replace("file://", "file://localhost", 1)
+    document["assets"] = {"qa_pixel": {**document["assets"].pop("qa_pixel"), "raster:bands": [{"nodata": 1}]},
+                          **{k: {**a, "raster:bands": [{"nodata": 0}]} for k, a in document["assets"].items()}}
+    document["properties"].update(datetime=None, start_datetime="2015-08-04T16:19:00Z",
+                                  end_datetime="2015-08-04T16:20:00Z")
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(document))
+    assert "%20" in document["assets"]["blue"]["href"]
+    result = cli(str(item), "-o", str(tmp_path / "out"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out" / f"{document['id']}.tif") as ds:
+        assert ds.nodata == 0  # the data bands' own declaration, not the QA band's 1
+    props = json.loads((tmp_path / "out" / f"{document['id']}.item.json").read_text())["properties"]
+    assert props["start_datetime"].startswith("2015-08-04T16:19:00") and props["end_datetime"].startswith(
+        "2015-08-04T16:20:00")
+    assert props["ddrf:datetime_source"] == "the source STAC Item's start_datetime"
+
+
 def test_item_without_pan_is_a_usage_error(served, tmp_path: Path) -> None:
     root, _ = served
     item = json.loads((root / "maxar.json").read_text())

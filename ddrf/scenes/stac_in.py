@@ -14,9 +14,11 @@ in spectral order (coastal, blue, green, yellow, red, red edge, NIR), whatever t
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pystac
 import rasterio
@@ -50,13 +52,21 @@ class BandSource:
     href: str  # as GDAL opens it: a local path or a /vsi... path
     band: int  # 1-based band in that file
     name: str  # the project's band name (blue, nir, nir1, red_edge, pan, ...)
+    nodata: float | None = None  # what the Item declares for this band (raster:bands or bands), where the file does not
 
 
 def gdal_path(href: str) -> str:
+    """A STAC href as GDAL opens it: a remote one through /vsi...; a local one (a path or a file: URI, which is
+    percent-encoded: a space is %20) as the file's path."""
     for scheme, prefix in VSI_PREFIXES.items():
         if href.lower().startswith(scheme):
             return prefix + (href if prefix == "/vsicurl/" else href[len(scheme):])
-    return href[len("file://"):] if href.startswith("file://") else href
+    if href.lower().startswith("file:"):
+        parsed = urlparse(href)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"{href}: a file URI on another host ({parsed.netloc}); mount it, or serve it over https")
+        return unquote(parsed.path)
+    return unquote(href)
 
 
 def common_names(asset: pystac.Asset, item: pystac.Item) -> list[str | None]:
@@ -86,9 +96,11 @@ def band_sources(item: pystac.Item, reference: str) -> tuple[BandSource, list[Ba
     pans, ms = [], []
     for key, names in per_asset.items():
         href = gdal_path(item.assets[key].get_absolute_href() or item.assets[key].href)
+        nodata = declared_nodata(item.assets[key])
         if names == ["pan"]:
-            pans.append(BandSource(href, 1, "pan"))
-        ms += [BandSource(href, i + 1, project_name(c, all_common)) for i, c in enumerate(names) if c in MS_COMMON]
+            pans.append(BandSource(href, 1, "pan", nodata[0]))
+        ms += [BandSource(href, i + 1, project_name(c, all_common), nodata[i]) for i, c in enumerate(names)
+               if c in MS_COMMON]
     if len(pans) != 1:
         what = "no asset whose only band is pan" if not pans else f"{len(pans)} PAN assets"
         raise ValueError(f"{reference}: {what} (band identity is read from eo:bands / bands)")
@@ -100,7 +112,7 @@ def band_sources(item: pystac.Item, reference: str) -> tuple[BandSource, list[Ba
     return pans[0], sorted(ms, key=lambda b: SPECTRAL_ORDER.index(b.name))
 
 
-def write_vrt(source: BandSource, path: Path, nodata: float | None = None) -> Path:
+def write_vrt(source: BandSource, path: Path) -> Path:
     """A one-band VRT over `source` (read from its header: remote headers cost a range request or two)."""
     try:
         with rasterio.open(source.href) as src:
@@ -109,20 +121,22 @@ def write_vrt(source: BandSource, path: Path, nodata: float | None = None) -> Pa
             crs, transform, src_nodata = src.crs, src.transform, src.nodatavals[source.band - 1]
     except rasterio.errors.RasterioIOError as exc:
         raise ValueError(f"{source.href}: cannot open ({' '.join(str(exc).split())[:200]})") from exc
-    value = src_nodata if src_nodata is not None else nodata
+    value = src_nodata if src_nodata is not None else source.nodata
     path.write_text(vrt_document(width, height, crs, transform, dtype,
                                  [[VrtSource(source.href, source.band, width, height, block=block)]], value,
                                  [source.name]))
     return path
 
 
-def declared_nodata(item: pystac.Item) -> float | None:
-    """A nodata value the Item declares on any asset band (raster:bands or bands), if the files do not."""
-    for asset in item.assets.values():
-        for band in asset.extra_fields.get("raster:bands", []) + asset.extra_fields.get("bands", []):
-            if isinstance(band, dict) and band.get("nodata") is not None:
-                return float(band["nodata"])
-    return None
+def declared_nodata(asset: pystac.Asset) -> dict[int, float | None]:
+    """Per band (0-based) of the asset, the nodata value the Item declares for it (raster:bands, or STAC 1.1 bands),
+    None where it declares none: a QA asset's nodata is not the data's."""
+    declared: dict[int, float | None] = {}
+    for bands in (asset.extra_fields.get("raster:bands") or [], asset.extra_fields.get("bands") or []):
+        for index, band in enumerate(bands):
+            if isinstance(band, dict) and band.get("nodata") is not None and declared.get(index) is None:
+                declared[index] = float(band["nodata"])
+    return defaultdict(lambda: None, declared)
 
 
 def refuse_outputs_over_inputs(raster: Path, reference: str, bands: list[BandSource]) -> None:
@@ -160,9 +174,8 @@ def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None
                                                           for j in written)):
         written.append(job)
     work.mkdir(parents=True, exist_ok=True)
-    nodata = declared_nodata(item)
     for source, path in zip([pan, *ms], [pan_vrt, *ms_vrts]):
-        write_vrt(source, path, nodata)
+        write_vrt(source, path)
     return job, item
 
 

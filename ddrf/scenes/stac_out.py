@@ -136,7 +136,9 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     from rio_stac import create_stac_item
 
     outputs = report.get("outputs", {})
+    span = (source.common_metadata.start_datetime, source.common_metadata.end_datetime) if source else (None, None)
     when, said = ((source.datetime, "the source STAC Item's datetime") if source is not None and source.datetime
+                  else (span[0], "the source STAC Item's start_datetime") if span[0] is not None
                   else (acquired(report), "the acquisition time in the scene's metadata"))
     if when is None:  # STAC needs a datetime: the file's, said to be no acquisition time
         when, said = _modified(raster), "the output file's time: the inputs give no acquisition time"
@@ -145,6 +147,8 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
                             asset_roles=["data"], asset_href=f"./{raster.name}", geom_precision=7, properties=created,
                             geom_densify_pts=21)  # a bbox that holds the edges' bulge once reprojected
     item.properties["ddrf:datetime_source"] = said
+    if span[0] is not None and span[1] is not None:  # the source's acquisition interval, kept
+        item.common_metadata.start_datetime, item.common_metadata.end_datetime = span
     item.stac_extensions += [EO_EXTENSION, PROCESSING_EXTENSION]
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:
