@@ -167,3 +167,15 @@ def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, t
     assert tuned.spread_calibration_views == card.spread_calibration_views  # --ensemble 4 --uncertainty 4 too
     assert tuned.spread_problem(card.sampling_steps, views=4) is None
     assert "inherited" in tuned.training["spread_calibration"]
+    # the run's own card serves as the base too, so `ddrf-export onnx RUN` exports what RUN/model is (it used to
+    # export halo 32 with window statistics: an output that depends on the tile)
+    from ddrf.export.command import app as export_app
+
+    run_card = read_card(out / "card.json")
+    assert (run_card.scene_statistics, run_card.halo, run_card.spread_calibration) == (True, 48, 9.5)
+    again = CliRunner().invoke(export_app, ["onnx", str(out), "-o", str(tmp_path / "again"), "--unrolled",
+                                            str(card.sampling_steps), "--no-fp16"])
+    assert again.exit_code == 0, again.output
+    exported = read_card(tmp_path / "again" / "card.json")
+    assert (exported.scene_statistics, exported.halo, exported.spread_calibration_views) == (
+        True, 48, card.spread_calibration_views)

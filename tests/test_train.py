@@ -277,6 +277,9 @@ def test_resume_is_exact(fusebox: str, tmp_path: Path) -> None:
     assert first.end_step == 4
     with pytest.raises(ValueError, match="--resume or --overwrite"):
         train(cfg, tmp_path / "split")
+    # the saved optimiser state keeps its learning rate: a new one was written into config.yaml but not used
+    with pytest.raises(ValueError, match=r"optim.lr differs from the run being resumed \(the optimiser"):
+        train(tiny(fusebox, *extra, "optim.lr=0.1"), tmp_path / "split", resume=True)
     second = train(cfg, tmp_path / "split", resume=True)
     assert second.start_step == 4 and second.end_step == 8
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")

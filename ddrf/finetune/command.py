@@ -57,7 +57,7 @@ def main(
         command = shlex.join(["ddrf-finetune", *sys.argv[1:]])
         _check_outputs(out, base_mean)  # before the training time is spent
         result = train(cfg, out, resume=resume, overwrite=overwrite, command=command, inputs=[*scenes, weights])
-        exported = export_run(out, serving=card)
+        exported = export_run(out)
         if base_mean:
             mean_exported = _export_base_mean(out, weights, card, command, exported)
     except (ValueError, FileExistsError) as exc:
@@ -135,7 +135,9 @@ def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: i
                  "patch": patch, "augment": True, "lms_border": card.lms_border,
                  "simulate_ratio": card.ratio if scene_ratio != card.ratio else None},
         "model": {"preset": "small_v2" if topology.get("arch") == "v2" else "small", "overrides": topology,
-                  "init": str(weights)},
+                  "init": str(weights),
+                  # the run's card serves as the base's (every export of it, not only RUN/model)
+                  "serving": {"scene_statistics": card.scene_statistics, "halo": card.halo, **card.calibration()}},
         "diffusion": {"target": card.target, "residual": card.residual, "residual_scale": card.residual_scale,
                       "num_timesteps": card.schedule["num_timesteps"], "s": card.schedule["s"],
                       "sampling_steps": card.sampling_steps},
@@ -148,9 +150,9 @@ def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: i
 
 def export_run(run: Path, serving: Any = None) -> Path:
     """RUN/model: the ONNX graphs (FP32, FP16, and the card's K-step sampler as one graph, which ddrf-run prefers),
-    the card and the EMA weights, replacing an earlier export. `serving`: the base model's card, whose serving options
-    the fine-tuned network keeps (the same topology needs the same scene statistics and halo to stay tile-invariant),
-    and whose spread calibration it inherits until refitted on the user's reference data (recorded on the card)."""
+    the card and the EMA weights, replacing an earlier export. A fine-tuning run's card already serves as its base
+    model's (`model.serving`); `serving`: a base card whose serving options and spread calibration to put back where
+    a card lost them (the mean with the base: averaging drops the calibration)."""
     from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
 

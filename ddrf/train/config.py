@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from ddrf.card import LMS_BORDERS
+from ddrf.card import CALIBRATION_FIELDS, LMS_BORDERS
 
 
 @dataclass
@@ -38,6 +38,9 @@ class DataConfig:
     teacher_full_resolution: bool = False
 
 
+SERVING_FIELDS = {"halo", "scene_statistics", *CALIBRATION_FIELDS}
+
+
 @dataclass
 class ModelSection:
     preset: str = "small"  # small | small_v2 (tile-invariant) | reference
@@ -46,6 +49,10 @@ class ModelSection:
     # its topology must match; residual_scale=auto takes its scale (the weights learned that scale), a number
     # rescales its output layer to that scale
     init: str | None = None
+    # card fields the run's checkpoints carry for serving, kept from a base model (ddrf-finetune sets them): its halo
+    # and scene statistics (the same topology needs them to stay tile-invariant) and its spread calibration
+    # (inherited, not refitted), so that any export of the run serves as the base does
+    serving: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +137,8 @@ class TrainConfig:
                                                          and self.diffusion.residual_scale > 0),
              "diffusion.residual_scale must be a positive number or auto"),
             (self.data.lms in ("interp23", "file"), "data.lms must be interp23 or file"),
+            (set(self.model.serving) <= SERVING_FIELDS,
+             f"model.serving takes {', '.join(sorted(SERVING_FIELDS))}"),
             (self.data.lms_border in LMS_BORDERS, f"data.lms_border must be one of {', '.join(LMS_BORDERS)}"),
             (self.log.every >= 1 and self.log.checkpoint_every >= 1, "log intervals must be >= 1"),
             (bool(self.data.teacher) or not self.data.teacher_full_resolution,

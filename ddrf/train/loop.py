@@ -9,6 +9,7 @@ read best together; the pieces that stand alone (datasets, sources, diffusion, c
 """
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import os
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 import yaml
 
-from ddrf.card import ModelCard
+from ddrf.card import CALIBRATION_FIELDS, ModelCard
 from ddrf.model import DDRFConfig
 from ddrf.files import write_text_atomic
 from ddrf.model_dir import CARD_NAME
@@ -158,17 +159,25 @@ def clear_run_dir(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
+# optimiser settings a resumed run takes from its saved optimiser state, not from the config: a change would be
+# recorded in config.yaml and the card but not used
+RESTORED_OPTIM = {"lr", "weight_decay", "betas"}
+
+
 def _check_resume_config(run_dir: Path, cfg: TrainConfig) -> None:
     saved = yaml.safe_load((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else None
     if saved is None:
         return
     saved = TrainConfig.from_dict(saved, str(run_dir / CONFIG)).to_dict()  # keys added since: their defaults
-    for section in ("data", "model", "diffusion"):
+    for section in ("data", "model", "diffusion", "optim"):
         old, new = saved[section], cfg.to_dict()[section]
         differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
-                           and not (k == "source" and _same_files(old.get(k), new.get(k))))
+                           and not (k == "source" and _same_files(old.get(k), new.get(k)))
+                           and (section != "optim" or k in RESTORED_OPTIM))
         if differing:
-            raise ValueError(f"{run_dir / CONFIG}: {section}.{', '.join(differing)} differs from the run being resumed")
+            raise ValueError(f"{run_dir / CONFIG}: {section}.{', '.join(differing)} differs from the run being resumed"
+                             + (" (the optimiser's saved state keeps its own; to change it, start a new run with "
+                                "model.init=RUN)" if section == "optim" else ""))
 
 
 def _same_files(old: object, new: object) -> bool:
@@ -271,11 +280,15 @@ class Trainer:
         training = {**info.provenance, "iterations": self.step, "seed": self.cfg.optim.seed,
                     "config": self.cfg.to_dict(), "command": self.command, "world_size": self.dist.world,
                     "ema_decay": self.cfg.optim.ema_decay, "torch": torch.__version__}
+        serving = self.cfg.model.serving
+        if any(name in serving for name in CALIBRATION_FIELDS):
+            training["spread_calibration"] = "inherited from the base model (seeds and views), not refitted"
         return ModelCard(model=self.model_cfg.to_dict(), bands=info.band_names, guide_bands=info.guide_names,
                          ratio=info.ratio, sensor=info.sensor, normalisation=info.normalisation,
                          schedule=self.diffusion.schedule.to_dict(), target=d.target, residual=d.residual,
                          residual_scale=self.diffusion.residual_scale, sampling_steps=d.sampling_steps,
-                         lms_border=self.cfg.data.lms_border, band_wise=self.cfg.data.band_wise, training=training)
+                         lms_border=self.cfg.data.lms_border, band_wise=self.cfg.data.band_wise, training=training,
+                         **copy.deepcopy(serving))
 
     def save(self) -> None:
         if not self.dist.main:
