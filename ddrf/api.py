@@ -92,10 +92,13 @@ def check_options(seed: Any, steps: Any, threads: Any) -> None:
 
 
 def card_order(names: Sequence[str] | None, card: Any, count: int) -> list[int]:
-    """Indices that put `count` bands named as the card names them into the card's order (unnamed, band-wise, or
-    already in order: as given); named bands that are not the model's are a ValueError naming them."""
+    """Indices that put `count` bands named as the card names them into the card's order (unnamed, labelled with
+    other than band names such as B2, band-wise, or already in order: as given); bands named otherwise than the
+    model's are a ValueError naming them."""
+    from ddrf.sensors import KNOWN_BAND_NAMES
+
     lowered = [str(n).lower() for n in names] if names is not None else None
-    if lowered is None or card.band_wise or lowered == list(card.bands):
+    if lowered is None or card.band_wise or lowered == list(card.bands) or not set(lowered) <= KNOWN_BAND_NAMES:
         return list(range(count))
     if sorted(lowered) != sorted(card.bands):
         raise ValueError(f"ms bands {', '.join(lowered)}: the model fuses {', '.join(card.bands)}")

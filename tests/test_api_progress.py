@@ -93,6 +93,8 @@ def test_fuse_dataarrays_follow_band_names_and_refuse_grids_that_do_not_nest() -
     fused = ddrf.fuse(pan, ms, threads=1)
     shuffled = ddrf.fuse(pan, ms.sel(band=["nir", "red", "green", "blue"]), threads=1)
     np.testing.assert_array_equal(shuffled.sel(band=["blue", "green", "red", "nir"]).values, fused.values)
+    labelled = ddrf.fuse(pan, ms.assign_coords(band=["B2", "B3", "B4", "B5"]), threads=1)  # labels, not band names
+    np.testing.assert_array_equal(labelled.values, fused.values)
     assert fused.attrs["long_name"] == ["blue", "green", "red", "nir"] and fused.attrs["scale_factor"] == 2.75e-5
     for moved, message in ((ms.rio.write_crs("EPSG:4326"), "differs from pan CRS"),
                            (ms.assign_coords(x=ms.x - 2000.0), "is not the pan grid"),
