@@ -83,9 +83,11 @@ def check_values(name: str, values: np.ndarray) -> None:
 
 
 def check_options(seed: Any, steps: Any, threads: Any) -> None:
-    """As ddrf-run's options allow (the noise seed is 64-bit: outside 0..2^63-1 it wrapped around)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2**63 - 1:
-        raise ValueError(f"seed must be an integer in 0..2^63-1, got {seed!r}")
+    """As ddrf-run's options allow (`MAX_SEED`: outside it a seed wrapped around)."""
+    from ddrf.runtime.noise import MAX_SEED
+
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
     for name, value in (("steps", steps), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
             raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")

@@ -126,7 +126,15 @@ def _is_or_holds(source: Path, path: Path) -> bool:
     """`path` is the file `source` (also through a link), or lies in the folder `source`."""
     if source.is_dir():
         return source.resolve() in path.resolve().parents
-    return os.path.samefile(source, path)
+    return same_file(source, path)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """The same file, also through a symbolic or hard link; where one does not exist (yet), the same path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
 
 
 def cannot_write(folder: str | os.PathLike[str]) -> str | None:

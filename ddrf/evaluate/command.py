@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import typer
 
+from ddrf.runtime.noise import MAX_SEED
+
 app = typer.Typer(add_completion=False, help="Evaluate pansharpening methods with toolbox-exact metrics.")
 
 
@@ -31,7 +33,7 @@ def main(
     divisor: Optional[float] = typer.Option(None, "--divisor", help="pancollection DN divisor (default: name)"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="DDRF sampling steps (default: the card's)"),
     samples: int = typer.Option(1, "--samples", min=1, help="DDRF: mean of this many seeds"),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="DDRF: first seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="DDRF: first seed"),
     backend: str = typer.Option("ort-cpu", "--backend", help="DDRF ONNX backend"),
     tile: Optional[int] = typer.Option(None, "--tile", help="DDRF window side in PAN px (default: ddrf-run's for "
                                        "the backend; checkpoints: its CPU default)"),

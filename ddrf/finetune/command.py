@@ -83,7 +83,7 @@ def _export_base_mean(out: Path, weights: Path, card: Any, command: str, exporte
 
     try:
         average_weights([out, weights], out / BASE_MEAN, command, overwrite=True)
-        return export_run(out / BASE_MEAN, serving=card)
+        return export_run(out / BASE_MEAN, calibrated_by=card)
     except (ValueError, OSError) as exc:
         raise ValueError(f"{out / BASE_MEAN}: the mean with the base was not written ({exc}); the fine-tuned model "
                          f"is in {exported}") from None
@@ -148,20 +148,18 @@ def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: i
     }
 
 
-def export_run(run: Path, serving: Any = None) -> Path:
+def export_run(run: Path, calibrated_by: Any = None) -> Path:
     """RUN/model: the ONNX graphs (FP32, FP16, and the card's K-step sampler as one graph, which ddrf-run prefers),
     the card and the EMA weights, replacing an earlier export. A fine-tuning run's card already serves as its base
-    model's (`model.serving`); `serving`: a base card whose serving options and spread calibration to put back where
-    a card lost them (the mean with the base: averaging drops the calibration)."""
+    model's (`model.serving`: halo, scene statistics, spread calibration); `calibrated_by`: a card whose spread
+    calibration to put back where averaging dropped it (the mean with the base)."""
     from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
 
     target = run / EXPORTED
     model, card = load_checkpoint(run)
-    if serving is not None:
-        card = replace(card, scene_statistics=serving.scene_statistics, halo=serving.halo, **serving.calibration())
-        card.training["spread_calibration"] = ("inherited from the base model (seeds and views), not refitted on "
-                                               "these scenes")
+    if calibrated_by is not None:
+        card = replace(card, **calibrated_by.calibration())
     card.output_margin = output_margin(card)  # as ddrf-export onnx does by default
     export_model(model, card, target, unrolled_steps=(card.sampling_steps,), overwrite=True)
     write_inference_weights(run, target / WEIGHTS)

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+# the noise seed is hashed as 64 bits: larger or negative seeds would alias smaller ones (seed and seed + N - 1 of
+# N samples stay below 2^64 too)
+MAX_SEED = 2**63 - 1
 _MAX_COORD = 1 << 25  # rows and columns below 33.5 M pixels; bands below 8192
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ddrf.runtime.backends import BACKENDS
+from ddrf.runtime.noise import MAX_SEED
 from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
                                    item_jobs, known_sensor, log_usage_as, make_jobs, split_arguments, usage,
                                    wrappers_removed_on_exit)
@@ -261,7 +262,7 @@ def main(
         "MTF-GLP-FS-unitdc (docs/EVALUATION.md)."),
     backend: str = typer.Option("ort-cpu", "--backend", help=f"{', '.join(BACKENDS)}."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the card's)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Noise seed (the noise is keyed to each pixel's place on the CRS "
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Noise seed (the noise is keyed to each pixel's place on the CRS "
                              "grid, so overlapping scenes draw the same)."),
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: the output is their mean; "
                                     "also write <name>_spread.tif (per-pixel std x the card's spread_calibration, "

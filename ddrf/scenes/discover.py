@@ -33,7 +33,6 @@ from ddrf.rasters import open_raster as open_any_raster
 from ddrf.scenes.errors import SceneError
 from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor
 
-MACOS_LITTER = "__MACOSX"
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img", TIL_SUFFIX}  # a .TIL: a Maxar product's tiles as one raster
 # Landsat: sensor -> (product band number -> name) of every reflective MS band, from the sensor table (the coastal
 # and SWIR bands too: a model or method takes those it fuses, ddrf.bundled picks the model using most of them).
@@ -117,11 +116,17 @@ def _probe(path: Path) -> _Raster:
         raise SceneError(path, f"not a readable raster ({str(exc).splitlines()[0][:160]})") from exc
 
 
+def delivered(name: str) -> bool:
+    """A file or folder name that can be part of a delivery: not hidden, and not macOS's copy litter (`._X`
+    AppleDouble files beside each file, `__MACOSX/` folders: a copy from a Mac to a FAT drive or a zip adds them,
+    named like the data)."""
+    return not name.startswith(".") and name != "__MACOSX"
+
+
 def delivered_files(directory: Path) -> list[Path]:
-    """Every file under `directory`, sorted, but hidden ones and macOS's copy litter: `._X` AppleDouble files beside
-    each file and `__MACOSX/` folders, which a copy from a Mac to a FAT drive or a zip adds, named like the data."""
-    return sorted(p for p in directory.rglob("*") if p.is_file() and not any(
-        part.startswith(".") or part == MACOS_LITTER for part in p.relative_to(directory).parts))
+    """Every file under `directory` that is part of the delivery (`delivered`), sorted."""
+    return sorted(p for p in directory.rglob("*")
+                  if p.is_file() and all(delivered(part) for part in p.relative_to(directory).parts))
 
 
 def _rasters(directory: Path) -> list[Path]:

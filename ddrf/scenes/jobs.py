@@ -5,7 +5,6 @@ A scene whose main raster exists is finished (it is renamed last) and skipped un
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ddrf.files import Busy, clean_stale, exclusive, publish_all
+from ddrf.files import Busy, clean_stale, exclusive, publish_all, same_file
 from ddrf.saturation import RESTORED
 from ddrf.scenes import report as reports
 from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, check_fit, get_engine
@@ -221,13 +220,6 @@ def output_that_is_input(outputs: Outputs, inputs: list[Path]) -> Path | None:
     """The first output that is one of `inputs` (the same path, a link to it, or a hard link: the same file):
     writing it would destroy an input."""
     return next((final for final in published(outputs) if any(same_file(final, p) for p in inputs)), None)
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet): the same path, or links to one
-        return a.resolve() == b.resolve()
 
 
 def check_not_inputs(scene: Any, outputs: Outputs) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
 from ddrf.scenes.engines import EngineSpec
-from ddrf.scenes.discover import MACOS_LITTER, is_mtl, listed_absent
+from ddrf.scenes.discover import delivered, is_mtl, listed_absent
 from ddrf.scenes.jobs import SceneJob
 from ddrf.scenes.streaming import Outputs, RunSettings
 from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested, exit_code
@@ -264,7 +264,7 @@ def writable_directory(directory: Path) -> None:
 
 
 def scene_dirs(inbox: Path) -> list[Path]:
-    return sorted(p for p in inbox.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != MACOS_LITTER)
+    return sorted(p for p in inbox.iterdir() if p.is_dir() and delivered(p.name))
 
 
 class Watcher:
