@@ -124,6 +124,10 @@ SENSORS: dict[str, Sensor] = {
         Sensor("Pleiades", 4, 12, (0.3,), 0.15, BGRN,
                _edges(BGRN, ((430, 550), (490, 610), (600, 720), (750, 950)), first=0), Band("pan", 480, 830),
                "Airbus Defence and Space, Pleiades Imagery User Guide (band IDs B0..B3); MTF: toolbox defaults"),
+        Sensor("SPOT6/7", 4, 12, (0.3,), 0.15, BGRN,
+               _edges(BGRN, ((455, 525), (530, 590), (625, 695), (760, 890)), first=0), Band("pan", 455, 745),
+               "Astrium Services, SPOT 6 and SPOT 7 product page (nominal bands); band IDs B0..B3 as DINAMIS's SPOT-6/7"
+               " imagery page; MTF: toolbox defaults"),
         # Unknown sensor: toolbox default gains; 11 bits is the PanCollection default, not a measured fact.
         Sensor("generic", 4, 11, (0.3,), 0.15, ()),
         # FuseBox pairs are 8-bit (a fact of that data set, not of ETM+); fused bands B1..B4.
@@ -147,6 +151,7 @@ _ALIASES: dict[str, str] = {
     "gf2": "GF2", "gaofen2": "GF2",
     "pleiades": "Pleiades", "phr": "Pleiades", "phr1a": "Pleiades", "phr1b": "Pleiades",
     "pleiades1a": "Pleiades", "pleiades1b": "Pleiades",
+    "spot6/7": "SPOT6/7", "spot6": "SPOT6/7", "spot7": "SPOT6/7", "spot67": "SPOT6/7",
     "generic": "generic", "none": "generic",
     "landsat7": "Landsat7", "l7": "Landsat7", "etm": "Landsat7", "etm+": "Landsat7", "le7": "Landsat7",
     "landsat8": "Landsat8", "l8": "Landsat8", "oli": "Landsat8", "lc8": "Landsat8",

@@ -142,6 +142,30 @@ def test_naming_schemes(scheme: str, sensor: str, pan_token: str, bits: int | No
     assert (scene.ratio, scene.height, scene.width) == (2, 32, 32)
 
 
+@pytest.mark.parametrize("image_token, mission, sensor", [
+    ("SPOT6", None, "SPOT6/7"),  # no DIMAP document: the image names say SPOT
+    ("SPOT7", "SPOT", "SPOT6/7"),
+    ("PHR1A", "PHR", "Pleiades"),
+    ("PHR1A", "SPOT", "SPOT6/7"),  # the document wins over a renamed image
+])
+def test_spot_6_7_is_told_from_pleiades(tmp_path: Path, image_token: str, mission: str | None, sensor: str) -> None:
+    """SPOT 6/7 deliveries share Pleiades' DIMAP format; they were labelled Pleiades (and given its band edges in
+    the STAC Item)."""
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    for image in (NAMING / "pleiades").glob("IMG_*.TIF"):
+        shutil.copy(image, scene / image.name.replace("PHR1A", image_token))
+    if mission is not None:
+        (scene / f"DIM_{image_token}_MS_001.XML").write_text(
+            f"<Dimap_Document><Dataset_Sources><MISSION>{mission}</MISSION></Dataset_Sources>"
+            "<Raster_Data><Raster_Display><NBITS>12</NBITS></Raster_Display><Raster_Index_List>"
+            + "".join(f"<Raster_Index><BAND_ID>B{i}</BAND_ID></Raster_Index>" for i in (2, 1, 0, 3))
+            + "</Raster_Index_List></Raster_Data></Dimap_Document>")
+    files = discover_scene(scene)
+    assert (files.scheme, files.sensor, files.bits) == ("pleiades", sensor, 12)
+    assert files.band_names == (["red", "green", "blue", "nir"] if mission else BGRN)
+
+
 def test_landsat_tokens_without_mtl(tmp_path: Path) -> None:
     scene_dir = copy_scene(tmp_path)
     (scene_dir / f"{SID}_MTL.txt").unlink()

@@ -4,7 +4,8 @@ Evidence, strongest first:
 1. Landsat metadata (`*MTL.txt|xml|json`): spacecraft, band file names, bit depth (QUANTIZE_CAL_MAX). Landsat-8/9
    OLI: B2..B5 = blue, green, red, nir; B8 PAN. Landsat-7 ETM+: B1..B4, B8.
 2. File-name tokens: Landsat `_B8`/`_Bn`; Maxar `-P1BS-`/`-M1BS-`, `-P2AS-`/`-M2AS-` (a tiled product: its `.TIL`,
-   read as the mosaic of the tiles it names, `ddrf.rasters`); Pleiades DIMAP `_P_`/`_MS_`;
+   read as the mosaic of the tiles it names, `ddrf.rasters`); Pleiades and SPOT 6/7 DIMAP `_P_`/`_MS_` (which of
+   the two: the DIMAP MISSION, else `IMG_SPOT6_`/`IMG_SPOT7_` names);
    GaoFen `-PAN1`/`-MSS1`; generic `pan`/`ms`.
 3. Raster properties: the single-band file on the finest grid is the PAN, the coarser files are the MS.
 
@@ -42,7 +43,6 @@ LANDSAT_PAN = 8
 # SPACECRAFT_ID as MTLs write it; "Landsat7" is the form of USGS's MTLs before 2012 (BAND1_FILE_NAME = ..._B10.TIF)
 SPACECRAFT = {"LANDSAT_7": "Landsat7", "Landsat7": "Landsat7", "LANDSAT_8": "Landsat8", "LANDSAT_9": "Landsat9"}
 MAXAR_BITS = 11  # Maxar products, also from a satellite the sensor table does not know
-PLEIADES_BANDS = {f"B{b.number}": b.name for b in SENSORS["Pleiades"].bands}
 
 
 def _names_by_count(*sensors: str) -> dict[int, list[str]]:
@@ -343,17 +343,26 @@ def _pleiades(directory: Path, rasters: list[Path]) -> SceneFiles | None:
         return None
     dims = [p for p in delivered_files(directory) if p.name.startswith("DIM_") and p.suffix.upper() == ".XML"]
     ms_dim = next((p for p in dims if "ms" in _parts(p)), None)
-    bits, order = SENSORS["Pleiades"].bits, list(SENSORS["Pleiades"].band_names)
-    if ms_dim is not None:
-        text = ms_dim.read_text(errors="replace")
-        if m := re.search(r"<NBITS>(\d+)</NBITS>", text):
-            bits = int(m.group(1))
-        index = text[text.find("<Raster_Index_List"):]
-        ids = re.findall(r"<BAND_ID>(B\d)</BAND_ID>", index)
-        if ids and all(i in PLEIADES_BANDS for i in ids):
-            order = [PLEIADES_BANDS[i] for i in ids]
-    return _pan_ms(directory, "pleiades", pans, mss, "Pleiades", bits, ms_dim, {len(order): order},
+    text = ms_dim.read_text(errors="replace") if ms_dim is not None else ""
+    sensor = SENSORS[_dimap_mission(text, pans + mss)]
+    bits, order = sensor.bits, list(sensor.band_names)
+    if m := re.search(r"<NBITS>(\d+)</NBITS>", text):
+        bits = int(m.group(1))
+    index = text[text.find("<Raster_Index_List"):]
+    ids = re.findall(r"<BAND_ID>(B\d)</BAND_ID>", index)
+    numbered = {f"B{k}": name for k, name in sensor.numbered().items()}
+    if ids and all(i in numbered for i in ids):
+        order = [numbered[i] for i in ids]
+    return _pan_ms(directory, "pleiades", pans, mss, sensor.name, bits, ms_dim, {len(order): order},
                    assumed=ms_dim is None)
+
+
+def _dimap_mission(dimap: str, rasters: list[Path]) -> str:
+    """SPOT 6/7 or Pleiades (one product format, DIMAP): the document's MISSION, else the image names' IMG_SPOT6_."""
+    if m := re.search(r"<MISSION>\s*(\w+)\s*</MISSION>", dimap):
+        return "SPOT6/7" if m.group(1).upper() == "SPOT" else "Pleiades"
+    spot = any(t.startswith(("spot6", "spot7")) for p in rasters for t in _parts(p))
+    return "SPOT6/7" if spot else "Pleiades"
 
 
 def _dimap_absent(directory: Path) -> list[tuple[Path, Path]]:
