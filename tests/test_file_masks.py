@@ -124,3 +124,19 @@ def test_band_scales_and_offsets_reach_the_output(tmp_path: Path) -> None:
         assert dst.scales == (2e-5, 2e-5, 3e-5, 2e-5) and dst.offsets == (-0.1, -0.1, -0.2, -0.1)
     with rasterio.open(tmp_path / "a_spread.tif") as dst:
         assert dst.scales == (2e-5, 2e-5, 3e-5, 2e-5) and dst.offsets == (0.0,) * 4
+
+
+def test_training_and_evaluation_pairs_honour_the_mask_too(tmp_path: Path) -> None:
+    """`read_geotiff_pair` (ddrf-eval's `pairs:`, ddrf-train and ddrf-finetune) read the fill under a mask as data:
+    a masked block must read exactly as the same block under a nodata tag (filled from its valid neighbours)."""
+    from ddrf.data.geotiff import read_geotiff_pair
+
+    pan, ms, grid = inputs(tmp_path)
+    ms[:, :16, :16] = 0
+    valid = np.ones(ms.shape[1:], dtype=bool)
+    valid[:16, :16] = False
+    masked = read_geotiff_pair(pan, [write(tmp_path / "masked.tif", ms, grid, mask=valid)], bits=16)
+    tagged = read_geotiff_pair(pan, [write(tmp_path / "tagged.tif", ms, grid, nodata=0)], bits=16)
+    assert masked.ms[:16, :16].min() > 0  # filled, not the fill value 0
+    np.testing.assert_array_equal(masked.ms, tagged.ms)
+    np.testing.assert_array_equal(masked.pan, tagged.pan)

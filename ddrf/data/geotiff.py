@@ -3,8 +3,8 @@
 The alignment is `ddrf.geometry.PairGrid`, the one `ddrf-run` uses: the PAN grid cropped to the MS footprint and
 MS sample i placed on PAN pixel ratio*i + ratio//2 (the interp23 convention), by an index shift where the grids
 allow it (Landsat) and by cubic resampling of the fractional part otherwise (nested Maxar/Pleiades/GaoFen grids
-are half a PAN pixel off). Nodata (the file's tag; 0 for Landsat) is filled with the nearest valid value, as in
-ddrf-run. So a model trained on these pairs sees exactly the arrays `ddrf-run` gives it for the same scene.
+are half a PAN pixel off). Nodata (the file's tag; 0 for Landsat; what the file's own mask or alpha band marks) is
+filled with the nearest valid value, as in ddrf-run. So a model trained on these pairs sees exactly the arrays `ddrf-run` gives it for the same scene.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.enums import ColorInterp
 
 from ddrf.data.pair import Pair
-from ddrf.geometry import PairGrid, default_nodata
+from ddrf.geometry import PairGrid, default_nodata, honoured_mask
 
 def _grid(path: Path) -> tuple[Any, Affine, int, int, int, np.dtype]:
     if not path.is_file():
@@ -49,6 +50,13 @@ def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str
 def _nodata(path: Path, sensor: str) -> float | None:
     with rasterio.open(path) as src:
         return default_nodata(src.nodata, sensor)
+
+
+def _own_mask(path: Path, bands: list[int]) -> bool:
+    """Whether the file's own mask (internal, external or alpha) marks no data in `bands`, as ddrf-run reads it."""
+    with rasterio.open(path) as src:
+        alpha = {i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha}
+        return honoured_mask(src.mask_flag_enums, alpha, bands)
 
 
 def _default_bits(path: Path, dtype: np.dtype) -> int:
@@ -115,7 +123,10 @@ def read_band_pair(
     if height < ratio or width < ratio:
         raise ValueError(f"{pan_path}: PAN and MS {ms_list[0]} do not overlap")
     nodata = {path: _nodata(path, sensor) for path in [pan_path, *ms_list]}
-    pan, ms, _ = grid.read_window(pan_path, [(Path(f), b) for f, b in ms_bands], nodata, 0, 0, height, width)
+    used = {pan_path: [1], **{path: [b for f, b in ms_bands if Path(f) == path] for path in ms_list}}
+    masked = [path for path, bands in used.items() if _own_mask(path, bands)]
+    pan, ms, _ = grid.read_window(pan_path, [(Path(f), b) for f, b in ms_bands], nodata, 0, 0, height, width,
+                                  masked)
     stem = name or pan_path.stem
     return Pair(
         name=stem,
