@@ -493,3 +493,19 @@ def test_warm_start_into_another_residual_scale_keeps_the_one_step_sample(fusebo
             fused.append(diffusion.sample(model, lms, pan, 1, noise=noise))
     assert not torch.equal(fused[0], lms)
     torch.testing.assert_close(fused[1], fused[0], rtol=1e-5, atol=1e-6)
+
+
+def test_pairs_of_two_band_sets_are_refused_naming_both() -> None:
+    """The refusal said only 'ratio/bands differ': which of the two, and what each pair has, is what a user needs."""
+    from ddrf.data.pair import Pair
+
+    def pair(name: str, bands: tuple[str, ...], ratio: int = 2) -> Pair:
+        return Pair(name, name, np.ones((32, 32)), np.ones((32 // ratio, 32 // ratio, len(bands))), ratio,
+                    "generic", 11, bands)
+
+    four = pair("a", ("blue", "green", "red", "nir"))
+    with pytest.raises(ValueError, match=r"pair 'b': bands blue,green,red,nir,swir1, pair 'a' bands "
+                                         r"blue,green,red,nir: one run trains one band set"):
+        WaldPatches([four, pair("b", ("blue", "green", "red", "nir", "swir1"))], patch=16)
+    with pytest.raises(ValueError, match=r"pair 'c': ratio 4, pair 'a' ratio 2"):
+        WaldPatches([four, pair("c", ("blue", "green", "red", "nir"), ratio=4)], patch=16)

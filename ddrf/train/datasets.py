@@ -86,8 +86,12 @@ class WaldPatches:
             raise ValueError("Wald dataset: no training pairs")
         first = pairs[0]
         for p in pairs:
-            if p.ratio != first.ratio or tuple(p.band_names) != tuple(first.band_names):
-                raise ValueError(f"pair {p.name!r}: ratio/bands differ from pair {first.name!r}")
+            if p.ratio != first.ratio:
+                raise ValueError(f"pair {p.name!r}: ratio {p.ratio}, pair {first.name!r} ratio {first.ratio}: "
+                                 "one run trains one ratio")
+            if tuple(p.band_names) != tuple(first.band_names):
+                raise ValueError(f"pair {p.name!r}: bands {','.join(p.band_names)}, pair {first.name!r} bands "
+                                 f"{','.join(first.band_names)}: one run trains one band set")
         if simulate_ratio and int(first.ratio) != 2:
             raise ValueError(f"data.simulate_ratio needs ratio-2 pairs, pair {first.name!r} has ratio {first.ratio}")
         self.simulated = bool(simulate_ratio)
