@@ -34,6 +34,9 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
                  noise_origin: tuple[int, int] = (0, 0), band_names: Sequence[str] | None = None) -> np.ndarray:
     check_ensemble(ensemble, method)
     check_options(seed, steps, threads)
+    from ddrf.sensors import get_sensor
+
+    sensor = get_sensor(sensor).name  # a misspelt name was ignored: the classical methods fell back to generic MTFs
     if pan.ndim != 2 or ms.ndim != 3:
         raise ValueError(f"pan must be (H, W) and ms (h, w, bands); got {pan.shape} and {ms.shape}")
     for name, values in (("pan", pan), ("ms", ms)):

@@ -62,7 +62,7 @@ def test_fuse_dataarrays_keep_coordinates_and_crs() -> None:
 
 def test_fuse_refuses_values_that_gave_nan_or_garbage() -> None:
     """One NaN made the model's whole output NaN; values past float32 gave inf; complex lost its imaginary part;
-    out-of-range seeds wrapped around and steps=0 meant the card's default."""
+    out-of-range seeds wrapped around, steps=0 meant the card's default, and a misspelt sensor was ignored."""
     pan, ms = sample_arrays()
     holed = pan.astype(float)
     holed[10, 10] = np.nan
@@ -74,6 +74,7 @@ def test_fuse_refuses_values_that_gave_nan_or_garbage() -> None:
             ((pan, ms), {"seed": 2**64}, ValueError, "seed must be"),
             ((pan, ms), {"steps": 0}, ValueError, "steps must be"),
             ((pan, ms), {"steps": True}, ValueError, "steps must be"),
+            ((pan, ms), {"method": "GSA", "sensor": "WorldVeiw-3"}, ValueError, "unknown sensor 'WorldVeiw-3'"),
             ((np.ma.array(pan, mask=np.eye(*pan.shape, dtype=bool)), ms), {}, ValueError, "pan is a masked array")):
         with pytest.raises(error, match=message):
             ddrf.fuse(*args, **kwargs)
