@@ -590,3 +590,16 @@ def test_landsat_directories_expose_every_reflective_band_and_get_the_model_usin
     assert planned.exit_code == 0 and "model landsat_ratio2_band_wise" in planned.output, planned.output
     planned = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--dry-run"])
     assert planned.exit_code == 0 and "model landsat_ratio2 (" in planned.output, planned.output
+
+
+def test_a_symlinked_sub_folder_is_followed_once(tmp_path: Path) -> None:
+    """A staging area that links a delivery's folder into the scene folder: its files were not seen ('no raster
+    files'). A link back up the tree is read once, not looped over."""
+    real = copy_scene(tmp_path / "store")
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    (scene / "bands").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(scene, target_is_directory=True)
+    files = discover_scene(scene)
+    assert (files.scheme, files.sensor, files.band_names) == ("landsat-mtl", "Landsat8", BGRN)
+    assert files.pan.parent == scene / "bands"

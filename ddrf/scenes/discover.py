@@ -18,6 +18,7 @@ a scheme touches one place.
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from xml.etree import ElementTree
@@ -124,9 +125,18 @@ def delivered(name: str) -> bool:
 
 
 def delivered_files(directory: Path) -> list[Path]:
-    """Every file under `directory` that is part of the delivery (`delivered`), sorted."""
-    return sorted(p for p in directory.rglob("*")
-                  if p.is_file() and all(delivered(part) for part in p.relative_to(directory).parts))
+    """Every file under `directory` that is part of the delivery (`delivered`), sorted. Symlinked sub-folders are
+    followed (a staging area may link a delivery's PAN and MS folders), each real folder once."""
+    found, seen = [], set()
+    for root, folders, files in os.walk(directory, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [f for f in folders if delivered(f)]
+        found += [Path(root, f) for f in files if delivered(f) and Path(root, f).is_file()]
+    return sorted(found)
 
 
 def _rasters(directory: Path) -> list[Path]:
