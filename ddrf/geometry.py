@@ -231,7 +231,7 @@ class PairGrid:
         lo, hi = (-1, n + 2) if axis.frac else (0, n)
         return start + axis.base + np.arange(lo, hi)
 
-    def _read_ms(self, ms: Sequence[tuple[Path, int]], nodata: dict[Path, float | None],
+    def _read_ms(self, ms: Sequence[tuple[Path, int]], nodata: dict[tuple[Path, int], float | None],
                  rows: np.ndarray, cols: np.ndarray, masked: Collection[Path] = ()) -> tuple[np.ndarray, np.ndarray]:
         """Raw MS (len(rows), len(cols), B) at (possibly out-of-range, reflected) MS indices, and the nodata mask.
 
@@ -244,16 +244,17 @@ class PairGrid:
         bands, invalid = [], np.zeros((len(rows), len(cols)), dtype=bool)
         for path, band in ms:
             data = read_indexed(path, band, r, c, path in masked)
-            invalid |= is_nodata(data, nodata.get(path))
+            invalid |= is_nodata(data, nodata.get((path, band)))
             bands.append(data)
         return fill_nearest(np.stack(bands, axis=-1), invalid), invalid
 
     def read_window(self, pan: Path, ms: Sequence[tuple[Path, int]],
-                    nodata: dict[Path, float | None], row0: int, col0: int, height: int,
+                    nodata: dict[tuple[Path, int], float | None], row0: int, col0: int, height: int,
                     width: int, masked: Collection[Path] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(pan (height, width), ms (height/ratio, width/ratio, B), valid (height, width)) of an output window.
 
-        Any window of the output grid, also reaching outside it; all four numbers multiples of the ratio. `masked`:
+        Any window of the output grid, also reaching outside it; all four numbers multiples of the ratio. `nodata`:
+        each (file, band)'s nodata value (GDAL keeps one per band). `masked`:
         the files whose own masks mark no data (`honoured_mask`), besides their nodata values.
         """
         r = self.ratio
@@ -262,7 +263,7 @@ class PairGrid:
         rows, cols = np.arange(row0, row0 + height), np.arange(col0, col0 + width)
         pan_data = read_indexed(pan, 1, self.rows.start + reflect(rows, self.height),
                         self.cols.start + reflect(cols, self.width), pan in masked)
-        pan_invalid = is_nodata(pan_data, nodata.get(pan))
+        pan_invalid = is_nodata(pan_data, nodata.get((pan, 1)))
         inside = ((rows >= 0) & (rows < self.height))[:, None] & ((cols >= 0) & (cols < self.width))[None, :]
         h, w = height // r, width // r
         ms_data, ms_invalid = self._read_ms(ms, nodata, self._ms_index(self.rows, row0 // r, h),

@@ -140,3 +140,37 @@ def test_training_and_evaluation_pairs_honour_the_mask_too(tmp_path: Path) -> No
     assert masked.ms[:16, :16].min() > 0  # filled, not the fill value 0
     np.testing.assert_array_equal(masked.ms, tagged.ms)
     np.testing.assert_array_equal(masked.pan, tagged.pan)
+
+
+def test_each_band_keeps_its_own_nodata_value(tmp_path: Path) -> None:
+    """A multi-band MS whose bands declare different nodata values (a VRT stacking band files, an .img): every band
+    but the first had its holes fused as data (values far outside the data's range). It must fuse exactly as the
+    same band files given one by one."""
+    pan, ms, grid = inputs(tmp_path)
+    names, holes = ("blue", "green", "red", "nir"), (0, 1, 7, 65535)
+    files = []
+    for k, (name, hole) in enumerate(zip(names, holes)):
+        band = ms[k].copy()
+        band[8 + 4 * k:16 + 4 * k, 8:16] = hole  # each band's hole elsewhere, so each band's nodata matters
+        files.append(write(tmp_path / f"{name}.tif", band[None], grid, nodata=hole))
+        with rasterio.open(files[-1], "r+") as dst:
+            dst.set_band_description(1, name)
+    bands = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{k + 1}"><NoDataValue>{hole}</NoDataValue>'
+        f"<Description>{name}</Description><SimpleSource><SourceFilename relativeToVRT=\"1\">{name}.tif"
+        "</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+        for k, (name, hole) in enumerate(zip(names, holes)))
+    vrt = tmp_path / "ms.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="64" rasterYSize="64"><SRS>{grid["crs"].to_wkt()}</SRS>'
+                   f"<GeoTransform>{', '.join(map(str, grid['transform'].to_gdal()))}</GeoTransform>{bands}</VRTDataset>")
+    with rasterio.open(vrt) as src:
+        assert src.nodatavals == holes
+    stacked = fuse(pan, vrt, tmp_path / "a.tif")
+    result = CliRunner().invoke(app, ["--pan", str(pan), *(a for f in files for a in ("--ms", str(f))), "-o",
+                                      str(tmp_path / "b.tif"), *METHOD])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "b.tif") as dst:
+        one_by_one = dst.read(), dst.read_masks(1) > 0
+    assert not stacked[1][16 + 24:32 + 24, 16:32].any()  # the NIR hole's PAN footprint is nodata
+    np.testing.assert_array_equal(stacked[1], one_by_one[1])
+    np.testing.assert_array_equal(stacked[0], one_by_one[0])

@@ -47,9 +47,9 @@ def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str
     return bands, names
 
 
-def _nodata(path: Path, sensor: str) -> float | None:
+def _nodata(path: Path, band: int, sensor: str) -> float | None:
     with rasterio.open(path) as src:
-        return default_nodata(src.nodata, sensor)
+        return default_nodata(src.nodatavals[band - 1], sensor)
 
 
 def _own_mask(path: Path, bands: list[int]) -> bool:
@@ -122,7 +122,7 @@ def read_band_pair(
     height, width = ratio * (grid.height // ratio), ratio * (grid.width // ratio)
     if height < ratio or width < ratio:
         raise ValueError(f"{pan_path}: PAN and MS {ms_list[0]} do not overlap")
-    nodata = {path: _nodata(path, sensor) for path in [pan_path, *ms_list]}
+    nodata = {(Path(f), b): _nodata(Path(f), b, sensor) for f, b in [(pan_path, 1), *ms_bands]}
     used = {pan_path: [1], **{path: [b for f, b in ms_bands if Path(f) == path] for path in ms_list}}
     masked = [path for path, bands in used.items() if _own_mask(path, bands)]
     pan, ms, _ = grid.read_window(pan_path, [(Path(f), b) for f, b in ms_bands], nodata, 0, 0, height, width,

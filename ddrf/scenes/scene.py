@@ -33,7 +33,7 @@ class _Grid:
     width: int
     count: int
     dtype: np.dtype
-    nodata: float | None
+    nodata: tuple[float | None, ...]  # per band (GDAL keeps one per band; a VRT or .img may differ between bands)
     nbits: int | None
     mask_flags: tuple[tuple[MaskFlags, ...], ...] = ()  # per band: how GDAL finds its no-data (nodata, mask, alpha)
     alpha_bands: frozenset[int] = frozenset()  # bands whose colour interpretation is alpha
@@ -76,7 +76,7 @@ def _inspect(path: Path) -> _Grid:
             src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
-                         np.dtype(src.dtypes[0]), src.nodata, int(nbits) if nbits else None,
+                         np.dtype(src.dtypes[0]), tuple(src.nodatavals), int(nbits) if nbits else None,
                          tuple(tuple(flags) for flags in src.mask_flag_enums),
                          frozenset(i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha),
                          tuple(src.scales), tuple(src.offsets))
@@ -106,7 +106,8 @@ class Scene:
         self.ratio, self.rows, self.cols = self.grid.ratio, self.grid.rows, self.grid.cols
         if self.rows.length <= 0 or self.cols.length <= 0:
             raise SceneError(first.path, f"MS footprint does not overlap PAN {pan.path.name}")
-        self._nodata = {g.path: default_nodata(g.nodata, files.sensor) for g in (pan, *ms_grids.values())}
+        bands_read = ((pan, 1), *((ms_grids[path], band) for path, band in files.ms))  # (file, band) of each band
+        self._nodata = {(g.path, band): default_nodata(g.nodata[band - 1], files.sensor) for g, band in bands_read}
         used = {pan.path: [1], **{path: [b for p, b in files.ms if p == path] for path in ms_grids}}
         self._masked = frozenset(g.path for g in (pan, *ms_grids.values())
                                  if honoured_mask(g.mask_flags, set(g.alpha_bands), used[g.path]))
@@ -122,7 +123,7 @@ class Scene:
         self.offset = (self.rows.start, self.cols.start)
         # noise is keyed to this + the scene's row and column, so overlapping scenes draw the same at each pixel
         self.noise_origin = lattice_origin(self.transform)
-        self.pan_nodata, self.ms_nodata = self._nodata[pan.path], self._nodata[first.path]
+        self.pan_nodata, self.ms_nodata = self._nodata[(pan.path, 1)], self._nodata[files.ms[0]]
         # the fused bands are in the MS's DN, so each keeps its MS band's scale and offset to physical units
         self.band_scaling = {name: (ms_grids[path].scales[band - 1], ms_grids[path].offsets[band - 1])
                              for name, (path, band) in zip(files.band_names, files.ms)}
@@ -186,7 +187,7 @@ class Scene:
                     data = read_band(src, band, path in self._masked, out_shape=(-(-src.height // step), -(-src.width // step)))
             except (RasterioIOError, OSError) as exc:  # _inspect read only the corner pixels
                 raise SceneError(path, f"unreadable or corrupt raster ({read_error_reason(exc)})") from exc
-            valid = ~is_nodata(data, self._nodata[path])
+            valid = ~is_nodata(data, self._nodata[(path, band)])
             if not valid.any():  # named here: the statistics downstream no longer know which file
                 raise SceneError(path, f"band {band} has no valid pixels (all nodata)")
             return data, valid
