@@ -232,3 +232,21 @@ def test_a_raster_at_the_output_that_ddrf_did_not_write_is_not_skipped_as_finish
     assert run(*args, "--overwrite").exit_code == 0
     again = run(*args)
     assert again.exit_code == 0 and "finished output exists" in again.output
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_the_source_file_behind_a_vrt_input_is_never_an_output(tmp_path: Path, overwrite: list[str]) -> None:
+    """`--ms ms.vrt -o data.tif` where data.tif is the VRT's source: refused as 'no ddrf-run output ... pass
+    --overwrite', and with --overwrite the MS data was replaced by the fused output (exit 0)."""
+    import rasterio.shutil
+
+    pan, ms = pair(tmp_path / "in")
+    data = Path(shutil.copy(ms, tmp_path / "in" / "ms_data.tif"))
+    vrt = tmp_path / "in" / "ms.vrt"
+    rasterio.shutil.copy(str(data), str(vrt), driver="VRT")
+    before = data.read_bytes()
+    result = run("--pan", str(pan), "--ms", str(vrt), "-o", str(data), "--method", "GSA", *overwrite)
+    assert result.exit_code == 1, result.output
+    assert_one_line(result.output, "ms_data.tif", "is an input of scene", "ddrf-run:")
+    assert data.read_bytes() == before
+    assert sorted(p.name for p in data.parent.iterdir()) == sorted(["ms.vrt", "ms_data.tif", pan.name, ms.name])

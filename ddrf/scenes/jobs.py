@@ -151,7 +151,9 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
                   say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure."""
     check_fit(scene, engine, inputs.get("pan", scene.name))
-    check_not_inputs(scene, outputs)
+    files = scene.files
+    check_not_inputs([p for p in [files.pan, *(path for path, _ in files.ms), files.metadata] if p is not None],
+                     outputs, scene.name)
     started, timings = time.perf_counter(), Timings()
     plan = plan_scene(scene, engine, outputs, settings)
     say(describe_plan(scene.name, plan))
@@ -222,12 +224,23 @@ def output_that_is_input(outputs: Outputs, inputs: list[Path]) -> Path | None:
     return next((final for final in published(outputs) if any(same_file(final, p) for p in inputs)), None)
 
 
-def check_not_inputs(scene: Any, outputs: Outputs) -> None:
-    files = scene.files
-    clash = output_that_is_input(outputs, [p for p in [files.pan, *(path for path, _ in files.ms), files.metadata]
-                                           if p is not None])
+def check_not_inputs(given: list[Path], outputs: Outputs, name: str) -> None:
+    """No output may be an input file or a file GDAL reads through one (a VRT's source, an .aux.xml)."""
+    clash = output_that_is_input(outputs, [f for p in dict.fromkeys(given) for f in read_files(p)])
     if clash is not None:
-        raise ValueError(f"{clash}: is an input of scene {scene.name}; choose another output path")
+        raise ValueError(f"{clash}: is an input of scene {name}; choose another output path")
+
+
+def read_files(path: Path) -> list[Path]:
+    """`path` and every file GDAL reads through it: a VRT's sources, side files (.aux.xml, .msk, .ovr)."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with rasterio.Env(CPL_LOG="/dev/null"), rasterio.open(path) as src:
+            return [path, *(Path(f) for f in src.files)]
+    except (RasterioIOError, OSError):  # not a raster (an MTL), or not GDAL's to open (a Maxar .TIL's own reader)
+        return [path]
 
 
 def is_finished(outputs: Outputs) -> bool:
@@ -387,6 +400,11 @@ def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings, on_tiles: Ti
 def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: dict[str, Any],
                on_tiles: TileHook | None, say: Callable[[str], None]) -> dict[str, Any]:
     outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
+    if job.pan is not None:  # before "exists, but is no ddrf-run output ... pass --overwrite": it is an input
+        try:
+            check_not_inputs([job.pan, *job.ms], outputs, job.name)
+        except ValueError as exc:
+            return {**entry, "status": "failed", "seconds": 0.0, "error": str(exc)}
     if is_finished(outputs) and not settings.overwrite:
         if reports.naming_report(outputs, where=False) is None:
             return {**entry, "status": "failed", "seconds": 0.0,
