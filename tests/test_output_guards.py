@@ -250,3 +250,19 @@ def test_the_source_file_behind_a_vrt_input_is_never_an_output(tmp_path: Path, o
     assert_one_line(result.output, "ms_data.tif", "is an input of scene", "ddrf-run:")
     assert data.read_bytes() == before
     assert sorted(p.name for p in data.parent.iterdir()) == sorted(["ms.vrt", "ms_data.tif", pan.name, ms.name])
+
+
+def test_overwrite_removes_the_side_files_of_the_output_it_replaces(tmp_path: Path) -> None:
+    """A rerun with --overwrite and no --uncertainty/--quicklook left the old run's spread map and quicklook beside
+    the new raster, where they pass for its own."""
+    pan, ms = pair(tmp_path / "in")
+    out = tmp_path / "out" / "x.tif"
+    model = ["--model", str(TINY_MODEL), "--threads", "1"]
+    first = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), *model, "--uncertainty", "2", "--quicklook")
+    assert first.exit_code == 0, first.output
+    mine = out.with_name("x_notes.txt")
+    mine.write_text("the user's")
+    assert {"x_spread.tif", "x_quicklook.png"} <= {p.name for p in out.parent.iterdir()}
+    again = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), *model, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["x.item.json", "x.json", "x.tif", "x_notes.txt"]

@@ -204,10 +204,18 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
 def retire_finished(outputs: Outputs) -> None:
     """Before an --overwrite run's first rename: remove the raster (renamed last) and STAC Item (written after it)
     of the output it replaces, so that a kill between the renames leaves an interrupted run, redone by the next run
-    without --overwrite, never a new report beside the old raster (which would look finished)."""
+    without --overwrite, never a new report beside the old raster (which would look finished). The spread map and
+    quicklook the old report names go too when this run writes none: beside the new raster they would pass for its
+    own."""
     from ddrf.scenes.stac_out import item_path
 
-    for old in (outputs.raster, item_path(outputs.raster)):
+    every = Outputs.for_raster(outputs.raster, True, True)
+    old_report = reports.naming_report(outputs) or {}
+    named = old_report.get("outputs", {}) if isinstance(old_report.get("outputs"), dict) else {}
+    stale = [side for key, side, ours in (("spread", every.spread, outputs.spread),
+                                          ("quicklook", every.quicklook, outputs.quicklook))
+             if ours is None and isinstance(named.get(key), str) and Path(named[key]).name == side.name]
+    for old in (outputs.raster, item_path(outputs.raster), *stale):
         old.unlink(missing_ok=True)
 
 
