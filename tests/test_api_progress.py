@@ -109,7 +109,9 @@ def test_fuse_scene_takes_a_bundled_model_by_name_and_warns_when_it_keeps_an_out
     path = ddrf.fuse_scene(scene, tmp_path / "out", model="landsat_ratio2", tile=256)
     assert json.loads(path.with_suffix(".json").read_text())["engine"]["model"]["name"] == "landsat_ratio2"
     with pytest.warns(UserWarning, match="already there and was kept"):
-        assert ddrf.fuse_scene(scene, tmp_path / "out", method="GSA") == path
+        assert ddrf.fuse_scene(scene, tmp_path / "out", model="landsat_ratio2") == path
+    with pytest.raises(ValueError, match=r"a finished output of other method \(a model, asked GSA\)"):
+        ddrf.fuse_scene(scene, tmp_path / "out", method="GSA")  # kept before, as if it were GSA's
 
 
 def test_fuse_scene_writes_geotiff_report_and_item(tmp_path: Path) -> None:

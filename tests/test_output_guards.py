@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -266,3 +267,32 @@ def test_overwrite_removes_the_side_files_of_the_output_it_replaces(tmp_path: Pa
     again = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), *model, "--overwrite")
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in out.parent.iterdir()) == ["x.item.json", "x.json", "x.tif", "x_notes.txt"]
+
+
+def test_a_finished_output_of_other_inputs_or_settings_is_not_skipped_as_finished(tmp_path: Path) -> None:
+    """A finished output was skipped whatever this run asked (another scene, method, seed, samples): exit 0 with
+    other pixels than asked for, and a run summary recording settings never applied. Now one line says what
+    differs; the same run is still skipped."""
+    pan, ms = pair(tmp_path / "in")
+    other_pan = Path(shutil.copy(pan, tmp_path / "in" / "other_pan.tif"))
+    out = tmp_path / "out" / "x.tif"
+    first = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), "--method", "GSA")
+    assert first.exit_code == 0, first.output
+    before = out.read_bytes()
+    for args, differs in ((["--pan", str(pan), "--ms", str(ms), "--method", "GSA"], None),
+                          (["--pan", str(other_pan), "--ms", str(ms), "--method", "GSA"], "inputs"),
+                          (["--pan", str(pan), "--ms", str(ms), "--method", "BT-H"], "method (GSA, asked BT-H)"),
+                          (["--pan", str(pan), "--ms", str(ms), "--model", str(TINY_MODEL)], "method (GSA, asked a"),
+                          (["--pan", str(pan), "--ms", str(ms), "--method", "GSA", "--quicklook"], "no quicklook")):
+        result = run(*args, "-o", str(out))
+        if differs is None:
+            assert result.exit_code == 0 and "finished output exists" in result.output, result.output
+        else:
+            assert result.exit_code == 1, result.output
+            assert_one_line(result.output, "x.tif", re.escape(differs), "ddrf-run:")
+        assert out.read_bytes() == before
+    model = ["--pan", str(pan), "--ms", str(ms), "--model", str(TINY_MODEL), "--threads", "1", "-o",
+             str(tmp_path / "m" / "x.tif")]
+    assert run(*model).exit_code == 0
+    again = run(*model, "--seed", "9")
+    assert again.exit_code == 1 and "seed (0, asked 9)" in again.output, again.output

@@ -239,6 +239,37 @@ def check_not_inputs(given: list[Path], outputs: Outputs, name: str) -> None:
         raise ValueError(f"{clash}: is an input of scene {name}; choose another output path")
 
 
+def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec, outputs: Outputs) -> list[str]:
+    """What a finished output's report says was done otherwise than this run asks (inputs, method or model, seed,
+    samples, steps, views, side files): skipped as finished, it would hold other pixels than those asked for."""
+    from ddrf.bundled import model_folder
+
+    engine, changed = report.get("engine", {}), []
+    if _input_paths(report.get("inputs", {})) != _input_paths(job.inputs()):
+        changed.append("inputs")
+    if (spec.method or "a model") != (engine.get("method") or "a model"):
+        changed.append(f"method ({engine.get('method') or 'a model'}, asked {spec.method or 'a model'})")
+    elif not spec.method:
+        done = {**engine, "views": engine.get("views") is not None}
+        asked = {"seed": spec.seed, "samples": spec.samples, "steps": spec.steps, "views": spec.views}
+        changed += [f"{key} ({done.get(key)}, asked {value})" for key, value in asked.items()
+                    if value is not None and done.get(key) != value]
+        path = engine.get("model", {}).get("path")
+        if spec.model is not None and (path is None or Path(path).resolve() != model_folder(spec.model).resolve()):
+            changed.append(f"model ({path}, asked {spec.model})")
+    return changed + _missing_sides(report, outputs)
+
+
+def _input_paths(inputs: dict[str, Any]) -> list[Path]:
+    return [Path(p).resolve() for p in (inputs.get("directory"), inputs.get("pan"), *inputs.get("ms", [])) if p]
+
+
+def _missing_sides(report: dict[str, Any], outputs: Outputs) -> list[str]:
+    named = report.get("outputs", {})
+    return [f"side files (no {key} map written, asked for one)" for key, wanted in
+            (("spread", outputs.spread), ("quicklook", outputs.quicklook)) if wanted is not None and not named.get(key)]
+
+
 def read_files(path: Path) -> list[Path]:
     """`path` and every file GDAL reads through it: a VRT's sources, side files (.aux.xml, .msk, .ovr)."""
     import rasterio
@@ -418,6 +449,11 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
             return {**entry, "status": "failed", "seconds": 0.0,
                     "error": f"{outputs.raster}: exists, but is no ddrf-run output (no report {outputs.report.name} "
                              f"beside it names it); move it away, or pass --overwrite to replace it"}
+        changed = finished_differences(reports.naming_report(outputs, where=False) or {}, job, spec, outputs)
+        if changed:
+            return {**entry, "status": "failed", "seconds": 0.0,
+                    "error": f"{outputs.raster}: a finished output of other {'; '.join(changed)}; pass --overwrite "
+                             "to replace it, or choose another output path"}
         for final in outputs.all():
             clean_stale(final)
         return {**entry, "status": "skipped", "reason": "finished output exists (use --overwrite)"}
