@@ -15,6 +15,7 @@ from ddrf.card import ModelCard
 from ddrf.model_dir import MissingGraph, ModelDir
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.backends import Backend, backend_info, open_backend
+from ddrf.runtime.checks import check_count, check_values
 from ddrf.runtime.noise import scene_noise
 from ddrf.sampling import StageCallback, by_graph_bands, sample
 from ddrf.schedule import CosineSchedule, make_plan
@@ -112,6 +113,8 @@ class Fuser(InputPreparation):
     def __init__(self, model: str | os.PathLike[str] | ModelDir, backend: str = "ort-cpu",
                  steps: int | None = None, precision: str = "fp32", unrolled: bool | str = False,
                  threads: int | None = None, allow_fallback: bool = False, eta: float = 0.0) -> None:
+        check_count("steps", steps)  # 0 had been the card's default, silently
+        check_count("threads", threads)
         self.files = model if isinstance(model, ModelDir) else ModelDir.open(model)
         super().__init__(self.files.card)
         self.steps = steps or self.card.sampling_steps
@@ -232,6 +235,9 @@ class Fuser(InputPreparation):
         Pass the scene's `radiometry` (and, for a scene-statistics model, its `scene_context`) when the windows are
         tiles of a larger scene: otherwise statistics of these windows are used, which would differ from tile to tile.
         """
+        for pan, ms in pairs:  # one NaN made the whole output NaN
+            check_values("pan", pan)
+            check_values("ms", ms)
         radiometry = radiometry or self.radiometry(*pairs[0])
         lms, guide, noise = self.prepare_batch(pairs, radiometry, seed, origins)
         return self.to_digital_numbers(self.fuse_normalised(lms, guide, noise, seed, context=context), pairs,
