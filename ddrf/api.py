@@ -35,7 +35,7 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
                  seed: int, backend: str, sensor: str, threads: int | None, ensemble: int = 0,
                  noise_origin: tuple[int, int] = (0, 0), band_names: Sequence[str] | None = None) -> np.ndarray:
     check_ensemble(ensemble, method)
-    check_options(seed, steps, threads)
+    check_options(seed, steps, threads, backend)
     from ddrf.sensors import get_sensor
 
     sensor = get_sensor(sensor).name  # a misspelt name was ignored: the classical methods fell back to generic MTFs
@@ -221,7 +221,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     `overwrite=True` fuses the scene again.
     """
     check_ensemble(ensemble, method)
-    check_options(seed, steps, None)
+    check_options(seed, steps, None, backend)
     from ddrf.sensors import get_sensor
     from ddrf.scenes.engines import EngineSpec, StatisticsScene, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job

@@ -24,3 +24,14 @@ def test_the_fuser_refuses_non_finite_input_and_zero_steps() -> None:
     holed[3, 4, 1] = np.nan
     with pytest.raises(ValueError, match="ms has 1 NaN or infinite"):
         Fuser(BUNDLED / "landsat_ratio2_band_wise", unrolled="auto").fuse(pan, holed)
+
+
+def test_fuse_refuses_a_backend_ddrf_run_refuses(tmp_path: Path) -> None:
+    """backend="torch" (ddrf-profile's reference only) was taken, then failed with 'sampler_k1.safetensors:
+    missing'; the list is ddrf-run's (`ddrf.runtime.backends.BACKENDS`)."""
+    pan, ms = sample_arrays(32)
+    for backend in ("torch", "onnx"):
+        with pytest.raises(ValueError, match=f"backend must be one of ort-cpu, .*got '{backend}'"):
+            ddrf.fuse(pan, ms, backend=backend)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ddrf.fuse_scene(tmp_path / "scene", tmp_path / "out", backend="torch")

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ddrf.runtime.backends import BACKENDS
 from ddrf.runtime.noise import MAX_SEED
 
 # the largest magnitude the float32 arithmetic of the fusion carries without overflow (squares, sums of a window)
@@ -32,8 +33,11 @@ def check_count(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
 
 
-def check_options(seed: Any, steps: Any, threads: Any) -> None:
-    """As ddrf-run's options allow (`MAX_SEED`: outside it a seed wrapped around)."""
+def check_options(seed: Any, steps: Any, threads: Any, backend: str = "ort-cpu") -> None:
+    """As ddrf-run's options allow (`MAX_SEED`: outside it a seed wrapped around; its `BACKENDS`: "torch", the
+    profiler's reference, failed on a missing graph file)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
     check_count("steps", steps)
