@@ -24,11 +24,19 @@ if TYPE_CHECKING:
 PathLike = Union[str, Path]
 
 
+def _fuser(model: Path, backend: str, steps: int | None, threads: int | None) -> Any:
+    """The model's Fuser, loaded once per process while the path names the same folder with the same card (the
+    path string alone served a replaced model, or another folder's after os.chdir)."""
+    from ddrf.runtime.fuser import model_identity
+
+    return _open_fuser(model_identity(model), backend, steps, threads)
+
+
 @lru_cache(maxsize=4)
-def _fuser(model: str, backend: str, steps: int | None, threads: int | None) -> Any:
+def _open_fuser(identity: tuple[str, str], backend: str, steps: int | None, threads: int | None) -> Any:
     from ddrf.runtime.fuser import Fuser
 
-    return Fuser(model, backend, steps, unrolled="auto", threads=threads)
+    return Fuser(identity[0], backend, steps, unrolled="auto", threads=threads)
 
 
 def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method: str | None, steps: int | None,
@@ -54,7 +62,7 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
 
     if model is None:
         model = choose_model(f"arrays PAN {pan.shape}, MS {ms.shape}", ratio, None, ms.shape[-1]).path
-    fuser = _fuser(str(model_folder(model)), backend, steps, threads)
+    fuser = _fuser(model_folder(model), backend, steps, threads)
     if ratio != fuser.card.ratio:
         raise ValueError(f"PAN/MS ratio {ratio}, but the model fuses ratio {fuser.card.ratio}")
     from ddrf.scenes.arrays import ArrayScene, fuse_arrays

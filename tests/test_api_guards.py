@@ -35,3 +35,35 @@ def test_fuse_refuses_a_backend_ddrf_run_refuses(tmp_path: Path) -> None:
             ddrf.fuse(pan, ms, backend=backend)
     with pytest.raises(ValueError, match="backend must be one of"):
         ddrf.fuse_scene(tmp_path / "scene", tmp_path / "out", backend="torch")
+
+
+def test_fuse_serves_the_model_the_folder_holds_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loaded model was cached by the path string: a model re-exported into the same folder kept the old one
+    serving, and a relative model="m" after os.chdir served the other folder's."""
+    import shutil
+
+    pan, ms = sample_arrays(32)
+    expected = {name: ddrf.fuse(pan, ms, model=name, threads=1)
+                for name in ("landsat_ratio2", "landsat_ratio2_band_wise")}
+    for folder, name in (("x", "landsat_ratio2_band_wise"), ("y", "landsat_ratio2")):
+        shutil.copytree(BUNDLED / name, tmp_path / folder / "m")
+    for folder, name in (("x", "landsat_ratio2_band_wise"), ("y", "landsat_ratio2")):
+        monkeypatch.chdir(tmp_path / folder)
+        np.testing.assert_array_equal(ddrf.fuse(pan, ms, model="m", threads=1), expected[name])
+    shutil.rmtree(tmp_path / "y" / "m")  # a re-export into the same folder
+    shutil.copytree(BUNDLED / "landsat_ratio2_band_wise", tmp_path / "y" / "m")
+    np.testing.assert_array_equal(ddrf.fuse(pan, ms, model="m", threads=1), expected["landsat_ratio2_band_wise"])
+
+
+def test_fuse_scene_engines_follow_a_replaced_model_too(tmp_path: Path) -> None:
+    """ddrf.fuse_scene's (and ddrf-run's) loaded models were cached by the path string as well."""
+    import shutil
+
+    from ddrf.scenes.engines import EngineSpec, get_engine
+
+    shutil.copytree(BUNDLED / "landsat_ratio2_band_wise", tmp_path / "m")
+    spec = EngineSpec(model=str(tmp_path / "m"))
+    assert get_engine(spec).fuser is get_engine(spec).fuser  # loaded once while the folder holds the same model
+    shutil.rmtree(tmp_path / "m")
+    shutil.copytree(BUNDLED / "landsat_ratio2", tmp_path / "m")
+    assert not get_engine(spec).fuser.card.band_wise
