@@ -61,7 +61,9 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
     from ddrf.bundled import choose_model, model_folder
 
     if model is None:
-        model = choose_model(f"arrays PAN {pan.shape}, MS {ms.shape}", ratio, None, ms.shape[-1]).path
+        # the one whose bands the arrays have, as ddrf-run picks for a scene (by count alone: another's model)
+        model = choose_model(f"arrays PAN {pan.shape}, MS {ms.shape}", ratio, band_names_known(band_names),
+                             ms.shape[-1]).path
     fuser = _fuser(model_folder(model), backend, steps, threads)
     if ratio != fuser.card.ratio:
         raise ValueError(f"PAN/MS ratio {ratio}, but the model fuses ratio {fuser.card.ratio}")
@@ -77,14 +79,20 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
     return fused[..., np.argsort(order)].astype(np.float32)  # back in the caller's band order
 
 
+def band_names_known(names: Sequence[str] | None) -> list[str] | None:
+    """Band labels that are band names (lower case), or None: unnamed, or labelled otherwise (B2, 1)."""
+    from ddrf.sensors import KNOWN_BAND_NAMES
+
+    lowered = [str(n).lower() for n in names] if names is not None else None
+    return lowered if lowered is not None and set(lowered) <= KNOWN_BAND_NAMES else None
+
+
 def card_order(names: Sequence[str] | None, card: Any, count: int) -> list[int]:
     """Indices that put `count` bands named as the card names them into the card's order (unnamed, labelled with
     other than band names such as B2, band-wise, or already in order: as given); bands named otherwise than the
     model's are a ValueError naming them."""
-    from ddrf.sensors import KNOWN_BAND_NAMES
-
-    lowered = [str(n).lower() for n in names] if names is not None else None
-    if lowered is None or card.band_wise or lowered == list(card.bands) or not set(lowered) <= KNOWN_BAND_NAMES:
+    lowered = band_names_known(names)
+    if lowered is None or card.band_wise or lowered == list(card.bands):
         return list(range(count))
     if sorted(lowered) != sorted(card.bands):
         raise ValueError(f"ms bands {', '.join(lowered)}: the model fuses {', '.join(card.bands)}")

@@ -3,11 +3,13 @@ rather than fused into made-up or stale output."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import ddrf
+from stac_fixtures import SAMPLE
 from test_api_progress import sample_arrays
 
 BUNDLED = Path(ddrf.__file__).parent / "assets" / "models"
@@ -67,3 +69,24 @@ def test_fuse_scene_engines_follow_a_replaced_model_too(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "m")
     shutil.copytree(BUNDLED / "landsat_ratio2", tmp_path / "m")
     assert not get_engine(spec).fuser.card.band_wise
+
+
+def sample_dataarrays(size: int = 32) -> tuple[Any, Any]:
+    """PAN (band=1, y, x) and MS (band=4, y, x) crops of the sample scene as rioxarray opens them."""
+    rioxarray = pytest.importorskip("rioxarray")
+    import xarray as xr
+
+    pan = rioxarray.open_rasterio(next(SAMPLE.glob("*_B8.TIF")))[:, :size, :size]
+    ms = xr.concat([rioxarray.open_rasterio(next(SAMPLE.glob(f"*_B{b}.TIF")))[:, :size // 2, :size // 2]
+                    for b in (2, 3, 4, 5)], dim="band")
+    return pan, ms
+
+
+def test_named_bands_choose_the_bundled_model_that_has_them() -> None:
+    """MS bands coastal, green, red, nir were refused ('the model fuses blue, green, red, nir'): the default model was
+    chosen by band count alone, while ddrf-run picks the bundled model whose bands the scene has."""
+    pan, ms = sample_dataarrays()
+    bands = ["coastal", "green", "red", "nir"]
+    fused = ddrf.fuse(pan, ms.assign_coords(band=bands), threads=1)
+    np.testing.assert_array_equal(fused.values, ddrf.fuse(pan, ms, model="landsat_ratio2_band_wise", threads=1).values)
+    assert list(fused.band.values) == bands
