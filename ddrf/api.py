@@ -161,7 +161,7 @@ def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: Pat
     fused = _fuse_arrays(pan2d.values, np.moveaxis(ms.values, 0, -1), model, method, steps, seed, backend, sensor,
                          threads, ensemble, _lattice_origin(pan), names)
     result = xr.DataArray(np.moveaxis(fused, -1, 0), dims=("band", "y", "x"),
-                          coords={"band": labels, "y": pan2d.coords["y"], "x": pan2d.coords["x"]},
+                          coords={"band": labels, **{k: pan2d.coords[k] for k in ("y", "x") if k in pan2d.coords}},
                           name="fused", attrs=band_attrs(ms.attrs, names, len(labels)))
     try:
         import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -185,7 +185,14 @@ def band_attrs(attrs: dict[str, Any], names: list[str] | None, count: int) -> di
 def check_grids(pan: "xarray.DataArray", ms: "xarray.DataArray") -> None:
     """With rioxarray: the MS in the PAN's CRS, north-up, and on the PAN's grid coarsened by an integer ratio from
     the same corner give or take half an MS pixel (Landsat's PAN corner is a quarter of one off), which the arrays
-    are fused as (rasters on other grids: `fuse_scene` aligns them)."""
+    are fused as (rasters on other grids: `fuse_scene` aligns them). Without x/y coordinates both are plain arrays
+    (rioxarray reads an identity transform, flipped and never nested); one of the two with them is a ValueError."""
+    placed = ["x" in a.coords and "y" in a.coords for a in (pan, ms)]
+    if placed[0] != placed[1]:
+        raise ValueError(f"{'pan' if placed[0] else 'ms'} has x/y coordinates, {'ms' if placed[0] else 'pan'} none: "
+                         f"give both their coordinates, or neither (fused as plain arrays)")
+    if not placed[0]:
+        return
     try:
         import rioxarray  # noqa: F401  (registers the .rio accessor)
 

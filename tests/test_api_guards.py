@@ -90,3 +90,19 @@ def test_named_bands_choose_the_bundled_model_that_has_them() -> None:
     fused = ddrf.fuse(pan, ms.assign_coords(band=bands), threads=1)
     np.testing.assert_array_equal(fused.values, ddrf.fuse(pan, ms, model="landsat_ratio2_band_wise", threads=1).values)
     assert list(fused.band.values) == bands
+
+
+def test_dataarrays_without_coordinates_are_fused_as_plain_arrays() -> None:
+    """With rioxarray installed, coordinate-less DataArrays were refused: 'ms grid (1,0,0,0,1,0) is not the pan grid
+    (1,0,0,0,1,0)', both identity transforms. They are fused as numpy arrays; coordinates on one of the two only are
+    refused in a line that says so."""
+    xr = pytest.importorskip("xarray")
+
+    pan, ms = sample_arrays(32)
+    pan_da, ms_da = xr.DataArray(pan[None], dims=("band", "y", "x")), xr.DataArray(np.moveaxis(ms, -1, 0),
+                                                                                   dims=("band", "y", "x"))
+    fused = ddrf.fuse(pan_da, ms_da, method="GSA")
+    np.testing.assert_array_equal(np.moveaxis(fused.values, 0, -1), ddrf.fuse(pan, ms, method="GSA"))
+    placed_pan = sample_dataarrays()[0]
+    with pytest.raises(ValueError, match="pan has x/y coordinates, ms none"):
+        ddrf.fuse(placed_pan, ms_da, method="GSA")
