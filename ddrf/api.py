@@ -140,10 +140,22 @@ def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None
         return _fuse_dataarrays(pan, ms, model, method, steps, seed, backend, sensor, threads, ensemble)
     for name, values in (("pan", pan), ("ms", ms)):
         if np.ma.is_masked(values):  # np.asarray would drop the mask and fuse the masked values as data
-            raise ValueError(f"{name} is a masked array with masked values: fill them first, or fuse the raster "
-                             f"with ddrf.fuse_scene, which reads its no data")
+            raise ValueError(f"{name} is a masked array with masked values: {FILL_FIRST}")
     return _fuse_arrays(np.asarray(pan), np.asarray(ms), model, method, steps, seed, backend, sensor, threads,
                         ensemble)
+
+
+FILL_FIRST = "fill them first, or fuse the raster with ddrf.fuse_scene, which reads its no data"
+
+
+def check_nodata(name: str, array: "xarray.DataArray") -> None:
+    """No pixel at a no-data value the DataArray declares (rioxarray's `_FillValue`, the older per-band
+    `nodatavals`): they were fused as data, pulling their neighbours with them (a NaN one: `check_values`)."""
+    declared = [array.attrs.get("_FillValue"), *np.ravel(array.attrs.get("nodatavals", ()))]
+    for value in {float(v) for v in declared if v is not None and not np.isnan(float(v))}:
+        count = int((array.values == value).sum())
+        if count:
+            raise ValueError(f"{name} has {count} pixel(s) at its nodata value {value:g}: {FILL_FIRST}")
 
 
 def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: PathLike | None, method: str | None,
@@ -156,6 +168,8 @@ def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: Pat
         raise ValueError(f"pan must have dims (band=1, y, x) or (y, x), ms (band, y, x); got {dict(pan.sizes)}, "
                          f"{dict(ms.sizes)}")
     check_grids(pan, ms)
+    check_nodata("pan", pan)
+    check_nodata("ms", ms)
     labels = ms.coords["band"].values if "band" in ms.coords else np.arange(1, ms.sizes["band"] + 1)
     names = [str(n) for n in labels] if all(isinstance(n, str) for n in labels) else None
     fused = _fuse_arrays(pan2d.values, np.moveaxis(ms.values, 0, -1), model, method, steps, seed, backend, sensor,

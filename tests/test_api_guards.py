@@ -106,3 +106,20 @@ def test_dataarrays_without_coordinates_are_fused_as_plain_arrays() -> None:
     placed_pan = sample_dataarrays()[0]
     with pytest.raises(ValueError, match="pan has x/y coordinates, ms none"):
         ddrf.fuse(placed_pan, ms_da, method="GSA")
+
+
+def test_dataarrays_with_pixels_at_their_declared_nodata_are_refused() -> None:
+    """A PAN with rio.nodata 0 (or an MS with `_FillValue` / `nodatavals`) and a zeroed corner: the zeros were
+    fused as data, made-up values pulling their neighbours, with no error. A declared value no pixel has fuses."""
+    pan, ms = sample_dataarrays()
+    holed = pan.copy()
+    holed[:, :4, :4] = 0
+    fused = ddrf.fuse(pan.rio.write_nodata(0), ms, method="GSA")  # declared, but no pixel has it
+    np.testing.assert_array_equal(fused.values, ddrf.fuse(pan, ms, method="GSA").values)
+    zeroed = ms.copy()
+    zeroed[1, :2, :2] = 0
+    for args, message in (((holed.rio.write_nodata(0), ms), "pan has 16 pixel"),
+                          ((pan, zeroed.assign_attrs(_FillValue=0)), "ms has 4 pixel"),
+                          ((pan, zeroed.assign_attrs(nodatavals=(0.0,) * 4)), "ms has 4 pixel")):
+        with pytest.raises(ValueError, match=f"{message}\\(s\\) at its nodata value 0: fill them first"):
+            ddrf.fuse(*args, method="GSA")
