@@ -10,9 +10,10 @@
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union, overload
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union, overload
 
 import numpy as np
 
@@ -259,6 +260,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     """
     check_ensemble(ensemble, method)
     check_options(seed, steps, None, backend)
+    from ddrf.bundled import model_folder
     from ddrf.sensors import get_sensor
     from ddrf.scenes.engines import EngineSpec, StatisticsScene, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
@@ -268,43 +270,70 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     from ddrf.scenes.streaming import RunSettings
 
     out = Path(out).absolute()
-    as_file = out.suffix.lower() in (".tif", ".tiff")
-    item = None
     try:
         bands = band_names(bands) if bands else ()
     except ValueError as exc:
         raise ValueError(f"bands {exc}") from None
     sensor = get_sensor(sensor).name if sensor else None
-    if is_item_reference(str(source)):
-        if bands or sensor:
-            raise ValueError(f"{source}: bands and sensor are for scene directories; a STAC Item names its bands")
-        if as_file:
-            raise ValueError(f"{out}: for a STAC Item, out names a directory")
-        out.mkdir(parents=True, exist_ok=True)
-        job, item = job_from_item(str(source), out)
-    else:
-        directory = Path(source).absolute()
-        raster = out if as_file else out / f"{directory.name}.tif"
-        raster.parent.mkdir(parents=True, exist_ok=True)
-        job = SceneJob(raster.stem, raster, directory=directory, bands=bands, sensor=sensor)
+    is_item = is_item_reference(str(source))
+    raster = scene_output(source, out, is_item, bool(bands or sensor))
     # no model: the bundled one that fits the scene (named in the report)
-    from ddrf.bundled import model_folder
-
     chosen = str(model_folder(model)) if model and not method else None  # a path, or a bundled model's name
     spec = EngineSpec(model=chosen, backend=backend, steps=steps, seed=seed,
                       method=method, samples=max(ensemble, 1), views=bool(ensemble),
                       statistics_from=StatisticsScene(str(Path(statistics_from).absolute()), sensor, bands)
                       if statistics_from else None)
-    batch = default_tiling(backend, method)[1]
-    settings = RunSettings(tile=tile, batch=batch, cog=cog, overwrite=overwrite,
+    settings = RunSettings(tile=tile, batch=default_tiling(backend, method)[1], cog=cog, overwrite=overwrite,
                            progress=False)
-    entry = describe_outputs(run_job(job, spec, settings), job, settings, None, item)
-    tidy_after(entry, job, item is not None)  # as ddrf-run: a failed Item scene leaves no band wrappers
-    if entry["status"] == "failed":
-        raise ValueError(entry["error"])
+    with output_folder(raster.parent if raster else out):
+        job, item = (job_from_item(str(source), out) if raster is None else
+                     (SceneJob(raster.stem, raster, directory=Path(source).absolute(), bands=bands, sensor=sensor),
+                      None))
+        entry = describe_outputs(run_job(job, spec, settings), job, settings, None, item)
+        tidy_after(entry, job, item is not None)  # as ddrf-run: a failed Item scene leaves no band wrappers
+        if entry["status"] == "failed":
+            raise ValueError(entry["error"])
     if entry["status"] == "skipped":
         import warnings
 
         warnings.warn(f"{job.raster}: a finished output is already there and was kept, not fused again with these "
                       f"settings (overwrite=True fuses the scene again)", stacklevel=2)
     return job.raster
+
+
+def scene_output(source: PathLike, out: Path, is_item: bool, named: bool) -> Path | None:
+    """The raster a scene directory is fused into (None for a STAC Item, which names its own), refusing before
+    anything is written what ddrf-run refuses: bands or sensor (`named`) or a .tif for an Item, an output in the
+    scene (its outputs were written into the scene folder)."""
+    from ddrf.scenes.preflight import output_in_scene
+
+    as_file = out.suffix.lower() in (".tif", ".tiff")
+    if is_item:
+        if named:
+            raise ValueError(f"{source}: bands and sensor are for scene directories; a STAC Item names its bands")
+        if as_file:
+            raise ValueError(f"{out}: for a STAC Item, out names a directory")
+        return None
+    directory = Path(source).absolute()
+    raster = out if as_file else out / f"{directory.name}.tif"
+    inside = output_in_scene(raster.parent.resolve(), directory.resolve())
+    if inside:
+        raise ValueError(inside)
+    return raster
+
+
+@contextmanager
+def output_folder(folder: Path) -> Iterator[None]:
+    """`folder` made, with its missing parents, for a call's outputs; where the call fails, those it made are
+    removed again while empty (each failed call left an empty folder behind)."""
+    made = [path for path in (folder, *folder.parents) if not path.exists()]  # the deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for path in made:
+            try:
+                path.rmdir()
+            except OSError:  # something was written there
+                break
+        raise

@@ -123,3 +123,24 @@ def test_dataarrays_with_pixels_at_their_declared_nodata_are_refused() -> None:
                           ((pan, zeroed.assign_attrs(nodatavals=(0.0,) * 4)), "ms has 4 pixel")):
         with pytest.raises(ValueError, match=f"{message}\\(s\\) at its nodata value 0: fill them first"):
             ddrf.fuse(*args, method="GSA")
+
+
+def test_fuse_scene_writes_nothing_into_its_scene_nor_leaves_an_empty_folder(tmp_path: Path) -> None:
+    """fuse_scene("scn", "scn") wrote scn.tif, scn.json and scn.item.json into the scene folder (ddrf-run refuses
+    it), and each failed call left behind the empty output folder it had made."""
+    from stac_fixtures import small_scene
+
+    scene = small_scene(tmp_path / "scn")
+    before = sorted(p.name for p in scene.iterdir())
+    for out in (scene, scene / "fused.tif", scene / "sub" / ".."):
+        with pytest.raises(ValueError, match="the output directory is inside scene"):
+            ddrf.fuse_scene(scene, out, method="GSA")
+    assert sorted(p.name for p in scene.iterdir()) == before
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        ddrf.fuse_scene(tmp_path / "empty", tmp_path / "out" / "deep", method="GSA")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        ddrf.fuse_scene(tmp_path / "empty", tmp_path / "kept", method="GSA")
+    assert (tmp_path / "kept").is_dir()  # not made by the call: left as it was
