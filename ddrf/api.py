@@ -10,11 +10,14 @@
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union, overload
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union, overload
 
 import numpy as np
+
+from ddrf.runtime.checks import check_options, check_values
 
 if TYPE_CHECKING:
     import xarray
@@ -22,18 +25,26 @@ if TYPE_CHECKING:
 PathLike = Union[str, Path]
 
 
+def _fuser(model: Path, backend: str, steps: int | None, threads: int | None) -> Any:
+    """The model's Fuser, loaded once per process while the path names the same folder with the same card (the
+    path string alone served a replaced model, or another folder's after os.chdir)."""
+    from ddrf.runtime.fuser import model_identity
+
+    return _open_fuser(model_identity(model), backend, steps, threads)
+
+
 @lru_cache(maxsize=4)
-def _fuser(model: str, backend: str, steps: int | None, threads: int | None) -> Any:
+def _open_fuser(identity: tuple[str, str], backend: str, steps: int | None, threads: int | None) -> Any:
     from ddrf.runtime.fuser import Fuser
 
-    return Fuser(model, backend, steps, unrolled="auto", threads=threads)
+    return Fuser(identity[0], backend, steps, unrolled="auto", threads=threads)
 
 
 def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method: str | None, steps: int | None,
                  seed: int, backend: str, sensor: str, threads: int | None, ensemble: int = 0,
                  noise_origin: tuple[int, int] = (0, 0), band_names: Sequence[str] | None = None) -> np.ndarray:
     check_ensemble(ensemble, method)
-    check_options(seed, steps, threads)
+    check_options(seed, steps, threads, backend)
     from ddrf.sensors import get_sensor
 
     sensor = get_sensor(sensor).name  # a misspelt name was ignored: the classical methods fell back to generic MTFs
@@ -51,8 +62,10 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
     from ddrf.bundled import choose_model, model_folder
 
     if model is None:
-        model = choose_model(f"arrays PAN {pan.shape}, MS {ms.shape}", ratio, None, ms.shape[-1]).path
-    fuser = _fuser(str(model_folder(model)), backend, steps, threads)
+        # the one whose bands the arrays have, as ddrf-run picks for a scene (by count alone: another's model)
+        model = choose_model(f"arrays PAN {pan.shape}, MS {ms.shape}", ratio, band_names_known(band_names),
+                             ms.shape[-1]).path
+    fuser = _fuser(model_folder(model), backend, steps, threads)
     if ratio != fuser.card.ratio:
         raise ValueError(f"PAN/MS ratio {ratio}, but the model fuses ratio {fuser.card.ratio}")
     from ddrf.scenes.arrays import ArrayScene, fuse_arrays
@@ -67,43 +80,20 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
     return fused[..., np.argsort(order)].astype(np.float32)  # back in the caller's band order
 
 
-# the largest magnitude the float32 arithmetic of the fusion carries without overflow (squares, sums of a window)
-MAX_VALUE = 1e30
+def band_names_known(names: Sequence[str] | None) -> list[str] | None:
+    """Band labels that are band names (lower case), or None: unnamed, or labelled otherwise (B2, 1)."""
+    from ddrf.sensors import KNOWN_BAND_NAMES
 
-
-def check_values(name: str, values: np.ndarray) -> None:
-    """Real, finite numbers of a workable size: anything else gave an output of NaN or inf (one NaN made all of it
-    NaN) or lost a part silently (complex)."""
-    if values.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold real numbers (integers or floats), got dtype {values.dtype}")
-    finite = np.isfinite(values)
-    if not finite.all():
-        raise ValueError(f"{name} has {int((~finite).sum())} NaN or infinite value(s): fill them first, or fuse the "
-                         f"raster with ddrf.fuse_scene, which treats them as no data")
-    if values.size and float(np.abs(values).max()) > MAX_VALUE:
-        raise ValueError(f"{name} holds values beyond +-{MAX_VALUE:g} (largest {float(np.abs(values).max()):g}): "
-                         f"scale them first")
-
-
-def check_options(seed: Any, steps: Any, threads: Any) -> None:
-    """As ddrf-run's options allow (`MAX_SEED`: outside it a seed wrapped around)."""
-    from ddrf.runtime.noise import MAX_SEED
-
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
-    for name, value in (("steps", steps), ("threads", threads)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+    lowered = [str(n).lower() for n in names] if names is not None else None
+    return lowered if lowered is not None and set(lowered) <= KNOWN_BAND_NAMES else None
 
 
 def card_order(names: Sequence[str] | None, card: Any, count: int) -> list[int]:
     """Indices that put `count` bands named as the card names them into the card's order (unnamed, labelled with
     other than band names such as B2, band-wise, or already in order: as given); bands named otherwise than the
     model's are a ValueError naming them."""
-    from ddrf.sensors import KNOWN_BAND_NAMES
-
-    lowered = [str(n).lower() for n in names] if names is not None else None
-    if lowered is None or card.band_wise or lowered == list(card.bands) or not set(lowered) <= KNOWN_BAND_NAMES:
+    lowered = band_names_known(names)
+    if lowered is None or card.band_wise or lowered == list(card.bands):
         return list(range(count))
     if sorted(lowered) != sorted(card.bands):
         raise ValueError(f"ms bands {', '.join(lowered)}: the model fuses {', '.join(card.bands)}")
@@ -151,10 +141,22 @@ def fuse(pan: Any, ms: Any, model: PathLike | None = None, *, method: str | None
         return _fuse_dataarrays(pan, ms, model, method, steps, seed, backend, sensor, threads, ensemble)
     for name, values in (("pan", pan), ("ms", ms)):
         if np.ma.is_masked(values):  # np.asarray would drop the mask and fuse the masked values as data
-            raise ValueError(f"{name} is a masked array with masked values: fill them first, or fuse the raster "
-                             f"with ddrf.fuse_scene, which reads its no data")
+            raise ValueError(f"{name} is a masked array with masked values: {FILL_FIRST}")
     return _fuse_arrays(np.asarray(pan), np.asarray(ms), model, method, steps, seed, backend, sensor, threads,
                         ensemble)
+
+
+FILL_FIRST = "fill them first, or fuse the raster with ddrf.fuse_scene, which reads its no data"
+
+
+def check_nodata(name: str, array: "xarray.DataArray") -> None:
+    """No pixel at a no-data value the DataArray declares (rioxarray's `_FillValue`, the older per-band
+    `nodatavals`): they were fused as data, pulling their neighbours with them (a NaN one: `check_values`)."""
+    declared = [array.attrs.get("_FillValue"), *np.ravel(array.attrs.get("nodatavals", ()))]
+    for value in {float(v) for v in declared if v is not None and not np.isnan(float(v))}:
+        count = int((array.values == value).sum())
+        if count:
+            raise ValueError(f"{name} has {count} pixel(s) at its nodata value {value:g}: {FILL_FIRST}")
 
 
 def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: PathLike | None, method: str | None,
@@ -167,12 +169,14 @@ def _fuse_dataarrays(pan: "xarray.DataArray", ms: "xarray.DataArray", model: Pat
         raise ValueError(f"pan must have dims (band=1, y, x) or (y, x), ms (band, y, x); got {dict(pan.sizes)}, "
                          f"{dict(ms.sizes)}")
     check_grids(pan, ms)
+    check_nodata("pan", pan)
+    check_nodata("ms", ms)
     labels = ms.coords["band"].values if "band" in ms.coords else np.arange(1, ms.sizes["band"] + 1)
     names = [str(n) for n in labels] if all(isinstance(n, str) for n in labels) else None
     fused = _fuse_arrays(pan2d.values, np.moveaxis(ms.values, 0, -1), model, method, steps, seed, backend, sensor,
                          threads, ensemble, _lattice_origin(pan), names)
     result = xr.DataArray(np.moveaxis(fused, -1, 0), dims=("band", "y", "x"),
-                          coords={"band": labels, "y": pan2d.coords["y"], "x": pan2d.coords["x"]},
+                          coords={"band": labels, **{k: pan2d.coords[k] for k in ("y", "x") if k in pan2d.coords}},
                           name="fused", attrs=band_attrs(ms.attrs, names, len(labels)))
     try:
         import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -196,7 +200,14 @@ def band_attrs(attrs: dict[str, Any], names: list[str] | None, count: int) -> di
 def check_grids(pan: "xarray.DataArray", ms: "xarray.DataArray") -> None:
     """With rioxarray: the MS in the PAN's CRS, north-up, and on the PAN's grid coarsened by an integer ratio from
     the same corner give or take half an MS pixel (Landsat's PAN corner is a quarter of one off), which the arrays
-    are fused as (rasters on other grids: `fuse_scene` aligns them)."""
+    are fused as (rasters on other grids: `fuse_scene` aligns them). Without x/y coordinates both are plain arrays
+    (rioxarray reads an identity transform, flipped and never nested); one of the two with them is a ValueError."""
+    placed = ["x" in a.coords and "y" in a.coords for a in (pan, ms)]
+    if placed[0] != placed[1]:
+        raise ValueError(f"{'pan' if placed[0] else 'ms'} has x/y coordinates, {'ms' if placed[0] else 'pan'} none: "
+                         f"give both their coordinates, or neither (fused as plain arrays)")
+    if not placed[0]:
+        return
     try:
         import rioxarray  # noqa: F401  (registers the .rio accessor)
 
@@ -248,7 +259,8 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     `overwrite=True` fuses the scene again.
     """
     check_ensemble(ensemble, method)
-    check_options(seed, steps, None)
+    check_options(seed, steps, None, backend)
+    from ddrf.bundled import model_folder
     from ddrf.sensors import get_sensor
     from ddrf.scenes.engines import EngineSpec, StatisticsScene, default_tiling
     from ddrf.scenes.jobs import SceneJob, run_job
@@ -258,43 +270,70 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     from ddrf.scenes.streaming import RunSettings
 
     out = Path(out).absolute()
-    as_file = out.suffix.lower() in (".tif", ".tiff")
-    item = None
     try:
         bands = band_names(bands) if bands else ()
     except ValueError as exc:
         raise ValueError(f"bands {exc}") from None
     sensor = get_sensor(sensor).name if sensor else None
-    if is_item_reference(str(source)):
-        if bands or sensor:
-            raise ValueError(f"{source}: bands and sensor are for scene directories; a STAC Item names its bands")
-        if as_file:
-            raise ValueError(f"{out}: for a STAC Item, out names a directory")
-        out.mkdir(parents=True, exist_ok=True)
-        job, item = job_from_item(str(source), out)
-    else:
-        directory = Path(source).absolute()
-        raster = out if as_file else out / f"{directory.name}.tif"
-        raster.parent.mkdir(parents=True, exist_ok=True)
-        job = SceneJob(raster.stem, raster, directory=directory, bands=bands, sensor=sensor)
+    is_item = is_item_reference(str(source))
+    raster = scene_output(source, out, is_item, bool(bands or sensor))
     # no model: the bundled one that fits the scene (named in the report)
-    from ddrf.bundled import model_folder
-
     chosen = str(model_folder(model)) if model and not method else None  # a path, or a bundled model's name
     spec = EngineSpec(model=chosen, backend=backend, steps=steps, seed=seed,
                       method=method, samples=max(ensemble, 1), views=bool(ensemble),
                       statistics_from=StatisticsScene(str(Path(statistics_from).absolute()), sensor, bands)
                       if statistics_from else None)
-    batch = default_tiling(backend, method)[1]
-    settings = RunSettings(tile=tile, batch=batch, cog=cog, overwrite=overwrite,
+    settings = RunSettings(tile=tile, batch=default_tiling(backend, method)[1], cog=cog, overwrite=overwrite,
                            progress=False)
-    entry = describe_outputs(run_job(job, spec, settings), job, settings, None, item)
-    tidy_after(entry, job, item is not None)  # as ddrf-run: a failed Item scene leaves no band wrappers
-    if entry["status"] == "failed":
-        raise ValueError(entry["error"])
+    with output_folder(raster.parent if raster else out):
+        job, item = (job_from_item(str(source), out) if raster is None else
+                     (SceneJob(raster.stem, raster, directory=Path(source).absolute(), bands=bands, sensor=sensor),
+                      None))
+        entry = describe_outputs(run_job(job, spec, settings), job, settings, None, item)
+        tidy_after(entry, job, item is not None)  # as ddrf-run: a failed Item scene leaves no band wrappers
+        if entry["status"] == "failed":
+            raise ValueError(entry["error"])
     if entry["status"] == "skipped":
         import warnings
 
         warnings.warn(f"{job.raster}: a finished output is already there and was kept, not fused again with these "
                       f"settings (overwrite=True fuses the scene again)", stacklevel=2)
     return job.raster
+
+
+def scene_output(source: PathLike, out: Path, is_item: bool, named: bool) -> Path | None:
+    """The raster a scene directory is fused into (None for a STAC Item, which names its own), refusing before
+    anything is written what ddrf-run refuses: bands or sensor (`named`) or a .tif for an Item, an output in the
+    scene (its outputs were written into the scene folder)."""
+    from ddrf.scenes.preflight import output_in_scene
+
+    as_file = out.suffix.lower() in (".tif", ".tiff")
+    if is_item:
+        if named:
+            raise ValueError(f"{source}: bands and sensor are for scene directories; a STAC Item names its bands")
+        if as_file:
+            raise ValueError(f"{out}: for a STAC Item, out names a directory")
+        return None
+    directory = Path(source).absolute()
+    raster = out if as_file else out / f"{directory.name}.tif"
+    inside = output_in_scene(raster.parent.resolve(), directory.resolve())
+    if inside:
+        raise ValueError(inside)
+    return raster
+
+
+@contextmanager
+def output_folder(folder: Path) -> Iterator[None]:
+    """`folder` made, with its missing parents, for a call's outputs; where the call fails, those it made are
+    removed again while empty (each failed call left an empty folder behind)."""
+    made = [path for path in (folder, *folder.parents) if not path.exists()]  # the deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for path in made:
+            try:
+                path.rmdir()
+            except OSError:  # something was written there
+                break
+        raise

@@ -6,19 +6,32 @@ backend sessions) and `to_digital_numbers` (crop and denormalise).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from ddrf.card import ModelCard
-from ddrf.model_dir import MissingGraph, ModelDir
+from ddrf.model_dir import CARD_NAME, MissingGraph, ModelDir
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.backends import Backend, backend_info, open_backend
+from ddrf.runtime.checks import check_count, check_values
 from ddrf.runtime.noise import scene_noise
 from ddrf.sampling import StageCallback, by_graph_bands, sample
 from ddrf.schedule import CosineSchedule, make_plan
 from ddrf.filters import interp23
+
+
+def model_identity(model: str | os.PathLike[str]) -> tuple[str, str]:
+    """What a model path names now, for caches of loaded models: the resolved folder (a relative path names another
+    one after os.chdir) and its card's sha256 (a re-export or fine-tune into the folder rewrites the card, which
+    records every graph's sha256); no card: empty, and opening it says why."""
+    root = Path(model).resolve()
+    root = root.parent if root.name == CARD_NAME and root.is_file() else root
+    card = root / CARD_NAME
+    return str(root), hashlib.sha256(card.read_bytes()).hexdigest() if card.is_file() else ""
 
 
 class InputPreparation:
@@ -112,7 +125,10 @@ class Fuser(InputPreparation):
     def __init__(self, model: str | os.PathLike[str] | ModelDir, backend: str = "ort-cpu",
                  steps: int | None = None, precision: str = "fp32", unrolled: bool | str = False,
                  threads: int | None = None, allow_fallback: bool = False, eta: float = 0.0) -> None:
+        check_count("steps", steps)  # 0 had been the card's default, silently
+        check_count("threads", threads)
         self.files = model if isinstance(model, ModelDir) else ModelDir.open(model)
+        self.identity = model_identity(self.files.root)  # the model it serves, for caches (ddrf.fuse, scenes)
         super().__init__(self.files.card)
         self.steps = steps or self.card.sampling_steps
         if self.card.scene_statistics:  # its statistics are recorded and replayed by the unrolled graphs only
@@ -232,6 +248,9 @@ class Fuser(InputPreparation):
         Pass the scene's `radiometry` (and, for a scene-statistics model, its `scene_context`) when the windows are
         tiles of a larger scene: otherwise statistics of these windows are used, which would differ from tile to tile.
         """
+        for pan, ms in pairs:  # one NaN made the whole output NaN
+            check_values("pan", pan)
+            check_values("ms", ms)
         radiometry = radiometry or self.radiometry(*pairs[0])
         lms, guide, noise = self.prepare_batch(pairs, radiometry, seed, origins)
         return self.to_digital_numbers(self.fuse_normalised(lms, guide, noise, seed, context=context), pairs,

@@ -325,11 +325,11 @@ def get_engine(spec: EngineSpec, sensor: str = "generic", chosen_by: str = "--mo
     if spec.method:
         return BaselineEngine(spec.method, sensor)
     key = EngineSpec(model=spec.model, backend=spec.backend, steps=spec.steps, threads=spec.threads)
-    if key not in _FUSERS:
-        from ddrf.runtime.fuser import Fuser
+    if spec.model is None:
+        raise ValueError("no model given")
+    from ddrf.runtime.fuser import Fuser, model_identity
 
-        if spec.model is None:
-            raise ValueError("no model given")
+    if key not in _FUSERS or _FUSERS[key].identity != model_identity(spec.model):  # replaced, or another folder
         _FUSERS[key] = Fuser(spec.model, spec.backend, spec.steps, unrolled="auto", threads=spec.threads)
     return ModelEngine(_FUSERS[key], spec.seed, spec.samples, chosen_by, 0 if spec.views else None,
                        spec.statistics_from)

@@ -160,11 +160,19 @@ def check_scene_directories(scenes: list[Path], output: Path) -> None:
     for scene in scenes:
         if scene.name == reserved:
             raise usage(f"{scene}: a scene named {reserved!r} would overwrite the run summary; rename the directory")
-        if output == scene or scene in output.parents:
-            raise usage(f"{output}: the output directory is inside scene {scene}; choose one outside it")
+        inside = output_in_scene(output, scene)
+        if inside:
+            raise usage(inside)
         inner = next((o for o in scenes if o != scene and scene in o.parents), None)
         if inner is not None:
             raise usage(f"{scene}: holds another scene {inner}; give each scene directory once, not a parent")
+
+
+def output_in_scene(output: Path, scene: Path) -> str | None:
+    """The refusal of an output folder that is a scene directory or lies in it (ddrf-run, ddrf.fuse_scene)."""
+    if output == scene or scene in output.parents:
+        return f"{output}: the output directory is inside scene {scene}; choose one outside it"
+    return None
 
 
 def check_writable(folder: Path) -> None:
