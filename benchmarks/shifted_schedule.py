@@ -9,7 +9,8 @@ scored on the held-out P034R032 images (Wald, ratio 2):
     PYTHONPATH=. python benchmarks/shifted_schedule.py ddrf/assets/models/landsat_ratio2/model.safetensors \
         --runs 1:1,10.22:2,3:2,1:2 --samples 1,8
 
-(`B:K`: shift by 2 log B, K steps; B = 1 is the card's own trailing spacing.)
+(`B:K`: the card's `schedule.sampling_shift` set to 2 log B, K steps; B = 1 is the trailing spacing itself.
+`ddrf-export onnx --sampling-shift` records and bakes such a shift into an exported model.)
 """
 from __future__ import annotations
 
@@ -18,22 +19,9 @@ import argparse
 import numpy as np
 import torch
 
-import ddrf.schedule as schedule
+from ddrf.schedule import CosineSchedule
 from ddrf.train.checkpoint import load_checkpoint
 from design_runs import held_out, mean_scores
-
-TRAILING = schedule.sampling_timesteps
-
-
-def shifted_timesteps(shift: float):
-    """sampling_timesteps with each step's log-SNR raised by `shift`, then taken at the nearest training timestep."""
-    alpha_bar = schedule.CosineSchedule().alpha_bar
-    log_snr = np.log(alpha_bar / (1 - alpha_bar))
-
-    def timesteps(num_timesteps: int, steps: int) -> np.ndarray:
-        trailing = TRAILING(num_timesteps, steps)
-        return np.array([int(np.argmin(np.abs(log_snr - (v + shift)))) for v in log_snr[trailing]], dtype=np.int64)
-    return timesteps
 
 
 def main() -> None:
@@ -50,8 +38,9 @@ def main() -> None:
     images = held_out(a.data, 2)
     for run in a.runs.split(","):
         scale, steps = float(run.split(":")[0]), int(run.split(":")[1])
-        schedule.sampling_timesteps = shifted_timesteps(2 * np.log(scale))  # what make_plan calls
-        print(f"shift 2 log {scale}, K = {steps}: timesteps {schedule.sampling_timesteps(1000, steps)}")
+        card.schedule = {**card.schedule, "sampling_shift": float(2 * np.log(scale))}  # what the engine samples on
+        print(f"shift 2 log {scale}, K = {steps}: timesteps "
+              f"{CosineSchedule.from_dict(card.schedule).sampler_timesteps(steps)}")
         for samples in (int(n) for n in a.samples.split(",")):
             m = mean_scores(model, card, images, steps, 2, a.tile, samples)
             print(f"  N = {samples}: SAM {m['SAM']:.3f} ERGAS {m['ERGAS']:.3f} Q2n {m['Q2n']:.4f} "

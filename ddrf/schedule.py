@@ -22,10 +22,15 @@ class CosineSchedule:
     num_timesteps: int = 1000
     s: float = 0.008
     max_beta: float = 0.999
+    # the sampler's steps taken where the log-SNR of the trailing spacing plus this lies (nats; negative: noisier,
+    # later steps); 0: the trailing spacing itself. A sampling choice, not a training one: the card records it.
+    sampling_shift: float = 0.0
 
     def __post_init__(self) -> None:
         if self.num_timesteps < 1:
             raise ValueError(f"num_timesteps must be >= 1, got {self.num_timesteps}")
+        if not np.isfinite(self.sampling_shift):
+            raise ValueError(f"sampling_shift must be a finite number, got {self.sampling_shift}")
 
     @property
     def alpha_bar(self) -> np.ndarray:
@@ -36,13 +41,32 @@ class CosineSchedule:
         return np.cumprod(1 - betas)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "cosine", "num_timesteps": self.num_timesteps, "s": self.s, "max_beta": self.max_beta}
+        shift = {"sampling_shift": self.sampling_shift} if self.sampling_shift else {}  # older cards: absent = 0
+        return {"kind": "cosine", "num_timesteps": self.num_timesteps, "s": self.s, "max_beta": self.max_beta, **shift}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CosineSchedule":
         if d.get("kind", "cosine") != "cosine":
             raise ValueError(f"unknown schedule kind {d.get('kind')!r}")
-        return cls(int(d["num_timesteps"]), float(d.get("s", 0.008)), float(d.get("max_beta", 0.999)))
+        return cls(int(d["num_timesteps"]), float(d.get("s", 0.008)), float(d.get("max_beta", 0.999)),
+                   float(d.get("sampling_shift", 0.0)))
+
+    def sampler_timesteps(self, steps: int) -> np.ndarray:
+        """The training timesteps of a `steps`-step sampler: the trailing spacing, each step moved to the timestep
+        whose log-SNR is nearest its own plus `sampling_shift` (a negative shift leaves the first at T-1)."""
+        trailing = sampling_timesteps(self.num_timesteps, steps)
+        if not self.sampling_shift:
+            return trailing
+        ab = self.alpha_bar
+        log_snr = np.log(ab / (1 - ab))
+        return np.array([int(np.argmin(np.abs(log_snr - (log_snr[t] + self.sampling_shift)))) for t in trailing],
+                        dtype=np.int64)
+
+
+def training_part(schedule: dict[str, Any]) -> dict[str, Any]:
+    """A card's schedule without what only sampling chooses (`sampling_shift`): the schedule a network was trained
+    on, which an export may not change."""
+    return {key: value for key, value in schedule.items() if key != "sampling_shift"}
 
 
 def sampling_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
@@ -74,7 +98,7 @@ class SamplerPlan:
 
 def make_plan(schedule: CosineSchedule, steps: int, eta: float = 0.0) -> SamplerPlan:
     ab = schedule.alpha_bar
-    t = sampling_timesteps(schedule.num_timesteps, steps)
+    t = schedule.sampler_timesteps(steps)
     ab_t = ab[t]
     ab_prev = np.append(ab[t[1:]], 1.0)
     sigma = eta * np.sqrt((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev))

@@ -102,6 +102,25 @@ def test_sampling_timesteps_mapping() -> None:
         sch.sampling_timesteps(T, 0)
 
 
+def test_a_sampling_shift_moves_the_steps_by_log_snr_and_round_trips() -> None:
+    """The shift the ratio-2 default's K = 2 samples on (2 ln 0.25: second step at t = 844, not 499); the first
+    stays at pure noise; the card's dict keeps it (and an unshifted schedule's dict is unchanged)."""
+    shifted = sch.CosineSchedule(T, sampling_shift=2 * np.log(0.25))
+    assert shifted.sampler_timesteps(2).tolist() == [999, 844]
+    assert shifted.sampler_timesteps(1).tolist() == [999]
+    ab = shifted.alpha_bar
+    log_snr = np.log(ab / (1 - ab))
+    assert abs(log_snr[844] - (log_snr[499] + 2 * np.log(0.25))) < 0.02  # the nearest training timestep
+    assert sch.CosineSchedule(T).sampler_timesteps(4).tolist() == sch.sampling_timesteps(T, 4).tolist()
+    assert sch.CosineSchedule.from_dict(shifted.to_dict()) == shifted
+    assert "sampling_shift" not in sch.CosineSchedule(T).to_dict()
+    net = ToyNet()
+    Diffusion(shifted).sample(net, rand(1, 3, 8, 8), rand(1, 1, 8, 8, seed=3), 2)
+    assert [s[0] for s in net.seen] == [999.0, 844.0]
+    with pytest.raises(ValueError, match="sampling_shift"):
+        sch.CosineSchedule(T, sampling_shift=float("nan"))
+
+
 @pytest.mark.parametrize("steps", [1, 4, 25])
 def test_sampler_feeds_true_timesteps_once_encoded(steps: int) -> None:
     net = ToyNet()

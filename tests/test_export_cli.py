@@ -75,6 +75,22 @@ def test_an_export_over_another_leaves_none_of_its_graphs(checkpoint: Path, tmp_
         ModelDir.open(out).graph("sampler", steps=1)
 
 
+def test_export_records_a_sampling_shift_and_keeps_it_by_default(checkpoint: Path, tmp_path: Path) -> None:
+    """`--sampling-shift` goes into the card's schedule (the runtime's steps), and a re-export of that model folder
+    keeps it unless told otherwise."""
+    from ddrf.runtime.fuser import Fuser
+
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--unrolled", "2", "--no-fp16", "--weights",
+                                 "--sampling-shift", "-2.7726"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "card.json").read_text())["schedule"]["sampling_shift"] == -2.7726
+    assert Fuser(out, steps=2, unrolled=True).plan.timesteps.tolist() == [999, 844]
+    again = runner.invoke(app, ["onnx", str(out / "model.safetensors"), "-o", str(tmp_path / "again"), "--no-fp16"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "again" / "card.json").read_text())["schedule"]["sampling_shift"] == -2.7726
+
+
 def test_export_refuses_what_no_card_can_hold_in_one_line(checkpoint: Path, tmp_path: Path) -> None:
     """--steps -3 was written into the card (and --steps 0 quietly meant the default); a huge --halo ended in a
     57-line traceback after trying to allocate 90 GB; -o an existing file gave a raw [Errno 17]."""

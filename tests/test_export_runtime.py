@@ -118,6 +118,23 @@ def test_stepwise_and_unrolled_agree(exported: tuple[DDRF, Path]) -> None:
     assert relative_error(unrolled, stepwise) < 1e-4
 
 
+def test_a_shifted_sampler_is_baked_into_the_graphs_and_run_by_the_runtime(tmp_path: Path) -> None:
+    """A card whose schedule moves the steps (sampling_shift): the unrolled graph and the stepwise runtime sample on
+    the shifted timesteps, as PyTorch does, and not on the trailing ones."""
+    from ddrf.schedule import CosineSchedule
+
+    model, card = tiny_model(), tiny_card(tiny_model())
+    card.schedule = CosineSchedule(sampling_shift=-2.77).to_dict()
+    export_model(model, card, tmp_path, unrolled_steps=(2,), fp16=False)
+    lms, pan, noise = inputs(1, 32)
+    shifted = Diffusion(CosineSchedule(sampling_shift=-2.77), target="x0", residual=True).sample(
+        model, torch.from_numpy(lms), torch.from_numpy(pan), 2, noise=torch.from_numpy(noise)).numpy()
+    for unrolled in (True, False):
+        got = Fuser(tmp_path, steps=2, unrolled=unrolled).fuse_normalised(lms, pan, noise)
+        assert relative_error(got, shifted) < 1e-4
+        assert relative_error(got, torch_reference(model, 2, lms, pan, noise)) > 1e-3  # the trailing steps differ
+
+
 def test_fuse_on_digital_numbers(exported: tuple[DDRF, Path]) -> None:
     _, out = exported
     rng = np.random.default_rng(3)

@@ -40,12 +40,18 @@ def onnx_command(
                                           "depend on the tile; exports only the unrolled graphs"),
     halo: Optional[int] = typer.Option(None, min=0, help="context margin (PAN pixels) that ddrf-run gives each "
                                        "window of this model, recorded in the card (default 32)"),
+    sampling_shift: Optional[float] = typer.Option(None, help="move the sampler's steps to where their log-SNR is this "
+                                                   "much higher (nats; negative: later, noisier steps, the first "
+                                                   "staying at pure noise); recorded in the card's schedule and "
+                                                   "baked into the unrolled graphs (default: the checkpoint card's, "
+                                                   "else 0)"),
     crop: bool = typer.Option(True, help="unrolled samplers of networks without window statistics (v2, or "
                               "--scene-statistics) leave uncomputed the window border that ddrf-run's blend gives "
                               "no weight (card output_margin; the same output, less decoder work)"),
 ) -> None:
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
     from ddrf.export.onnx_export import export_model, output_margin
+    from ddrf.schedule import CosineSchedule
     from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
 
     try:
@@ -56,6 +62,8 @@ def onnx_command(
             card.sampling_steps = steps
         card.scene_statistics = scene_statistics or card.scene_statistics
         card.halo = card.halo if halo is None else halo
+        if sampling_shift is not None:
+            card.schedule = CosineSchedule.from_dict({**card.schedule, "sampling_shift": sampling_shift}).to_dict()
         card.output_margin = output_margin(card) if crop else 0
         card.validate()
         result = export_model(model, card, out, _parse_steps(unrolled), fp16=fp16, overwrite=overwrite)

@@ -88,12 +88,15 @@ def _differing_network(a: ModelCard, b: ModelCard) -> list[str]:
     network's bands are those it was trained on, not part of it (fine-tuning adds the user's)."""
     from ddrf.model import DDRFConfig
 
-    fields: tuple[str, ...] = ("band_wise", "ratio", "residual", "residual_scale", "target", "schedule")
+    from ddrf.schedule import training_part
+
+    fields: tuple[str, ...] = ("band_wise", "ratio", "residual", "residual_scale", "target")
     fields += () if a.band_wise and b.band_wise else ("bands",)
     same_model = DDRFConfig.from_dict(a.model) == DDRFConfig.from_dict(b.model)
     same_mapping = a.normalisation.mapping() == b.normalisation.mapping()
+    same_schedule = training_part(a.schedule) == training_part(b.schedule)  # an export may move the sampler's steps
     return (([] if same_model else ["model"]) + ([] if same_mapping else ["normalisation"])
-            + [f for f in fields if getattr(a, f) != getattr(b, f)])
+            + ([] if same_schedule else ["schedule"]) + [f for f in fields if getattr(a, f) != getattr(b, f)])
 
 
 def load_checkpoint(path: str | Path, ema: bool = True,
