@@ -73,3 +73,50 @@ def test_ddrf_run_profile_and_fuse_scene_name_a_card_whose_model_is_no_object(tm
     with pytest.raises(ValueError, match="model must be of type dict"):
         ddrf.fuse_scene(SAMPLE, tmp_path / "api.tif", model=model)
     assert not list(tmp_path.glob("*.tif")) and not (tmp_path / "out").exists()
+
+
+CONTRADICTING = {  # each ran before, exit 0, with wrong pixels
+    "margin_wider_than_the_graph_crops": ({"output_margin": 400}, "output_margin is 400, but sampler_k1.onnx was "
+                                          "exported with 72"),
+    "bands_reordered": ({"bands": ["nir", "red", "green", "blue"]}, 'bands is ["nir", "red", "green", "blue"], but '
+                        'sampler_k1.onnx was exported with ["blue", "green", "red", "nir"]'),
+    "ratio_of_another_model": ({"ratio": 4}, "ratio is 4, but sampler_k1.onnx was exported with 2"),
+    "bit_depth_for_scene_statistics": ({"normalisation": {"kind": "bit_depth", "bits": 12}}, "normalisation is"),
+}
+
+
+@pytest.mark.parametrize("changes, said", CONTRADICTING.values(), ids=CONTRADICTING.keys())
+def test_a_card_that_contradicts_the_graphs_own_card_is_refused(tmp_path: Path, changes: dict[str, Any],
+                                                                said: str) -> None:
+    from ddrf.model_dir import ModelDirError
+    from ddrf.runtime.fuser import Fuser
+
+    model = edited_copy(tmp_path, **changes)
+    with pytest.raises(ModelDirError) as exc:
+        Fuser(model)
+    text = str(exc.value)
+    assert "\n" not in text and text.startswith(f"{model / CARD_NAME}: {said}")
+
+
+def test_ddrf_run_refuses_a_card_that_contradicts_the_graphs_before_any_scene(tmp_path: Path) -> None:
+    from ddrf.scenes.command import app
+
+    model = edited_copy(tmp_path, output_margin=400)
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--model", str(model),
+                                      "--no-progress"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert f"{model / CARD_NAME}: output_margin is 400" in lines[0]
+    assert not list((tmp_path / "out").glob("*.tif"))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MODELS.iterdir() if (p / CARD_NAME).is_file()))
+def test_every_bundled_model_agrees_with_its_graphs_and_a_spread_fit_is_no_contradiction(tmp_path: Path,
+                                                                                        name: str) -> None:
+    """The spread calibration is written into card.json after the export (ddrf-eval --fit-spread): the graphs' cards
+    lack it, and so do the cards of graphs exported before a field existed (landsat_ratio4_band_wise: no halo)."""
+    from ddrf.runtime.fuser import Fuser
+
+    for unrolled in (False, True):
+        Fuser(MODELS / name, unrolled=unrolled)
+    Fuser(edited_copy(tmp_path, MODELS / name, spread_calibration=3.0, spread_calibration_samples=5))
