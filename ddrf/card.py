@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 import os
+import types
+import typing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,7 @@ class Normalisation:
         return self if self.kind == "bit_depth" else replace(self, bits=Normalisation.bits)
 
     def validate(self) -> None:
+        check_types(self, "normalisation.")
         if self.kind not in ("bit_depth", "fixed", "scene"):
             raise ValueError(f"normalisation kind must be 'bit_depth', 'fixed' or 'scene', got {self.kind!r}")
         if self.kind == "scene" and not 0 <= self.low < self.high <= 100:
@@ -227,8 +231,11 @@ class ModelCard:
         return cls.from_dict(json.loads(text))
 
     def validate(self) -> None:
-        if not self.bands:
-            raise ValueError("model card lists no bands")
+        check_types(self)
+        for name in ("bands", "guide_bands"):
+            names = getattr(self, name)
+            if not names or not all(names) or len(set(names)) < len(names):
+                raise ValueError(f"{name} must name each band once, got {names}")
         if self.ratio < 2:
             raise ValueError(f"ratio must be >= 2, got {self.ratio}")
         if not self.residual_scale > 0:
@@ -253,6 +260,7 @@ class ModelCard:
             raise ValueError(f"halo must be 0..{MAX_HALO} PAN pixels, got {self.halo}")
         if self.sampling_steps < 1:
             raise ValueError(f"sampling_steps must be >= 1, got {self.sampling_steps}")
+        self.validate_schedule()
         if self.output_margin < 0 or self.output_margin % self.margin_step:
             raise ValueError(f"output_margin must be a multiple of {self.margin_step} >= 0 (a window padded by the "
                              f"margin keeps its size multiple), got {self.output_margin}")
@@ -261,6 +269,45 @@ class ModelCard:
         if self.lms_border not in LMS_BORDERS:
             raise ValueError(f"lms_border must be one of {', '.join(LMS_BORDERS)}, got {self.lms_border!r}")
         self.normalisation.validate()
+
+    def validate_schedule(self) -> None:
+        """The schedule ddrf.schedule.CosineSchedule.from_dict reads: a cosine one, of at least sampling_steps
+        timesteps."""
+        kind, timesteps, s = (self.schedule.get(key, default)
+                              for key, default in (("kind", "cosine"), ("num_timesteps", 0), ("s", 0.008)))
+        if kind != "cosine":
+            raise ValueError(f"schedule.kind must be 'cosine' (the only schedule ddrf knows), got {kind!r}")
+        if not fits(timesteps, int) or timesteps < self.sampling_steps:
+            raise ValueError(f"schedule.num_timesteps must be an integer >= sampling_steps ({self.sampling_steps}), "
+                             f"got {timesteps!r}")
+        if not fits(s, float) or s < 0:
+            raise ValueError(f"schedule.s must be a number >= 0, got {s!r}")
+
+
+def fits(value: Any, hint: Any) -> bool:
+    """Whether a value read from JSON has the annotated type: an int is a whole number (2.0 is not), a float any
+    number, and a bool neither (JSON's true is no number here, though Python counts it one)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(fits(value, arg) for arg in args)
+    if hint is Any:
+        return True
+    if origin is list:
+        return isinstance(value, list) and all(fits(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint in (int, float):
+        kind = numbers.Integral if hint is int else numbers.Real
+        return isinstance(value, kind) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def check_types(obj: Any, prefix: str = "") -> None:
+    """Every field of a card dataclass holds its annotated type; the error names the field."""
+    for name, hint in typing.get_type_hints(type(obj)).items():
+        if not fits(getattr(obj, name), hint):
+            written = type(obj).__annotations__[name]
+            raise ValueError(f"{prefix}{name} must be of type {written}, got {getattr(obj, name)!r}")
 
 
 def samples_factor(fitted_with: int | None, samples: int) -> float:

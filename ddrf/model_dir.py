@@ -14,6 +14,7 @@ The export writes it (`write_model_dir`), the engine builder adds plans, the run
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +47,13 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "scene": (("lms", "pan", "noise"), SCENE_IO),
 }
 
+# What a graph computes and how the runtime must feed and read it: card.json must say of these what the card the
+# export wrote into each graph's metadata says, or the output is silently wrong. Not compared: the spread fit that
+# ddrf-eval --fit-spread and steps_samples.py --write-calibration add to card.json after the export, training notes,
+# hashes, and the serving defaults that ddrf-run's --halo and --steps override anyway (any halo is served right: a
+# window is widened where the output margin exceeds its border; a step count without graphs is refused by name).
+GRAPH_FACTS = ("model", "bands", "guide_bands", "ratio", "band_wise", "normalisation", "lms_border", "schedule",
+               "target", "residual", "residual_scale", "scene_statistics", "output_margin")
 
 class ModelDirError(ValueError):
     """A model directory, or one of its files, does not fit its card; the message names the file."""
@@ -145,6 +153,21 @@ class ModelDir:
                     ["one band at a time"] if self.card.band_wise else self.card.bands)
                 raise ModelDirError(f"{path}: input {name} has {channels} channels, but {self.root / CARD_NAME} "
                                     f"lists {wanted[name]} ({', '.join(listed)})")
+
+    def check_card(self, path: Path, metadata: Mapping[str, str]) -> None:
+        """card.json says of every GRAPH_FACTS field what the graph's own card (in its metadata) says; a field that
+        card lacks (the graph was exported before the field existed) is not compared."""
+        if CARD_METADATA_KEY not in metadata:
+            return
+        try:
+            written = json.loads(metadata[CARD_METADATA_KEY])
+            own = ModelCard.from_dict(written)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ModelDirError(f"{path}: the card in its metadata is not a valid model card ({exc})") from exc
+        for name in (n for n in GRAPH_FACTS if n in written and getattr(self.card, n) != getattr(own, n)):
+            said, exported = (json.dumps(getattr(card, name), default=vars) for card in (self.card, own))
+            raise ModelDirError(f"{self.root / CARD_NAME}: {name} is {said}, but {path.name} was exported with "
+                                f"{exported} (the card in its metadata); restore card.json or export the model again")
 
     def unrolled_steps(self, precision: str = "fp32") -> list[int]:
         """Step counts for which an unrolled sampler graph exists."""

@@ -1,22 +1,24 @@
 """Without --model, ddrf-run (and ddrf.fuse / ddrf.fuse_scene) gives each scene the bundled model of its ratio and
 bands, names it in the report and the log line, and refuses a scene no bundled model fits with one line naming what
 would work. The bundled folder here is a temporary one (DDRF_BUNDLED_MODELS) holding the committed tiny model twice:
-as it is (ratio 2) and with its card saying ratio 4 (only card.json changes, so the graph hashes still hold)."""
+as it is (ratio 2) and with its cards saying ratio 4 (card.json and the card in each graph's metadata)."""
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import rasterio
 from rasterio.transform import from_origin
 from typer.testing import CliRunner
 
 from ddrf.bundled import FOLDER_VARIABLE, BundledModel, NoFittingModel, bundled_models, choose_model
-from ddrf.card import ModelCard
-from ddrf.model_dir import ModelDir
+from ddrf.card import ModelCard, read_card
+from ddrf.model_dir import CARD_METADATA_KEY, CARD_NAME, ModelDir, write_model_dir
 from ddrf.scenes.command import SUMMARY_NAME, app
 from ddrf.sensors import WV8
 from scenes_fixtures import BANDS, TINY_MODEL
@@ -26,12 +28,16 @@ PAN_METRES = 15
 
 
 def bundled_copy(folder: Path, name: str, ratio: int) -> Path:
-    """The tiny model under `name`, its card's ratio set to `ratio`."""
-    model = Path(shutil.copytree(TINY_MODEL, folder / name))
-    card = json.loads((model / "card.json").read_text())
-    card["ratio"] = ratio
-    (model / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    return model
+    """The tiny model under `name`, its cards' ratio set to `ratio`: card.json's and each graph's own (the runtime
+    refuses a card.json that contradicts its graphs)."""
+    card = replace(read_card(TINY_MODEL / CARD_NAME), ratio=ratio, hashes={})
+    graphs = {}
+    for path in sorted(TINY_MODEL.glob("*.onnx")):
+        graph = onnx.load(str(path))
+        next(e for e in graph.metadata_props if e.key == CARD_METADATA_KEY).value = card.to_json()
+        graphs[path.stem] = graph.SerializeToString()
+    write_model_dir(folder / name, card, graphs)
+    return folder / name
 
 
 @pytest.fixture()

@@ -211,3 +211,35 @@ def test_average_is_the_mean_of_the_ema_weights_and_exports(checkpoint: Path, la
     assert runner.invoke(app, ["average", str(calibrated), str(continued), "-o", str(tmp_path / "c")]).exit_code == 0
     _, _, uncalibrated = read_weights(tmp_path / "c")
     assert (uncalibrated.spread_calibration, uncalibrated.spread_calibration_samples) == (1.0, None)
+
+
+def test_check_names_an_unreadable_graph_in_one_line_and_takes_one_graph(tmp_path: Path) -> None:
+    """Before: a 75-line DecodeError traceback for a truncated graph, an IsADirectoryError traceback for a folder
+    named like a graph, and 'no ONNX graphs' for a graph's own path."""
+    import shutil
+
+    model = Path(shutil.copytree(Path(__file__).parents[1] / "ddrf/assets/models/landsat_ratio4", tmp_path / "md",
+                                 ignore=shutil.ignore_patterns("*.safetensors")))
+    one = runner.invoke(app, ["check", str(model / "encoder.onnx")])
+    assert one.exit_code == 0 and one.output.strip() == "encoder.onnx: ok", one.output
+    (model / "scene_k1.onnx").mkdir()
+    refusals = [(model, "scene_k1.onnx: not a readable ONNX graph (Is a directory)"),
+                (model / "sampler_k1.onnx", "sampler_k1.onnx: not a readable ONNX graph (truncated"),
+                (model / "card.json", "card.json: not a model directory nor an .onnx graph")]
+    for target, problem in refusals:
+        if target.name == "sampler_k1.onnx":
+            with open(target, "r+b") as graph:
+                graph.truncate(1000)
+        result = runner.invoke(app, ["check", str(target)])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert lines[0].startswith(f"ddrf-export: error: {model}/{problem}")
+
+
+@pytest.mark.parametrize("option", ["--batch", "--max-batch"])
+def test_engine_batch_below_one_is_a_usage_error(option: str, tmp_path: Path) -> None:
+    """Before: exit 1, as if the engine build had failed."""
+    model = Path(__file__).parents[1] / "ddrf/assets/models/landsat_ratio4"
+    result = runner.invoke(app, ["engine", str(model), option, "0", "--timing-cache", str(tmp_path / "t.cache")])
+    assert result.exit_code == 2 and option in result.output, result.output
+    assert not (tmp_path / "t.cache").exists()

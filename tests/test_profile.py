@@ -229,6 +229,18 @@ def test_nothing_measurable_exits_1(model_dir: Path) -> None:
     assert result.exit_code == 1 and "nothing could be measured" in result.stderr
 
 
+def test_a_scene_statistics_model_is_timed_through_its_unrolled_sampler_by_default(tmp_path: Path) -> None:
+    """The bundled landsat_ratio2 runs through its unrolled graphs only: with no --sampler, that is what is timed
+    (before: the default cached sampler was skipped, and the profile exited 1, 'nothing could be measured')."""
+    bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2"
+    result = runner.invoke(app, [str(bundled), "--backend", "ort-cpu", "--tile", "256", "--runs", "1", "--warmup",
+                                 "0", "--quiet", "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [(r["sampler"], r["status"]) for r in doc["results"]] == [("unrolled", "ok")]
+    assert "--sampler unrolled" in doc["command"]
+
+
 def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> None:
     from ddrf.train.checkpoint import save_weights
 

@@ -45,12 +45,23 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def _load(model_or_path: Any) -> Any:
-    """An onnx.ModelProto from a path or a model (onnx is imported lazily: the runtime does not need it)."""
-    if isinstance(model_or_path, (str, os.PathLike)):
-        import onnx
+    """An onnx.ModelProto from a path or a model (onnx is imported lazily: the runtime does not need it); a path that
+    holds no ONNX graph is a ValueError naming it."""
+    if not isinstance(model_or_path, (str, os.PathLike)):
+        return model_or_path
+    import onnx
+    from google.protobuf.message import Error as ProtobufError
 
-        return onnx.load(os.fspath(model_or_path), load_external_data=False)
-    return model_or_path
+    path = os.fspath(model_or_path)
+    try:  # the binary format whatever the file's suffix (onnx.load reads a .json as JSON)
+        model = onnx.load(path, format="protobuf", load_external_data=False)
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable ONNX graph ({exc.strerror})") from exc
+    except ProtobufError as exc:
+        raise ValueError(f"{path}: not a readable ONNX graph (truncated, or not ONNX: {exc})") from exc
+    if not model.graph.node:
+        raise ValueError(f"{path}: not an ONNX graph (no operators in it)")
+    return model
 
 
 def _subgraphs(node: Any) -> Iterator[Any]:

@@ -103,14 +103,21 @@ def average_command(
 
 
 @app.command("check")
-def check_command(model_dir: Path = typer.Argument(..., help="model directory written by `ddrf-export onnx`")) -> None:
+def check_command(target: Path = typer.Argument(..., help="model directory written by `ddrf-export onnx`, or one "
+                                                "ONNX graph")) -> None:
     """List operators that TensorRT's ONNX parser (8.6, 10.x) does not support; exit 1 if any."""
     from ddrf.engines.onnx_ops import check_tensorrt_ops
 
-    graphs = sorted(model_dir.glob("*.onnx"))
+    if not (target.is_dir() or target.suffix == ".onnx"):
+        problem = "not a model directory nor an .onnx graph" if target.exists() else "no such file or directory"
+        _fail(f"{target}: {problem} (check takes a model directory or one .onnx graph)")
+    graphs = sorted(target.glob("*.onnx")) if target.is_dir() else [target]
     if not graphs:
-        _fail(f"{model_dir}: no ONNX graphs")
-    bad = {g.name: check_tensorrt_ops(g) for g in graphs}
+        _fail(f"{target}: no ONNX graphs")
+    try:
+        bad = {g.name: check_tensorrt_ops(g) for g in graphs}
+    except ValueError as exc:
+        _fail(str(exc))
     for name, problems in bad.items():
         typer.echo(f"{name}: " + ("ok" if not problems else ", ".join(f"{op} (TensorRT {v})" for op, v in problems)))
     if any(bad.values()):
@@ -124,8 +131,8 @@ def engine_command(
                                        "(default: ddrf-run's GPU window for the model's halo)"),
     max_tile: Optional[int] = typer.Option(None, min=8, help="largest window side the engine accepts (default: the "
                                            "larger of --tile and ddrf-run's GPU window)"),
-    batch: int = typer.Option(1, help="optimal batch"),
-    max_batch: int = typer.Option(1, help="largest batch the engine accepts (each window of the batch at the largest "
+    batch: int = typer.Option(1, min=1, help="optimal batch"),
+    max_batch: int = typer.Option(1, min=1, help="largest batch the engine accepts (each window of the batch at the largest "
                                   "side is held on the device at once)"),
     workspace_mb: int = typer.Option(2048, help="builder workspace limit"),
     optimization_level: int = typer.Option(3, min=0, max=5, help="TensorRT builder optimisation level"),

@@ -125,9 +125,17 @@ def serving_halo(card: Any) -> int:
     return int(card["halo"] if isinstance(card, dict) else card.halo)
 
 
+def serving_sampler(card: Any) -> str:
+    """The sampler timed unless --sampler names others: a model with scene statistics runs through its unrolled
+    sampler only (ddrf.runtime.Fuser), any other through the cached one (a sidecar's card is a dict, or none)."""
+    fields = card if isinstance(card, dict) else vars(card) if card is not None else {}
+    return "unrolled" if fields.get("scene_statistics") else "cached"
+
+
 def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], halo: int, timeout: float,
-               notes: list[str]) -> list[dict[str, Any]]:
-    """ddrf-run on the scene once per distinct (backend, tile, batch, steps) that ran with fp32 cached sampling."""
+               notes: list[str], sampler: str) -> list[dict[str, Any]]:
+    """ddrf-run on the scene once per distinct (backend, tile, batch, steps) that ran with fp32 `sampler`
+    sampling (the model's serving sampler)."""
     from ddrf.profile.sweep import run_scene
 
     if scene is None:
@@ -139,7 +147,7 @@ def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], 
     for r in results:
         key = (r["backend"], r["tile"], r["batch"], r["steps"], r.get("threads"))
         if r["status"] != "ok" or r["backend"] not in RUNTIME_BACKENDS or r["precision"] != "fp32" \
-                or r["sampler"] != "cached" or key in seen:
+                or r["sampler"] != sampler or key in seen:
             continue
         seen.add(key)
         args = ["--model", str(target), "--backend", r["backend"], "--tile", str(r["tile"]), "--batch",
@@ -150,7 +158,7 @@ def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], 
         run.update({k: r[k] for k in ("backend", "tile", "batch", "steps")})
         runs.append(run)
     if not runs:
-        notes.append("--scene: no fp32 cached-sampler point of a ddrf-run backend ran, so ddrf-run was not timed")
+        notes.append(f"--scene: no fp32 {sampler}-sampler point of a ddrf-run backend ran, so ddrf-run was not timed")
     return runs
 
 
@@ -214,9 +222,10 @@ def main(
     tile: str = typer.Option("256", "--tile", help="Comma list of tile sides in PAN pixels."),
     batch: str = typer.Option("1", "--batch", help="Comma list of windows per inference call."),
     steps: Optional[str] = typer.Option(None, "--steps", help="Comma list of sampler steps (default: the card's)."),
-    sampler: str = typer.Option("cached", "--sampler",
-                                help="Comma list: cached (encode once + K steps), uncached (condition every step), "
-                                     "unrolled (one-graph sampler)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler",
+                                          help="Comma list: cached (encode once + K steps), uncached (condition every "
+                                               "step), unrolled (one-graph sampler). Default: unrolled for a model "
+                                               "with scene statistics (its only sampler), else cached."),
     runs: int = typer.Option(10, "--runs", min=1, help="Timed warm runs per point."),
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed runs after the first (cold) one."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (ONNX Runtime, torch)."),
@@ -246,7 +255,7 @@ def main(
 
     backends = choices("backend", split_list(backend), PROFILE_BACKENDS)
     precisions = choices("precision", split_list(precision), PRECISIONS)
-    samplers = choices("sampler", split_list(sampler), SAMPLERS)
+    samplers = choices("sampler", split_list(sampler), SAMPLERS)  # none given: the model's, once it is open
     tiles, batches = int_list("--tile", tile, 8), int_list("--batch", batch)
     step_counts: list[int | None] = list(int_list("--steps", steps)) if steps else [None]
     try:
@@ -268,6 +277,7 @@ def main(
             raise fail(f"{path}: {what} is not a directory", 1)
     entry, card = open_target(target)
     halo = serving_halo(card) if halo is None else halo
+    samplers = samplers or [serving_sampler(card)]
     entry["checkpoint"] = find_checkpoint(target, checkpoint) if not is_engine(target) else None
     notes: list[str] = []
     if "torch" in backends and entry["checkpoint"] is None:
@@ -283,7 +293,7 @@ def main(
         {"runs": runs, "warmup": warmup, "threads": threads, "halo": halo,
          "isolation": "one worker process per point (python -m ddrf.profile.worker)"},
         profile_environment(), results, projections(results, card, sizes, halo, notes),
-        scene_runs(scene, target.absolute(), results, halo, timeout, notes), notes)
+        scene_runs(scene, target.absolute(), results, halo, timeout, notes, serving_sampler(card)), notes)
     report.validate(doc)
     write_outputs(doc, json_path, csv_path, plot_path)
     typer.echo(report.table(doc))

@@ -52,6 +52,8 @@ class Backend(Protocol):
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
+    def metadata(self) -> dict[str, str]: ...
+
 
 class OrtBackend:
     """One ONNX Runtime session; refuses to run on another provider than asked unless `allow_fallback`."""

@@ -151,6 +151,7 @@ class Fuser(InputPreparation):
             opened = open_backend(path, backend, threads, allow_fallback, once=stage == "scene")
             self.files.check_io(stage, path, opened.input_names, opened.output_names)
             self.files.check_channels(path, getattr(opened, "input_shapes", {}))
+            self.files.check_card(path, opened.metadata())
             return opened
 
         stages = ([("sampler", self.steps)] + ([("scene", self.steps)] if self.card.scene_statistics else [])

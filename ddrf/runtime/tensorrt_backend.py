@@ -19,6 +19,7 @@ import numpy as np
 
 from ddrf.engines.probe import dims_to_list, environment, gpu_properties, load_tensorrt, make_logger
 from ddrf.engines.sidecar import EngineSidecar, verify_engine
+from ddrf.model_dir import CARD_METADATA_KEY
 from ddrf.runtime.cuda import (CudaError, CudaGraph, DeviceBuffer, HostBuffer, Stream, enable_mapped_memory,
                                require_device)
 
@@ -232,6 +233,11 @@ class TensorRTBackend:
         return {n: self._tensors[n].host_view().copy() for n in self.output_names}
 
     # --- inspection -------------------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, str]:
+        """The card of the ONNX graph the engine was built from, as the sidecar recorded it (as an ONNX graph's)."""
+        card = self.sidecar.card if self.sidecar else None
+        return {CARD_METADATA_KEY: json.dumps(card)} if card else {}
+
     def profile(self, inputs: Mapping[str, np.ndarray], runs: int = 10, warmup: int = 2) -> list[dict[str, Any]]:
         """Per-layer times over `runs` executions (trtexec --exportProfile layout). Uses a second execution
         context carrying the profiler, so the main context keeps running unprofiled (and graph-capturable)."""
