@@ -127,6 +127,30 @@ def test_float_inputs_give_nan_nodata_not_zero(tmp_path: Path) -> None:
     assert {band["nodata"] for band in item["assets"]["data"]["bands"]} == {"nan"}
 
 
+def test_a_float_ms_without_nodata_does_not_take_the_pans_zero(tmp_path: Path) -> None:
+    """A float MS without a nodata tag beside a PAN tagged 0: the output took the PAN's 0.0, a valid reflectance,
+    and its 0.0 pixels (water in NIR) read as missing. NaN is the float output's nodata then."""
+    pan, ms = sample_pair(tmp_path / "in", lambda a: (a / 65535.0).astype(np.float32))
+    with rasterio.open(pan, "r+") as ds:
+        ds.nodata = 0
+    out = tmp_path / "out.tif"
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), "--bands", ",".join(BANDS), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as ds:
+        assert ds.nodata is not None and np.isnan(ds.nodata)
+
+
+def test_an_int64_output_keeps_its_nodata_tag(tmp_path: Path) -> None:
+    """int64 inputs: the output's nodata was the type's minimum, which GDAL's tag holds as -9 (read back so: nothing
+    masked, and a fused -9 would read as missing). -2^53 survives the tag."""
+    pan, ms = sample_pair(tmp_path / "in", lambda a: a.astype(np.int64))
+    out = tmp_path / "out.tif"
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), "--bands", ",".join(BANDS), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as ds:
+        assert ds.dtypes[0] == "int64" and ds.nodata == -2.0**53
+
+
 # ------------------------------------------------------------------ MS files of several types
 @pytest.mark.parametrize("odd", ["int16", "uint8"])
 def test_ms_band_files_of_different_types_are_refused(tmp_path: Path, odd: str) -> None:

@@ -70,18 +70,19 @@ class Timings:
 
 
 def output_nodata(scene: "Scene") -> float:
-    """The input's nodata (MS first, then PAN) where the output type holds it, else NaN for floating-point outputs
-    (0.0 is a valid reflectance or radiance there), the type's minimum for signed integers (0 may be valid data
-    there), else 0."""
+    """The input's nodata (MS first, then, for integer outputs, PAN) where the output type holds it, else NaN for
+    floating-point outputs (0.0 is a valid reflectance or radiance there: a PAN's nodata 0 would mask it), the type's
+    minimum for signed integers (0 may be valid data there; int64: -2^53, the lowest that GDAL's tag keeps exactly),
+    else 0."""
     dtype = np.dtype(scene.dtype)
-    for value in (scene.ms_nodata, scene.pan_nodata):
+    for value in (scene.ms_nodata, scene.pan_nodata if dtype.kind != "f" else None):
         if isinstance(value, (list, tuple)):
             value = next((v for v in value if v is not None), None)
         if value is not None and not (isinstance(value, float) and math.isnan(value)) and _holds(dtype, value):
             return float(value)
     if dtype.kind == "f":
         return math.nan
-    return float(np.iinfo(dtype).min) if dtype.kind == "i" else 0.0
+    return float(max(np.iinfo(dtype).min, -2**53)) if dtype.kind == "i" else 0.0
 
 
 def _holds(dtype: np.dtype, value: float) -> bool:
