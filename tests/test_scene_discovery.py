@@ -245,6 +245,18 @@ def test_pair_from_paths() -> None:
     assert Scene(generic).ratio == 2
 
 
+def test_band_files_named_b1_to_b4_beside_a_plain_pan_are_no_landsat(tmp_path: Path) -> None:
+    """`--pan pan.tif --ms ms_b1.tif ... --ms ms_b4.tif`, each band file describing its band: they were taken for
+    Landsat-8 bands 1-4 (coastal, blue, green, red), the file's own names ignored and nothing said."""
+    for k, name in enumerate(BGRN):
+        band = rewrite(SAMPLE / f"{SID}_B{k + 2}.TIF", tmp_path / f"ms_b{k + 1}.tif")
+        with rasterio.open(band, "r+") as dst:
+            dst.set_band_description(1, name)
+    pan = Path(shutil.copy(SAMPLE / f"{SID}_B8.TIF", tmp_path / "pan.tif"))
+    files = pair_from_paths(pan, [tmp_path / f"ms_b{k}.tif" for k in range(1, 5)])
+    assert (files.sensor, files.band_names) == ("generic", BGRN)
+
+
 def test_sensor_option_sets_the_sensor_and_names_unnamed_bands_by_count(tmp_path: Path) -> None:
     """--sensor (any alias) sets the sensor; bands nothing named get the sensor's names for that count, still marked
     as an assumed order; bands named by metadata keep their names; a count the sensor has no names for is refused

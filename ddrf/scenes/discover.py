@@ -541,7 +541,8 @@ def pair_from_paths(pan_path: str | Path, ms_paths: str | Path | Sequence[str | 
         if not path.is_file():
             raise SceneError(path, "file missing")
     bands = [m.group(1) for p in mss if (m := re.search(r"_B0?(\d{1,2})$", p.stem, re.I))]
-    if len(bands) == len(mss) and len(mss) > 1:  # Landsat band files: names from the band numbers
+    landsat_pan = re.search(r"_B0?8$", pan.stem, re.I) is not None  # ms_b1.tif .. ms_b4.tif alone are no Landsat
+    if landsat_pan and len(bands) == len(mss) and len(mss) > 1:  # Landsat band files: names from the band numbers
         sensor = _landsat_sensor(pan.stem)
         table = LANDSAT_BANDS[sensor]
         if all(int(b) in table for b in bands):
