@@ -296,3 +296,17 @@ def test_a_finished_output_of_other_inputs_or_settings_is_not_skipped_as_finishe
     assert run(*model).exit_code == 0
     again = run(*model, "--seed", "9")
     assert again.exit_code == 1 and "seed (0, asked 9)" in again.output, again.output
+
+
+def test_a_scene_named_catalog_cannot_overwrite_the_stac_catalogue(tmp_path: Path) -> None:
+    """A scene folder named `catalog` fused into the --stac-catalog folder: its report replaced catalog.json (the
+    links lost, every later run refused), and the scene, reported failed, left its files. A usage error now."""
+    out = tmp_path / "out"
+    first = run(str(SAMPLE), "-o", str(out), "--method", "GSA", "--stac-catalog", str(out))
+    assert first.exit_code == 0, first.output
+    catalogue = (out / "catalog.json").read_bytes()
+    scene = Path(shutil.copytree(SAMPLE, tmp_path / "in" / "catalog"))
+    result = run(str(scene), "-o", str(out), "--method", "GSA", "--stac-catalog", str(out), "--overwrite")
+    assert result.exit_code == 2, result.output
+    assert_one_line(result.output, "catalog", "would overwrite the STAC catalogue", "ddrf-run:")
+    assert (out / "catalog.json").read_bytes() == catalogue and not (out / "catalog.tif").exists()

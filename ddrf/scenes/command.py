@@ -25,8 +25,8 @@ import typer
 from ddrf.runtime.backends import BACKENDS
 from ddrf.runtime.noise import MAX_SEED
 from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
-                                   item_jobs, known_sensor, log_usage_as, make_jobs, split_arguments, usage,
-                                   wrappers_removed_on_exit)
+                                   item_jobs, known_sensor, log_usage_as, make_jobs, refuse_outputs_on_catalog,
+                                   split_arguments, usage, wrappers_removed_on_exit)
 
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec, ModelEngine
@@ -372,6 +372,7 @@ def main(
         else:
             jobs = make_jobs(directories, pan and pan.absolute(), [m.absolute() for m in ms], output, band_names,
                              sensor_name)
+        refuse_outputs_on_catalog(jobs, catalog)
         if not scheduler or dry_run_only:  # a cluster's workers load their own models
             ready(spec, settings, jobs)
         elif spec.statistics_from:

@@ -96,6 +96,21 @@ def refuse_colliding_outputs(named: list[tuple[str, Path]]) -> None:
             owner.setdefault(key, (source, raster))
 
 
+def refuse_outputs_on_catalog(jobs: list[Any], catalog: Path | None) -> None:
+    """--stac-catalog DIR: no scene's output may be DIR/catalog.json (a scene named `catalog` writing its report into
+    the catalogue's folder would replace the catalogue)."""
+    from ddrf.scenes.jobs import published
+    from ddrf.scenes.streaming import Outputs
+
+    if catalog is None:
+        return
+    target = (catalog / "catalog.json").absolute()
+    for job in jobs:
+        if any(path.absolute() == target for path in published(Outputs.for_raster(job.raster, True, True))):
+            raise usage(f"{job.name}: its output {target.name} would overwrite the STAC catalogue {target}; "
+                        "rename the scene or choose another --stac-catalog folder")
+
+
 def _role(raster: Path, path: Path) -> str:
     """What `path` is among the outputs of the scene whose raster is `raster`."""
     from ddrf.scenes.stac_out import item_path
