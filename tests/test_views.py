@@ -67,6 +67,10 @@ def test_the_ensemble_does_not_depend_on_the_tile(sample_arrays: tuple[ArrayScen
     (["--ensemble", "1"], "--ensemble needs at least 2 views"),
     (["--ensemble", "4", "--uncertainty", "8"], "so give both the same N (--ensemble 4 --uncertainty 4)"),
     (["--ensemble", "4", "--method", "GSA"], "--ensemble applies to the diffusion model"),
+    (["--ensemble", "9"], "--ensemble takes at most 8 views"),  # view 8 was view 0 again, counted twice
+    (["--method", "GSA", "--model", "landsat_ratio4"], "--model applies to the diffusion model"),  # were ignored
+    (["--method", "GSA", "--steps", "3"], "--steps applies to the diffusion model"),
+    (["--method", "GSA", "--backend", "tensorrt"], "--backend applies to the diffusion model"),
 ])
 def test_ensemble_usage_errors(args: list[str], message: str, tmp_path: object) -> None:
     from ddrf.scenes.command import app

@@ -64,6 +64,10 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
         raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")
     if ensemble == 1 or ensemble < 0:
         raise usage(f"--ensemble needs at least 2 views, got {ensemble}")
+    from ddrf.runtime.views import VIEWS
+
+    if ensemble > len(VIEWS):  # view 8 would be view 0 again, counted twice in the mean
+        raise usage(f"--ensemble takes at most {len(VIEWS)} views (the turns and flips of a window), got {ensemble}")
     if ensemble and uncertainty and ensemble != uncertainty:
         raise usage(f"--ensemble {ensemble} --uncertainty {uncertainty}: the spread is that of the views fused, "
                     f"so give both the same N (--ensemble {ensemble} --uncertainty {ensemble})")
@@ -72,8 +76,11 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
 
         if method not in ALL_METHODS:
             raise usage(f"unknown --method {method!r}; known: {', '.join(ALL_METHODS)}")
-        if uncertainty or ensemble or statistics_from:
-            option = "--uncertainty" if uncertainty else "--ensemble" if ensemble else "--statistics-from"
+        model_only = {"--uncertainty": bool(uncertainty), "--ensemble": bool(ensemble),
+                      "--statistics-from": statistics_from is not None, "--model": model is not None,
+                      "--steps": steps is not None, "--backend": backend != "ort-cpu"}
+        option = next((name for name, given in model_only.items() if given), None)
+        if option:  # silently ignored before: the output was the method's, the summary naming what was not done
             raise usage(f"{option} applies to the diffusion model, not to --method")
         return EngineSpec(method=method, seed=seed)
     # checked against each model it must fit when the models load (preload, check_reference_on_cards)
