@@ -350,6 +350,10 @@ def c_maxar_tiles_without_til(tmp, out):
         "tile of a Maxar tiled product, but no .TIL beside it names it", 1
 
 
+
+def c_complex_ms(tmp, out):  # read as real, the imaginary part dropped, until GDAL refused the output's predictor
+    return pm(tmp, out, ms_dtype="complex64") + ["--method", "Brovey"], "ms.tif", "complex data", 1
+
 LOCKS: list[int] = []
 RUN_CASES = [Case(name[2:], fn) for name, fn in list(globals().items()) if name.startswith("c_")]
 

@@ -72,6 +72,9 @@ def _inspect(path: Path) -> _Grid:
     try:
         with open_raster(path) as src:
             _check_orthorectified(path, src)
+            if any(np.dtype(t).kind == "c" for t in src.dtypes):  # read as real, its imaginary part dropped
+                raise SceneError(path, f"complex data ({src.dtypes[0]}): not an image to fuse; write its magnitude "
+                                       "or real part as a real type first")
             src.read(window=Window(0, 0, 1, 1))  # first and last pixel of every band: catches truncated files cheaply
             src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
