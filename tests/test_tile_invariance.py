@@ -162,6 +162,29 @@ def test_ddrf_run_refuses_steps_without_graphs_in_one_line(tmp_path: Path) -> No
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+def test_a_halo_below_the_models_is_said_and_reported(tmp_path: Path) -> None:
+    """--halo 0 below a model's halo gave a tile-dependent output without a word (nor a flag in the report); a baseline,
+    which needs no halo of a model's, says nothing."""
+    from typer.testing import CliRunner
+
+    from ddrf.card import read_card
+    from ddrf.scenes.command import app
+    from scenes_fixtures import TINY_MODEL
+    from stac_fixtures import small_scene
+
+    scene = small_scene(tmp_path / "scene")
+    result = CliRunner().invoke(app, [str(scene), "-o", str(tmp_path / "out"), "--model", str(TINY_MODEL),
+                                      "--halo", "0", "--tile", "64", "--threads", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    halo = read_card(TINY_MODEL / "card.json").halo
+    assert f"--halo 0 is below the model's {halo}: the output will depend on the tile size" in result.output
+    tiling = json.loads((tmp_path / "out" / "scene.json").read_text())["tiling"]
+    assert (tiling["halo"], tiling["model_halo"]) == (0, halo)
+    baseline = CliRunner().invoke(app, [str(scene), "-o", str(tmp_path / "gsa"), "--method", "GSA", "--halo", "0",
+                                        "--no-progress"])
+    assert baseline.exit_code == 0 and "below the model" not in baseline.output, baseline.output
+
+
 def test_ddrf_fuse_on_arrays_writes_what_ddrf_run_writes(tmp_path: Path) -> None:
     """ddrf.fuse goes through ddrf-run's windows and scene statistics: on DataArrays with the scene's transform
     (the noise keyed to the same CRS pixels), the same pixels, to ddrf-run's rounding. numpy arrays key the noise

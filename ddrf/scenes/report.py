@@ -75,6 +75,8 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
                     "band_names": band_names, "nodata": nodata_json(nodata), "dtype": str(scene.dtype),
                     "value_range": output_range(scene)},
         "tiling": {"tile": [grid.tile_rows, grid.tile_cols], "halo": grid.halo, "overlap": 2 * grid.halo,
+                   # the model's own: a smaller halo makes the output depend on the tile (None: a baseline)
+                   "model_halo": engine.halo if getattr(engine, "card", None) is not None else None,
                    "unweighted_border": grid.unweighted_border,
                    "align": grid.align, "batch": settings.batch, "tiles": grid.count,
                    "windows_fused": grid.fused_count(settings.chunk),  # chunk-border windows once per chunk
