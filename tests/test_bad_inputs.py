@@ -565,8 +565,9 @@ def test_output_is_exactly_the_pan_grid(tmp_path: Path) -> None:
     with rasterio.open(out) as ds, rasterio.open(pan) as ref:
         assert (ds.height, ds.width, ds.transform, ds.crs) == (ref.height, ref.width, ref.transform, ref.crs)
         data, nodata = ds.read(), ds.nodata
-    assert (data[:, -1, :] == nodata).all()  # MS rows cover 374 PAN rows: the last is nodata
-    assert (data[:, 100, 100] != nodata).all()
+    assert np.isnan(nodata)  # a float output's own, not the PAN's 0 (a valid value there)
+    assert np.isnan(data[:, -1, :]).all()  # MS rows cover 374 PAN rows: the last is nodata
+    assert np.isfinite(data[:, 100, 100]).all()
 
 
 def test_report_names_come_from_the_whole_scene_name(tmp_path: Path) -> None:
@@ -587,6 +588,21 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert result.output.count("--tile 65") == 1 and "run as tile 68" in result.output
     assert "windows of 68 x 68" in result.output and "GB free" in result.output
     assert not out.exists()
+
+
+def test_dry_run_says_what_the_run_would_do_with_existing_outputs(tmp_path: Path) -> None:
+    """A dry run planned a fusion of a scene whose output is finished (the run skips it) and of one whose output path
+    holds a raster ddrf did not write (the run refuses it)."""
+    out = tmp_path / "out"
+    assert run(str(SAMPLE), "-o", str(out), "--method", "GSA").exit_code == 0
+    skipped = run(str(SAMPLE), "-o", str(out), "--method", "GSA", "--dry-run")
+    assert skipped.exit_code == 0 and "finished output exists" in skipped.output and "windows of" not in \
+        skipped.output, skipped.output
+    pan, ms = pair(tmp_path / "in")
+    foreign = Path(shutil.copy(pan, tmp_path / "foreign.tif"))
+    refused = run("--pan", str(pan), "--ms", str(ms), "-o", str(foreign), "--method", "GSA", "--dry-run")
+    assert refused.exit_code == 1, refused.output
+    assert_one_line(refused.output, "foreign.tif", "is no ddrf-run output", "ddrf-run:")
 
 
 def test_watch_dry_run_plans_the_inbox_and_watches_nothing(tmp_path: Path) -> None:

@@ -436,27 +436,38 @@ def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings, on_tiles: Ti
                 "error": f"{exc.filename or job.raster.parent}: cannot write here ({exc.strerror})"}
 
 
-def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: dict[str, Any],
-               on_tiles: TileHook | None, say: Callable[[str], None]) -> dict[str, Any]:
-    outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
+def before_fusing(job: SceneJob, spec: EngineSpec, outputs: Outputs, overwrite: bool) -> tuple[str, str] | None:
+    """("skipped", why) for a finished output this run would make again, ("failed", error) for an output path it may
+    not write, None to fuse: what ddrf-run and its dry run decide before opening the scene."""
     if job.pan is not None:  # before "exists, but is no ddrf-run output ... pass --overwrite": it is an input
         try:
             check_not_inputs([job.pan, *job.ms], outputs, job.name)
         except ValueError as exc:
-            return {**entry, "status": "failed", "seconds": 0.0, "error": str(exc)}
-    if is_finished(outputs) and not settings.overwrite:
-        if reports.naming_report(outputs, where=False) is None:
-            return {**entry, "status": "failed", "seconds": 0.0,
-                    "error": f"{outputs.raster}: exists, but is no ddrf-run output (no report {outputs.report.name} "
-                             f"beside it names it); move it away, or pass --overwrite to replace it"}
-        changed = finished_differences(reports.naming_report(outputs, where=False) or {}, job, spec, outputs)
-        if changed:
-            return {**entry, "status": "failed", "seconds": 0.0,
-                    "error": f"{outputs.raster}: a finished output of other {'; '.join(changed)}; pass --overwrite "
-                             "to replace it, or choose another output path"}
-        for final in outputs.all():
-            clean_stale(final)
-        return {**entry, "status": "skipped", "reason": "finished output exists (use --overwrite)"}
+            return "failed", str(exc)
+    if not is_finished(outputs) or overwrite:
+        return None
+    report = reports.naming_report(outputs, where=False)
+    if report is None:
+        return "failed", (f"{outputs.raster}: exists, but is no ddrf-run output (no report {outputs.report.name} "
+                          "beside it names it); move it away, or pass --overwrite to replace it")
+    changed = finished_differences(report, job, spec, outputs)
+    if changed:
+        return "failed", (f"{outputs.raster}: a finished output of other {'; '.join(changed)}; pass --overwrite "
+                          "to replace it, or choose another output path")
+    return "skipped", "finished output exists (use --overwrite)"
+
+
+def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: dict[str, Any],
+               on_tiles: TileHook | None, say: Callable[[str], None]) -> dict[str, Any]:
+    outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
+    verdict = before_fusing(job, spec, outputs, settings.overwrite)
+    if verdict is not None:
+        status, why = verdict
+        if status == "skipped":
+            for final in outputs.all():
+                clean_stale(final)
+            return {**entry, "status": "skipped", "reason": why}
+        return {**entry, "status": "failed", "seconds": 0.0, "error": why}
     started = time.perf_counter()
     try:
         # ddrf's own unpublished files (only this raster's own side files, whatever the report names): redone
