@@ -22,8 +22,8 @@ class CosineSchedule:
     num_timesteps: int = 1000
     s: float = 0.008
     max_beta: float = 0.999
-    # the sampler's steps taken where the log-SNR of the trailing spacing plus this lies (nats; negative: noisier,
-    # later steps); 0: the trailing spacing itself. A sampling choice, not a training one: the card records it.
+    # the sampler's steps taken where the log-SNR of the trailing spacing plus this lies (nats; negative: noisier
+    # steps); 0: the trailing spacing itself. A sampling choice, not a training one: the card records it.
     sampling_shift: float = 0.0
 
     def __post_init__(self) -> None:

@@ -41,7 +41,7 @@ def onnx_command(
     halo: Optional[int] = typer.Option(None, min=0, help="context margin (PAN pixels) that ddrf-run gives each "
                                        "window of this model, recorded in the card (default 32)"),
     sampling_shift: Optional[float] = typer.Option(None, help="move the sampler's steps to where their log-SNR is this "
-                                                   "much higher (nats; negative: later, noisier steps, the first "
+                                                   "much higher (nats; negative: noisier steps, the first "
                                                    "staying at pure noise); recorded in the card's schedule and "
                                                    "baked into the unrolled graphs (default: the checkpoint card's, "
                                                    "else 0)"),
