@@ -43,7 +43,7 @@ def main() -> None:
               f"{CosineSchedule.from_dict(card.schedule).sampler_timesteps(steps)}")
         for samples in (int(n) for n in a.samples.split(",")):
             m = mean_scores(model, card, images, steps, 2, a.tile, samples)
-            print(f"  N = {samples}: SAM {m['SAM']:.3f} ERGAS {m['ERGAS']:.3f} Q2n {m['Q2n']:.4f} "
+            print(f"  N = {samples}: SAM {m['SAM']:.4f} ERGAS {m['ERGAS']:.4f} Q2n {m['Q2n']:.4f} "
                   f"({m['seconds']:.0f} s)", flush=True)
 
 
