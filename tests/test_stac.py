@@ -217,3 +217,16 @@ def test_dry_run_on_an_item_writes_nothing_under_the_output(served, tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert "maxar-style" in result.output and "1 window of" in result.output
     assert list(out.iterdir()) == []
+
+
+def test_an_items_lineage_says_how_many_samples_or_views_were_averaged() -> None:
+    """An --uncertainty 2 or --ensemble output's Item read like a single sample's ('1 steps')."""
+    from ddrf.scenes.stac_out import processing_properties
+
+    engine = {"kind": "model", "steps": 1, "backend": "ort-cpu", "seed": 0, "model_dir": None}
+    one = processing_properties({"engine": {**engine, "samples": 1, "views": None}})
+    views = processing_properties({"engine": {**engine, "samples": 4, "views": [0, 1, 2, 3]}})
+    seeds = processing_properties({"engine": {**engine, "samples": 8, "views": None}})
+    assert "mean" not in one["processing:lineage"] and one["ddrf:samples"] == 1
+    assert "the mean of 4 views" in views["processing:lineage"] and views["ddrf:views"] == [0, 1, 2, 3]
+    assert "the mean of 8 samples" in seeds["processing:lineage"] and seeds["ddrf:samples"] == 8

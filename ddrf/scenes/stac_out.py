@@ -103,7 +103,9 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
         if name in report.get("software", {}):
             software[name] = str(report["software"][name])
     if engine.get("kind") == "model":
-        method, lineage = "ddrf", (f"DDRF diffusion pansharpening ({engine.get('steps')} steps, "
+        samples = engine.get("samples") or 1
+        members = (f", the mean of {samples} {'views' if engine.get('views') else 'samples'}" if samples > 1 else "")
+        method, lineage = "ddrf", (f"DDRF diffusion pansharpening ({engine.get('steps')} steps{members}, "
                                    f"{engine.get('backend')}) of PAN + MS on the PAN grid")
     else:
         method = engine.get("method", "unknown")
@@ -112,6 +114,7 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
                              "ddrf:inputs": _input_files(report.get("inputs", {}))}
     if engine.get("kind") == "model":
         props.update({"ddrf:steps": engine.get("steps"), "ddrf:seed": engine.get("seed"),
+                      "ddrf:samples": samples, "ddrf:views": engine.get("views"),
                       "ddrf:backend": engine.get("backend"),
                       "ddrf:model_card_sha256": card_hash(engine.get("model_dir")),
                       "ddrf:model_hashes": engine.get("card", {}).get("hashes", {})})
