@@ -267,3 +267,18 @@ def test_model_engines_refuse_cleanly(tmp_path: Path) -> None:
         with pytest.raises(EngineUnavailable):
             build_model_engines(root, overwrite=True, timing_cache=root / "cache" / "timing.cache")
     assert sorted(p.name for p in root.iterdir()) == sorted(before + ["encoder_fp16.plan"])
+
+
+def test_a_missing_tensorrt_engine_names_the_command_that_builds_it(tmp_path: Path) -> None:
+    """`ddrf-run --backend tensorrt` on a model with ONNX graphs but no engines advised 'export them with ddrf-export
+    onnx ...', which the folder already holds; the engines come from `ddrf-export engine`."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+    from scenes_fixtures import SAMPLE
+
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--backend", "tensorrt",
+                                      "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert "sampler_k1.plan: missing; build the TensorRT engines" in result.output
+    assert "ddrf-export engine" in result.output and "ddrf-export onnx" not in result.output
