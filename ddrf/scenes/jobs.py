@@ -214,7 +214,8 @@ def retire_finished(outputs: Outputs) -> None:
     named = old_report.get("outputs", {}) if isinstance(old_report.get("outputs"), dict) else {}
     stale = [side for key, side, ours in (("spread", every.spread, outputs.spread),
                                           ("quicklook", every.quicklook, outputs.quicklook))
-             if ours is None and isinstance(named.get(key), str) and Path(named[key]).name == side.name]
+             if side is not None and ours is None and isinstance(named.get(key), str)
+             and Path(named[key]).name == side.name]
     for old in (outputs.raster, item_path(outputs.raster), *stale):
         old.unlink(missing_ok=True)
 
