@@ -202,6 +202,23 @@ def test_geotiff_pairs_band_subset(landsat8_dir: Path, tmp_path: Path) -> None:
     assert code == 2 and "l8_B2.tif: no band yellow (it has blue, green, red, nir)" in text
 
 
+def test_a_pan_without_its_ms_in_a_pairs_folder_is_refused_not_left_out(landsat8_dir: Path, tmp_path: Path) -> None:
+    """A Landsat PAN missing a band file, or a NAME_pan.tif whose MS is misnamed, beside complete pairs: one line naming
+    it (before: the other pairs were scored and it was left out without a word)."""
+    import shutil
+
+    for site in ("s1", "s2"):
+        shutil.copytree(landsat8_dir, tmp_path / site)
+    (tmp_path / "s2/l8_B5.tif").unlink()
+    code, text = invoke(f"pairs:{tmp_path}", "--methods", "EXP")
+    assert code == 2 and f"{tmp_path / 's2/l8_B8.tif'}: a PAN without its MS (no l8_B5.tif (nir)" in text
+    shutil.rmtree(tmp_path / "s2")
+    shutil.copy(landsat8_dir / "l8_B8.tif", tmp_path / "s1/b_pan.tif")
+    shutil.copy(landsat8_dir / "l8_B2.tif", tmp_path / "s1/b_mss.tif")
+    code, text = invoke(f"pairs:{tmp_path}", "--methods", "EXP")
+    assert code == 2 and f"{tmp_path / 's1/b_pan.tif'}: a PAN without its MS (no b_ms.tif or" in text
+
+
 def test_model_refuses_other_bands_naming_the_switch(landsat7_dir: Path) -> None:
     """The bundled model fuses blue, green, red, nir: the same count in another order is refused, not mis-fused."""
     model = ROOT / "ddrf/assets/models/landsat_ratio2"
