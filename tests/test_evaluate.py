@@ -388,3 +388,19 @@ def test_fit_spread_writes_the_calibration_into_the_models_card(tmp_path: Path) 
     covered = [float(line.split("covers ")[1].rstrip(" %")) for line in text.splitlines() if " covers " in line]
     assert len(covered) == 3 and 90 < sum(covered) / 3 < 99  # pooled: about 95 % on average, in sample
     assert "the others:" in text and f"spread_calibration = {card.spread_calibration} at N = 4 seeds, K = " in text
+
+
+@pytest.mark.parametrize("extra", [["--csv", "{tmp}/s.csv"], ["--json", "{tmp}/s.json"], ["--mode", "full"],
+                                   ["--border", "4"], ["--figure", "{tmp}/f.png"]])
+def test_fit_spread_refuses_the_options_of_a_scoring_run(extra: list[str], tmp_path: Path) -> None:
+    """--fit-spread writes only the card: a --csv, --json, --figure, --border or --mode full given with it is refused
+    before any fusion (before: ignored, exit 0, no table written and the card refitted)."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", model)
+    card = (model / "card.json").read_text()
+    code, text = invoke(f"fusebox:{ROOT / 'tests/data/landsat7'}", "--methods", f"ddrf:{model}", "--samples", "2",
+                        "--fit-spread", *(a.format(tmp=tmp_path) for a in extra))
+    assert code == 2 and f"{extra[0]} " in text and "not with --fit-spread" in text
+    assert (model / "card.json").read_text() == card and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
