@@ -404,3 +404,19 @@ def test_fit_spread_refuses_the_options_of_a_scoring_run(extra: list[str], tmp_p
                         "--fit-spread", *(a.format(tmp=tmp_path) for a in extra))
     assert code == 2 and f"{extra[0]} " in text and "not with --fit-spread" in text
     assert (model / "card.json").read_text() == card and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_an_output_into_a_bundled_model_named_by_its_name_is_refused(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """ddrf:NAME reads the bundled model's folder, so --json into it is refused as into any input, also with
+    --overwrite (before: only the path as typed was guarded, and the model's README was replaced by the JSON)."""
+    import shutil
+
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", tmp_path / "bundled/tiny")
+    monkeypatch.setenv("DDRF_BUNDLED_MODELS", str(tmp_path / "bundled"))
+    card = tmp_path / "bundled/tiny/card.json"
+    before = card.read_text()
+    code, text = invoke(f"fusebox:{ROOT / 'tests/data/landsat7'}", "--methods", "EXP,ddrf:tiny", "--json", card,
+                        "--overwrite")
+    assert code == 2 and f"{card}: is an input of this command" in text
+    assert card.read_text() == before

@@ -117,9 +117,19 @@ def named_bands(bands: str) -> tuple[str, ...]:
 
 
 def input_paths(dataset: str, methods: str) -> list[Path]:
-    """The files and folders a run reads: the dataset's, and each ddrf: model's or ckpt: checkpoint's."""
+    """The files and folders a run reads: the dataset's, and each ddrf: model's (a bundled one's folder where it is
+    named) or ckpt: checkpoint's."""
+    from ddrf.bundled import model_folder
+
+    def path(entry: str) -> Path:
+        kind, _, rest = entry.partition(":")
+        try:
+            return model_folder(rest) if kind == "ddrf" else Path(rest)
+        except ValueError:  # no such model: the methods' parsing says so
+            return Path(rest)
+
     named = [dataset, *(m.strip() for m in methods.split(",") if m.strip().startswith(("ddrf:", "ckpt:")))]
-    return [Path(entry.split(":", 1)[1]) for entry in named if ":" in entry]
+    return [path(entry) for entry in named if ":" in entry]
 
 
 def refuse_with_fit_spread(given: dict[str, Any]) -> None:
