@@ -420,3 +420,18 @@ def test_an_output_into_a_bundled_model_named_by_its_name_is_refused(tmp_path: P
                         "--overwrite")
     assert code == 2 and f"{card}: is an input of this command" in text
     assert card.read_text() == before
+
+
+@pytest.mark.parametrize("fit", [[], ["--fit-spread"]])
+def test_more_views_than_a_window_has_are_refused(fit: list[str], tmp_path: Path) -> None:
+    """--views --samples 9: a window has 8 views, so the ninth would be the first again (ddrf-run refuses --ensemble 9);
+    before, the mean weighed view 0 twice and --fit-spread wrote a fit for 9 views that no run can use."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", model)
+    card = (model / "card.json").read_text()
+    code, text = invoke(f"fusebox:{ROOT / 'tests/data/landsat7'}", "--methods", f"ddrf:{model}", "--views",
+                        "--samples", "9", *fit)
+    assert code == 2 and "--views --samples 9: a window has 8 views" in text
+    assert (model / "card.json").read_text() == card
