@@ -39,7 +39,9 @@ def main(
         _fail(f"{exc.filename or out}: cannot write ({exc.strerror})", 1)
     finally:
         cleanup_distributed()
-    if result.losses and os.environ.get("RANK", "0") == "0":
+    if not result.losses and os.environ.get("RANK", "0") == "0":
+        typer.echo(f"nothing to train: the run in {out} is at step {result.end_step} of optim.steps {cfg.optim.steps}")
+    elif result.losses and os.environ.get("RANK", "0") == "0":
         first, last = result.losses[: min(10, len(result.losses))], result.losses[-min(10, len(result.losses)):]
         typer.echo(f"steps {result.start_step}->{result.end_step} in {result.seconds:.1f} s; loss "
                    f"{sum(first) / len(first):.4f} (first {len(first)}) -> {sum(last) / len(last):.4f} "

@@ -379,6 +379,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     trainer = Trainer(cfg, run_dir, dist, command)  # the data, the init and the options checked: now clear
     if resume:
         trainer.restore()
+        if stop_at is not None and stop_at <= trainer.step:  # nothing would run, yet config.yaml would change
+            raise ValueError(f"--stop-at {stop_at}: the run in {run_dir} is already at step {trainer.step}; give a "
+                             f"later step")
     elif dist.main:
         clear_run_dir(run_dir)
     if dist.main:
