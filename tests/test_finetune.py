@@ -189,3 +189,15 @@ def test_a_diverging_learning_rate_ends_in_one_line_not_a_traceback(base_run: Pa
     assert result.exit_code == 2, result.output
     assert "ddrf-finetune: error: loss is nan" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "ft" / "model").exists()
+
+
+def test_resume_and_overwrite_together_are_refused(base_run: Path, tmp_path: Path) -> None:
+    """ddrf-finetune --resume --overwrite: one line, the run untouched, as ddrf-train (before: --overwrite was ignored
+    and the run resumed)."""
+    run = tmp_path / "run"
+    common = [str(SCENE), "--out", str(run), "--model", str(base_run), "--patch", "16", "--batch", "2", "--threads", "1"]
+    assert CliRunner().invoke(app, [*common, "--steps", "1"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    result = CliRunner().invoke(app, [*common, "--steps", "2", "--resume", "--overwrite"])
+    assert result.exit_code == 2 and "--resume and --overwrite exclude each other" in result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -26,8 +26,6 @@ def main(
     from ddrf.train.config import load_config
     from ddrf.train.loop import cleanup_distributed, train
 
-    if resume and overwrite:
-        _fail("--resume and --overwrite exclude each other")
     command = shlex.join(["ddrf-train", *sys.argv[1:]])
     try:
         cfg = load_config(config, overrides or [])

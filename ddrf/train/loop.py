@@ -358,6 +358,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     `inputs`: the caller's input files and folders besides the config's init and teacher (the config file, the
     scenes), which --overwrite may not clear."""
     run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
     if cfg.optim.threads:
         torch.set_num_threads(cfg.optim.threads)
     dist = setup_distributed(cfg.optim.device)
