@@ -202,6 +202,23 @@ def test_geotiff_pairs_band_subset(landsat8_dir: Path, tmp_path: Path) -> None:
     assert code == 2 and "l8_B2.tif: no band yellow (it has blue, green, red, nir)" in text
 
 
+def test_a_pan_without_its_ms_in_a_pairs_folder_is_refused_not_left_out(landsat8_dir: Path, tmp_path: Path) -> None:
+    """A Landsat PAN missing a band file, or a NAME_pan.tif whose MS is misnamed, beside complete pairs: one line naming
+    it (before: the other pairs were scored and it was left out without a word)."""
+    import shutil
+
+    for site in ("s1", "s2"):
+        shutil.copytree(landsat8_dir, tmp_path / site)
+    (tmp_path / "s2/l8_B5.tif").unlink()
+    code, text = invoke(f"pairs:{tmp_path}", "--methods", "EXP")
+    assert code == 2 and f"{tmp_path / 's2/l8_B8.tif'}: a PAN without its MS (no l8_B5.tif (nir)" in text
+    shutil.rmtree(tmp_path / "s2")
+    shutil.copy(landsat8_dir / "l8_B8.tif", tmp_path / "s1/b_pan.tif")
+    shutil.copy(landsat8_dir / "l8_B2.tif", tmp_path / "s1/b_mss.tif")
+    code, text = invoke(f"pairs:{tmp_path}", "--methods", "EXP")
+    assert code == 2 and f"{tmp_path / 's1/b_pan.tif'}: a PAN without its MS (no b_ms.tif or" in text
+
+
 def test_model_refuses_other_bands_naming_the_switch(landsat7_dir: Path) -> None:
     """The bundled model fuses blue, green, red, nir: the same count in another order is refused, not mis-fused."""
     model = ROOT / "ddrf/assets/models/landsat_ratio2"
@@ -371,3 +388,50 @@ def test_fit_spread_writes_the_calibration_into_the_models_card(tmp_path: Path) 
     covered = [float(line.split("covers ")[1].rstrip(" %")) for line in text.splitlines() if " covers " in line]
     assert len(covered) == 3 and 90 < sum(covered) / 3 < 99  # pooled: about 95 % on average, in sample
     assert "the others:" in text and f"spread_calibration = {card.spread_calibration} at N = 4 seeds, K = " in text
+
+
+@pytest.mark.parametrize("extra", [["--csv", "{tmp}/s.csv"], ["--json", "{tmp}/s.json"], ["--mode", "full"],
+                                   ["--border", "4"], ["--figure", "{tmp}/f.png"]])
+def test_fit_spread_refuses_the_options_of_a_scoring_run(extra: list[str], tmp_path: Path) -> None:
+    """--fit-spread writes only the card: a --csv, --json, --figure, --border or --mode full given with it is refused
+    before any fusion (before: ignored, exit 0, no table written and the card refitted)."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", model)
+    card = (model / "card.json").read_text()
+    code, text = invoke(f"fusebox:{ROOT / 'tests/data/landsat7'}", "--methods", f"ddrf:{model}", "--samples", "2",
+                        "--fit-spread", *(a.format(tmp=tmp_path) for a in extra))
+    assert code == 2 and f"{extra[0]} " in text and "not with --fit-spread" in text
+    assert (model / "card.json").read_text() == card and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_an_output_into_a_bundled_model_named_by_its_name_is_refused(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """ddrf:NAME reads the bundled model's folder, so --json into it is refused as into any input, also with
+    --overwrite (before: only the path as typed was guarded, and the model's README was replaced by the JSON)."""
+    import shutil
+
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", tmp_path / "bundled/tiny")
+    monkeypatch.setenv("DDRF_BUNDLED_MODELS", str(tmp_path / "bundled"))
+    card = tmp_path / "bundled/tiny/card.json"
+    before = card.read_text()
+    code, text = invoke(f"fusebox:{ROOT / 'tests/data/landsat7'}", "--methods", "EXP,ddrf:tiny", "--json", card,
+                        "--overwrite")
+    assert code == 2 and f"{card}: is an input of this command" in text
+    assert card.read_text() == before
+
+
+@pytest.mark.parametrize("fit", [[], ["--fit-spread"]])
+def test_more_views_than_a_window_has_are_refused(fit: list[str], tmp_path: Path) -> None:
+    """--views --samples 9: a window has 8 views, so the ninth would be the first again (ddrf-run refuses --ensemble 9);
+    before, the mean weighed view 0 twice and --fit-spread wrote a fit for 9 views that no run can use."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", model)
+    card = (model / "card.json").read_text()
+    code, text = invoke(f"fusebox:{ROOT / 'tests/data/landsat7'}", "--methods", f"ddrf:{model}", "--views",
+                        "--samples", "9", *fit)
+    assert code == 2 and "--views --samples 9: a window has 8 views" in text
+    assert (model / "card.json").read_text() == card

@@ -179,3 +179,25 @@ def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, t
     exported = read_card(tmp_path / "again" / "card.json")
     assert (exported.scene_statistics, exported.halo, exported.spread_calibration_views) == (
         True, 48, card.spread_calibration_views)
+
+
+def test_a_diverging_learning_rate_ends_in_one_line_not_a_traceback(base_run: Path, tmp_path: Path) -> None:
+    """--lr 1e9 makes the loss NaN: ddrf-finetune says so in one line, exit 2, as ddrf-train does (before: a
+    FloatingPointError traceback)."""
+    result = CliRunner().invoke(app, [str(SCENE), "--out", str(tmp_path / "ft"), "--model", str(base_run), "--steps",
+                                      "3", "--patch", "16", "--batch", "2", "--threads", "1", "--lr", "1e9"])
+    assert result.exit_code == 2, result.output
+    assert "ddrf-finetune: error: loss is nan" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "ft" / "model").exists()
+
+
+def test_resume_and_overwrite_together_are_refused(base_run: Path, tmp_path: Path) -> None:
+    """ddrf-finetune --resume --overwrite: one line, the run untouched, as ddrf-train (before: --overwrite was ignored
+    and the run resumed)."""
+    run = tmp_path / "run"
+    common = [str(SCENE), "--out", str(run), "--model", str(base_run), "--patch", "16", "--batch", "2", "--threads", "1"]
+    assert CliRunner().invoke(app, [*common, "--steps", "1"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    result = CliRunner().invoke(app, [*common, "--steps", "2", "--resume", "--overwrite"])
+    assert result.exit_code == 2 and "--resume and --overwrite exclude each other" in result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

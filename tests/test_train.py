@@ -509,3 +509,22 @@ def test_pairs_of_two_band_sets_are_refused_naming_both() -> None:
         WaldPatches([four, pair("b", ("blue", "green", "red", "nir", "swir1"))], patch=16)
     with pytest.raises(ValueError, match=r"pair 'c': ratio 4, pair 'a' ratio 2"):
         WaldPatches([four, pair("c", ("blue", "green", "red", "nir"), ratio=4)], patch=16)
+
+
+def test_resume_that_would_train_nothing_says_so(fusebox: str, tmp_path: Path) -> None:
+    """--resume --stop-at a step the run has passed is refused before config.yaml is rewritten (before: exit 0,
+    nothing trained, config.yaml saying the new optim.steps); a finished run resumed says there is nothing to train
+    (before: no line at all)."""
+    cfg = str(CONFIGS / "landsat7_small_cpu.yaml")
+    common = [f"data.source={fusebox}", "data.patch=16", TINY_MODEL, "optim.batch=2", "optim.warmup=1",
+              "optim.threads=1", "optim.device=cpu", "log.progress=false"]
+    run = tmp_path / "run"
+    runner = CliRunner()
+    assert runner.invoke(app, [cfg, *common, "optim.steps=4", "--stop-at", "2", "--out", str(run)]).exit_code == 0
+    config = (run / "config.yaml").read_text()
+    late = runner.invoke(app, [cfg, *common, "optim.steps=8", "--stop-at", "1", "--out", str(run), "--resume"])
+    assert late.exit_code == 2 and f"--stop-at 1: the run in {run} is already at step 2" in late.output
+    assert (run / "config.yaml").read_text() == config
+    assert runner.invoke(app, [cfg, *common, "optim.steps=4", "--out", str(run), "--resume"]).exit_code == 0
+    done = runner.invoke(app, [cfg, *common, "optim.steps=4", "--out", str(run), "--resume"])
+    assert done.exit_code == 0 and f"nothing to train: the run in {run} is at step 4 of optim.steps 4" in done.output

@@ -59,6 +59,9 @@ def main(
         tiling = parse_tiling(tile, whole_image, views)
         chosen_bands = named_bands(bands) if bands is not None else None
         if fit_spread:
+            refuse_with_fit_spread({"--csv": csv_path, "--json": json_path, "--figure": figure,
+                                    "--figure-image": figure_image, "--border": border,
+                                    "--mode": mode if mode not in ("auto", "reduced") else None})
             fit_spread_calibration(dataset, methods, acquisitions, sensor, divisor, steps, samples, seed, backend,
                                    tiling, simulate_ratio, chosen_bands)
             return
@@ -114,9 +117,27 @@ def named_bands(bands: str) -> tuple[str, ...]:
 
 
 def input_paths(dataset: str, methods: str) -> list[Path]:
-    """The files and folders a run reads: the dataset's, and each ddrf: model's or ckpt: checkpoint's."""
+    """The files and folders a run reads: the dataset's, and each ddrf: model's (a bundled one's folder where it is
+    named) or ckpt: checkpoint's."""
+    from ddrf.bundled import model_folder
+
+    def path(entry: str) -> Path:
+        kind, _, rest = entry.partition(":")
+        try:
+            return model_folder(rest) if kind == "ddrf" else Path(rest)
+        except ValueError:  # no such model: the methods' parsing says so
+            return Path(rest)
+
     named = [dataset, *(m.strip() for m in methods.split(",") if m.strip().startswith(("ddrf:", "ckpt:")))]
-    return [Path(entry.split(":", 1)[1]) for entry in named if ":" in entry]
+    return [path(entry) for entry in named if ":" in entry]
+
+
+def refuse_with_fit_spread(given: dict[str, Any]) -> None:
+    """--fit-spread writes only MODEL/card.json, on the reduced protocol's whole images: an option of a scoring run
+    given with it would be ignored without a word."""
+    if named := [f"{k} {v}" for k, v in given.items() if v]:
+        raise ValueError(f"{', '.join(named)}: not with --fit-spread, which fits on the reduced protocol's whole "
+                         f"images and writes only MODEL/card.json; run the scoring separately")
 
 
 def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor: str | None,

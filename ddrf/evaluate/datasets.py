@@ -246,24 +246,31 @@ def _tifs(folder: Path) -> dict[str, Path]:
     return {p.stem.lower(): p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in TIF}
 
 
-def _find_pairs(folder: Path, landsat_bands: Sequence[str] | None = None) -> list[tuple[str, Path, list[Path], bool]]:
+def _find_pairs(folder: Path, landsat_bands: Sequence[str] | None = None
+                ) -> tuple[list[tuple[str, Path, list[Path], bool]], list[tuple[Path, str]]]:
     """(name, pan, [ms...], is_landsat) for NAME_pan.tif + NAME_ms.tif and Landsat *_B8 + one file per band
-    (`landsat_bands`, by name; default B2..B5: blue, green, red, nir)."""
+    (`landsat_bands`, by name; default B2..B5: blue, green, red, nir); and each PAN found without its MS, with the
+    MS file names it lacks."""
     numbers = [LANDSAT_FILES[b] for b in landsat_bands or LANDSAT_DEFAULT]
-    found = []
+    found, lone = [], []
     for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
         files = _tifs(sub)
         for stem, pan in files.items():
             if m := re.fullmatch(r"(.*)_b8", stem):
-                ms = [files[k] for k in (f"{m.group(1)}_{b.lower()}" for b in numbers) if k in files]
-                if len(ms) == len(numbers):
-                    found.append((pan.stem[:-3] or sub.name, pan, ms, True))
+                wanted = {f"{m.group(1)}_{n.lower()}": f"{pan.stem[:-2]}{n}{pan.suffix} ({b})"
+                          for b, n in zip(landsat_bands or LANDSAT_DEFAULT, numbers)}
+                if missing := [name for k, name in wanted.items() if k not in files]:
+                    lone.append((pan, " + ".join(missing)))
+                else:
+                    found.append((pan.stem[:-3] or sub.name, pan, [files[k] for k in wanted], True))
             elif m := re.fullmatch(r"(.*?)[_-]?pan", stem):
-                ms_path = next((files[k] for k in (f"{m.group(1)}_ms", f"{m.group(1)}-ms", f"{m.group(1)}ms",
-                                                    f"{m.group(1)}_mul") if k in files), None)
+                names = (f"{m.group(1)}_ms", f"{m.group(1)}-ms", f"{m.group(1)}ms", f"{m.group(1)}_mul")
+                ms_path = next((files[k] for k in names if k in files), None)
                 if ms_path is not None:
                     found.append((m.group(1) or sub.name, pan, [ms_path], False))
-    return found
+                else:
+                    lone.append((pan, " or ".join(f"{k}.tif" for k in names)))
+    return found, lone
 
 
 def _is_floating(path: Path) -> bool:
@@ -292,12 +299,15 @@ def _open_pairs(spec: str, path: Path, sensor: str | None, bands: Sequence[str] 
     if not path.is_dir():
         raise ValueError(f"{path}: pairs folder does not exist")
     landsat_bands = tuple(bands) if bands and all(b in LANDSAT_FILES for b in bands) else None
-    found = _find_pairs(path, landsat_bands)
+    found, lone = _find_pairs(path, landsat_bands)
     wanted = (" + ".join(f"*_{LANDSAT_FILES[b]}.TIF ({b})" for b in landsat_bands) if landsat_bands
               else "*_B2..B5.TIF")
     if not found:
         raise ValueError(f"{path}: no PAN/MS GeoTIFF pairs (expected NAME_pan.tif + NAME_ms.tif, or Landsat "
                          f"*_B8.TIF + {wanted}, in the folder or its sub-folders)")
+    if lone:  # scoring the others would leave it out without a word
+        raise ValueError(f"{lone[0][0]}: a PAN without its MS (no {lone[0][1]} beside it); give it its MS or move "
+                         f"it out of the pairs: folder")
     landsat = all(f[3] for f in found)
     name = get_sensor(sensor or ("Landsat8" if landsat else "generic")).name
 

@@ -60,9 +60,12 @@ def main(
         exported = export_run(out)
         if base_mean:
             mean_exported = _export_base_mean(out, weights, card, command, exported)
-    except (ValueError, FileExistsError) as exc:
+    except (ValueError, FileExistsError, FloatingPointError) as exc:  # FloatingPointError: the loss diverged
         typer.echo(f"ddrf-finetune: error: {' '.join(str(exc).split())}", err=True)
         raise typer.Exit(2) from None
+    except OSError as exc:  # disk full or a file-size limit while checkpointing, as ddrf-train says it
+        typer.echo(f"ddrf-finetune: error: {exc.filename or out}: cannot write ({exc.strerror})", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"trained steps {result.start_step}->{result.end_step} in {result.seconds / 60:.1f} min from "
                f"{weights}; model: {exported} (ddrf-run SCENE -o OUT --model {exported})")
     if base_mean:

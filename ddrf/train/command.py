@@ -26,8 +26,6 @@ def main(
     from ddrf.train.config import load_config
     from ddrf.train.loop import cleanup_distributed, train
 
-    if resume and overwrite:
-        _fail("--resume and --overwrite exclude each other")
     command = shlex.join(["ddrf-train", *sys.argv[1:]])
     try:
         cfg = load_config(config, overrides or [])
@@ -39,7 +37,9 @@ def main(
         _fail(f"{exc.filename or out}: cannot write ({exc.strerror})", 1)
     finally:
         cleanup_distributed()
-    if result.losses and os.environ.get("RANK", "0") == "0":
+    if not result.losses and os.environ.get("RANK", "0") == "0":
+        typer.echo(f"nothing to train: the run in {out} is at step {result.end_step} of optim.steps {cfg.optim.steps}")
+    elif result.losses and os.environ.get("RANK", "0") == "0":
         first, last = result.losses[: min(10, len(result.losses))], result.losses[-min(10, len(result.losses)):]
         typer.echo(f"steps {result.start_step}->{result.end_step} in {result.seconds:.1f} s; loss "
                    f"{sum(first) / len(first):.4f} (first {len(first)}) -> {sum(last) / len(last):.4f} "

@@ -358,6 +358,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     `inputs`: the caller's input files and folders besides the config's init and teacher (the config file, the
     scenes), which --overwrite may not clear."""
     run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
     if cfg.optim.threads:
         torch.set_num_threads(cfg.optim.threads)
     dist = setup_distributed(cfg.optim.device)
@@ -379,6 +381,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite
     trainer = Trainer(cfg, run_dir, dist, command)  # the data, the init and the options checked: now clear
     if resume:
         trainer.restore()
+        if stop_at is not None and stop_at <= trainer.step:  # nothing would run, yet config.yaml would change
+            raise ValueError(f"--stop-at {stop_at}: the run in {run_dir} is already at step {trainer.step}; give a "
+                             f"later step")
     elif dist.main:
         clear_run_dir(run_dir)
     if dist.main:
