@@ -188,6 +188,7 @@ def test_a_diverging_learning_rate_ends_in_one_line_not_a_traceback(base_run: Pa
                                       "3", "--patch", "16", "--batch", "2", "--threads", "1", "--lr", "1e9"])
     assert result.exit_code == 2, result.output
     assert "ddrf-finetune: error: loss is nan" in result.output and len(result.output.strip().splitlines()) == 1
+    assert "ddrf-finetune --lr" in result.output  # the option it takes, not only the config key optim.lr
     assert not (tmp_path / "ft" / "model").exists()
 
 

@@ -407,7 +407,8 @@ def _run(tr: Trainer, end: int) -> TrainResult:
         lr = tr.opt.param_groups[0]["lr"]
         loss = tr.train_step()
         if not math.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss} at step {tr.step}; lower optim.lr or check the data")
+            raise FloatingPointError(f"loss is {loss} at step {tr.step}; lower the learning rate (optim.lr, "
+                                     "ddrf-finetune --lr) or check the data")
         result.losses.append(loss)
         window.append(loss)
         if bar is not None:
