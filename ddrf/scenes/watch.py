@@ -255,10 +255,16 @@ def unreadable(directory: Path) -> str | None:
 
 
 def writable_directory(directory: Path) -> None:
-    """A ValueError (a usage error: restarting will not fix it) unless a file can be created in `directory`."""
+    """Make `directory` if missing; a ValueError (a usage error: restarting will not fix it) unless a file can be
+    created in it (also when it is a file, or under one)."""
     from ddrf.files import cannot_write
 
-    reason = cannot_write(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason: str | None = "a file, not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+    else:
+        reason = cannot_write(directory)
     if reason:
         raise ValueError(f"{directory}: the output directory is not writable ({reason})")
 

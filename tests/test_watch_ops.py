@@ -1,0 +1,18 @@
+"""`ddrf-run --watch` as a service, at its edges: each bad setup or lost inbox is one line and exit 2 (a restart by
+the unit cannot fix it), never a traceback that systemd restarts for ever."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_watch_guards import cli, dirs, one_line_exit_2, watcher  # noqa: F401 (dirs: a fixture)
+
+
+def test_an_output_that_is_a_file_or_under_one_is_one_usage_line(dirs: tuple[Path, Path]) -> None:  # noqa: F811
+    inbox, out = dirs
+    blocker = out / "fused"
+    blocker.write_text("not a folder")
+    one_line_exit_2(cli(inbox, blocker), str(blocker), "not writable (a file, not a directory)")
+    one_line_exit_2(cli(inbox, blocker / "sub"), str(blocker / "sub"), "not writable (Not a directory)")
+    assert blocker.read_text() == "not a folder"
