@@ -2,6 +2,7 @@
 the unit cannot fix it), never a traceback that systemd restarts for ever."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -16,3 +17,16 @@ def test_an_output_that_is_a_file_or_under_one_is_one_usage_line(dirs: tuple[Pat
     one_line_exit_2(cli(inbox, blocker), str(blocker), "not writable (a file, not a directory)")
     one_line_exit_2(cli(inbox, blocker / "sub"), str(blocker / "sub"), "not writable (Not a directory)")
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("pattern", ["/data/flags/*.done", "../*", "", "."])
+def test_a_ready_file_pattern_that_is_no_name_inside_the_scene_is_refused(tmp_path: Path, pattern: str) -> None:
+    """Refused when the watcher is made, before it watches (ddrf-run: one usage line, exit 2). Before: an absolute
+    pattern crashed the loop at the first scene (NotImplementedError traceback), `../*` matched the other scenes, so a
+    scene still being copied was fused at once, and '' was silently no ready file."""
+    from ddrf.scenes.progress import Reporter
+    from ddrf.scenes.watch import Watcher, WatchOptions
+
+    with pytest.raises(ValueError, match=f"--ready-file {re.escape(repr(pattern))}: not a file name pattern"):
+        Watcher(tmp_path, tmp_path / "out", None, None, Reporter(progress=False),  # type: ignore[arg-type]
+                WatchOptions(ready_file=pattern), None)

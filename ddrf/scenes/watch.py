@@ -33,7 +33,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, NamedTuple
 
 from ddrf.scenes.engines import EngineSpec
@@ -196,6 +196,9 @@ class Readiness:
 
     def __init__(self, settle_s: float, ready_file: str | None, clock: Callable[[], float] = time.monotonic,
                  wait_listed_s: float = 600.0):
+        if ready_file is not None and not relative_pattern(ready_file):
+            raise ValueError(f"--ready-file {ready_file!r}: not a file name pattern matched inside each scene "
+                             f"directory (like '*_MTL.txt' or 'done')")
         self.settle_s, self.ready_file, self.clock, self.wait_listed_s = settle_s, ready_file, clock, wait_listed_s
         self.seen: dict[Path, tuple[Any, float]] = {}
 
@@ -226,6 +229,12 @@ class Readiness:
             return Verdict(True, f"fused without {names}: not arrived within --wait-listed {self.wait_listed_s:g} s")
         return Verdict(False, f"waiting for {names} (fused without them when nothing changed for --wait-listed "
                               f"{self.wait_listed_s:g} s)")
+
+
+def relative_pattern(pattern: str) -> bool:
+    """A glob that matches within the directory it is applied to: not empty, absolute or reaching up with `..`."""
+    parts = PurePosixPath(pattern).parts
+    return bool(parts) and not pattern.startswith("/") and ".." not in parts
 
 
 def named_in(absent: list[tuple[Path, Path]]) -> str:
