@@ -30,3 +30,18 @@ def test_a_ready_file_pattern_that_is_no_name_inside_the_scene_is_refused(tmp_pa
     with pytest.raises(ValueError, match=f"--ready-file {re.escape(repr(pattern))}: not a file name pattern"):
         Watcher(tmp_path, tmp_path / "out", None, None, Reporter(progress=False),  # type: ignore[arg-type]
                 WatchOptions(ready_file=pattern), None)
+
+
+def test_an_inbox_deleted_while_watching_stops_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Before: a FileNotFoundError traceback from the scan (or the observer's start), exit 1, so the unit restarted
+    it."""
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    watch, stream = watcher(inbox, out)
+    shutil.rmtree(inbox)
+    with pytest.raises(ValueError, match="inbox: cannot read the inbox .No such file or directory.; stopping"):
+        list(watch.pending())
+    assert watch.run() == 2  # gone before the observer started
+    assert "Traceback" not in stream.getvalue()
+    assert stream.getvalue().strip().splitlines()[-1].endswith(f"{inbox}: cannot watch the inbox (No such file or "
+                                                               f"directory); stopping")
