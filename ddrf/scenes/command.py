@@ -211,7 +211,6 @@ def run_watch(inbox: Path, output: Path, spec: Any, settings: Any, reporter: Any
         raise usage(f"{inbox}: --watch needs an existing inbox directory")
     if output.suffix.lower() in (".tif", ".tiff"):
         raise usage(f"{output}: with --watch, -o names an output directory")
-    output.mkdir(parents=True, exist_ok=True)
     preload(spec)
     try:
         watcher = Watcher(inbox, output, spec, settings, reporter,

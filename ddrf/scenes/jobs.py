@@ -313,6 +313,7 @@ class SceneJob:
     ms: tuple[Path, ...] = ()
     bands: tuple[str, ...] = ()  # --bands: the MS band names in file order (overrides metadata and conventions)
     sensor: str | None = None  # --sensor: the sensor, and band names by count where nothing else names them
+    wraps: tuple[tuple[Path, str], ...] = ()  # STAC Item input: (band wrapper VRT, the asset file it wraps)
 
     @property
     def source(self) -> str:
@@ -393,6 +394,8 @@ def open_with_bundled_model(job: SceneJob, spec: EngineSpec) -> tuple["Scene", E
 def one_line(exc: BaseException, job: SceneJob) -> str:
     """The error as one line naming the file (prefixing the scene source when the message does not)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    for wrapper, href in job.wraps:  # the asset, not the wrapper (which a failed scene removes)
+        text = text.replace(str(wrapper), href).replace(wrapper.name, Path(href).name)
     if not isinstance(exc, (ValueError, OSError)) or (job.source not in text and "/" not in text):
         text = f"{job.source}: {text if isinstance(exc, (ValueError, OSError)) else type(exc).__name__ + ': ' + text}"
     return text

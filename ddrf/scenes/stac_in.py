@@ -169,7 +169,8 @@ def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None
     refuse_outputs_over_inputs(output_dir / f"{item.id}.tif", reference, [pan, *ms])
     work = (wrappers or output_dir / WORK_DIR) / item.id
     pan_vrt, ms_vrts = work / "pan.vrt", tuple(work / f"ms_{b.name}.vrt" for b in ms)
-    job = SceneJob(item.id, output_dir / f"{item.id}.tif", pan=pan_vrt, ms=ms_vrts)
+    job = SceneJob(item.id, output_dir / f"{item.id}.tif", pan=pan_vrt, ms=ms_vrts,
+                   wraps=tuple(zip([pan_vrt, *ms_vrts], [b.href for b in [pan, *ms]])))
     if written is not None and (not work.exists() or any(j.pan is not None and j.pan.parent == work
                                                           for j in written)):
         written.append(job)

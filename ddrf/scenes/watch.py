@@ -33,7 +33,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, NamedTuple
 
 from ddrf.scenes.engines import EngineSpec
@@ -55,8 +55,12 @@ UNKNOWN_DELIVERY = "unknown"
 STATUSES = ("waiting", "queued", "running", "done", "failed")
 
 
-class StatusWriteError(ValueError):
-    """The status file could not be written: the watcher cannot keep its exactly-once promise, so it stops."""
+class CannotWatch(ValueError):
+    """The status file cannot be written (the exactly-once promise) or the inbox read any more: the watcher stops."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 @dataclass
@@ -119,8 +123,8 @@ class StatusFile:
         try:
             write_text_atomic(self.path, json.dumps(body, indent=2) + "\n")
         except OSError as exc:
-            raise StatusWriteError(f"{self.path}: cannot write the watch status file ({exc.strerror or exc}); "
-                                   f"stopping") from None
+            raise CannotWatch(self.path, f"{self.path}: cannot write the watch status file "
+                                         f"({exc.strerror or exc}); stopping") from None
 
     def drop(self, name: str) -> None:
         del self.scenes[name]
@@ -196,6 +200,9 @@ class Readiness:
 
     def __init__(self, settle_s: float, ready_file: str | None, clock: Callable[[], float] = time.monotonic,
                  wait_listed_s: float = 600.0):
+        if ready_file is not None and not relative_pattern(ready_file):
+            raise ValueError(f"--ready-file {ready_file!r}: not a file name pattern matched inside each scene "
+                             f"directory (like '*_MTL.txt' or 'done')")
         self.settle_s, self.ready_file, self.clock, self.wait_listed_s = settle_s, ready_file, clock, wait_listed_s
         self.seen: dict[Path, tuple[Any, float]] = {}
 
@@ -228,6 +235,12 @@ class Readiness:
                               f"{self.wait_listed_s:g} s)")
 
 
+def relative_pattern(pattern: str) -> bool:
+    """A glob that matches within the directory it is applied to: not empty, absolute or reaching up with `..`."""
+    parts = PurePosixPath(pattern).parts
+    return bool(parts) and not pattern.startswith("/") and ".." not in parts
+
+
 def named_in(absent: list[tuple[Path, Path]]) -> str:
     """'a.TIF, b.TIF named in the MTL' (or in DIM_....XML, the DIMAP document), from listed_absent's pairs."""
     by_document: dict[str, list[str]] = {}
@@ -255,10 +268,16 @@ def unreadable(directory: Path) -> str | None:
 
 
 def writable_directory(directory: Path) -> None:
-    """A ValueError (a usage error: restarting will not fix it) unless a file can be created in `directory`."""
+    """Make `directory` if missing; a ValueError (a usage error: restarting will not fix it) unless a file can be
+    created in it (also when it is a file, or under one)."""
     from ddrf.files import cannot_write
 
-    reason = cannot_write(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason: str | None = "a file, not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+    else:
+        reason = cannot_write(directory)
     if reason:
         raise ValueError(f"{directory}: the output directory is not writable ({reason})")
 
@@ -323,7 +342,11 @@ class Watcher:
         """Ready scenes not yet done or failed; marks the others waiting, and drops those gone from the inbox."""
         ours = {p.resolve() for p in (self.out, self.catalog) if p is not None}
         inbox = self.inbox.resolve()
-        directories = scene_dirs(self.inbox)
+        try:
+            directories = scene_dirs(self.inbox)
+        except OSError as exc:  # deleted, unmounted, made unreadable: nothing more will arrive
+            raise CannotWatch(self.inbox, f"{self.inbox}: cannot read the inbox ({exc.strerror or exc}); "
+                                          f"stopping") from None
         self.forget_gone({d.name for d in directories})
         now = self.readiness.clock()
         check_done = now - self.done_checked >= IDLE_RESCAN_S
@@ -468,11 +491,11 @@ class Watcher:
 
     def run(self) -> int:
         """When stopped by SIGTERM or SIGINT: 1 when a scene failed in this run, else 0 (as a batch run); 2 (and one
-        line naming the file) when the status file cannot be written."""
+        line naming the file) when the status file cannot be written or the inbox read."""
         try:
             return self._run()
-        except StatusWriteError as exc:
-            self.reporter.emit("error", " ".join(str(exc).split()), path=str(self.status.path), error=str(exc))
+        except CannotWatch as exc:
+            self.reporter.emit("error", " ".join(str(exc).split()), path=str(exc.path), error=str(exc))
             return 2
 
     def _run(self) -> int:
@@ -518,9 +541,14 @@ class _observer:
 
         self.observer = PollingObserver(timeout=options.poll_interval_s) if options.poll else Observer()
         self.observer.schedule(Wake(), str(inbox), recursive=True)
+        self.inbox = inbox
 
     def __enter__(self) -> "_observer":
-        self.observer.start()
+        try:
+            self.observer.start()
+        except OSError as exc:  # the inbox gone since the start-up check; inotify's limits
+            raise CannotWatch(self.inbox, f"{self.inbox}: cannot watch the inbox ({exc.strerror or exc}); "
+                                          f"stopping") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,37 @@
+"""STAC Item input at a ground station: a failing Item scene's one line names the asset file at fault, not the band
+wrapper VRT in OUT/.ddrf-stac/ (which the failure removes, so the named file would not even exist)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import rasterio
+from rasterio.windows import Window
+from stac_fixtures import landsat_item, make_cogs
+from typer.testing import CliRunner
+
+from ddrf.scenes.command import app
+
+
+def test_an_asset_of_another_size_is_named_in_the_error(tmp_path: Path) -> None:
+    cogs = make_cogs(tmp_path / "cogs")
+    nir = tmp_path / "cogs" / "LC08_B5.TIF"
+    with rasterio.open(nir) as src:  # a NIR asset of another size: a cut-off download re-tiled, another grid
+        window = Window(0, 0, src.width // 2, src.height // 2)
+        profile = {**src.profile, "width": window.width, "height": window.height,
+                   "transform": src.window_transform(window), "tiled": False}
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        data = src.read(window=window)
+    with rasterio.open(nir, "w", **profile) as dst:
+        dst.write(data)
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(landsat_item(cogs, str(tmp_path / "cogs"))))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(item), "-o", str(out), "--method", "GSA", "--threads", "1"])
+    assert result.exit_code == 1, result.output
+    error = json.loads((out / "ddrf-run-summary.json").read_text())
+    failed = [line for line in result.output.splitlines() if "failed LC08" in line]
+    assert failed and failed[0].endswith(f"{nir}: MS grid differs from LC08_B2.TIF (geotransform or size)"), \
+        result.output  # before: OUT/.ddrf-stac/<id>/ms_nir.vrt: ... from ms_blue.vrt
+    assert [e["error"] for e in error["scenes"]] == [failed[0].split("failed LC08_L1TP_020039_20150804: ")[1]]
+    assert not (out / ".ddrf-stac").exists()
