@@ -45,3 +45,24 @@ def test_an_inbox_deleted_while_watching_stops_with_one_line_and_exit_2(tmp_path
     assert "Traceback" not in stream.getvalue()
     assert stream.getvalue().strip().splitlines()[-1].endswith(f"{inbox}: cannot watch the inbox (No such file or "
                                                                f"directory); stopping")
+
+
+def test_the_dry_run_checks_the_ready_file_and_a_folder_is_no_ready_flag(dirs: tuple[Path, Path]) -> None:  # noqa: F811
+    """`--watch --dry-run --ready-file ../x` exited 0 (the watcher itself refuses it); and a sub-folder named like the
+    ready file counted as the flag, so a scene still being copied into it was taken as complete."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+    from ddrf.scenes.watch import Readiness
+
+    inbox, out = dirs
+    result = CliRunner().invoke(app, ["--watch", str(inbox), "-o", str(out), "--method", "GSA", "--dry-run",
+                                      "--ready-file", "../x"])
+    one_line_exit_2(result, "--ready-file '../x': not a file name pattern")
+    scene = inbox / "scene"
+    (scene / "done").mkdir(parents=True)
+    readiness = Readiness(600.0, "done", clock=lambda: 0.0)
+    assert not readiness.ready(scene)
+    (scene / "done").rmdir()
+    (scene / "done").write_text("")
+    assert readiness.ready(scene)

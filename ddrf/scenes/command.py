@@ -356,6 +356,12 @@ def main(
     if watch is not None:
         if scenes or pan or ms or scheduler:
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")
+        from ddrf.scenes.watch import check_ready_file
+
+        try:
+            check_ready_file(ready_file)  # the dry run too: it plans what the watcher would do
+        except ValueError as exc:
+            raise usage(str(exc))
         if dry_run_only:
             raise typer.Exit(watch_plan(watch.absolute(), output, spec, settings, band_names, sensor_name))
         ready(spec, settings)  # the scenes are yet to come: every model one may get

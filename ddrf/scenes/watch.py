@@ -194,15 +194,20 @@ class Verdict(NamedTuple):
     reason: str | None = None  # why it waits, or (ready) what it is fused without
 
 
+def check_ready_file(pattern: str | None) -> None:
+    """--ready-file is a name pattern matched inside each scene directory; anything else is a ValueError saying so."""
+    if pattern is not None and not relative_pattern(pattern):
+        raise ValueError(f"--ready-file {pattern!r}: not a file name pattern matched inside each scene directory "
+                         "(like '*_MTL.txt' or 'done')")
+
+
 class Readiness:
     """Decides when a scene directory is complete: ready file present, or unchanged for `settle_s` seconds with
     every file its metadata names present (or, after `wait_listed_s` seconds unchanged, with those present)."""
 
     def __init__(self, settle_s: float, ready_file: str | None, clock: Callable[[], float] = time.monotonic,
                  wait_listed_s: float = 600.0):
-        if ready_file is not None and not relative_pattern(ready_file):
-            raise ValueError(f"--ready-file {ready_file!r}: not a file name pattern matched inside each scene "
-                             f"directory (like '*_MTL.txt' or 'done')")
+        check_ready_file(ready_file)
         self.settle_s, self.ready_file, self.clock, self.wait_listed_s = settle_s, ready_file, clock, wait_listed_s
         self.seen: dict[Path, tuple[Any, float]] = {}
 
@@ -214,7 +219,7 @@ class Readiness:
         if current is None:
             self.seen.pop(directory, None)
             return Verdict(False)
-        if self.ready_file and any(directory.glob(self.ready_file)):
+        if self.ready_file and any(p.is_file() for p in directory.glob(self.ready_file)):  # a folder is no flag
             return Verdict(True)  # the producer says the scene is complete: the files it lacks are not coming
         now = self.clock()
         previous = self.seen.get(directory)
