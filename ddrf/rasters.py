@@ -175,3 +175,14 @@ def _tile_header(tile: Tile) -> dict:
 def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     """rasterio.open(path), a .TIL opened as the mosaic of its tiles (TileListError says why one cannot be)."""
     return rasterio.open(til_document(Path(path)) if is_til(path) else path)
+
+
+def read_files(path: Path) -> list[Path]:
+    """`path` and every file GDAL reads through it: a VRT's sources, side files (.aux.xml, .msk, .ovr)."""
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with rasterio.Env(CPL_LOG="/dev/null"), rasterio.open(path) as src:
+            return [path, *(Path(f) for f in src.files)]
+    except (RasterioIOError, OSError):  # not a raster (an MTL), or not GDAL's to open (a Maxar .TIL's own reader)
+        return [path]

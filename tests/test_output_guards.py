@@ -310,3 +310,19 @@ def test_a_scene_named_catalog_cannot_overwrite_the_stac_catalogue(tmp_path: Pat
     assert result.exit_code == 2, result.output
     assert_one_line(result.output, "catalog", "would overwrite the STAC catalogue", "ddrf-run:")
     assert (out / "catalog.json").read_bytes() == catalogue and not (out / "catalog.tif").exists()
+
+
+def test_a_finished_output_of_inputs_changed_since_is_not_skipped(tmp_path: Path) -> None:
+    """A band file replaced at the same path (a fixed re-delivery) left the old output 'finished' with exit 0."""
+    import os
+
+    scene = Path(shutil.copytree(SAMPLE, tmp_path / "scene"))
+    out = tmp_path / "out"
+    assert run(str(scene), "-o", str(out), "--method", "GSA").exit_code == 0
+    again = run(str(scene), "-o", str(out), "--method", "GSA")
+    assert again.exit_code == 0 and "finished output exists" in again.output, again.output
+    band = next(scene.glob("*_B4.TIF"))
+    os.utime(band, ns=(band.stat().st_atime_ns, band.stat().st_mtime_ns + 10**9))  # rewritten a second later
+    changed = run(str(scene), "-o", str(out), "--method", "GSA")
+    assert changed.exit_code == 1, changed.output
+    assert_one_line(changed.output, "scene.tif", re.escape(f"input contents ({band.name} changed since)"), "ddrf-run:")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ddrf.files import Busy, clean_stale, exclusive, publish_all, same_file
+from ddrf.rasters import read_files
 from ddrf.saturation import RESTORED
 from ddrf.scenes import report as reports
 from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, check_fit, get_engine
@@ -248,6 +249,10 @@ def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec
     engine, changed = report.get("engine", {}), []
     if _input_paths(report.get("inputs", {})) != _input_paths(job.inputs()):
         changed.append("inputs")
+    stamps = report.get("inputs", {}).get("file_stamps") or {}
+    modified = [Path(f).name for f, stamp in stamps.items() if reports.file_stamp(Path(f)) != stamp]
+    if modified:  # the same paths, other contents: a delivery replaced since
+        changed.append(f"input contents ({', '.join(modified[:3])}{' ...' if len(modified) > 3 else ''} changed since)")
     if (spec.method or "a model") != (engine.get("method") or "a model"):
         changed.append(f"method ({engine.get('method') or 'a model'}, asked {spec.method or 'a model'})")
     elif not spec.method:
@@ -269,18 +274,6 @@ def _missing_sides(report: dict[str, Any], outputs: Outputs) -> list[str]:
     named = report.get("outputs", {})
     return [f"side files (no {key} map written, asked for one)" for key, wanted in
             (("spread", outputs.spread), ("quicklook", outputs.quicklook)) if wanted is not None and not named.get(key)]
-
-
-def read_files(path: Path) -> list[Path]:
-    """`path` and every file GDAL reads through it: a VRT's sources, side files (.aux.xml, .msk, .ovr)."""
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    try:
-        with rasterio.Env(CPL_LOG="/dev/null"), rasterio.open(path) as src:
-            return [path, *(Path(f) for f in src.files)]
-    except (RasterioIOError, OSError):  # not a raster (an MTL), or not GDAL's to open (a Maxar .TIL's own reader)
-        return [path]
 
 
 def is_finished(outputs: Outputs) -> bool:
