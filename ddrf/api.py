@@ -296,8 +296,8 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     if entry["status"] == "skipped":
         import warnings
 
-        warnings.warn(f"{job.raster}: a finished output is already there and was kept, not fused again with these "
-                      f"settings (overwrite=True fuses the scene again)", stacklevel=2)
+        warnings.warn(f"{job.raster}: a finished output of these inputs and settings is already there and was kept "
+                      f"(overwrite=True fuses the scene again)", stacklevel=2)
     return job.raster
 
 
