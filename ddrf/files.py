@@ -158,6 +158,9 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 LOCK_SUFFIX = ".ddrf-lock"
+# the folder under an output directory where ddrf-run writes a STAC Item's band wrappers (VRTs over its assets), anew
+# for each run: no input of record
+STAC_WORK_DIR = ".ddrf-stac"
 
 
 class Busy(RuntimeError):

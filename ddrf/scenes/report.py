@@ -44,12 +44,13 @@ def scene_files(scene: Any) -> dict[str, Any]:
     files = getattr(scene, "files", None)
     if files is None:
         return {}
+    from ddrf.files import STAC_WORK_DIR
     from ddrf.rasters import read_files
-    from ddrf.scenes.stac_in import WORK_DIR
 
     given = [files.pan, *dict.fromkeys(p for p, _ in files.ms), *([files.metadata] if files.metadata else [])]
     # every file read, through VRTs too, but not the band wrappers ddrf writes anew for a STAC Item each run
-    read = [f for f in dict.fromkeys(f for p in given for f in read_files(Path(p))) if WORK_DIR not in f.parts]
+    read = [f for f in dict.fromkeys(f for p in given for f in read_files(Path(p)))
+            if STAC_WORK_DIR not in f.parts]
     return {"pan_file": str(files.pan), "ms_files": [[str(p), b] for p, b in files.ms],
             "metadata": str(files.metadata) if files.metadata else None, "scheme": files.scheme,
             "file_stamps": {str(p): file_stamp(p) for p in read},  # a later run tells a changed input by these

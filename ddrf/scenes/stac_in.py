@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlparse
 import pystac
 import rasterio
 
+from ddrf.files import STAC_WORK_DIR
 from ddrf.rasters import VrtSource, vrt_document
 from ddrf.scenes.jobs import SceneJob
 from ddrf.scenes.stac_out import COMMON_NAMES
@@ -31,7 +32,6 @@ VSI_PREFIXES = {"http://": "/vsicurl/", "https://": "/vsicurl/", "s3://": "/vsis
                 "az://": "/vsiaz/"}
 MS_COMMON = {"coastal", "blue", "green", "yellow", "red", "rededge", "nir", "nir08", "nir09"}
 SPECTRAL_ORDER = ["coastal", "blue", "green", "yellow", "red", "red_edge", "nir", "nir1", "nir2"]  # output band order
-WORK_DIR = ".ddrf-stac"
 
 
 def is_item_reference(argument: str) -> bool:
@@ -167,7 +167,7 @@ def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None
     if item.id in ("", ".", "..") or Path(item.id).name != item.id:  # the id names the output files
         raise ValueError(f"{reference}: Item id {item.id!r} is no plain file name; the outputs are named after it")
     refuse_outputs_over_inputs(output_dir / f"{item.id}.tif", reference, [pan, *ms])
-    work = (wrappers or output_dir / WORK_DIR) / item.id
+    work = (wrappers or output_dir / STAC_WORK_DIR) / item.id
     pan_vrt, ms_vrts = work / "pan.vrt", tuple(work / f"ms_{b.name}.vrt" for b in ms)
     job = SceneJob(item.id, output_dir / f"{item.id}.tif", pan=pan_vrt, ms=ms_vrts,
                    wraps=tuple(zip([pan_vrt, *ms_vrts], [b.href for b in [pan, *ms]])))
@@ -195,7 +195,7 @@ def remove_wrappers(job: SceneJob) -> None:
     from ddrf.files import Busy, exclusive
 
     work = job.pan.parent if job.pan is not None else None
-    if work is None or work.name != job.name or work.parent.name != WORK_DIR:
+    if work is None or work.name != job.name or work.parent.name != STAC_WORK_DIR:
         return  # not wrappers under OUT (a dry run's temporary folder, a scene directory's job)
     try:
         with exclusive(job.raster):
