@@ -179,10 +179,14 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
 
 def read_files(path: Path) -> list[Path]:
     """`path` and every file GDAL reads through it: a VRT's sources, side files (.aux.xml, .msk, .ovr)."""
-    from rasterio.errors import RasterioIOError
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
     try:
-        with rasterio.Env(CPL_LOG="/dev/null"), rasterio.open(path) as src:
-            return [path, *(Path(f) for f in src.files)]
+        with warnings.catch_warnings(), rasterio.Env(CPL_LOG="/dev/null"):
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the scene's own checks say it, once
+            with rasterio.open(path) as src:
+                return [path, *(Path(f) for f in src.files)]
     except (RasterioIOError, OSError):  # not a raster (an MTL), or not GDAL's to open (a Maxar .TIL's own reader)
         return [path]

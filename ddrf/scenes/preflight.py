@@ -232,11 +232,6 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         whose = f" with {model}" if model else ""
         typer.echo(f"ddrf-run: --tile {tile} --halo {halo} run as tile {rounded_tile}, halo {rounded_halo}{whose} "
                    f"({why})", err=True)
-    model_halo = engine.halo if getattr(engine, "card", None) is not None else None  # a baseline needs none
-    if model_halo is not None and rounded_halo < model_halo:
-        whose = f" ({model})" if model else ""
-        typer.echo(f"ddrf-run: --halo {halo} is below the model's {model_halo}{whose}: the output will depend on the "
-                   "tile size", err=True)
     if rounded_tile - 2 * rounded_halo < max(align, 1):
         run_as = f" (run as {rounded_tile})" if rounded_tile != tile else ""
         whose = " (the model's: a smaller one makes the output depend on the tile)" if halo == getattr(
@@ -257,6 +252,11 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
                         f"{high - (side - rounded_tile)}, or rebuild the engine with ddrf-export engine")
         if batch > most:
             raise usage(f"--batch {batch} exceeds the engine's optimisation profile (at most {most})")
+    model_halo = engine.halo if getattr(engine, "card", None) is not None else None  # a baseline needs none
+    if model_halo is not None and rounded_halo < model_halo:  # said once the run is sure to go ahead
+        whose = f" ({model})" if model else ""
+        typer.echo(f"ddrf-run: --halo {halo} is below the model's {model_halo}{whose}: the output will depend on the "
+                   "tile size", err=True)
 
 
 def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings") -> int:
