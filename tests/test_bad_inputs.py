@@ -643,7 +643,7 @@ def test_band_order_from_bands_option_or_said_to_be_assumed(tmp_path: Path) -> N
     with rasterio.open(rgbn, "w", **profile) as dst:
         dst.write(bgrn[[2, 1, 0, 3]])
     assumed = run("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "a.tif"), *with_model(tmp_path / "m1"))
-    assert assumed.exit_code == 0 and "band order assumed blue, green, red, nir" in assumed.output
+    assert assumed.exit_code == 0 and f"{ms}: band order assumed blue, green, red, nir" in assumed.output  # the MS
     report = json.loads((tmp_path / "a.json").read_text())
     assert report["inputs"]["band_names_assumed"] is True
     stated = run("--pan", str(pan), "--ms", str(rgbn), "-o", str(tmp_path / "b.tif"), "--bands", "red,green,blue,nir",

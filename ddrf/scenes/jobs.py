@@ -492,7 +492,8 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
                 f"fusing the bands present: {', '.join(scene.band_names)}")
         if scene.files.names_assumed:
             why = scene.files.band_source or "no metadata or band descriptions name them"
-            say(f"{job.source}: band order assumed {', '.join(scene.band_names)} ({why}); pass --bands to state it")
+            where = job.ms[0] if job.pan is not None else job.source  # the MS file of a pair, not its PAN
+            say(f"{where}: band order assumed {', '.join(scene.band_names)} ({why}); pass --bands to state it")
         try:
             report = process_scene(scene, engine, outputs, settings, job.inputs(), on_tiles, say)
         finally:

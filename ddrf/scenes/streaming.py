@@ -245,8 +245,8 @@ def open_sinks(scene: "Scene", outputs: Outputs, band_names: list[str], nodata: 
                               scene.pan_transform, nodata)
     by_band = getattr(scene, "band_scaling", {})  # in-memory scenes (ddrf.fuse) have none
     scaling = [by_band.get(name, (1.0, 0.0)) for name in band_names]
-    sinks = [RasterSink(outputs.raster, profile, band_names, scene.bits, {"DDRF_BITS": str(scene.bits)},
-                        scene.offset, scaling)]
+    bits_tag = {"DDRF_BITS": str(scene.bits)} if scene.bits is not None else {}  # a float output has no bit depth
+    sinks = [RasterSink(outputs.raster, profile, band_names, scene.bits, bits_tag, scene.offset, scaling)]
     if outputs.spread is not None:
         spread = dict(profile, dtype="float32", nodata=float("nan"), predictor=3)
         spread_scaling = [(scale, 0.0) for scale, _ in scaling]  # a spread of DN: scaled, no offset
