@@ -34,4 +34,5 @@ def test_an_asset_of_another_size_is_named_in_the_error(tmp_path: Path) -> None:
     assert failed and failed[0].endswith(f"{nir}: MS grid differs from LC08_B2.TIF (geotransform or size)"), \
         result.output  # before: OUT/.ddrf-stac/<id>/ms_nir.vrt: ... from ms_blue.vrt
     assert [e["error"] for e in error["scenes"]] == [failed[0].split("failed LC08_L1TP_020039_20150804: ")[1]]
+    assert [e["source"] for e in error["scenes"]] == [str(item)]  # was the removed wrapper OUT/.ddrf-stac/<id>/pan.vrt
     assert not (out / ".ddrf-stac").exists()

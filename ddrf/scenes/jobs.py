@@ -307,10 +307,13 @@ class SceneJob:
     bands: tuple[str, ...] = ()  # --bands: the MS band names in file order (overrides metadata and conventions)
     sensor: str | None = None  # --sensor: the sensor, and band names by count where nothing else names them
     wraps: tuple[tuple[Path, str], ...] = ()  # STAC Item input: (band wrapper VRT, the asset file it wraps)
+    item: str | None = None  # STAC Item input: the Item as given (a path or URL)
 
     @property
     def source(self) -> str:
-        return str(self.directory or self.pan)
+        """What the user gave: the scene directory, the Item (not its band wrappers, which a failure removes) or
+        the PAN file."""
+        return str(self.directory or self.item or self.pan)
 
     def inputs(self) -> dict[str, Any]:
         if self.directory is not None:
@@ -492,7 +495,7 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
                 f"fusing the bands present: {', '.join(scene.band_names)}")
         if scene.files.names_assumed:
             why = scene.files.band_source or "no metadata or band descriptions name them"
-            where = job.ms[0] if job.pan is not None else job.source  # the MS file of a pair, not its PAN
+            where = job.ms[0] if job.pan is not None and job.item is None else job.source  # a pair: its MS file
             say(f"{where}: band order assumed {', '.join(scene.band_names)} ({why}); pass --bands to state it")
         try:
             report = process_scene(scene, engine, outputs, settings, job.inputs(), on_tiles, say)

@@ -170,7 +170,7 @@ def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None
     work = (wrappers or output_dir / STAC_WORK_DIR) / item.id
     pan_vrt, ms_vrts = work / "pan.vrt", tuple(work / f"ms_{b.name}.vrt" for b in ms)
     job = SceneJob(item.id, output_dir / f"{item.id}.tif", pan=pan_vrt, ms=ms_vrts,
-                   wraps=tuple(zip([pan_vrt, *ms_vrts], [b.href for b in [pan, *ms]])))
+                   wraps=tuple(zip([pan_vrt, *ms_vrts], [b.href for b in [pan, *ms]])), item=reference)
     if written is not None and (not work.exists() or any(j.pan is not None and j.pan.parent == work
                                                           for j in written)):
         written.append(job)
