@@ -55,7 +55,11 @@ def _percentile_affine(values: np.ndarray, valid: np.ndarray | None, low: float,
         unsaturated = bands[bands[:, band] < ceiling, band]
         if unsaturated.size:
             lo[band], hi[band] = np.percentile(unsaturated, [low, high])
-    return lo, np.maximum(hi - lo, MIN_SCALE * np.maximum(np.abs(hi), 1.0))
+    # a (nearly) constant band's scale: a millionth of its largest magnitude, so that its outliers stay within 1e6
+    # model units whatever the data's units (a floor of 1e-6 absolute squashed float bands of tiny values, such as
+    # radiance in W/(m2 sr um) scaled by 1e-10); an all-zero band: 1e-6
+    peak = np.abs(bands).max(axis=0)
+    return lo, np.maximum(hi - lo, MIN_SCALE * np.where(peak > 0, peak, 1.0))
 
 
 def scene_radiometry(norm: Normalisation, ms: np.ndarray, guide: np.ndarray, ms_valid: np.ndarray | None = None,

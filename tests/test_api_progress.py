@@ -217,3 +217,15 @@ def test_batch_run_sigterm_abandons_cleanly(tmp_path: Path) -> None:
     assert list(out.iterdir()) == []  # no output, no temporaries
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
     assert reporter.summary(entries) == 1 and "SIGTERM: abandoned a" in stream.getvalue()
+
+
+def test_the_fusion_does_not_depend_on_the_data_units() -> None:
+    """Scene normalisation floored each band's scale at 1e-6 absolute: float data of tiny values (radiance x 1e-10,
+    a 1-99 % spread near 4e-7) was squashed, its fusion off by 0.8 of a band's std. The same scene in any units now
+    fuses alike (1e-20 to 1e20)."""
+    pan, ms = sample_arrays()
+    reference = ddrf.fuse(pan.astype(float), ms.astype(float), threads=1)
+    spread = reference.std(axis=(0, 1))
+    for k in (1e-10, 1e-20, 1e20):
+        scaled = ddrf.fuse(pan * k, ms * k, threads=1) / k
+        assert (np.abs(scaled - reference).max(axis=(0, 1)) / spread).max() < 1e-4, k
