@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import numbers
 import os
 import types
@@ -282,6 +283,9 @@ class ModelCard:
                              f"got {timesteps!r}")
         if not fits(s, float) or s < 0:
             raise ValueError(f"schedule.s must be a number >= 0, got {s!r}")
+        shift = self.schedule.get("sampling_shift", 0.0)
+        if not fits(shift, float) or not math.isfinite(shift):
+            raise ValueError(f"schedule.sampling_shift must be a finite number, got {shift!r}")
 
 
 def fits(value: Any, hint: Any) -> bool:

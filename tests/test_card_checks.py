@@ -44,6 +44,7 @@ MISTYPED = {
     "percentile_a_string": ({"normalisation__low": "1"}, "normalisation.low"),
     "linear_schedule": ({"schedule__kind": "linear"}, "schedule.kind"),
     "no_timesteps": ({"schedule__num_timesteps": 0}, "schedule.num_timesteps"),
+    "shift_a_string": ({"schedule__sampling_shift": "-2.77"}, "schedule.sampling_shift"),
 }
 
 
