@@ -168,8 +168,9 @@ class Busy(RuntimeError):
 
 
 @contextmanager
-def exclusive(final: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold `.<final name>.ddrf-lock` beside `final` (flock, non-blocking); Busy when another process holds it.
+def exclusive(final: str | os.PathLike[str], wait: bool = False) -> Iterator[None]:
+    """Hold `.<final name>.ddrf-lock` beside `final` (flock, non-blocking); Busy when another process holds it, or
+    with `wait`, once it lets go (a short read-modify-write of a shared file: the STAC catalogue).
 
     Concurrent runs on one output must not clean each other's temporaries. The lock file is removed on release;
     a killed holder leaves it unlocked (the kernel drops flocks), and the next holder takes it over. After locking,
@@ -180,7 +181,7 @@ def exclusive(final: str | os.PathLike[str]) -> Iterator[None]:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise Busy(f"{final}: another process is writing this output (lock {path.name}); not touched") from None

@@ -243,7 +243,7 @@ def check_not_inputs(given: list[Path], outputs: Outputs, name: str) -> None:
 
 def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec, outputs: Outputs) -> list[str]:
     """What a finished output's report says was done otherwise than this run asks (inputs, method or model, seed,
-    samples, steps, views, side files): skipped as finished, it would hold other pixels than those asked for."""
+    samples, steps, views, --statistics-from, side files): skipped as finished, it would hold other pixels than those asked for."""
     from ddrf.bundled import model_folder
 
     engine, changed = report.get("engine", {}), []
@@ -263,7 +263,18 @@ def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec
         path = engine.get("model", {}).get("path")
         if spec.model is not None and (path is None or Path(path).resolve() != model_folder(spec.model).resolve()):
             changed.append(f"model ({path}, asked {spec.model})")
+        done_from = _statistics_source(engine.get("statistics_from"), job)
+        asked_from = _statistics_source(spec.statistics_from.directory if spec.statistics_from else None, job)
+        if done_from != asked_from:  # another scene's normalisation: other pixels (row seams in a mosaic)
+            changed.append(f"statistics (from {done_from or 'its own scene'}, asked {asked_from or 'its own scene'})")
     return changed + _missing_sides(report, outputs)
+
+
+def _statistics_source(directory: str | None, job: SceneJob) -> Path | None:
+    """The --statistics-from scene as a resolved path; None for the scene's own statistics (also when it names the
+    scene itself, which gives the plain run's pixels)."""
+    source = Path(directory).resolve() if directory else None
+    return None if source is not None and job.directory is not None and source == job.directory.resolve() else source
 
 
 def _input_paths(inputs: dict[str, Any]) -> list[Path]:

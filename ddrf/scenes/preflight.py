@@ -98,7 +98,7 @@ def refuse_colliding_outputs(named: list[tuple[str, Path]]) -> None:
 
 def refuse_outputs_on_catalog(jobs: list[Any], catalog: Path | None) -> None:
     """--stac-catalog DIR: no scene's output may be DIR/catalog.json (a scene named `catalog` writing its report into
-    the catalogue's folder would replace the catalogue)."""
+    the catalogue's folder would replace the catalogue), and DIR may not be in a scene directory (an input)."""
     from ddrf.scenes.jobs import published
     from ddrf.scenes.streaming import Outputs
 
@@ -106,6 +106,9 @@ def refuse_outputs_on_catalog(jobs: list[Any], catalog: Path | None) -> None:
         return
     target = (catalog / "catalog.json").absolute()
     for job in jobs:
+        inside = job.directory and output_in_scene(catalog.resolve(), job.directory.resolve(), "--stac-catalog")
+        if inside:
+            raise usage(inside)
         if any(path.absolute() == target for path in published(Outputs.for_raster(job.raster, True, True))):
             raise usage(f"{job.name}: its output {target.name} would overwrite the STAC catalogue {target}; "
                         "rename the scene or choose another --stac-catalog folder")
@@ -183,10 +186,10 @@ def check_scene_directories(scenes: list[Path], output: Path) -> None:
             raise usage(f"{scene}: holds another scene {inner}; give each scene directory once, not a parent")
 
 
-def output_in_scene(output: Path, scene: Path) -> str | None:
-    """The refusal of an output folder that is a scene directory or lies in it (ddrf-run, ddrf.fuse_scene)."""
+def output_in_scene(output: Path, scene: Path, what: str = "the output directory") -> str | None:
+    """The refusal of an output folder (`what`) that is a scene directory or lies in it (ddrf-run, ddrf.fuse_scene)."""
     if output == scene or scene in output.parents:
-        return f"{output}: the output directory is inside scene {scene}; choose one outside it"
+        return f"{output}: {what} is inside scene {scene}; choose one outside it"
     return None
 
 

@@ -229,11 +229,22 @@ def check_catalog(catalog_dir: Path) -> None:
 
 
 def add_to_catalog(catalog_dir: Path, item_file: Path) -> Path:
-    """Link an Item into the static catalogue `catalog_dir/catalog.json` (made on first use; one link per Item id)."""
-    from ddrf.files import write_text_atomic
+    """Link an Item into the static catalogue `catalog_dir/catalog.json` (made on first use; one link per Item id),
+    under its lock: runs sharing a catalogue (two watchers, parallel batches) would otherwise drop each other's
+    links."""
+    from ddrf.files import exclusive
 
     catalog_dir.mkdir(parents=True, exist_ok=True)
     path = catalog_dir / "catalog.json"
+    with exclusive(path, wait=True):
+        _link_item(path, item_file)
+    return path
+
+
+def _link_item(path: Path, item_file: Path) -> None:
+    from ddrf.files import write_text_atomic
+
+    catalog_dir = path.parent
     if path.is_file():
         catalog = read_catalog(path)
     else:
@@ -244,7 +255,6 @@ def add_to_catalog(catalog_dir: Path, item_file: Path) -> Path:
     catalog.add_link(pystac.Link("item", href.as_posix(), pystac.MediaType.JSON, title=item_id))
     catalog.links.sort(key=lambda link: (link.rel, link.title or ""))
     write_text_atomic(path, json.dumps(catalog.to_dict(include_self_link=False), indent=2) + "\n")
-    return path
 
 
 def _relative(target: Path, start: Path) -> str:

@@ -53,6 +53,7 @@ IDLE_RESCAN_S = 30.0
 # in it): any digest differs from it, so the scene is run again once it can be read and is complete
 UNKNOWN_DELIVERY = "unknown"
 STATUSES = ("waiting", "queued", "running", "done", "failed")
+TEXT_FIELDS = ("source", "output", "reason", "delivery", "updated")  # of a status file's entry, when present
 
 
 class CannotWatch(ValueError):
@@ -98,9 +99,10 @@ class StatusFile:
         if not isinstance(scenes, dict):
             raise ValueError(f"{self.path}: not a ddrf-run watch status file (no \"scenes\" object); {problem}")
         for name, entry in scenes.items():
-            if not isinstance(entry, dict) or entry.get("status") not in STATUSES:
-                raise ValueError(f"{self.path}: not a ddrf-run watch status file (scene {name!r}: not an object "
-                                 f"with a status among {', '.join(STATUSES)}); {problem}")
+            wrong = _wrong_entry(name, entry)
+            if wrong:
+                raise ValueError(f"{self.path}: not a ddrf-run watch status file (scene {name!r}: {wrong}); "
+                                 f"{problem}")
         return dict(scenes)
 
     def status(self, name: str) -> str | None:
@@ -136,6 +138,17 @@ class StatusFile:
         for name in names:
             self.set(name, "queued", reason="the previous process ended while it ran; run again")
         return names
+
+
+def _wrong_entry(name: str, entry: Any) -> str | None:
+    """What is wrong with a status file's entry (edited by hand), or None: the watcher uses the name as a file name
+    in the output directory and the path fields as paths."""
+    if not isinstance(entry, dict) or entry.get("status") not in STATUSES:
+        return f"not an object with a status among {', '.join(STATUSES)}"
+    if name in ("", ".", "..") or "/" in name:
+        return "not a directory name"
+    text = next((key for key in TEXT_FIELDS if key in entry and not isinstance(entry[key], str)), None)
+    return f"{text} is not a string" if text else None
 
 
 class WatchLock:
