@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,35 @@ def test_the_fusion_does_not_depend_on_the_data_units() -> None:
     for k in (1e-10, 1e-20, 1e20):
         scaled = ddrf.fuse(pan * k, ms * k, threads=1) / k
         assert (np.abs(scaled - reference).max(axis=(0, 1)) / spread).max() < 1e-4, k
+
+
+def test_ctrl_c_in_a_batch_abandons_the_rest_and_writes_the_summary(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the second of three scenes ended with exit 130 and no run summary, so an earlier run's summary
+    stayed in OUT describing that run. Now the scene in progress and the rest are abandoned, the summary says so,
+    and the exit code is 1, as for SIGTERM."""
+    from typer.testing import CliRunner
+
+    import ddrf.scenes.runner as runner
+    from ddrf.scenes.command import SUMMARY_NAME, app
+
+    scenes = [shutil.copytree(SAMPLE, tmp_path / name) for name in ("a", "b", "c")]
+    real, calls = runner.run_job, []
+
+    def interrupted_at_the_second(job: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(job.name)
+        if job.name == "b":
+            raise KeyboardInterrupt
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_job", interrupted_at_the_second)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / SUMMARY_NAME).write_text('{"scenes": "of an earlier run"}')
+    result = CliRunner().invoke(app, [*map(str, scenes), "-o", str(out), "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    assert [(e["name"], e["status"]) for e in summary["scenes"]] == [("a", "done"), ("b", "abandoned"),
+                                                                      ("c", "abandoned")]
+    assert "SIGINT" in summary["scenes"][1]["error"] and calls == ["a", "b"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("a.")) == [SUMMARY_NAME]

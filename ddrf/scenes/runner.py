@@ -42,9 +42,9 @@ def describe_outputs(entry: dict[str, Any], job: SceneJob, settings: RunSettings
     return {**entry, "files": output_files(job, settings)}
 
 
-def abandoned(job: SceneJob) -> dict[str, Any]:
+def abandoned(job: SceneJob, signal_name: str = "SIGTERM") -> dict[str, Any]:
     return {"name": job.name, "source": job.source, "output": str(job.raster), "status": "abandoned",
-            "error": "stopped by SIGTERM before it finished; nothing of it was published"}
+            "error": f"stopped by {signal_name} before it finished; nothing of it was published"}
 
 
 def run_scene(job: SceneJob, spec: EngineSpec, settings: RunSettings, reporter: Reporter,
@@ -63,7 +63,9 @@ def run_scene(job: SceneJob, spec: EngineSpec, settings: RunSettings, reporter: 
 
 def run_batch(jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings, reporter: Reporter,
               catalog: Path | None, sources: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every job in order; after SIGTERM the scene in progress and those not started are `abandoned`."""
+    """Every job in order; after SIGTERM or Ctrl-C the scene in progress and those not started are `abandoned` (SIGTERM
+    at a window boundary, Ctrl-C at once: its KeyboardInterrupt has unwound the scene's temporaries and lock), so that
+    the run summary is written for this run."""
     from tqdm import tqdm
 
     from ddrf.scenes.stac_in import tidy_after
@@ -72,14 +74,17 @@ def run_batch(jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings, rep
     with GracefulStop() as stop, tqdm(jobs, desc="scenes", unit="scene", position=0, file=sys.stderr,
                                       disable=None if reporter.bars is None else not reporter.bars) as bar:
         reporter.stop = stop
+        interrupted: str | None = None
         for job in bar:
-            if stop.requested:
-                entries.append(abandoned(job))
+            if stop.requested or interrupted:
+                entries.append(abandoned(job, interrupted or "SIGTERM"))
             else:
                 try:
                     entries.append(run_scene(job, spec, settings, reporter, catalog, (sources or {}).get(job.name)))
-                except StopRequested:
-                    entries.append(abandoned(job))
-                    reporter.emit("stopping", f"SIGTERM: abandoned {job.name}, stopping", scene=job.name)
+                except (StopRequested, KeyboardInterrupt) as exc:
+                    interrupted = "SIGINT" if isinstance(exc, KeyboardInterrupt) else None
+                    entries.append(abandoned(job, interrupted or "SIGTERM"))
+                    reporter.emit("stopping", f"{interrupted or 'SIGTERM'}: abandoned {job.name}, stopping",
+                                  scene=job.name)
             tidy_after(entries[-1], job, job.name in (sources or {}))
     return entries
