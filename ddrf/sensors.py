@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Band", "Sensor", "SENSORS", "get_sensor", "find_sensor", "ms_mtf_gains", "KNOWN_BAND_NAMES"]
+__all__ = ["Band", "Sensor", "SENSORS", "get_sensor", "find_sensor", "ms_mtf_gains", "KNOWN_BAND_NAMES",
+           "listed_bands"]
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,14 @@ _ALIASES: dict[str, str] = {
 }
 
 KNOWN_BAND_NAMES: frozenset[str] = frozenset(b.name for s in SENSORS.values() for b in s.bands) | {"pan"}
+
+
+def listed_bands(names: Sequence[str], most: int = 12) -> str:
+    """Band names for a one-line message: all of them, or for a hyperspectral cube the first and last few and the
+    count, so that the line stays readable."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:3])}, ..., {', '.join(names[-2:])} ({len(names)} bands)"
 
 
 def find_sensor(name: str) -> Sensor | None:

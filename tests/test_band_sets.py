@@ -75,3 +75,19 @@ def test_ddrf_run_gives_each_described_band_its_own_gain(tmp_path: Path) -> None
     first, second = outputs.values()
     for band in bgrn:
         np.testing.assert_array_equal(first[band], second[band])
+
+
+def test_a_hyperspectral_cube_no_model_fits_is_refused_in_a_readable_line(tmp_path: Path) -> None:
+    """200 unnamed bands at ratio 3: the refusal and the assumed-order line name the first and last bands and the
+    count (before: all 200 names, some 2,000 characters on one line)."""
+    from test_bad_inputs import PAN_T
+
+    pan, ms = smooth_pair(200, size=8, ratio=3)
+    write_tif(tmp_path / "pan.tif", pan, PAN_T)
+    write_tif(tmp_path / "ms.tif", np.moveaxis(ms, -1, 0), MS_T * MS_T.scale(1.5))
+    result = CliRunner().invoke(app, ["--pan", str(tmp_path / "pan.tif"), "--ms", str(tmp_path / "ms.tif"),
+                                      "-o", str(tmp_path / "out.tif"), "--no-progress"])
+    assert result.exit_code == 1
+    refusal = next(line for line in result.output.splitlines() if "no bundled model fits" in line)
+    assert "bands band1, band2, band3, ..., band199, band200 (200 bands);" in refusal and len(refusal) < 800
+    assert not (tmp_path / "out.tif").exists()
