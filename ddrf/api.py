@@ -58,7 +58,8 @@ def _fuse_arrays(pan: np.ndarray, ms: np.ndarray, model: PathLike | None, method
     if method is not None:
         from ddrf.baselines import fuse as fuse_classical
 
-        return fuse_classical(method, pan.astype(np.float64), ms.astype(np.float64), ratio, sensor).astype(np.float32)
+        gains = get_sensor(sensor).for_bands(band_names_known(band_names))  # each named band's own MTF gain
+        return fuse_classical(method, pan.astype(np.float64), ms.astype(np.float64), ratio, gains).astype(np.float32)
     from ddrf.bundled import choose_model, model_folder
 
     if model is None:

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from ddrf.card import ModelCard
 from ddrf.model_dir import CARD_NAME, ModelDir
+from ddrf.sensors import listed_bands
 
 FOLDER_VARIABLE = "DDRF_BUNDLED_MODELS"  # another folder of bundled models (tests; a site's own set)
 INSTEAD = ("a classical method instead (--method MTF-GLP-HPM-robust, or GSA, MTF-GLP-FS, BDSD-PC ...; method= in "
@@ -87,7 +88,7 @@ def choose_model(what: str, ratio: int, bands: Sequence[str] | None, band_count:
     models = bundled_models() if models is None else models
     fitting = [m for m in models if fits(m, ratio, bands, band_count)]
     if not fitting:
-        has = f"bands {', '.join(bands)}" if bands is not None else f"{band_count} unnamed bands"
+        has = f"bands {listed_bands(bands)}" if bands is not None else f"{band_count} unnamed bands"
         offered = "; ".join(m.describe() for m in models) or f"none in {bundled_folder()}"
         raise NoFittingModel(f"{what}: no bundled model fits this scene (ratio {ratio}, {has}; bundled: {offered}); "
                              f"use {INSTEAD}")

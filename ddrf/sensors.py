@@ -12,11 +12,13 @@ width follow from the edges (they are not response-weighted effective wavelength
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Band", "Sensor", "SENSORS", "get_sensor", "find_sensor", "ms_mtf_gains", "KNOWN_BAND_NAMES"]
+__all__ = ["Band", "Sensor", "SENSORS", "get_sensor", "find_sensor", "ms_mtf_gains", "KNOWN_BAND_NAMES",
+           "listed_bands"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,15 @@ class Sensor:
     def band_sets(self) -> tuple[tuple[str, ...], ...]:
         """The band sets a product of this sensor holds, in band-number order: the fused bands, then every MS band."""
         return tuple(dict.fromkeys(names for names in (self.band_names, tuple(b.name for b in self.bands)) if names))
+
+    def for_bands(self, names: Sequence[str] | None) -> "Sensor":
+        """This sensor for an MS holding the fused bands ``names`` in that order (another order, or some of them such
+        as WorldView's red, green, blue): each band keeps its own MTF gain. Unnamed bands, names the sensor does not
+        fuse, or a single gain for every band: as it is (gains by position)."""
+        if names is None or len(self.ms_mtf) == 1 or not set(names) <= set(self.band_names):
+            return self
+        gains = dict(zip(self.band_names, self.ms_mtf))
+        return replace(self, ms_mtf=tuple(gains[n] for n in names), band_names=tuple(names))
 
     def every_band_numbered(self) -> dict[int, str]:
         """Product band number -> name of every MS band of the instrument, fused by default or not (coastal, SWIR)."""
@@ -159,6 +170,14 @@ _ALIASES: dict[str, str] = {
 }
 
 KNOWN_BAND_NAMES: frozenset[str] = frozenset(b.name for s in SENSORS.values() for b in s.bands) | {"pan"}
+
+
+def listed_bands(names: Sequence[str], most: int = 12) -> str:
+    """Band names for a one-line message: all of them, or for a hyperspectral cube the first and last few and the
+    count, so that the line stays readable."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:3])}, ..., {', '.join(names[-2:])} ({len(names)} bands)"
 
 
 def find_sensor(name: str) -> Sensor | None:

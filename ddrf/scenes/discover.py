@@ -33,7 +33,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from ddrf.rasters import TIL_SUFFIX, Tile, TileListError, is_til, til_absent, til_tiles
 from ddrf.rasters import open_raster as open_any_raster
 from ddrf.scenes.errors import SceneError
-from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor
+from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor, listed_bands
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img", TIL_SUFFIX}  # a .TIL: a Maxar product's tiles as one raster
 # Landsat: sensor -> (product band number -> name) of every reflective MS band, from the sensor table (the coastal
@@ -528,7 +528,7 @@ def select_bands(files: SceneFiles, needed: Sequence[str]) -> SceneFiles:
     if absent:
         where = files.missing.get(absent[0]) or files.metadata or (files.ms[0][0] if files.ms else files.pan.parent)
         raise SceneError(where, f"band {absent[0]} missing: the model needs bands {', '.join(wanted)}; "
-                                f"the scene has {', '.join(files.band_names) or 'none'}")
+                                f"the scene has {listed_bands(files.band_names) or 'none'}")
     ms = [files.ms[files.band_names.index(b)] for b in wanted]
     return replace(files, ms=ms, band_names=wanted, missing={})
 

@@ -16,6 +16,7 @@ from ddrf.runtime.views import VIEWS, from_view, to_view
 from ddrf.saturation import Ceilings, fill_saturated, restore_saturated, saturated_fills
 from ddrf.scenes import report as reports
 from ddrf.scenes.tiling import DEFAULT_HALO
+from ddrf.sensors import Sensor, get_sensor
 
 if TYPE_CHECKING:
     from ddrf.radiometry import Radiometry
@@ -172,9 +173,12 @@ class BaselineEngine:
         self.default_tile = default_tiling("ort-cpu", method)[0]
         self.bands: list[str] | None = None  # every MS band the scene has
         self.ratio: int | None = None  # any ratio
+        self.gains: str | Sensor = sensor  # the sensor's MTF gains for the scene's bands (start_scene)
 
     def start_scene(self, scene: "Scene", border: int = 0) -> None:
-        """Classical methods need no scene-wide state (and are cheap on the border)."""
+        """Each scene band's own MTF gain, by its name; no other scene-wide state (classical methods are cheap on
+        the border)."""
+        self.gains = get_sensor(self.sensor).for_bands(scene.band_names)
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         return pairs
@@ -182,7 +186,7 @@ class BaselineEngine:
     def run(self, prepared: Any) -> list[np.ndarray]:
         from ddrf.baselines import fuse
 
-        return [fuse(self.method, pan, ms, ms_ratio(pan, ms), self.sensor)[None] for pan, ms in prepared]
+        return [fuse(self.method, pan, ms, ms_ratio(pan, ms), self.gains)[None] for pan, ms in prepared]
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "baseline", "method": self.method, "sensor": self.sensor}

@@ -22,6 +22,7 @@ from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, check_fit, get_
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, fuse_into, open_sinks, output_nodata,
                                    plan_grid, seal, tile_bar)
+from ddrf.sensors import listed_bands
 
 if TYPE_CHECKING:
     from ddrf.scenes.scene import Scene
@@ -507,7 +508,7 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
         if scene.files.names_assumed:
             why = scene.files.band_source or "no metadata or band descriptions name them"
             where = job.ms[0] if job.pan is not None and job.item is None else job.source  # a pair: its MS file
-            say(f"{where}: band order assumed {', '.join(scene.band_names)} ({why}); pass --bands to state it")
+            say(f"{where}: band order assumed {listed_bands(scene.band_names)} ({why}); pass --bands to state it")
         try:
             report = process_scene(scene, engine, outputs, settings, job.inputs(), on_tiles, say)
         finally:
