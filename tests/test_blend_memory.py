@@ -73,3 +73,26 @@ def test_shift_up_moves_rows_and_zeroes_the_rest() -> None:
         want[:max(10 - n, 0)] = buf[n:]
         shift_up(buf, n)
         np.testing.assert_array_equal(buf, want)
+
+
+def test_many_band_scenes_get_narrower_chunks_and_classical_windows() -> None:
+    """A 200-band cube at the defaults (4096-column chunks, 1024 windows for a classical method) took 3.9 GB on a
+    600 x 600 PAN: its blend rows and float64 intermediates grow with the bands. Beyond eight bands the chunk and a
+    classical method's default window shrink so that chunk x window x bands stays near eight bands' size; a given
+    --tile and a model's window are kept."""
+    from types import SimpleNamespace
+
+    from ddrf.scenes.engines import BaselineEngine
+    from ddrf.scenes.streaming import RunSettings, for_band_count, resolved_window
+
+    settings, gsa = RunSettings(tile=None, batch=1), BaselineEngine("GSA")
+    assert for_band_count(settings, gsa, 8) == settings  # WorldView's eight bands: the defaults
+    cube = for_band_count(settings, gsa, 200)
+    window, halo = resolved_window(settings, gsa)
+    before = settings.chunk * window * 200
+    after = cube.chunk * resolved_window(cube, gsa)[0] * 200
+    assert cube.chunk == 512 and cube.tile is not None and 4 * halo <= cube.tile < window
+    assert after <= before / 25 and after <= settings.chunk * window * 8  # near eight bands' blend rows
+    assert for_band_count(RunSettings(tile=300, batch=1), gsa, 200).tile == 300
+    model = SimpleNamespace(card=object(), halo=96, default_tile=704)
+    assert for_band_count(settings, model, 200).tile is None and for_band_count(settings, model, 200).chunk == 512

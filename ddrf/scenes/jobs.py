@@ -20,19 +20,22 @@ from ddrf.saturation import RESTORED
 from ddrf.scenes import report as reports
 from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, check_fit, get_engine
 from ddrf.scenes.errors import SceneError
-from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, fuse_into, open_sinks, output_nodata,
-                                   plan_grid, seal, tile_bar)
+from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, for_band_count, fuse_into, open_sinks,
+                                   output_nodata, plan_grid, seal, tile_bar)
 from ddrf.sensors import listed_bands
 
 if TYPE_CHECKING:
     from ddrf.scenes.scene import Scene
 
 def plan_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings) -> dict[str, Any]:
-    """What the scene will cost: windows, output size (uncompressed, the worst case) and the free disk space."""
-    grid = plan_grid(scene, engine, settings)
+    """What the scene will cost: windows, output size (uncompressed, the worst case) and the free disk space; and
+    the settings it runs with (windows and column chunks of many-band scenes narrowed: `for_band_count`)."""
     bands = len(engine.bands) if engine.bands else len(scene.band_names)
+    settings = for_band_count(settings, engine, bands)
+    grid = plan_grid(scene, engine, settings)
     per_pixel = bands * np.dtype(scene.dtype).itemsize + (bands * 4 if outputs.spread else 0)
-    return {"grid": grid, "tiles": grid.count, "height": scene.pan_height, "width": scene.pan_width,
+    return {"grid": grid, "settings": settings, "tiles": grid.count, "height": scene.pan_height,
+            "width": scene.pan_width,
             "output_bytes": scene.pan_height * scene.pan_width * per_pixel,
             "free_bytes": shutil.disk_usage(existing_folder(outputs.raster.parent)).free}
 
@@ -158,6 +161,7 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
                      outputs, scene.name)
     started, timings = time.perf_counter(), Timings()
     plan = plan_scene(scene, engine, outputs, settings)
+    settings = plan["settings"]
     say(describe_plan(scene.name, plan))
     check_room(plan, outputs)
     grid = plan["grid"]
