@@ -16,7 +16,7 @@ import pytest
 import ddrf.files
 import ddrf.scenes.jobs
 from ddrf.scenes.command import SUMMARY_NAME
-from ddrf.scenes.stac_in import WORK_DIR
+from ddrf.files import STAC_WORK_DIR as WORK_DIR
 from test_bad_inputs import assert_one_line, leftovers, pair
 from test_output_guards import run, write_item
 
