@@ -104,9 +104,20 @@ class ModelDir:
         """An existing graph or engine, its sha256 checked where the card records one; MissingGraph if absent."""
         path = self.path(stage, precision, steps, suffix)
         if not path.is_file():
-            raise MissingGraph(f"{path}: missing (export it with ddrf-export)")
+            raise MissingGraph(self._missing(path, stage, precision, steps))
         self.check_hash(path)
         return path
+
+    def _missing(self, path: Path, stage: str, precision: str, steps: int | None) -> str:
+        """What to run for an absent graph or engine: TensorRT engines are built from the ONNX graphs on the machine
+        that runs them; a scene-statistics model needs its K-step scene and sampler graphs."""
+        if path.suffix != ONNX_SUFFIX and self.path(stage, precision, steps).is_file():
+            return (f"{path}: missing; build the TensorRT engines from this model's ONNX graphs with ddrf-export "
+                    f"engine {self.root} (on a machine with TensorRT and the NVIDIA GPU that will run them)")
+        if self.card.scene_statistics:
+            return (f"{path}: missing; a model with scene statistics runs through the {steps}-step scene and sampler "
+                    f"graphs: export them with ddrf-export onnx WEIGHTS --scene-statistics --unrolled {steps}")
+        return f"{path}: missing (export it with ddrf-export)"
 
     def check_hash(self, path: Path) -> None:
         """The graph is the one the card records; one the card does not list, beside graphs it does, is another

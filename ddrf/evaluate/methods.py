@@ -245,14 +245,12 @@ def parse_methods(spec: str, steps: int | None = None, samples: int = 1, seed: i
     """`EXP,GSA,ddrf:DIR,ckpt:PATH` -> method objects; `all`/`classical` expand to every toolbox baseline,
     `variants` to every named departure from the toolbox (MTF-GLP-HPM-robust ...)."""
     from ddrf.baselines import ALL_METHODS, METHODS, VARIANTS
-
-    from ddrf.runtime.views import VIEWS
+    from ddrf.runtime.views import check_view_count
 
     if samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}")
-    if tiling.views and samples > len(VIEWS):  # as ddrf-run --ensemble: view 8 would be view 0 again
-        raise ValueError(f"--views --samples {samples}: a window has {len(VIEWS)} views (its turns and flips), so at "
-                         f"most --samples {len(VIEWS)}")
+    if tiling.views:
+        check_view_count(samples, "--views --samples")
     by_lower = {m.lower(): m for m in ALL_METHODS}
     methods: list[Method] = []
     for item in (s.strip() for s in spec.split(",")):

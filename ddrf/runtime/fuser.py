@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ddrf.card import ModelCard
-from ddrf.model_dir import CARD_NAME, ONNX_SUFFIX, MissingGraph, ModelDir
+from ddrf.model_dir import CARD_NAME, ModelDir
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.backends import Backend, backend_info, open_backend
 from ddrf.runtime.checks import check_count, check_values
@@ -143,9 +143,7 @@ class Fuser(InputPreparation):
         suffix = backend_info(backend).file_suffix
 
         def load(stage: str, steps: int | None = None) -> Backend:
-            if not self.files.path(stage, precision, steps, suffix).is_file():
-                raise MissingGraph(self._missing(stage, precision, steps, suffix))
-            path = self.files.graph(stage, precision, steps, suffix)
+            path = self.files.graph(stage, precision, steps, suffix)  # MissingGraph says what would make it
             opened = open_backend(path, backend, threads, allow_fallback, once=stage == "scene")
             self.files.check_io(stage, path, opened.input_names, opened.output_names)
             self.files.check_channels(path, getattr(opened, "input_shapes", {}))
@@ -166,18 +164,6 @@ class Fuser(InputPreparation):
         else:
             self.encoder, self.denoiser = opened
             self.files.check_condition(self.encoder.output_names, self.denoiser.input_names)
-
-    def _missing(self, stage: str, precision: str, steps: int | None, suffix: str) -> str:
-        """What to run for an absent graph or engine: TensorRT engines are built from the ONNX graphs on the machine
-        that runs them; a scene-statistics model needs its K-step scene and sampler graphs."""
-        path = self.files.path(stage, precision, steps, suffix)
-        if suffix != ONNX_SUFFIX and self.files.path(stage, precision, steps).is_file():
-            return (f"{path}: missing; build the TensorRT engines from this model's ONNX graphs with ddrf-export "
-                    f"engine {self.files.root} (on a machine with TensorRT and the NVIDIA GPU that will run them)")
-        if self.card.scene_statistics:
-            return (f"{path}: missing; a model with scene statistics runs through the {steps}-step scene and sampler "
-                    f"graphs: export them with ddrf-export onnx WEIGHTS --scene-statistics --unrolled {steps}")
-        return f"{path}: missing (export it with ddrf-export)"
 
     @property
     def name(self) -> str:

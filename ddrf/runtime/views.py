@@ -25,3 +25,11 @@ def from_view(array: np.ndarray, view: int) -> np.ndarray:
     turns, flip = VIEWS[view % len(VIEWS)]
     out = array[..., ::-1] if flip else array
     return np.ascontiguousarray(np.rot90(out, -turns, axes=(-2, -1)))
+
+
+def check_view_count(count: int, option: str) -> None:
+    """At most one member per view (ddrf-run --ensemble, ddrf-eval --views --samples): a ninth would be view 0 again,
+    weighed twice in the mean. A ValueError naming `option` otherwise."""
+    if count > len(VIEWS):
+        raise ValueError(f"{option} {count}: a window has {len(VIEWS)} views (its turns and flips); {option} takes at "
+                         f"most {len(VIEWS)} views")

@@ -64,10 +64,12 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
         raise usage(f"--uncertainty needs at least 2 samples, got {uncertainty}")
     if ensemble == 1 or ensemble < 0:
         raise usage(f"--ensemble needs at least 2 views, got {ensemble}")
-    from ddrf.runtime.views import VIEWS
+    from ddrf.runtime.views import check_view_count
 
-    if ensemble > len(VIEWS):  # view 8 would be view 0 again, counted twice in the mean
-        raise usage(f"--ensemble takes at most {len(VIEWS)} views (the turns and flips of a window), got {ensemble}")
+    try:
+        check_view_count(ensemble, "--ensemble")
+    except ValueError as exc:
+        raise usage(str(exc))
     if ensemble and uncertainty and ensemble != uncertainty:
         raise usage(f"--ensemble {ensemble} --uncertainty {uncertainty}: the spread is that of the views fused, "
                     f"so give both the same N (--ensemble {ensemble} --uncertainty {ensemble})")
