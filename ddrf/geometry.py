@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from affine import Affine
-from rasterio.enums import MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
@@ -115,7 +115,23 @@ def read_error_reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
 
 
-def honoured_mask(mask_flags: Sequence[Sequence[MaskFlags]], alpha_bands: set[int], bands: Sequence[int]) -> bool:
+def bands_by_file(pan: Path, ms: Sequence[tuple[Path, int]]) -> dict[Path, list[int]]:
+    """Each file a scene reads and its bands in it (1-based): the PAN's one, the MS bands of each MS file."""
+    used: dict[Path, list[int]] = {pan: [1]}
+    for path, band in ms:
+        used.setdefault(path, []).append(band)
+    return used
+
+
+def mask_facts(src: DatasetReader) -> tuple[tuple[tuple[MaskFlags, ...], ...], frozenset[int]]:
+    """(per band, how GDAL finds its no-data; the bands whose colour interpretation is alpha): what
+    `honoured_mask` decides from."""
+    return (tuple(tuple(flags) for flags in src.mask_flag_enums),
+            frozenset(i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha))
+
+
+def honoured_mask(mask_flags: Sequence[Sequence[MaskFlags]], alpha_bands: set[int] | frozenset[int],
+                  bands: Sequence[int]) -> bool:
     """Whether a file's own mask marks no data in the `bands` read from it (1-based): an internal or external mask
     always; an alpha band only when it is not itself one of the bands read (GDAL writes a four-band byte file as
     RGB + alpha unless told otherwise, so a NIR band can carry the alpha flag: read as a band, it masks nothing)."""

@@ -4,7 +4,8 @@ The alignment is `ddrf.geometry.PairGrid`, the one `ddrf-run` uses: the PAN grid
 MS sample i placed on PAN pixel ratio*i + ratio//2 (the interp23 convention), by an index shift where the grids
 allow it (Landsat) and by cubic resampling of the fractional part otherwise (nested Maxar/Pleiades/GaoFen grids
 are half a PAN pixel off). Nodata (the file's tag; 0 for Landsat; what the file's own mask or alpha band marks) is
-filled with the nearest valid value, as in ddrf-run. So a model trained on these pairs sees exactly the arrays `ddrf-run` gives it for the same scene.
+filled with the nearest valid value, as in ddrf-run. So a model trained on these pairs sees exactly the arrays
+`ddrf-run` gives it for the same scene.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp
 
 from ddrf.data.pair import Pair
-from ddrf.geometry import PairGrid, default_nodata, honoured_mask
+from ddrf.geometry import PairGrid, bands_by_file, default_nodata, honoured_mask, mask_facts
 
 def _grid(path: Path) -> tuple[Any, Affine, int, int, int, np.dtype]:
     if not path.is_file():
@@ -47,16 +47,12 @@ def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str
     return bands, names
 
 
-def _nodata(path: Path, band: int, sensor: str) -> float | None:
+def _no_data(path: Path, bands: list[int], sensor: str) -> tuple[dict[tuple[Path, int], float | None], bool]:
+    """One file's nodata value per band read, and whether its own mask (internal, external or alpha) marks no data
+    in those bands, as ddrf-run reads them (one open per file)."""
     with rasterio.open(path) as src:
-        return default_nodata(src.nodatavals[band - 1], sensor)
-
-
-def _own_mask(path: Path, bands: list[int]) -> bool:
-    """Whether the file's own mask (internal, external or alpha) marks no data in `bands`, as ddrf-run reads it."""
-    with rasterio.open(path) as src:
-        alpha = {i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha}
-        return honoured_mask(src.mask_flag_enums, alpha, bands)
+        values = {(path, b): default_nodata(src.nodatavals[b - 1], sensor) for b in bands}
+        return values, honoured_mask(*mask_facts(src), bands)
 
 
 def _default_bits(path: Path, dtype: np.dtype) -> int:
@@ -122,11 +118,15 @@ def read_band_pair(
     height, width = ratio * (grid.height // ratio), ratio * (grid.width // ratio)
     if height < ratio or width < ratio:
         raise ValueError(f"{pan_path}: PAN and MS {ms_list[0]} do not overlap")
-    nodata = {(Path(f), b): _nodata(Path(f), b, sensor) for f, b in [(pan_path, 1), *ms_bands]}
-    used = {pan_path: [1], **{path: [b for f, b in ms_bands if Path(f) == path] for path in ms_list}}
-    masked = [path for path, bands in used.items() if _own_mask(path, bands)]
-    pan, ms, _ = grid.read_window(pan_path, [(Path(f), b) for f, b in ms_bands], nodata, 0, 0, height, width,
-                                  masked)
+    ms_read = [(Path(f), b) for f, b in ms_bands]
+    nodata: dict[tuple[Path, int], float | None] = {}
+    masked: list[Path] = []
+    for path, bands in bands_by_file(pan_path, ms_read).items():
+        values, own_mask = _no_data(path, bands, sensor)
+        nodata.update(values)
+        if own_mask:
+            masked.append(path)
+    pan, ms, _ = grid.read_window(pan_path, ms_read, nodata, 0, 0, height, width, masked)
     stem = name or pan_path.stem
     return Pair(
         name=stem,

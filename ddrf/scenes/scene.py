@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ddrf.geometry import (PairGrid, default_nodata, honoured_mask, is_nodata, lattice_origin, read_band,
-                           read_error_reason)
+from ddrf.geometry import (PairGrid, bands_by_file, default_nodata, honoured_mask, is_nodata, lattice_origin,
+                           mask_facts, read_band, read_error_reason)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -80,9 +80,7 @@ def _inspect(path: Path) -> _Grid:
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
                          np.dtype(src.dtypes[0]), tuple(src.nodatavals), int(nbits) if nbits else None,
-                         tuple(tuple(flags) for flags in src.mask_flag_enums),
-                         frozenset(i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha),
-                         tuple(src.scales), tuple(src.offsets))
+                         *mask_facts(src), tuple(src.scales), tuple(src.offsets))
     except SceneError:
         raise
     except (RasterioIOError, OSError, ValueError) as exc:
@@ -111,9 +109,9 @@ class Scene:
             raise SceneError(first.path, f"MS footprint does not overlap PAN {pan.path.name}")
         bands_read = ((pan, 1), *((ms_grids[path], band) for path, band in files.ms))  # (file, band) of each band
         self._nodata = {(g.path, band): default_nodata(g.nodata[band - 1], files.sensor) for g, band in bands_read}
-        used = {pan.path: [1], **{path: [b for p, b in files.ms if p == path] for path in ms_grids}}
+        used = bands_by_file(pan.path, files.ms)
         self._masked = frozenset(g.path for g in (pan, *ms_grids.values())
-                                 if honoured_mask(g.mask_flags, set(g.alpha_bands), used[g.path]))
+                                 if honoured_mask(g.mask_flags, g.alpha_bands, used[g.path]))
         self.name, self.sensor, self.band_names = files.name, files.sensor, list(files.band_names)
         # the output holds the sharpened MS bands: their type and bit depth, whatever the PAN's
         self.dtype = first.dtype
@@ -187,7 +185,8 @@ class Scene:
             try:
                 with open_raster(path) as src:
                     step = max(1, -(-max(src.height, src.width) // max_side))
-                    data = read_band(src, band, path in self._masked, out_shape=(-(-src.height // step), -(-src.width // step)))
+                    shape = (-(-src.height // step), -(-src.width // step))
+                    data = read_band(src, band, path in self._masked, out_shape=shape)
             except (RasterioIOError, OSError) as exc:  # _inspect read only the corner pixels
                 raise SceneError(path, f"unreadable or corrupt raster ({read_error_reason(exc)})") from exc
             valid = ~is_nodata(data, self._nodata[(path, band)])
