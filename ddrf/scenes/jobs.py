@@ -215,13 +215,8 @@ def retire_finished(outputs: Outputs) -> None:
     own."""
     from ddrf.scenes.stac_out import item_path
 
-    every = Outputs.for_raster(outputs.raster, True, True)
-    old_report = reports.naming_report(outputs) or {}
-    named = old_report.get("outputs", {}) if isinstance(old_report.get("outputs"), dict) else {}
-    stale = [side for key, side, ours in (("spread", every.spread, outputs.spread),
-                                          ("quicklook", every.quicklook, outputs.quicklook))
-             if side is not None and ours is None and isinstance(named.get(key), str)
-             and Path(named[key]).name == side.name]
+    sides = reports.named_sides(reports.naming_report(outputs) or {}, Outputs.for_raster(outputs.raster, True, True))
+    stale = [side for key, side in sides.items() if getattr(outputs, key) is None]  # this run writes none of its own
     for old in (outputs.raster, item_path(outputs.raster), *stale):
         old.unlink(missing_ok=True)
 

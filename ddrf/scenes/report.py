@@ -143,11 +143,15 @@ def interrupted(outputs: Any, every: Any) -> list[Path]:
     report = naming_report(outputs)
     if report is None or report.get("report_version") != REPORT_VERSION or report.get("status") != "done":
         return []
-    named = report["outputs"]
-    sides = [side for key, side in (("spread", every.spread), ("quicklook", every.quicklook))
-             if side is not None and isinstance(named.get(key), str)
-             and Path(named[key]).absolute() == side.absolute()]
-    return [outputs.report, *(side for side in sides if side.is_file())]
+    return [outputs.report, *(side for side in named_sides(report, every).values() if side.is_file())]
+
+
+def named_sides(report: dict[str, Any], every: Any) -> dict[str, Path]:
+    """The side files ("spread", "quicklook" -> path) a report names that are the raster's own (`every`: its Outputs
+    with every side file): what may go with the output the report describes."""
+    named: dict[str, Any] = report["outputs"] if isinstance(report.get("outputs"), dict) else {}
+    return {key: side for key, side in (("spread", every.spread), ("quicklook", every.quicklook))
+            if side is not None and isinstance(named.get(key), str) and Path(named[key]).absolute() == side.absolute()}
 
 
 def write_summary(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any]) -> None:
