@@ -129,6 +129,18 @@ def _is_or_holds(source: Path, path: Path) -> bool:
     return same_file(source, path)
 
 
+def first_repeated(paths: Sequence[str | os.PathLike[str]]) -> int | None:
+    """The index of the first path that names a file or folder given before it (links resolved), or None: an
+    input named twice would count twice (two bands, a doubled weight in a mean)."""
+    seen: set[Path] = set()
+    for index, path in enumerate(paths):
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            return index
+        seen.add(resolved)
+    return None
+
+
 def same_file(a: Path, b: Path) -> bool:
     """The same file, also through a symbolic or hard link; where one does not exist (yet), the same path."""
     try:

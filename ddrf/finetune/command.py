@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 import typer
 
+from ddrf.files import first_repeated
+
 app = typer.Typer(add_completion=False, help="Fine-tune a DDRF model on your own scene directories.")
 EXPORTED = "model"  # RUN/model: the exported model directory
 BASE_MEAN = "mean"  # RUN/mean: the mean of the fine-tuned and the base weights (--base-mean); RUN/mean/model exported
@@ -47,9 +49,9 @@ def main(
     from ddrf.train.loop import train
 
     try:
-        twice = next((d for i, d in enumerate(scenes) if d.resolve() in {e.resolve() for e in scenes[:i]}), None)
+        twice = first_repeated(scenes)
         if twice is not None:
-            raise ValueError(f"{twice}: the same scene directory is given twice; name each scene once")
+            raise ValueError(f"{scenes[twice]}: the same scene directory is given twice; name each scene once")
         first, ratio = _first_scene(scenes[0])
         weights, card = _base_model(model, scenes[0], first, ratio)
         cfg = TrainConfig.from_dict(finetune_config(card, weights, scenes, ratio, minutes, steps, lr, batch, patch,

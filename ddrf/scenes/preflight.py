@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import typer
 
+from ddrf.files import first_repeated
+
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec
     from ddrf.scenes.jobs import SceneJob
@@ -127,11 +129,11 @@ def _role(raster: Path, path: Path) -> str:
 
 def refuse_files_twice(pan: Path, ms: list[Path]) -> None:
     """One file named twice would be fused as two bands (or as PAN and MS)."""
-    seen = [p.resolve() for p in [pan, *ms]]
-    for i, path in enumerate(seen):
-        if path in seen[:i]:
-            given = "as both --pan and --ms" if path == seen[0] else "twice as --ms"
-            raise usage(f"{[pan, *ms][i]}: given {given}; name each input file once")
+    given = [pan, *ms]
+    twice = first_repeated(given)
+    if twice is not None:
+        how = "as both --pan and --ms" if given[twice].resolve() == pan.resolve() else "twice as --ms"
+        raise usage(f"{given[twice]}: given {how}; name each input file once")
 
 
 def band_names(bands: str | Sequence[str]) -> tuple[str, ...]:
@@ -167,9 +169,9 @@ def refuse_inputs_as_outputs(output: Path, inputs: list[Path]) -> None:
 
 def check_scene_directories(scenes: list[Path], output: Path) -> None:
     """Output names come from directory names, so they must be unique, and no scene may hold another or the output."""
-    twice = next((s for i, s in enumerate(scenes) if s in scenes[:i]), None)
+    twice = first_repeated(scenes)
     if twice is not None:
-        raise usage(f"{twice}: the same scene directory is given twice; name each scene once")
+        raise usage(f"{scenes[twice]}: the same scene directory is given twice; name each scene once")
     names = [s.name for s in scenes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -17,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from ddrf.card import ModelCard, read_card, write_card
-from ddrf.files import write_bytes_atomic
+from ddrf.files import first_repeated, write_bytes_atomic
 from ddrf.model_dir import CARD_METADATA_KEY, CARD_NAME
 
 if TYPE_CHECKING:
@@ -126,9 +126,9 @@ def average_weights(paths: list[Path], out_dir: Path, command: str, overwrite: b
     if len(paths) < 2:
         raise ValueError("averaging needs at least two checkpoints")
     files = [_weights_path(p) for p in paths]
-    twice = next((f for i, f in enumerate(files) if f.resolve() in {g.resolve() for g in files[:i]}), None)
+    twice = first_repeated(files)
     if twice is not None:
-        raise ValueError(f"{twice}: given twice; the mean would weigh it double (name each checkpoint once)")
+        raise ValueError(f"{files[twice]}: given twice; the mean would weigh it double (name each checkpoint once)")
     target = (out_dir / WEIGHTS).resolve()
     if target in {f.resolve() for f in files}:
         raise ValueError(f"{out_dir}: is one of the checkpoints averaged; write the mean elsewhere")
