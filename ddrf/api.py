@@ -224,8 +224,8 @@ def check_grids(pan: "xarray.DataArray", ms: "xarray.DataArray") -> None:
               and abs(ms_t.c - pan_t.c) < abs(ms_t.a) / 2 and abs(ms_t.f - pan_t.f) < abs(ms_t.e) / 2)
     if not nested:
         raise ValueError(f"ms grid {tuple(ms_t)[:6]} is not the pan grid {tuple(pan_t)[:6]} coarsened by an integer "
-                         f"ratio from the same north-up corner (within half an MS pixel): write both as rasters and use ddrf.fuse_scene, "
-                         f"which aligns them")
+                         f"ratio from the same north-up corner (within half an MS pixel): write both as rasters and "
+                         f"use ddrf.fuse_scene, which aligns them")
 
 
 def _lattice_origin(pan: "xarray.DataArray") -> tuple[int, int]:

@@ -55,6 +55,7 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 GRAPH_FACTS = ("model", "bands", "guide_bands", "ratio", "band_wise", "normalisation", "lms_border", "schedule",
                "target", "residual", "residual_scale", "scene_statistics", "output_margin")
 
+
 class ModelDirError(ValueError):
     """A model directory, or one of its files, does not fit its card; the message names the file."""
 

@@ -132,8 +132,8 @@ def engine_command(
     max_tile: Optional[int] = typer.Option(None, min=8, help="largest window side the engine accepts (default: the "
                                            "larger of --tile and ddrf-run's GPU window)"),
     batch: int = typer.Option(1, min=1, help="optimal batch"),
-    max_batch: int = typer.Option(1, min=1, help="largest batch the engine accepts (each window of the batch at the largest "
-                                  "side is held on the device at once)"),
+    max_batch: int = typer.Option(1, min=1, help="largest batch the engine accepts (each window of the batch at the "
+                                  "largest side is held on the device at once)"),
     workspace_mb: int = typer.Option(2048, help="builder workspace limit"),
     optimization_level: int = typer.Option(3, min=0, max=5, help="TensorRT builder optimisation level"),
     timing_cache: Path = typer.Option(Path("engines/timing.cache"), help="persistent timing cache"),

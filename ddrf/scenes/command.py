@@ -270,8 +270,8 @@ def main(
         "MTF-GLP-FS-unitdc (docs/EVALUATION.md)."),
     backend: str = typer.Option("ort-cpu", "--backend", help=f"{', '.join(BACKENDS)}."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the card's)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Noise seed (the noise is keyed to each pixel's place on the CRS "
-                             "grid, so overlapping scenes draw the same)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Noise seed (the noise is keyed to each "
+                             "pixel's place on the CRS grid, so overlapping scenes draw the same)."),
     uncertainty: int = typer.Option(0, "--uncertainty", min=0, help="N >= 2 seeds: the output is their mean; "
                                     "also write <name>_spread.tif (per-pixel std x the card's spread_calibration, "
                                     "adjusted for N). With --ensemble N (the same N): the spread of the N views, "

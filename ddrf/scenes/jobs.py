@@ -242,8 +242,9 @@ def check_not_inputs(given: list[Path], outputs: Outputs, name: str) -> None:
 
 
 def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec, outputs: Outputs) -> list[str]:
-    """What a finished output's report says was done otherwise than this run asks (inputs, method or model, seed,
-    samples, steps, views, --statistics-from, side files): skipped as finished, it would hold other pixels than those asked for."""
+    """What a finished output's report says was done otherwise than this run asks (inputs and their contents,
+    method or model, seed, samples, steps, views, --statistics-from, side files): skipped as finished, it would hold
+    other pixels than those asked for."""
     from ddrf.bundled import model_folder
 
     engine, changed = report.get("engine", {}), []
@@ -252,7 +253,8 @@ def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec
     stamps = report.get("inputs", {}).get("file_stamps") or {}
     modified = [Path(f).name for f, stamp in stamps.items() if reports.file_stamp(Path(f)) != stamp]
     if modified:  # the same paths, other contents: a delivery replaced since
-        changed.append(f"input contents ({', '.join(modified[:3])}{' ...' if len(modified) > 3 else ''} changed since)")
+        more = " ..." if len(modified) > 3 else ""
+        changed.append(f"input contents ({', '.join(modified[:3])}{more} changed since)")
     if (spec.method or "a model") != (engine.get("method") or "a model"):
         changed.append(f"method ({engine.get('method') or 'a model'}, asked {spec.method or 'a model'})")
     elif not spec.method:
