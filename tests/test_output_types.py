@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from ddrf.scenes.command import app
 from ddrf.scenes.stac_out import band_entries
-from ddrf.scenes.writer import quantise, value_range
+from ddrf.scenes.writer import beyond_range, quantise, value_range
 from scenes_fixtures import SAMPLE, TINY_MODEL
 
 BANDS = ["blue", "green", "red", "nir"]
@@ -204,3 +204,30 @@ def test_statistics_of_an_rgba_raster_raise_no_warning(tmp_path: Path) -> None:
         entries = band_entries(path, BANDS)
     assert [w.category.__name__ for w in caught] == []
     assert [e["name"] for e in entries] == BANDS and entries[3]["statistics"]["minimum"] >= 1
+
+
+# ------------------------------------------------------------------ values the output type cannot hold
+def test_beyond_range_counts_valid_pixels_that_round_outside_the_range_per_band() -> None:
+    values = np.array([[[-0.6, 255.4], [-0.4, 255.6], [300.0, -9.0]]])  # (1 row, 3 pixels, 2 bands)
+    valid = np.array([[True, True, False]])
+    assert beyond_range(values, valid, (0.0, 255.0)).tolist() == [[1, 0], [0, 1]]
+    assert beyond_range(values, valid, None).tolist() == [[0, 0], [0, 0]]
+
+
+def test_clipped_fused_values_are_counted_in_the_report_and_said(tmp_path: Path) -> None:
+    """A uint8 pair whose brightest quarter sits at the ceiling: GSA's injected detail leaves 0..255 there. Before,
+    the clipping was silent; now the report counts it per band and one line names the bands past 0.1 %."""
+    pan, ms = sample_pair(tmp_path / "in", lambda a: np.clip(a // 40, 0, 255).astype(np.uint8))
+    out = tmp_path / "out.tif"
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), "--bands", ",".join(BANDS), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    clipped = json.loads(out.with_suffix(".json").read_text())["outputs"]["clipped"]
+    with rasterio.open(out) as ds:
+        data, valid = ds.read(), ds.read_masks(1) > 0
+    for i, band in enumerate(BANDS):  # a clipped pixel is written at the range's end, so at most that many
+        assert clipped["above"][band] <= np.count_nonzero((data[i] == 255) & valid)
+        assert clipped["below"][band] <= np.count_nonzero((data[i] <= 1) & valid)
+    assert clipped["valid_pixels"] == np.count_nonzero(valid)
+    assert sum(clipped["above"].values()) > 0.001 * clipped["valid_pixels"]
+    said = [line for line in result.output.splitlines() if "were clipped" in line]
+    assert len(said) == 1 and "0..255" in said[0] and said[0] == f"ddrf-run: pan: {clipped['warnings'][0]}"

@@ -143,6 +143,23 @@ def saturated_inputs(scene: "Scene", model: bool) -> list[str]:
     return [line + (f"; the output there is {RESTORED}" if model else "")]
 
 
+CLIPPED_SHARE_SAID = 0.1  # % of a band's valid output pixels clipped to the output type's range worth a line
+
+
+def clipped_outputs(sink: Any, band_names: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The report's count of valid output pixels clipped to the raster's value range, per band, and a line naming
+    the bands where more than CLIPPED_SHARE_SAID % were (a fused value the file cannot hold is not silently lost)."""
+    if sink.limits is None:
+        return {}, []
+    below, above = (dict(zip(band_names, map(int, counts))) for counts in sink.clipped)
+    share = 100 * sink.clipped / max(sink.valid_pixels, 1)
+    said = [f"{name} {share[side, i]:.2f} % {word}" for side, word in enumerate(("below", "above"))
+            for i, name in enumerate(band_names) if share[side, i] > CLIPPED_SHARE_SAID]
+    low, high = (f"{v:g}" for v in sink.limits)
+    lines = [f"fused values outside the output's range {low}..{high} were clipped: {', '.join(said)}"] if said else []
+    return {"below": below, "above": above, "valid_pixels": sink.valid_pixels, "warnings": lines}, lines
+
+
 def single_value(values: np.ndarray) -> float | None:
     """The one value of a non-empty array that holds only one, else None."""
     return float(values[0]) if values.size and bool((values == values[0]).all()) else None
@@ -191,8 +208,11 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
         start = time.perf_counter()
         pending = seal(sinks, outputs, settings, band_names)
         timings.finish = time.perf_counter() - start
+        clipped, lines = clipped_outputs(sinks[0], band_names)
+        for line in lines:
+            say(f"{scene.name}: {line}")
         report = reports.scene_report(scene, engine, grid, settings, outputs, inputs, timings,
-                                      time.perf_counter() - started, band_names, output_nodata(scene))
+                                      time.perf_counter() - started, band_names, output_nodata(scene), clipped)
         pending.insert(0, (reports.write_temp(report, outputs.report), outputs.report))
     except BaseException:
         for sink in sinks:

@@ -74,7 +74,8 @@ def now() -> str:
 
 
 def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any, inputs: dict[str, Any],
-                 timings: Any, seconds: float, band_names: list[str], nodata: float) -> dict[str, Any]:
+                 timings: Any, seconds: float, band_names: list[str], nodata: float,
+                 clipped: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "report_version": REPORT_VERSION,
         "status": "done",
@@ -90,7 +91,9 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
         "outputs": {"raster": str(outputs.raster), "spread": str(outputs.spread) if outputs.spread else None,
                     "quicklook": str(outputs.quicklook) if outputs.quicklook else None, "cog": settings.cog,
                     "band_names": band_names, "nodata": nodata_json(nodata), "dtype": str(scene.dtype),
-                    "value_range": output_range(scene)},
+                    "value_range": output_range(scene),
+                    # valid pixels whose fused value fell outside value_range, per band (written clipped to it)
+                    "clipped": clipped or {}},
         "tiling": {"tile": [grid.tile_rows, grid.tile_cols], "halo": grid.halo, "overlap": 2 * grid.halo,
                    # the model's own: a smaller halo makes the output depend on the tile (None: a baseline)
                    "model_halo": engine.halo if getattr(engine, "card", None) is not None else None,

@@ -54,6 +54,17 @@ def quantise(values: np.ndarray, valid: np.ndarray, dtype: np.dtype, bits: int |
     return out.astype(dtype)
 
 
+def beyond_range(values: np.ndarray, valid: np.ndarray, limits: tuple[float, float] | None) -> np.ndarray:
+    """(2, bands) counts of valid pixels whose rounded value falls below / above an integer output's range (they
+    are clipped); zeros for a float output."""
+    counts = np.zeros((2, values.shape[-1]), np.int64)
+    if limits is not None:
+        inside = valid[..., None]
+        counts[0] = np.count_nonzero((values < limits[0] - 0.5) & inside, axis=(0, 1))
+        counts[1] = np.count_nonzero((values > limits[1] + 0.5) & inside, axis=(0, 1))
+    return counts
+
+
 def geotiff_profile(height: int, width: int, count: int, dtype: np.dtype, crs: Any, transform: Any,
                     nodata: float | None) -> dict[str, Any]:
     integer = np.issubdtype(np.dtype(dtype), np.integer)
@@ -100,6 +111,9 @@ class RasterSink:
         if tags:
             self.dataset.update_tags(**tags)
         self.rows: list[np.ndarray] = []
+        self.limits = value_range(np.dtype(profile["dtype"]), bits)
+        self.clipped = np.zeros((2, len(band_names)), np.int64)  # valid pixels clipped below / above, per band
+        self.valid_pixels = 0
         self.buffered = 0
         self.written = 0
         self.columns = (0, profile["width"])  # raster columns of the current chunk
@@ -146,6 +160,8 @@ class RasterSink:
             self._buffer(np.zeros((rows, width, bands), np.float32), np.zeros((rows, width), bool))
 
     def _buffer(self, values: np.ndarray, valid: np.ndarray) -> None:
+        self.clipped += beyond_range(values, valid, self.limits)
+        self.valid_pixels += int(np.count_nonzero(valid))
         self.rows.append(quantise(values, valid, self.profile["dtype"], self.bits, self.profile["nodata"]))
         self.buffered += values.shape[0]
         if self.buffered >= BLOCK:
