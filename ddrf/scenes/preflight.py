@@ -330,7 +330,8 @@ def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
 
 def item_jobs(references: list[str], output: Path, wrappers: Path | None = None,
               written: list[Any] | None = None) -> tuple[list[Any], dict[str, Any]]:
-    """One job per STAC Item; a bad Item is a usage error naming it (before any scene runs). `wrappers`: where the
+    """One job per STAC Item; a bad Item is a usage error naming it (before any scene runs), but an asset that cannot
+    be opened fails only its own scene when it runs (job_from_item). `wrappers`: where the
     band VRTs go instead of OUT/.ddrf-stac (a dry run's temporary folder). `written` (see wrappers_removed_on_exit):
     gets each job whose wrapper folder this call makes, as soon as it starts writing there, so that a usage error
     raised here or later removes them."""

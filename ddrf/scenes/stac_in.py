@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -176,7 +176,10 @@ def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None
         written.append(job)
     work.mkdir(parents=True, exist_ok=True)
     for source, path in zip([pan, *ms], [pan_vrt, *ms_vrts]):
-        write_vrt(source, path)
+        try:
+            write_vrt(source, path)
+        except ValueError as exc:  # an asset that cannot be read fails this scene alone, as a bad scene folder does
+            return replace(job, problem=f"{reference}: {source.name} asset {exc}"), item
     return job, item
 
 
