@@ -25,8 +25,8 @@ import typer
 from ddrf.runtime.backends import BACKENDS
 from ddrf.runtime.noise import MAX_SEED
 from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
-                                   item_jobs, known_sensor, log_usage_as, make_jobs, refuse_outputs_on_catalog,
-                                   split_arguments, usage, wrappers_removed_on_exit)
+                                   item_jobs, known_sensor, log_usage_as, make_jobs, refuse_outputs_in_inbox,
+                                   refuse_outputs_on_catalog, split_arguments, usage, wrappers_removed_on_exit)
 
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec, ModelEngine
@@ -364,6 +364,7 @@ def main(
             check_ready_file(ready_file)  # the dry run too: it plans what the watcher would do
         except ValueError as exc:
             raise usage(str(exc))
+        refuse_outputs_in_inbox(watch.absolute(), output, catalog)
         if dry_run_only:
             raise typer.Exit(watch_plan(watch.absolute(), output, spec, settings, band_names, sensor_name))
         ready(spec, settings)  # the scenes are yet to come: every model one may get

@@ -195,6 +195,21 @@ def output_in_scene(output: Path, scene: Path, what: str = "the output directory
     return None
 
 
+def refuse_outputs_in_inbox(inbox: Path, output: Path, catalog: Path | None) -> None:
+    """--watch: every folder in the inbox is taken for a scene, so a catalogue there would be one skipped without a
+    word (or a scene never fused, its folder written into), and an output inside a scene's folder would be written
+    among its files. The output folder itself may be directly in the inbox: it is no scene."""
+    inbox = inbox.resolve()
+    if catalog is not None and (catalog.resolve() == inbox or inbox in catalog.resolve().parents):
+        raise usage(f"{catalog}: --stac-catalog is inside the watched inbox {inbox}, where every folder is taken "
+                    "for a scene; choose one outside it")
+    resolved = output.resolve()
+    if inbox in resolved.parents and resolved.parent != inbox:
+        scene = inbox / resolved.relative_to(inbox).parts[0]
+        raise usage(f"{output}: the output directory is inside scene {scene} of the watched inbox; choose one "
+                    "outside it")
+
+
 def check_writable(folder: Path) -> None:
     """One line now rather than a failure per scene: the output folder must exist (made here) and take files."""
     from ddrf.files import cannot_write
