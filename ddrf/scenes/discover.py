@@ -9,6 +9,9 @@ Evidence, strongest first:
    GaoFen `-PAN1`/`-MSS1`; generic `pan`/`ms`.
 3. Raster properties: the single-band file on the finest grid is the PAN, the coarser files are the MS.
 
+Rasters: `.tif`, `.tiff`, `.jp2`, `.img`, a Maxar `.TIL`, and a `.vrt` that reads no file of the folder (a
+mosaic of a delivery kept elsewhere; one beside its own sources would count them twice).
+
 Discovery only opens file headers. Whether the files are georeferenced, orthorectified and aligned is the job of
 `ddrf.scenes.scene.Scene`. Sensor names, band numbers and bit depths come from `ddrf.sensors`.
 
@@ -30,12 +33,13 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-from ddrf.rasters import TIL_SUFFIX, Tile, TileListError, is_til, til_absent, til_tiles
+from ddrf.rasters import TIL_SUFFIX, Tile, TileListError, is_til, read_files, til_absent, til_tiles
 from ddrf.rasters import open_raster as open_any_raster
 from ddrf.scenes.errors import SceneError
 from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor, listed_bands
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img", TIL_SUFFIX}  # a .TIL: a Maxar product's tiles as one raster
+VRT_SUFFIX = ".vrt"  # a scene's raster only where it reads no file of the scene folder (_rasters)
 # Landsat: sensor -> (product band number -> name) of every reflective MS band, from the sensor table (the coastal
 # and SWIR bands too: a model or method takes those it fuses, ddrf.bundled picks the model using most of them).
 LANDSAT_BANDS: dict[str, dict[int, str]] = {n: SENSORS[n].every_band_numbered() for n in ("Landsat7", "Landsat8",
@@ -140,10 +144,25 @@ def delivered_files(directory: Path) -> list[Path]:
 
 
 def _rasters(directory: Path) -> list[Path]:
-    """The raster files, a Maxar tiled product as its .TIL alone (its tiles are read through it)."""
-    found = [p for p in delivered_files(directory) if p.suffix.lower() in RASTER_SUFFIXES]
+    """The raster files, a Maxar tiled product as its .TIL alone (its tiles are read through it), and the VRTs over
+    files elsewhere (_outside_vrts)."""
+    files = delivered_files(directory)
+    found = [p for p in files if p.suffix.lower() in RASTER_SUFFIXES]
     tiled = {t.path for p in found if is_til(p) for t in _listed_tiles(p)}
-    return [p for p in found if p not in tiled]
+    return sorted([p for p in found if p not in tiled] + _outside_vrts(files, found))
+
+
+def _outside_vrts(files: list[Path], rasters: list[Path]) -> list[Path]:
+    """The VRTs that open and read no raster (or VRT) of the folder: a mosaic of a delivery kept elsewhere. One
+    over the folder's own files would count them twice; one that does not open is no raster of the scene."""
+    vrts = [p for p in files if p.suffix.lower() == VRT_SUFFIX]
+    here = {p.resolve() for p in rasters + vrts}
+    kept = []
+    for vrt in vrts:
+        sources = {f.resolve() for f in read_files(vrt)} - {vrt.resolve()}
+        if sources and not sources & here:
+            kept.append(vrt)
+    return kept
 
 
 def _listed_tiles(til: Path, strict: bool = False) -> list[Tile]:
@@ -513,7 +532,10 @@ def discover_scene(directory: str | Path) -> SceneFiles:
     if mtl is not None:
         return check_one_type(_landsat_from_mtl(mtl, rasters))
     if not rasters:
-        raise SceneError(directory, "no raster files (.tif/.tiff/.jp2/.img/.til) and no Landsat MTL")
+        for vrt in (p for p in delivered_files(directory) if p.suffix.lower() == VRT_SUFFIX):
+            _probe(vrt)  # a VRT that does not open: its own reason, rather than 'no raster files'
+        raise SceneError(directory, "no raster files (.tif/.tiff/.jp2/.img/.til, or .vrt over files elsewhere) and "
+                                    "no Landsat MTL")
     for scheme in (_landsat_tokens, _maxar, _pleiades, _gaofen, _generic_tokens):
         found = scheme(directory, rasters)
         if found is not None:
