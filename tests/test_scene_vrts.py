@@ -44,8 +44,9 @@ def test_a_vrt_beside_its_own_sources_is_not_counted_again(tmp_path: Path) -> No
     pan, ms = pair(tmp_path / "scene")
     vrt_over(pan, tmp_path / "scene" / "pan_view.vrt")  # absolute source path
     shutil.copy(tmp_path / "scene" / "pan_view.vrt", tmp_path / "scene" / "sub_pan.vrt")
+    absolute = (tmp_path / "scene" / "pan_view.vrt").read_text()
     (tmp_path / "scene" / "rel_pan.vrt").write_text(  # a source given relative to the VRT
-        (tmp_path / "scene" / "pan_view.vrt").read_text().replace(f'relativeToVRT="0">{pan}', 'relativeToVRT="1">pan.tif'))
+        absolute.replace(f'relativeToVRT="0">{pan}', 'relativeToVRT="1">pan.tif'))
     found = discover_scene(tmp_path / "scene")
     assert (found.pan, [path for path, _ in found.ms]) == (pan, [ms] * 4)
 

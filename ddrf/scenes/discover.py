@@ -40,6 +40,14 @@ from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor, lis
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img", TIL_SUFFIX}  # a .TIL: a Maxar product's tiles as one raster
 VRT_SUFFIX = ".vrt"  # a scene's raster only where it reads no file of the scene folder (_rasters)
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".7z")  # a delivery left packed: never read
+
+
+def unread_archive(path: Path, where: str) -> str | None:
+    """The line for an archive that ddrf-run would pass over without a word (`where`: into what to extract it)."""
+    if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        return None
+    return f"an archive; ddrf-run reads no archives: extract it into {where}"
 # Landsat: sensor -> (product band number -> name) of every reflective MS band, from the sensor table (the coastal
 # and SWIR bands too: a model or method takes those it fuses, ddrf.bundled picks the model using most of them).
 LANDSAT_BANDS: dict[str, dict[int, str]] = {n: SENSORS[n].every_band_numbered() for n in ("Landsat7", "Landsat8",
@@ -534,6 +542,10 @@ def discover_scene(directory: str | Path) -> SceneFiles:
     if not rasters:
         for vrt in (p for p in delivered_files(directory) if p.suffix.lower() == VRT_SUFFIX):
             _probe(vrt)  # a VRT that does not open: its own reason, rather than 'no raster files'
+        for path in delivered_files(directory):
+            packed = unread_archive(path, "the scene folder")
+            if packed:
+                raise SceneError(path, packed)
         raise SceneError(directory, "no raster files (.tif/.tiff/.jp2/.img/.til, or .vrt over files elsewhere) and "
                                     "no Landsat MTL")
     for scheme in (_landsat_tokens, _maxar, _pleiades, _gaofen, _generic_tokens):

@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, NamedTuple
 
 from ddrf.scenes.engines import EngineSpec
-from ddrf.scenes.discover import delivered, is_mtl, listed_absent
+from ddrf.scenes.discover import delivered, is_mtl, listed_absent, unread_archive
 from ddrf.scenes.jobs import SceneJob
 from ddrf.scenes.streaming import Outputs, RunSettings
 from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested, exit_code
@@ -331,6 +331,13 @@ class Watcher:
             self.reporter.emit("skipped", f"{directory}: {why}; not a scene, skipped", name=directory.name,
                                path=str(directory), reason=why)
 
+    def skip_archives(self) -> None:
+        """Only folders are scenes: an archive dropped into the inbox (a USGS .tar) is said once, not passed over."""
+        for path in self.inbox.iterdir():
+            packed = unread_archive(path, "a folder of the inbox") if path.is_file() and delivered(path.name) else None
+            if packed:
+                self.skip(path, packed)
+
     def refuse(self, directory: Path, reason: str) -> None:
         """A scene that cannot be run: failed, with its one-line reason (the watcher keeps watching)."""
         name = directory.name
@@ -362,6 +369,7 @@ class Watcher:
         inbox = self.inbox.resolve()
         try:
             directories = scene_dirs(self.inbox)
+            self.skip_archives()
         except OSError as exc:  # deleted, unmounted, made unreadable: nothing more will arrive
             raise CannotWatch(self.inbox, f"{self.inbox}: cannot read the inbox ({exc.strerror or exc}); "
                                           f"stopping") from None
