@@ -56,3 +56,15 @@ def test_an_item_missing_an_asset_fails_alone_in_a_batch(tmp_path: Path) -> None
     assert [line for line in result.output.splitlines() if status["part"][1] in line], result.output
     assert "Traceback" not in result.output
     assert sorted(p.name for p in (out / ".ddrf-stac").iterdir()) == ["good"]  # the failed Item's wrappers went
+
+
+def test_an_item_scene_is_named_by_its_item_id(tmp_path: Path) -> None:
+    """The scene's plan line and its report's scene.name said `pan` (the PAN band wrapper's name) for every Item."""
+    from test_output_guards import write_item
+
+    item = write_item(tmp_path / "items" / "x.json", item_id="LC08_pass_7")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(item), "-o", str(out), "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "ddrf-run: LC08_pass_7: 256 x 512 PAN px" in result.output, result.output
+    assert json.loads((out / "LC08_pass_7.json").read_text())["scene"]["name"] == "LC08_pass_7"
