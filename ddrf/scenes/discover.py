@@ -338,7 +338,7 @@ def _one_band_file(directory: Path, band: int, candidates: list[Path], scene_id:
     chosen = same if len(same) == 1 else candidates
     if len(chosen) > 1:
         raise SceneError(directory, f"several files for Landsat band {band} and no MTL to tell them apart "
-                                    f"({', '.join(str(p.relative_to(directory)) for p in chosen)}); keep one "
+                                    f"({_listed(chosen, directory)}); keep one "
                                     f"scene's band files, or give --pan/--ms")
     return chosen[0]
 
@@ -451,12 +451,12 @@ def _pan_ms(directory: Path, scheme: str, pans: list[Path], mss: list[Path], sen
             metadata: Path | None, names_by_count: dict[int, list[str]], assumed: bool = False) -> SceneFiles:
     """One PAN file and one multi-band or several single-band MS files, checked for band counts."""
     if len(pans) > 1 and all(re.search(r"_R\d+C\d+", p.stem, re.I) for p in pans):  # a tiled delivery
-        tiles = ", ".join(p.name for p in pans)
+        tiles = _listed(pans, directory)
         raise SceneError(directory, f"{scheme} naming: the PAN is in {len(pans)} tiles ({tiles}); mosaic the PAN "
                                     f"tiles and the MS tiles first (gdalbuildvrt pan.vrt ..., ms.vrt ...) and give "
                                     f"--pan pan.vrt --ms ms.vrt")
     if len(pans) != 1:
-        what = "no PAN file" if not pans else f"several PAN files ({', '.join(p.name for p in pans)})"
+        what = "no PAN file" if not pans else f"several PAN files ({_listed(pans, directory)})"
         raise SceneError(directory, f"{scheme} naming: {what}; give --pan/--ms explicitly")
     if not mss:
         raise SceneError(directory, f"{scheme} naming: PAN {pans[0].name} found but no MS file")
@@ -474,6 +474,11 @@ def _pan_ms(directory: Path, scheme: str, pans: list[Path], mss: list[Path], sen
     names, guessed, source = _band_names(kept, names_by_count)
     return SceneFiles(pans[0], ms, names, sensor, bits, metadata, scheme, directory.name,
                       names_assumed=assumed or guessed, band_source=source)
+
+
+def _listed(paths: list[Path], directory: Path) -> str:
+    """Files by their path in the scene folder: two deliveries nested in one folder may share file names."""
+    return ", ".join(str(p.relative_to(directory)) if directory in p.parents else p.name for p in paths)
 
 
 def _band_names(kept: list[tuple[_Raster, int]], names_by_count: dict[int, list[str]]
