@@ -17,3 +17,22 @@ def test_two_deliveries_nested_in_one_folder_are_named_by_their_paths(tmp_path: 
     shutil.copytree(tmp_path / "scene" / "a", tmp_path / "scene" / "b")
     with pytest.raises(SceneError, match=r"several PAN files \(a/pan\.tif, b/pan\.tif\)"):
         discover_scene(tmp_path / "scene")
+
+
+def test_a_scene_argument_that_is_a_file_or_nothing_says_what_it_is(tmp_path: Path) -> None:
+    """`ddrf-run pan.tif -o OUT`, a scene directory mistyped and an Item file mistyped all failed with `X: not a
+    directory`; the Item now fails as the unreadable Item it is (a usage error, before any scene)."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+
+    pan, _ = pair(tmp_path / "data")
+    result = CliRunner().invoke(app, [str(pan), str(tmp_path / "typo"), "-o", str(tmp_path / "out"), "--method",
+                                      "GSA", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert f"ddrf-run: {pan}: a file, not a scene directory (the folder holding a scene's PAN and MS" in result.output
+    assert f"ddrf-run: {tmp_path / 'typo'}: no such directory" in result.output, result.output
+    gone = tmp_path / "items" / "x.json"
+    result = CliRunner().invoke(app, [str(gone), "-o", str(tmp_path / "out"), "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"ddrf-run: {gone}: not a readable STAC Item"), result.output

@@ -537,7 +537,8 @@ def discover_scene(directory: str | Path) -> SceneFiles:
     """Find the PAN and MS files of one scene directory (searched recursively)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise SceneError(directory, "not a directory")
+        raise SceneError(directory, "a file, not a scene directory (the folder holding a scene's PAN and MS files)"
+                         if directory.exists() else "no such directory")
     rasters = _rasters(directory)
     for til in filter(is_til, rasters):
         _listed_tiles(til, strict=True)

@@ -35,9 +35,9 @@ SPECTRAL_ORDER = ["coastal", "blue", "green", "yellow", "red", "red_edge", "nir"
 
 
 def is_item_reference(argument: str) -> bool:
-    """A URL, or a local .json file (scene directories are directories)."""
+    """A URL, or a local .json path that is no directory (a mistyped Item is an unreadable Item, not a scene)."""
     lowered = argument.lower()
-    return lowered.startswith(("http://", "https://")) or (lowered.endswith(".json") and Path(argument).is_file())
+    return lowered.startswith(("http://", "https://")) or (lowered.endswith(".json") and not Path(argument).is_dir())
 
 
 def read_item(reference: str) -> pystac.Item:
