@@ -36,3 +36,19 @@ def test_a_scene_argument_that_is_a_file_or_nothing_says_what_it_is(tmp_path: Pa
     result = CliRunner().invoke(app, [str(gone), "-o", str(tmp_path / "out"), "--method", "GSA", "--no-progress"])
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"ddrf-run: {gone}: not a readable STAC Item"), result.output
+
+
+def test_the_watch_dry_run_names_a_linked_scene_as_the_watcher_does(tmp_path: Path) -> None:
+    """A staging inbox of links to deliveries: the watcher writes OUT/<link name>.tif, but its dry run planned the
+    scene under the name of the folder linked to (and checked for a finished output at that name)."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+
+    pair(tmp_path / "archive" / "LC_real")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "scene_link").symlink_to(tmp_path / "archive" / "LC_real", target_is_directory=True)
+    result = CliRunner().invoke(app, ["--watch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "GSA",
+                                      "--dry-run", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "\nscene_link: 64 x 64 PAN px" in result.output and "LC_real:" not in result.output, result.output

@@ -231,7 +231,7 @@ def watch_plan(inbox: Path, output: Path, spec: Any, settings: Any, bands: tuple
                sensor: Optional[str] = None) -> int:
     """--watch --dry-run: the plan of each scene directory in the inbox now that the status file does not record as
     done or failed (what the watcher would fuse first, once settled); nothing written, nothing watched."""
-    from ddrf.scenes.watch import STATUS_NAME, StatusFile, scene_dirs
+    from ddrf.scenes.watch import STATUS_NAME, StatusFile, scene_dirs, watched_job
 
     if not inbox.is_dir():
         raise usage(f"{inbox}: --watch needs an existing inbox directory")
@@ -248,7 +248,7 @@ def watch_plan(inbox: Path, output: Path, spec: Any, settings: Any, bands: tuple
                f"now; dry run, nothing watched or written")
     if not scenes:
         return 0
-    jobs = make_jobs(scenes, None, [], output, bands, sensor)
+    jobs = [watched_job(d, output, bands, sensor) for d in scenes]
     ready(spec, settings, jobs)
     return dry_run(jobs, spec, settings)
 

@@ -300,6 +300,12 @@ def writable_directory(directory: Path) -> None:
         raise ValueError(f"{directory}: the output directory is not writable ({reason})")
 
 
+def watched_job(directory: Path, out: Path, bands: tuple[str, ...], sensor: str | None) -> SceneJob:
+    """A scene of the inbox as the watcher fuses it (and its dry run plans it): named by its entry in the inbox, a
+    link by the link's name, never by the folder it links to."""
+    return SceneJob(directory.name, out / f"{directory.name}.tif", directory=directory, bands=bands, sensor=sensor)
+
+
 def scene_dirs(inbox: Path) -> list[Path]:
     return sorted(p for p in inbox.iterdir() if p.is_dir() and delivered(p.name))
 
@@ -493,8 +499,7 @@ class Watcher:
 
     def run_one(self, directory: Path) -> None:
         name = directory.name
-        job = SceneJob(name, self.out / f"{name}.tif", directory=directory, bands=self.options.bands,
-                       sensor=self.options.sensor)
+        job = watched_job(directory, self.out, self.options.bands, self.options.sensor)
         self.status.set(name, "running", source=str(directory), output=str(job.raster))
         delivered = delivery_digest(directory)  # what this run fuses: a change during the run is a new delivery
         try:
