@@ -52,3 +52,17 @@ def test_the_watch_dry_run_names_a_linked_scene_as_the_watcher_does(tmp_path: Pa
                                       "--dry-run", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "\nscene_link: 64 x 64 PAN px" in result.output and "LC_real:" not in result.output, result.output
+
+
+def test_a_file_name_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    """An MS file copied with a Latin-1 name (`ms\\xff.tif`): the scene failed with `'utf-8' codec can't encode
+    character '\\udcff' ...`, naming no file."""
+    import os
+
+    pan, ms = pair(tmp_path / "data")
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    shutil.copy(pan, scene / "pan.tif")
+    shutil.copy(ms, os.fsdecode(os.fsencode(scene) + b"/ms\xff.tif"))
+    with pytest.raises(SceneError, match=r"ms\\xff\.tif: its name is no UTF-8, which GDAL cannot open; rename"):
+        discover_scene(scene)

@@ -127,6 +127,9 @@ def _probe(path: Path) -> _Raster:
                            tuple(src.dtypes), tuple(c.name for c in src.colorinterp))
     except (RasterioIOError, OSError) as exc:
         raise SceneError(path, f"not a readable raster ({str(exc).splitlines()[0][:160]})") from exc
+    except UnicodeEncodeError as exc:  # a name in another encoding (Latin-1 from Windows): its bytes shown as such
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise SceneError(shown, "its name is no UTF-8, which GDAL cannot open; rename the file") from exc
 
 
 def delivered(name: str) -> bool:
