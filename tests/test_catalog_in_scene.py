@@ -44,3 +44,6 @@ def test_a_catalogue_or_output_in_the_watched_inbox_is_refused(tmp_path: Path, m
             assert f"{path}: {said}" in result.output, result.output
     assert sorted(p.name for p in inbox.iterdir()) == ["a"]
     assert sorted(p.name for p in (inbox / "a").iterdir()) == sorted(p.name for p in SAMPLE.iterdir())
+    hidden = CliRunner().invoke(app, ["--watch", str(inbox), "-o", str(tmp_path / "out"), "--stac-catalog",
+                                      str(inbox / ".stac"), "--method", "GSA", "--no-progress", "--dry-run"])
+    assert hidden.exit_code == 0, hidden.output  # a hidden folder is never taken for a scene

@@ -196,16 +196,23 @@ def output_in_scene(output: Path, scene: Path, what: str = "the output directory
 
 
 def refuse_outputs_in_inbox(inbox: Path, output: Path, catalog: Path | None) -> None:
-    """--watch: every folder in the inbox is taken for a scene, so a catalogue there would be one skipped without a
-    word (or a scene never fused, its folder written into), and an output inside a scene's folder would be written
-    among its files. The output folder itself may be directly in the inbox: it is no scene."""
+    """--watch: every folder in the inbox is taken for a scene (but hidden ones), so a catalogue there would be one
+    skipped without a word (or a scene never fused, its folder written into), and an output inside a scene's folder
+    would be written among its files. The output folder itself may be directly in the inbox: it is no scene."""
+    from ddrf.scenes.discover import delivered
+
     inbox = inbox.resolve()
-    if catalog is not None and (catalog.resolve() == inbox or inbox in catalog.resolve().parents):
+
+    def scene_holding(path: Path) -> Path | None:  # the inbox folder `path` lies in or is, if one taken for a scene
+        resolved = path.resolve()
+        top = inbox / resolved.relative_to(inbox).parts[0] if inbox in resolved.parents else None
+        return top if top is not None and delivered(top.name) else None
+
+    if catalog is not None and scene_holding(catalog):
         raise usage(f"{catalog}: --stac-catalog is inside the watched inbox {inbox}, where every folder is taken "
                     "for a scene; choose one outside it")
-    resolved = output.resolve()
-    if inbox in resolved.parents and resolved.parent != inbox:
-        scene = inbox / resolved.relative_to(inbox).parts[0]
+    scene = scene_holding(output)
+    if scene is not None and output.resolve() != scene:
         raise usage(f"{output}: the output directory is inside scene {scene} of the watched inbox; choose one "
                     "outside it")
 
