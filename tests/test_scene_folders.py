@@ -66,3 +66,12 @@ def test_a_file_name_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     shutil.copy(ms, os.fsdecode(os.fsencode(scene) + b"/ms\xff.tif"))
     with pytest.raises(SceneError, match=r"ms\\xff\.tif: its name is no UTF-8, which GDAL cannot open; rename"):
         discover_scene(scene)
+
+
+def test_two_pan_candidates_without_names_are_listed(tmp_path: Path) -> None:
+    """Two single-band files on the finest grid and no naming scheme: the refusal named neither."""
+    pan, ms = pair(tmp_path / "scene")
+    shutil.copy(pan, tmp_path / "scene" / "second.tif")
+    pan.rename(tmp_path / "scene" / "first.tif"), ms.rename(tmp_path / "scene" / "coarse.tif")
+    with pytest.raises(SceneError, match=r"cannot tell PAN from MS .*: first\.tif, second\.tif"):
+        discover_scene(tmp_path / "scene")

@@ -512,8 +512,9 @@ def _by_raster_properties(directory: Path, rasters: list[Path]) -> SceneFiles:
     pans = [i for i in infos if i.count == 1 and abs(i.res - finest) <= 1e-9 * finest]
     mss = [i for i in infos if i.res > finest * (1 + 1e-9)]
     if len(pans) != 1 or not mss:
+        listed = f"; single-band on the finest grid: {_listed([i.path for i in pans], directory)}" if pans else ""
         raise SceneError(directory, "cannot tell PAN from MS (no metadata, no known file names, and not exactly "
-                                    "one single-band file on the finest grid with coarser files beside it)")
+                                    f"one single-band file on the finest grid with coarser files beside it){listed}")
     coarse = {round(i.res, 9) for i in mss}
     if len(coarse) > 1:
         raise SceneError(directory, f"MS candidates have several pixel sizes {sorted(coarse)}; give --pan/--ms")
