@@ -89,7 +89,7 @@ def c_empty_dir(tmp, out):
 
 
 def c_missing_dir(tmp, out):
-    return [str(tmp / "nowhere"), "-o", str(out), "--method", "Brovey"], "nowhere", "not a directory", 1
+    return [str(tmp / "nowhere"), "-o", str(out), "--method", "Brovey"], "nowhere", "no such directory", 1
 
 
 def c_pan_missing(tmp, out):
@@ -477,7 +477,7 @@ def test_exit_codes_pass_through_the_entry_point(tmp_path: Path) -> None:
     """0 for a run that worked or for --help, 1 for a failed scene, as before the entry point parsed its errors."""
     assert console("run_app", "--help").returncode == 0
     missing = console("run_app", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out"), "--method", "GSA")
-    assert missing.returncode == 1 and "not a directory" in missing.stderr
+    assert missing.returncode == 1 and "no such directory" in missing.stderr
     done = console("run_app", str(SAMPLE), "-o", str(tmp_path / "out"), "--method", "GSA", "--no-progress")
     assert done.returncode == 0, done.stderr
 

@@ -21,3 +21,29 @@ def test_a_catalogue_in_a_scene_directory_is_refused(tmp_path: Path) -> None:
         assert f"{catalog}: --stac-catalog is inside scene {scene}; choose one outside it" in result.output
     assert sorted(p.name for p in scene.iterdir()) == sorted(p.name for p in SAMPLE.iterdir())
     assert not (tmp_path / "out").exists()
+
+
+def test_a_catalogue_or_output_in_the_watched_inbox_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """--watch IN --stac-catalog IN/a: folder a (a scene, or to be taken for one) was skipped as a scene without a
+    word (and the dry run planned it as one); a catalogue or an output inside a scene directory of the inbox would
+    be written among its files. Each is refused in one line at start, the watch and its dry run alike."""
+    import ddrf.scenes.watch as watch
+
+    monkeypatch.setattr(watch.Watcher, "run", lambda self: 0)  # past the checks: would watch for ever
+    inbox = tmp_path / "in"
+    shutil.copytree(SAMPLE, inbox / "a")
+    refused = [("--stac-catalog", inbox / "a", "--stac-catalog is inside the watched inbox"),
+               ("--stac-catalog", inbox / "cat", "--stac-catalog is inside the watched inbox"),
+               ("-o", inbox / "a" / "out", "the output directory is inside scene")]
+    for option, path, said in refused:
+        out = [] if option == "-o" else ["-o", str(tmp_path / "out")]
+        for dry in ([], ["--dry-run"]):
+            result = CliRunner().invoke(app, ["--watch", str(inbox), *out, option, str(path), "--method", "GSA",
+                                              "--no-progress", *dry])
+            assert result.exit_code == 2, (option, path, dry, result.output)
+            assert f"{path}: {said}" in result.output, result.output
+    assert sorted(p.name for p in inbox.iterdir()) == ["a"]
+    assert sorted(p.name for p in (inbox / "a").iterdir()) == sorted(p.name for p in SAMPLE.iterdir())
+    hidden = CliRunner().invoke(app, ["--watch", str(inbox), "-o", str(tmp_path / "out"), "--stac-catalog",
+                                      str(inbox / ".stac"), "--method", "GSA", "--no-progress", "--dry-run"])
+    assert hidden.exit_code == 0, hidden.output  # a hidden folder is never taken for a scene

@@ -417,7 +417,7 @@ def test_empty_and_missing_directories(tmp_path: Path) -> None:
     with pytest.raises(SceneError) as err:
         discover_scene(tmp_path)
     assert_one_line_naming(err, str(tmp_path))
-    with pytest.raises(SceneError, match="not a directory"):
+    with pytest.raises(SceneError, match="no such directory"):
         discover_scene(tmp_path / "nope")
 
 

@@ -154,3 +154,22 @@ def test_the_statistics_scene_is_named_by_the_runs_bands(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="bands 'red,red,blue,nir' names red more than once"):  # as --bands checks
         ddrf.fuse_scene(scene, tmp_path / "twice", bands="red,red,blue,nir")
     assert not (tmp_path / "twice").exists()
+
+
+def test_a_statistics_source_that_is_no_scene_directory_says_what_it_takes(tmp_path: Path) -> None:
+    """--statistics-from ITEM.json, or the PAN of a --pan/--ms run: one usage line saying it takes a scene directory
+    and how to make one of those files (before: `--statistics-from: X: not a directory`, also for a path that does
+    not exist)."""
+    from stac_fixtures import landsat_item
+
+    files = {band: next(SAMPLE.glob(f"*_{band}.TIF")) for band in ("B2", "B3", "B4", "B5", "B8")}
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(landsat_item(files, str(SAMPLE))))
+    for reference, said in ((item, "a file, not a scene directory"),
+                            (files["B8"], "a file, not a scene directory"),
+                            (tmp_path / "absent", "no such directory")):
+        result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--no-progress",
+                                          "--statistics-from", str(reference)])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"ddrf-run: --statistics-from {reference}: {said}"), result.output
+        assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

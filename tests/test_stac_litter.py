@@ -29,12 +29,6 @@ def item_refused(items: Path) -> tuple[list[Path], str, str]:
     return [write_item(items / "escape.json", item_id="../escape")], "escape.json", "no plain file name"
 
 
-def item_written_in_part(items: Path) -> tuple[list[Path], str, str]:
-    """Its PAN and first MS wrappers are written, then its NIR file cannot be opened."""
-    return [write_item(items / "part.json", item_id="part", B5=items / "missing_B5.TIF")], "missing_B5.TIF", \
-        "cannot open"
-
-
 def item_sharing_the_id(items: Path) -> tuple[list[Path], str, str]:
     """Its wrappers are written into the good Item's folder, then the shared id is refused."""
     return [write_item(items / "again.json", item_id="good")], "'good'", "share the id"
@@ -50,8 +44,8 @@ def output_folder_takes_no_files(items: Path) -> tuple[list[Path], str, str]:
     return [], "out", "cannot write the output here"
 
 
-CASES: dict[str, Case] = {c.__name__: c for c in (item_refused, item_written_in_part, item_sharing_the_id,
-                                                   items_whose_outputs_clash, output_folder_takes_no_files)}
+CASES: dict[str, Case] = {c.__name__: c for c in (item_refused, item_sharing_the_id, items_whose_outputs_clash,
+                                                   output_folder_takes_no_files)}
 
 
 def refuse_writes(monkeypatch: pytest.MonkeyPatch) -> None:

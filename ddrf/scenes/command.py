@@ -25,8 +25,8 @@ import typer
 from ddrf.runtime.backends import BACKENDS
 from ddrf.runtime.noise import MAX_SEED
 from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
-                                   item_jobs, known_sensor, log_usage_as, make_jobs, refuse_outputs_on_catalog,
-                                   split_arguments, usage, wrappers_removed_on_exit)
+                                   item_jobs, known_sensor, log_usage_as, make_jobs, refuse_outputs_in_inbox,
+                                   refuse_outputs_on_catalog, split_arguments, usage, wrappers_removed_on_exit)
 
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec, ModelEngine
@@ -231,7 +231,7 @@ def watch_plan(inbox: Path, output: Path, spec: Any, settings: Any, bands: tuple
                sensor: Optional[str] = None) -> int:
     """--watch --dry-run: the plan of each scene directory in the inbox now that the status file does not record as
     done or failed (what the watcher would fuse first, once settled); nothing written, nothing watched."""
-    from ddrf.scenes.watch import STATUS_NAME, StatusFile, scene_dirs
+    from ddrf.scenes.watch import STATUS_NAME, StatusFile, scene_dirs, watched_job
 
     if not inbox.is_dir():
         raise usage(f"{inbox}: --watch needs an existing inbox directory")
@@ -248,7 +248,7 @@ def watch_plan(inbox: Path, output: Path, spec: Any, settings: Any, bands: tuple
                f"now; dry run, nothing watched or written")
     if not scenes:
         return 0
-    jobs = make_jobs(scenes, None, [], output, bands, sensor)
+    jobs = [watched_job(d, output, bands, sensor) for d in scenes]
     ready(spec, settings, jobs)
     return dry_run(jobs, spec, settings)
 
@@ -364,6 +364,7 @@ def main(
             check_ready_file(ready_file)  # the dry run too: it plans what the watcher would do
         except ValueError as exc:
             raise usage(str(exc))
+        refuse_outputs_in_inbox(watch.absolute(), output, catalog)
         if dry_run_only:
             raise typer.Exit(watch_plan(watch.absolute(), output, spec, settings, band_names, sensor_name))
         ready(spec, settings)  # the scenes are yet to come: every model one may get

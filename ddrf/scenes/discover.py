@@ -9,6 +9,9 @@ Evidence, strongest first:
    GaoFen `-PAN1`/`-MSS1`; generic `pan`/`ms`.
 3. Raster properties: the single-band file on the finest grid is the PAN, the coarser files are the MS.
 
+Rasters: `.tif`, `.tiff`, `.jp2`, `.img`, a Maxar `.TIL`, and a `.vrt` that reads no file of the folder (a
+mosaic of a delivery kept elsewhere; one beside its own sources would count them twice).
+
 Discovery only opens file headers. Whether the files are georeferenced, orthorectified and aligned is the job of
 `ddrf.scenes.scene.Scene`. Sensor names, band numbers and bit depths come from `ddrf.sensors`.
 
@@ -30,12 +33,21 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-from ddrf.rasters import TIL_SUFFIX, Tile, TileListError, is_til, til_absent, til_tiles
+from ddrf.rasters import TIL_SUFFIX, Tile, TileListError, is_til, read_files, til_absent, til_tiles
 from ddrf.rasters import open_raster as open_any_raster
 from ddrf.scenes.errors import SceneError
 from ddrf.sensors import KNOWN_BAND_NAMES, SENSORS, find_sensor, get_sensor, listed_bands
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".img", TIL_SUFFIX}  # a .TIL: a Maxar product's tiles as one raster
+VRT_SUFFIX = ".vrt"  # a scene's raster only where it reads no file of the scene folder (_rasters)
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".7z")  # a delivery left packed: never read
+
+
+def unread_archive(path: Path, where: str) -> str | None:
+    """The line for an archive that ddrf-run would pass over without a word (`where`: into what to extract it)."""
+    if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        return None
+    return f"an archive; ddrf-run reads no archives: extract it into {where}"
 # Landsat: sensor -> (product band number -> name) of every reflective MS band, from the sensor table (the coastal
 # and SWIR bands too: a model or method takes those it fuses, ddrf.bundled picks the model using most of them).
 LANDSAT_BANDS: dict[str, dict[int, str]] = {n: SENSORS[n].every_band_numbered() for n in ("Landsat7", "Landsat8",
@@ -115,6 +127,9 @@ def _probe(path: Path) -> _Raster:
                            tuple(src.dtypes), tuple(c.name for c in src.colorinterp))
     except (RasterioIOError, OSError) as exc:
         raise SceneError(path, f"not a readable raster ({str(exc).splitlines()[0][:160]})") from exc
+    except UnicodeEncodeError as exc:  # a name in another encoding (Latin-1 from Windows): its bytes shown as such
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise SceneError(shown, "its name is no UTF-8, which GDAL cannot open; rename the file") from exc
 
 
 def delivered(name: str) -> bool:
@@ -140,10 +155,25 @@ def delivered_files(directory: Path) -> list[Path]:
 
 
 def _rasters(directory: Path) -> list[Path]:
-    """The raster files, a Maxar tiled product as its .TIL alone (its tiles are read through it)."""
-    found = [p for p in delivered_files(directory) if p.suffix.lower() in RASTER_SUFFIXES]
+    """The raster files, a Maxar tiled product as its .TIL alone (its tiles are read through it), and the VRTs over
+    files elsewhere (_outside_vrts)."""
+    files = delivered_files(directory)
+    found = [p for p in files if p.suffix.lower() in RASTER_SUFFIXES]
     tiled = {t.path for p in found if is_til(p) for t in _listed_tiles(p)}
-    return [p for p in found if p not in tiled]
+    return sorted([p for p in found if p not in tiled] + _outside_vrts(files, found))
+
+
+def _outside_vrts(files: list[Path], rasters: list[Path]) -> list[Path]:
+    """The VRTs that open and read no raster (or VRT) of the folder: a mosaic of a delivery kept elsewhere. One
+    over the folder's own files would count them twice; one that does not open is no raster of the scene."""
+    vrts = [p for p in files if p.suffix.lower() == VRT_SUFFIX]
+    here = {p.resolve() for p in rasters + vrts}
+    kept = []
+    for vrt in vrts:
+        sources = {f.resolve() for f in read_files(vrt)} - {vrt.resolve()}
+        if sources and not sources & here:
+            kept.append(vrt)
+    return kept
 
 
 def _listed_tiles(til: Path, strict: bool = False) -> list[Tile]:
@@ -311,7 +341,7 @@ def _one_band_file(directory: Path, band: int, candidates: list[Path], scene_id:
     chosen = same if len(same) == 1 else candidates
     if len(chosen) > 1:
         raise SceneError(directory, f"several files for Landsat band {band} and no MTL to tell them apart "
-                                    f"({', '.join(str(p.relative_to(directory)) for p in chosen)}); keep one "
+                                    f"({_listed(chosen, directory)}); keep one "
                                     f"scene's band files, or give --pan/--ms")
     return chosen[0]
 
@@ -424,12 +454,12 @@ def _pan_ms(directory: Path, scheme: str, pans: list[Path], mss: list[Path], sen
             metadata: Path | None, names_by_count: dict[int, list[str]], assumed: bool = False) -> SceneFiles:
     """One PAN file and one multi-band or several single-band MS files, checked for band counts."""
     if len(pans) > 1 and all(re.search(r"_R\d+C\d+", p.stem, re.I) for p in pans):  # a tiled delivery
-        tiles = ", ".join(p.name for p in pans)
+        tiles = _listed(pans, directory)
         raise SceneError(directory, f"{scheme} naming: the PAN is in {len(pans)} tiles ({tiles}); mosaic the PAN "
                                     f"tiles and the MS tiles first (gdalbuildvrt pan.vrt ..., ms.vrt ...) and give "
                                     f"--pan pan.vrt --ms ms.vrt")
     if len(pans) != 1:
-        what = "no PAN file" if not pans else f"several PAN files ({', '.join(p.name for p in pans)})"
+        what = "no PAN file" if not pans else f"several PAN files ({_listed(pans, directory)})"
         raise SceneError(directory, f"{scheme} naming: {what}; give --pan/--ms explicitly")
     if not mss:
         raise SceneError(directory, f"{scheme} naming: PAN {pans[0].name} found but no MS file")
@@ -447,6 +477,11 @@ def _pan_ms(directory: Path, scheme: str, pans: list[Path], mss: list[Path], sen
     names, guessed, source = _band_names(kept, names_by_count)
     return SceneFiles(pans[0], ms, names, sensor, bits, metadata, scheme, directory.name,
                       names_assumed=assumed or guessed, band_source=source)
+
+
+def _listed(paths: list[Path], directory: Path) -> str:
+    """Files by their path in the scene folder: two deliveries nested in one folder may share file names."""
+    return ", ".join(str(p.relative_to(directory)) if directory in p.parents else p.name for p in paths)
 
 
 def _band_names(kept: list[tuple[_Raster, int]], names_by_count: dict[int, list[str]]
@@ -477,8 +512,9 @@ def _by_raster_properties(directory: Path, rasters: list[Path]) -> SceneFiles:
     pans = [i for i in infos if i.count == 1 and abs(i.res - finest) <= 1e-9 * finest]
     mss = [i for i in infos if i.res > finest * (1 + 1e-9)]
     if len(pans) != 1 or not mss:
+        listed = f"; single-band on the finest grid: {_listed([i.path for i in pans], directory)}" if pans else ""
         raise SceneError(directory, "cannot tell PAN from MS (no metadata, no known file names, and not exactly "
-                                    "one single-band file on the finest grid with coarser files beside it)")
+                                    f"one single-band file on the finest grid with coarser files beside it){listed}")
     coarse = {round(i.res, 9) for i in mss}
     if len(coarse) > 1:
         raise SceneError(directory, f"MS candidates have several pixel sizes {sorted(coarse)}; give --pan/--ms")
@@ -505,7 +541,8 @@ def discover_scene(directory: str | Path) -> SceneFiles:
     """Find the PAN and MS files of one scene directory (searched recursively)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise SceneError(directory, "not a directory")
+        raise SceneError(directory, "a file, not a scene directory (the folder holding a scene's PAN and MS files)"
+                         if directory.exists() else "no such directory")
     rasters = _rasters(directory)
     for til in filter(is_til, rasters):
         _listed_tiles(til, strict=True)
@@ -513,7 +550,14 @@ def discover_scene(directory: str | Path) -> SceneFiles:
     if mtl is not None:
         return check_one_type(_landsat_from_mtl(mtl, rasters))
     if not rasters:
-        raise SceneError(directory, "no raster files (.tif/.tiff/.jp2/.img/.til) and no Landsat MTL")
+        for vrt in (p for p in delivered_files(directory) if p.suffix.lower() == VRT_SUFFIX):
+            _probe(vrt)  # a VRT that does not open: its own reason, rather than 'no raster files'
+        for path in delivered_files(directory):
+            packed = unread_archive(path, "the scene folder")
+            if packed:
+                raise SceneError(path, packed)
+        raise SceneError(directory, "no raster files (.tif/.tiff/.jp2/.img/.til, or .vrt over files elsewhere) and "
+                                    "no Landsat MTL")
     for scheme in (_landsat_tokens, _maxar, _pleiades, _gaofen, _generic_tokens):
         found = scheme(directory, rasters)
         if found is not None:

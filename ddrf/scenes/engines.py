@@ -6,6 +6,7 @@ Never imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -280,6 +281,12 @@ def reference_scene(reference: StatisticsScene, engine: Fit) -> "Scene":
     from ddrf.scenes.discover import discover_scene, name_scene, select_bands
     from ddrf.scenes.scene import Scene
 
+    source = Path(reference.directory)
+    if not source.is_dir():  # an Item's assets or a --pan/--ms pair can serve from a folder of VRTs over them
+        raise ValueError(f"--statistics-from {source}: " + (
+            "a file, not a scene directory; it takes a folder ddrf-run would fuse as a scene (for a STAC Item's "
+            "assets or a --pan/--ms pair: a folder holding pan.vrt and ms.vrt over them)" if source.exists()
+            else "no such directory"))
     try:
         files = name_scene(discover_scene(reference.directory), reference.sensor, reference.bands)
         scene = Scene(select_bands(files, engine.bands) if engine.bands is not None else files)

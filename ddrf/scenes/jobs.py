@@ -347,6 +347,7 @@ class SceneJob:
     sensor: str | None = None  # --sensor: the sensor, and band names by count where nothing else names them
     wraps: tuple[tuple[Path, str], ...] = ()  # STAC Item input: (band wrapper VRT, the asset file it wraps)
     item: str | None = None  # STAC Item input: the Item as given (a path or URL)
+    problem: str | None = None  # STAC Item input: why the scene cannot open (an asset unreadable); it fails alone
 
     @property
     def source(self) -> str:
@@ -364,10 +365,14 @@ def scene_files(job: SceneJob) -> Any:
     """The job's discovered (or given) files, with --sensor and --bands where given."""
     from ddrf.scenes.discover import discover_scene, name_scene, pair_from_paths
 
+    if job.problem is not None:
+        raise ValueError(job.problem)
     if job.directory is not None:
         files = discover_scene(job.directory)
     elif job.pan is not None:
         files = pair_from_paths(job.pan, list(job.ms))
+        if job.item is not None:  # named by its Item, not by its PAN band wrapper (pan.vrt)
+            files = replace(files, name=job.name)
     else:
         raise ValueError(f"{job.name}: neither a scene directory nor a PAN file")
     return name_scene(files, job.sensor, job.bands)

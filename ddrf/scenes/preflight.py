@@ -195,6 +195,28 @@ def output_in_scene(output: Path, scene: Path, what: str = "the output directory
     return None
 
 
+def refuse_outputs_in_inbox(inbox: Path, output: Path, catalog: Path | None) -> None:
+    """--watch: every folder in the inbox is taken for a scene (but hidden ones), so a catalogue there would be one
+    skipped without a word (or a scene never fused, its folder written into), and an output inside a scene's folder
+    would be written among its files. The output folder itself may be directly in the inbox: it is no scene."""
+    from ddrf.scenes.discover import delivered
+
+    inbox = inbox.resolve()
+
+    def scene_holding(path: Path) -> Path | None:  # the inbox folder `path` lies in or is, if one taken for a scene
+        resolved = path.resolve()
+        top = inbox / resolved.relative_to(inbox).parts[0] if inbox in resolved.parents else None
+        return top if top is not None and delivered(top.name) else None
+
+    if catalog is not None and scene_holding(catalog):
+        raise usage(f"{catalog}: --stac-catalog is inside the watched inbox {inbox}, where every folder is taken "
+                    "for a scene; choose one outside it")
+    scene = scene_holding(output)
+    if scene is not None and output.resolve() != scene:
+        raise usage(f"{output}: the output directory is inside scene {scene} of the watched inbox; choose one "
+                    "outside it")
+
+
 def check_writable(folder: Path) -> None:
     """One line now rather than a failure per scene: the output folder must exist (made here) and take files."""
     from ddrf.files import cannot_write
@@ -330,7 +352,8 @@ def split_arguments(arguments: list[str]) -> tuple[list[Path], list[str]]:
 
 def item_jobs(references: list[str], output: Path, wrappers: Path | None = None,
               written: list[Any] | None = None) -> tuple[list[Any], dict[str, Any]]:
-    """One job per STAC Item; a bad Item is a usage error naming it (before any scene runs). `wrappers`: where the
+    """One job per STAC Item; a bad Item is a usage error naming it (before any scene runs), but an asset that cannot
+    be opened fails only its own scene when it runs (job_from_item). `wrappers`: where the
     band VRTs go instead of OUT/.ddrf-stac (a dry run's temporary folder). `written` (see wrappers_removed_on_exit):
     gets each job whose wrapper folder this call makes, as soon as it starts writing there, so that a usage error
     raised here or later removes them."""

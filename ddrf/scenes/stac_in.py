@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -35,9 +35,9 @@ SPECTRAL_ORDER = ["coastal", "blue", "green", "yellow", "red", "red_edge", "nir"
 
 
 def is_item_reference(argument: str) -> bool:
-    """A URL, or a local .json file (scene directories are directories)."""
+    """A URL, or a local .json path that is no directory (a mistyped Item is an unreadable Item, not a scene)."""
     lowered = argument.lower()
-    return lowered.startswith(("http://", "https://")) or (lowered.endswith(".json") and Path(argument).is_file())
+    return lowered.startswith(("http://", "https://")) or (lowered.endswith(".json") and not Path(argument).is_dir())
 
 
 def read_item(reference: str) -> pystac.Item:
@@ -176,7 +176,10 @@ def job_from_item(reference: str, output_dir: Path, wrappers: Path | None = None
         written.append(job)
     work.mkdir(parents=True, exist_ok=True)
     for source, path in zip([pan, *ms], [pan_vrt, *ms_vrts]):
-        write_vrt(source, path)
+        try:
+            write_vrt(source, path)
+        except ValueError as exc:  # an asset that cannot be read fails this scene alone, as a bad scene folder does
+            return replace(job, problem=f"{reference}: {source.name} asset {exc}"), item
     return job, item
 
 

@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, NamedTuple
 
 from ddrf.scenes.engines import EngineSpec
-from ddrf.scenes.discover import delivered, is_mtl, listed_absent
+from ddrf.scenes.discover import delivered, is_mtl, listed_absent, unread_archive
 from ddrf.scenes.jobs import SceneJob
 from ddrf.scenes.streaming import Outputs, RunSettings
 from ddrf.scenes.progress import GracefulStop, Reporter, StopRequested, exit_code
@@ -300,6 +300,12 @@ def writable_directory(directory: Path) -> None:
         raise ValueError(f"{directory}: the output directory is not writable ({reason})")
 
 
+def watched_job(directory: Path, out: Path, bands: tuple[str, ...], sensor: str | None) -> SceneJob:
+    """A scene of the inbox as the watcher fuses it (and its dry run plans it): named by its entry in the inbox, a
+    link by the link's name, never by the folder it links to."""
+    return SceneJob(directory.name, out / f"{directory.name}.tif", directory=directory, bands=bands, sensor=sensor)
+
+
 def scene_dirs(inbox: Path) -> list[Path]:
     return sorted(p for p in inbox.iterdir() if p.is_dir() and delivered(p.name))
 
@@ -330,6 +336,13 @@ class Watcher:
             self.skipped.add(directory.name)
             self.reporter.emit("skipped", f"{directory}: {why}; not a scene, skipped", name=directory.name,
                                path=str(directory), reason=why)
+
+    def skip_archives(self) -> None:
+        """Only folders are scenes: an archive dropped into the inbox (a USGS .tar) is said once, not passed over."""
+        for path in self.inbox.iterdir():
+            packed = unread_archive(path, "a folder of the inbox") if path.is_file() and delivered(path.name) else None
+            if packed:
+                self.skip(path, packed)
 
     def refuse(self, directory: Path, reason: str) -> None:
         """A scene that cannot be run: failed, with its one-line reason (the watcher keeps watching)."""
@@ -362,6 +375,7 @@ class Watcher:
         inbox = self.inbox.resolve()
         try:
             directories = scene_dirs(self.inbox)
+            self.skip_archives()
         except OSError as exc:  # deleted, unmounted, made unreadable: nothing more will arrive
             raise CannotWatch(self.inbox, f"{self.inbox}: cannot read the inbox ({exc.strerror or exc}); "
                                           f"stopping") from None
@@ -485,8 +499,7 @@ class Watcher:
 
     def run_one(self, directory: Path) -> None:
         name = directory.name
-        job = SceneJob(name, self.out / f"{name}.tif", directory=directory, bands=self.options.bands,
-                       sensor=self.options.sensor)
+        job = watched_job(directory, self.out, self.options.bands, self.options.sensor)
         self.status.set(name, "running", source=str(directory), output=str(job.raster))
         delivered = delivery_digest(directory)  # what this run fuses: a change during the run is a new delivery
         try:
