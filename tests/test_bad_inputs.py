@@ -266,7 +266,7 @@ def c_output_under_a_file(tmp, out):
 
 
 def c_no_model_dir(tmp, out):
-    return [str(SAMPLE), "-o", str(out), "--model", str(tmp / "nomodel")], "nomodel", "not a model directory", 2
+    return [str(SAMPLE), "-o", str(out), "--model", str(tmp / "nomodel")], "nomodel", "no model folder there", 2
 
 
 def c_model_without_card(tmp, out):

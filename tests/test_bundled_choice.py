@@ -149,6 +149,19 @@ def test_model_option_overrides_the_choice(bundled: Path, tmp_path: Path) -> Non
         "tiny_ratio4)" in result.output and not (tmp_path / "out4").exists()
 
 
+@pytest.mark.parametrize("spec", ["./tiny_ratio2", "sub/tiny_ratio2", ".tiny_ratio2"])
+def test_a_model_given_as_a_path_is_never_taken_for_the_bundled_model_of_that_name(
+        bundled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    """`--model ./NAME` (a slash, or a leading dot) is a folder: absent, it is refused, not served by the bundled
+    model NAME (Typer's Path used to drop the './')."""
+    two = scene(tmp_path / "two", 2)
+    monkeypatch.chdir(tmp_path)
+    result = run(str(two), "-o", str(tmp_path / "out"), "--model", spec, "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"ddrf-run: {spec}: no model folder there (a path, so not a "
+                                                  "bundled model's name: tiny_ratio2, tiny_ratio4)"]
+
+
 def test_a_scene_no_bundled_model_fits_fails_with_one_line_naming_what_would(bundled: Path, tmp_path: Path) -> None:
     three = scene(tmp_path / "three", 3)
     out = tmp_path / "out.tif"
