@@ -25,7 +25,7 @@ import typer
 from ddrf.runtime.backends import BACKENDS
 from ddrf.runtime.noise import MAX_SEED
 from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
-                                   item_jobs, known_sensor, log_usage_as, make_jobs, refuse_outputs_on_catalog,
+                                   item_jobs, known_sensor, log_usage_as, make_jobs, note, refuse_outputs_on_catalog,
                                    split_arguments, usage, wrappers_removed_on_exit)
 
 if TYPE_CHECKING:
@@ -244,8 +244,8 @@ def watch_plan(inbox: Path, output: Path, spec: Any, settings: Any, bands: tuple
     ours = {output.resolve(), inbox.resolve()}
     scenes = [d for d in scene_dirs(inbox)
               if status.status(d.name) not in ("done", "failed") and d.resolve() not in ours]
-    typer.echo(f"--watch {inbox}: {len(scenes)} scene director{'y' if len(scenes) == 1 else 'ies'} to fuse there "
-               f"now; dry run, nothing watched or written")
+    note(f"--watch {inbox}: {len(scenes)} scene director{'y' if len(scenes) == 1 else 'ies'} to fuse there now; "
+         "dry run, nothing watched or written", "plan", True, inbox=str(inbox), scenes=len(scenes))
     if not scenes:
         return 0
     jobs = make_jobs(scenes, None, [], output, bands, sensor)
