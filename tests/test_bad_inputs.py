@@ -633,6 +633,19 @@ def test_the_run_says_its_plan_and_estimate_before_the_work(tmp_path: Path) -> N
     assert plan < estimate and "min" in lines[estimate]
 
 
+def test_every_line_names_a_landsat_scene_by_its_folder(tmp_path: Path) -> None:
+    """A Landsat scene in a folder not named after its product: the plan and estimate lines name it by the folder,
+    as its progress, model and done lines do (before: by the MTL's product id)."""
+    from scenes_fixtures import copy_scene
+
+    folder = copy_scene(tmp_path / "row33")
+    result = run(str(folder), "-o", str(tmp_path / "out"), "--tile", "128", "--halo", "16", *with_model(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^ddrf-run: row33: 256 x 512 PAN px, \d+ windows", result.output, re.M), result.output
+    assert re.search(r"^ddrf-run: row33: first \d+ window", result.output, re.M), result.output
+    assert f"{SAMPLE.name}:" not in result.output, result.output
+
+
 def test_band_order_from_bands_option_or_said_to_be_assumed(tmp_path: Path) -> None:
     """Issue 11 #13: an MS in red, green, blue, NIR order fuses like the same bands in blue, green, red, NIR once
     --bands says so; without metadata the assumed order is said on stderr and in the report."""

@@ -153,16 +153,19 @@ TileHook = Callable[[int, int], None]  # (windows just fused, windows in the sce
 
 def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings,
                   inputs: dict[str, Any], on_tiles: TileHook | None = None,
-                  say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure."""
-    check_fit(scene, engine, inputs.get("pan", scene.name))
+                  say: Callable[[str], None] = lambda _: None, name: str | None = None) -> dict[str, Any]:
+    """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure. `name`: how
+    the lines name the scene, as the run's other lines do (its folder; default the scene's own name, which for a
+    Landsat scene is the MTL's product id)."""
+    name = name or scene.name
+    check_fit(scene, engine, inputs.get("pan", name))
     files = scene.files
     check_not_inputs([p for p in [files.pan, *(path for path, _ in files.ms), files.metadata] if p is not None],
-                     outputs, scene.name)
+                     outputs, name)
     started, timings = time.perf_counter(), Timings()
     plan = plan_scene(scene, engine, outputs, settings)
     settings = plan["settings"]
-    say(describe_plan(scene.name, plan))
+    say(describe_plan(name, plan))
     check_room(plan, outputs)
     grid = plan["grid"]
     engine.start_scene(scene, grid.unweighted_border)
@@ -179,8 +182,8 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     pending: list[tuple[Path, Path]] = []
     try:
         total = grid.fused_count(settings.chunk)
-        with tile_bar(total, scene.name, settings) as bar:
-            progress = estimate_after_first_batch(scene.name, total, time.perf_counter(), bar.update, say)
+        with tile_bar(total, name, settings) as bar:
+            progress = estimate_after_first_batch(name, total, time.perf_counter(), bar.update, say)
 
             def tick(done: int) -> None:
                 progress(done)
@@ -511,7 +514,7 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
             where = job.ms[0] if job.pan is not None and job.item is None else job.source  # a pair: its MS file
             say(f"{where}: band order assumed {listed_bands(scene.band_names)} ({why}); pass --bands to state it")
         try:
-            report = process_scene(scene, engine, outputs, settings, job.inputs(), on_tiles, say)
+            report = process_scene(scene, engine, outputs, settings, job.inputs(), on_tiles, say, job.name)
         finally:
             close = getattr(scene, "close", None)
             if callable(close):
