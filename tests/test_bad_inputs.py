@@ -646,6 +646,20 @@ def test_every_line_names_a_landsat_scene_by_its_folder(tmp_path: Path) -> None:
     assert f"{SAMPLE.name}:" not in result.output, result.output
 
 
+def test_band_descriptions_naming_a_band_twice_are_said_with_the_band_and_the_file(tmp_path: Path) -> None:
+    """MS band descriptions red, green, red, nir: the assumed order is said with the band named twice and the file
+    (before: 'no metadata or band descriptions name them', as if the file had none), in the report too."""
+    pan, ms = pair(tmp_path / "in")
+    with rasterio.open(ms, "r+") as dst:
+        for band, name in enumerate(("red", "green", "red", "nir"), 1):
+            dst.set_band_description(band, name)
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "a.tif"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    why = f"the band descriptions name red twice: {ms.name} bands 1 and 3"
+    assert f"{ms}: band order assumed blue, green, red, nir ({why}); pass --bands" in result.output, result.output
+    assert json.loads((tmp_path / "a.json").read_text())["inputs"]["band_identity"] == why
+
+
 def test_band_order_from_bands_option_or_said_to_be_assumed(tmp_path: Path) -> None:
     """Issue 11 #13: an MS in red, green, blue, NIR order fuses like the same bands in blue, green, red, NIR once
     --bands says so; without metadata the assumed order is said on stderr and in the report."""
