@@ -230,3 +230,16 @@ def test_an_items_lineage_says_how_many_samples_or_views_were_averaged() -> None
     assert "mean" not in one["processing:lineage"] and one["ddrf:samples"] == 1
     assert "the mean of 4 views" in views["processing:lineage"] and views["ddrf:views"] == [0, 1, 2, 3]
     assert "the mean of 8 samples" in seeds["processing:lineage"] and seeds["ddrf:samples"] == 8
+
+
+def test_an_items_processing_names_the_statistics_scene() -> None:
+    """--statistics-from gives other pixels than the scene's own statistics: the Item says which scene's (None: its
+    own), as the report does (before: absent, so the Item described the run without it)."""
+    from ddrf.scenes.stac_out import processing_properties
+
+    engine = {"kind": "model", "steps": 1, "backend": "ort-cpu", "seed": 0, "model_dir": None, "samples": 1}
+    shared = processing_properties({"engine": {**engine, "statistics_from": "/data/row33"}})
+    own = processing_properties({"engine": {**engine, "statistics_from": None}})
+    assert shared["ddrf:statistics_from"] == "/data/row33" and own["ddrf:statistics_from"] is None
+    assert "statistics of /data/row33" in shared["processing:lineage"]
+    assert "statistics" not in own["processing:lineage"]

@@ -3,7 +3,8 @@
 The Item is STAC 1.1.0, made with rio-stac (footprint, bbox, projection extension) and pystac, from the GeoTIFF and
 the run report beside it (`<name>.json`). Band metadata uses STAC 1.1 common `bands` (name, data_type, nodata,
 statistics: what the raster extension held before 1.1) with the eo extension's `eo:common_name`; the processing
-extension names the software; `ddrf:*` properties hold the method, steps, seed, backend and model card hash.
+extension names the software; `ddrf:*` properties hold the method, steps, seed, backend, the `--statistics-from`
+scene and the model card hash.
 Asset hrefs are relative, so an output folder can be moved or served as it is.
 """
 from __future__ import annotations
@@ -105,8 +106,10 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
     if engine.get("kind") == "model":
         samples = engine.get("samples") or 1
         members = (f", the mean of {samples} {'views' if engine.get('views') else 'samples'}" if samples > 1 else "")
+        shared = engine.get("statistics_from")  # another scene's normalisation: other pixels than its own
+        statistics = f", the normalisation and statistics of {shared}" if shared else ""
         method, lineage = "ddrf", (f"DDRF diffusion pansharpening ({engine.get('steps')} steps{members}, "
-                                   f"{engine.get('backend')}) of PAN + MS on the PAN grid")
+                                   f"{engine.get('backend')}{statistics}) of PAN + MS on the PAN grid")
     else:
         method = engine.get("method", "unknown")
         lineage = f"classical pansharpening ({method}) of PAN + MS on the PAN grid"
@@ -115,7 +118,7 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
     if engine.get("kind") == "model":
         props.update({"ddrf:steps": engine.get("steps"), "ddrf:seed": engine.get("seed"),
                       "ddrf:samples": samples, "ddrf:views": engine.get("views"),
-                      "ddrf:backend": engine.get("backend"),
+                      "ddrf:backend": engine.get("backend"), "ddrf:statistics_from": engine.get("statistics_from"),
                       "ddrf:model_card_sha256": card_hash(engine.get("model_dir")),
                       "ddrf:model_hashes": engine.get("card", {}).get("hashes", {})})
     return props
