@@ -326,3 +326,29 @@ def test_a_finished_output_of_inputs_changed_since_is_not_skipped(tmp_path: Path
     changed = run(str(scene), "-o", str(out), "--method", "GSA")
     assert changed.exit_code == 1, changed.output
     assert_one_line(changed.output, "scene.tif", re.escape(f"input contents ({band.name} changed since)"), "ddrf-run:")
+
+
+def test_a_finished_output_of_a_model_folder_changed_since_is_not_skipped(tmp_path: Path) -> None:
+    """The model folder re-exported or refitted (its card.json, which records every graph's sha256, rewritten) after
+    the output was made: the rerun was skipped as finished and the Item, written then, took the new card's sha256.
+    The report now keeps the card's sha256 as loaded; the Item takes it from there; a changed card is refused."""
+    import hashlib
+
+    model = Path(shutil.copytree(TINY_MODEL, tmp_path / "model"))
+    card = model / "card.json"
+    sha = hashlib.sha256(card.read_bytes()).hexdigest()
+    pan, ms = pair(tmp_path / "in")
+    out = tmp_path / "out" / "x.tif"
+    args = ["--pan", str(pan), "--ms", str(ms), "-o", str(out), "--model", str(model), "--threads", "1"]
+    assert run(*args).exit_code == 0
+    assert json.loads(out.with_suffix(".json").read_text())["engine"]["card_sha256"] == sha
+    card.write_text(card.read_text() + "\n")  # another card of the same graphs (a refitted spread, say)
+    (tmp_path / "out" / "x.item.json").unlink()
+    again = run(*args)
+    assert again.exit_code == 1, again.output
+    assert_one_line(again.output, "x.tif", re.escape("model card (card.json changed since:"), "ddrf-run:")
+    assert not (tmp_path / "out" / "x.item.json").exists()
+    from ddrf.scenes.stac_out import processing_properties  # an Item written from the report names the card used
+
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert processing_properties(report)["ddrf:model_card_sha256"] == sha

@@ -268,11 +268,23 @@ def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec
         path = engine.get("model", {}).get("path")
         if spec.model is not None and (path is None or Path(path).resolve() != model_folder(spec.model).resolve()):
             changed.append(f"model ({path}, asked {spec.model})")
+        elif spec.model is not None:
+            changed += _card_changed(engine.get("card_sha256"), spec.model)
         done_from = _statistics_source(engine.get("statistics_from"), job)
         asked_from = _statistics_source(spec.statistics_from.directory if spec.statistics_from else None, job)
         if done_from != asked_from:  # another scene's normalisation: other pixels (row seams in a mosaic)
             changed.append(f"statistics (from {done_from or 'its own scene'}, asked {asked_from or 'its own scene'})")
     return changed + _missing_sides(report, outputs)
+
+
+def _card_changed(done: str | None, model: str) -> list[str]:
+    """The model folder's card.json (which records every graph's sha256) rewritten since the output was made (a
+    re-export, a fine-tune or a refitted spread into the same folder): other pixels or another spread. Reports
+    without the card's sha256 are not judged."""
+    from ddrf.runtime.fuser import model_identity
+
+    now = model_identity(model)[1]
+    return [f"model card (card.json changed since: sha256 {done[:12]}, now {now[:12]})"] if done and done != now else []
 
 
 def _statistics_source(directory: str | None, job: SceneJob) -> Path | None:

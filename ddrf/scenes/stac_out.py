@@ -119,7 +119,8 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
         props.update({"ddrf:steps": engine.get("steps"), "ddrf:seed": engine.get("seed"),
                       "ddrf:samples": samples, "ddrf:views": engine.get("views"),
                       "ddrf:backend": engine.get("backend"), "ddrf:statistics_from": engine.get("statistics_from"),
-                      "ddrf:model_card_sha256": card_hash(engine.get("model_dir")),
+                      # as loaded by the run (reports before it: the folder's card now)
+                      "ddrf:model_card_sha256": engine.get("card_sha256") or card_hash(engine.get("model_dir")),
                       "ddrf:model_hashes": engine.get("card", {}).get("hashes", {})})
     return props
 
