@@ -646,6 +646,18 @@ def test_every_line_names_a_landsat_scene_by_its_folder(tmp_path: Path) -> None:
     assert f"{SAMPLE.name}:" not in result.output, result.output
 
 
+def test_a_scene_of_another_ratio_than_the_model_is_named_once(tmp_path: Path) -> None:
+    """A Landsat scene folder given a ratio-4 model: one line naming the folder once (before: the folder, then the
+    MTL's product id: `DIR: LC8...: scene ratio 2 ...`)."""
+    from scenes_fixtures import copy_scene
+
+    folder = copy_scene(tmp_path / "row33")
+    model = ROOT / "ddrf" / "assets" / "models" / "landsat_ratio4"
+    result = run(str(folder), "-o", str(tmp_path / "out"), "--model", str(model), "--threads", "1")
+    assert result.exit_code == 1, result.output
+    assert f"ddrf-run: {folder}: scene ratio 2 but the model fuses ratio 4\n" in result.output, result.output
+
+
 def test_band_descriptions_naming_a_band_twice_are_said_with_the_band_and_the_file(tmp_path: Path) -> None:
     """MS band descriptions red, green, red, nir: the assumed order is said with the band named twice and the file
     (before: 'no metadata or band descriptions name them', as if the file had none), in the report too."""

@@ -158,7 +158,7 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     the lines name the scene, as the run's other lines do (its folder; default the scene's own name, which for a
     Landsat scene is the MTL's product id)."""
     name = name or scene.name
-    check_fit(scene, engine, inputs.get("pan", name))
+    check_fit(scene, engine, inputs.get("pan") or inputs.get("directory") or name)  # as the job's other errors
     files = scene.files
     check_not_inputs([p for p in [files.pan, *(path for path, _ in files.ms), files.metadata] if p is not None],
                      outputs, name)
