@@ -122,7 +122,20 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
                       # as loaded by the run (reports before it: the folder's card now)
                       "ddrf:model_card_sha256": engine.get("card_sha256") or card_hash(engine.get("model_dir")),
                       "ddrf:model_hashes": engine.get("card", {}).get("hashes", {})})
+        if (report.get("outputs") or {}).get("spread"):  # whether the spread map is a 1-sigma error
+            props.update({"ddrf:spread_factor": engine.get("spread_factor"),
+                          "ddrf:spread_calibrated": bool(engine.get("spread_fitted"))})
     return props
+
+
+def spread_description(engine: dict[str, Any]) -> str:
+    """What the spread map holds: a calibrated 1-sigma error, or the members' raw spread (the card fits no factor,
+    or fits it at other steps or member counts: ddrf-run said so when it ran)."""
+    members = f"{engine.get('samples')} {'views' if engine.get('views') else 'samples'}"
+    scaled = f"the standard deviation of the {members} x {engine.get('spread_factor')}"
+    if engine.get("spread_fitted"):
+        return f"per-pixel 1-sigma error: {scaled}, the factor fitted on held-out data"
+    return f"per-pixel spread, not calibrated as an error: {scaled}; no factor fitted for this model and run"
 
 
 def _input_files(inputs: dict[str, Any]) -> list[str]:
@@ -166,9 +179,11 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     extras = {"report": (raster.with_suffix(".json"), "application/json", ["metadata"], "ddrf-run report"),
               "spread": (outputs.get("spread"), pystac.MediaType.GEOTIFF, ["uncertainty"], "per-pixel spread"),
               "quicklook": (outputs.get("quicklook"), pystac.MediaType.PNG, ["overview"], "RGB quicklook")}
+    described = {"spread": spread_description(report.get("engine", {}))}
     for key, (path, media, roles, title) in extras.items():
         if path and Path(path).is_file():
-            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, media_type=media, roles=roles))
+            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, described.get(key), media_type=media,
+                                             roles=roles))
     if source is not None:  # derived_from links to STAC Items; plain input files are listed in ddrf:inputs
         for key in ("platform", "constellation", "instruments"):
             if key in source.properties:
