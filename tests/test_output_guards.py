@@ -352,3 +352,16 @@ def test_a_finished_output_of_a_model_folder_changed_since_is_not_skipped(tmp_pa
 
     report = json.loads(out.with_suffix(".json").read_text())
     assert processing_properties(report)["ddrf:model_card_sha256"] == sha
+
+
+def test_a_rerun_without_steps_over_an_output_made_with_other_steps_is_not_skipped(tmp_path: Path) -> None:
+    """--steps 3, then the same run without --steps (the card's default, 2): other pixels, but skipped as finished
+    (an option left out was not compared). Now the card's default is what is asked."""
+    pan, ms = pair(tmp_path / "in")
+    args = ["--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "out" / "x.tif"), "--model", str(TINY_MODEL),
+            "--threads", "1"]
+    assert run(*args, "--steps", "3").exit_code == 0
+    assert run(*args, "--steps", "3").exit_code == 0  # the same run: skipped
+    again = run(*args)
+    assert again.exit_code == 1, again.output
+    assert_one_line(again.output, "x.tif", re.escape("steps (3, asked 2)"), "ddrf-run:")

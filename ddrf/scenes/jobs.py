@@ -262,7 +262,8 @@ def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec
         changed.append(f"method ({engine.get('method') or 'a model'}, asked {spec.method or 'a model'})")
     elif not spec.method:
         done = {**engine, "views": engine.get("views") is not None}
-        asked = {"seed": spec.seed, "samples": spec.samples, "steps": spec.steps, "views": spec.views}
+        default_steps = engine.get("card", {}).get("sampling_steps")  # no --steps: the (same) card's default
+        asked = {"seed": spec.seed, "samples": spec.samples, "steps": spec.steps or default_steps, "views": spec.views}
         changed += [f"{key} ({done.get(key)}, asked {value})" for key, value in asked.items()
                     if value is not None and done.get(key) != value]
         path = engine.get("model", {}).get("path")
