@@ -365,3 +365,19 @@ def test_a_rerun_without_steps_over_an_output_made_with_other_steps_is_not_skipp
     again = run(*args)
     assert again.exit_code == 1, again.output
     assert_one_line(again.output, "x.tif", re.escape("steps (3, asked 2)"), "ddrf-run:")
+
+
+def test_a_rerun_naming_the_bands_or_sensor_otherwise_is_not_skipped(tmp_path: Path) -> None:
+    """--bands or --sensor change which band is which (the model's inputs, a method's MTF gains, the output's band
+    names): a finished output made with other names was skipped as finished. Names that agree still skip."""
+    pan, ms = pair(tmp_path / "in")  # no band descriptions: blue, green, red, nir assumed
+    args = ["--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "out" / "x.tif"), "--method", "GSA"]
+    assert run(*args).exit_code == 0
+    same = run(*args, "--bands", "blue,green,red,nir")
+    assert same.exit_code == 0 and "finished output exists" in same.output, same.output
+    renamed = run(*args, "--bands", "red,green,blue,nir")
+    assert renamed.exit_code == 1, renamed.output
+    assert_one_line(renamed.output, "x.tif", re.escape(f"band names ({ms.name} band 1: blue, asked red; "
+                                                       f"{ms.name} band 3: red, asked blue)"), "ddrf-run:")
+    sensor = run(*args, "--sensor", "QB")
+    assert sensor.exit_code == 1 and "sensor (generic, asked QB)" in sensor.output, sensor.output

@@ -258,6 +258,7 @@ def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec
     if modified:  # the same paths, other contents: a delivery replaced since
         more = " ..." if len(modified) > 3 else ""
         changed.append(f"input contents ({', '.join(modified[:3])}{more} changed since)")
+    changed += _naming_changed(report, job)
     if (spec.method or "a model") != (engine.get("method") or "a model"):
         changed.append(f"method ({engine.get('method') or 'a model'}, asked {spec.method or 'a model'})")
     elif not spec.method:
@@ -276,6 +277,27 @@ def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec
         if done_from != asked_from:  # another scene's normalisation: other pixels (row seams in a mosaic)
             changed.append(f"statistics (from {done_from or 'its own scene'}, asked {asked_from or 'its own scene'})")
     return changed + _missing_sides(report, outputs)
+
+
+def _naming_changed(report: dict[str, Any], job: SceneJob) -> list[str]:
+    """The names this run gives the scene's MS bands (--bands, --sensor, descriptions) and its sensor, against those
+    the output was made with: another band order feeds the model other bands, a method other MTF gains. Files the
+    report does not name (a dry run's temporary band wrappers) are not compared."""
+    scene = report.get("scene", {})
+    done = {(str(p), b): n for (p, b), n in zip(report.get("inputs", {}).get("ms_files", []),
+                                                scene.get("band_names", []))}
+    try:
+        files = scene_files(job)
+    except Exception:  # noqa: BLE001  (the run itself says what is wrong with the scene)
+        return []
+    asked = {(str(p), b): n for (p, b), n in zip(files.ms, files.band_names)}
+    renamed = [f"{Path(key[0]).name} band {key[1]}: {name}, asked {asked[key]}" for key, name in done.items()
+               if asked.get(key, name) != name]
+    more = " ..." if len(renamed) > 2 else ""
+    changed = [f"band names ({'; '.join(renamed[:2])}{more})"] if renamed else []
+    if scene.get("sensor") is not None and scene["sensor"] != files.sensor:
+        changed.append(f"sensor ({scene['sensor']}, asked {files.sensor})")
+    return changed
 
 
 def _card_changed(done: str | None, model: str) -> list[str]:
