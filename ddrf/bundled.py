@@ -40,7 +40,7 @@ class BundledModel:
 def bundled_folder() -> Path:
     from ddrf.assets import BUNDLED_MODELS
 
-    return Path(os.environ.get(FOLDER_VARIABLE) or BUNDLED_MODELS)
+    return Path(os.environ.get(FOLDER_VARIABLE) or BUNDLED_MODELS).resolve()  # reports name the model by it
 
 
 def bundled_models(folder: Path | None = None) -> list[BundledModel]:
@@ -52,15 +52,19 @@ def bundled_models(folder: Path | None = None) -> list[BundledModel]:
 
 
 def model_folder(given: str | os.PathLike[str]) -> Path:
-    """A model directory from what the user gave: a path, or else a bundled model's name (`landsat_ratio4_band_wise`),
-    so that a bundled model other than the default is named the same way after any install."""
-    path = Path(given)
-    if path.exists():
-        return path
+    """A model directory (resolved) from what the user gave: a path, or else a bundled model's name (`landsat_ratio4_band_wise`),
+    so that a bundled model other than the default is named the same way after any install. What looks like a path
+    (a slash, a leading dot: `./landsat_ratio2`) is one, never taken for the bundled model of its last part."""
+    path, spelled = Path(given), os.fspath(given)
+    if path.exists():  # resolved: the reports that name it must find it from any folder, read later
+        return path.resolve()
     named = {m.name: m.path for m in bundled_models()}
-    if str(given) in named:
-        return named[str(given)]
-    raise ValueError(f"{given}: not a model directory, nor a bundled model ({', '.join(named) or 'none bundled'})")
+    listed = ", ".join(named) or "none bundled"
+    if "/" in spelled or os.sep in spelled or spelled.startswith("."):
+        raise ValueError(f"{given}: no model folder there (a path, so not a bundled model's name: {listed})")
+    if spelled in named:
+        return named[spelled]
+    raise ValueError(f"{given}: not a model directory, nor a bundled model ({listed})")
 
 
 def fits(model: BundledModel, ratio: int, bands: Sequence[str] | None, band_count: int) -> bool:

@@ -266,7 +266,7 @@ def c_output_under_a_file(tmp, out):
 
 
 def c_no_model_dir(tmp, out):
-    return [str(SAMPLE), "-o", str(out), "--model", str(tmp / "nomodel")], "nomodel", "not a model directory", 2
+    return [str(SAMPLE), "-o", str(out), "--model", str(tmp / "nomodel")], "nomodel", "no model folder there", 2
 
 
 def c_model_without_card(tmp, out):
@@ -644,6 +644,45 @@ def test_the_time_estimate_leaves_out_the_first_batchs_warm_up(monkeypatch: pyte
     for _ in range(10):
         tick(1)
     assert said == ["s: first 2 window(s) took 4.0 s; about 0.2 min for 10 windows"]
+
+
+def test_every_line_names_a_landsat_scene_by_its_folder(tmp_path: Path) -> None:
+    """A Landsat scene in a folder not named after its product: the plan and estimate lines name it by the folder,
+    as its progress, model and done lines do (before: by the MTL's product id)."""
+    from scenes_fixtures import copy_scene
+
+    folder = copy_scene(tmp_path / "row33")
+    result = run(str(folder), "-o", str(tmp_path / "out"), "--tile", "128", "--halo", "16", *with_model(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^ddrf-run: row33: 256 x 512 PAN px, \d+ windows", result.output, re.M), result.output
+    assert re.search(r"^ddrf-run: row33: first \d+ window", result.output, re.M), result.output
+    assert f"{SAMPLE.name}:" not in result.output, result.output
+
+
+def test_a_scene_of_another_ratio_than_the_model_is_named_once(tmp_path: Path) -> None:
+    """A Landsat scene folder given a ratio-4 model: one line naming the folder once (before: the folder, then the
+    MTL's product id: `DIR: LC8...: scene ratio 2 ...`)."""
+    from scenes_fixtures import copy_scene
+
+    folder = copy_scene(tmp_path / "row33")
+    model = ROOT / "ddrf" / "assets" / "models" / "landsat_ratio4"
+    result = run(str(folder), "-o", str(tmp_path / "out"), "--model", str(model), "--threads", "1")
+    assert result.exit_code == 1, result.output
+    assert f"ddrf-run: {folder}: scene ratio 2 but the model fuses ratio 4\n" in result.output, result.output
+
+
+def test_band_descriptions_naming_a_band_twice_are_said_with_the_band_and_the_file(tmp_path: Path) -> None:
+    """MS band descriptions red, green, red, nir: the assumed order is said with the band named twice and the file
+    (before: 'no metadata or band descriptions name them', as if the file had none), in the report too."""
+    pan, ms = pair(tmp_path / "in")
+    with rasterio.open(ms, "r+") as dst:
+        for band, name in enumerate(("red", "green", "red", "nir"), 1):
+            dst.set_band_description(band, name)
+    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "a.tif"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    why = f"the band descriptions name red twice: {ms.name} bands 1 and 3"
+    assert f"{ms}: band order assumed blue, green, red, nir ({why}); pass --bands" in result.output, result.output
+    assert json.loads((tmp_path / "a.json").read_text())["inputs"]["band_identity"] == why
 
 
 def test_band_order_from_bands_option_or_said_to_be_assumed(tmp_path: Path) -> None:

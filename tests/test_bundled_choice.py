@@ -149,6 +149,44 @@ def test_model_option_overrides_the_choice(bundled: Path, tmp_path: Path) -> Non
         "tiny_ratio4)" in result.output and not (tmp_path / "out4").exists()
 
 
+@pytest.mark.parametrize("spec", ["./tiny_ratio2", "sub/tiny_ratio2", ".tiny_ratio2"])
+def test_a_model_given_as_a_path_is_never_taken_for_the_bundled_model_of_that_name(
+        bundled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    """`--model ./NAME` (a slash, or a leading dot) is a folder: absent, it is refused, not served by the bundled
+    model NAME (Typer's Path used to drop the './')."""
+    two = scene(tmp_path / "two", 2)
+    monkeypatch.chdir(tmp_path)
+    result = run(str(two), "-o", str(tmp_path / "out"), "--model", spec, "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"ddrf-run: {spec}: no model folder there (a path, so not a "
+                                                  "bundled model's name: tiny_ratio2, tiny_ratio4)"]
+
+
+def test_the_report_names_every_path_absolute_so_it_reads_the_same_from_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative --model, --pan/--ms, --statistics-from and DDRF_BUNDLED_MODELS: the report, the run summary and the
+    STAC Item name each as an absolute path (a report read later from another folder must still find them)."""
+    monkeypatch.chdir(tmp_path)
+    bundled_copy(tmp_path / "bundled", "tiny_ratio2", 2)
+    monkeypatch.setenv(FOLDER_VARIABLE, "bundled")
+    bundled_copy(tmp_path / "mine", "given", 2)
+    scene(tmp_path / "two", 2)
+    scene(tmp_path / "ref", 2)
+    result = run("two", "-o", "out", "--model", "mine/given", "--statistics-from", "ref")
+    assert result.exit_code == 0, result.output
+    engine = json.loads((tmp_path / "out" / "two.json").read_text())["engine"]
+    assert engine["model"]["path"] == engine["model_dir"] == str(tmp_path / "mine" / "given")
+    assert engine["statistics_from"] == str(tmp_path / "ref")
+    summary = json.loads((tmp_path / "out" / SUMMARY_NAME).read_text())
+    assert summary["settings"]["model"] == str(tmp_path / "mine" / "given")
+    assert summary["scenes"][0]["model"]["path"] == str(tmp_path / "mine" / "given")
+    result = run("--pan", "two/pan.tif", "--ms", "two/ms.tif", "-o", "pair.tif")  # the bundled model, relative
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "pair.json").read_text())
+    assert report["engine"]["model"]["path"] == str(tmp_path / "bundled" / "tiny_ratio2")
+    assert report["inputs"]["pan"] == str(tmp_path / "two" / "pan.tif")
+
+
 def test_a_scene_no_bundled_model_fits_fails_with_one_line_naming_what_would(bundled: Path, tmp_path: Path) -> None:
     three = scene(tmp_path / "three", 3)
     out = tmp_path / "out.tif"

@@ -339,7 +339,7 @@ def test_ddrf_method_averages_seeds_and_checks_card(l7_pairs: list, tmp_path: Pa
     sample.ms = sample.ms[..., :3]
     with pytest.raises(ValueError, match="the model fuses 4 bands at ratio 2"):
         method.fuse(sample)
-    with pytest.raises(ValueError, match="missing: not a model directory, nor a bundled model .*landsat_ratio2"):
+    with pytest.raises(ValueError, match="missing: no model folder there .*landsat_ratio2"):
         parse_methods(f"EXP,ddrf:{tmp_path / 'missing'}")
     (named,) = parse_methods("ddrf:landsat_ratio4_band_wise")  # a bundled model by its name
     assert named.model_dir == ROOT / "ddrf/assets/models/landsat_ratio4_band_wise"

@@ -326,3 +326,58 @@ def test_a_finished_output_of_inputs_changed_since_is_not_skipped(tmp_path: Path
     changed = run(str(scene), "-o", str(out), "--method", "GSA")
     assert changed.exit_code == 1, changed.output
     assert_one_line(changed.output, "scene.tif", re.escape(f"input contents ({band.name} changed since)"), "ddrf-run:")
+
+
+def test_a_finished_output_of_a_model_folder_changed_since_is_not_skipped(tmp_path: Path) -> None:
+    """The model folder re-exported or refitted (its card.json, which records every graph's sha256, rewritten) after
+    the output was made: the rerun was skipped as finished and the Item, written then, took the new card's sha256.
+    The report now keeps the card's sha256 as loaded; the Item takes it from there; a changed card is refused."""
+    import hashlib
+
+    model = Path(shutil.copytree(TINY_MODEL, tmp_path / "model"))
+    card = model / "card.json"
+    sha = hashlib.sha256(card.read_bytes()).hexdigest()
+    pan, ms = pair(tmp_path / "in")
+    out = tmp_path / "out" / "x.tif"
+    args = ["--pan", str(pan), "--ms", str(ms), "-o", str(out), "--model", str(model), "--threads", "1"]
+    assert run(*args).exit_code == 0
+    assert json.loads(out.with_suffix(".json").read_text())["engine"]["card_sha256"] == sha
+    card.write_text(card.read_text() + "\n")  # another card of the same graphs (a refitted spread, say)
+    (tmp_path / "out" / "x.item.json").unlink()
+    again = run(*args)
+    assert again.exit_code == 1, again.output
+    assert_one_line(again.output, "x.tif", re.escape("model card (card.json changed since:"), "ddrf-run:")
+    assert not (tmp_path / "out" / "x.item.json").exists()
+    from ddrf.scenes.stac_out import processing_properties  # an Item written from the report names the card used
+
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert processing_properties(report)["ddrf:model_card_sha256"] == sha
+
+
+def test_a_rerun_without_steps_over_an_output_made_with_other_steps_is_not_skipped(tmp_path: Path) -> None:
+    """--steps 3, then the same run without --steps (the card's default, 2): other pixels, but skipped as finished
+    (an option left out was not compared). Now the card's default is what is asked."""
+    pan, ms = pair(tmp_path / "in")
+    args = ["--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "out" / "x.tif"), "--model", str(TINY_MODEL),
+            "--threads", "1"]
+    assert run(*args, "--steps", "3").exit_code == 0
+    assert run(*args, "--steps", "3").exit_code == 0  # the same run: skipped
+    again = run(*args)
+    assert again.exit_code == 1, again.output
+    assert_one_line(again.output, "x.tif", re.escape("steps (3, asked 2)"), "ddrf-run:")
+
+
+def test_a_rerun_naming_the_bands_or_sensor_otherwise_is_not_skipped(tmp_path: Path) -> None:
+    """--bands or --sensor change which band is which (the model's inputs, a method's MTF gains, the output's band
+    names): a finished output made with other names was skipped as finished. Names that agree still skip."""
+    pan, ms = pair(tmp_path / "in")  # no band descriptions: blue, green, red, nir assumed
+    args = ["--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "out" / "x.tif"), "--method", "GSA"]
+    assert run(*args).exit_code == 0
+    same = run(*args, "--bands", "blue,green,red,nir")
+    assert same.exit_code == 0 and "finished output exists" in same.output, same.output
+    renamed = run(*args, "--bands", "red,green,blue,nir")
+    assert renamed.exit_code == 1, renamed.output
+    assert_one_line(renamed.output, "x.tif", re.escape(f"band names ({ms.name} band 1: blue, asked red; "
+                                                       f"{ms.name} band 3: red, asked blue)"), "ddrf-run:")
+    sensor = run(*args, "--sensor", "QB")
+    assert sensor.exit_code == 1 and "sensor (generic, asked QB)" in sensor.output, sensor.output

@@ -230,3 +230,42 @@ def test_an_items_lineage_says_how_many_samples_or_views_were_averaged() -> None
     assert "mean" not in one["processing:lineage"] and one["ddrf:samples"] == 1
     assert "the mean of 4 views" in views["processing:lineage"] and views["ddrf:views"] == [0, 1, 2, 3]
     assert "the mean of 8 samples" in seeds["processing:lineage"] and seeds["ddrf:samples"] == 8
+
+
+def test_an_items_processing_names_the_statistics_scene() -> None:
+    """--statistics-from gives other pixels than the scene's own statistics: the Item says which scene's (None: its
+    own), as the report does (before: absent, so the Item described the run without it)."""
+    from ddrf.scenes.stac_out import processing_properties
+
+    engine = {"kind": "model", "steps": 1, "backend": "ort-cpu", "seed": 0, "model_dir": None, "samples": 1}
+    shared = processing_properties({"engine": {**engine, "statistics_from": "/data/row33"}})
+    own = processing_properties({"engine": {**engine, "statistics_from": None}})
+    assert shared["ddrf:statistics_from"] == "/data/row33" and own["ddrf:statistics_from"] is None
+    assert "statistics of /data/row33" in shared["processing:lineage"]
+    assert "statistics" not in own["processing:lineage"]
+
+
+def test_an_items_spread_says_whether_it_is_calibrated(tmp_path: Path) -> None:
+    """The spread map of a model whose card fits no spread (or fits it at other steps) is the raw spread, no 1-sigma
+    error: the Item's spread asset and properties say which (before: 'per-pixel spread' either way, the factor and
+    the calibration only in the report)."""
+    from scenes_fixtures import TINY_MODEL
+    from test_bad_inputs import pair
+
+    from ddrf.scenes.stac_out import processing_properties
+
+    pan, ms = pair(tmp_path / "in")
+    out = tmp_path / "out" / "x.tif"
+    result = cli("--pan", str(pan), "--ms", str(ms), "-o", str(out), "--model", str(TINY_MODEL), "--uncertainty",
+                 "2", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "x.item.json").read_text())
+    validate(document)
+    spread = document["assets"]["spread"]
+    assert "not calibrated" in spread["description"] and "2 samples" in spread["description"], spread
+    assert document["properties"]["ddrf:spread_calibrated"] is False
+    assert document["properties"]["ddrf:spread_factor"] == 1.0
+    report = {"engine": {"kind": "model", "samples": 8, "views": None, "spread_factor": 18.24,
+                         "spread_fitted": True}, "outputs": {"spread": "/o/x_spread.tif"}}
+    assert processing_properties(report)["ddrf:spread_calibrated"] is True
+    assert "ddrf:spread_factor" not in processing_properties({"engine": {"kind": "model"}, "outputs": {}})

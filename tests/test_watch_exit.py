@@ -96,3 +96,32 @@ def test_unknown_log_format_is_a_plain_usage_line(tmp_path: Path) -> None:
     """Before the format is known, the refusal of the format itself can only be plain text."""
     result = run_cli(str(SAMPLE), "-o", str(tmp_path / "out"), "--method", "GSA", "--log-format", "yaml")
     assert result.exit_code == 2 and result.stderr.startswith("ddrf-run: unknown --log-format 'yaml'")
+
+
+def json_records(text: str) -> list[dict[str, Any]]:
+    """Every line of `text` as a JSON object (json.loads raises on a line of plain text)."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_a_dry_run_in_json_mode_prints_only_json_lines(tmp_path: Path) -> None:
+    """--dry-run --log-format json: the plan, the tile and halo notes and a scene's refusal are JSON records too,
+    the plan with its numbers as fields; the text mode keeps its lines."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "inbox").mkdir()
+    args = [str(SAMPLE), str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--dry-run", "--tile", "250",
+            "--halo", "8", "--threads", "1"]
+    result = run_cli(*args, "--log-format", "json")
+    assert result.exit_code == 1, result.output
+    records = json_records(result.stdout) + json_records(result.stderr)
+    plan = next(r for r in records if r["event"] == "plan")
+    assert plan["scene"] == SAMPLE.name and plan["windows"] >= 1 and plan["model"]["name"] == "landsat_ratio2"
+    assert plan["fits"] is True and plan["output_bytes"] > 0 and SAMPLE.name in plan["message"]
+    notes = [r["message"] for r in records if r["event"] == "note"]
+    assert any("run as tile 256" in n for n in notes) and any("--halo 8 is below" in n for n in notes), notes
+    assert any(r["event"] == "scene" and r["status"] == "failed" and "empty" in r["error"] for r in records)
+    watch = run_cli("--watch", str(tmp_path / "inbox"), "-o", str(tmp_path / "out"), "--dry-run", "--method", "GSA",
+                    "--log-format", "json")
+    assert watch.exit_code == 0 and json_records(watch.stdout)[0]["scenes"] == 0, watch.output
+    plain = run_cli(*args)
+    assert plain.stdout.startswith(f"{SAMPLE.name}: 256 x 512 PAN px") and "ddrf-run: --tile 250" in plain.stderr
+    assert not (tmp_path / "out").exists()

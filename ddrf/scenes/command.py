@@ -25,7 +25,7 @@ import typer
 from ddrf.runtime.backends import BACKENDS
 from ddrf.runtime.noise import MAX_SEED
 from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
-                                   item_jobs, known_sensor, log_usage_as, make_jobs, refuse_outputs_in_inbox,
+                                   item_jobs, known_sensor, log_usage_as, make_jobs, note, refuse_outputs_in_inbox,
                                    refuse_outputs_on_catalog, split_arguments, usage, wrappers_removed_on_exit)
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def bundled_models() -> list[Any]:
     return models
 
 
-def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, uncertainty: int,
+def make_spec(model: str | None, backend: str, steps: int | None, seed: int, uncertainty: int,
               method: str | None, threads: int | None, ensemble: int = 0,
               statistics_from: Path | None = None, bands: tuple[str, ...] = (),
               sensor: str | None = None) -> "EngineSpec":
@@ -97,12 +97,12 @@ def make_spec(model: Path | None, backend: str, steps: int | None, seed: int, un
     else:
         from ddrf.bundled import model_folder
 
-        try:
-            model = model_folder(model)
+        try:  # a string: Typer's Path would drop the './' that makes it a path
+            model = str(model_folder(model))
             ModelDir.open(model)
         except ValueError as exc:
             raise usage(" ".join(str(exc).split()))
-    return EngineSpec(model=str(model) if model else None, backend=backend, steps=steps, seed=seed,
+    return EngineSpec(model=model, backend=backend, steps=steps, seed=seed,
                       samples=max(uncertainty, ensemble, 1), threads=threads, views=bool(ensemble),
                       statistics_from=reference)
 
@@ -244,8 +244,8 @@ def watch_plan(inbox: Path, output: Path, spec: Any, settings: Any, bands: tuple
     ours = {output.resolve(), inbox.resolve()}
     scenes = [d for d in scene_dirs(inbox)
               if status.status(d.name) not in ("done", "failed") and d.resolve() not in ours]
-    typer.echo(f"--watch {inbox}: {len(scenes)} scene director{'y' if len(scenes) == 1 else 'ies'} to fuse there "
-               f"now; dry run, nothing watched or written")
+    note(f"--watch {inbox}: {len(scenes)} scene director{'y' if len(scenes) == 1 else 'ies'} to fuse there now; "
+         "dry run, nothing watched or written", "plan", True, inbox=str(inbox), scenes=len(scenes))
     if not scenes:
         return 0
     jobs = [watched_job(d, output, bands, sensor) for d in scenes]
@@ -260,7 +260,7 @@ def main(
     output: Path = typer.Option(..., "-o", "--output", help="Output directory (scenes) or GeoTIFF (--pan/--ms)."),
     pan: Optional[Path] = typer.Option(None, "--pan", help="PAN GeoTIFF."),
     ms: list[Path] = typer.Option([], "--ms", help="MS GeoTIFF (multi-band, or repeat once per band)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model directory, or a bundled model's name (default: "
+    model: Optional[str] = typer.Option(None, "--model", help="Model directory, or a bundled model's name (default: "
                                          "per scene, the bundled model of the scene's ratio and bands; none fits: an "
                                          "error naming what would)."),
     method: Optional[str] = typer.Option(

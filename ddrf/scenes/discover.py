@@ -490,8 +490,8 @@ def _band_names(kept: list[tuple[_Raster, int]], names_by_count: dict[int, list[
     else the bands' colour interpretation when it is exactly red, green and blue (GDAL writes it by default for
     three-band byte files, so still an assumption, said), else a stated assumption from the band count."""
     described = [i.descriptions[b - 1].lower().replace(" ", "_") for i, b in kept if i.descriptions]
-    if len(described) == len(kept) and all(d in KNOWN_BAND_NAMES for d in described) \
-            and len(set(described)) == len(described):
+    named = len(described) == len(kept) and all(d in KNOWN_BAND_NAMES for d in described)
+    if named and len(set(described)) == len(described):
         return described, False, ""
     count = len(kept)
     if count in names_by_count:
@@ -499,10 +499,21 @@ def _band_names(kept: list[tuple[_Raster, int]], names_by_count: dict[int, list[
     colours = [i.colours[b - 1] if i.colours else "" for i, b in kept]
     if sorted(colours) == ["blue", "green", "red"]:
         return colours, True, "the file's colour interpretation (assumed)"
+    why = _named_twice(kept, described) if named else ""  # said, else it reads as if nothing described them
     conventional = _names_by_count("QB", "WV3")
     if count in conventional:
-        return list(conventional[count]), True, ""
-    return [f"band{i + 1}" for i in range(count)], True, ""
+        return list(conventional[count]), True, why
+    return [f"band{i + 1}" for i in range(count)], True, why
+
+
+def _named_twice(kept: list[tuple[_Raster, int]], described: list[str]) -> str:
+    """Which band name the descriptions give twice, and where: `the band descriptions name red twice: ms.tif
+    bands 1 and 3` (one file) or `... twice: a.tif band 1 and b.tif band 1` (band files)."""
+    name = next(d for d in described if described.count(d) > 1)
+    (first, a), (second, b) = [kept[k] for k, d in enumerate(described) if d == name][:2]
+    where = (f"{first.path.name} bands {a} and {b}" if first.path == second.path
+             else f"{first.path.name} band {a} and {second.path.name} band {b}")
+    return f"the band descriptions name {name} twice: {where}"
 
 
 # ---------------------------------------------------------------- raster properties

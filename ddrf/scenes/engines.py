@@ -148,6 +148,7 @@ class ModelEngine:
         root = self.fuser.files.root
         return {"kind": "model", "model_dir": str(root), "card": reports.card_summary(self.card),
                 "model": {"name": root.name, "path": str(root), "chosen_by": self.chosen_by},
+                "card_sha256": self.fuser.identity[1],  # the card as loaded: the folder may be re-exported later
                 "radiometry": self.radiometry.to_dict() if self.radiometry is not None else None,
                 "backend": self.fuser.backend_kind, "precision": self.fuser.precision, "steps": self.fuser.steps,
                 "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples,

@@ -176,16 +176,19 @@ TileHook = Callable[[int, int], None]  # (windows just fused, windows in the sce
 
 def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings,
                   inputs: dict[str, Any], on_tiles: TileHook | None = None,
-                  say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure."""
-    check_fit(scene, engine, inputs.get("pan", scene.name))
+                  say: Callable[[str], None] = lambda _: None, name: str | None = None) -> dict[str, Any]:
+    """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure. `name`: how
+    the lines name the scene, as the run's other lines do (its folder; default the scene's own name, which for a
+    Landsat scene is the MTL's product id)."""
+    name = name or scene.name
+    check_fit(scene, engine, inputs.get("pan") or inputs.get("directory") or name)  # as the job's other errors
     files = scene.files
     check_not_inputs([p for p in [files.pan, *(path for path, _ in files.ms), files.metadata] if p is not None],
-                     outputs, scene.name)
+                     outputs, name)
     started, timings = time.perf_counter(), Timings()
     plan = plan_scene(scene, engine, outputs, settings)
     settings = plan["settings"]
-    say(describe_plan(scene.name, plan))
+    say(describe_plan(name, plan))
     check_room(plan, outputs)
     grid = plan["grid"]
     engine.start_scene(scene, grid.unweighted_border)
@@ -202,8 +205,8 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     pending: list[tuple[Path, Path]] = []
     try:
         total = grid.fused_count(settings.chunk)
-        with tile_bar(total, scene.name, settings) as bar:
-            progress = estimate_after_first_batch(scene.name, total, time.perf_counter(), bar.update, say)
+        with tile_bar(total, name, settings) as bar:
+            progress = estimate_after_first_batch(name, total, time.perf_counter(), bar.update, say)
 
             def tick(done: int) -> None:
                 progress(done)
@@ -281,21 +284,56 @@ def finished_differences(report: dict[str, Any], job: SceneJob, spec: EngineSpec
     if modified:  # the same paths, other contents: a delivery replaced since
         more = " ..." if len(modified) > 3 else ""
         changed.append(f"input contents ({', '.join(modified[:3])}{more} changed since)")
+    changed += _naming_changed(report, job)
     if (spec.method or "a model") != (engine.get("method") or "a model"):
         changed.append(f"method ({engine.get('method') or 'a model'}, asked {spec.method or 'a model'})")
     elif not spec.method:
         done = {**engine, "views": engine.get("views") is not None}
-        asked = {"seed": spec.seed, "samples": spec.samples, "steps": spec.steps, "views": spec.views}
+        default_steps = engine.get("card", {}).get("sampling_steps")  # no --steps: the (same) card's default
+        asked = {"seed": spec.seed, "samples": spec.samples, "steps": spec.steps or default_steps, "views": spec.views}
         changed += [f"{key} ({done.get(key)}, asked {value})" for key, value in asked.items()
                     if value is not None and done.get(key) != value]
         path = engine.get("model", {}).get("path")
         if spec.model is not None and (path is None or Path(path).resolve() != model_folder(spec.model).resolve()):
             changed.append(f"model ({path}, asked {spec.model})")
+        elif spec.model is not None:
+            changed += _card_changed(engine.get("card_sha256"), spec.model)
         done_from = _statistics_source(engine.get("statistics_from"), job)
         asked_from = _statistics_source(spec.statistics_from.directory if spec.statistics_from else None, job)
         if done_from != asked_from:  # another scene's normalisation: other pixels (row seams in a mosaic)
             changed.append(f"statistics (from {done_from or 'its own scene'}, asked {asked_from or 'its own scene'})")
     return changed + _missing_sides(report, outputs)
+
+
+def _naming_changed(report: dict[str, Any], job: SceneJob) -> list[str]:
+    """The names this run gives the scene's MS bands (--bands, --sensor, descriptions) and its sensor, against those
+    the output was made with: another band order feeds the model other bands, a method other MTF gains. Files the
+    report does not name (a dry run's temporary band wrappers) are not compared."""
+    scene = report.get("scene", {})
+    done = {(str(p), b): n for (p, b), n in zip(report.get("inputs", {}).get("ms_files", []),
+                                                scene.get("band_names", []))}
+    try:
+        files = scene_files(job)
+    except Exception:  # noqa: BLE001  (the run itself says what is wrong with the scene)
+        return []
+    asked = {(str(p), b): n for (p, b), n in zip(files.ms, files.band_names)}
+    renamed = [f"{Path(key[0]).name} band {key[1]}: {name}, asked {asked[key]}" for key, name in done.items()
+               if asked.get(key, name) != name]
+    more = " ..." if len(renamed) > 2 else ""
+    changed = [f"band names ({'; '.join(renamed[:2])}{more})"] if renamed else []
+    if scene.get("sensor") is not None and scene["sensor"] != files.sensor:
+        changed.append(f"sensor ({scene['sensor']}, asked {files.sensor})")
+    return changed
+
+
+def _card_changed(done: str | None, model: str) -> list[str]:
+    """The model folder's card.json (which records every graph's sha256) rewritten since the output was made (a
+    re-export, a fine-tune or a refitted spread into the same folder): other pixels or another spread. Reports
+    without the card's sha256 are not judged."""
+    from ddrf.runtime.fuser import model_identity
+
+    now = model_identity(model)[1]
+    return [f"model card (card.json changed since: sha256 {done[:12]}, now {now[:12]})"] if done and done != now else []
 
 
 def _statistics_source(directory: str | None, job: SceneJob) -> Path | None:
@@ -542,7 +580,7 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
             where = job.ms[0] if job.pan is not None and job.item is None else job.source  # a pair: its MS file
             say(f"{where}: band order assumed {listed_bands(scene.band_names)} ({why}); pass --bands to state it")
         try:
-            report = process_scene(scene, engine, outputs, settings, job.inputs(), on_tiles, say)
+            report = process_scene(scene, engine, outputs, settings, job.inputs(), on_tiles, say, job.name)
         finally:
             close = getattr(scene, "close", None)
             if callable(close):

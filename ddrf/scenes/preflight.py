@@ -31,13 +31,20 @@ def log_usage_as(log_format: str) -> None:
 def usage(message: str) -> "typer.Exit":
     """Print the one line of a refusal (exit 2): `ddrf-run: message`, or with --log-format json one JSON object like
     the run's other log lines, so that a log collector parses it too."""
+    note(message, "usage", level="error", exit_code=2)
+    return typer.Exit(2)
+
+
+def note(text: str, event: str = "note", stdout: bool = False, **fields: Any) -> None:
+    """One line of ddrf-run's own before the scenes run (a note, a dry run's plan): on stderr `ddrf-run: text`, or
+    on stdout `text`; with --log-format json one JSON object (`event`, `message`: the text, `fields`) on the same
+    stream, so that a json run prints nothing else."""
     if _usage_log_format == "json":
         from ddrf.scenes.progress import json_line
 
-        typer.echo(json_line("usage", level="error", message=message, exit_code=2), err=True)
+        typer.echo(json_line(event, message=text, **fields), err=not stdout)
     else:
-        typer.echo(f"ddrf-run: {message}", err=True)
-    return typer.Exit(2)
+        typer.echo(text if stdout else f"ddrf-run: {text}", err=not stdout)
 
 
 def known_sensor(name: str | None) -> str | None:
@@ -257,8 +264,7 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
     rounded_tile, rounded_halo = round_up(tile, align), round_up(halo, align)
     if (rounded_tile, rounded_halo) != (tile, halo):
         whose = f" with {model}" if model else ""
-        typer.echo(f"ddrf-run: --tile {tile} --halo {halo} run as tile {rounded_tile}, halo {rounded_halo}{whose} "
-                   f"({why})", err=True)
+        note(f"--tile {tile} --halo {halo} run as tile {rounded_tile}, halo {rounded_halo}{whose} ({why})")
     if rounded_tile - 2 * rounded_halo < max(align, 1):
         run_as = f" (run as {rounded_tile})" if rounded_tile != tile else ""
         whose = " (the model's: a smaller one makes the output depend on the tile)" if halo == getattr(
@@ -282,14 +288,13 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
     model_halo = engine.halo if getattr(engine, "card", None) is not None else None  # a baseline needs none
     if model_halo is not None and rounded_halo < model_halo:  # said once the run is sure to go ahead
         whose = f" ({model})" if model else ""
-        typer.echo(f"ddrf-run: --halo {halo} is below the model's {model_halo}{whose}: the output will depend on the "
-                   "tile size", err=True)
+        note(f"--halo {halo} is below the model's {model_halo}{whose}: the output will depend on the tile size")
 
 
 def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings") -> int:
     """Print each scene's plan (model, windows, output size, free space) and run nothing; 1 when a scene cannot
     run."""
-    from ddrf.scenes.jobs import before_fusing, describe_plan, one_line, open_with_engine, plan_scene
+    from ddrf.scenes.jobs import before_fusing, one_line, open_with_engine, plan_scene
     from ddrf.scenes.engines import check_fit
     from ddrf.scenes.streaming import Outputs
 
@@ -299,8 +304,10 @@ def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings")
         verdict = before_fusing(job, spec, outputs, settings.overwrite)
         if verdict is not None:  # as the real run would: skip a finished output, refuse a path it may not write
             failed += verdict[0] == "failed"
-            typer.echo(f"{job.name}: {verdict[1]}" if verdict[0] == "skipped" else f"ddrf-run: {verdict[1]}",
-                       err=verdict[0] == "failed")
+            if verdict[0] == "skipped":
+                note(f"{job.name}: {verdict[1]}", "scene", True, name=job.name, status="skipped", reason=verdict[1])
+            else:
+                note(verdict[1], "scene", name=job.name, status="failed", error=verdict[1])
             continue
         try:
             scene, engine = open_with_engine(job, spec)
@@ -308,13 +315,24 @@ def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings")
             plan = plan_scene(scene, engine, outputs, settings)
         except Exception as exc:
             failed += 1
-            typer.echo(f"ddrf-run: {one_line(exc, job)}", err=True)
+            note(one_line(exc, job), "scene", name=job.name, status="failed", error=one_line(exc, job))
             continue
-        fits = "" if plan["output_bytes"] <= plan["free_bytes"] else " -- DOES NOT FIT on the disk"
-        model = engine.summary().get("model")
-        named = f", model {model['name']} ({model['path']})" if model else ""
-        typer.echo(f"{describe_plan(job.name, plan)}{named}{fits}")
+        say_plan(job.name, plan, engine.summary().get("model"))
     return 1 if failed else 0
+
+
+def say_plan(name: str, plan: dict[str, Any], model: dict[str, Any] | None) -> None:
+    """A dry run's plan of one scene: a line of text, or its numbers as fields of a json record."""
+    from ddrf.scenes.jobs import describe_plan
+
+    fits = plan["output_bytes"] <= plan["free_bytes"]
+    named = f", model {model['name']} ({model['path']})" if model else ""
+    grid = plan["grid"]
+    note(f"{describe_plan(name, plan)}{named}{'' if fits else ' -- DOES NOT FIT on the disk'}", "plan", True,
+         scene=name, height=plan["height"], width=plan["width"], windows=plan["tiles"],
+         window=[grid.tile_rows, grid.tile_cols], halo=grid.halo, output_bytes=plan["output_bytes"],
+         free_bytes=plan["free_bytes"], fits=fits,
+         model={k: model[k] for k in ("name", "path")} if model else None)
 
 
 @contextmanager

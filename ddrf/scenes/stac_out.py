@@ -3,7 +3,8 @@
 The Item is STAC 1.1.0, made with rio-stac (footprint, bbox, projection extension) and pystac, from the GeoTIFF and
 the run report beside it (`<name>.json`). Band metadata uses STAC 1.1 common `bands` (name, data_type, nodata,
 statistics: what the raster extension held before 1.1) with the eo extension's `eo:common_name`; the processing
-extension names the software; `ddrf:*` properties hold the method, steps, seed, backend and model card hash.
+extension names the software; `ddrf:*` properties hold the method, steps, seed, backend, the `--statistics-from`
+scene and the model card hash.
 Asset hrefs are relative, so an output folder can be moved or served as it is.
 """
 from __future__ import annotations
@@ -105,8 +106,10 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
     if engine.get("kind") == "model":
         samples = engine.get("samples") or 1
         members = (f", the mean of {samples} {'views' if engine.get('views') else 'samples'}" if samples > 1 else "")
+        shared = engine.get("statistics_from")  # another scene's normalisation: other pixels than its own
+        statistics = f", the normalisation and statistics of {shared}" if shared else ""
         method, lineage = "ddrf", (f"DDRF diffusion pansharpening ({engine.get('steps')} steps{members}, "
-                                   f"{engine.get('backend')}) of PAN + MS on the PAN grid")
+                                   f"{engine.get('backend')}{statistics}) of PAN + MS on the PAN grid")
     else:
         method = engine.get("method", "unknown")
         lineage = f"classical pansharpening ({method}) of PAN + MS on the PAN grid"
@@ -115,10 +118,24 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
     if engine.get("kind") == "model":
         props.update({"ddrf:steps": engine.get("steps"), "ddrf:seed": engine.get("seed"),
                       "ddrf:samples": samples, "ddrf:views": engine.get("views"),
-                      "ddrf:backend": engine.get("backend"),
-                      "ddrf:model_card_sha256": card_hash(engine.get("model_dir")),
+                      "ddrf:backend": engine.get("backend"), "ddrf:statistics_from": engine.get("statistics_from"),
+                      # as loaded by the run (reports before it: the folder's card now)
+                      "ddrf:model_card_sha256": engine.get("card_sha256") or card_hash(engine.get("model_dir")),
                       "ddrf:model_hashes": engine.get("card", {}).get("hashes", {})})
+        if (report.get("outputs") or {}).get("spread"):  # whether the spread map is a 1-sigma error
+            props.update({"ddrf:spread_factor": engine.get("spread_factor"),
+                          "ddrf:spread_calibrated": bool(engine.get("spread_fitted"))})
     return props
+
+
+def spread_description(engine: dict[str, Any]) -> str:
+    """What the spread map holds: a calibrated 1-sigma error, or the members' raw spread (the card fits no factor,
+    or fits it at other steps or member counts: ddrf-run said so when it ran)."""
+    members = f"{engine.get('samples')} {'views' if engine.get('views') else 'samples'}"
+    scaled = f"the standard deviation of the {members} x {engine.get('spread_factor')}"
+    if engine.get("spread_fitted"):
+        return f"per-pixel 1-sigma error: {scaled}, the factor fitted on held-out data"
+    return f"per-pixel spread, not calibrated as an error: {scaled}; no factor fitted for this model and run"
 
 
 def _input_files(inputs: dict[str, Any]) -> list[str]:
@@ -162,9 +179,11 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     extras = {"report": (raster.with_suffix(".json"), "application/json", ["metadata"], "ddrf-run report"),
               "spread": (outputs.get("spread"), pystac.MediaType.GEOTIFF, ["uncertainty"], "per-pixel spread"),
               "quicklook": (outputs.get("quicklook"), pystac.MediaType.PNG, ["overview"], "RGB quicklook")}
+    described = {"spread": spread_description(report.get("engine", {}))}
     for key, (path, media, roles, title) in extras.items():
         if path and Path(path).is_file():
-            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, media_type=media, roles=roles))
+            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, described.get(key), media_type=media,
+                                             roles=roles))
     if source is not None:  # derived_from links to STAC Items; plain input files are listed in ddrf:inputs
         for key in ("platform", "constellation", "instruments"):
             if key in source.properties:
