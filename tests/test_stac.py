@@ -230,3 +230,17 @@ def test_an_items_lineage_says_how_many_samples_or_views_were_averaged() -> None
     assert "mean" not in one["processing:lineage"] and one["ddrf:samples"] == 1
     assert "the mean of 4 views" in views["processing:lineage"] and views["ddrf:views"] == [0, 1, 2, 3]
     assert "the mean of 8 samples" in seeds["processing:lineage"] and seeds["ddrf:samples"] == 8
+
+
+def test_an_items_scene_is_named_by_its_id_in_the_log_and_the_report(tmp_path: Path) -> None:
+    """The plan line and the report's scene name are the Item's id, as the dry run and the outputs are named (they
+    were the PAN band wrapper's file name, `pan`, for every Item)."""
+    cogs = make_cogs(tmp_path / "cogs")
+    document = landsat_item(cogs, (tmp_path / "cogs").as_uri())
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps(document))
+    result = cli(str(item), "-o", str(tmp_path / "out"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / f"{document['id']}.json").read_text())
+    assert report["scene"]["name"] == document["id"]
+    assert f"{document['id']}: 256 x 512 PAN px" in result.output and "pan: " not in result.output

@@ -342,6 +342,8 @@ def scene_files(job: SceneJob) -> Any:
         files = discover_scene(job.directory)
     elif job.pan is not None:
         files = pair_from_paths(job.pan, list(job.ms))
+        if job.item is not None:  # its PAN is a band wrapper named `pan`: the scene is the Item
+            files = replace(files, name=job.name)
     else:
         raise ValueError(f"{job.name}: neither a scene directory nor a PAN file")
     return name_scene(files, job.sensor, job.bands)
