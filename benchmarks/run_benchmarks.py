@@ -283,8 +283,10 @@ def write_report(path: Path, data: dict[str, Any]) -> None:
            f"{data['reps']} times; a ratio is the median of the per-repetition ratios of median latencies.",
            "- The machine's load average is recorded above: on a shared machine, other work inflates and spreads "
            "the CPU figures (method.md saw 10-20 % run-to-run noise).\n"]
-    out += section_a(a, common) + section_b(b, common) + section_c(c, common) + section_d(d) + section_e(e)
-    out += section_f(data) + USAGE
+    # --only runs some sections: render those, not empty ones that would fail on their missing figures
+    out += ((section_a(a, common) if a else []) + (section_b(b, common) if b else [])
+            + (section_c(c, common) if c else []) + (section_d(d) if d else []) + (section_e(e) if e else []))
+    out += (section_f(data) if "matmul_gflops" in data else []) + USAGE
     write_block(path, "run_benchmarks", "\n".join(out))
 
 
