@@ -3,6 +3,7 @@ SIGKILL at several moments of a multi-window scene, then a rerun; SIGTERM; two r
 resume.pt. Each command runs as its own process, as at a ground station."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import resource
@@ -205,3 +206,65 @@ def test_malicious_resume_state_is_refused(short_run: Path, tmp_path: Path) -> N
     with pytest.raises(ValueError, match=RESUME):
         load_resume(run)
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ SIGTERM before the run loop's own stop
+SIGTERM_DURING = """
+import importlib, os, signal, sys
+
+module_name, name = sys.argv[1].split(":")  # the call during which the signal lands, the first time it is made
+module = importlib.import_module(module_name)
+real = getattr(module, name)
+
+def hooked(*args, **kwargs):
+    if not getattr(hooked, "sent", False):
+        hooked.sent = True
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args, **kwargs)
+
+setattr(module, name, hooked)
+sys.argv = ["ddrf-run", *sys.argv[2:]]
+import ddrf.cli
+ddrf.cli.run_app()
+"""
+
+
+def sigterm_during(call: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """ddrf-run `args`, sent a real SIGTERM by itself as `call` ("module:function") is first made."""
+    return subprocess.run([sys.executable, "-c", SIGTERM_DURING, call, *map(str, args)], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def abandoned_with_summary(proc: subprocess.CompletedProcess[str], out: Path) -> list[str]:
+    assert proc.returncode == 1 and "Aborted" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    return [e["status"] for e in json.loads((out / "ddrf-run-summary.json").read_text())["scenes"]]
+
+
+def test_sigterm_while_the_model_loads_is_the_documented_stop(model: Path, tmp_path: Path) -> None:
+    """A SIGTERM during the model's preload, before the run loop's handler is in place, ended in exit 130 with no
+    summary (a batch) and no `stopped` line (a watcher). Now it is the SIGTERM of a running ddrf-run: a batch
+    abandons its scenes and writes its summary (exit 1); a watcher says `stopped` (exit 0, no scene failed)."""
+    out = tmp_path / "out"
+    batch = sigterm_during("ddrf.scenes.engines:get_engine", SAMPLE, "-o", out, "--model", model, *KILL_ARGS)
+    assert abandoned_with_summary(batch, out) == ["abandoned"]
+    assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"], stray(out)
+    inbox, watched = tmp_path / "inbox", tmp_path / "watched"
+    shutil.copytree(SAMPLE, inbox / "a")
+    watch = sigterm_during("ddrf.scenes.engines:get_engine", "--watch", inbox, "-o", watched, "--model", model,
+                           "--settle", "0", "--log-format", "json", *KILL_ARGS)
+    events = [json.loads(line) for line in watch.stderr.splitlines() if line.startswith("{")]
+    assert watch.returncode == 0 and "Aborted" not in watch.stderr, watch.stderr
+    assert events[-1]["event"] == "stopped" and events[-1]["signal"] == "SIGTERM", watch.stderr
+    assert not list(watched.glob("*.tif")) and not stray(watched), stray(watched)
+
+
+@pytest.mark.parametrize("call", ["ddrf.scenes.distributed:connect", "distributed:as_completed"])
+def test_sigterm_before_or_while_a_dask_cluster_runs_the_scenes(model: Path, tmp_path: Path, call: str) -> None:
+    """--scheduler: a SIGTERM while connecting (before any scene is sent) or once the scenes are on the cluster ends
+    as in a local batch: the scenes not back are abandoned, the summary written, exit 1."""
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        proc = sigterm_during(call, SAMPLE, "-o", out, "--method", "Brovey", "--scheduler", c.scheduler_address,
+                              "--no-progress")
+    assert abandoned_with_summary(proc, out) == ["abandoned"]
