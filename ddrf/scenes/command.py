@@ -253,8 +253,20 @@ def watch_plan(inbox: Path, output: Path, spec: Any, settings: Any, bands: tuple
     return dry_run(jobs, spec, settings)
 
 
+def scheduler_client(ctx: typer.Context, address: str) -> Any:
+    """The one client of the Dask scheduler at `address` for the whole run, closed when the command ends, however it
+    ends; an address where none answers is a usage error before any output."""
+    from ddrf.scenes.distributed import SchedulerUnreachable, connect
+
+    try:
+        return ctx.with_resource(connect(address))
+    except SchedulerUnreachable as exc:
+        raise usage(str(exc))
+
+
 @app.command(epilog=EPILOG)
 def main(
+    ctx: typer.Context,
     scenes: list[str] = typer.Argument(None, help="Scene directories (Landsat C2, Maxar, Pleiades, GF2 ...) or STAC "
                                        "Items (ITEM.json or an http(s) URL).", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Output directory (scenes) or GeoTIFF (--pan/--ms)."),
@@ -348,13 +360,7 @@ def main(
     settings = RunSettings(tile=tile, batch=batch or batch_default,
                            halo=halo, cog=cog, quicklook=quicklook,
                            overwrite=overwrite, spread=bool(uncertainty), progress=reporter.bars)
-    if scheduler and not dry_run_only and watch is None:
-        from ddrf.scenes.distributed import SchedulerUnreachable, check_scheduler
-
-        try:
-            check_scheduler(scheduler)
-        except SchedulerUnreachable as exc:
-            raise usage(str(exc))
+    client = scheduler_client(ctx, scheduler) if scheduler and not dry_run_only and watch is None else None
     if watch is not None:
         if scenes or pan or ms or scheduler:
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")
@@ -394,10 +400,10 @@ def main(
         if dry_run_only:
             raise typer.Exit(dry_run(jobs, spec, settings))
         check_writable(output if jobs[0].directory is not None or references else output.parent)
-    if scheduler:
+    if client is not None:  # --scheduler (a dry run and --watch ended above)
         from ddrf.scenes.distributed import run_on_cluster
 
-        entries = run_on_cluster(scheduler, jobs, spec, settings)
+        entries = run_on_cluster(client, jobs, spec, settings)
         entries = finish_cluster_entries(entries, jobs, settings, catalog, reporter, sources)
     else:
         from ddrf.scenes.runner import run_batch

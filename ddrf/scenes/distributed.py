@@ -36,15 +36,11 @@ def connect(address: str) -> "Client":
         raise SchedulerUnreachable(f"--scheduler {address}: no Dask scheduler answers there ({reason})") from None
 
 
-def check_scheduler(address: str) -> None:
-    """Connect once and disconnect: an address that does not answer is refused before any scene runs."""
-    connect(address).close()
-
-
-def run_on_cluster(address: str, jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings,
+def run_on_cluster(client: "Client", jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings,
                    done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Run `jobs` on the scheduler at `address`; returns one entry per job, in the order given. After SIGTERM (also
-    one before the scenes were sent) the scenes not back yet are cancelled and `abandoned`, as in a local batch."""
+    """Run `jobs` through `client` (its caller's, connected once: `connect`); returns one entry per job, in the order
+    given. After SIGTERM (also one before the scenes were sent) the scenes not back yet are cancelled and
+    `abandoned`, as in a local batch."""
     from distributed import as_completed
 
     from ddrf.scenes.progress import GracefulStop
@@ -52,7 +48,7 @@ def run_on_cluster(address: str, jobs: list[SceneJob], spec: EngineSpec, setting
     settings = dataclasses.replace(settings, progress=False)  # no tile bars on workers
     run_id = uuid.uuid4().hex[:8]
     entries: dict[int, dict[str, Any]] = {}
-    with connect(address) as client, GracefulStop() as stop:
+    with GracefulStop() as stop:
         futures = {} if stop.requested else {
             client.submit(run_job, job, spec, settings, key=f"ddrf-run-{run_id}-{i}", pure=False): i
             for i, job in enumerate(jobs)}
