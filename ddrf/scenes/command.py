@@ -196,7 +196,7 @@ def finish_cluster_entries(entries: list[dict[str, Any]], jobs: list[Any], setti
     from ddrf.scenes.runner import describe_outputs
     from ddrf.scenes.stac_in import tidy_after
 
-    finished = [describe_outputs(entry, job, settings, catalog, (sources or {}).get(job.name))
+    finished = [describe_outputs(entry, job, settings, catalog, (sources or {}).get(job.name), reporter)
                 for entry, job in zip(entries, jobs)]  # an Item scene's output Item links back to its source
     for entry, job in zip(finished, jobs):
         tidy_after(entry, job, job.name in (sources or {}))

@@ -23,8 +23,9 @@ def output_files(job: SceneJob, settings: RunSettings) -> list[str]:
 
 
 def describe_outputs(entry: dict[str, Any], job: SceneJob, settings: RunSettings, catalog: Path | None,
-                     source: Any = None) -> dict[str, Any]:
-    """After a done (or already finished) scene: write its STAC Item (if missing), link it into the catalogue."""
+                     source: Any = None, reporter: Reporter | None = None) -> dict[str, Any]:
+    """After a done (or already finished) scene: write its STAC Item (if missing), link it into the catalogue (and
+    say through `reporter` which links to Items gone since it dropped)."""
     from ddrf.scenes.stac_out import add_to_catalog, item_path, write_item
 
     if entry["status"] not in ("done", "skipped"):
@@ -35,7 +36,11 @@ def describe_outputs(entry: dict[str, Any], job: SceneJob, settings: RunSettings
             if entry["status"] == "done" or not item.is_file():
                 write_item(job.raster, source)
         if catalog is not None:
-            add_to_catalog(catalog, item)
+            dropped = add_to_catalog(catalog, item)
+            if dropped and reporter is not None:
+                where = catalog / "catalog.json"
+                reporter.emit("catalog", f"{where}: dropped the link(s) to {', '.join(dropped)}: gone (moved or "
+                              f"deleted since)", path=str(where), dropped=dropped)
     except Exception as exc:  # the raster is published; say what is missing, the next run writes it
         return {**entry, "status": "failed", "error": f"{job.raster}: STAC Item not written "
                                                       f"({' '.join(str(exc).split())})"}
@@ -56,7 +61,7 @@ def run_scene(job: SceneJob, spec: EngineSpec, settings: RunSettings, reporter: 
         reporter.emit("note", text, scene=job.name, message=text)
 
     entry = run_job(job, spec, settings, reporter.tile_hook(job.name), say)
-    entry = describe_outputs(entry, job, settings, catalog, source)
+    entry = describe_outputs(entry, job, settings, catalog, source, reporter)
     reporter.scene(entry)
     return entry
 
