@@ -209,30 +209,39 @@ def test_malicious_resume_state_is_refused(short_run: Path, tmp_path: Path) -> N
 
 
 # ------------------------------------------------------------------ SIGTERM before the run loop's own stop
-SIGTERM_DURING = """
-import importlib, os, signal, sys
+DURING = """
+import importlib, os, resource, signal, sys
 
-module_name, name = sys.argv[1].split(":")  # the call during which the signal lands, the first time it is made
+module_name, name = sys.argv[1].split(":")  # the call during which the fault comes, the first time it is made
+fault = sys.argv[2]  # sigterm: a real SIGTERM to itself; a number: the file-size limit (as ulimit -f) in bytes
 module = importlib.import_module(module_name)
 real = getattr(module, name)
 
 def hooked(*args, **kwargs):
-    if not getattr(hooked, "sent", False):
-        hooked.sent = True
-        os.kill(os.getpid(), signal.SIGTERM)
+    if not getattr(hooked, "done", False):
+        hooked.done = True
+        if fault == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (int(fault), int(fault)))
     return real(*args, **kwargs)
 
 setattr(module, name, hooked)
-sys.argv = ["ddrf-run", *sys.argv[2:]]
+sys.argv = ["ddrf-run", *sys.argv[3:]]
 import ddrf.cli
 ddrf.cli.run_app()
 """
 
 
-def sigterm_during(call: str, *args: object) -> subprocess.CompletedProcess[str]:
-    """ddrf-run `args`, sent a real SIGTERM by itself as `call` ("module:function") is first made."""
-    return subprocess.run([sys.executable, "-c", SIGTERM_DURING, call, *map(str, args)], env=ENV,
+def during(call: str, fault: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """ddrf-run `args`, meeting `fault` (DURING) as `call` ("module:function") is first made."""
+    return subprocess.run([sys.executable, "-c", DURING, call, fault, *map(str, args)], env=ENV,
                           capture_output=True, text=True, timeout=300)
+
+
+def sigterm_during(call: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """ddrf-run `args`, sent a real SIGTERM by itself as `call` is first made."""
+    return during(call, "sigterm", *args)
 
 
 def abandoned_with_summary(proc: subprocess.CompletedProcess[str], out: Path) -> list[str]:
@@ -268,3 +277,15 @@ def test_sigterm_before_or_while_a_dask_cluster_runs_the_scenes(model: Path, tmp
         proc = sigterm_during(call, SAMPLE, "-o", out, "--method", "Brovey", "--scheduler", c.scheduler_address,
                               "--no-progress")
     assert abandoned_with_summary(proc, out) == ["abandoned"]
+
+
+def test_a_full_disk_at_the_run_summary_is_one_line_and_the_closing_list(tmp_path: Path) -> None:
+    """The disk full (here a file-size limit) when the run summary is written, after the scenes: a long traceback,
+    and no closing list of the outputs the run did publish. Now one line naming the summary, the list, exit 1."""
+    out = tmp_path / "out"
+    proc = during("ddrf.scenes.report:write_summary", "100", SAMPLE, "-o", out, "--method", "Brovey",
+                  "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    assert one_line_naming(proc.stderr, "ddrf-run-summary.json", "cannot write the run summary"), proc.stderr
+    assert f"done {out / SAMPLE.name}.tif" in proc.stderr, proc.stderr
+    assert not (out / "ddrf-run-summary.json").exists() and not stray(out), stray(out)

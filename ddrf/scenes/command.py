@@ -17,6 +17,7 @@ Never imports torch.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -409,13 +410,25 @@ def main(
         from ddrf.scenes.runner import run_batch
 
         entries = run_batch(jobs, spec, settings, reporter, catalog, sources)
+    problem = None
     if jobs[0].directory is not None or references:
-        from dataclasses import asdict
+        problem = summary_problem(output / SUMMARY_NAME, entries, {**asdict(spec), **asdict(settings)})
+    code = reporter.summary(entries)
+    if problem:  # last, after the list of what the run did publish
+        reporter.emit("error", problem, path=str(output / SUMMARY_NAME), error=problem)
+    raise typer.Exit(1 if problem else code)
 
-        from ddrf.scenes.report import write_summary
 
-        write_summary(output / SUMMARY_NAME, entries, {**asdict(spec), **asdict(settings)})
-    raise typer.Exit(reporter.summary(entries))
+def summary_problem(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any]) -> str | None:
+    """Write the run summary; None, or why it could not be written (a full disk after the scenes: one line, not a
+    traceback, and the closing list of the outputs still said)."""
+    from ddrf.scenes.report import write_summary
+
+    try:
+        write_summary(path, entries, settings)
+    except OSError as exc:
+        return f"{path}: cannot write the run summary ({exc.strerror or exc}); the outputs listed are published"
+    return None
 
 
 if __name__ == "__main__":
