@@ -77,9 +77,11 @@ def export_app() -> None:
 
 
 def run_app() -> None:
-    from ddrf.scenes.progress import GracefulStop
+    from ddrf.scenes.progress import GracefulStop, interrupt_once
 
     bounded_heap()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (`cmd &`)
+        signal.signal(signal.SIGINT, interrupt_once)
     # from the first moment: a SIGTERM during the imports, the checks or the model's preload is kept and honoured by
     # the run loop's own stop (a batch abandons its scenes and writes its summary, a watcher logs `stopped`), where
     # unwinding like Ctrl-C there ended in exit 130 and no summary or `stopped` line

@@ -289,3 +289,35 @@ def test_a_full_disk_at_the_run_summary_is_one_line_and_the_closing_list(tmp_pat
     assert one_line_naming(proc.stderr, "ddrf-run-summary.json", "cannot write the run summary"), proc.stderr
     assert f"done {out / SAMPLE.name}.tif" in proc.stderr, proc.stderr
     assert not (out / "ddrf-run-summary.json").exists() and not stray(out), stray(out)
+
+
+CTRL_C_TWICE = """
+import os, signal, sys
+import ddrf.scenes.jobs as jobs
+import ddrf.scenes.writer as writer
+
+fuse_into, abort = jobs.fuse_into, writer.RasterSink.abort
+
+def first(*args, **kwargs):  # Ctrl-C once the output's temporary is open
+    os.kill(os.getpid(), signal.SIGINT)
+    return fuse_into(*args, **kwargs)
+
+def again(self):  # and again while the scene unwinds, before its temporary is removed
+    os.kill(os.getpid(), signal.SIGINT)
+    return abort(self)
+
+jobs.fuse_into, writer.RasterSink.abort = first, again
+sys.argv = ["ddrf-run", *sys.argv[1:]]
+import ddrf.cli
+ddrf.cli.run_app()
+"""
+
+
+def test_ctrl_c_twice_still_unwinds_the_scene_and_writes_the_summary(tmp_path: Path) -> None:
+    """A second Ctrl-C while the first unwinds cut the clean-up short: the output's temporary was left, and (later
+    in the unwinding) the summary was not written, exit 130. Now it is ignored until the run has unwound."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_TWICE, SAMPLE, "-o", out, "--method", "Brovey",
+                           "--no-progress"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert abandoned_with_summary(proc, out) == ["abandoned"]
+    assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"], stray(out)

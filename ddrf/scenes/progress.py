@@ -64,6 +64,13 @@ class GracefulStop:
         self.wake.clear()
 
 
+def interrupt_once(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C unwinds (KeyboardInterrupt) once; later ones are ignored while the run unwinds, removing the scene's
+    temporaries and lock and writing its summary: a second Ctrl-C there cut that short and left them behind."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 @dataclass
 class _SceneClock:
     started: float
