@@ -321,3 +321,19 @@ def test_ctrl_c_twice_still_unwinds_the_scene_and_writes_the_summary(tmp_path: P
                            "--no-progress"], env=ENV, capture_output=True, text=True, timeout=300)
     assert abandoned_with_summary(proc, out) == ["abandoned"]
     assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"], stray(out)
+
+
+def test_a_catalogue_the_full_disk_refuses_names_the_catalogue_not_the_item(tmp_path: Path) -> None:
+    """The disk full (a file-size limit) as the Item is linked into --stac-catalog: the scene failed with
+    `OUT/X.tif: STAC Item not written (...)`, though the Item was written and only the catalogue was not. Now the line
+    names the catalogue and the Item it lacks; the next run with room links it."""
+    out, catalog = tmp_path / "out", tmp_path / "cat"
+    args = [SAMPLE, "-o", out, "--method", "Brovey", "--stac-catalog", catalog, "--no-progress"]
+    full = during("ddrf.scenes.stac_out:add_to_catalog", "100", *args)
+    item = f"{SAMPLE.name}.item.json"
+    assert full.returncode == 1, full.stderr
+    assert one_line_naming(full.stderr, str(catalog / "catalog.json"), f"{item} not linked"), full.stderr
+    assert "STAC Item not written" not in full.stderr and (out / item).is_file()
+    assert not catalog.exists() or not any(catalog.iterdir())  # no catalogue, temporary or lock
+    room = subprocess.run(command("run_app", *args), env=ENV, capture_output=True, text=True)
+    assert room.returncode == 0 and item in (catalog / "catalog.json").read_text(), room.stderr
