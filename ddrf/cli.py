@@ -16,13 +16,15 @@ def on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _run(module: str) -> None:
-    """Run a stage's app; a missing optional dependency is one line naming the extra, not a traceback."""
+def _run(module: str, sigterm: bool = True) -> None:
+    """Run a stage's app; a missing optional dependency is one line naming the extra, not a traceback.
+    `sigterm`: SIGTERM unwinds like Ctrl-C (False: the caller has its own handler in place)."""
     command = "ddrf-" + module.split(".")[1].replace("evaluate", "eval").replace("scenes", "run")
     # over a file-size limit (ulimit -f) a write should fail with EFBIG, which the commands report and clean up
     # after, instead of the default SIGXFSZ killing the process mid-file
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    if sigterm:
+        signal.signal(signal.SIGTERM, on_sigterm)
     import typer
 
     try:
@@ -75,8 +77,16 @@ def export_app() -> None:
 
 
 def run_app() -> None:
+    from ddrf.scenes.progress import GracefulStop, interrupt_once
+
     bounded_heap()
-    _run("ddrf.scenes.command")
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (`cmd &`)
+        signal.signal(signal.SIGINT, interrupt_once)
+    # from the first moment: a SIGTERM during the imports, the checks or the model's preload is kept and honoured by
+    # the run loop's own stop (a batch abandons its scenes and writes its summary, a watcher logs `stopped`), where
+    # unwinding like Ctrl-C there ended in exit 130 and no summary or `stopped` line
+    with GracefulStop():
+        _run("ddrf.scenes.command", sigterm=False)
 
 
 MMAP_THRESHOLD = 128 * 1024  # bytes: glibc's initial threshold, held fixed by ddrf-run

@@ -3,6 +3,7 @@ SIGKILL at several moments of a multi-window scene, then a rerun; SIGTERM; two r
 resume.pt. Each command runs as its own process, as at a ground station."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import resource
@@ -205,3 +206,134 @@ def test_malicious_resume_state_is_refused(short_run: Path, tmp_path: Path) -> N
     with pytest.raises(ValueError, match=RESUME):
         load_resume(run)
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ SIGTERM before the run loop's own stop
+DURING = """
+import importlib, os, resource, signal, sys
+
+module_name, name = sys.argv[1].split(":")  # the call during which the fault comes, the first time it is made
+fault = sys.argv[2]  # sigterm: a real SIGTERM to itself; a number: the file-size limit (as ulimit -f) in bytes
+module = importlib.import_module(module_name)
+real = getattr(module, name)
+
+def hooked(*args, **kwargs):
+    if not getattr(hooked, "done", False):
+        hooked.done = True
+        if fault == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (int(fault), int(fault)))
+    return real(*args, **kwargs)
+
+setattr(module, name, hooked)
+sys.argv = ["ddrf-run", *sys.argv[3:]]
+import ddrf.cli
+ddrf.cli.run_app()
+"""
+
+
+def during(call: str, fault: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """ddrf-run `args`, meeting `fault` (DURING) as `call` ("module:function") is first made."""
+    return subprocess.run([sys.executable, "-c", DURING, call, fault, *map(str, args)], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def sigterm_during(call: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """ddrf-run `args`, sent a real SIGTERM by itself as `call` is first made."""
+    return during(call, "sigterm", *args)
+
+
+def abandoned_with_summary(proc: subprocess.CompletedProcess[str], out: Path) -> list[str]:
+    assert proc.returncode == 1 and "Aborted" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    return [e["status"] for e in json.loads((out / "ddrf-run-summary.json").read_text())["scenes"]]
+
+
+def test_sigterm_while_the_model_loads_is_the_documented_stop(model: Path, tmp_path: Path) -> None:
+    """A SIGTERM during the model's preload, before the run loop's handler is in place, ended in exit 130 with no
+    summary (a batch) and no `stopped` line (a watcher). Now it is the SIGTERM of a running ddrf-run: a batch
+    abandons its scenes and writes its summary (exit 1); a watcher says `stopped` (exit 0, no scene failed)."""
+    out = tmp_path / "out"
+    batch = sigterm_during("ddrf.scenes.engines:get_engine", SAMPLE, "-o", out, "--model", model, *KILL_ARGS)
+    assert abandoned_with_summary(batch, out) == ["abandoned"]
+    assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"], stray(out)
+    inbox, watched = tmp_path / "inbox", tmp_path / "watched"
+    shutil.copytree(SAMPLE, inbox / "a")
+    watch = sigterm_during("ddrf.scenes.engines:get_engine", "--watch", inbox, "-o", watched, "--model", model,
+                           "--settle", "0", "--log-format", "json", *KILL_ARGS)
+    events = [json.loads(line) for line in watch.stderr.splitlines() if line.startswith("{")]
+    assert watch.returncode == 0 and "Aborted" not in watch.stderr, watch.stderr
+    assert events[-1]["event"] == "stopped" and events[-1]["signal"] == "SIGTERM", watch.stderr
+    assert not list(watched.glob("*.tif")) and not stray(watched), stray(watched)
+
+
+@pytest.mark.parametrize("call", ["ddrf.scenes.distributed:connect", "distributed:as_completed"])
+def test_sigterm_before_or_while_a_dask_cluster_runs_the_scenes(model: Path, tmp_path: Path, call: str) -> None:
+    """--scheduler: a SIGTERM while connecting (before any scene is sent) or once the scenes are on the cluster ends
+    as in a local batch: the scenes not back are abandoned, the summary written, exit 1."""
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        proc = sigterm_during(call, SAMPLE, "-o", out, "--method", "Brovey", "--scheduler", c.scheduler_address,
+                              "--no-progress")
+    assert abandoned_with_summary(proc, out) == ["abandoned"]
+
+
+def test_a_full_disk_at_the_run_summary_is_one_line_and_the_closing_list(tmp_path: Path) -> None:
+    """The disk full (here a file-size limit) when the run summary is written, after the scenes: a long traceback,
+    and no closing list of the outputs the run did publish. Now one line naming the summary, the list, exit 1."""
+    out = tmp_path / "out"
+    proc = during("ddrf.scenes.report:write_summary", "100", SAMPLE, "-o", out, "--method", "Brovey",
+                  "--no-progress")
+    assert proc.returncode == 1, proc.stderr
+    assert one_line_naming(proc.stderr, "ddrf-run-summary.json", "cannot write the run summary"), proc.stderr
+    assert f"done {out / SAMPLE.name}.tif" in proc.stderr, proc.stderr
+    assert not (out / "ddrf-run-summary.json").exists() and not stray(out), stray(out)
+
+
+CTRL_C_TWICE = """
+import os, signal, sys
+import ddrf.scenes.jobs as jobs
+import ddrf.scenes.writer as writer
+
+fuse_into, abort = jobs.fuse_into, writer.RasterSink.abort
+
+def first(*args, **kwargs):  # Ctrl-C once the output's temporary is open
+    os.kill(os.getpid(), signal.SIGINT)
+    return fuse_into(*args, **kwargs)
+
+def again(self):  # and again while the scene unwinds, before its temporary is removed
+    os.kill(os.getpid(), signal.SIGINT)
+    return abort(self)
+
+jobs.fuse_into, writer.RasterSink.abort = first, again
+sys.argv = ["ddrf-run", *sys.argv[1:]]
+import ddrf.cli
+ddrf.cli.run_app()
+"""
+
+
+def test_ctrl_c_twice_still_unwinds_the_scene_and_writes_the_summary(tmp_path: Path) -> None:
+    """A second Ctrl-C while the first unwinds cut the clean-up short: the output's temporary was left, and (later
+    in the unwinding) the summary was not written, exit 130. Now it is ignored until the run has unwound."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_TWICE, SAMPLE, "-o", out, "--method", "Brovey",
+                           "--no-progress"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert abandoned_with_summary(proc, out) == ["abandoned"]
+    assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"], stray(out)
+
+
+def test_a_catalogue_the_full_disk_refuses_names_the_catalogue_not_the_item(tmp_path: Path) -> None:
+    """The disk full (a file-size limit) as the Item is linked into --stac-catalog: the scene failed with
+    `OUT/X.tif: STAC Item not written (...)`, though the Item was written and only the catalogue was not. Now the line
+    names the catalogue and the Item it lacks; the next run with room links it."""
+    out, catalog = tmp_path / "out", tmp_path / "cat"
+    args = [SAMPLE, "-o", out, "--method", "Brovey", "--stac-catalog", catalog, "--no-progress"]
+    full = during("ddrf.scenes.stac_out:add_to_catalog", "100", *args)
+    item = f"{SAMPLE.name}.item.json"
+    assert full.returncode == 1, full.stderr
+    assert one_line_naming(full.stderr, str(catalog / "catalog.json"), f"{item} not linked"), full.stderr
+    assert "STAC Item not written" not in full.stderr and (out / item).is_file()
+    assert not catalog.exists() or not any(catalog.iterdir())  # no catalogue, temporary or lock
+    room = subprocess.run(command("run_app", *args), env=ENV, capture_output=True, text=True)
+    assert room.returncode == 0 and item in (catalog / "catalog.json").read_text(), room.stderr

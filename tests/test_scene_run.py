@@ -344,6 +344,20 @@ def test_dask_cluster_matches_local_run(tiny_model: Path, two_tilings: dict[str,
         np.testing.assert_array_equal(read(out / f"{name}.tif"), read(two_tilings["96"]))
 
 
+def test_a_cluster_run_connects_to_the_scheduler_once(tmp_path: Path) -> None:
+    """The check that the scheduler answers (before any output) and the run share one client: the run used to
+    connect a second time, a second wait of up to the connect timeout and a second client in the scheduler's log."""
+    import distributed
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        result = cli(str(copy_scene(tmp_path / "a")), "-o", str(tmp_path / "out"), "--method", "Brovey",
+                     "--scheduler", cluster.scheduler_address)
+        clients = [event for _, event in cluster.scheduler.get_events("all") if event.get("action") == "add-client"]
+    assert result.exit_code == 0, result.output
+    assert len(clients) == 1, clients
+
+
 @pytest.mark.parametrize("address", ["free port", "not a scheduler address"])
 def test_unreachable_scheduler_is_one_usage_line_and_writes_nothing(tiny_model: Path, tmp_path: Path,
                                                                      address: str) -> None:

@@ -17,6 +17,7 @@ Never imports torch.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -196,7 +197,7 @@ def finish_cluster_entries(entries: list[dict[str, Any]], jobs: list[Any], setti
     from ddrf.scenes.runner import describe_outputs
     from ddrf.scenes.stac_in import tidy_after
 
-    finished = [describe_outputs(entry, job, settings, catalog, (sources or {}).get(job.name))
+    finished = [describe_outputs(entry, job, settings, catalog, (sources or {}).get(job.name), reporter)
                 for entry, job in zip(entries, jobs)]  # an Item scene's output Item links back to its source
     for entry, job in zip(finished, jobs):
         tidy_after(entry, job, job.name in (sources or {}))
@@ -253,8 +254,20 @@ def watch_plan(inbox: Path, output: Path, spec: Any, settings: Any, bands: tuple
     return dry_run(jobs, spec, settings)
 
 
+def scheduler_client(ctx: typer.Context, address: str) -> Any:
+    """The one client of the Dask scheduler at `address` for the whole run, closed when the command ends, however it
+    ends; an address where none answers is a usage error before any output."""
+    from ddrf.scenes.distributed import SchedulerUnreachable, connect
+
+    try:
+        return ctx.with_resource(connect(address))
+    except SchedulerUnreachable as exc:
+        raise usage(str(exc))
+
+
 @app.command(epilog=EPILOG)
 def main(
+    ctx: typer.Context,
     scenes: list[str] = typer.Argument(None, help="Scene directories (Landsat C2, Maxar, Pleiades, GF2 ...) or STAC "
                                        "Items (ITEM.json or an http(s) URL).", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Output directory (scenes) or GeoTIFF (--pan/--ms)."),
@@ -348,13 +361,7 @@ def main(
     settings = RunSettings(tile=tile, batch=batch or batch_default,
                            halo=halo, cog=cog, quicklook=quicklook,
                            overwrite=overwrite, spread=bool(uncertainty), progress=reporter.bars)
-    if scheduler and not dry_run_only and watch is None:
-        from ddrf.scenes.distributed import SchedulerUnreachable, check_scheduler
-
-        try:
-            check_scheduler(scheduler)
-        except SchedulerUnreachable as exc:
-            raise usage(str(exc))
+    client = scheduler_client(ctx, scheduler) if scheduler and not dry_run_only and watch is None else None
     if watch is not None:
         if scenes or pan or ms or scheduler:
             raise usage("--watch takes no scene arguments, --pan/--ms or --scheduler")
@@ -395,22 +402,34 @@ def main(
         if dry_run_only:
             raise typer.Exit(dry_run(jobs, spec, settings))
         check_writable(output if jobs[0].directory is not None or references else output.parent)
-    if scheduler:
+    if client is not None:  # --scheduler (a dry run and --watch ended above)
         from ddrf.scenes.distributed import run_on_cluster
 
-        entries = run_on_cluster(scheduler, jobs, spec, settings)
+        entries = run_on_cluster(client, jobs, spec, settings)
         entries = finish_cluster_entries(entries, jobs, settings, catalog, reporter, sources)
     else:
         from ddrf.scenes.runner import run_batch
 
         entries = run_batch(jobs, spec, settings, reporter, catalog, sources)
+    problem = None
     if jobs[0].directory is not None or references:
-        from dataclasses import asdict
+        problem = summary_problem(output / SUMMARY_NAME, entries, {**asdict(spec), **asdict(settings)})
+    code = reporter.summary(entries)
+    if problem:  # last, after the list of what the run did publish
+        reporter.emit("error", problem, path=str(output / SUMMARY_NAME), error=problem)
+    raise typer.Exit(1 if problem else code)
 
-        from ddrf.scenes.report import write_summary
 
-        write_summary(output / SUMMARY_NAME, entries, {**asdict(spec), **asdict(settings)})
-    raise typer.Exit(reporter.summary(entries))
+def summary_problem(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any]) -> str | None:
+    """Write the run summary; None, or why it could not be written (a full disk after the scenes: one line, not a
+    traceback, and the closing list of the outputs still said)."""
+    from ddrf.scenes.report import write_summary
+
+    try:
+        write_summary(path, entries, settings)
+    except OSError as exc:
+        return f"{path}: cannot write the run summary ({exc.strerror or exc}); the outputs listed are published"
+    return None
 
 
 if __name__ == "__main__":

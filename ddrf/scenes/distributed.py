@@ -36,30 +36,45 @@ def connect(address: str) -> "Client":
         raise SchedulerUnreachable(f"--scheduler {address}: no Dask scheduler answers there ({reason})") from None
 
 
-def check_scheduler(address: str) -> None:
-    """Connect once and disconnect: an address that does not answer is refused before any scene runs."""
-    connect(address).close()
-
-
-def run_on_cluster(address: str, jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings,
+def run_on_cluster(client: "Client", jobs: list[SceneJob], spec: EngineSpec, settings: RunSettings,
                    done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Run `jobs` on the scheduler at `address`; returns one entry per job, in the order given."""
+    """Run `jobs` through `client` (its caller's, connected once: `connect`); returns one entry per job, in the order
+    given. After SIGTERM (also one before the scenes were sent) the scenes not back yet are cancelled and
+    `abandoned`, as in a local batch."""
     from distributed import as_completed
+
+    from ddrf.scenes.progress import GracefulStop
 
     settings = dataclasses.replace(settings, progress=False)  # no tile bars on workers
     run_id = uuid.uuid4().hex[:8]
     entries: dict[int, dict[str, Any]] = {}
-    with connect(address) as client:
-        futures = {client.submit(run_job, job, spec, settings, key=f"ddrf-run-{run_id}-{i}", pure=False): i
-                   for i, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                entry = future.result()
-            except Exception as exc:  # the worker died or the task could not run
-                entry = {"name": jobs[i].name, "source": jobs[i].source, "output": str(jobs[i].raster),
-                         "status": "failed", "error": f"{jobs[i].source}: worker failed ({exc})"}
-            entries[i] = entry
-            if done is not None:
-                done(entry)
-    return [entries[i] for i in range(len(jobs))]
+    with GracefulStop() as stop:
+        futures = {} if stop.requested else {
+            client.submit(run_job, job, spec, settings, key=f"ddrf-run-{run_id}-{i}", pure=False): i
+            for i, job in enumerate(jobs)}
+        waiting = as_completed(futures)
+        while not (waiting.is_empty() or stop.requested):
+            for future in waiting.next_batch(block=False):
+                entries[futures[future]] = result_of(future, jobs[futures[future]])
+                if done is not None:
+                    done(entries[futures[future]])
+            stop.idle(stop.IDLE_SLICE_S)  # as_completed's own wait would not see the stop
+        client.cancel([future for future, i in futures.items() if i not in entries])
+    return [entries.get(i) or cancelled(job) for i, job in enumerate(jobs)]
+
+
+def result_of(future: Any, job: SceneJob) -> dict[str, Any]:
+    try:
+        return future.result()
+    except Exception as exc:  # the worker died or the task could not run
+        return {"name": job.name, "source": job.source, "output": str(job.raster), "status": "failed",
+                "error": f"{job.source}: worker failed ({exc})"}
+
+
+def cancelled(job: SceneJob) -> dict[str, Any]:
+    """A scene not back when SIGTERM came: a task already running goes on (Dask cannot interrupt it), publishing its
+    files whole or not at all."""
+    from ddrf.scenes.runner import abandoned
+
+    return {**abandoned(job), "error": "stopped by SIGTERM before the cluster returned it; a worker already fusing "
+                                       "it finishes it, publishing it whole or not at all"}

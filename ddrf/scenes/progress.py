@@ -22,7 +22,10 @@ class StopRequested(BaseException):
 
 
 class GracefulStop:
-    """Turns SIGTERM into a flag checked between windows (the window in flight finishes, the scene is abandoned)."""
+    """Turns SIGTERM into a flag checked between windows (the window in flight finishes, the scene is abandoned).
+
+    Entered inside another (ddrf-run's process-wide one, from its start), it takes over a request the outer one
+    already holds."""
 
     IDLE_SLICE_S = 0.2  # an idle watcher sees a SIGTERM within this long
 
@@ -33,6 +36,9 @@ class GracefulStop:
 
     def __enter__(self) -> "GracefulStop":
         self._previous = signal.signal(signal.SIGTERM, self._handle)
+        outer = getattr(self._previous, "__self__", None)
+        if isinstance(outer, GracefulStop) and outer.requested:  # a SIGTERM before this stop was in place (the
+            self.requested = True  # model's preload, a watcher's recovery): honoured here, where it is checked
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -56,6 +62,13 @@ class GracefulStop:
             if left <= 0 or self.wake.wait(min(left, self.IDLE_SLICE_S)):
                 break
         self.wake.clear()
+
+
+def interrupt_once(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C unwinds (KeyboardInterrupt) once; later ones are ignored while the run unwinds, removing the scene's
+    temporaries and lock and writing its summary: a second Ctrl-C there cut that short and left them behind."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 @dataclass

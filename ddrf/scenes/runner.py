@@ -23,23 +23,40 @@ def output_files(job: SceneJob, settings: RunSettings) -> list[str]:
 
 
 def describe_outputs(entry: dict[str, Any], job: SceneJob, settings: RunSettings, catalog: Path | None,
-                     source: Any = None) -> dict[str, Any]:
-    """After a done (or already finished) scene: write its STAC Item (if missing), link it into the catalogue."""
-    from ddrf.scenes.stac_out import add_to_catalog, item_path, write_item
+                     source: Any = None, reporter: Reporter | None = None) -> dict[str, Any]:
+    """After a done (or already finished) scene: write its STAC Item (if missing), link it into the catalogue (and
+    say through `reporter` which links to Items gone since it dropped)."""
+    from ddrf.scenes.stac_out import item_path, write_item
 
     if entry["status"] not in ("done", "skipped"):
         return entry
+    item = item_path(job.raster)
     try:
-        item = item_path(job.raster)
         with gdal_cache():  # the Item's band statistics read the whole raster (decimated) through GDAL's cache
             if entry["status"] == "done" or not item.is_file():
                 write_item(job.raster, source)
-        if catalog is not None:
-            add_to_catalog(catalog, item)
     except Exception as exc:  # the raster is published; say what is missing, the next run writes it
         return {**entry, "status": "failed", "error": f"{job.raster}: STAC Item not written "
                                                       f"({' '.join(str(exc).split())})"}
+    problem = link_item(catalog, item, reporter) if catalog is not None else None
+    if problem:
+        return {**entry, "status": "failed", "error": problem}
     return {**entry, "files": output_files(job, settings)}
+
+
+def link_item(catalog: Path, item: Path, reporter: Reporter | None) -> str | None:
+    """Link the Item into the catalogue; None, or the one-line reason it is not linked (the next run links it)."""
+    from ddrf.scenes.stac_out import add_to_catalog
+
+    where = catalog / "catalog.json"
+    try:
+        dropped = add_to_catalog(catalog, item)
+    except Exception as exc:  # a full disk, a catalogue another process broke since the checks: not the others
+        return f"{where}: {item.name} not linked ({getattr(exc, 'strerror', None) or ' '.join(str(exc).split())})"
+    if dropped and reporter is not None:
+        reporter.emit("catalog", f"{where}: dropped the link(s) to {', '.join(dropped)}: gone (moved or deleted "
+                      f"since)", path=str(where), dropped=dropped)
+    return None
 
 
 def abandoned(job: SceneJob, signal_name: str = "SIGTERM") -> dict[str, Any]:
@@ -56,7 +73,7 @@ def run_scene(job: SceneJob, spec: EngineSpec, settings: RunSettings, reporter: 
         reporter.emit("note", text, scene=job.name, message=text)
 
     entry = run_job(job, spec, settings, reporter.tile_hook(job.name), say)
-    entry = describe_outputs(entry, job, settings, catalog, source)
+    entry = describe_outputs(entry, job, settings, catalog, source, reporter)
     reporter.scene(entry)
     return entry
 

@@ -247,20 +247,20 @@ def check_catalog(catalog_dir: Path) -> None:
         raise ValueError(f"{catalog_dir}: cannot write the STAC catalogue here ({reason})")
 
 
-def add_to_catalog(catalog_dir: Path, item_file: Path) -> Path:
+def add_to_catalog(catalog_dir: Path, item_file: Path) -> list[str]:
     """Link an Item into the static catalogue `catalog_dir/catalog.json` (made on first use; one link per Item id),
     under its lock: runs sharing a catalogue (two watchers, parallel batches) would otherwise drop each other's
-    links."""
+    links. Links to local Items that are gone (their output folder moved or deleted since) are dropped: returns
+    their hrefs, for the caller to say."""
     from ddrf.files import exclusive
 
     catalog_dir.mkdir(parents=True, exist_ok=True)
     path = catalog_dir / "catalog.json"
     with exclusive(path, wait=True):
-        _link_item(path, item_file)
-    return path
+        return _link_item(path, item_file)
 
 
-def _link_item(path: Path, item_file: Path) -> None:
+def _link_item(path: Path, item_file: Path) -> list[str]:
     from ddrf.files import write_text_atomic
 
     catalog_dir = path.parent
@@ -269,11 +269,19 @@ def _link_item(path: Path, item_file: Path) -> None:
     else:
         catalog = pystac.Catalog(CATALOG_ID, "Pansharpened scenes written by ddrf-run", title="DDRF Edge outputs")
     item_id = json.loads(item_file.read_text())["id"]
-    catalog.links = [link for link in catalog.links if not (link.rel == "item" and link.title == item_id)]
+    gone = [link.href for link in catalog.links if link.rel == "item" and _gone(link.href, catalog_dir)]
+    catalog.links = [link for link in catalog.links
+                     if not (link.rel == "item" and (link.title == item_id or link.href in gone))]
     href = Path(_relative(item_file.resolve(), catalog_dir.resolve()))
     catalog.add_link(pystac.Link("item", href.as_posix(), pystac.MediaType.JSON, title=item_id))
     catalog.links.sort(key=lambda link: (link.rel, link.title or ""))
     write_text_atomic(path, json.dumps(catalog.to_dict(include_self_link=False), indent=2) + "\n")
+    return gone
+
+
+def _gone(href: str, catalog_dir: Path) -> bool:
+    """A link to a local file (relative to the catalogue, or absolute) that no longer exists; URLs are not checked."""
+    return "://" not in href and not (catalog_dir / href).is_file()
 
 
 def _relative(target: Path, start: Path) -> str:
