@@ -47,18 +47,26 @@ def existing_folder(folder: Path) -> Path:
     return folder
 
 
+def size_text(count: int) -> str:
+    """Bytes in the unit that shows them: '512 kB', '3.4 MB', '1.25 GB' (a tiny disk or output is not '0.00 GB')."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"
+
+
 def describe_plan(name: str, plan: dict[str, Any]) -> str:
     grid = plan["grid"]
     windows = "1 window" if plan["tiles"] == 1 else f"{plan['tiles']} windows"
     return (f"{name}: {plan['height']} x {plan['width']} PAN px, {windows} of "
-            f"{grid.tile_rows} x {grid.tile_cols} (halo {grid.halo}), output up to {plan['output_bytes'] / 1e6:.1f} MB "
-            f"uncompressed, {plan['free_bytes'] / 1e9:.1f} GB free")
+            f"{grid.tile_rows} x {grid.tile_cols} (halo {grid.halo}), output up to {size_text(plan['output_bytes'])} "
+            f"uncompressed, {size_text(plan['free_bytes'])} free")
 
 
 def check_room(plan: dict[str, Any], outputs: Outputs) -> None:
     if plan["output_bytes"] > plan["free_bytes"]:
-        raise ValueError(f"{outputs.raster}: the output needs up to {plan['output_bytes'] / 1e9:.2f} GB but "
-                         f"{outputs.raster.parent} has {plan['free_bytes'] / 1e9:.2f} GB free; nothing written")
+        raise ValueError(f"{outputs.raster}: the output needs up to {size_text(plan['output_bytes'])} but "
+                         f"{outputs.raster.parent} has {size_text(plan['free_bytes'])} free; nothing written")
 
 
 def estimate_after_first_batch(name: str, total: int, started: float, update: Callable[[int], None],
