@@ -422,6 +422,31 @@ def test_an_output_into_a_bundled_model_named_by_its_name_is_refused(tmp_path: P
     assert card.read_text() == before
 
 
+def test_fit_spread_never_writes_into_a_bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundled model's card serves every run of the install: --fit-spread on it, named by its name or by its path
+    (also the package's own folder), is refused in one line giving the copy command, before any fusion (before: the
+    shared card was refitted on the user's images); a copy is fitted."""
+    import shutil
+
+    from ddrf.assets import BUNDLED_MODELS
+
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", tmp_path / "bundled/tiny")
+    monkeypatch.setenv("DDRF_BUNDLED_MODELS", str(tmp_path / "bundled"))
+    card = tmp_path / "bundled/tiny/card.json"
+    before = card.read_text()
+    shipped = {p: p.read_text() for p in BUNDLED_MODELS.glob("*/card.json")}
+    data = f"fusebox:{ROOT / 'tests/data/landsat7'}"
+    for given in ("tiny", tmp_path / "bundled/tiny", BUNDLED_MODELS / "landsat_ratio2"):
+        code, text = invoke(data, "--methods", f"ddrf:{given}", "--samples", "2", "--fit-spread")
+        assert code == 2 and len(text.strip().splitlines()) == 1, text
+        assert "a bundled model" in text and "cp -r " in text and "--fit-spread" in text
+    assert card.read_text() == before and shipped == {p: p.read_text() for p in shipped}
+    copy = tmp_path / "mine"
+    shutil.copytree(tmp_path / "bundled/tiny", copy)
+    code, text = invoke(data, "--methods", f"ddrf:{copy}", "--samples", "2", "--tile", "96", "--fit-spread")
+    assert code == 0 and f"{copy / 'card.json'}: spread_calibration = " in text
+
+
 @pytest.mark.parametrize("fit", [[], ["--fit-spread"]])
 def test_more_views_than_a_window_has_are_refused(fit: list[str], tmp_path: Path) -> None:
     """--views --samples 9: a window has 8 views, so the ninth would be the first again (ddrf-run refuses --ensemble 9);

@@ -158,6 +158,7 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
     method = chosen[0] if len(chosen) == 1 else None
     if not isinstance(method, OnnxDDRF):
         raise ValueError("--fit-spread takes exactly one exported model: --methods ddrf:MODEL_DIR")
+    refuse_bundled(method.model_dir)
     images = list(open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio, bands).samples(REDUCED))
     if not images:
         raise ValueError(f"{dataset}: no image with a reference (the reduced protocol) to fit the spread on")
@@ -177,6 +178,17 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
     typer.echo(f"{method.model_dir / CARD_NAME}: spread_calibration{'_views' if views else ''} = {c} at N = "
                f"{samples} {'views' if views else 'seeds'}, K = {steps} (from {len(images)} image(s) of {dataset})")
 
+
+
+def refuse_bundled(folder: Path) -> None:
+    """--fit-spread rewrites the model's card; a bundled model's serves every run of the install, so a copy is fitted
+    (benchmarks/steps_samples.py --write-calibration is how the bundled cards are fitted)."""
+    from ddrf.bundled import is_bundled
+
+    if is_bundled(folder):
+        raise ValueError(f"{folder}: a bundled model, whose card every run of this install uses; --fit-spread "
+                         f"would rewrite it, so fit a copy: cp -r {shlex.quote(str(folder))} ./{folder.name}, then "
+                         f"--methods ddrf:./{folder.name} --fit-spread")
 
 def parse_tiling(tile: int | None, whole_image: bool, views: bool = False) -> Any:
     from ddrf.evaluate.methods import Tiling
