@@ -264,6 +264,30 @@ def test_bad_inputs_fail_with_one_clear_line(args: list[str], message: str, land
     assert list(tmp_path.iterdir()) == []  # no output of a refused run (the CSV was written before the figure's check)
 
 
+
+@pytest.mark.parametrize("data, args, message", [
+    ("fusebox:{l7}", ["--border", "1000"], "--border 1000: image fusebox_1 ({l7}/1_pan.mat) is 128x128 on the fused "
+     "grid (reduced protocol), and the metrics need a 32-pixel block inside the border: at most --border 48"),
+    ("fusebox:{l7}", ["--border", "1000", "--mode", "full"], "(full protocol), and the metrics need a 32-pixel block "
+     "inside the border: at most --border 112"),
+    ("pairs:{l8}", ["--border", "40"], "--border 40: image l8 ({l8}/l8_B8.tif) is 64x62 on the fused grid (reduced "
+     "protocol), and the metrics need a 32-pixel block inside the border: at most --border 15"),
+    ("fusebox:{l7}", ["--simulate-ratio", "1024"], "--simulate-ratio 1024: image fusebox_1 ({l7}/1_pan.mat) has a "
+     "128x128 MS, so at most --simulate-ratio 128 (one MS pixel left)"),
+    ("pairs:{l8}", ["--simulate-ratio", "100"], "--simulate-ratio 100: interp23, which upsamples the MS for every "
+     "method, takes powers of two and ratios up to 45"),
+])
+def test_a_border_or_ratio_too_large_for_the_images_names_option_image_and_limit(data: str, args: list[str],
+                                                                                 message: str,
+                                                                                 landsat7_dir: Path) -> None:
+    """Before: `border 1000 leaves nothing of a 128x128 image`, `MS 128x128 is smaller than the ratio 1000` and `EXP on
+    fusebox_1: min() arg is an empty sequence`, naming neither the option nor the file nor what would do."""
+    where = {"l7": landsat7_dir, "l8": ROOT / "tests/data/landsat8"}
+    code, text = invoke(data.format(**where), "--methods", "EXP", *args)
+    assert code == 2 and len(text.strip().splitlines()) == 1, text
+    assert message.format(**where) in " ".join(text.split())
+
+
 def test_wrong_keys_named(tmp_path: Path) -> None:
     bad = tmp_path / "wv3_bad.h5"
     with h5py.File(bad, "w") as f:

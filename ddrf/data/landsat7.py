@@ -110,6 +110,7 @@ def load_fusebox_scene(folder: Path, scene: int, bands: Sequence[str] = DEFAULT_
         sensor=SENSOR,
         bits=BITS,
         band_names=tuple(bands),
+        source=str(pan_path),
     )
 
 
