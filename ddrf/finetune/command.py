@@ -35,7 +35,8 @@ def main(
     steps: int = typer.Option(5000, "--steps", min=1, help="most optimiser steps (the budget may end sooner)"),
     lr: float = typer.Option(1e-4, "--lr", help="learning rate after the warm-up"),
     batch: int = typer.Option(8, "--batch", min=1),
-    patch: int = typer.Option(64, "--patch", min=8, help="training patch side on the PAN grid"),
+    patch: int = typer.Option(64, "--patch", min=8, help="training patch side on the training pairs' PAN grid, "
+                              "which Wald's protocol makes the scene's MS grid"),
     hold_out: list[str] = typer.Option([], "--hold-out", help="scene directory name kept out of training"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads"),
     seed: int = typer.Option(0, "--seed"),
