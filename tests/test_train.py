@@ -104,6 +104,16 @@ def test_yaml_numbers_in_every_section_and_bad_values_are_one_line(tmp_path: Pat
             load_config(config, [override])
 
 
+
+def test_scenes_listed_for_training_that_are_held_out_are_refused_not_dropped(fusebox: str, tmp_path: Path) -> None:
+    """data.scenes=[1, 7] with P034R032 (scenes 1-6) held out: one line naming scene 1 and its acquisition, nothing
+    trained (before: scene 1 was dropped without a word and the run trained on scene 7 alone)."""
+    with pytest.raises(ValueError, match=r"data.scenes lists fusebox_1, of held-out acquisition P034R032 "
+                                         r"\(data.test_acquisitions\)"):
+        train(tiny(fusebox, "data.scenes=[1, 7]", "optim.steps=1"), tmp_path / "run")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
 def test_lr_schedule_warmup_then_cosine() -> None:
     f = lr_lambda(10, 110, 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)

@@ -58,7 +58,11 @@ def _fusebox_pairs(cfg: DataConfig, root: Path) -> list[Any]:
 
     kwargs = {"bands": tuple(cfg.bands)} if cfg.bands else {}
     pairs = load_fusebox(root, cfg.scenes, **kwargs)
-    train, _ = split_by_acquisition(pairs, test=tuple(cfg.test_acquisitions))
+    train, held = split_by_acquisition(pairs, test=tuple(cfg.test_acquisitions))
+    if cfg.scenes is not None and held:  # asked for by number: dropping them would train on less, silently
+        raise ValueError(f"{root}: data.scenes lists {', '.join(p.name for p in held)}, of held-out acquisition "
+                         f"{', '.join(sorted({p.acquisition for p in held}))} (data.test_acquisitions); list only "
+                         f"training scenes, or hold out another acquisition")
     if not train:
         raise ValueError(f"{root}: every pair belongs to a held-out acquisition {cfg.test_acquisitions}")
     return train
