@@ -288,6 +288,24 @@ def test_a_border_or_ratio_too_large_for_the_images_names_option_image_and_limit
     assert message.format(**where) in " ".join(text.split())
 
 
+
+def test_scores_on_acquisitions_a_model_was_trained_on_are_said_to_be_in_sample(landsat7_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    """--acquisitions all scores landsat_ratio2 on fusebox_7 and fusebox_13, whose acquisitions it was trained on (its
+    card's training.acquisitions_used): said once on stderr and recorded in the JSON settings (before: their scores
+    were averaged with the held-out one's as if all were held out)."""
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--acquisitions", "all", "--methods", "EXP,ddrf:landsat_ratio2",
+                        "--json", tmp_path / "r.json")
+    assert code == 0, text
+    said = [line for line in text.splitlines() if "in-sample" in line]
+    assert said == ["ddrf-eval: DDRF[landsat_ratio2] was trained on acquisition(s) P090R083, P091R083 of these "
+                    "images (its card's training.acquisitions_used): their scores are in-sample, not held out"]
+    settings = json.loads((tmp_path / "r.json").read_text())["settings"]
+    assert settings["methods"]["DDRF[landsat_ratio2]"]["in_sample_acquisitions"] == ["P090R083", "P091R083"]
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--methods", "ddrf:landsat_ratio2")  # P034R032: held out
+    assert code == 0 and "in-sample" not in text
+
+
 def test_wrong_keys_named(tmp_path: Path) -> None:
     bad = tmp_path / "wv3_bad.h5"
     with h5py.File(bad, "w") as f:

@@ -92,6 +92,7 @@ def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: s
     chosen = parse_methods(methods, steps, samples, seed, backend, tiling or Tiling())
     keep = _figure_picker(figure_image, protocols[0]) if figure is not None else (lambda s: False)
     settings = _settings(data, protocols, chosen, border, mode)  # loads DDRF models: fail before any fusion
+    mark_in_sample(settings)
     results = run(data.samples(mode), chosen, border, keep)
     if figure is not None and results.kept.sample is None:  # before any output is written: all of them or none
         raise ValueError(f"--figure-image {figure_image!r}: no such image (give a name from the table or an index); "
@@ -194,6 +195,17 @@ def parse_tiling(tile: int | None, whole_image: bool, views: bool = False) -> An
     from ddrf.evaluate.methods import Tiling
 
     return Tiling(whole_image=whole_image, tile=tile, views=views)
+
+
+def mark_in_sample(settings: dict[str, Any]) -> None:
+    """A model scored on FuseBox acquisitions its card says it was trained on: said once and recorded, since those
+    scores are not held out (the default acquisition is held out of every bundled model)."""
+    chosen = set(settings["data"].get("scored_acquisitions") or [])
+    for name, method in settings["methods"].items():
+        if seen := sorted(chosen & set(method.pop("trained_on", None) or [])):
+            method["in_sample_acquisitions"] = seen
+            typer.echo(f"ddrf-eval: {name} was trained on acquisition(s) {', '.join(seen)} of these images (its "
+                       f"card's training.acquisitions_used): their scores are in-sample, not held out", err=True)
 
 
 def _figure_picker(choice: str | None, protocol: str) -> Any:

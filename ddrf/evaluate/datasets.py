@@ -253,6 +253,7 @@ def _open_fusebox(spec: str, path: Path, acquisitions: str, bands: Sequence[str]
     if not scenes:
         raise ValueError(f"{folder}: no FuseBox scenes of acquisition(s) {', '.join(chosen)}")
     settings = {**wald_settings(SENSOR, len(names), RATIO), "bits": BITS, "acquisitions": chosen, "scenes": scenes,
+                "scored_acquisitions": sorted({fusebox_acquisition(n) for n in scenes}),
                 "band_names": list(names), "scale": "DN (8-bit)"}
     return Dataset(spec, "fusebox", path, True, settings,
                    _pairs=lambda: (load_fusebox_scene(folder, n, names) for n in scenes))
