@@ -114,6 +114,21 @@ def test_scenes_listed_for_training_that_are_held_out_are_refused_not_dropped(fu
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+
+def test_a_held_out_acquisition_that_is_none_and_a_scene_given_twice_are_refused(fusebox: str, tmp_path: Path) -> None:
+    """data.test_acquisitions=[P034R03] (a typo of P034R032) held nothing out, so the run trained on the benchmark's
+    held-out images while its card said P034R03 was held out; data.source=scenes:A,A trained on A at double weight
+    (ddrf-finetune already refused it). Both are one line now, before any training."""
+    scene = Path(__file__).parent / "data/scenes/landsat8_c1/LC08_L1TP_016037_20170813_20170814_01_RT"
+    with pytest.raises(ValueError, match=r"data.test_acquisitions: P034R03 is no FuseBox acquisition \(they are "
+                                         r"P034R032, P090R083, "):
+        train(tiny(fusebox, "data.test_acquisitions=[P034R03]", "optim.steps=1"), tmp_path / "a")
+    with pytest.raises(ValueError, match=rf"{scene}/: given twice in data.source; name each once"):
+        train(tiny(f"scenes:{scene},{scene}/", "data.test_acquisitions=[]", "data.bands=null", "optim.steps=1"),
+              tmp_path / "b")
+    assert not (tmp_path / "a" / "model.safetensors").exists() and not (tmp_path / "b" / "model.safetensors").exists()
+
+
 def test_lr_schedule_warmup_then_cosine() -> None:
     f = lr_lambda(10, 110, 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)

@@ -228,9 +228,9 @@ def _pancollection_samples(source: Any, settings: dict[str, Any], protocols: Seq
 
 # -- FuseBox --------------------------------------------------------------------------------------------------
 def _fusebox_acquisitions(value: str) -> list[str]:
-    from ddrf.data.landsat7 import _ACQUISITIONS
+    from ddrf.data.landsat7 import ACQUISITIONS
 
-    known = [a for _, _, a in _ACQUISITIONS]
+    known = list(ACQUISITIONS)
     if value.strip().lower() == "all":
         return known
     chosen = [a.strip().upper() for a in value.split(",") if a.strip()]
