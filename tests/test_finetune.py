@@ -216,3 +216,21 @@ def test_a_patch_larger_than_the_scene_is_stated_on_one_grid_naming_the_file(tmp
     assert (f"{pan}: patch 4096 is larger than the training pair: Wald's protocol degrades the PAN by the ratio 2, so "
             "patches are cut on the scene's MS grid, where it is 24x24 (its PAN 48x48); at most patch 24") in text
     assert not (tmp_path / "ft").exists()
+
+
+def test_resuming_a_finished_run_says_so_and_keeps_its_model(tmp_path: Path) -> None:
+    """--resume of a run already at --steps trains nothing: it says so and leaves RUN/model as it is, so a spread
+    calibration fitted into it since (ddrf-eval --fit-spread) stays (before: `trained steps 1->1`, and the model was
+    exported again over it, the fitted calibration lost without a word)."""
+    from ddrf.evaluate.spread import store_factor
+
+    out = tmp_path / "ft"
+    common = [str(SCENE), "--out", str(out), "--model", "landsat_ratio2", "--steps", "1", "--patch", "16"]
+    assert CliRunner().invoke(app, common).exit_code == 0
+    store_factor(out / "model", 3.5, 8, read_card(out / "model/card.json").sampling_steps)
+    card = (out / "model/card.json").read_text()
+    again = CliRunner().invoke(app, [*common, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert f"nothing to train: the run in {out} is at step 1 of --steps 1; its model {out / 'model'} is kept" in \
+        " ".join(again.output.split())
+    assert (out / "model/card.json").read_text() == card and read_card(out / "model/card.json").spread_calibration == 3.5
