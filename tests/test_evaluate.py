@@ -293,17 +293,26 @@ def test_scores_on_acquisitions_a_model_was_trained_on_are_said_to_be_in_sample(
                                                                                 tmp_path: Path) -> None:
     """--acquisitions all scores landsat_ratio2 on fusebox_7 and fusebox_13, whose acquisitions it was trained on (its
     card's training.acquisitions_used): said once on stderr and recorded in the JSON settings (before: their scores
-    were averaged with the held-out one's as if all were held out)."""
+    were averaged with the held-out one's as if all were held out); --fit-spread says it too."""
+    import shutil
+
     code, text = invoke(f"fusebox:{landsat7_dir}", "--acquisitions", "all", "--methods", "EXP,ddrf:landsat_ratio2",
                         "--json", tmp_path / "r.json")
     assert code == 0, text
     said = [line for line in text.splitlines() if "in-sample" in line]
     assert said == ["ddrf-eval: DDRF[landsat_ratio2] was trained on acquisition(s) P090R083, P091R083 of these "
-                    "images (its card's training.acquisitions_used): their scores are in-sample, not held out"]
+                    "images (its card's training.acquisitions_used): results on them are in-sample, not held out"]
     settings = json.loads((tmp_path / "r.json").read_text())["settings"]
     assert settings["methods"]["DDRF[landsat_ratio2]"]["in_sample_acquisitions"] == ["P090R083", "P091R083"]
     code, text = invoke(f"fusebox:{landsat7_dir}", "--methods", "ddrf:landsat_ratio2")  # P034R032: held out
     assert code == 0 and "in-sample" not in text
+    model = tmp_path / "model"  # a spread fitted on training images is as in-sample
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", model)
+    card = json.loads((model / "card.json").read_text())
+    (model / "card.json").write_text(json.dumps({**card, "training": {"acquisitions_used": ["P091R083"]}}))
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--acquisitions", "all", "--methods", f"ddrf:{model}", "--samples",
+                        "2", "--tile", "96", "--fit-spread")
+    assert code == 0 and "DDRF[model-N2] was trained on acquisition(s) P091R083 of these images" in text, text
 
 
 def test_wrong_keys_named(tmp_path: Path) -> None:

@@ -160,7 +160,9 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
     if not isinstance(method, OnnxDDRF):
         raise ValueError("--fit-spread takes exactly one exported model: --methods ddrf:MODEL_DIR")
     refuse_bundled(method.model_dir)
-    images = list(open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio, bands).samples(REDUCED))
+    data = open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio, bands)
+    mark_in_sample({"data": data.settings, "methods": {method.name: method.settings()}})
+    images = list(data.samples(REDUCED))
     if not images:
         raise ValueError(f"{dataset}: no image with a reference (the reduced protocol) to fit the spread on")
     zs = []
@@ -198,14 +200,14 @@ def parse_tiling(tile: int | None, whole_image: bool, views: bool = False) -> An
 
 
 def mark_in_sample(settings: dict[str, Any]) -> None:
-    """A model scored on FuseBox acquisitions its card says it was trained on: said once and recorded, since those
-    scores are not held out (the default acquisition is held out of every bundled model)."""
+    """A model scored (or its spread fitted) on FuseBox acquisitions its card says it was trained on: said once and
+    recorded, since results there are not held out (the default acquisition is held out of every bundled model)."""
     chosen = set(settings["data"].get("scored_acquisitions") or [])
     for name, method in settings["methods"].items():
         if seen := sorted(chosen & set(method.pop("trained_on", None) or [])):
             method["in_sample_acquisitions"] = seen
             typer.echo(f"ddrf-eval: {name} was trained on acquisition(s) {', '.join(seen)} of these images (its "
-                       f"card's training.acquisitions_used): their scores are in-sample, not held out", err=True)
+                       f"card's training.acquisitions_used): results on them are in-sample, not held out", err=True)
 
 
 def _figure_picker(choice: str | None, protocol: str) -> Any:
