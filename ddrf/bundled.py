@@ -67,6 +67,15 @@ def model_folder(given: str | os.PathLike[str]) -> Path:
     raise ValueError(f"{given}: not a model directory, nor a bundled model ({listed})")
 
 
+
+def is_bundled(folder: str | os.PathLike[str]) -> bool:
+    """Whether a model folder lies among the bundled ones (the package's own or $DDRF_BUNDLED_MODELS'): a shared asset
+    every run of the install uses, however it was named."""
+    from ddrf.assets import BUNDLED_MODELS
+
+    path = Path(folder).resolve()
+    return any(path.is_relative_to(home.resolve()) for home in (BUNDLED_MODELS, bundled_folder()))
+
 def fits(model: BundledModel, ratio: int, bands: Sequence[str] | None, band_count: int) -> bool:
     """Same ratio, and every band the model needs is in the scene (`bands` None: unnamed arrays, matched by count);
     a band-wise model takes any bands."""

@@ -296,8 +296,9 @@ def fits(value: Any, hint: Any) -> bool:
         return any(fits(value, arg) for arg in args)
     if hint is Any:
         return True
-    if origin is list:
-        return isinstance(value, list) and all(fits(item, args[0]) for item in value)
+    if origin in (list, tuple):  # a tuple field (`tuple[int, ...]`) reads as a list from JSON and YAML
+        kinds = (list, tuple) if origin is tuple else list
+        return isinstance(value, kinds) and all(fits(item, args[0]) for item in value)
     if origin is dict:
         return isinstance(value, dict)
     if hint in (int, float):

@@ -219,11 +219,20 @@ _HALF23 = 2.0 * np.array(
 CDF23 = np.concatenate([_HALF23[:0:-1], _HALF23])
 
 
+GENERAL_TAPS = 45  # interp23's one-stage filter for ratios other than powers of two
+
+
+def interp23_takes(ratio: int) -> bool:
+    """Powers of two (cascaded x2 stages), else ratios up to the one-stage filter's length: beyond it some output
+    phases would meet no tap."""
+    return ratio & (ratio - 1) == 0 or ratio <= GENERAL_TAPS
+
+
 def _general_taps(ratio: int) -> np.ndarray:
     """45-tap Hamming-windowed low-pass with cutoff 1/ratio, gain ratio (MATLAB ratio*fir1(44, 1/ratio))."""
     from scipy import signal  # here, not at the top: see _filter2d
 
-    return ratio * signal.firwin(45, 1.0 / ratio)
+    return ratio * signal.firwin(GENERAL_TAPS, 1.0 / ratio)
 
 
 def _upsample_axis(
@@ -283,6 +292,8 @@ def interp23(ms: np.ndarray, ratio: int, border: str = "circular") -> np.ndarray
     ``border``: "circular" (toolbox, wraps around) or "symmetric" (mirror at the edges, better for tiles).
     """
     ratio = _check_ratio(ratio)
+    if not interp23_takes(ratio):
+        raise ValueError(f"interp23 takes powers of two and ratios up to {GENERAL_TAPS}, got ratio {ratio}")
     if border not in ("circular", "symmetric"):
         raise ValueError(f"border must be 'circular' or 'symmetric', got {border!r}")
     x = np.asarray(ms, dtype=np.float64)

@@ -264,6 +264,57 @@ def test_bad_inputs_fail_with_one_clear_line(args: list[str], message: str, land
     assert list(tmp_path.iterdir()) == []  # no output of a refused run (the CSV was written before the figure's check)
 
 
+
+@pytest.mark.parametrize("data, args, message", [
+    ("fusebox:{l7}", ["--border", "1000"], "--border 1000: image fusebox_1 ({l7}/1_pan.mat) is 128x128 on the fused "
+     "grid (reduced protocol), and the metrics need a 32-pixel block inside the border: at most --border 48"),
+    ("fusebox:{l7}", ["--border", "1000", "--mode", "full"], "(full protocol), and the metrics need a 32-pixel block "
+     "inside the border: at most --border 112"),
+    ("pairs:{l8}", ["--border", "40"], "--border 40: image l8 ({l8}/l8_B8.tif) is 64x62 on the fused grid (reduced "
+     "protocol), and the metrics need a 32-pixel block inside the border: at most --border 15"),
+    ("fusebox:{l7}", ["--simulate-ratio", "1024"], "--simulate-ratio 1024: image fusebox_1 ({l7}/1_pan.mat) has a "
+     "128x128 MS, so at most --simulate-ratio 128 (one MS pixel left)"),
+    ("pairs:{l8}", ["--simulate-ratio", "100"], "--simulate-ratio 100: interp23, which upsamples the MS for every "
+     "method, takes powers of two and ratios up to 45"),
+])
+def test_a_border_or_ratio_too_large_for_the_images_names_option_image_and_limit(data: str, args: list[str],
+                                                                                 message: str,
+                                                                                 landsat7_dir: Path) -> None:
+    """Before: `border 1000 leaves nothing of a 128x128 image`, `MS 128x128 is smaller than the ratio 1000` and `EXP on
+    fusebox_1: min() arg is an empty sequence`, naming neither the option nor the file nor what would do."""
+    where = {"l7": landsat7_dir, "l8": ROOT / "tests/data/landsat8"}
+    code, text = invoke(data.format(**where), "--methods", "EXP", *args)
+    assert code == 2 and len(text.strip().splitlines()) == 1, text
+    assert message.format(**where) in " ".join(text.split())
+
+
+
+def test_scores_on_acquisitions_a_model_was_trained_on_are_said_to_be_in_sample(landsat7_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    """--acquisitions all scores landsat_ratio2 on fusebox_7 and fusebox_13, whose acquisitions it was trained on (its
+    card's training.acquisitions_used): said once on stderr and recorded in the JSON settings (before: their scores
+    were averaged with the held-out one's as if all were held out); --fit-spread says it too."""
+    import shutil
+
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--acquisitions", "all", "--methods", "EXP,ddrf:landsat_ratio2",
+                        "--json", tmp_path / "r.json")
+    assert code == 0, text
+    said = [line for line in text.splitlines() if "in-sample" in line]
+    assert said == ["ddrf-eval: DDRF[landsat_ratio2] was trained on acquisition(s) P090R083, P091R083 of these "
+                    "images (its card's training.acquisitions_used): results on them are in-sample, not held out"]
+    settings = json.loads((tmp_path / "r.json").read_text())["settings"]
+    assert settings["methods"]["DDRF[landsat_ratio2]"]["in_sample_acquisitions"] == ["P090R083", "P091R083"]
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--methods", "ddrf:landsat_ratio2")  # P034R032: held out
+    assert code == 0 and "in-sample" not in text
+    model = tmp_path / "model"  # a spread fitted on training images is as in-sample
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", model)
+    card = json.loads((model / "card.json").read_text())
+    (model / "card.json").write_text(json.dumps({**card, "training": {"acquisitions_used": ["P091R083"]}}))
+    code, text = invoke(f"fusebox:{landsat7_dir}", "--acquisitions", "all", "--methods", f"ddrf:{model}", "--samples",
+                        "2", "--tile", "96", "--fit-spread")
+    assert code == 0 and "DDRF[model-N2] was trained on acquisition(s) P091R083 of these images" in text, text
+
+
 def test_wrong_keys_named(tmp_path: Path) -> None:
     bad = tmp_path / "wv3_bad.h5"
     with h5py.File(bad, "w") as f:
@@ -420,6 +471,31 @@ def test_an_output_into_a_bundled_model_named_by_its_name_is_refused(tmp_path: P
                         "--overwrite")
     assert code == 2 and f"{card}: is an input of this command" in text
     assert card.read_text() == before
+
+
+def test_fit_spread_never_writes_into_a_bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundled model's card serves every run of the install: --fit-spread on it, named by its name or by its path
+    (also the package's own folder), is refused in one line giving the copy command, before any fusion (before: the
+    shared card was refitted on the user's images); a copy is fitted."""
+    import shutil
+
+    from ddrf.assets import BUNDLED_MODELS
+
+    shutil.copytree(ROOT / "tests/data/tiny_model/model", tmp_path / "bundled/tiny")
+    monkeypatch.setenv("DDRF_BUNDLED_MODELS", str(tmp_path / "bundled"))
+    card = tmp_path / "bundled/tiny/card.json"
+    before = card.read_text()
+    shipped = {p: p.read_text() for p in BUNDLED_MODELS.glob("*/card.json")}
+    data = f"fusebox:{ROOT / 'tests/data/landsat7'}"
+    for given in ("tiny", tmp_path / "bundled/tiny", BUNDLED_MODELS / "landsat_ratio2"):
+        code, text = invoke(data, "--methods", f"ddrf:{given}", "--samples", "2", "--fit-spread")
+        assert code == 2 and len(text.strip().splitlines()) == 1, text
+        assert "a bundled model" in text and "cp -r " in text and "--fit-spread" in text
+    assert card.read_text() == before and shipped == {p: p.read_text() for p in shipped}
+    copy = tmp_path / "mine"
+    shutil.copytree(tmp_path / "bundled/tiny", copy)
+    code, text = invoke(data, "--methods", f"ddrf:{copy}", "--samples", "2", "--tile", "96", "--fit-spread")
+    assert code == 0 and f"{copy / 'card.json'}: spread_calibration = " in text
 
 
 @pytest.mark.parametrize("fit", [[], ["--fit-spread"]])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,3 +244,51 @@ def test_engine_batch_below_one_is_a_usage_error(option: str, tmp_path: Path) ->
     result = runner.invoke(app, ["engine", str(model), option, "0", "--timing-cache", str(tmp_path / "t.cache")])
     assert result.exit_code == 2 and option in result.output, result.output
     assert not (tmp_path / "t.cache").exists()
+
+
+def _opens(paths: list[Path], action: Any) -> dict[Path, int]:
+    """How many times each file is opened while `action` runs, by any code (Python or a native library), as Linux's
+    inotify reports it (IN_OPEN; IN_CLOSE too, so that two opens in a row are never merged into one event)."""
+    import ctypes
+    import os
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK) if hasattr(libc, "inotify_init1") else -1
+    if fd < 0:
+        pytest.skip("no inotify on this system")
+    try:
+        watches = {libc.inotify_add_watch(fd, str(p).encode(), 0x20 | 0x08 | 0x10): p for p in paths}
+        action()
+        counts = dict.fromkeys(paths, 0)
+        data = b""
+        try:
+            while chunk := os.read(fd, 65536):
+                data += chunk
+        except BlockingIOError:
+            pass
+        offset = 0
+        while offset < len(data):
+            wd, mask, _, length = struct.unpack_from("iIII", data, offset)
+            counts[watches[wd]] += bool(mask & 0x20)
+            offset += 16 + length
+        return counts
+    finally:
+        os.close(fd)
+
+
+def test_average_reads_each_checkpoint_once(checkpoint: Path, tmp_path: Path) -> None:
+    """The mean's record names each input with the SHA-256 of the very bytes averaged: one read per file (before: the
+    weights were read, then the file again for its hash, so a file replaced in between was recorded wrongly)."""
+    import hashlib
+    import shutil
+
+    from ddrf.train.checkpoint import read_weights
+
+    files = [checkpoint / "model.safetensors", tmp_path / "copy.safetensors"]
+    shutil.copy(files[0], files[1])
+    out = tmp_path / "mean"
+    opened = _opens(files, lambda: runner.invoke(app, ["average", *map(str, files), "-o", str(out)]))
+    assert opened == dict.fromkeys(files, 1)
+    sources = read_weights(out)[2].training["averaged_from"]
+    assert [s["sha256"] for s in sources] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]

@@ -202,3 +202,35 @@ def test_resume_and_overwrite_together_are_refused(base_run: Path, tmp_path: Pat
     result = CliRunner().invoke(app, [*common, "--steps", "2", "--resume", "--overwrite"])
     assert result.exit_code == 2 and "--resume and --overwrite exclude each other" in result.output
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_patch_larger_than_the_scene_is_stated_on_one_grid_naming_the_file(tmp_path: Path) -> None:
+    """--patch is on the training pairs' PAN grid, which Wald's protocol makes the scene's MS grid: the refusal gives
+    the scene's size on that grid (and its PAN's), its file and the largest patch that fits (before: `pair
+    'landsat8_c1': MS (24, 24) is smaller than patch 4096`, which read as a PAN-grid patch against MS pixels)."""
+    result = CliRunner().invoke(app, [str(SCENE), "--out", str(tmp_path / "ft"), "--model", "landsat_ratio2",
+                                      "--patch", "4096", "--steps", "1"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    pan = next(SCENE.glob("*_B8.TIF"))
+    assert (f"{pan}: patch 4096 is larger than the training pair: Wald's protocol degrades the PAN by the ratio 2, so "
+            "patches are cut on the scene's MS grid, where it is 24x24 (its PAN 48x48); at most patch 24") in text
+    assert not (tmp_path / "ft").exists()
+
+
+def test_resuming_a_finished_run_says_so_and_keeps_its_model(tmp_path: Path) -> None:
+    """--resume of a run already at --steps trains nothing: it says so and leaves RUN/model as it is, so a spread
+    calibration fitted into it since (ddrf-eval --fit-spread) stays (before: `trained steps 1->1`, and the model was
+    exported again over it, the fitted calibration lost without a word)."""
+    from ddrf.evaluate.spread import store_factor
+
+    out = tmp_path / "ft"
+    common = [str(SCENE), "--out", str(out), "--model", "landsat_ratio2", "--steps", "1", "--patch", "16"]
+    assert CliRunner().invoke(app, common).exit_code == 0
+    store_factor(out / "model", 3.5, 8, read_card(out / "model/card.json").sampling_steps)
+    card = (out / "model/card.json").read_text()
+    again = CliRunner().invoke(app, [*common, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert f"nothing to train: the run in {out} is at step 1 of --steps 1; its model {out / 'model'} is kept" in \
+        " ".join(again.output.split())
+    assert (out / "model/card.json").read_text() == card and read_card(out / "model/card.json").spread_calibration == 3.5

@@ -79,6 +79,56 @@ def test_config_overrides_and_errors(tmp_path: Path) -> None:
         load_config(path)  # every shipped example parses and validates
 
 
+
+def test_yaml_numbers_in_every_section_and_bad_values_are_one_line(tmp_path: Path) -> None:
+    """YAML 1.1 reads `1e-4` (no dot) as a string: it is the number wherever the key takes one, in a file or on the
+    command line, also in model.overrides (the network's) and model.serving (the card's); a value of the wrong type
+    or range there, or a learning rate that is no finite number >= 0, is one error naming the key (before: `dropout:
+    1e-1` ended in `TypeError: '<' not supported between 'str' and 'int'` inside torch, `base_width: abc` and
+    `betas: [0.9]` in tracebacks, `model.serving.halo=abc` was written into the card, `optim.lr=nan` in torch's
+    `Invalid learning rate: nan`, naming no key)."""
+    config = tmp_path / "c.yaml"
+    config.write_text("optim: {lr: 1e-4, betas: [0.9, 1e-3]}\nmodel: {overrides: {dropout: 1e-1, channel_mults: "
+                      "[1, 2]}, serving: {spread_calibration: 5e0}}\n")
+    cfg = load_config(config, ["optim.weight_decay=1e-2"])
+    assert (cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay) == (1e-4, [0.9, 1e-3], 1e-2)
+    assert cfg.model.overrides == {"dropout": 0.1, "channel_mults": [1, 2]}
+    assert cfg.model.serving == {"spread_calibration": 5.0}
+    for override, message in (("model.overrides.base_width=abc", "model.overrides: base_width must be int, got 'abc'"),
+                              ("model.overrides.widht=8", "model.overrides: unknown key\\(s\\) \\['widht'\\]"),
+                              ("model.serving.halo=abc", "model.serving: halo must be int, got 'abc'"),
+                              ("optim.betas=[0.9]", "optim.betas must be two numbers in \\[0, 1\\)"),
+                              ("optim.lr=nan", "optim.lr, the learning rate, must be a finite number >= 0"),
+                              ("optim.lr=-1", "optim.lr, the learning rate, must be a finite number >= 0")):
+        with pytest.raises(ValueError, match=message):
+            load_config(config, [override])
+
+
+
+def test_scenes_listed_for_training_that_are_held_out_are_refused_not_dropped(fusebox: str, tmp_path: Path) -> None:
+    """data.scenes=[1, 7] with P034R032 (scenes 1-6) held out: one line naming scene 1 and its acquisition, nothing
+    trained (before: scene 1 was dropped without a word and the run trained on scene 7 alone)."""
+    with pytest.raises(ValueError, match=r"data.scenes lists fusebox_1, of held-out acquisition P034R032 "
+                                         r"\(data.test_acquisitions\)"):
+        train(tiny(fusebox, "data.scenes=[1, 7]", "optim.steps=1"), tmp_path / "run")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+
+def test_a_held_out_acquisition_that_is_none_and_a_scene_given_twice_are_refused(fusebox: str, tmp_path: Path) -> None:
+    """data.test_acquisitions=[P034R03] (a typo of P034R032) held nothing out, so the run trained on the benchmark's
+    held-out images while its card said P034R03 was held out; data.source=scenes:A,A trained on A at double weight
+    (ddrf-finetune already refused it). Both are one line now, before any training."""
+    scene = Path(__file__).parent / "data/scenes/landsat8_c1/LC08_L1TP_016037_20170813_20170814_01_RT"
+    with pytest.raises(ValueError, match=r"data.test_acquisitions: P034R03 is no FuseBox acquisition \(they are "
+                                         r"P034R032, P090R083, "):
+        train(tiny(fusebox, "data.test_acquisitions=[P034R03]", "optim.steps=1"), tmp_path / "a")
+    with pytest.raises(ValueError, match=rf"{scene}/: given twice in data.source; name each once"):
+        train(tiny(f"scenes:{scene},{scene}/", "data.test_acquisitions=[]", "data.bands=null", "optim.steps=1"),
+              tmp_path / "b")
+    assert not (tmp_path / "a" / "model.safetensors").exists() and not (tmp_path / "b" / "model.safetensors").exists()
+
+
 def test_lr_schedule_warmup_then_cosine() -> None:
     f = lr_lambda(10, 110, 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)

@@ -140,4 +140,5 @@ def read_band_pair(
         crs=pan_crs,
         pan_transform=grid.transform,
         ms_transform=grid.ms_transform,
+        source=str(pan_path),
     )

@@ -36,6 +36,7 @@ _ACQUISITIONS: tuple[tuple[int, int, str], ...] = (
     (25, 31, "P093R085"),
     (32, 39, "P093R086"),
 )
+ACQUISITIONS = tuple(name for _, _, name in _ACQUISITIONS)  # every FuseBox acquisition, in scene order
 
 
 def fusebox_acquisition(scene: int) -> str:
@@ -110,6 +111,7 @@ def load_fusebox_scene(folder: Path, scene: int, bands: Sequence[str] = DEFAULT_
         sensor=SENSOR,
         bits=BITS,
         band_names=tuple(bands),
+        source=str(pan_path),
     )
 
 

@@ -27,6 +27,7 @@ class Pair:
     crs: Any = None
     pan_transform: Any = None
     ms_transform: Any = None
+    source: str = ""  # the file read (the PAN), for messages about the pair
 
     def __post_init__(self) -> None:
         self.band_names = tuple(self.band_names)

@@ -92,6 +92,7 @@ def evaluate(dataset: str, methods: str, mode: str, border: int, acquisitions: s
     chosen = parse_methods(methods, steps, samples, seed, backend, tiling or Tiling())
     keep = _figure_picker(figure_image, protocols[0]) if figure is not None else (lambda s: False)
     settings = _settings(data, protocols, chosen, border, mode)  # loads DDRF models: fail before any fusion
+    mark_in_sample(settings)
     results = run(data.samples(mode), chosen, border, keep)
     if figure is not None and results.kept.sample is None:  # before any output is written: all of them or none
         raise ValueError(f"--figure-image {figure_image!r}: no such image (give a name from the table or an index); "
@@ -158,7 +159,10 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
     method = chosen[0] if len(chosen) == 1 else None
     if not isinstance(method, OnnxDDRF):
         raise ValueError("--fit-spread takes exactly one exported model: --methods ddrf:MODEL_DIR")
-    images = list(open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio, bands).samples(REDUCED))
+    refuse_bundled(method.model_dir)
+    data = open_dataset(dataset, acquisitions, sensor, divisor, simulate_ratio, bands)
+    mark_in_sample({"data": data.settings, "methods": {method.name: method.settings()}})
+    images = list(data.samples(REDUCED))
     if not images:
         raise ValueError(f"{dataset}: no image with a reference (the reduced protocol) to fit the spread on")
     zs = []
@@ -178,10 +182,32 @@ def fit_spread_calibration(dataset: str, methods: str, acquisitions: str, sensor
                f"{samples} {'views' if views else 'seeds'}, K = {steps} (from {len(images)} image(s) of {dataset})")
 
 
+
+def refuse_bundled(folder: Path) -> None:
+    """--fit-spread rewrites the model's card; a bundled model's serves every run of the install, so a copy is fitted
+    (benchmarks/steps_samples.py --write-calibration is how the bundled cards are fitted)."""
+    from ddrf.bundled import is_bundled
+
+    if is_bundled(folder):
+        raise ValueError(f"{folder}: a bundled model, whose card every run of this install uses; --fit-spread "
+                         f"would rewrite it, so fit a copy: cp -r {shlex.quote(str(folder))} ./{folder.name}, then "
+                         f"--methods ddrf:./{folder.name} --fit-spread")
+
 def parse_tiling(tile: int | None, whole_image: bool, views: bool = False) -> Any:
     from ddrf.evaluate.methods import Tiling
 
     return Tiling(whole_image=whole_image, tile=tile, views=views)
+
+
+def mark_in_sample(settings: dict[str, Any]) -> None:
+    """A model scored (or its spread fitted) on FuseBox acquisitions its card says it was trained on: said once and
+    recorded, since results there are not held out (the default acquisition is held out of every bundled model)."""
+    chosen = set(settings["data"].get("scored_acquisitions") or [])
+    for name, method in settings["methods"].items():
+        if seen := sorted(chosen & set(method.pop("trained_on", None) or [])):
+            method["in_sample_acquisitions"] = seen
+            typer.echo(f"ddrf-eval: {name} was trained on acquisition(s) {', '.join(seen)} of these images (its "
+                       f"card's training.acquisitions_used): results on them are in-sample, not held out", err=True)
 
 
 def _figure_picker(choice: str | None, protocol: str) -> Any:

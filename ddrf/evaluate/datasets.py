@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ddrf.data.pair import Pair
-from ddrf.filters import wald_degrade, wald_simulate_ratio
+from ddrf.filters import GENERAL_TAPS, interp23_takes, wald_degrade, wald_simulate_ratio
 from ddrf.sensors import SENSORS, find_sensor, get_sensor, ms_mtf_gains
 
 if TYPE_CHECKING:
@@ -46,6 +46,16 @@ class Sample:
     ratio: int
     sensor: str
     band_names: tuple[str, ...]
+    source: str = ""  # the file it was read from, for messages
+
+    @property
+    def where(self) -> str:
+        return image_label(self.name, self.source)
+
+
+def image_label(name: str, source: str) -> str:
+    """An image as messages name it: its name (the tables') and the file it came from."""
+    return f"image {name}" + (f" ({source})" if source else "")
 
 
 @dataclass
@@ -107,6 +117,9 @@ def open_dataset(spec: str, acquisitions: str = "P034R032", sensor: str | None =
     if simulate_ratio is not None and (kind == "pancollection" or simulate_ratio <= 2):
         raise ValueError(f"--simulate-ratio {simulate_ratio}: needs a ratio above 2 and fusebox: or pairs: data "
                          "(PanCollection files are already degraded)")
+    if simulate_ratio is not None and not interp23_takes(simulate_ratio):
+        raise ValueError(f"--simulate-ratio {simulate_ratio}: interp23, which upsamples the MS for every method, "
+                         f"takes powers of two and ratios up to {GENERAL_TAPS}")
     if kind == "pancollection":
         if bands:
             raise ValueError("--bands: PanCollection files hold a fixed band set; it applies to fusebox: and pairs:")
@@ -138,17 +151,21 @@ def wald_samples(pair: Pair, protocols: Sequence[str]) -> Iterator[Sample]:
     for protocol in protocols:
         if protocol == REDUCED:
             pan_lr, ms_lr = wald_degrade(pan, ms, pair.ratio, pair.sensor)
-            yield Sample(pair.name, REDUCED, pan_lr, ms_lr, ms, pair.ratio, pair.sensor, pair.band_names)
+            yield Sample(pair.name, REDUCED, pan_lr, ms_lr, ms, pair.ratio, pair.sensor, pair.band_names, pair.source)
         else:
-            yield Sample(pair.name, FULL, pan, ms, None, pair.ratio, pair.sensor, pair.band_names)
+            yield Sample(pair.name, FULL, pan, ms, None, pair.ratio, pair.sensor, pair.band_names, pair.source)
 
 
 def simulated_sample(pair: Pair, ratio: int) -> Sample:
     """A ratio-`ratio` sample simulated from a ratio-2 pair exactly as training's `data.simulate_ratio` does."""
     if int(pair.ratio) != 2:
         raise ValueError(f"pair {pair.name!r}: --simulate-ratio needs ratio-2 pairs, this one has ratio {pair.ratio}")
+    h, w = pair.ms.shape[:2]
+    if ratio > min(h, w):  # the simulated MS is the reference MS decimated by the ratio
+        raise ValueError(f"--simulate-ratio {ratio}: {image_label(pair.name, pair.source)} has a {h}x{w} MS, so at "
+                         f"most --simulate-ratio {min(h, w)} (one MS pixel left)")
     pan, ms, ref = wald_simulate_ratio(pair.pan, pair.ms, pair.sensor, ratio)
-    return Sample(pair.name, REDUCED, pan, ms, ref, ratio, pair.sensor, pair.band_names)
+    return Sample(pair.name, REDUCED, pan, ms, ref, ratio, pair.sensor, pair.band_names, pair.source)
 
 
 def simulation_settings(sensor: str, ratio: int) -> dict[str, Any]:
@@ -206,14 +223,14 @@ def _pancollection_samples(source: Any, settings: dict[str, Any], protocols: Seq
         pan, name = item["pan"][..., 0], f"{source.path.stem}_{i:03d}"
         for protocol in protocols:
             ref = item["gt"] if protocol == REDUCED else None
-            yield Sample(name, protocol, pan, item["ms"], ref, ratio, sensor, names)
+            yield Sample(name, protocol, pan, item["ms"], ref, ratio, sensor, names, str(source.path))
 
 
 # -- FuseBox --------------------------------------------------------------------------------------------------
 def _fusebox_acquisitions(value: str) -> list[str]:
-    from ddrf.data.landsat7 import _ACQUISITIONS
+    from ddrf.data.landsat7 import ACQUISITIONS
 
-    known = [a for _, _, a in _ACQUISITIONS]
+    known = list(ACQUISITIONS)
     if value.strip().lower() == "all":
         return known
     chosen = [a.strip().upper() for a in value.split(",") if a.strip()]
@@ -236,6 +253,7 @@ def _open_fusebox(spec: str, path: Path, acquisitions: str, bands: Sequence[str]
     if not scenes:
         raise ValueError(f"{folder}: no FuseBox scenes of acquisition(s) {', '.join(chosen)}")
     settings = {**wald_settings(SENSOR, len(names), RATIO), "bits": BITS, "acquisitions": chosen, "scenes": scenes,
+                "scored_acquisitions": sorted({fusebox_acquisition(n) for n in scenes}),
                 "band_names": list(names), "scale": "DN (8-bit)"}
     return Dataset(spec, "fusebox", path, True, settings,
                    _pairs=lambda: (load_fusebox_scene(folder, n, names) for n in scenes))

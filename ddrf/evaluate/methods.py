@@ -122,7 +122,7 @@ class OnnxDDRF:
         return {"kind": "ddrf-onnx", "model_dir": str(self.model_dir), "backend": self.backend, "steps": f.steps,
                 "samples": self.samples, "seeds": seeds_of(self.seed, self.samples),
                 "card_sensor": f.card.sensor, "card_bands": list(f.card.bands), "card_ratio": f.card.ratio,
-                **self.tiling.settings(self.backend, f.card)}
+                "trained_on": f.card.training.get("acquisitions_used"), **self.tiling.settings(self.backend, f.card)}
 
     def fuse(self, sample: Sample) -> np.ndarray:
         return mean_of(self.fuse_samples(sample))
@@ -178,7 +178,7 @@ class CheckpointDDRF:
         return {"kind": "ddrf-checkpoint", "path": str(self.path), "steps": self.steps or card.sampling_steps,
                 "samples": self.samples, "seeds": seeds_of(self.seed, self.samples),
                 "card_sensor": card.sensor, "card_bands": list(card.bands), "card_ratio": card.ratio,
-                **self.tiling.settings(CPU_BACKEND, card)}
+                "trained_on": card.training.get("acquisitions_used"), **self.tiling.settings(CPU_BACKEND, card)}
 
     def fuse(self, sample: Sample) -> np.ndarray:
         return mean_of(self.fuse_samples(sample))

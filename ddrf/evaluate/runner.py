@@ -69,12 +69,28 @@ def check_border(border: int, ratio: int, protocols: Sequence[str]) -> None:
         raise ValueError(f"--border {border} must be a multiple of the ratio {ratio} at full resolution")
 
 
+def check_border_fits(border: int, sample: Sample, block: int = BLOCK) -> None:
+    """The border leaves the metrics a block to score: a block x block square of the fused image at reduced
+    resolution, a `full_crop` unit (the border a multiple of the ratio) at full."""
+    unit = block if sample.ref is not None else math.lcm(block, sample.ratio)
+    h, w = sample.pan.shape
+    widest = (min(h, w) - unit) // 2
+    widest -= 0 if sample.ref is not None else widest % sample.ratio
+    size = f"{sample.where} is {h}x{w} on the fused grid ({sample.protocol} protocol)"
+    if widest < 0:
+        raise ValueError(f"{size}, below the metrics' {unit}-pixel block: nothing to score")
+    if border > widest:
+        raise ValueError(f"--border {border}: {size}, and the metrics need a {unit}-pixel block inside the border: "
+                         f"at most --border {widest}")
+
+
 def run(samples: Iterable[Sample], methods: Sequence[Any], border: int, keep: Callable[[Sample], bool],
         log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Results:
     records: list[dict[str, Any]] = []
     kept = Kept()
     for i, sample in enumerate(samples, 1):
         check_border(border, sample.ratio, [sample.protocol])
+        check_border_fits(border, sample)
         hold = kept.sample is None and keep(sample)
         start = time.perf_counter()
         for method in methods:

@@ -35,7 +35,8 @@ def main(
     steps: int = typer.Option(5000, "--steps", min=1, help="most optimiser steps (the budget may end sooner)"),
     lr: float = typer.Option(1e-4, "--lr", help="learning rate after the warm-up"),
     batch: int = typer.Option(8, "--batch", min=1),
-    patch: int = typer.Option(64, "--patch", min=8, help="training patch side on the PAN grid"),
+    patch: int = typer.Option(64, "--patch", min=8, help="training patch side on the training pairs' PAN grid, "
+                              "which Wald's protocol makes the scene's MS grid"),
     hold_out: list[str] = typer.Option([], "--hold-out", help="scene directory name kept out of training"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads"),
     seed: int = typer.Option(0, "--seed"),
@@ -59,6 +60,10 @@ def main(
         command = shlex.join(["ddrf-finetune", *sys.argv[1:]])
         _check_outputs(out, base_mean)  # before the training time is spent
         result = train(cfg, out, resume=resume, overwrite=overwrite, command=command, inputs=[*scenes, weights])
+        if _finished_before(result, out, base_mean):
+            typer.echo(f"nothing to train: the run in {out} is at step {result.end_step} of --steps {steps}; its model "
+                       f"{out / EXPORTED} is kept")
+            return
         exported = export_run(out)
         if base_mean:
             mean_exported = _export_base_mean(out, weights, card, command, exported)
@@ -72,6 +77,22 @@ def main(
                f"{weights}; model: {exported} (ddrf-run SCENE -o OUT --model {exported})")
     if base_mean:
         typer.echo(f"mean with the base: {mean_exported}")
+
+
+def _finished_before(result: Any, out: Path, base_mean: bool) -> bool:
+    """A resumed run that trained nothing and whose models were exported at its last step: exporting again would only
+    replace what was fitted into them since (ddrf-eval --fit-spread)."""
+    from ddrf.card import read_card
+    from ddrf.model_dir import CARD_NAME
+
+    def exported_at_end(folder: Path) -> bool:
+        try:
+            return read_card(folder / EXPORTED / CARD_NAME).training.get("iterations") == result.end_step
+        except (OSError, ValueError):  # none, or unreadable: export it
+            return False
+
+    folders = [out] + ([out / BASE_MEAN] if base_mean else [])
+    return result.end_step == result.start_step and all(exported_at_end(f) for f in folders)
 
 
 def _check_outputs(out: Path, base_mean: bool) -> None:

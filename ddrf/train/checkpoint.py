@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as st_save
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load, save as st_save
 
 from ddrf.card import ModelCard, read_card, write_card
 from ddrf.files import first_repeated, write_bytes_atomic
@@ -52,20 +53,22 @@ def _weights_path(path: str | Path) -> Path:
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], ModelCard]:
     """(model state, EMA state, card) of a run directory or a .safetensors file."""
     weights = _weights_path(path)
-    tensors, card = _read_file(weights)
+    tensors, card, _ = _read_file(weights)
     split = {p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")} for p in ("model", "ema")}
     return split["model"], split["ema"], _card_of_record(weights, card)
 
 
-def _read_file(weights: Path) -> tuple[dict[str, torch.Tensor], ModelCard]:
-    """Every tensor of a checkpoint file and the card it was trained with (its metadata)."""
+def _read_file(weights: Path) -> tuple[dict[str, torch.Tensor], ModelCard, str]:
+    """Every tensor of a checkpoint file, the card it was trained with (its metadata) and the SHA-256 of the bytes they
+    came from: one read, so the hash is that of the weights even if the file is replaced meanwhile."""
     try:
-        with safe_open(str(weights), framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-            card = ModelCard.from_json((f.metadata() or {})[CARD_METADATA_KEY])
-    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+        data = weights.read_bytes()
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])  # safetensors: u64 size, JSON header
+        card = ModelCard.from_json((header.get("__metadata__") or {})[CARD_METADATA_KEY])
+        tensors = st_load(data)
+    except (SafetensorError, KeyError, ValueError, AttributeError, OSError) as exc:
         raise ValueError(f"{weights}: not a ddrf checkpoint ({exc})") from exc
-    return tensors, card
+    return tensors, card, hashlib.sha256(data).hexdigest()
 
 
 def _card_of_record(weights: Path, embedded: ModelCard) -> ModelCard:
@@ -137,8 +140,8 @@ def average_weights(paths: list[Path], out_dir: Path, command: str, overwrite: b
             raise ValueError(f"{existing}: exists (--overwrite replaces it)")
     read = [_read_file(f) for f in files]
     first_card = read[0][1]
-    states = [{k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} for tensors, _ in read]
-    for f, (tensors, card), state in zip(files, read, states):
+    states = [{k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} for tensors, _, _ in read]
+    for f, (_, card, _), state in zip(files, read, states):
         differing = _differing_network(card, first_card)
         if differing:
             raise ValueError(f"{f}: another network than {files[0]} ({', '.join(differing)} differ)")
@@ -150,8 +153,8 @@ def average_weights(paths: list[Path], out_dir: Path, command: str, overwrite: b
             for k, v in states[0].items()}
     card = first_card.uncalibrated()
     card.training = {**card.training, "command": command, "averaged_from": [
-        {"path": str(f), "sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "command": c.training.get("command")}
-        for f, (_, c) in zip(files, read)]}
+        {"path": str(f), "sha256": digest, "command": c.training.get("command")}
+        for f, (_, c, digest) in zip(files, read)]}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(target, st_save(_tensors("ema", mean), metadata={CARD_METADATA_KEY: card.to_json()}))
     write_card(card, out_dir / CARD_NAME)

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ddrf.card import CALIBRATION_FIELDS, LMS_BORDERS
+from ddrf.card import CALIBRATION_FIELDS, LMS_BORDERS, fits
 
 
 @dataclass
@@ -117,6 +120,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{where}: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
         parts = {name: _section(SECTIONS[name], d.get(name) or {}, f"{where}: {name}") for name in SECTIONS}
+        _type_model_section(parts["model"], where)
         cfg = cls(**parts)
         cfg.validate(where)
         return cfg
@@ -127,6 +131,10 @@ class TrainConfig:
             (self.model.preset in ("small", "small_v2", "reference"),
              "model.preset must be small, small_v2 or reference"),
             (self.optim.steps >= 1 and self.optim.batch >= 1, "optim.steps and optim.batch must be >= 1"),
+            (math.isfinite(self.optim.lr) and self.optim.lr >= 0,
+             "optim.lr, the learning rate, must be a finite number >= 0"),
+            (len(self.optim.betas) == 2 and all(0 <= b < 1 for b in self.optim.betas),
+             "optim.betas must be two numbers in [0, 1)"),
             (self.optim.precision in ("fp32", "bf16", "fp16"), "optim.precision must be fp32, bf16 or fp16"),
             (self.optim.device in ("auto", "cpu", "cuda"), "optim.device must be auto, cpu or cuda"),
             (self.optim.threads is None or self.optim.threads >= 1, "optim.threads must be >= 1"),
@@ -151,53 +159,53 @@ class TrainConfig:
                 raise ValueError(f"{where}: {msg}")
 
 
+def _type_model_section(model: ModelSection, where: str) -> None:
+    """model.overrides are the network's fields and model.serving the card's: typed by the same rules as the sections
+    (else a YAML `dropout: 1e-1` reached torch as a string)."""
+    from ddrf.card import ModelCard
+    from ddrf.model.config import DDRFConfig
+
+    model.overrides = _typed(DDRFConfig, model.overrides, f"{where}: model.overrides")
+    known = {k: v for k, v in model.serving.items() if k in SERVING_FIELDS}  # validate() names the others
+    model.serving = {**model.serving, **_typed(ModelCard, known, f"{where}: model.serving")}
+
+
 def _section(kind: type, d: Any, where: str) -> Any:
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
-    names = {f.name for f in fields(kind)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
     try:
-        return kind(**{k: _coerce(kind, k, v, where) for k, v in d.items()})
+        return kind(**_typed(kind, d, where))
     except TypeError as exc:
         raise ValueError(f"{where}: {exc}") from exc
 
 
-def _coerce(kind: type, name: str, value: Any, where: str) -> Any:
-    """The value as its field's type says (`int`, `float | None`, `list[str]` ...), or a ValueError naming the key.
-    YAML 1.1 reads `1e-4` as a string: such strings become floats where the field is a float."""
-    annotation = str(next(f.type for f in fields(kind) if f.name == name))
-    for option in (part.strip() for part in annotation.split("|")):
-        ok, converted = _as_type(option, value)
-        if ok:
-            return converted
-    raise ValueError(f"{where}: {name} must be {annotation.replace(' | None', ' or null')}, got {value!r}")
+def _typed(kind: type, d: dict[str, Any], where: str) -> dict[str, Any]:
+    """Each value as the field of `kind` it names says (the card's type rules, `ddrf.card.fits`), or one error naming
+    the key; keys `kind` lacks are refused with those it has."""
+    hints = typing.get_type_hints(kind)
+    if unknown := set(d) - set(hints):
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(hints)}")
+    typed = {k: _yaml_number(v, hints[k]) for k, v in d.items()}
+    for k, v in typed.items():
+        if not fits(v, hints[k]):
+            written = str(kind.__annotations__[k]).replace(" | None", " or null")
+            raise ValueError(f"{where}: {k} must be {written}, got {v!r}")
+    return typed
 
 
-def _as_type(option: str, value: Any) -> tuple[bool, Any]:
-    """(whether `value` fits the one type `option` names, the value as that type)."""
-    if option == "None":
-        return value is None, value
-    if option == "bool":
-        return isinstance(value, bool), value
-    if option == "int":
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if option == "float":
-        if isinstance(value, str):
-            try:
-                return True, float(value)
-            except ValueError:
-                return False, value
-        return isinstance(value, (int, float)) and not isinstance(value, bool), value
-    if option == "str":
-        return isinstance(value, str), value
-    if option.startswith("list[") and isinstance(value, list):
-        items = [_as_type(option[5:-1], item) for item in value]
-        return all(ok for ok, _ in items), [item for _, item in items]
-    if option.startswith("dict["):
-        return isinstance(value, dict), value
-    return False, value
+def _yaml_number(value: Any, hint: Any) -> Any:
+    """YAML 1.1 reads `1e-4` (no dot) as a string: where the type takes a float, such a string is that number."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return next((v for v in (_yaml_number(value, a) for a in args) if fits(v, hint)), value)
+    if origin in (list, tuple) and isinstance(value, list):
+        return [_yaml_number(item, args[0]) for item in value]
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -127,14 +127,26 @@ class WaldPatches:
     def _prepare(self, pair: "Pair", teacher: Teacher | None) -> dict[str, np.ndarray]:
         from ddrf.filters import wald_degrade, wald_simulate_ratio
 
-        if min(s - s % self.ratio for s in pair.ms.shape[:2]) < self.patch:  # the degraded grid divides evenly
-            raise ValueError(f"pair {pair.name!r}: MS {pair.ms.shape[:2]} is smaller than patch {self.patch}")
+        self._check_patch_fits(pair)
         if self.simulated:  # PAN x2 onto the MS grid, MS x ratio: the original MS stays the reference
             pan_lr, ms_lr, ms = wald_simulate_ratio(pair.pan, pair.ms, self.sensor, self.ratio)
         else:
             pan, ms = self._whole_pixels(pair)
             pan_lr, ms_lr = wald_degrade(pan, ms, self.ratio, self.sensor)
         return self._normalised(pan_lr, ms_lr, ms if teacher is None else teacher(pan_lr, ms_lr))
+
+    def _check_patch_fits(self, pair: "Pair") -> None:
+        """Wald's protocol puts the degraded PAN on the MS grid, so a patch (on the training pair's PAN grid) is cut
+        from the MS's pixels, those of whole ratio blocks: the refusal says the sizes on that one grid."""
+        side = min(s - s % self.ratio for s in pair.ms.shape[:2])
+        if side >= self.patch:
+            return
+        (h, w), (ph, pw) = pair.ms.shape[:2], pair.pan.shape
+        fits = f"at most patch {side // self.step * self.step}" if side >= self.step else "no patch fits"
+        raise ValueError(f"{pair.source or f'pair {pair.name!r}'}: patch {self.patch} is larger than the training "
+                         f"pair: Wald's protocol degrades the PAN by the ratio {pair.ratio}, so patches are cut on the "
+                         f"scene's MS grid, where it is {h}x{w} (its PAN {ph}x{pw}); {fits} (data.patch, "
+                         f"ddrf-finetune --patch)")
 
     def _normalised(self, pan: np.ndarray, ms: np.ndarray, reference: np.ndarray) -> dict[str, np.ndarray]:
         """Model inputs (PAN, interp23 of MS) and reference in model units, by the map the runtime applies: the card

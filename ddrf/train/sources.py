@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ddrf.card import Normalisation
+from ddrf.files import first_repeated
 from ddrf.train.config import DataConfig
 from ddrf.train.datasets import OneBandPatches, PanCollectionPatches, PatchSource, WaldPatches
 
@@ -29,6 +30,9 @@ def parse_source(source: str) -> tuple[str, list[Path]]:
     if not sep or kind not in KINDS or not rest:
         raise ValueError(f"data.source {source!r}: expected one of {', '.join(k + ':PATH' for k in KINDS)}")
     paths = [Path(p) for p in rest.split(",")]
+    twice = first_repeated(paths)
+    if twice is not None:  # it would be trained on at double weight
+        raise ValueError(f"{rest.split(',')[twice]}: given twice in data.source; name each once")
     for p in paths:
         if not p.exists():
             raise ValueError(f"{p}: data path does not exist (data.source {source!r})")
@@ -55,10 +59,18 @@ def build_source(cfg: DataConfig, multiple: int) -> tuple[PatchSource, SourceInf
 
 def _fusebox_pairs(cfg: DataConfig, root: Path) -> list[Any]:
     from ddrf.data import load_fusebox, split_by_acquisition
+    from ddrf.data.landsat7 import ACQUISITIONS
 
+    if unknown := [a for a in cfg.test_acquisitions if a not in ACQUISITIONS]:  # a typo would hold nothing out
+        raise ValueError(f"data.test_acquisitions: {', '.join(unknown)} is no FuseBox acquisition (they are "
+                         f"{', '.join(ACQUISITIONS)})")
     kwargs = {"bands": tuple(cfg.bands)} if cfg.bands else {}
     pairs = load_fusebox(root, cfg.scenes, **kwargs)
-    train, _ = split_by_acquisition(pairs, test=tuple(cfg.test_acquisitions))
+    train, held = split_by_acquisition(pairs, test=tuple(cfg.test_acquisitions))
+    if cfg.scenes is not None and held:  # asked for by number: dropping them would train on less, silently
+        raise ValueError(f"{root}: data.scenes lists {', '.join(p.name for p in held)}, of held-out acquisition "
+                         f"{', '.join(sorted({p.acquisition for p in held}))} (data.test_acquisitions); list only "
+                         f"training scenes, or hold out another acquisition")
     if not train:
         raise ValueError(f"{root}: every pair belongs to a held-out acquisition {cfg.test_acquisitions}")
     return train
