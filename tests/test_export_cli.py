@@ -113,6 +113,28 @@ def test_export_refuses_what_no_card_can_hold_in_one_line(checkpoint: Path, tmp_
     assert not (tmp_path / "m").exists()
 
 
+def test_weights_never_replace_the_checkpoint_nor_a_file_unasked(checkpoint: Path, tmp_path: Path) -> None:
+    """`--weights` wrote OUT/model.safetensors (EMA weights only) with no check: exported into its own run folder
+    with --overwrite (which names graphs), the run's training weights were replaced, and without --overwrite another
+    model's weights in OUT were too."""
+    import shutil
+
+    run = Path(shutil.copytree(checkpoint, tmp_path / "run"))
+    before = (run / "model.safetensors").read_bytes()
+    itself = runner.invoke(app, ["onnx", str(run), "-o", str(run), "--no-fp16", "--overwrite", "--weights"])
+    assert itself.exit_code == 1 and "is the checkpoint this export reads" in itself.output, itself.output
+    assert (run / "model.safetensors").read_bytes() == before and not list(run.glob("*.onnx"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"someone else's weights")
+    unasked = runner.invoke(app, ["onnx", str(run), "-o", str(other), "--no-fp16", "--weights"])
+    assert unasked.exit_code == 1 and "model.safetensors: already exists" in unasked.output, unasked.output
+    assert (other / "model.safetensors").read_bytes() == b"someone else's weights"
+    assert sorted(p.name for p in other.iterdir()) == ["model.safetensors"]
+    asked = runner.invoke(app, ["onnx", str(run), "-o", str(other), "--no-fp16", "--weights", "--overwrite"])
+    assert asked.exit_code == 0 and (other / "model.safetensors").read_bytes() != b"someone else's weights"
+
+
 def test_export_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["onnx", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "not found" in result.output

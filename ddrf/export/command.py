@@ -33,7 +33,7 @@ def onnx_command(
     unrolled: str = typer.Option("", help="also export the K-step sampler unrolled into one graph, e.g. 1,4"),
     fp16: bool = typer.Option(True, help="also write FP16 graphs (normalisations and softmax stay FP32)"),
     steps: Optional[int] = typer.Option(None, min=1, help="default sampling steps to record in the card"),
-    overwrite: bool = typer.Option(False, help="replace existing graphs in OUT"),
+    overwrite: bool = typer.Option(False, help="replace the graphs, card and (with --weights) weights in OUT"),
     weights: bool = typer.Option(False, help="also write model.safetensors (EMA weights only) for PyTorch reference"),
     scene_statistics: bool = typer.Option(False, help="v1 networks: take GroupNorm moments and attention keys once "
                                           "per scene (a scene pass, then every window), so the output does not "
@@ -52,12 +52,14 @@ def onnx_command(
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
     from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.schedule import CosineSchedule
-    from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
+    from ddrf.train.checkpoint import WEIGHTS, check_inference_target, load_checkpoint, write_inference_weights
 
     try:
         model, card = load_checkpoint(checkpoint)
         if out.exists() and not out.is_dir():
             raise ValueError(f"{out}: exists and is not a directory (ddrf-export onnx writes a model directory)")
+        if weights:
+            check_inference_target(checkpoint, out / WEIGHTS, overwrite)
         if steps is not None:
             card.sampling_steps = steps
         card.scene_statistics = scene_statistics or card.scene_statistics

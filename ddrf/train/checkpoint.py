@@ -111,6 +111,18 @@ def load_checkpoint(path: str | Path, ema: bool = True,
     return model.to(device).eval(), card
 
 
+def check_inference_target(path: str | Path, out_file: Path, overwrite: bool) -> None:
+    """Where write_inference_weights may write, checked before an export writes anything: never over the checkpoint
+    it reads (a training run's model.* weights would be lost), nor over a file the caller did not ask to replace."""
+    if not out_file.exists():
+        return
+    if out_file.samefile(_weights_path(path)):
+        raise ValueError(f"{out_file}: is the checkpoint this export reads; its weights are already there: drop "
+                         "--weights, or choose another -o")
+    if not overwrite:
+        raise FileExistsError(f"{out_file}: already exists (use --overwrite to replace)")
+
+
 def write_inference_weights(path: str | Path, out_file: str | Path) -> None:
     """The EMA weights alone (what inference uses), with the card: half the size of a training checkpoint."""
     _, ema_state, card = read_weights(path)
