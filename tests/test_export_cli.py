@@ -135,6 +135,27 @@ def test_weights_never_replace_the_checkpoint_nor_a_file_unasked(checkpoint: Pat
     assert asked.exit_code == 0 and (other / "model.safetensors").read_bytes() != b"someone else's weights"
 
 
+def test_weights_that_are_no_checkpoint_of_their_card_are_one_line(checkpoint: Path, tmp_path: Path) -> None:
+    """A .safetensors whose metadata card is no card ended in a TypeError traceback, and one whose card describes
+    another network (a bundled model's card on these tensors) in a size-mismatch RuntimeError traceback."""
+    from safetensors.torch import load_file, save_file
+
+    from ddrf.model_dir import CARD_METADATA_KEY
+
+    tensors = load_file(str(checkpoint / "model.safetensors"))
+    bundled_card = (Path(__file__).parents[1] / "ddrf/assets/models/landsat_ratio4/card.json").read_text()
+    cases = {"no_card": ('{"x": 1}', "not a ddrf checkpoint"),
+             "other_card": (bundled_card, "its tensors do not fit the network its card describes")}
+    for name, (card, problem) in cases.items():
+        weights = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(weights), metadata={CARD_METADATA_KEY: card})
+        result = runner.invoke(app, ["onnx", str(weights), "-o", str(tmp_path / name), "--no-fp16"])
+        assert result.exit_code == 1 and isinstance(result.exception, (SystemExit, type(None)))
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"ddrf-export: error: {weights}: {problem}"), result.output
+        assert not (tmp_path / name).exists()
+
+
 def test_export_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["onnx", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "not found" in result.output

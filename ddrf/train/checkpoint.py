@@ -62,8 +62,12 @@ def _read_file(weights: Path) -> tuple[dict[str, torch.Tensor], ModelCard]:
     try:
         with safe_open(str(weights), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-            card = ModelCard.from_json((f.metadata() or {})[CARD_METADATA_KEY])
-    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+            text = (f.metadata() or {}).get(CARD_METADATA_KEY)
+            if text is None:
+                raise ValueError("no model card in its metadata")
+            card = ModelCard.from_json(text)
+    # JSON that is no card (other fields, not an object) raises TypeError or AttributeError
+    except (SafetensorError, KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
         raise ValueError(f"{weights}: not a ddrf checkpoint ({exc})") from exc
     return tensors, card
 
@@ -107,7 +111,11 @@ def load_checkpoint(path: str | Path, ema: bool = True,
     model_state, ema_state, card = read_weights(path)
     model = DDRF(DDRFConfig.from_dict(card.model))
     state = ema_state if ema else model_state
-    model.load_state_dict(state or model_state or ema_state)  # an inference checkpoint holds one set only
+    state = state or model_state or ema_state  # an inference checkpoint holds one set only
+    misfit = _misfit(model.state_dict(), state)
+    if misfit:
+        raise ValueError(f"{_weights_path(path)}: its tensors do not fit the network its card describes ({misfit})")
+    model.load_state_dict(state)
     return model.to(device).eval(), card
 
 
@@ -121,6 +129,19 @@ def check_inference_target(path: str | Path, out_file: Path, overwrite: bool) ->
                          "--weights, or choose another -o")
     if not overwrite:
         raise FileExistsError(f"{out_file}: already exists (use --overwrite to replace)")
+
+
+def _misfit(wanted: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
+    """What keeps `given` from loading into a network whose state is `wanted` (a card written for another network,
+    or tensors from one): the first tensor missing, extra or of another shape; empty if it loads."""
+    for name, tensor in wanted.items():
+        if name not in given:
+            return f"{name} missing"
+        if given[name].shape != tensor.shape:
+            return (f"{name} is {'x'.join(map(str, given[name].shape))}, the card's network has "
+                    f"{'x'.join(map(str, tensor.shape))}")
+    extra = sorted(set(given) - set(wanted))
+    return f"{extra[0]} is no tensor of the card's network" if extra else ""
 
 
 def write_inference_weights(path: str | Path, out_file: str | Path) -> None:
