@@ -279,10 +279,10 @@ def test_check_names_an_unreadable_graph_in_one_line_and_takes_one_graph(tmp_pat
         assert lines[0].startswith(f"ddrf-export: error: {model}/{problem}")
 
 
-@pytest.mark.parametrize("option", ["--batch", "--max-batch"])
-def test_engine_batch_below_one_is_a_usage_error(option: str, tmp_path: Path) -> None:
-    """Before: exit 1, as if the engine build had failed."""
+@pytest.mark.parametrize("option, value", [("--batch", "0"), ("--max-batch", "0"), ("--workspace-mb", "-1")])
+def test_engine_options_out_of_range_are_usage_errors(option: str, value: str, tmp_path: Path) -> None:
+    """Before: exit 1, as if the engine build had failed (a negative workspace got as far as TensorRT's builder)."""
     model = Path(__file__).parents[1] / "ddrf/assets/models/landsat_ratio4"
-    result = runner.invoke(app, ["engine", str(model), option, "0", "--timing-cache", str(tmp_path / "t.cache")])
+    result = runner.invoke(app, ["engine", str(model), option, value, "--timing-cache", str(tmp_path / "t.cache")])
     assert result.exit_code == 2 and option in result.output, result.output
     assert not (tmp_path / "t.cache").exists()

@@ -136,7 +136,8 @@ def engine_command(
     batch: int = typer.Option(1, min=1, help="optimal batch"),
     max_batch: int = typer.Option(1, min=1, help="largest batch the engine accepts (each window of the batch at the "
                                   "largest side is held on the device at once)"),
-    workspace_mb: int = typer.Option(2048, help="builder workspace limit"),
+    workspace_mb: int = typer.Option(2048, min=0, help="builder workspace limit (0: TensorRT's own, the device's "
+                                     "memory)"),
     optimization_level: int = typer.Option(3, min=0, max=5, help="TensorRT builder optimisation level"),
     timing_cache: Path = typer.Option(Path("engines/timing.cache"), help="persistent timing cache"),
     overwrite: bool = typer.Option(False, help="replace existing engines"),
