@@ -91,6 +91,23 @@ def test_export_records_a_sampling_shift_and_keeps_it_by_default(checkpoint: Pat
     assert json.loads((tmp_path / "again" / "card.json").read_text())["schedule"]["sampling_shift"] == -2.7726
 
 
+def test_a_sampling_shift_past_the_schedules_ends_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    """A shift asking for a log-SNR the schedule does not reach put the steps on its ends: --sampling-shift 1e6 ran
+    the 2-step sampler at timesteps 0, 0 (pure noise taken for a clean image: noise out), -20 at 999, 999 (the
+    second step a no-op); both were exported and recorded without a word."""
+    for shift, timesteps in (("1e6", "0, 0"), ("-20", "999, 999")):
+        out = tmp_path / f"shift{shift}"
+        result = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16", "--steps", "2",
+                                     "--unrolled", "2", "--sampling-shift", shift])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert f"the 2-step sampler's timesteps {timesteps}" in lines[0] and "--sampling-shift" in lines[0], lines
+        assert not out.exists()
+    kept = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(tmp_path / "kept"), "--no-fp16", "--steps", "2",
+                               "--sampling-shift", "4.65"])  # docs/EVALUATION.md's 2 log 10.22: 998, 55
+    assert kept.exit_code == 0, kept.output
+
+
 def test_export_refuses_what_no_card_can_hold_in_one_line(checkpoint: Path, tmp_path: Path) -> None:
     """--steps -3 was written into the card (and --steps 0 quietly meant the default); a huge --halo ended in a
     57-line traceback after trying to allocate 90 GB; -o an existing file gave a raw [Errno 17]."""

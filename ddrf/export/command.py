@@ -3,9 +3,12 @@ several checkpoints of one network -> their mean (`average`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from ddrf.card import ModelCard
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Export a DDRF checkpoint to ONNX graphs and build TensorRT engines from them.")
@@ -24,6 +27,17 @@ def _parse_steps(text: str) -> tuple[int, ...]:
     if any(k < 1 for k in steps):
         raise typer.BadParameter(f"--unrolled step counts must be >= 1, got {text!r}")
     return steps
+
+
+def _check_shift(card: ModelCard, unrolled: tuple[int, ...]) -> None:
+    """The card's sampling shift keeps apart the steps of every sampler the export serves."""
+    from ddrf.schedule import CosineSchedule
+
+    schedule = CosineSchedule.from_dict(card.schedule)
+    for steps in sorted({card.sampling_steps, *unrolled}):
+        problem = schedule.shift_problem(steps)
+        if problem:
+            raise ValueError(f"{problem} (give another --sampling-shift)")
 
 
 @app.command("onnx")
@@ -68,6 +82,7 @@ def onnx_command(
             card.schedule = CosineSchedule.from_dict({**card.schedule, "sampling_shift": sampling_shift}).to_dict()
         card.output_margin = output_margin(card) if crop else 0
         card.validate()
+        _check_shift(card, _parse_steps(unrolled))
         result = export_model(model, card, out, _parse_steps(unrolled), fp16=fp16, overwrite=overwrite)
         if weights:
             write_inference_weights(checkpoint, out / WEIGHTS)
