@@ -108,6 +108,23 @@ def test_a_sampling_shift_past_the_schedules_ends_is_refused(checkpoint: Path, t
     assert kept.exit_code == 0, kept.output
 
 
+def test_a_scene_statistics_export_serves_its_own_default_step_count(checkpoint: Path, tmp_path: Path) -> None:
+    """The checkpoint's card says 2 steps; with scene statistics only the unrolled graphs run, and `--unrolled 1`
+    wrote a model whose default run (ddrf-run without --steps) was refused for want of sampler_k2.onnx."""
+    refused = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(tmp_path / "a"), "--no-fp16",
+                                  "--scene-statistics", "--unrolled", "1"])
+    lines = refused.output.strip().splitlines()
+    assert refused.exit_code == 1 and len(lines) == 1, refused.output
+    assert "runs 2 steps by default" in lines[0] and "--unrolled 1,2" in lines[0] and "--steps 1" in lines[0]
+    assert not (tmp_path / "a").exists()
+    served = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(tmp_path / "b"), "--no-fp16",
+                                 "--scene-statistics", "--unrolled", "1", "--steps", "1"])
+    assert served.exit_code == 0, served.output
+    from ddrf.runtime.fuser import Fuser
+
+    assert Fuser(tmp_path / "b").steps == 1  # the default run finds its graphs
+
+
 def test_export_refuses_what_no_card_can_hold_in_one_line(checkpoint: Path, tmp_path: Path) -> None:
     """--steps -3 was written into the card (and --steps 0 quietly meant the default); a huge --halo ended in a
     57-line traceback after trying to allocate 90 GB; -o an existing file gave a raw [Errno 17]."""
