@@ -62,9 +62,10 @@ def test_sidecar_rejects_newer_version_and_garbage(tmp_path: Path) -> None:
     (tmp_path / "new.json").write_text(json.dumps({**json.loads(orin_sidecar().to_json()), "sidecar_version": 99}))
     with pytest.raises(ValueError, match="newer"):
         read_sidecar(tmp_path / "new.json")
-    (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not a valid engine sidecar"):
-        read_sidecar(tmp_path / "bad.json")
+    for text in ("{not json", "[]", '"a string"'):  # JSON that is no object: before, an AttributeError traceback
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ValueError, match="bad.json: not a valid engine sidecar"):
+            read_sidecar(tmp_path / "bad.json")
 
 
 def test_compatible_on_the_building_machine() -> None:
