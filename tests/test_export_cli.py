@@ -75,6 +75,28 @@ def test_an_export_over_another_leaves_none_of_its_graphs(checkpoint: Path, tmp_
         ModelDir.open(out).graph("sampler", steps=1)
 
 
+def test_an_export_over_another_removes_the_engines_built_from_it(checkpoint: Path, tmp_path: Path) -> None:
+    """TensorRT engines built from an earlier export's graphs stayed through `--overwrite`, and ModelDir handed them
+    to the tensorrt backend with the new card (no hash covers a plan): the old network run as the new one."""
+    from ddrf.model_dir import ModelDir, MissingGraph
+
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16"]).exit_code == 0
+    engines = [out / "encoder_fp16.plan", out / "encoder_fp16.plan.json", out / "denoiser_fp16.plan",
+               out / "denoiser_fp16.plan.json"]
+    for engine in engines:  # what `ddrf-export engine` writes, here without TensorRT
+        engine.write_text("an engine of the first export's graphs")
+    (out / "notes.plan").write_text("not of the layout: kept")
+    unasked = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16", "--halo", "48"])
+    assert unasked.exit_code == 1 and "already exists" in unasked.output
+    assert all(engine.exists() for engine in engines)
+    again = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16", "--halo", "48", "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert not any(engine.exists() for engine in engines) and (out / "notes.plan").exists()
+    with pytest.raises(MissingGraph, match="encoder_fp16.plan: missing"):
+        ModelDir.open(out).graph("encoder", "fp16", suffix=".plan")
+
+
 def test_export_records_a_sampling_shift_and_keeps_it_by_default(checkpoint: Path, tmp_path: Path) -> None:
     """`--sampling-shift` goes into the card's schedule (the runtime's steps), and a re-export of that model folder
     keeps it unless told otherwise."""
