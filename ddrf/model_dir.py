@@ -110,9 +110,9 @@ class ModelDir:
         return path
 
     def _missing(self, path: Path, stage: str, precision: str, steps: int | None) -> str:
-        """What to run for an absent graph or engine: TensorRT engines are built from the ONNX graphs on the machine
-        that runs them; a scene-statistics model needs its K-step scene and sampler graphs."""
-        if path.suffix != ONNX_SUFFIX and self.path(stage, precision, steps).is_file():
+        """What to run for an absent graph or engine: TensorRT engines are built from the ONNX graphs (FP32 or FP16)
+        on the machine that runs them; a scene-statistics model needs its K-step scene and sampler graphs."""
+        if path.suffix != ONNX_SUFFIX and any(self.path(stage, p, steps).is_file() for p in PRECISIONS):
             return (f"{path}: missing; build the TensorRT engines from this model's ONNX graphs with ddrf-export "
                     f"engine {self.root} (on a machine with TensorRT and the NVIDIA GPU that will run them)")
         if self.card.scene_statistics:
