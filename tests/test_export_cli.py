@@ -342,3 +342,20 @@ def test_engine_options_out_of_range_are_usage_errors(option: str, value: str, t
     result = runner.invoke(app, ["engine", str(model), option, value, "--timing-cache", str(tmp_path / "t.cache")])
     assert result.exit_code == 2 and option in result.output, result.output
     assert not (tmp_path / "t.cache").exists()
+
+
+def test_a_timing_cache_that_cannot_be_written_is_refused_before_any_build(checkpoint: Path, tmp_path: Path) -> None:
+    """The timing cache is written after the first engine is built: under a file that ended in a bare '[Errno 17]
+    File exists', onto a folder in an IsADirectoryError traceback, each once TensorRT had built the engine (read
+    from the code; no TensorRT here). Now refused before TensorRT is loaded, so here too."""
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16"]).exit_code == 0
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for cache, problem in ((a_file / "timing.cache", "Not a directory"), (tmp_path, "is a directory")):
+        result = runner.invoke(app, ["engine", str(out), "--timing-cache", str(cache)])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert lines[0].startswith(f"ddrf-export: error: {cache}: --timing-cache cannot be written") \
+            and problem in lines[0], lines
+    assert not list(out.glob("*.plan"))
