@@ -112,6 +112,11 @@ class ModelDir:
     def _missing(self, path: Path, stage: str, precision: str, steps: int | None) -> str:
         """What to run for an absent graph or engine: TensorRT engines are built from the ONNX graphs (FP32 or FP16)
         on the machine that runs them; a scene-statistics model needs its K-step scene and sampler graphs."""
+        other = next((p for p in PRECISIONS if p != precision), precision)
+        built = self.path(stage, other, steps, path.suffix)
+        if path.suffix != ONNX_SUFFIX and built.is_file():  # ddrf-export engine builds FP16 engines only
+            return (f"{path}: missing; the engine built for this model is {built.name} ({other}): ask for that "
+                    f"precision (--precision {other})")
         if path.suffix != ONNX_SUFFIX and any(self.path(stage, p, steps).is_file() for p in PRECISIONS):
             return (f"{path}: missing; build the TensorRT engines from this model's ONNX graphs with ddrf-export "
                     f"engine {self.root} (on a machine with TensorRT and the NVIDIA GPU that will run them)")
