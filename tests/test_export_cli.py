@@ -191,6 +191,25 @@ def test_weights_never_replace_the_checkpoint_nor_a_file_unasked(checkpoint: Pat
     assert asked.exit_code == 0 and (other / "model.safetensors").read_bytes() != b"someone else's weights"
 
 
+def test_an_export_over_another_leaves_none_of_its_weights(checkpoint: Path, tmp_path: Path) -> None:
+    """`--overwrite` without `--weights` kept the replaced model's model.safetensors beside the new graphs and card,
+    where `ddrf-finetune --model OUT`, `ddrf-export onnx OUT` and `ddrf-profile --backend torch` read it as this
+    model's weights."""
+    from safetensors.torch import load_file, save_file
+
+    from ddrf.model_dir import CARD_METADATA_KEY
+
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16", "--weights"]).exit_code == 0
+    tensors = {k: v + 1 if v.is_floating_point() else v
+               for k, v in load_file(str(checkpoint / "model.safetensors")).items()}
+    later = tmp_path / "later.safetensors"  # the same network, trained on
+    save_file(tensors, str(later), metadata={CARD_METADATA_KEY: (checkpoint / "card.json").read_text()})
+    again = runner.invoke(app, ["onnx", str(later), "-o", str(out), "--no-fp16", "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert not (out / "model.safetensors").exists() and "model.safetensors" in again.output
+
+
 def test_weights_that_are_no_checkpoint_of_their_card_are_one_line(checkpoint: Path, tmp_path: Path) -> None:
     """A .safetensors whose metadata card is no card ended in a TypeError traceback, and one whose card describes
     another network (a bundled model's card on these tensors) in a size-mismatch RuntimeError traceback."""

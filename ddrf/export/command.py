@@ -47,7 +47,7 @@ def onnx_command(
     unrolled: str = typer.Option("", help="also export the K-step sampler unrolled into one graph, e.g. 1,4"),
     fp16: bool = typer.Option(True, help="also write FP16 graphs (normalisations and softmax stay FP32)"),
     steps: Optional[int] = typer.Option(None, min=1, help="default sampling steps to record in the card"),
-    overwrite: bool = typer.Option(False, help="replace the graphs, card and (with --weights) weights in OUT"),
+    overwrite: bool = typer.Option(False, help="replace the model in OUT (its graphs, card, engines and weights)"),
     weights: bool = typer.Option(False, help="also write model.safetensors (EMA weights only) for PyTorch reference"),
     scene_statistics: bool = typer.Option(False, help="v1 networks: take GroupNorm moments and attention keys once "
                                           "per scene (a scene pass, then every window), so the output does not "
@@ -66,7 +66,8 @@ def onnx_command(
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
     from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.schedule import CosineSchedule
-    from ddrf.train.checkpoint import WEIGHTS, check_inference_target, load_checkpoint, write_inference_weights
+    from ddrf.train.checkpoint import (WEIGHTS, check_inference_target, load_checkpoint, retire_inference_weights,
+                                       write_inference_weights)
 
     try:
         model, card = load_checkpoint(checkpoint)
@@ -86,6 +87,8 @@ def onnx_command(
         result = export_model(model, card, out, _parse_steps(unrolled), fp16=fp16, overwrite=overwrite)
         if weights:
             write_inference_weights(checkpoint, out / WEIGHTS)
+        elif overwrite and retire_inference_weights(checkpoint, out / WEIGHTS):
+            typer.echo(f"{out / WEIGHTS}: removed, the weights of the model replaced (--weights writes this one's)")
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         _fail(str(exc))
     except OSError as exc:  # disk full or a file-size limit: write_model_dir publishes all graphs or none

@@ -131,6 +131,16 @@ def check_inference_target(path: str | Path, out_file: Path, overwrite: bool) ->
         raise FileExistsError(f"{out_file}: already exists (use --overwrite to replace)")
 
 
+def retire_inference_weights(path: str | Path, out_file: Path) -> bool:
+    """After an --overwrite export without --weights: remove the replaced model's weights at `out_file`, which
+    would otherwise be read as the new model's (ddrf-finetune --model, a re-export); the checkpoint exported is kept.
+    Whether a file was removed."""
+    if not out_file.is_file() or out_file.samefile(_weights_path(path)):
+        return False
+    out_file.unlink()
+    return True
+
+
 def _misfit(wanted: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
     """What keeps `given` from loading into a network whose state is `wanted` (a card written for another network,
     or tensors from one): the first tensor missing, extra or of another shape; empty if it loads."""
