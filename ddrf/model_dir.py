@@ -110,9 +110,14 @@ class ModelDir:
         return path
 
     def _missing(self, path: Path, stage: str, precision: str, steps: int | None) -> str:
-        """What to run for an absent graph or engine: TensorRT engines are built from the ONNX graphs on the machine
-        that runs them; a scene-statistics model needs its K-step scene and sampler graphs."""
-        if path.suffix != ONNX_SUFFIX and self.path(stage, precision, steps).is_file():
+        """What to run for an absent graph or engine: TensorRT engines are built from the ONNX graphs (FP32 or FP16)
+        on the machine that runs them; a scene-statistics model needs its K-step scene and sampler graphs."""
+        other = next((p for p in PRECISIONS if p != precision), precision)
+        built = self.path(stage, other, steps, path.suffix)
+        if path.suffix != ONNX_SUFFIX and built.is_file():  # ddrf-export engine builds FP16 engines only
+            return (f"{path}: missing; the engine built for this model is {built.name} ({other}): ask for that "
+                    f"precision (--precision {other})")
+        if path.suffix != ONNX_SUFFIX and any(self.path(stage, p, steps).is_file() for p in PRECISIONS):
             return (f"{path}: missing; build the TensorRT engines from this model's ONNX graphs with ddrf-export "
                     f"engine {self.root} (on a machine with TensorRT and the NVIDIA GPU that will run them)")
         if self.card.scene_statistics:
@@ -209,11 +214,13 @@ def write_model_dir(out_dir: str | os.PathLike[str], card: ModelCard, graphs: Ma
     """Write serialised graphs (file stem -> bytes) and a card recording their sha256, all or nothing.
 
     Returns the card as written; the caller's card is not changed. The card is renamed into place last. With
-    `overwrite`, the graphs of the model it replaces that this export does not write are removed after it (a
-    leftover sampler_k1.onnx of an earlier export would otherwise still be run).
+    `overwrite`, the graphs of the model it replaces that this export does not write, and the TensorRT engines built
+    from its graphs, are removed after it (a leftover sampler_k1.onnx or encoder_fp16.plan of an earlier export
+    would otherwise still be run with the new card).
     """
     out = Path(out_dir)
-    targets = [out / f"{stem}{ONNX_SUFFIX}" for stem in graphs] + [out / CARD_NAME]
+    engines = _layout_engines(out)  # built from the graphs replaced here: they would run the old network
+    targets = [out / f"{stem}{ONNX_SUFFIX}" for stem in graphs] + [out / CARD_NAME] + engines
     existing = [p for p in targets if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]}: already exists (use --overwrite to replace)")
@@ -234,7 +241,15 @@ def write_model_dir(out_dir: str | os.PathLike[str], card: ModelCard, graphs: Ma
     publish_all(pending)
     for leftover in (p for p in out.glob(f"*{ONNX_SUFFIX}") if p.name not in hashes and is_graph_name(p.name)):
         leftover.unlink()
+    for engine in engines:
+        engine.unlink(missing_ok=True)
     return written
+
+
+def _layout_engines(out: Path) -> list[Path]:
+    """The TensorRT engines of the layout in `out` and their sidecars (`ddrf-export engine` writes them)."""
+    plans = [p for p in out.glob(f"*{PLAN_SUFFIX}") if is_graph_name(p.name.removesuffix(PLAN_SUFFIX) + ONNX_SUFFIX)]
+    return plans + [sidecar_path_for(p) for p in plans if sidecar_path_for(p).exists()]
 
 
 def is_graph_name(name: str) -> bool:

@@ -57,10 +57,33 @@ class CosineSchedule:
         trailing = sampling_timesteps(self.num_timesteps, steps)
         if not self.sampling_shift:
             return trailing
-        ab = self.alpha_bar
-        log_snr = np.log(ab / (1 - ab))
+        log_snr = self.log_snr
         return np.array([int(np.argmin(np.abs(log_snr - (log_snr[t] + self.sampling_shift)))) for t in trailing],
                         dtype=np.int64)
+
+    @property
+    def log_snr(self) -> np.ndarray:
+        """log(alpha_bar / (1 - alpha_bar)) for t = 0..T-1, descending."""
+        ab = self.alpha_bar
+        return np.log(ab / (1 - ab))
+
+    def shift_problem(self, steps: int) -> str:
+        """Why `sampling_shift` cannot serve a `steps`-step sampler, or "": a step shifted past the schedule's clean
+        end lands on timestep 0 (the first one there takes its pure-noise input for a nearly clean image), and one
+        after the first shifted past the noisy end lands on T-1 with it (a step that changes nothing). The first step
+        staying at T-1 under a negative shift is meant."""
+        if not self.sampling_shift:
+            return ""
+        log_snr, trailing = self.log_snr, sampling_timesteps(self.num_timesteps, steps)
+        highest = log_snr[0] - log_snr[trailing[-1]]  # the least noisy step reaches timestep 0
+        lowest = log_snr[-1] - log_snr[trailing[1]] if steps > 1 else -np.inf  # the second reaches T-1
+        timesteps = self.sampler_timesteps(steps)
+        if lowest <= self.sampling_shift <= highest and len(set(timesteps.tolist())) == steps:
+            return ""
+        return (f"sampling_shift {self.sampling_shift:g} puts the {steps}-step sampler's timesteps "
+                f"{', '.join(map(str, timesteps))} on the ends of the schedule, where steps coincide or start from "
+                f"noise taken for a clean image: a {steps}-step sampler takes shifts from {lowest:.2f} to "
+                f"{highest:.2f}")
 
 
 def training_part(schedule: dict[str, Any]) -> dict[str, Any]:

@@ -62,9 +62,10 @@ def test_sidecar_rejects_newer_version_and_garbage(tmp_path: Path) -> None:
     (tmp_path / "new.json").write_text(json.dumps({**json.loads(orin_sidecar().to_json()), "sidecar_version": 99}))
     with pytest.raises(ValueError, match="newer"):
         read_sidecar(tmp_path / "new.json")
-    (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not a valid engine sidecar"):
-        read_sidecar(tmp_path / "bad.json")
+    for text in ("{not json", "[]", '"a string"'):  # JSON that is no object: before, an AttributeError traceback
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ValueError, match="bad.json: not a valid engine sidecar"):
+            read_sidecar(tmp_path / "bad.json")
 
 
 def test_compatible_on_the_building_machine() -> None:
@@ -280,5 +281,33 @@ def test_a_missing_tensorrt_engine_names_the_command_that_builds_it(tmp_path: Pa
     result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--backend", "tensorrt",
                                       "--no-progress"])
     assert result.exit_code == 2, result.output
-    assert "sampler_k1.plan: missing; build the TensorRT engines" in result.output
+    assert "sampler_k1_fp16.plan: missing; build the TensorRT engines" in result.output
     assert "ddrf-export engine" in result.output and "ddrf-export onnx" not in result.output
+
+
+def test_ddrf_run_looks_for_the_engines_ddrf_export_engine_builds(tmp_path: Path) -> None:
+    """`ddrf-export engine` writes FP16 engines, `<stem>_fp16.plan`; `ddrf-run --backend tensorrt` looked for
+    `<stem>.plan`, so right after that command it said the engines were missing and advised running it again."""
+    import hashlib
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ddrf.model_dir import PLAN_SUFFIX, ModelDir, sidecar_path_for
+    from ddrf.scenes.command import app
+    from scenes_fixtures import SAMPLE
+
+    model = Path(shutil.copytree(Path(__file__).parents[1] / "ddrf/assets/models/landsat_ratio2", tmp_path / "m",
+                                 ignore=shutil.ignore_patterns("*.safetensors")))
+    files = ModelDir.open(model)
+    for stage, steps in files.graph_stages():  # where build_model_engines writes each engine and its sidecar
+        plan = files.path(stage, "fp16", steps, PLAN_SUFFIX)
+        plan.write_bytes(b"a stand-in engine")
+        write_sidecar(orin_sidecar(engine_sha256=hashlib.sha256(b"a stand-in engine").hexdigest()),
+                      sidecar_path_for(plan))
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--backend", "tensorrt",
+                                      "--model", str(model), "--no-progress"])
+    assert result.exit_code != 0 and "missing" not in result.output, result.output
+    # found: then this machine lacks TensorRT, or (with it) is not the Orin the sidecar says the engine was built on
+    assert ("TensorRT is not installed" in result.output
+            or "sampler_k1_fp16.plan: this engine cannot run here" in result.output), result.output

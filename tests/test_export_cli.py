@@ -76,6 +76,28 @@ def test_an_export_over_another_leaves_none_of_its_graphs(checkpoint: Path, tmp_
         ModelDir.open(out).graph("sampler", steps=1)
 
 
+def test_an_export_over_another_removes_the_engines_built_from_it(checkpoint: Path, tmp_path: Path) -> None:
+    """TensorRT engines built from an earlier export's graphs stayed through `--overwrite`, and ModelDir handed them
+    to the tensorrt backend with the new card (no hash covers a plan): the old network run as the new one."""
+    from ddrf.model_dir import ModelDir, MissingGraph
+
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16"]).exit_code == 0
+    engines = [out / "encoder_fp16.plan", out / "encoder_fp16.plan.json", out / "denoiser_fp16.plan",
+               out / "denoiser_fp16.plan.json"]
+    for engine in engines:  # what `ddrf-export engine` writes, here without TensorRT
+        engine.write_text("an engine of the first export's graphs")
+    (out / "notes.plan").write_text("not of the layout: kept")
+    unasked = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16", "--halo", "48"])
+    assert unasked.exit_code == 1 and "already exists" in unasked.output
+    assert all(engine.exists() for engine in engines)
+    again = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16", "--halo", "48", "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert not any(engine.exists() for engine in engines) and (out / "notes.plan").exists()
+    with pytest.raises(MissingGraph, match="encoder_fp16.plan: missing"):
+        ModelDir.open(out).graph("encoder", "fp16", suffix=".plan")
+
+
 def test_export_records_a_sampling_shift_and_keeps_it_by_default(checkpoint: Path, tmp_path: Path) -> None:
     """`--sampling-shift` goes into the card's schedule (the runtime's steps), and a re-export of that model folder
     keeps it unless told otherwise."""
@@ -90,6 +112,40 @@ def test_export_records_a_sampling_shift_and_keeps_it_by_default(checkpoint: Pat
     again = runner.invoke(app, ["onnx", str(out / "model.safetensors"), "-o", str(tmp_path / "again"), "--no-fp16"])
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "again" / "card.json").read_text())["schedule"]["sampling_shift"] == -2.7726
+
+
+def test_a_sampling_shift_past_the_schedules_ends_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    """A shift asking for a log-SNR the schedule does not reach put the steps on its ends: --sampling-shift 1e6 ran
+    the 2-step sampler at timesteps 0, 0 (pure noise taken for a clean image: noise out), -20 at 999, 999 (the
+    second step a no-op); both were exported and recorded without a word."""
+    for shift, timesteps in (("1e6", "0, 0"), ("-20", "999, 999")):
+        out = tmp_path / f"shift{shift}"
+        result = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16", "--steps", "2",
+                                     "--unrolled", "2", "--sampling-shift", shift])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert f"the 2-step sampler's timesteps {timesteps}" in lines[0] and "--sampling-shift" in lines[0], lines
+        assert not out.exists()
+    kept = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(tmp_path / "kept"), "--no-fp16", "--steps", "2",
+                               "--sampling-shift", "4.65"])  # docs/EVALUATION.md's 2 log 10.22: 998, 55
+    assert kept.exit_code == 0, kept.output
+
+
+def test_a_scene_statistics_export_serves_its_own_default_step_count(checkpoint: Path, tmp_path: Path) -> None:
+    """The checkpoint's card says 2 steps; with scene statistics only the unrolled graphs run, and `--unrolled 1`
+    wrote a model whose default run (ddrf-run without --steps) was refused for want of sampler_k2.onnx."""
+    refused = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(tmp_path / "a"), "--no-fp16",
+                                  "--scene-statistics", "--unrolled", "1"])
+    lines = refused.output.strip().splitlines()
+    assert refused.exit_code == 1 and len(lines) == 1, refused.output
+    assert "runs 2 steps by default" in lines[0] and "--unrolled 1,2" in lines[0] and "--steps 1" in lines[0]
+    assert not (tmp_path / "a").exists()
+    served = runner.invoke(app, ["onnx", str(checkpoint), "-o", str(tmp_path / "b"), "--no-fp16",
+                                 "--scene-statistics", "--unrolled", "1", "--steps", "1"])
+    assert served.exit_code == 0, served.output
+    from ddrf.runtime.fuser import Fuser
+
+    assert Fuser(tmp_path / "b").steps == 1  # the default run finds its graphs
 
 
 def test_export_refuses_what_no_card_can_hold_in_one_line(checkpoint: Path, tmp_path: Path) -> None:
@@ -112,6 +168,68 @@ def test_export_refuses_what_no_card_can_hold_in_one_line(checkpoint: Path, tmp_
         assert result.returncode in (1, 2) and len(lines) == 1, result.stderr
         assert lines[0].startswith("ddrf-export: error: ") and message in lines[0], lines
     assert not (tmp_path / "m").exists()
+
+
+def test_weights_never_replace_the_checkpoint_nor_a_file_unasked(checkpoint: Path, tmp_path: Path) -> None:
+    """`--weights` wrote OUT/model.safetensors (EMA weights only) with no check: exported into its own run folder
+    with --overwrite (which names graphs), the run's training weights were replaced, and without --overwrite another
+    model's weights in OUT were too."""
+    import shutil
+
+    run = Path(shutil.copytree(checkpoint, tmp_path / "run"))
+    before = (run / "model.safetensors").read_bytes()
+    itself = runner.invoke(app, ["onnx", str(run), "-o", str(run), "--no-fp16", "--overwrite", "--weights"])
+    assert itself.exit_code == 1 and "is the checkpoint this export reads" in itself.output, itself.output
+    assert (run / "model.safetensors").read_bytes() == before and not list(run.glob("*.onnx"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"someone else's weights")
+    unasked = runner.invoke(app, ["onnx", str(run), "-o", str(other), "--no-fp16", "--weights"])
+    assert unasked.exit_code == 1 and "model.safetensors: already exists" in unasked.output, unasked.output
+    assert (other / "model.safetensors").read_bytes() == b"someone else's weights"
+    assert sorted(p.name for p in other.iterdir()) == ["model.safetensors"]
+    asked = runner.invoke(app, ["onnx", str(run), "-o", str(other), "--no-fp16", "--weights", "--overwrite"])
+    assert asked.exit_code == 0 and (other / "model.safetensors").read_bytes() != b"someone else's weights"
+
+
+def test_an_export_over_another_leaves_none_of_its_weights(checkpoint: Path, tmp_path: Path) -> None:
+    """`--overwrite` without `--weights` kept the replaced model's model.safetensors beside the new graphs and card,
+    where `ddrf-finetune --model OUT`, `ddrf-export onnx OUT` and `ddrf-profile --backend torch` read it as this
+    model's weights."""
+    from safetensors.torch import load_file, save_file
+
+    from ddrf.model_dir import CARD_METADATA_KEY
+
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16", "--weights"]).exit_code == 0
+    tensors = {k: v + 1 if v.is_floating_point() else v
+               for k, v in load_file(str(checkpoint / "model.safetensors")).items()}
+    later = tmp_path / "later.safetensors"  # the same network, trained on
+    save_file(tensors, str(later), metadata={CARD_METADATA_KEY: (checkpoint / "card.json").read_text()})
+    again = runner.invoke(app, ["onnx", str(later), "-o", str(out), "--no-fp16", "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert not (out / "model.safetensors").exists() and "model.safetensors" in again.output
+
+
+def test_weights_that_are_no_checkpoint_of_their_card_are_one_line(checkpoint: Path, tmp_path: Path) -> None:
+    """A .safetensors whose metadata card is no card ended in a TypeError traceback, and one whose card describes
+    another network (a bundled model's card on these tensors) in a size-mismatch RuntimeError traceback."""
+    from safetensors.torch import load_file, save_file
+
+    from ddrf.model_dir import CARD_METADATA_KEY
+
+    tensors = load_file(str(checkpoint / "model.safetensors"))
+    bundled_card = (Path(__file__).parents[1] / "ddrf/assets/models/landsat_ratio4/card.json").read_text()
+    cases = {"no_card": ('{"x": 1}', "not a ddrf checkpoint"),
+             "other_card": (bundled_card, "its tensors do not fit the network its card describes")}
+    for name, (card, problem) in cases.items():
+        weights = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(weights), metadata={CARD_METADATA_KEY: card})
+        result = runner.invoke(app, ["onnx", str(weights), "-o", str(tmp_path / name), "--no-fp16"])
+        assert result.exit_code == 1 and isinstance(result.exception, (SystemExit, type(None)))
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"ddrf-export: error: {weights}: {problem}"), result.output
+        assert not (tmp_path / name).exists()
 
 
 def test_export_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
@@ -237,11 +355,11 @@ def test_check_names_an_unreadable_graph_in_one_line_and_takes_one_graph(tmp_pat
         assert lines[0].startswith(f"ddrf-export: error: {model}/{problem}")
 
 
-@pytest.mark.parametrize("option", ["--batch", "--max-batch"])
-def test_engine_batch_below_one_is_a_usage_error(option: str, tmp_path: Path) -> None:
-    """Before: exit 1, as if the engine build had failed."""
+@pytest.mark.parametrize("option, value", [("--batch", "0"), ("--max-batch", "0"), ("--workspace-mb", "-1")])
+def test_engine_options_out_of_range_are_usage_errors(option: str, value: str, tmp_path: Path) -> None:
+    """Before: exit 1, as if the engine build had failed (a negative workspace got as far as TensorRT's builder)."""
     model = Path(__file__).parents[1] / "ddrf/assets/models/landsat_ratio4"
-    result = runner.invoke(app, ["engine", str(model), option, "0", "--timing-cache", str(tmp_path / "t.cache")])
+    result = runner.invoke(app, ["engine", str(model), option, value, "--timing-cache", str(tmp_path / "t.cache")])
     assert result.exit_code == 2 and option in result.output, result.output
     assert not (tmp_path / "t.cache").exists()
 
@@ -292,3 +410,20 @@ def test_average_reads_each_checkpoint_once(checkpoint: Path, tmp_path: Path) ->
     assert opened == dict.fromkeys(files, 1)
     sources = read_weights(out)[2].training["averaged_from"]
     assert [s["sha256"] for s in sources] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+
+
+def test_a_timing_cache_that_cannot_be_written_is_refused_before_any_build(checkpoint: Path, tmp_path: Path) -> None:
+    """The timing cache is written after the first engine is built: under a file that ended in a bare '[Errno 17]
+    File exists', onto a folder in an IsADirectoryError traceback, each once TensorRT had built the engine (read
+    from the code; no TensorRT here). Now refused before TensorRT is loaded, so here too."""
+    out = tmp_path / "model"
+    assert runner.invoke(app, ["onnx", str(checkpoint), "-o", str(out), "--no-fp16"]).exit_code == 0
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for cache, problem in ((a_file / "timing.cache", "Not a directory"), (tmp_path, "is a directory")):
+        result = runner.invoke(app, ["engine", str(out), "--timing-cache", str(cache)])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert lines[0].startswith(f"ddrf-export: error: {cache}: --timing-cache cannot be written") \
+            and problem in lines[0], lines
+    assert not list(out.glob("*.plan"))

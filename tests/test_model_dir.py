@@ -220,3 +220,15 @@ def test_every_bundled_model_carries_a_fitted_spread_calibration() -> None:
         assert sorted(views) == [4, 8], model.name  # --ensemble 4 or 8 with --uncertainty of the same N
         for fit in views.values():
             assert fit["c"] > 1.5 and f"{fit['c']:g}" in (model.path / "README.md").read_text(), model.name
+
+
+def test_an_fp32_engine_asked_where_the_fp16_one_is_built_names_the_precision(model_copy: Path) -> None:
+    """`ddrf-export engine` builds FP16 engines only; `ddrf-profile -b tensorrt` (precision fp32 by default) on such a
+    folder was told to build the engines with `ddrf-export engine`, the command that had just built them."""
+    files = ModelDir.open(model_copy)
+    files.path("encoder", "fp16", suffix=".plan").write_bytes(b"an FP16 engine")
+    with pytest.raises(MissingGraph) as exc:
+        files.graph("encoder", "fp32", suffix=".plan")
+    message = str(exc.value)
+    assert "encoder.plan: missing" in message and "encoder_fp16.plan" in message, message
+    assert "--precision fp16" in message and "ddrf-export engine" not in message, message

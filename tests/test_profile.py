@@ -341,3 +341,18 @@ def test_tensorrt_layer_profile(tmp_path: Path) -> None:
     engine = runner.invoke(app, [str(tmp_path / "m" / "denoiser_fp16.plan"), "-b", "tensorrt", "--runs", "3",
                                  "--quiet"])
     assert engine.exit_code == 0, engine.output
+
+
+def test_scene_runs_time_ddrf_run_at_the_precision_it_loads(tmp_path: Path) -> None:
+    """--scene times ddrf-run beside the points that ran what ddrf-run runs: with --backend tensorrt that is the FP16
+    engines `ddrf-export engine` builds, so an fp16 tensorrt point is the one to compare (before: only fp32 points
+    were, so a TensorRT sweep never timed ddrf-run); an fp16 ort-cpu point is not what ddrf-run runs."""
+    from ddrf.assets import BUNDLED_MODELS, SAMPLE_SCENE
+    from ddrf.profile.command import scene_runs
+
+    point = {"status": "ok", "tile": 704, "batch": 1, "steps": 1, "sampler": "unrolled"}
+    results = [{**point, "backend": "ort-cpu", "precision": "fp16"}, {**point, "backend": "tensorrt",
+                                                                       "precision": "fp16"}]
+    notes: list[str] = []
+    runs = scene_runs(SAMPLE_SCENE, BUNDLED_MODELS / "landsat_ratio2", results, 96, 300, notes, "unrolled")
+    assert [r["backend"] for r in runs] == ["tensorrt"] and not notes, (runs, notes)

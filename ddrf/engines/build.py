@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from ddrf.card import ModelCard, default_window
 from ddrf.engines.probe import dims_to_list, environment, load_tensorrt, make_logger, set_device
 from ddrf.engines.sidecar import EngineSidecar, Profile
-from ddrf.files import sha256_file, write_bytes_atomic, write_files_atomic
+from ddrf.files import cannot_write, sha256_file, write_bytes_atomic, write_files_atomic
 from ddrf.model_dir import (CARD_METADATA_KEY, CONTEXT_BATCH, CONTEXT_PIXELS, CONTEXT_SIDE, PLAN_SUFFIX, ModelDir,
                             sidecar_path_for)
 
@@ -170,6 +170,17 @@ def _add_profiles(trt: Any, builder: "trt_t.Builder", config: "trt_t.IBuilderCon
     if dynamic and not profiles:
         raise EngineBuildError(f"the network has dynamic inputs {sorted(dynamic)}: give optimisation profiles "
                                "(min/opt/max shape per input)")
+
+
+def check_timing_cache(path: Path) -> None:
+    """The timing cache is written after each build: a path it cannot take is refused before the first one."""
+    if path.is_dir():
+        problem: str | None = "is a directory"
+    else:
+        folder = next(p for p in path.parents if p.exists())  # the folders below it are made
+        problem = cannot_write(folder) if folder.is_dir() else f"Not a directory: {folder} is a file"
+    if problem:
+        raise ValueError(f"{path}: --timing-cache cannot be written ({problem})")
 
 
 def _load_timing_cache(config: "trt_t.IBuilderConfig", path: Path | None) -> None:
@@ -352,6 +363,8 @@ def build_model_engines(model_dir: str | os.PathLike[str], tile: int | None = No
     existing = [str(t) for t in targets.values() if t.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"engines exist: {existing}; pass --overwrite to replace them")
+    if timing_cache is not None:
+        check_timing_cache(Path(timing_cache))
     trt = load_tensorrt()  # before any work: a clear error where engines cannot be built
     prefer_fp16_graph = _trt_major(trt) >= 11
     cmd = (f"ddrf-export engine {root} --tile {tiles[1]} --max-tile {tiles[2]} --batch {batch} "

@@ -71,7 +71,7 @@ def read_sidecar(path: str | os.PathLike[str]) -> EngineSidecar:
     path = Path(path)
     try:
         return EngineSidecar.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # JSON that is no object: AttributeError
         raise ValueError(f"{path}: not a valid engine sidecar ({exc})") from exc
 
 

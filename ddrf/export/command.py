@@ -3,9 +3,12 @@ several checkpoints of one network -> their mean (`average`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from ddrf.card import ModelCard
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Export a DDRF checkpoint to ONNX graphs and build TensorRT engines from them.")
@@ -26,6 +29,17 @@ def _parse_steps(text: str) -> tuple[int, ...]:
     return steps
 
 
+def _check_shift(card: ModelCard, unrolled: tuple[int, ...]) -> None:
+    """The card's sampling shift keeps apart the steps of every sampler the export serves."""
+    from ddrf.schedule import CosineSchedule
+
+    schedule = CosineSchedule.from_dict(card.schedule)
+    for steps in sorted({card.sampling_steps, *unrolled}):
+        problem = schedule.shift_problem(steps)
+        if problem:
+            raise ValueError(f"{problem} (give another --sampling-shift)")
+
+
 @app.command("onnx")
 def onnx_command(
     checkpoint: Path = typer.Argument(..., help="training run directory or checkpoint .safetensors"),
@@ -33,7 +47,7 @@ def onnx_command(
     unrolled: str = typer.Option("", help="also export the K-step sampler unrolled into one graph, e.g. 1,4"),
     fp16: bool = typer.Option(True, help="also write FP16 graphs (normalisations and softmax stay FP32)"),
     steps: Optional[int] = typer.Option(None, min=1, help="default sampling steps to record in the card"),
-    overwrite: bool = typer.Option(False, help="replace existing graphs in OUT"),
+    overwrite: bool = typer.Option(False, help="replace the model in OUT (its graphs, card, engines and weights)"),
     weights: bool = typer.Option(False, help="also write model.safetensors (EMA weights only) for PyTorch reference"),
     scene_statistics: bool = typer.Option(False, help="v1 networks: take GroupNorm moments and attention keys once "
                                           "per scene (a scene pass, then every window), so the output does not "
@@ -52,12 +66,15 @@ def onnx_command(
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
     from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.schedule import CosineSchedule
-    from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
+    from ddrf.train.checkpoint import (WEIGHTS, check_inference_target, load_checkpoint, retire_inference_weights,
+                                       write_inference_weights)
 
     try:
         model, card = load_checkpoint(checkpoint)
         if out.exists() and not out.is_dir():
             raise ValueError(f"{out}: exists and is not a directory (ddrf-export onnx writes a model directory)")
+        if weights:
+            check_inference_target(checkpoint, out / WEIGHTS, overwrite)
         if steps is not None:
             card.sampling_steps = steps
         card.scene_statistics = scene_statistics or card.scene_statistics
@@ -66,9 +83,12 @@ def onnx_command(
             card.schedule = CosineSchedule.from_dict({**card.schedule, "sampling_shift": sampling_shift}).to_dict()
         card.output_margin = output_margin(card) if crop else 0
         card.validate()
+        _check_shift(card, _parse_steps(unrolled))
         result = export_model(model, card, out, _parse_steps(unrolled), fp16=fp16, overwrite=overwrite)
         if weights:
             write_inference_weights(checkpoint, out / WEIGHTS)
+        elif overwrite and retire_inference_weights(checkpoint, out / WEIGHTS):
+            typer.echo(f"{out / WEIGHTS}: removed, the weights of the model replaced (--weights writes this one's)")
     except (ValueError, FileExistsError, FileNotFoundError) as exc:
         _fail(str(exc))
     except OSError as exc:  # disk full or a file-size limit: write_model_dir publishes all graphs or none
@@ -134,7 +154,8 @@ def engine_command(
     batch: int = typer.Option(1, min=1, help="optimal batch"),
     max_batch: int = typer.Option(1, min=1, help="largest batch the engine accepts (each window of the batch at the "
                                   "largest side is held on the device at once)"),
-    workspace_mb: int = typer.Option(2048, help="builder workspace limit"),
+    workspace_mb: int = typer.Option(2048, min=0, help="builder workspace limit (0: TensorRT's own, the device's "
+                                     "memory)"),
     optimization_level: int = typer.Option(3, min=0, max=5, help="TensorRT builder optimisation level"),
     timing_cache: Path = typer.Option(Path("engines/timing.cache"), help="persistent timing cache"),
     overwrite: bool = typer.Option(False, help="replace existing engines"),

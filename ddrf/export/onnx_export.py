@@ -159,6 +159,11 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
         if not unrolled_steps:
             raise ValueError("a model with scene statistics runs through unrolled samplers only: give the step "
                              "counts to export (--unrolled K)")
+        if card.sampling_steps not in unrolled_steps:  # else the model's default run finds no graphs
+            given = ",".join(map(str, unrolled_steps))
+            raise ValueError(f"the model runs {card.sampling_steps} steps by default, and with scene statistics only "
+                             f"through unrolled samplers: export that one too (--unrolled {given},"
+                             f"{card.sampling_steps}) or make another the default (--steps {unrolled_steps[0]})")
         return _unrolled_graphs(model, card, unrolled_steps, small, image_axes)
     graphs = {"encoder": _to_onnx(
         EncoderGraph(model), (small["lms"], small["pan"]), ["lms", "pan"], cond_names,

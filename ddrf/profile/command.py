@@ -134,9 +134,10 @@ def serving_sampler(card: Any) -> str:
 
 def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], halo: int, timeout: float,
                notes: list[str], sampler: str) -> list[dict[str, Any]]:
-    """ddrf-run on the scene once per distinct (backend, tile, batch, steps) that ran with fp32 `sampler`
-    sampling (the model's serving sampler)."""
+    """ddrf-run on the scene once per distinct (backend, tile, batch, steps) that ran what ddrf-run runs: the
+    `sampler` (the model's serving one) at the precision the backend loads (FP16 engines for tensorrt)."""
     from ddrf.profile.sweep import run_scene
+    from ddrf.runtime.backends import backend_info
 
     if scene is None:
         return []
@@ -146,8 +147,8 @@ def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], 
     seen, runs = set(), []
     for r in results:
         key = (r["backend"], r["tile"], r["batch"], r["steps"], r.get("threads"))
-        if r["status"] != "ok" or r["backend"] not in RUNTIME_BACKENDS or r["precision"] != "fp32" \
-                or r["sampler"] != sampler or key in seen:
+        if r["status"] != "ok" or r["backend"] not in RUNTIME_BACKENDS or key in seen \
+                or r["precision"] != backend_info(r["backend"]).precision or r["sampler"] != sampler:
             continue
         seen.add(key)
         args = ["--model", str(target), "--backend", r["backend"], "--tile", str(r["tile"]), "--batch",
@@ -158,7 +159,8 @@ def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], 
         run.update({k: r[k] for k in ("backend", "tile", "batch", "steps")})
         runs.append(run)
     if not runs:
-        notes.append(f"--scene: no fp32 {sampler}-sampler point of a ddrf-run backend ran, so ddrf-run was not timed")
+        notes.append(f"--scene: no {sampler}-sampler point of a ddrf-run backend ran at the precision ddrf-run "
+                     "loads (fp16 for tensorrt, else fp32), so ddrf-run was not timed")
     return runs
 
 

@@ -20,13 +20,14 @@ class BackendInfo:
     file_suffix: str  # what it loads from a model directory: ".onnx" graphs or ".plan" engines
     ort_provider: str | None = None  # the ONNX Runtime execution provider, for ONNX Runtime backends
     runtime: bool = True  # ddrf-run can use it; False: the profiler's PyTorch-eager reference only
+    precision: str = "fp32"  # the graphs or engines it loads unless told: `ddrf-export engine` builds FP16 ones only
 
 
 REGISTRY: dict[str, BackendInfo] = {b.name: b for b in (
     BackendInfo("ort-cpu", "cpu", ".onnx", "CPUExecutionProvider"),
     BackendInfo("ort-cuda", "cuda", ".onnx", "CUDAExecutionProvider"),
     BackendInfo("ort-tensorrt", "cuda", ".onnx", "TensorrtExecutionProvider"),
-    BackendInfo("tensorrt", "cuda", ".plan"),
+    BackendInfo("tensorrt", "cuda", ".plan", precision="fp16"),
     BackendInfo("torch", "cpu", ".safetensors", runtime=False),
 )}
 ORT_PROVIDERS = {b.name: b.ort_provider for b in REGISTRY.values() if b.ort_provider}

@@ -123,7 +123,7 @@ class Fuser(InputPreparation):
     """
 
     def __init__(self, model: str | os.PathLike[str] | ModelDir, backend: str = "ort-cpu",
-                 steps: int | None = None, precision: str = "fp32", unrolled: bool | str = False,
+                 steps: int | None = None, precision: str | None = None, unrolled: bool | str = False,
                  threads: int | None = None, allow_fallback: bool = False, eta: float = 0.0) -> None:
         check_count("steps", steps)  # 0 had been the card's default, silently
         check_count("threads", threads)
@@ -131,6 +131,7 @@ class Fuser(InputPreparation):
         self.identity = model_identity(self.files.root)  # the model it serves, for caches (ddrf.fuse, scenes)
         super().__init__(self.files.card)
         self.steps = steps or self.card.sampling_steps
+        precision = precision or backend_info(backend).precision
         if self.card.scene_statistics:  # its statistics are recorded and replayed by the unrolled graphs only
             if eta:
                 raise ValueError(f"{self.files.root}: a model with scene statistics samples deterministically only")

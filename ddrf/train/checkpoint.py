@@ -64,9 +64,13 @@ def _read_file(weights: Path) -> tuple[dict[str, torch.Tensor], ModelCard, str]:
     try:
         data = weights.read_bytes()
         header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])  # safetensors: u64 size, JSON header
-        card = ModelCard.from_json((header.get("__metadata__") or {})[CARD_METADATA_KEY])
+        text = (header.get("__metadata__") or {}).get(CARD_METADATA_KEY)
+        if text is None:
+            raise ValueError("no model card in its metadata")
+        card = ModelCard.from_json(text)
         tensors = st_load(data)
-    except (SafetensorError, KeyError, ValueError, AttributeError, OSError) as exc:
+    # JSON that is no card (other fields, not an object) raises TypeError or AttributeError
+    except (SafetensorError, KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
         raise ValueError(f"{weights}: not a ddrf checkpoint ({exc})") from exc
     return tensors, card, hashlib.sha256(data).hexdigest()
 
@@ -110,8 +114,47 @@ def load_checkpoint(path: str | Path, ema: bool = True,
     model_state, ema_state, card = read_weights(path)
     model = DDRF(DDRFConfig.from_dict(card.model))
     state = ema_state if ema else model_state
-    model.load_state_dict(state or model_state or ema_state)  # an inference checkpoint holds one set only
+    state = state or model_state or ema_state  # an inference checkpoint holds one set only
+    misfit = _misfit(model.state_dict(), state)
+    if misfit:
+        raise ValueError(f"{_weights_path(path)}: its tensors do not fit the network its card describes ({misfit})")
+    model.load_state_dict(state)
     return model.to(device).eval(), card
+
+
+def check_inference_target(path: str | Path, out_file: Path, overwrite: bool) -> None:
+    """Where write_inference_weights may write, checked before an export writes anything: never over the checkpoint
+    it reads (a training run's model.* weights would be lost), nor over a file the caller did not ask to replace."""
+    if not out_file.exists():
+        return
+    if out_file.samefile(_weights_path(path)):
+        raise ValueError(f"{out_file}: is the checkpoint this export reads; its weights are already there: drop "
+                         "--weights, or choose another -o")
+    if not overwrite:
+        raise FileExistsError(f"{out_file}: already exists (use --overwrite to replace)")
+
+
+def retire_inference_weights(path: str | Path, out_file: Path) -> bool:
+    """After an --overwrite export without --weights: remove the replaced model's weights at `out_file`, which
+    would otherwise be read as the new model's (ddrf-finetune --model, a re-export); the checkpoint exported is kept.
+    Whether a file was removed."""
+    if not out_file.is_file() or out_file.samefile(_weights_path(path)):
+        return False
+    out_file.unlink()
+    return True
+
+
+def _misfit(wanted: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
+    """What keeps `given` from loading into a network whose state is `wanted` (a card written for another network,
+    or tensors from one): the first tensor missing, extra or of another shape; empty if it loads."""
+    for name, tensor in wanted.items():
+        if name not in given:
+            return f"{name} missing"
+        if given[name].shape != tensor.shape:
+            return (f"{name} is {'x'.join(map(str, given[name].shape))}, the card's network has "
+                    f"{'x'.join(map(str, tensor.shape))}")
+    extra = sorted(set(given) - set(wanted))
+    return f"{extra[0]} is no tensor of the card's network" if extra else ""
 
 
 def write_inference_weights(path: str | Path, out_file: str | Path) -> None:
