@@ -14,7 +14,7 @@ import numpy as np
 from ddrf.card import ModelCard, default_window, unweighted_border
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.runtime.views import VIEWS, from_view, to_view
-from ddrf.saturation import Ceilings, fill_saturated, restore_saturated, saturated_fills
+from ddrf.saturation import Ceilings, network_inputs, restore_outliers, restore_saturated
 from ddrf.scenes import report as reports
 from ddrf.scenes.tiling import DEFAULT_HALO
 from ddrf.sensors import Sensor, get_sensor
@@ -140,9 +140,10 @@ class ModelEngine:
             self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j), border=self.border),
             view), pairs, radiometry)
             for j, ((seed, view), (lms, guide, noise)) in enumerate(zip(self.members, batches))]
-        ceilings = scene_ceilings(self.scene)
-        return [restore_saturated(np.stack([run[i] for run in runs]), pan, ms, ceilings, self.ratio or 1,
-                                  self.card.lms_border) for i, (pan, ms) in enumerate(pairs)]
+        ceilings, ratio, border = scene_ceilings(self.scene), self.ratio or 1, self.card.lms_border
+        return [restore_saturated(restore_outliers(np.stack([run[i] for run in runs]), pan, ms, ceilings, radiometry,
+                                                   ratio, border), pan, ms, ceilings, ratio, border)
+                for i, (pan, ms) in enumerate(pairs)]
 
     def summary(self) -> dict[str, Any]:
         root = self.fuser.files.root
@@ -233,10 +234,9 @@ def member_batches(preparation: Any, scene: "Scene | None", pairs: list[tuple[np
                    radiometry: "Radiometry", origins: list[tuple[int, int]],
                    members: list[tuple[int, int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per member (seed, view), its prepared (LMS, guide, noise) batch of `scene`'s windows in its view: saturated
-    pixels filled (ddrf.saturation) and the noise keyed to the scene's CRS pixel lattice (`noise_origins`), for the
-    windows and the scene pass's context windows alike."""
-    fills = saturated_fills(radiometry)
-    seen = [fill_saturated(pan, ms, scene_ceilings(scene), fills) for pan, ms in pairs]
+    pixels filled and outliers bounded (ddrf.saturation), the noise keyed to the scene's CRS pixel lattice
+    (`noise_origins`), for the windows and the scene pass's context windows alike."""
+    seen = [network_inputs(pan, ms, scene_ceilings(scene), radiometry) for pan, ms in pairs]
     seeds = [seed for seed, _ in members]
     lms, guide, noises = preparation.prepare_members(seen, radiometry, seeds, noise_origins(scene, origins))
     return [viewed((lms, guide, noise), view) for (_, view), noise in zip(members, noises)]

@@ -1,0 +1,67 @@
+"""Extreme pixel values: stray values far outside a scene's range, and data in tiny units, through ddrf-run.
+
+Made from the bundled sample scene.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from typer.testing import CliRunner
+
+from ddrf.radiometry import Radiometry
+from ddrf.saturation import OUTLIER_UNITS, fill_outliers
+from ddrf.scenes.command import app
+from scenes_fixtures import SAMPLE
+
+
+def twelve_bit_copy(target: Path, strays: bool) -> None:
+    """The sample scene as a 12-bit product kept in uint16 (DN / 16, no NBITS tag); with `strays`, a 2 x 2 MS block
+    at 60000 in every band and one PAN pixel at 65000: values a 12-bit product cannot hold, as a bad decode or
+    an untagged fill leaves them."""
+    shutil.copytree(SAMPLE, target)
+    for path in target.glob("*_B[2-58].TIF"):
+        with rasterio.open(path, "r+") as ds:
+            data = ds.read(1) // 16
+            if strays and path.name.endswith("_B8.TIF"):
+                data[50, 60] = 65000
+            elif strays:
+                data[10:12, 20:22] = 60000
+            ds.write(data, 1)
+
+
+def fuse(scene: Path, out: Path, *options: str) -> np.ndarray:
+    result = CliRunner().invoke(app, [str(scene), "-o", str(out), "--no-progress", "--threads", "1", *options])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out / f"{scene.name}.tif") as ds:
+        return ds.read().astype(np.float64)
+
+
+def test_a_few_stray_values_leave_the_rest_of_the_scene_alone(tmp_path: Path) -> None:
+    """Four MS pixels and one PAN pixel past a 12-bit product's range (about 85 model units where the scene is
+    0-1) reached every pixel of the default model through its scene statistics: 17 % of the output moved by more
+    than a band's std, and 2-12 % of each band was clipped at 0 or 65535. The network now sees values past
+    OUTLIER_UNITS as mid-range values (ddrf.saturation.fill_outliers), and the part it did not see is added back upsampled, as the MS says it."""
+    clean, stray = tmp_path / "clean", tmp_path / "stray"
+    twelve_bit_copy(clean, strays=False)
+    twelve_bit_copy(stray, strays=True)
+    got, want = fuse(stray, tmp_path / "b"), fuse(clean, tmp_path / "a")
+    far = np.ones(want.shape[1:], bool)
+    far[:40, :60] = far[40:60, 50:70] = False  # around the MS block (PAN rows 20-23, columns 40-43) and the PAN pixel
+    std = want[:, far].std(axis=1)
+    share = np.percentile(np.abs(got - want)[:, far], 99, axis=1) / std
+    assert (share < 0.05).all(), share
+    assert (got[:, 21:24, 41:44] > 20000).all()  # the MS's stray values stay in the output, as the upsampled MS
+
+
+def test_only_values_past_the_outlier_bounds_are_filled() -> None:
+    radiometry = Radiometry(np.zeros(2), np.ones(2), np.zeros(1), np.ones(1))
+    pan = np.linspace(-OUTLIER_UNITS, 1 + OUTLIER_UNITS, 16).reshape(4, 4)
+    ms = np.full((2, 2, 2), 5.0)
+    assert all(a is b for a, b in zip(fill_outliers(pan, ms, radiometry), (pan, ms)))
+    ms[0, 0, 1], pan[0, 0] = 1e30, -3.4e38
+    seen_pan, seen_ms = fill_outliers(pan, ms, radiometry)
+    assert seen_ms[0, 0, 1] == 0.5 and seen_pan[0, 0] == 0.5  # the saturation fill: mid-range
+    assert (np.delete(seen_ms.ravel(), 1) == 5).all() and (seen_pan.ravel()[1:] == pan.ravel()[1:]).all()
