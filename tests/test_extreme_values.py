@@ -65,3 +65,25 @@ def test_only_values_past_the_outlier_bounds_are_filled() -> None:
     seen_pan, seen_ms = fill_outliers(pan, ms, radiometry)
     assert seen_ms[0, 0, 1] == 0.5 and seen_pan[0, 0] == 0.5  # the saturation fill: mid-range
     assert (np.delete(seen_ms.ravel(), 1) == 5).all() and (seen_pan.ravel()[1:] == pan.ravel()[1:]).all()
+
+
+def sample_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """A 128 x 128 PAN crop of the sample scene and its 64 x 64 four-band MS, as float reflectance (DN / 30000)."""
+    with rasterio.open(next(SAMPLE.glob("*_B8.TIF"))) as ds:
+        pan = ds.read(1)[:128, :128] / 30000.0
+    ms = [rasterio.open(next(SAMPLE.glob(f"*_B{n}.TIF"))).read(1)[:64, :64] / 30000.0 for n in (2, 3, 4, 5)]
+    return pan, np.stack(ms, axis=-1)
+
+
+def test_classical_methods_do_not_depend_on_the_data_units() -> None:
+    """Every method is homogeneous in the data's units; its guards (MATLAB's eps, 1e-12) are not. Reflectance
+    scaled by 1e-39 (float32 denormals) or 1e-20 gave all zeros with MTF-GLP-HPM and Brovey (their denominators
+    fell under the guards), while ddrf-run wrote it as a product."""
+    from ddrf.baselines import ALL_METHODS, fuse
+
+    pan, ms = sample_arrays()
+    for method in ALL_METHODS:
+        want = fuse(method, pan, ms, 2, "Landsat8")
+        for scale in (1e-39, 1e-20, 1e20):
+            got = fuse(method, pan * scale, ms * scale, 2, "Landsat8") / scale
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9 * np.abs(want).max(), err_msg=f"{method} {scale}")
