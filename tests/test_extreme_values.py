@@ -87,3 +87,48 @@ def test_classical_methods_do_not_depend_on_the_data_units() -> None:
         for scale in (1e-39, 1e-20, 1e20):
             got = fuse(method, pan * scale, ms * scale, 2, "Landsat8") / scale
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9 * np.abs(want).max(), err_msg=f"{method} {scale}")
+
+
+def reflectance_pair(folder: Path, spikes: float | None) -> tuple[Path, Path]:
+    """The sample scene as float32 reflectance (DN / 30000) in pan.tif and ms.tif, no nodata tag; with `spikes`, a
+    3 x 3 PAN block at that value (an untagged fill)."""
+    folder.mkdir()
+    paths = []
+    for name, numbers in (("pan", (8,)), ("ms", (2, 3, 4, 5))):
+        files = [next(SAMPLE.glob(f"*_B{n}.TIF")) for n in numbers]
+        with rasterio.open(files[0]) as ds:
+            profile = {**ds.profile, "dtype": "float32", "count": len(files), "nodata": None}
+        data = np.stack([rasterio.open(f).read(1) / 30000.0 for f in files])
+        if spikes is not None and name == "pan":
+            data[0, 100:103, 200:203] = spikes
+        with rasterio.open(folder / f"{name}.tif", "w", **profile) as ds:
+            ds.write(data.astype(np.float32))
+        paths.append(folder / f"{name}.tif")
+    return paths[0], paths[1]
+
+
+def fuse_pair(pan: Path, ms: Path, out: Path, *options: str) -> np.ndarray:
+    result = CliRunner().invoke(app, ["--pan", str(pan), "--ms", str(ms), "--bands", "blue,green,red,nir", "-o",
+                                      str(out), "--no-progress", "--threads", "1", *options])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as ds:
+        return ds.read().astype(np.float64)
+
+
+def far_share(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Per band, p99 of |got - want| 10 pixels and more from the spiked PAN block, as a share of its std."""
+    far = np.ones(want.shape[1:], bool)
+    far[90:113, 190:213] = False
+    return np.percentile(np.abs(got - want)[:, far], 99, axis=1) / want.reshape(len(want), -1).std(axis=1)
+
+
+def test_a_few_untagged_fill_values_keep_the_pan_scale(tmp_path: Path) -> None:
+    """The scale of a nearly constant band is floored at a millionth of its magnitude; that magnitude was the
+    band's largest value, so nine PAN pixels at 1e30 (or -3.4e38) made the PAN's scale 1e24 and every other PAN
+    pixel 0 model units: the default model fused no PAN detail anywhere (a band's std off the clean product).
+    The floor now takes the magnitude of the band's percentiles."""
+    want = fuse_pair(*reflectance_pair(tmp_path / "clean", None), tmp_path / "clean.tif")
+    for value in (1e30, -3.4e38):
+        got = fuse_pair(*reflectance_pair(tmp_path / f"spiked{value:g}", value), tmp_path / f"{value:g}.tif")
+        assert np.isfinite(got).all()
+        assert (far_share(got, want) < 0.05).all(), (value, far_share(got, want))
