@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ddrf.card import ModelCard, default_window, unweighted_border
+from ddrf.card import ModelCard, Normalisation, default_window, unweighted_border
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.runtime.views import VIEWS, from_view, to_view
-from ddrf.saturation import Ceilings, network_inputs, restore_outliers, restore_saturated
+from ddrf.saturation import Ceilings, fill_outliers, network_inputs, restore_outliers, restore_saturated
 from ddrf.scenes import report as reports
 from ddrf.scenes.tiling import DEFAULT_HALO
 from ddrf.sensors import Sensor, get_sensor
@@ -176,19 +176,31 @@ class BaselineEngine:
         self.bands: list[str] | None = None  # every MS band the scene has
         self.ratio: int | None = None  # any ratio
         self.gains: str | Sensor = sensor  # the sensor's MTF gains for the scene's bands (start_scene)
+        self.percentiles: Radiometry | None = None  # the scene's 1st..99th percentiles: where its outliers begin
 
     def start_scene(self, scene: "Scene", border: int = 0) -> None:
-        """Each scene band's own MTF gain, by its name; no other scene-wide state (classical methods are cheap on
-        the border)."""
+        """Each scene band's own MTF gain, by its name, and the scene's range; no other scene-wide state (classical
+        methods are cheap on the border)."""
         self.gains = get_sensor(self.sensor).for_bands(scene.band_names)
+        self.percentiles = scene_range(scene, SCENE_RANGE)
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         return pairs
 
     def run(self, prepared: Any) -> list[np.ndarray]:
+        return [self.fuse(pan, ms) for pan, ms in prepared]
+
+    def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        """(1, H, W, B): the method on the window with its outliers filled as a model's are (ddrf.saturation; a few
+        pixels at 1e30 left the PAN no detail beside its mean in float64), their MS part added back upsampled."""
         from ddrf.baselines import fuse
 
-        return [fuse(self.method, pan, ms, ms_ratio(pan, ms), self.gains)[None] for pan, ms in prepared]
+        ratio = ms_ratio(pan, ms)
+        if self.percentiles is None:  # no scene started: nothing tells an outlier
+            return fuse(self.method, pan, ms, ratio, self.gains)[None]
+        fused = fuse(self.method, *fill_outliers(pan, ms, self.percentiles), ratio, self.gains)[None]
+        # the methods' interp23 border ("circular"); an outlier at a window's edge lies in its unweighted halo
+        return restore_outliers(fused, pan, ms, (None, None), self.percentiles, ratio, "circular")
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "baseline", "method": self.method, "sensor": self.sensor}
@@ -196,10 +208,19 @@ class BaselineEngine:
 
 def preview_radiometry(scene: "Scene", card: Any) -> "Radiometry":
     """The card's normalisation for the whole scene, from its decimated preview: one for every tile."""
+    return scene_range(scene, card.normalisation)
+
+
+# the bundled models' normalisation: the range outside which a classical method's input is an outlier
+SCENE_RANGE = Normalisation(kind="scene", low=1.0, high=99.0)
+
+
+def scene_range(scene: "Scene", normalisation: Normalisation) -> "Radiometry":
+    """`normalisation` for the whole scene, from its decimated preview."""
     from ddrf.radiometry import scene_radiometry
 
     pan, pan_valid, ms, ms_valid = scene.preview()
-    return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid, *scene_ceilings(scene))
+    return scene_radiometry(normalisation, ms, pan[..., None], ms_valid, pan_valid, *scene_ceilings(scene))
 
 
 def noise_origins(scene: "Scene | None", origins: list[tuple[int, int]]) -> list[tuple[int, int]]:
