@@ -11,7 +11,7 @@ import numpy as np
 from ddrf.baselines.classical import bdsd_pc, brovey, bt_h, exp, gsa, mtf_glp_fs, mtf_glp_hpm
 from ddrf.sensors import Sensor
 
-__all__ = ["METHODS", "VARIANTS", "ALL_METHODS", "fuse"]
+__all__ = ["METHODS", "VARIANTS", "ALL_METHODS", "DIVIDING", "fuse"]
 
 # Each callable: (pan (H, W), ms (h, w, B), ratio, sensor="generic", **options) -> fused (H, W, B) float64.
 # The toolbox's methods, as its MATLAB code computes them ("classical" in ddrf-eval).
@@ -34,6 +34,9 @@ VARIANTS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 ALL_METHODS: dict[str, Callable[..., np.ndarray]] = {**METHODS, **VARIANTS}
+
+# The methods that divide by the (low-passed) data: far off where it nears or crosses 0, as the toolbox's are.
+DIVIDING = ("Brovey", "BT-H", "MTF-GLP-HPM")
 
 
 def fuse(method: str, pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",

@@ -149,6 +149,33 @@ def saturated_inputs(scene: "Scene", model: bool) -> list[str]:
     return [line + (f"; the output there is {RESTORED}" if model else "")]
 
 
+NON_POSITIVE_SHARE_SAID = 0.1  # % of a file's valid (preview) pixels at or below 0 worth a line, for a dividing method
+
+
+def non_positive_inputs(scene: "Scene", method: str | None) -> list[str]:
+    """One line naming the files with more than NON_POSITIVE_SHARE_SAID % of their valid (preview) pixels at or below
+    0 (over-corrected reflectance) when the method divides by the data (ddrf.baselines.DIVIDING): near them its
+    output reached -60 to 90 for reflectance of -0.2 to 0.55, which the output would hold silently."""
+    from ddrf.baselines import DIVIDING
+
+    files = getattr(scene, "files", None)
+    if method not in DIVIDING or files is None:
+        return []
+    try:
+        pan, pan_valid, ms, ms_valid = scene.preview()
+    except SceneError:
+        return []
+    shares = [(files.pan.name, pan[pan_valid])]
+    shares += [(f"{Path(path).name} ({name})", ms[..., i][ms_valid])
+               for i, ((path, _), name) in enumerate(zip(files.ms, scene.band_names))]
+    percent = {name: 100 * float(np.mean(values <= 0)) for name, values in shares if values.size}
+    said = [f"{name} {share:.1f} %" for name, share in percent.items() if share > NON_POSITIVE_SHARE_SAID]
+    if not said:
+        return []
+    return [f"values at or below 0 (over-corrected reflectance?): {', '.join(said)}; {method} divides by the data, "
+            "so its output can be far off near them: GSA, MTF-GLP-FS or MTF-GLP-HPM-robust do not"]
+
+
 CLIPPED_SHARE_SAID = 0.1  # % of a band's valid output pixels clipped to the output type's range worth a line
 
 
@@ -191,7 +218,8 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     engine.start_scene(scene, grid.unweighted_border)
     # after start_scene: its refusals (no valid pixel) come first, as before
     warnings = (partial_cover(scene) + constant_inputs(scene)
-                + saturated_inputs(scene, isinstance(engine, ModelEngine)))
+                + saturated_inputs(scene, isinstance(engine, ModelEngine))
+                + non_positive_inputs(scene, getattr(engine, "method", None)))
     for line in warnings:
         say(line)
     inputs = {**inputs, "warnings": warnings}
