@@ -92,10 +92,11 @@ def test_classical_methods_do_not_depend_on_the_data_units() -> None:
                                        err_msg=f"{method} {scale}")
 
 
-def reflectance_pair(folder: Path, spikes: float | None, below_zero: float = 0.0) -> tuple[Path, Path]:
+def reflectance_pair(folder: Path, spikes: float | None, below_zero: float = 0.0,
+                     ms_fill: float | None = None) -> tuple[Path, Path]:
     """The sample scene as float32 reflectance (DN / 30000) in pan.tif and ms.tif, no nodata tag; with `spikes`, a
     3 x 3 PAN block at that value (an untagged fill); with `below_zero`, each band shifted to have that % of its
-    pixels at or below 0 (atmospheric over-correction)."""
+    pixels at or below 0 (atmospheric over-correction); with `ms_fill`, MS rows 40-59, columns 100-129 at it."""
     folder.mkdir()
     paths = []
     for name, numbers in (("pan", (8,)), ("ms", (2, 3, 4, 5))):
@@ -106,6 +107,8 @@ def reflectance_pair(folder: Path, spikes: float | None, below_zero: float = 0.0
         data -= np.percentile(data, below_zero, axis=(1, 2), keepdims=True) if below_zero else 0.0
         if spikes is not None and name == "pan":
             data[0, 100:103, 200:203] = spikes
+        if ms_fill is not None and name == "ms":
+            data[:, 40:60, 100:130] = ms_fill
         with rasterio.open(folder / f"{name}.tif", "w", **profile) as ds:
             ds.write(data.astype(np.float32))
         paths.append(folder / f"{name}.tif")
@@ -172,3 +175,27 @@ def test_a_dividing_method_on_non_positive_values_is_said(tmp_path: Path) -> Non
         result = CliRunner().invoke(app, ["--pan", str(pair[0]), "--ms", str(pair[1]), "--bands", "blue,green,red,nir",
                                           "-o", str(tmp_path / f"{method}.tif"), "--no-progress", "--method", method])
         assert result.exit_code == 0 and "divides" not in result.output, result.output
+
+
+def test_the_float32_fill_value_is_no_data_even_untagged(tmp_path: Path) -> None:
+    """An MS block at float32's extreme (-3.4028235e38, GDAL's customary float fill) with no nodata tag, 2 % of the
+    scene: its 1st percentile made every band's scale 1e38, the output held -inf and 1e38 and the spread map of
+    --uncertainty 2 was not finite anywhere, with numpy's overflow warnings on stderr. +-float32 max is now no
+    data, as NaN and inf are (ddrf.geometry.is_nodata): the block is nodata in the output and its spread, and the
+    rest is finite and near the clean product."""
+    fill = float(np.finfo(np.float32).min)
+    want = fuse_pair(*reflectance_pair(tmp_path / "clean", None), tmp_path / "clean.tif")
+    filled = reflectance_pair(tmp_path / "filled", None, ms_fill=fill)
+    result = CliRunner().invoke(app, ["--pan", str(filled[0]), "--ms", str(filled[1]), "--bands", "blue,green,red,nir",
+                                      "-o", str(tmp_path / "out.tif"), "--no-progress", "--uncertainty", "2"])
+    assert result.exit_code == 0 and "Warning" not in result.output, result.output
+    with rasterio.open(tmp_path / "out.tif") as ds, rasterio.open(tmp_path / "out_spread.tif") as spread_ds:
+        got, spread = ds.read().astype(np.float64), spread_ds.read()
+    block = np.zeros(got.shape[1:], bool)
+    block[80:120, 200:260] = True
+    assert np.isnan(got[:, block]).all() and np.isnan(spread[:, block]).all()
+    far = np.ones(block.shape, bool)
+    far[60:140, 180:280] = False
+    assert np.isfinite(got[:, far]).all() and np.isfinite(spread[:, far]).all()
+    share = np.percentile(np.abs(got - want)[:, far], 99, axis=1) / want.reshape(len(want), -1).std(axis=1)
+    assert (share < 0.25).all(), share
