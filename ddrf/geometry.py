@@ -169,9 +169,16 @@ def nodata_json(nodata: float | None) -> float | str | None:
     return "nan" if nodata is not None and np.isnan(nodata) else nodata
 
 
+# float32's extreme: GDAL's customary fill of float rasters, no measurement of any sensor
+FLOAT_FILL = float(np.finfo(np.float32).max)
+
+
 def is_nodata(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """The nodata value, and any NaN or +-inf (a float raster's missing samples, tagged or not)."""
+    """The nodata value, and any NaN, +-inf or +-FLOAT_FILL (a float raster's missing samples, tagged or not: an
+    untagged block at -3.4e38 made every band's scale 1e38 and the output -inf)."""
     missing = ~np.isfinite(data)
+    if data.dtype.kind == "f":
+        missing |= np.abs(data) >= FLOAT_FILL
     if nodata is None or np.isnan(nodata):
         return missing
     return missing | (data == nodata)

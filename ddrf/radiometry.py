@@ -55,11 +55,12 @@ def _percentile_affine(values: np.ndarray, valid: np.ndarray | None, low: float,
         unsaturated = bands[bands[:, band] < ceiling, band]
         if unsaturated.size:
             lo[band], hi[band] = np.percentile(unsaturated, [low, high])
-    # a (nearly) constant band's scale: a millionth of its largest magnitude, so that its outliers stay within 1e6
-    # model units whatever the data's units (a floor of 1e-6 absolute squashed float bands of tiny values, such as
-    # radiance in W/(m2 sr um) scaled by 1e-10); an all-zero band: 1e-6
-    peak = np.abs(bands).max(axis=0)
-    return lo, np.maximum(hi - lo, MIN_SCALE * np.where(peak > 0, peak, 1.0))
+    # a (nearly) constant band's scale: a millionth of its magnitude, whatever the data's units (a floor of 1e-6
+    # absolute squashed float bands of tiny values, such as radiance in W/(m2 sr um) scaled by 1e-10); the magnitude
+    # of its percentiles, not its largest value, which a few stray pixels (an untagged fill at 1e30) made the scale
+    # of every band; an all-zero band: 1e-6. Outliers are no longer bounded by the scale: ddrf.saturation fills them
+    typical = np.maximum(np.abs(lo), np.abs(hi))
+    return lo, np.maximum(hi - lo, MIN_SCALE * np.where(typical > 0, typical, 1.0))
 
 
 def scene_radiometry(norm: Normalisation, ms: np.ndarray, guide: np.ndarray, ms_valid: np.ndarray | None = None,

@@ -7,6 +7,8 @@ scene for a scene-statistics model. So the network sees each saturated pixel as 
 scene's unsaturated range (`saturated_fills`, `fill_saturated`), and the output says what is known there
 (`restore_saturated`): the ceiling where the MS band is saturated, the upsampled MS where only the PAN is (no PAN
 detail to add).
+Stray values far outside the scene's range (`OUTLIER_UNITS`) are no measurement either: the network sees them as
+the same fill, and the output keeps what the MS says there as the upsampled MS (`fill_outliers`, `restore_outliers`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ Ceilings = tuple[float | None, float | None]  # (MS, PAN): the largest value eac
 FILL_LEVEL = 0.5  # model units: mid-range (between the 1st and 99th percentiles for "scene" normalisation)
 # what `restore_saturated` writes, in words (ddrf-run's saturation warning)
 RESTORED = "the MS ceiling where an MS band is saturated, the upsampled MS where only the PAN is"
+# model units past which a value is a stray (a bad decode, an untagged fill, values a 12-bit product cannot hold):
+# this far outside the scene's 1st..99th percentile range (0..1) on either side. The sample scene's clouds reach 5.8.
+OUTLIER_UNITS = 10.0
 
 
 def _masks(pan: np.ndarray, ms: np.ndarray, ceilings: Ceilings) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -74,3 +79,38 @@ def restore_saturated(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, ceilin
         restored |= covered
     fused[1:, restored] = np.nan
     return fused
+
+
+def fill_outliers(pan: np.ndarray, ms: np.ndarray, radiometry: Radiometry) -> tuple[np.ndarray, np.ndarray]:
+    """(PAN (H, W), MS (h, w, B)) with values past OUTLIER_UNITS model units set to the saturation fill (the middle
+    of the scene's range): four stray pixels at 85 units moved every pixel of a scene-statistics model by more than
+    a band's std (clipped at 11 units, still 5-14 %); -3.4e38 overflowed float32. The same arrays where none is."""
+    units = np.array([-OUTLIER_UNITS, 1 + OUTLIER_UNITS])
+    ms_fill, pan_fill = saturated_fills(radiometry)
+    pan_bounds = radiometry.guide_offset[0] + units * radiometry.guide_scale[0]
+    ms_bounds = radiometry.ms_offset + units[:, None] * radiometry.ms_scale
+    return _filled(pan, pan_bounds, pan_fill), _filled(ms, ms_bounds, ms_fill)
+
+
+def _filled(values: np.ndarray, bounds: np.ndarray, fill: np.ndarray | float) -> np.ndarray:
+    outside = (values < bounds[0]) | (values > bounds[1])
+    return np.where(outside, fill, values) if outside.any() else values
+
+
+def network_inputs(pan: np.ndarray, ms: np.ndarray, ceilings: Ceilings,
+                   radiometry: Radiometry) -> tuple[np.ndarray, np.ndarray]:
+    """(PAN, MS) as the network sees them: saturated pixels and outliers filled."""
+    return fill_outliers(*fill_saturated(pan, ms, ceilings, saturated_fills(radiometry)), radiometry)
+
+
+def restore_outliers(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, ceilings: Ceilings, radiometry: Radiometry,
+                     ratio: int, lms_border: str) -> np.ndarray:
+    """`fused` (samples, H, W, B) DN of the window `pan` (H, W), `ms` (h, w, B) plus the upsampled part of its MS
+    that `fill_outliers` kept from the network: the output holds the MS's outliers as the LMS does (interp23 is
+    linear). The same array where none is."""
+    filled_pan, filled_ms = fill_saturated(pan, ms, ceilings, saturated_fills(radiometry))
+    excess = filled_ms - fill_outliers(filled_pan, filled_ms, radiometry)[1]
+    if not excess.any():
+        return fused
+    height, width = fused.shape[-3:-1]
+    return fused + interp23(excess.astype(np.float64), ratio, border=lms_border)[:height, :width]

@@ -115,12 +115,12 @@ def test_ddrf_run_on_an_ungeoreferenced_pan_prints_only_its_own_lines(tmp_path: 
 
 
 def test_corrupt_tile_data_read_by_a_classical_method_says_what_gdal_says(tmp_path: Path) -> None:
-    """--method reads windows without a preview: the same corrupt MS is named with GDAL's reason, not rasterio's
-    "See previous exception"."""
+    """--method reads the scene's preview first too (its percentiles tell outliers, ddrf.saturation.fill_outliers):
+    the same corrupt MS is named with GDAL's reason, not rasterio's "See previous exception"."""
     pan, ms = pair(tmp_path / "in")
     garble_a_middle_tile(tmp_path / "in" / "ms.tif")
     out = tmp_path / "out"
     result = run("--pan", str(pan), "--ms", str(ms), "-o", str(out / "x.tif"), "--method", "GSA")
     assert result.exit_code == 1, result.output
-    assert_one_line(result.output, "in/ms.tif", r"unreadable or truncated raster \(\S+\.tif, band \d+: ", "ddrf-run:")
+    assert_one_line(result.output, "in/ms.tif", r"unreadable or corrupt raster \(\S+\.tif, band \d+: ", "ddrf-run:")
     assert "previous exception" not in result.output and leftovers(out) == []

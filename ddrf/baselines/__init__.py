@@ -11,7 +11,7 @@ import numpy as np
 from ddrf.baselines.classical import bdsd_pc, brovey, bt_h, exp, gsa, mtf_glp_fs, mtf_glp_hpm
 from ddrf.sensors import Sensor
 
-__all__ = ["METHODS", "VARIANTS", "ALL_METHODS", "fuse"]
+__all__ = ["METHODS", "VARIANTS", "ALL_METHODS", "DIVIDING", "fuse"]
 
 # Each callable: (pan (H, W), ms (h, w, B), ratio, sensor="generic", **options) -> fused (H, W, B) float64.
 # The toolbox's methods, as its MATLAB code computes them ("classical" in ddrf-eval).
@@ -35,6 +35,9 @@ VARIANTS: dict[str, Callable[..., np.ndarray]] = {
 
 ALL_METHODS: dict[str, Callable[..., np.ndarray]] = {**METHODS, **VARIANTS}
 
+# The methods that divide by the (low-passed) data: far off where it nears or crosses 0, as the toolbox's are.
+DIVIDING = ("Brovey", "BT-H", "MTF-GLP-HPM")
+
 
 def fuse(method: str, pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str | Sensor = "generic",
          **options: Any) -> np.ndarray:
@@ -44,4 +47,17 @@ def fuse(method: str, pan: np.ndarray, ms: np.ndarray, ratio: int, sensor: str |
     """
     if method not in ALL_METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(ALL_METHODS)}")
-    return ALL_METHODS[method](pan, ms, ratio, sensor, **options)
+    # Each method is homogeneous in the data's units, but its guards against dividing by zero (MATLAB's eps, 1e-12)
+    # are absolute: reflectance in units of 1e-10 lost every PAN detail (GSA, MTF-GLP-FS), 1e-20 fused to zeros
+    # (Brovey, MTF-GLP-HPM). So the method runs on the data scaled by a power of two (exact) to a largest magnitude
+    # of about 1, and its result is scaled back.
+    exponent = _exponent(pan, ms)
+    pan, ms = (np.ldexp(np.asarray(a, np.float64), -exponent) for a in (pan, ms))
+    fused = ALL_METHODS[method](pan, ms, ratio, sensor, **options)
+    return np.ldexp(fused, exponent)
+
+
+def _exponent(*arrays: np.ndarray) -> int:
+    """The power of two of the arrays' largest finite magnitude (0 for none)."""
+    peak = max((float(np.max(np.abs(a), where=np.isfinite(a), initial=0.0)) for a in arrays), default=0.0)
+    return int(np.frexp(peak)[1])

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ddrf.card import ModelCard, default_window, unweighted_border
+from ddrf.card import ModelCard, Normalisation, default_window, unweighted_border
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.runtime.views import VIEWS, from_view, to_view
-from ddrf.saturation import Ceilings, fill_saturated, restore_saturated, saturated_fills
+from ddrf.saturation import Ceilings, fill_outliers, network_inputs, restore_outliers, restore_saturated
 from ddrf.scenes import report as reports
 from ddrf.scenes.tiling import DEFAULT_HALO
 from ddrf.sensors import Sensor, get_sensor
@@ -140,9 +140,10 @@ class ModelEngine:
             self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j), border=self.border),
             view), pairs, radiometry)
             for j, ((seed, view), (lms, guide, noise)) in enumerate(zip(self.members, batches))]
-        ceilings = scene_ceilings(self.scene)
-        return [restore_saturated(np.stack([run[i] for run in runs]), pan, ms, ceilings, self.ratio or 1,
-                                  self.card.lms_border) for i, (pan, ms) in enumerate(pairs)]
+        ceilings, ratio, border = scene_ceilings(self.scene), self.ratio or 1, self.card.lms_border
+        return [restore_saturated(restore_outliers(np.stack([run[i] for run in runs]), pan, ms, ceilings, radiometry,
+                                                   ratio, border), pan, ms, ceilings, ratio, border)
+                for i, (pan, ms) in enumerate(pairs)]
 
     def summary(self) -> dict[str, Any]:
         root = self.fuser.files.root
@@ -176,19 +177,31 @@ class BaselineEngine:
         self.bands: list[str] | None = None  # every MS band the scene has
         self.ratio: int | None = None  # any ratio
         self.gains: str | Sensor = sensor  # the sensor's MTF gains for the scene's bands (start_scene)
+        self.percentiles: Radiometry | None = None  # the scene's 1st..99th percentiles: where its outliers begin
 
     def start_scene(self, scene: "Scene", border: int = 0) -> None:
-        """Each scene band's own MTF gain, by its name; no other scene-wide state (classical methods are cheap on
-        the border)."""
+        """Each scene band's own MTF gain, by its name, and the scene's range; no other scene-wide state (classical
+        methods are cheap on the border)."""
         self.gains = get_sensor(self.sensor).for_bands(scene.band_names)
+        self.percentiles = scene_range(scene, SCENE_RANGE)
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         return pairs
 
     def run(self, prepared: Any) -> list[np.ndarray]:
+        return [self.fuse(pan, ms) for pan, ms in prepared]
+
+    def fuse(self, pan: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        """(1, H, W, B): the method on the window with its outliers filled as a model's are (ddrf.saturation; a few
+        pixels at 1e30 left the PAN no detail beside its mean in float64), their MS part added back upsampled."""
         from ddrf.baselines import fuse
 
-        return [fuse(self.method, pan, ms, ms_ratio(pan, ms), self.gains)[None] for pan, ms in prepared]
+        ratio = ms_ratio(pan, ms)
+        if self.percentiles is None:  # no scene started: nothing tells an outlier
+            return fuse(self.method, pan, ms, ratio, self.gains)[None]
+        fused = fuse(self.method, *fill_outliers(pan, ms, self.percentiles), ratio, self.gains)[None]
+        # the methods' interp23 border ("circular"); an outlier at a window's edge lies in its unweighted halo
+        return restore_outliers(fused, pan, ms, (None, None), self.percentiles, ratio, "circular")
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "baseline", "method": self.method, "sensor": self.sensor}
@@ -196,10 +209,19 @@ class BaselineEngine:
 
 def preview_radiometry(scene: "Scene", card: Any) -> "Radiometry":
     """The card's normalisation for the whole scene, from its decimated preview: one for every tile."""
+    return scene_range(scene, card.normalisation)
+
+
+# the bundled models' normalisation: the range outside which a classical method's input is an outlier
+SCENE_RANGE = Normalisation(kind="scene", low=1.0, high=99.0)
+
+
+def scene_range(scene: "Scene", normalisation: Normalisation) -> "Radiometry":
+    """`normalisation` for the whole scene, from its decimated preview."""
     from ddrf.radiometry import scene_radiometry
 
     pan, pan_valid, ms, ms_valid = scene.preview()
-    return scene_radiometry(card.normalisation, ms, pan[..., None], ms_valid, pan_valid, *scene_ceilings(scene))
+    return scene_radiometry(normalisation, ms, pan[..., None], ms_valid, pan_valid, *scene_ceilings(scene))
 
 
 def noise_origins(scene: "Scene | None", origins: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -234,10 +256,9 @@ def member_batches(preparation: Any, scene: "Scene | None", pairs: list[tuple[np
                    radiometry: "Radiometry", origins: list[tuple[int, int]],
                    members: list[tuple[int, int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per member (seed, view), its prepared (LMS, guide, noise) batch of `scene`'s windows in its view: saturated
-    pixels filled (ddrf.saturation) and the noise keyed to the scene's CRS pixel lattice (`noise_origins`), for the
-    windows and the scene pass's context windows alike."""
-    fills = saturated_fills(radiometry)
-    seen = [fill_saturated(pan, ms, scene_ceilings(scene), fills) for pan, ms in pairs]
+    pixels filled and outliers bounded (ddrf.saturation), the noise keyed to the scene's CRS pixel lattice
+    (`noise_origins`), for the windows and the scene pass's context windows alike."""
+    seen = [network_inputs(pan, ms, scene_ceilings(scene), radiometry) for pan, ms in pairs]
     seeds = [seed for seed, _ in members]
     lms, guide, noises = preparation.prepare_members(seen, radiometry, seeds, noise_origins(scene, origins))
     return [viewed((lms, guide, noise), view) for (_, view), noise in zip(members, noises)]

@@ -137,24 +137,52 @@ SATURATED_SHARE_SAID = 0.1  # % of a file's valid pixels at its ceiling worth a 
 def saturated_inputs(scene: "Scene", model: bool) -> list[str]:
     """One line naming the files with more than SATURATED_SHARE_SAID % of their valid (preview) pixels at the
     file's ceiling (clouds, snow) and, for a model, what the output says there (ddrf.saturation)."""
-    ceilings, files = getattr(scene, "ceilings", None), getattr(scene, "files", None)
-    if ceilings is None or files is None:
-        return []
-    try:
-        pan, pan_valid, ms, ms_valid = scene.preview()
-    except SceneError:
+    ceilings = getattr(scene, "ceilings", None)
+    if ceilings is None:
         return []
     ms_ceiling, pan_ceiling = ceilings
-    shares = [] if pan_ceiling is None else [(files.pan.name, pan[pan_valid], pan_ceiling)]
-    if ms_ceiling is not None:
-        shares += [(f"{Path(path).name} ({name})", ms[..., i][ms_valid], ms_ceiling)
-                   for i, ((path, _), name) in enumerate(zip(files.ms, scene.band_names))]
-    percent = {name: 100 * float(np.mean(values >= ceiling)) for name, values, ceiling in shares if values.size}
+    shares = [(name, values, pan_ceiling if i == 0 else ms_ceiling) for i, (name, values) in
+              enumerate(preview_files(scene))]
+    percent = {name: 100 * float(np.mean(values >= ceiling)) for name, values, ceiling in shares
+               if values.size and ceiling is not None}
     said = [f"{name} {share:.1f} %" for name, share in percent.items() if share > SATURATED_SHARE_SAID]
     if not said:
         return []
     line = f"saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
     return [line + (f"; the output there is {RESTORED}" if model else "")]
+
+
+def preview_files(scene: "Scene") -> list[tuple[str, np.ndarray]]:
+    """(name, valid preview values) of the PAN file, then of each MS band (`ms.tif (red)`); none where the scene has
+    no files or its preview has no valid pixel (left to the checks that refuse it)."""
+    files = getattr(scene, "files", None)
+    if files is None:
+        return []
+    try:
+        pan, pan_valid, ms, ms_valid = scene.preview()
+    except SceneError:
+        return []
+    return [(files.pan.name, pan[pan_valid])] + [(f"{Path(path).name} ({name})", ms[..., i][ms_valid])
+                                                 for i, ((path, _), name) in enumerate(zip(files.ms, scene.band_names))]
+
+
+NON_POSITIVE_SHARE_SAID = 0.1  # % of a file's valid (preview) pixels at or below 0 worth a line, for a dividing method
+
+
+def non_positive_inputs(scene: "Scene", method: str | None) -> list[str]:
+    """One line naming the files with more than NON_POSITIVE_SHARE_SAID % of their valid (preview) pixels at or below
+    0 (over-corrected reflectance) when the method divides by the data (ddrf.baselines.DIVIDING): near them its
+    output reached -60 to 90 for reflectance of -0.2 to 0.55, which the output would hold silently."""
+    from ddrf.baselines import DIVIDING
+
+    if method not in DIVIDING:
+        return []
+    percent = {name: 100 * float(np.mean(values <= 0)) for name, values in preview_files(scene) if values.size}
+    said = [f"{name} {share:.1f} %" for name, share in percent.items() if share > NON_POSITIVE_SHARE_SAID]
+    if not said:
+        return []
+    return [f"values at or below 0 (over-corrected reflectance?): {', '.join(said)}; {method} divides by the data, "
+            "so its output can be far off near them: GSA, MTF-GLP-FS or MTF-GLP-HPM-robust do not"]
 
 
 CLIPPED_SHARE_SAID = 0.1  # % of a band's valid output pixels clipped to the output type's range worth a line
@@ -202,7 +230,8 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     engine.start_scene(scene, grid.unweighted_border)
     # after start_scene: its refusals (no valid pixel) come first, as before
     warnings = (partial_cover(scene) + constant_inputs(scene)
-                + saturated_inputs(scene, isinstance(engine, ModelEngine)))
+                + saturated_inputs(scene, isinstance(engine, ModelEngine))
+                + non_positive_inputs(scene, getattr(engine, "method", None)))
     for line in warnings:
         say(line)
     inputs = {**inputs, "warnings": warnings}
