@@ -354,6 +354,13 @@ def c_maxar_tiles_without_til(tmp, out):
 def c_complex_ms(tmp, out):  # read as real, the imaginary part dropped, until GDAL refused the output's predictor
     return pm(tmp, out, ms_dtype="complex64") + ["--method", "Brovey"], "ms.tif", "complex data", 1
 
+def c_palette_pan(tmp, out):  # colour-table indices, not brightness: fused as a PAN, silently
+    args = pm(tmp, out, pan_dtype="uint8") + ["--method", "GSA"]
+    with rasterio.open(tmp / "in" / "pan.tif", "r+") as pan:
+        pan.write_colormap(1, {i: (255 - i, i, (7 * i) % 256, 255) for i in range(256)})
+    return args, "pan.tif", "palette \\(colour-map\\) raster", 1
+
+
 LOCKS: list[int] = []
 RUN_CASES = [Case(name[2:], fn) for name, fn in list(globals().items()) if name.startswith("c_")]
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
@@ -65,6 +65,17 @@ def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
         raise SceneError(path, f"geotransform {tuple(t)[:6]} is rotated or not north-up")
 
 
+def _coded_values(src: rasterio.io.DatasetReader) -> str | None:
+    """Why a file's values are codes rather than brightness, which fused would be silent garbage: indices into a
+    colour table (a grey ramp, index i = grey i, is brightness and passes)."""
+    for band, interp in enumerate(src.colorinterp, 1):
+        if interp == ColorInterp.palette and any(
+                not r == g == b == i for i, (r, g, b, *_) in src.colormap(band).items()):
+            return ("a palette (colour-map) raster: its values index a colour table, not brightness, so it cannot "
+                    "be fused; give the image the colours were made from")
+    return None
+
+
 def _inspect(path: Path) -> _Grid:
     """Header facts of one file; unreadable, truncated, RPC-only or ungeoreferenced files raise SceneError."""
     if not path.is_file():
@@ -77,6 +88,8 @@ def _inspect(path: Path) -> _Grid:
                                        "or real part as a real type first")
             src.read(window=Window(0, 0, 1, 1))  # first and last pixel of every band: catches truncated files cheaply
             src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
+            if coded := _coded_values(src):
+                raise SceneError(path, coded)
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
                          np.dtype(src.dtypes[0]), tuple(src.nodatavals), int(nbits) if nbits else None,
