@@ -361,6 +361,14 @@ def c_palette_pan(tmp, out):  # colour-table indices, not brightness: fused as a
     return args, "pan.tif", "palette \\(colour-map\\) raster", 1
 
 
+def c_one_bit_pan(tmp, out):  # a mask: fused as a PAN, said only as 50 % "saturated"
+    args = pm(tmp, out) + ["--method", "GSA"]
+    with rasterio.open(tmp / "in" / "pan.tif", "w", driver="GTiff", height=64, width=64, count=1, dtype="uint8",
+                       nbits=1, crs="EPSG:32616", transform=PAN_T) as dst:
+        dst.write((np.indices((1, 64, 64)).sum(axis=0) % 2).astype("uint8"))
+    return args, "pan.tif", "1-bit raster", 1
+
+
 LOCKS: list[int] = []
 RUN_CASES = [Case(name[2:], fn) for name, fn in list(globals().items()) if name.startswith("c_")]
 

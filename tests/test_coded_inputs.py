@@ -56,3 +56,14 @@ def test_a_grey_ramp_palette_is_fused_as_its_values(tmp_path: Path) -> None:
     assert plain.exit_code == 0 and ramp.exit_code == 0, ramp.output
     with rasterio.open(tmp_path / "plain.tif") as a, rasterio.open(tmp_path / "ramp.tif") as b:
         assert np.array_equal(a.read(), b.read())
+
+
+def test_a_one_bit_ms_is_refused_naming_it(tmp_path: Path) -> None:
+    """Before: fused into a 1-bit output (0..1), 10 % of it clipped, the rest said to be saturated clouds or snow."""
+    pan, _ = scene(tmp_path / "in")
+    bits = np.random.default_rng(2).integers(0, 2, (4, 32, 32))
+    ms = write(tmp_path / "in" / "ms.tif", bits, MS_T, nbits=1)
+    result = fuse(pan, ms, tmp_path / "out" / "x.tif")
+    assert result.exit_code == 1, result.output
+    assert f"{ms}: a 1-bit raster (NBITS=1)" in result.output
+    assert not (tmp_path / "out" / "x.tif").exists()

@@ -66,8 +66,10 @@ def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
 
 
 def _coded_values(src: rasterio.io.DatasetReader) -> str | None:
-    """Why a file's values are codes rather than brightness, which fused would be silent garbage: indices into a
-    colour table (a grey ramp, index i = grey i, is brightness and passes)."""
+    """Why a file's values are codes rather than brightness, which fused would be silent garbage: one bit (a mask),
+    or indices into a colour table (a grey ramp, index i = grey i, is brightness and passes)."""
+    if src.tags(1, "IMAGE_STRUCTURE").get("NBITS") == "1":
+        return "a 1-bit raster (NBITS=1): two values, a mask rather than an image, so it cannot be fused"
     for band, interp in enumerate(src.colorinterp, 1):
         if interp == ColorInterp.palette and any(
                 not r == g == b == i for i, (r, g, b, *_) in src.colormap(band).items()):
