@@ -147,6 +147,11 @@ def c_fractional_ratio(tmp, out):
         "ms.tif", "not one integer", 1
 
 
+def c_near_integer_ratio(tmp, out):  # a resampled MS, 30.00003 m pixels: "ratio 2 x 2, not one integer" before
+    return pm(tmp, out, ms_transform=from_origin(500000, 4000000, 30.00003, 30.00003)) + ["--method", "Brovey"], \
+        "ms.tif", r"pixel size 30\.00003 x 30\.00003 over PAN pixel size 15 x 15 is ratio 2\.000002 x 2\.000002, not", 1
+
+
 def c_no_overlap(tmp, out):
     return pm(tmp, out, ms_transform=from_origin(900000, 3000000, 30, 30)) + ["--method", "Brovey"], \
         "ms.tif", "does not overlap", 1
