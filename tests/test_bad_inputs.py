@@ -169,6 +169,17 @@ def c_not_georeferenced(tmp, out):
     return args, "pan.tif", "not georeferenced", 1
 
 
+def c_gcp_only(tmp, out):  # georeferenced by ground control points, no geotransform: "not georeferenced" before
+    from rasterio.control import GroundControlPoint
+
+    args = pm(tmp, out) + ["--method", "Brovey"]
+    pan = write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=None, crs=None)
+    with rasterio.open(pan, "r+") as dst:
+        dst.gcps = ([GroundControlPoint(row=r, col=c, x=500000 + 15 * c, y=4000000 - 15 * r)
+                     for r, c in ((0, 0), (0, 64), (64, 0), (64, 64))], "EPSG:32616")
+    return args, "pan.tif", "ground control points only, no geotransform: not on a map grid; warp it", 1
+
+
 def c_rotated(tmp, out):
     args = pm(tmp, out) + ["--method", "Brovey"]
     write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 2, 500000, 2, -15, 4000000))

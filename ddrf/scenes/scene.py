@@ -58,6 +58,9 @@ def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
     if no_geotransform and src.rpcs is not None:
         raise SceneError(path, "RPC-only GeoTIFF (no geotransform): not orthorectified; orthorectify first "
                                "(e.g. gdalwarp -rpc -t_srs EPSG:...)")
+    if no_geotransform and src.gcps[0]:
+        raise SceneError(path, "georeferenced by ground control points only, no geotransform: not on a map grid; "
+                               "warp it onto one first (e.g. gdalwarp -t_srs EPSG:...)")
     if no_geotransform or src.crs is None:
         raise SceneError(path, "not georeferenced (no CRS or no geotransform)")
     t = src.transform
