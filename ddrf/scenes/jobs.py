@@ -145,7 +145,8 @@ def saturated_inputs(scene: "Scene", model: bool) -> list[str]:
     said = [f"{name} {share:.1f} %" for name, share in percent.items() if share > SATURATED_SHARE_SAID]
     if not said:
         return []
-    line = f"saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
+    # the files by their names, so the scene's name says whose they are (scene folders each hold a pan.tif)
+    line = f"{scene.name}: saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
     return [line + (f"; the output there is {RESTORED}" if model else "")]
 
 
