@@ -163,7 +163,8 @@ class Scene:
         return cls(select_bands(files, bands) if bands else files)
 
     def _check_bands(self, pan: _Grid, ms_grids: dict[Path, _Grid]) -> None:
-        if pan.count != 1:
+        # grey + alpha (gdalwarp -dstalpha) is a PAN: band 1, its no-data the alpha band's (`honoured_mask`)
+        if pan.count != 1 and not (pan.count == 2 and pan.alpha_bands == {2}):
             raise SceneError(pan.path, f"PAN file has {pan.count} bands, expected 1")
         for path, band in self.files.ms:
             grid = ms_grids[path]
