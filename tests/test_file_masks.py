@@ -92,6 +92,14 @@ def test_a_grey_plus_alpha_pan_is_its_grey_band_masked_by_alpha(tmp_path: Path) 
     assert not by_alpha[1][64:96, 64:96].any() and by_alpha[1][:64].all()
     np.testing.assert_array_equal(by_alpha[1], by_tag[1])
     np.testing.assert_array_equal(by_alpha[0][:, by_alpha[1]], by_tag[0][:, by_tag[1]])
+    folder = tmp_path / "unnamed"  # no naming scheme: the PAN is the one image band on the finest grid
+    folder.mkdir()
+    warped.rename(folder / "first.tif")
+    ms_path.rename(folder / "second.tif")
+    result = CliRunner().invoke(app, [str(folder), "-o", str(tmp_path / "out"), *METHOD])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out" / "unnamed.tif") as dst:
+        np.testing.assert_array_equal(dst.read(), rasterio.open(tmp_path / "a.tif").read())
 
 
 def test_an_alpha_band_masks_the_others_and_is_not_fused(tmp_path: Path) -> None:

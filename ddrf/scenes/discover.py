@@ -510,7 +510,7 @@ def _band_names(kept: list[tuple[_Raster, int]], names_by_count: dict[int, list[
 def _by_raster_properties(directory: Path, rasters: list[Path]) -> SceneFiles:
     infos = [_probe(p) for p in rasters]
     finest = min(i.res for i in infos)
-    pans = [i for i in infos if i.count == 1 and abs(i.res - finest) <= 1e-9 * finest]
+    pans = [i for i in infos if abs(i.res - finest) <= 1e-9 * finest and i.image_bands() == [1]]
     mss = [i for i in infos if i.res > finest * (1 + 1e-9)]
     if len(pans) != 1 or not mss:
         listed = f"; single-band on the finest grid: {_listed([i.path for i in pans], directory)}" if pans else ""
