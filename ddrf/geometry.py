@@ -67,6 +67,12 @@ def integer_ratio(pan_transform: Affine, ms_transform: Affine) -> int:
     return ratio
 
 
+def same_grid(a: Affine, b: Affine) -> bool:
+    """Two geotransforms equal to a millionth of a pixel: one grid written by tools that compute the origin from the
+    bounds and leave floating-point noise in it."""
+    return a.almost_equals(b, precision=1e-6 * min(abs(a.a), abs(a.e)))
+
+
 def _size_text(transform: Affine) -> str:
     """A pixel size to 10 digits: 30.00003 m, which :g prints as 30."""
     return f"{transform.a:.10g} x {-transform.e:.10g}"

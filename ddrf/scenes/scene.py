@@ -19,7 +19,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from ddrf.geometry import (PairGrid, bands_by_file, default_nodata, honoured_mask, is_nodata, lattice_origin,
-                           mask_facts, read_band, read_error_reason)
+                           mask_facts, read_band, read_error_reason, same_grid)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -179,7 +179,8 @@ class Scene:
             if grid.crs != pan.crs:
                 raise SceneError(grid.path, f"CRS {crs_name(grid.crs)} differs from PAN {pan.path.name} CRS "
                                             f"{crs_name(pan.crs)}")
-            if (grid.transform, grid.height, grid.width) != (first.transform, first.height, first.width):
+            shape = (grid.height, grid.width) == (first.height, first.width)
+            if not (shape and same_grid(grid.transform, first.transform)):
                 raise SceneError(grid.path, f"MS grid differs from {first.path.name} (geotransform or size)")
 
     # ------------------------------------------------------------ reading
