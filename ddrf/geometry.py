@@ -67,6 +67,13 @@ def integer_ratio(pan_transform: Affine, ms_transform: Affine) -> int:
     return ratio
 
 
+def north_up(transform: Affine, height: int, width: int) -> bool:
+    """x growing east and y south, unrotated: rotation terms of floating-point noise (moving no pixel of the raster
+    by a millionth of a pixel) count as none."""
+    t = transform
+    return t.a > 0 > t.e and abs(t.b) * height <= EPS * t.a and abs(t.d) * width <= EPS * -t.e
+
+
 def same_grid(a: Affine, b: Affine) -> bool:
     """Two geotransforms equal to a millionth of a pixel: one grid written by tools that compute the origin from the
     bounds and leave floating-point noise in it."""

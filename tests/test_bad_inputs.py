@@ -186,6 +186,12 @@ def c_rotated(tmp, out):
     return args, "pan.tif", "rotated or not north-up", 1
 
 
+def c_rotated_by_a_hair(tmp, out):  # a real rotation is refused; float noise in the rotation terms is no rotation
+    args = pm(tmp, out) + ["--method", "Brovey"]
+    write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 0.002, 500000, 0, -15, 4000000))
+    return args, "pan.tif", "rotated or not north-up", 1
+
+
 def c_three_bands_for_four_band_model(tmp, out):
     return with_model(tmp, *pm(tmp, out, bands=3)), "ms.tif", "band blue missing: the model needs", 1
 

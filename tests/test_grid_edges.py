@@ -1,6 +1,6 @@
-"""Scene geometry at its edges through ddrf-run: grids that agree but for floating-point noise. Crops of the bundled
-sample scene, fused with a classical method (the reader is the same for every method and model).
-docs/RELIABILITY.md row 297."""
+"""Scene geometry at its edges through ddrf-run: grids that agree but for floating-point noise. The bundled
+sample scene's files, fused with a classical method (the reader is the same for every method and model).
+docs/RELIABILITY.md rows 297-298."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,3 +47,26 @@ def test_ms_band_files_whose_grids_differ_by_float_noise_are_one_grid(tmp_path: 
         assert np.array_equal(a.read(), b.read())
     off = fuse(tmp_path / "off", tmp_path / "off.tif", {"B4": 3.0})
     assert off[0] == 1 and "x_B4.tif: MS grid differs from x_B2.tif" in off[1], off[1]
+
+
+def test_rotation_terms_of_float_noise_are_no_rotation(tmp_path: Path) -> None:
+    """A PAN whose geotransform carries 1e-12 in its rotation terms (a tool writing sin(0) as it computed it) moves no
+    pixel by a billionth of one: fused as the unrotated PAN (before: `geotransform (...) is rotated or not
+    north-up`). A rotation that moves a pixel is still refused (tests/test_bad_inputs.py, `rotated_by_a_hair`)."""
+    ms = [a for b in BANDS for a in ("--ms", str(SAMPLE / f"{SAMPLE.name}_{b}.TIF"))]
+    pan = SAMPLE / f"{SAMPLE.name}_B8.TIF"
+    with rasterio.open(pan) as src:
+        data, profile = src.read(), src.profile
+    t = profile["transform"]
+    profile["transform"] = Affine(t.a, 1e-12, t.c, -1e-12, t.e, t.f)
+    noisy = tmp_path / "pan.tif"
+    with rasterio.open(noisy, "w", **profile) as dst:
+        dst.write(data)
+    outputs = []
+    for name, path in (("plain", pan), ("noisy", noisy)):
+        result = CliRunner().invoke(app, ["--pan", str(path), *ms, "-o", str(tmp_path / f"{name}.tif"), "--method",
+                                          "GSA", "--bands", "blue,green,red,nir", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        with rasterio.open(tmp_path / f"{name}.tif") as dst:
+            outputs.append(dst.read())
+    assert np.array_equal(*outputs)
