@@ -104,6 +104,11 @@ def _inspect(path: Path) -> _Grid:
         raise SceneError(path, f"unreadable or truncated raster ({read_error_reason(exc)})") from exc
 
 
+def single_value(values: np.ndarray) -> float | None:
+    """The one value of a non-empty array that holds only one, else None."""
+    return float(values[0]) if values.size and bool((values == values[0]).all()) else None
+
+
 class Scene:
     """A PAN/MS scene on its output grid (see the module docstring for the grid and the alignment)."""
 
@@ -219,6 +224,20 @@ class Scene:
         if not ms_valid.any():
             raise SceneError(self.files.ms[0][0], "no pixel is valid in every MS band")
         return pan, pan_valid, np.stack([data for data, _ in bands], axis=-1), ms_valid
+
+    def constant_bands(self) -> list[tuple[str, str]]:
+        """(what is constant, what an output of it lacks) for the PAN and each MS band that holds one value over the
+        preview's valid pixels (the one the engine reads)."""
+        pan, pan_valid, ms, ms_valid = self.preview()
+        found = []
+        if (value := single_value(pan[pan_valid])) is not None:
+            found.append((f"{self.files.pan}: constant (every valid pixel is {value:g})",
+                          "the output has no PAN detail"))
+        for i, ((path, band), name) in enumerate(zip(self.files.ms, self.band_names)):
+            if (value := single_value(ms[..., i][ms_valid])) is not None:
+                found.append((f"{path}: band {band} ({name}) constant (every valid pixel is {value:g})",
+                              f"the output's {name} band has no MS content"))
+        return found
 
     def __repr__(self) -> str:
         return (f"Scene({self.name!r}, {self.sensor}, {self.height}x{self.width} ratio {self.ratio}, "
