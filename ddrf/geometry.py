@@ -62,10 +62,33 @@ def integer_ratio(pan_transform: Affine, ms_transform: Affine) -> int:
     ratios = (ms_transform.a / pan_transform.a, ms_transform.e / pan_transform.e)
     ratio = round(ratios[0])
     if ratio < 2 or any(abs(r - ratio) > EPS for r in ratios):
-        raise ValueError(f"pixel size {ms_transform.a:g} x {-ms_transform.e:g} over PAN pixel size "
-                         f"{pan_transform.a:g} x {-pan_transform.e:g} is ratio {ratios[0]:.4g} x {ratios[1]:.4g}, "
-                         "not one integer >= 2")
+        raise ValueError(f"pixel size {_size_text(ms_transform)} over PAN pixel size {_size_text(pan_transform)} is "
+                         f"ratio {_ratio_text(ratios[0])} x {_ratio_text(ratios[1])}, not one integer >= 2")
     return ratio
+
+
+def north_up(transform: Affine, height: int, width: int) -> bool:
+    """x growing east and y south, unrotated: rotation terms of floating-point noise (moving no pixel of the raster
+    by a millionth of a pixel) count as none."""
+    t = transform
+    return t.a > 0 > t.e and abs(t.b) * height <= EPS * t.a and abs(t.d) * width <= EPS * -t.e
+
+
+def same_grid(a: Affine, b: Affine) -> bool:
+    """Two geotransforms equal to a millionth of a pixel: one grid written by tools that compute the origin from the
+    bounds and leave floating-point noise in it."""
+    return a.almost_equals(b, precision=1e-6 * min(abs(a.a), abs(a.e)))
+
+
+def _size_text(transform: Affine) -> str:
+    """A pixel size to 10 digits: 30.00003 m, which :g prints as 30."""
+    return f"{transform.a:.10g} x {-transform.e:.10g}"
+
+
+def _ratio_text(ratio: float) -> str:
+    """A ratio with the digits that tell it from the nearest integer (2.000002, not 2), 4 significant at least."""
+    return next((text for digits in range(4, 12) if float(text := f"{ratio:.{digits}g}") != round(ratio)),
+                f"{ratio:g}")
 
 
 def align_axis(origin: float, ratio: int, pan_len: int, ms_len: int) -> AxisAlignment:

@@ -147,6 +147,11 @@ def c_fractional_ratio(tmp, out):
         "ms.tif", "not one integer", 1
 
 
+def c_near_integer_ratio(tmp, out):  # a resampled MS, 30.00003 m pixels: "ratio 2 x 2, not one integer" before
+    return pm(tmp, out, ms_transform=from_origin(500000, 4000000, 30.00003, 30.00003)) + ["--method", "Brovey"], \
+        "ms.tif", r"pixel size 30\.00003 x 30\.00003 over PAN pixel size 15 x 15 is ratio 2\.000002 x 2\.000002, not", 1
+
+
 def c_no_overlap(tmp, out):
     return pm(tmp, out, ms_transform=from_origin(900000, 3000000, 30, 30)) + ["--method", "Brovey"], \
         "ms.tif", "does not overlap", 1
@@ -164,9 +169,26 @@ def c_not_georeferenced(tmp, out):
     return args, "pan.tif", "not georeferenced", 1
 
 
+def c_gcp_only(tmp, out):  # georeferenced by ground control points, no geotransform: "not georeferenced" before
+    from rasterio.control import GroundControlPoint
+
+    args = pm(tmp, out) + ["--method", "Brovey"]
+    pan = write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=None, crs=None)
+    with rasterio.open(pan, "r+") as dst:
+        dst.gcps = ([GroundControlPoint(row=r, col=c, x=500000 + 15 * c, y=4000000 - 15 * r)
+                     for r, c in ((0, 0), (0, 64), (64, 0), (64, 64))], "EPSG:32616")
+    return args, "pan.tif", "ground control points only, no geotransform: not on a map grid; warp it", 1
+
+
 def c_rotated(tmp, out):
     args = pm(tmp, out) + ["--method", "Brovey"]
     write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 2, 500000, 2, -15, 4000000))
+    return args, "pan.tif", "rotated or not north-up", 1
+
+
+def c_rotated_by_a_hair(tmp, out):  # a real rotation is refused; float noise in the rotation terms is no rotation
+    args = pm(tmp, out) + ["--method", "Brovey"]
+    write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 0.002, 500000, 0, -15, 4000000))
     return args, "pan.tif", "rotated or not north-up", 1
 
 
@@ -353,6 +375,21 @@ def c_maxar_tiles_without_til(tmp, out):
 
 def c_complex_ms(tmp, out):  # read as real, the imaginary part dropped, until GDAL refused the output's predictor
     return pm(tmp, out, ms_dtype="complex64") + ["--method", "Brovey"], "ms.tif", "complex data", 1
+
+def c_palette_pan(tmp, out):  # colour-table indices, not brightness: fused as a PAN, silently
+    args = pm(tmp, out, pan_dtype="uint8") + ["--method", "GSA"]
+    with rasterio.open(tmp / "in" / "pan.tif", "r+") as pan:
+        pan.write_colormap(1, {i: (255 - i, i, (7 * i) % 256, 255) for i in range(256)})
+    return args, "pan.tif", "palette \\(colour-map\\) raster", 1
+
+
+def c_one_bit_pan(tmp, out):  # a mask: fused as a PAN, said only as 50 % "saturated"
+    args = pm(tmp, out) + ["--method", "GSA"]
+    with rasterio.open(tmp / "in" / "pan.tif", "w", driver="GTiff", height=64, width=64, count=1, dtype="uint8",
+                       nbits=1, crs="EPSG:32616", transform=PAN_T) as dst:
+        dst.write((np.indices((1, 64, 64)).sum(axis=0) % 2).astype("uint8"))
+    return args, "pan.tif", "1-bit raster", 1
+
 
 LOCKS: list[int] = []
 RUN_CASES = [Case(name[2:], fn) for name, fn in list(globals().items()) if name.startswith("c_")]

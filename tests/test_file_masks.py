@@ -75,6 +75,33 @@ def test_a_masked_pan_block_is_no_data(tmp_path: Path) -> None:
     assert not fused_valid[64:96, 64:96].any() and fused_valid[:64].all()
 
 
+def test_a_grey_plus_alpha_pan_is_its_grey_band_masked_by_alpha(tmp_path: Path) -> None:
+    """`gdalwarp -dstalpha` writes a PAN as grey + alpha: fused as the grey band with no data where alpha is 0, exactly
+    as the same fill under a nodata tag (before: `PAN file has 2 bands, expected 1`)."""
+    pan, ms, grid = inputs(tmp_path)
+    with rasterio.open(pan) as src:
+        data, pan_grid = src.read(), {"crs": src.crs, "transform": src.transform}
+    data[:, 64:96, 64:96] = 0
+    alpha = np.where(data > 0, 65535, 0).astype(data.dtype)
+    warped = write(tmp_path / "pan_alpha.tif", np.concatenate([data, alpha]), pan_grid)
+    with rasterio.open(warped, "r+") as dst:
+        dst.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
+    ms_path = write(tmp_path / "ms.tif", ms, grid)
+    by_alpha = fuse(warped, ms_path, tmp_path / "a.tif")
+    by_tag = fuse(write(tmp_path / "pan_tagged.tif", data, pan_grid, nodata=0), ms_path, tmp_path / "b.tif")
+    assert not by_alpha[1][64:96, 64:96].any() and by_alpha[1][:64].all()
+    np.testing.assert_array_equal(by_alpha[1], by_tag[1])
+    np.testing.assert_array_equal(by_alpha[0][:, by_alpha[1]], by_tag[0][:, by_tag[1]])
+    folder = tmp_path / "unnamed"  # no naming scheme: the PAN is the one image band on the finest grid
+    folder.mkdir()
+    warped.rename(folder / "first.tif")
+    ms_path.rename(folder / "second.tif")
+    result = CliRunner().invoke(app, [str(folder), "-o", str(tmp_path / "out"), *METHOD])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out" / "unnamed.tif") as dst:
+        np.testing.assert_array_equal(dst.read(), rasterio.open(tmp_path / "a.tif").read())
+
+
 def test_an_alpha_band_masks_the_others_and_is_not_fused(tmp_path: Path) -> None:
     """An RGB + alpha byte MS: three bands fused, named by their colour interpretation, nodata where alpha is 0."""
     pan, ms, grid = inputs(tmp_path)

@@ -172,3 +172,26 @@ def test_the_spread_inside_a_saturated_block_is_unknown(tmp_path: Path) -> None:
     assert np.isnan(spread[inside]).all()
     rest = spread[:, 100:, 100:]
     assert np.isfinite(rest).all() and (rest > 0).mean() > 0.99
+
+
+def test_the_saturation_line_of_a_batch_names_its_scene(tmp_path: Path) -> None:
+    """Scene folders each holding pan.tif and ms.tif: the line named only `pan.tif`, so a batch's log did not say
+    which scene was saturated (every other input warning names its file by its path)."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        pan = rng.uniform(40, 200, (64, 64))
+        pan[:16] = 255 if name == "b" else pan[:16]
+        for file, data, size in (("pan.tif", pan[None], 15), ("ms.tif", rng.uniform(40, 200, (4, 32, 32)), 30)):
+            with rasterio.open(tmp_path / name / file, "w", driver="GTiff", height=data.shape[1], width=data.shape[2],
+                               count=len(data), dtype="uint8", crs="EPSG:32616",
+                               transform=rasterio.transform.from_origin(500000, 4000000, size, size)) as ds:
+                ds.write(data.astype("uint8"))
+    result = CliRunner().invoke(app, [str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out"),
+                                      "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "saturated pixels" in line]
+    assert len(said) == 1 and said[0].startswith("ddrf-run: b: saturated pixels") and "pan.tif 25.0 %" in said[0], \
+        result.output
+    warnings = json.loads((tmp_path / "out" / "b.json").read_text())["inputs"]["warnings"]
+    assert warnings == [said[0].removeprefix("ddrf-run: ")]

@@ -173,3 +173,24 @@ def test_a_statistics_source_that_is_no_scene_directory_says_what_it_takes(tmp_p
         assert result.exit_code == 2, result.output
         assert result.output.startswith(f"ddrf-run: --statistics-from {reference}: {said}"), result.output
         assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_statistics_scene_with_a_constant_band_is_one_usage_line(tmp_path: Path) -> None:
+    """A reference crop of one MS pixel: each band is one value, whose percentiles scale every scene of the run by a
+    millionth of its magnitude (before: every output value clipped, 45-72 % of each band to 0 and the rest to 65535,
+    exit 0)."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    for name, side in (("pan", 2), ("ms", 1)):
+        with rasterio.open(next(SAMPLE.glob("*_B8.TIF" if name == "pan" else "*_B2.TIF"))) as src:
+            window = Window(0, 0, side, side)
+            profile = {**src.profile, "height": side, "width": side, "transform": src.window_transform(window)}
+            bands = 1 if name == "pan" else 4
+            with rasterio.open(tiny / f"{name}.tif", "w", **{**profile, "count": bands}) as dst:
+                dst.write(np.repeat(src.read(1, window=window)[None], bands, axis=0) + np.arange(bands)[:, None, None])
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--no-progress", "--statistics-from",
+                                      str(tiny), "--bands", "blue,green,red,nir"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"ddrf-run: --statistics-from {tiny}: {tiny / 'ms.tif'}: band 1 (blue) constant "
+                                    "(every valid pixel is "), result.output
+    assert "no statistics to give the other scenes" in result.output and not (tmp_path / "out").exists()

@@ -90,6 +90,25 @@ def test_an_item_without_an_acquisition_time_says_whose_time_it_carries(tmp_path
     assert props["ddrf:datetime_source"] == "the output file's time: the inputs give no acquisition time"
 
 
+@pytest.mark.parametrize("crs, pan_size", [("EPSG:4326", 0.000135), ("EPSG:2236", 15 / 0.3048006096012192)],
+                         ids=["degrees", "us_feet"])
+def test_the_items_gsd_is_in_metres_whatever_the_crs_unit(tmp_path: Path, crs: str, pan_size: float) -> None:
+    """STAC's gsd is in metres; it was the pixel width in the CRS's unit: 0.000135 for a 15 m PAN in degrees,
+    49.2 for one in US feet."""
+    rng = np.random.default_rng(0)
+    for name, count, side, size in (("pan", 1, 64, pan_size), ("ms", 4, 32, 2 * pan_size)):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", height=side, width=side, count=count,
+                           dtype="uint16", crs=crs,
+                           transform=rasterio.transform.from_origin(-80.1, 26.5, size, size) if crs == "EPSG:4326"
+                           else rasterio.transform.from_origin(900000, 800000, size, size)) as ds:
+            ds.write(rng.uniform(4000, 16000, (count, side, side)).astype("uint16"))
+    result = cli("--pan", str(tmp_path / "pan.tif"), "--ms", str(tmp_path / "ms.tif"), "-o", str(tmp_path / "x.tif"),
+                 "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    gsd = json.loads((tmp_path / "x.item.json").read_text())["properties"]["gsd"]
+    assert gsd == pytest.approx(15.0, rel=0.01), gsd
+
+
 def test_catalogue_links_every_output_once(directory_run: Path, tmp_path: Path) -> None:
     catalog_dir = directory_run / "catalog"
     other = small_scene(tmp_path / "small")

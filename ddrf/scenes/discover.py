@@ -464,8 +464,9 @@ def _pan_ms(directory: Path, scheme: str, pans: list[Path], mss: list[Path], sen
     if not mss:
         raise SceneError(directory, f"{scheme} naming: PAN {pans[0].name} found but no MS file")
     infos = [_probe(p) for p in mss]
-    if _probe(pans[0]).count != 1:
-        raise SceneError(pans[0], f"PAN file has {_probe(pans[0]).count} bands, expected 1")
+    pan = _probe(pans[0])
+    if pan.image_bands() != [1]:  # grey + alpha (gdalwarp -dstalpha) is a PAN: the alpha band is its mask
+        raise SceneError(pans[0], f"PAN file has {pan.count} bands, expected 1")
     if len(infos) > 1 and any(i.count != 1 for i in infos):
         bad = next(i for i in infos if i.count != 1)
         raise SceneError(bad.path, f"has {bad.count} bands; several MS files must be single-band")
@@ -520,7 +521,7 @@ def _named_twice(kept: list[tuple[_Raster, int]], described: list[str]) -> str:
 def _by_raster_properties(directory: Path, rasters: list[Path]) -> SceneFiles:
     infos = [_probe(p) for p in rasters]
     finest = min(i.res for i in infos)
-    pans = [i for i in infos if i.count == 1 and abs(i.res - finest) <= 1e-9 * finest]
+    pans = [i for i in infos if abs(i.res - finest) <= 1e-9 * finest and i.image_bands() == [1]]
     mss = [i for i in infos if i.res > finest * (1 + 1e-9)]
     if len(pans) != 1 or not mss:
         listed = f"; single-band on the finest grid: {_listed([i.path for i in pans], directory)}" if pans else ""

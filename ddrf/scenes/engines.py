@@ -315,6 +315,9 @@ def reference_scene(reference: StatisticsScene, engine: Fit) -> "Scene":
     except (ValueError, OSError) as exc:  # discovery names the file; say which option gave it
         raise ValueError(f"--statistics-from: {exc}") from exc
     check_fit(scene, engine, f"--statistics-from {reference.directory}")
+    if constant := scene.constant_bands():  # its percentiles would scale every scene by a floor, not by data
+        raise ValueError(f"--statistics-from {reference.directory}: {constant[0][0]}: no statistics to give the "
+                         "other scenes")
     return scene
 
 

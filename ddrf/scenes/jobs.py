@@ -92,27 +92,17 @@ def estimate_after_first_batch(name: str, total: int, started: float, update: Ca
 
 
 def constant_inputs(scene: "Scene") -> list[str]:
-    """One line per input that is constant over the scene's preview (every valid pixel one value): a PAN (a failed
+    """One line per input that is constant over the scene's preview (`Scene.constant_bands`): a PAN (a failed
     download, a fill-only file) leaves the output the upsampled MS with no PAN detail, a dead MS band an output band
-    with nothing of that band in it; both look plausible, so they are said. The preview is the one the engine reads
-    (Scene.preview keeps it); a preview with no valid pixel is left to the checks that refuse it."""
-    files, preview = getattr(scene, "files", None), getattr(scene, "preview", None)
-    if files is None or not callable(preview):
+    with nothing of that band in it; both look plausible, so they are said. A preview with no valid pixel is left to
+    the checks that refuse it."""
+    constant_bands = getattr(scene, "constant_bands", None)
+    if not callable(constant_bands):
         return []
     try:
-        pan, pan_valid, ms, ms_valid = preview()
+        return [f"{fact}; {loss}: check the file" for fact, loss in constant_bands()]
     except SceneError:
         return []
-    found, value = [], single_value(pan[pan_valid])
-    if value is not None:
-        found.append(f"{files.pan}: constant (every valid pixel is {value:g}); the output has no PAN detail: check "
-                     "the file")
-    for i, ((path, band), name) in enumerate(zip(files.ms, scene.band_names)):
-        value = single_value(ms[..., i][ms_valid])
-        if value is not None:
-            found.append(f"{path}: band {band} ({name}) constant (every valid pixel is {value:g}); the output's {name} "
-                         "band has no MS content: check the file")
-    return found
 
 
 def partial_cover(scene: "Scene") -> list[str]:
@@ -148,7 +138,8 @@ def saturated_inputs(scene: "Scene", model: bool) -> list[str]:
     said = [f"{name} {share:.1f} %" for name, share in percent.items() if share > SATURATED_SHARE_SAID]
     if not said:
         return []
-    line = f"saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
+    # the files by their names, so the scene's name says whose they are (scene folders each hold a pan.tif)
+    line = f"{scene.name}: saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
     return [line + (f"; the output there is {RESTORED}" if model else "")]
 
 
@@ -200,11 +191,6 @@ def clipped_outputs(sink: Any, band_names: list[str]) -> tuple[dict[str, Any], l
     low, high = (f"{v:g}" for v in sink.limits)
     lines = [f"fused values outside the output's range {low}..{high} were clipped: {', '.join(said)}"] if said else []
     return {"below": below, "above": above, "valid_pixels": sink.valid_pixels, "warnings": lines}, lines
-
-
-def single_value(values: np.ndarray) -> float | None:
-    """The one value of a non-empty array that holds only one, else None."""
-    return float(values[0]) if values.size and bool((values == values[0]).all()) else None
 
 
 TileHook = Callable[[int, int], None]  # (windows just fused, windows in the scene); may raise to abandon the scene

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from ddrf.geometry import (PairGrid, bands_by_file, default_nodata, honoured_mask, is_nodata, lattice_origin,
-                           mask_facts, read_band, read_error_reason)
+                           mask_facts, north_up, read_band, read_error_reason, same_grid)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -58,11 +58,26 @@ def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
     if no_geotransform and src.rpcs is not None:
         raise SceneError(path, "RPC-only GeoTIFF (no geotransform): not orthorectified; orthorectify first "
                                "(e.g. gdalwarp -rpc -t_srs EPSG:...)")
+    if no_geotransform and src.gcps[0]:
+        raise SceneError(path, "georeferenced by ground control points only, no geotransform: not on a map grid; "
+                               "warp it onto one first (e.g. gdalwarp -t_srs EPSG:...)")
     if no_geotransform or src.crs is None:
         raise SceneError(path, "not georeferenced (no CRS or no geotransform)")
-    t = src.transform
-    if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
-        raise SceneError(path, f"geotransform {tuple(t)[:6]} is rotated or not north-up")
+    if not north_up(src.transform, src.height, src.width):
+        raise SceneError(path, f"geotransform {tuple(src.transform)[:6]} is rotated or not north-up")
+
+
+def _coded_values(src: rasterio.io.DatasetReader) -> str | None:
+    """Why a file's values are codes rather than brightness, which fused would be silent garbage: one bit (a mask),
+    or indices into a colour table (a grey ramp, index i = grey i, is brightness and passes)."""
+    if src.tags(1, "IMAGE_STRUCTURE").get("NBITS") == "1":
+        return "a 1-bit raster (NBITS=1): two values, a mask rather than an image, so it cannot be fused"
+    for band, interp in enumerate(src.colorinterp, 1):
+        if interp == ColorInterp.palette and any(
+                not r == g == b == i for i, (r, g, b, *_) in src.colormap(band).items()):
+            return ("a palette (colour-map) raster: its values index a colour table, not brightness, so it cannot "
+                    "be fused; give the image the colours were made from")
+    return None
 
 
 def _inspect(path: Path) -> _Grid:
@@ -77,6 +92,8 @@ def _inspect(path: Path) -> _Grid:
                                        "or real part as a real type first")
             src.read(window=Window(0, 0, 1, 1))  # first and last pixel of every band: catches truncated files cheaply
             src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
+            if coded := _coded_values(src):
+                raise SceneError(path, coded)
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
                          np.dtype(src.dtypes[0]), tuple(src.nodatavals), int(nbits) if nbits else None,
@@ -85,6 +102,11 @@ def _inspect(path: Path) -> _Grid:
         raise
     except (RasterioIOError, OSError, ValueError) as exc:
         raise SceneError(path, f"unreadable or truncated raster ({read_error_reason(exc)})") from exc
+
+
+def single_value(values: np.ndarray) -> float | None:
+    """The one value of a non-empty array that holds only one, else None."""
+    return float(values[0]) if values.size and bool((values == values[0]).all()) else None
 
 
 class Scene:
@@ -145,7 +167,8 @@ class Scene:
         return cls(select_bands(files, bands) if bands else files)
 
     def _check_bands(self, pan: _Grid, ms_grids: dict[Path, _Grid]) -> None:
-        if pan.count != 1:
+        # grey + alpha (gdalwarp -dstalpha) is a PAN: band 1, its no-data the alpha band's (`honoured_mask`)
+        if pan.count != 1 and not (pan.count == 2 and pan.alpha_bands == {2}):
             raise SceneError(pan.path, f"PAN file has {pan.count} bands, expected 1")
         for path, band in self.files.ms:
             grid = ms_grids[path]
@@ -160,7 +183,8 @@ class Scene:
             if grid.crs != pan.crs:
                 raise SceneError(grid.path, f"CRS {crs_name(grid.crs)} differs from PAN {pan.path.name} CRS "
                                             f"{crs_name(pan.crs)}")
-            if (grid.transform, grid.height, grid.width) != (first.transform, first.height, first.width):
+            shape = (grid.height, grid.width) == (first.height, first.width)
+            if not (shape and same_grid(grid.transform, first.transform)):
                 raise SceneError(grid.path, f"MS grid differs from {first.path.name} (geotransform or size)")
 
     # ------------------------------------------------------------ reading
@@ -200,6 +224,20 @@ class Scene:
         if not ms_valid.any():
             raise SceneError(self.files.ms[0][0], "no pixel is valid in every MS band")
         return pan, pan_valid, np.stack([data for data, _ in bands], axis=-1), ms_valid
+
+    def constant_bands(self) -> list[tuple[str, str]]:
+        """(what is constant, what an output of it lacks) for the PAN and each MS band that holds one value over the
+        preview's valid pixels (the one the engine reads)."""
+        pan, pan_valid, ms, ms_valid = self.preview()
+        found = []
+        if (value := single_value(pan[pan_valid])) is not None:
+            found.append((f"{self.files.pan}: constant (every valid pixel is {value:g})",
+                          "the output has no PAN detail"))
+        for i, ((path, band), name) in enumerate(zip(self.files.ms, self.band_names)):
+            if (value := single_value(ms[..., i][ms_valid])) is not None:
+                found.append((f"{path}: band {band} ({name}) constant (every valid pixel is {value:g})",
+                              f"the output's {name} band has no MS content"))
+        return found
 
     def __repr__(self) -> str:
         return (f"Scene({self.name!r}, {self.sensor}, {self.height}x{self.width} ratio {self.ratio}, "

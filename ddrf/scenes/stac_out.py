@@ -172,7 +172,7 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     item.stac_extensions += [EO_EXTENSION, PROCESSING_EXTENSION]
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:
-        item.properties["gsd"] = abs(float(src.transform.a))
+        item.properties["gsd"] = ground_sample_distance(src.crs, src.transform)
     item.assets["data"].title = f"Pansharpened {report.get('scene', {}).get('sensor', '')} scene".replace("  ", " ")
     item.assets["data"].extra_fields["bands"] = band_entries(raster, outputs.get("band_names") or [],
                                                              report.get("scene", {}).get("sensor"))
@@ -192,6 +192,18 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
         if origin:
             item.add_link(pystac.Link("derived_from", origin, pystac.MediaType.GEOJSON))
     return item
+
+
+METRES_PER_DEGREE = 111_195.0  # of latitude, on the mean Earth radius (within 0.6 % at any latitude)
+
+
+def ground_sample_distance(crs: Any, transform: Any) -> float:
+    """STAC's gsd, in metres: the pixel width in the CRS's linear unit (US feet too), or in a geographic CRS the
+    pixel's north-south side (a degree of longitude shrinks with latitude, one of latitude hardly does)."""
+    if crs is not None and crs.is_geographic:
+        return round(abs(float(transform.e)) * METRES_PER_DEGREE, 3)
+    factor = crs.linear_units_factor[1] if crs is not None and crs.is_projected else 1.0
+    return round(abs(float(transform.a)) * factor, 6)
 
 
 def _modified(path: Path) -> datetime:
