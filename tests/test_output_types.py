@@ -230,4 +230,4 @@ def test_clipped_fused_values_are_counted_in_the_report_and_said(tmp_path: Path)
     assert clipped["valid_pixels"] == np.count_nonzero(valid)
     assert sum(clipped["above"].values()) > 0.001 * clipped["valid_pixels"]
     said = [line for line in result.output.splitlines() if "were clipped" in line]
-    assert len(said) == 1 and "0..255" in said[0] and said[0] == f"ddrf-run: pan: {clipped['warnings'][0]}"
+    assert len(said) == 1 and "0..255" in said[0] and said[0] == f"ddrf-run: out: {clipped['warnings'][0]}"

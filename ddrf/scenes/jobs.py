@@ -124,9 +124,10 @@ def partial_cover(scene: "Scene") -> list[str]:
 SATURATED_SHARE_SAID = 0.1  # % of a file's valid pixels at its ceiling worth a line (training scenes: under 0.08 %)
 
 
-def saturated_inputs(scene: "Scene", model: bool) -> list[str]:
+def saturated_inputs(scene: "Scene", model: bool, name: str | None = None) -> list[str]:
     """One line naming the files with more than SATURATED_SHARE_SAID % of their valid (preview) pixels at the
-    file's ceiling (clouds, snow) and, for a model, what the output says there (ddrf.saturation)."""
+    file's ceiling (clouds, snow) and, for a model, what the output says there (ddrf.saturation); `name`: the
+    scene's, as the run's other lines give it."""
     ceilings = getattr(scene, "ceilings", None)
     if ceilings is None:
         return []
@@ -139,7 +140,7 @@ def saturated_inputs(scene: "Scene", model: bool) -> list[str]:
     if not said:
         return []
     # the files by their names, so the scene's name says whose they are (scene folders each hold a pan.tif)
-    line = f"{scene.name}: saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
+    line = f"{name or scene.name}: saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
     return [line + (f"; the output there is {RESTORED}" if model else "")]
 
 
@@ -216,7 +217,7 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     engine.start_scene(scene, grid.unweighted_border)
     # after start_scene: its refusals (no valid pixel) come first, as before
     warnings = (partial_cover(scene) + constant_inputs(scene)
-                + saturated_inputs(scene, isinstance(engine, ModelEngine))
+                + saturated_inputs(scene, isinstance(engine, ModelEngine), name)
                 + non_positive_inputs(scene, getattr(engine, "method", None)))
     for line in warnings:
         say(line)
@@ -242,7 +243,7 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
         timings.finish = time.perf_counter() - start
         clipped, lines = clipped_outputs(sinks[0], band_names)
         for line in lines:
-            say(f"{scene.name}: {line}")
+            say(f"{name}: {line}")
         report = reports.scene_report(scene, engine, grid, settings, outputs, inputs, timings,
                                       time.perf_counter() - started, band_names, output_nodata(scene), clipped)
         pending.insert(0, (reports.write_temp(report, outputs.report), outputs.report))
