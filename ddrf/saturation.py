@@ -24,6 +24,10 @@ RESTORED = "the MS ceiling where an MS band is saturated, the upsampled MS where
 # model units past which a value is a stray (a bad decode, an untagged fill, values a 12-bit product cannot hold):
 # this far outside the scene's 1st..99th percentile range (0..1) on either side. The sample scene's clouds reach 5.8.
 OUTLIER_UNITS = 10.0
+# a classical method has no scene statistics and no trained range: only values that break its float arithmetic
+# (an untagged fill at 1e30 left the PAN no detail beside its mean) are strays to it, never a bright island or cloud
+# over a dark sea, which can lie tens of units past a sea's 99th percentile
+CLASSICAL_OUTLIER_UNITS = 1e4
 
 
 def _masks(pan: np.ndarray, ms: np.ndarray, ceilings: Ceilings) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -81,14 +85,21 @@ def restore_saturated(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, ceilin
     return fused
 
 
-def fill_outliers(pan: np.ndarray, ms: np.ndarray, radiometry: Radiometry) -> tuple[np.ndarray, np.ndarray]:
-    """(PAN (H, W), MS (h, w, B)) with values past OUTLIER_UNITS model units set to the saturation fill (the middle
+def outlier_bounds(radiometry: Radiometry, units: float = OUTLIER_UNITS) -> tuple[np.ndarray, np.ndarray]:
+    """The values (PAN: (2,), MS: (2, B): low, high) past which a value is a stray: `units` model units outside the
+    scene's range."""
+    past = np.array([-units, 1 + units])
+    return (radiometry.guide_offset[0] + past * radiometry.guide_scale[0],
+            radiometry.ms_offset + past[:, None] * radiometry.ms_scale)
+
+
+def fill_outliers(pan: np.ndarray, ms: np.ndarray, radiometry: Radiometry,
+                  units: float = OUTLIER_UNITS) -> tuple[np.ndarray, np.ndarray]:
+    """(PAN (H, W), MS (h, w, B)) with values past `units` model units set to the saturation fill (the middle
     of the scene's range): four stray pixels at 85 units moved every pixel of a scene-statistics model by more than
     a band's std (clipped at 11 units, still 5-14 %); -3.4e38 overflowed float32. The same arrays where none is."""
-    units = np.array([-OUTLIER_UNITS, 1 + OUTLIER_UNITS])
     ms_fill, pan_fill = saturated_fills(radiometry)
-    pan_bounds = radiometry.guide_offset[0] + units * radiometry.guide_scale[0]
-    ms_bounds = radiometry.ms_offset + units[:, None] * radiometry.ms_scale
+    pan_bounds, ms_bounds = outlier_bounds(radiometry, units)
     return _filled(pan, pan_bounds, pan_fill), _filled(ms, ms_bounds, ms_fill)
 
 
@@ -104,12 +115,12 @@ def network_inputs(pan: np.ndarray, ms: np.ndarray, ceilings: Ceilings,
 
 
 def restore_outliers(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, ceilings: Ceilings, radiometry: Radiometry,
-                     ratio: int, lms_border: str) -> np.ndarray:
+                     ratio: int, lms_border: str, units: float = OUTLIER_UNITS) -> np.ndarray:
     """`fused` (samples, H, W, B) DN of the window `pan` (H, W), `ms` (h, w, B) plus the upsampled part of its MS
     that `fill_outliers` kept from the network: the output holds the MS's outliers as the LMS does (interp23 is
     linear). The same array where none is."""
     filled_pan, filled_ms = fill_saturated(pan, ms, ceilings, saturated_fills(radiometry))
-    excess = filled_ms - fill_outliers(filled_pan, filled_ms, radiometry)[1]
+    excess = filled_ms - fill_outliers(filled_pan, filled_ms, radiometry, units)[1]
     if not excess.any():
         return fused
     height, width = fused.shape[-3:-1]

@@ -145,8 +145,8 @@ def test_a_few_untagged_fill_values_keep_the_pan_scale(tmp_path: Path) -> None:
 def test_a_few_untagged_fill_values_leave_a_classical_product_alone(tmp_path: Path) -> None:
     """Nine PAN pixels at 1e30 (or -3.4e38) put the PAN's window mean at 7e25, and float64 kept no PAN detail
     beside it: MTF-GLP-HPM and Brovey moved every pixel by 10-12 of a band's std (p50), GSA 2 % of the pixels by
-    more than one. A classical method now gets the model's outlier fill (ddrf.saturation.fill_outliers, past the
-    scene's 1st..99th percentiles): away from the block the product is the clean scene's."""
+    more than one. A classical method now gets the model's outlier fill (ddrf.saturation.fill_outliers), past its
+    own bound (CLASSICAL_OUTLIER_UNITS): away from the block the product is the clean scene's."""
     clean = reflectance_pair(tmp_path / "clean", None)
     for method in ("MTF-GLP-HPM", "Brovey", "GSA"):
         want = fuse_pair(*clean, tmp_path / f"{method}.tif", "--method", method)
@@ -199,3 +199,43 @@ def test_the_float32_fill_value_is_no_data_even_untagged(tmp_path: Path) -> None
     assert np.isfinite(got[:, far]).all() and np.isfinite(spread[:, far]).all()
     share = np.percentile(np.abs(got - want)[:, far], 99, axis=1) / want.reshape(len(want), -1).std(axis=1)
     assert (share < 0.25).all(), share
+
+
+def sea_with_an_island(target: Path) -> None:
+    """The sample scene squeezed into a dark sea (DN 1000 + DN / 50, a range of about 300 DN) with a 32 x 32 PAN
+    (16 x 16 MS) island at its own contrast 40x brighter: the island lies tens of units past the sea's 99th
+    percentile, as a bright island or cloud over open water does."""
+    shutil.copytree(SAMPLE, target)
+    for path in target.glob("*_B[2-58].TIF"):
+        with rasterio.open(path, "r+") as ds:
+            data = ds.read(1).astype(np.float64)
+            sea = 1000 + data / 50
+            block = slice(40, 72) if path.name.endswith("_B8.TIF") else slice(20, 36)
+            sea[block, block] = 1000 + data[block, block] * 2
+            ds.write(np.round(sea).astype(np.uint16), 1)
+
+
+def test_an_island_in_a_dark_sea_keeps_its_detail_with_a_classical_method_and_is_said_with_a_model(
+        tmp_path: Path) -> None:
+    """A classical method fused the island as the upsampled MS (no PAN detail) once the model's stray-value bound
+    (10 units past the scene's range) served it too: it keeps its own bound (CLASSICAL_OUTLIER_UNITS), so GSA fuses
+    the island as it fuses the same values alone. With a model the island is kept from the network, and one line
+    says so instead of silence."""
+    from scipy.ndimage import uniform_filter
+
+    scene = tmp_path / "sea"
+    sea_with_an_island(scene)
+    got = fuse(scene, tmp_path / "gsa", "--method", "GSA")
+    with rasterio.open(next(scene.glob("*_B8.TIF"))) as ds:
+        pan = ds.read(1).astype(np.float64)
+
+    def detail(image: np.ndarray) -> np.ndarray:  # the island's inside, high-passed
+        return (image - uniform_filter(image, 5))[48:64, 48:64].ravel()
+
+    # the PAN's detail in each band: 0.82-0.87 (NIR 0.60); as the upsampled MS 0.63-0.67 (NIR 0.04)
+    match = [np.corrcoef(detail(band), detail(pan))[0, 1] for band in got]
+    assert np.mean(match) > 0.7, match
+    result = CliRunner().invoke(app, [str(scene), "-o", str(tmp_path / "model"), "--no-progress", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "far outside the scene's range" in line]
+    assert len(said) == 1 and said[0].startswith("ddrf-run: sea: ") and "_B8.TIF" in said[0], result.output

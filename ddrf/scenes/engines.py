@@ -14,7 +14,8 @@ import numpy as np
 from ddrf.card import ModelCard, Normalisation, default_window, unweighted_border
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.runtime.views import VIEWS, from_view, to_view
-from ddrf.saturation import Ceilings, fill_outliers, network_inputs, restore_outliers, restore_saturated
+from ddrf.saturation import (CLASSICAL_OUTLIER_UNITS, OUTLIER_UNITS, Ceilings, fill_outliers, network_inputs,
+                             restore_outliers, restore_saturated)
 from ddrf.scenes import report as reports
 from ddrf.scenes.tiling import DEFAULT_HALO
 from ddrf.sensors import Sensor, get_sensor
@@ -145,6 +146,11 @@ class ModelEngine:
                                                    ratio, border), pan, ms, ceilings, ratio, border)
                 for i, (pan, ms) in enumerate(pairs)]
 
+    def outliers(self) -> tuple["Radiometry", float] | None:
+        """The scene's range and how far past it a value is a stray to the network (None before a scene, or where
+        each window is normalised by itself)."""
+        return None if self.radiometry is None else (self.radiometry, OUTLIER_UNITS)
+
     def summary(self) -> dict[str, Any]:
         root = self.fuser.files.root
         return {"kind": "model", "model_dir": str(root), "card": reports.card_summary(self.card),
@@ -199,9 +205,14 @@ class BaselineEngine:
         ratio = ms_ratio(pan, ms)
         if self.percentiles is None:  # no scene started: nothing tells an outlier
             return fuse(self.method, pan, ms, ratio, self.gains)[None]
-        fused = fuse(self.method, *fill_outliers(pan, ms, self.percentiles), ratio, self.gains)[None]
+        units = CLASSICAL_OUTLIER_UNITS
+        fused = fuse(self.method, *fill_outliers(pan, ms, self.percentiles, units), ratio, self.gains)[None]
         # the methods' interp23 border ("circular"); an outlier at a window's edge lies in its unweighted halo
-        return restore_outliers(fused, pan, ms, (None, None), self.percentiles, ratio, "circular")
+        return restore_outliers(fused, pan, ms, (None, None), self.percentiles, ratio, "circular", units)
+
+    def outliers(self) -> tuple["Radiometry", float] | None:
+        """The scene's range and how far past it a value is a stray to this method (None before a scene)."""
+        return None if self.percentiles is None else (self.percentiles, CLASSICAL_OUTLIER_UNITS)
 
     def summary(self) -> dict[str, Any]:
         return {"kind": "baseline", "method": self.method, "sensor": self.sensor}

@@ -158,6 +158,28 @@ def preview_files(scene: "Scene") -> list[tuple[str, np.ndarray]]:
                                                  for i, ((path, _), name) in enumerate(zip(files.ms, scene.band_names))]
 
 
+def outlier_inputs(scene: "Scene", engine: Engine, name: str) -> list[str]:
+    """One line naming the files with preview pixels past the engine's outlier bounds (ddrf.saturation): they are
+    kept from the network or method, and the output there is the upsampled MS, so a bright island in a dark sea
+    would lose its PAN detail: said, not silent."""
+    from ddrf.saturation import outlier_bounds
+
+    outliers = getattr(engine, "outliers", lambda: None)()
+    files = preview_files(scene)
+    if outliers is None or not files:
+        return []
+    pan_bounds, ms_bounds = outlier_bounds(*outliers)
+    bounds = [pan_bounds] + [ms_bounds[:, i] for i in range(ms_bounds.shape[1])]
+    percent = {file: 100 * float(np.mean((values < low) | (values > high)))
+               for (file, values), (low, high) in zip(files, bounds) if values.size}
+    said = [f"{file} {share:.2g} %" for file, share in percent.items() if share > 0]
+    if not said:
+        return []
+    return [f"{name}: values far outside the scene's range (strays or an untagged fill?): {', '.join(said)} of the "
+            f"preview; they are kept from the {'network' if isinstance(engine, ModelEngine) else 'method'} and "
+            "the output there is the upsampled MS"]
+
+
 NON_POSITIVE_SHARE_SAID = 0.1  # % of a file's valid (preview) pixels at or below 0 worth a line, for a dividing method
 
 
@@ -218,7 +240,7 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     # after start_scene: its refusals (no valid pixel) come first, as before
     warnings = (partial_cover(scene) + constant_inputs(scene)
                 + saturated_inputs(scene, isinstance(engine, ModelEngine), name)
-                + non_positive_inputs(scene, getattr(engine, "method", None)))
+                + non_positive_inputs(scene, getattr(engine, "method", None)) + outlier_inputs(scene, engine, name))
     for line in warnings:
         say(line)
     inputs = {**inputs, "warnings": warnings}
