@@ -19,13 +19,15 @@ import rasterio
 from affine import Affine
 
 from ddrf.data.pair import Pair
-from ddrf.geometry import PairGrid, bands_by_file, default_nodata, honoured_mask, mask_facts
+from ddrf.geometry import PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, mask_facts
 
 def _grid(path: Path) -> tuple[Any, Affine, int, int, int, np.dtype]:
     if not path.is_file():
         raise ValueError(f"{path}: file missing")
     try:
         with rasterio.open(path) as src:
+            if coded := coded_values(src):  # refused as ddrf-run refuses it
+                raise ValueError(f"{path}: {coded}")
             return src.crs, src.transform, src.height, src.width, src.count, np.dtype(src.dtypes[0])
     except rasterio.errors.RasterioIOError as exc:
         raise ValueError(f"{path}: not a readable raster ({exc})") from exc

@@ -1,0 +1,51 @@
+"""The GeoTIFF pair reader of ddrf-eval's `pairs:`, ddrf-train and ddrf-finetune (`ddrf.data.read_geotiff_pair`) on
+the inputs ddrf-run's scene path refuses or accepts (docs/RELIABILITY.md rows 290-298, 315): it must take each as
+ddrf-run does, through the same rules (`ddrf.geometry`). Files cut from the bundled sample scene. Rows 330-."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp
+
+from ddrf.data import read_geotiff_pair
+from scenes_fixtures import SAMPLE
+
+PAN = SAMPLE / f"{SAMPLE.name}_B8.TIF"
+MS = [SAMPLE / f"{SAMPLE.name}_{b}.TIF" for b in ("B2", "B3", "B4", "B5")]
+
+
+def copy(source: Path, path: Path, data: np.ndarray | None = None, **changes: object) -> Path:
+    """`source` written to `path`, with other data (bands first) and profile entries."""
+    with rasterio.open(source) as src:
+        profile, values = src.profile, src.read()
+    values = values if data is None else data
+    profile.update(count=values.shape[0], **changes)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(values.astype(profile["dtype"]))
+    return path
+
+
+def read(pan: Path, ms: list[Path]):
+    return read_geotiff_pair(pan, ms, sensor="Landsat8", bits=12)
+
+
+def test_a_palette_pan_or_ms_is_refused_by_the_pair_reader(tmp_path: Path) -> None:
+    """Row 330: a colour table's indices were read as brightness, and trained on or scored, silently."""
+    with rasterio.open(PAN) as src:
+        data = (src.read() >> 8).astype(np.uint8)  # a palette file is byte data
+    palette = copy(PAN, tmp_path / "pan.tif", data, dtype="uint8")
+    with rasterio.open(palette, "r+") as dst:
+        dst.write_colormap(1, {i: (i, 255 - i, 0, 255) for i in range(256)})
+    with pytest.raises(ValueError, match=f"{palette}: a palette \\(colour-map\\) raster: its values index"):
+        read(palette, MS)
+    one_bit = copy(MS[1], tmp_path / "ms.tif", np.ones((1, 128, 256)), dtype="uint8", nbits=1)
+    with pytest.raises(ValueError, match=f"{one_bit}: a 1-bit raster \\(NBITS=1\\)"):
+        read(PAN, [MS[0], one_bit, *MS[2:]])
+    ramp = copy(PAN, tmp_path / "ramp.tif", data, dtype="uint8")  # a grey ramp is brightness: read as its values
+    with rasterio.open(ramp, "r+") as dst:
+        dst.write_colormap(1, {i: (i, i, i, 255) for i in range(256)})
+    assert np.array_equal(read(ramp, MS).pan, read(copy(PAN, tmp_path / "grey.tif", data, dtype="uint8"), MS).pan)
