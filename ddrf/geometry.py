@@ -164,6 +164,12 @@ def honoured_mask(mask_flags: Sequence[Sequence[MaskFlags]], alpha_bands: set[in
     return MaskFlags.per_dataset in flags
 
 
+def single_image_band(count: int, alpha_bands: Collection[int]) -> bool:
+    """Whether a file holds one image band, as a PAN must: one band, or grey + alpha (`gdalwarp -dstalpha`), whose
+    alpha band is the grey band's no-data (`honoured_mask`)."""
+    return count == 1 or (count == 2 and set(alpha_bands) == {2})
+
+
 def coded_values(src: DatasetReader) -> str | None:
     """Why a file's values are codes rather than brightness, which fused (or trained on, or scored) would be silent
     garbage: one bit (a mask), or indices into a colour table (a grey ramp, index i = grey i, is brightness and

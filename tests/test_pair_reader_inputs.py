@@ -49,3 +49,23 @@ def test_a_palette_pan_or_ms_is_refused_by_the_pair_reader(tmp_path: Path) -> No
     with rasterio.open(ramp, "r+") as dst:
         dst.write_colormap(1, {i: (i, i, i, 255) for i in range(256)})
     assert np.array_equal(read(ramp, MS).pan, read(copy(PAN, tmp_path / "grey.tif", data, dtype="uint8"), MS).pan)
+
+
+def test_a_grey_plus_alpha_pan_is_read_as_its_grey_band_masked_by_alpha(tmp_path: Path) -> None:
+    """Row 331: `gdalwarp -dstalpha` writes a PAN as grey + alpha, which ddrf-run fuses (row 295); the pair reader
+    refused it (`PAN has 2 bands, expected 1`), so ddrf-finetune failed on a scene folder ddrf-run fuses. It reads as
+    the same fill under a nodata tag: filled from the valid neighbours."""
+    with rasterio.open(PAN) as src:
+        data = src.read()
+    data[:, 64:96, 64:96] = 7
+    alpha = np.where(data == 7, 0, 65535)
+    warped = copy(PAN, tmp_path / "pan_alpha.tif", np.concatenate([data, alpha]))
+    with rasterio.open(warped, "r+") as dst:
+        dst.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
+    by_alpha, by_tag = read(warped, MS), read(copy(PAN, tmp_path / "pan_tagged.tif", data, nodata=7), MS)
+    assert by_alpha.pan[64:96, 64:96].min() > 7  # filled, not the value under the alpha
+    np.testing.assert_array_equal(by_alpha.pan, by_tag.pan)
+    np.testing.assert_array_equal(by_alpha.ms, by_tag.ms)
+    two = copy(PAN, tmp_path / "pan_two.tif", np.concatenate([data, data]))  # two image bands: still refused
+    with pytest.raises(ValueError, match="PAN has 2 bands, expected 1"):
+        read(two, MS)

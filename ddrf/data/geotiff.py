@@ -12,23 +12,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import rasterio
 from affine import Affine
 
 from ddrf.data.pair import Pair
-from ddrf.geometry import PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, mask_facts
+from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, mask_facts,
+                           single_image_band)
 
-def _grid(path: Path) -> tuple[Any, Affine, int, int, int, np.dtype]:
+class _Header(NamedTuple):
+    crs: Any
+    transform: Affine
+    height: int
+    width: int
+    count: int
+    dtype: np.dtype
+    alpha_bands: frozenset[int]  # bands whose colour interpretation is alpha
+
+
+def _grid(path: Path) -> _Header:
     if not path.is_file():
         raise ValueError(f"{path}: file missing")
     try:
         with rasterio.open(path) as src:
             if coded := coded_values(src):  # refused as ddrf-run refuses it
                 raise ValueError(f"{path}: {coded}")
-            return src.crs, src.transform, src.height, src.width, src.count, np.dtype(src.dtypes[0])
+            return _Header(src.crs, src.transform, src.height, src.width, src.count, np.dtype(src.dtypes[0]),
+                           mask_facts(src)[1])
     except rasterio.errors.RasterioIOError as exc:
         raise ValueError(f"{path}: not a readable raster ({exc})") from exc
 
@@ -97,8 +109,8 @@ def read_band_pair(
     ms_list = list(dict.fromkeys(Path(f) for f, _ in ms_bands))
     if not ms_list:
         raise ValueError(f"{pan_path}: no MS files given")
-    pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype = _grid(pan_path)
-    if pan_count != 1:
+    pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype, pan_alpha = _grid(pan_path)
+    if not single_image_band(pan_count, pan_alpha):  # grey + alpha is read as ddrf-run reads it
         raise ValueError(f"{pan_path}: PAN has {pan_count} bands, expected 1")
     if pan_crs is None:
         raise ValueError(f"{pan_path}: no CRS")

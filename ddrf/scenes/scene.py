@@ -19,7 +19,8 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, is_nodata,
-                           lattice_origin, mask_facts, north_up, read_band, read_error_reason, same_grid)
+                           lattice_origin, mask_facts, north_up, read_band, read_error_reason, same_grid,
+                           single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -154,8 +155,7 @@ class Scene:
         return cls(select_bands(files, bands) if bands else files)
 
     def _check_bands(self, pan: _Grid, ms_grids: dict[Path, _Grid]) -> None:
-        # grey + alpha (gdalwarp -dstalpha) is a PAN: band 1, its no-data the alpha band's (`honoured_mask`)
-        if pan.count != 1 and not (pan.count == 2 and pan.alpha_bands == {2}):
+        if not single_image_band(pan.count, pan.alpha_bands):
             raise SceneError(pan.path, f"PAN file has {pan.count} bands, expected 1")
         for path, band in self.files.ms:
             grid = ms_grids[path]
