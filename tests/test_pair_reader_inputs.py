@@ -69,3 +69,21 @@ def test_a_grey_plus_alpha_pan_is_read_as_its_grey_band_masked_by_alpha(tmp_path
     two = copy(PAN, tmp_path / "pan_two.tif", np.concatenate([data, data]))  # two image bands: still refused
     with pytest.raises(ValueError, match="PAN has 2 bands, expected 1"):
         read(two, MS)
+
+
+def rotated(source: Path, path: Path, term: float) -> Path:
+    """`source` with `term` in both rotation terms of its geotransform."""
+    with rasterio.open(source) as src:
+        t = src.transform
+    return copy(source, path, transform=Affine(t.a, term, t.c, -term, t.e, t.f))
+
+
+def test_rotation_terms_of_float_noise_are_no_rotation_to_the_pair_reader(tmp_path: Path) -> None:
+    """Row 332: 1e-12 in a PAN's or MS's rotation terms moves no pixel by a billionth of one; ddrf-run reads such
+    files as unrotated (row 298), the pair reader refused them as rotated. A rotation that moves a pixel still is."""
+    plain = read(PAN, MS)
+    noisy = read(rotated(PAN, tmp_path / "pan.tif", 1e-12), [rotated(m, tmp_path / m.name, 1e-12) for m in MS])
+    np.testing.assert_array_equal(noisy.pan, plain.pan)
+    np.testing.assert_array_equal(noisy.ms, plain.ms)
+    with pytest.raises(ValueError, match="is rotated or not north-up"):
+        read(rotated(PAN, tmp_path / "turned.tif", 0.002), MS)

@@ -20,7 +20,7 @@ from affine import Affine
 
 from ddrf.data.pair import Pair
 from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, mask_facts,
-                           single_image_band)
+                           north_up, single_image_band)
 
 class _Header(NamedTuple):
     crs: Any
@@ -45,8 +45,9 @@ def _grid(path: Path) -> _Header:
         raise ValueError(f"{path}: not a readable raster ({exc})") from exc
 
 
-def _check_north_up(path: Path, transform: Affine) -> None:
-    if transform.b != 0 or transform.d != 0 or transform.a <= 0 or transform.e >= 0:
+def _check_north_up(path: Path, header: _Header) -> None:
+    transform = header.transform
+    if not north_up(transform, header.height, header.width):  # ddrf-run's rule: rotation noise is no rotation
         raise ValueError(f"{path}: geotransform {tuple(transform)[:6]} is rotated or not north-up")
 
 
@@ -109,12 +110,13 @@ def read_band_pair(
     ms_list = list(dict.fromkeys(Path(f) for f, _ in ms_bands))
     if not ms_list:
         raise ValueError(f"{pan_path}: no MS files given")
-    pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype, pan_alpha = _grid(pan_path)
+    pan = _grid(pan_path)
+    pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype, pan_alpha = pan
     if not single_image_band(pan_count, pan_alpha):  # grey + alpha is read as ddrf-run reads it
         raise ValueError(f"{pan_path}: PAN has {pan_count} bands, expected 1")
     if pan_crs is None:
         raise ValueError(f"{pan_path}: no CRS")
-    _check_north_up(pan_path, pan_t)
+    _check_north_up(pan_path, pan)
     ms_grid = _grid(ms_list[0])
     for path in ms_list:
         crs, transform, h, w = _grid(path)[:4]
@@ -123,7 +125,7 @@ def read_band_pair(
         if (h, w) != ms_grid[2:4] or not transform.almost_equals(ms_grid[1]):
             raise ValueError(f"{path}: MS grid differs from {ms_list[0]}")
     ms_t, ms_h, ms_w = ms_grid[1], ms_grid[2], ms_grid[3]
-    _check_north_up(ms_list[0], ms_t)
+    _check_north_up(ms_list[0], ms_grid)
     try:
         grid = PairGrid.from_transforms(pan_t, (pan_h, pan_w), ms_t, (ms_h, ms_w))
     except ValueError as exc:
