@@ -29,6 +29,11 @@ def copy(source: Path, path: Path, data: np.ndarray | None = None, **changes: ob
     return path
 
 
+def transform_of(path: Path) -> Affine:
+    with rasterio.open(path) as src:
+        return src.transform
+
+
 def read(pan: Path, ms: list[Path]):
     return read_geotiff_pair(pan, ms, sensor="Landsat8", bits=12)
 
@@ -73,8 +78,7 @@ def test_a_grey_plus_alpha_pan_is_read_as_its_grey_band_masked_by_alpha(tmp_path
 
 def rotated(source: Path, path: Path, term: float) -> Path:
     """`source` with `term` in both rotation terms of its geotransform."""
-    with rasterio.open(source) as src:
-        t = src.transform
+    t = transform_of(source)
     return copy(source, path, transform=Affine(t.a, term, t.c, -term, t.e, t.f))
 
 
@@ -87,3 +91,20 @@ def test_rotation_terms_of_float_noise_are_no_rotation_to_the_pair_reader(tmp_pa
     np.testing.assert_array_equal(noisy.ms, plain.ms)
     with pytest.raises(ValueError, match="is rotated or not north-up"):
         read(rotated(PAN, tmp_path / "turned.tif", 0.002), MS)
+
+
+def test_ms_band_files_are_one_grid_to_a_millionth_of_a_pixel(tmp_path: Path) -> None:
+    """Row 333: the pair reader compared MS band files' geotransforms to 1e-5 CRS units, ddrf-run to a millionth of a
+    pixel (row 297): a 30 m band 2e-5 m off (7e-7 of a pixel) was refused, and in degrees a band 4 % of a pixel off
+    was read as on the grid. Both now read as ddrf-run reads them."""
+    plain = read(PAN, MS)
+    noisy = read(PAN, [MS[0], copy(MS[1], tmp_path / "b3.tif", transform=Affine.translation(2e-5, 0) @ transform_of(MS[1])),
+                       *MS[2:]])
+    np.testing.assert_array_equal(noisy.ms, plain.ms)
+    pan_t, ms_t = Affine(0.000135, 0, -90, 0, -0.000135, 30), Affine(0.00027, 0, -90, 0, -0.00027, 30)
+    pan = copy(PAN, tmp_path / "pan.tif", crs="EPSG:4326", transform=pan_t)
+    ms = [copy(m, tmp_path / f"ms{i}.tif", crs="EPSG:4326", transform=ms_t) for i, m in enumerate(MS)]
+    read(pan, ms)
+    ms[1] = copy(MS[1], tmp_path / "off.tif", crs="EPSG:4326", transform=Affine.translation(5e-6, 0) @ ms_t)
+    with pytest.raises(ValueError, match="off.tif: MS grid differs from"):
+        read(pan, ms)
