@@ -108,3 +108,20 @@ def test_ms_band_files_are_one_grid_to_a_millionth_of_a_pixel(tmp_path: Path) ->
     ms[1] = copy(MS[1], tmp_path / "off.tif", crs="EPSG:4326", transform=Affine.translation(5e-6, 0) @ ms_t)
     with pytest.raises(ValueError, match="off.tif: MS grid differs from"):
         read(pan, ms)
+
+
+def test_a_maxar_tiled_delivery_reads_as_the_untiled_product(tmp_path: Path) -> None:
+    """Row 334: ddrf-run reads a Maxar `.TIL` as the mosaic of its tiles; the pair reader (ddrf-finetune, ddrf-train's
+    scenes:) opened it with GDAL's TIL driver, which wants the product's .IMD: `not a readable raster (Unable to open
+    .TIL dataset due to missing metadata file.)`. It reads the same arrays as the untiled product."""
+    from ddrf.data import read_band_pair
+    from ddrf.scenes.discover import discover_scene
+    from scenes_fixtures import MAXAR, maxar_tiled_product
+
+    pairs = []
+    for folder in (MAXAR, maxar_tiled_product(tmp_path / "tiled")):
+        found = discover_scene(folder)
+        pairs.append(read_band_pair(found.pan, found.ms, found.sensor, 11, found.band_names))
+    assert found.pan.suffix == ".TIL"
+    np.testing.assert_array_equal(pairs[0].pan, pairs[1].pan)
+    np.testing.assert_array_equal(pairs[0].ms, pairs[1].ms)

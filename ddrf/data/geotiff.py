@@ -21,6 +21,8 @@ from affine import Affine
 from ddrf.data.pair import Pair
 from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, mask_facts,
                            north_up, same_grid, single_image_band)
+from ddrf.rasters import TileListError, open_raster
+
 
 class _Header(NamedTuple):
     crs: Any
@@ -36,12 +38,12 @@ def _grid(path: Path) -> _Header:
     if not path.is_file():
         raise ValueError(f"{path}: file missing")
     try:
-        with rasterio.open(path) as src:
+        with open_raster(path) as src:  # a Maxar .TIL as its tiles' mosaic, as ddrf-run opens it
             if coded := coded_values(src):  # refused as ddrf-run refuses it
                 raise ValueError(f"{path}: {coded}")
             return _Header(src.crs, src.transform, src.height, src.width, src.count, np.dtype(src.dtypes[0]),
                            mask_facts(src)[1])
-    except rasterio.errors.RasterioIOError as exc:
+    except (rasterio.errors.RasterioIOError, TileListError) as exc:
         raise ValueError(f"{path}: not a readable raster ({exc})") from exc
 
 
@@ -65,7 +67,7 @@ def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str
 def _no_data(path: Path, bands: list[int], sensor: str) -> tuple[dict[tuple[Path, int], float | None], bool]:
     """One file's nodata value per band read, and whether its own mask (internal, external or alpha) marks no data
     in those bands, as ddrf-run reads them (one open per file)."""
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         values = {(path, b): default_nodata(src.nodatavals[b - 1], sensor) for b in bands}
         return values, honoured_mask(*mask_facts(src), bands)
 
