@@ -29,7 +29,7 @@ class _Header(NamedTuple):
     transform: Affine
     height: int
     width: int
-    count: int
+    bands: int  # how many (NamedTuple keeps `count` for tuple.count)
     dtype: np.dtype
     alpha_bands: frozenset[int]  # bands whose colour interpretation is alpha
 
@@ -58,7 +58,7 @@ def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str
     bands: list[tuple[Path, int]] = []
     names: list[str] = []
     for path in paths:
-        count = _grid(path)[4]
+        count = _grid(path).bands
         bands.extend((path, b) for b in range(1, count + 1))
         names.extend([path.stem] if count == 1 else [f"{path.stem}_b{i + 1}" for i in range(count)])
     return bands, names
@@ -112,13 +112,13 @@ def read_band_pair(
     ms_list = list(dict.fromkeys(Path(f) for f, _ in ms_bands))
     if not ms_list:
         raise ValueError(f"{pan_path}: no MS files given")
-    pan = _grid(pan_path)
-    pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype, pan_alpha = pan
+    pan_header = _grid(pan_path)
+    pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype, pan_alpha = pan_header
     if not single_image_band(pan_count, pan_alpha):  # grey + alpha is read as ddrf-run reads it
         raise ValueError(f"{pan_path}: PAN has {pan_count} bands, expected 1")
     if pan_crs is None:
         raise ValueError(f"{pan_path}: no CRS")
-    _check_north_up(pan_path, pan)
+    _check_north_up(pan_path, pan_header)
     ms_grid = _grid(ms_list[0])
     for path in ms_list:
         crs, transform, h, w = _grid(path)[:4]
