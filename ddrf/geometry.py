@@ -164,6 +164,26 @@ def honoured_mask(mask_flags: Sequence[Sequence[MaskFlags]], alpha_bands: set[in
     return MaskFlags.per_dataset in flags
 
 
+def single_image_band(count: int, alpha_bands: Collection[int]) -> bool:
+    """Whether a file holds one image band, as a PAN must: one band, or grey + alpha (`gdalwarp -dstalpha`), whose
+    alpha band is the grey band's no-data (`honoured_mask`)."""
+    return count == 1 or (count == 2 and set(alpha_bands) == {2})
+
+
+def coded_values(src: DatasetReader) -> str | None:
+    """Why a file's values are codes rather than brightness, which fused (or trained on, or scored) would be silent
+    garbage: one bit (a mask), or indices into a colour table (a grey ramp, index i = grey i, is brightness and
+    passes). ddrf-run's scenes and the GeoTIFF pair reader refuse such a file with this reason."""
+    if src.tags(1, "IMAGE_STRUCTURE").get("NBITS") == "1":
+        return "a 1-bit raster (NBITS=1): two values, a mask rather than an image, so it cannot be fused"
+    for band, interp in enumerate(src.colorinterp, 1):
+        if interp == ColorInterp.palette and any(
+                not r == g == b == i for i, (r, g, b, *_) in src.colormap(band).items()):
+            return ("a palette (colour-map) raster: its values index a colour table, not brightness, so it cannot "
+                    "be fused; give the image the colours were made from")
+    return None
+
+
 def read_band(src: DatasetReader, band: int, masked: bool = False, **options: object) -> np.ndarray:
     """One band (rasterio's read options: window, out_shape) as float64; with `masked`, NaN where the file's own mask
     (`honoured_mask`) says no data: the values under it are fill (often 0), no data like a nodata value's, which

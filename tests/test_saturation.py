@@ -23,7 +23,7 @@ from ddrf.filters import interp23
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.saturation import fill_saturated, restore_saturated, saturated_fills
 from ddrf.scenes.command import app
-from scenes_fixtures import SAMPLE, TINY_MODEL
+from scenes_fixtures import BANDS, SAMPLE, TINY_MODEL
 
 SCENE_NORM = Normalisation(kind="scene", low=1.0, high=99.0)
 CEILING = 65535.0
@@ -195,3 +195,27 @@ def test_the_saturation_line_of_a_batch_names_its_scene(tmp_path: Path) -> None:
         result.output
     warnings = json.loads((tmp_path / "out" / "b.json").read_text())["inputs"]["warnings"]
     assert warnings == [said[0].removeprefix("ddrf-run: ")]
+
+
+def test_the_torch_path_restores_what_ddrf_run_restores(tmp_path: Path) -> None:
+    """train/tiled.py's TorchEngine (ddrf-eval's `ckpt:`, the benchmarks) filled saturated pixels and strays for the
+    network as ddrf-run does, but wrote the network's output there: inside a block at 65535 about 33 000 DN where
+    ddrf-run writes the ceiling, and an MS stray's upsampled part lost. Both are now restored as ddrf-run restores
+    them (RELIABILITY row 335)."""
+    from ddrf.card import ModelCard
+    from ddrf.model import DDRFConfig
+    from ddrf.scenes.arrays import ArrayScene, fuse_arrays
+    from ddrf.scenes.scene import Scene
+    from ddrf.train.tiled import TorchEngine, random_model
+
+    cfg = DDRFConfig(4, base_width=8, channel_mults=(1, 2, 2), enc_blocks=1, dec_blocks=2, attn_levels=(), heads=2,
+                     wave_heads=2, ffn_mult=1, time_dim=16, norm_groups=4)
+    card = ModelCard(model=cfg.to_dict(), bands=BANDS, ratio=2, normalisation=SCENE_NORM)
+    engine = TorchEngine(random_model(cfg), card, steps=1)
+    saturated_copy(SAMPLE, tmp_path / "block")
+    fused = fuse_arrays(engine, Scene.from_directory(tmp_path / "block", BANDS), 256)
+    np.testing.assert_allclose(fused[:96, :96], CEILING, rtol=1e-6)
+    ms = smooth((64, 64, 4))
+    ms[20, 20, 0] = 1e7  # a stray: its MS sample sits on PAN pixel (41, 41)
+    stray = fuse_arrays(engine, ArrayScene(smooth((128, 128)), ms, 2), 128)
+    assert stray[41, 41, 0] > 0.5e7 and stray[41, 41, 1:].max() < 1e5, stray[41, 41]

@@ -12,27 +12,44 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import rasterio
 from affine import Affine
 
 from ddrf.data.pair import Pair
-from ddrf.geometry import PairGrid, bands_by_file, default_nodata, honoured_mask, mask_facts
+from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, mask_facts,
+                           north_up, same_grid, single_image_band)
+from ddrf.rasters import TileListError, open_raster
 
-def _grid(path: Path) -> tuple[Any, Affine, int, int, int, np.dtype]:
+
+class _Header(NamedTuple):
+    crs: Any
+    transform: Affine
+    height: int
+    width: int
+    bands: int  # how many (NamedTuple keeps `count` for tuple.count)
+    dtype: np.dtype
+    alpha_bands: frozenset[int]  # bands whose colour interpretation is alpha
+
+
+def _grid(path: Path) -> _Header:
     if not path.is_file():
         raise ValueError(f"{path}: file missing")
     try:
-        with rasterio.open(path) as src:
-            return src.crs, src.transform, src.height, src.width, src.count, np.dtype(src.dtypes[0])
-    except rasterio.errors.RasterioIOError as exc:
+        with open_raster(path) as src:  # a Maxar .TIL as its tiles' mosaic, as ddrf-run opens it
+            if coded := coded_values(src):  # refused as ddrf-run refuses it
+                raise ValueError(f"{path}: {coded}")
+            return _Header(src.crs, src.transform, src.height, src.width, src.count, np.dtype(src.dtypes[0]),
+                           mask_facts(src)[1])
+    except (rasterio.errors.RasterioIOError, TileListError) as exc:
         raise ValueError(f"{path}: not a readable raster ({exc})") from exc
 
 
-def _check_north_up(path: Path, transform: Affine) -> None:
-    if transform.b != 0 or transform.d != 0 or transform.a <= 0 or transform.e >= 0:
+def _check_north_up(path: Path, header: _Header) -> None:
+    transform = header.transform
+    if not north_up(transform, header.height, header.width):  # ddrf-run's rule: rotation noise is no rotation
         raise ValueError(f"{path}: geotransform {tuple(transform)[:6]} is rotated or not north-up")
 
 
@@ -41,7 +58,7 @@ def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str
     bands: list[tuple[Path, int]] = []
     names: list[str] = []
     for path in paths:
-        count = _grid(path)[4]
+        count = _grid(path).bands
         bands.extend((path, b) for b in range(1, count + 1))
         names.extend([path.stem] if count == 1 else [f"{path.stem}_b{i + 1}" for i in range(count)])
     return bands, names
@@ -50,7 +67,7 @@ def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str
 def _no_data(path: Path, bands: list[int], sensor: str) -> tuple[dict[tuple[Path, int], float | None], bool]:
     """One file's nodata value per band read, and whether its own mask (internal, external or alpha) marks no data
     in those bands, as ddrf-run reads them (one open per file)."""
-    with rasterio.open(path) as src:
+    with open_raster(path) as src:
         values = {(path, b): default_nodata(src.nodatavals[b - 1], sensor) for b in bands}
         return values, honoured_mask(*mask_facts(src), bands)
 
@@ -95,21 +112,22 @@ def read_band_pair(
     ms_list = list(dict.fromkeys(Path(f) for f, _ in ms_bands))
     if not ms_list:
         raise ValueError(f"{pan_path}: no MS files given")
-    pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype = _grid(pan_path)
-    if pan_count != 1:
+    pan_header = _grid(pan_path)
+    pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype, pan_alpha = pan_header
+    if not single_image_band(pan_count, pan_alpha):  # grey + alpha is read as ddrf-run reads it
         raise ValueError(f"{pan_path}: PAN has {pan_count} bands, expected 1")
     if pan_crs is None:
         raise ValueError(f"{pan_path}: no CRS")
-    _check_north_up(pan_path, pan_t)
+    _check_north_up(pan_path, pan_header)
     ms_grid = _grid(ms_list[0])
     for path in ms_list:
         crs, transform, h, w = _grid(path)[:4]
         if crs != pan_crs:
             raise ValueError(f"{path}: CRS {crs} differs from PAN CRS {pan_crs}")
-        if (h, w) != ms_grid[2:4] or not transform.almost_equals(ms_grid[1]):
+        if (h, w) != ms_grid[2:4] or not same_grid(transform, ms_grid.transform):  # ddrf-run's tolerance
             raise ValueError(f"{path}: MS grid differs from {ms_list[0]}")
     ms_t, ms_h, ms_w = ms_grid[1], ms_grid[2], ms_grid[3]
-    _check_north_up(ms_list[0], ms_t)
+    _check_north_up(ms_list[0], ms_grid)
     try:
         grid = PairGrid.from_transforms(pan_t, (pan_h, pan_w), ms_t, (ms_h, ms_w))
     except ValueError as exc:

@@ -141,10 +141,8 @@ class ModelEngine:
             self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j), border=self.border),
             view), pairs, radiometry)
             for j, ((seed, view), (lms, guide, noise)) in enumerate(zip(self.members, batches))]
-        ceilings, ratio, border = scene_ceilings(self.scene), self.ratio or 1, self.card.lms_border
-        return [restore_saturated(restore_outliers(np.stack([run[i] for run in runs]), pan, ms, ceilings, radiometry,
-                                                   ratio, border), pan, ms, ceilings, ratio, border)
-                for i, (pan, ms) in enumerate(pairs)]
+        return restored([np.stack([run[i] for run in runs]) for i in range(len(pairs))], pairs, self.scene,
+                        radiometry, self.card)
 
     def outliers(self) -> tuple["Radiometry", float] | None:
         """The scene's range and how far past it a value is a stray to the network (None before a scene, or where
@@ -273,6 +271,16 @@ def member_batches(preparation: Any, scene: "Scene | None", pairs: list[tuple[np
     seeds = [seed for seed, _ in members]
     lms, guide, noises = preparation.prepare_members(seen, radiometry, seeds, noise_origins(scene, origins))
     return [viewed((lms, guide, noise), view) for (_, view), noise in zip(members, noises)]
+
+
+def restored(fused: list[np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray]], scene: "Scene | None",
+             radiometry: "Radiometry", card: Any) -> list[np.ndarray]:
+    """Each window's (samples, H, W, B) DN saying what is known where `member_batches` filled the network's inputs:
+    the saturated pixels' values and the strays' upsampled MS (ddrf.saturation); for ModelEngine and the torch
+    path's TorchEngine alike, so that both write the same there."""
+    ceilings, ratio, border = scene_ceilings(scene), int(card.ratio), card.lms_border
+    return [restore_saturated(restore_outliers(f, pan, ms, ceilings, radiometry, ratio, border), pan, ms, ceilings,
+                              ratio, border) for f, (pan, ms) in zip(fused, pairs)]
 
 
 def viewed(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], view: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ddrf.geometry import (PairGrid, bands_by_file, default_nodata, honoured_mask, is_nodata, lattice_origin,
-                           mask_facts, north_up, read_band, read_error_reason, same_grid)
+from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, is_nodata,
+                           lattice_origin, mask_facts, north_up, read_band, read_error_reason, same_grid,
+                           single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -67,19 +68,6 @@ def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
         raise SceneError(path, f"geotransform {tuple(src.transform)[:6]} is rotated or not north-up")
 
 
-def _coded_values(src: rasterio.io.DatasetReader) -> str | None:
-    """Why a file's values are codes rather than brightness, which fused would be silent garbage: one bit (a mask),
-    or indices into a colour table (a grey ramp, index i = grey i, is brightness and passes)."""
-    if src.tags(1, "IMAGE_STRUCTURE").get("NBITS") == "1":
-        return "a 1-bit raster (NBITS=1): two values, a mask rather than an image, so it cannot be fused"
-    for band, interp in enumerate(src.colorinterp, 1):
-        if interp == ColorInterp.palette and any(
-                not r == g == b == i for i, (r, g, b, *_) in src.colormap(band).items()):
-            return ("a palette (colour-map) raster: its values index a colour table, not brightness, so it cannot "
-                    "be fused; give the image the colours were made from")
-    return None
-
-
 def _inspect(path: Path) -> _Grid:
     """Header facts of one file; unreadable, truncated, RPC-only or ungeoreferenced files raise SceneError."""
     if not path.is_file():
@@ -92,7 +80,7 @@ def _inspect(path: Path) -> _Grid:
                                        "or real part as a real type first")
             src.read(window=Window(0, 0, 1, 1))  # first and last pixel of every band: catches truncated files cheaply
             src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
-            if coded := _coded_values(src):
+            if coded := coded_values(src):
                 raise SceneError(path, coded)
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
@@ -167,8 +155,7 @@ class Scene:
         return cls(select_bands(files, bands) if bands else files)
 
     def _check_bands(self, pan: _Grid, ms_grids: dict[Path, _Grid]) -> None:
-        # grey + alpha (gdalwarp -dstalpha) is a PAN: band 1, its no-data the alpha band's (`honoured_mask`)
-        if pan.count != 1 and not (pan.count == 2 and pan.alpha_bands == {2}):
+        if not single_image_band(pan.count, pan.alpha_bands):
             raise SceneError(pan.path, f"PAN file has {pan.count} bands, expected 1")
         for path, band in self.files.ms:
             grid = ms_grids[path]

@@ -1,8 +1,9 @@
 """A torch model through the runtime's tiling: the same windows, halo, feathered blend and keyed noise as `ddrf-run`.
 
 For measuring tile invariance and scoring checkpoints "through the tiled path" without an export. The windows,
-weights, row blending and in-memory scene are ddrf.scenes' own (`ddrf/scenes/arrays.py`); only the engine (torch
-sampler instead of ONNX) is a stand-in.
+weights, row blending, in-memory scene, and the fills and restores of saturated pixels and strays are ddrf.scenes'
+own (`ddrf/scenes/arrays.py`, `member_batches`, `restored`); only the engine (torch sampler instead of ONNX) is a
+stand-in.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ddrf.model.scene import recorded, replayed
 from ddrf.radiometry import Radiometry
 from ddrf.runtime.fuser import InputPreparation
 from ddrf.scenes.arrays import ArrayScene, fuse_arrays
-from ddrf.scenes.engines import context_inputs, default_tiling, member_batches, preview_radiometry
+from ddrf.scenes.engines import context_inputs, default_tiling, member_batches, preview_radiometry, restored
 from ddrf.sampling import by_graph_bands
 from ddrf.schedule import CosineSchedule
 from ddrf.train.diffusion import Diffusion
@@ -87,7 +88,9 @@ class TorchEngine:
             fused = np.pad(fused, ((0, 0), (0, 0), *[(self.margin, self.margin)] * 2))
             runs.append([self.radiometry.ms_from_model(np.moveaxis(f[:, :pan.shape[0], :pan.shape[1]], 0, -1))
                          for f, (pan, _) in zip(fused, pairs)])
-        return [np.stack([run[i] for run in runs]) for i in range(len(pairs))]
+        # saturated pixels and strays say what ddrf-run's ModelEngine writes there, not the network's guess
+        return restored([np.stack([run[i] for run in runs]) for i in range(len(pairs))], pairs, self.scene,
+                        self.radiometry, self.card)
 
     def _sample(self, lms: torch.Tensor, guide: torch.Tensor, noise: torch.Tensor,
                 context: tuple[torch.Tensor, torch.Tensor] | None = None, margin: int = 0) -> torch.Tensor:
