@@ -42,7 +42,8 @@ def _check_shift(card: ModelCard, unrolled: tuple[int, ...]) -> None:
 
 @app.command("onnx")
 def onnx_command(
-    checkpoint: Path = typer.Argument(..., help="training run directory or checkpoint .safetensors"),
+    spec: str = typer.Argument(..., metavar="CHECKPOINT", help="training run directory, checkpoint .safetensors or "
+                               "bundled model name (landsat_ratio2)"),
     out: Path = typer.Option(Path("engines/model"), "-o", "--out", help="model directory to write"),
     unrolled: str = typer.Option("", help="also export the K-step sampler unrolled into one graph, e.g. 1,4"),
     fp16: bool = typer.Option(True, help="also write FP16 graphs (normalisations and softmax stay FP32)"),
@@ -64,12 +65,14 @@ def onnx_command(
                               "no weight (card output_margin; the same output, less decoder work)"),
 ) -> None:
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
+    from ddrf.bundled import model_folder
     from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.schedule import CosineSchedule
     from ddrf.train.checkpoint import (WEIGHTS, check_inference_target, load_checkpoint, retire_inference_weights,
                                        write_inference_weights)
 
     try:
+        checkpoint = model_folder(spec)  # a path, else a bundled model's name (its weights ship with it)
         model, card = load_checkpoint(checkpoint)
         if out.exists() and not out.is_dir():
             raise ValueError(f"{out}: exists and is not a directory (ddrf-export onnx writes a model directory)")
