@@ -11,7 +11,7 @@ import rasterio
 from affine import Affine
 from rasterio.rpc import RPC
 
-from ddrf.scenes.discover import discover_scene, name_sensor, pair_from_paths, read_mtl, select_bands
+from ddrf.scenes.discover import discover_scene, name_scene, name_sensor, pair_from_paths, read_mtl, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.scene import Scene
 from ddrf.filters import interp23
@@ -278,6 +278,15 @@ def test_sensor_option_sets_the_sensor_and_names_unnamed_bands_by_count(tmp_path
     with pytest.raises(ValueError, match=r"site_ms.tif: --sensor WV3 names 8 MS bands but the MS has 4; "
                                          r"name them with --bands"):
         name_sensor(generic, "WV03")
+
+
+def test_bands_named_by_the_bands_option_take_a_sensor_of_another_band_count(tmp_path: Path) -> None:
+    """--bands with --sensor: the bands are the ones --bands names, whatever count the sensor's names have (before:
+    `--sensor WV3 names 8 MS bands but the MS has 4; name them with --bands`, though --bands named them)."""
+    pan, ms = NAMING / "generic/site_pan.tif", NAMING / "generic/site_ms.tif"
+    named = name_scene(pair_from_paths(pan, ms), "WorldView-3", ["Red", "green", "blue", "nir"])
+    assert (named.sensor, named.band_names, named.names_assumed) == ("WV3", ["red", "green", "blue", "nir"], False)
+    assert named.band_source == "--bands"
 
 
 def test_sensor_option_through_ddrf_run(tmp_path: Path) -> None:
