@@ -314,6 +314,30 @@ def test_sensor_option_through_ddrf_run(tmp_path: Path) -> None:
     assert np.abs(outputs["Pleiades"] - outputs["GeoEye-1"]).max() > 0  # their MTF gains differ
 
 
+def test_a_sensor_of_another_ratio_than_the_scene_is_said(tmp_path: Path) -> None:
+    """--sensor WorldView-3 (ratio 4) on a ratio-2 pair: fused with its MTF gains and recorded as WV3 as asked, but
+    said in one line naming the MS and both ratios, also in the report (before: silent); a sensor of the scene's
+    ratio, and the generic one, say nothing."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+
+    pan, ms = NAMING / "generic/site_pan.tif", NAMING / "generic/site_ms.tif"
+    lines = {}
+    for sensor in ("WorldView-3", "Landsat8", None):
+        out = tmp_path / f"{sensor}.tif"
+        result = CliRunner().invoke(app, ["--pan", str(pan), "--ms", str(ms), "-o", str(out), "--method", "GSA",
+                                          "--bands", "blue,green,red,nir", "--no-progress",
+                                          *(["--sensor", sensor] if sensor else [])])
+        assert result.exit_code == 0, result.output
+        lines[sensor] = [line for line in result.output.splitlines() if "a ratio-" in line]
+        warnings = json.loads(out.with_suffix(".json").read_text())["inputs"]["warnings"]
+        assert [w for w in warnings if "a ratio-" in w] == [line.removeprefix("ddrf-run: ") for line in lines[sensor]]
+    assert len(lines["WorldView-3"]) == 1 and lines["Landsat8"] == lines[None] == []
+    said = lines["WorldView-3"][0]
+    assert str(ms) in said and "ratio 2" in said and "WV3 is a ratio-4 sensor" in said, said
+
+
 def test_sensor_option_gives_a_landsat_pair_its_zero_collar_as_nodata(tmp_path: Path) -> None:
     """pan.tif + ms.tif cut from the sample with a zero collar on the left (as Landsat scenes have, untagged): read as
     generic files the zeros are data and get fused; with --sensor Landsat8 they are nodata, as in the Landsat folder."""
