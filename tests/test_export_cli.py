@@ -238,6 +238,22 @@ def test_export_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_line_naming_it(checkpoint: Path, tmp_path: Path) -> None:
+    """`-o` under a regular file or in /proc (where no folder can be made): one line naming the output and the OS's
+    reason, before the export or the average (before: `[Errno 2] No such file or directory: '/proc/x'` after the
+    whole export, naming no command's output)."""
+    (tmp_path / "file").write_text("not a folder")
+    cases = [(tmp_path / "file" / "x", f"Not a directory: {tmp_path / 'file'} is a file")]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/x"), "No such file or directory"))
+    for out, reason in cases:
+        for args in (["onnx", str(checkpoint)], ["average", str(checkpoint), str(checkpoint / "model.safetensors")]):
+            result = runner.invoke(app, [*args, "-o", str(out)])
+            assert result.exit_code == 1, result.output
+            assert result.output.strip() == f"ddrf-export: error: {out}: cannot write the output here ({reason})"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_export_onnx_takes_a_bundled_models_name(checkpoint: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """`ddrf-export onnx NAME` exports the bundled model NAME, as `ddrf-export average NAME` reads it and as the README

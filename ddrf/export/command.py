@@ -19,6 +19,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _check_out(out: Path) -> None:
+    """The output folder can be made and take files, said before any work (and any partial folder)."""
+    from ddrf.files import cannot_make
+
+    problem = None if out.is_file() else cannot_make(out)  # a file there: the command says what it expected
+    if problem:
+        _fail(f"{out}: cannot write the output here ({problem})")
+
+
 def _parse_steps(text: str) -> tuple[int, ...]:
     try:
         steps = tuple(int(s) for s in text.split(",") if s.strip())
@@ -71,6 +80,7 @@ def onnx_command(
     from ddrf.train.checkpoint import (WEIGHTS, check_inference_target, load_checkpoint, retire_inference_weights,
                                        write_inference_weights)
 
+    _check_out(out)
     try:
         checkpoint = model_folder(spec)  # a path, else a bundled model's name (its weights ship with it)
         model, card = load_checkpoint(checkpoint)
@@ -115,6 +125,7 @@ def average_command(
     from ddrf.bundled import model_folder
     from ddrf.train.checkpoint import average_weights
 
+    _check_out(out)
     try:
         paths = [model_folder(c) for c in checkpoints]
         average_weights(paths, out, shlex.join(["ddrf-export", *sys.argv[1:]]), overwrite=overwrite)
