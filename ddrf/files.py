@@ -161,6 +161,15 @@ def cannot_write(folder: str | os.PathLike[str]) -> str | None:
         return str(exc.strerror or exc)
 
 
+def cannot_make(folder: str | os.PathLike[str]) -> str | None:
+    """Why `folder`, existing or not, cannot come to hold files (the folders missing below its nearest existing one
+    would be made), or None when it can: a file in the way, or the OS's reason for that existing folder (in /proc:
+    No such file or directory)."""
+    path = Path(folder).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    return cannot_write(existing) if existing.is_dir() else f"Not a directory: {existing} is a file"
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -234,8 +234,42 @@ def test_weights_that_are_no_checkpoint_of_their_card_are_one_line(checkpoint: P
 
 def test_export_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["onnx", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")])
-    assert result.exit_code == 1 and "not found" in result.output
-    assert not (tmp_path / "out").exists()
+    assert result.exit_code == 1 and "nothing: no model folder there" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_naming_it(checkpoint: Path, tmp_path: Path) -> None:
+    """`-o` under a regular file or in /proc (where no folder can be made): one line naming the output and the OS's
+    reason, before the export or the average (before: `[Errno 2] No such file or directory: '/proc/x'` after the
+    whole export, naming no command's output)."""
+    (tmp_path / "file").write_text("not a folder")
+    cases = [(tmp_path / "file" / "x", f"Not a directory: {tmp_path / 'file'} is a file")]
+    if Path("/proc/self").is_dir():
+        cases.append((Path("/proc/x"), "No such file or directory"))
+    for out, reason in cases:
+        for args in (["onnx", str(checkpoint)], ["average", str(checkpoint), str(checkpoint / "model.safetensors")]):
+            result = runner.invoke(app, [*args, "-o", str(out)])
+            assert result.exit_code == 1, result.output
+            assert result.output.strip() == f"ddrf-export: error: {out}: cannot write the output here ({reason})"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_export_onnx_takes_a_bundled_models_name(checkpoint: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ddrf-export onnx NAME` exports the bundled model NAME, as `ddrf-export average NAME` reads it and as the README
+    asks for more steps (before: `NAME: checkpoint weights not found`)."""
+    import shutil
+
+    from ddrf.bundled import FOLDER_VARIABLE
+
+    shutil.copytree(checkpoint, tmp_path / "bundled" / "tiny")
+    monkeypatch.setenv(FOLDER_VARIABLE, str(tmp_path / "bundled"))
+    monkeypatch.chdir(tmp_path)  # no folder named tiny here: the name is the bundled model's
+    result = runner.invoke(app, ["onnx", "tiny", "-o", str(tmp_path / "out"), "--no-fp16", "--unrolled", "2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "sampler_k2.onnx").is_file()
+    path_like = runner.invoke(app, ["onnx", "./tiny", "-o", str(tmp_path / "no")])
+    assert path_like.exit_code == 1 and "./tiny: no model folder there" in path_like.output
 
 
 @pytest.mark.skipif(cuda_device_count() > 0, reason="a GPU is present: the refusal path does not apply")

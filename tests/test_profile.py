@@ -356,3 +356,21 @@ def test_scene_runs_time_ddrf_run_at_the_precision_it_loads(tmp_path: Path) -> N
     notes: list[str] = []
     runs = scene_runs(SAMPLE_SCENE, BUNDLED_MODELS / "landsat_ratio2", results, 96, 300, notes, "unrolled")
     assert [r["backend"] for r in runs] == ["tensorrt"] and not notes, (runs, notes)
+
+
+def test_each_backend_is_timed_at_the_precision_it_loads_unless_told(model_dir: Path, tmp_path: Path) -> None:
+    """Without --precision, tensorrt is timed on the FP16 engines `ddrf-export engine` builds and ONNX Runtime on the
+    FP32 graphs (before: fp32 for every backend, an engine nothing builds); --precision still picks its own."""
+    common = ["-b", "ort-cpu,tensorrt", "--tile", "64", "--steps", "1", "--runs", "1", "--warmup", "0", "--threads",
+              "1", "--quiet", "--timeout", "120"]
+    for args, expected in (([], [("ort-cpu", "fp32"), ("tensorrt", "fp16")]),
+                           (["--precision", "fp32"], [("ort-cpu", "fp32"), ("tensorrt", "fp32")])):
+        out = tmp_path / f"p{len(args)}.json"
+        result = runner.invoke(app, [str(model_dir), *common, *args, "--json", str(out)])
+        assert result.exit_code in (0, 1), result.output  # tensorrt may not run here; the rows are still written
+        doc = json.loads(out.read_text())
+        assert [(r["backend"], r["precision"]) for r in doc["results"]] == expected
+        rerun = runner.invoke(app, [*doc["command"].split()[1:], "--json", str(tmp_path / "again.json"), "--quiet",
+                                    "--overwrite"])
+        again = json.loads((tmp_path / "again.json").read_text())["results"]
+        assert [(r["backend"], r["precision"]) for r in again] == expected, rerun.output

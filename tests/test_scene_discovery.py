@@ -11,7 +11,7 @@ import rasterio
 from affine import Affine
 from rasterio.rpc import RPC
 
-from ddrf.scenes.discover import discover_scene, name_sensor, pair_from_paths, read_mtl, select_bands
+from ddrf.scenes.discover import discover_scene, name_scene, name_sensor, pair_from_paths, read_mtl, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.scene import Scene
 from ddrf.filters import interp23
@@ -280,6 +280,15 @@ def test_sensor_option_sets_the_sensor_and_names_unnamed_bands_by_count(tmp_path
         name_sensor(generic, "WV03")
 
 
+def test_bands_named_by_the_bands_option_take_a_sensor_of_another_band_count(tmp_path: Path) -> None:
+    """--bands with --sensor: the bands are the ones --bands names, whatever count the sensor's names have (before:
+    `--sensor WV3 names 8 MS bands but the MS has 4; name them with --bands`, though --bands named them)."""
+    pan, ms = NAMING / "generic/site_pan.tif", NAMING / "generic/site_ms.tif"
+    named = name_scene(pair_from_paths(pan, ms), "WorldView-3", ["Red", "green", "blue", "nir"])
+    assert (named.sensor, named.band_names, named.names_assumed) == ("WV3", ["red", "green", "blue", "nir"], False)
+    assert named.band_source == "--bands"
+
+
 def test_sensor_option_through_ddrf_run(tmp_path: Path) -> None:
     """An unknown --sensor is a usage error listing the known ones; a known one reaches the report (sensor, band
     names and where they came from) and the classical method's MTF."""
@@ -303,6 +312,30 @@ def test_sensor_option_through_ddrf_run(tmp_path: Path) -> None:
         with rasterio.open(out) as fused:
             outputs[sensor] = fused.read().astype(np.int64)
     assert np.abs(outputs["Pleiades"] - outputs["GeoEye-1"]).max() > 0  # their MTF gains differ
+
+
+def test_a_sensor_of_another_ratio_than_the_scene_is_said(tmp_path: Path) -> None:
+    """--sensor WorldView-3 (ratio 4) on a ratio-2 pair: fused with its MTF gains and recorded as WV3 as asked, but
+    said in one line naming the MS and both ratios, also in the report (before: silent); a sensor of the scene's
+    ratio, and the generic one, say nothing."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+
+    pan, ms = NAMING / "generic/site_pan.tif", NAMING / "generic/site_ms.tif"
+    lines = {}
+    for sensor in ("WorldView-3", "Landsat8", None):
+        out = tmp_path / f"{sensor}.tif"
+        result = CliRunner().invoke(app, ["--pan", str(pan), "--ms", str(ms), "-o", str(out), "--method", "GSA",
+                                          "--bands", "blue,green,red,nir", "--no-progress",
+                                          *(["--sensor", sensor] if sensor else [])])
+        assert result.exit_code == 0, result.output
+        lines[sensor] = [line for line in result.output.splitlines() if "a ratio-" in line]
+        warnings = json.loads(out.with_suffix(".json").read_text())["inputs"]["warnings"]
+        assert [w for w in warnings if "a ratio-" in w] == [line.removeprefix("ddrf-run: ") for line in lines[sensor]]
+    assert len(lines["WorldView-3"]) == 1 and lines["Landsat8"] == lines[None] == []
+    said = lines["WorldView-3"][0]
+    assert str(ms) in said and "ratio 2" in said and "WV3 is a ratio-4 sensor" in said, said
 
 
 def test_sensor_option_gives_a_landsat_pair_its_zero_collar_as_nodata(tmp_path: Path) -> None:

@@ -102,6 +102,19 @@ def test_ddrf_run_writes_the_views_spread_times_the_views_factor(tmp_path: Path)
     assert code == 2 and "give both the same N (--ensemble 4 --uncertainty 4)" in text, text
 
 
+def test_the_spread_factor_is_recorded_only_beside_a_spread_map(tmp_path: Path) -> None:
+    """--ensemble 2 without --uncertainty writes no spread map, so the report records no spread factor and no
+    `spread_fitted` (before: 1.0 and false, describing a map that does not exist); with --uncertainty 2 it does."""
+    for name, extra in (("mean", []), ("spread", ["--uncertainty", "2"])):
+        code, text = run("-o", str(tmp_path / name), "--model", str(TINY_MODEL), "--ensemble", "2", *extra)
+        assert code == 0, text
+    mean, spread = engine_of(tmp_path / "mean"), engine_of(tmp_path / "spread")
+    assert (mean["spread_factor"], mean["spread_fitted"]) == (None, None), mean
+    assert (spread["spread_factor"], spread["spread_fitted"]) == (1.0, False), spread
+    item = json.loads((tmp_path / "mean" / f"{SAMPLE.name}.item.json").read_text())
+    assert "ddrf:spread_factor" not in item["properties"] and mean["samples"] == 2
+
+
 def test_eval_fits_the_views_factor_into_its_own_slot(tmp_path: Path) -> None:
     """ddrf-eval --views --fit-spread writes spread_calibration_views at its N and K; the seeds' factor stays."""
     from ddrf.evaluate.command import app

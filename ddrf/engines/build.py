@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from ddrf.card import ModelCard, default_window
 from ddrf.engines.probe import dims_to_list, environment, load_tensorrt, make_logger, set_device
 from ddrf.engines.sidecar import EngineSidecar, Profile
-from ddrf.files import cannot_write, sha256_file, write_bytes_atomic, write_files_atomic
+from ddrf.files import cannot_make, sha256_file, write_bytes_atomic, write_files_atomic
 from ddrf.model_dir import (CARD_METADATA_KEY, CONTEXT_BATCH, CONTEXT_PIXELS, CONTEXT_SIDE, PLAN_SUFFIX, ModelDir,
                             sidecar_path_for)
 
@@ -174,11 +174,7 @@ def _add_profiles(trt: Any, builder: "trt_t.Builder", config: "trt_t.IBuilderCon
 
 def check_timing_cache(path: Path) -> None:
     """The timing cache is written after each build: a path it cannot take is refused before the first one."""
-    if path.is_dir():
-        problem: str | None = "is a directory"
-    else:
-        folder = next(p for p in path.parents if p.exists())  # the folders below it are made
-        problem = cannot_write(folder) if folder.is_dir() else f"Not a directory: {folder} is a file"
+    problem = "is a directory" if path.is_dir() else cannot_make(path.parent)
     if problem:
         raise ValueError(f"{path}: --timing-cache cannot be written ({problem})")
 

@@ -19,6 +19,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _check_out(out: Path) -> None:
+    """The output folder can be made and take files, said before any work (and any partial folder)."""
+    from ddrf.files import cannot_make
+
+    problem = None if out.is_file() else cannot_make(out)  # a file there: the command says what it expected
+    if problem:
+        _fail(f"{out}: cannot write the output here ({problem})")
+
+
 def _parse_steps(text: str) -> tuple[int, ...]:
     try:
         steps = tuple(int(s) for s in text.split(",") if s.strip())
@@ -42,7 +51,8 @@ def _check_shift(card: ModelCard, unrolled: tuple[int, ...]) -> None:
 
 @app.command("onnx")
 def onnx_command(
-    checkpoint: Path = typer.Argument(..., help="training run directory or checkpoint .safetensors"),
+    spec: str = typer.Argument(..., metavar="CHECKPOINT", help="training run directory, checkpoint .safetensors or "
+                               "bundled model name (landsat_ratio2)"),
     out: Path = typer.Option(Path("engines/model"), "-o", "--out", help="model directory to write"),
     unrolled: str = typer.Option("", help="also export the K-step sampler unrolled into one graph, e.g. 1,4"),
     fp16: bool = typer.Option(True, help="also write FP16 graphs (normalisations and softmax stay FP32)"),
@@ -64,12 +74,15 @@ def onnx_command(
                               "no weight (card output_margin; the same output, less decoder work)"),
 ) -> None:
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
+    from ddrf.bundled import model_folder
     from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.schedule import CosineSchedule
     from ddrf.train.checkpoint import (WEIGHTS, check_inference_target, load_checkpoint, retire_inference_weights,
                                        write_inference_weights)
 
+    _check_out(out)
     try:
+        checkpoint = model_folder(spec)  # a path, else a bundled model's name (its weights ship with it)
         model, card = load_checkpoint(checkpoint)
         if out.exists() and not out.is_dir():
             raise ValueError(f"{out}: exists and is not a directory (ddrf-export onnx writes a model directory)")
@@ -112,6 +125,7 @@ def average_command(
     from ddrf.bundled import model_folder
     from ddrf.train.checkpoint import average_weights
 
+    _check_out(out)
     try:
         paths = [model_folder(c) for c in checkpoints]
         average_weights(paths, out, shlex.join(["ddrf-export", *sys.argv[1:]]), overwrite=overwrite)

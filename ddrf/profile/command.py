@@ -164,15 +164,15 @@ def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], 
     return runs
 
 
-def canonical_command(target: Path, backends: list[str], precisions: list[str], tiles: list[int], batches: list[int],
+def canonical_command(target: Path, backends: list[str], precisions: list[str] | None, tiles: list[int], batches: list[int],
                       steps: str | None, samplers: list[str], runs: int, warmup: int, threads: int | None,
                       checkpoint: Path | None, tiles_from: Path | None, scene_size: list[str], scene: Path | None,
                       halo: int) -> str:
-    """The command line that reproduces this profile, every measured setting spelled out."""
-    args = [str(target), "--backend", ",".join(backends), "--precision", ",".join(precisions),
-            "--tile", ",".join(map(str, tiles)), "--batch", ",".join(map(str, batches)),
+    """The command line that reproduces this profile, every measured setting spelled out (no --precision where
+    each backend took its own, which no one list says)."""
+    args = [str(target), "--backend", ",".join(backends), "--tile", ",".join(map(str, tiles)), "--batch", ",".join(map(str, batches)),
             "--sampler", ",".join(samplers), "--runs", str(runs), "--warmup", str(warmup), "--halo", str(halo)]
-    optional = {"--steps": steps, "--threads": threads, "--checkpoint": checkpoint, "--tiles-from": tiles_from,
+    optional = {"--precision": ",".join(precisions) if precisions else None, "--steps": steps, "--threads": threads, "--checkpoint": checkpoint, "--tiles-from": tiles_from,
                 "--scene": scene}
     for flag, value in optional.items():
         if value is not None:
@@ -220,7 +220,9 @@ def main(
     target: Path = typer.Argument(..., help="Model directory (card.json + ONNX graphs) or a TensorRT .plan."),
     backend: list[str] = typer.Option(["ort-cpu"], "--backend", "-b",
                                       help=f"Repeatable or comma list: {', '.join(PROFILE_BACKENDS)}."),
-    precision: str = typer.Option("fp32", "--precision", help="Comma list: fp32, fp16."),
+    precision: Optional[str] = typer.Option(None, "--precision",
+                                            help="Comma list: fp32, fp16. Default: what each backend loads, as "
+                                                 "ddrf-run does (fp16 for tensorrt, fp32 for the others)."),
     tile: str = typer.Option("256", "--tile", help="Comma list of tile sides in PAN pixels."),
     batch: str = typer.Option("1", "--batch", help="Comma list of windows per inference call."),
     steps: Optional[str] = typer.Option(None, "--steps", help="Comma list of sampler steps (default: the card's)."),
@@ -256,7 +258,7 @@ def main(
     from ddrf.profile.sweep import expand
 
     backends = choices("backend", split_list(backend), PROFILE_BACKENDS)
-    precisions = choices("precision", split_list(precision), PRECISIONS)
+    precisions = choices("precision", split_list(precision), PRECISIONS) if precision else None
     samplers = choices("sampler", split_list(sampler), SAMPLERS)  # none given: the model's, once it is open
     tiles, batches = int_list("--tile", tile, 8), int_list("--batch", batch)
     step_counts: list[int | None] = list(int_list("--steps", steps)) if steps else [None]

@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ddrf.profile.spec import PointSpec
+from ddrf.runtime.backends import backend_info
 
 
-def expand(target: str, backends: Sequence[str], precisions: Sequence[str], tiles: Sequence[int],
+def expand(target: str, backends: Sequence[str], precisions: Sequence[str] | None, tiles: Sequence[int],
            batches: Sequence[int], steps: Sequence[int | None], samplers: Sequence[str], **common: Any
            ) -> list[PointSpec]:
-    """Every combination, steps varying fastest after the sampler (so a table reads as a steps curve)."""
+    """Every combination, steps varying fastest after the sampler (so a table reads as a steps curve).
+    precisions None: each backend at the one it loads unless told (FP16 engines for tensorrt), as ddrf-run does."""
     return [PointSpec(target, backend=b, precision=p, tile=t, batch=n, steps=k, sampler=s, **common)
-            for b, p, t, n, s, k in itertools.product(backends, precisions, tiles, batches, samplers, steps)]
+            for b in backends for p in (precisions or [backend_info(b).precision])
+            for t, n, s, k in itertools.product(tiles, batches, samplers, steps)]
 
 
 def worker_env() -> dict[str, str]:

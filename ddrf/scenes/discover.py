@@ -610,9 +610,10 @@ def pair_from_paths(pan_path: str | Path, ms_paths: str | Path | Sequence[str | 
 
 
 def name_scene(files: SceneFiles, sensor: str | None, bands: Sequence[str]) -> SceneFiles:
-    """The run's --sensor and --bands applied to a scene's files (each only where given)."""
-    files = name_sensor(files, sensor) if sensor else files
-    return name_bands(files, bands) if bands else files
+    """The run's --sensor and --bands applied to a scene's files (each only where given). --bands first: bands it
+    names are named, so the sensor's names (by count) are not asked of them."""
+    files = name_bands(files, bands) if bands else files
+    return name_sensor(files, sensor) if sensor else files
 
 
 def name_sensor(files: SceneFiles, sensor: str) -> SceneFiles:

@@ -160,7 +160,7 @@ class ModelEngine:
                 "output_margin": self.fuser.output_margin,  # border pixels of each window left uncomputed
                 "views": [view for _, view in self.members] if self.first_view is not None else None,
                 "statistics_from": self.statistics_from and self.statistics_from.directory,  # None: its own
-                "spread_factor": self.spread_calibration if self.samples > 1 else None,
+                "spread_factor": self.spread_calibration,  # kept by the report beside a spread map only
                 "spread_fitted": self.spread_problem is None}
 
 

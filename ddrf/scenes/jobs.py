@@ -22,7 +22,7 @@ from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, check_fit, get_
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, for_band_count, fuse_into, open_sinks,
                                    output_nodata, plan_grid, seal, tile_bar)
-from ddrf.sensors import listed_bands
+from ddrf.sensors import find_sensor, listed_bands
 
 if TYPE_CHECKING:
     from ddrf.scenes.scene import Scene
@@ -119,6 +119,19 @@ def partial_cover(scene: "Scene") -> list[str]:
     return [f"{files.ms[0][0]}: the MS covers {share:.1f} % of the PAN {files.pan.name} (rows {row0}-"
             f"{row0 + scene.height - 1} of {pan_height}, columns {col0}-{col0 + scene.width - 1} of {pan_width}); "
             "the output is nodata elsewhere"]
+
+
+def sensor_ratio(scene: "Scene") -> list[str]:
+    """One line when the scene's sensor (--sensor, or its product's metadata) has another PAN/MS ratio than its files:
+    the classical methods' MTF gains and the report's band edges are that sensor's, at its own sampling, so either
+    the files were resampled or the sensor is another. Fused as asked, since a resampled product is legitimate; the
+    generic sensor has no ratio of its own."""
+    found, files = find_sensor(scene.sensor or ""), getattr(scene, "files", None)
+    if found is None or found.name == "generic" or files is None or int(found.ratio) == int(scene.ratio):
+        return []
+    return [f"{files.ms[0][0]}: ratio {scene.ratio} to the PAN {files.pan.name}, but {found.name} is a "
+            f"ratio-{found.ratio} sensor: its MTF gains and band edges are used as they are (files resampled, or "
+            "another sensor? --sensor names it)"]
 
 
 SATURATED_SHARE_SAID = 0.1  # % of a file's valid pixels at its ceiling worth a line (training scenes: under 0.08 %)
@@ -238,7 +251,7 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     grid = plan["grid"]
     engine.start_scene(scene, grid.unweighted_border)
     # after start_scene: its refusals (no valid pixel) come first, as before
-    warnings = (partial_cover(scene) + constant_inputs(scene)
+    warnings = (sensor_ratio(scene) + partial_cover(scene) + constant_inputs(scene)
                 + saturated_inputs(scene, isinstance(engine, ModelEngine), name)
                 + non_positive_inputs(scene, getattr(engine, "method", None)) + outlier_inputs(scene, engine, name))
     for line in warnings:

@@ -73,6 +73,15 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def engine_summary(engine: Any, spread: bool) -> dict[str, Any]:
+    """The engine's summary, its spread factor and whether that was fitted kept only beside the spread map they
+    describe (an --ensemble run without --uncertainty writes the views' mean alone)."""
+    summary = engine.summary()
+    if not spread and "spread_factor" in summary:
+        summary.update(spread_factor=None, spread_fitted=None)
+    return summary
+
+
 def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any, inputs: dict[str, Any],
                  timings: Any, seconds: float, band_names: list[str], nodata: float,
                  clipped: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -87,7 +96,7 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
                                    "width": scene.width},  # where the MS reaches; nodata outside
                   "band_names": list(scene.band_names)},
         "inputs": {**inputs, **scene_files(scene)},
-        "engine": engine.summary(),
+        "engine": engine_summary(engine, outputs.spread is not None),
         "outputs": {"raster": str(outputs.raster), "spread": str(outputs.spread) if outputs.spread else None,
                     "quicklook": str(outputs.quicklook) if outputs.quicklook else None, "cog": settings.cog,
                     "band_names": band_names, "nodata": nodata_json(nodata), "dtype": str(scene.dtype),
