@@ -183,8 +183,10 @@ def outlier_inputs(scene: "Scene", engine: Engine, name: str) -> list[str]:
         return []
     pan_bounds, ms_bounds = outlier_bounds(*outliers)
     bounds = [pan_bounds] + [ms_bounds[:, i] for i in range(ms_bounds.shape[1])]
-    percent = {file: 100 * float(np.mean((values < low) | (values > high)))
-               for (file, values), (low, high) in zip(files, bounds) if values.size}
+    ms_ceiling, pan_ceiling = getattr(scene, "ceilings", None) or (None, None)
+    ceilings = [pan_ceiling] + [ms_ceiling] * ms_bounds.shape[1]  # saturated pixels: their own fill and line
+    percent = {file: 100 * float(np.mean(((values < low) | (values > high)) & (values < (ceiling or np.inf))))
+               for (file, values), (low, high), ceiling in zip(files, bounds, ceilings) if values.size}
     said = [f"{file} {share:.2g} %" for file, share in percent.items() if share > 0]
     if not said:
         return []
