@@ -52,9 +52,10 @@ def bundled_models(folder: Path | None = None) -> list[BundledModel]:
 
 
 def model_folder(given: str | os.PathLike[str]) -> Path:
-    """A model directory (resolved) from what the user gave: a path, or else a bundled model's name (`landsat_ratio4_band_wise`),
-    so that a bundled model other than the default is named the same way after any install. What looks like a path
-    (a slash, a leading dot: `./landsat_ratio2`) is one, never taken for the bundled model of its last part."""
+    """A model directory (resolved) from what the user gave: a path, or else a bundled model's name
+    (`landsat_ratio4_band_wise`), so that a bundled model other than the default is named the same way after any
+    install. What looks like a path (a slash, a leading dot: `./landsat_ratio2`) is one, never taken for the bundled
+    model of its last part."""
     path, spelled = Path(given), os.fspath(given)
     if path.exists():  # resolved: the reports that name it must find it from any folder, read later
         return path.resolve()
