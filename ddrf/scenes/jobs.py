@@ -137,26 +137,6 @@ def sensor_ratio(scene: "Scene") -> list[str]:
 SATURATED_SHARE_SAID = 0.1  # % of a file's valid pixels at its ceiling worth a line (training scenes: under 0.08 %)
 
 
-def saturated_inputs(scene: "Scene", model: bool, name: str | None = None) -> list[str]:
-    """One line naming the files with more than SATURATED_SHARE_SAID % of their valid (preview) pixels at the
-    file's ceiling (clouds, snow) and, for a model, what the output says there (ddrf.saturation); `name`: the
-    scene's, as the run's other lines give it."""
-    ceilings = getattr(scene, "ceilings", None)
-    if ceilings is None:
-        return []
-    ms_ceiling, pan_ceiling = ceilings
-    shares = [(name, values, pan_ceiling if i == 0 else ms_ceiling) for i, (name, values) in
-              enumerate(preview_files(scene))]
-    percent = {name: 100 * float(np.mean(values >= ceiling)) for name, values, ceiling in shares
-               if values.size and ceiling is not None}
-    said = [f"{name} {share:.1f} %" for name, share in percent.items() if share > SATURATED_SHARE_SAID]
-    if not said:
-        return []
-    # the files by their names, so the scene's name says whose they are (scene folders each hold a pan.tif)
-    line = f"{name or scene.name}: saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
-    return [line + (f"; the output there is {RESTORED}" if model else "")]
-
-
 def preview_files(scene: "Scene") -> list[tuple[str, np.ndarray]]:
     """(name, valid preview values) of the PAN file, then of each MS band (`ms.tif (red)`); none where the scene has
     no files or its preview has no valid pixel (left to the checks that refuse it)."""
@@ -171,23 +151,47 @@ def preview_files(scene: "Scene") -> list[tuple[str, np.ndarray]]:
                                                  for i, ((path, _), name) in enumerate(zip(files.ms, scene.band_names))]
 
 
-def outlier_inputs(scene: "Scene", engine: Engine, name: str) -> list[str]:
+def file_ceilings(scene: "Scene", count: int) -> list[float | None]:
+    """The ceiling of each of `preview_files`' `count` entries: the PAN's, then the MS's for every band."""
+    ms_ceiling, pan_ceiling = getattr(scene, "ceilings", None) or (None, None)
+    return [pan_ceiling] + [ms_ceiling] * (count - 1)
+
+
+def shares_said(files: list[tuple[str, np.ndarray]], flagged: Callable[[int, np.ndarray], np.ndarray],
+                threshold: float, digits: str = ".1f") -> list[str]:
+    """`NAME X %` for each preview file whose share of valid pixels `flagged(index, values)` is over `threshold` %."""
+    shares = [(file, 100 * float(np.mean(flagged(i, values)))) for i, (file, values) in enumerate(files) if values.size]
+    return [f"{file} {share:{digits}} %" for file, share in shares if share > threshold]
+
+
+def saturated_inputs(scene: "Scene", files: list[tuple[str, np.ndarray]], model: bool, name: str) -> list[str]:
+    """One line naming the files with more than SATURATED_SHARE_SAID % of their valid (preview) pixels at the
+    file's ceiling (clouds, snow) and, for a model, what the output says there (ddrf.saturation); `name`: the
+    scene's, as the run's other lines give it."""
+    ceilings = file_ceilings(scene, len(files))
+    said = shares_said(files, lambda i, values: values >= (np.inf if ceilings[i] is None else ceilings[i]),
+                       SATURATED_SHARE_SAID)
+    if not said:
+        return []
+    # the files by their names, so the scene's name says whose they are (scene folders each hold a pan.tif)
+    line = f"{name}: saturated pixels (at the file's largest value: clouds or snow?): {', '.join(said)}"
+    return [line + (f"; the output there is {RESTORED}" if model else "")]
+
+
+def outlier_inputs(scene: "Scene", files: list[tuple[str, np.ndarray]], engine: Engine, name: str) -> list[str]:
     """One line naming the files with preview pixels past the engine's outlier bounds (ddrf.saturation): they are
     kept from the network or method, and the output there is the upsampled MS, so a bright island in a dark sea
-    would lose its PAN detail: said, not silent."""
+    would lose its PAN detail: said, not silent. Saturated pixels have their own fill and line."""
     from ddrf.saturation import outlier_bounds
 
     outliers = getattr(engine, "outliers", lambda: None)()
-    files = preview_files(scene)
     if outliers is None or not files:
         return []
     pan_bounds, ms_bounds = outlier_bounds(*outliers)
-    bounds = [pan_bounds] + [ms_bounds[:, i] for i in range(ms_bounds.shape[1])]
-    ms_ceiling, pan_ceiling = getattr(scene, "ceilings", None) or (None, None)
-    ceilings = [pan_ceiling] + [ms_ceiling] * ms_bounds.shape[1]  # saturated pixels: their own fill and line
-    percent = {file: 100 * float(np.mean(((values < low) | (values > high)) & (values < (ceiling or np.inf))))
-               for (file, values), (low, high), ceiling in zip(files, bounds, ceilings) if values.size}
-    said = [f"{file} {share:.2g} %" for file, share in percent.items() if share > 0]
+    bounds = [pan_bounds] + list(ms_bounds.T)
+    ceilings = [np.inf if c is None else c for c in file_ceilings(scene, len(files))]
+    said = shares_said(files, lambda i, values: ((values < bounds[i][0]) | (values > bounds[i][1]))
+                       & (values < ceilings[i]), 0.0, ".2g")
     if not said:
         return []
     return [f"{name}: values far outside the scene's range (strays or an untagged fill?): {', '.join(said)} of the "
@@ -198,7 +202,7 @@ def outlier_inputs(scene: "Scene", engine: Engine, name: str) -> list[str]:
 NON_POSITIVE_SHARE_SAID = 0.1  # % of a file's valid (preview) pixels at or below 0 worth a line, for a dividing method
 
 
-def non_positive_inputs(scene: "Scene", method: str | None) -> list[str]:
+def non_positive_inputs(files: list[tuple[str, np.ndarray]], method: str | None) -> list[str]:
     """One line naming the files with more than NON_POSITIVE_SHARE_SAID % of their valid (preview) pixels at or below
     0 (over-corrected reflectance) when the method divides by the data (ddrf.baselines.DIVIDING): near them its
     output reached -60 to 90 for reflectance of -0.2 to 0.55, which the output would hold silently."""
@@ -206,8 +210,7 @@ def non_positive_inputs(scene: "Scene", method: str | None) -> list[str]:
 
     if method not in DIVIDING:
         return []
-    percent = {name: 100 * float(np.mean(values <= 0)) for name, values in preview_files(scene) if values.size}
-    said = [f"{name} {share:.1f} %" for name, share in percent.items() if share > NON_POSITIVE_SHARE_SAID]
+    said = shares_said(files, lambda _, values: values <= 0, NON_POSITIVE_SHARE_SAID)
     if not said:
         return []
     return [f"values at or below 0 (over-corrected reflectance?): {', '.join(said)}; {method} divides by the data, "
@@ -253,9 +256,11 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     grid = plan["grid"]
     engine.start_scene(scene, grid.unweighted_border)
     # after start_scene: its refusals (no valid pixel) come first, as before
+    previewed = preview_files(scene)  # each file's valid preview values, for the checks of their shares
     warnings = (sensor_ratio(scene) + partial_cover(scene) + constant_inputs(scene)
-                + saturated_inputs(scene, isinstance(engine, ModelEngine), name)
-                + non_positive_inputs(scene, getattr(engine, "method", None)) + outlier_inputs(scene, engine, name))
+                + saturated_inputs(scene, previewed, isinstance(engine, ModelEngine), name)
+                + non_positive_inputs(previewed, getattr(engine, "method", None))
+                + outlier_inputs(scene, previewed, engine, name))
     for line in warnings:
         say(line)
     inputs = {**inputs, "warnings": warnings}
