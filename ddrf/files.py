@@ -161,12 +161,17 @@ def cannot_write(folder: str | os.PathLike[str]) -> str | None:
         return str(exc.strerror or exc)
 
 
+def nearest_existing(path: str | os.PathLike[str]) -> Path:
+    """`path` or its nearest existing parent (what a folder still to be made would be made in)."""
+    absolute = Path(path).absolute()
+    return next(p for p in (absolute, *absolute.parents) if p.exists())
+
+
 def cannot_make(folder: str | os.PathLike[str]) -> str | None:
     """Why `folder`, existing or not, cannot come to hold files (the folders missing below its nearest existing one
     would be made), or None when it can: a file in the way, or the OS's reason for that existing folder (in /proc:
     No such file or directory)."""
-    path = Path(folder).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
+    existing = nearest_existing(folder)
     return cannot_write(existing) if existing.is_dir() else f"Not a directory: {existing} is a file"
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ddrf.files import Busy, clean_stale, exclusive, publish_all, same_file
+from ddrf.files import Busy, clean_stale, exclusive, nearest_existing, publish_all, same_file
 from ddrf.rasters import read_files
 from ddrf.saturation import RESTORED
 from ddrf.scenes import report as reports
@@ -37,14 +37,7 @@ def plan_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSe
     return {"grid": grid, "settings": settings, "tiles": grid.count, "height": scene.pan_height,
             "width": scene.pan_width,
             "output_bytes": scene.pan_height * scene.pan_width * per_pixel,
-            "free_bytes": shutil.disk_usage(existing_folder(outputs.raster.parent)).free}
-
-
-def existing_folder(folder: Path) -> Path:
-    """The folder or its nearest existing parent (a dry run creates nothing)."""
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
+            "free_bytes": shutil.disk_usage(nearest_existing(outputs.raster.parent)).free}  # a dry run makes nothing
 
 
 def size_text(count: int) -> str:

@@ -240,7 +240,7 @@ def check_catalog(catalog_dir: Path) -> None:
     """Before any scene: an existing `catalog_dir/catalog.json` must load as a STAC catalogue, and `catalog_dir` must
     take files (or, absent, be creatable: its nearest existing folder must take files). Writes nothing that stays.
     Raises ValueError naming catalog.json or the folder."""
-    from ddrf.files import cannot_write
+    from ddrf.files import cannot_make
 
     path = catalog_dir / "catalog.json"
     if catalog_dir.exists() and not catalog_dir.is_dir():
@@ -249,12 +249,7 @@ def check_catalog(catalog_dir: Path) -> None:
         raise ValueError(f"{path}: is a directory, where the STAC catalogue would be written")
     if path.exists():
         read_catalog(path)
-    existing = catalog_dir
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"{catalog_dir}: cannot write the STAC catalogue here ({existing} is not a directory)")
-    reason = cannot_write(existing)
+    reason = cannot_make(catalog_dir)
     if reason:
         raise ValueError(f"{catalog_dir}: cannot write the STAC catalogue here ({reason})")
 
