@@ -9,7 +9,9 @@ with the per-pixel |N-sample mean - reference|:
   model added, |mean - LMS|, of the PAN's and of the LMS's high-pass), fitted on the first image by least squares of
   log |error|: what the inputs add to the spread;
 - an oracle that knows the error: its own local RMS over the k x k neighbours, the centre pixel left out. No spread
-  can rank |error| better than the error's own neighbourhood does, so this is about the ceiling of the goal.
+  can rank |error| better than the error's own neighbourhood does, so this is about the ceiling of the goal;
+- per pixel rather than per pixel and band: the spread's RMS over the bands against the error vector's RMS (one
+  value per location, its draw noise averaged over the bands).
 """
 from __future__ import annotations
 
@@ -74,7 +76,9 @@ def main() -> None:
         print(f"{sample.name}: spread {rank(np.sqrt(variance), error):.3f}; pooled "
               + ", ".join(f"{k}x{k} {v:.3f}" for k, v in pooled.items())
               + f"; with the structure {rank(features @ weights, error):.3f}; oracle "
-              + ", ".join(f"{k}x{k} {v:.3f}" for k, v in oracle.items()), flush=True)
+              + ", ".join(f"{k}x{k} {v:.3f}" for k, v in oracle.items())
+              + f"; per pixel {rank(np.sqrt(variance.mean(axis=-1)), np.sqrt((error ** 2).mean(axis=-1))):.3f}",
+              flush=True)
 
 
 if __name__ == "__main__":
