@@ -352,9 +352,9 @@ def test_every_documented_command_uses_options_its_program_has(path: Path) -> No
         pytest.skip(f"not checked here: {', '.join(unchecked)}")
 
 
-def test_the_docs_name_every_program(tmp_path: Path) -> None:
-    """The extraction finds the commands: every console script is used somewhere, and each benchmark that another
-    doc cites is found there."""
+def test_the_docs_name_every_program() -> None:
+    """The extraction finds the commands: every console script is used somewhere, and so are the benchmarks the
+    docs cite most."""
     programs = {command.program for command in doc_commands()}
     assert set(CLIS) <= programs
     assert {f"benchmarks/{name}.py" for name in ("steps_samples", "scene_throughput", "tile_invariance")} <= programs
