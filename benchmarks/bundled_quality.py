@@ -479,10 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.uncertainty == 1 or args.uncertainty < 0:
         parser.error("--uncertainty needs at least 2 seeds (or 0 to skip)")
     args.figure = args.figure or args.out.with_name("uncertainty.png")
-    from ddrf.evaluate.report import check_outputs
+    from ddrf.files import check_outputs
 
     try:
-        check_outputs([args.out, args.figure if args.uncertainty else None, args.json], args.overwrite)
+        check_outputs({"--out": args.out, "--figure": args.figure if args.uncertainty else None, "--json": args.json},
+                      args.overwrite, [args.model, args.fusebox, *([args.landsat8] if args.landsat8 else [])])
     except ValueError as exc:
         parser.error(str(exc))
     for path in (args.out, args.figure, args.json):
