@@ -55,6 +55,7 @@ def pooled(module: M) -> M:
 def main() -> None:
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     model, card = load_checkpoint("ddrf/assets/models/landsat_ratio2/model.safetensors")
+    card.scene_statistics = False  # the encoder and step graphs, whose GroupNorm takes the window's statistics
     forms = {"GroupNorm (InstanceNormalization)": build_graphs(model.eval(), card),
              "pooling + 1x1 convolutions": build_graphs(pooled(copy.deepcopy(model)).eval(), card)}
     options = ort.SessionOptions()
