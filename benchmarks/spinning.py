@@ -28,7 +28,8 @@ def session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=ROOT / "ddrf" / "assets" / "models" / "landsat_ratio2")
+    # a model that ships the stepwise graphs (landsat_ratio2 ships only its one-graph sampler)
+    p.add_argument("--model", type=Path, default=ROOT / "ddrf" / "assets" / "models" / "landsat_ratio4")
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--windows", type=int, default=12)
     p.add_argument("--threads", type=int, default=2)
