@@ -203,3 +203,15 @@ def test_timing_cache_reused_and_parse_errors_write_nothing(built: dict[str, Any
     with pytest.raises(EngineBuildError, match="could not parse"):
         build_engine(tmp_path / "bad.onnx", tmp_path / "bad.engine", profiles={"x": nchw_range(4, (8, 8, 8))})
     assert set(tmp_path.iterdir()) == before
+
+
+def test_a_damaged_timing_cache_is_replaced_not_fatal(built: dict[str, Any], tmp_path: Path) -> None:
+    """create_timing_cache returns None for bytes it cannot read: the build starts an empty cache and saves it."""
+    from ddrf.engines.build import build_engine, nchw_range
+
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"not a TensorRT timing cache")
+    build_engine(built["dir"] / "model.onnx", tmp_path / "m.engine", precision="fp16",
+                 profiles={"x": nchw_range(4, tile=(8, 16, 32), batch=(1, 2, 4))}, timing_cache=cache)
+    assert (tmp_path / "m.engine").is_file()
+    assert cache.read_bytes() != b"not a TensorRT timing cache" and cache.stat().st_size > 0
