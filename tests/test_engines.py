@@ -202,6 +202,44 @@ def test_build_argument_errors_come_first(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+class _TimingCacheConfig:
+    """IBuilderConfig's timing-cache contract as TensorRT documents it (the stubs' docstrings; create_timing_cache
+    in python/src/infer/pyCore.cpp returns the C++ pointer): create_timing_cache gives None for bytes this TensorRT
+    cannot read; set_timing_cache refuses (False) a cache timed on another device unless ignore_mismatch, and
+    pybind refuses None for its reference argument; get_timing_cache is None until a cache is attached."""
+
+    def __init__(self) -> None:
+        self.cache: bytes | None = None
+
+    def create_timing_cache(self, data: bytes) -> bytes | None:
+        return data if data in (b"", b"this device", b"another device") else None
+
+    def set_timing_cache(self, cache: bytes | None, ignore_mismatch: bool) -> bool:
+        if cache is None:
+            raise TypeError("set_timing_cache(): incompatible function arguments")
+        if cache == b"another device" and not ignore_mismatch:
+            return False
+        self.cache = cache
+        return True
+
+    def get_timing_cache(self) -> bytes | None:
+        return self.cache
+
+
+@pytest.mark.parametrize(("stored", "attached"), [(None, b""), (b"this device", b"this device"),
+                                                  (b"another device", b""), (b"TensorRT 8.6 cache", b"")])
+def test_an_unusable_timing_cache_starts_an_empty_one(tmp_path: Path, stored: bytes | None,
+                                                      attached: bytes) -> None:
+    from ddrf.engines.build import _load_timing_cache
+
+    path = tmp_path / "timing.cache"
+    if stored is not None:
+        path.write_bytes(stored)
+    config = _TimingCacheConfig()
+    _load_timing_cache(config, path)  # type: ignore[arg-type]
+    assert config.get_timing_cache() == attached  # a cache to build with, and to save after the build
+
+
 @pytest.mark.skipif(HAVE_TRT_GPU, reason="TensorRT and a GPU are present: the unavailable path does not apply")
 def test_backend_without_tensorrt_or_gpu_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "m.engine").write_bytes(b"plan")

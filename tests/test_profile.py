@@ -301,6 +301,22 @@ def test_engine_inputs_follow_the_sidecar_profile() -> None:
     assert arrays["x_t"].shape == (2, 4, 64, 64) and arrays["t"].shape == (2,) and arrays["cond_0"].shape[0] == 2
 
 
+
+def test_engine_inputs_at_a_tile_keep_each_input_at_its_own_scale() -> None:
+    """`ddrf-profile X.plan --tile 128`: the conditions stay at 1/2 and 1/4 of the tile, inside the profile the build
+    made (before: every NCHW input at 128 x 128, refused by the engine), and the scene pass's tokens keep theirs."""
+    from types import SimpleNamespace
+
+    from ddrf.profile.engine_point import engine_inputs
+
+    profile = {"x_t": {"opt": [1, 4, 256, 256]}, "t": {"opt": [1]}, "cond_0": {"opt": [1, 8, 128, 128]},
+               "cond_1": {"opt": [1, 16, 64, 64]}, "scene_tokens": {"opt": [3, 2, 16, 900]}}
+    fake = SimpleNamespace(sidecar=SimpleNamespace(profiles=[profile]), input_names=list(profile))
+    arrays = engine_inputs(fake, batch=2, tile=128)
+    shapes = {name: a.shape for name, a in arrays.items()}
+    assert shapes == {"x_t": (2, 4, 128, 128), "t": (2,), "cond_0": (2, 8, 64, 64), "cond_1": (2, 16, 32, 32),
+                      "scene_tokens": (3, 2, 16, 900)}
+
 # --- GPU: exercised only where a CUDA device (and TensorRT / onnxruntime-gpu) exists -------------------------------
 def _has_cuda_provider() -> bool:
     import onnxruntime as ort

@@ -79,6 +79,33 @@ def make_attention_graph(fp16: bool = False, channels: int = 4, hidden: int = 8,
     return model
 
 
+def make_loop_graph(trips: int = 3, channels: int = 4) -> Any:
+    """x -> `trips` rounds of y = 0.5 y + 1 in an ONNX Loop: TensorRT's loop layers, which its CUDA graph guidance
+    names among the work stream capture may refuse. Dynamic N, H, W; FP32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    dims: list[Any] = ["N", channels, "H", "W"]
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Mul", ["y_in", "half"], ["y_half"]),
+         helper.make_node("Add", ["y_half", "one"], ["y_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_in", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_out", TensorProto.FLOAT, dims)])
+    inits = [numpy_helper.from_array(np.array(trips, np.int64), "trips"),
+             numpy_helper.from_array(np.array(True), "keep_going"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one")]
+    graph = helper.make_graph([helper.make_node("Loop", ["trips", "keep_going", "x"], ["y"], body=body)],
+                              "ddrf_loop_test", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model)
+    return model
+
 def ort_reference(model: Any, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
@@ -203,3 +230,33 @@ def test_timing_cache_reused_and_parse_errors_write_nothing(built: dict[str, Any
     with pytest.raises(EngineBuildError, match="could not parse"):
         build_engine(tmp_path / "bad.onnx", tmp_path / "bad.engine", profiles={"x": nchw_range(4, (8, 8, 8))})
     assert set(tmp_path.iterdir()) == before
+
+
+def test_a_damaged_timing_cache_is_replaced_not_fatal(built: dict[str, Any], tmp_path: Path) -> None:
+    """create_timing_cache returns None for bytes it cannot read: the build starts an empty cache and saves it."""
+    from ddrf.engines.build import build_engine, nchw_range
+
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"not a TensorRT timing cache")
+    build_engine(built["dir"] / "model.onnx", tmp_path / "m.engine", precision="fp16",
+                 profiles={"x": nchw_range(4, tile=(8, 16, 32), batch=(1, 2, 4))}, timing_cache=cache)
+    assert (tmp_path / "m.engine").is_file()
+    assert cache.read_bytes() != b"not a TensorRT timing cache" and cache.stat().st_size > 0
+
+
+def test_cuda_graph_falls_back_where_capture_is_refused(tmp_path: Path) -> None:
+    """An engine whose work stream capture refuses (TensorRT returns False from execute_async_v3 under capture, or
+    cudaStreamEndCapture fails) runs without graphs and gives the plain run's results, not an error."""
+    import onnx
+
+    from ddrf.engines.build import build_engine, nchw_range
+    from ddrf.runtime.tensorrt_backend import TensorRTBackend
+
+    model = make_loop_graph()
+    onnx.save(model, tmp_path / "loop.onnx")
+    build_engine(tmp_path / "loop.onnx", tmp_path / "loop.engine", precision="fp32",
+                 profiles={"x": nchw_range(4, tile=(8, 16, 32), batch=(1, 2, 4))})
+    x = _x((2, 4, 16, 16), 4)
+    with TensorRTBackend(tmp_path / "loop.engine", use_cuda_graph=True) as g:
+        for _ in range(2):  # capture (or its refusal), then replay or the plain path
+            np.testing.assert_allclose(g.run({"x": x})["y"], ort_reference(model, x), atol=1e-5)

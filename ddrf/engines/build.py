@@ -179,14 +179,28 @@ def check_timing_cache(path: Path) -> None:
         raise ValueError(f"{path}: --timing-cache cannot be written ({problem})")
 
 
-def _load_timing_cache(config: "trt_t.IBuilderConfig", path: Path | None) -> None:
-    data = path.read_bytes() if path is not None and path.is_file() else b""
+def _attached_cache(config: "trt_t.IBuilderConfig", data: bytes) -> Any | None:
+    """The cache made from `data` once attached to `config`, or None. TensorRT answers with return values, not
+    exceptions: create_timing_cache gives None for bytes it cannot read (another TensorRT version, a damaged file),
+    set_timing_cache False for a cache timed on another GPU (strict check: ignore_mismatch=False)."""
     try:
         cache = config.create_timing_cache(data)
-    except Exception as exc:  # a cache from another TensorRT/GPU: start a fresh one rather than fail the build
-        log.warning("timing cache %s unusable (%s); starting an empty one", path, exc)
-        cache = config.create_timing_cache(b"")
-    config.set_timing_cache(cache, False)
+    except Exception:  # a binding that raises instead: the same answer
+        return None
+    return cache if cache is not None and config.set_timing_cache(cache, False) else None
+
+
+def _load_timing_cache(config: "trt_t.IBuilderConfig", path: Path | None) -> None:
+    """Attach the cache at `path` (or a fresh one). One from another TensorRT or GPU starts an empty cache rather
+    than failing the build, or leaving the config without a cache to save after it."""
+    data = path.read_bytes() if path is not None and path.is_file() else b""
+    cache = _attached_cache(config, data)
+    if cache is None and data:
+        log.warning("timing cache %s was made by another TensorRT version or GPU (or is damaged); starting an "
+                    "empty one", path)
+        cache = _attached_cache(config, b"")
+    if cache is None:
+        raise EngineBuildError("TensorRT could not create an empty timing cache")
 
 
 def _configure(trt: Any, builder: "trt_t.Builder", network: "trt_t.INetworkDefinition", precision: str,

@@ -7,23 +7,28 @@ from typing import Any
 
 import numpy as np
 
+from ddrf.model_dir import SCENE_IO
 from ddrf.profile.measure import STAGES, Skip, base_result, import_backend, memory_report
 from ddrf.profile.spec import PointSpec
 from ddrf.profile.stats import DeviceMemorySampler, rss_bytes, summarise
 
 
 def engine_inputs(backend: Any, batch: int, tile: int | None) -> dict[str, np.ndarray]:
-    """Random inputs at the sidecar profile's opt shapes; NCHW inputs resized to batch x tile x tile."""
+    """Random inputs at the sidecar profile's opt shapes. Window inputs (NCHW) take `batch`, and `tile` for the
+    largest of them with the others scaled alike (a denoiser's conditions at 1/2, 1/4 of the tile, as the build's
+    profile made them); the scene pass's records (SCENE_IO) are one per scene and keep their shapes."""
     rng = np.random.default_rng(0)
     profile = backend.sidecar.profiles[0] if backend.sidecar and backend.sidecar.profiles else {}
+    shapes = {name: list(profile.get(name, {}).get("opt", [batch])) for name in backend.input_names}
+    windows = {name for name, shape in shapes.items() if len(shape) == 4 and name not in SCENE_IO}
+    side = max((shapes[name][2] for name in windows), default=0)
     arrays = {}
-    for name in backend.input_names:
-        shape = list(profile.get(name, {}).get("opt", [batch]))
-        if len(shape) == 4:
+    for name, shape in shapes.items():
+        if name in windows:
             shape[0] = batch
-            if tile:
-                shape[2] = shape[3] = tile
-        elif len(shape) == 1:
+            if tile and side:
+                shape[2], shape[3] = (max(tile * d // side, 1) for d in shape[2:])
+        elif len(shape) == 1 and name not in SCENE_IO:
             shape = [batch]
         arrays[name] = (rng.uniform(0, 999, shape) if name == "t" else rng.standard_normal(shape)).astype(np.float32)
     return arrays
@@ -63,8 +68,7 @@ def measure_engine(spec: PointSpec) -> dict[str, Any]:
     stages["sample"] = summarise(totals)  # the engine's execution, copies included
     latency: dict[str, Any] = {"total": summarise(totals), "stages": stages, "denoise_steps": [], "denoise_sum": None,
                "unaccounted": summarise([0.0] * len(totals))}
-    image = next((a for a in inputs.values() if a.ndim == 4), None)
-    tile = int(image.shape[2]) if image is not None else spec.tile
+    tile = max((int(a.shape[2]) for n, a in inputs.items() if a.ndim == 4 and n not in SCENE_IO), default=spec.tile)
     result = base_result(spec, tile, spec.steps, "tensorrt", "cuda", cold, latency, layers)
     result["input"] = {"source": "synthetic", "scene": None, "windows": [],
                        "note": "engine mode: random inputs at the sidecar profile's shapes; one engine execution"}

@@ -54,6 +54,12 @@ def _make_profiler(trt: Any) -> Any:
     return _LayerTimes()
 
 
+class EnqueueFailed(RuntimeError):
+    """execute_async_v3 returned False. Under stream capture this is how TensorRT says the engine holds work that
+    cannot be captured (trtexec's own capture: 'the enqueue call may return false if the current CUDA graph capture
+    fails'), so a graph capture treats it as a failed capture, like an error from cudaStreamEndCapture."""
+
+
 class _Tensor:
     """One engine I/O tensor: its buffers and the shape they were last sized for."""
 
@@ -195,7 +201,7 @@ class TensorRTBackend:
                 if t.is_input and t.device is not None:
                     t.device.upload(t.host_view(), self._stream)
         if not context.execute_async_v3(self._stream.handle):
-            raise RuntimeError(f"execute_async_v3 failed: {'; '.join(self._logger.errors) or 'no details'}")
+            raise EnqueueFailed(f"execute_async_v3 failed: {'; '.join(self._logger.errors) or 'no details'}")
         if not self.zero_copy:
             for t in self._tensors.values():
                 if not t.is_input and t.device is not None:
@@ -209,7 +215,7 @@ class TensorRTBackend:
             try:
                 self._graph = CudaGraph.capture(self._stream, lambda: self._enqueue(self._context))
                 self._graph_key = key
-            except CudaError as exc:  # some engines (plugins, data-dependent shapes) cannot be captured
+            except (CudaError, EnqueueFailed) as exc:  # some engines (plugins, loops) cannot be captured
                 log.warning("CUDA graph capture failed (%s); running without graphs", exc)
                 self.use_cuda_graph = False
                 return  # this run's results are already in the host buffers
