@@ -288,3 +288,17 @@ def test_an_items_spread_says_whether_it_is_calibrated(tmp_path: Path) -> None:
                          "spread_fitted": True}, "outputs": {"spread": "/o/x_spread.tif"}}
     assert processing_properties(report)["ddrf:spread_calibrated"] is True
     assert "ddrf:spread_factor" not in processing_properties({"engine": {"kind": "model"}, "outputs": {}})
+
+
+def test_a_cog_output_is_a_cog_in_its_item(directory_run: Path, tmp_path: Path) -> None:
+    """`--cog` writes Cloud Optimized GeoTIFFs, but the Item called them plain GeoTIFFs: STAC browsers and tile
+    servers read an asset in place by range requests only when its type carries `profile=cloud-optimized`."""
+    result = cli(str(SAMPLE), "-o", str(tmp_path / "out"), "--method", "GSA", "--cog")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / f"{SAMPLE.name}.item.json").read_text())
+    validate(document)
+    with rasterio.open(tmp_path / "out" / f"{SAMPLE.name}.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    assert document["assets"]["data"]["type"] == pystac.MediaType.COG
+    plain = json.loads((directory_run / "out" / f"{SAMPLE.name}.item.json").read_text())  # no --cog: no COG said
+    assert plain["assets"]["data"]["type"] == pystac.MediaType.GEOTIFF

@@ -174,16 +174,17 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     with rasterio.open(raster) as src:
         item.properties["gsd"] = ground_sample_distance(src.crs, src.transform)
     item.assets["data"].title = f"Pansharpened {report.get('scene', {}).get('sensor', '')} scene".replace("  ", " ")
+    item.assets["data"].media_type = raster_media_type(raster)
     item.assets["data"].extra_fields["bands"] = band_entries(raster, outputs.get("band_names") or [],
                                                              report.get("scene", {}).get("sensor"))
     extras = {"report": (raster.with_suffix(".json"), "application/json", ["metadata"], "ddrf-run report"),
-              "spread": (outputs.get("spread"), pystac.MediaType.GEOTIFF, ["uncertainty"], "per-pixel spread"),
+              "spread": (outputs.get("spread"), None, ["uncertainty"], "per-pixel spread"),  # media: the file's
               "quicklook": (outputs.get("quicklook"), pystac.MediaType.PNG, ["overview"], "RGB quicklook")}
     described = {"spread": spread_description(report.get("engine", {}))}
     for key, (path, media, roles, title) in extras.items():
         if path and Path(path).is_file():
-            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, described.get(key), media_type=media,
-                                             roles=roles))
+            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, described.get(key),
+                                             media_type=media or raster_media_type(Path(path)), roles=roles))
     if source is not None:  # derived_from links to STAC Items; plain input files are listed in ddrf:inputs
         for key in ("platform", "constellation", "instruments"):
             if key in source.properties:
@@ -192,6 +193,14 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
         if origin:
             item.add_link(pystac.Link("derived_from", origin, pystac.MediaType.GEOJSON))
     return item
+
+
+def raster_media_type(path: Path) -> str:
+    """A COG's media type where GDAL wrote the file in its COG layout (`--cog`), else plain GeoTIFF's: STAC clients
+    and tile servers read a COG in place by range requests only when its asset says it is one."""
+    with rasterio.open(path) as src:
+        cog = src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    return str(pystac.MediaType.COG if cog else pystac.MediaType.GEOTIFF)
 
 
 METRES_PER_DEGREE = 111_195.0  # of latitude, on the mean Earth radius (within 0.6 % at any latitude)
