@@ -302,3 +302,30 @@ def test_a_cog_output_is_a_cog_in_its_item(directory_run: Path, tmp_path: Path) 
     assert document["assets"]["data"]["type"] == pystac.MediaType.COG
     plain = json.loads((directory_run / "out" / f"{SAMPLE.name}.item.json").read_text())  # no --cog: no COG said
     assert plain["assets"]["data"]["type"] == pystac.MediaType.GEOTIFF
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("scene.IMD", 'BEGIN_GROUP = IMAGE_1\n\tsatId = "WV03";\n\tfirstLineTime = 2016-04-20T18:30:12.123456Z;\n'
+                  "END_GROUP = IMAGE_1\n", "2016-04-20T18:30:12.123456+00:00"),
+    ("DIM_PHR1A_MS_201305141054315_SEN_1.XML",
+     "<Dimap_Document><Source_Identification><Strip_Source><MISSION>PLEIADES</MISSION>"
+     "<IMAGING_DATE>2013-05-14</IMAGING_DATE><IMAGING_TIME>10:54:31.5Z</IMAGING_TIME></Strip_Source>"
+     "</Source_Identification></Dimap_Document>", "2013-05-14T10:54:31.500000+00:00"),
+    ("LC08_L1TP_020039_20150804_20200908_02_T1_MTL.xml",
+     "<LANDSAT_METADATA_FILE><IMAGE_ATTRIBUTES><DATE_ACQUIRED>2015-08-04</DATE_ACQUIRED>"
+     "<SCENE_CENTER_TIME>16:19:21.7917420Z</SCENE_CENTER_TIME></IMAGE_ATTRIBUTES></LANDSAT_METADATA_FILE>",
+     "2015-08-04T16:19:21.791742+00:00"),
+    ("LC08_L1TP_020039_20150804_20200908_02_T1_MTL.json",
+     '{"LANDSAT_METADATA_FILE": {"IMAGE_ATTRIBUTES": {"DATE_ACQUIRED": "2015-08-04", '
+     '"SCENE_CENTER_TIME": "16:19:21.7917420Z"}}}', "2015-08-04T16:19:21.791742+00:00"),
+])
+def test_the_items_datetime_is_the_acquisition_time_of_any_metadata_read(tmp_path: Path, name: str, text: str,
+                                                                         expected: str) -> None:
+    """The Item's datetime came from a Landsat MTL in text form only: a Maxar scene (its .IMD), a Pleiades or SPOT
+    scene (its DIMAP) or a Collection 2 MTL in XML or JSON got the output file's time, said to be because the inputs
+    give none, though discovery had read that very file (the report's `inputs.metadata`)."""
+    from ddrf.scenes.stac_out import acquired
+
+    metadata = tmp_path / name
+    metadata.write_text(text)
+    assert acquired({"inputs": {"metadata": str(metadata)}}).isoformat() == expected

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,19 +46,39 @@ def card_hash(model_dir: str | None) -> str | None:
 
 
 def acquired(report: dict[str, Any]) -> datetime | None:
-    """Acquisition time from a Landsat MTL's date and scene centre time."""
-    inputs = report.get("inputs", {})
-    metadata = inputs.get("metadata")
-    try:
-        if metadata and Path(metadata).name.upper().endswith("MTL.TXT"):
-            from ddrf.scenes.discover import read_mtl
+    """Acquisition time from the scene's metadata: a Landsat MTL's date and scene centre time (text, XML or JSON), a
+    Maxar IMD's first line time, a DIMAP's (Pleiades, SPOT 6/7) imaging date and time."""
+    from ddrf.scenes.discover import is_mtl, read_mtl
 
-            mtl = read_mtl(Path(metadata))
-            clock = mtl.get("SCENE_CENTER_TIME", "00:00:00Z").rstrip("Z")[:15]
-            return datetime.fromisoformat(f"{mtl['DATE_ACQUIRED']}T{clock}").replace(tzinfo=timezone.utc)
+    metadata = report.get("inputs", {}).get("metadata")
+    if not metadata:
+        return None
+    path = Path(metadata)
+    try:
+        if is_mtl(path):
+            mtl = read_mtl(path)
+            return _utc(mtl["DATE_ACQUIRED"], mtl.get("SCENE_CENTER_TIME", "00:00:00"))
+        name = path.name.upper()
+        if name.endswith(".IMD"):
+            found = re.search(r"^\s*(?:firstLineTime|earliestAcqTime)\s*=\s*\"?(\d{4}-\d\d-\d\d)T([\d:.]+)",
+                              path.read_text(errors="replace"), re.M)
+            return _utc(found.group(1), found.group(2)) if found else None
+        if name.startswith("DIM_") and name.endswith(".XML"):
+            text = path.read_text(errors="replace")
+            day, clock = (re.search(rf"<{tag}>\s*([^<]*?)\s*</{tag}>", text)
+                          for tag in ("IMAGING_DATE", "IMAGING_TIME"))
+            return _utc(day.group(1), clock.group(1) if clock else "00:00:00") if day else None
     except (KeyError, ValueError, OSError):
         return None
     return None
+
+
+def _utc(day: str, clock: str) -> datetime:
+    """A date and a time of day (Z or none: UTC) as UTC; the fraction of a second to microseconds (metadata give
+    1 to 7 digits, Python 3.10's fromisoformat takes 3 or 6)."""
+    whole, _, fraction = clock.strip().rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{day.strip()}T{whole}").replace(microsecond=int(f"{fraction:0<6}"[:6]),
+                                                                     tzinfo=timezone.utc)
 
 
 def spectral_fields(sensor_name: str | None, band: str) -> dict[str, float]:
