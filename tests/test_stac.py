@@ -329,3 +329,24 @@ def test_the_items_datetime_is_the_acquisition_time_of_any_metadata_read(tmp_pat
     metadata = tmp_path / name
     metadata.write_text(text)
     assert acquired({"inputs": {"metadata": str(metadata)}}).isoformat() == expected
+
+
+def test_a_crs_without_an_epsg_code_is_given_as_wkt2(tmp_path: Path) -> None:
+    """An output in a CRS with no EPSG code (a local transverse Mercator) has its CRS in the Item's `proj:wkt2`,
+    which the projection extension defines as WKT2; it held GDAL's WKT1 (`PROJCS[...]`), which WKT2 readers refuse."""
+    from test_bad_inputs import pair
+
+    crs = rasterio.crs.CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=-87.3 +k=0.9996 +x_0=500000 +y_0=0 +ellps=GRS80 "
+                                      "+units=m +no_defs")
+    pan, ms = pair(tmp_path / "in")
+    for path in (pan, ms):
+        with rasterio.open(path, "r+") as dst:
+            dst.crs = crs
+    result = cli("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "out" / "x.tif"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "x.item.json").read_text())
+    validate(document)
+    props = document["properties"]
+    assert props["proj:epsg"] is None and props["proj:wkt2"].startswith("PROJCRS[")
+    with rasterio.open(tmp_path / "out" / "x.tif") as ds:
+        assert rasterio.crs.CRS.from_wkt(props["proj:wkt2"]) == ds.crs == crs

@@ -194,6 +194,8 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:
         item.properties["gsd"] = ground_sample_distance(src.crs, src.transform)
+        if "proj:wkt2" in item.properties and src.crs is not None:  # a CRS with no EPSG code: rio-stac wrote WKT1
+            item.properties["proj:wkt2"] = src.crs.to_wkt(version="WKT2_2019")
     item.assets["data"].title = f"Pansharpened {report.get('scene', {}).get('sensor', '')} scene".replace("  ", " ")
     item.assets["data"].media_type = raster_media_type(raster)
     item.assets["data"].extra_fields["bands"] = band_entries(raster, outputs.get("band_names") or [],
