@@ -284,6 +284,12 @@ def test_an_items_spread_says_whether_it_is_calibrated(tmp_path: Path) -> None:
     assert "not calibrated" in spread["description"] and "2 samples" in spread["description"], spread
     assert document["properties"]["ddrf:spread_calibrated"] is False
     assert document["properties"]["ddrf:spread_factor"] == 1.0
+    with rasterio.open(tmp_path / "out" / "x_spread.tif") as ds:  # described as the data asset is (it was not)
+        assert [b["name"] for b in spread["bands"]] == list(ds.descriptions) == ["blue spread", "green spread",
+                                                                                   "red spread", "nir spread"]
+        assert all(b["data_type"] == "float32" and b["nodata"] == "nan" for b in spread["bands"])
+        assert spread["bands"][0]["statistics"]["maximum"] == float(ds.read(1, masked=True).max())
+        assert not any("eo:common_name" in b for b in spread["bands"])  # a spread is no blue reflectance
     report = {"engine": {"kind": "model", "samples": 8, "views": None, "spread_factor": 18.24,
                          "spread_fitted": True}, "outputs": {"spread": "/o/x_spread.tif"}}
     assert processing_properties(report)["ddrf:spread_calibrated"] is True

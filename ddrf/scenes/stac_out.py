@@ -208,6 +208,9 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
         if path and Path(path).is_file():
             item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, described.get(key),
                                              media_type=media or raster_media_type(Path(path)), roles=roles))
+    if "spread" in item.assets:  # its data type, nodata (NaN) and statistics too, for clients that load it by these
+        spread_names = [f"{name} spread" for name in outputs.get("band_names") or []]  # the file's band descriptions
+        item.assets["spread"].extra_fields["bands"] = band_entries(Path(outputs["spread"]), spread_names)
     if source is not None:  # derived_from links to STAC Items; plain input files are listed in ddrf:inputs
         for key in ("platform", "constellation", "instruments"):
             if key in source.properties:
