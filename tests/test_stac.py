@@ -356,3 +356,17 @@ def test_a_crs_without_an_epsg_code_is_given_as_wkt2(tmp_path: Path) -> None:
     assert props["proj:epsg"] is None and props["proj:wkt2"].startswith("PROJCRS[")
     with rasterio.open(tmp_path / "out" / "x.tif") as ds:
         assert rasterio.crs.CRS.from_wkt(props["proj:wkt2"]) == ds.crs == crs
+
+
+def test_an_item_of_unnamed_bands_is_valid_stac(tmp_path: Path) -> None:
+    """A scene whose bands nothing names (a hyperspectral cube, a generic MS of five bands) has no eo field on any
+    band, but its Item declared the eo extension, whose schema requires one: the Item failed validation."""
+    from test_bad_inputs import pair
+
+    pan, ms = pair(tmp_path / "in", bands=5)
+    result = cli("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "out" / "x.tif"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "x.item.json").read_text())
+    assert not any(k.startswith("eo:") for band in document["assets"]["data"]["bands"] for k in band)
+    schemas = validate(document)
+    assert {s.split("/")[3] for s in schemas if "stac-extensions" in s} == {"projection", "processing"}

@@ -190,7 +190,6 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     item.properties["ddrf:datetime_source"] = said
     if span[0] is not None and span[1] is not None:  # the source's acquisition interval, kept
         item.common_metadata.start_datetime, item.common_metadata.end_datetime = span
-    item.stac_extensions += [EO_EXTENSION, PROCESSING_EXTENSION]
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:
         item.properties["gsd"] = ground_sample_distance(src.crs, src.transform)
@@ -200,6 +199,9 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     item.assets["data"].media_type = raster_media_type(raster)
     item.assets["data"].extra_fields["bands"] = band_entries(raster, outputs.get("band_names") or [],
                                                              report.get("scene", {}).get("sensor"))
+    # the eo extension only where a band has an eo field: its schema requires one (unnamed bands have none)
+    uses_eo = any(key.startswith("eo:") for band in item.assets["data"].extra_fields["bands"] for key in band)
+    item.stac_extensions += [EO_EXTENSION] * uses_eo + [PROCESSING_EXTENSION]
     extras = {"report": (raster.with_suffix(".json"), "application/json", ["metadata"], "ddrf-run report"),
               "spread": (outputs.get("spread"), None, ["uncertainty"], "per-pixel spread"),  # media: the file's
               "quicklook": (outputs.get("quicklook"), pystac.MediaType.PNG, ["overview"], "RGB quicklook")}
