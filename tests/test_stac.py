@@ -81,9 +81,13 @@ def test_item_beside_the_geotiff_is_valid_stac(directory_run: Path) -> None:
 
 def test_an_item_without_an_acquisition_time_says_whose_time_it_carries(tmp_path: Path) -> None:
     """A --pan/--ms pair without metadata: STAC needs a datetime, and it is the output file's; the Item says so
-    (it looked like an acquisition time)."""
-    bands = [next(SAMPLE.glob(f"*_B{b}.TIF")) for b in (2, 3, 4, 5)]
-    result = cli("--pan", str(next(SAMPLE.glob("*_B8.TIF"))), *(a for b in bands for a in ("--ms", str(b))), "-o",
+    (it looked like an acquisition time). The band files are copied without their MTL, which would date them."""
+    import shutil
+
+    (tmp_path / "in").mkdir()
+    bands = [Path(shutil.copy(next(SAMPLE.glob(f"*_B{b}.TIF")), tmp_path / "in")) for b in (2, 3, 4, 5)]
+    pan = shutil.copy(next(SAMPLE.glob("*_B8.TIF")), tmp_path / "in")
+    result = cli("--pan", str(pan), *(a for b in bands for a in ("--ms", str(b))), "-o",
                  str(tmp_path / "pair.tif"), "--method", "GSA")
     assert result.exit_code == 0, result.output
     props = json.loads((tmp_path / "pair.item.json").read_text())["properties"]
@@ -370,3 +374,15 @@ def test_an_item_of_unnamed_bands_is_valid_stac(tmp_path: Path) -> None:
     assert not any(k.startswith("eo:") for band in document["assets"]["data"]["bands"] for k in band)
     schemas = validate(document)
     assert {s.split("/")[3] for s in schemas if "stac-extensions" in s} == {"projection", "processing"}
+
+
+def test_landsat_band_files_given_as_a_pair_are_dated_by_their_mtl(tmp_path: Path) -> None:
+    """Landsat band files given as `--pan X_B8.TIF --ms X_B2.TIF ...`, their MTL beside them: the Item was dated by
+    the output file's time, said to be because the inputs give no acquisition time."""
+    bands = [SAMPLE / f"{SAMPLE.name}_B{b}.TIF" for b in (2, 3, 4, 5)]
+    result = cli("--pan", str(SAMPLE / f"{SAMPLE.name}_B8.TIF"), *(a for b in bands for a in ("--ms", str(b))),
+                 "-o", str(tmp_path / "x.tif"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    props = json.loads((tmp_path / "x.item.json").read_text())["properties"]
+    assert props["datetime"].startswith("2015-08-04T16:19:21")  # the MTL's acquisition time
+    assert props["ddrf:datetime_source"] == "the acquisition time in the scene's metadata"

@@ -50,10 +50,9 @@ def acquired(report: dict[str, Any]) -> datetime | None:
     Maxar IMD's first line time, a DIMAP's (Pleiades, SPOT 6/7) imaging date and time."""
     from ddrf.scenes.discover import is_mtl, read_mtl
 
-    metadata = report.get("inputs", {}).get("metadata")
-    if not metadata:
+    path = scene_metadata(report.get("inputs", {}))
+    if path is None:
         return None
-    path = Path(metadata)
     try:
         if is_mtl(path):
             mtl = read_mtl(path)
@@ -71,6 +70,18 @@ def acquired(report: dict[str, Any]) -> datetime | None:
     except (KeyError, ValueError, OSError):
         return None
     return None
+
+
+def scene_metadata(inputs: dict[str, Any]) -> Path | None:
+    """The metadata file discovery read, else for Landsat band files given as --pan/--ms (`X_B8.TIF`) their MTL
+    beside them (`X_MTL.txt`, .xml or .json), which names their acquisition time."""
+    if inputs.get("metadata"):
+        return Path(inputs["metadata"])
+    pan = Path(inputs.get("pan_file") or ".")
+    landsat = re.fullmatch(r"(.+)_B0?8", pan.stem, re.I)
+    suffixes = (".txt", ".xml", ".json") if landsat else ()
+    beside = [pan.with_name(f"{landsat.group(1)}_MTL{suffix}") for suffix in suffixes if landsat]
+    return next((path for path in beside if path.is_file()), None)
 
 
 def _utc(day: str, clock: str) -> datetime:
