@@ -161,7 +161,9 @@ def honoured_mask(mask_flags: Sequence[Sequence[MaskFlags]], alpha_bands: set[in
     flags = {flag for band in bands for flag in mask_flags[band - 1]}
     if MaskFlags.alpha in flags:
         return not alpha_bands & set(bands)
-    return MaskFlags.per_dataset in flags
+    # GDAL takes an alpha band as the mask of 2- and 4-band files only; beside more bands (`gdalwarp -dstalpha` on a
+    # four-band MS) its own mask is all valid, and `file_mask` reads the alpha band instead
+    return MaskFlags.per_dataset in flags or bool(alpha_bands - set(bands))
 
 
 def single_image_band(count: int, alpha_bands: Collection[int]) -> bool:
@@ -190,8 +192,17 @@ def read_band(src: DatasetReader, band: int, masked: bool = False, **options: ob
     `is_nodata` then finds."""
     data = src.read(band, **options).astype(np.float64)
     if masked:
-        data[src.read_masks(band, **options) == 0] = np.nan
+        data[file_mask(src, band, **options) == 0] = np.nan
     return data
+
+
+def file_mask(src: DatasetReader, band: int, **options: object) -> np.ndarray:
+    """GDAL's mask of `band` (0 where no data), or where GDAL finds none, the file's alpha band: GDAL takes an alpha
+    band as the others' mask only in 2- and 4-band files, so a 4-band MS + alpha would otherwise mask nothing."""
+    alpha = [i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha and i + 1 != band]
+    if alpha and list(src.mask_flag_enums[band - 1]) == [MaskFlags.all_valid]:
+        return src.read(alpha[0], **options)
+    return src.read_masks(band, **options)
 
 
 def read_indexed(path: Path, band: int, rows: np.ndarray, cols: np.ndarray, masked: bool = False) -> np.ndarray:

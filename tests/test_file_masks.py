@@ -123,6 +123,26 @@ def test_an_alpha_band_masks_the_others_and_is_not_fused(tmp_path: Path) -> None
     assert not valid[-32:, -32:].any() and valid[:96, :96].all()
 
 
+def test_an_alpha_band_beside_four_bands_masks_them(tmp_path: Path) -> None:
+    """`gdalwarp -dstalpha` on a four-band MS writes five bands, the fifth alpha; GDAL takes an alpha band as the
+    mask of two- and four-band files only, so its own mask of this file is all valid. The alpha band was dropped
+    from the bands but masked nothing: the transparent block (0 in every band) was fused as data. It must fuse
+    exactly as the same fill under a nodata tag."""
+    pan, ms, grid = inputs(tmp_path)
+    ms[:, -16:, :16] = 0
+    alpha = np.where(ms[0] > 0, 65535, 0).astype(ms.dtype)
+    warped = write(tmp_path / "ms_alpha.tif", np.concatenate([ms, alpha[None]]), grid)
+    with rasterio.open(warped, "r+") as dst:
+        dst.colorinterp = [ColorInterp.gray, *[ColorInterp.undefined] * 3, ColorInterp.alpha]
+    with rasterio.open(warped) as src:
+        assert src.mask_flag_enums[0] == [rasterio.enums.MaskFlags.all_valid]  # GDAL itself masks nothing here
+    by_alpha = fuse(pan, warped, tmp_path / "a.tif")
+    by_tag = fuse(pan, write(tmp_path / "tagged.tif", ms, grid, nodata=0), tmp_path / "b.tif")
+    assert by_alpha[0].shape[0] == 4 and not by_alpha[1][-32:, :32].any() and by_alpha[1][:64, 40:].all()
+    np.testing.assert_array_equal(by_alpha[1], by_tag[1])
+    np.testing.assert_array_equal(by_alpha[0][:, by_alpha[1]], by_tag[0][:, by_tag[1]])
+
+
 def test_a_nir_band_gdal_flagged_alpha_stays_a_band_and_masks_nothing(tmp_path: Path) -> None:
     """GDAL writes a four-band byte file as RGB + alpha unless told otherwise: blue, green, red, NIR written so must
     keep NIR as a band, and NIR values of 0 (dark water in 8 bits) must not become no data."""

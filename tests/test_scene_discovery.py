@@ -648,3 +648,25 @@ def test_a_symlinked_sub_folder_is_followed_once(tmp_path: Path) -> None:
     files = discover_scene(scene)
     assert (files.scheme, files.sensor, files.band_names) == ("landsat-mtl", "Landsat8", BGRN)
     assert files.pan.parent == scene / "bands"
+
+
+def test_bands_contradicting_the_scenes_own_band_names_are_refused(tmp_path: Path) -> None:
+    """`--bands red,green,blue,nir` on a Landsat scene, whose MTL and file names say blue, green, red, nir: the
+    output's bands were relabelled (blue data named red, with red's wavelength in the STAC Item, and fed to the
+    model as red), silently. Refused with one line naming the file; names that agree still run."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app
+
+    sample = Path(__file__).parents[1] / "ddrf/assets/sample_scene/LC80200392015216LGN00"
+    args = [str(sample), "-o", str(tmp_path / "out"), "--method", "GSA", "--no-progress", "--bands"]
+    result = CliRunner().invoke(app, [*args, "red,green,blue,nir"])
+    assert result.exit_code == 1, result.output
+    said = [line for line in result.output.splitlines() if "--bands names" in line]
+    assert said and all(f"{sample.name}_B2.TIF: --bands names band 1 red, but its landsat-mtl naming and metadata "
+                        "name it blue" in line for line in said), result.output
+    assert not (tmp_path / "out" / f"{sample.name}.tif").exists()
+    agreeing = CliRunner().invoke(app, [*args, "Blue,green,red,nir"])
+    assert agreeing.exit_code == 0, agreeing.output
+    with rasterio.open(tmp_path / "out" / f"{sample.name}.tif") as ds:
+        assert ds.descriptions == ("blue", "green", "red", "nir")

@@ -81,9 +81,13 @@ def test_item_beside_the_geotiff_is_valid_stac(directory_run: Path) -> None:
 
 def test_an_item_without_an_acquisition_time_says_whose_time_it_carries(tmp_path: Path) -> None:
     """A --pan/--ms pair without metadata: STAC needs a datetime, and it is the output file's; the Item says so
-    (it looked like an acquisition time)."""
-    bands = [next(SAMPLE.glob(f"*_B{b}.TIF")) for b in (2, 3, 4, 5)]
-    result = cli("--pan", str(next(SAMPLE.glob("*_B8.TIF"))), *(a for b in bands for a in ("--ms", str(b))), "-o",
+    (it looked like an acquisition time). The band files are copied without their MTL, which would date them."""
+    import shutil
+
+    (tmp_path / "in").mkdir()
+    bands = [Path(shutil.copy(next(SAMPLE.glob(f"*_B{b}.TIF")), tmp_path / "in")) for b in (2, 3, 4, 5)]
+    pan = shutil.copy(next(SAMPLE.glob("*_B8.TIF")), tmp_path / "in")
+    result = cli("--pan", str(pan), *(a for b in bands for a in ("--ms", str(b))), "-o",
                  str(tmp_path / "pair.tif"), "--method", "GSA")
     assert result.exit_code == 0, result.output
     props = json.loads((tmp_path / "pair.item.json").read_text())["properties"]
@@ -284,7 +288,101 @@ def test_an_items_spread_says_whether_it_is_calibrated(tmp_path: Path) -> None:
     assert "not calibrated" in spread["description"] and "2 samples" in spread["description"], spread
     assert document["properties"]["ddrf:spread_calibrated"] is False
     assert document["properties"]["ddrf:spread_factor"] == 1.0
+    with rasterio.open(tmp_path / "out" / "x_spread.tif") as ds:  # described as the data asset is (it was not)
+        assert [b["name"] for b in spread["bands"]] == list(ds.descriptions) == ["blue spread", "green spread",
+                                                                                   "red spread", "nir spread"]
+        assert all(b["data_type"] == "float32" and b["nodata"] == "nan" for b in spread["bands"])
+        assert spread["bands"][0]["statistics"]["maximum"] == float(ds.read(1, masked=True).max())
+        assert not any("eo:common_name" in b for b in spread["bands"])  # a spread is no blue reflectance
     report = {"engine": {"kind": "model", "samples": 8, "views": None, "spread_factor": 18.24,
                          "spread_fitted": True}, "outputs": {"spread": "/o/x_spread.tif"}}
     assert processing_properties(report)["ddrf:spread_calibrated"] is True
     assert "ddrf:spread_factor" not in processing_properties({"engine": {"kind": "model"}, "outputs": {}})
+
+
+def test_a_cog_output_is_a_cog_in_its_item(directory_run: Path, tmp_path: Path) -> None:
+    """`--cog` writes Cloud Optimized GeoTIFFs, but the Item called them plain GeoTIFFs: STAC browsers and tile
+    servers read an asset in place by range requests only when its type carries `profile=cloud-optimized`."""
+    result = cli(str(SAMPLE), "-o", str(tmp_path / "out"), "--method", "GSA", "--cog")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / f"{SAMPLE.name}.item.json").read_text())
+    validate(document)
+    with rasterio.open(tmp_path / "out" / f"{SAMPLE.name}.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    assert document["assets"]["data"]["type"] == pystac.MediaType.COG
+    plain = json.loads((directory_run / "out" / f"{SAMPLE.name}.item.json").read_text())  # no --cog: no COG said
+    assert plain["assets"]["data"]["type"] == pystac.MediaType.GEOTIFF
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("scene.IMD", 'BEGIN_GROUP = IMAGE_1\n\tsatId = "WV03";\n\tfirstLineTime = 2016-04-20T18:30:12.123456Z;\n'
+                  "END_GROUP = IMAGE_1\n", "2016-04-20T18:30:12.123456+00:00"),
+    ("DIM_PHR1A_MS_201305141054315_SEN_1.XML",
+     "<Dimap_Document><Source_Identification><Strip_Source><MISSION>PLEIADES</MISSION>"
+     "<IMAGING_DATE>2013-05-14</IMAGING_DATE><IMAGING_TIME>10:54:31.5Z</IMAGING_TIME></Strip_Source>"
+     "</Source_Identification></Dimap_Document>", "2013-05-14T10:54:31.500000+00:00"),
+    ("LC08_L1TP_020039_20150804_20200908_02_T1_MTL.xml",
+     "<LANDSAT_METADATA_FILE><IMAGE_ATTRIBUTES><DATE_ACQUIRED>2015-08-04</DATE_ACQUIRED>"
+     "<SCENE_CENTER_TIME>16:19:21.7917420Z</SCENE_CENTER_TIME></IMAGE_ATTRIBUTES></LANDSAT_METADATA_FILE>",
+     "2015-08-04T16:19:21.791742+00:00"),
+    ("LC08_L1TP_020039_20150804_20200908_02_T1_MTL.json",
+     '{"LANDSAT_METADATA_FILE": {"IMAGE_ATTRIBUTES": {"DATE_ACQUIRED": "2015-08-04", '
+     '"SCENE_CENTER_TIME": "16:19:21.7917420Z"}}}', "2015-08-04T16:19:21.791742+00:00"),
+])
+def test_the_items_datetime_is_the_acquisition_time_of_any_metadata_read(tmp_path: Path, name: str, text: str,
+                                                                         expected: str) -> None:
+    """The Item's datetime came from a Landsat MTL in text form only: a Maxar scene (its .IMD), a Pleiades or SPOT
+    scene (its DIMAP) or a Collection 2 MTL in XML or JSON got the output file's time, said to be because the inputs
+    give none, though discovery had read that very file (the report's `inputs.metadata`)."""
+    from ddrf.scenes.stac_out import acquired
+
+    metadata = tmp_path / name
+    metadata.write_text(text)
+    assert acquired({"inputs": {"metadata": str(metadata)}}).isoformat() == expected
+
+
+def test_a_crs_without_an_epsg_code_is_given_as_wkt2(tmp_path: Path) -> None:
+    """An output in a CRS with no EPSG code (a local transverse Mercator) has its CRS in the Item's `proj:wkt2`,
+    which the projection extension defines as WKT2; it held GDAL's WKT1 (`PROJCS[...]`), which WKT2 readers refuse."""
+    from test_bad_inputs import pair
+
+    crs = rasterio.crs.CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=-87.3 +k=0.9996 +x_0=500000 +y_0=0 +ellps=GRS80 "
+                                      "+units=m +no_defs")
+    pan, ms = pair(tmp_path / "in")
+    for path in (pan, ms):
+        with rasterio.open(path, "r+") as dst:
+            dst.crs = crs
+    result = cli("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "out" / "x.tif"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "x.item.json").read_text())
+    validate(document)
+    props = document["properties"]
+    assert props["proj:epsg"] is None and props["proj:wkt2"].startswith("PROJCRS[")
+    with rasterio.open(tmp_path / "out" / "x.tif") as ds:
+        assert rasterio.crs.CRS.from_wkt(props["proj:wkt2"]) == ds.crs == crs
+
+
+def test_an_item_of_unnamed_bands_is_valid_stac(tmp_path: Path) -> None:
+    """A scene whose bands nothing names (a hyperspectral cube, a generic MS of five bands) has no eo field on any
+    band, but its Item declared the eo extension, whose schema requires one: the Item failed validation."""
+    from test_bad_inputs import pair
+
+    pan, ms = pair(tmp_path / "in", bands=5)
+    result = cli("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "out" / "x.tif"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "x.item.json").read_text())
+    assert not any(k.startswith("eo:") for band in document["assets"]["data"]["bands"] for k in band)
+    schemas = validate(document)
+    assert {s.split("/")[3] for s in schemas if "stac-extensions" in s} == {"projection", "processing"}
+
+
+def test_landsat_band_files_given_as_a_pair_are_dated_by_their_mtl(tmp_path: Path) -> None:
+    """Landsat band files given as `--pan X_B8.TIF --ms X_B2.TIF ...`, their MTL beside them: the Item was dated by
+    the output file's time, said to be because the inputs give no acquisition time."""
+    bands = [SAMPLE / f"{SAMPLE.name}_B{b}.TIF" for b in (2, 3, 4, 5)]
+    result = cli("--pan", str(SAMPLE / f"{SAMPLE.name}_B8.TIF"), *(a for b in bands for a in ("--ms", str(b))),
+                 "-o", str(tmp_path / "x.tif"), "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    props = json.loads((tmp_path / "x.item.json").read_text())["properties"]
+    assert props["datetime"].startswith("2015-08-04T16:19:21")  # the MTL's acquisition time
+    assert props["ddrf:datetime_source"] == "the acquisition time in the scene's metadata"

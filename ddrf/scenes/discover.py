@@ -637,4 +637,12 @@ def name_bands(files: SceneFiles, names: Sequence[str]) -> SceneFiles:
     if len(names) != len(files.ms):
         raise ValueError(f"{files.ms[0][0] if files.ms else files.pan}: --bands names {len(names)} bands "
                          f"({', '.join(names)}) but the MS has {len(files.ms)}")
-    return replace(files, band_names=[n.lower() for n in names], names_assumed=False, band_source="--bands")
+    names = [n.lower() for n in names]
+    differ = [k for k, (asked, had) in enumerate(zip(names, files.band_names)) if asked != had]
+    if differ and not files.names_assumed:  # the output's band names, wavelengths and the model's inputs would lie
+        (path, band), k = files.ms[differ[0]], differ[0]
+        source = files.band_source or f"its {files.scheme} naming and metadata"
+        raise ValueError(f"{path}: --bands names band {band} {names[k]}, but {source} name it "
+                         f"{files.band_names[k]} ({', '.join(files.band_names)}); --bands names bands that nothing "
+                         "else names: leave it out for this scene")
+    return replace(files, band_names=names, names_assumed=False, band_source="--bands")

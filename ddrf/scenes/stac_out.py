@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,19 +46,50 @@ def card_hash(model_dir: str | None) -> str | None:
 
 
 def acquired(report: dict[str, Any]) -> datetime | None:
-    """Acquisition time from a Landsat MTL's date and scene centre time."""
-    inputs = report.get("inputs", {})
-    metadata = inputs.get("metadata")
-    try:
-        if metadata and Path(metadata).name.upper().endswith("MTL.TXT"):
-            from ddrf.scenes.discover import read_mtl
+    """Acquisition time from the scene's metadata: a Landsat MTL's date and scene centre time (text, XML or JSON), a
+    Maxar IMD's first line time, a DIMAP's (Pleiades, SPOT 6/7) imaging date and time."""
+    from ddrf.scenes.discover import is_mtl, read_mtl
 
-            mtl = read_mtl(Path(metadata))
-            clock = mtl.get("SCENE_CENTER_TIME", "00:00:00Z").rstrip("Z")[:15]
-            return datetime.fromisoformat(f"{mtl['DATE_ACQUIRED']}T{clock}").replace(tzinfo=timezone.utc)
+    path = scene_metadata(report.get("inputs", {}))
+    if path is None:
+        return None
+    try:
+        if is_mtl(path):
+            mtl = read_mtl(path)
+            return _utc(mtl["DATE_ACQUIRED"], mtl.get("SCENE_CENTER_TIME", "00:00:00"))
+        name = path.name.upper()
+        if name.endswith(".IMD"):
+            found = re.search(r"^\s*(?:firstLineTime|earliestAcqTime)\s*=\s*\"?(\d{4}-\d\d-\d\d)T([\d:.]+)",
+                              path.read_text(errors="replace"), re.M)
+            return _utc(found.group(1), found.group(2)) if found else None
+        if name.startswith("DIM_") and name.endswith(".XML"):
+            text = path.read_text(errors="replace")
+            day, clock = (re.search(rf"<{tag}>\s*([^<]*?)\s*</{tag}>", text)
+                          for tag in ("IMAGING_DATE", "IMAGING_TIME"))
+            return _utc(day.group(1), clock.group(1) if clock else "00:00:00") if day else None
     except (KeyError, ValueError, OSError):
         return None
     return None
+
+
+def scene_metadata(inputs: dict[str, Any]) -> Path | None:
+    """The metadata file discovery read, else for Landsat band files given as --pan/--ms (`X_B8.TIF`) their MTL
+    beside them (`X_MTL.txt`, .xml or .json), which names their acquisition time."""
+    if inputs.get("metadata"):
+        return Path(inputs["metadata"])
+    pan = Path(inputs.get("pan_file") or ".")
+    landsat = re.fullmatch(r"(.+)_B0?8", pan.stem, re.I)
+    suffixes = (".txt", ".xml", ".json") if landsat else ()
+    beside = [pan.with_name(f"{landsat.group(1)}_MTL{suffix}") for suffix in suffixes if landsat]
+    return next((path for path in beside if path.is_file()), None)
+
+
+def _utc(day: str, clock: str) -> datetime:
+    """A date and a time of day (Z or none: UTC) as UTC; the fraction of a second to microseconds (metadata give
+    1 to 7 digits, Python 3.10's fromisoformat takes 3 or 6)."""
+    whole, _, fraction = clock.strip().rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{day.strip()}T{whole}").replace(microsecond=int(f"{fraction:0<6}"[:6]),
+                                                                     tzinfo=timezone.utc)
 
 
 def spectral_fields(sensor_name: str | None, band: str) -> dict[str, float]:
@@ -169,21 +201,29 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     item.properties["ddrf:datetime_source"] = said
     if span[0] is not None and span[1] is not None:  # the source's acquisition interval, kept
         item.common_metadata.start_datetime, item.common_metadata.end_datetime = span
-    item.stac_extensions += [EO_EXTENSION, PROCESSING_EXTENSION]
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:
         item.properties["gsd"] = ground_sample_distance(src.crs, src.transform)
+        if "proj:wkt2" in item.properties and src.crs is not None:  # a CRS with no EPSG code: rio-stac wrote WKT1
+            item.properties["proj:wkt2"] = src.crs.to_wkt(version="WKT2_2019")
     item.assets["data"].title = f"Pansharpened {report.get('scene', {}).get('sensor', '')} scene".replace("  ", " ")
+    item.assets["data"].media_type = raster_media_type(raster)
     item.assets["data"].extra_fields["bands"] = band_entries(raster, outputs.get("band_names") or [],
                                                              report.get("scene", {}).get("sensor"))
+    # the eo extension only where a band has an eo field: its schema requires one (unnamed bands have none)
+    uses_eo = any(key.startswith("eo:") for band in item.assets["data"].extra_fields["bands"] for key in band)
+    item.stac_extensions += [EO_EXTENSION] * uses_eo + [PROCESSING_EXTENSION]
     extras = {"report": (raster.with_suffix(".json"), "application/json", ["metadata"], "ddrf-run report"),
-              "spread": (outputs.get("spread"), pystac.MediaType.GEOTIFF, ["uncertainty"], "per-pixel spread"),
+              "spread": (outputs.get("spread"), None, ["uncertainty"], "per-pixel spread"),  # media: the file's
               "quicklook": (outputs.get("quicklook"), pystac.MediaType.PNG, ["overview"], "RGB quicklook")}
     described = {"spread": spread_description(report.get("engine", {}))}
     for key, (path, media, roles, title) in extras.items():
         if path and Path(path).is_file():
-            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, described.get(key), media_type=media,
-                                             roles=roles))
+            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, described.get(key),
+                                             media_type=media or raster_media_type(Path(path)), roles=roles))
+    if "spread" in item.assets:  # its data type, nodata (NaN) and statistics too, for clients that load it by these
+        spread_names = [f"{name} spread" for name in outputs.get("band_names") or []]  # the file's band descriptions
+        item.assets["spread"].extra_fields["bands"] = band_entries(Path(outputs["spread"]), spread_names)
     if source is not None:  # derived_from links to STAC Items; plain input files are listed in ddrf:inputs
         for key in ("platform", "constellation", "instruments"):
             if key in source.properties:
@@ -192,6 +232,14 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
         if origin:
             item.add_link(pystac.Link("derived_from", origin, pystac.MediaType.GEOJSON))
     return item
+
+
+def raster_media_type(path: Path) -> str:
+    """A COG's media type where GDAL wrote the file in its COG layout (`--cog`), else plain GeoTIFF's: STAC clients
+    and tile servers read a COG in place by range requests only when its asset says it is one."""
+    with rasterio.open(path) as src:
+        cog = src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    return str(pystac.MediaType.COG if cog else pystac.MediaType.GEOTIFF)
 
 
 METRES_PER_DEGREE = 111_195.0  # of latitude, on the mean Earth radius (within 0.6 % at any latitude)
