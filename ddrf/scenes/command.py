@@ -336,7 +336,9 @@ def main(
                                            "scene's windows."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: tty)."),
     bands: Optional[str] = typer.Option(None, "--bands", help="Names of the MS bands in file order, comma list "
-                                        "(e.g. red,green,blue,nir); overrides metadata and naming conventions."),
+                                        "(e.g. red,green,blue,nir) where nothing else names them; where metadata, file "
+                                        "names or band descriptions do, they must agree (a scene they contradict "
+                                        "fails)."),
     sensor: Optional[str] = typer.Option(None, "--sensor", help="The sensor (e.g. WorldView-3, Pleiades, "
                                          "Landsat8): its MTF for the classical methods, and its band names by "
                                          "count where no metadata or band descriptions name the bands."),

@@ -440,7 +440,7 @@ class SceneJob:
     directory: Path | None = None
     pan: Path | None = None
     ms: tuple[Path, ...] = ()
-    bands: tuple[str, ...] = ()  # --bands: the MS band names in file order (overrides metadata and conventions)
+    bands: tuple[str, ...] = ()  # --bands: the MS band names in file order (where nothing else names them)
     sensor: str | None = None  # --sensor: the sensor, and band names by count where nothing else names them
     wraps: tuple[tuple[Path, str], ...] = ()  # STAC Item input: (band wrapper VRT, the asset file it wraps)
     item: str | None = None  # STAC Item input: the Item as given (a path or URL)
