@@ -196,6 +196,18 @@ class ModelCard:
             return float(fit["c"]) if fit else 1.0
         return self.spread_calibration * samples_factor(self.spread_calibration_samples, samples)
 
+    def spread_widening(self, samples: int) -> str | None:
+        """None, or a sentence saying that the std of so few draws is too noisy a per-pixel estimate: to keep its
+        coverage the calibrated map must be at least twice as wide as from the N of the fit (N = 2 against the
+        bundled cards' 8: 5.4x, the t quantile of one degree of freedom)."""
+        fitted = self.spread_calibration_samples
+        widening = samples_factor(fitted, samples)
+        if widening < 2:
+            return None
+        return (f"the spread of {samples} samples is a noisy estimate of each pixel's: to cover as often, its "
+                f"calibrated map is {widening:.1f}x wider than one from the {fitted} samples the factor was fitted "
+                f"with; --uncertainty {fitted} gives a sharper map")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -134,3 +134,30 @@ def test_eval_fits_the_views_factor_into_its_own_slot(tmp_path: Path) -> None:
     store_factor(model, 8.0, 3, fit["steps"], views=True)
     assert [(f["samples"], f["c"]) for f in read_card(model / "card.json").spread_calibration_views] == [(3, 8.0),
                                                                                                         (4, 9.0)]
+
+
+def test_a_spread_from_two_samples_says_how_much_wider_its_calibrated_map_is(tmp_path: Path) -> None:
+    """--uncertainty 2 with a card fitted at 8 samples: the factor carried by Student's t is 5.4x (one degree of
+    freedom), so the map keeps its coverage by being far wider than the error it bounds; the run says so and names
+    the N that gives a sharper one (before: nothing, the map just 5x wider than at N = 8)."""
+    from test_bad_inputs import pair
+
+    from ddrf.card import write_card
+    from ddrf.scenes.command import app
+
+    model = Path(shutil.copytree(TINY_MODEL, tmp_path / "model"))
+    card = read_card(model / "card.json")
+    card.spread_calibration, card.spread_calibration_samples = 5.0, 8
+    card.spread_calibration_steps = card.sampling_steps
+    write_card(card, model / "card.json")
+    pan, ms = pair(tmp_path / "in")
+    said = {}
+    for n in (2, 4):
+        result = CliRunner().invoke(app, ["--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / f"out{n}" / "x.tif"),
+                                          "--model", str(model), "--uncertainty", str(n), "--threads", "1",
+                                          "--no-progress"])
+        assert result.exit_code == 0, result.output
+        said[n] = result.output
+    assert "the spread of 2 samples is a noisy estimate" in said[2] and "5.4x wider" in said[2], said[2]
+    assert "--uncertainty 8 gives a sharper map" in said[2]
+    assert "noisy estimate" not in said[4]  # 4 samples: 1.35x, within what a calibrated map is expected to carry

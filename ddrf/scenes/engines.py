@@ -46,6 +46,7 @@ class Engine(Protocol):
     samples: int
     spread_calibration: float  # the spread of its samples times this is the 1-sigma error (ModelCard.spread_factor)
     spread_problem: str | None  # why that factor does not calibrate its spread (None: it does)
+    spread_note: str | None  # what to know of a calibrated spread from so few samples (ModelCard.spread_widening)
     halo: int  # the context margin its windows need (PAN pixels)
     default_tile: int  # window side when none is asked for
 
@@ -83,6 +84,7 @@ class ModelEngine:
         views = first_view is not None
         self.spread_calibration = self.card.spread_factor(samples, views, fuser.steps)
         self.spread_problem = self.card.spread_problem(fuser.steps, samples if views else 0)
+        self.spread_note = None if views else self.card.spread_widening(samples)  # views: fitted at their own N
         self.halo = int(self.card.halo)
         self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
         self.radiometry: Radiometry | None = None
@@ -176,6 +178,7 @@ class BaselineEngine:
         self.label, self.multiple, self.samples = f"baseline {method}", 1, 1
         self.spread_calibration = 1.0
         self.spread_problem: str | None = None  # deterministic: no spread to fit
+        self.spread_note: str | None = None
         self.halo = DEFAULT_HALO
         self.default_tile = default_tiling("ort-cpu", method)[0]
         self.bands: list[str] | None = None  # every MS band the scene has

@@ -629,6 +629,8 @@ def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: di
             say(f"{job.source}: {engine.label} {engine.spread_problem}, so the spread map is not calibrated; fit a "
                 f"factor on reference images with ddrf-eval DATA --methods ddrf:MODEL --steps K --samples N{views} "
                 "--fit-spread")
+        elif settings.spread and engine.spread_note:
+            say(f"{job.source}: {engine.spread_note}")
         missing = scene.files.missing  # all of them go in the report; said when a core band is absent (a partial
         # copy more likely than a download of some bands: coastal and SWIR are often left out on purpose)
         if CORE_BANDS & set(missing):
