@@ -254,7 +254,7 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
     """Say once what the tile and halo round to (whole MS pixels and network strides), and refuse a tile that
     leaves no room inside its halo, before any scene starts; `model` names whose rounding it is, where several
     models may run."""
-    from ddrf.scenes.tiling import round_up, window_alignment
+    from ddrf.scenes.tiling import least_tile, round_up, window_alignment
 
     if engine is None or engine.ratio is None:  # a baseline: alignment is the scene's ratio
         align, why = 1, ""
@@ -269,8 +269,11 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         run_as = f" (run as {rounded_tile})" if rounded_tile != tile else ""
         whose = " (the model's: a smaller one makes the output depend on the tile)" if halo == getattr(
             engine, "halo", None) else ""
+        # not the smallest tile that runs (2 halos + one step), whose windows keep one step each of their side
+        fits, least = 2 * rounded_halo + max(align, 1), least_tile(rounded_halo, align)
         raise usage(f"--tile {tile}{run_as} leaves no room inside a halo of {rounded_halo} on each side{whose}: use "
-                    f"--tile {2 * rounded_halo + max(align, 1)} or more, or a smaller --halo")
+                    f"--tile {least} or more (windows that keep at least half their side; {fits} would keep "
+                    f"{max(align, 1)} px of it, at {(fits / max(align, 1)) ** 2:.0f}x the work), or a smaller --halo")
     limits = getattr(engine, "window_limits", lambda: None)()
     if limits is not None:
         low, high, most = limits
@@ -294,7 +297,7 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
 def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings") -> int:
     """Print each scene's plan (model, windows, output size, free space) and run nothing; 1 when a scene cannot
     run."""
-    from ddrf.scenes.jobs import before_fusing, one_line, open_with_engine, plan_scene
+    from ddrf.scenes.jobs import before_fusing, halo_cost, one_line, open_with_engine, plan_scene
     from ddrf.scenes.engines import check_fit
     from ddrf.scenes.streaming import Outputs
 
@@ -318,6 +321,8 @@ def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings")
             note(one_line(exc, job), "scene", name=job.name, status="failed", error=one_line(exc, job))
             continue
         say_plan(job.name, plan, engine.summary().get("model"))
+        for line in halo_cost(job.name, plan):
+            note(line)
     return 1 if failed else 0
 
 

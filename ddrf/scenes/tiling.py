@@ -46,6 +46,14 @@ def round_up(value: int, unit: int) -> int:
     return -(-value // unit) * unit
 
 
+def least_tile(halo: int, align: int) -> int:
+    """The smallest aligned window side worth advising with this halo: four halos, so that an inner window keeps half
+    of its side (a quarter of its pixels) and the model computes at most about 4x the scene's pixels. Below it the
+    cost climbs as (tile / (tile - 2 halo))^2: the 200 px windows that a halo of 96 leaves room for keep 8 x 8 px
+    each, 625x the work. (The default window is at least seven halos: `ddrf.card.default_window`.)"""
+    return max(round_up(4 * halo, align), align)
+
+
 def axis_starts(length: int, tile: int, halo: int, align: int) -> tuple[int, list[int]]:
     """(window length, window starts) along one axis of `length` pixels, padded by `halo` on both sides."""
     span = round_up(length, align) + 2 * halo
@@ -140,6 +148,10 @@ class TileGrid:
     @property
     def count(self) -> int:
         return len(self.row_starts) * len(self.col_starts)
+
+    def work(self, chunk: int = CHUNK_COLUMNS) -> int:
+        """Pixels the engine computes for the scene: every window fused, halo included."""
+        return self.fused_count(chunk) * self.tile_rows * self.tile_cols
 
     def column_chunks(self, chunk: int = CHUNK_COLUMNS) -> list[tuple[int, int]]:
         """[first, end) output columns of each chunk the scene is blended in, left to right."""

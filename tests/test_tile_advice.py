@@ -1,0 +1,55 @@
+"""ddrf-run's --tile as a new user meets it: the advice of a refusal, and what a small tile costs.
+
+A tile that leaves no room inside the halo was refused with the smallest tile that runs (--tile 200 with the bundled
+ratio-2 model's halo of 96): 2048 windows keeping 8 x 8 px each, 92 s where the default took 2 s, without a word.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ddrf.scenes.command import app
+from scenes_fixtures import SAMPLE, TINY_MODEL
+from stac_fixtures import small_scene
+
+
+def plan_of(out: Path, *args: str) -> dict:
+    """The json plan record of a --dry-run on the sample scene with the bundled model."""
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(out), "--dry-run", "--log-format", "json", *args])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    return next(r for r in records if r["event"] == "plan")
+
+
+def model_work(plan: dict) -> int:
+    return plan["windows"] * plan["window"][0] * plan["window"][1]
+
+
+def test_a_tile_inside_the_halo_is_refused_with_a_tile_worth_running(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--tile", "128", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    advised = int(re.search(r"use --tile (\d+) or more", result.output).group(1))
+    halo = plan_of(tmp_path)["halo"]
+    assert advised - 2 * halo >= advised / 2  # a window of the advised side keeps at least half of it
+    just_runs = plan_of(tmp_path, "--tile", str(2 * halo + 1))  # what the old advice gave: runs, but at what cost
+    assert model_work(just_runs) > 10 * model_work(plan_of(tmp_path, "--tile", str(advised)))
+
+
+def test_a_small_tile_runs_as_asked_and_says_what_its_halo_costs(tmp_path: Path) -> None:
+    """The tiny model (halo 32) on a 64 px scene: 72 px windows keep 8 px of each side."""
+    scene = small_scene(tmp_path / "scene", 64)
+    result = CliRunner().invoke(app, [str(scene), "-o", str(tmp_path / "out"), "--model", str(TINY_MODEL),
+                                      "--tile", "72", "--threads", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    tiling = json.loads((tmp_path / "out" / "scene.json").read_text())["tiling"]
+    lines = [line for line in result.output.splitlines() if "the model computes" in line]
+    assert len(lines) == 1, result.output
+    assert f"the model computes {tiling['tiles']} windows" in lines[0]  # the user's tile, as asked
+    advised = re.search(r"--tile (\d+) or more would take (\d+)", lines[0])
+    assert advised is not None and int(advised.group(2)) < tiling["tiles"] / 10, lines[0]
+    quiet = CliRunner().invoke(app, [str(scene), "-o", str(tmp_path / "out2"), "--model", str(TINY_MODEL),
+                                     "--tile", advised.group(1), "--threads", "1", "--no-progress"])
+    assert quiet.exit_code == 0 and "the model computes" not in quiet.output, quiet.output
