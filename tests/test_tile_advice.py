@@ -53,3 +53,20 @@ def test_a_small_tile_runs_as_asked_and_says_what_its_halo_costs(tmp_path: Path)
     quiet = CliRunner().invoke(app, [str(scene), "-o", str(tmp_path / "out2"), "--model", str(TINY_MODEL),
                                      "--tile", advised.group(1), "--threads", "1", "--no-progress"])
     assert quiet.exit_code == 0 and "the model computes" not in quiet.output, quiet.output
+
+
+def test_a_classical_methods_refusal_names_no_model(tmp_path: Path) -> None:
+    """--method GSA has ddrf-run's default halo, not a model's: the refusal said '(the model's: ...)' all the same."""
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--method", "GSA", "--tile", "40",
+                                      "--no-progress"])
+    assert result.exit_code == 2 and "leaves no room inside a halo" in result.output, result.output
+    assert "model" not in result.output, result.output
+
+
+def test_a_wide_halo_alone_names_the_default_tile_not_an_option_never_given(tmp_path: Path) -> None:
+    """--halo 500 without --tile was refused as '--tile 704 leaves no room ...', an option the user never gave."""
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--halo", "500", "--no-progress"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and lines[-1].startswith("ddrf-run: the default tile "), result.output
+    assert "leaves no room inside a halo" in lines[-1]
+    assert all(line.startswith("ddrf-run: --halo 500 run as tile ") for line in lines[:-1]), result.output

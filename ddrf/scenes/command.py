@@ -176,7 +176,8 @@ def ready(spec: "EngineSpec", settings: "RunSettings", jobs: "list[SceneJob] | N
     bundled = not (spec.model or spec.method)  # the notes name the bundled model they are for
     for engine in engines or [None]:
         model = engine.fuser.files.root.name if bundled and hasattr(engine, "fuser") else None
-        check_tile(*resolved_window(settings, engine), engine, settings.batch, model)
+        check_tile(*resolved_window(settings, engine), engine, settings.batch, model,
+                   (settings.tile is not None, settings.halo is not None))
 
 
 def make_reporter(log_format: str, progress: Optional[bool], every: float, every_pct: float) -> Any:

@@ -250,10 +250,11 @@ def check_catalog(catalog: Path | None) -> None:
         raise usage(str(exc))
 
 
-def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | None = None) -> None:
+def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | None = None,
+               given: tuple[bool, bool] = (True, True)) -> None:
     """Say once what the tile and halo round to (whole MS pixels and network strides), and refuse a tile that
     leaves no room inside its halo, before any scene starts; `model` names whose rounding it is, where several
-    models may run."""
+    models may run; `given`: whether --tile and --halo were (the lines name a default as one, not as an option)."""
     from ddrf.scenes.tiling import least_tile, round_up, window_alignment
 
     if engine is None or engine.ratio is None:  # a baseline: alignment is the scene's ratio
@@ -262,16 +263,20 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         align = window_alignment(engine.ratio, engine.multiple)
         why = f"multiples of {align}: whole MS pixels at ratio {engine.ratio}, network size multiple {engine.multiple}"
     rounded_tile, rounded_halo = round_up(tile, align), round_up(halo, align)
+    tile_is = f"--tile {tile}" if given[0] else f"the default tile {tile}"  # `--halo 500` alone: no --tile asked
     if (rounded_tile, rounded_halo) != (tile, halo):
         whose = f" with {model}" if model else ""
-        note(f"--tile {tile} --halo {halo} run as tile {rounded_tile}, halo {rounded_halo}{whose} ({why})")
+        options = " ".join(f"--{name} {value}" for name, value, asked in (("tile", tile, given[0]),
+                                                                          ("halo", halo, given[1])) if asked)
+        note(f"{options or f'tile {tile}, halo {halo}'} run as tile {rounded_tile}, halo {rounded_halo}{whose} ({why})")
     if rounded_tile - 2 * rounded_halo < max(align, 1):
         run_as = f" (run as {rounded_tile})" if rounded_tile != tile else ""
-        whose = " (the model's: a smaller one makes the output depend on the tile)" if halo == getattr(
-            engine, "halo", None) else ""
+        # a classical method's halo is ddrf-run's default, no model's, and its output depends on no card's halo
+        whose = (" (the model's: a smaller one makes the output depend on the tile)"
+                 if getattr(engine, "card", None) is not None and halo == engine.halo else "")
         # not the smallest tile that runs (2 halos + one step), whose windows keep one step each of their side
         fits, least = 2 * rounded_halo + max(align, 1), least_tile(rounded_halo, align)
-        raise usage(f"--tile {tile}{run_as} leaves no room inside a halo of {rounded_halo} on each side{whose}: use "
+        raise usage(f"{tile_is}{run_as} leaves no room inside a halo of {rounded_halo} on each side{whose}: use "
                     f"--tile {least} or more (windows that keep at least half their side; {fits} would keep "
                     f"{max(align, 1)} px of it, at {(fits / max(align, 1)) ** 2:.0f}x the work), or a smaller --halo")
     limits = getattr(engine, "window_limits", lambda: None)()
