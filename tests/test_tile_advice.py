@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+from click.testing import Result
 from typer.testing import CliRunner
 
 from ddrf.scenes.command import app
@@ -70,3 +71,23 @@ def test_a_wide_halo_alone_names_the_default_tile_not_an_option_never_given(tmp_
     assert result.exit_code == 2 and lines[-1].startswith("ddrf-run: the default tile "), result.output
     assert "leaves no room inside a halo" in lines[-1]
     assert all(line.startswith("ddrf-run: --halo 500 run as tile ") for line in lines[:-1]), result.output
+
+
+def test_a_classical_tile_that_fits_no_ratio_4_scene_fails_it_with_advice_that_runs(tmp_path: Path) -> None:
+    """A classical method's windows are aligned to the scene's ratio, known only once the scene opens: --tile 67
+    --halo 33 passes the checks before the run, then a ratio-4 scene rounds both to 68 and 36. Its failure line
+    gave no way out."""
+    from test_tile_invariance import ratio4_scene
+
+    pan, ms = ratio4_scene(tmp_path)
+
+    def run(tile: str, out: str) -> Result:
+        return CliRunner().invoke(app, ["--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / out / "x.tif"),
+                                        "--method", "GSA", "--tile", tile, "--halo", "33", "--no-progress"])
+
+    failed = run("67", "a")
+    line = next(line for line in failed.output.splitlines() if "leaves no room" in line)
+    assert failed.exit_code == 1 and line.startswith(f"ddrf-run: {pan}: "), failed.output
+    advised = re.search(r"use a tile of (\d+) or more", line)
+    assert advised is not None, line
+    assert run(advised.group(1), "b").exit_code == 0

@@ -326,8 +326,8 @@ def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings")
             note(one_line(exc, job), "scene", name=job.name, status="failed", error=one_line(exc, job))
             continue
         say_plan(job.name, plan, engine.summary().get("model"))
-        for line in halo_cost(job.name, plan):
-            note(line)
+        for line in halo_cost(job.name, plan, engine):
+            note(line, scene=job.name)
     return 1 if failed else 0
 
 

@@ -60,7 +60,9 @@ def axis_starts(length: int, tile: int, halo: int, align: int) -> tuple[int, lis
     tile = min(tile, span)
     stride = tile - 2 * halo
     if tile < span and stride < align:
-        raise ValueError(f"tile {tile} leaves no room inside a halo of {halo} on each side")
+        # met by a scene, not before the run, where the alignment is the scene's ratio (a classical method's)
+        raise ValueError(f"tile {tile} leaves no room inside a halo of {halo} on each side (both in multiples of "
+                         f"{align}): use a tile of {least_tile(halo, align)} or more, or a smaller halo")
     count = 1 + -(-(span - tile) // stride)
     # The fewest windows of at most `tile` that cover the span, shrunk to the smallest aligned side that still does:
     # otherwise the last one, clamped to the edge, recomputes most of its neighbour. The output does not depend on it.
