@@ -297,7 +297,8 @@ def main(
     tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Largest window side in PAN pixels (default by "
                                       "backend); each axis takes the fewest windows of at most this side, shrunk "
                                       "to cover it evenly. Larger windows recompute less halo: faster, more memory "
-                                      "(docs/BENCHMARKS.md)."),
+                                      "(docs/BENCHMARKS.md); under four halos a window keeps less than a quarter of "
+                                      "its pixels, and the run says what that costs."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
     halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default: the "
                                        "model card's, what its tiles need to agree; 32 for --method)."),
