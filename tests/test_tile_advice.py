@@ -49,7 +49,7 @@ def test_a_small_tile_runs_as_asked_and_says_what_its_halo_costs(tmp_path: Path)
     lines = [line for line in result.output.splitlines() if "the model computes" in line]
     assert len(lines) == 1, result.output
     assert f"the model computes {tiling['tiles']} windows" in lines[0]  # the user's tile, as asked
-    advised = re.search(r"--tile (\d+) or more would take (\d+)", lines[0])
+    advised = re.search(r"with --tile (\d+) or more: (\d+) windows", lines[0])
     assert advised is not None and int(advised.group(2)) < tiling["tiles"] / 10, lines[0]
     quiet = CliRunner().invoke(app, [str(scene), "-o", str(tmp_path / "out2"), "--model", str(TINY_MODEL),
                                      "--tile", advised.group(1), "--threads", "1", "--no-progress"])

@@ -58,27 +58,27 @@ def describe_plan(name: str, plan: dict[str, Any]) -> str:
             f"uncompressed, {size_text(plan['free_bytes'])} free")
 
 
-HALO_COST_SAID = 2.0  # the model's work with the tile asked, over its work with `least_tile`, worth a line
+HALO_COST_SAID = 2.0  # the engine's work with the tile asked, over its work with `least_tile`, worth a line
 
 
 def halo_cost(name: str, plan: dict[str, Any], engine: Engine) -> list[str]:
     """One line when the tile asked is under `least_tile` and its windows make the model compute more than
     HALO_COST_SAID times what windows of that side would on this scene: how much, and the tile that avoids it. The
     run keeps the tile asked (a small one may be wanted for memory); without the line, 2048 windows of 200 px that keep
-    8 x 8 px each took 92 s where the default took 2 s, with no word of why."""
+    8 x 8 px each took minutes where the default took seconds, with no word of why."""
     grid, chunk = plan["grid"], plan["settings"].chunk
     least = least_tile(grid.halo, grid.align)
     if plan["tile"] >= least or grid.count == 1:
         return []
     better = TileGrid.plan(grid.height, grid.width, least, grid.halo, grid.align)
     work, less, pixels = grid.work(chunk), better.work(chunk), grid.height * grid.width
-    who = "model" if isinstance(engine, ModelEngine) else "method"
     if work <= HALO_COST_SAID * less:
         return []
+    who = "model" if isinstance(engine, ModelEngine) else "method"
     return [f"{name}: windows of {grid.tile_rows} x {grid.tile_cols} px keep {grid.tile_rows - 2 * grid.halo} x "
             f"{grid.tile_cols - 2 * grid.halo} px each inside the halo of {grid.halo}: the {who} computes "
-            f"{grid.count} windows, {work / pixels:.0f}x the scene's pixels; --tile {least} or more would take "
-            f"{better.count}, {less / pixels:.1f}x ({work / less:.0f}x less work)"]
+            f"{grid.count} windows, {work / pixels:.0f}x the scene's pixels; with --tile {least} or more: "
+            f"{better.count} windows, {less / pixels:.1f}x ({work / less:.0f}x less work)"]
 
 
 def check_room(plan: dict[str, Any], outputs: Outputs) -> None:
