@@ -91,3 +91,16 @@ def test_a_classical_tile_that_fits_no_ratio_4_scene_fails_it_with_advice_that_r
     advised = re.search(r"use a tile of (\d+) or more", line)
     assert advised is not None, line
     assert run(advised.group(1), "b").exit_code == 0
+
+
+def test_a_halo_above_the_models_is_said_to_add_only_work(tmp_path: Path) -> None:
+    """A wider --halo than the card's reads as more accurate; it adds only work, and nothing said so."""
+    def notes(*args: str) -> list[str]:
+        result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(tmp_path / "out"), "--dry-run", *args])
+        assert result.exit_code == 0, result.output
+        return [line for line in result.output.splitlines() if "above the model's" in line]
+
+    halo = plan_of(tmp_path)["halo"]
+    wide = notes("--tile", str(8 * halo), "--halo", str(2 * halo))
+    assert len(wide) == 1 and f"--halo {2 * halo} is above the model's {halo}" in wide[0], wide
+    assert notes("--halo", str(halo)) == [] and notes() == []

@@ -294,9 +294,14 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         if batch > most:
             raise usage(f"--batch {batch} exceeds the engine's optimisation profile (at most {most})")
     model_halo = engine.halo if getattr(engine, "card", None) is not None else None  # a baseline needs none
+    whose = f" ({model})" if model else ""
     if model_halo is not None and rounded_halo < model_halo:  # said once the run is sure to go ahead
-        whose = f" ({model})" if model else ""
         note(f"--halo {halo} is below the model's {model_halo}{whose}: the output will depend on the tile size")
+    elif model_halo is not None and rounded_halo > round_up(model_halo, align):
+        # silent before: a wider halo reads as more accurate, but on the sample scene --halo 192 changed no band by
+        # more than 0.3 % of its standard deviation (within the tile invariance), at more windows or larger ones
+        note(f"--halo {halo} is above the model's {model_halo}{whose}: its tiles already agree at its own halo, so "
+             "the wider one only adds work")
 
 
 def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings") -> int:
