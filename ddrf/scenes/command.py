@@ -299,7 +299,10 @@ def main(
                                       "to cover it evenly. Larger windows recompute less halo: faster, more memory "
                                       "(docs/BENCHMARKS.md); under four halos a window keeps less than a quarter of "
                                       "its pixels, and the run says what that costs."),
-    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call, at most one row "
+                                        "of windows (default by backend). On the CPU more than one is no faster and "
+                                        "holds each window's memory at once: --batch 8 took 3x the peak memory in "
+                                        "the same time."),
     halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default: the "
                                        "model card's, what its tiles need to agree; 32 for --method)."),
     statistics_from: Optional[Path] = typer.Option(
