@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+import typer
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -104,3 +106,34 @@ def test_a_halo_above_the_models_is_said_to_add_only_work(tmp_path: Path) -> Non
     wide = notes("--tile", str(8 * halo), "--halo", str(2 * halo))
     assert len(wide) == 1 and f"--halo {2 * halo} is above the model's {halo}" in wide[0], wide
     assert notes("--halo", str(halo)) == [] and notes() == []
+
+
+class SmallProfileEngine:
+    """A model engine whose fixed optimisation profile (as a TensorRT plan built with --max-tile 256) takes no window
+    of four halos."""
+
+    ratio, multiple, halo, card = 2, 8, 96, object()
+
+    def window_limits(self) -> tuple[int, int, int]:
+        return 16, 256, 1
+
+
+def test_an_engine_too_small_for_the_advised_tile_is_advised_a_larger_engine(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The advised --tile 384 would be refused by an engine that takes at most 256 px windows."""
+    from ddrf.scenes.jobs import halo_cost
+    from ddrf.scenes.preflight import check_tile
+    from ddrf.scenes.streaming import RunSettings
+    from ddrf.scenes.tiling import TileGrid, least_tile
+
+    engine = SmallProfileEngine()
+    least = least_tile(engine.halo, 8)
+    with pytest.raises(typer.Exit):
+        check_tile(128, engine.halo, engine)
+    refusal = capsys.readouterr().err
+    assert f"--max-tile {least}" in refusal and f"--tile {least}" not in refusal, refusal
+    plan = {"grid": TileGrid.plan(1024, 1024, 256, engine.halo, 8), "settings": RunSettings(tile=256, batch=1),
+            "tile": 256}
+    line = halo_cost("scene", plan, engine)
+    assert len(line) == 1 and "the model computes" in line[0], line
+    assert f"--max-tile {least}" in line[0] and f"--tile {least}" not in line[0], line

@@ -21,7 +21,7 @@ from ddrf.scenes import report as reports
 from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, check_fit, get_engine
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, for_band_count, fuse_into, open_sinks,
-                                   output_nodata, plan_grid, resolved_window, seal, tile_bar)
+                                   output_nodata, plan_grid, resolved_window, seal, tile_advice, tile_bar)
 from ddrf.scenes.tiling import TileGrid, least_tile, round_up
 from ddrf.sensors import find_sensor, listed_bands
 
@@ -74,10 +74,10 @@ def halo_cost(name: str, plan: dict[str, Any], engine: Engine) -> list[str]:
     work, less, pixels = grid.work(chunk), better.work(chunk), grid.height * grid.width
     if work <= HALO_COST_SAID * less:
         return []
-    who = "model" if isinstance(engine, ModelEngine) else "method"
+    who = "model" if getattr(engine, "card", None) is not None else "method"  # a baseline has no card
     return [f"{name}: windows of {grid.tile_rows} x {grid.tile_cols} px keep {grid.tile_rows - 2 * grid.halo} x "
             f"{grid.tile_cols - 2 * grid.halo} px each inside the halo of {grid.halo}: the {who} computes "
-            f"{grid.count} windows, {work / pixels:.0f}x the scene's pixels; with --tile {least} or more: "
+            f"{grid.count} windows, {work / pixels:.0f}x the scene's pixels; with {tile_advice(engine, least)}: "
             f"{better.count} windows, {less / pixels:.1f}x ({work / less:.0f}x less work)"]
 
 

@@ -255,6 +255,7 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
     """Say once what the tile and halo round to (whole MS pixels and network strides), and refuse a tile that
     leaves no room inside its halo, before any scene starts; `model` names whose rounding it is, where several
     models may run; `given`: whether --tile and --halo were (the lines name a default as one, not as an option)."""
+    from ddrf.scenes.streaming import tile_advice
     from ddrf.scenes.tiling import least_tile, round_up, window_alignment
 
     if engine is None or engine.ratio is None:  # a baseline: alignment is the scene's ratio
@@ -277,7 +278,7 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         # not the smallest tile that runs (2 halos + one step), whose windows keep one step each of their side
         fits, least = 2 * rounded_halo + max(align, 1), least_tile(rounded_halo, align)
         raise usage(f"{tile_is}{run_as} leaves no room inside a halo of {rounded_halo} on each side{whose}: use "
-                    f"--tile {least} or more (windows that keep at least half their side; {fits} would keep "
+                    f"{tile_advice(engine, least)} (windows that keep at least half their side; {fits} would keep "
                     f"{max(align, 1)} px of it, at {(fits / max(align, 1)) ** 2:.0f}x the work), or a smaller --halo")
     limits = getattr(engine, "window_limits", lambda: None)()
     if limits is not None:
