@@ -1,7 +1,9 @@
-"""ddrf-run's --tile as a new user meets it: the advice of a refusal, and what a small tile costs.
+"""ddrf-run's --tile and --halo as a new user meets them: the advice of a refusal, what a small tile or a wide halo
+costs, and what depends on the windows.
 
 A tile that leaves no room inside the halo was refused with the smallest tile that runs (--tile 200 with the bundled
-ratio-2 model's halo of 96): 2048 windows keeping 8 x 8 px each, 92 s where the default took 2 s, without a word.
+ratio-2 model's halo of 96): 2048 windows keeping 8 x 8 px each, minutes where the default took seconds, without a
+word.
 """
 from __future__ import annotations
 
