@@ -176,7 +176,8 @@ def ready(spec: "EngineSpec", settings: "RunSettings", jobs: "list[SceneJob] | N
     bundled = not (spec.model or spec.method)  # the notes name the bundled model they are for
     for engine in engines or [None]:
         model = engine.fuser.files.root.name if bundled and hasattr(engine, "fuser") else None
-        check_tile(*resolved_window(settings, engine), engine, settings.batch, model)
+        check_tile(*resolved_window(settings, engine), engine, settings.batch, model,
+                   (settings.tile is not None, settings.halo is not None))
 
 
 def make_reporter(log_format: str, progress: Optional[bool], every: float, every_pct: float) -> Any:
@@ -296,8 +297,12 @@ def main(
     tile: Optional[int] = typer.Option(None, "--tile", min=8, help="Largest window side in PAN pixels (default by "
                                       "backend); each axis takes the fewest windows of at most this side, shrunk "
                                       "to cover it evenly. Larger windows recompute less halo: faster, more memory "
-                                      "(docs/BENCHMARKS.md)."),
-    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call."),
+                                      "(docs/BENCHMARKS.md); under four halos a window keeps less than a quarter of "
+                                      "its pixels, and the run says what that costs."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Windows per inference call, at most one row "
+                                        "of windows (default by backend). On the CPU more than one is no faster and "
+                                        "holds each window's memory at once: --batch 8 took 3x the peak memory in "
+                                        "the same time."),
     halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Context margin in PAN pixels (default: the "
                                        "model card's, what its tiles need to agree; 32 for --method)."),
     statistics_from: Optional[Path] = typer.Option(

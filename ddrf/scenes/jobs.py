@@ -21,7 +21,8 @@ from ddrf.scenes import report as reports
 from ddrf.scenes.engines import Engine, EngineSpec, ModelEngine, check_fit, get_engine
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.streaming import (Outputs, RunSettings, Timings, for_band_count, fuse_into, open_sinks,
-                                   output_nodata, plan_grid, seal, tile_bar)
+                                   output_nodata, plan_grid, resolved_window, seal, tile_advice, tile_bar)
+from ddrf.scenes.tiling import TileGrid, least_tile, round_up
 from ddrf.sensors import find_sensor, listed_bands
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ def plan_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSe
     settings = for_band_count(settings, engine, bands)
     grid = plan_grid(scene, engine, settings)
     per_pixel = bands * np.dtype(scene.dtype).itemsize + (bands * 4 if outputs.spread else 0)
-    return {"grid": grid, "settings": settings, "tiles": grid.count, "height": scene.pan_height,
+    tile = round_up(resolved_window(settings, engine)[0], grid.align)  # the side asked for, before any shrinking
+    return {"grid": grid, "settings": settings, "tiles": grid.count, "tile": tile, "height": scene.pan_height,
             "width": scene.pan_width,
             "output_bytes": scene.pan_height * scene.pan_width * per_pixel,
             "free_bytes": shutil.disk_usage(nearest_existing(outputs.raster.parent)).free}  # a dry run makes nothing
@@ -54,6 +56,44 @@ def describe_plan(name: str, plan: dict[str, Any]) -> str:
     return (f"{name}: {plan['height']} x {plan['width']} PAN px, {windows} of "
             f"{grid.tile_rows} x {grid.tile_cols} (halo {grid.halo}), output up to {size_text(plan['output_bytes'])} "
             f"uncompressed, {size_text(plan['free_bytes'])} free")
+
+
+HALO_COST_SAID = 2.0  # the engine's work with the tile asked, over its work with `least_tile`, worth a line
+
+
+def halo_cost(name: str, plan: dict[str, Any], engine: Engine) -> list[str]:
+    """One line when the tile asked is under `least_tile` and its windows make the model compute more than
+    HALO_COST_SAID times what windows of that side would on this scene: how much, and the tile that avoids it. The
+    run keeps the tile asked (a small one may be wanted for memory); without the line, 2048 windows of 200 px that keep
+    8 x 8 px each took minutes where the default took seconds, with no word of why."""
+    grid, chunk = plan["grid"], plan["settings"].chunk
+    least = least_tile(grid.halo, grid.align)
+    if plan["tile"] >= least or grid.count == 1:
+        return []
+    better = TileGrid.plan(grid.height, grid.width, least, grid.halo, grid.align)
+    work, less, pixels = grid.work(chunk), better.work(chunk), grid.height * grid.width
+    if work <= HALO_COST_SAID * less:
+        return []
+    who = "model" if getattr(engine, "card", None) is not None else "method"  # a baseline has no card
+    return [f"{name}: windows of {grid.tile_rows} x {grid.tile_cols} px keep {grid.tile_rows - 2 * grid.halo} x "
+            f"{grid.tile_cols - 2 * grid.halo} px each inside the halo of {grid.halo}: the {who} computes "
+            f"{grid.count} windows, {work / pixels:.0f}x the scene's pixels; with {tile_advice(engine, least)}: "
+            f"{better.count} windows, {less / pixels:.1f}x ({work / less:.0f}x less work)"]
+
+
+def window_fitted(name: str, plan: dict[str, Any], engine: Engine) -> list[str]:
+    """One line when a classical method that fits statistics to its input (ddrf.baselines.WINDOW_FITTED) runs on more
+    than one window: each window gets its own coefficients, so the output depends on the windows, and the tile that
+    fuses the scene as one image (memory permitting) is said. A model's scene statistics are the scene's."""
+    from ddrf.baselines import WINDOW_FITTED
+
+    method, grid = getattr(engine, "method", None), plan["grid"]
+    if method not in WINDOW_FITTED or grid.count == 1:
+        return []
+    whole = round_up(max(grid.height, grid.width), grid.align) + 2 * grid.halo
+    return [f"{name}: {method} fits its coefficients to each of the {grid.count} windows of {grid.tile_rows} x "
+            f"{grid.tile_cols} px, not to the scene, so its output depends on the windows; --tile {whole} fuses the "
+            "scene as one image, memory permitting"]
 
 
 def check_room(plan: dict[str, Any], outputs: Outputs) -> None:
@@ -245,6 +285,8 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     plan = plan_scene(scene, engine, outputs, settings)
     settings = plan["settings"]
     say(describe_plan(name, plan))
+    for line in halo_cost(name, plan, engine) + window_fitted(name, plan, engine):
+        say(line)
     check_room(plan, outputs)
     grid = plan["grid"]
     engine.start_scene(scene, grid.unweighted_border)

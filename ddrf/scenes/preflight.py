@@ -250,11 +250,13 @@ def check_catalog(catalog: Path | None) -> None:
         raise usage(str(exc))
 
 
-def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | None = None) -> None:
+def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | None = None,
+               given: tuple[bool, bool] = (True, True)) -> None:
     """Say once what the tile and halo round to (whole MS pixels and network strides), and refuse a tile that
     leaves no room inside its halo, before any scene starts; `model` names whose rounding it is, where several
-    models may run."""
-    from ddrf.scenes.tiling import round_up, window_alignment
+    models may run; `given`: whether --tile and --halo were (the lines name a default as one, not as an option)."""
+    from ddrf.scenes.streaming import tile_advice
+    from ddrf.scenes.tiling import least_tile, round_up, window_alignment
 
     if engine is None or engine.ratio is None:  # a baseline: alignment is the scene's ratio
         align, why = 1, ""
@@ -262,15 +264,22 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         align = window_alignment(engine.ratio, engine.multiple)
         why = f"multiples of {align}: whole MS pixels at ratio {engine.ratio}, network size multiple {engine.multiple}"
     rounded_tile, rounded_halo = round_up(tile, align), round_up(halo, align)
+    tile_is = f"--tile {tile}" if given[0] else f"the default tile {tile}"  # `--halo 500` alone: no --tile asked
     if (rounded_tile, rounded_halo) != (tile, halo):
         whose = f" with {model}" if model else ""
-        note(f"--tile {tile} --halo {halo} run as tile {rounded_tile}, halo {rounded_halo}{whose} ({why})")
+        options = " ".join(f"--{name} {value}" for name, value, asked in (("tile", tile, given[0]),
+                                                                          ("halo", halo, given[1])) if asked)
+        note(f"{options or f'tile {tile}, halo {halo}'} run as tile {rounded_tile}, halo {rounded_halo}{whose} ({why})")
     if rounded_tile - 2 * rounded_halo < max(align, 1):
         run_as = f" (run as {rounded_tile})" if rounded_tile != tile else ""
-        whose = " (the model's: a smaller one makes the output depend on the tile)" if halo == getattr(
-            engine, "halo", None) else ""
-        raise usage(f"--tile {tile}{run_as} leaves no room inside a halo of {rounded_halo} on each side{whose}: use "
-                    f"--tile {2 * rounded_halo + max(align, 1)} or more, or a smaller --halo")
+        # a classical method's halo is ddrf-run's default, no model's, and its output depends on no card's halo
+        whose = (" (the model's: a smaller one makes the output depend on the tile)"
+                 if getattr(engine, "card", None) is not None and halo == engine.halo else "")
+        # not the smallest tile that runs (2 halos + one step), whose windows keep one step each of their side
+        fits, least = 2 * rounded_halo + max(align, 1), least_tile(rounded_halo, align)
+        raise usage(f"{tile_is}{run_as} leaves no room inside a halo of {rounded_halo} on each side{whose}: use "
+                    f"{tile_advice(engine, least)} (windows that keep at least half their side; {fits} would keep "
+                    f"{max(align, 1)} px of it, at {(fits / max(align, 1)) ** 2:.0f}x the work), or a smaller --halo")
     limits = getattr(engine, "window_limits", lambda: None)()
     if limits is not None:
         low, high, most = limits
@@ -286,15 +295,20 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         if batch > most:
             raise usage(f"--batch {batch} exceeds the engine's optimisation profile (at most {most})")
     model_halo = engine.halo if getattr(engine, "card", None) is not None else None  # a baseline needs none
+    whose = f" ({model})" if model else ""
     if model_halo is not None and rounded_halo < model_halo:  # said once the run is sure to go ahead
-        whose = f" ({model})" if model else ""
         note(f"--halo {halo} is below the model's {model_halo}{whose}: the output will depend on the tile size")
+    elif model_halo is not None and rounded_halo > round_up(model_halo, align):
+        # silent before: a wider halo reads as more accurate, but on the sample scene --halo 192 changed no band by
+        # more than 0.3 % of its standard deviation (within the tile invariance), at more windows or larger ones
+        note(f"--halo {halo} is above the model's {model_halo}{whose}: its tiles already agree at its own halo, so "
+             "the wider one only adds work")
 
 
 def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings") -> int:
     """Print each scene's plan (model, windows, output size, free space) and run nothing; 1 when a scene cannot
     run."""
-    from ddrf.scenes.jobs import before_fusing, one_line, open_with_engine, plan_scene
+    from ddrf.scenes.jobs import before_fusing, halo_cost, one_line, open_with_engine, plan_scene, window_fitted
     from ddrf.scenes.engines import check_fit
     from ddrf.scenes.streaming import Outputs
 
@@ -318,6 +332,8 @@ def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings")
             note(one_line(exc, job), "scene", name=job.name, status="failed", error=one_line(exc, job))
             continue
         say_plan(job.name, plan, engine.summary().get("model"))
+        for line in halo_cost(job.name, plan, engine) + window_fitted(job.name, plan, engine):
+            note(line, scene=job.name)
     return 1 if failed else 0
 
 

@@ -116,6 +116,15 @@ def resolved_window(settings: RunSettings, engine: Engine | None) -> tuple[int, 
     return tile, halo
 
 
+def tile_advice(engine: Engine | None, least: int) -> str:
+    """How to run windows of at least `least` px (`ddrf.scenes.tiling.least_tile`): --tile, or, where a fixed engine
+    profile (TensorRT) takes no window that large, an engine built for them, since that --tile would be refused."""
+    limits = getattr(engine, "window_limits", lambda: None)()
+    if limits is None or least <= limits[1]:
+        return f"--tile {least} or more"
+    return f"an engine built with ddrf-export engine MODEL --max-tile {least} (this one takes at most {limits[1]} px)"
+
+
 DEFAULTS_BANDS = 8  # the default window and column chunk are sized for up to this many bands (WorldView's eight)
 
 

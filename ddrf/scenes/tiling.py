@@ -46,13 +46,23 @@ def round_up(value: int, unit: int) -> int:
     return -(-value // unit) * unit
 
 
+def least_tile(halo: int, align: int) -> int:
+    """The smallest aligned window side worth advising with this halo: four halos, so that an inner window keeps half
+    of its side (a quarter of its pixels) and the model computes at most about 4x the scene's pixels. Below it the
+    cost climbs as (tile / (tile - 2 halo))^2: the 200 px windows that a halo of 96 leaves room for keep 8 x 8 px
+    each, 625x the work. (The default window is at least seven halos: `ddrf.card.default_window`.)"""
+    return max(round_up(4 * halo, align), align)
+
+
 def axis_starts(length: int, tile: int, halo: int, align: int) -> tuple[int, list[int]]:
     """(window length, window starts) along one axis of `length` pixels, padded by `halo` on both sides."""
     span = round_up(length, align) + 2 * halo
     tile = min(tile, span)
     stride = tile - 2 * halo
     if tile < span and stride < align:
-        raise ValueError(f"tile {tile} leaves no room inside a halo of {halo} on each side")
+        # met by a scene, not before the run, where the alignment is the scene's ratio (a classical method's)
+        raise ValueError(f"tile {tile} leaves no room inside a halo of {halo} on each side (both in multiples of "
+                         f"{align}): use a tile of {least_tile(halo, align)} or more, or a smaller halo")
     count = 1 + -(-(span - tile) // stride)
     # The fewest windows of at most `tile` that cover the span, shrunk to the smallest aligned side that still does:
     # otherwise the last one, clamped to the edge, recomputes most of its neighbour. The output does not depend on it.
@@ -140,6 +150,10 @@ class TileGrid:
     @property
     def count(self) -> int:
         return len(self.row_starts) * len(self.col_starts)
+
+    def work(self, chunk: int = CHUNK_COLUMNS) -> int:
+        """Pixels the engine computes for the scene: every window fused, halo included."""
+        return self.fused_count(chunk) * self.tile_rows * self.tile_cols
 
     def column_chunks(self, chunk: int = CHUNK_COLUMNS) -> list[tuple[int, int]]:
         """[first, end) output columns of each chunk the scene is blended in, left to right."""
