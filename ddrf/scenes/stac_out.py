@@ -204,6 +204,8 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:
         item.properties["gsd"] = ground_sample_distance(src.crs, src.transform)
+        if src.crs is not None:
+            item.bbox, item.geometry = lon_lat_footprint(src.crs, src.bounds, item.geometry)
         if "proj:wkt2" in item.properties and src.crs is not None:  # a CRS with no EPSG code: rio-stac wrote WKT1
             item.properties["proj:wkt2"] = src.crs.to_wkt(version="WKT2_2019")
     item.assets["data"].title = f"Pansharpened {report.get('scene', {}).get('sensor', '')} scene".replace("  ", " ")
@@ -240,6 +242,32 @@ def raster_media_type(path: Path) -> str:
     with rasterio.open(path) as src:
         cog = src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
     return str(pystac.MediaType.COG if cog else pystac.MediaType.GEOTIFF)
+
+
+def lon_lat_footprint(crs: Any, bounds: Any, geometry: dict[str, Any] | None) -> tuple[list[float], Any]:
+    """(bbox, geometry) in longitude and latitude as RFC 7946 and STAC want them: longitudes in -180..180, and a
+    footprint across the antimeridian given by a bbox whose west is greater than its east.
+
+    rio-stac takes the bbox from the footprint's extremes, so a UTM zone 60 scene split at 180 got -180..180 (every
+    longitude at its latitudes); its footprint of a geographic scene is the file's own bounds (179.9 to 180.1 stays
+    past 180). GDAL's bounds transform densifies the edges, keeps a pole the footprint holds (-180..180, to -90 or
+    90) and gives west > east across the antimeridian; a geographic scene's footprint is then that box, split at
+    180 where it crosses (a box in longitude and latitude is exact); a projected one's stays rio-stac's (densified,
+    split at 180, a pole's cap closed)."""
+    from rasterio.warp import transform_bounds
+
+    west, south, east, north = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)
+    if east - west < 360:  # a geographic grid may run past 180 or use 0..360
+        west, east = (west + 180) % 360 - 180, 180 - (180 - east) % 360
+    else:
+        west, east = -180.0, 180.0
+    bbox = [round(v, 7) for v in (west, south, east, north)]
+    if not crs.is_geographic:
+        return bbox, geometry
+    boxes = [(bbox[0], 180.0), (-180.0, bbox[2])] if bbox[0] > bbox[2] else [(bbox[0], bbox[2])]
+    rings = [[[[w, bbox[1]], [e, bbox[1]], [e, bbox[3]], [w, bbox[3]], [w, bbox[1]]]] for w, e in boxes]
+    return bbox, ({"type": "Polygon", "coordinates": rings[0]} if len(rings) == 1
+                  else {"type": "MultiPolygon", "coordinates": rings})
 
 
 METRES_PER_DEGREE = 111_195.0  # of latitude, on the mean Earth radius (within 0.6 % at any latitude)
