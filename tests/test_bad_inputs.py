@@ -180,6 +180,19 @@ def c_gcp_only(tmp, out):  # georeferenced by ground control points, no geotrans
     return args, "pan.tif", "ground control points only, no geotransform: not on a map grid; warp it", 1
 
 
+def c_rpc_with_a_crs_tag(tmp, out):  # sensor geometry + RPCs + their ground CRS: "rotated or not north-up" before
+    from rasterio.rpc import RPC
+
+    args = pm(tmp, out) + ["--method", "Brovey"]
+    pan = write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine.identity(), crs="EPSG:4326")
+    with rasterio.open(pan, "r+") as dst:
+        dst.rpcs = RPC(height_off=100, height_scale=500, lat_off=30.6, lat_scale=0.05, line_den_coeff=[1] + [0] * 19,
+                       line_num_coeff=[0, 0, -1] + [0] * 17, line_off=32, line_scale=32, long_off=-87.4,
+                       long_scale=0.05, samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18, samp_off=32,
+                       samp_scale=32)
+    return args, "pan.tif", "RPC-only GeoTIFF \\(no geotransform\\): not orthorectified; orthorectify first", 1
+
+
 def c_rotated(tmp, out):
     args = pm(tmp, out) + ["--method", "Brovey"]
     write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 2, 500000, 2, -15, 4000000))

@@ -55,7 +55,9 @@ def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
     if re.search(r"-[PM]1BS-", path.name, re.I):
         raise SceneError(path, "Maxar 1B product (P1BS/M1BS): RPC-only, not orthorectified; use 2A products "
                                "(P2AS/M2AS) or orthorectify first (e.g. gdalwarp -rpc)")
-    no_geotransform = src.transform == Affine.identity() and src.crs is None
+    # GDAL's identity transform is no geotransform, whatever CRS sits beside it: a sensor-geometry product may carry
+    # the RPCs' ground CRS (EPSG:4326) tag too, which is no map grid either
+    no_geotransform = src.transform == Affine.identity()
     if no_geotransform and src.rpcs is not None:
         raise SceneError(path, "RPC-only GeoTIFF (no geotransform): not orthorectified; orthorectify first "
                                "(e.g. gdalwarp -rpc -t_srs EPSG:...)")
