@@ -133,6 +133,14 @@ def c_crs_mismatch_compound(tmp, out):
             r"CRS 'WGS 84 / UTM zone 16N \+ EGM96 height' differs from PAN pan.tif CRS EPSG:32616$", 1)
 
 
+def c_crs_mismatch_same_name(tmp, out):  # two custom CRSs: "CRS 'unknown' differs from PAN CRS 'unknown'" before
+    tmerc = "+proj=tmerc +lat_0=0 +lon_0={} +k=0.9996 +x_0=500000 +y_0=0 +datum=WGS84 +units=m +no_defs"
+    args = pm(tmp, out, ms_crs=tmerc.format(-86)) + ["--method", "Brovey"]
+    write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), crs=tmerc.format(-85))
+    return args, "ms.tif", r"CRS \+proj=tmerc \+lat_0=0 \+lon_0=-86 .* differs from PAN pan.tif CRS \+proj=tmerc " \
+                           r"\+lat_0=0 \+lon_0=-85 ", 1
+
+
 def c_negative_seed(tmp, out):
     return pm(tmp, out) + ["--method", "Brovey", "--seed", "-1"], "--seed", "Invalid value", 2
 

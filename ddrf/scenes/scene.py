@@ -170,8 +170,10 @@ class Scene:
     def _check_same_grids(pan: _Grid, first: _Grid, ms_grids: dict[Path, _Grid]) -> None:
         for grid in ms_grids.values():
             if grid.crs != pan.crs:
-                raise SceneError(grid.path, f"CRS {crs_name(grid.crs)} differs from PAN {pan.path.name} CRS "
-                                            f"{crs_name(pan.crs)}")
+                names = crs_name(grid.crs), crs_name(pan.crs)
+                if names[0] == names[1]:  # two custom CRSs are both 'unknown': their parameters tell them apart
+                    names = grid.crs.to_proj4(), pan.crs.to_proj4()  # type: ignore[attr-defined]
+                raise SceneError(grid.path, f"CRS {names[0]} differs from PAN {pan.path.name} CRS {names[1]}")
             shape = (grid.height, grid.width) == (first.height, first.width)
             if not (shape and same_grid(grid.transform, first.transform)):
                 raise SceneError(grid.path, f"MS grid differs from {first.path.name} (geotransform or size)")
