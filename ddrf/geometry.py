@@ -74,6 +74,18 @@ def north_up(transform: Affine, height: int, width: int) -> bool:
     return t.a > 0 > t.e and abs(t.b) * height <= EPS * t.a and abs(t.d) * width <= EPS * -t.e
 
 
+def not_north_up(transform: Affine, height: int, width: int) -> str | None:
+    """Why a file's grid is not one `north_up` accepts, in the words of a line that names the file; None if it is.
+    A south-up grid (positive y pixel size, row 0 the southern edge) is said as such, with the way out."""
+    if north_up(transform, height, width):
+        return None
+    t = transform
+    if t.a > 0 < t.e and north_up(Affine(t.a, t.b, t.c, t.d, -t.e, t.f), height, width):
+        return (f"geotransform {tuple(t)[:6]} is south-up (positive y pixel size {t.e:g}: the first row is the "
+                "southern edge); flip it north-up first (e.g. gdalwarp, which writes north-up)")
+    return f"geotransform {tuple(t)[:6]} is rotated or not north-up"
+
+
 def same_grid(a: Affine, b: Affine) -> bool:
     """Two geotransforms equal to a millionth of a pixel: one grid written by tools that compute the origin from the
     bounds and leave floating-point noise in it."""

@@ -20,7 +20,7 @@ from affine import Affine
 
 from ddrf.data.pair import Pair
 from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, mask_facts,
-                           north_up, same_grid, single_image_band)
+                           not_north_up, same_grid, single_image_band)
 from ddrf.rasters import TileListError, open_raster
 
 
@@ -48,9 +48,9 @@ def _grid(path: Path) -> _Header:
 
 
 def _check_north_up(path: Path, header: _Header) -> None:
-    transform = header.transform
-    if not north_up(transform, header.height, header.width):  # ddrf-run's rule: rotation noise is no rotation
-        raise ValueError(f"{path}: geotransform {tuple(transform)[:6]} is rotated or not north-up")
+    # ddrf-run's rule and words: rotation noise is no rotation, a south-up grid is said so
+    if reason := not_north_up(header.transform, header.height, header.width):
+        raise ValueError(f"{path}: {reason}")
 
 
 def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str]]:

@@ -19,7 +19,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, is_nodata,
-                           lattice_origin, mask_facts, north_up, read_band, read_error_reason, same_grid,
+                           lattice_origin, mask_facts, not_north_up, read_band, read_error_reason, same_grid,
                            single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
@@ -66,8 +66,8 @@ def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
                                "warp it onto one first (e.g. gdalwarp -t_srs EPSG:...)")
     if no_geotransform or src.crs is None:
         raise SceneError(path, "not georeferenced (no CRS or no geotransform)")
-    if not north_up(src.transform, src.height, src.width):
-        raise SceneError(path, f"geotransform {tuple(src.transform)[:6]} is rotated or not north-up")
+    if reason := not_north_up(src.transform, src.height, src.width):
+        raise SceneError(path, reason)
 
 
 def _inspect(path: Path) -> _Grid:
