@@ -80,6 +80,8 @@ def not_north_up(transform: Affine, height: int, width: int) -> str | None:
     if north_up(transform, height, width):
         return None
     t = transform
+    if t == Affine.identity():  # GDAL's stand-in for none: the pixel grid itself, y down, so no south-up file
+        return "no geotransform (pixel coordinates only): not on a map grid"
     if t.a > 0 < t.e and north_up(Affine(t.a, t.b, t.c, t.d, -t.e, t.f), height, width):
         return (f"geotransform {tuple(t)[:6]} is south-up (positive y pixel size {t.e:g}: the first row is the "
                 "southern edge); flip it north-up first (e.g. gdalwarp, which writes north-up)")

@@ -125,3 +125,13 @@ def test_a_maxar_tiled_delivery_reads_as_the_untiled_product(tmp_path: Path) -> 
     assert found.pan.suffix == ".TIL"
     np.testing.assert_array_equal(pairs[0].pan, pairs[1].pan)
     np.testing.assert_array_equal(pairs[0].ms, pairs[1].ms)
+
+
+def test_a_south_up_file_is_said_as_such_and_no_geotransform_is_not_south_up(tmp_path: Path) -> None:
+    """Row 403: a PAN whose y pixel size is positive is south-up, said so with the way out, by the words ddrf-run
+    uses; GDAL's identity transform (a file with a CRS tag but no geotransform) is no flip but no map grid."""
+    t = transform_of(PAN)
+    with pytest.raises(ValueError, match=r"pan.tif: geotransform .* is south-up \(positive y pixel size .*flip it"):
+        read(copy(PAN, tmp_path / "pan.tif", transform=Affine(t.a, 0, t.c, 0, -t.e, t.f)), MS)
+    with pytest.raises(ValueError, match=r"pan.tif: no geotransform \(pixel coordinates only\): not on a map grid"):
+        read(copy(PAN, tmp_path / "pan.tif", transform=Affine.identity()), MS)
