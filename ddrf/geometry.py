@@ -28,9 +28,11 @@ nodata into neighbours.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -55,6 +57,15 @@ class AxisAlignment:
     length: int
     base: int
     frac: float
+
+
+def crs_name(crs: Any) -> str:
+    """A CRS as a line can hold it: its EPSG code, else the name its WKT gives it (a WKT runs to 1,000 characters)."""
+    code = crs.to_epsg() if crs is not None else None
+    if code:
+        return f"EPSG:{code}"
+    found = re.match(r'\s*\w+\["([^"]+)"', crs.to_wkt()) if crs is not None else None
+    return f"'{found.group(1)}'" if found else str(crs)[:80]
 
 
 def integer_ratio(pan_transform: Affine, ms_transform: Affine) -> int:

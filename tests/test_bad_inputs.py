@@ -216,7 +216,7 @@ def c_rotated_by_a_hair(tmp, out):  # a real rotation is refused; float noise in
 def c_south_up(tmp, out):  # positive y pixel size: "rotated or not north-up" before, no word of the flip
     args = pm(tmp, out) + ["--method", "Brovey"]
     write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 0, 500000, 0, 15, 3999040))
-    return args, "pan.tif", r"is south-up \(positive y pixel size 15: the first row is the southern edge\); flip it", 1
+    return args, "pan.tif", r"is south-up \(positive y pixel size 15: the first row is the southern edge\); flip", 1
 
 
 def c_three_bands_for_four_band_model(tmp, out):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import rasterio
@@ -18,7 +17,7 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, is_nodata,
+from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_name, default_nodata, honoured_mask, is_nodata,
                            lattice_origin, mask_facts, not_north_up, read_band, read_error_reason, same_grid,
                            single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
@@ -40,15 +39,6 @@ class _Grid:
     alpha_bands: frozenset[int] = frozenset()  # bands whose colour interpretation is alpha
     scales: tuple[float, ...] = ()  # per band: physical value = DN x scale + offset (GDAL's band metadata)
     offsets: tuple[float, ...] = ()
-
-
-def crs_name(crs: Any) -> str:
-    """A CRS as a line can hold it: its EPSG code, else the name its WKT gives it (a WKT runs to 1,000 characters)."""
-    code = crs.to_epsg() if crs is not None else None
-    if code:
-        return f"EPSG:{code}"
-    found = re.match(r'\s*\w+\["([^"]+)"', crs.to_wkt()) if crs is not None else None
-    return f"'{found.group(1)}'" if found else str(crs)[:80]
 
 
 def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
