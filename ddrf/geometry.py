@@ -61,10 +61,12 @@ class AxisAlignment:
 
 def crs_name(crs: Any) -> str:
     """A CRS as a line can hold it: its EPSG code, else the name its WKT gives it (a WKT runs to 1,000 characters)."""
-    code = crs.to_epsg() if crs is not None else None
+    if crs is None:
+        return "no CRS"
+    code = crs.to_epsg()
     if code:
         return f"EPSG:{code}"
-    found = re.match(r'\s*\w+\["([^"]+)"', crs.to_wkt()) if crs is not None else None
+    found = re.match(r'\s*\w+\["([^"]+)"', crs.to_wkt())
     return f"'{found.group(1)}'" if found else str(crs)[:80]
 
 
