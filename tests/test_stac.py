@@ -390,13 +390,15 @@ def test_landsat_band_files_given_as_a_pair_are_dated_by_their_mtl(tmp_path: Pat
 
 @pytest.mark.parametrize("crs, left, top, size", [("EPSG:4326", 179.9, 10.0, 0.2 / 128),
                                                   ("EPSG:32660", 700000, 5600000, 150),
+                                                  ("EPSG:3413", -832000, 832000, 1000),
                                                   ("EPSG:3031", -64000, 64000, 1000)],
-                         ids=["degrees_past_180", "utm_zone_60", "south_pole"])
+                         ids=["degrees_past_180", "utm_zone_60", "arctic_polar_stereographic", "south_pole"])
 def test_an_item_across_the_antimeridian_or_a_pole_is_rfc_7946(tmp_path: Path, crs: str, left: float, top: float,
                                                                 size: float) -> None:
-    """RFC 7946 and STAC: longitudes in -180..180, a bbox across the antimeridian with west > east. A geographic
-    scene from 179.9 to 180.1 gave a footprint and bbox past 180, a UTM zone 60 scene split at 180 a bbox of
-    -180..180 (every longitude); a scene around the south pole keeps its full-circle bbox and a footprint to -90."""
+    """RFC 7946 and STAC: longitudes in -180..180, a footprint across the antimeridian split there, its bbox with
+    west > east. A geographic scene from 179.9 to 180.1 gave a footprint and bbox past 180, a UTM zone 60 scene
+    split at 180 a bbox of -180..180 (every longitude), a polar stereographic scene across 180 near 80 N one ring
+    jumping from -180 to 179.8; a scene around the south pole keeps its full-circle bbox and a footprint to -90."""
     rng = np.random.default_rng(0)
     for name, count, side, pixel in (("pan", 1, 128, size), ("ms", 4, 64, 2 * size)):
         with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", height=side, width=side, count=count,
@@ -416,7 +418,9 @@ def test_an_item_across_the_antimeridian_or_a_pole_is_rfc_7946(tmp_path: Path, c
     if crs == "EPSG:3031":
         assert [west, south, east] == [-180, -90, 180] and -89.3 < north < -89 and points[:, 1].min() == -90
         return
-    assert geometry["type"] == "MultiPolygon" and 179.5 < west < 180 and -180 < east < -179.5, document["bbox"]
+    assert geometry["type"] == "MultiPolygon" and 175 < west < 180 and -180 < east < -175, document["bbox"]
+    assert all(ring[0] == ring[-1] and len({p[0] > 0 for p in ring if abs(p[0]) != 180}) == 1
+               for part in parts for ring in part)  # each part on one side of 180
     assert points[:, 0].max() == 180 and points[:, 0].min() == -180  # split at the antimeridian
     assert west == pytest.approx(points[points[:, 0] > 0, 0].min()) and east == pytest.approx(
         points[points[:, 0] < 0, 0].max())

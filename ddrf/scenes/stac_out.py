@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import warnings
 from datetime import datetime, timezone
@@ -245,15 +246,15 @@ def raster_media_type(path: Path) -> str:
 
 
 def lon_lat_footprint(crs: Any, bounds: Any, geometry: dict[str, Any] | None) -> tuple[list[float], Any]:
-    """(bbox, geometry) in longitude and latitude as RFC 7946 and STAC want them: longitudes in -180..180, and a
-    footprint across the antimeridian given by a bbox whose west is greater than its east.
+    """(bbox, geometry) in longitude and latitude as RFC 7946 and STAC want them: longitudes in -180..180, a
+    footprint across the antimeridian split there, and its bbox's west greater than its east.
 
     rio-stac takes the bbox from the footprint's extremes, so a UTM zone 60 scene split at 180 got -180..180 (every
     longitude at its latitudes); its footprint of a geographic scene is the file's own bounds (179.9 to 180.1 stays
-    past 180). GDAL's bounds transform densifies the edges, keeps a pole the footprint holds (-180..180, to -90 or
-    90) and gives west > east across the antimeridian; a geographic scene's footprint is then that box, split at
-    180 where it crosses (a box in longitude and latitude is exact); a projected one's stays rio-stac's (densified,
-    split at 180, a pole's cap closed)."""
+    past 180), and GDAL left a polar stereographic footprint across 180 one ring jumping from -180 to 179.8. GDAL's
+    bounds transform densifies the edges, keeps a pole the footprint holds (-180..180, to -90 or 90) and gives
+    west > east across the antimeridian. A geographic scene's footprint is then that box (exact in longitude and
+    latitude), a projected one's rio-stac's densified ring, each split at 180 where it crosses."""
     from rasterio.warp import transform_bounds
 
     west, south, east, north = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)
@@ -262,12 +263,53 @@ def lon_lat_footprint(crs: Any, bounds: Any, geometry: dict[str, Any] | None) ->
     else:
         west, east = -180.0, 180.0
     bbox = [round(v, 7) for v in (west, south, east, north)]
-    if not crs.is_geographic:
+    if crs.is_geographic:
+        boxes = [(bbox[0], 180.0), (-180.0, bbox[2])] if bbox[0] > bbox[2] else [(bbox[0], bbox[2])]
+        polygons = [[[[w, bbox[1]], [e, bbox[1]], [e, bbox[3]], [w, bbox[3]], [w, bbox[1]]]] for w, e in boxes]
+    elif geometry is not None:
+        polygons = [piece for polygon in (geometry["coordinates"] if geometry["type"] == "MultiPolygon"
+                                          else [geometry["coordinates"]]) for piece in split_at_antimeridian(polygon)]
+    else:
         return bbox, geometry
-    boxes = [(bbox[0], 180.0), (-180.0, bbox[2])] if bbox[0] > bbox[2] else [(bbox[0], bbox[2])]
-    rings = [[[[w, bbox[1]], [e, bbox[1]], [e, bbox[3]], [w, bbox[3]], [w, bbox[1]]]] for w, e in boxes]
-    return bbox, ({"type": "Polygon", "coordinates": rings[0]} if len(rings) == 1
-                  else {"type": "MultiPolygon", "coordinates": rings})
+    return bbox, ({"type": "Polygon", "coordinates": polygons[0]} if len(polygons) == 1
+                  else {"type": "MultiPolygon", "coordinates": polygons})
+
+
+def split_at_antimeridian(polygon: list[Any]) -> list[list[Any]]:
+    """A densified footprint polygon (lon, lat) as the polygons it makes on either side of 180: its ring's longitudes
+    unwrapped (no step between neighbours over 180 degrees), then clipped to each 360-degree band it reaches and
+    shifted into -180..180. A ring around a pole (its unwrapped longitude ends a turn from where it began), which
+    GDAL has closed along 180 and the pole, and a polygon with holes are kept as they are."""
+    ring = np.asarray(polygon[0], dtype=np.float64)
+    if len(polygon) != 1 or len(ring) < 4:
+        return [polygon]
+    lon = ring[0, 0] + np.concatenate([[0.0], np.cumsum((np.diff(ring[:, 0]) + 180) % 360 - 180)])
+    if abs(lon[-1] - lon[0]) > 1e-6:
+        return [polygon]
+    points = np.column_stack([lon, ring[:, 1]])[:-1]
+    pieces = []
+    for band in range(math.floor((lon.min() + 180) / 360), math.ceil((lon.max() - 180) / 360) + 1):
+        piece = _clip_band(points, band * 360 - 180, band * 360 + 180)
+        if len(piece) >= 3:
+            closed = [[round(x - band * 360, 7), round(y, 7)] for x, y in (*piece, piece[0])]
+            pieces.append([closed])
+    return pieces or [polygon]
+
+
+def _clip_band(points: np.ndarray, low: float, high: float) -> list[tuple[float, float]]:
+    """The part of an open ring with longitudes from `low` to `high` (Sutherland-Hodgman against both meridians:
+    a band of longitude is convex); a crossing's latitude interpolated along the densified edge."""
+    ring = [(float(x), float(y)) for x, y in points]
+    for edge, inside in ((low, lambda x: x >= low), (high, lambda x: x <= high)):
+        clipped: list[tuple[float, float]] = []
+        for k, (x, y) in enumerate(ring):
+            px, py = ring[k - 1]
+            if inside(x) != inside(px):
+                clipped.append((edge, py + (y - py) * (edge - px) / (x - px)))
+            if inside(x):
+                clipped.append((x, y))
+        ring = clipped
+    return ring
 
 
 METRES_PER_DEGREE = 111_195.0  # of latitude, on the mean Earth radius (within 0.6 % at any latitude)
