@@ -70,6 +70,30 @@ def crs_name(crs: Any) -> str:
     return f"'{found.group(1)}'" if found else str(crs)[:80]
 
 
+def same_crs(a: Any, b: Any, transform: Affine, shape: tuple[int, int]) -> bool:
+    """One CRS however written: equal, or PROJ identifies both as one EPSG code and the corners and centre of the
+    grid (`transform`, `shape`: a's) keep their coordinates through a to b to a millionth of a pixel (a WGS 84 UTM
+    zone written as a PROJ string with +towgs84=0, which rasterio holds apart from EPSG:32616). Two EPSG codes stay
+    two CRSs though PROJ maps one datum onto the other unmoved (NAD83 and WGS 84, a metre or two apart)."""
+    if a == b:
+        return True
+    if a is None or b is None or a.to_epsg() is None or a.to_epsg() != b.to_epsg():
+        return False
+    from rasterio.warp import transform as warp_points
+
+    rows, cols = np.array([0, 0, 1, 1, 0.5]) * shape[0], np.array([0, 1, 0, 1, 0.5]) * shape[1]
+    xs, ys = transform * (cols, rows)
+    moved = np.array(warp_points(a, b, xs, ys)) - np.array([xs, ys])
+    return bool(np.isfinite(moved).all() and (np.abs(moved) <= EPS * min(abs(transform.a), abs(transform.e))).all())
+
+
+def crs_names(a: Any, b: Any) -> tuple[str, str]:
+    """Two different CRSs as a line tells them apart: their short names (`crs_name`), or where those agree (two
+    custom CRSs both 'unknown', two spellings PROJ identifies as one code) their PROJ strings."""
+    names = crs_name(a), crs_name(b)
+    return (a.to_proj4(), b.to_proj4()) if names[0] == names[1] and a is not None and b is not None else names
+
+
 def integer_ratio(pan_transform: Affine, ms_transform: Affine) -> int:
     """PAN/MS resolution ratio from the pixel sizes; ValueError unless both axes agree on one integer >= 2."""
     ratios = (ms_transform.a / pan_transform.a, ms_transform.e / pan_transform.e)

@@ -19,8 +19,8 @@ import rasterio
 from affine import Affine
 
 from ddrf.data.pair import Pair
-from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, mask_facts,
-                           not_north_up, same_grid, single_image_band)
+from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_names, default_nodata, honoured_mask,
+                           mask_facts, not_north_up, same_crs, same_grid, single_image_band)
 from ddrf.rasters import TileListError, open_raster
 
 
@@ -122,8 +122,9 @@ def read_band_pair(
     ms_grid = _grid(ms_list[0])
     for path in ms_list:
         crs, transform, h, w = _grid(path)[:4]
-        if crs != pan_crs:
-            raise ValueError(f"{path}: CRS {crs} differs from PAN CRS {pan_crs}")
+        if not same_crs(pan_crs, crs, pan_t, (pan_h, pan_w)):  # ddrf-run's rule and words
+            names = crs_names(crs, pan_crs)
+            raise ValueError(f"{path}: CRS {names[0]} differs from PAN CRS {names[1]}")
         if (h, w) != ms_grid[2:4] or not same_grid(transform, ms_grid.transform):  # ddrf-run's tolerance
             raise ValueError(f"{path}: MS grid differs from {ms_list[0]}")
     ms_t, ms_h, ms_w = ms_grid[1], ms_grid[2], ms_grid[3]

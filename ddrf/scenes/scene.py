@@ -17,9 +17,9 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_name, default_nodata, honoured_mask, is_nodata,
-                           lattice_origin, mask_facts, not_north_up, read_band, read_error_reason, same_grid,
-                           single_image_band)
+from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_names, default_nodata, honoured_mask,
+                           is_nodata, lattice_origin, mask_facts, not_north_up, read_band, read_error_reason, same_crs,
+                           same_grid, single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -159,10 +159,8 @@ class Scene:
     @staticmethod
     def _check_same_grids(pan: _Grid, first: _Grid, ms_grids: dict[Path, _Grid]) -> None:
         for grid in ms_grids.values():
-            if grid.crs != pan.crs:
-                names = crs_name(grid.crs), crs_name(pan.crs)
-                if names[0] == names[1]:  # two custom CRSs are both 'unknown': their parameters tell them apart
-                    names = grid.crs.to_proj4(), pan.crs.to_proj4()  # type: ignore[attr-defined]
+            if not same_crs(pan.crs, grid.crs, pan.transform, (pan.height, pan.width)):
+                names = crs_names(grid.crs, pan.crs)
                 raise SceneError(grid.path, f"CRS {names[0]} differs from PAN {pan.path.name} CRS {names[1]}")
             shape = (grid.height, grid.width) == (first.height, first.width)
             if not (shape and same_grid(grid.transform, first.transform)):
