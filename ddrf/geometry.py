@@ -82,7 +82,8 @@ def same_crs(a: Any, b: Any, transform: Affine, shape: tuple[int, int]) -> bool:
     from rasterio.warp import transform as warp_points
 
     rows, cols = np.array([0, 0, 1, 1, 0.5]) * shape[0], np.array([0, 1, 0, 1, 0.5]) * shape[1]
-    xs, ys = transform * (cols, rows)
+    t = transform
+    xs, ys = t.c + cols * t.a + rows * t.b, t.f + cols * t.d + rows * t.e
     moved = np.array(warp_points(a, b, xs, ys)) - np.array([xs, ys])
     return bool(np.isfinite(moved).all() and (np.abs(moved) <= EPS * min(abs(transform.a), abs(transform.e))).all())
 
