@@ -201,6 +201,16 @@ def c_rpc_with_a_crs_tag(tmp, out):  # sensor geometry + RPCs + their ground CRS
     return args, "pan.tif", "RPC-only GeoTIFF \\(no geotransform\\): not orthorectified; orthorectify first", 1
 
 
+def c_pleiades_primary(tmp, out):  # a DIMAP sensor-geometry (SEN) product: "not georeferenced" before, no word why
+    scene = tmp / "phr"
+    scene.mkdir()
+    for source in (NAMING / "pleiades").iterdir():
+        with rasterio.open(source) as src:
+            data = src.read()
+        write_tif(scene / source.name.replace("_ORT_", "_SEN_"), data, transform=None, crs=None)
+    return [str(scene), "-o", str(out), "--method", "Brovey"], "_SEN_", "primary product .*not orthorectified; use", 1
+
+
 def c_rotated(tmp, out):
     args = pm(tmp, out) + ["--method", "Brovey"]
     write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 2, 500000, 2, -15, 4000000))

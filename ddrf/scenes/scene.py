@@ -48,6 +48,9 @@ def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
     # GDAL's identity transform is no geotransform, whatever CRS sits beside it: a sensor-geometry product may carry
     # the RPCs' ground CRS (EPSG:4326) tag too, which is no map grid either
     no_geotransform = src.transform == Affine.identity()
+    if no_geotransform and re.match(r"IMG_(PHR|SPOT|PNEO).*_SEN_", path.name, re.I):  # its RPCs in RPC_*.XML
+        raise SceneError(path, "Pleiades/SPOT primary product (SEN: sensor geometry, RPCs only): not orthorectified; "
+                               "use an ortho product (ORT) or orthorectify first (e.g. gdalwarp -rpc -t_srs EPSG:...)")
     if no_geotransform and src.rpcs is not None:
         raise SceneError(path, "RPC-only GeoTIFF (no geotransform): not orthorectified; orthorectify first "
                                "(e.g. gdalwarp -rpc -t_srs EPSG:...)")
