@@ -118,12 +118,35 @@ def not_north_up(transform: Affine, height: int, width: int) -> str | None:
     if north_up(transform, height, width):
         return None
     t = transform
-    if t == Affine.identity():  # GDAL's stand-in for none: the pixel grid itself, y down, so no south-up file
-        return "no geotransform (pixel coordinates only): not on a map grid"
     if t.a > 0 < t.e and north_up(Affine(t.a, t.b, t.c, t.d, -t.e, t.f), height, width):
         return (f"geotransform {tuple(t)[:6]} is south-up (positive y pixel size {t.e:g}: the first row is the "
                 "southern edge); flip it north-up first (e.g. gdalwarp, which writes north-up)")
     return f"geotransform {tuple(t)[:6]} is rotated or not north-up"
+
+
+def map_grid_problem(path: Path, src: DatasetReader) -> str | None:
+    """Why a file is on no map grid ddrf can read, in the words of a line that names it (None if it is): sensor
+    geometry (Maxar 1B, a Pleiades/SPOT primary product, any RPC'd file without a geotransform), ground control
+    points only, no CRS or no geotransform, a south-up or rotated grid. ddrf-run and the pair reader of training
+    and evaluation refuse such a file with it."""
+    if re.search(r"-[PM]1BS-", path.name, re.I):
+        return ("Maxar 1B product (P1BS/M1BS): RPC-only, not orthorectified; use 2A products (P2AS/M2AS) or "
+                "orthorectify first (e.g. gdalwarp -rpc)")
+    # GDAL's identity transform is no geotransform, whatever CRS sits beside it: a sensor-geometry product may carry
+    # the RPCs' ground CRS (EPSG:4326) tag too, which is no map grid either
+    no_geotransform = src.transform == Affine.identity()
+    if no_geotransform and re.match(r"IMG_(PHR|SPOT|PNEO).*_SEN_", path.name, re.I):  # its RPCs in RPC_*.XML
+        return ("Pleiades/SPOT primary product (SEN: sensor geometry, RPCs only): not orthorectified; use an ortho "
+                "product (ORT) or orthorectify first (e.g. gdalwarp -rpc -t_srs EPSG:...)")
+    if no_geotransform and src.rpcs is not None:
+        return ("RPC-only GeoTIFF (no geotransform): not orthorectified; orthorectify first (e.g. gdalwarp -rpc "
+                "-t_srs EPSG:...)")
+    if no_geotransform and src.gcps[0]:
+        return ("georeferenced by ground control points only, no geotransform: not on a map grid; warp it onto one "
+                "first (e.g. gdalwarp -t_srs EPSG:...)")
+    if no_geotransform or src.crs is None:
+        return "not georeferenced (no CRS or no geotransform)"
+    return not_north_up(src.transform, src.height, src.width)
 
 
 def same_grid(a: Affine, b: Affine) -> bool:

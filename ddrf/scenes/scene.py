@@ -18,7 +18,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_names, default_nodata, honoured_mask,
-                           is_nodata, lattice_origin, mask_facts, not_north_up, read_band, read_error_reason, same_crs,
+                           is_nodata, lattice_origin, map_grid_problem, mask_facts, read_band, read_error_reason, same_crs,
                            same_grid, single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
@@ -41,35 +41,14 @@ class _Grid:
     offsets: tuple[float, ...] = ()
 
 
-def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
-    if re.search(r"-[PM]1BS-", path.name, re.I):
-        raise SceneError(path, "Maxar 1B product (P1BS/M1BS): RPC-only, not orthorectified; use 2A products "
-                               "(P2AS/M2AS) or orthorectify first (e.g. gdalwarp -rpc)")
-    # GDAL's identity transform is no geotransform, whatever CRS sits beside it: a sensor-geometry product may carry
-    # the RPCs' ground CRS (EPSG:4326) tag too, which is no map grid either
-    no_geotransform = src.transform == Affine.identity()
-    if no_geotransform and re.match(r"IMG_(PHR|SPOT|PNEO).*_SEN_", path.name, re.I):  # its RPCs in RPC_*.XML
-        raise SceneError(path, "Pleiades/SPOT primary product (SEN: sensor geometry, RPCs only): not orthorectified; "
-                               "use an ortho product (ORT) or orthorectify first (e.g. gdalwarp -rpc -t_srs EPSG:...)")
-    if no_geotransform and src.rpcs is not None:
-        raise SceneError(path, "RPC-only GeoTIFF (no geotransform): not orthorectified; orthorectify first "
-                               "(e.g. gdalwarp -rpc -t_srs EPSG:...)")
-    if no_geotransform and src.gcps[0]:
-        raise SceneError(path, "georeferenced by ground control points only, no geotransform: not on a map grid; "
-                               "warp it onto one first (e.g. gdalwarp -t_srs EPSG:...)")
-    if no_geotransform or src.crs is None:
-        raise SceneError(path, "not georeferenced (no CRS or no geotransform)")
-    if reason := not_north_up(src.transform, src.height, src.width):
-        raise SceneError(path, reason)
-
-
 def _inspect(path: Path) -> _Grid:
     """Header facts of one file; unreadable, truncated, RPC-only or ungeoreferenced files raise SceneError."""
     if not path.is_file():
         raise SceneError(path, "file missing")
     try:
         with open_raster(path) as src:
-            _check_orthorectified(path, src)
+            if reason := map_grid_problem(path, src):
+                raise SceneError(path, reason)
             if any(np.dtype(t).kind == "c" for t in src.dtypes):  # read as real, its imaginary part dropped
                 raise SceneError(path, f"complex data ({src.dtypes[0]}): not an image to fuse; write its magnitude "
                                        "or real part as a real type first")
