@@ -6,12 +6,10 @@ window around the request.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
