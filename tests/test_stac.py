@@ -424,3 +424,20 @@ def test_an_item_across_the_antimeridian_or_a_pole_is_rfc_7946(tmp_path: Path, c
     assert points[:, 0].max() == 180 and points[:, 0].min() == -180  # split at the antimeridian
     assert west == pytest.approx(points[points[:, 0] > 0, 0].min()) and east == pytest.approx(
         points[points[:, 0] < 0, 0].max())
+
+
+def test_the_items_gsd_of_a_web_mercator_scene_is_its_ground_size(tmp_path: Path) -> None:
+    """Row 408: a Web Mercator (EPSG:3857) pixel of 30 CRS metres at 60 N covers 15 m of ground (Mercator stretches
+    by 1 / cos(latitude)); the Item's gsd said 30."""
+    rng = np.random.default_rng(0)
+    north = 6378137 * np.log(np.tan(np.radians(45 + 30)))  # 60 N in Web Mercator
+    for name, count, side, size in (("pan", 1, 64, 30), ("ms", 4, 32, 60)):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", height=side, width=side, count=count,
+                           dtype="uint16", crs="EPSG:3857",
+                           transform=rasterio.transform.from_origin(1000000, north + 960, size, size)) as ds:
+            ds.write(rng.uniform(4000, 16000, (count, side, side)).astype("uint16"))
+    result = cli("--pan", str(tmp_path / "pan.tif"), "--ms", str(tmp_path / "ms.tif"), "-o", str(tmp_path / "x.tif"),
+                 "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    gsd = json.loads((tmp_path / "x.item.json").read_text())["properties"]["gsd"]
+    assert gsd == pytest.approx(15.0, rel=1e-4), gsd

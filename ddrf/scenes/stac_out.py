@@ -204,7 +204,7 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
         item.common_metadata.start_datetime, item.common_metadata.end_datetime = span
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:
-        item.properties["gsd"] = ground_sample_distance(src.crs, src.transform)
+        item.properties["gsd"] = ground_sample_distance(src.crs, src.transform, src.shape)
         if src.crs is not None:
             item.bbox, item.geometry = lon_lat_footprint(src.crs, src.bounds, item.geometry)
         if "proj:wkt2" in item.properties and src.crs is not None:  # a CRS with no EPSG code: rio-stac wrote WKT1
@@ -315,12 +315,19 @@ def _clip_band(points: np.ndarray, low: float, high: float) -> list[tuple[float,
 METRES_PER_DEGREE = 111_195.0  # of latitude, on the mean Earth radius (within 0.6 % at any latitude)
 
 
-def ground_sample_distance(crs: Any, transform: Any) -> float:
-    """STAC's gsd, in metres: the pixel width in the CRS's linear unit (US feet too), or in a geographic CRS the
-    pixel's north-south side (a degree of longitude shrinks with latitude, one of latitude hardly does)."""
+def ground_sample_distance(crs: Any, transform: Any, shape: tuple[int, int] = (1, 1)) -> float:
+    """STAC's gsd, in metres on the ground: the pixel width in the CRS's linear unit (US feet too), or in a geographic
+    CRS the pixel's north-south side (a degree of longitude shrinks with latitude, one of latitude hardly does). A
+    Mercator grid (Web Mercator, EPSG:3857) stretches the ground by 1 / cos(latitude): its pixel is that much smaller
+    on the ground, taken at the grid's centre (`shape`: rows, columns) (a 15 m Web Mercator pixel at 60 N is 7.5 m)."""
     if crs is not None and crs.is_geographic:
         return round(abs(float(transform.e)) * METRES_PER_DEGREE, 3)
     factor = crs.linear_units_factor[1] if crs is not None and crs.is_projected else 1.0
+    if crs is not None and crs.is_projected and "+proj=merc" in crs.to_proj4():
+        from rasterio.warp import transform as warp_points
+
+        x, y = transform * (shape[1] / 2, shape[0] / 2)
+        factor *= math.cos(math.radians(warp_points(crs, "EPSG:4326", [x], [y])[1][0]))
     return round(abs(float(transform.a)) * factor, 6)
 
 
