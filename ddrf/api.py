@@ -216,8 +216,11 @@ def check_grids(pan: "xarray.DataArray", ms: "xarray.DataArray") -> None:
         pan_t, ms_t = pan.rio.transform(), ms.rio.transform()
     except Exception:  # no rioxarray, or coordinates it cannot read a transform from: plain arrays
         return
-    if None not in crs and crs[0] != crs[1]:
-        raise ValueError(f"ms CRS {crs[1]} differs from pan CRS {crs[0]}")
+    from ddrf.geometry import crs_names, same_crs
+
+    if None not in crs and not same_crs(crs[0], crs[1], pan_t, (pan.sizes["y"], pan.sizes["x"])):  # ddrf-run's rule
+        names = crs_names(crs[1], crs[0])
+        raise ValueError(f"ms CRS {names[0]} differs from pan CRS {names[1]}")
     ratio = ms_t.a / pan_t.a if pan_t.a else 0.0
     nested = (pan_t.e < 0 and ms_t.e < 0 and pan_t.b == pan_t.d == ms_t.b == ms_t.d == 0 and ratio >= 1
               and abs(ms_t.e / pan_t.e - ratio) < 1e-9 * ratio

@@ -28,9 +28,11 @@ nodata into neighbours.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -57,6 +59,42 @@ class AxisAlignment:
     frac: float
 
 
+def crs_name(crs: Any) -> str:
+    """A CRS as a line can hold it: its EPSG code, else the name its WKT gives it (a WKT runs to 1,000 characters)."""
+    if crs is None:
+        return "no CRS"
+    code = crs.to_epsg()
+    if code:
+        return f"EPSG:{code}"
+    found = re.match(r'\s*\w+\["([^"]+)"', crs.to_wkt())
+    return f"'{found.group(1)}'" if found else str(crs)[:80]
+
+
+def same_crs(a: Any, b: Any, transform: Affine, shape: tuple[int, int]) -> bool:
+    """One CRS however written: equal, or PROJ identifies both as one EPSG code and the corners and centre of the
+    grid (`transform`, `shape`: a's) keep their coordinates through a to b to a millionth of a pixel (a WGS 84 UTM
+    zone written as a PROJ string with +towgs84=0, which rasterio holds apart from EPSG:32616). Two EPSG codes stay
+    two CRSs though PROJ maps one datum onto the other unmoved (NAD83 and WGS 84, a metre or two apart)."""
+    if a == b:
+        return True
+    if a is None or b is None or a.to_epsg() is None or a.to_epsg() != b.to_epsg():
+        return False
+    from rasterio.warp import transform as warp_points
+
+    rows, cols = np.array([0, 0, 1, 1, 0.5]) * shape[0], np.array([0, 1, 0, 1, 0.5]) * shape[1]
+    t = transform
+    xs, ys = t.c + cols * t.a + rows * t.b, t.f + cols * t.d + rows * t.e
+    moved = np.array(warp_points(a, b, xs, ys)) - np.array([xs, ys])
+    return bool(np.isfinite(moved).all() and (np.abs(moved) <= EPS * min(abs(transform.a), abs(transform.e))).all())
+
+
+def crs_names(a: Any, b: Any) -> tuple[str, str]:
+    """Two different CRSs as a line tells them apart: their short names (`crs_name`), or where those agree (two
+    custom CRSs both 'unknown', two spellings PROJ identifies as one code) their PROJ strings."""
+    names = crs_name(a), crs_name(b)
+    return (a.to_proj4(), b.to_proj4()) if names[0] == names[1] and a is not None and b is not None else names
+
+
 def integer_ratio(pan_transform: Affine, ms_transform: Affine) -> int:
     """PAN/MS resolution ratio from the pixel sizes; ValueError unless both axes agree on one integer >= 2."""
     ratios = (ms_transform.a / pan_transform.a, ms_transform.e / pan_transform.e)
@@ -72,6 +110,43 @@ def north_up(transform: Affine, height: int, width: int) -> bool:
     by a millionth of a pixel) count as none."""
     t = transform
     return t.a > 0 > t.e and abs(t.b) * height <= EPS * t.a and abs(t.d) * width <= EPS * -t.e
+
+
+def not_north_up(transform: Affine, height: int, width: int) -> str | None:
+    """Why a file's grid is not one `north_up` accepts, in the words of a line that names the file; None if it is.
+    A south-up grid (positive y pixel size, row 0 the southern edge) is said as such, with the way out."""
+    if north_up(transform, height, width):
+        return None
+    t = transform
+    if t.a > 0 < t.e and north_up(Affine(t.a, t.b, t.c, t.d, -t.e, t.f), height, width):
+        return (f"geotransform {tuple(t)[:6]} is south-up (positive y pixel size {t.e:g}: the first row is the "
+                "southern edge); flip it north-up first (e.g. gdalwarp, which writes north-up)")
+    return f"geotransform {tuple(t)[:6]} is rotated or not north-up"
+
+
+def map_grid_problem(path: Path, src: DatasetReader) -> str | None:
+    """Why a file is on no map grid ddrf can read, in the words of a line that names it (None if it is): sensor
+    geometry (Maxar 1B, a Pleiades/SPOT primary product, any RPC'd file without a geotransform), ground control
+    points only, no CRS or no geotransform, a south-up or rotated grid. ddrf-run and the pair reader of training
+    and evaluation refuse such a file with it."""
+    if re.search(r"-[PM]1BS-", path.name, re.I):
+        return ("Maxar 1B product (P1BS/M1BS): RPC-only, not orthorectified; use 2A products (P2AS/M2AS) or "
+                "orthorectify first (e.g. gdalwarp -rpc)")
+    # GDAL's identity transform is no geotransform, whatever CRS sits beside it: a sensor-geometry product may carry
+    # the RPCs' ground CRS (EPSG:4326) tag too, which is no map grid either
+    no_geotransform = src.transform == Affine.identity()
+    if no_geotransform and re.match(r"IMG_(PHR|SPOT|PNEO).*_SEN_", path.name, re.I):  # its RPCs in RPC_*.XML
+        return ("Pleiades/SPOT primary product (SEN: sensor geometry, RPCs only): not orthorectified; use an ortho "
+                "product (ORT) or orthorectify first (e.g. gdalwarp -rpc -t_srs EPSG:...)")
+    if no_geotransform and src.rpcs is not None:
+        return ("RPC-only GeoTIFF (no geotransform): not orthorectified; orthorectify first (e.g. gdalwarp -rpc "
+                "-t_srs EPSG:...)")
+    if no_geotransform and src.gcps[0]:
+        return ("georeferenced by ground control points only, no geotransform: not on a map grid; warp it onto one "
+                "first (e.g. gdalwarp -t_srs EPSG:...)")
+    if no_geotransform or src.crs is None:
+        return "not georeferenced (no CRS or no geotransform)"
+    return not_north_up(src.transform, src.height, src.width)
 
 
 def same_grid(a: Affine, b: Affine) -> bool:

@@ -84,7 +84,9 @@ def test_fuse_refuses_values_that_gave_nan_or_garbage() -> None:
 def test_fuse_dataarrays_follow_band_names_and_refuse_grids_that_do_not_nest() -> None:
     """Bands named in another order are fused as the model's bands and returned in the caller's order (they were
     fused as if in the model's order); an MS in another CRS, off the PAN, or flipped is refused (they were fused
-    onto the PAN's grid); the output's band names and scale survive (long_name 'blue' became b, l, u, e)."""
+    onto the PAN's grid); the output's band names and scale survive (long_name 'blue' became b, l, u, e). Another
+    spelling of the PAN's CRS is that CRS, by ddrf-run's rule (it was `ms CRS EPSG:32616 differs from pan CRS
+    EPSG:32616`)."""
     rioxarray = pytest.importorskip("rioxarray")
     import xarray as xr
 
@@ -98,7 +100,9 @@ def test_fuse_dataarrays_follow_band_names_and_refuse_grids_that_do_not_nest() -
     labelled = ddrf.fuse(pan, ms.assign_coords(band=["B2", "B3", "B4", "B5"]), threads=1)  # labels, not band names
     np.testing.assert_array_equal(labelled.values, fused.values)
     assert fused.attrs["long_name"] == ["blue", "green", "red", "nir"] and fused.attrs["scale_factor"] == 2.75e-5
-    for moved, message in ((ms.rio.write_crs("EPSG:4326"), "differs from pan CRS"),
+    spelled = "+proj=utm +zone=16 +ellps=WGS84 +towgs84=0,0,0,0,0,0,0 +units=m +no_defs"  # EPSG:32616, row 409
+    np.testing.assert_array_equal(ddrf.fuse(pan, ms.rio.write_crs(spelled), threads=1).values, fused.values)
+    for moved, message in ((ms.rio.write_crs("EPSG:4326"), "ms CRS EPSG:4326 differs from pan CRS EPSG:32616"),
                            (ms.assign_coords(x=ms.x - 2000.0), "is not the pan grid"),
                            (ms.isel(y=slice(None, None, -1)), "is not the pan grid")):
         with pytest.raises(ValueError, match=message):

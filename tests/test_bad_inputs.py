@@ -133,6 +133,14 @@ def c_crs_mismatch_compound(tmp, out):
             r"CRS 'WGS 84 / UTM zone 16N \+ EGM96 height' differs from PAN pan.tif CRS EPSG:32616$", 1)
 
 
+def c_crs_mismatch_same_name(tmp, out):  # two custom CRSs: "CRS 'unknown' differs from PAN CRS 'unknown'" before
+    tmerc = "+proj=tmerc +lat_0=0 +lon_0={} +k=0.9996 +x_0=500000 +y_0=0 +datum=WGS84 +units=m +no_defs"
+    args = pm(tmp, out, ms_crs=tmerc.format(-86)) + ["--method", "Brovey"]
+    write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), crs=tmerc.format(-85))
+    return args, "ms.tif", r"CRS \+proj=tmerc \+lat_0=0 \+lon_0=-86 .* differs from PAN pan.tif CRS \+proj=tmerc " \
+                           r"\+lat_0=0 \+lon_0=-85 ", 1
+
+
 def c_negative_seed(tmp, out):
     return pm(tmp, out) + ["--method", "Brovey", "--seed", "-1"], "--seed", "Invalid value", 2
 
@@ -180,6 +188,29 @@ def c_gcp_only(tmp, out):  # georeferenced by ground control points, no geotrans
     return args, "pan.tif", "ground control points only, no geotransform: not on a map grid; warp it", 1
 
 
+def c_rpc_with_a_crs_tag(tmp, out):  # sensor geometry + RPCs + their ground CRS: "rotated or not north-up" before
+    from rasterio.rpc import RPC
+
+    args = pm(tmp, out) + ["--method", "Brovey"]
+    pan = write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine.identity(), crs="EPSG:4326")
+    with rasterio.open(pan, "r+") as dst:
+        dst.rpcs = RPC(height_off=100, height_scale=500, lat_off=30.6, lat_scale=0.05, line_den_coeff=[1] + [0] * 19,
+                       line_num_coeff=[0, 0, -1] + [0] * 17, line_off=32, line_scale=32, long_off=-87.4,
+                       long_scale=0.05, samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18, samp_off=32,
+                       samp_scale=32)
+    return args, "pan.tif", "RPC-only GeoTIFF \\(no geotransform\\): not orthorectified; orthorectify first", 1
+
+
+def c_pleiades_primary(tmp, out):  # a DIMAP sensor-geometry (SEN) product: "not georeferenced" before, no word why
+    scene = tmp / "phr"
+    scene.mkdir()
+    for source in (NAMING / "pleiades").iterdir():
+        with rasterio.open(source) as src:
+            data = src.read()
+        write_tif(scene / source.name.replace("_ORT_", "_SEN_"), data, transform=None, crs=None)
+    return [str(scene), "-o", str(out), "--method", "Brovey"], "_SEN_", "primary product .*not orthorectified; use", 1
+
+
 def c_rotated(tmp, out):
     args = pm(tmp, out) + ["--method", "Brovey"]
     write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 2, 500000, 2, -15, 4000000))
@@ -190,6 +221,12 @@ def c_rotated_by_a_hair(tmp, out):  # a real rotation is refused; float noise in
     args = pm(tmp, out) + ["--method", "Brovey"]
     write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 0.002, 500000, 0, -15, 4000000))
     return args, "pan.tif", "rotated or not north-up", 1
+
+
+def c_south_up(tmp, out):  # positive y pixel size: "rotated or not north-up" before, no word of the flip
+    args = pm(tmp, out) + ["--method", "Brovey"]
+    write_tif(tmp / "in" / "pan.tif", np.full((64, 64), 5000), transform=Affine(15, 0, 500000, 0, 15, 3999040))
+    return args, "pan.tif", r"is south-up \(positive y pixel size 15: the first row is the southern edge\); flip", 1
 
 
 def c_three_bands_for_four_band_model(tmp, out):

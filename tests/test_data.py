@@ -338,7 +338,7 @@ def test_geotiff_errors(tmp_path: Path, landsat8_paths: tuple[Path, list[Path]])
     with pytest.raises(ValueError, match="do not overlap"):
         read_geotiff_pair(pan_path, [far])
     no_crs = _rewrite(pan_path, tmp_path / "nocrs.tif", crs=None)
-    with pytest.raises(ValueError, match=r"nocrs\.tif: no CRS"):
+    with pytest.raises(ValueError, match=r"nocrs\.tif: not georeferenced \(no CRS"):
         read_geotiff_pair(no_crs, ms_paths)
     with pytest.raises(ValueError, match="file missing"):
         read_geotiff_pair(tmp_path / "absent.tif", ms_paths)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 from typer.testing import CliRunner
@@ -70,3 +71,35 @@ def test_rotation_terms_of_float_noise_are_no_rotation(tmp_path: Path) -> None:
         with rasterio.open(tmp_path / f"{name}.tif") as dst:
             outputs.append(dst.read())
     assert np.array_equal(*outputs)
+
+
+def test_an_ms_in_another_spelling_of_the_pans_crs_is_one_crs(tmp_path: Path) -> None:
+    """Row 405: the sample's MS written with its UTM zone as a PROJ string on the WGS 84 ellipsoid with +towgs84=0
+    (older tools write it so), the PAN as EPSG:32616. rasterio holds the two apart, so ddrf-run said `CRS EPSG:32616
+    differs from PAN ... CRS EPSG:32616`; now they are one CRS and the product is the plain one's. Another datum
+    under the same projection (NAD83, EPSG:26916, which PROJ maps onto WGS 84 unmoved) is still refused."""
+    from ddrf.scenes.errors import SceneError
+    from ddrf.scenes.scene import Scene
+
+    code, output = fuse(tmp_path / "plain", tmp_path / "plain.tif", {})
+    assert code == 0, output
+    spelled = "+proj=utm +zone=16 +ellps=WGS84 +towgs84=0,0,0,0,0,0,0 +units=m +no_defs"
+    (tmp_path / "spelled").mkdir()
+    ms = []
+    for band in BANDS:
+        with rasterio.open(band_file(tmp_path / "spelled", band), "r+") as dst:
+            dst.crs = rasterio.crs.CRS.from_proj4(spelled)
+            ms.append(dst.name)
+    with rasterio.open(ms[0]) as src:
+        assert src.crs != rasterio.crs.CRS.from_epsg(32616)  # the check can fail: rasterio's own equality says no
+    result = CliRunner().invoke(app, ["--pan", str(SAMPLE / f"{SAMPLE.name}_B8.TIF"), *(a for m in ms for a in
+                                      ("--ms", m)), "-o", str(tmp_path / "spelled.tif"), "--method", "GSA",
+                                      "--bands", "blue,green,red,nir", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "plain.tif") as a, rasterio.open(tmp_path / "spelled.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    for m in ms:
+        with rasterio.open(m, "r+") as dst:
+            dst.crs = rasterio.crs.CRS.from_epsg(26916)
+    with pytest.raises(SceneError, match="CRS EPSG:26916 differs from PAN .* CRS EPSG:32616"):
+        Scene.from_paths(SAMPLE / f"{SAMPLE.name}_B8.TIF", ms)

@@ -125,3 +125,33 @@ def test_a_maxar_tiled_delivery_reads_as_the_untiled_product(tmp_path: Path) -> 
     assert found.pan.suffix == ".TIL"
     np.testing.assert_array_equal(pairs[0].pan, pairs[1].pan)
     np.testing.assert_array_equal(pairs[0].ms, pairs[1].ms)
+
+
+def test_a_south_up_file_is_said_as_such(tmp_path: Path) -> None:
+    """Row 403: a PAN whose y pixel size is positive is south-up, said so with the way out, by ddrf-run's words."""
+    t = transform_of(PAN)
+    with pytest.raises(ValueError, match=r"pan.tif: geotransform .* is south-up \(positive y pixel size .*flip it"):
+        read(copy(PAN, tmp_path / "pan.tif", transform=Affine(t.a, 0, t.c, 0, -t.e, t.f)), MS)
+
+
+def test_a_pair_file_on_no_map_grid_is_refused_as_ddrf_run_refuses_it(tmp_path: Path) -> None:
+    """Row 407: an MS band georeferenced by ground control points only in a training or evaluation pair was `CRS None
+    differs from PAN CRS EPSG:32616`; an RPC'd one with a CRS tag `rotated or not north-up`. Now ddrf-run's words
+    (`ddrf/geometry.py: map_grid_problem`), which name what the file is and how to put it on a map grid."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.rpc import RPC
+
+    gcps = copy(MS[1], tmp_path / "b3.tif", transform=Affine.identity(), crs=None)
+    with rasterio.open(gcps, "r+") as dst:
+        dst.gcps = ([GroundControlPoint(row=r, col=c, x=456000.0 + 30 * c, y=3394000.0 - 30 * r)
+                     for r, c in ((0, 0), (0, 10), (10, 0))], "EPSG:32616")
+    with pytest.raises(ValueError, match=r"b3.tif: georeferenced by ground control points only, no geotransform"):
+        read(PAN, [MS[0], gcps, *MS[2:]])
+    rpcs = copy(PAN, tmp_path / "pan.tif", transform=Affine.identity(), crs="EPSG:4326")
+    with rasterio.open(rpcs, "r+") as dst:
+        dst.rpcs = RPC(height_off=0, height_scale=100, lat_off=30.6, lat_scale=0.05, line_den_coeff=[1] + [0] * 19,
+                       line_num_coeff=[0, 0, -1] + [0] * 17, line_off=32, line_scale=32, long_off=-87.4,
+                       long_scale=0.05, samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18, samp_off=32,
+                       samp_scale=32)
+    with pytest.raises(ValueError, match=r"pan.tif: RPC-only GeoTIFF \(no geotransform\): not orthorectified"):
+        read(rpcs, MS)

@@ -670,3 +670,21 @@ def test_bands_contradicting_the_scenes_own_band_names_are_refused(tmp_path: Pat
     assert agreeing.exit_code == 0, agreeing.output
     with rasterio.open(tmp_path / "out" / f"{sample.name}.tif") as ds:
         assert ds.descriptions == ("blue", "green", "red", "nir")
+
+
+@pytest.mark.parametrize("pan_crs", ["EPSG:32616", "EPSG:4326"], ids=["pan_in_metres", "pan_in_degrees"])
+def test_a_folder_of_rasters_in_two_crss_says_so(tmp_path: Path, pan_crs: str) -> None:
+    """Row 404: PAN and MS told apart by pixel size: a 15 m PAN beside an MS in degrees (0.00027) was `cannot tell
+    PAN from MS`, the degrees taken for the finer grid; now the folder's two CRSs are named, whichever has the PAN."""
+    grids = {"EPSG:32616": Affine(15, 0, 500000, 0, -15, 4000000),
+             "EPSG:4326": Affine(0.000165, 0, -87, 0, -0.000135, 36.14)}
+    ms_crs = next(crs for crs in grids if crs != pan_crs)
+    for name, count, side, crs, transform in (("scene_a", 1, 64, pan_crs, grids[pan_crs]),
+                                              ("scene_b", 4, 32, ms_crs, grids[ms_crs] @ Affine.scale(2))):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", height=side, width=side, count=count,
+                           dtype="uint16", crs=crs, transform=transform) as dst:
+            dst.write(np.full((count, side, side), 5000, dtype="uint16"))
+    with pytest.raises(SceneError, match=rf"rasters are in different CRSs \(scene_a.tif {pan_crs}, scene_b.tif "
+                                         rf"{ms_crs}\), so their pixel sizes cannot tell PAN from MS; warp") as err:
+        discover_scene(tmp_path)
+    assert_one_line_naming(err, tmp_path.name)

@@ -386,3 +386,58 @@ def test_landsat_band_files_given_as_a_pair_are_dated_by_their_mtl(tmp_path: Pat
     props = json.loads((tmp_path / "x.item.json").read_text())["properties"]
     assert props["datetime"].startswith("2015-08-04T16:19:21")  # the MTL's acquisition time
     assert props["ddrf:datetime_source"] == "the acquisition time in the scene's metadata"
+
+
+@pytest.mark.parametrize("crs, left, top, size", [("EPSG:4326", 179.9, 10.0, 0.2 / 128),
+                                                  ("EPSG:32660", 700000, 5600000, 150),
+                                                  ("EPSG:3413", -832000, 832000, 1000),
+                                                  ("EPSG:3031", -64000, 64000, 1000)],
+                         ids=["degrees_past_180", "utm_zone_60", "arctic_polar_stereographic", "south_pole"])
+def test_an_item_across_the_antimeridian_or_a_pole_is_rfc_7946(tmp_path: Path, crs: str, left: float, top: float,
+                                                                size: float) -> None:
+    """RFC 7946 and STAC: longitudes in -180..180, a footprint across the antimeridian split there, its bbox with
+    west > east. A geographic scene from 179.9 to 180.1 gave a footprint and bbox past 180, a UTM zone 60 scene
+    split at 180 a bbox of -180..180 (every longitude), a polar stereographic scene across 180 near 80 N one ring
+    jumping from -180 to 179.8; a scene around the south pole keeps its full-circle bbox and a footprint to -90."""
+    rng = np.random.default_rng(0)
+    for name, count, side, pixel in (("pan", 1, 128, size), ("ms", 4, 64, 2 * size)):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", height=side, width=side, count=count,
+                           dtype="uint16", crs=crs,
+                           transform=rasterio.transform.from_origin(left, top, pixel, pixel)) as ds:
+            ds.write(rng.uniform(4000, 16000, (count, side, side)).astype("uint16"))
+    result = cli("--pan", str(tmp_path / "pan.tif"), "--ms", str(tmp_path / "ms.tif"), "-o", str(tmp_path / "x.tif"),
+                 "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "x.item.json").read_text())
+    assert validate(document)
+    west, south, east, north = document["bbox"]
+    geometry = document["geometry"]
+    parts = geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
+    points = np.array([point for part in parts for ring in part for point in ring])
+    assert (np.abs(points[:, 0]) <= 180).all() and (np.abs(points[:, 1]) <= 90).all()
+    if crs == "EPSG:3031":
+        assert [west, south, east] == [-180, -90, 180] and -89.3 < north < -89 and points[:, 1].min() == -90
+        return
+    assert geometry["type"] == "MultiPolygon" and 175 < west < 180 and -180 < east < -175, document["bbox"]
+    assert all(ring[0] == ring[-1] and len({p[0] > 0 for p in ring if abs(p[0]) != 180}) == 1
+               for part in parts for ring in part)  # each part on one side of 180
+    assert points[:, 0].max() == 180 and points[:, 0].min() == -180  # split at the antimeridian
+    assert west == pytest.approx(points[points[:, 0] > 0, 0].min()) and east == pytest.approx(
+        points[points[:, 0] < 0, 0].max())
+
+
+def test_the_items_gsd_of_a_web_mercator_scene_is_its_ground_size(tmp_path: Path) -> None:
+    """Row 408: a Web Mercator (EPSG:3857) pixel of 30 CRS metres at 60 N covers 15 m of ground (Mercator stretches
+    by 1 / cos(latitude)); the Item's gsd said 30."""
+    rng = np.random.default_rng(0)
+    north = 6378137 * np.log(np.tan(np.radians(45 + 30)))  # 60 N in Web Mercator
+    for name, count, side, size in (("pan", 1, 64, 30), ("ms", 4, 32, 60)):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", height=side, width=side, count=count,
+                           dtype="uint16", crs="EPSG:3857",
+                           transform=rasterio.transform.from_origin(1000000, north + 960, size, size)) as ds:
+            ds.write(rng.uniform(4000, 16000, (count, side, side)).astype("uint16"))
+    result = cli("--pan", str(tmp_path / "pan.tif"), "--ms", str(tmp_path / "ms.tif"), "-o", str(tmp_path / "x.tif"),
+                 "--method", "GSA")
+    assert result.exit_code == 0, result.output
+    gsd = json.loads((tmp_path / "x.item.json").read_text())["properties"]["gsd"]
+    assert gsd == pytest.approx(15.0, rel=1e-4), gsd

@@ -19,8 +19,8 @@ import rasterio
 from affine import Affine
 
 from ddrf.data.pair import Pair
-from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, mask_facts,
-                           north_up, same_grid, single_image_band)
+from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_names, default_nodata, honoured_mask,
+                           map_grid_problem, mask_facts, same_crs, same_grid, single_image_band)
 from ddrf.rasters import TileListError, open_raster
 
 
@@ -39,18 +39,12 @@ def _grid(path: Path) -> _Header:
         raise ValueError(f"{path}: file missing")
     try:
         with open_raster(path) as src:  # a Maxar .TIL as its tiles' mosaic, as ddrf-run opens it
-            if coded := coded_values(src):  # refused as ddrf-run refuses it
-                raise ValueError(f"{path}: {coded}")
+            if problem := coded_values(src) or map_grid_problem(path, src):  # refused as ddrf-run refuses it
+                raise ValueError(f"{path}: {problem}")
             return _Header(src.crs, src.transform, src.height, src.width, src.count, np.dtype(src.dtypes[0]),
                            mask_facts(src)[1])
     except (rasterio.errors.RasterioIOError, TileListError) as exc:
         raise ValueError(f"{path}: not a readable raster ({exc})") from exc
-
-
-def _check_north_up(path: Path, header: _Header) -> None:
-    transform = header.transform
-    if not north_up(transform, header.height, header.width):  # ddrf-run's rule: rotation noise is no rotation
-        raise ValueError(f"{path}: geotransform {tuple(transform)[:6]} is rotated or not north-up")
 
 
 def _band_files(paths: Sequence[Path]) -> tuple[list[tuple[Path, int]], list[str]]:
@@ -116,18 +110,15 @@ def read_band_pair(
     pan_crs, pan_t, pan_h, pan_w, pan_count, pan_dtype, pan_alpha = pan_header
     if not single_image_band(pan_count, pan_alpha):  # grey + alpha is read as ddrf-run reads it
         raise ValueError(f"{pan_path}: PAN has {pan_count} bands, expected 1")
-    if pan_crs is None:
-        raise ValueError(f"{pan_path}: no CRS")
-    _check_north_up(pan_path, pan_header)
     ms_grid = _grid(ms_list[0])
     for path in ms_list:
         crs, transform, h, w = _grid(path)[:4]
-        if crs != pan_crs:
-            raise ValueError(f"{path}: CRS {crs} differs from PAN CRS {pan_crs}")
+        if not same_crs(pan_crs, crs, pan_t, (pan_h, pan_w)):  # ddrf-run's rule and words
+            names = crs_names(crs, pan_crs)
+            raise ValueError(f"{path}: CRS {names[0]} differs from PAN CRS {names[1]}")
         if (h, w) != ms_grid[2:4] or not same_grid(transform, ms_grid.transform):  # ddrf-run's tolerance
             raise ValueError(f"{path}: MS grid differs from {ms_list[0]}")
     ms_t, ms_h, ms_w = ms_grid[1], ms_grid[2], ms_grid[3]
-    _check_north_up(ms_list[0], ms_grid)
     try:
         grid = PairGrid.from_transforms(pan_t, (pan_h, pan_w), ms_t, (ms_h, ms_w))
     except ValueError as exc:

@@ -31,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+from ddrf.geometry import crs_names, same_crs
 from ddrf.rasters import TIL_SUFFIX, Tile, TileListError, is_til, read_files, til_absent, til_tiles
 from ddrf.rasters import open_raster as open_any_raster
 from ddrf.scenes.errors import SceneError
@@ -91,6 +93,9 @@ class _Raster:
     descriptions: tuple[str, ...]
     dtypes: tuple[str, ...] = ()
     colours: tuple[str, ...] = ()  # each band's colour interpretation (red, green, blue, alpha, gray, undefined)
+    crs: object = None  # the unit of `res`: pixel sizes compare only within one CRS
+    transform: Affine = Affine.identity()
+    shape: tuple[int, int] = (1, 1)
 
     def image_bands(self) -> list[int]:
         """The bands that hold image data: an alpha band is the others' mask (read with them), not a band to fuse.
@@ -124,7 +129,8 @@ def _probe(path: Path) -> _Raster:
     try:
         with open_raster(path) as src:
             return _Raster(path, src.count, abs(src.transform.a), tuple(d or "" for d in src.descriptions),
-                           tuple(src.dtypes), tuple(c.name for c in src.colorinterp))
+                           tuple(src.dtypes), tuple(c.name for c in src.colorinterp), src.crs,
+                           src.transform, src.shape)
     except (RasterioIOError, OSError) as exc:
         raise SceneError(path, f"not a readable raster ({str(exc).splitlines()[0][:160]})") from exc
     except UnicodeEncodeError as exc:  # a name in another encoding (Latin-1 from Windows): its bytes shown as such
@@ -520,6 +526,7 @@ def _named_twice(kept: list[tuple[_Raster, int]], described: list[str]) -> str:
 # ---------------------------------------------------------------- raster properties
 def _by_raster_properties(directory: Path, rasters: list[Path]) -> SceneFiles:
     infos = [_probe(p) for p in rasters]
+    _check_one_crs(directory, infos)
     finest = min(i.res for i in infos)
     pans = [i for i in infos if abs(i.res - finest) <= 1e-9 * finest and i.image_bands() == [1]]
     mss = [i for i in infos if i.res > finest * (1 + 1e-9)]
@@ -531,6 +538,18 @@ def _by_raster_properties(directory: Path, rasters: list[Path]) -> SceneFiles:
     if len(coarse) > 1:
         raise SceneError(directory, f"MS candidates have several pixel sizes {sorted(coarse)}; give --pan/--ms")
     return _pan_ms(directory, "raster", [pans[0].path], [i.path for i in mss], "generic", None, None, {})
+
+
+def _check_one_crs(directory: Path, infos: list[_Raster]) -> None:
+    """PAN and MS are told apart by pixel size, which in two CRSs may be in two units (degrees look finer than
+    metres): files in two CRSs are said to be so, not taken for a folder without a PAN."""
+    first = infos[0]
+    other = next((i for i in infos if not same_crs(first.crs, i.crs, first.transform, first.shape)), None)
+    if other is not None:
+        names = crs_names(first.crs, other.crs)
+        raise SceneError(directory, f"its rasters are in different CRSs ({first.path.name} {names[0]}, "
+                                    f"{other.path.name} {names[1]}), so their pixel sizes cannot tell PAN from MS; "
+                                    "warp them onto one CRS (e.g. gdalwarp -t_srs) or give --pan/--ms")
 
 
 # ---------------------------------------------------------------- public API

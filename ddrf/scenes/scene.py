@@ -6,21 +6,18 @@ window around the request.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, is_nodata,
-                           lattice_origin, mask_facts, north_up, read_band, read_error_reason, same_grid,
-                           single_image_band)
+from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_names, default_nodata, honoured_mask,
+                           is_nodata, lattice_origin, map_grid_problem, mask_facts, read_band, read_error_reason, same_crs,
+                           same_grid, single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -42,39 +39,14 @@ class _Grid:
     offsets: tuple[float, ...] = ()
 
 
-def crs_name(crs: Any) -> str:
-    """A CRS as a line can hold it: its EPSG code, else the name its WKT gives it (a WKT runs to 1,000 characters)."""
-    code = crs.to_epsg() if crs is not None else None
-    if code:
-        return f"EPSG:{code}"
-    found = re.match(r'\s*\w+\["([^"]+)"', crs.to_wkt()) if crs is not None else None
-    return f"'{found.group(1)}'" if found else str(crs)[:80]
-
-
-def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
-    if re.search(r"-[PM]1BS-", path.name, re.I):
-        raise SceneError(path, "Maxar 1B product (P1BS/M1BS): RPC-only, not orthorectified; use 2A products "
-                               "(P2AS/M2AS) or orthorectify first (e.g. gdalwarp -rpc)")
-    no_geotransform = src.transform == Affine.identity() and src.crs is None
-    if no_geotransform and src.rpcs is not None:
-        raise SceneError(path, "RPC-only GeoTIFF (no geotransform): not orthorectified; orthorectify first "
-                               "(e.g. gdalwarp -rpc -t_srs EPSG:...)")
-    if no_geotransform and src.gcps[0]:
-        raise SceneError(path, "georeferenced by ground control points only, no geotransform: not on a map grid; "
-                               "warp it onto one first (e.g. gdalwarp -t_srs EPSG:...)")
-    if no_geotransform or src.crs is None:
-        raise SceneError(path, "not georeferenced (no CRS or no geotransform)")
-    if not north_up(src.transform, src.height, src.width):
-        raise SceneError(path, f"geotransform {tuple(src.transform)[:6]} is rotated or not north-up")
-
-
 def _inspect(path: Path) -> _Grid:
     """Header facts of one file; unreadable, truncated, RPC-only or ungeoreferenced files raise SceneError."""
     if not path.is_file():
         raise SceneError(path, "file missing")
     try:
         with open_raster(path) as src:
-            _check_orthorectified(path, src)
+            if reason := map_grid_problem(path, src):
+                raise SceneError(path, reason)
             if any(np.dtype(t).kind == "c" for t in src.dtypes):  # read as real, its imaginary part dropped
                 raise SceneError(path, f"complex data ({src.dtypes[0]}): not an image to fuse; write its magnitude "
                                        "or real part as a real type first")
@@ -167,9 +139,9 @@ class Scene:
     @staticmethod
     def _check_same_grids(pan: _Grid, first: _Grid, ms_grids: dict[Path, _Grid]) -> None:
         for grid in ms_grids.values():
-            if grid.crs != pan.crs:
-                raise SceneError(grid.path, f"CRS {crs_name(grid.crs)} differs from PAN {pan.path.name} CRS "
-                                            f"{crs_name(pan.crs)}")
+            if not same_crs(pan.crs, grid.crs, pan.transform, (pan.height, pan.width)):
+                names = crs_names(grid.crs, pan.crs)
+                raise SceneError(grid.path, f"CRS {names[0]} differs from PAN {pan.path.name} CRS {names[1]}")
             shape = (grid.height, grid.width) == (first.height, first.width)
             if not (shape and same_grid(grid.transform, first.transform)):
                 raise SceneError(grid.path, f"MS grid differs from {first.path.name} (geotransform or size)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import warnings
 from datetime import datetime, timezone
@@ -203,7 +204,9 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
         item.common_metadata.start_datetime, item.common_metadata.end_datetime = span
     item.properties.update(processing_properties(report))
     with rasterio.open(raster) as src:
-        item.properties["gsd"] = ground_sample_distance(src.crs, src.transform)
+        item.properties["gsd"] = ground_sample_distance(src.crs, src.transform, src.shape)
+        if src.crs is not None:
+            item.bbox, item.geometry = lon_lat_footprint(src.crs, src.bounds, item.geometry)
         if "proj:wkt2" in item.properties and src.crs is not None:  # a CRS with no EPSG code: rio-stac wrote WKT1
             item.properties["proj:wkt2"] = src.crs.to_wkt(version="WKT2_2019")
     item.assets["data"].title = f"Pansharpened {report.get('scene', {}).get('sensor', '')} scene".replace("  ", " ")
@@ -242,15 +245,89 @@ def raster_media_type(path: Path) -> str:
     return str(pystac.MediaType.COG if cog else pystac.MediaType.GEOTIFF)
 
 
+def lon_lat_footprint(crs: Any, bounds: Any, geometry: dict[str, Any] | None) -> tuple[list[float], Any]:
+    """(bbox, geometry) in longitude and latitude as RFC 7946 and STAC want them: longitudes in -180..180, a
+    footprint across the antimeridian split there, and its bbox's west greater than its east.
+
+    rio-stac takes the bbox from the footprint's extremes, so a UTM zone 60 scene split at 180 got -180..180 (every
+    longitude at its latitudes); its footprint of a geographic scene is the file's own bounds (179.9 to 180.1 stays
+    past 180), and GDAL left a polar stereographic footprint across 180 one ring jumping from -180 to 179.8. GDAL's
+    bounds transform densifies the edges, keeps a pole the footprint holds (-180..180, to -90 or 90) and gives
+    west > east across the antimeridian. A geographic scene's footprint is then that box (exact in longitude and
+    latitude), a projected one's rio-stac's densified ring, each split at 180 where it crosses."""
+    from rasterio.warp import transform_bounds
+
+    west, south, east, north = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)
+    if east - west < 360:  # a geographic grid may run past 180 or use 0..360
+        west, east = (west + 180) % 360 - 180, 180 - (180 - east) % 360
+    else:
+        west, east = -180.0, 180.0
+    bbox = [round(v, 7) for v in (west, south, east, north)]
+    if crs.is_geographic:
+        boxes = [(bbox[0], 180.0), (-180.0, bbox[2])] if bbox[0] > bbox[2] else [(bbox[0], bbox[2])]
+        polygons = [[[[w, bbox[1]], [e, bbox[1]], [e, bbox[3]], [w, bbox[3]], [w, bbox[1]]]] for w, e in boxes]
+    elif geometry is not None:
+        polygons = [piece for polygon in (geometry["coordinates"] if geometry["type"] == "MultiPolygon"
+                                          else [geometry["coordinates"]]) for piece in split_at_antimeridian(polygon)]
+    else:
+        return bbox, geometry
+    return bbox, ({"type": "Polygon", "coordinates": polygons[0]} if len(polygons) == 1
+                  else {"type": "MultiPolygon", "coordinates": polygons})
+
+
+def split_at_antimeridian(polygon: list[Any]) -> list[list[Any]]:
+    """A densified footprint polygon (lon, lat) as the polygons it makes on either side of 180: its ring's longitudes
+    unwrapped (no step between neighbours over 180 degrees), then clipped to each 360-degree band it reaches and
+    shifted into -180..180. A ring around a pole (its unwrapped longitude ends a turn from where it began), which
+    GDAL has closed along 180 and the pole, and a polygon with holes are kept as they are."""
+    ring = np.asarray(polygon[0], dtype=np.float64)
+    if len(polygon) != 1 or len(ring) < 4:
+        return [polygon]
+    lon = ring[0, 0] + np.concatenate([[0.0], np.cumsum((np.diff(ring[:, 0]) + 180) % 360 - 180)])
+    if abs(lon[-1] - lon[0]) > 1e-6:
+        return [polygon]
+    points = np.column_stack([lon, ring[:, 1]])[:-1]
+    pieces = []
+    for band in range(math.floor((lon.min() + 180) / 360), math.ceil((lon.max() - 180) / 360) + 1):
+        piece = _clip_band(points, band * 360 - 180, band * 360 + 180)
+        if len(piece) >= 3:
+            closed = [[round(x - band * 360, 7), round(y, 7)] for x, y in (*piece, piece[0])]
+            pieces.append([closed])
+    return pieces or [polygon]
+
+
+def _clip_band(points: np.ndarray, low: float, high: float) -> list[tuple[float, float]]:
+    """The part of an open ring with longitudes from `low` to `high` (Sutherland-Hodgman against both meridians:
+    a band of longitude is convex); a crossing's latitude interpolated along the densified edge."""
+    ring = [(float(x), float(y)) for x, y in points]
+    for edge, inside in ((low, lambda x: x >= low), (high, lambda x: x <= high)):
+        clipped: list[tuple[float, float]] = []
+        for k, (x, y) in enumerate(ring):
+            px, py = ring[k - 1]
+            if inside(x) != inside(px):
+                clipped.append((edge, py + (y - py) * (edge - px) / (x - px)))
+            if inside(x):
+                clipped.append((x, y))
+        ring = clipped
+    return ring
+
+
 METRES_PER_DEGREE = 111_195.0  # of latitude, on the mean Earth radius (within 0.6 % at any latitude)
 
 
-def ground_sample_distance(crs: Any, transform: Any) -> float:
-    """STAC's gsd, in metres: the pixel width in the CRS's linear unit (US feet too), or in a geographic CRS the
-    pixel's north-south side (a degree of longitude shrinks with latitude, one of latitude hardly does)."""
+def ground_sample_distance(crs: Any, transform: Any, shape: tuple[int, int] = (1, 1)) -> float:
+    """STAC's gsd, in metres on the ground: the pixel width in the CRS's linear unit (US feet too), or in a geographic
+    CRS the pixel's north-south side (a degree of longitude shrinks with latitude, one of latitude hardly does). A
+    Mercator grid (Web Mercator, EPSG:3857) stretches the ground by 1 / cos(latitude): its pixel is that much smaller
+    on the ground, taken at the grid's centre (`shape`: rows, columns) (a 15 m Web Mercator pixel at 60 N is 7.5 m)."""
     if crs is not None and crs.is_geographic:
         return round(abs(float(transform.e)) * METRES_PER_DEGREE, 3)
     factor = crs.linear_units_factor[1] if crs is not None and crs.is_projected else 1.0
+    if crs is not None and crs.is_projected and "+proj=merc" in crs.to_proj4():
+        from rasterio.warp import transform as warp_points
+
+        x, y = transform * (shape[1] / 2, shape[0] / 2)
+        factor *= math.cos(math.radians(warp_points(crs, "EPSG:4326", [x], [y])[1][0]))
     return round(abs(float(transform.a)) * factor, 6)
 
 
