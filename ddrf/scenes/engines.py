@@ -21,7 +21,7 @@ from ddrf.scenes.tiling import DEFAULT_HALO, fit_window
 from ddrf.sensors import Sensor, get_sensor
 
 if TYPE_CHECKING:
-    from ddrf.baselines import Fit
+    from ddrf.baselines import Fit as MethodFit  # this module's `Fit` is what a scene must match
     from ddrf.radiometry import Radiometry
     from ddrf.runtime.fuser import Fuser
     from ddrf.scenes.scene import Scene
@@ -186,7 +186,7 @@ class BaselineEngine:
         self.ratio: int | None = None  # any ratio
         self.gains: str | Sensor = sensor  # the sensor's MTF gains for the scene's bands (start_scene)
         self.percentiles: Radiometry | None = None  # the scene's 1st..99th percentiles: where its outliers begin
-        self.fit: Fit | None = None  # the method's coefficients, fitted once per scene (start_scene)
+        self.fit: MethodFit | None = None  # the method's coefficients, fitted once per scene (start_scene)
         self.fitted_on: str | None = None  # where, in words (None: the method fits nothing)
 
     def start_scene(self, scene: "Scene", border: int = 0) -> None:
@@ -197,7 +197,7 @@ class BaselineEngine:
         self.percentiles = scene_range(scene, SCENE_RANGE)
         self.fit, self.fitted_on = self.scene_fit(scene)
 
-    def scene_fit(self, scene: "Scene") -> tuple["Fit | None", str | None]:
+    def scene_fit(self, scene: "Scene") -> tuple["MethodFit | None", str | None]:
         """The method's coefficients on the scene's `fit_window`, its inputs read and filled as every window's are
         (nodata by `read_pair`, outliers in `fuse`), and where that window lies, in words."""
         from ddrf.baselines import FITS, fit_method
