@@ -269,7 +269,8 @@ def test_cli_pan_ms_with_baseline_and_quicklook(tmp_path: Path) -> None:
     result = cli(*args, "--method", "GSA", "--quicklook", "--cog")
     assert result.exit_code == 0, result.output
     report = json.loads(out.with_suffix(".json").read_text())
-    assert report["engine"] == {"kind": "baseline", "method": "GSA", "sensor": "Landsat8"}
+    assert report["engine"] == {"kind": "baseline", "method": "GSA", "sensor": "Landsat8",
+                                "fitted_on": "the whole scene"}  # its coefficients, for every window
     with rasterio.open(out) as ds:
         # a COG (overviews only appear for images larger than one 512 block; this one is 256 x 512)
         assert ds.count == 4 and ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and ds.dtypes[0] == "uint16"

@@ -81,21 +81,6 @@ def halo_cost(name: str, plan: dict[str, Any], engine: Engine) -> list[str]:
             f"{better.count} windows, {less / pixels:.1f}x ({work / less:.0f}x less work)"]
 
 
-def window_fitted(name: str, plan: dict[str, Any], engine: Engine) -> list[str]:
-    """One line when a classical method that fits statistics to its input (ddrf.baselines.WINDOW_FITTED) runs on more
-    than one window: each window gets its own coefficients, so the output depends on the windows, and the tile that
-    fuses the scene as one image (memory permitting) is said. A model's scene statistics are the scene's."""
-    from ddrf.baselines import WINDOW_FITTED
-
-    method, grid = getattr(engine, "method", None), plan["grid"]
-    if method not in WINDOW_FITTED or grid.count == 1:
-        return []
-    whole = round_up(max(grid.height, grid.width), grid.align) + 2 * grid.halo
-    return [f"{name}: {method} fits its coefficients to each of the {grid.count} windows of {grid.tile_rows} x "
-            f"{grid.tile_cols} px, not to the scene, so its output depends on the windows; --tile {whole} fuses the "
-            "scene as one image, memory permitting"]
-
-
 def check_room(plan: dict[str, Any], outputs: Outputs) -> None:
     if plan["output_bytes"] > plan["free_bytes"]:
         raise ValueError(f"{outputs.raster}: the output needs up to {size_text(plan['output_bytes'])} but "
@@ -285,7 +270,7 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     plan = plan_scene(scene, engine, outputs, settings)
     settings = plan["settings"]
     say(describe_plan(name, plan))
-    for line in halo_cost(name, plan, engine) + window_fitted(name, plan, engine):
+    for line in halo_cost(name, plan, engine):
         say(line)
     check_room(plan, outputs)
     grid = plan["grid"]

@@ -308,7 +308,7 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
 def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings") -> int:
     """Print each scene's plan (model, windows, output size, free space) and run nothing; 1 when a scene cannot
     run."""
-    from ddrf.scenes.jobs import before_fusing, halo_cost, one_line, open_with_engine, plan_scene, window_fitted
+    from ddrf.scenes.jobs import before_fusing, halo_cost, one_line, open_with_engine, plan_scene
     from ddrf.scenes.engines import check_fit
     from ddrf.scenes.streaming import Outputs
 
@@ -332,7 +332,7 @@ def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings")
             note(one_line(exc, job), "scene", name=job.name, status="failed", error=one_line(exc, job))
             continue
         say_plan(job.name, plan, engine.summary().get("model"))
-        for line in halo_cost(job.name, plan, engine) + window_fitted(job.name, plan, engine):
+        for line in halo_cost(job.name, plan, engine):
             note(line, scene=job.name)
     return 1 if failed else 0
 

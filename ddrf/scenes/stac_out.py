@@ -145,9 +145,13 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
                                    f"{engine.get('backend')}{statistics}) of PAN + MS on the PAN grid")
     else:
         method = engine.get("method", "unknown")
-        lineage = f"classical pansharpening ({method}) of PAN + MS on the PAN grid"
+        fitted = engine.get("fitted_on")  # one set of coefficients for every window (reports before it: None)
+        fit = f", its coefficients fitted on {fitted}" if fitted else ""
+        lineage = f"classical pansharpening ({method}{fit}) of PAN + MS on the PAN grid"
     props: dict[str, Any] = {"processing:lineage": lineage, "processing:software": software, "ddrf:method": method,
                              "ddrf:inputs": _input_files(report.get("inputs", {}))}
+    if engine.get("kind") == "baseline":
+        props["ddrf:fitted_on"] = engine.get("fitted_on")
     if engine.get("kind") == "model":
         props.update({"ddrf:steps": engine.get("steps"), "ddrf:seed": engine.get("seed"),
                       "ddrf:samples": samples, "ddrf:views": engine.get("views"),

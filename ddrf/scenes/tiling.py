@@ -121,6 +121,24 @@ def context_windows(height: int, width: int, align: int) -> list[TileBox]:
     return [TileBox(r, c, side_r, side_c) for r in starts(n_rows, h, side_r) for c in starts(n_cols, w, side_c)]
 
 
+# Where a classical method fits its image-wide quantities (ddrf.baselines.FITS): the whole scene when it is at most
+# this many PAN pixels a side, else its central window of this side; so every tiling gets the same coefficients. Not
+# the run's windows pooled: their overlapping halos, counted twice, would still depend on the tile, and every window
+# would have to be read before the first is fused.
+FIT_SIDE = 1024
+
+
+def fit_window(height: int, width: int, align: int) -> TileBox:
+    """The aligned window of the scene (read like any other: past its edge by reflection) on which a classical method
+    fits its coefficients: the whole scene, or its central FIT_SIDE x FIT_SIDE px."""
+
+    def axis(length: int) -> tuple[int, int]:  # (start, side)
+        side = min(round_up(length, align), round_up(FIT_SIDE, align))
+        return max(0, (length - side) // 2) // align * align, side
+
+    (row, rows), (col, cols) = axis(height), axis(width)
+    return TileBox(row, col, rows, cols)
+
 @dataclass(frozen=True)
 class TileGrid:
     """The windows covering a height x width output grid."""
