@@ -6,6 +6,7 @@ killed process leaves only such files, never a half-written one under a final na
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import os
 import secrets
@@ -26,7 +27,12 @@ def clean_stale(final: str | os.PathLike[str]) -> list[Path]:
     """Remove temporaries a killed run left for `final`; returns what was removed."""
     final = Path(final)
     removed = []
-    for path in final.parent.glob(f".{final.name}.*{PART_SUFFIX}"):
+    # the name escaped, and a random part without a dot: scene `a[1]` or `a*` cleans its own temporaries, and
+    # scene `a` none of scene `a.tif.b`'s (`.a.tif.b.tif.<random>.ddrf-part` also starts `.a.tif.`)
+    prefix = f".{final.name}."
+    for path in final.parent.glob(f"{glob.escape(prefix)}*{PART_SUFFIX}"):
+        if "." in path.name[len(prefix):-len(PART_SUFFIX)]:
+            continue
         path.unlink(missing_ok=True)
         removed.append(path)
     return removed
