@@ -227,5 +227,8 @@ def exclusive(final: str | os.PathLike[str], wait: bool = False) -> Iterator[Non
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # a folder made read-only meanwhile: the error of the work, if any, is the one to say, and
+            pass  # the file left is free once closed (taken over as a killed holder's is)
         os.close(fd)

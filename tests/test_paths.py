@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ddrf.files import clean_stale, temp_path
+import pytest
+
+from ddrf.files import clean_stale, exclusive, temp_path
 
 
 def test_cleaning_stale_temporaries_touches_only_the_outputs_own(tmp_path: Path) -> None:
@@ -20,3 +22,28 @@ def test_cleaning_stale_temporaries_touches_only_the_outputs_own(tmp_path: Path)
         assert clean_stale(tmp_path / name) == [own], name
         assert not own.exists()
     assert all(path.exists() for path in others)
+
+
+def test_a_lock_that_cannot_be_removed_hides_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output folder made read-only during the work: its own error is raised (not the lock's unlink), a work
+    that succeeded raises nothing, and the lock left behind is free for the next run."""
+    final = tmp_path / "x.tif"
+    lock = tmp_path / ".x.tif.ddrf-lock"
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self == lock:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(OSError, match="x.item.json"):
+        with exclusive(final):
+            raise OSError(13, "Permission denied", str(tmp_path / "x.item.json"))
+    with exclusive(final):
+        pass
+    assert lock.exists()
+    monkeypatch.undo()
+    with exclusive(final):
+        pass
+    assert not lock.exists()
