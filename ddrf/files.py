@@ -195,6 +195,17 @@ LOCK_SUFFIX = ".ddrf-lock"
 STAC_WORK_DIR = ".ddrf-stac"
 
 
+def open_lock(path: Path) -> int:
+    """A descriptor of the lock file `path` (made with the user's umask, like any output) to flock. Read-only where
+    it cannot be opened for writing: a lock file another user's run left (0644) in a shared folder would otherwise
+    shut this user out of an output the folder lets them write; flock needs no write access (NFS's emulation by
+    fcntl locks does, so writing is tried first)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+
+
 class Busy(RuntimeError):
     """Another process holds the lock on an output."""
 
@@ -211,7 +222,7 @@ def exclusive(final: str | os.PathLike[str], wait: bool = False) -> Iterator[Non
     final = Path(final)
     path = final.parent / f".{final.name}{LOCK_SUFFIX}"
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

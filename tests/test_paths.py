@@ -4,11 +4,13 @@ hrefs of the STAC Items written for them, lock files of other users, and a lock 
 Cheap: files made here, or the bundled sample scene fused with GSA (no torch)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ddrf.files import clean_stale, exclusive, temp_path
+from ddrf.files import Busy, clean_stale, exclusive, temp_path
 
 
 def test_cleaning_stale_temporaries_touches_only_the_outputs_own(tmp_path: Path) -> None:
@@ -46,4 +48,28 @@ def test_a_lock_that_cannot_be_removed_hides_no_error(tmp_path: Path, monkeypatc
     monkeypatch.undo()
     with exclusive(final):
         pass
+    assert not lock.exists()
+
+
+def test_a_lock_file_another_user_left_still_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared output folder where another user's killed run left its lock file (0644, theirs): this user's run
+    takes the lock through a read-only descriptor, and it still keeps a second run out. As root chmod denies
+    nothing, so there opening the file for writing is refused by monkeypatching (as the kernel refuses a user)."""
+    final = tmp_path / "x.tif"
+    lock = tmp_path / ".x.tif.ddrf-lock"
+    lock.touch()
+    lock.chmod(0o444)
+    if os.geteuid() == 0:
+        real_open = os.open
+
+        def os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if Path(os.fspath(path)) == lock and flags & (os.O_WRONLY | os.O_RDWR):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", os_open)
+    with exclusive(final):
+        with pytest.raises(Busy, match="another process is writing this output"):
+            with exclusive(final):
+                pass
     assert not lock.exists()

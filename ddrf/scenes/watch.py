@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, NamedTuple
 
+from ddrf.files import open_lock
 from ddrf.scenes.engines import EngineSpec
 from ddrf.scenes.discover import delivered, is_mtl, listed_absent, unread_archive
 from ddrf.scenes.jobs import SceneJob
@@ -160,7 +161,7 @@ class WatchLock:
 
     def __enter__(self) -> "WatchLock":
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self.fd = open_lock(self.path)
         except OSError as exc:
             raise ValueError(f"{self.path}: cannot open the watch lock file ({exc.strerror or exc})") from None
         try:
