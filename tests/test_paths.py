@@ -4,13 +4,19 @@ hrefs of the STAC Items written for them, lock files of other users, and a lock 
 Cheap: files made here, or the bundled sample scene fused with GSA (no torch)."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
+from typer.testing import CliRunner
 
 from ddrf.files import Busy, clean_stale, exclusive, temp_path
+from ddrf.scenes.command import app
+from scenes_fixtures import SAMPLE
 
 
 def test_cleaning_stale_temporaries_touches_only_the_outputs_own(tmp_path: Path) -> None:
@@ -73,3 +79,26 @@ def test_a_lock_file_another_user_left_still_locks(tmp_path: Path, monkeypatch: 
             with exclusive(final):
                 pass
     assert not lock.exists()
+
+
+def resolved(href: str, document: Path) -> Path:
+    """Where a STAC href in `document` points, resolved as the URI reference STAC says it is."""
+    return Path(unquote(urlparse(urljoin(document.absolute().as_uri(), href)).path))
+
+
+def test_stac_hrefs_of_odd_names_point_at_the_files(tmp_path: Path) -> None:
+    """A scene folder named `pass #1?%41 é`: the Item's asset hrefs and the catalogue's link, resolved as URIs (as
+    ddrf-run's own Item input, STAC browsers and HTTP clients resolve them), name the files written."""
+    name = "pass #1?%41 é"
+    shutil.copytree(SAMPLE, tmp_path / name)
+    out, catalog = tmp_path / "out", tmp_path / "catalog"
+    result = CliRunner().invoke(app, [str(tmp_path / name), "-o", str(out), "--method", "GSA", "--quicklook",
+                                      "--stac-catalog", str(catalog), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    item = out / f"{name}.item.json"
+    assets = json.loads(item.read_text())["assets"]
+    assert {key: resolved(asset["href"], item) for key, asset in assets.items()} == {
+        "data": out / f"{name}.tif", "report": out / f"{name}.json", "quicklook": out / f"{name}_quicklook.png"}
+    links = [link["href"] for link in json.loads((catalog / "catalog.json").read_text())["links"]
+             if link["rel"] == "item"]
+    assert [resolved(href, catalog / "catalog.json") for href in links] == [item]
