@@ -23,6 +23,22 @@ def temp_path(final: str | os.PathLike[str]) -> Path:
     return final.parent / f".{final.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
 
 
+def name_too_long(final: str | os.PathLike[str]) -> str | None:
+    """Why `final` cannot be written through its temporary (the longest name ddrf gives a file beside it; the
+    lock's is shorter): that name is over the bytes a name may have on the folder's file system (NAME_MAX, 255 on
+    most: its nearest existing folder is asked), or None when it fits."""
+    final = Path(final)
+    own, temporary = (len(os.fsencode(name)) for name in (final.name, temp_path(final).name))
+    try:
+        limit = os.pathconf(nearest_existing(final.parent), "PC_NAME_MAX")
+    except (OSError, ValueError):  # no answer: the usual limit
+        limit = 255
+    if temporary <= limit:
+        return None
+    return (f"{final}: a name of {own} bytes, written first as a temporary of {temporary}, over the {limit} bytes a "
+            f"file name may have there; shorten it by {temporary - limit} bytes")
+
+
 def clean_stale(final: str | os.PathLike[str]) -> list[Path]:
     """Remove temporaries a killed run left for `final`; returns what was removed."""
     final = Path(final)

@@ -102,3 +102,17 @@ def test_stac_hrefs_of_odd_names_point_at_the_files(tmp_path: Path) -> None:
     links = [link["href"] for link in json.loads((catalog / "catalog.json").read_text())["links"]
              if link["rel"] == "item"]
     assert [resolved(href, catalog / "catalog.json") for href in links] == [item]
+
+
+def test_a_scene_name_too_long_for_its_temporaries_fails_before_any_work(tmp_path: Path) -> None:
+    """A scene folder of 226 bytes (113 letters é): its outputs' own names fit in the 255 bytes of a name, but the
+    STAC Item's temporary (`.NAME.item.json.<8 hex>.ddrf-part`, 256 bytes) does not. One line naming that output
+    and by how much to shorten the name, before any fusion, and nothing published."""
+    name = "é" * 113
+    shutil.copytree(SAMPLE, tmp_path / name)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(tmp_path / name), "-o", str(out), "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert f"{name}.item.json: a name of 236 bytes" in result.output and "shorten it by 1 bytes" in result.output
+    assert "windows of" not in result.output  # no plan: nothing was fused
+    assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"]

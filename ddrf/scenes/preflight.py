@@ -294,14 +294,15 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
 def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings") -> int:
     """Print each scene's plan (model, windows, output size, free space) and run nothing; 1 when a scene cannot
     run."""
-    from ddrf.scenes.jobs import before_fusing, one_line, open_with_engine, plan_scene
+    from ddrf.scenes.jobs import before_fusing, one_line, open_with_engine, plan_scene, unnamable
     from ddrf.scenes.engines import check_fit
     from ddrf.scenes.streaming import Outputs
 
     failed = 0
     for job in jobs:
         outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
-        verdict = before_fusing(job, spec, outputs, settings.overwrite)
+        too_long = unnamable(outputs)
+        verdict = ("failed", too_long) if too_long else before_fusing(job, spec, outputs, settings.overwrite)
         if verdict is not None:  # as the real run would: skip a finished output, refuse a path it may not write
             failed += verdict[0] == "failed"
             if verdict[0] == "skipped":
