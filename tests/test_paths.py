@@ -116,3 +116,18 @@ def test_a_scene_name_too_long_for_its_temporaries_fails_before_any_work(tmp_pat
     assert f"{name}.item.json: a name of 236 bytes" in result.output and "shorten it by 1 bytes" in result.output
     assert "windows of" not in result.output  # no plan: nothing was fused
     assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"]
+
+
+def test_a_newline_in_a_scene_name_keeps_each_message_one_line(tmp_path: Path) -> None:
+    """A scene folder named `new<newline>line` (or holding an escape sequence): every message stays one line
+    starting `ddrf-run:`, the name written with `\\n` (the JSON report keeps the real name)."""
+    name = "new\nline\x1b[2J"
+    shutil.copytree(SAMPLE, tmp_path / name)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(tmp_path / name), "-o", str(out), "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines and all(line.startswith("ddrf-run:") for line in lines), result.output
+    assert "\x1b" not in result.output
+    assert any(line.startswith("ddrf-run: new\\nline\\x1b[2J: done -> ") for line in lines), result.output
+    assert json.loads((out / f"{name}.json").read_text())["inputs"]["directory"] == str(tmp_path / name)

@@ -548,7 +548,9 @@ def one_line(exc: BaseException, job: SceneJob) -> str:
 
 
 def say_stderr(text: str) -> None:
-    print(f"ddrf-run: {text}", file=sys.stderr, flush=True)
+    from ddrf.scenes.progress import one_text_line
+
+    print(f"ddrf-run: {one_text_line(text)}", file=sys.stderr, flush=True)
 
 
 GDAL_CACHE_MB = 64  # GDAL's block cache otherwise defaults to 5 % of RAM and fills with the scene's blocks

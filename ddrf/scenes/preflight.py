@@ -44,7 +44,9 @@ def note(text: str, event: str = "note", stdout: bool = False, **fields: Any) ->
 
         typer.echo(json_line(event, message=text, **fields), err=not stdout)
     else:
-        typer.echo(text if stdout else f"ddrf-run: {text}", err=not stdout)
+        from ddrf.scenes.progress import one_text_line
+
+        typer.echo(one_text_line(text) if stdout else f"ddrf-run: {one_text_line(text)}", err=not stdout)
 
 
 def known_sensor(name: str | None) -> str | None:
