@@ -183,6 +183,20 @@ def cannot_write(folder: str | os.PathLike[str]) -> str | None:
         return str(exc.strerror or exc)
 
 
+def folds_case(folder: str | os.PathLike[str]) -> bool:
+    """Whether the file system `folder` (or its nearest existing parent) lies on takes two names that differ only in
+    case for one file (FAT and exFAT USB disks, SMB shares, macOS): probed with a named temporary file (its random
+    part lower case) looked up in upper case. False where no file can be made there (the write fails on its own)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=nearest_existing(folder), prefix=".ddrf-probe.") as probe:
+            name = Path(probe.name)
+            return name.with_name(name.name.upper()).exists()
+    except OSError:
+        return False
+
+
 def nearest_existing(path: str | os.PathLike[str]) -> Path:
     """`path` or its nearest existing parent (what a folder still to be made would be made in)."""
     absolute = Path(path).absolute()

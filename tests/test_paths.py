@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from urllib.parse import unquote, urljoin, urlparse
 import pytest
 from typer.testing import CliRunner
 
+import ddrf.files
 from ddrf.files import Busy, clean_stale, exclusive, temp_path
 from ddrf.scenes.command import app
 from scenes_fixtures import SAMPLE
@@ -131,3 +133,22 @@ def test_a_newline_in_a_scene_name_keeps_each_message_one_line(tmp_path: Path) -
     assert "\x1b" not in result.output
     assert any(line.startswith("ddrf-run: new\\nline\\x1b[2J: done -> ") for line in lines), result.output
     assert json.loads((out / f"{name}.json").read_text())["inputs"]["directory"] == str(tmp_path / name)
+
+
+def test_outputs_differing_only_in_case_clash_where_the_disk_folds_case(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenes `LC08` and `lc08` fused onto a FAT/exFAT USB disk: `LC08.tif` and `lc08.tif` are one file there, so
+    the second would be refused as no ddrf-run output, or with --overwrite silently replace the first. One usage
+    line before any work. This file system tells case, so the probe is made to answer as a USB disk's would."""
+    for folder in ("a/LC08", "b/lc08"):
+        shutil.copytree(SAMPLE, tmp_path / folder)
+    out = tmp_path / "out"
+    monkeypatch.setattr(ddrf.files, "folds_case", lambda folder: True, raising=False)
+    result = CliRunner().invoke(app, [str(tmp_path / "a/LC08"), str(tmp_path / "b/lc08"), "-o", str(out),
+                                      "--method", "GSA", "--overwrite", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert re.search(r"lc08: its output lc08\S* would also be written by \S*/a/LC08 .*does not tell upper from "
+                     "lower case", result.output), result.output
+    assert not out.exists() or not any(out.iterdir())
+    monkeypatch.undo()
+    assert not ddrf.files.folds_case(tmp_path)  # the probe itself, on this file system

@@ -92,19 +92,25 @@ def refuse_colliding_outputs(named: list[tuple[str, Path]]) -> None:
     """(what names the scene, its raster) per scene of one run: no two scenes may write one file (scene A's STAC Item
     A.item.json is scene A.item's report), and no scene the run summary. Every side file counts, spread and
     quicklook too, whether or not this run writes them, so that a rerun with them cannot collide."""
+    from ddrf.files import folds_case
     from ddrf.scenes.jobs import published
     from ddrf.scenes.streaming import Outputs
 
-    owner: dict[Path, tuple[str, Path]] = {}
+    # on a file system that does not tell case (a USB disk), `A.tif` and `a.tif` are one file
+    folding = {folder: folds_case(folder) for folder in {raster.parent for _, raster in named}}
+    owner: dict[Path, tuple[str, Path, Path]] = {}  # key -> (source, raster, the path it writes)
     for source, raster in named:
         for path in published(Outputs.for_raster(raster, True, True)):
-            key = path.absolute()
-            if key.name == SUMMARY_NAME:
+            key, summary = path.absolute(), SUMMARY_NAME
+            if folding[raster.parent]:
+                key, summary = key.with_name(key.name.casefold()), summary.casefold()
+            if key.name == summary:
                 raise usage(f"{source}: its output {path.name} would overwrite the run summary; rename it")
             if key in owner and owner[key][0] != source:
+                case = " (its file system does not tell upper from lower case)" if folding[raster.parent] else ""
                 raise usage(f"{source}: its output {path.name} would also be written by {owner[key][0]} "
-                            f"(as its {_role(owner[key][1], key)}); rename one of them")
-            owner.setdefault(key, (source, raster))
+                            f"(as its {_role(owner[key][1], owner[key][2])}){case}; rename one of them")
+            owner.setdefault(key, (source, raster, path.absolute()))
 
 
 def refuse_outputs_on_catalog(jobs: list[Any], catalog: Path | None) -> None:
