@@ -10,7 +10,7 @@ import glob
 import hashlib
 import os
 import secrets
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -240,6 +240,11 @@ class Busy(RuntimeError):
     """Another process holds the lock on an output."""
 
 
+class NoLocks(Busy):
+    """The output's file system gives no file locks (an NFS mount whose lock service is down or absent), so no run
+    can tell whether another one writes the output: none does."""
+
+
 @contextmanager
 def exclusive(final: str | os.PathLike[str], wait: bool = False) -> Iterator[None]:
     """Hold `.<final name>.ddrf-lock` beside `final` (flock, non-blocking); Busy when another process holds it, or
@@ -258,6 +263,12 @@ def exclusive(final: str | os.PathLike[str], wait: bool = False) -> Iterator[Non
         except BlockingIOError:
             os.close(fd)
             raise Busy(f"{final}: another process is writing this output (lock {path.name}); not touched") from None
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: not "cannot write here", and no lock file left behind
+            os.close(fd)
+            with suppress(OSError):
+                path.unlink()
+            raise NoLocks(f"{final}: cannot lock the output ({exc.strerror}): its file system gives no file locks "
+                          "(an NFS mount without its lock service?); mount it with locks or write elsewhere") from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:

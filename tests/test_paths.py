@@ -152,3 +152,28 @@ def test_outputs_differing_only_in_case_clash_where_the_disk_folds_case(tmp_path
     assert not out.exists() or not any(out.iterdir())
     monkeypatch.undo()
     assert not ddrf.files.folds_case(tmp_path)  # the probe itself, on this file system
+
+
+def test_a_file_system_without_locks_is_said_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An output on an NFS mount whose lock service is down: flock fails with ENOLCK. The scene fails with one line
+    saying the output cannot be locked and why (not `cannot write here`), no lock file is left, and a watcher on
+    such an output stops with one line too."""
+    import errno
+    import fcntl
+
+    from ddrf.scenes.watch import WatchLock
+
+    def flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", str(out), "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert f"{SAMPLE.name}.tif: cannot lock the output (No locks available): its file system gives no file locks" \
+        in result.output, result.output
+    assert "cannot write here" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"]
+    with pytest.raises(ValueError, match="ddrf-watch-status.json.lock: cannot lock it .*gives no file locks"):
+        with WatchLock(out / "ddrf-watch-status.json"):
+            pass

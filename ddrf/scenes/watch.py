@@ -169,6 +169,10 @@ class WatchLock:
         except BlockingIOError:
             os.close(self.fd)
             raise ValueError(f"{self.path}: another ddrf-run --watch is writing to this output directory") from None
+        except OSError as exc:  # ENOLCK: no watcher could tell another one is running
+            os.close(self.fd)
+            raise ValueError(f"{self.path}: cannot lock it ({exc.strerror}): its file system gives no file locks (an "
+                             "NFS mount without its lock service?); mount it with locks or write elsewhere") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
