@@ -197,6 +197,19 @@ def folds_case(folder: str | os.PathLike[str]) -> bool:
         return False
 
 
+def unexpanded_home(path: str | os.PathLike[str]) -> str | None:
+    """Why `path`, written `~/x` or `~user/x`, is no doubt meant for a home folder the shell did not expand (quoted
+    on a command line, in a unit file or a script), or None: its `~` folder does not exist here, and making it would
+    put the files under the current folder instead."""
+    parts = Path(path).parts
+    if not parts or not parts[0].startswith("~") or Path(parts[0]).exists():
+        return None
+    home = os.path.expanduser(parts[0])
+    meant = f" ({Path(home, *parts[1:])}?)" if home != parts[0] else ""
+    return (f"{parts[0]} is no folder here: the shell expands {parts[0]} only outside quotes, and ddrf would make a "
+            f"folder named {parts[0]} in {Path.cwd()}; give the path it stands for{meant}")
+
+
 def nearest_existing(path: str | os.PathLike[str]) -> Path:
     """`path` or its nearest existing parent (what a folder still to be made would be made in)."""
     absolute = Path(path).absolute()
@@ -205,8 +218,11 @@ def nearest_existing(path: str | os.PathLike[str]) -> Path:
 
 def cannot_make(folder: str | os.PathLike[str]) -> str | None:
     """Why `folder`, existing or not, cannot come to hold files (the folders missing below its nearest existing one
-    would be made), or None when it can: a file in the way, or the OS's reason for that existing folder (in /proc:
-    No such file or directory)."""
+    would be made), or None when it can: a file in the way, an unexpanded `~` (`unexpanded_home`), or the OS's reason
+    for that existing folder (in /proc: No such file or directory)."""
+    home = unexpanded_home(folder)
+    if home:
+        return home
     existing = nearest_existing(folder)
     return cannot_write(existing) if existing.is_dir() else f"Not a directory: {existing} is a file"
 

@@ -177,3 +177,18 @@ def test_a_file_system_without_locks_is_said_as_such(tmp_path: Path, monkeypatch
     with pytest.raises(ValueError, match="ddrf-watch-status.json.lock: cannot lock it .*gives no file locks"):
         with WatchLock(out / "ddrf-watch-status.json"):
             pass
+
+
+def test_an_unexpanded_tilde_in_the_output_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-o "~/fused"` (quoted, or from a unit file): one usage line naming the home folder meant, and no folder
+    named `~` made in the current one; a `~` folder that exists is taken as the folder it is."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", "~/fused", "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert "-o ~/fused: ~ is no folder here" in result.output and str(tmp_path / "home" / "fused") in result.output
+    assert not (tmp_path / "~").exists()
+    (tmp_path / "~").mkdir()
+    result = CliRunner().invoke(app, [str(SAMPLE), "-o", "~/fused", "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "~" / "fused" / f"{SAMPLE.name}.tif").is_file()

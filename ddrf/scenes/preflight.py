@@ -232,6 +232,17 @@ def refuse_outputs_in_inbox(inbox: Path, output: Path, catalog: Path | None) -> 
                     "outside it")
 
 
+def refuse_unexpanded_home(paths: dict[str, Path | None]) -> None:
+    """Output paths (option -> path) written `~/...` that reached ddrf unexpanded: one usage line rather than a folder
+    named `~` made in the current one (`ddrf.files.unexpanded_home`)."""
+    from ddrf.files import unexpanded_home
+
+    for option, path in paths.items():
+        why = unexpanded_home(path) if path is not None else None
+        if why:
+            raise usage(f"{option} {path}: {why}")
+
+
 def check_writable(folder: Path) -> None:
     """One line now rather than a failure per scene: the output folder must exist (made here) and take files."""
     from ddrf.files import cannot_write
