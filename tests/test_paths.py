@@ -192,3 +192,20 @@ def test_an_unexpanded_tilde_in_the_output_is_refused(tmp_path: Path, monkeypatc
     result = CliRunner().invoke(app, [str(SAMPLE), "-o", "~/fused", "--method", "GSA", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "~" / "fused" / f"{SAMPLE.name}.tif").is_file()
+
+
+def test_a_linked_scene_is_named_by_its_link_as_the_watcher_names_it(tmp_path: Path) -> None:
+    """`ddrf-run inbox/pass1 -o out`, pass1 a link to an archived delivery: the output is out/pass1.tif, as the
+    watcher names that scene, so that rerunning a watched scene by hand replaces its output rather than making a
+    second one under the archive folder's name; the link and its folder together are still one scene given twice."""
+    shutil.copytree(SAMPLE, tmp_path / "archive" / "LC_real")
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "pass1").symlink_to(tmp_path / "archive" / "LC_real", target_is_directory=True)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(tmp_path / "inbox" / "pass1"), "-o", str(out), "--method", "GSA",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.tif")) == ["pass1.tif"]
+    result = CliRunner().invoke(app, [str(tmp_path / "inbox" / "pass1"), str(tmp_path / "archive" / "LC_real"),
+                                      "-o", str(out), "--method", "GSA", "--no-progress"])
+    assert result.exit_code == 2 and "the same scene directory is given twice" in result.output, result.output

@@ -4,6 +4,7 @@ is one usage line (exit 2). Never imports torch.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -81,9 +82,13 @@ def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path
         raise usage("no scenes: give SCENE_DIR... or --pan PAN.tif --ms MS.tif")
     if output.suffix.lower() in (".tif", ".tiff"):
         raise usage(f"{output}: with scene directories, -o names an output directory")
-    scenes = [s.resolve() for s in scenes]  # X/.. is its parent, by that name
-    check_scene_directories(scenes, output.resolve())
-    jobs = [SceneJob(s.name, output / f"{s.name}.tif", directory=s, bands=bands, sensor=sensor) for s in scenes]
+    # named as given (X/.. by its parent's name; a link by its own, as the watcher names it, so that a scene fused by
+    # both has one output), read where it lies
+    names = [Path(os.path.abspath(s)).name for s in scenes]
+    scenes = [s.resolve() for s in scenes]
+    check_scene_directories(scenes, output.resolve(), names)
+    jobs = [SceneJob(name, output / f"{name}.tif", directory=s, bands=bands, sensor=sensor)
+            for name, s in zip(names, scenes)]
     refuse_colliding_outputs([(str(s), job.raster) for s, job in zip(scenes, jobs)])
     return jobs
 
@@ -182,18 +187,19 @@ def refuse_inputs_as_outputs(output: Path, inputs: list[Path]) -> None:
         raise usage(f"{clash}: is an input; choose another output path (inputs are never overwritten)")
 
 
-def check_scene_directories(scenes: list[Path], output: Path) -> None:
-    """Output names come from directory names, so they must be unique, and no scene may hold another or the output."""
+def check_scene_directories(scenes: list[Path], output: Path, names: list[str] | None = None) -> None:
+    """Output names come from directory names (`names`, the scenes' own by default), so they must be unique, and no
+    scene may hold another or the output."""
     twice = first_repeated(scenes)
     if twice is not None:
         raise usage(f"{scenes[twice]}: the same scene directory is given twice; name each scene once")
-    names = [s.name for s in scenes]
+    names = names or [s.name for s in scenes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise usage(f"two scene directories share the name {duplicates[0]!r}; their outputs would collide")
     reserved = Path(SUMMARY_NAME).stem
-    for scene in scenes:
-        if scene.name == reserved:
+    for scene, name in zip(scenes, names):
+        if name == reserved:
             raise usage(f"{scene}: a scene named {reserved!r} would overwrite the run summary; rename the directory")
         inside = output_in_scene(output, scene)
         if inside:
