@@ -6,10 +6,11 @@ killed process leaves only such files, never a half-written one under a final na
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import os
 import secrets
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -22,11 +23,32 @@ def temp_path(final: str | os.PathLike[str]) -> Path:
     return final.parent / f".{final.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
 
 
+def name_too_long(final: str | os.PathLike[str]) -> str | None:
+    """Why `final` cannot be written through its temporary (the longest name ddrf gives a file beside it; the
+    lock's is shorter): that name is over the bytes a name may have on the folder's file system (NAME_MAX, 255 on
+    most: its nearest existing folder is asked), or None when it fits."""
+    final = Path(final)
+    own, temporary = (len(os.fsencode(name)) for name in (final.name, temp_path(final).name))
+    try:
+        limit = os.pathconf(nearest_existing(final.parent), "PC_NAME_MAX")
+    except (OSError, ValueError):  # no answer: the usual limit
+        limit = 255
+    if temporary <= limit:
+        return None
+    return (f"{final}: a name of {own} bytes, written first as a temporary of {temporary}, over the {limit} bytes a "
+            f"file name may have there; shorten it by {temporary - limit} bytes")
+
+
 def clean_stale(final: str | os.PathLike[str]) -> list[Path]:
     """Remove temporaries a killed run left for `final`; returns what was removed."""
     final = Path(final)
     removed = []
-    for path in final.parent.glob(f".{final.name}.*{PART_SUFFIX}"):
+    # the name escaped, and a random part without a dot: scene `a[1]` or `a*` cleans its own temporaries, and
+    # scene `a` none of scene `a.tif.b`'s (`.a.tif.b.tif.<random>.ddrf-part` also starts `.a.tif.`)
+    prefix = f".{final.name}."
+    for path in final.parent.glob(f"{glob.escape(prefix)}*{PART_SUFFIX}"):
+        if "." in path.name[len(prefix):-len(PART_SUFFIX)]:
+            continue
         path.unlink(missing_ok=True)
         removed.append(path)
     return removed
@@ -161,6 +183,33 @@ def cannot_write(folder: str | os.PathLike[str]) -> str | None:
         return str(exc.strerror or exc)
 
 
+def folds_case(folder: str | os.PathLike[str]) -> bool:
+    """Whether the file system `folder` (or its nearest existing parent) lies on takes two names that differ only in
+    case for one file (FAT and exFAT USB disks, SMB shares, macOS): probed with a named temporary file (its random
+    part lower case) looked up in upper case. False where no file can be made there (the write fails on its own)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=nearest_existing(folder), prefix=".ddrf-probe.") as probe:
+            name = Path(probe.name)
+            return name.with_name(name.name.upper()).exists()
+    except OSError:
+        return False
+
+
+def unexpanded_home(path: str | os.PathLike[str]) -> str | None:
+    """Why `path`, written `~/x` or `~user/x`, is no doubt meant for a home folder the shell did not expand (quoted
+    on a command line, in a unit file or a script), or None: its `~` folder does not exist here, and making it would
+    put the files under the current folder instead."""
+    parts = Path(path).parts
+    if not parts or not parts[0].startswith("~") or Path(parts[0]).exists():
+        return None
+    home = os.path.expanduser(parts[0])
+    meant = f" ({Path(home, *parts[1:])}?)" if home != parts[0] else ""
+    return (f"{parts[0]} is no folder here: the shell expands {parts[0]} only outside quotes, and ddrf would make a "
+            f"folder named {parts[0]} in {Path.cwd()}; give the path it stands for{meant}")
+
+
 def nearest_existing(path: str | os.PathLike[str]) -> Path:
     """`path` or its nearest existing parent (what a folder still to be made would be made in)."""
     absolute = Path(path).absolute()
@@ -169,8 +218,11 @@ def nearest_existing(path: str | os.PathLike[str]) -> Path:
 
 def cannot_make(folder: str | os.PathLike[str]) -> str | None:
     """Why `folder`, existing or not, cannot come to hold files (the folders missing below its nearest existing one
-    would be made), or None when it can: a file in the way, or the OS's reason for that existing folder (in /proc:
-    No such file or directory)."""
+    would be made), or None when it can: a file in the way, an unexpanded `~` (`unexpanded_home`), or the OS's reason
+    for that existing folder (in /proc: No such file or directory)."""
+    home = unexpanded_home(folder)
+    if home:
+        return home
     existing = nearest_existing(folder)
     return cannot_write(existing) if existing.is_dir() else f"Not a directory: {existing} is a file"
 
@@ -189,8 +241,24 @@ LOCK_SUFFIX = ".ddrf-lock"
 STAC_WORK_DIR = ".ddrf-stac"
 
 
+def open_lock(path: Path) -> int:
+    """A descriptor of the lock file `path` (made with the user's umask, like any output) to flock. Read-only where
+    it cannot be opened for writing: a lock file another user's run left (0644) in a shared folder would otherwise
+    shut this user out of an output the folder lets them write; flock needs no write access (NFS's emulation by
+    fcntl locks does, so writing is tried first)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+
+
 class Busy(RuntimeError):
     """Another process holds the lock on an output."""
+
+
+class NoLocks(Busy):
+    """The output's file system gives no file locks (an NFS mount whose lock service is down or absent), so no run
+    can tell whether another one writes the output: none does."""
 
 
 @contextmanager
@@ -205,12 +273,18 @@ def exclusive(final: str | os.PathLike[str], wait: bool = False) -> Iterator[Non
     final = Path(final)
     path = final.parent / f".{final.name}{LOCK_SUFFIX}"
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise Busy(f"{final}: another process is writing this output (lock {path.name}); not touched") from None
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: not "cannot write here", and no lock file left behind
+            os.close(fd)
+            with suppress(OSError):
+                path.unlink()
+            raise NoLocks(f"{final}: cannot lock the output ({exc.strerror}): its file system gives no file locks "
+                          "(an NFS mount without its lock service?); mount it with locks or write elsewhere") from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -221,5 +295,8 @@ def exclusive(final: str | os.PathLike[str], wait: bool = False) -> Iterator[Non
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # a folder made read-only meanwhile: the error of the work, if any, is the one to say, and
+            pass  # the file left is free once closed (taken over as a killed holder's is)
         os.close(fd)

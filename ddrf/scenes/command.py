@@ -27,7 +27,8 @@ from ddrf.runtime.backends import BACKENDS
 from ddrf.runtime.noise import MAX_SEED
 from ddrf.scenes.preflight import (SUMMARY_NAME, band_list, check_catalog, check_tile, check_writable, dry_run,
                                    item_jobs, known_sensor, log_usage_as, make_jobs, note, refuse_outputs_in_inbox,
-                                   refuse_outputs_on_catalog, split_arguments, usage, wrappers_removed_on_exit)
+                                   refuse_outputs_on_catalog, refuse_unexpanded_home, split_arguments, usage,
+                                   wrappers_removed_on_exit)
 
 if TYPE_CHECKING:
     from ddrf.scenes.engines import EngineSpec, ModelEngine
@@ -356,8 +357,9 @@ def main(
     from ddrf.scenes.engines import default_tiling
     from ddrf.scenes.streaming import RunSettings
 
-    output = output.absolute()
     reporter = make_reporter(log_format, progress, progress_every, progress_percent)
+    refuse_unexpanded_home({"-o": output, "--stac-catalog": stac_catalog})
+    output = output.absolute()
     directories, references = split_arguments(scenes or [])
     catalog = stac_catalog.absolute() if stac_catalog else None
     check_catalog(catalog)

@@ -5,6 +5,7 @@ A scene whose main raster exists is finished (it is renamed last) and skipped un
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -14,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ddrf.files import Busy, clean_stale, exclusive, nearest_existing, publish_all, same_file
+from ddrf.files import (Busy, clean_stale, exclusive, name_too_long, nearest_existing, publish_all,
+                        same_file)
 from ddrf.rasters import read_files
 from ddrf.saturation import RESTORED
 from ddrf.scenes import report as reports
@@ -343,6 +345,13 @@ def published(outputs: Outputs) -> list[Path]:
     return [*outputs.all(), item_path(outputs.raster)]
 
 
+def unnamable(outputs: Outputs) -> str | None:
+    """Why the longest name of the files the scene publishes cannot be written (`name_too_long`), or None: said
+    before any work, rather than after the fusion by GDAL naming a temporary (or a STAC Item failing beside a
+    published raster)."""
+    return name_too_long(max(published(outputs), key=lambda path: len(os.fsencode(path.name))))
+
+
 def output_that_is_input(outputs: Outputs, inputs: list[Path]) -> Path | None:
     """The first output that is one of `inputs` (the same path, a link to it, or a hard link: the same file):
     writing it would destroy an input."""
@@ -566,7 +575,9 @@ def one_line(exc: BaseException, job: SceneJob) -> str:
 
 
 def say_stderr(text: str) -> None:
-    print(f"ddrf-run: {text}", file=sys.stderr, flush=True)
+    from ddrf.scenes.progress import one_text_line
+
+    print(f"ddrf-run: {one_text_line(text)}", file=sys.stderr, flush=True)
 
 
 GDAL_CACHE_MB = 64  # GDAL's block cache otherwise defaults to 5 % of RAM and fills with the scene's blocks
@@ -594,6 +605,9 @@ def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings, on_tiles: Ti
     after the scene's temporaries are removed.
     """
     entry: dict[str, Any] = {"name": job.name, "source": job.source, "output": str(job.raster)}
+    too_long = unnamable(Outputs.for_raster(job.raster, settings.spread, settings.quicklook))
+    if too_long:  # before the lock, whose name would be too long as well
+        return {**entry, "status": "failed", "error": too_long, "seconds": 0.0}
     try:
         with exclusive(job.raster), gdal_cache():
             return run_locked(job, spec, settings, entry, on_tiles, say)

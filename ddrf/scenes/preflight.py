@@ -4,6 +4,7 @@ is one usage line (exit 2). Never imports torch.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -44,7 +45,9 @@ def note(text: str, event: str = "note", stdout: bool = False, **fields: Any) ->
 
         typer.echo(json_line(event, message=text, **fields), err=not stdout)
     else:
-        typer.echo(text if stdout else f"ddrf-run: {text}", err=not stdout)
+        from ddrf.scenes.progress import one_text_line
+
+        typer.echo(one_text_line(text) if stdout else f"ddrf-run: {one_text_line(text)}", err=not stdout)
 
 
 def known_sensor(name: str | None) -> str | None:
@@ -79,9 +82,13 @@ def make_jobs(scenes: list[Path], pan: Path | None, ms: list[Path], output: Path
         raise usage("no scenes: give SCENE_DIR... or --pan PAN.tif --ms MS.tif")
     if output.suffix.lower() in (".tif", ".tiff"):
         raise usage(f"{output}: with scene directories, -o names an output directory")
-    scenes = [s.resolve() for s in scenes]  # X/.. is its parent, by that name
-    check_scene_directories(scenes, output.resolve())
-    jobs = [SceneJob(s.name, output / f"{s.name}.tif", directory=s, bands=bands, sensor=sensor) for s in scenes]
+    # named as given (X/.. by its parent's name; a link by its own, as the watcher names it, so that a scene fused by
+    # both has one output), read where it lies
+    names = [Path(os.path.abspath(s)).name for s in scenes]
+    scenes = [s.resolve() for s in scenes]
+    check_scene_directories(scenes, output.resolve(), names)
+    jobs = [SceneJob(name, output / f"{name}.tif", directory=s, bands=bands, sensor=sensor)
+            for name, s in zip(names, scenes)]
     refuse_colliding_outputs([(str(s), job.raster) for s, job in zip(scenes, jobs)])
     return jobs
 
@@ -90,19 +97,25 @@ def refuse_colliding_outputs(named: list[tuple[str, Path]]) -> None:
     """(what names the scene, its raster) per scene of one run: no two scenes may write one file (scene A's STAC Item
     A.item.json is scene A.item's report), and no scene the run summary. Every side file counts, spread and
     quicklook too, whether or not this run writes them, so that a rerun with them cannot collide."""
+    from ddrf.files import folds_case
     from ddrf.scenes.jobs import published
     from ddrf.scenes.streaming import Outputs
 
-    owner: dict[Path, tuple[str, Path]] = {}
+    # on a file system that does not tell case (a USB disk), `A.tif` and `a.tif` are one file
+    folding = {folder: folds_case(folder) for folder in {raster.parent for _, raster in named}}
+    owner: dict[Path, tuple[str, Path, Path]] = {}  # key -> (source, raster, the path it writes)
     for source, raster in named:
         for path in published(Outputs.for_raster(raster, True, True)):
-            key = path.absolute()
-            if key.name == SUMMARY_NAME:
+            key, summary = path.absolute(), SUMMARY_NAME
+            if folding[raster.parent]:
+                key, summary = key.with_name(key.name.casefold()), summary.casefold()
+            if key.name == summary:
                 raise usage(f"{source}: its output {path.name} would overwrite the run summary; rename it")
             if key in owner and owner[key][0] != source:
+                case = " (its file system does not tell upper from lower case)" if folding[raster.parent] else ""
                 raise usage(f"{source}: its output {path.name} would also be written by {owner[key][0]} "
-                            f"(as its {_role(owner[key][1], key)}); rename one of them")
-            owner.setdefault(key, (source, raster))
+                            f"(as its {_role(owner[key][1], owner[key][2])}){case}; rename one of them")
+            owner.setdefault(key, (source, raster, path.absolute()))
 
 
 def refuse_outputs_on_catalog(jobs: list[Any], catalog: Path | None) -> None:
@@ -174,18 +187,19 @@ def refuse_inputs_as_outputs(output: Path, inputs: list[Path]) -> None:
         raise usage(f"{clash}: is an input; choose another output path (inputs are never overwritten)")
 
 
-def check_scene_directories(scenes: list[Path], output: Path) -> None:
-    """Output names come from directory names, so they must be unique, and no scene may hold another or the output."""
+def check_scene_directories(scenes: list[Path], output: Path, names: list[str] | None = None) -> None:
+    """Output names come from directory names (`names`, the scenes' own by default), so they must be unique, and no
+    scene may hold another or the output."""
     twice = first_repeated(scenes)
     if twice is not None:
         raise usage(f"{scenes[twice]}: the same scene directory is given twice; name each scene once")
-    names = [s.name for s in scenes]
+    names = names or [s.name for s in scenes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise usage(f"two scene directories share the name {duplicates[0]!r}; their outputs would collide")
     reserved = Path(SUMMARY_NAME).stem
-    for scene in scenes:
-        if scene.name == reserved:
+    for scene, name in zip(scenes, names):
+        if name == reserved:
             raise usage(f"{scene}: a scene named {reserved!r} would overwrite the run summary; rename the directory")
         inside = output_in_scene(output, scene)
         if inside:
@@ -222,6 +236,17 @@ def refuse_outputs_in_inbox(inbox: Path, output: Path, catalog: Path | None) -> 
     if scene is not None and output.resolve() != scene:
         raise usage(f"{output}: the output directory is inside scene {scene} of the watched inbox; choose one "
                     "outside it")
+
+
+def refuse_unexpanded_home(paths: dict[str, Path | None]) -> None:
+    """Output paths (option -> path) written `~/...` that reached ddrf unexpanded: one usage line rather than a folder
+    named `~` made in the current one (`ddrf.files.unexpanded_home`)."""
+    from ddrf.files import unexpanded_home
+
+    for option, path in paths.items():
+        why = unexpanded_home(path) if path is not None else None
+        if why:
+            raise usage(f"{option} {path}: {why}")
 
 
 def check_writable(folder: Path) -> None:
@@ -308,14 +333,15 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
 def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings") -> int:
     """Print each scene's plan (model, windows, output size, free space) and run nothing; 1 when a scene cannot
     run."""
-    from ddrf.scenes.jobs import before_fusing, halo_cost, one_line, open_with_engine, plan_scene
+    from ddrf.scenes.jobs import before_fusing, halo_cost, one_line, open_with_engine, plan_scene, unnamable
     from ddrf.scenes.engines import check_fit
     from ddrf.scenes.streaming import Outputs
 
     failed = 0
     for job in jobs:
         outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
-        verdict = before_fusing(job, spec, outputs, settings.overwrite)
+        too_long = unnamable(outputs)
+        verdict = ("failed", too_long) if too_long else before_fusing(job, spec, outputs, settings.overwrite)
         if verdict is not None:  # as the real run would: skip a finished output, refuse a path it may not write
             failed += verdict[0] == "failed"
             if verdict[0] == "skipped":

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Callable, TextIO
@@ -110,7 +111,7 @@ class Reporter:
         if self.log_format == "json":
             line = json_line(event, **fields)
         else:
-            line = f"ddrf-run: {text}"
+            line = f"ddrf-run: {one_text_line(text)}"
         print(line, file=self.stream, flush=True)
 
     def tile_hook(self, scene: str) -> Callable[[int, int], None]:
@@ -167,6 +168,13 @@ def exit_code(entries: list[dict[str, Any]]) -> int:
     """ddrf-run's exit code for the scenes a run handled (batch or watch): 1 when any failed or was abandoned at
     SIGTERM (the others still ran), else 0. The one place of this rule."""
     return 1 if any(entry["status"] in ("failed", "abandoned") for entry in entries) else 0
+
+
+def one_text_line(text: str) -> str:
+    """`text` as one line of a text log: control characters (a newline or an escape sequence in a scene folder's
+    name) written as Python escapes (`\\n`, `\\x1b`), so that no name splits a message in two, forges a line of
+    its own or drives the terminal."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 def json_line(event: str, **fields: Any) -> str:

@@ -35,6 +35,14 @@ COMMON_NAMES = {"coastal": "coastal", "blue": "blue", "green": "green", "yellow"
                 "swir2": "swir22", "pan": "pan"}
 
 
+def href_of(path: str) -> str:
+    """A local path (relative, or absolute) as a STAC href, which is a URI reference: `%`, `#` and `?` escaped, else
+    every reader that resolves hrefs as URIs (ddrf-run's Item input, STAC browsers, the folder served over HTTP) cuts
+    `x?.tif` at the query or `x #1.tif` at the fragment, or reads `x%41.tif` as `xA.tif`. Nothing else is escaped:
+    spaces and non-ASCII letters are taken as they are by those readers, and by pystac and GDAL as paths."""
+    return re.sub(r"[%#?]", lambda found: f"%{ord(found.group()):02X}", path)
+
+
 def item_path(raster: Path) -> Path:
     return raster.with_name(raster.stem + ITEM_SUFFIX)
 
@@ -201,8 +209,8 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
         when, said = _modified(raster), "the output file's time: the inputs give no acquisition time"
     created = {"created": report["finished"]} if report.get("finished") else {}
     item = create_stac_item(str(raster), id=raster.stem, input_datetime=when, with_proj=True, asset_name="data",
-                            asset_roles=["data"], asset_href=f"./{raster.name}", geom_precision=7, properties=created,
-                            geom_densify_pts=21)  # a bbox that holds the edges' bulge once reprojected
+                            asset_roles=["data"], asset_href=href_of(f"./{raster.name}"), geom_precision=7,
+                            properties=created, geom_densify_pts=21)  # a bbox that holds the edges' bulge reprojected
     item.properties["ddrf:datetime_source"] = said
     if span[0] is not None and span[1] is not None:  # the source's acquisition interval, kept
         item.common_metadata.start_datetime, item.common_metadata.end_datetime = span
@@ -226,7 +234,7 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
     described = {"spread": spread_description(report.get("engine", {}))}
     for key, (path, media, roles, title) in extras.items():
         if path and Path(path).is_file():
-            item.add_asset(key, pystac.Asset(f"./{Path(path).name}", title, described.get(key),
+            item.add_asset(key, pystac.Asset(href_of(f"./{Path(path).name}"), title, described.get(key),
                                              media_type=media or raster_media_type(Path(path)), roles=roles))
     if "spread" in item.assets:  # its data type, nodata (NaN) and statistics too, for clients that load it by these
         spread_names = [f"{name} spread" for name in outputs.get("band_names") or []]  # the file's band descriptions
@@ -237,6 +245,7 @@ def build_item(raster: Path, report: dict[str, Any], source: pystac.Item | None 
                 item.properties[key] = source.properties[key]
         origin = source.get_self_href()
         if origin:
+            origin = origin if "://" in origin else href_of(origin)
             item.add_link(pystac.Link("derived_from", origin, pystac.MediaType.GEOJSON))
     return item
 
@@ -409,7 +418,7 @@ def _link_item(path: Path, item_file: Path) -> list[str]:
     catalog.links = [link for link in catalog.links
                      if not (link.rel == "item" and (link.title == item_id or link.href in gone))]
     href = Path(_relative(item_file.resolve(), catalog_dir.resolve()))
-    catalog.add_link(pystac.Link("item", href.as_posix(), pystac.MediaType.JSON, title=item_id))
+    catalog.add_link(pystac.Link("item", href_of(href.as_posix()), pystac.MediaType.JSON, title=item_id))
     catalog.links.sort(key=lambda link: (link.rel, link.title or ""))
     write_text_atomic(path, json.dumps(catalog.to_dict(include_self_link=False), indent=2) + "\n")
     return gone
@@ -417,7 +426,9 @@ def _link_item(path: Path, item_file: Path) -> list[str]:
 
 def _gone(href: str, catalog_dir: Path) -> bool:
     """A link to a local file (relative to the catalogue, or absolute) that no longer exists; URLs are not checked."""
-    return "://" not in href and not (catalog_dir / href).is_file()
+    from urllib.parse import unquote
+
+    return "://" not in href and not (catalog_dir / unquote(href)).is_file()
 
 
 def _relative(target: Path, start: Path) -> str:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, NamedTuple
 
+from ddrf.files import open_lock
 from ddrf.scenes.engines import EngineSpec
 from ddrf.scenes.discover import delivered, is_mtl, listed_absent, unread_archive
 from ddrf.scenes.jobs import SceneJob
@@ -160,7 +161,7 @@ class WatchLock:
 
     def __enter__(self) -> "WatchLock":
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self.fd = open_lock(self.path)
         except OSError as exc:
             raise ValueError(f"{self.path}: cannot open the watch lock file ({exc.strerror or exc})") from None
         try:
@@ -168,6 +169,10 @@ class WatchLock:
         except BlockingIOError:
             os.close(self.fd)
             raise ValueError(f"{self.path}: another ddrf-run --watch is writing to this output directory") from None
+        except OSError as exc:  # ENOLCK: no watcher could tell another one is running
+            os.close(self.fd)
+            raise ValueError(f"{self.path}: cannot lock it ({exc.strerror}): its file system gives no file locks (an "
+                             "NFS mount without its lock service?); mount it with locks or write elsewhere") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -227,7 +227,8 @@ def write_quicklook(raster: Path, final: Path, band_names: list[str], max_side: 
     png = temp_path(final)
     with warnings.catch_warnings():  # a PNG has no georeferencing, on purpose
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(png, "w", driver="PNG", height=shape[1], width=shape[2], count=3, dtype="uint8") as dst:
+        # no .aux.xml sidecar: nothing to keep in one, and its name would be 8 bytes longer than the temporary's
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(png, "w", driver="PNG", height=shape[1],
+                                                                width=shape[2], count=3, dtype="uint8") as dst:
             dst.write(rgb)
-    png.with_name(png.name + ".aux.xml").unlink(missing_ok=True)
     return png
