@@ -47,3 +47,25 @@ def test_a_catalogue_or_output_in_the_watched_inbox_is_refused(tmp_path: Path, m
     hidden = CliRunner().invoke(app, ["--watch", str(inbox), "-o", str(tmp_path / "out"), "--stac-catalog",
                                       str(inbox / ".stac"), "--method", "GSA", "--no-progress", "--dry-run"])
     assert hidden.exit_code == 0, hidden.output  # a hidden folder is never taken for a scene
+
+
+def test_an_output_folder_directly_in_the_watched_inbox_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """--watch IN -o IN/a (a scene there now), -o IN/b (a delivery landing later under that name) or -o IN: taken
+    without a word, scene a (or b) then skipped as the output folder, never fused, its folder written into. Each is
+    refused in one line at start, the watch and its dry run alike; a hidden folder of the inbox is no scene."""
+    import ddrf.scenes.watch as watch
+
+    monkeypatch.setattr(watch.Watcher, "run", lambda self: 0)  # past the checks: would watch for ever
+    inbox = tmp_path / "in"
+    shutil.copytree(SAMPLE, inbox / "a")
+    for out in (inbox / "a", inbox / "b", inbox):
+        for dry in ([], ["--dry-run"]):
+            result = CliRunner().invoke(app, ["--watch", str(inbox), "-o", str(out), "--method", "GSA",
+                                              "--no-progress", *dry])
+            assert result.exit_code == 2, (out, dry, result.output)
+            assert f"{out}: the output directory is in the watched inbox" in result.output, result.output
+    assert sorted(p.name for p in inbox.iterdir()) == ["a"]
+    assert sorted(p.name for p in (inbox / "a").iterdir()) == sorted(p.name for p in SAMPLE.iterdir())
+    hidden = CliRunner().invoke(app, ["--watch", str(inbox), "-o", str(inbox / ".fused"), "--method", "GSA",
+                                      "--no-progress", "--dry-run"])
+    assert hidden.exit_code == 0 and "1 scene directory to fuse" in hidden.output, hidden.output

@@ -461,3 +461,20 @@ def test_a_timing_cache_that_cannot_be_written_is_refused_before_any_build(check
         assert lines[0].startswith(f"ddrf-export: error: {cache}: --timing-cache cannot be written") \
             and problem in lines[0], lines
     assert not list(out.glob("*.plan"))
+
+
+def test_average_into_a_file_says_so_in_one_line(tmp_path: Path) -> None:
+    """`ddrf-export average A B -o AFILE`, AFILE an existing file: a bare `cannot write (File exists)` after reading
+    every checkpoint. Now one line naming AFILE, that a directory is written and what --overwrite does; AFILE kept."""
+    import shutil
+
+    weights = Path(__file__).parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2" / "model.safetensors"
+    copies = [shutil.copy(weights, tmp_path / name) for name in ("a.safetensors", "b.safetensors")]
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    for extra in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["average", *map(str, copies), "-o", str(afile), *extra])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert str(afile) in lines[0] and "not a directory" in lines[0] and "--overwrite" in lines[0], lines[0]
+        assert afile.read_text() == "mine\n"

@@ -381,3 +381,34 @@ def test_a_rerun_naming_the_bands_or_sensor_otherwise_is_not_skipped(tmp_path: P
                                                        f"{ms.name} band 3: red, asked blue)"), "ddrf-run:")
     sensor = run(*args, "--sensor", "QB")
     assert sensor.exit_code == 1 and "sensor (generic, asked QB)" in sensor.output, sensor.output
+
+
+def test_two_runs_into_one_folder_at_once_keep_both_run_summaries(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ddrf-run processes on one -o (two cron jobs, different scenes): the second to finish replaced the first's
+    run summary, so the first run's record was lost. Run A here starts and finishes while run B fuses its scene;
+    B's summary is the top level (as before), A's is kept in `concurrent_runs`, and an older run's is dropped."""
+    import ddrf.scenes.runner as runner
+
+    scene_a, scene_b = (shutil.copytree(SAMPLE, tmp_path / name) for name in ("a", "b"))
+    out = tmp_path / "out"
+    out.mkdir()
+    older = {"finished": "2000-01-01T00:00:00+00:00", "scenes": [{"name": "old", "status": "done"}]}
+    (out / SUMMARY_NAME).write_text(json.dumps(older))
+    real, inner = runner.run_job, []
+
+    def run_a_meanwhile(job: object, *args: object, **kwargs: object) -> object:
+        if job.name == "b":  # type: ignore[attr-defined]
+            inner.append(run(str(scene_a), "-o", str(out), "--method", "Brovey"))
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_job", run_a_meanwhile)
+    result = run(str(scene_b), "-o", str(out), "--method", "Brovey")
+    assert result.exit_code == 0 and inner[0].exit_code == 0, (result.output, inner[0].output)
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    assert [(e["name"], e["status"]) for e in summary["scenes"]] == [("b", "done")]
+    assert summary["counts"]["done"] == 1 and summary["started"] <= summary["finished"]
+    kept = summary["concurrent_runs"]
+    assert [[(e["name"], e["status"]) for e in r["scenes"]] for r in kept] == [[("a", "done")]]
+    assert kept[0]["finished"] >= summary["started"] and "concurrent_runs" not in kept[0]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(ddrf.files.LOCK_SUFFIX)]

@@ -441,3 +441,23 @@ def test_the_items_gsd_of_a_web_mercator_scene_is_its_ground_size(tmp_path: Path
     assert result.exit_code == 0, result.output
     gsd = json.loads((tmp_path / "x.item.json").read_text())["properties"]["gsd"]
     assert gsd == pytest.approx(15.0, rel=1e-4), gsd
+
+
+def test_the_item_records_the_tile_sensor_and_bands_the_run_used(tmp_path: Path) -> None:
+    """The JSON report said with which --tile, --halo, --sensor and --bands a product was made, the STAC Item did not,
+    so a catalogue user could not tell two products of one scene apart. Now the Item's properties say them too."""
+    from ddrf.sensors import find_sensor
+    from test_bad_inputs import pair
+
+    pan, ms = pair(tmp_path / "in")
+    bands = ["nir", "red", "green", "blue"]
+    result = cli("--pan", str(pan), "--ms", str(ms), "-o", str(tmp_path / "b.tif"), "--method", "Brovey",
+                 "--bands", ",".join(bands), "--sensor", "WorldView-3", "--tile", "48", "--halo", "8")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "b.item.json").read_text())
+    report, props = json.loads((tmp_path / "b.json").read_text()), document["properties"]
+    assert props["ddrf:sensor"] == find_sensor("WorldView-3").name == report["scene"]["sensor"]
+    assert props["ddrf:bands"] == bands and props["ddrf:band_identity"] == "--bands"
+    assert props["ddrf:tile"] == report["tiling"]["tile"] and max(props["ddrf:tile"]) <= 48
+    assert props["ddrf:halo"] == 8
+    validate(document)  # raises where the Item breaks a schema

@@ -355,8 +355,10 @@ def main(
     """Fuse PAN + MS scenes into pansharpened GeoTIFFs on the PAN grid, with a JSON report and a STAC Item beside
     each; every run ends by naming each output file."""
     from ddrf.scenes.engines import default_tiling
+    from ddrf.scenes.report import now
     from ddrf.scenes.streaming import RunSettings
 
+    started = now()  # the run summary keeps the record of a run into -o that finished after this one started
     reporter = make_reporter(log_format, progress, progress_every, progress_percent)
     refuse_unexpanded_home({"-o": output, "--stac-catalog": stac_catalog})
     output = output.absolute()
@@ -422,20 +424,22 @@ def main(
         entries = run_batch(jobs, spec, settings, reporter, catalog, sources)
     problem = None
     if jobs[0].directory is not None or references:
-        problem = summary_problem(output / SUMMARY_NAME, entries, {**asdict(spec), **asdict(settings)})
+        problem = summary_problem(output / SUMMARY_NAME, entries, {**asdict(spec), **asdict(settings)},
+                                  started)
     code = reporter.summary(entries)
     if problem:  # last, after the list of what the run did publish
         reporter.emit("error", problem, path=str(output / SUMMARY_NAME), error=problem)
     raise typer.Exit(1 if problem else code)
 
 
-def summary_problem(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any]) -> str | None:
+def summary_problem(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any],
+                    started: str | None = None) -> str | None:
     """Write the run summary; None, or why it could not be written (a full disk after the scenes: one line, not a
     traceback, and the closing list of the outputs still said)."""
     from ddrf.scenes.report import write_summary
 
     try:
-        write_summary(path, entries, settings)
+        write_summary(path, entries, settings, started)
     except OSError as exc:
         return f"{path}: cannot write the run summary ({exc.strerror or exc}); the outputs listed are published"
     return None

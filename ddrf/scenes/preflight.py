@@ -217,9 +217,9 @@ def output_in_scene(output: Path, scene: Path, what: str = "the output directory
 
 
 def refuse_outputs_in_inbox(inbox: Path, output: Path, catalog: Path | None) -> None:
-    """--watch: every folder in the inbox is taken for a scene (but hidden ones), so a catalogue there would be one
-    skipped without a word (or a scene never fused, its folder written into), and an output inside a scene's folder
-    would be written among its files. The output folder itself may be directly in the inbox: it is no scene."""
+    """--watch: every folder in the inbox is taken for a scene (but hidden ones), so a catalogue or output folder
+    there would be one skipped without a word: a scene never fused (a delivery already there, or one landing later
+    under its name), its folder written into. Only a hidden folder of the inbox may hold them."""
     from ddrf.scenes.discover import delivered
 
     inbox = inbox.resolve()
@@ -236,6 +236,9 @@ def refuse_outputs_in_inbox(inbox: Path, output: Path, catalog: Path | None) -> 
     if scene is not None and output.resolve() != scene:
         raise usage(f"{output}: the output directory is inside scene {scene} of the watched inbox; choose one "
                     "outside it")
+    if scene is not None or output.resolve() == inbox:  # before: taken, and folder `scene` skipped as a scene
+        raise usage(f"{output}: the output directory is in the watched inbox {inbox}, where every folder is taken "
+                    "for a scene (a delivery of that name would never be fused); choose one outside it")
 
 
 def refuse_unexpanded_home(paths: dict[str, Path | None]) -> None:

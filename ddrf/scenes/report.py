@@ -166,14 +166,35 @@ def named_sides(report: dict[str, Any], every: Any) -> dict[str, Path]:
             if side is not None and isinstance(named.get(key), str) and Path(named[key]).absolute() == side.absolute()}
 
 
-def write_summary(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any]) -> None:
-    """The run summary (one entry per scene: done / skipped / failed with its error)."""
-    from ddrf.files import write_text_atomic
+def write_summary(path: Path, entries: list[dict[str, Any]], settings: dict[str, Any],
+                  started: str | None = None) -> None:
+    """The run summary (one entry per scene: done / skipped / failed with its error), this run's at the top level.
+
+    Two runs into one folder at once (two cron jobs) must not lose either record: under a lock, the summary of a run
+    that finished after this one `started` is kept in `concurrent_runs`; one finished before it is replaced."""
+    from ddrf.files import exclusive, write_text_atomic
 
     counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed", "abandoned")}
-    body = {"report_version": REPORT_VERSION, "finished": now(), "counts": counts, "settings": settings,
-            "scenes": entries, "software": versions()}
-    write_text_atomic(path, json.dumps(body, indent=2, default=str) + "\n")
+    started = started or now()
+    body = {"report_version": REPORT_VERSION, "started": started, "finished": now(), "counts": counts,
+            "settings": settings, "scenes": entries, "software": versions()}
+    with exclusive(path, wait=True):  # the read and the replace as one step against the other run
+        body["concurrent_runs"] = concurrent_runs(path, started)
+        write_text_atomic(path, json.dumps(body, indent=2, default=str) + "\n")
+
+
+def concurrent_runs(path: Path, started: str) -> list[dict[str, Any]]:
+    """The summaries in the run summary at `path` (its own run and the concurrent runs it keeps) that finished at or
+    after `started` (ISO UTC, to the second, so a tie is kept); none where it is missing or not a summary."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(earlier, dict):
+        return []
+    kept = earlier.pop("concurrent_runs", [])
+    runs = [earlier, *(kept if isinstance(kept, list) else [])]
+    return [r for r in runs if isinstance(r, dict) and str(r.get("finished", "")) >= started]
 
 
 def output_range(scene: Any) -> list[int] | None:

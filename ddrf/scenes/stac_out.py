@@ -158,6 +158,7 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
         lineage = f"classical pansharpening ({method}{fit}) of PAN + MS on the PAN grid"
     props: dict[str, Any] = {"processing:lineage": lineage, "processing:software": software, "ddrf:method": method,
                              "ddrf:inputs": _input_files(report.get("inputs", {}))}
+    props.update(scene_settings(report))
     if engine.get("kind") == "baseline":
         props["ddrf:fitted_on"] = engine.get("fitted_on")
     if engine.get("kind") == "model":
@@ -171,6 +172,16 @@ def processing_properties(report: dict[str, Any]) -> dict[str, Any]:
             props.update({"ddrf:spread_factor": engine.get("spread_factor"),
                           "ddrf:spread_calibrated": bool(engine.get("spread_fitted"))})
     return props
+
+
+def scene_settings(report: dict[str, Any]) -> dict[str, Any]:
+    """How the run read and cut the scene, as its report records it: the sensor (--sensor or the metadata's), the MS
+    band names in file order and what named them (--bands, --sensor, metadata), the window and halo (--tile, --halo
+    or their defaults), all of which change the pixels. Reports without them: None."""
+    scene, inputs, tiling = (report.get(key) or {} for key in ("scene", "inputs", "tiling"))
+    return {"ddrf:sensor": scene.get("sensor"), "ddrf:bands": scene.get("band_names"),
+            "ddrf:band_identity": inputs.get("band_identity"), "ddrf:tile": tiling.get("tile"),
+            "ddrf:halo": tiling.get("halo")}
 
 
 def spread_description(engine: dict[str, Any]) -> str:

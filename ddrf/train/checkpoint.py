@@ -171,6 +171,9 @@ def average_weights(paths: list[Path], out_dir: Path, command: str, overwrite: b
     weights), its `training.averaged_from` naming each input with its SHA-256 and command."""
     if len(paths) < 2:
         raise ValueError("averaging needs at least two checkpoints")
+    if out_dir.exists() and not out_dir.is_dir():  # before: a raw "File exists" once every checkpoint was read
+        raise ValueError(f"{out_dir}: exists and is not a directory (ddrf-export average writes {WEIGHTS} and "
+                         f"{CARD_NAME} into a directory; --overwrite replaces those, never a file in its place)")
     files = [_weights_path(p) for p in paths]
     twice = first_repeated(files)
     if twice is not None:
