@@ -227,6 +227,19 @@ def is_nodata(data: np.ndarray, nodata: float | None) -> np.ndarray:
     return missing | (data == nodata)
 
 
+def nothing_valid(pan: Path, ms: Sequence[tuple[Path, int]], nodata: dict[tuple[Path, int], float | None],
+                  masked: Collection[Path] = ()) -> str:
+    """Why no pixel of a pair is valid in the PAN and every MS band, in ddrf-run's words (`Scene.preview`): the first
+    band that is all nodata (a hyperspectral cube's bad band), else that the bands share no valid pixel. Read only
+    once nothing was found valid, so a good pair pays nothing for it."""
+    for path, band in [(pan, 1), *ms]:
+        with open_raster(path) as src:
+            data = read_band(src, band, path in masked)
+        if is_nodata(data, nodata.get((path, band))).all():
+            return f"{path}: band {band} has no valid pixels (all nodata)"
+    return f"{ms[0][0]}: no pixel is valid in the PAN {pan.name} and every MS band"
+
+
 def fill_nearest(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
     """Replace invalid pixels of (H, W[, B]) values by the nearest valid pixel (all invalid: zeros)."""
     if not invalid.any():

@@ -1,0 +1,53 @@
+"""Hyperspectral cubes (tens to hundreds of bands, ratio 3) with the faults such cubes carry: bad bands that are all
+nodata or all zero, through the user's paths other than a plain ddrf-run (docs/RELIABILITY.md rows 380-389). The
+cubes are written here: a smooth pattern with noise, each band a gain and offset of it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from ddrf.data import read_geotiff_pair
+
+RATIO = 3
+
+
+def write_cube(folder: Path, bands: int = 40, side: int = 24, nodata: float | None = None,
+               dead: dict[int, float] | None = None) -> tuple[Path, Path]:
+    """`folder`/cube_pan.tif and cube_ms.tif (uint16, MS `side` x `side`, PAN `RATIO` times that); `dead` maps a
+    0-based MS band to the one value it holds everywhere (a bad band)."""
+    rng = np.random.default_rng(3)
+    big = side * RATIO
+    yy, xx = np.mgrid[0:big, 0:big] / big
+    base = 800 + 300 * np.sin(6 * xx) * np.cos(5 * yy) + 30 * rng.standard_normal((big, big))
+    low = base.reshape(side, RATIO, side, RATIO).mean(axis=(1, 3))
+    ms = np.stack([low * (0.5 + 0.1 * (k % 7)) + 400 + 10 * k for k in range(bands)])
+    for band, value in (dead or {}).items():
+        ms[band] = value
+    grid = {"driver": "GTiff", "dtype": "uint16", "crs": "EPSG:32633", "nodata": nodata}
+    folder.mkdir(parents=True, exist_ok=True)
+    pan, cube = folder / "cube_pan.tif", folder / "cube_ms.tif"
+    with rasterio.open(pan, "w", width=big, height=big, count=1, transform=from_origin(5e5, 4e6, 10, 10),
+                       **grid) as dst:
+        dst.write(base.astype(np.uint16), 1)
+    with rasterio.open(cube, "w", width=side, height=side, count=bands,
+                       transform=from_origin(5e5, 4e6, 10 * RATIO, 10 * RATIO), **grid) as dst:
+        dst.write(ms.astype(np.uint16))
+    return pan, cube
+
+
+def test_a_cube_with_an_all_nodata_band_is_refused_by_the_pair_reader(tmp_path: Path) -> None:
+    """Row 380: one bad band of the cube all at the nodata value marked every pixel invalid, and the pair reader of
+    ddrf-eval pairs:, ddrf-train and ddrf-finetune filled the whole cube with zeros and went on (ddrf-eval then failed
+    with 'SAM is undefined'; training would learn from zeros). ddrf-run refuses the band in one line; so does the
+    reader now."""
+    pan, cube = write_cube(tmp_path, nodata=65535, dead={37: 65535})
+    with pytest.raises(ValueError, match=f"^{cube}: band 38 has no valid pixels \\(all nodata\\)"):
+        read_geotiff_pair(pan, [cube], bits=16)
+    pan, cube = write_cube(tmp_path / "good", nodata=65535)  # the same cube without the bad band reads as it is
+    pair = read_geotiff_pair(pan, [cube], bits=16)
+    with rasterio.open(cube) as src:
+        assert np.array_equal(pair.ms, src.read().transpose(1, 2, 0).astype(np.float64))
