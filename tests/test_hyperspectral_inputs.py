@@ -15,7 +15,7 @@ from ddrf.data import read_geotiff_pair
 RATIO = 3
 
 
-def write_cube(folder: Path, bands: int = 40, side: int = 24, nodata: float | None = None,
+def write_cube(folder: Path, bands: int = 40, side: int = 36, nodata: float | None = None,
                dead: dict[int, float] | None = None) -> tuple[Path, Path]:
     """`folder`/cube_pan.tif and cube_ms.tif (uint16, MS `side` x `side`, PAN `RATIO` times that); `dead` maps a
     0-based MS band to the one value it holds everywhere (a bad band)."""
@@ -51,3 +51,32 @@ def test_a_cube_with_an_all_nodata_band_is_refused_by_the_pair_reader(tmp_path: 
     pair = read_geotiff_pair(pan, [cube], bits=16)
     with rasterio.open(cube) as src:
         assert np.array_equal(pair.ms, src.read().transpose(1, 2, 0).astype(np.float64))
+
+
+def _eval(folder: Path, *extra: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from ddrf.evaluate.command import app as eval_app
+
+    result = CliRunner().invoke(eval_app, [f"pairs:{folder}", "--methods", "EXP,GSA", *extra])
+    return result.exit_code, result.output
+
+
+def test_ddrf_eval_names_a_dead_band_of_the_reference(tmp_path: Path) -> None:
+    """Row 381: a cube whose bad band is 0 everywhere (no nodata tag) failed after fusing with 'ERGAS is undefined: a
+    reference band has zero mean', naming neither the file nor the band; it is now said before any method runs."""
+    pan, _ = write_cube(tmp_path, dead={1: 0})
+    code, output = _eval(tmp_path, "--mode", "reduced")
+    assert code == 2 and f"({pan})" in output and "band 2 (cube_ms_b2) is 0 everywhere" in output, output
+    assert "--bands" in output and "Traceback" not in output
+
+
+def test_ddrf_eval_full_resolution_at_ratio_3_says_what_would_work(tmp_path: Path) -> None:
+    """Row 382: at full resolution the QNR family compares 32-pixel blocks of the fused image with 32 / ratio MS
+    pixels, which a hyperspectral pair's ratio 3 does not divide: the run failed after fusing with 'block 32 must be a
+    multiple of the ratio 3', naming no file; it now names the image and the mode that scores it."""
+    pan, _ = write_cube(tmp_path)
+    code, output = _eval(tmp_path, "--mode", "full")
+    assert code == 2 and f"({pan})" in output and "ratio 3" in output and "--mode reduced" in output, output
+    code, output = _eval(tmp_path, "--mode", "reduced")  # the same pair scores at reduced resolution
+    assert code == 0 and "GSA" in output, output
