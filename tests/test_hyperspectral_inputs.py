@@ -80,3 +80,20 @@ def test_ddrf_eval_full_resolution_at_ratio_3_says_what_would_work(tmp_path: Pat
     assert code == 2 and f"({pan})" in output and "ratio 3" in output and "--mode reduced" in output, output
     code, output = _eval(tmp_path, "--mode", "reduced")  # the same pair scores at reduced resolution
     assert code == 0 and "GSA" in output, output
+
+
+def test_ddrf_finetune_without_a_base_for_the_cube_names_what_would_work(tmp_path: Path) -> None:
+    """Row 383: no bundled model has ratio 3, and ddrf-finetune's refusal gave ddrf-run's advice: a classical
+    --method (ddrf-finetune has none) or 'a model trained ... (ddrf-finetune ...)', itself. It now points at training
+    one from scratch with ddrf-train on the same scene directories."""
+    pytest.importorskip("torch")  # the train extra
+    from typer.testing import CliRunner
+
+    from ddrf.finetune.command import app as finetune_app
+
+    write_cube(tmp_path / "scene")
+    result = CliRunner().invoke(finetune_app, [str(tmp_path / "scene"), "--out", str(tmp_path / "run"), "--steps", "1"])
+    assert result.exit_code != 0 and "no bundled model fits this scene (ratio 3" in result.output, result.output
+    assert "--method" not in result.output and "ddrf-train" in result.output, result.output
+    assert f"data.source=scenes:{tmp_path / 'scene'}" in result.output, result.output
+    assert not (tmp_path / "run").exists()
