@@ -163,3 +163,26 @@ def test_the_stac_band_statistics_of_a_many_band_output_read_it_once(tmp_path: P
     last = values[-1][values[-1] != 0]
     assert entries[-1]["statistics"]["valid_percent"] == 75.0
     assert entries[-1]["statistics"]["mean"] == pytest.approx(last.mean())
+
+
+def test_the_fused_cube_keeps_each_band_s_wavelength(tmp_path: Path) -> None:
+    """Row 386: a cube's band metadata (GDAL's per-band tags: `wavelength`, `wavelength_units`, `fwhm`, as ENVI
+    files converted by GDAL carry them) was dropped from the output, whose bands were then band1..band40 with no way
+    to tell their wavelengths. Each fused band now carries its MS band's tags (not the input's statistics)."""
+    from typer.testing import CliRunner
+
+    from ddrf.scenes.command import app as run_app
+
+    pan, cube = write_cube(tmp_path / "in", bands=40)
+    with rasterio.open(cube, "r+") as dst:
+        for band in range(1, 41):
+            dst.update_tags(band, wavelength=f"{400 + 10 * band:.1f}", wavelength_units="Nanometers", fwhm="10.0",
+                            STATISTICS_MEAN="1.0")
+    out = tmp_path / "fused.tif"
+    result = CliRunner().invoke(run_app, ["--pan", str(pan), "--ms", str(cube), "-o", str(out), "--method", "EXP"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as fused:
+        tags = [fused.tags(band) for band in range(1, fused.count + 1)]
+    assert [t.get("wavelength") for t in tags] == [f"{400 + 10 * band:.1f}" for band in range(1, 41)]
+    assert tags[0]["wavelength_units"] == "Nanometers" and tags[0]["fwhm"] == "10.0"
+    assert "STATISTICS_MEAN" not in tags[0]  # the input's, not the output's

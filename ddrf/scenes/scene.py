@@ -40,6 +40,7 @@ class _Grid:
     alpha_bands: frozenset[int] = frozenset()  # bands whose colour interpretation is alpha
     scales: tuple[float, ...] = ()  # per band: physical value = DN x scale + offset (GDAL's band metadata)
     offsets: tuple[float, ...] = ()
+    band_tags: tuple[dict[str, str], ...] = ()  # per band: its metadata the output band carries (`carried_tags`)
 
 
 def crs_name(crs: Any) -> str:
@@ -68,6 +69,12 @@ def _check_orthorectified(path: Path, src: rasterio.io.DatasetReader) -> None:
         raise SceneError(path, f"geotransform {tuple(src.transform)[:6]} is rotated or not north-up")
 
 
+def carried_tags(tags: dict[str, str]) -> dict[str, str]:
+    """A band's metadata that its fused band keeps: what says what the band is (a hyperspectral cube's `wavelength`,
+    `wavelength_units`, `fwhm`, as GDAL writes an ENVI header's), not GDAL's statistics of the input's values."""
+    return {key: value for key, value in tags.items() if not key.startswith("STATISTICS_")}
+
+
 def _inspect(path: Path) -> _Grid:
     """Header facts of one file; unreadable, truncated, RPC-only or ungeoreferenced files raise SceneError."""
     if not path.is_file():
@@ -85,7 +92,8 @@ def _inspect(path: Path) -> _Grid:
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
                          np.dtype(src.dtypes[0]), tuple(src.nodatavals), int(nbits) if nbits else None,
-                         *mask_facts(src), tuple(src.scales), tuple(src.offsets))
+                         *mask_facts(src), tuple(src.scales), tuple(src.offsets),
+                         tuple(carried_tags(src.tags(b)) for b in range(1, src.count + 1)))
     except SceneError:
         raise
     except (RasterioIOError, OSError, ValueError) as exc:
@@ -138,6 +146,8 @@ class Scene:
         # the fused bands are in the MS's DN, so each keeps its MS band's scale and offset to physical units
         self.band_scaling = {name: (ms_grids[path].scales[band - 1], ms_grids[path].offsets[band - 1])
                              for name, (path, band) in zip(files.band_names, files.ms)}
+        self.band_tags = {name: ms_grids[path].band_tags[band - 1] for name, (path, band) in zip(files.band_names,
+                                                                                                  files.ms)}
         # (MS, PAN) saturation: the largest value of each file's type and bit depth (None for floats)
         self.ceilings = tuple(limits[1] if (limits := value_range(dtype, bits)) else None
                               for dtype, bits in ((first.dtype, self.bits), (pan.dtype, pan.nbits)))
