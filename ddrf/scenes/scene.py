@@ -202,21 +202,29 @@ class Scene:
         return self._previews[max_side]
 
     def _read_preview(self, max_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        def read(path: Path, band: int) -> tuple[np.ndarray, np.ndarray]:
+        def read(path: Path, bands: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+            """The file's bands in one read: a pixel-interleaved cube's tiles decoded once, not once per band."""
             try:
                 with open_raster(path) as src:
                     step = max(1, -(-max(src.height, src.width) // max_side))
-                    shape = (-(-src.height // step), -(-src.width // step))
-                    data = read_band(src, band, path in self._masked, out_shape=shape)
+                    shape = (len(bands), -(-src.height // step), -(-src.width // step))
+                    data = read_band(src, bands, path in self._masked, out_shape=shape)
             except (RasterioIOError, OSError) as exc:  # _inspect read only the corner pixels
                 raise SceneError(path, f"unreadable or corrupt raster ({read_error_reason(exc)})") from exc
-            valid = ~is_nodata(data, self._nodata[(path, band)])
-            if not valid.any():  # named here: the statistics downstream no longer know which file
-                raise SceneError(path, f"band {band} has no valid pixels (all nodata)")
-            return data, valid
+            found = {}
+            for band, values in zip(bands, data):
+                valid = ~is_nodata(values, self._nodata[(path, band)])
+                if not valid.any():  # named here: the statistics downstream no longer know which file
+                    raise SceneError(path, f"band {band} has no valid pixels (all nodata)")
+                found[band] = (values, valid)
+            return found
 
-        pan, pan_valid = read(self.files.pan, 1)
-        bands = [read(path, band) for path, band in self.files.ms]
+        pan, pan_valid = read(self.files.pan, [1])[1]
+        by_file: dict[Path, list[int]] = {}
+        for path, band in self.files.ms:
+            by_file.setdefault(path, []).append(band)
+        read_bands = {path: read(path, wanted) for path, wanted in by_file.items()}
+        bands = [read_bands[path][band] for path, band in self.files.ms]
         ms_valid = np.logical_and.reduce([valid for _, valid in bands])
         if not ms_valid.any():
             raise SceneError(self.files.ms[0][0], "no pixel is valid in every MS band")
