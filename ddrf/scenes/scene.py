@@ -19,7 +19,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from ddrf.geometry import (PairGrid, bands_by_file, coded_values, default_nodata, honoured_mask, is_nodata,
-                           lattice_origin, mask_facts, north_up, read_band, read_error_reason, same_grid,
+                           lattice_origin, mask_facts, north_up, read_decimated, read_error_reason, same_grid,
                            single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
@@ -207,8 +207,8 @@ class Scene:
             try:
                 with open_raster(path) as src:
                     step = max(1, -(-max(src.height, src.width) // max_side))
-                    shape = (len(bands), -(-src.height // step), -(-src.width // step))
-                    data = read_band(src, bands, path in self._masked, out_shape=shape)
+                    shape = (-(-src.height // step), -(-src.width // step))
+                    data = read_decimated(src, bands, shape, path in self._masked)
             except (RasterioIOError, OSError) as exc:  # _inspect read only the corner pixels
                 raise SceneError(path, f"unreadable or corrupt raster ({read_error_reason(exc)})") from exc
             found = {}

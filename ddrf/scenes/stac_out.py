@@ -18,10 +18,8 @@ from typing import Any
 import numpy as np
 import pystac
 import rasterio
-from rasterio.io import DatasetReader
-from rasterio.windows import Window
 
-from ddrf.geometry import is_nodata, nodata_json
+from ddrf.geometry import is_nodata, nodata_json, read_decimated
 
 EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 PROCESSING_EXTENSION = "https://stac-extensions.github.io/processing/v1.0.0/schema.json"
@@ -72,26 +70,6 @@ def spectral_fields(sensor_name: str | None, band: str) -> dict[str, float]:
             "eo:full_width_half_max": round(known[band].width_nm / 1000, 4)}
 
 
-def decimated(src: DatasetReader, step: int) -> np.ndarray:
-    """Every band at every `step`-th row and column, (bands, rows, columns), read block by block with all the bands
-    in each read. GDAL's own decimated read (`out_shape`) of a pixel-interleaved raster decodes each tile once per
-    band when a tile of every band outgrows the block cache (more than 100 s for a 200-band output 6000 pixels
-    wide), and a whole read would hold the whole raster; a block of every band is what this holds at once."""
-    block_rows, block_cols = src.block_shapes[0]
-    rows, cols = np.arange(step // 2, src.height, step), np.arange(step // 2, src.width, step)
-    out = np.empty((src.count, len(rows), len(cols)), dtype=src.dtypes[0])
-    for r0 in range(0, src.height, block_rows):
-        r_in = np.flatnonzero((rows >= r0) & (rows < r0 + block_rows))
-        for c0 in range(0, src.width, block_cols) if r_in.size else ():
-            c_in = np.flatnonzero((cols >= c0) & (cols < c0 + block_cols))
-            if not c_in.size:
-                continue
-            window = Window(c0, r0, min(block_cols, src.width - c0), min(block_rows, src.height - r0))
-            block = src.read(window=window)
-            out[:, r_in[0]:r_in[-1] + 1, c_in[0]:c_in[-1] + 1] = block[:, rows[r_in] - r0][:, :, cols[c_in] - c0]
-    return out
-
-
 def band_entries(raster: Path, names: list[str], sensor: str | None = None) -> list[dict[str, Any]]:
     """STAC 1.1 `bands` of the fused raster: name, eo:common_name, wavelengths (from the sensor table), data type,
     nodata, statistics (of valid pixels)."""
@@ -100,7 +78,8 @@ def band_entries(raster: Path, names: list[str], sensor: str | None = None) -> l
         # validity from the nodata value (which decides, also beside an alpha band of older outputs), not from
         # masked=True: GDAL's mask of each band decodes the pixel-interleaved tiles again, once per band (170 s of
         # a 200-band run)
-        data = decimated(src, step)
+        shape = (-(-src.height // step), -(-src.width // step))
+        data = read_decimated(src, list(range(1, src.count + 1)), shape, dtype=np.dtype(src.dtypes[0]))
         invalid = is_nodata(data, src.nodata)
         bands = []
         for k, name in enumerate(names):
