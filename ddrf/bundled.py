@@ -95,16 +95,16 @@ def bands_used(model: BundledModel, band_count: int) -> int:
 
 
 def choose_model(what: str, ratio: int, bands: Sequence[str] | None, band_count: int, sensor: str | None = None,
-                 models: list[BundledModel] | None = None) -> BundledModel:
-    """The bundled model for a scene (`what` names it in the error). Where several fit: the one of the scene's
-    sensor, then the one using most of its bands, then one trained for exactly those bands over a band-wise one,
-    then by name."""
+                 models: list[BundledModel] | None = None, instead: str = INSTEAD) -> BundledModel:
+    """The bundled model for a scene (`what` names it in the error, `instead` says what would work: the caller's
+    own options). Where several fit: the one of the scene's sensor, then the one using most of its bands, then one
+    trained for exactly those bands over a band-wise one, then by name."""
     models = bundled_models() if models is None else models
     fitting = [m for m in models if fits(m, ratio, bands, band_count)]
     if not fitting:
         has = f"bands {listed_bands(bands)}" if bands is not None else f"{band_count} unnamed bands"
         offered = "; ".join(m.describe() for m in models) or f"none in {bundled_folder()}"
         raise NoFittingModel(f"{what}: no bundled model fits this scene (ratio {ratio}, {has}; bundled: {offered}); "
-                             f"use {INSTEAD}")
+                             f"use {instead}")
     return min(fitting, key=lambda m: (m.card.sensor != sensor, -bands_used(m, band_count), m.card.band_wise,
                                        m.name))

@@ -20,7 +20,7 @@ from affine import Affine
 
 from ddrf.data.pair import Pair
 from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_names, default_nodata, honoured_mask,
-                           map_grid_problem, mask_facts, same_crs, same_grid, single_image_band)
+                           map_grid_problem, mask_facts, nothing_valid, same_crs, same_grid, single_image_band)
 from ddrf.rasters import TileListError, open_raster
 
 
@@ -135,7 +135,9 @@ def read_band_pair(
         nodata.update(values)
         if own_mask:
             masked.append(path)
-    pan, ms, _ = grid.read_window(pan_path, ms_read, nodata, 0, 0, height, width, masked)
+    pan, ms, valid = grid.read_window(pan_path, ms_read, nodata, 0, 0, height, width, masked)
+    if not valid.any():  # filled, it would be all zeros: scored or trained on as an image
+        raise ValueError(nothing_valid(pan_path, ms_read, nodata, masked))
     stem = name or pan_path.stem
     return Pair(
         name=stem,

@@ -84,6 +84,29 @@ def check_border_fits(border: int, sample: Sample, block: int = BLOCK) -> None:
                          f"at most --border {widest}")
 
 
+def check_scorable(border: int, sample: Sample, block: int = BLOCK) -> None:
+    """What the metrics cannot score, said before any method fuses the sample, naming it (the metrics' own errors
+    came after the fusion and named neither file nor band): at full resolution the QNR family compares block x
+    block tiles of the fused image with block / ratio MS pixels, so the ratio must divide the block (a hyperspectral
+    pair's ratio 3 does not divide 32); at reduced resolution ERGAS divides by each reference band's mean, so a band
+    that is 0 everywhere (a cube's dead band) leaves it undefined."""
+    if sample.ref is None:
+        if block % sample.ratio:
+            raise ValueError(f"{sample.where}: ratio {sample.ratio} does not divide the full-resolution metrics' "
+                             f"{block}-pixel block (D_lambda, D_s and QNR set it against {block} / ratio MS pixels); "
+                             "score it at reduced resolution: --mode reduced")
+        return
+    h, w = sample.ref.shape[:2]
+    inner = sample.ref[border:h - border, border:w - border]
+    dead = [b for b in range(inner.shape[-1]) if not inner[..., b].mean()]
+    if dead:
+        b = dead[0]
+        name = f" ({sample.band_names[b]})" if b < len(sample.band_names) else ""
+        raise ValueError(f"{sample.where}: MS band {b + 1}{name} is 0 everywhere"
+                         f"{' inside the border' if border else ''} ({len(dead)} such band(s)): ERGAS, relative to "
+                         "each band's mean, is undefined; leave such bands out with --bands")
+
+
 def run(samples: Iterable[Sample], methods: Sequence[Any], border: int, keep: Callable[[Sample], bool],
         log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Results:
     records: list[dict[str, Any]] = []
@@ -91,6 +114,7 @@ def run(samples: Iterable[Sample], methods: Sequence[Any], border: int, keep: Ca
     for i, sample in enumerate(samples, 1):
         check_border(border, sample.ratio, [sample.protocol])
         check_border_fits(border, sample)
+        check_scorable(border, sample)
         hold = kept.sample is None and keep(sample)
         start = time.perf_counter()
         for method in methods:

@@ -54,7 +54,7 @@ def main(
         if twice is not None:
             raise ValueError(f"{scenes[twice]}: the same scene directory is given twice; name each scene once")
         first, ratio = _first_scene(scenes[0])
-        weights, card = _base_model(model, scenes[0], first, ratio)
+        weights, card = _base_model(model, scenes, first, ratio)
         cfg = TrainConfig.from_dict(finetune_config(card, weights, scenes, ratio, minutes, steps, lr, batch, patch,
                                                     hold_out, threads, seed))
         command = shlex.join(["ddrf-finetune", *sys.argv[1:]])
@@ -125,7 +125,7 @@ def _first_scene(directory: Path) -> tuple[Any, int]:
         return found, integer_ratio(pan.transform, ms.transform)
 
 
-def _base_model(model: Optional[str], directory: Path, first: Any, ratio: int) -> tuple[Path, Any]:
+def _base_model(model: Optional[str], scenes: list[Path], first: Any, ratio: int) -> tuple[Path, Any]:
     """The weights to start from and their card: a path, a bundled model's name, or the bundled model that fits."""
     from ddrf.bundled import choose_model, model_folder
     from ddrf.train.checkpoint import WEIGHTS, read_weights
@@ -133,7 +133,13 @@ def _base_model(model: Optional[str], directory: Path, first: Any, ratio: int) -
     if model is not None:
         path = model_folder(model)
     else:
-        path = choose_model(str(directory), ratio, first.band_names, len(first.ms), first.sensor).path
+        # ddrf-run's advice (a classical --method, or a fine-tuned model) means nothing here: nothing to start from
+        source = ",".join(map(str, scenes))
+        instead = (f"a model trained from scratch on these scenes: ddrf-train CONFIG data.source=scenes:{source} "
+                   "--out RUN (configs/hyperion_holdout.yaml is one for a hyperspectral cube at ratio 3), or a base "
+                   "model of the scenes' ratio and bands passed with --model")
+        path = choose_model(str(scenes[0]), ratio, first.band_names, len(first.ms), first.sensor,
+                            instead=instead).path
     weights = path / WEIGHTS if path.is_dir() else path
     if not weights.is_file():
         raise ValueError(f"{path}: no {WEIGHTS} to start from (export with `ddrf-export onnx --weights`, or pass "

@@ -16,8 +16,8 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_names, default_nodata, honoured_mask,
-                           is_nodata, lattice_origin, map_grid_problem, mask_facts, read_band, read_error_reason, same_crs,
-                           same_grid, single_image_band)
+                           is_nodata, lattice_origin, map_grid_problem, mask_facts, read_decimated, read_error_reason,
+                           same_crs, same_grid, single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -37,6 +37,13 @@ class _Grid:
     alpha_bands: frozenset[int] = frozenset()  # bands whose colour interpretation is alpha
     scales: tuple[float, ...] = ()  # per band: physical value = DN x scale + offset (GDAL's band metadata)
     offsets: tuple[float, ...] = ()
+    band_tags: tuple[dict[str, str], ...] = ()  # per band: its metadata the output band carries (`carried_tags`)
+
+
+def carried_tags(tags: dict[str, str]) -> dict[str, str]:
+    """A band's metadata that its fused band keeps: what says what the band is (a hyperspectral cube's `wavelength`,
+    `wavelength_units`, `fwhm`, as GDAL writes an ENVI header's), not GDAL's statistics of the input's values."""
+    return {key: value for key, value in tags.items() if not key.startswith("STATISTICS_")}
 
 
 def _inspect(path: Path) -> _Grid:
@@ -57,7 +64,8 @@ def _inspect(path: Path) -> _Grid:
             nbits = src.tags(1, "IMAGE_STRUCTURE").get("NBITS")
             return _Grid(path, src.crs, src.transform, src.height, src.width, src.count,
                          np.dtype(src.dtypes[0]), tuple(src.nodatavals), int(nbits) if nbits else None,
-                         *mask_facts(src), tuple(src.scales), tuple(src.offsets))
+                         *mask_facts(src), tuple(src.scales), tuple(src.offsets),
+                         tuple(carried_tags(src.tags(b)) for b in range(1, src.count + 1)))
     except SceneError:
         raise
     except (RasterioIOError, OSError, ValueError) as exc:
@@ -110,6 +118,8 @@ class Scene:
         # the fused bands are in the MS's DN, so each keeps its MS band's scale and offset to physical units
         self.band_scaling = {name: (ms_grids[path].scales[band - 1], ms_grids[path].offsets[band - 1])
                              for name, (path, band) in zip(files.band_names, files.ms)}
+        self.band_tags = {name: ms_grids[path].band_tags[band - 1] for name, (path, band) in zip(files.band_names,
+                                                                                                  files.ms)}
         # (MS, PAN) saturation: the largest value of each file's type and bit depth (None for floats)
         self.ceilings = tuple(limits[1] if (limits := value_range(dtype, bits)) else None
                               for dtype, bits in ((first.dtype, self.bits), (pan.dtype, pan.nbits)))
@@ -164,21 +174,29 @@ class Scene:
         return self._previews[max_side]
 
     def _read_preview(self, max_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        def read(path: Path, band: int) -> tuple[np.ndarray, np.ndarray]:
+        def read(path: Path, bands: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+            """The file's bands in one read: a pixel-interleaved cube's tiles decoded once, not once per band."""
             try:
                 with open_raster(path) as src:
                     step = max(1, -(-max(src.height, src.width) // max_side))
                     shape = (-(-src.height // step), -(-src.width // step))
-                    data = read_band(src, band, path in self._masked, out_shape=shape)
+                    data = read_decimated(src, bands, shape, path in self._masked)
             except (RasterioIOError, OSError) as exc:  # _inspect read only the corner pixels
                 raise SceneError(path, f"unreadable or corrupt raster ({read_error_reason(exc)})") from exc
-            valid = ~is_nodata(data, self._nodata[(path, band)])
-            if not valid.any():  # named here: the statistics downstream no longer know which file
-                raise SceneError(path, f"band {band} has no valid pixels (all nodata)")
-            return data, valid
+            found = {}
+            for band, values in zip(bands, data):
+                valid = ~is_nodata(values, self._nodata[(path, band)])
+                if not valid.any():  # named here: the statistics downstream no longer know which file
+                    raise SceneError(path, f"band {band} has no valid pixels (all nodata)")
+                found[band] = (values, valid)
+            return found
 
-        pan, pan_valid = read(self.files.pan, 1)
-        bands = [read(path, band) for path, band in self.files.ms]
+        pan, pan_valid = read(self.files.pan, [1])[1]
+        by_file: dict[Path, list[int]] = {}
+        for path, band in self.files.ms:
+            by_file.setdefault(path, []).append(band)
+        read_bands = {path: read(path, wanted) for path, wanted in by_file.items()}
+        bands = [read_bands[path][band] for path, band in self.files.ms]
         ms_valid = np.logical_and.reduce([valid for _, valid in bands])
         if not ms_valid.any():
             raise SceneError(self.files.ms[0][0], "no pixel is valid in every MS band")

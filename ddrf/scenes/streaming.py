@@ -273,12 +273,14 @@ def open_sinks(scene: "Scene", outputs: Outputs, band_names: list[str], nodata: 
     by_band = getattr(scene, "band_scaling", {})  # in-memory scenes (ddrf.fuse) have none
     scaling = [by_band.get(name, (1.0, 0.0)) for name in band_names]
     bits_tag = {"DDRF_BITS": str(scene.bits)} if scene.bits is not None else {}  # a float output has no bit depth
-    sinks = [RasterSink(outputs.raster, profile, band_names, scene.bits, bits_tag, scene.offset, scaling)]
+    by_name = getattr(scene, "band_tags", {})  # what each MS band is (its wavelength), for its fused band
+    band_tags = [by_name.get(name, {}) for name in band_names]
+    sinks = [RasterSink(outputs.raster, profile, band_names, scene.bits, bits_tag, scene.offset, scaling, band_tags)]
     if outputs.spread is not None:
         spread = dict(profile, dtype="float32", nodata=float("nan"), predictor=3)
         spread_scaling = [(scale, 0.0) for scale, _ in scaling]  # a spread of DN: scaled, no offset
         sinks.append(RasterSink(outputs.spread, spread, [f"{n} spread" for n in band_names], None, None, scene.offset,
-                                spread_scaling))
+                                spread_scaling, band_tags))
     return sinks
 
 

@@ -98,13 +98,16 @@ class RasterSink:
 
     def __init__(self, final: Path, profile: dict[str, Any], band_names: list[str], bits: int | None,
                  tags: dict[str, str] | None = None, offset: tuple[int, int] = (0, 0),
-                 scaling: list[tuple[float, float]] | None = None) -> None:
+                 scaling: list[tuple[float, float]] | None = None,
+                 band_tags: list[dict[str, str]] | None = None) -> None:
         self.final, self.profile, self.bits = final, profile, bits
         self.top, self.left = offset  # where the rows given to write_rows sit in the raster (nodata around them)
         self.path = temp_path(final)
         self.dataset = rasterio.open(self.path, "w", **profile)
         for i, name in enumerate(band_names, start=1):
             self.dataset.set_band_description(i, name)
+            if band_tags and band_tags[i - 1]:  # per band metadata (a cube's wavelengths)
+                self.dataset.update_tags(i, **band_tags[i - 1])
         if scaling and any(pair != (1.0, 0.0) for pair in scaling):  # per band (scale, offset) to physical units
             self.dataset.scales = tuple(scale for scale, _ in scaling)
             self.dataset.offsets = tuple(shift for _, shift in scaling)
