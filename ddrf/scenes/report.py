@@ -172,14 +172,17 @@ def write_summary(path: Path, entries: list[dict[str, Any]], settings: dict[str,
 
     Two runs into one folder at once (two cron jobs) must not lose either record: under a lock, the summary of a run
     that finished after this one `started` is kept in `concurrent_runs`; one finished before it is replaced."""
-    from ddrf.files import exclusive, write_text_atomic
+    from ddrf.files import NoLocks, exclusive, write_text_atomic
 
     counts = {s: sum(e["status"] == s for e in entries) for s in ("done", "skipped", "failed", "abandoned")}
     started = started or now()
     body = {"report_version": REPORT_VERSION, "started": started, "finished": now(), "counts": counts,
-            "settings": settings, "scenes": entries, "software": versions()}
-    with exclusive(path, wait=True):  # the read and the replace as one step against the other run
-        body["concurrent_runs"] = concurrent_runs(path, started)
+            "settings": settings, "scenes": entries, "software": versions(), "concurrent_runs": []}
+    try:
+        with exclusive(path, wait=True):  # the read and the replace as one step against the other run
+            body["concurrent_runs"] = concurrent_runs(path, started)
+            write_text_atomic(path, json.dumps(body, indent=2, default=str) + "\n")
+    except NoLocks:  # a file system without locks (each scene said so): the summary still records the run, alone
         write_text_atomic(path, json.dumps(body, indent=2, default=str) + "\n")
 
 
