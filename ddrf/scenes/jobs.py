@@ -242,9 +242,10 @@ CLIPPED_SHARE_SAID = 0.1  # % of a band's valid output pixels clipped to the out
 
 def clipped_outputs(sink: Any, band_names: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The report's count of valid output pixels clipped to the raster's value range, per band, and a line naming
-    the bands where more than CLIPPED_SHARE_SAID % were (a fused value the file cannot hold is not silently lost)."""
+    the bands where more than CLIPPED_SHARE_SAID % were (a fused value the file cannot hold is not silently lost).
+    A float output clips nothing, but its count of valid pixels is still the report's."""
     if sink.limits is None:
-        return {}, []
+        return {"valid_pixels": sink.valid_pixels}, []
     below, above = (dict(zip(band_names, map(int, counts))) for counts in sink.clipped)
     share = 100 * sink.clipped / max(sink.valid_pixels, 1)
     said = [f"{name} {share[side, i]:.2f} % {word}" for side, word in enumerate(("below", "above"))
