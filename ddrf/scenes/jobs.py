@@ -17,7 +17,7 @@ import numpy as np
 
 from ddrf.files import (Busy, clean_stale, exclusive, name_too_long, nearest_existing, publish_all,
                         same_file)
-from ddrf.geometry import constant_fact
+from ddrf.geometry import ConstantBand, constant_fact
 from ddrf.rasters import read_files
 from ddrf.saturation import RESTORED
 from ddrf.scenes import report as reports
@@ -130,7 +130,7 @@ def constant_inputs(scene: "Scene") -> list[tuple[str, dict[str, Any]]]:
             for path, bands in found]
 
 
-def constant_loss(bands: list[tuple[int, str | None, float]]) -> str:
+def constant_loss(bands: list[ConstantBand]) -> str:
     """What the output of a file's constant bands lacks."""
     if len(bands) > 1:
         return f"those {len(bands)} bands of the output have no MS content"
