@@ -363,6 +363,55 @@ def nothing_valid(pan: Path, ms: Sequence[tuple[Path, int]], nodata: dict[tuple[
     return f"{ms[0][0]}: no pixel is valid in the PAN {pan.name} and every MS band"
 
 
+def single_value(values: np.ndarray) -> float | None:
+    """The one value of a non-empty array that holds only one, else None."""
+    return float(values[0]) if values.size and bool((values == values[0]).all()) else None
+
+
+ConstantBand = tuple[int, str | None, float]  # (1-based band, its name (None: a PAN), its one value)
+
+
+def constant_files(pan: Path, pan_values: np.ndarray, ms: Sequence[tuple[Path, int]], names: Sequence[str],
+                   ms_values: np.ndarray) -> list[tuple[Path, list[ConstantBand]]]:
+    """The PAN and the MS files with a band of one value over the valid pixels (`pan_values` (N,), `ms_values`
+    (M, B): those pixels only), each with such bands in order: a failed download, a fill-only file, a dead band (a
+    Hyperion cube delivers tens at 0). The one rule of ddrf-run (`Scene.constant_bands`) and training."""
+    found: dict[Path, list[ConstantBand]] = {}
+    if (value := single_value(pan_values)) is not None:
+        found[pan] = [(1, None, value)]
+    for i, ((path, band), name) in enumerate(zip(ms, names)):
+        if (value := single_value(ms_values[:, i])) is not None:
+            found.setdefault(path, []).append((band, name, value))
+    return list(found.items())
+
+
+def band_list(bands: Sequence[int]) -> str:
+    """`band 3`, or runs of consecutive bands: `bands 1-7, 58-76, 225`."""
+    runs: list[list[int]] = []
+    for band in bands:
+        if runs and band == runs[-1][-1] + 1:
+            runs[-1].append(band)
+        else:
+            runs.append([band])
+    return f"band{'s' if len(bands) > 1 else ''} " + ", ".join(
+        f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs)
+
+
+def constant_fact(path: Path, bands: Sequence[ConstantBand]) -> str:
+    """One file's constant bands in one line: `PAN: constant (every valid pixel is 0)`, `MS: band 3 (red) constant
+    (...)`, and several as runs of band numbers, by value: `MS: bands 1-7, 58-76 constant (every valid pixel is
+    0)` (a line per band of a cube's tens of dead bands buried everything else said)."""
+    if len(bands) == 1:
+        band, name, value = bands[0]
+        what = f"band {band} ({name}) " if name is not None else ""
+        return f"{path}: {what}constant (every valid pixel is {value:g})"
+    by_value: dict[float, list[int]] = {}
+    for band, _, value in bands:
+        by_value.setdefault(value, []).append(band)
+    return f"{path}: " + " and ".join(f"{band_list(numbers)} constant (every valid pixel is {value:g})"
+                                      for value, numbers in by_value.items())
+
+
 def fill_nearest(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
     """Replace invalid pixels of (H, W[, B]) values by the nearest valid pixel (all invalid: zeros)."""
     if not invalid.any():

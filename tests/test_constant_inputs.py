@@ -115,3 +115,28 @@ def test_an_ms_covering_part_of_the_pan_is_said_and_recorded(cols: int, tmp_path
                      "64); the output is nodata elsewhere"], result.output
     assert warnings == [lines[0].removeprefix("ddrf-run: ")]
     assert (fused[:, :, 32:] == nodata).all() and (fused[:, :, :32] != nodata).all()
+
+
+def test_a_cubes_dead_bands_are_one_line_with_every_band_in_the_json_log(tmp_path: Path) -> None:
+    """A 12-band cube with 6 dead bands (0 everywhere, no nodata tag), as Hyperion delivers tens: one line for the
+    file naming the runs of bands, one report warning, and the JSON log record lists each band."""
+    dead = [1, 2, 3, 6, 8, 9]
+    pan, ms = pair(tmp_path / "in", bands=12)
+    with rasterio.open(ms) as src:
+        data = src.read()
+    data[[band - 1 for band in dead]] = 0
+    write_tif(ms, data, MS_T)
+    out = tmp_path / "out" / "x.tif"
+    args = ("--pan", str(pan), "--ms", str(ms), "-o", str(out), "--method", "GSA")
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    lines = warning_lines(result.output)
+    assert lines == [f"ddrf-run: {ms}: bands 1-3, 6, 8-9 constant (every valid pixel is 0); those 6 bands of the "
+                     "output have no MS content: check the file"], result.output
+    assert json.loads(out.with_suffix(".json").read_text())["inputs"]["warnings"] == [lines[0][len("ddrf-run: "):]]
+    result = run(*args, "--overwrite", "--log-format", "json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    said = [r for r in records if "constant (every valid pixel is" in r.get("message", "")]
+    assert len(said) == 1 and said[0]["message"] == lines[0][len("ddrf-run: "):]
+    assert [(b["file"], b["band"], b["value"]) for b in said[0]["constant_bands"]] == [(str(ms), b, 0) for b in dead]

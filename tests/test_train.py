@@ -403,6 +403,27 @@ def test_geotiff_source_trains(landsat8_paths: tuple[Path, list[Path]], tmp_path
     assert card.training["acquisitions_used"] == ["l8_B8"]
 
 
+def test_a_dead_band_is_said_once_at_start_up_as_ddrf_run_says_it(landsat8_paths: tuple[Path, list[Path]],
+                                                                    tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A band file all 0 without a nodata tag trained silently while ddrf-run said it: now one line, by the same
+    rule and words (ddrf.geometry.constant_files, constant_fact), before the first step."""
+    import rasterio
+
+    pan, ms = landsat8_paths
+    red = tmp_path / ms[2].name
+    with rasterio.open(ms[2]) as src:
+        profile, data = src.profile, src.read()
+    with rasterio.open(red, "w", **{**profile, "nodata": None}) as dst:  # no tag: 0 is data
+        dst.write(np.zeros_like(data))
+    source = "geotiff:" + ",".join(str(p) for p in [pan, ms[0], ms[1], red, ms[3]])
+    cfg = tiny(source, "optim.steps=1", "optim.batch=2", "data.sensor=generic", "data.bands=[blue,green,red,nir]")
+    train(cfg, tmp_path / "run")
+    said = [line for line in capsys.readouterr().err.splitlines() if "constant" in line]
+    assert said == [f"{red}: band 1 (red) constant (every valid pixel is 0); training learns nothing of its red band "
+                    "from this pair: check the file"]
+
+
 # -- hyperspectral ----------------------------------------------------------------------------------------------
 def _hyperspectral_h5(path: Path, landsat7_dir: Path, bands: int = 102, ratio: int = 4) -> None:
     """An MHIF-schema file (GT, LRHSI, RGB, HSI_up in [0, 1]) made from real Landsat-7 crops: the 4 measured

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ddrf.card import ModelCard, Normalisation, default_window, unweighted_border
+from ddrf.geometry import constant_fact
 from ddrf.runtime.backends import GPU_BACKENDS
 from ddrf.runtime.views import VIEWS, from_view, to_view
 from ddrf.saturation import (CLASSICAL_OUTLIER_UNITS, OUTLIER_UNITS, Ceilings, fill_outliers, network_inputs,
@@ -359,8 +360,9 @@ def reference_scene(reference: StatisticsScene, engine: Fit) -> "Scene":
         raise ValueError(f"--statistics-from: {exc}") from exc
     check_fit(scene, engine, f"--statistics-from {reference.directory}")
     if constant := scene.constant_bands():  # its percentiles would scale every scene by a floor, not by data
-        raise ValueError(f"--statistics-from {reference.directory}: {constant[0][0]}: no statistics to give the "
-                         "other scenes")
+        (path, bands), *_ = constant
+        raise ValueError(f"--statistics-from {reference.directory}: {constant_fact(path, bands[:1])}: no statistics "
+                         "to give the other scenes")
     return scene
 
 

@@ -11,12 +11,13 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
 from ddrf.files import (Busy, clean_stale, exclusive, name_too_long, nearest_existing, publish_all,
                         same_file)
+from ddrf.geometry import ConstantBand, constant_fact
 from ddrf.rasters import read_files
 from ddrf.saturation import RESTORED
 from ddrf.scenes import report as reports
@@ -111,18 +112,30 @@ def estimate_after_first_batch(name: str, total: int, started: float, update: Ca
     return tick
 
 
-def constant_inputs(scene: "Scene") -> list[str]:
-    """One line per input that is constant over the scene's preview (`Scene.constant_bands`): a PAN (a failed
-    download, a fill-only file) leaves the output the upsampled MS with no PAN detail, a dead MS band an output band
-    with nothing of that band in it; both look plausible, so they are said. A preview with no valid pixel is left to
-    the checks that refuse it."""
+def constant_inputs(scene: "Scene") -> list[tuple[str, dict[str, Any]]]:
+    """One line per input file with bands constant over the scene's preview (`Scene.constant_bands`), with the JSON
+    log's fields (every such band, the line naming their runs): a PAN (a failed download, a fill-only file) leaves
+    the output the upsampled MS with no PAN detail, a dead MS band an output band with nothing of that band in it;
+    both look plausible, so they are said. A preview with no valid pixel is left to the checks that refuse it."""
     constant_bands = getattr(scene, "constant_bands", None)
     if not callable(constant_bands):
         return []
     try:
-        return [f"{fact}; {loss}: check the file" for fact, loss in constant_bands()]
+        found = constant_bands()
     except SceneError:
         return []
+    return [(f"{constant_fact(path, bands)}; {constant_loss(bands)}: check the file",
+             {"constant_bands": [{"file": str(path), "band": band, "name": name, "value": value}
+                                 for band, name, value in bands]})
+            for path, bands in found]
+
+
+def constant_loss(bands: list[ConstantBand]) -> str:
+    """What the output of a file's constant bands lacks."""
+    if len(bands) > 1:
+        return f"those {len(bands)} bands of the output have no MS content"
+    name = bands[0][1]
+    return "the output has no PAN detail" if name is None else f"the output's {name} band has no MS content"
 
 
 def partial_cover(scene: "Scene") -> list[str]:
@@ -242,9 +255,10 @@ CLIPPED_SHARE_SAID = 0.1  # % of a band's valid output pixels clipped to the out
 
 def clipped_outputs(sink: Any, band_names: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The report's count of valid output pixels clipped to the raster's value range, per band, and a line naming
-    the bands where more than CLIPPED_SHARE_SAID % were (a fused value the file cannot hold is not silently lost)."""
+    the bands where more than CLIPPED_SHARE_SAID % were (a fused value the file cannot hold is not silently lost).
+    A float output clips nothing, but its count of valid pixels is still the report's."""
     if sink.limits is None:
-        return {}, []
+        return {"valid_pixels": sink.valid_pixels}, []
     below, above = (dict(zip(band_names, map(int, counts))) for counts in sink.clipped)
     share = 100 * sink.clipped / max(sink.valid_pixels, 1)
     said = [f"{name} {share[side, i]:.2f} % {word}" for side, word in enumerate(("below", "above"))
@@ -254,12 +268,18 @@ def clipped_outputs(sink: Any, band_names: list[str]) -> tuple[dict[str, Any], l
     return {"below": below, "above": above, "valid_pixels": sink.valid_pixels, "warnings": lines}, lines
 
 
+class Say(Protocol):
+    """A line for the operator; `fields`: what a JSON log record holds beside it (the text may abridge them)."""
+
+    def __call__(self, text: str, **fields: Any) -> None: ...
+
+
 TileHook = Callable[[int, int], None]  # (windows just fused, windows in the scene); may raise to abandon the scene
 
 
 def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSettings,
                   inputs: dict[str, Any], on_tiles: TileHook | None = None,
-                  say: Callable[[str], None] = lambda _: None, name: str | None = None) -> dict[str, Any]:
+                  say: Say = lambda text, **fields: None, name: str | None = None) -> dict[str, Any]:
     """Fuse one opened scene into `outputs`; returns its report. Nothing under a final name on failure. `name`: how
     the lines name the scene, as the run's other lines do (its folder; default the scene's own name, which for a
     Landsat scene is the MTL's product id)."""
@@ -279,12 +299,14 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
     engine.start_scene(scene, grid.unweighted_border)
     # after start_scene: its refusals (no valid pixel) come first, as before
     previewed = preview_files(scene)  # each file's valid preview values, for the checks of their shares
-    warnings = (sensor_ratio(scene) + partial_cover(scene) + constant_inputs(scene)
+    constant = constant_inputs(scene)
+    warnings = (sensor_ratio(scene) + partial_cover(scene) + [line for line, _ in constant]
                 + saturated_inputs(scene, previewed, isinstance(engine, ModelEngine), name)
                 + non_positive_inputs(previewed, getattr(engine, "method", None))
                 + outlier_inputs(scene, previewed, engine, name))
+    fields = dict(constant)
     for line in warnings:
-        say(line)
+        say(line, **fields.get(line, {}))
     inputs = {**inputs, "warnings": warnings}
     band_names = list(engine.bands) if engine.bands else list(scene.band_names)
     for final in outputs.all():
@@ -574,7 +596,7 @@ def one_line(exc: BaseException, job: SceneJob) -> str:
     return text
 
 
-def say_stderr(text: str) -> None:
+def say_stderr(text: str, **fields: Any) -> None:  # the fields are the JSON log's
     from ddrf.scenes.progress import one_text_line
 
     print(f"ddrf-run: {one_text_line(text)}", file=sys.stderr, flush=True)
@@ -597,7 +619,7 @@ def gdal_cache() -> Any:
 
 
 def run_job(job: SceneJob, spec: EngineSpec, settings: RunSettings, on_tiles: TileHook | None = None,
-            say: Callable[[str], None] = say_stderr) -> dict[str, Any]:
+            say: Say = say_stderr) -> dict[str, Any]:
     """Process one scene; never raises for a bad scene: returns {name, status, output, error?, seconds}.
 
     The output's lock is held throughout, so a second run on the same output neither cleans nor replaces it.
@@ -640,7 +662,7 @@ def before_fusing(job: SceneJob, spec: EngineSpec, outputs: Outputs, overwrite: 
 
 
 def run_locked(job: SceneJob, spec: EngineSpec, settings: RunSettings, entry: dict[str, Any],
-               on_tiles: TileHook | None, say: Callable[[str], None]) -> dict[str, Any]:
+               on_tiles: TileHook | None, say: Say) -> dict[str, Any]:
     outputs = Outputs.for_raster(job.raster, settings.spread, settings.quicklook)
     verdict = before_fusing(job, spec, outputs, settings.overwrite)
     if verdict is not None:

@@ -101,14 +101,17 @@ def scene_report(scene: Any, engine: Any, grid: Any, settings: Any, outputs: Any
                     "quicklook": str(outputs.quicklook) if outputs.quicklook else None, "cog": settings.cog,
                     "band_names": band_names, "nodata": nodata_json(nodata), "dtype": str(scene.dtype),
                     "value_range": output_range(scene),
-                    # valid pixels whose fused value fell outside value_range, per band (written clipped to it)
+                    # valid pixels whose fused value fell outside value_range, per band (written clipped to it),
+                    # and the output's valid pixels (a float output: those alone)
                     "clipped": clipped or {}},
         "tiling": {"tile": [grid.tile_rows, grid.tile_cols], "halo": grid.halo, "overlap": 2 * grid.halo,
                    # the model's own: a smaller halo makes the output depend on the tile (None: a baseline)
                    "model_halo": engine.halo if getattr(engine, "card", None) is not None else None,
                    "unweighted_border": grid.unweighted_border,
-                   "align": grid.align, "batch": settings.batch, "tiles": grid.count,
+                   "align": grid.align, "tiles": grid.count,
                    "windows_fused": grid.fused_count(settings.chunk),  # chunk-border windows once per chunk
+                   # windows per engine call, at most one row strip's; --batch as given beside it
+                   "batch": grid.batch_used(settings.batch, settings.chunk), "batch_asked": settings.batch,
                    "chunk_columns": settings.chunk,
                    "blend": "each window side: weight 0 over its outer 3/4 halo, then a raised cosine up to 1 at "
                             "5/4 halo (scene padded by halo); normalised weighted sum"},

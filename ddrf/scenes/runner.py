@@ -69,8 +69,8 @@ def run_scene(job: SceneJob, spec: EngineSpec, settings: RunSettings, reporter: 
     """One scene, its Item and its report line. Raises StopRequested when SIGTERM arrived during it.
 
     `source`: the pystac Item the scene came from (STAC input), for the output Item's datetime and lineage."""
-    def say(text: str) -> None:  # plan, time estimate, assumed band order: through the log format in use
-        reporter.emit("note", text, scene=job.name, message=text)
+    def say(text: str, **fields: Any) -> None:  # plan, time estimate, assumed band order: through the log format
+        reporter.emit("note", text, scene=job.name, message=text, **fields)
 
     entry = run_job(job, spec, settings, reporter.tile_hook(job.name), say)
     entry = describe_outputs(entry, job, settings, catalog, source, reporter)

@@ -15,9 +15,9 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from ddrf.geometry import (PairGrid, bands_by_file, coded_values, crs_names, default_nodata, honoured_mask,
-                           is_nodata, lattice_origin, map_grid_problem, mask_facts, read_decimated, read_error_reason,
-                           same_crs, same_grid, single_image_band)
+from ddrf.geometry import (ConstantBand, PairGrid, bands_by_file, coded_values, constant_files, crs_names,
+                           default_nodata, honoured_mask, is_nodata, lattice_origin, map_grid_problem, mask_facts,
+                           read_decimated, read_error_reason, same_crs, same_grid, single_image_band)
 from ddrf.scenes.discover import SceneFiles, discover_scene, open_raster, pair_from_paths, select_bands
 from ddrf.scenes.errors import SceneError
 from ddrf.scenes.writer import value_range
@@ -70,11 +70,6 @@ def _inspect(path: Path) -> _Grid:
         raise
     except (RasterioIOError, OSError, ValueError) as exc:
         raise SceneError(path, f"unreadable or truncated raster ({read_error_reason(exc)})") from exc
-
-
-def single_value(values: np.ndarray) -> float | None:
-    """The one value of a non-empty array that holds only one, else None."""
-    return float(values[0]) if values.size and bool((values == values[0]).all()) else None
 
 
 class Scene:
@@ -202,19 +197,11 @@ class Scene:
             raise SceneError(self.files.ms[0][0], "no pixel is valid in every MS band")
         return pan, pan_valid, np.stack([data for data, _ in bands], axis=-1), ms_valid
 
-    def constant_bands(self) -> list[tuple[str, str]]:
-        """(what is constant, what an output of it lacks) for the PAN and each MS band that holds one value over the
-        preview's valid pixels (the one the engine reads)."""
+    def constant_bands(self) -> list[tuple[Path, list[ConstantBand]]]:
+        """The PAN and the MS files with bands that hold one value over the preview's valid pixels (the one the
+        engine reads), each with those bands (`ddrf.geometry.constant_files`)."""
         pan, pan_valid, ms, ms_valid = self.preview()
-        found = []
-        if (value := single_value(pan[pan_valid])) is not None:
-            found.append((f"{self.files.pan}: constant (every valid pixel is {value:g})",
-                          "the output has no PAN detail"))
-        for i, ((path, band), name) in enumerate(zip(self.files.ms, self.band_names)):
-            if (value := single_value(ms[..., i][ms_valid])) is not None:
-                found.append((f"{path}: band {band} ({name}) constant (every valid pixel is {value:g})",
-                              f"the output's {name} band has no MS content"))
-        return found
+        return constant_files(self.files.pan, pan[pan_valid], self.files.ms, self.band_names, ms[ms_valid])
 
     def __repr__(self) -> str:
         return (f"Scene({self.name!r}, {self.sensor}, {self.height}x{self.width} ratio {self.ratio}, "

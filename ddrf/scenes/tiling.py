@@ -181,6 +181,11 @@ class TileGrid:
         """Windows fused when the output is made in column chunks (border windows once per chunk)."""
         return len(self.row_starts) * sum(len(self.chunk_cols(c)) for c in self.column_chunks(chunk))
 
+    def batch_used(self, batch: int, chunk: int = CHUNK_COLUMNS) -> int:
+        """The most windows one engine call gets: a batch never spans two row strips (`read_batches`), so a batch
+        asked above a strip's windows is that many."""
+        return min(batch, max(len(self.chunk_cols(c)) for c in self.column_chunks(chunk)))
+
     def chunk_cols(self, columns: tuple[int, int] | None = None) -> tuple[int, ...]:
         """Starts of the windows that weigh on output columns [first, end) (all windows when None).
 

@@ -196,6 +196,8 @@ class Trainer:
         self.cfg, self.run_dir, self.dist, self.command = cfg, run_dir, dist, command
         probe = model_config(cfg, 1, 1)  # the size multiple depends only on the topology
         self.source, self.info = build_source(cfg.data, probe.multiple)
+        for line in self.info.warnings:  # as ddrf-run says them, once
+            self._say(line)
         self.model_cfg = model_config(cfg, self.source.ms_bands, self.source.guide_bands)
         from ddrf.model import DDRF
 

@@ -23,6 +23,7 @@ class SourceInfo:
     sensor: str
     normalisation: Normalisation
     provenance: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # about the data, said once at start-up (constant bands)
 
 
 def parse_source(source: str) -> tuple[str, list[Path]]:
@@ -47,13 +48,15 @@ def build_source(cfg: DataConfig, multiple: int) -> tuple[PatchSource, SourceInf
     kind, paths = parse_source(cfg.source)
     if cfg.teacher and kind == "pancollection":  # its patches come made: no pair for the teacher to fuse
         raise ValueError(f"data.teacher takes PAN/MS pairs (fusebox, geotiff, scenes), not data.source {cfg.source!r}")
+    warnings: list[str] = []
     if kind == "pancollection":
         source, info = _pancollection(cfg, paths[0], multiple)
     elif kind == "scenes":
-        source, info = _wald(cfg, _scene_pairs(cfg, paths), multiple)
+        source, info = _wald(cfg, _scene_pairs(cfg, paths, warnings), multiple)
     else:
-        pairs = _fusebox_pairs(cfg, paths[0]) if kind == "fusebox" else _geotiff_pairs(cfg, paths)
+        pairs = _fusebox_pairs(cfg, paths[0]) if kind == "fusebox" else _geotiff_pairs(cfg, paths, warnings)
         source, info = _wald(cfg, pairs, multiple)
+    info.warnings = warnings
     return (OneBandPatches(source), info) if cfg.band_wise else (source, info)
 
 
@@ -76,19 +79,19 @@ def _fusebox_pairs(cfg: DataConfig, root: Path) -> list[Any]:
     return train
 
 
-def _geotiff_pairs(cfg: DataConfig, paths: list[Path]) -> list[Any]:
+def _geotiff_pairs(cfg: DataConfig, paths: list[Path], warnings: list[str]) -> list[Any]:
     """The pair of PAN.tif,MS.tif[,MS2.tif...], its bands named as ddrf-run names them (metadata, band descriptions,
     Landsat file names, conventions), or by data.bands in file order."""
     from ddrf.scenes.discover import name_bands, pair_from_paths
 
     found = pair_from_paths(paths[0], paths[1:])
-    pair = _read_found(cfg, name_bands(found, cfg.bands) if cfg.bands else found, paths[0].stem)
+    pair = _read_found(cfg, name_bands(found, cfg.bands) if cfg.bands else found, paths[0].stem, warnings)
     if pair.acquisition in cfg.test_acquisitions:
         raise ValueError(f"{paths[0]}: acquisition {pair.acquisition!r} is held out (data.test_acquisitions)")
     return [pair]
 
 
-def _scene_pairs(cfg: DataConfig, directories: list[Path]) -> list[Any]:
+def _scene_pairs(cfg: DataConfig, directories: list[Path], warnings: list[str]) -> list[Any]:
     """One pair per scene directory, found and aligned by ddrf-run's own discovery (the bands of data.bands, in that
     order); the directory name is its acquisition, so data.test_acquisitions can hold one out."""
     from ddrf.scenes.discover import discover_scene, select_bands
@@ -97,21 +100,40 @@ def _scene_pairs(cfg: DataConfig, directories: list[Path]) -> list[Any]:
     for directory in directories:
         found = discover_scene(directory)
         pairs.append(_read_found(cfg, select_bands(found, cfg.bands) if cfg.bands else found,
-                                 directory.resolve().name))
+                                 directory.resolve().name, warnings))
     held = [p.name for p in pairs if p.acquisition in cfg.test_acquisitions]
     if held:
         raise ValueError(f"{held[0]}: scene directory is held out (data.test_acquisitions)")
     return pairs
 
 
-def _read_found(cfg: DataConfig, found: Any, name: str) -> Any:
-    """Read what discovery found; the bit depth from data.bits, else the scene's metadata, else the sensor's."""
+def _read_found(cfg: DataConfig, found: Any, name: str, warnings: list[str]) -> Any:
+    """Read what discovery found; the bit depth from data.bits, else the scene's metadata, else the sensor's. Its
+    constant files are added to `warnings`."""
     from ddrf.data import read_band_pair
     from ddrf.sensors import get_sensor
 
     sensor = get_sensor(cfg.sensor or found.sensor)
     bits = cfg.bits or found.bits or (sensor.bits if sensor.name != "generic" else None)
-    return read_band_pair(found.pan, found.ms, sensor.name, bits, found.band_names, name, name)
+    pair = read_band_pair(found.pan, found.ms, sensor.name, bits, found.band_names, name, name)
+    warnings += constant_lines(found, pair)
+    return pair
+
+
+def constant_lines(found: Any, pair: Any) -> list[str]:
+    """ddrf-run's line for each file with a constant PAN or MS band (`ddrf.geometry.constant_files`: a dead band, 0
+    everywhere without a nodata tag), for what training learns from it. The pair's nodata pixels are filled from
+    their nearest valid ones, so a band is constant over the pair as over its valid pixels."""
+    from ddrf.geometry import constant_fact, constant_files
+
+    lines = []
+    for path, bands in constant_files(found.pan, pair.pan.ravel(), found.ms, pair.band_names,
+                                      pair.ms.reshape(-1, pair.ms.shape[-1])):
+        name = bands[0][1]
+        what = ("no PAN detail" if name is None else f"nothing of its {name} band" if len(bands) == 1
+                else f"nothing of those {len(bands)} bands")
+        lines.append(f"{constant_fact(path, bands)}; training learns {what} from this pair: check the file")
+    return lines
 
 
 def _wald(cfg: DataConfig, pairs: list[Any], multiple: int) -> tuple[PatchSource, SourceInfo]:
