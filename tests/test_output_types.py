@@ -125,6 +125,8 @@ def test_float_inputs_give_nan_nodata_not_zero(tmp_path: Path) -> None:
     report, item = strict(out.with_suffix(".json")), strict(out.with_suffix(".item.json"))
     assert report["status"] == "done" and report["outputs"]["nodata"] == "nan"  # STAC's spelling of NaN
     assert {band["nodata"] for band in item["assets"]["data"]["bands"]} == {"nan"}
+    # the report counts a float output's valid pixels as an integer output's (row 443: it had none)
+    assert report["outputs"]["clipped"]["valid_pixels"] == int(masks[0].astype(bool).sum())
 
 
 def test_a_float_ms_without_nodata_does_not_take_the_pans_zero(tmp_path: Path) -> None:

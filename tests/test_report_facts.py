@@ -1,15 +1,13 @@
 """What a scene's JSON report records of the run itself: the batch the engine was given (a call never spans two row
-strips of windows, so a --batch above one strip's windows is not what ran) and the valid pixels of every output,
-float ones included. GSA on the sample scene keeps it cheap (no torch)."""
+strips of windows, so a --batch above one strip's windows is not what ran; a float output's valid pixels:
+tests/test_output_types.py). GSA on the sample scene keeps it cheap (no torch)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import pytest
-import rasterio
 
 from ddrf.scenes import streaming
 from test_output_types import BANDS, run, sample_pair
@@ -35,17 +33,3 @@ def test_the_report_records_the_batch_that_ran_and_the_one_asked(tmp_path: Path,
     assert sizes and max(sizes) < 64  # the scene's row strips hold fewer windows than asked
     assert tiling["batch"] == max(sizes) and tiling["batch_asked"] == 64
 
-
-def test_a_float_outputs_report_counts_its_valid_pixels(tmp_path: Path) -> None:
-    pan, ms = sample_pair(tmp_path / "in", lambda a: (a / 65535.0).astype(np.float32))
-    with rasterio.open(pan, "r+") as ds:  # a hole of nodata, so that not every pixel is valid
-        data = ds.read(1)
-        data[100:140, 300:400] = np.nan
-        ds.write(data, 1)
-    out = tmp_path / "out.tif"
-    result = run("--pan", str(pan), "--ms", str(ms), "-o", str(out), "--bands", ",".join(BANDS), "--method", "GSA")
-    assert result.exit_code == 0, result.output
-    with rasterio.open(out) as ds:
-        valid = np.count_nonzero(ds.read_masks(1))
-        assert ds.dtypes[0] == "float32" and valid < ds.width * ds.height
-    assert json.loads(out.with_suffix(".json").read_text())["outputs"]["clipped"]["valid_pixels"] == valid
