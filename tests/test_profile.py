@@ -241,6 +241,19 @@ def test_a_scene_statistics_model_is_timed_through_its_unrolled_sampler_by_defau
     assert "--sampler unrolled" in doc["command"]
 
 
+def test_a_tile_the_models_halo_leaves_no_room_in_is_refused_before_any_point_runs(tmp_path: Path) -> None:
+    """landsat_ratio2 (halo 96) at --tile 128: ddrf-run refuses it; the profile said so in one line (before: the point
+    ran and failed inside the graph, 'Invalid input shape: {0,0}', exit 1 after the cold start)."""
+    bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2"
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, [str(bundled), "--tile", "128", "--runs", "1", "--warmup", "0", "--json", str(out)])
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and str(bundled) in message
+    assert "--tile 128" in message and "halo of 96" in message and "use a tile of 384" in message
+    assert not out.exists() and "[1/1]" not in result.stderr  # no worker started, nothing written
+
+
 def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> None:
     from ddrf.train.checkpoint import save_weights
 

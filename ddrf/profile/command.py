@@ -125,6 +125,26 @@ def serving_halo(card: Any) -> int:
     return int(card["halo"] if isinstance(card, dict) else card.halo)
 
 
+def check_tiles(target: Path, tiles: list[int], halo: int, card: Any) -> None:
+    """Refuse, before any worker starts, a tile that ddrf-run refuses with this halo (ddrf.scenes.preflight.check_tile):
+    timed anyway, its windows crashed inside the graph, whose output margin left them no pixels."""
+    from ddrf.scenes.tiling import least_tile, round_up, window_alignment
+
+    if card is None:  # an engine without a sidecar: no ratio to align to; the engine's own profile decides
+        return
+    from ddrf.card import ModelCard
+
+    card = ModelCard.from_dict(card) if isinstance(card, dict) else card  # a sidecar carries the card as a dict
+    align = window_alignment(int(card.ratio), card.size_multiple)
+    rounded_halo = round_up(halo, align)
+    for tile in tiles:
+        if round_up(tile, align) - 2 * rounded_halo < align:
+            run_as = f" (run as {round_up(tile, align)})" if round_up(tile, align) != tile else ""
+            raise fail(f"{target}: --tile {tile}{run_as} leaves no room inside the halo of "
+                       f"{rounded_halo} on each side, as ddrf-run would refuse it: use a tile of "
+                       f"{least_tile(rounded_halo, align)} or more, or a smaller --halo", 2)
+
+
 def serving_sampler(card: Any) -> str:
     """The sampler timed unless --sampler names others: a model with scene statistics runs through its unrolled
     sampler only (ddrf.runtime.Fuser), any other through the cached one (a sidecar's card is a dict, or none)."""
@@ -281,6 +301,7 @@ def main(
             raise fail(f"{path}: {what} is not a directory", 1)
     entry, card = open_target(target)
     halo = serving_halo(card) if halo is None else halo
+    check_tiles(target, tiles, halo, card)
     samplers = samplers or [serving_sampler(card)]
     entry["checkpoint"] = find_checkpoint(target, checkpoint) if not is_engine(target) else None
     notes: list[str] = []
