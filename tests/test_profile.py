@@ -254,6 +254,19 @@ def test_a_tile_the_models_halo_leaves_no_room_in_is_refused_before_any_point_ru
     assert not out.exists() and "[1/1]" not in result.stderr  # no worker started, nothing written
 
 
+def test_a_bundled_models_name_is_profiled_as_ddrf_run_takes_it(tmp_path: Path) -> None:
+    """`ddrf-profile landsat_ratio4`, as `ddrf-run --model landsat_ratio4` (before: 'not a model directory', exit 1)."""
+    from ddrf.bundled import bundled_folder
+
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["landsat_ratio4", "--tile", "96", "--runs", "1", "--warmup", "0", "--quiet",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert Path(doc["target"]["path"]) == bundled_folder() / "landsat_ratio4"
+    assert [r["status"] for r in doc["results"]] == ["ok"]
+
+
 def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> None:
     from ddrf.train.checkpoint import save_weights
 

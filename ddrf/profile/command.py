@@ -6,6 +6,7 @@
 Every sweep point (backend x precision x tile x batch x sampler x steps) is timed in its own worker process. Outputs:
 a table on stdout, --json (schema ddrf/profile/schema.json), --csv, --plot. --scene-size WxH projects a whole scene
 from the measured latency with ddrf-run's tiling; --scene DIR times ddrf-run on a real scene.
+MODEL_DIR may be a bundled model's name (landsat_ratio4), as for ddrf-run --model.
 Exit codes: 0 something was measured, 1 bad model/engine path or nothing could run here, 2 usage error.
 Never imports torch (only a torch worker does).
 """
@@ -57,6 +58,20 @@ def choices(name: str, values: list[str], allowed: tuple[str, ...]) -> list[str]
     if bad:
         raise fail(f"unknown {name} {bad[0]!r}; choose from {', '.join(allowed)}", 2)
     return values
+
+
+def model_target(given: str) -> Path:
+    """TARGET as given, or, where no such path exists, the bundled model of that name (`landsat_ratio4`), as
+    ddrf-run --model, ddrf-eval and ddrf-export take it (ddrf.bundled.model_folder)."""
+    target = Path(given)
+    if target.exists() or is_engine(target):
+        return target
+    from ddrf.bundled import model_folder
+
+    try:
+        return model_folder(given)  # the text as typed: Path() drops the './' that marks a path
+    except ValueError as exc:
+        raise fail(" ".join(str(exc).split()), 1)
 
 
 def open_target(target: Path) -> tuple[dict[str, Any], Any]:
@@ -237,7 +252,8 @@ def write_outputs(doc: dict[str, Any], json_path: Path | None, csv_path: Path | 
 
 @app.command()
 def main(
-    target: Path = typer.Argument(..., help="Model directory (card.json + ONNX graphs) or a TensorRT .plan."),
+    given: str = typer.Argument(..., metavar="TARGET", help="Model directory (card.json + ONNX graphs), a bundled "
+                                "model's name (landsat_ratio4) or a TensorRT .plan."),
     backend: list[str] = typer.Option(["ort-cpu"], "--backend", "-b",
                                       help=f"Repeatable or comma list: {', '.join(PROFILE_BACKENDS)}."),
     precision: Optional[str] = typer.Option(None, "--precision",
@@ -286,6 +302,7 @@ def main(
         sizes = [parse_size(s) for s in scene_size]
     except ValueError as exc:
         raise fail(str(exc), 2)
+    target = model_target(given)
     outputs = {"--json": json_path, "--csv": csv_path, "--plot": plot_path}
     try:  # before, not after, the sweep
         check_outputs(outputs, overwrite, [p for p in (target, tiles_from, scene) if p is not None])
