@@ -167,7 +167,22 @@ def test_parse_size_and_project_by_hand() -> None:
             "latency_ms": {"total": {"mean": 2000.0}}, "cold_start_ms": {"total": 500.0}}
     p = project(fake, 1000, 1000, 32, 2, 8)
     grid = TileGrid.plan(1000, 1000, 256, 32, 8)
-    assert p["windows"] == grid.count == 36 and p["calls"] == 9 and p["projected_s"] == pytest.approx(18.0)
+    assert p["windows"] == grid.count == 36 and p["calls"] == 12 and p["projected_s"] == pytest.approx(24.0)
+
+
+def test_a_projection_makes_ddrf_runs_calls_which_never_span_two_row_strips() -> None:
+    """6 x 6 windows at --batch 4: ddrf-run calls the engine twice per row strip (4 + 2 windows), 12 times (before:
+    the projection said ceil(36 / 4) = 9 calls, a time a quarter below what ddrf-run takes at that batch), and a
+    scene wider than one column chunk fuses its chunk-border windows once per chunk, as ddrf-run does."""
+    fake = {"backend": "ort-cpu", "precision": "fp32", "tile": 256, "batch": 4, "steps": 1, "sampler": "cached",
+            "latency_ms": {"total": {"mean": 1000.0}}, "cold_start_ms": {"total": 0.0}}
+    grid = TileGrid.plan(1000, 1000, 256, 32, 8)
+    rows, cols = len(grid.row_starts), len(grid.col_starts)
+    p = project(fake, 1000, 1000, 32, 2, 8)
+    assert (rows, cols) == (6, 6) and p["calls"] == rows * math.ceil(cols / 4) == 12
+    wide = TileGrid.plan(200, 9000, 256, 32, 8)
+    p = project(fake, 200, 9000, 32, 2, 8)
+    assert p["windows"] == wide.fused_count() > wide.count and p["calls"] == wide.calls(4)
 
 
 def test_summarise_known_values() -> None:
