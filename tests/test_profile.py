@@ -282,6 +282,19 @@ def test_a_bundled_models_name_is_profiled_as_ddrf_run_takes_it(tmp_path: Path) 
     assert [r["status"] for r in doc["results"]] == ["ok"]
 
 
+def test_a_scene_run_that_ddrf_run_refuses_says_why(tmp_path: Path) -> None:
+    """--scene with the ratio-2 sample scene and the ratio-4 model: the scene run's row carries ddrf-run's own line
+    (before: `scene run failed (...): exit 1`, the reason lost with the worker's stderr)."""
+    bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio4"
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, [str(bundled), "--tile", "96", "--runs", "1", "--warmup", "0", "--quiet",
+                                 "--scene", str(SAMPLE_SCENE), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    [run] = json.loads(out.read_text())["scene_runs"]
+    assert run["exit_code"] == 1 and "scene ratio 2 but the model fuses ratio 4" in run["error"]
+    assert run["error"] in result.stdout
+
+
 def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> None:
     from ddrf.train.checkpoint import save_weights
 
