@@ -295,6 +295,18 @@ def test_a_scene_run_that_ddrf_run_refuses_says_why(tmp_path: Path) -> None:
     assert run["error"] in result.stdout
 
 
+def test_a_halo_below_the_models_is_timed_as_ddrf_run_runs_it() -> None:
+    """landsat_ratio2 (halo 96, output margin 72) at --tile 128 --halo 8: ddrf-run keeps all but 6 px of each window
+    side, so the graph widens each window past its margin; the profile timed the windows with the card's halo instead
+    (before: the graph left 128 - 2 x 72 px, 'Invalid input shape: {0,0}', exit 1; at --tile 256 --halo 32 a time
+    without the widening ddrf-run computes)."""
+    bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2"
+    result = runner.invoke(app, [str(bundled), "--tile", "128", "--halo", "8", "--runs", "1", "--warmup", "0",
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "unrolled" in result.stdout and " ok" in result.stdout
+
+
 def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> None:
     from ddrf.train.checkpoint import save_weights
 

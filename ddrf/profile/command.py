@@ -275,8 +275,8 @@ def main(
                                               help="Scene directory to read tiles from (default: bundled sample)."),
     scene_size: list[str] = typer.Option([], "--scene-size", help="WIDTHxHEIGHT (PAN px) to project; repeatable."),
     scene: Optional[Path] = typer.Option(None, "--scene", help="Scene directory: time ddrf-run on it."),
-    halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Halo for projections and --scene (default: the "
-                                       "model card's, as ddrf-run takes it)."),
+    halo: Optional[int] = typer.Option(None, "--halo", min=0, help="ddrf-run's --halo for the timed windows, "
+                                       "projections and --scene (default: the model card's, as ddrf-run takes it)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per point here."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of latency vs steps and tile."),
@@ -326,7 +326,7 @@ def main(
         notes.append("torch skipped: only ONNX graphs were given; pass --checkpoint to time PyTorch eager")
     specs = expand(str(target.absolute()), backends, precisions, tiles, batches, step_counts, samplers,
                    runs=runs, warmup=warmup, threads=threads, checkpoint=entry["checkpoint"],
-                   scene=str(tiles_from) if tiles_from else None, layer_profile=layer_profile)
+                   scene=str(tiles_from) if tiles_from else None, layer_profile=layer_profile, halo=halo)
     results = measure_all(specs, timeout, quiet)
     command = canonical_command(target, backends, precisions, tiles, batches, steps, samplers, runs, warmup,
                                 threads, checkpoint, tiles_from, scene_size, scene, halo)
