@@ -200,13 +200,14 @@ def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], 
 
 
 def canonical_command(target: Path, backends: list[str], precisions: list[str] | None, tiles: list[int],
-                      batches: list[int], steps: str | None, samplers: list[str], runs: int, warmup: int, threads: int | None,
-                      checkpoint: Path | None, tiles_from: Path | None, scene_size: list[str], scene: Path | None,
-                      halo: int) -> str:
+                      batches: list[int], steps: str | None, samplers: list[str], runs: int, warmup: int,
+                      threads: int | None, checkpoint: Path | None, tiles_from: Path | None, scene_size: list[str],
+                      scene: Path | None, halo: int) -> str:
     """The command line that reproduces this profile, every measured setting spelled out (no --precision where
     each backend took its own, which no one list says)."""
     args = [str(target), "--backend", ",".join(backends), "--tile", ",".join(map(str, tiles)),
-            "--batch", ",".join(map(str, batches)), "--sampler", ",".join(samplers), "--runs", str(runs), "--warmup", str(warmup), "--halo", str(halo)]
+            "--batch", ",".join(map(str, batches)), "--sampler", ",".join(samplers), "--runs", str(runs),
+            "--warmup", str(warmup), "--halo", str(halo)]
     optional = {"--precision": ",".join(precisions) if precisions else None, "--steps": steps, "--threads": threads,
                 "--checkpoint": checkpoint, "--tiles-from": tiles_from, "--scene": scene}
     for flag, value in optional.items():
