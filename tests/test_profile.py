@@ -233,7 +233,7 @@ def test_the_halo_is_the_cards_unless_given(model_dir: Path, tmp_path: Path) -> 
 
 def test_unavailable_points_are_skipped_not_fatal(model_dir: Path) -> None:
     """No unrolled graph was exported and torch has no checkpoint: both rows say why; ort-cpu still runs."""
-    result = runner.invoke(app, [str(model_dir), "-b", "ort-cpu,torch", "--tile", "64", "--steps", "1", "--runs",
+    result = runner.invoke(app, [str(model_dir), "-b", "ort-cpu,torch", "--tile", "128", "--steps", "1", "--runs",
                                  "1", "--warmup", "0", "--sampler", "cached,unrolled", "--threads", "1", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "missing (export it with ddrf-export)" in result.stdout and "--checkpoint" in result.stdout
@@ -314,7 +314,7 @@ def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> 
     state = model.state_dict()
     save_weights(tmp_path, state, state, tiny_card(model))
     out = tmp_path / "torch.json"
-    result = runner.invoke(app, [str(model_dir), "-b", "torch", "--checkpoint", str(tmp_path), "--tile", "64",
+    result = runner.invoke(app, [str(model_dir), "-b", "torch", "--checkpoint", str(tmp_path), "--tile", "128",
                                  "--steps", "2", "--runs", "2", "--warmup", "0", "--threads", "1", "--quiet", "--json", str(out)])
     assert result.exit_code == 0, result.output
     row = json.loads(out.read_text())["results"][0]
@@ -443,7 +443,7 @@ def test_scene_runs_time_ddrf_run_at_the_precision_it_loads(tmp_path: Path) -> N
 def test_each_backend_is_timed_at_the_precision_it_loads_unless_told(model_dir: Path, tmp_path: Path) -> None:
     """Without --precision, tensorrt is timed on the FP16 engines `ddrf-export engine` builds and ONNX Runtime on the
     FP32 graphs (before: fp32 for every backend, an engine nothing builds); --precision still picks its own."""
-    common = ["-b", "ort-cpu,tensorrt", "--tile", "64", "--steps", "1", "--runs", "1", "--warmup", "0", "--threads",
+    common = ["-b", "ort-cpu,tensorrt", "--tile", "128", "--steps", "1", "--runs", "1", "--warmup", "0", "--threads",
               "1", "--quiet", "--timeout", "120"]
     for args, expected in (([], [("ort-cpu", "fp32"), ("tensorrt", "fp16")]),
                            (["--precision", "fp32"], [("ort-cpu", "fp32"), ("tensorrt", "fp32")])):
