@@ -307,6 +307,22 @@ def test_a_halo_below_the_models_is_timed_as_ddrf_run_runs_it() -> None:
     assert "unrolled" in result.stdout and " ok" in result.stdout
 
 
+def test_a_tiles_from_folder_the_model_cannot_read_is_refused_before_the_sweep(tmp_path: Path) -> None:
+    """--tiles-from an empty folder, or the ratio-2 sample scene for the ratio-4 model: one line naming the folder,
+    exit 1 (before: every point timed synthetic tiles, exit 0, said only in the JSON report's input notes)."""
+    bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio4"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder, reason in ((empty, "no raster files"), (SAMPLE_SCENE, "has ratio 2, the model 4")):
+        out = tmp_path / "r.json"
+        result = runner.invoke(app, [str(bundled), "--tile", "96", "--runs", "1", "--warmup", "0", "--quiet",
+                                     "--tiles-from", str(folder), "--json", str(out)])
+        assert result.exit_code == 1, result.output
+        message = result.stderr.strip()
+        assert len(message.splitlines()) == 1 and message.startswith(f"ddrf-profile: {folder}") and reason in message
+        assert "--tiles-from" in message and not out.exists()
+
+
 def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> None:
     from ddrf.train.checkpoint import save_weights
 

@@ -160,6 +160,20 @@ def check_tiles(target: Path, tiles: list[int], halo: int, card: Any) -> None:
                        f"{least_tile(rounded_halo, align)} or more, or a smaller --halo", 2)
 
 
+def check_tiles_from(tiles_from: Path | None, card: Any) -> None:
+    """Refuse a --tiles-from folder whose windows the model cannot read (no scene there, another ratio) before the
+    sweep: every point would time synthetic tiles instead, said only in the JSON report's input notes."""
+    from ddrf.card import ModelCard
+    from ddrf.profile.tiles import open_scene
+
+    if tiles_from is None or not isinstance(card, ModelCard):  # an engine's sidecar card: the worker decides
+        return
+    why = open_scene(tiles_from, card)[1]
+    if why is not None:
+        named = why if why.startswith(str(tiles_from)) else f"{tiles_from}: {why}"  # Scene's reasons name the folder
+        raise fail(f"{named} (--tiles-from: the model reads no windows there)", 1)
+
+
 def serving_sampler(card: Any) -> str:
     """The sampler timed unless --sampler names others: a model with scene statistics runs through its unrolled
     sampler only (ddrf.runtime.Fuser), any other through the cached one (a sidecar's card is a dict, or none)."""
@@ -320,6 +334,7 @@ def main(
     entry, card = open_target(target)
     halo = serving_halo(card) if halo is None else halo
     check_tiles(target, tiles, halo, card)
+    check_tiles_from(tiles_from, card)
     samplers = samplers or [serving_sampler(card)]
     entry["checkpoint"] = find_checkpoint(target, checkpoint) if not is_engine(target) else None
     notes: list[str] = []
