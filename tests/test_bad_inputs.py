@@ -501,7 +501,7 @@ def test_report_outputs_never_replace_an_input_or_each_other_nor_an_existing_fil
     kept = tmp_path / "keep.json"
     kept.write_text("mine")
     pan, ms = pair(tmp_path / "pairs")
-    profile = ["--runs", "1", "--warmup", "0", "--tile", "64", "--steps", "1", "--threads", "1", "--quiet"]
+    profile = ["--runs", "1", "--warmup", "0", "--tile", "128", "--steps", "1", "--threads", "1", "--quiet"]
     cases = [
         (profile_app, [str(model), "--json", str(kept), *profile], "keep.json", "exists; pass --overwrite"),
         (profile_app, [str(model), "--json", str(graph), "--overwrite", *profile], graph.name, "is an input"),

@@ -167,7 +167,22 @@ def test_parse_size_and_project_by_hand() -> None:
             "latency_ms": {"total": {"mean": 2000.0}}, "cold_start_ms": {"total": 500.0}}
     p = project(fake, 1000, 1000, 32, 2, 8)
     grid = TileGrid.plan(1000, 1000, 256, 32, 8)
-    assert p["windows"] == grid.count == 36 and p["calls"] == 9 and p["projected_s"] == pytest.approx(18.0)
+    assert p["windows"] == grid.count == 36 and p["calls"] == 12 and p["projected_s"] == pytest.approx(24.0)
+
+
+def test_a_projection_makes_ddrf_runs_calls_which_never_span_two_row_strips() -> None:
+    """6 x 6 windows at --batch 4: ddrf-run calls the engine twice per row strip (4 + 2 windows), 12 times (before:
+    the projection said ceil(36 / 4) = 9 calls, a time a quarter below what ddrf-run takes at that batch), and a
+    scene wider than one column chunk fuses its chunk-border windows once per chunk, as ddrf-run does."""
+    fake = {"backend": "ort-cpu", "precision": "fp32", "tile": 256, "batch": 4, "steps": 1, "sampler": "cached",
+            "latency_ms": {"total": {"mean": 1000.0}}, "cold_start_ms": {"total": 0.0}}
+    grid = TileGrid.plan(1000, 1000, 256, 32, 8)
+    rows, cols = len(grid.row_starts), len(grid.col_starts)
+    p = project(fake, 1000, 1000, 32, 2, 8)
+    assert (rows, cols) == (6, 6) and p["calls"] == rows * math.ceil(cols / 4) == 12
+    wide = TileGrid.plan(200, 9000, 256, 32, 8)
+    p = project(fake, 200, 9000, 32, 2, 8)
+    assert p["windows"] == wide.fused_count() > wide.count and p["calls"] == wide.calls(4)
 
 
 def test_summarise_known_values() -> None:
@@ -218,7 +233,7 @@ def test_the_halo_is_the_cards_unless_given(model_dir: Path, tmp_path: Path) -> 
 
 def test_unavailable_points_are_skipped_not_fatal(model_dir: Path) -> None:
     """No unrolled graph was exported and torch has no checkpoint: both rows say why; ort-cpu still runs."""
-    result = runner.invoke(app, [str(model_dir), "-b", "ort-cpu,torch", "--tile", "64", "--steps", "1", "--runs",
+    result = runner.invoke(app, [str(model_dir), "-b", "ort-cpu,torch", "--tile", "128", "--steps", "1", "--runs",
                                  "1", "--warmup", "0", "--sampler", "cached,unrolled", "--threads", "1", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "missing (export it with ddrf-export)" in result.stdout and "--checkpoint" in result.stdout
@@ -241,6 +256,73 @@ def test_a_scene_statistics_model_is_timed_through_its_unrolled_sampler_by_defau
     assert "--sampler unrolled" in doc["command"]
 
 
+def test_a_tile_the_models_halo_leaves_no_room_in_is_refused_before_any_point_runs(tmp_path: Path) -> None:
+    """landsat_ratio2 (halo 96) at --tile 128: ddrf-run refuses it; the profile said so in one line (before: the point
+    ran and failed inside the graph, 'Invalid input shape: {0,0}', exit 1 after the cold start)."""
+    bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2"
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, [str(bundled), "--tile", "128", "--runs", "1", "--warmup", "0", "--json", str(out)])
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and str(bundled) in message
+    assert "--tile 128" in message and "halo of 96" in message and "use a tile of 384" in message
+    assert not out.exists() and "[1/1]" not in result.stderr  # no worker started, nothing written
+
+
+def test_a_bundled_models_name_is_profiled_as_ddrf_run_takes_it(tmp_path: Path) -> None:
+    """`ddrf-profile landsat_ratio4`, as `ddrf-run --model landsat_ratio4` (before: 'not a model directory', exit 1)."""
+    from ddrf.bundled import bundled_folder
+
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["landsat_ratio4", "--tile", "96", "--runs", "1", "--warmup", "0", "--quiet",
+                                 "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert Path(doc["target"]["path"]) == bundled_folder() / "landsat_ratio4"
+    assert [r["status"] for r in doc["results"]] == ["ok"]
+
+
+def test_a_scene_run_that_ddrf_run_refuses_says_why(tmp_path: Path) -> None:
+    """--scene with the ratio-2 sample scene and the ratio-4 model: the scene run's row carries ddrf-run's own line
+    (before: `scene run failed (...): exit 1`, the reason lost with the worker's stderr)."""
+    bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio4"
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, [str(bundled), "--tile", "96", "--runs", "1", "--warmup", "0", "--quiet",
+                                 "--scene", str(SAMPLE_SCENE), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    [run] = json.loads(out.read_text())["scene_runs"]
+    assert run["exit_code"] == 1 and "scene ratio 2 but the model fuses ratio 4" in run["error"]
+    assert run["error"] in result.stdout
+
+
+def test_a_halo_below_the_models_is_timed_as_ddrf_run_runs_it() -> None:
+    """landsat_ratio2 (halo 96, output margin 72) at --tile 128 --halo 8: ddrf-run keeps all but 6 px of each window
+    side, so the graph widens each window past its margin; the profile timed the windows with the card's halo instead
+    (before: the graph left 128 - 2 x 72 px, 'Invalid input shape: {0,0}', exit 1; at --tile 256 --halo 32 a time
+    without the widening ddrf-run computes)."""
+    bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2"
+    result = runner.invoke(app, [str(bundled), "--tile", "128", "--halo", "8", "--runs", "1", "--warmup", "0",
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "unrolled" in result.stdout and " ok" in result.stdout
+
+
+def test_a_tiles_from_folder_the_model_cannot_read_is_refused_before_the_sweep(tmp_path: Path) -> None:
+    """--tiles-from an empty folder, or the ratio-2 sample scene for the ratio-4 model: one line naming the folder,
+    exit 1 (before: every point timed synthetic tiles, exit 0, said only in the JSON report's input notes)."""
+    bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio4"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder, reason in ((empty, "no raster files"), (SAMPLE_SCENE, "has ratio 2, the model 4")):
+        out = tmp_path / "r.json"
+        result = runner.invoke(app, [str(bundled), "--tile", "96", "--runs", "1", "--warmup", "0", "--quiet",
+                                     "--tiles-from", str(folder), "--json", str(out)])
+        assert result.exit_code == 1, result.output
+        message = result.stderr.strip()
+        assert len(message.splitlines()) == 1 and message.startswith(f"ddrf-profile: {folder}") and reason in message
+        assert "--tiles-from" in message and not out.exists()
+
+
 def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> None:
     from ddrf.train.checkpoint import save_weights
 
@@ -248,7 +330,7 @@ def test_torch_eager_on_the_same_checkpoint(model_dir: Path, tmp_path: Path) -> 
     state = model.state_dict()
     save_weights(tmp_path, state, state, tiny_card(model))
     out = tmp_path / "torch.json"
-    result = runner.invoke(app, [str(model_dir), "-b", "torch", "--checkpoint", str(tmp_path), "--tile", "64",
+    result = runner.invoke(app, [str(model_dir), "-b", "torch", "--checkpoint", str(tmp_path), "--tile", "128",
                                  "--steps", "2", "--runs", "2", "--warmup", "0", "--threads", "1", "--quiet", "--json", str(out)])
     assert result.exit_code == 0, result.output
     row = json.loads(out.read_text())["results"][0]
@@ -377,7 +459,7 @@ def test_scene_runs_time_ddrf_run_at_the_precision_it_loads(tmp_path: Path) -> N
 def test_each_backend_is_timed_at_the_precision_it_loads_unless_told(model_dir: Path, tmp_path: Path) -> None:
     """Without --precision, tensorrt is timed on the FP16 engines `ddrf-export engine` builds and ONNX Runtime on the
     FP32 graphs (before: fp32 for every backend, an engine nothing builds); --precision still picks its own."""
-    common = ["-b", "ort-cpu,tensorrt", "--tile", "64", "--steps", "1", "--runs", "1", "--warmup", "0", "--threads",
+    common = ["-b", "ort-cpu,tensorrt", "--tile", "128", "--steps", "1", "--runs", "1", "--warmup", "0", "--threads",
               "1", "--quiet", "--timeout", "120"]
     for args, expected in (([], [("ort-cpu", "fp32"), ("tensorrt", "fp16")]),
                            (["--precision", "fp32"], [("ort-cpu", "fp32"), ("tensorrt", "fp32")])):

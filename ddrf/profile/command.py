@@ -6,6 +6,7 @@
 Every sweep point (backend x precision x tile x batch x sampler x steps) is timed in its own worker process. Outputs:
 a table on stdout, --json (schema ddrf/profile/schema.json), --csv, --plot. --scene-size WxH projects a whole scene
 from the measured latency with ddrf-run's tiling; --scene DIR times ddrf-run on a real scene.
+MODEL_DIR may be a bundled model's name (landsat_ratio4), as for ddrf-run --model.
 Exit codes: 0 something was measured, 1 bad model/engine path or nothing could run here, 2 usage error.
 Never imports torch (only a torch worker does).
 """
@@ -57,6 +58,20 @@ def choices(name: str, values: list[str], allowed: tuple[str, ...]) -> list[str]
     if bad:
         raise fail(f"unknown {name} {bad[0]!r}; choose from {', '.join(allowed)}", 2)
     return values
+
+
+def model_target(given: str) -> Path:
+    """TARGET as given, or, where no such path exists, the bundled model of that name (`landsat_ratio4`), as
+    ddrf-run --model, ddrf-eval and ddrf-export take it (ddrf.bundled.model_folder)."""
+    target = Path(given)
+    if target.exists() or is_engine(target):
+        return target
+    from ddrf.bundled import model_folder
+
+    try:
+        return model_folder(given)  # the text as typed: Path() drops the './' that marks a path
+    except ValueError as exc:
+        raise fail(" ".join(str(exc).split()), 1)
 
 
 def open_target(target: Path) -> tuple[dict[str, Any], Any]:
@@ -125,6 +140,40 @@ def serving_halo(card: Any) -> int:
     return int(card["halo"] if isinstance(card, dict) else card.halo)
 
 
+def check_tiles(target: Path, tiles: list[int], halo: int, card: Any) -> None:
+    """Refuse, before any worker starts, a tile that ddrf-run refuses with this halo (ddrf.scenes.preflight.check_tile):
+    timed anyway, its windows crashed inside the graph, whose output margin left them no pixels."""
+    from ddrf.scenes.tiling import least_tile, round_up, window_alignment
+
+    if card is None:  # an engine without a sidecar: no ratio to align to; the engine's own profile decides
+        return
+    from ddrf.card import ModelCard
+
+    card = ModelCard.from_dict(card) if isinstance(card, dict) else card  # a sidecar carries the card as a dict
+    align = window_alignment(int(card.ratio), card.size_multiple)
+    rounded_halo = round_up(halo, align)
+    for tile in tiles:
+        if round_up(tile, align) - 2 * rounded_halo < align:
+            run_as = f" (run as {round_up(tile, align)})" if round_up(tile, align) != tile else ""
+            raise fail(f"{target}: --tile {tile}{run_as} leaves no room inside the halo of "
+                       f"{rounded_halo} on each side, as ddrf-run would refuse it: use a tile of "
+                       f"{least_tile(rounded_halo, align)} or more, or a smaller --halo", 2)
+
+
+def check_tiles_from(tiles_from: Path | None, card: Any) -> None:
+    """Refuse a --tiles-from folder whose windows the model cannot read (no scene there, another ratio) before the
+    sweep: every point would time synthetic tiles instead, said only in the JSON report's input notes."""
+    from ddrf.card import ModelCard
+    from ddrf.profile.tiles import open_scene
+
+    if tiles_from is None or not isinstance(card, ModelCard):  # an engine's sidecar card: the worker decides
+        return
+    why = open_scene(tiles_from, card)[1]
+    if why is not None:
+        named = why if why.startswith(str(tiles_from)) else f"{tiles_from}: {why}"  # Scene's reasons name the folder
+        raise fail(f"{named} (--tiles-from: the model reads no windows there)", 1)
+
+
 def serving_sampler(card: Any) -> str:
     """The sampler timed unless --sampler names others: a model with scene statistics runs through its unrolled
     sampler only (ddrf.runtime.Fuser), any other through the cached one (a sidecar's card is a dict, or none)."""
@@ -165,13 +214,14 @@ def scene_runs(scene: Path | None, target: Path, results: list[dict[str, Any]], 
 
 
 def canonical_command(target: Path, backends: list[str], precisions: list[str] | None, tiles: list[int],
-                      batches: list[int], steps: str | None, samplers: list[str], runs: int, warmup: int, threads: int | None,
-                      checkpoint: Path | None, tiles_from: Path | None, scene_size: list[str], scene: Path | None,
-                      halo: int) -> str:
+                      batches: list[int], steps: str | None, samplers: list[str], runs: int, warmup: int,
+                      threads: int | None, checkpoint: Path | None, tiles_from: Path | None, scene_size: list[str],
+                      scene: Path | None, halo: int) -> str:
     """The command line that reproduces this profile, every measured setting spelled out (no --precision where
     each backend took its own, which no one list says)."""
     args = [str(target), "--backend", ",".join(backends), "--tile", ",".join(map(str, tiles)),
-            "--batch", ",".join(map(str, batches)), "--sampler", ",".join(samplers), "--runs", str(runs), "--warmup", str(warmup), "--halo", str(halo)]
+            "--batch", ",".join(map(str, batches)), "--sampler", ",".join(samplers), "--runs", str(runs),
+            "--warmup", str(warmup), "--halo", str(halo)]
     optional = {"--precision": ",".join(precisions) if precisions else None, "--steps": steps, "--threads": threads,
                 "--checkpoint": checkpoint, "--tiles-from": tiles_from, "--scene": scene}
     for flag, value in optional.items():
@@ -217,7 +267,8 @@ def write_outputs(doc: dict[str, Any], json_path: Path | None, csv_path: Path | 
 
 @app.command()
 def main(
-    target: Path = typer.Argument(..., help="Model directory (card.json + ONNX graphs) or a TensorRT .plan."),
+    given: str = typer.Argument(..., metavar="TARGET", help="Model directory (card.json + ONNX graphs), a bundled "
+                                "model's name (landsat_ratio4) or a TensorRT .plan."),
     backend: list[str] = typer.Option(["ort-cpu"], "--backend", "-b",
                                       help=f"Repeatable or comma list: {', '.join(PROFILE_BACKENDS)}."),
     precision: Optional[str] = typer.Option(None, "--precision",
@@ -239,8 +290,8 @@ def main(
                                               help="Scene directory to read tiles from (default: bundled sample)."),
     scene_size: list[str] = typer.Option([], "--scene-size", help="WIDTHxHEIGHT (PAN px) to project; repeatable."),
     scene: Optional[Path] = typer.Option(None, "--scene", help="Scene directory: time ddrf-run on it."),
-    halo: Optional[int] = typer.Option(None, "--halo", min=0, help="Halo for projections and --scene (default: the "
-                                       "model card's, as ddrf-run takes it)."),
+    halo: Optional[int] = typer.Option(None, "--halo", min=0, help="ddrf-run's --halo for the timed windows, "
+                                       "projections and --scene (default: the model card's, as ddrf-run takes it)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per point here."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of latency vs steps and tile."),
@@ -266,6 +317,7 @@ def main(
         sizes = [parse_size(s) for s in scene_size]
     except ValueError as exc:
         raise fail(str(exc), 2)
+    target = model_target(given)
     outputs = {"--json": json_path, "--csv": csv_path, "--plot": plot_path}
     try:  # before, not after, the sweep
         check_outputs(outputs, overwrite, [p for p in (target, tiles_from, scene) if p is not None])
@@ -281,6 +333,8 @@ def main(
             raise fail(f"{path}: {what} is not a directory", 1)
     entry, card = open_target(target)
     halo = serving_halo(card) if halo is None else halo
+    check_tiles(target, tiles, halo, card)
+    check_tiles_from(tiles_from, card)
     samplers = samplers or [serving_sampler(card)]
     entry["checkpoint"] = find_checkpoint(target, checkpoint) if not is_engine(target) else None
     notes: list[str] = []
@@ -288,7 +342,7 @@ def main(
         notes.append("torch skipped: only ONNX graphs were given; pass --checkpoint to time PyTorch eager")
     specs = expand(str(target.absolute()), backends, precisions, tiles, batches, step_counts, samplers,
                    runs=runs, warmup=warmup, threads=threads, checkpoint=entry["checkpoint"],
-                   scene=str(tiles_from) if tiles_from else None, layer_profile=layer_profile)
+                   scene=str(tiles_from) if tiles_from else None, layer_profile=layer_profile, halo=halo)
     results = measure_all(specs, timeout, quiet)
     command = canonical_command(target, backends, precisions, tiles, batches, steps, samplers, runs, warmup,
                                 threads, checkpoint, tiles_from, scene_size, scene, halo)

@@ -22,17 +22,18 @@ def grid_for(height: int, width: int, tile: int, halo: int, ratio: int, multiple
 
 def project(result: dict[str, Any], height: int, width: int, halo: int, ratio: int, multiple: int
             ) -> dict[str, Any]:
-    """Projected fusion time of a height x width scene: ceil(windows / batch) calls at the mean measured latency
-    of one batch (read, pre-process, inference, post-process and write of the tiles; cold start excluded)."""
+    """Projected fusion time of a height x width scene: ddrf-run's engine calls (a call never spans two row strips
+    nor two column chunks) at the mean measured latency of one batch (read, pre-process, inference, post-process
+    and write of the tiles; cold start excluded)."""
     grid = grid_for(height, width, int(result["tile"]), halo, ratio, multiple)
-    calls = -(-grid.count // int(result["batch"]))
+    calls = grid.calls(int(result["batch"]))
     batch_s = result["latency_ms"]["total"]["mean"] / 1e3
     seconds = calls * batch_s
     megapixels = height * width / 1e6
     return {**{k: result[k] for k in ("backend", "precision", "tile", "batch", "steps", "sampler")},
             "height": height, "width": width, "megapixels": megapixels, "halo": grid.halo,
-            "windows": grid.count, "window_shape": [grid.tile_rows, grid.tile_cols], "calls": calls,
+            "windows": grid.fused_count(), "window_shape": [grid.tile_rows, grid.tile_cols], "calls": calls,
             "batch_latency_ms": batch_s * 1e3,
-            "halo_overhead": grid.count * grid.tile_rows * grid.tile_cols / (height * width),
+            "halo_overhead": grid.work() / (height * width),
             "projected_s": seconds, "seconds_per_megapixel": seconds / megapixels,
             "cold_start_s": result["cold_start_ms"]["total"] / 1e3}

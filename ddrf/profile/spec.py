@@ -32,6 +32,7 @@ class PointSpec:
     checkpoint: str | None = None  # torch backend: run directory or model.safetensors
     scene: str | None = None  # directory the tiles are read from (None: the bundled sample scene)
     layer_profile: bool = True  # TensorRT: per-layer times of each engine
+    halo: int | None = None  # ddrf-run's --halo: sets the border each window leaves to the blend (None: the card's)
     seed: int = 0
 
     def to_json(self) -> str:

@@ -45,7 +45,7 @@ def _call_worker(mode: str, payload: str, timeout: float | None) -> tuple[dict[s
             return None, f"timed out after {timeout:g} s"
         if not out_path.is_file():
             return None, tail[0] if tail else "worker wrote no result"
-        return json.loads(out_path.read_text()), ""
+        return json.loads(out_path.read_text()), tail[0] if proc.stderr.strip() else ""
 
 
 def run_point(spec: PointSpec, timeout: float | None = None) -> dict[str, Any]:
@@ -64,4 +64,6 @@ def run_scene(scene: str | Path, args: Sequence[str], timeout: float | None = No
     if result is None:
         return {"scene": str(scene), "command": "ddrf-run " + " ".join(map(str, args)), "exit_code": None,
                 "error": why}
+    if result["exit_code"] != 0 and why:  # ddrf-run's own last line says why it refused (a ratio the model lacks...)
+        result["error"] = " ".join(why.split())
     return result

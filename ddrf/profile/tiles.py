@@ -11,6 +11,7 @@ from ddrf.profile.spec import PointSpec
 from ddrf.runtime.fuser import InputPreparation
 
 if TYPE_CHECKING:
+    from ddrf.card import ModelCard
     from ddrf.scenes.scene import Scene
 
 
@@ -18,6 +19,19 @@ def sample_scene_dir() -> Path:
     from ddrf.assets import SAMPLE_SCENE
 
     return SAMPLE_SCENE
+
+
+def open_scene(directory: Path, card: "ModelCard") -> "tuple[Scene | None, str | None]":
+    """(the scene whose windows a point reads, None) or (None, why the model cannot read this directory's)."""
+    from ddrf.scenes.scene import Scene
+
+    try:
+        scene = Scene.from_directory(directory, card.scene_bands)
+    except (ValueError, OSError) as exc:
+        return None, " ".join(str(exc).split())
+    if int(scene.ratio) != int(card.ratio):
+        return None, f"{directory.name} has ratio {scene.ratio}, the model {card.ratio}"
+    return scene, None
 
 
 class TileSource:
@@ -38,18 +52,9 @@ class TileSource:
             self._synthetic(helper)
 
     def _open_scene(self, spec: PointSpec) -> "Scene | None":
-        from ddrf.scenes.scene import Scene
-
-        directory = Path(spec.scene) if spec.scene else sample_scene_dir()
-        try:
-            scene = Scene.from_directory(directory, self.helper.card.scene_bands)
-        except (ValueError, OSError) as exc:
-            self.note = f"read not timed: {' '.join(str(exc).split())}; synthetic tiles used"
-            return None
-        if int(scene.ratio) != int(self.helper.card.ratio):
-            self.note = (f"read not timed: {directory.name} has ratio {scene.ratio}, the model {self.helper.card.ratio}"
-                         "; synthetic tiles used")
-            return None
+        scene, why = open_scene(Path(spec.scene) if spec.scene else sample_scene_dir(), self.helper.card)
+        if why:
+            self.note = f"read not timed: {why}; synthetic tiles used"
         return scene
 
     def _synthetic(self, helper: InputPreparation) -> None:

@@ -129,6 +129,13 @@ def tensorrt_layers(fuser: Fuser, lms: np.ndarray, pan: np.ndarray, noise: np.nd
             "denoiser": engines.denoiser.profile({"x_t": noise, "t": t, **fuser.encode(lms, pan)}, runs)}
 
 
+def window_border(prep: InputPreparation, spec: PointSpec) -> int:
+    """The border ddrf-run's blend leaves unweighted in each window at this halo (TileGrid.unweighted_border): a
+    halo below the model's makes the graph widen every window (ddrf.runtime.Fuser.widening), work timed here too."""
+    halo = prep.card.halo if spec.halo is None else spec.halo
+    return unweighted_border(round_up(halo, window_alignment(prep.card.ratio, prep.multiple)))
+
+
 # --- one tile fusion, stage by stage -------------------------------------------------------------------------------
 def fuse_once(model: PointModel, prep: InputPreparation, source: TileSource, spec: PointSpec,
               context: dict[str, np.ndarray] | None = None) -> Laps:
@@ -140,7 +147,7 @@ def fuse_once(model: PointModel, prep: InputPreparation, source: TileSource, spe
     lms, pan, noise = prep.prepare_batch(pairs, source.radiometry, spec.seed, source.origins)
     laps.lap("preprocess")
     fused = model.fuse_normalised(lms, pan, noise, spec.seed, spec.sampler != "uncached", laps.mark, context,
-                                  unweighted_border(prep.card.halo))  # as in ddrf-run's windows
+                                  window_border(prep, spec))
     out = prep.to_digital_numbers(fused, pairs, source.radiometry)
     laps.lap("postprocess")
     source.write(out)

@@ -186,6 +186,11 @@ class TileGrid:
         asked above a strip's windows is that many."""
         return min(batch, max(len(self.chunk_cols(c)) for c in self.column_chunks(chunk)))
 
+    def calls(self, batch: int, chunk: int = CHUNK_COLUMNS) -> int:
+        """Engine calls of at most `batch` windows that fuse the scene: each row strip of each column chunk on its own
+        (`read_batches`), its last call taking what is left."""
+        return len(self.row_starts) * sum(-(-len(self.chunk_cols(c)) // batch) for c in self.column_chunks(chunk))
+
     def chunk_cols(self, columns: tuple[int, int] | None = None) -> tuple[int, ...]:
         """Starts of the windows that weigh on output columns [first, end) (all windows when None).
 
