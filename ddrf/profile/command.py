@@ -143,7 +143,7 @@ def serving_halo(card: Any) -> int:
 def check_tiles(target: Path, tiles: list[int], halo: int, card: Any) -> None:
     """Refuse, before any worker starts, a tile that ddrf-run refuses with this halo (ddrf.scenes.preflight.check_tile):
     timed anyway, its windows crashed inside the graph, whose output margin left them no pixels."""
-    from ddrf.scenes.tiling import least_tile, round_up, window_alignment
+    from ddrf.scenes.tiling import leaves_no_room, least_tile, round_up, window_alignment
 
     if card is None:  # an engine without a sidecar: no ratio to align to; the engine's own profile decides
         return
@@ -153,7 +153,7 @@ def check_tiles(target: Path, tiles: list[int], halo: int, card: Any) -> None:
     align = window_alignment(int(card.ratio), card.size_multiple)
     rounded_halo = round_up(halo, align)
     for tile in tiles:
-        if round_up(tile, align) - 2 * rounded_halo < align:
+        if leaves_no_room(tile, halo, align):
             run_as = f" (run as {round_up(tile, align)})" if round_up(tile, align) != tile else ""
             raise fail(f"{target}: --tile {tile}{run_as} leaves no room inside the halo of "
                        f"{rounded_halo} on each side, as ddrf-run would refuse it: use a tile of "

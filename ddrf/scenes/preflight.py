@@ -284,7 +284,7 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
     leaves no room inside its halo, before any scene starts; `model` names whose rounding it is, where several
     models may run; `given`: whether --tile and --halo were (the lines name a default as one, not as an option)."""
     from ddrf.scenes.streaming import tile_advice
-    from ddrf.scenes.tiling import least_tile, round_up, window_alignment
+    from ddrf.scenes.tiling import leaves_no_room, least_tile, round_up, window_alignment
 
     if engine is None or engine.ratio is None:  # a baseline: alignment is the scene's ratio
         align, why = 1, ""
@@ -298,7 +298,7 @@ def check_tile(tile: int, halo: int, engine: Any, batch: int = 1, model: str | N
         options = " ".join(f"--{name} {value}" for name, value, asked in (("tile", tile, given[0]),
                                                                           ("halo", halo, given[1])) if asked)
         note(f"{options or f'tile {tile}, halo {halo}'} run as tile {rounded_tile}, halo {rounded_halo}{whose} ({why})")
-    if rounded_tile - 2 * rounded_halo < max(align, 1):
+    if leaves_no_room(tile, halo, align):
         run_as = f" (run as {rounded_tile})" if rounded_tile != tile else ""
         # a classical method's halo is ddrf-run's default, no model's, and its output depends on no card's halo
         whose = (" (the model's: a smaller one makes the output depend on the tile)"

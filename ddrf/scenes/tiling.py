@@ -46,6 +46,12 @@ def round_up(value: int, unit: int) -> int:
     return -(-value // unit) * unit
 
 
+def leaves_no_room(tile: int, halo: int, align: int) -> bool:
+    """Whether a window of `tile` keeps less than one aligned step inside `halo` on each side (both rounded up to
+    `align`, as the windows are): ddrf-run refuses such a tile, and ddrf-profile with it."""
+    return round_up(tile, align) - 2 * round_up(halo, align) < max(align, 1)
+
+
 def least_tile(halo: int, align: int) -> int:
     """The smallest aligned window side worth advising with this halo: four halos, so that an inner window keeps half
     of its side (a quarter of its pixels) and the model computes at most about 4x the scene's pixels. Below it the
