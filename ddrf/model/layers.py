@@ -29,7 +29,7 @@ class SceneGroupNorm(nn.GroupNorm):
             var = (grouped - mean[:, None]).square().mean(dim=1)
             self.tape.put(torch.stack([mean, var]))
         else:
-            mean, var = self.tape.take(2, groups).unbind(0)
+            mean, var = self.tape.take(2, groups, owner=self).unbind(0)
         # with the moments fixed the norm is one per-channel multiply-add: no window-sized temporaries
         per_channel = self.num_channels // groups
         gain = self.weight * torch.rsqrt(var + self.eps).repeat_interleave(per_channel)
@@ -134,7 +134,7 @@ class SelfAttention(nn.Module):
             k, v = joint_tokens(k), joint_tokens(v)
             self.tape.put_tokens(k, v)  # type: ignore[union-attr]  # mode is set only with a tape
         elif mode == REPLAY:
-            k, v = self.tape.take_tokens(self.heads)  # type: ignore[union-attr]
+            k, v = self.tape.take_tokens(self.heads, owner=self)  # type: ignore[union-attr]
         scale = (c // self.heads) ** -0.5
         attn = torch.softmax(torch.matmul(q.transpose(-1, -2), k) * scale, dim=-1)  # (N, h, L, L)
         out = torch.matmul(v, attn.transpose(-1, -2))  # (N, h, d, L)
@@ -187,7 +187,7 @@ class WaveletAttention(nn.Module):
         mode = self.tape.mode if self.tape is not None else None
         if mode == REPLAY:
             d = self.proj.in_channels // self.heads
-            return self.tape.take(1, self.heads, d, d).expand(n, -1, -1, -1)  # type: ignore[union-attr]
+            return self.tape.take(1, self.heads, d, d, owner=self).expand(n, -1, -1, -1)  # type: ignore[union-attr]
         k, v = self.kv(wave).reshape(n, 2 * self.heads, -1, wave.shape[-2] * wave.shape[-1]).chunk(2, dim=1)
         if mode == RECORD:
             k, v = joint_tokens(k), joint_tokens(v)

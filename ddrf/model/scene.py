@@ -40,11 +40,27 @@ class SceneTape:
     def replay(self, stats: Tensor, tokens: Tensor) -> None:
         self.mode, self._flat, self._token_input = REPLAY, stats, tokens
         self._cursor = self._token_cursor = 0
+        self._starts: dict[int, int] | None = None
+        self._log: dict[int, int] | None = None
+
+    def log_starts(self) -> None:
+        """While replaying in call order, note where each module's values start (for `seek_by_owner`)."""
+        self._log = {}
+
+    def logged_starts(self) -> dict[int, int]:
+        assert self._log is not None, "log_starts first"
+        return dict(self._log)
+
+    def seek_by_owner(self, starts: dict[int, int]) -> None:
+        """Replay each module's values from where `starts` says they begin, whatever the order of the calls (one
+        sampler step: each module records once)."""
+        self._starts = starts
 
     def window(self) -> None:
         """Back to window statistics, nothing held."""
         self.mode, self._stats, self._tokens, self._flat, self._token_input = WINDOW, [], [], None, None
         self._cursor = self._token_cursor = 0
+        self._starts, self._log = None, None
 
     def recorded(self) -> tuple[Tensor, Tensor]:
         """(stats, tokens) as the graphs take them."""
@@ -55,8 +71,14 @@ class SceneTape:
     def put(self, value: Tensor) -> None:
         self._stats.append(value.reshape(-1))
 
-    def take(self, *shape: int) -> Tensor:
+    def take(self, *shape: int, owner: object = None) -> Tensor:
+        """The next recorded value, or, once `seek_by_owner` has been given where each module's values start,
+        `owner`'s own: staged execution (ddrf.model.staged) calls the modules in another order than the recording."""
         assert self._flat is not None, "replay mode needs the recorded stats"
+        if self._starts is not None:
+            self._cursor = self._starts[id(owner)]
+        elif self._log is not None:
+            self._log[id(owner)] = self._cursor
         size = math.prod(shape)
         value = self._flat[self._cursor:self._cursor + size].reshape(*shape)
         self._cursor += size
@@ -66,8 +88,12 @@ class SceneTape:
         """Keys and values (1, heads, d, L) of one self-attention call."""
         self._tokens.append(torch.stack([keys.flatten(1, 2)[0], values.flatten(1, 2)[0]]))
 
-    def take_tokens(self, heads: int) -> tuple[Tensor, Tensor]:
+    def take_tokens(self, heads: int, owner: object = None) -> tuple[Tensor, Tensor]:
         assert self._token_input is not None, "replay mode needs the recorded tokens"
+        if self._starts is not None:
+            self._token_cursor = self._starts[id(owner)]
+        elif self._log is not None:
+            self._log[id(owner)] = self._token_cursor
         pair = self._token_input[self._token_cursor]
         self._token_cursor += 1
         channels = pair.shape[1]

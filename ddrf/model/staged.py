@@ -1,0 +1,190 @@
+"""One sampler step of a v1 network in three stages, each tiled with the halo of its own receptive field.
+
+With the scene's statistics replayed (ddrf.model.scene) a v1 network is a local operator, but its deep levels see
+far: a window must carry a 96-pixel halo for the ratio-2 default to reproduce one window over the whole scene. Split
+at level `split` (resolution 1 / 2^split), the network becomes
+  1. the shallow encoder (levels < split) in full-resolution windows: the input of level `split`, kept per window;
+  2. the deep levels (>= split, the middle block, and the decoder back to level `split`) over that map at
+     1 / 2^split resolution, in windows of their own;
+  3. the shallow encoder again (its skips are too large to keep) and the shallow decoder in full-resolution windows,
+     reading stage 2's map.
+Each stage reproduces the whole-scene network wherever its halo covers what its own levels see: for the ratio-2
+default 16 full-resolution pixels for stages 1 and 3 and 32 pixels at level 2 for stage 2
+(`benchmarks/staged_execution.py`).
+
+Stages call the network's modules in another order than the recording, so the tape replays by module
+(`SceneTape.seek_by_owner`); one step only (each module recorded once).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .layers import pool_to_level
+from .unet import DDRF, EncoderBlock
+
+
+def check_stageable(model: DDRF, split: int) -> None:
+    cfg = model.config
+    if cfg.arch != "v1" or cfg.space_to_depth != 1:
+        raise ValueError(f"staged execution is for v1 networks without a fold, not arch {cfg.arch} with "
+                         f"space_to_depth {cfg.space_to_depth}")
+    if not 1 <= split < cfg.levels:
+        raise ValueError(f"split must be a level between 1 and {cfg.levels - 1}, got {split}")
+
+
+def owner_starts(model: DDRF, stats: Tensor, tokens: Tensor) -> dict[int, int]:
+    """Where each module's recorded values start on the tape: one replay in call order over the smallest window."""
+    tape, side = model.scene_tape, model.config.multiple
+    tape.replay(stats, tokens)
+    tape.log_starts()
+    try:
+        x = stats.new_zeros(1, model.config.ms_bands, side, side)
+        guide = stats.new_zeros(1, model.config.guide_bands, side, side)
+        with torch.no_grad():
+            model.denoise(x, stats.new_zeros(1), *model.encode(x, guide))
+        return tape.logged_starts()
+    finally:
+        tape.window()
+
+
+@contextmanager
+def staged_replay(model: DDRF, stats: Tensor, tokens: Tensor) -> Iterator[None]:
+    """The scene's statistics replayed by module for the duration."""
+    starts = owner_starts(model, stats, tokens)
+    model.scene_tape.replay(stats, tokens)
+    model.scene_tape.seek_by_owner(starts)
+    try:
+        yield
+    finally:
+        model.scene_tape.window()
+
+
+def decoder_contexts(model: DDRF, cond: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The decoder blocks' wavelet contexts from encode()'s tuple (replayed: the scene's, whatever the window)."""
+    return cond[1 + 2 * len(model.encoder):]
+
+
+def shallow_encoder(model: DDRF, x_t: Tensor, temb: Tensor, cond: tuple[Tensor, ...], split: int) -> list[Tensor]:
+    """Stage 1 (and the first half of stage 3): the skips of levels < split, the last being level `split`'s input."""
+    cfg = model.config
+    h = model.in_x(x_t) + cond[0]
+    skips = [h]
+    for k, block in enumerate(model.encoder):
+        level = model.enc_levels[k]
+        if level >= split:
+            break
+        h = block(h, temb, cond[1 + 2 * k], cond[2 + 2 * k])
+        skips.append(h)
+        if (k + 1) % cfg.enc_blocks == 0:
+            skips.append(h := model.downs[level](h))
+    return skips
+
+
+def deep_levels(model: DDRF, entry: Tensor, temb: Tensor, pooled: Tensor, contexts: tuple[Tensor, ...],
+                split: int) -> Tensor:
+    """Stage 2: levels >= split from level `split`'s input; `pooled` is [LMS, PAN] area-averaged to level `split`
+    (what encode() pools for these levels' style modulation)."""
+    cfg = model.config
+    h, skips = entry, [entry]
+    for k, block in enumerate(model.encoder):
+        level = model.enc_levels[k]
+        if level < split:
+            continue
+        gain, shift = cast(EncoderBlock, block).condition(pool_to_level(pooled, level - split))
+        h = block(h, temb, gain, shift)
+        skips.append(h)
+        if (k + 1) % cfg.enc_blocks == 0 and level < cfg.levels - 1:
+            skips.append(h := model.downs[level](h))
+    h = model.middle(h, temb)
+    for k, block in enumerate(model.decoder):
+        level = model.dec_levels[k]
+        if level < split:
+            break
+        h = block(h, skips.pop(), temb, contexts[k])
+        if (k + 1) % cfg.dec_blocks == 0 and level > split:
+            h = model.ups[cfg.levels - 1 - level](h)
+    return h
+
+
+def shallow_decoder(model: DDRF, deep: Tensor, skips: list[Tensor], temb: Tensor, contexts: tuple[Tensor, ...],
+                    split: int) -> Tensor:
+    """The second half of stage 3: stage 2's map at level `split` and the shallow skips -> the prediction."""
+    cfg = model.config
+    h = model.ups[cfg.levels - 1 - split](deep)
+    pending = skips[:-1]  # the last skip, level `split`'s input, was stage 2's
+    for k, block in enumerate(model.decoder):
+        level = model.dec_levels[k]
+        if level >= split:
+            continue
+        h = block(h, pending.pop(), temb, contexts[k])
+        if (k + 1) % cfg.dec_blocks == 0 and level > 0:
+            h = model.ups[cfg.levels - 1 - level](h)
+    return model.out(h)
+
+
+def pooled_condition(model: DDRF, lms: Tensor, pan: Tensor, split: int) -> Tensor:
+    """[LMS, PAN] area-averaged to level `split`: stage 2's condition."""
+    return F.avg_pool2d(torch.cat([lms, pan], dim=1), 2**split)
+
+
+Region = tuple[slice, slice]  # rows, columns
+
+
+def axis_windows(length: int, tile: int, halo: int) -> list[tuple[slice, slice, slice]]:
+    """(window, core within the window, core within the axis) along an axis; windows are cut at the axis's ends,
+    never padded, as one window over the whole axis is."""
+    out = []
+    for start in range(0, length, tile):
+        end = min(start + tile, length)
+        lo, hi = max(0, start - halo), min(length, end + halo)
+        out.append((slice(lo, hi), slice(start - lo, end - lo), slice(start, end)))
+    return out
+
+
+def grid(height: int, width: int, tile: int, halo: int) -> Iterator[tuple[Region, Region, Region]]:
+    """(window, core within the window, core within the map) of each window over a height x width map."""
+    for rows, row_core, row_place in axis_windows(height, tile, halo):
+        for cols, col_core, col_place in axis_windows(width, tile, halo):
+            yield (rows, cols), (row_core, col_core), (row_place, col_place)
+
+
+def part(x: Tensor, region: Region, scale: int = 1) -> Tensor:
+    """The region of NCHW `x`, given in pixels `scale` times finer than x's."""
+    rows, cols = region
+    return x[:, :, rows.start // scale:rows.stop // scale, cols.start // scale:cols.stop // scale]
+
+
+def staged_prediction(model: DDRF, lms: Tensor, pan: Tensor, x_t: Tensor, t: Tensor, tile: int,
+                      halos: tuple[int, int, int] = (16, 32, 16), split: int = 2) -> Tensor:
+    """The network's prediction for one scene (N = 1, sides multiples of config.multiple) by stages: stages 1 and
+    3 in windows of `tile` full-resolution pixels, stage 2 in windows of `tile` of its own pixels (a tile's memory
+    is about the same at every level), each with its halo. Needs `staged_replay`."""
+    check_stageable(model, split)
+    scale, align = 2**split, model.config.multiple
+    height, width = x_t.shape[-2:]
+    if any(v % align for v in (tile, halos[0], halos[2], height, width)) or halos[1] % 2:
+        raise ValueError(f"tile, halos and sides must be multiples of {align} (stage 2's halo of 2)")
+    temb = model.time(t)
+    contexts = decoder_contexts(model, model.encode(lms[..., :align, :align], pan[..., :align, :align]))
+    entry = x_t.new_zeros(1, model.config.widths[split - 1], height // scale, width // scale)
+    for window, core, place in grid(height, width, tile, halos[0]):
+        cond = model.encode(part(lms, window), part(pan, window))
+        top = shallow_encoder(model, part(x_t, window), temb, cond, split)[-1]
+        part(entry, place, scale)[...] = part(top, core, scale)
+    pooled = pooled_condition(model, lms, pan, split)
+    deep = x_t.new_zeros(1, model.config.widths[split], height // scale, width // scale)
+    for window, core, place in grid(height // scale, width // scale, tile, halos[1]):
+        out = deep_levels(model, part(entry, window), temb, part(pooled, window), contexts, split)
+        part(deep, place)[...] = part(out, core)
+    prediction = torch.zeros_like(x_t)
+    for window, core, place in grid(height, width, tile, halos[2]):
+        cond = model.encode(part(lms, window), part(pan, window))
+        skips = shallow_encoder(model, part(x_t, window), temb, cond, split)
+        out = shallow_decoder(model, part(deep, window, scale), skips, temb, contexts, split)
+        part(prediction, place)[...] = part(out, core)
+    return prediction
