@@ -112,7 +112,8 @@ def commands(scene: Path, tmp: Path, threads: int | None, before: Path | None,
 
 def report_figures(out: Path, scene: Path) -> dict[str, float | None]:
     """From ddrf-run's report: PAN pixels the model ran per output pixel (windows fused x window area / scene area:
-    1 + the halo overhead), and the seconds the model ran (`timings_s.fuse`)."""
+    1 + the halo overhead; a staged model's stage 3 only), and the seconds the model ran (`timings_s.fuse`, plus
+    `scene_pass`: the scene statistics and a staged model's stages 1 and 2)."""
     report = out / f"{scene.name}.json"
     if not report.is_file():
         return {"window_work": None, "model_s": None}
@@ -120,7 +121,9 @@ def report_figures(out: Path, scene: Path) -> dict[str, float | None]:
     tiling, size = doc["tiling"], doc["scene"].get("fused_window", doc["scene"])  # older reports: the PAN grid
     work = (tiling["windows_fused"] * tiling["tile"][0] * tiling["tile"][1] / (size["height"] * size["width"])
             if "windows_fused" in tiling else None)  # older reports lack it
-    return {"window_work": work, "model_s": doc.get("timings_s", {}).get("fuse")}
+    seconds = doc.get("timings_s", {})
+    model_s = None if "fuse" not in seconds else seconds["fuse"] + seconds.get("scene_pass", 0.0)
+    return {"window_work": work, "model_s": model_s}
 
 
 def throughput(scene: Path, tmp: Path, reps: int, threads: int | None, before: Path | None,

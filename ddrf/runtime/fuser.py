@@ -151,14 +151,21 @@ class Fuser(InputPreparation):
             self.files.check_card(path, opened.metadata())
             return opened
 
-        stages = ([("sampler", self.steps)] + ([("scene", self.steps)] if self.card.scene_statistics else [])
+        # one step of a model exported with staged graphs runs them: its windows need a short halo (stage_halo)
+        self.staged = bool(self.card.staged) and self.steps == 1 and suffix == ONNX_SUFFIX and all(
+            self.files.path(stage, precision, 1).is_file() for stage in STAGED_STAGES)
+        stages = ([(stage, 1) for stage in STAGED_STAGES] + [("scene", 1)] if self.staged else
+                  [("sampler", self.steps)] + ([("scene", self.steps)] if self.card.scene_statistics else [])
                   if unrolled else [("encoder", None), ("denoiser", None)])
         if backend == "ort-cpu":  # ONNX Runtime optimises each graph without the GIL: side by side, 0.4 s less start-up
             with ThreadPoolExecutor(max_workers=len(stages)) as pool:
                 opened = list(pool.map(lambda stage: load(*stage), stages))
         else:  # GPU backends: in this thread, whose CUDA context they use
             opened = [load(*stage) for stage in stages]
-        if unrolled:
+        if self.staged:
+            self.entry_graph, self.deep_graph, self.decoder_graph, self.scene_pass = opened
+            self.sampler = self.decoder_graph  # what runs each window (name, engine profile)
+        elif unrolled:
             self.sampler = opened[0]
             if self.card.scene_statistics:
                 self.scene_pass = opened[1]
@@ -185,10 +192,26 @@ class Fuser(InputPreparation):
             return {}
         return self.scene_pass.run({"lms": lms, "pan": pan, "noise": noise})
 
+    def stage_entry(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray,
+                    context: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 1 of a staged model over a batch: (entry, pooled), the deep levels' inputs (ddrf.model.staged)."""
+        out = self.entry_graph.run({"lms": lms, "pan": pan, "noise": noise, **context})
+        return out["entry"], out["pooled"]
+
+    def stage_deep(self, entry: np.ndarray, pooled: np.ndarray, context: dict[str, np.ndarray]) -> np.ndarray:
+        """Stage 2: the deep levels over (part of) stage 1's map."""
+        return self.deep_graph.run({"entry": entry, "pooled": pooled, **context})["deep"]
+
+    @property
+    def stage_halo(self) -> int:
+        """The halo a staged model's windows need (its stage 3's), else the card's."""
+        return int(self.card.staged["decoder_halo"]) if self.staged else int(self.card.halo)
+
     @property
     def output_margin(self) -> int:
-        """Pixels of each side that the sampler graph leaves out of its output (only the unrolled ones crop)."""
-        return self.card.output_margin if self.unrolled else 0
+        """Pixels of each side that the sampler graph leaves out of its output (only the unrolled ones crop; the
+        staged decoder computes its whole window)."""
+        return self.card.output_margin if self.unrolled and not self.staged else 0
 
     def widening(self, border: int) -> int:
         """Pixels of reflection added to each side of a window whose caller keeps all but `border` of its edge,
@@ -198,7 +221,8 @@ class Fuser(InputPreparation):
 
     def fuse_normalised(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int = 0,
                         cache_condition: bool = True, on_stage: StageCallback | None = None,
-                        context: dict[str, np.ndarray] | None = None, border: int = 0) -> np.ndarray:
+                        context: dict[str, np.ndarray] | None = None, border: int = 0,
+                        deep: np.ndarray | None = None) -> np.ndarray:
         """Normalised NCHW LMS, guide and initial noise -> normalised HRMS (N, C, H, W).
 
         `cache_condition=False` re-encodes at every step (a profiling reference); `on_stage` see ddrf.sampling.
@@ -207,6 +231,8 @@ class Fuser(InputPreparation):
         `border`: outer pixels of each side that the caller discards (ddrf-run's windows: the blend's unweighted
         border). Up to the graph's output margin they come back as zeros, uncomputed; where the margin is wider, the
         inputs are first widened by reflection so that every other pixel is fused.
+        `deep`: a staged model's stage-2 map under these windows, taken from the whole scene's
+        (ddrf.scenes.staged); without it the batch's own windows are the scene (stages 1 and 2 over each).
         """
         if context is None:
             context = self.scene_context(lms, pan, noise)
@@ -216,14 +242,22 @@ class Fuser(InputPreparation):
                                for a in (lms, pan, noise))
         fused = np.asarray(by_graph_bands(
             lambda lms_g, pan_g, noise_g: self._run_graphs(lms_g, pan_g, noise_g, seed, cache_condition, on_stage,
-                                                           context),
+                                                           context, deep),
             lms, pan, noise, self.card.graph_bands))
         left_out = margin - widen
         return np.pad(fused, ((0, 0), (0, 0), (left_out, left_out), (left_out, left_out))) if left_out else fused
 
     def _run_graphs(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, seed: int, cache_condition: bool,
-                    on_stage: StageCallback | None, context: dict[str, np.ndarray]) -> np.ndarray:
+                    on_stage: StageCallback | None, context: dict[str, np.ndarray],
+                    deep: np.ndarray | None = None) -> np.ndarray:
         """The sampler over the bands the graphs take at once (without the output margin, if the graph has one)."""
+        if self.staged:
+            if deep is None:
+                deep = self.stage_deep(*self.stage_entry(lms, pan, noise, context), context)
+            fused = self.decoder_graph.run({"lms": lms, "pan": pan, "noise": noise, "deep": deep, **context})["fused"]
+            if on_stage is not None:
+                on_stage("sample")
+            return fused
         if self.unrolled:
             fused = self.sampler.run({"lms": lms, "pan": pan, "noise": noise, **context})["fused"]
             if on_stage is not None:

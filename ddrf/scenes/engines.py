@@ -87,8 +87,12 @@ class ModelEngine:
         self.spread_calibration = self.card.spread_factor(samples, views, fuser.steps)
         self.spread_problem = self.card.spread_problem(fuser.steps, samples if views else 0)
         self.spread_note = None if views else self.card.spread_widening(samples)  # views: fitted at their own N
-        self.halo = int(self.card.halo)
+        # a staged model's windows run stage 3 only, over maps of the whole scene (ddrf.scenes.staged); each view of
+        # a self-ensemble would need maps of its own: views run whole windows with the card's halo instead
+        self.staged = bool(getattr(fuser, "staged", False)) and first_view is None
+        self.halo = int(fuser.stage_halo if self.staged else self.card.halo)
         self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
+        self.deep_maps: dict[int, Any] = {}  # per member: a staged model's scene maps (start_scene)
         self.radiometry: Radiometry | None = None
         self.border = 0  # the window border the blend gives no weight (start_scene)
         self.contexts: dict[int, dict[str, np.ndarray]] = {}  # per member: a scene-statistics model's statistics
@@ -119,6 +123,18 @@ class ModelEngine:
             raise ValueError(f"{scene.name}: {len(scene.band_names)} MS bands, the --statistics-from scene "
                              f"{self.statistics_from.directory} has {len(self.radiometry.ms_offset)}: "
                              "give one with the same bands")
+        for old in self.deep_maps.values():
+            old.values.close()
+        self.deep_maps = {}
+        if self.staged:
+            from ddrf.scenes.staged import deep_maps
+
+            radiometry = self.radiometry
+
+            def prepare(pairs: Any, origins: Any, members: Any) -> Any:
+                return member_batches(self.fuser, scene, pairs, radiometry, origins, members)
+
+            self.deep_maps = deep_maps(scene, self.fuser, radiometry, self.members, self.contexts, prepare)
 
     def scene_statistics(self, scene: "Scene") -> tuple["Radiometry", dict[int, dict[str, np.ndarray]]]:
         radiometry = preview_radiometry(scene, self.card)
@@ -137,12 +153,18 @@ class ModelEngine:
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
         """(pairs, radiometry, [(LMS, guide, noise) per member, in its view]): interp23, normalisation, keyed noise."""
         radiometry = self.radiometry or self.fuser.radiometry(*pairs[0])
-        return pairs, radiometry, member_batches(self.fuser, self.scene, pairs, radiometry, origins, self.members)
+        batches = member_batches(self.fuser, self.scene, pairs, radiometry, origins, self.members)
+        return pairs, radiometry, batches, origins
 
     def run(self, prepared: Any) -> list[np.ndarray]:
-        pairs, radiometry, batches = prepared
+        pairs, radiometry, batches, origins = prepared
+
+        def deep(j: int, lms: np.ndarray) -> np.ndarray | None:
+            return self.deep_maps[j].under(origins, *lms.shape[-2:]) if j in self.deep_maps else None
+
         runs = [self.fuser.to_digital_numbers(from_view(
-            self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j), border=self.border),
+            self.fuser.fuse_normalised(lms, guide, noise, seed, context=self.contexts.get(j), border=self.border,
+                                       deep=deep(j, lms)),
             view), pairs, radiometry)
             for j, ((seed, view), (lms, guide, noise)) in enumerate(zip(self.members, batches))]
         return restored([np.stack([run[i] for run in runs]) for i in range(len(pairs))], pairs, self.scene,
@@ -162,6 +184,8 @@ class ModelEngine:
                 "backend": self.fuser.backend_kind, "precision": self.fuser.precision, "steps": self.fuser.steps,
                 "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples,
                 "output_margin": self.fuser.output_margin,  # border pixels of each window left uncomputed
+                # stages 1 and 2 over the scene, stage 3 in the windows (ddrf.scenes.staged); None: whole windows
+                "staged": dict(self.card.staged) if self.staged else None,
                 "views": [view for _, view in self.members] if self.first_view is not None else None,
                 "statistics_from": self.statistics_from and self.statistics_from.directory,  # None: its own
                 "spread_factor": self.spread_calibration,  # kept by the report beside a spread map only

@@ -296,7 +296,10 @@ def process_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: Ru
         say(line)
     check_room(plan, outputs)
     grid = plan["grid"]
+    start = time.perf_counter()
     engine.start_scene(scene, grid.unweighted_border)
+    # the scene's statistics, and a staged model's stages 1 and 2 over the whole scene (ddrf.scenes.staged)
+    timings.extra["scene_pass"] = time.perf_counter() - start
     # after start_scene: its refusals (no valid pixel) come first, as before
     previewed = preview_files(scene)  # each file's valid preview values, for the checks of their shares
     constant = constant_inputs(scene)

@@ -282,3 +282,16 @@ def shift_up(buf: np.ndarray, n: int) -> None:
         stop = min(top + n, len(buf) - n)
         buf[top:stop] = buf[top + n:stop + n]
     buf[max(len(buf) - n, 0):] = 0
+
+
+def stage_windows(length: int, tile: int, halo: int) -> list[tuple[slice, slice, slice]]:
+    """A staged model's windows along one axis of a map of `length` pixels (ddrf.model.staged): per core of `tile`
+    pixels, (window, core within the window, core within the map). Windows reach `halo` past their core but are cut
+    at the map's ends, never padded, as one window over the whole map is: a window's zero-padded edge is then either
+    the map's own or at least a halo from its core."""
+    out = []
+    for start in range(0, length, tile):
+        end = min(start + tile, length)
+        low, high = max(0, start - halo), min(length, end + halo)
+        out.append((slice(low, high), slice(start - low, end - low), slice(start, end)))
+    return out
