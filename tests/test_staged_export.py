@@ -16,7 +16,7 @@ from ddrf.engines.onnx_ops import check_tensorrt_ops  # noqa: E402
 from ddrf.export.onnx_export import export_model, output_margin  # noqa: E402
 from ddrf.model import DDRF, DDRFConfig  # noqa: E402
 from ddrf.model.staged import staged_prediction, staged_replay  # noqa: E402
-from ddrf.model_dir import GRAPH_IO, ModelDir, graph_stem  # noqa: E402
+from ddrf.model_dir import GRAPH_IO, MissingGraph, ModelDir, graph_stem, is_graph_name  # noqa: E402
 from ddrf.sampling import sample  # noqa: E402
 from ddrf.schedule import CosineSchedule, make_plan  # noqa: E402
 from ddrf.train.tiled import random_model  # noqa: E402
@@ -113,6 +113,9 @@ def test_staged_graphs_take_a_batch_and_their_tensor_names_are_the_layout(export
         assert (sorted(names_in), sorted(names_out)) == tuple(sorted(names) for names in GRAPH_IO[stage])
         files.check_card(path, opened.get_modelmeta().custom_metadata_map)
         assert check_tensorrt_ops(path) == [], stage
+        assert is_graph_name(path.name)  # an overwriting export removes it where it writes none
+    with pytest.raises(MissingGraph, match=r"staged_deep_k2.onnx: missing.*--staged"):
+        files.graph("staged_deep", steps=2)
     context, windows = inputs(3, 1, 32), inputs(4, 2, 32)
     scene = dict(zip(("scene_stats", "scene_tokens"), run(out / "scene_k1.onnx", **context)))
     both = staged_fused(out, windows, scene)
