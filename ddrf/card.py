@@ -79,6 +79,11 @@ class Normalisation:
 MAX_HALO = 1024
 
 # what a spread fit writes into a card; weights other than those it was fitted on must not carry it
+# `ddrf-export onnx --staged`: one sampler step of a v1 network in three graphs (ddrf.model.staged), split at level
+# 2 with each stage's halo (stages 1 and 3 in PAN pixels, stage 2 in its own level's): the halos with which
+# benchmarks/staged_execution.py reproduced one window over the whole scene
+STAGED_DEFAULTS = {"split": 2, "encoder_halo": 16, "deep_halo": 32, "decoder_halo": 16}
+
 CALIBRATION_FIELDS = ("spread_calibration", "spread_calibration_samples", "spread_calibration_steps",
                       "spread_calibration_views")
 
@@ -127,6 +132,10 @@ class ModelCard:
     # uncomputed (ddrf.model.DDRF.decoder_crops): ddrf-run's blend gives them no weight (`unweighted_border` of the
     # halo). 0: the whole input (cards written before this field)
     output_margin: int = 0
+    # with scene_statistics: the one-step sampler is also exported as three graphs staged_entry_k1, staged_deep_k1
+    # and staged_decoder_k1 (ddrf.model.staged), each tiled with its own halo; keys those of STAGED_DEFAULTS. {}: not
+    # staged (cards written before this field)
+    staged: dict[str, int] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # data, acquisitions, iterations, seed, commands
     hashes: dict[str, str] = field(default_factory=dict)
     card_version: int = CARD_VERSION
@@ -279,9 +288,30 @@ class ModelCard:
                              f"margin keeps its size multiple), got {self.output_margin}")
         if self.scene_statistics and self.model.get("arch", "v1") != "v1":
             raise ValueError("scene_statistics is for v1 networks (v2 has no window statistics)")
+        self.validate_staged()
         if self.lms_border not in LMS_BORDERS:
             raise ValueError(f"lms_border must be one of {', '.join(LMS_BORDERS)}, got {self.lms_border!r}")
         self.normalisation.validate()
+
+    def validate_staged(self) -> None:
+        """The staged graphs' split and halos: a level inside the network, halos that keep each stage's windows on
+        its size multiple (stage 2's windows at level `split` are cut at even pixels, as its downsamplings need)."""
+        if not self.staged:
+            return
+        got = ", ".join(f"{k} {v!r}" for k, v in self.staged.items())
+        if set(self.staged) != set(STAGED_DEFAULTS) or not all(fits(v, int) for v in self.staged.values()):
+            raise ValueError(f"staged must give the integers {', '.join(STAGED_DEFAULTS)}, got {got}")
+        if (not self.scene_statistics or self.model.get("arch", "v1") != "v1"
+                or self.model.get("space_to_depth", 1) != 1):
+            raise ValueError("staged graphs are for v1 networks without a fold that take scene_statistics")
+        levels = len(self.model.get("channel_mults", [1]))
+        multiple = self.size_multiple
+        if not 1 <= self.staged["split"] < levels:
+            raise ValueError(f"staged split must be a level between 1 and {levels - 1}, got {got}")
+        encoder, deep, decoder = (self.staged[k] for k in ("encoder_halo", "deep_halo", "decoder_halo"))
+        if min(encoder, deep, decoder) < 0 or encoder % multiple or decoder % multiple or deep % 2:
+            raise ValueError(f"staged halos must be >= 0, encoder_halo and decoder_halo multiples of {multiple}, "
+                             f"deep_halo even, got {got}")
 
     def validate_schedule(self) -> None:
         """The schedule ddrf.schedule.CosineSchedule.from_dict reads: a cosine one, of at least sampling_steps

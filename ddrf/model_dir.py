@@ -7,6 +7,11 @@
                               (+ scene_stats, scene_tokens in when the card has scene_statistics)
     scene_k{K}.onnx           with scene_statistics: the K-step sampler over a scene's context windows, recording
                               lms, pan, noise -> scene_stats, scene_tokens
+    staged_entry_k1.onnx      with the card's `staged` (ddrf.model.staged; K = 1 only): the shallow encoder,
+                              lms, pan, noise, scene_* -> entry, pooled (both at 1/2^split resolution)
+    staged_deep_k1.onnx       the deep levels over that map: entry, pooled, scene_* -> deep
+    staged_decoder_k1.onnx    the shallow encoder again and decoder, then the sampler's update: lms, pan, noise,
+                              deep, scene_* -> fused (the whole window)
     *_fp16.onnx               FP16 variants;  *.plan + *.plan.json: TensorRT engines and their sidecars
 
 The export writes it (`write_model_dir`), the engine builder adds plans, the runtime and the profiler read it
@@ -26,7 +31,8 @@ from ddrf.files import publish_all, sha256_file, stage_bytes
 CARD_NAME = "card.json"
 CARD_METADATA_KEY = "ddrf_card"  # the card's JSON in an ONNX graph's metadata and in a safetensors header
 GRAPH_ROLE_KEY = "ddrf_graph"  # which stage an ONNX graph is (its file stem), in its metadata
-STAGES = ("encoder", "denoiser", "sampler", "scene")
+STAGED_STAGES = ("staged_entry", "staged_deep", "staged_decoder")  # file stems {stage}_k{K}
+STAGES = ("encoder", "denoiser", "sampler", "scene", *STAGED_STAGES)
 PRECISIONS = ("fp32", "fp16")
 ONNX_SUFFIX = ".onnx"
 PLAN_SUFFIX = ".plan"
@@ -45,6 +51,9 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "denoiser": (("x_t", "t"), ("prediction",)),
     "sampler": (("lms", "pan", "noise"), ("fused",)),
     "scene": (("lms", "pan", "noise"), SCENE_IO),
+    "staged_entry": (("lms", "pan", "noise", *SCENE_IO), ("entry", "pooled")),
+    "staged_deep": (("entry", "pooled", *SCENE_IO), ("deep",)),
+    "staged_decoder": (("lms", "pan", "noise", "deep", *SCENE_IO), ("fused",)),
 }
 
 # What a graph computes and how the runtime must feed and read it: card.json must say of these what the card the
@@ -53,7 +62,7 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # hashes, and the serving defaults that ddrf-run's --halo and --steps override anyway (any halo is served right: a
 # window is widened where the output margin exceeds its border; a step count without graphs is refused by name).
 GRAPH_FACTS = ("model", "bands", "guide_bands", "ratio", "band_wise", "normalisation", "lms_border", "schedule",
-               "target", "residual", "residual_scale", "scene_statistics", "output_margin")
+               "target", "residual", "residual_scale", "scene_statistics", "output_margin", "staged")
 
 
 class ModelDirError(ValueError):
@@ -61,12 +70,14 @@ class ModelDirError(ValueError):
 
 
 def graph_stem(stage: str, precision: str = "fp32", steps: int | None = None) -> str:
-    """File stem of a graph: encoder, denoiser or sampler_k{steps}, with an _fp16 suffix for FP16."""
+    """File stem of a graph: encoder, denoiser, sampler_k{steps}, scene_k{steps} or staged_*_k{steps}, with an
+    _fp16 suffix for FP16."""
     if stage not in STAGES:
         raise ValueError(f"unknown graph stage {stage!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
     stem = {"sampler": f"{SAMPLER_PREFIX}{steps}", "scene": f"{SCENE_PREFIX}{steps}"}.get(stage, stage)
+    stem = f"{stage}_k{steps}" if stage in STAGED_STAGES else stem
     return stem if precision == "fp32" else stem + FP16_TAIL
 
 
@@ -120,6 +131,9 @@ class ModelDir:
         if path.suffix != ONNX_SUFFIX and any(self.path(stage, p, steps).is_file() for p in PRECISIONS):
             return (f"{path}: missing; build the TensorRT engines from this model's ONNX graphs with ddrf-export "
                     f"engine {self.root} (on a machine with TensorRT and the NVIDIA GPU that will run them)")
+        if stage in STAGED_STAGES:
+            return (f"{path}: missing; export the staged graphs with ddrf-export onnx WEIGHTS --scene-statistics "
+                    f"--unrolled {steps} --staged")
         if self.card.scene_statistics:
             return (f"{path}: missing; a model with scene statistics runs through the {steps}-step scene and sampler "
                     f"graphs: export them with ddrf-export onnx WEIGHTS --scene-statistics --unrolled {steps}")
@@ -253,7 +267,9 @@ def _layout_engines(out: Path) -> list[Path]:
 
 
 def is_graph_name(name: str) -> bool:
-    """A file name of the model directory's graph layout (encoder, denoiser, sampler_k{K}, scene_k{K}; FP16 too)."""
+    """A file name of the model directory's graph layout (encoder, denoiser, sampler_k{K}, scene_k{K},
+    staged_*_k{K}; FP16 too)."""
     stem = name.removesuffix(ONNX_SUFFIX).removesuffix(FP16_TAIL)
+    prefixes = (SAMPLER_PREFIX, SCENE_PREFIX, *(f"{stage}_k" for stage in STAGED_STAGES))
     return name.endswith(ONNX_SUFFIX) and (stem in ("encoder", "denoiser") or any(
-        stem.startswith(prefix) and stem[len(prefix):].isdigit() for prefix in (SAMPLER_PREFIX, SCENE_PREFIX)))
+        stem.startswith(prefix) and stem[len(prefix):].isdigit() for prefix in prefixes))

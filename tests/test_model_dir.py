@@ -47,8 +47,10 @@ def test_bundled_models_open_with_checked_hashes_and_io() -> None:
     assert fuser.files.graph("denoiser") == STEPWISE / "denoiser.onnx"
     assert fuser.files.graph("sampler", steps=1) == STEPWISE / "sampler_k1.onnx"
     scene = Fuser(BUNDLED)  # scene statistics: the scene pass and the sampler that replays it
-    assert set(scene.card.hashes) == {"scene_k1.onnx", "sampler_k1.onnx"} and scene.unrolled
+    staged = {f"staged_{stage}_k1.onnx" for stage in ("entry", "deep", "decoder")}  # one step in three graphs
+    assert set(scene.card.hashes) == {"scene_k1.onnx", "sampler_k1.onnx", *staged} and scene.unrolled
     assert scene.files.graph("scene", steps=1) == BUNDLED / "scene_k1.onnx"
+    assert {scene.files.graph(f"staged_{stage}", steps=1).name for stage in ("entry", "deep", "decoder")} == staged
     assert ModelDir.open(BUNDLED).graph_stages() == [("sampler", 1), ("scene", 1)]
 
 

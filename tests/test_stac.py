@@ -138,7 +138,8 @@ def test_model_run_item_names_the_model(tmp_path: Path) -> None:
     assert props["ddrf:method"] == "ddrf" and props["ddrf:steps"] == json.loads(MODEL_CARD.read_text())[
         "sampling_steps"]
     assert props["ddrf:model_card_sha256"] == hashlib.sha256(MODEL_CARD.read_bytes()).hexdigest()
-    assert set(props["ddrf:model_hashes"]) == {"scene_k1.onnx", "sampler_k1.onnx"}  # scene statistics
+    staged = {f"staged_{stage}_k1.onnx" for stage in ("entry", "deep", "decoder")}  # the card's, run or not
+    assert set(props["ddrf:model_hashes"]) == {"scene_k1.onnx", "sampler_k1.onnx", *staged}  # scene statistics
     assert "DDRF" in props["processing:lineage"]
 
 

@@ -62,6 +62,10 @@ def onnx_command(
     scene_statistics: bool = typer.Option(False, help="v1 networks: take GroupNorm moments and attention keys once "
                                           "per scene (a scene pass, then every window), so the output does not "
                                           "depend on the tile; exports only the unrolled graphs"),
+    staged: bool = typer.Option(False, help="with --scene-statistics and --unrolled 1: also export the 1-step "
+                                "sampler as three graphs staged_entry_k1, staged_deep_k1, staged_decoder_k1 (shallow "
+                                "levels in full-resolution windows, the deep ones at 1/4 resolution), each tiled "
+                                "with a halo of its own (the card's staged)"),
     halo: Optional[int] = typer.Option(None, min=0, help="context margin (PAN pixels) that ddrf-run gives each "
                                        "window of this model, recorded in the card (default 32)"),
     sampling_shift: Optional[float] = typer.Option(None, help="move the sampler's steps to where their log-SNR is this "
@@ -75,6 +79,7 @@ def onnx_command(
 ) -> None:
     """Export the encoder and step denoiser graphs (and unrolled samplers) with the model card."""
     from ddrf.bundled import model_folder
+    from ddrf.card import STAGED_DEFAULTS
     from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.schedule import CosineSchedule
     from ddrf.train.checkpoint import (WEIGHTS, check_inference_target, load_checkpoint, retire_inference_weights,
@@ -91,6 +96,7 @@ def onnx_command(
         if steps is not None:
             card.sampling_steps = steps
         card.scene_statistics = scene_statistics or card.scene_statistics
+        card.staged = dict(STAGED_DEFAULTS) if staged else card.staged  # validate() refuses it off v1 scene models
         card.halo = card.halo if halo is None else halo
         if sampling_shift is not None:
             card.schedule = CosineSchedule.from_dict({**card.schedule, "sampling_shift": sampling_shift}).to_dict()

@@ -9,7 +9,9 @@ from torch import nn
 
 from ddrf.model import DDRF
 from ddrf.model.scene import recorded, replayed
-from ddrf.sampling import sample
+from ddrf.model.staged import (decoder_contexts, deep_levels, pooled_condition, shallow_decoder, shallow_encoder,
+                               staged_replay)
+from ddrf.sampling import batch_ones, sample
 from ddrf.schedule import SamplerPlan
 
 
@@ -75,3 +77,58 @@ class ScenePassGraph(UnrolledSamplerGraph):
     def forward(self, lms: torch.Tensor, pan: torch.Tensor,  # type: ignore[override]
                 noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return recorded(self.model.scene_tape, lambda: super(ScenePassGraph, self).forward(lms, pan, noise))
+
+
+class StagedGraph(UnrolledSamplerGraph):
+    """A stage of the one-step sampler run in three graphs (ddrf.model.staged), replaying the scene's statistics by
+    module from `starts` (ddrf.model.staged.owner_starts, found before tracing: its call-order pass over a dummy
+    window is no part of any graph). The timestep is the one-step plan's, baked in as in the unrolled samplers."""
+
+    def __init__(self, model: DDRF, plan: SamplerPlan, target: str, residual: bool, residual_scale: float,
+                 split: int, starts: dict[int, int]) -> None:
+        super().__init__(model, plan, target, residual, residual_scale)
+        if len(plan.timesteps) != 1:
+            raise ValueError(f"staged graphs run one sampler step, not {len(plan.timesteps)}")
+        self.split, self.starts = split, starts
+
+    def temb(self, like: torch.Tensor) -> torch.Tensor:
+        """The step's time embedding for a batch as large as `like`'s (sample() feeds the denoiser the same t)."""
+        return self.model.time(batch_ones(like) * float(self.plan.timesteps[0]))
+
+
+class StagedEntryGraph(StagedGraph):
+    """lms, pan, noise, scene_stats, scene_tokens -> entry, pooled: stage 1, level `split`'s input and [LMS, PAN]
+    pooled to that level. The step's x_t is the sampler's start, the noise."""
+
+    def forward(self, lms: torch.Tensor, pan: torch.Tensor, noise: torch.Tensor,  # type: ignore[override]
+                scene_stats: torch.Tensor, scene_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with staged_replay(self.model, scene_stats, scene_tokens, self.starts):
+            skips = shallow_encoder(self.model, noise, self.temb(noise), self.model.encode(lms, pan), self.split)
+        return skips[-1], pooled_condition(self.model, lms, pan, self.split)
+
+
+class StagedDeepGraph(StagedGraph):
+    """entry, pooled, scene_stats, scene_tokens -> deep: stage 2, the levels >= split at that level's resolution."""
+
+    def forward(self, entry: torch.Tensor, pooled: torch.Tensor,  # type: ignore[override]
+                scene_stats: torch.Tensor, scene_tokens: torch.Tensor) -> torch.Tensor:
+        with staged_replay(self.model, scene_stats, scene_tokens, self.starts):
+            return deep_levels(self.model, entry, self.temb(entry), pooled, decoder_contexts(self.model, entry),
+                               self.split)
+
+
+class StagedDecoderGraph(StagedGraph):
+    """lms, pan, noise, deep, scene_stats, scene_tokens -> fused: stage 3 (the shallow encoder again, then the
+    shallow decoder from `deep`) as the network call of ddrf.sampling.sample, so the sampler arithmetic is the
+    unrolled samplers'. The whole window comes out (no output margin)."""
+
+    def forward(self, lms: torch.Tensor, pan: torch.Tensor, noise: torch.Tensor,  # type: ignore[override]
+                deep: torch.Tensor, scene_stats: torch.Tensor, scene_tokens: torch.Tensor) -> torch.Tensor:
+        def denoise(x: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            temb = self.model.time(t)
+            skips = shallow_encoder(self.model, x, temb, cond, self.split)
+            return shallow_decoder(self.model, deep, skips, temb, decoder_contexts(self.model, x), self.split)
+
+        with staged_replay(self.model, scene_stats, scene_tokens, self.starts):
+            return sample(self.model.encode, denoise, self.plan, self.target, lms, pan, noise, self.residual,
+                          residual_scale=self.residual_scale)

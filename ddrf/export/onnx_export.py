@@ -14,11 +14,13 @@ import torch
 from torch import nn
 
 from ddrf.card import ModelCard, unweighted_border
-from ddrf.export.graphs import DenoiserGraph, EncoderGraph, ScenePassGraph, SceneSamplerGraph, UnrolledSamplerGraph
+from ddrf.export.graphs import (DenoiserGraph, EncoderGraph, ScenePassGraph, SceneSamplerGraph, StagedDecoderGraph,
+                                StagedDeepGraph, StagedEntryGraph, UnrolledSamplerGraph)
 from ddrf.model import DDRF
+from ddrf.model.staged import owner_starts
 from ddrf.model_dir import (CARD_METADATA_KEY, GRAPH_ROLE_KEY, ONNX_SUFFIX, SCENE_IO, condition_names, graph_stem,
                             write_model_dir)
-from ddrf.schedule import CosineSchedule, make_plan
+from ddrf.schedule import CosineSchedule, SamplerPlan, make_plan
 
 OPSET = 17
 # The FP16 graph runs the compute-heavy operators in half precision and everything else (normalisations, softmax,
@@ -71,15 +73,35 @@ def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: lis
                           opset_version=OPSET, input_names=input_names,
                           output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
                           dynamo=False)
-    return onnx.load_from_string(buffer.getvalue())
+    return _declare_inputs(onnx.load_from_string(buffer.getvalue()), dict(zip(input_names, args)), dynamic_axes)
+
+
+def _declare_inputs(model: onnx.ModelProto, inputs: dict[str, torch.Tensor],
+                    dynamic_axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
+    """Every named input stays a graph input, used or not (the exporter drops unused ones): a stage's inputs are the
+    layout's (GRAPH_IO) whatever the network's configuration, e.g. scene_tokens of a staged graph whose levels
+    hold no self-attention, so the runtime feeds every graph of a stage alike."""
+    from onnx import TensorProto, helper
+
+    present = {i.name for i in model.graph.input}
+    for name, tensor in inputs.items():
+        if name not in present:
+            axes = dynamic_axes.get(name, {})
+            shape = [axes.get(dim, size) for dim, size in enumerate(tensor.shape)]
+            model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+    return model
 
 
 def clean_graph(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Constant folding and dead-node removal (onnxslim), then the ONNX checker and shape inference."""
+    """Constant folding and dead-node removal (onnxslim), then the ONNX checker and shape inference. The inputs stay
+    those declared, used or not (`_declare_inputs`; onnxslim drops unused ones)."""
     import onnxslim
 
+    declared = [onnx.ValueInfoProto.FromString(i.SerializeToString()) for i in model.graph.input]
     slimmed = onnxslim.slim(model)
     slimmed = slimmed if isinstance(slimmed, onnx.ModelProto) else model
+    kept = {i.name for i in slimmed.graph.input}
+    slimmed.graph.input.extend(i for i in declared if i.name not in kept)
     slimmed = onnx.shape_inference.infer_shapes(slimmed, check_type=True, strict_mode=True)
     onnx.checker.check_model(slimmed, full_check=True)
     return slimmed
@@ -164,6 +186,9 @@ def build_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ...] =
             raise ValueError(f"the model runs {card.sampling_steps} steps by default, and with scene statistics only "
                              f"through unrolled samplers: export that one too (--unrolled {given},"
                              f"{card.sampling_steps}) or make another the default (--steps {unrolled_steps[0]})")
+        if card.staged and 1 not in unrolled_steps:  # the staged graphs replay the 1-step scene pass's statistics
+            raise ValueError(f"the staged graphs run one sampler step, with the 1-step scene pass: export it too "
+                             f"(--unrolled {','.join(map(str, unrolled_steps))},1)")
         return _unrolled_graphs(model, card, unrolled_steps, small, image_axes)
     graphs = {"encoder": _to_onnx(
         EncoderGraph(model), (small["lms"], small["pan"]), ["lms", "pan"], cond_names,
@@ -204,7 +229,35 @@ def _unrolled_graphs(model: DDRF, card: ModelCard, unrolled_steps: tuple[int, ..
             SceneSamplerGraph(model, plan, card.target, card.residual, card.residual_scale, card.output_margin),
             (*images, *scene), ["lms", "pan", "noise", *SCENE_IO], ["fused"],
             {**axes, "scene_stats": {}, "scene_tokens": {3: "tokens"}, "fused": fused_axes})
+        if card.staged and steps == 1:
+            graphs.update(_staged_graphs(model, card, plan, images, scene, image_axes))
     return graphs
+
+
+def _staged_graphs(model: DDRF, card: ModelCard, plan: SamplerPlan, images: tuple[torch.Tensor, ...],
+                   scene: tuple[torch.Tensor, torch.Tensor], image_axes: dict[int, str]) -> dict[str, onnx.ModelProto]:
+    """staged_entry_k1, staged_deep_k1 and staged_decoder_k1 (ddrf.model.staged), traced over `images` with the
+    statistics `scene` that the 1-step scene pass recorded over them."""
+    starts = owner_starts(model, *scene)  # by module identity: found here, outside every traced forward
+    args = (model, plan, card.target, card.residual, card.residual_scale, card.staged["split"], starts)
+    entry_graph, deep_graph, decoder_graph = StagedEntryGraph(*args), StagedDeepGraph(*args), StagedDecoderGraph(*args)
+    with torch.no_grad():
+        entry, pooled = entry_graph(*images, *scene)
+        deep = deep_graph(entry, pooled, *scene)
+    map_axes = {0: "batch", 2: "map_height", 3: "map_width"}  # level `split`'s resolution
+    scene_axes = {"scene_stats": {}, "scene_tokens": {3: "tokens"}}
+    image_names = ["lms", "pan", "noise"]
+    return {
+        graph_stem("staged_entry", steps=1): _to_onnx(
+            entry_graph, (*images, *scene), [*image_names, *SCENE_IO], ["entry", "pooled"],
+            {**dict.fromkeys(image_names, image_axes), **scene_axes, "entry": map_axes, "pooled": map_axes}),
+        graph_stem("staged_deep", steps=1): _to_onnx(
+            deep_graph, (entry, pooled, *scene), ["entry", "pooled", *SCENE_IO], ["deep"],
+            {**dict.fromkeys(("entry", "pooled", "deep"), map_axes), **scene_axes}),
+        graph_stem("staged_decoder", steps=1): _to_onnx(
+            decoder_graph, (*images, deep, *scene), [*image_names, "deep", *SCENE_IO], ["fused"],
+            {**dict.fromkeys([*image_names, "fused"], image_axes), **scene_axes, "deep": map_axes}),
+    }
 
 
 def export_model(model: DDRF, card: ModelCard, out_dir: str | Path, unrolled_steps: tuple[int, ...] = (),

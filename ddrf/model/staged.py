@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .layers import pool_to_level
-from .unet import DDRF, EncoderBlock
+from .scene import REPLAY
+from .unet import DDRF, DecoderBlock, EncoderBlock
 
 
 def check_stageable(model: DDRF, split: int) -> None:
@@ -53,9 +54,10 @@ def owner_starts(model: DDRF, stats: Tensor, tokens: Tensor) -> dict[int, int]:
 
 
 @contextmanager
-def staged_replay(model: DDRF, stats: Tensor, tokens: Tensor) -> Iterator[None]:
-    """The scene's statistics replayed by module for the duration."""
-    starts = owner_starts(model, stats, tokens)
+def staged_replay(model: DDRF, stats: Tensor, tokens: Tensor, starts: dict[int, int] | None = None) -> Iterator[None]:
+    """The scene's statistics replayed by module for the duration; `starts` from `owner_starts`, given where they
+    must be found outside the replay (an exported graph's forward must not trace the network's call-order pass)."""
+    starts = owner_starts(model, stats, tokens) if starts is None else starts
     model.scene_tape.replay(stats, tokens)
     model.scene_tape.seek_by_owner(starts)
     try:
@@ -64,9 +66,12 @@ def staged_replay(model: DDRF, stats: Tensor, tokens: Tensor) -> Iterator[None]:
         model.scene_tape.window()
 
 
-def decoder_contexts(model: DDRF, cond: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """The decoder blocks' wavelet contexts from encode()'s tuple (replayed: the scene's, whatever the window)."""
-    return cond[1 + 2 * len(model.encoder):]
+def decoder_contexts(model: DDRF, like: Tensor) -> tuple[Tensor, ...]:
+    """The decoder blocks' wavelet contexts, for a batch as large as `like`'s: replayed, they are the scene's
+    whatever the window, so no pixels are needed (stage 2 has none at full resolution)."""
+    if model.scene_tape.mode != REPLAY:  # else each block would take `like` for its wavelet bands
+        raise ValueError("the decoder contexts of staged execution are the scene's: replay them (staged_replay)")
+    return tuple(cast(DecoderBlock, block).condition(like) for block in model.decoder)
 
 
 def shallow_encoder(model: DDRF, x_t: Tensor, temb: Tensor, cond: tuple[Tensor, ...], split: int) -> list[Tensor]:
@@ -170,7 +175,7 @@ def staged_prediction(model: DDRF, lms: Tensor, pan: Tensor, x_t: Tensor, t: Ten
     if any(v % align for v in (tile, halos[0], halos[2], height, width)) or halos[1] % 2:
         raise ValueError(f"tile, halos and sides must be multiples of {align} (stage 2's halo of 2)")
     temb = model.time(t)
-    contexts = decoder_contexts(model, model.encode(lms[..., :align, :align], pan[..., :align, :align]))
+    contexts = decoder_contexts(model, x_t)
     entry = x_t.new_zeros(1, model.config.widths[split - 1], height // scale, width // scale)
     for window, core, place in grid(height, width, tile, halos[0]):
         cond = model.encode(part(lms, window), part(pan, window))
