@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ddrf.model.staged import staged_prediction, staged_replay
+from ddrf.model.staged import staged_replay
 from ddrf.evaluate.datasets import REDUCED, open_dataset
 from ddrf.scenes.arrays import ArrayScene
 from ddrf.schedule import make_plan
 from ddrf.train.checkpoint import load_checkpoint
-from ddrf.train.tiled import TorchEngine, fuse_tiled
+from ddrf.train.tiled import TorchEngine, fuse_tiled, staged_prediction
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tile_invariance import sample_scene  # noqa: E402

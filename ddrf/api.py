@@ -283,7 +283,7 @@ def fuse_scene(source: PathLike, out: PathLike, *, model: PathLike | None = None
     raster = scene_output(source, out, is_item, bool(bands or sensor))
     # no model: the bundled one that fits the scene (named in the report)
     chosen = str(model_folder(model)) if model and not method else None  # a path, or a bundled model's name
-    spec = EngineSpec(model=chosen, backend=backend, steps=steps, seed=seed,
+    spec = EngineSpec(model=chosen, backend=backend, steps=steps, seed=seed, tile=tile,
                       method=method, samples=max(ensemble, 1), views=bool(ensemble),
                       statistics_from=StatisticsScene(str(Path(statistics_from).absolute()), sensor, bands)
                       if statistics_from else None)

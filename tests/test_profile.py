@@ -257,8 +257,9 @@ def test_a_scene_statistics_model_is_timed_through_its_unrolled_sampler_by_defau
 
 
 def test_a_tile_the_models_halo_leaves_no_room_in_is_refused_before_any_point_runs(tmp_path: Path) -> None:
-    """landsat_ratio2 (halo 96) at --tile 128: ddrf-run refuses it; the profile said so in one line (before: the point
-    ran and failed inside the graph, 'Invalid input shape: {0,0}', exit 1 after the cold start)."""
+    """landsat_ratio2 (halo 96) at --tile 128: ddrf-run runs it staged, which the points do not time; the profile says
+    so in one line (before: the point ran and failed inside the graph, 'Invalid input shape: {0,0}', exit 1 after the
+    cold start)."""
     bundled = Path(__file__).resolve().parents[1] / "ddrf" / "assets" / "models" / "landsat_ratio2"
     out = tmp_path / "r.json"
     result = runner.invoke(app, [str(bundled), "--tile", "128", "--runs", "1", "--warmup", "0", "--json", str(out)])
@@ -266,6 +267,7 @@ def test_a_tile_the_models_halo_leaves_no_room_in_is_refused_before_any_point_ru
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1 and str(bundled) in message
     assert "--tile 128" in message and "halo of 96" in message and "use a tile of 384" in message
+    assert "ddrf-run runs it staged (stage 3's halo 16), which these points do not time" in message
     assert not out.exists() and "[1/1]" not in result.stderr  # no worker started, nothing written
 
 

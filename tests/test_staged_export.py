@@ -15,7 +15,8 @@ from ddrf.card import STAGED_DEFAULTS, ModelCard, Normalisation  # noqa: E402
 from ddrf.engines.onnx_ops import check_tensorrt_ops  # noqa: E402
 from ddrf.export.onnx_export import export_model, output_margin  # noqa: E402
 from ddrf.model import DDRF, DDRFConfig  # noqa: E402
-from ddrf.model.staged import staged_prediction, staged_replay  # noqa: E402
+from ddrf.model.staged import staged_replay  # noqa: E402
+from ddrf.train.tiled import staged_prediction  # noqa: E402
 from ddrf.model_dir import GRAPH_IO, MissingGraph, ModelDir, graph_stem, is_graph_name  # noqa: E402
 from ddrf.sampling import sample  # noqa: E402
 from ddrf.schedule import CosineSchedule, make_plan  # noqa: E402

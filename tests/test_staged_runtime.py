@@ -13,50 +13,58 @@ from ddrf.export.onnx_export import export_model  # noqa: E402
 from ddrf.runtime.fuser import Fuser  # noqa: E402
 from ddrf.scenes.arrays import fuse_arrays, tile_differences  # noqa: E402
 from ddrf.scenes.engines import ModelEngine  # noqa: E402
-from ddrf.scenes.staged import DeepMap  # noqa: E402
+from ddrf.scenes.staged import DeepMap, SceneMap  # noqa: E402
 from test_scene_statistics import BOUND, card_of, textured_scene, v1_model  # noqa: E402
 
 STAGED = {"split": 2, "encoder_halo": 16, "deep_halo": 16, "decoder_halo": 16}
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The same weights exported staged and unstaged (halo 48: the whole network's reach)."""
-    model, root = v1_model(), tmp_path_factory.mktemp("staged")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random v1 model with scene statistics (halo 48: the whole network's reach), exported with staged graphs."""
+    model, out = v1_model(), tmp_path_factory.mktemp("staged") / "model"
     card = card_of(model, True, halo=48)
-    export_model(model, card, root / "plain", unrolled_steps=(1,), fp16=False)
     card.staged = dict(STAGED)
-    export_model(model, card, root / "staged", unrolled_steps=(1,), fp16=False)
-    return root / "plain", root / "staged"
+    export_model(model, card, out, unrolled_steps=(1,), fp16=False)
+    return out
 
 
-def test_staged_windows_need_only_stage_three_halo(exports: tuple[Path, Path]) -> None:
-    plain, staged = (ModelEngine(Fuser(path, threads=1)) for path in exports)
-    assert staged.staged and not plain.staged
-    assert (plain.halo, staged.halo) == (48, STAGED["decoder_halo"])
+def test_windows_below_the_default_run_staged_with_stage_three_halo(exported: Path) -> None:
+    fuser = Fuser(exported, threads=1)
+    default, small, large = (ModelEngine(fuser, tile=tile) for tile in (None, 128, 1024))
+    assert default.default_tile == 384  # seven halos of 48, rounded up to 64
+    assert (default.staged, small.staged, large.staged) == (False, True, False)
+    assert (default.halo, small.halo, large.halo) == (48, STAGED["decoder_halo"], 48)
+    assert not ModelEngine(fuser, tile=128, first_view=0).staged  # each view would need its own maps
+    assert small.summary()["staged"] == STAGED and default.summary()["staged"] is None
 
 
-def test_staged_output_does_not_depend_on_the_tile_and_is_the_samplers(exports: tuple[Path, Path],
+def test_staged_output_does_not_depend_on_the_tile_and_is_one_windows(exported: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiles down to 48 px (three times a 16 px halo; the unstaged model cannot run below four of its 48 px halos)
-    against one window over the scene, and against the unstaged sampler's single window; the last run also in
-    small stage 1 and 2 windows."""
-    plain, staged = (ModelEngine(Fuser(path, threads=1)) for path in exports)
-    scene = textured_scene(2, 256)
-    whole = fuse_arrays(staged, scene, 1024)
-    reference = fuse_arrays(plain, scene, 1024)
-    figures = tile_differences({0: whole}, reference)[0]
-    assert figures["p99"] <= BOUND["p99"] and figures["max"] <= BOUND["max"], figures
-    for tile, batch, stage_window in ((48, 1, 512), (128, 3, 64)):
+    """Staged tiles down to 64 px (four times a 16 px halo; the sampler needs four of its 48 px halos) against the
+    sampler's one window over the scene; the last run also in small stage 1 and 2 windows."""
+    fuser, scene = Fuser(exported, threads=1), textured_scene(2, 256)
+    whole = fuse_arrays(ModelEngine(fuser), scene, 1024)
+    for tile, batch, stage_window in ((64, 1, 512), (128, 3, 64)):
         monkeypatch.setattr("ddrf.scenes.staged.STAGE_WINDOW", stage_window)
-        figures = tile_differences({tile: fuse_arrays(staged, scene, tile, batch=batch)}, whole)[tile]
+        monkeypatch.setattr("ddrf.scenes.staged.DEEP_WINDOW", stage_window // 4)
+        engine = ModelEngine(fuser, tile=tile)
+        assert engine.staged
+        figures = tile_differences({tile: fuse_arrays(engine, scene, tile, batch=batch)}, whole)[tile]
         assert figures["p99"] <= BOUND["p99"] and figures["max"] <= BOUND["max"], (tile, batch, figures)
 
 
-def test_the_deep_map_refuses_a_window_outside_it() -> None:
-    deep = DeepMap(np.zeros((2, 10, 10), np.float32), top=-8, left=-8, scale=4)
-    assert deep.under([(-8, -8), (24, 24)], 16, 8).shape == (2, 2, 4, 2)
-    with pytest.raises(ValueError, match="outside the deep map"):
-        deep.under([(-12, 0)], 16, 16)
-    with pytest.raises(ValueError, match="outside the deep map"):
-        deep.under([(24, 0)], 16, 16)
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_scene_maps_in_memory_and_on_disk_read_back_what_was_written(in_memory: bool) -> None:
+    values = np.random.default_rng(0).standard_normal((3, 12, 10)).astype(np.float32)
+    stored = SceneMap(3, 12, 10, in_memory)
+    stored.write(slice(0, 12), slice(0, 6), values[:, :, :6])
+    stored.write(slice(0, 12), slice(6, 10), values[:, :, 6:])
+    assert np.array_equal(stored.read(slice(2, 9), slice(3, 10)), values[:, 2:9, 3:10])
+    deep = DeepMap(stored, top=-8, left=-8, scale=4)
+    assert np.array_equal(deep.under([(-8, -8), (16, 4)], 16, 8), np.stack([values[:, :4, :2], values[:, 6:10, 3:5]]))
+    for origin in ((-12, 0), (28, 0), (0, 28)):
+        with pytest.raises(ValueError, match="outside the deep map"):
+            deep.under([origin], 16, 16)
+    stored.close()
+

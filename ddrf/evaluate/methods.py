@@ -58,8 +58,10 @@ class Tiling:
     def fuse(self, engine: Any, sample: Sample, backend: str) -> np.ndarray:
         from ddrf.scenes.arrays import ArrayScene, fuse_arrays
 
-        tile, halo, batch = self.resolved(backend, engine.card)
-        return fuse_arrays(engine, ArrayScene(sample.pan, sample.ms, sample.ratio, sample.name), tile, halo, batch)
+        tile, _, batch = self.resolved(backend, engine.card)
+        # the engine's halo: the card's, or a staged model's stage 3's where --tile runs it staged (as ddrf-run does)
+        return fuse_arrays(engine, ArrayScene(sample.pan, sample.ms, sample.ratio, sample.name), tile, engine.halo,
+                           batch)
 
 
 def seeds_of(seed: int, samples: int) -> list[int]:
@@ -135,8 +137,8 @@ class OnnxDDRF:
         check_card(fuser.card, sample, self.model_dir)
         if self.tiling.whole_image:
             return [fuser.fuse(sample.pan, sample.ms, seed=s) for s in seeds_of(self.seed, self.samples)]
-        return [self.tiling.fuse(ModelEngine(fuser, seed=s, first_view=k if self.tiling.views else None), sample,
-                                 self.backend)
+        return [self.tiling.fuse(ModelEngine(fuser, seed=s, first_view=k if self.tiling.views else None,
+                                             tile=self.tiling.tile), sample, self.backend)
                 for k, s in enumerate(seeds_of(self.seed, self.samples))]
 
 

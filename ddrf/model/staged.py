@@ -10,7 +10,8 @@ at level `split` (resolution 1 / 2^split), the network becomes
      reading stage 2's map.
 Each stage reproduces the whole-scene network wherever its halo covers what its own levels see: for the ratio-2
 default 16 full-resolution pixels for stages 1 and 3 and 32 pixels at level 2 for stage 2
-(`benchmarks/staged_execution.py`).
+(`benchmarks/staged_execution.py`). The stages tiled over a scene: `ddrf.train.tiled.staged_prediction` (torch) and
+`ddrf.scenes.staged` (the exported graphs, in ddrf-run).
 
 Stages call the network's modules in another order than the recording, so the tape replays by module
 (`SceneTape.seek_by_owner`); one step only (each module recorded once).
@@ -135,61 +136,3 @@ def shallow_decoder(model: DDRF, deep: Tensor, skips: list[Tensor], temb: Tensor
 def pooled_condition(model: DDRF, lms: Tensor, pan: Tensor, split: int) -> Tensor:
     """[LMS, PAN] area-averaged to level `split`: stage 2's condition."""
     return F.avg_pool2d(torch.cat([lms, pan], dim=1), 2**split)
-
-
-Region = tuple[slice, slice]  # rows, columns
-
-
-def axis_windows(length: int, tile: int, halo: int) -> list[tuple[slice, slice, slice]]:
-    """(window, core within the window, core within the axis) along an axis; windows are cut at the axis's ends,
-    never padded, as one window over the whole axis is."""
-    out = []
-    for start in range(0, length, tile):
-        end = min(start + tile, length)
-        lo, hi = max(0, start - halo), min(length, end + halo)
-        out.append((slice(lo, hi), slice(start - lo, end - lo), slice(start, end)))
-    return out
-
-
-def grid(height: int, width: int, tile: int, halo: int) -> Iterator[tuple[Region, Region, Region]]:
-    """(window, core within the window, core within the map) of each window over a height x width map."""
-    for rows, row_core, row_place in axis_windows(height, tile, halo):
-        for cols, col_core, col_place in axis_windows(width, tile, halo):
-            yield (rows, cols), (row_core, col_core), (row_place, col_place)
-
-
-def part(x: Tensor, region: Region, scale: int = 1) -> Tensor:
-    """The region of NCHW `x`, given in pixels `scale` times finer than x's."""
-    rows, cols = region
-    return x[:, :, rows.start // scale:rows.stop // scale, cols.start // scale:cols.stop // scale]
-
-
-def staged_prediction(model: DDRF, lms: Tensor, pan: Tensor, x_t: Tensor, t: Tensor, tile: int,
-                      halos: tuple[int, int, int] = (16, 32, 16), split: int = 2) -> Tensor:
-    """The network's prediction for one scene (N = 1, sides multiples of config.multiple) by stages: stages 1 and
-    3 in windows of `tile` full-resolution pixels, stage 2 in windows of `tile` of its own pixels (a tile's memory
-    is about the same at every level), each with its halo. Needs `staged_replay`."""
-    check_stageable(model, split)
-    scale, align = 2**split, model.config.multiple
-    height, width = x_t.shape[-2:]
-    if any(v % align for v in (tile, halos[0], halos[2], height, width)) or halos[1] % 2:
-        raise ValueError(f"tile, halos and sides must be multiples of {align} (stage 2's halo of 2)")
-    temb = model.time(t)
-    contexts = decoder_contexts(model, x_t)
-    entry = x_t.new_zeros(1, model.config.widths[split - 1], height // scale, width // scale)
-    for window, core, place in grid(height, width, tile, halos[0]):
-        cond = model.encode(part(lms, window), part(pan, window))
-        top = shallow_encoder(model, part(x_t, window), temb, cond, split)[-1]
-        part(entry, place, scale)[...] = part(top, core, scale)
-    pooled = pooled_condition(model, lms, pan, split)
-    deep = x_t.new_zeros(1, model.config.widths[split], height // scale, width // scale)
-    for window, core, place in grid(height // scale, width // scale, tile, halos[1]):
-        out = deep_levels(model, part(entry, window), temb, part(pooled, window), contexts, split)
-        part(deep, place)[...] = part(out, core)
-    prediction = torch.zeros_like(x_t)
-    for window, core, place in grid(height, width, tile, halos[2]):
-        cond = model.encode(part(lms, window), part(pan, window))
-        skips = shallow_encoder(model, part(x_t, window), temb, cond, split)
-        out = shallow_decoder(model, part(deep, window, scale), skips, temb, contexts, split)
-        part(prediction, place)[...] = part(out, core)
-    return prediction

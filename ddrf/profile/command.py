@@ -155,9 +155,12 @@ def check_tiles(target: Path, tiles: list[int], halo: int, card: Any) -> None:
     for tile in tiles:
         if leaves_no_room(tile, halo, align):
             run_as = f" (run as {round_up(tile, align)})" if round_up(tile, align) != tile else ""
-            raise fail(f"{target}: --tile {tile}{run_as} leaves no room inside the halo of "
-                       f"{rounded_halo} on each side, as ddrf-run would refuse it: use a tile of "
-                       f"{least_tile(rounded_halo, align)} or more, or a smaller --halo", 2)
+            # a staged model's small tiles run staged in ddrf-run (ddrf.scenes.staged); these points time the sampler
+            how = (f"ddrf-run runs it staged (stage 3's halo {card.staged['decoder_halo']}), which these points do "
+                   "not time" if card.staged else "as ddrf-run would refuse it")
+            raise fail(f"{target}: --tile {tile}{run_as} leaves no room inside the halo of {rounded_halo} on each "
+                       f"side, {how}: use a tile of {least_tile(rounded_halo, align)} or more, or a smaller --halo",
+                       2)
 
 
 def check_tiles_from(tiles_from: Path | None, card: Any) -> None:

@@ -51,7 +51,9 @@ class Backend(Protocol):
     input_names: list[str]
     output_names: list[str]
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def run(self, inputs: dict[str, np.ndarray], release: bool = False) -> dict[str, np.ndarray]:
+        """`release`: the last run of a burst (a staged model's scene stages): memory it holds for the next run
+        may go back to the system."""
 
     def metadata(self) -> dict[str, str]: ...
 
@@ -87,9 +89,10 @@ class OrtBackend:
         # blocks go back to the system instead of staying reserved while every window runs. It keeps the arena
         # during the run: without one each tensor is a fresh mmap under ddrf-run's fixed mmap threshold
         # (ddrf.cli.bounded_heap), which made the pass 2.5x slower (docs/BENCHMARKS.md, thirteenth session).
-        self.run_options = ort.RunOptions()
+        self.run_options, self.release_options = ort.RunOptions(), ort.RunOptions()
+        self.release_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         if once:
-            self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+            self.run_options = self.release_options
         if threads:
             options.intra_op_num_threads = threads
         providers = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
@@ -110,9 +113,9 @@ class OrtBackend:
     def input_dtype(self, name: str) -> np.dtype:
         return np.dtype(np.float16) if self._input_types[name] == "tensor(float16)" else np.dtype(np.float32)
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], release: bool = False) -> dict[str, np.ndarray]:
         feed = {n: np.ascontiguousarray(inputs[n], dtype=self.input_dtype(n)) for n in self.input_names}
-        outputs = self.session.run(self.output_names, feed, self.run_options)
+        outputs = self.session.run(self.output_names, feed, self.release_options if release else self.run_options)
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.output_names, outputs)}
 
     def metadata(self) -> dict[str, str]:

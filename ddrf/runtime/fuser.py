@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ddrf.card import ModelCard
-from ddrf.model_dir import CARD_NAME, ModelDir
+from ddrf.model_dir import CARD_NAME, ONNX_SUFFIX, STAGED_STAGES, ModelDir
 from ddrf.radiometry import Radiometry, scene_radiometry
 from ddrf.runtime.backends import Backend, backend_info, open_backend
 from ddrf.runtime.checks import check_count, check_values
@@ -151,21 +151,24 @@ class Fuser(InputPreparation):
             self.files.check_card(path, opened.metadata())
             return opened
 
-        # one step of a model exported with staged graphs runs them: its windows need a short halo (stage_halo)
+        # one step of a model exported with staged graphs can also run them (`fuse_normalised(deep=)`), whose
+        # windows need a short halo (`stage_halo`); ONNX Runtime only, so far
         self.staged = bool(self.card.staged) and self.steps == 1 and suffix == ONNX_SUFFIX and all(
             self.files.path(stage, precision, 1).is_file() for stage in STAGED_STAGES)
-        stages = ([(stage, 1) for stage in STAGED_STAGES] + [("scene", 1)] if self.staged else
-                  [("sampler", self.steps)] + ([("scene", self.steps)] if self.card.scene_statistics else [])
-                  if unrolled else [("encoder", None), ("denoiser", None)])
+        unrolled_stages: list[tuple[str, int | None]] = [("sampler", self.steps)]
+        unrolled_stages += [("scene", self.steps)] if self.card.scene_statistics else []
+        split_stages: list[tuple[str, int | None]] = [("encoder", None), ("denoiser", None)]
+        stages = unrolled_stages if unrolled else split_stages
+        stages += [(stage, 1) for stage in STAGED_STAGES] if self.staged else []
         if backend == "ort-cpu":  # ONNX Runtime optimises each graph without the GIL: side by side, 0.4 s less start-up
             with ThreadPoolExecutor(max_workers=len(stages)) as pool:
                 opened = list(pool.map(lambda stage: load(*stage), stages))
         else:  # GPU backends: in this thread, whose CUDA context they use
             opened = [load(*stage) for stage in stages]
         if self.staged:
-            self.entry_graph, self.deep_graph, self.decoder_graph, self.scene_pass = opened
-            self.sampler = self.decoder_graph  # what runs each window (name, engine profile)
-        elif unrolled:
+            self.entry_graph, self.deep_graph, self.decoder_graph = opened[-3:]
+            opened = opened[:-3]
+        if unrolled:
             self.sampler = opened[0]
             if self.card.scene_statistics:
                 self.scene_pass = opened[1]
@@ -192,26 +195,27 @@ class Fuser(InputPreparation):
             return {}
         return self.scene_pass.run({"lms": lms, "pan": pan, "noise": noise})
 
-    def stage_entry(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray,
-                    context: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Stage 1 of a staged model over a batch: (entry, pooled), the deep levels' inputs (ddrf.model.staged)."""
-        out = self.entry_graph.run({"lms": lms, "pan": pan, "noise": noise, **context})
+    def stage_entry(self, lms: np.ndarray, pan: np.ndarray, noise: np.ndarray, context: dict[str, np.ndarray],
+                    last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 1 of a staged model over a batch: (entry, pooled), the deep levels' inputs (ddrf.model.staged);
+        `last`: the scene's last stage-1 window (the session's memory is released after it)."""
+        out = self.entry_graph.run({"lms": lms, "pan": pan, "noise": noise, **context}, release=last)
         return out["entry"], out["pooled"]
 
-    def stage_deep(self, entry: np.ndarray, pooled: np.ndarray, context: dict[str, np.ndarray]) -> np.ndarray:
-        """Stage 2: the deep levels over (part of) stage 1's map."""
-        return self.deep_graph.run({"entry": entry, "pooled": pooled, **context})["deep"]
+    def stage_deep(self, entry: np.ndarray, pooled: np.ndarray, context: dict[str, np.ndarray],
+                   last: bool = False) -> np.ndarray:
+        """Stage 2: the deep levels over (part of) stage 1's map; `last` as for `stage_entry`."""
+        return self.deep_graph.run({"entry": entry, "pooled": pooled, **context}, release=last)["deep"]
 
     @property
     def stage_halo(self) -> int:
-        """The halo a staged model's windows need (its stage 3's), else the card's."""
-        return int(self.card.staged["decoder_halo"]) if self.staged else int(self.card.halo)
+        """The halo a staged model's stage-3 windows need."""
+        return int(self.card.staged["decoder_halo"])
 
     @property
     def output_margin(self) -> int:
-        """Pixels of each side that the sampler graph leaves out of its output (only the unrolled ones crop; the
-        staged decoder computes its whole window)."""
-        return self.card.output_margin if self.unrolled and not self.staged else 0
+        """Pixels of each side that the sampler graph leaves out of its output (only the unrolled ones crop)."""
+        return self.card.output_margin if self.unrolled else 0
 
     def widening(self, border: int) -> int:
         """Pixels of reflection added to each side of a window whose caller keeps all but `border` of its edge,
@@ -232,11 +236,11 @@ class Fuser(InputPreparation):
         border). Up to the graph's output margin they come back as zeros, uncomputed; where the margin is wider, the
         inputs are first widened by reflection so that every other pixel is fused.
         `deep`: a staged model's stage-2 map under these windows, taken from the whole scene's
-        (ddrf.scenes.staged); without it the batch's own windows are the scene (stages 1 and 2 over each).
+        (ddrf.scenes.staged): the windows then run stage 3 only (no output margin).
         """
         if context is None:
             context = self.scene_context(lms, pan, noise)
-        margin, widen = self.output_margin, self.widening(border)
+        margin, widen = (self.output_margin, self.widening(border)) if deep is None else (0, 0)
         if widen:
             lms, pan, noise = (np.pad(a, ((0, 0), (0, 0), (widen, widen), (widen, widen)), mode="reflect")
                                for a in (lms, pan, noise))
@@ -251,9 +255,7 @@ class Fuser(InputPreparation):
                     on_stage: StageCallback | None, context: dict[str, np.ndarray],
                     deep: np.ndarray | None = None) -> np.ndarray:
         """The sampler over the bands the graphs take at once (without the output margin, if the graph has one)."""
-        if self.staged:
-            if deep is None:
-                deep = self.stage_deep(*self.stage_entry(lms, pan, noise, context), context)
+        if deep is not None:
             fused = self.decoder_graph.run({"lms": lms, "pan": pan, "noise": noise, "deep": deep, **context})["fused"]
             if on_stage is not None:
                 on_stage("sample")

@@ -222,7 +222,7 @@ class TensorRTBackend:
         assert self._graph is not None
         self._graph.launch(self._stream)
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, np.ndarray], release: bool = False) -> dict[str, np.ndarray]:
         """Outputs for one batch of inputs, as new numpy arrays (the buffers are reused by the next run)."""
         arrays = self._prepare(inputs)
         self._set_shapes(self._context, arrays)

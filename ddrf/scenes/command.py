@@ -55,7 +55,7 @@ def bundled_models() -> list[Any]:
 def make_spec(model: str | None, backend: str, steps: int | None, seed: int, uncertainty: int,
               method: str | None, threads: int | None, ensemble: int = 0,
               statistics_from: Path | None = None, bands: tuple[str, ...] = (),
-              sensor: str | None = None) -> "EngineSpec":
+              sensor: str | None = None, tile: int | None = None) -> "EngineSpec":
     """The engine description, checked here so that a bad model is a usage error before any scene runs.
 
     Without --model (and --method) the spec names no model: each scene gets the bundled one that fits it.
@@ -106,7 +106,7 @@ def make_spec(model: str | None, backend: str, steps: int | None, seed: int, unc
             raise usage(" ".join(str(exc).split()))
     return EngineSpec(model=model, backend=backend, steps=steps, seed=seed,
                       samples=max(uncertainty, ensemble, 1), threads=threads, views=bool(ensemble),
-                      statistics_from=reference)
+                      statistics_from=reference, tile=tile)
 
 
 # scenes whose bundled model is picked before the run (about 10 ms each, reading headers); a longer batch, or
@@ -367,7 +367,7 @@ def main(
     check_catalog(catalog)
     band_names, sensor_name = band_list(bands), known_sensor(sensor)
     spec = make_spec(model, backend, steps, seed, uncertainty, method, threads, ensemble, statistics_from,
-                     band_names, sensor_name)
+                     band_names, sensor_name, tile)
     batch_default = default_tiling(backend, method)[1]
     settings = RunSettings(tile=tile, batch=batch or batch_default,
                            halo=halo, cog=cog, quicklook=quicklook,

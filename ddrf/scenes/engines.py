@@ -72,7 +72,8 @@ class ModelEngine:
     with --model, or the bundled one that fits the scene), for the report."""
 
     def __init__(self, fuser: "Fuser", seed: int = 0, samples: int = 1, chosen_by: str = "--model",
-                 first_view: int | None = None, statistics_from: "StatisticsScene | None" = None) -> None:
+                 first_view: int | None = None, statistics_from: "StatisticsScene | None" = None,
+                 tile: int | None = None) -> None:
         self.fuser, self.seed, self.samples, self.chosen_by = fuser, seed, samples, chosen_by
         self.statistics_from = statistics_from
         self.first_view = first_view
@@ -87,11 +88,15 @@ class ModelEngine:
         self.spread_calibration = self.card.spread_factor(samples, views, fuser.steps)
         self.spread_problem = self.card.spread_problem(fuser.steps, samples if views else 0)
         self.spread_note = None if views else self.card.spread_widening(samples)  # views: fitted at their own N
-        # a staged model's windows run stage 3 only, over maps of the whole scene (ddrf.scenes.staged); each view of
-        # a self-ensemble would need maps of its own: views run whole windows with the card's halo instead
-        self.staged = bool(getattr(fuser, "staged", False)) and first_view is None
+        # Windows smaller than the model's default (`tile`) run a staged model staged: stages 1 and 2 once over the
+        # scene, stage 3 in each window with a short halo (ddrf.scenes.staged), faster there and possible below
+        # four of the card's halos; from the default window up, the one-graph sampler is faster (docs/BENCHMARKS.md).
+        # Both give the output of one window over the scene. Each view of a self-ensemble would need maps of its
+        # own: views run the sampler.
+        self.default_tile = default_tiling(fuser.backend_kind, halo=int(self.card.halo))[0]
+        self.staged = (bool(getattr(fuser, "staged", False)) and first_view is None and tile is not None
+                       and tile < self.default_tile)
         self.halo = int(fuser.stage_halo if self.staged else self.card.halo)
-        self.default_tile = default_tiling(fuser.backend_kind, halo=self.halo)[0]
         self.deep_maps: dict[int, Any] = {}  # per member: a staged model's scene maps (start_scene)
         self.radiometry: Radiometry | None = None
         self.border = 0  # the window border the blend gives no weight (start_scene)
@@ -111,7 +116,7 @@ class ModelEngine:
     def window_side(self, tile: int, halo: int) -> int:
         """The side the backend runs for a `tile` window with this halo: wider where a halo below the card's keeps
         border pixels the graph's output margin leaves out (the Fuser widens such windows by reflection)."""
-        return tile + 2 * self.fuser.widening(unweighted_border(halo))
+        return tile if self.staged else tile + 2 * self.fuser.widening(unweighted_border(halo))
 
     def start_scene(self, scene: "Scene", border: int = 0) -> None:
         """One normalisation for the whole scene, so that tiles agree (per-scene statistics come from a preview),
@@ -420,6 +425,7 @@ class EngineSpec:
     threads: int | None = None
     views: bool = False  # the samples are views of each window (a geometric self-ensemble), not only seeds
     statistics_from: StatisticsScene | None = None  # the scene whose normalisation and statistics every scene takes
+    tile: int | None = None  # the window asked for (--tile): below the model's default, a staged model runs staged
 
 
 _FUSERS: dict[EngineSpec, "Fuser"] = {}  # per process: a worker loads each model once
@@ -437,6 +443,6 @@ def get_engine(spec: EngineSpec, sensor: str = "generic", chosen_by: str = "--mo
     if key not in _FUSERS or _FUSERS[key].identity != model_identity(spec.model):  # replaced, or another folder
         _FUSERS[key] = Fuser(spec.model, spec.backend, spec.steps, unrolled="auto", threads=spec.threads)
     return ModelEngine(_FUSERS[key], spec.seed, spec.samples, chosen_by, 0 if spec.views else None,
-                       spec.statistics_from)
+                       spec.statistics_from, spec.tile)
 
 

@@ -21,8 +21,11 @@ if TYPE_CHECKING:
     from ddrf.runtime.fuser import Fuser
     from ddrf.scenes.scene import Scene
 
-# Stage 1's windows (PAN pixels) and stage 2's (its own pixels): a speed and memory choice only, like --tile
+# Stage 1's windows (PAN pixels) and stage 2's (its own pixels, the same PAN footprint at split 2): a speed and
+# memory choice only, like --tile. Stage 2's are small because its middle self-attention holds a (queries x scene
+# tokens) matrix per head: 512 of its own pixels a side took 1.7 GB for the bundled ratio-2 model.
 STAGE_WINDOW = 512
+DEEP_WINDOW = 128
 # A scene's maps (stage 1's and stage 2's, every member's) up to this many bytes stay in memory; larger ones go to an
 # unnamed temporary file (TMPDIR), so that ddrf-run's memory does not grow with the scene (8 bytes per PAN pixel
 # each for the bundled ratio-2 model: 1.1 GB at 8192 x 8192)
@@ -115,19 +118,21 @@ def deep_maps(scene: "Scene", fuser: "Fuser", radiometry: "Radiometry", members:
 
     entries = {j: (new_map(entry_c), new_map(pooled_c)) for j in range(len(members))}
     halo = int(staged["encoder_halo"])
+    windows = list(grid(height, width, STAGE_WINDOW, halo))
     try:
-        for rows, row_core, row_place in stage_windows(height, STAGE_WINDOW, halo):
-            for cols, col_core, col_place in stage_windows(width, STAGE_WINDOW, halo):
-                row, col = rows.start - pad, cols.start - pad
-                pan, ms, _ = scene.read_pair(row, col, rows.stop - rows.start, cols.stop - cols.start)
-                core = (slice(None), _scaled(row_core, scale), _scaled(col_core, scale))
-                for j, (lms, guide, noise) in enumerate(prepare([(pan, ms)], [(row, col)], members)):
-                    for target, values in zip(entries[j], fuser.stage_entry(lms, guide, noise, contexts[j])):
-                        target.write(_scaled(row_place, scale), _scaled(col_place, scale), values[0][core])
+        for k, ((rows, cols), (row_core, col_core), (row_place, col_place)) in enumerate(windows):
+            row, col = rows.start - pad, cols.start - pad
+            pan, ms, _ = scene.read_pair(row, col, rows.stop - rows.start, cols.stop - cols.start)
+            core = (slice(None), _scaled(row_core, scale), _scaled(col_core, scale))
+            for j, (lms, guide, noise) in enumerate(prepare([(pan, ms)], [(row, col)], members)):
+                last = k == len(windows) - 1 and j == len(members) - 1
+                for target, values in zip(entries[j], fuser.stage_entry(lms, guide, noise, contexts[j], last)):
+                    target.write(_scaled(row_place, scale), _scaled(col_place, scale), values[0][core])
         maps = {}
         for j, (entry, pooled) in entries.items():
             maps[j] = DeepMap(new_map(deep_c), -pad, -pad, scale)
-            _deep_levels(fuser, entry, pooled, maps[j].values, contexts[j], int(staged["deep_halo"]))
+            _deep_levels(fuser, entry, pooled, maps[j].values, contexts[j], int(staged["deep_halo"]),
+                         last=j == len(members) - 1)
         return maps
     finally:
         for pair in entries.values():
@@ -142,13 +147,21 @@ def map_channels(model: dict[str, Any], split: int) -> tuple[int, int, int]:
 
 
 def _deep_levels(fuser: "Fuser", entry: SceneMap, pooled: SceneMap, out: SceneMap, context: dict[str, np.ndarray],
-                 halo: int) -> None:
-    """Stage 2 over stage 1's map into `out`, in windows of STAGE_WINDOW of its own pixels."""
-    _, height, width = entry.shape
-    for rows, row_core, row_place in stage_windows(height, STAGE_WINDOW, halo):
-        for cols, col_core, col_place in stage_windows(width, STAGE_WINDOW, halo):
-            deep = fuser.stage_deep(entry.read(rows, cols)[None], pooled.read(rows, cols)[None], context)[0]
-            out.write(row_place, col_place, deep[:, row_core, col_core])
+                 halo: int, last: bool) -> None:
+    """Stage 2 over stage 1's map into `out`, in windows of DEEP_WINDOW of its own pixels; `last`: the scene's last
+    map (the session's memory is released after its last window)."""
+    windows = list(grid(*entry.shape[1:], DEEP_WINDOW, halo))
+    for k, ((rows, cols), (row_core, col_core), (row_place, col_place)) in enumerate(windows):
+        deep = fuser.stage_deep(entry.read(rows, cols)[None], pooled.read(rows, cols)[None], context,
+                                last and k == len(windows) - 1)[0]
+        out.write(row_place, col_place, deep[:, row_core, col_core])
+
+
+def grid(height: int, width: int, tile: int, halo: int) -> list[tuple[tuple[slice, slice], ...]]:
+    """(window, core within the window, core within the map), each as (rows, columns), over a height x width map."""
+    return [((rows, cols), (row_core, col_core), (row_place, col_place))
+            for rows, row_core, row_place in stage_windows(height, tile, halo)
+            for cols, col_core, col_place in stage_windows(width, tile, halo)]
 
 
 def _scaled(part: slice, scale: int) -> slice:

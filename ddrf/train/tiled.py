@@ -124,3 +124,46 @@ def random_model(cfg: Any, seed: int = 0) -> Any:
                 torch.nn.init.normal_(module.weight, std=0.05)
                 torch.nn.init.normal_(module.bias, std=0.05)  # type: ignore[arg-type]  # every DDRF conv that starts at zero has a bias
     return model.eval()
+
+
+def staged_prediction(model: Any, lms: torch.Tensor, pan: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                      tile: int, halos: tuple[int, int, int] = (16, 32, 16), split: int = 2) -> torch.Tensor:
+    """One v1 network call over one in-memory scene (N = 1, sides multiples of config.multiple) by stages
+    (ddrf.model.staged): stages 1 and 3 in windows of `tile` PAN pixels, stage 2 in windows of `tile` of its own
+    pixels, each with its halo, cut as ddrf-run's stage windows are (`ddrf.scenes.staged.grid`). Needs
+    `staged_replay`."""
+    from ddrf.model.staged import (check_stageable, decoder_contexts, deep_levels, pooled_condition, shallow_decoder,
+                                   shallow_encoder)
+    from ddrf.scenes.staged import grid as stage_grid
+
+    check_stageable(model, split)
+    scale, align = 2**split, model.config.multiple
+    height, width = x_t.shape[-2:]
+    if any(v % align for v in (tile, halos[0], halos[2], height, width)) or halos[1] % 2:
+        raise ValueError(f"tile, halos and sides must be multiples of {align} (stage 2's halo of 2)")
+
+    def grid(rows: int, cols: int, halo: int) -> Any:
+        return stage_grid(rows, cols, tile, halo)
+
+    def part(x: torch.Tensor, region: tuple[slice, slice], by: int = 1) -> torch.Tensor:
+        rows, cols = region
+        return x[:, :, rows.start // by:rows.stop // by, cols.start // by:cols.stop // by]
+
+    temb, contexts = model.time(t), decoder_contexts(model, x_t)
+    entry = x_t.new_zeros(1, model.config.widths[split - 1], height // scale, width // scale)
+    for window, core, place in grid(height, width, halos[0]):
+        cond = model.encode(part(lms, window), part(pan, window))
+        part(entry, place, scale)[...] = part(shallow_encoder(model, part(x_t, window), temb, cond, split)[-1],
+                                              core, scale)
+    pooled = pooled_condition(model, lms, pan, split)
+    deep = x_t.new_zeros(1, model.config.widths[split], height // scale, width // scale)
+    for window, core, place in grid(height // scale, width // scale, halos[1]):
+        part(deep, place)[...] = part(deep_levels(model, part(entry, window), temb, part(pooled, window), contexts,
+                                                  split), core)
+    prediction = torch.zeros_like(x_t)
+    for window, core, place in grid(height, width, halos[2]):
+        skips = shallow_encoder(model, part(x_t, window), temb, model.encode(part(lms, window), part(pan, window)),
+                                split)
+        part(prediction, place)[...] = part(shallow_decoder(model, part(deep, window, scale), skips, temb, contexts,
+                                                            split), core)
+    return prediction
