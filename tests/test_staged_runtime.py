@@ -68,3 +68,12 @@ def test_scene_maps_in_memory_and_on_disk_read_back_what_was_written(in_memory: 
             deep.under([origin], 16, 16)
     stored.close()
 
+
+
+def test_maps_in_a_temporary_file_give_the_same_output(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scene whose maps exceed MAP_MEMORY keeps them on disk; two samples, so two members' maps."""
+    fuser, scene = Fuser(exported, threads=1), textured_scene(3, 128)
+    in_memory = fuse_arrays(ModelEngine(fuser, samples=2, tile=64), scene, 64)
+    monkeypatch.setattr("ddrf.scenes.staged.MAP_MEMORY", 0)
+    on_disk = fuse_arrays(ModelEngine(fuser, samples=2, tile=64), scene, 64)
+    assert np.array_equal(in_memory, on_disk)
