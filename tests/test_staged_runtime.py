@@ -77,3 +77,18 @@ def test_maps_in_a_temporary_file_give_the_same_output(exported: Path, monkeypat
     monkeypatch.setattr("ddrf.scenes.staged.MAP_MEMORY", 0)
     on_disk = fuse_arrays(ModelEngine(fuser, samples=2, tile=64), scene, 64)
     assert np.array_equal(in_memory, on_disk)
+
+
+def test_a_temporary_folder_without_room_for_the_maps_is_refused_before_stage_one(
+        exported: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import shutil
+
+    monkeypatch.setattr("ddrf.scenes.staged.MAP_MEMORY", 0)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr("shutil.disk_usage", lambda path: usage._replace(free=1000))
+    engine, scene = ModelEngine(Fuser(exported, threads=1), tile=64), textured_scene(3, 128)
+    with pytest.raises(ValueError, match=rf"scene maps in {tmp_path} \(TMPDIR\), which has 0.0 GB free") as refused:
+        fuse_arrays(engine, scene, 64)
+    assert "\n" not in str(refused.value) and not list(tmp_path.iterdir())

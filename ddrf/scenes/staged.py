@@ -8,6 +8,7 @@ is), so the output near the scene's edge is the one a single window over the sce
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,8 @@ def deep_maps(scene: "Scene", fuser: "Fuser", radiometry: "Radiometry", members:
     entry_c, pooled_c, deep_c = map_channels(fuser.card.model, int(staged["split"]))
     map_bytes = len(members) * (entry_c + pooled_c + deep_c) * (height // scale) * (width // scale) * 4
     in_memory = map_bytes <= MAP_MEMORY
+    if not in_memory:
+        check_map_room(scene.name, map_bytes)
 
     def new_map(channels: int) -> SceneMap:
         return SceneMap(channels, height // scale, width // scale, in_memory)
@@ -138,6 +141,17 @@ def deep_maps(scene: "Scene", fuser: "Fuser", radiometry: "Radiometry", members:
         for pair in entries.values():
             for each in pair:
                 each.close()
+
+
+def check_map_room(name: str, map_bytes: int) -> None:
+    """Refuse before stage 1 where the temporary folder cannot hold the scene's maps (else the run would fail
+    after most of its work)."""
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free
+    if free < map_bytes:
+        raise ValueError(f"{name}: a staged run keeps {map_bytes / 1e9:.1f} GB of scene maps in {folder} (TMPDIR), "
+                         f"which has {free / 1e9:.1f} GB free: set TMPDIR to a folder with room, or run without "
+                         "--tile (the default window needs no maps)")
 
 
 def map_channels(model: dict[str, Any], split: int) -> tuple[int, int, int]:
