@@ -90,7 +90,7 @@ class ModelEngine:
         self.spread_note = None if views else self.card.spread_widening(samples)  # views: fitted at their own N
         # Windows smaller than the model's default (`tile`) run a staged model staged: stages 1 and 2 once over the
         # scene, stage 3 in each window with a short halo (ddrf.scenes.staged), faster there and possible below
-        # four of the card's halos; from the default window up, the one-graph sampler is faster (docs/BENCHMARKS.md).
+        # four of the card's halos; at the default window the one-graph sampler was as fast (docs/BENCHMARKS.md).
         # Both give the output of one window over the scene. Each view of a self-ensemble would need maps of its
         # own: views run the sampler.
         self.default_tile = default_tiling(fuser.backend_kind, halo=int(self.card.halo))[0]
@@ -139,7 +139,7 @@ class ModelEngine:
             def prepare(pairs: Any, origins: Any, members: Any) -> Any:
                 return member_batches(self.fuser, scene, pairs, radiometry, origins, members)
 
-            self.deep_maps = deep_maps(scene, self.fuser, radiometry, self.members, self.contexts, prepare)
+            self.deep_maps = deep_maps(scene, self.fuser, self.members, self.contexts, prepare)
 
     def scene_statistics(self, scene: "Scene") -> tuple["Radiometry", dict[int, dict[str, np.ndarray]]]:
         radiometry = preview_radiometry(scene, self.card)
@@ -156,7 +156,8 @@ class ModelEngine:
         return _REFERENCES[key]
 
     def prepare(self, pairs: list[tuple[np.ndarray, np.ndarray]], origins: list[tuple[int, int]]) -> Any:
-        """(pairs, radiometry, [(LMS, guide, noise) per member, in its view]): interp23, normalisation, keyed noise."""
+        """(pairs, radiometry, [(LMS, guide, noise) per member, in its view], origins): interp23, normalisation, keyed
+        noise; the origins find a staged run's maps under the windows."""
         radiometry = self.radiometry or self.fuser.radiometry(*pairs[0])
         batches = member_batches(self.fuser, self.scene, pairs, radiometry, origins, self.members)
         return pairs, radiometry, batches, origins
@@ -188,7 +189,8 @@ class ModelEngine:
                 "radiometry": self.radiometry.to_dict() if self.radiometry is not None else None,
                 "backend": self.fuser.backend_kind, "precision": self.fuser.precision, "steps": self.fuser.steps,
                 "unrolled": self.fuser.unrolled, "seed": self.seed, "samples": self.samples,
-                "output_margin": self.fuser.output_margin,  # border pixels of each window left uncomputed
+                # border pixels of each window left uncomputed (a staged run's stage 3 computes whole windows)
+                "output_margin": 0 if self.staged else self.fuser.output_margin,
                 # stages 1 and 2 over the scene, stage 3 in the windows (ddrf.scenes.staged); None: whole windows
                 "staged": dict(self.card.staged) if self.staged else None,
                 "views": [view for _, view in self.members] if self.first_view is not None else None,

@@ -18,7 +18,6 @@ import numpy as np
 from ddrf.scenes.tiling import round_up, stage_windows, window_alignment
 
 if TYPE_CHECKING:
-    from ddrf.radiometry import Radiometry
     from ddrf.runtime.fuser import Fuser
     from ddrf.scenes.scene import Scene
 
@@ -101,7 +100,7 @@ class DeepMap:
         return np.stack(parts)
 
 
-def deep_maps(scene: "Scene", fuser: "Fuser", radiometry: "Radiometry", members: list[tuple[int, int]],
+def deep_maps(scene: "Scene", fuser: "Fuser", members: list[tuple[int, int]],
               contexts: dict[int, dict[str, np.ndarray]], prepare: Any) -> dict[int, DeepMap]:
     """Per member (seed, view 0), stage 2's map of the whole scene. `prepare(pairs, origins, members)` is what
     ddrf-run's windows are prepared by (`ddrf.scenes.engines.member_batches`), so stage 1 sees their inputs."""
