@@ -151,6 +151,7 @@ def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, t
     shutil.copy(base_run / "model.safetensors", base / "model.safetensors")
     card = read_card(base_run / "card.json")
     card.scene_statistics, card.halo, card.spread_calibration, card.spread_calibration_samples = True, 48, 9.5, 8
+    card.staged = {"split": 1, "encoder_halo": 16, "deep_halo": 16, "decoder_halo": 16}  # --tile 64 runs staged
     card.spread_calibration_views = [{"c": 6.5, "samples": 4, "steps": card.sampling_steps}]
     write_card(card, base / "card.json")
     out = tmp_path / "ft"
@@ -161,6 +162,7 @@ def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, t
     assert (tuned.scene_statistics, tuned.halo) == (True, 48)
     assert tuned.output_margin == 36  # the 48-pixel halo's unweighted border, skipped as ddrf-export does
     assert (out / "model" / f"scene_k{tuned.sampling_steps}.onnx").is_file()  # the scene pass is exported
+    assert tuned.staged == card.staged and (out / "model" / "staged_decoder_k1.onnx").is_file()  # and staged
     assert (tuned.spread_calibration, tuned.spread_calibration_samples) == (9.5, 8)
     assert tuned.spread_calibration_steps == card.sampling_steps  # the K the base's factor was fitted at
     assert tuned.spread_problem(card.sampling_steps) is None
@@ -173,12 +175,13 @@ def test_finetuned_model_keeps_the_base_models_serving_options(base_run: Path, t
 
     run_card = read_card(out / "card.json")
     assert (run_card.scene_statistics, run_card.halo, run_card.spread_calibration) == (True, 48, 9.5)
+    unrolled = ",".join(sorted({str(card.sampling_steps), "1"}))  # the staged graphs are the 1-step sampler's
     again = CliRunner().invoke(export_app, ["onnx", str(out), "-o", str(tmp_path / "again"), "--unrolled",
-                                            str(card.sampling_steps), "--no-fp16"])
+                                            unrolled, "--no-fp16"])
     assert again.exit_code == 0, again.output
     exported = read_card(tmp_path / "again" / "card.json")
-    assert (exported.scene_statistics, exported.halo, exported.spread_calibration_views) == (
-        True, 48, card.spread_calibration_views)
+    assert (exported.scene_statistics, exported.halo, exported.spread_calibration_views, exported.staged) == (
+        True, 48, card.spread_calibration_views, card.staged)
 
 
 def test_a_diverging_learning_rate_ends_in_one_line_not_a_traceback(base_run: Path, tmp_path: Path) -> None:

@@ -169,7 +169,8 @@ def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: i
         "model": {"preset": "small_v2" if topology.get("arch") == "v2" else "small", "overrides": topology,
                   "init": str(weights),
                   # the run's card serves as the base's (every export of it, not only RUN/model)
-                  "serving": {"scene_statistics": card.scene_statistics, "halo": card.halo, **card.calibration()}},
+                  "serving": {"scene_statistics": card.scene_statistics, "halo": card.halo,
+                              **({"staged": card.staged} if card.staged else {}), **card.calibration()}},
         "diffusion": {"target": card.target, "residual": card.residual, "residual_scale": card.residual_scale,
                       "num_timesteps": card.schedule["num_timesteps"], "s": card.schedule["s"],
                       "sampling_steps": card.sampling_steps},
@@ -183,8 +184,8 @@ def finetune_config(card: Any, weights: Path, scenes: list[Path], scene_ratio: i
 def export_run(run: Path, calibrated_by: Any = None) -> Path:
     """RUN/model: the ONNX graphs (FP32, FP16, and the card's K-step sampler as one graph, which ddrf-run prefers),
     the card and the EMA weights, replacing an earlier export. A fine-tuning run's card already serves as its base
-    model's (`model.serving`: halo, scene statistics, spread calibration); `calibrated_by`: a card whose spread
-    calibration to put back where averaging dropped it (the mean with the base)."""
+    model's (`model.serving`: halo, scene statistics, staged graphs, spread calibration); `calibrated_by`: a card
+    whose spread calibration to put back where averaging dropped it (the mean with the base)."""
     from ddrf.export.onnx_export import export_model, output_margin
     from ddrf.train.checkpoint import WEIGHTS, load_checkpoint, write_inference_weights
 
@@ -193,7 +194,8 @@ def export_run(run: Path, calibrated_by: Any = None) -> Path:
     if calibrated_by is not None:
         card = replace(card, **calibrated_by.calibration())
     card.output_margin = output_margin(card)  # as ddrf-export onnx does by default
-    export_model(model, card, target, unrolled_steps=(card.sampling_steps,), overwrite=True)
+    steps = (card.sampling_steps,) + ((1,) if card.staged and card.sampling_steps != 1 else ())  # staged: 1 step
+    export_model(model, card, target, unrolled_steps=steps, overwrite=True)
     write_inference_weights(run, target / WEIGHTS)
     return target
 

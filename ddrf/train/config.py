@@ -41,7 +41,7 @@ class DataConfig:
     teacher_full_resolution: bool = False
 
 
-SERVING_FIELDS = {"halo", "scene_statistics", *CALIBRATION_FIELDS}
+SERVING_FIELDS = {"halo", "scene_statistics", "staged", *CALIBRATION_FIELDS}
 
 
 @dataclass
@@ -52,9 +52,9 @@ class ModelSection:
     # its topology must match; residual_scale=auto takes its scale (the weights learned that scale), a number
     # rescales its output layer to that scale
     init: str | None = None
-    # card fields the run's checkpoints carry for serving, kept from a base model (ddrf-finetune sets them): its halo
-    # and scene statistics (the same topology needs them to stay tile-invariant) and its spread calibration
-    # (inherited, not refitted), so that any export of the run serves as the base does
+    # card fields the run's checkpoints carry for serving, kept from a base model (ddrf-finetune sets them): its halo,
+    # scene statistics and staged graphs (the same topology needs them to stay tile-invariant) and its spread
+    # calibration (inherited, not refitted), so that any export of the run serves as the base does
     serving: dict[str, Any] = field(default_factory=dict)
 
 
