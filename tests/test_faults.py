@@ -317,8 +317,11 @@ def test_ctrl_c_twice_still_unwinds_the_scene_and_writes_the_summary(tmp_path: P
     """A second Ctrl-C while the first unwinds cut the clean-up short: the output's temporary was left, and (later
     in the unwinding) the summary was not written, exit 130. Now it is ignored until the run has unwound."""
     out = tmp_path / "out"
+    # SIGINT as on a terminal: a test run started in the background (CI, `cmd &`) has it ignored, and a child inherits
+    # that, so ddrf-run rightly installs no Ctrl-C handler and the run finished (exit 0)
     proc = subprocess.run([sys.executable, "-c", CTRL_C_TWICE, SAMPLE, "-o", out, "--method", "Brovey",
-                           "--no-progress"], env=ENV, capture_output=True, text=True, timeout=300)
+                           "--no-progress"], env=ENV, capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert abandoned_with_summary(proc, out) == ["abandoned"]
     assert sorted(p.name for p in out.iterdir()) == ["ddrf-run-summary.json"], stray(out)
 
