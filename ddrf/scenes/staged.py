@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # Stage 1's windows (PAN pixels) and stage 2's (its own pixels, the same PAN footprint at split 2): a speed and
 # memory choice only, like --tile. Stage 2's are small because its middle self-attention holds a (queries x scene
-# tokens) matrix per head: 512 of its own pixels a side took 1.7 GB for the bundled ratio-2 model.
+# tokens) matrix per head: 512 of its own pixels a side took 1.7 GiB more for the bundled ratio-2 model.
 STAGE_WINDOW = 512
 DEEP_WINDOW = 128
 # A scene's maps (stage 1's and stage 2's, every member's) up to this many bytes stay in memory; larger ones go to an
