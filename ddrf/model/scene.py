@@ -51,6 +51,15 @@ class SceneTape:
         assert self._log is not None, "log_starts first"
         return dict(self._log)
 
+    def _seek(self, owner: object, cursor: int) -> int:
+        """Where `owner`'s values start: from `seek_by_owner`'s map, else the call order's `cursor` (noted while
+        `log_starts` is on)."""
+        if self._starts is not None:
+            return self._starts[id(owner)]
+        if self._log is not None:
+            self._log[id(owner)] = cursor
+        return cursor
+
     def seek_by_owner(self, starts: dict[int, int]) -> None:
         """Replay each module's values from where `starts` says they begin, whatever the order of the calls (one
         sampler step: each module records once)."""
@@ -75,10 +84,7 @@ class SceneTape:
         """The next recorded value, or, once `seek_by_owner` has been given where each module's values start,
         `owner`'s own: staged execution (ddrf.model.staged) calls the modules in another order than the recording."""
         assert self._flat is not None, "replay mode needs the recorded stats"
-        if self._starts is not None:
-            self._cursor = self._starts[id(owner)]
-        elif self._log is not None:
-            self._log[id(owner)] = self._cursor
+        self._cursor = self._seek(owner, self._cursor)
         size = math.prod(shape)
         value = self._flat[self._cursor:self._cursor + size].reshape(*shape)
         self._cursor += size
@@ -90,10 +96,7 @@ class SceneTape:
 
     def take_tokens(self, heads: int, owner: object = None) -> tuple[Tensor, Tensor]:
         assert self._token_input is not None, "replay mode needs the recorded tokens"
-        if self._starts is not None:
-            self._token_cursor = self._starts[id(owner)]
-        elif self._log is not None:
-            self._log[id(owner)] = self._token_cursor
+        self._token_cursor = self._seek(owner, self._token_cursor)
         pair = self._token_input[self._token_cursor]
         self._token_cursor += 1
         channels = pair.shape[1]

@@ -208,6 +208,12 @@ class Fuser(InputPreparation):
         return self.deep_graph.run({"entry": entry, "pooled": pooled, **context}, release=last)["deep"]
 
     @property
+    def stage_channels(self) -> tuple[int, int, int]:
+        """Channels of a staged model's maps (entry, pooled, deep), as the graphs that take them declare."""
+        deep_inputs, decoder_inputs = (getattr(g, "input_shapes", {}) for g in (self.deep_graph, self.decoder_graph))
+        return int(deep_inputs["entry"][1]), int(deep_inputs["pooled"][1]), int(decoder_inputs["deep"][1])
+
+    @property
     def stage_halo(self) -> int:
         """The halo a staged model's stage-3 windows need."""
         return int(self.card.staged["decoder_halo"])

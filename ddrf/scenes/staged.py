@@ -109,7 +109,7 @@ def deep_maps(scene: "Scene", fuser: "Fuser", members: list[tuple[int, int]],
     align = window_alignment(scene.ratio, fuser.multiple)
     pad = round_up(max(int(fuser.card.halo), int(staged["decoder_halo"])), align)
     height, width = round_up(scene.height, align) + 2 * pad, round_up(scene.width, align) + 2 * pad
-    entry_c, pooled_c, deep_c = map_channels(fuser.card.model, int(staged["split"]))
+    entry_c, pooled_c, deep_c = fuser.stage_channels
     map_bytes = len(members) * (entry_c + pooled_c + deep_c) * (height // scale) * (width // scale) * 4
     in_memory = map_bytes <= MAP_MEMORY
     if not in_memory:
@@ -151,12 +151,6 @@ def check_map_room(name: str, map_bytes: int) -> None:
         raise ValueError(f"{name}: a staged run keeps {map_bytes / 1e9:.1f} GB of scene maps in {folder} (TMPDIR), "
                          f"which has {free / 1e9:.1f} GB free: set TMPDIR to a folder with room, or run without "
                          "--tile (the default window needs no maps)")
-
-
-def map_channels(model: dict[str, Any], split: int) -> tuple[int, int, int]:
-    """(stage 1's map, the pooled condition, stage 2's map) channels of a v1 network split at level `split`."""
-    widths = [int(model["base_width"]) * int(m) for m in model["channel_mults"]]
-    return widths[split - 1], int(model["ms_bands"]) + int(model.get("guide_bands", 1)), widths[split]
 
 
 def _deep_levels(fuser: "Fuser", entry: SceneMap, pooled: SceneMap, out: SceneMap, context: dict[str, np.ndarray],

@@ -142,26 +142,23 @@ def staged_prediction(model: Any, lms: torch.Tensor, pan: torch.Tensor, x_t: tor
     if any(v % align for v in (tile, halos[0], halos[2], height, width)) or halos[1] % 2:
         raise ValueError(f"tile, halos and sides must be multiples of {align} (stage 2's halo of 2)")
 
-    def grid(rows: int, cols: int, halo: int) -> Any:
-        return stage_grid(rows, cols, tile, halo)
-
     def part(x: torch.Tensor, region: tuple[slice, slice], by: int = 1) -> torch.Tensor:
         rows, cols = region
         return x[:, :, rows.start // by:rows.stop // by, cols.start // by:cols.stop // by]
 
     temb, contexts = model.time(t), decoder_contexts(model, x_t)
     entry = x_t.new_zeros(1, model.config.widths[split - 1], height // scale, width // scale)
-    for window, core, place in grid(height, width, halos[0]):
+    for window, core, place in stage_grid(height, width, tile, halos[0]):
         cond = model.encode(part(lms, window), part(pan, window))
         part(entry, place, scale)[...] = part(shallow_encoder(model, part(x_t, window), temb, cond, split)[-1],
                                               core, scale)
     pooled = pooled_condition(model, lms, pan, split)
     deep = x_t.new_zeros(1, model.config.widths[split], height // scale, width // scale)
-    for window, core, place in grid(height // scale, width // scale, halos[1]):
+    for window, core, place in stage_grid(height // scale, width // scale, tile, halos[1]):
         part(deep, place)[...] = part(deep_levels(model, part(entry, window), temb, part(pooled, window), contexts,
                                                   split), core)
     prediction = torch.zeros_like(x_t)
-    for window, core, place in grid(height, width, halos[2]):
+    for window, core, place in stage_grid(height, width, tile, halos[2]):
         skips = shallow_encoder(model, part(x_t, window), temb, model.encode(part(lms, window), part(pan, window)),
                                 split)
         part(prediction, place)[...] = part(shallow_decoder(model, part(deep, window, scale), skips, temb, contexts,
