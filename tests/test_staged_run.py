@@ -32,3 +32,16 @@ def test_ddrf_run_tile_128_with_the_bundled_model_runs_staged_and_matches_one_wi
             outputs[tile] = np.moveaxis(raster.read().astype(np.float64), 0, -1)
     figures = tile_differences({128: outputs[128]}, outputs[4096])[128]
     assert figures["p99"] <= BOUND["p99"] and figures["max"] <= BOUND["max"], figures
+
+
+def test_ddrf_eval_records_the_halo_that_ran() -> None:
+    """ddrf-eval's run settings name stage 3's halo and the stages for a --tile that runs staged, the card's halo
+    for the default window (they recorded the card's 96 for both)."""
+    from ddrf.bundled import model_folder
+    from ddrf.evaluate.methods import OnnxDDRF, Tiling
+
+    folder = model_folder("landsat_ratio2")
+    staged = OnnxDDRF(folder, tiling=Tiling(tile=128)).settings()
+    default = OnnxDDRF(folder).settings()
+    assert (staged["halo"], staged["staged"]["decoder_halo"]) == (16, 16)
+    assert (default["halo"], default["staged"]) == (96, None)

@@ -19,6 +19,7 @@ from ddrf.evaluate.datasets import Sample
 if TYPE_CHECKING:
     from ddrf.model import DDRF
     from ddrf.runtime.fuser import Fuser
+    from ddrf.scenes.engines import ModelEngine
 
 CLASSICAL_ALIASES = ("all", "classical")
 CPU_BACKEND = "ort-cpu"  # checkpoints sample with torch on the CPU: ddrf-run's CPU tiling is theirs
@@ -48,12 +49,16 @@ class Tiling:
         tile, batch = default_tiling(backend, halo=card.halo)
         return self.tile or tile, card.halo, batch
 
-    def settings(self, backend: str, card: Any) -> dict[str, Any]:
+    def settings(self, backend: str, engine: Any) -> dict[str, Any]:
+        """What the report records of the tiling; `engine` the one `fuse` is given (its halo: the card's, or a
+        staged model's stage 3's where --tile runs it staged)."""
         if self.whole_image:
             return {"fusion_path": "whole image at once (--whole-image)"}
-        tile, halo, batch = self.resolved(backend, card)
+        tile, _, batch = self.resolved(backend, engine.card)
+        staged = getattr(engine, "staged", False)
         return {"fusion_path": "tiled, as ddrf-run (windows, halo, feathered blend, origin-keyed noise)", "tile": tile,
-                "halo": halo, "batch": batch, "tile_default": self.tile is None, "views": self.views}
+                "halo": engine.halo, "batch": batch, "tile_default": self.tile is None, "views": self.views,
+                "staged": dict(engine.card.staged) if staged else None}
 
     def fuse(self, engine: Any, sample: Sample, backend: str) -> np.ndarray:
         from ddrf.scenes.arrays import ArrayScene, fuse_arrays
@@ -124,22 +129,27 @@ class OnnxDDRF:
         return {"kind": "ddrf-onnx", "model_dir": str(self.model_dir), "backend": self.backend, "steps": f.steps,
                 "samples": self.samples, "seeds": seeds_of(self.seed, self.samples),
                 "card_sensor": f.card.sensor, "card_bands": list(f.card.bands), "card_ratio": f.card.ratio,
-                "trained_on": f.card.training.get("acquisitions_used"), **self.tiling.settings(self.backend, f.card)}
+                "trained_on": f.card.training.get("acquisitions_used"),
+                **self.tiling.settings(self.backend, self.engine(self.seed, 0))}
 
     def fuse(self, sample: Sample) -> np.ndarray:
         return mean_of(self.fuse_samples(sample))
 
     def fuse_samples(self, sample: Sample) -> list[np.ndarray]:
         """One (H, W, B) fused image per seed: what `ddrf-run --seed s` writes for each."""
-        from ddrf.scenes.engines import ModelEngine
-
         fuser = self.fuser()
         check_card(fuser.card, sample, self.model_dir)
         if self.tiling.whole_image:
             return [fuser.fuse(sample.pan, sample.ms, seed=s) for s in seeds_of(self.seed, self.samples)]
-        return [self.tiling.fuse(ModelEngine(fuser, seed=s, first_view=k if self.tiling.views else None,
-                                             tile=self.tiling.tile), sample, self.backend)
+        return [self.tiling.fuse(self.engine(s, k), sample, self.backend)
                 for k, s in enumerate(seeds_of(self.seed, self.samples))]
+
+    def engine(self, seed: int, member: int) -> "ModelEngine":
+        """The engine of one member, as ddrf-run builds it for this tile (a staged model may run staged)."""
+        from ddrf.scenes.engines import ModelEngine
+
+        return ModelEngine(self.fuser(), seed=seed, first_view=member if self.tiling.views else None,
+                           tile=self.tiling.tile)
 
 
 @dataclass
@@ -176,11 +186,15 @@ class CheckpointDDRF:
         return self._loaded
 
     def settings(self) -> dict[str, Any]:
-        card = self.load()[1]
-        return {"kind": "ddrf-checkpoint", "path": str(self.path), "steps": self.steps or card.sampling_steps,
+        from ddrf.train.tiled import TorchEngine
+
+        model, card = self.load()
+        steps = self.steps or card.sampling_steps
+        return {"kind": "ddrf-checkpoint", "path": str(self.path), "steps": steps,
                 "samples": self.samples, "seeds": seeds_of(self.seed, self.samples),
                 "card_sensor": card.sensor, "card_bands": list(card.bands), "card_ratio": card.ratio,
-                "trained_on": card.training.get("acquisitions_used"), **self.tiling.settings(CPU_BACKEND, card)}
+                "trained_on": card.training.get("acquisitions_used"),
+                **self.tiling.settings(CPU_BACKEND, TorchEngine(model, card, steps, seed=self.seed))}
 
     def fuse(self, sample: Sample) -> np.ndarray:
         return mean_of(self.fuse_samples(sample))
