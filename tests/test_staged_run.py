@@ -45,3 +45,31 @@ def test_ddrf_eval_records_the_halo_that_ran() -> None:
     default = OnnxDDRF(folder).settings()
     assert (staged["halo"], staged["staged"]["decoder_halo"]) == (16, 16)
     assert (default["halo"], default["staged"]) == (96, None)
+
+
+def test_dry_run_counts_the_scene_maps_in_tmpdir(tmp_path: Path, monkeypatch) -> None:
+    """A staged run whose maps go to TMPDIR: the plan names their size and the folder's free space, and says when
+    they do not fit (before, it counted only the output's room)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ddrf.assets import SAMPLE_SCENE
+    from ddrf.scenes.command import app
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr("ddrf.scenes.staged.MAP_MEMORY", 0)
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    real = shutil.disk_usage
+    monkeypatch.setattr("shutil.disk_usage",
+                        lambda path: real(path)._replace(free=1000) if Path(path) == temporary else real(path))
+    args = [str(SAMPLE_SCENE), "-o", str(tmp_path / "out"), "--no-progress", "--dry-run", "--tile"]
+    staged = CliRunner().invoke(app, args + ["128"])
+    # (256 + 2 x 96) x (512 + 2 x 96) PAN px at 1/4 resolution, 32 + 5 + 32 channels of float32: 5.44 MB
+    said = f"scene maps 5.44 MB in {temporary} (TMPDIR), 1 kB free, model landsat_ratio2"
+    assert said in staged.output and "DOES NOT FIT" in staged.output, staged.output
+    sampler = CliRunner().invoke(app, args + ["4096"])
+    assert "scene maps" not in sampler.output and "DOES NOT FIT" not in sampler.output, sampler.output
+    assert not (tmp_path / "out").exists() and not list(temporary.iterdir())

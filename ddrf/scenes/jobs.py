@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +43,25 @@ def plan_scene(scene: "Scene", engine: Engine, outputs: Outputs, settings: RunSe
     return {"grid": grid, "settings": settings, "tiles": grid.count, "tile": tile, "height": scene.pan_height,
             "width": scene.pan_width,
             "output_bytes": scene.pan_height * scene.pan_width * per_pixel,
-            "free_bytes": shutil.disk_usage(nearest_existing(outputs.raster.parent)).free}  # a dry run makes nothing
+            "free_bytes": shutil.disk_usage(nearest_existing(outputs.raster.parent)).free,  # a dry run makes nothing
+            **scene_maps_plan(scene, engine)}
+
+
+def scene_maps_plan(scene: "Scene", engine: Engine) -> dict[str, Any]:
+    """A staged run's scene maps where they go to TMPDIR (ddrf.scenes.staged): their size, the folder and its free
+    space; nothing where the engine runs no stages or the maps stay in memory."""
+    if not getattr(engine, "staged", False):
+        return {}
+    from ddrf.scenes.staged import maps_on_disk
+
+    size = maps_on_disk(scene, engine.fuser, len(engine.members))  # type: ignore[attr-defined]  # a ModelEngine
+    folder = tempfile.gettempdir()
+    return {"map_bytes": size, "map_folder": folder, "map_free_bytes": shutil.disk_usage(folder).free} if size else {}
+
+
+def fits_on_disk(plan: dict[str, Any]) -> bool:
+    """Whether the output and a staged run's maps each fit where they go."""
+    return plan["output_bytes"] <= plan["free_bytes"] and plan.get("map_bytes", 0) <= plan.get("map_free_bytes", 0)
 
 
 def size_text(count: int) -> str:
@@ -58,7 +77,14 @@ def describe_plan(name: str, plan: dict[str, Any]) -> str:
     windows = "1 window" if plan["tiles"] == 1 else f"{plan['tiles']} windows"
     return (f"{name}: {plan['height']} x {plan['width']} PAN px, {windows} of "
             f"{grid.tile_rows} x {grid.tile_cols} (halo {grid.halo}), output up to {size_text(plan['output_bytes'])} "
-            f"uncompressed, {size_text(plan['free_bytes'])} free")
+            f"uncompressed, {size_text(plan['free_bytes'])} free{maps_text(plan)}")
+
+
+def maps_text(plan: dict[str, Any]) -> str:
+    if not plan.get("map_bytes"):
+        return ""
+    return (f"; scene maps {size_text(plan['map_bytes'])} in {plan['map_folder']} (TMPDIR), "
+            f"{size_text(plan['map_free_bytes'])} free")
 
 
 HALO_COST_SAID = 2.0  # the engine's work with the tile asked, over its work with `least_tile`, worth a line

@@ -368,15 +368,16 @@ def dry_run(jobs: "list[SceneJob]", spec: "EngineSpec", settings: "RunSettings")
 
 def say_plan(name: str, plan: dict[str, Any], model: dict[str, Any] | None) -> None:
     """A dry run's plan of one scene: a line of text, or its numbers as fields of a json record."""
-    from ddrf.scenes.jobs import describe_plan
+    from ddrf.scenes.jobs import describe_plan, fits_on_disk
 
-    fits = plan["output_bytes"] <= plan["free_bytes"]
+    fits = fits_on_disk(plan)
     named = f", model {model['name']} ({model['path']})" if model else ""
     grid = plan["grid"]
     note(f"{describe_plan(name, plan)}{named}{'' if fits else ' -- DOES NOT FIT on the disk'}", "plan", True,
          scene=name, height=plan["height"], width=plan["width"], windows=plan["tiles"],
          window=[grid.tile_rows, grid.tile_cols], halo=grid.halo, output_bytes=plan["output_bytes"],
-         free_bytes=plan["free_bytes"], fits=fits,
+         free_bytes=plan["free_bytes"], map_bytes=plan.get("map_bytes", 0), map_free_bytes=plan.get("map_free_bytes"),
+         fits=fits,
          model={k: model[k] for k in ("name", "path")} if model else None)
 
 

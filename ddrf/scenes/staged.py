@@ -106,11 +106,9 @@ def deep_maps(scene: "Scene", fuser: "Fuser", members: list[tuple[int, int]],
     ddrf-run's windows are prepared by (`ddrf.scenes.engines.member_batches`), so stage 1 sees their inputs."""
     staged = fuser.card.staged
     scale = 2 ** int(staged["split"])
-    align = window_alignment(scene.ratio, fuser.multiple)
-    pad = round_up(max(int(fuser.card.halo), int(staged["decoder_halo"])), align)
-    height, width = round_up(scene.height, align) + 2 * pad, round_up(scene.width, align) + 2 * pad
+    pad, height, width = _padded_extent(scene, fuser)
     entry_c, pooled_c, deep_c = fuser.stage_channels
-    map_bytes = len(members) * (entry_c + pooled_c + deep_c) * (height // scale) * (width // scale) * 4
+    map_bytes = scene_map_bytes(scene, fuser, len(members))
     in_memory = map_bytes <= MAP_MEMORY
     if not in_memory:
         check_map_room(scene.name, map_bytes)
@@ -140,6 +138,26 @@ def deep_maps(scene: "Scene", fuser: "Fuser", members: list[tuple[int, int]],
         for pair in entries.values():
             for each in pair:
                 each.close()
+
+
+def _padded_extent(scene: "Scene", fuser: "Fuser") -> tuple[int, int, int]:
+    """(pad, height, width) of the maps' PAN extent: the scene padded by the card's halo on every side."""
+    align = window_alignment(scene.ratio, fuser.multiple)
+    pad = round_up(max(int(fuser.card.halo), int(fuser.card.staged["decoder_halo"])), align)
+    return pad, round_up(scene.height, align) + 2 * pad, round_up(scene.width, align) + 2 * pad
+
+
+def scene_map_bytes(scene: "Scene", fuser: "Fuser", members: int) -> int:
+    """Bytes of a staged run's scene maps (stage 1's and stage 2's, every member's)."""
+    scale = 2 ** int(fuser.card.staged["split"])
+    _, height, width = _padded_extent(scene, fuser)
+    return members * sum(fuser.stage_channels) * (height // scale) * (width // scale) * 4
+
+
+def maps_on_disk(scene: "Scene", fuser: "Fuser", members: int) -> int:
+    """Bytes a staged run's maps take in TMPDIR: 0 where they stay in memory (up to MAP_MEMORY)."""
+    size = scene_map_bytes(scene, fuser, members)
+    return size if size > MAP_MEMORY else 0
 
 
 def check_map_room(name: str, map_bytes: int) -> None:
