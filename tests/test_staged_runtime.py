@@ -54,6 +54,15 @@ def test_staged_output_does_not_depend_on_the_tile_and_is_one_windows(exported: 
         assert figures["p99"] <= BOUND["p99"] and figures["max"] <= BOUND["max"], (tile, batch, figures)
 
 
+def test_the_staged_graphs_open_only_for_a_run_that_uses_them(exported: Path) -> None:
+    """A run at the default window never opens the three staged graphs (start-up and memory); a staged run does."""
+    fuser, scene = Fuser(exported, threads=1), textured_scene(1, 128)
+    fuse_arrays(ModelEngine(fuser), scene, 1024)
+    assert fuser.staged and "staged_graphs" not in vars(fuser)
+    fuse_arrays(ModelEngine(fuser, tile=64), scene, 64)
+    assert [graph.input_names[0] for graph in vars(fuser)["staged_graphs"]] == ["lms", "entry", "lms"]
+
+
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_scene_maps_in_memory_and_on_disk_read_back_what_was_written(in_memory: bool) -> None:
     values = np.random.default_rng(0).standard_normal((3, 12, 10)).astype(np.float32)

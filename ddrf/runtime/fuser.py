@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -155,19 +156,11 @@ class Fuser(InputPreparation):
         # windows need a short halo (`stage_halo`); ONNX Runtime only, so far
         self.staged = bool(self.card.staged) and self.steps == 1 and suffix == ONNX_SUFFIX and all(
             self.files.path(stage, precision, 1).is_file() for stage in STAGED_STAGES)
+        self._load = load
         unrolled_stages: list[tuple[str, int | None]] = [("sampler", self.steps)]
         unrolled_stages += [("scene", self.steps)] if self.card.scene_statistics else []
         split_stages: list[tuple[str, int | None]] = [("encoder", None), ("denoiser", None)]
-        stages = unrolled_stages if unrolled else split_stages
-        stages += [(stage, 1) for stage in STAGED_STAGES] if self.staged else []
-        if backend == "ort-cpu":  # ONNX Runtime optimises each graph without the GIL: side by side, 0.4 s less start-up
-            with ThreadPoolExecutor(max_workers=len(stages)) as pool:
-                opened = list(pool.map(lambda stage: load(*stage), stages))
-        else:  # GPU backends: in this thread, whose CUDA context they use
-            opened = [load(*stage) for stage in stages]
-        if self.staged:
-            self.entry_graph, self.deep_graph, self.decoder_graph = opened[-3:]
-            opened = opened[:-3]
+        opened = self._load_all(unrolled_stages if unrolled else split_stages)
         if unrolled:
             self.sampler = opened[0]
             if self.card.scene_statistics:
@@ -175,6 +168,21 @@ class Fuser(InputPreparation):
         else:
             self.encoder, self.denoiser = opened
             self.files.check_condition(self.encoder.output_names, self.denoiser.input_names)
+
+    def _load_all(self, stages: list[tuple[str, int | None]]) -> list[Backend]:
+        if self.backend_kind == "ort-cpu":  # ONNX Runtime optimises each graph without the GIL: side by side, 0.4 s
+            with ThreadPoolExecutor(max_workers=len(stages)) as pool:  # less start-up
+                return list(pool.map(lambda stage: self._load(*stage), stages))
+        return [self._load(*stage) for stage in stages]  # GPU backends: in this thread, whose CUDA context they use
+
+    @cached_property
+    def staged_graphs(self) -> tuple[Backend, Backend, Backend]:
+        """A staged model's entry, deep and decoder graphs, opened on first use: a run at the default window never
+        uses them (opening them took about 0.5 s of start-up on 2 cores, and their sessions memory)."""
+        if not self.staged:
+            raise ValueError(f"{self.files.root}: this model runs no staged graphs here")
+        entry, deep, decoder = self._load_all([(stage, 1) for stage in STAGED_STAGES])
+        return entry, deep, decoder
 
     @property
     def name(self) -> str:
@@ -199,18 +207,18 @@ class Fuser(InputPreparation):
                     last: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Stage 1 of a staged model over a batch: (entry, pooled), the deep levels' inputs (ddrf.model.staged);
         `last`: the scene's last stage-1 window (the session's memory is released after it)."""
-        out = self.entry_graph.run({"lms": lms, "pan": pan, "noise": noise, **context}, release=last)
+        out = self.staged_graphs[0].run({"lms": lms, "pan": pan, "noise": noise, **context}, release=last)
         return out["entry"], out["pooled"]
 
     def stage_deep(self, entry: np.ndarray, pooled: np.ndarray, context: dict[str, np.ndarray],
                    last: bool = False) -> np.ndarray:
         """Stage 2: the deep levels over (part of) stage 1's map; `last` as for `stage_entry`."""
-        return self.deep_graph.run({"entry": entry, "pooled": pooled, **context}, release=last)["deep"]
+        return self.staged_graphs[1].run({"entry": entry, "pooled": pooled, **context}, release=last)["deep"]
 
     @property
     def stage_channels(self) -> tuple[int, int, int]:
         """Channels of a staged model's maps (entry, pooled, deep), as the graphs that take them declare."""
-        deep_inputs, decoder_inputs = (getattr(g, "input_shapes", {}) for g in (self.deep_graph, self.decoder_graph))
+        deep_inputs, decoder_inputs = (getattr(g, "input_shapes", {}) for g in self.staged_graphs[1:])
         return int(deep_inputs["entry"][1]), int(deep_inputs["pooled"][1]), int(decoder_inputs["deep"][1])
 
     @property
@@ -262,7 +270,7 @@ class Fuser(InputPreparation):
                     deep: np.ndarray | None = None) -> np.ndarray:
         """The sampler over the bands the graphs take at once (without the output margin, if the graph has one)."""
         if deep is not None:
-            fused = self.decoder_graph.run({"lms": lms, "pan": pan, "noise": noise, "deep": deep, **context})["fused"]
+            fused = self.staged_graphs[2].run({"lms": lms, "pan": pan, "noise": noise, "deep": deep, **context})["fused"]
             if on_stage is not None:
                 on_stage("sample")
             return fused
